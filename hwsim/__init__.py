@@ -1,0 +1,32 @@
+"""hwsim: bit-exact reference model of an int8 neural-network accelerator.
+
+    net = hwsim.load("model.tflite")
+    result = net.run(x, trace=True)     # result.outputs, result.trace.tensors, .accumulators
+"""
+from __future__ import annotations
+
+import os
+
+__version__ = "0.1.0"
+
+from .ir import HwsimError, InputError, ModelError  # noqa: E402
+
+
+def load_graph(path: str | os.PathLike):
+    """Read a model file into the graph IR (by extension: .tflite)."""
+    from .frontends.tflite_reader import read_tflite
+    p = os.fspath(path)
+    if p.endswith(".tflite") or not os.path.splitext(p)[1]:
+        return read_tflite(p)
+    raise ModelError(f"{p}: unknown model format (expected a .tflite file)")
+
+
+def load(path: str | os.PathLike, requant_scheme: str = "tflite_double"):
+    """Load and lower a model; returns a :class:`hwsim.engine.Network`."""
+    from .engine import Network
+    from .lower import lower
+    graph = load_graph(path)
+    return Network(lower(graph, requant_scheme), graph)
+
+
+__all__ = ["load", "load_graph", "HwsimError", "InputError", "ModelError", "__version__"]

@@ -1,0 +1,212 @@
+"""Lowering of the MAC layers: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED.
+
+TFLite semantics (reference_integer_ops/{conv,depthwise_conv,fully_connected}.h):
+
+    acc[c]  = bias[c] + sum (w[c, k] - 0) * (x[k] + input_offset),   input_offset = -zp_in
+    out[c]  = clamp(MultiplyByQuantizedMultiplier(acc[c], M[c], e[c]) + zp_out, act_min, act_max)
+    M[c], e[c] = QuantizeMultiplier(double(s_in) * double(s_w[c]) / double(s_out))
+
+Taps that fall into the padding are skipped (they contribute nothing). int16 activations x int8
+weights ("16x8") accumulate in the bias type; with int64 bias TFLite requantizes through its
+int64 MultiplyByQuantizedMultiplier (multiplier reduced to 16 bits).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Op
+from ..registry import lowering
+from . import LoweringContext, REQUANT_SCHEMES
+from ..kernels import conv as _kernels  # noqa: F401  (registers the kernels)
+
+
+def compute_out_size(padding: str, in_size: int, k: int, stride: int, dilation: int) -> int:
+    """TFLite ComputeOutSize."""
+    eff = (k - 1) * dilation + 1
+    if padding == "SAME":
+        return (in_size + stride - 1) // stride
+    return (in_size + stride - eff) // stride
+
+
+def compute_padding(stride: int, dilation: int, in_size: int, k: int, out_size: int) -> int:
+    """TFLite ComputePadding: the top/left padding (any odd extra goes bottom/right)."""
+    eff = (k - 1) * dilation + 1
+    pad = ((out_size - 1) * stride + eff - in_size) // 2
+    return max(pad, 0)
+
+
+def _weights_per_tensor_or_channel(ctx: LoweringContext, op: Op, w_index: int, channels: int,
+                                   axis: int) -> np.ndarray:
+    wt = ctx.tensor(w_index)
+    if wt.quant is None:
+        raise ctx.error(op, f"weights tensor {w_index} '{wt.name}' is not quantized (float "
+                            f"weights are not supported by the integer engine)")
+    if np.any(wt.quant.zero_points != 0):
+        raise ctx.error(op, f"weights tensor {w_index} '{wt.name}' has non-zero zero points; "
+                            f"only symmetric weights are supported")
+    scales = wt.quant.scales.astype(np.float64)
+    if len(scales) == 1:
+        return np.repeat(scales, channels)
+    if len(scales) != channels:
+        raise ctx.error(op, f"weights tensor {w_index} has {len(scales)} scales for {channels} "
+                            f"output channels")
+    return scales
+
+
+def _requant(ctx: LoweringContext, op: Op, x_index: int, w_scales: np.ndarray, out_index: int,
+             acc_int64: bool) -> dict:
+    s_in = np.float64(np.float32(ctx.scale(x_index)))
+    s_out = np.float64(np.float32(ctx.scale(out_index)))
+    reals = s_in * w_scales / s_out
+    params = ctx.requant_params(reals)
+    if acc_int64 and ctx.requant_scheme in ("tflite_double", "tflite_single"):
+        params["scheme"] = REQUANT_SCHEMES["tflite_int64"]
+    act_min, act_max = ctx.activation_range(op, op.attrs.get("fused_activation_function"),
+                                            out_index)
+    params.update(out_zp=ctx.zero_point(out_index), act_min=act_min, act_max=act_max)
+    return params
+
+
+def _check_types(ctx: LoweringContext, op: Op, x_index: int, w_index: int, b_index: int):
+    xt, wt = ctx.tensor(x_index), ctx.tensor(w_index)
+    x_dtype = np.dtype(xt.dtype)
+    if x_dtype not in (np.dtype(np.int8), np.dtype(np.int16)) or \
+            np.dtype(wt.dtype) != np.dtype(np.int8):
+        raise ctx.error(op, f"input {xt.dtype} x weights {wt.dtype} is not supported "
+                            f"(int8 x int8, or int16 x int8)")
+    if np.dtype(ctx.tensor(op.outputs[0]).dtype) != x_dtype:
+        raise ctx.error(op, f"output dtype {ctx.tensor(op.outputs[0]).dtype} differs from the "
+                            f"input's {x_dtype}")
+    bias = None
+    acc_int64 = x_dtype == np.dtype(np.int16)
+    if b_index >= 0:
+        bias = ctx.const(op, b_index)
+        if bias.dtype == np.int32:
+            acc_int64 = False
+        elif bias.dtype == np.int64:
+            acc_int64 = True
+        else:
+            raise ctx.error(op, f"bias dtype {bias.dtype} is not supported (int32 or int64)")
+    if x_dtype == np.dtype(np.int8) and acc_int64:
+        raise ctx.error(op, "int8 input with an int64 bias is not supported")
+    if bias is not None:
+        bias = bias.astype(np.int64 if acc_int64 else np.int32)
+    return bias, acc_int64
+
+
+def _summary(ctx: LoweringContext, x: int, w_scales_len: int, out: int, fused) -> str:
+    w = f"w per-channel({w_scales_len})" if w_scales_len > 1 else "w per-tensor"
+    return (f"in s={ctx.scale(x):.6g} zp={ctx.zero_point(x)} | {w} | out s={ctx.scale(out):.6g} "
+            f"zp={ctx.zero_point(out)}" + (f" | {fused}" if fused and fused != "NONE" else ""))
+
+
+@lowering("CONV_2D")
+def lower_conv2d(op: Op, ctx: LoweringContext):
+    x_i, w_i = op.inputs[0], op.inputs[1]
+    b_i = op.inputs[2] if len(op.inputs) > 2 else -1
+    a = op.attrs
+    w = ctx.const(op, w_i)
+    xs, ys = ctx.tensor(x_i).shape, ctx.tensor(op.outputs[0]).shape
+    if len(xs) != 4 or w.ndim != 4 or len(ys) != 4:
+        raise ctx.error(op, f"expects 4-D NHWC input/output and OHWI weights, got input "
+                            f"{list(xs)}, weights {list(w.shape)}, output {list(ys)}")
+    cout, kh, kw, cin_g = w.shape
+    cin = xs[3]
+    if cin % cin_g or cout % (cin // cin_g):
+        raise ctx.error(op, f"input depth {cin} is not a multiple of the filter depth {cin_g} "
+                            f"(or the groups do not divide {cout} output channels)")
+    groups = cin // cin_g
+    sh, sw = int(a.get("stride_h", 1)), int(a.get("stride_w", 1))
+    dh, dw = int(a.get("dilation_h_factor", 1)), int(a.get("dilation_w_factor", 1))
+    padding = a.get("padding", "VALID")
+    oh = compute_out_size(padding, xs[1], kh, sh, dh)
+    ow = compute_out_size(padding, xs[2], kw, sw, dw)
+    if (xs[0], oh, ow, cout) != tuple(ys):
+        raise ctx.error(op, f"output shape {list(ys)} does not match the computed "
+                            f"{[xs[0], oh, ow, cout]}")
+    pad_top = compute_padding(sh, dh, xs[1], kh, oh) if padding == "SAME" else 0
+    pad_left = compute_padding(sw, dw, xs[2], kw, ow) if padding == "SAME" else 0
+    bias, acc_int64 = _check_types(ctx, op, x_i, w_i, b_i)
+    w_scales = _weights_per_tensor_or_channel(ctx, op, w_i, cout, 0)
+    params = _requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64)
+    params.update(weights=np.ascontiguousarray(w), bias=bias,
+                  input_offset=-ctx.zero_point(x_i), stride_h=sh, stride_w=sw, dilation_h=dh,
+                  dilation_w=dw, pad_top=pad_top, pad_left=pad_left, out_h=oh, out_w=ow,
+                  groups=groups, acc_int64=acc_int64)
+    macs = int(np.prod(ys)) * kh * kw * cin_g
+    return ctx.layer(op, "conv2d", inputs=[x_i], params=params, macs=macs, has_acc=True,
+                     summary=_summary(ctx, x_i, len(ctx.tensor(w_i).quant.scales),
+                                      op.outputs[0], a.get("fused_activation_function")))
+
+
+@lowering("DEPTHWISE_CONV_2D")
+def lower_depthwise(op: Op, ctx: LoweringContext):
+    x_i, w_i = op.inputs[0], op.inputs[1]
+    b_i = op.inputs[2] if len(op.inputs) > 2 else -1
+    a = op.attrs
+    w = ctx.const(op, w_i)
+    xs, ys = ctx.tensor(x_i).shape, ctx.tensor(op.outputs[0]).shape
+    if len(xs) != 4 or w.ndim != 4 or len(ys) != 4 or w.shape[0] != 1:
+        raise ctx.error(op, f"expects 4-D NHWC input/output and [1,KH,KW,C] weights, got input "
+                            f"{list(xs)}, weights {list(w.shape)}, output {list(ys)}")
+    _, kh, kw, cout = w.shape
+    cin = xs[3]
+    dm = int(a.get("depth_multiplier", 1)) or 1
+    if cout != cin * dm:
+        # TFLite derives the multiplier from the shapes when the option disagrees.
+        if cin == 0 or cout % cin:
+            raise ctx.error(op, f"weights have {cout} channels, input {cin}: not a multiple")
+        dm = cout // cin
+    sh, sw = int(a.get("stride_h", 1)), int(a.get("stride_w", 1))
+    dh, dw = int(a.get("dilation_h_factor", 1)), int(a.get("dilation_w_factor", 1))
+    padding = a.get("padding", "VALID")
+    oh = compute_out_size(padding, xs[1], kh, sh, dh)
+    ow = compute_out_size(padding, xs[2], kw, sw, dw)
+    if (xs[0], oh, ow, cout) != tuple(ys):
+        raise ctx.error(op, f"output shape {list(ys)} does not match the computed "
+                            f"{[xs[0], oh, ow, cout]}")
+    pad_top = compute_padding(sh, dh, xs[1], kh, oh) if padding == "SAME" else 0
+    pad_left = compute_padding(sw, dw, xs[2], kw, ow) if padding == "SAME" else 0
+    bias, acc_int64 = _check_types(ctx, op, x_i, w_i, b_i)
+    w_scales = _weights_per_tensor_or_channel(ctx, op, w_i, cout, 3)
+    params = _requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64)
+    params.update(weights=np.ascontiguousarray(w), bias=bias,
+                  input_offset=-ctx.zero_point(x_i), stride_h=sh, stride_w=sw, dilation_h=dh,
+                  dilation_w=dw, pad_top=pad_top, pad_left=pad_left, out_h=oh, out_w=ow,
+                  depth_multiplier=dm, acc_int64=acc_int64)
+    macs = int(np.prod(ys)) * kh * kw
+    return ctx.layer(op, "depthwise_conv2d", inputs=[x_i], params=params, macs=macs,
+                     has_acc=True,
+                     summary=_summary(ctx, x_i, len(ctx.tensor(w_i).quant.scales),
+                                      op.outputs[0], a.get("fused_activation_function")))
+
+
+@lowering("FULLY_CONNECTED")
+def lower_fully_connected(op: Op, ctx: LoweringContext):
+    x_i, w_i = op.inputs[0], op.inputs[1]
+    b_i = op.inputs[2] if len(op.inputs) > 2 else -1
+    a = op.attrs
+    if a.get("weights_format", "DEFAULT") != "DEFAULT":
+        raise ctx.error(op, f"weights_format {a['weights_format']} is not supported")
+    w = ctx.const(op, w_i)
+    if w.ndim != 2:
+        raise ctx.error(op, f"expects 2-D weights [out, in], got {list(w.shape)}")
+    cout, k = w.shape
+    xs, ys = ctx.tensor(x_i).shape, ctx.tensor(op.outputs[0]).shape
+    n_in = int(np.prod(xs)) if xs else 1
+    if k == 0 or n_in % k:
+        raise ctx.error(op, f"input of {n_in} elements is not a multiple of the weights' "
+                            f"depth {k}")
+    batch = n_in // k
+    if int(np.prod(ys)) != batch * cout:
+        raise ctx.error(op, f"output shape {list(ys)} does not hold {batch} x {cout} values")
+    bias, acc_int64 = _check_types(ctx, op, x_i, w_i, b_i)
+    w_scales = _weights_per_tensor_or_channel(ctx, op, w_i, cout, 0)
+    params = _requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64)
+    params.update(weights=np.ascontiguousarray(w), bias=bias,
+                  input_offset=-ctx.zero_point(x_i), batch=batch, depth=k,
+                  out_shape=tuple(ys), acc_int64=acc_int64)
+    return ctx.layer(op, "fully_connected", inputs=[x_i], params=params, macs=batch * cout * k,
+                     has_acc=True,
+                     summary=_summary(ctx, x_i, len(ctx.tensor(w_i).quant.scales),
+                                      op.outputs[0], a.get("fused_activation_function")))
