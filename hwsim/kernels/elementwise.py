@@ -1,1 +1,239 @@
-"""(being written)"""
+"""Kernels of the pooling / reduction / elementwise family (TFLite reference semantics).
+
+Every integer constant comes from the lowering (``hwsim/lower/elementwise.py``); the inner
+loops below only combine them with the primitives of ``hwsim.arith`` (and ``requant_one``, the
+scheme switch of ``hwsim.kernels.requant``: scheme 0 = TFLite double rounding, 1 = single).
+
+Operands that are constant tensors in the graph are carried in ``layer.params`` (key
+``const<k>`` for operand ``k``); the other operands arrive as ``inputs``, in operand order.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ..arith import rounding_divide_by_pot, saturate, wrap_int32
+from ..registry import kernel
+from .requant import requant_one
+
+
+def operands(layer, inputs, count: int) -> list[np.ndarray]:
+    """The ``count`` operands of a layer: runtime inputs merged with its constant operands."""
+    p = layer.params
+    it = iter(inputs)
+    return [p[f"const{k}"] if f"const{k}" in p else next(it) for k in range(count)]
+
+
+# --------------------------------------------------------------------------------------------
+# Pooling: reference_integer_ops::MaxPool / AveragePool (int8, int16)
+# --------------------------------------------------------------------------------------------
+
+@numba.njit(cache=True, parallel=True)
+def _pool2d(x, out, is_avg, filter_h, filter_w, stride_h, stride_w, pad_top, pad_left,
+            act_min, act_max, lowest):
+    batches, in_h, in_w, depth = x.shape
+    _, out_h, out_w, _ = out.shape
+    for row in numba.prange(batches * out_h):
+        b = row // out_h
+        oy = row % out_h
+        y0 = oy * stride_h - pad_top
+        fy0 = max(0, -y0)
+        fy1 = min(filter_h, in_h - y0)
+        for ox in range(out_w):
+            x0 = ox * stride_w - pad_left
+            fx0 = max(0, -x0)
+            fx1 = min(filter_w, in_w - x0)
+            for c in range(depth):
+                if is_avg:
+                    acc = np.int64(0)
+                    count = np.int64(0)
+                    for fy in range(fy0, fy1):
+                        for fx in range(fx0, fx1):
+                            acc += np.int64(x[b, y0 + fy, x0 + fx, c])
+                            count += 1
+                    acc = wrap_int32(acc)  # TFLite's int32 accumulator
+                    # (acc +- count/2) / count with C++ truncating division: round half away
+                    half = count // 2
+                    if acc > 0:
+                        v = (acc + half) // count
+                    else:
+                        v = -((half - acc) // count)
+                else:
+                    v = lowest
+                    for fy in range(fy0, fy1):
+                        for fx in range(fx0, fx1):
+                            e = np.int64(x[b, y0 + fy, x0 + fx, c])
+                            if e > v:
+                                v = e
+                if v < act_min:
+                    v = act_min
+                if v > act_max:
+                    v = act_max
+                out[b, oy, ox, c] = v
+
+
+@kernel("pool2d")
+def run_pool2d(layer, inputs):
+    p = layer.params
+    x = np.ascontiguousarray(inputs[0])
+    out = np.empty((x.shape[0], p["out_h"], p["out_w"], x.shape[3]), dtype=x.dtype)
+    _pool2d(x, out, p["mode"] == 1, p["filter_h"], p["filter_w"], p["stride_h"],
+            p["stride_w"], p["pad_top"], p["pad_left"], np.int64(p["act_min"]),
+            np.int64(p["act_max"]), np.int64(np.iinfo(x.dtype).min))
+    return [out], None
+
+
+# --------------------------------------------------------------------------------------------
+# MEAN: reference_ops::QuantizedMeanOrSum (compute_sum = false)
+# --------------------------------------------------------------------------------------------
+
+@numba.njit(cache=True, parallel=True)
+def _mean_rows(x2d, count, in_zp, multiplier, shift, out_zp, qmin, qmax, scheme, out):
+    rows, n = x2d.shape
+    for r in numba.prange(rows):
+        s = np.int64(0)
+        for k in range(n):
+            s += np.int64(x2d[r, k])
+        # temp_sum is an int32 accumulator; shifted_sum = static_cast<int32>(sum - zp * count)
+        shifted = wrap_int32(wrap_int32(s) - in_zp * count)
+        v = requant_one(shifted, multiplier, shift, scheme, 0) + out_zp
+        if v < qmin:
+            v = qmin
+        if v > qmax:
+            v = qmax
+        out[r] = v
+
+
+@kernel("mean")
+def run_mean(layer, inputs):
+    p = layer.params
+    x = inputs[0]
+    kept, reduced = p["kept_axes"], p["reduced_axes"]
+    xt = np.ascontiguousarray(np.transpose(x, kept + reduced)) if reduced else x
+    rows = int(np.prod([x.shape[a] for a in kept], dtype=np.int64))
+    x2d = xt.reshape(rows, p["count"])
+    out = np.empty(rows, dtype=x.dtype)
+    _mean_rows(x2d, np.int64(p["count"]), np.int64(p["in_zp"]), np.int64(p["multiplier"]),
+               np.int64(p["shift"]), np.int64(p["out_zp"]), np.int64(p["qmin"]),
+               np.int64(p["qmax"]), np.int64(p["scheme"]), out)
+    return [out.reshape(p["out_shape"])], None
+
+
+# --------------------------------------------------------------------------------------------
+# ADD / SUB / MUL on flat, already broadcast operands
+# --------------------------------------------------------------------------------------------
+
+@numba.njit(cache=True, parallel=True)
+def _add_sub_general(a, b, out, is_sub, off1, off2, left_shift, m1, s1, m2, s2, mo, so,
+                     out_off, act_min, act_max, scheme):
+    """AddFunc / BroadcastQuantSubSlow: rescale both inputs to a common scale, add, rescale."""
+    for i in numba.prange(a.shape[0]):
+        x1 = wrap_int32((off1 + np.int64(a[i])) << left_shift)
+        x2 = wrap_int32((off2 + np.int64(b[i])) << left_shift)
+        y1 = requant_one(x1, m1, s1, scheme, 0)
+        y2 = requant_one(x2, m2, s2, scheme, 0)
+        raw = wrap_int32(y1 - y2) if is_sub else wrap_int32(y1 + y2)
+        v = requant_one(raw, mo, so, scheme, 0) + out_off
+        if v < act_min:
+            v = act_min
+        if v > act_max:
+            v = act_max
+        out[i] = v
+
+
+@numba.njit(cache=True, parallel=True)
+def _add_sub_pot16(a, b, out, is_sub, rshift1, rshift2, act_min, act_max):
+    """int16 power-of-two path: RoundingDivideByPOT on one input, saturating add/sub, clamp."""
+    for i in numba.prange(a.shape[0]):
+        x1 = rounding_divide_by_pot(a[i], rshift1)
+        x2 = rounding_divide_by_pot(b[i], rshift2)
+        v = saturate(x1 - x2 if is_sub else x1 + x2, 16)
+        if v < act_min:
+            v = act_min
+        if v > act_max:
+            v = act_max
+        out[i] = v
+
+
+@numba.njit(cache=True, parallel=True)
+def _mul(a, b, out, off1, off2, multiplier, shift, out_off, act_min, act_max, scheme):
+    """MulElementwise: MultiplyByQuantizedMultiplier((a + off1) * (b + off2)) + out_off."""
+    for i in numba.prange(a.shape[0]):
+        prod = wrap_int32((off1 + np.int64(a[i])) * (off2 + np.int64(b[i])))
+        v = requant_one(prod, multiplier, shift, scheme, 0) + out_off
+        if v < act_min:
+            v = act_min
+        if v > act_max:
+            v = act_max
+        out[i] = v
+
+
+def _broadcast_flat(a: np.ndarray, b: np.ndarray, out_shape) -> tuple[np.ndarray, np.ndarray]:
+    """Both operands expanded to the output shape (numpy broadcasting = TFLite's), flattened."""
+    a = np.ascontiguousarray(np.broadcast_to(a, out_shape)).reshape(-1)
+    b = np.ascontiguousarray(np.broadcast_to(b, out_shape)).reshape(-1)
+    return a, b
+
+
+@kernel("add_sub")
+def run_add_sub(layer, inputs):
+    p = layer.params
+    a, b = operands(layer, inputs, 2)
+    out_shape = tuple(p["out_shape"])
+    a, b = _broadcast_flat(a, b, out_shape)
+    out = np.empty(a.shape[0], dtype=a.dtype)
+    if p["pot"]:
+        _add_sub_pot16(a, b, out, p["is_sub"], np.int64(p["rshift1"]), np.int64(p["rshift2"]),
+                       np.int64(p["act_min"]), np.int64(p["act_max"]))
+    else:
+        _add_sub_general(a, b, out, p["is_sub"], np.int64(p["input1_offset"]),
+                         np.int64(p["input2_offset"]), np.int64(p["left_shift"]),
+                         np.int64(p["input1_multiplier"]), np.int64(p["input1_shift"]),
+                         np.int64(p["input2_multiplier"]), np.int64(p["input2_shift"]),
+                         np.int64(p["output_multiplier"]), np.int64(p["output_shift"]),
+                         np.int64(p["output_offset"]), np.int64(p["act_min"]),
+                         np.int64(p["act_max"]), np.int64(p["scheme"]))
+    return [out.reshape(out_shape)], None
+
+
+@kernel("mul")
+def run_mul(layer, inputs):
+    p = layer.params
+    a, b = operands(layer, inputs, 2)
+    out_shape = tuple(p["out_shape"])
+    a, b = _broadcast_flat(a, b, out_shape)
+    out = np.empty(a.shape[0], dtype=a.dtype)
+    _mul(a, b, out, np.int64(p["input1_offset"]), np.int64(p["input2_offset"]),
+         np.int64(p["output_multiplier"]), np.int64(p["output_shift"]),
+         np.int64(p["output_offset"]), np.int64(p["act_min"]), np.int64(p["act_max"]),
+         np.int64(p["scheme"]))
+    return [out.reshape(out_shape)], None
+
+
+# --------------------------------------------------------------------------------------------
+# CONCATENATION: reference_ops::Concatenation (a copy; TFLite does not rescale int8/int16)
+# --------------------------------------------------------------------------------------------
+
+@numba.njit(cache=True)
+def _copy_columns(src2d, dst2d, col0):
+    rows, cols = src2d.shape
+    for r in range(rows):
+        for k in range(cols):
+            dst2d[r, col0 + k] = src2d[r, k]
+
+
+@kernel("concat")
+def run_concat(layer, inputs):
+    p = layer.params
+    parts = operands(layer, inputs, p["num_inputs"])
+    axis = p["axis"]
+    out_shape = tuple(p["out_shape"])
+    outer = int(np.prod(out_shape[:axis], dtype=np.int64))
+    inner_out = int(np.prod(out_shape[axis:], dtype=np.int64))
+    out = np.empty((outer, inner_out), dtype=parts[0].dtype)
+    col = 0
+    for t in parts:
+        t2 = np.ascontiguousarray(t).reshape(outer, -1) if t.size else t.reshape(outer, 0)
+        _copy_columns(t2, out, col)
+        col += t2.shape[1]
+    return [out.reshape(out_shape)], None

@@ -15,7 +15,7 @@ from ..program import Layer, Program, TensorInfo
 
 # Requantization schemes the engine's requant kernel implements (hwsim.kernels.requant).
 REQUANT_SCHEMES = {"tflite_double": 0, "tflite_single": 1, "tflite_int64": 2, "mult_shift": 3,
-                   "shift_only": 4}
+                   "shift_only": 4, "double_round": 5}
 
 QRANGE = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255),
           np.dtype(np.int16): (-32768, 32767), np.dtype(np.int32): (-2**31, 2**31 - 1)}

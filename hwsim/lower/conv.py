@@ -9,6 +9,12 @@ TFLite semantics (reference_integer_ops/{conv,depthwise_conv,fully_connected}.h)
 Taps that fall into the padding are skipped (they contribute nothing). int16 activations x int8
 weights ("16x8") accumulate in the bias type; with int64 bias TFLite requantizes through its
 int64 MultiplyByQuantizedMultiplier (multiplier reduced to 16 bits).
+
+FULLY_CONNECTED is the exception: TFLite's fully_connected.cc hands the float scales to the
+reference kernels under kReference, which requantize in double precision:
+    out[c] = clamp(int32(round(double(acc[c]) * real[c])) + zp_out, act_min, act_max)
+(requant scheme ``double_round``). The optimized kernels use the Q31 multiplier instead, which is
+one reason TFLite's optimized and reference outputs differ.
 """
 from __future__ import annotations
 
@@ -54,12 +60,17 @@ def _weights_per_tensor_or_channel(ctx: LoweringContext, op: Op, w_index: int, c
 
 
 def _requant(ctx: LoweringContext, op: Op, x_index: int, w_scales: np.ndarray, out_index: int,
-             acc_int64: bool) -> dict:
+             acc_int64: bool, double_round: bool = False) -> dict:
     s_in = np.float64(np.float32(ctx.scale(x_index)))
     s_out = np.float64(np.float32(ctx.scale(out_index)))
     reals = s_in * w_scales / s_out
     params = ctx.requant_params(reals)
-    if acc_int64 and ctx.requant_scheme in ("tflite_double", "tflite_single"):
+    tflite = ctx.requant_scheme in ("tflite_double", "tflite_single")
+    if double_round and tflite:
+        # TFLite's reference FULLY_CONNECTED requantizes in double: round(double(acc) * real).
+        params["scheme"] = REQUANT_SCHEMES["double_round"]
+        params["real_multiplier"] = reals.astype(np.float64)
+    elif acc_int64 and tflite:
         params["scheme"] = REQUANT_SCHEMES["tflite_int64"]
     act_min, act_max = ctx.activation_range(op, op.attrs.get("fused_activation_function"),
                                             out_index)
@@ -202,7 +213,7 @@ def lower_fully_connected(op: Op, ctx: LoweringContext):
         raise ctx.error(op, f"output shape {list(ys)} does not hold {batch} x {cout} values")
     bias, acc_int64 = _check_types(ctx, op, x_i, w_i, b_i)
     w_scales = _weights_per_tensor_or_channel(ctx, op, w_i, cout, 0)
-    params = _requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64)
+    params = _requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64, double_round=True)
     params.update(weights=np.ascontiguousarray(w), bias=bias,
                   input_offset=-ctx.zero_point(x_i), batch=batch, depth=k,
                   out_shape=tuple(ys), acc_int64=acc_int64)

@@ -1,0 +1,7 @@
+"""``python -m hwsim ...``: the same as the ``hwsim`` command."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""AccelConfig: the description of an accelerator, from YAML, validated key by key.
+
+Every error names the key (dotted path), the value and the allowed values. ``load_config``
+takes a YAML path or the name of a shipped preset (``hwsim/presets/<name>.yaml``).
+See docs/config.md for every key.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..arith import ROUNDING_MODES
+from ..ir import HwsimError
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+
+class ConfigError(HwsimError):
+    """A bad accelerator configuration (unknown key, wrong type, value out of range)."""
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    rows: int = 16  # PE rows
+    cols: int = 16  # PE columns
+    dataflow: str = "output_stationary"  # or weight_stationary
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    input_bits: int = 8
+    input_signed: bool = True
+    weight_bits: int = 8
+    weight_signed: bool = True
+    output_bits: int = 8
+    output_signed: bool = True
+
+
+@dataclass(frozen=True)
+class AccumulatorConfig:
+    bits: int = 32
+    overflow: str = "wrap"  # or saturate: applied to every addition
+    bias_first: bool = True  # the accumulator starts at the bias (else bias added last)
+
+
+@dataclass(frozen=True)
+class RequantConfig:
+    scheme: str = "tflite_double"  # tflite_single | mult_shift | shift_only
+    multiplier_bits: int = 32  # mult_shift: signed multiplier width (sign bit included)
+    shift_bits: int = 6  # right shift field width: shifts 0 .. 2^shift_bits - 1
+    rounding: str = "half_away_from_zero"  # mult_shift / shift_only rounding of the shift
+    per_channel: bool = True
+    zero_point: bool = True  # the unit adds an output zero point
+    activations: tuple[str, ...] = ("none", "relu", "relu6", "relu_n1_to_1")
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    word_bits: int = 64
+    depth: int = 65536  # words
+    lanes: int = 8  # elements per word
+    lane_order: str = "lsb_first"
+    align_words: int = 1  # each layer's region starts at a multiple of this
+    banks: int = 1
+
+
+@dataclass(frozen=True)
+class MemoriesConfig:
+    weights: MemoryConfig = MemoryConfig(word_bits=128, depth=65536, lanes=16)
+    bias: MemoryConfig = MemoryConfig(word_bits=32, depth=4096, lanes=1)
+    requant: MemoryConfig = MemoryConfig(word_bits=64, depth=4096, lanes=1)
+    activations: MemoryConfig = MemoryConfig(word_bits=64, depth=262144, lanes=8)
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    name: str = "custom"
+    description: str = ""
+    array: ArrayConfig = ArrayConfig()
+    data: DataConfig = DataConfig()
+    accumulator: AccumulatorConfig = AccumulatorConfig()
+    requant: RequantConfig = RequantConfig()
+    memories: MemoriesConfig = MemoriesConfig()
+    source: str = field(default="", compare=False)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("source")
+        d["requant"]["activations"] = list(d["requant"]["activations"])
+        return d
+
+
+# ---- validation -------------------------------------------------------------------------
+ALLOWED = {
+    "array.dataflow": ("output_stationary", "weight_stationary"),
+    "accumulator.overflow": ("wrap", "saturate"),
+    "requant.scheme": ("tflite_double", "tflite_single", "mult_shift", "shift_only"),
+    "requant.rounding": tuple(ROUNDING_MODES),
+    "requant.activations": ("none", "relu", "relu6", "relu_n1_to_1", "leaky_relu"),
+    "lane_order": ("lsb_first", "msb_first"),
+}
+RANGES = {
+    "array.rows": (1, 1024), "array.cols": (1, 1024),
+    "data.input_bits": (4, 16), "data.weight_bits": (4, 16), "data.output_bits": (4, 16),
+    "accumulator.bits": (8, 64),
+    "requant.multiplier_bits": (2, 32), "requant.shift_bits": (1, 6),
+    "word_bits": (1, 1024), "depth": (1, 1 << 30), "lanes": (1, 1024), "align_words": (1, 1 << 20),
+    "banks": (1, 256),
+}
+
+
+def _where(src: str, key: str) -> str:
+    return f"{src}: {key}" if src else key
+
+
+def _build(cls, data, prefix: str, src: str):
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{_where(src, prefix or 'top level')}: expected a mapping, got "
+                          f"{type(data).__name__}")
+    fields = cls.__dataclass_fields__
+    unknown = sorted(set(data) - set(fields) - {"source"})
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"{_where(src, key)}: unknown key; allowed keys"
+                          f"{' under ' + prefix if prefix else ''}: "
+                          f"{', '.join(k for k in fields if k != 'source')}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name == "source" or name not in data:
+            continue
+        key = f"{prefix}.{name}" if prefix else name
+        value = data[name]
+        default = f.default if f.default is not f.default_factory else None
+        if hasattr(default, "__dataclass_fields__"):
+            kwargs[name] = _build(type(default), value, key, src)
+            continue
+        kwargs[name] = _check_value(key, value, default, src)
+    return cls(**kwargs)
+
+
+def _check_value(key: str, value, default, src: str):
+    leaf = key.rsplit(".", 1)[-1]
+    rkey = key if key in RANGES else leaf
+    akey = key if key in ALLOWED else leaf
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{_where(src, key)}: {value!r} is not a boolean (true/false)")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{_where(src, key)}: {value!r} is not an integer")
+        if rkey in RANGES:
+            lo, hi = RANGES[rkey]
+            if not lo <= value <= hi:
+                raise ConfigError(f"{_where(src, key)}: {value} is out of range [{lo}, {hi}]")
+        return value
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{_where(src, key)}: expected a list")
+        for v in value:
+            if akey in ALLOWED and v not in ALLOWED[akey]:
+                raise ConfigError(f"{_where(src, key)}: {v!r} is not allowed; allowed values: "
+                                  f"{', '.join(ALLOWED[akey])}")
+        return tuple(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{_where(src, key)}: {value!r} is not a string")
+        if akey in ALLOWED and value not in ALLOWED[akey]:
+            raise ConfigError(f"{_where(src, key)}: {value!r} is not allowed; allowed values: "
+                              f"{', '.join(ALLOWED[akey])}")
+        return value
+    return value
+
+
+def _cross_checks(cfg: AccelConfig, src: str) -> None:
+    for mname in ("weights", "bias", "requant", "activations"):
+        m = getattr(cfg.memories, mname)
+        if m.word_bits % m.lanes:
+            raise ConfigError(f"{_where(src, f'memories.{mname}.lanes')}: {m.lanes} lanes do "
+                              f"not divide word_bits {m.word_bits}")
+    w = cfg.memories.weights
+    if w.word_bits // w.lanes < cfg.data.weight_bits:
+        raise ConfigError(f"{_where(src, 'memories.weights.lanes')}: {w.lanes} lanes of "
+                          f"{w.word_bits // w.lanes} bits cannot hold {cfg.data.weight_bits}-bit "
+                          f"weights")
+    a = cfg.memories.activations
+    if a.word_bits // a.lanes < max(cfg.data.input_bits, cfg.data.output_bits):
+        raise ConfigError(f"{_where(src, 'memories.activations.lanes')}: {a.lanes} lanes of "
+                          f"{a.word_bits // a.lanes} bits cannot hold the activations")
+    if cfg.requant.scheme.startswith("tflite") and cfg.accumulator.bits < 32:
+        pass  # allowed: the accumulator is narrow, the requant unit still TFLite's
+
+
+def config_from_dict(data: dict, source: str = "") -> AccelConfig:
+    cfg = _build(AccelConfig, data, "", source)
+    cfg = AccelConfig(**{**{k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+                         "source": source})
+    _cross_checks(cfg, source)
+    return cfg
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_config(spec: str | os.PathLike | AccelConfig | None) -> AccelConfig:
+    """A YAML path, a preset name, an AccelConfig, or None (the `tflite-int8` preset)."""
+    if isinstance(spec, AccelConfig):
+        return spec
+    if spec is None:
+        spec = "tflite-int8"
+    s = os.fspath(spec)
+    path = Path(s)
+    if not path.exists():
+        preset = PRESET_DIR / f"{s}.yaml"
+        if preset.exists():
+            path = preset
+        elif s.endswith((".yaml", ".yml")) or os.sep in s:
+            raise ConfigError(f"{s}: no such file")
+        else:
+            raise ConfigError(f"{s}: neither a YAML file nor a preset; presets: "
+                              f"{', '.join(preset_names())}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    return config_from_dict(copy.deepcopy(data) or {}, str(path))

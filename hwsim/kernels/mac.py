@@ -1,0 +1,1126 @@
+"""Exact MAC kernels: accumulators of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED.
+
+The integers returned are those of TFLite's reference integer kernels *before*
+requantization::
+
+    acc[n, oy, ox, oc] = bias[oc] + sum over taps inside the input of (x + input_offset) * w
+
+Taps that fall into the padding are skipped (they contribute nothing).  int8
+activations give int32 accumulators (wrapping modulo 2**32 exactly like the
+reference, should a sum ever overflow), int16 activations (16x8 mode) give
+int64 accumulators.
+
+Two implementations of each operation:
+
+* ``*_acc_reference`` - plain njit loops with int64 accumulation; obviously right.
+* the public ``*_acc`` functions - the fast path.  Per call and per work item
+  (a band of output rows x a range of output channels) the input rows a band needs
+  are converted into a small int16 buffer holding ``x + input_offset``, with the
+  padding written as 0 (so skipped taps contribute nothing with no special
+  case) and the channels padded to an even count (conv / FC) or to a multiple
+  of 16 (depthwise).  The products are then done with ``vpmaddwd`` (int16 x
+  int16 pairs -> int32) through small LLVM intrinsics: conv / FC as an
+  implicit GEMM with a 4 pixel x 16 channel register tile (broadcast an
+  activation pair, multiply-add with 16 packed filters), depthwise by pairing
+  two taps of the same channel.  ``(x + input_offset)`` lies in [-255, 255]
+  and ``w`` in [-128, 127], so every pair sum is exact in int32.  In 16x8
+  mode a pair sum is at most 2**23, so int32 partial sums over at most 255 pairs
+  are exact and are added into the int64 result.
+
+Weights can be packed once at model-load time with the ``pack_*`` functions; the
+public functions accept either the raw TFLite weight array or the packed form.
+
+The fast path is used whenever it is exact; the only cases handed to the reference
+path are 16x8 with a non-zero input offset (TFLite requires a zero point of 0
+there) and a depthwise kernel with more than 510 taps in 16x8 mode.
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import binding as _llvm_binding
+from llvmlite import ir
+from numba import get_num_threads, njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+__all__ = [
+    "conv2d_acc",
+    "conv2d_acc_reference",
+    "depthwise_conv2d_acc",
+    "depthwise_conv2d_acc_reference",
+    "fully_connected_acc",
+    "fully_connected_acc_reference",
+    "pack_conv2d_weights",
+    "pack_depthwise_weights",
+    "pack_fully_connected_weights",
+    "PackedConvWeights",
+    "PackedDepthwiseWeights",
+]
+
+_NJ = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+
+# ---------------------------------------------------------------------------
+# SIMD vector values for numba: <16 x i16>, <8 x i32>, <8 x i64>
+# ---------------------------------------------------------------------------
+
+
+class _VecType(types.Type):
+    def __init__(self, bits, lanes):
+        self.bits = bits
+        self.lanes = lanes
+        super().__init__(name=f"hwsim_vec_i{bits}x{lanes}")
+
+
+_i16x16 = _VecType(16, 16)
+_i32x8 = _VecType(32, 8)
+_i64x8 = _VecType(64, 8)
+
+
+@register_model(_VecType)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(ir.IntType(fe_type.bits), fe_type.lanes))
+
+
+def _host_has_avx2() -> bool:
+    try:
+        return "+avx2" in _llvm_binding.get_host_cpu_features().flatten().split(",")
+    except Exception:  # pragma: no cover - unknown host
+        return False
+
+
+_HAVE_AVX2 = _host_has_avx2()
+_I32 = ir.IntType(32)
+_V16 = ir.VectorType(ir.IntType(16), 16)
+_V8 = ir.VectorType(_I32, 8)
+
+
+def _elem_ptr(context, builder, arrty, arr, idx, elty):
+    a = context.make_array(arrty)(context, builder, arr)
+    return builder.bitcast(builder.gep(a.data, [idx]), elty.as_pointer())
+
+
+def _mask(vals):
+    return ir.Constant(ir.VectorType(_I32, len(vals)), list(vals))
+
+
+@intrinsic
+def _vload16(typingctx, arr, idx):
+    """<16 x i16> loaded (unaligned) from int16 array ``arr`` at element ``idx``."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _elem_ptr(context, builder, sig.args[0], args[0], args[1], _V16)
+        return builder.load(p, align=2)
+
+    return _i16x16(arr, idx), codegen
+
+
+@intrinsic
+def _vbcast_pair(typingctx, arr, idx):
+    """The int16 pair arr[idx], arr[idx+1] repeated 8 times as <16 x i16>."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _elem_ptr(context, builder, sig.args[0], args[0], args[1], _I32)
+        v = builder.load(p, align=2)
+        u = builder.insert_element(ir.Constant(_V8, ir.Undefined), v, ir.Constant(_I32, 0))
+        s = builder.shuffle_vector(u, ir.Constant(_V8, ir.Undefined), _mask([0] * 8))
+        return builder.bitcast(s, _V16)
+
+    return _i16x16(arr, idx), codegen
+
+
+def _madd_ir(context, builder, a, b):
+    if _HAVE_AVX2:
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_V8, [_V16, _V16]), "llvm.x86.avx2.pmadd.wd"
+        )
+        return builder.call(fn, [a, b])
+    # portable form (correct everywhere; LLVM may or may not turn it into pmaddwd)
+    u = ir.Constant(_V16, ir.Undefined)
+    ev, od = _mask(range(0, 16, 2)), _mask(range(1, 16, 2))
+    ae = builder.sext(builder.shuffle_vector(a, u, ev), _V8)
+    ao = builder.sext(builder.shuffle_vector(a, u, od), _V8)
+    be = builder.sext(builder.shuffle_vector(b, u, ev), _V8)
+    bo = builder.sext(builder.shuffle_vector(b, u, od), _V8)
+    return builder.add(builder.mul(ae, be), builder.mul(ao, bo))
+
+
+@intrinsic
+def _vmadd_acc(typingctx, acc, a, b):
+    """acc + pmaddwd(a, b): int32 lane i += a[2i]*b[2i] + a[2i+1]*b[2i+1]."""
+    if acc != _i32x8 or a != _i16x16 or b != _i16x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.add(args[0], _madd_ir(context, builder, args[1], args[2]))
+
+    return _i32x8(acc, a, b), codegen
+
+
+@intrinsic
+def _vzero32(typingctx):
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_V8, [0] * 8)
+
+    return _i32x8(), codegen
+
+
+@intrinsic
+def _vunpack_lo(typingctx, a, b):
+    """vpunpcklwd: per 128-bit lane interleave the low 4 words of a and b."""
+    if a != _i16x16 or b != _i16x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        m = [0, 16, 1, 17, 2, 18, 3, 19, 8, 24, 9, 25, 10, 26, 11, 27]
+        return builder.shuffle_vector(args[0], args[1], _mask(m))
+
+    return _i16x16(a, b), codegen
+
+
+@intrinsic
+def _vunpack_hi(typingctx, a, b):
+    """vpunpckhwd: per 128-bit lane interleave the high 4 words of a and b."""
+    if a != _i16x16 or b != _i16x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        m = [4, 20, 5, 21, 6, 22, 7, 23, 12, 28, 13, 29, 14, 30, 15, 31]
+        return builder.shuffle_vector(args[0], args[1], _mask(m))
+
+    return _i16x16(a, b), codegen
+
+
+@intrinsic
+def _vperm_lo(typingctx, a, b):
+    """Low 128 bits of a, then low 128 bits of b (vperm2i128 0x20)."""
+    if a != _i32x8 or b != _i32x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[1], _mask([0, 1, 2, 3, 8, 9, 10, 11]))
+
+    return _i32x8(a, b), codegen
+
+
+@intrinsic
+def _vperm_hi(typingctx, a, b):
+    """High 128 bits of a, then high 128 bits of b (vperm2i128 0x31)."""
+    if a != _i32x8 or b != _i32x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[1], _mask([4, 5, 6, 7, 12, 13, 14, 15]))
+
+    return _i32x8(a, b), codegen
+
+
+@intrinsic
+def _vload_x16(typingctx, arr, idx):
+    """16 elements of an int8 / int16 array from ``idx`` as <16 x i16> (int8 sign-extended)."""
+    if not (isinstance(arr, types.Array) and arr.dtype in (types.int8, types.int16)):
+        return None
+    bits = arr.dtype.bitwidth
+
+    def codegen(context, builder, sig, args):
+        lt = ir.VectorType(ir.IntType(bits), 16)
+        p = _elem_ptr(context, builder, sig.args[0], args[0], args[1], lt)
+        v = builder.load(p, align=1)
+        return builder.sext(v, _V16) if bits == 8 else v
+
+    return _i16x16(arr, idx), codegen
+
+
+@intrinsic
+def _vadd16s(typingctx, v, s):
+    """v + s in every int16 lane (wrapping)."""
+    if v != _i16x16 or not isinstance(s, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        sv = builder.trunc(args[1], ir.IntType(16)) if sig.args[1].bitwidth > 16 else args[1]
+        u = builder.insert_element(ir.Constant(_V16, ir.Undefined), sv, ir.Constant(_I32, 0))
+        sp = builder.shuffle_vector(u, ir.Constant(_V16, ir.Undefined), _mask([0] * 16))
+        return builder.add(args[0], sp)
+
+    return _i16x16(v, s), codegen
+
+
+@intrinsic
+def _vstore16(typingctx, arr, idx, v):
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int16) or v != _i16x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _elem_ptr(context, builder, sig.args[0], args[0], args[1], _V16)
+        builder.store(args[2], p, align=2)
+        return context.get_dummy_value()
+
+    return types.none(arr, idx, v), codegen
+
+
+@intrinsic
+def _vzero16(typingctx):
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_V16, [0] * 16)
+
+    return _i16x16(), codegen
+
+
+@intrinsic
+def _vadd32(typingctx, a, b):
+    if a != _i32x8 or b != _i32x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.add(args[0], args[1])
+
+    return _i32x8(a, b), codegen
+
+
+@intrinsic
+def _vstore_acc(typingctx, out, oidx, v, bias, bidx, first, nv):
+    """out[oidx + i] = (bias[bidx + i] if first else out[oidx + i]) + v[i] for i < min(nv, 8).
+
+    ``out`` and ``bias`` are both int32 or both int64 (then the int32 lanes of v are
+    sign-extended).  Eight lanes go as one vector load/add/store.
+    """
+    if not (isinstance(out, types.Array) and isinstance(bias, types.Array)):
+        return None
+    if out.dtype not in (types.int32, types.int64) or bias.dtype != out.dtype or v != _i32x8:
+        return None
+    bits = out.dtype.bitwidth
+
+    def codegen(context, builder, sig, args):
+        aout, aoidx, av, abias, abidx, afirst, anv = args
+        st = ir.IntType(bits)
+        vt = ir.VectorType(st, 8)
+        i64 = ir.IntType(64)
+        oidx = context.cast(builder, aoidx, sig.args[1], types.int64)
+        bidx = context.cast(builder, abidx, sig.args[4], types.int64)
+        nv = context.cast(builder, anv, sig.args[6], types.int64)
+        first = context.cast(builder, afirst, sig.args[5], types.boolean)
+        vw = builder.sext(av, vt) if bits == 64 else av
+        full = builder.icmp_signed(">=", nv, ir.Constant(i64, 8))
+        with builder.if_else(full, likely=True) as (then, otherwise):
+            with then:
+                po = _elem_ptr(context, builder, sig.args[0], aout, oidx, vt)
+                pb = _elem_ptr(context, builder, sig.args[3], abias, bidx, vt)
+                base = builder.load(builder.select(first, pb, po), align=bits // 8)
+                builder.store(builder.add(base, vw), po, align=bits // 8)
+            with otherwise:
+                for i in range(8):
+                    ci = ir.Constant(i64, i)
+                    with builder.if_then(builder.icmp_signed("<", ci, nv)):
+                        po = _elem_ptr(context, builder, sig.args[0], aout, builder.add(oidx, ci), st)
+                        pb = _elem_ptr(context, builder, sig.args[3], abias, builder.add(bidx, ci), st)
+                        base = builder.load(builder.select(first, pb, po))
+                        builder.store(builder.add(base, builder.extract_element(vw, ir.Constant(_I32, i))), po)
+        return context.get_dummy_value()
+
+    return types.none(out, oidx, v, bias, bidx, first, nv), codegen
+
+
+# ---------------------------------------------------------------------------
+# Reference kernels (plain loops, int64 accumulation)
+# ---------------------------------------------------------------------------
+
+
+@njit(**_NJ)
+def _conv_ref_kernel(x, w, bias, off, sh, sw, dh, dw, pt, pl, oh, ow, groups, out):
+    N, H, W, _ = x.shape
+    Cout, KH, KW, Cg = w.shape
+    fpg = Cout // groups
+    for n in range(N):
+        for oy in range(oh):
+            for ox in range(ow):
+                for oc in range(Cout):
+                    c0 = (oc // fpg) * Cg
+                    s = np.int64(bias[oc])
+                    for ky in range(KH):
+                        iy = oy * sh - pt + ky * dh
+                        if iy < 0 or iy >= H:
+                            continue
+                        for kx in range(KW):
+                            ix = ox * sw - pl + kx * dw
+                            if ix < 0 or ix >= W:
+                                continue
+                            for c in range(Cg):
+                                s += (np.int64(x[n, iy, ix, c0 + c]) + off) * np.int64(w[oc, ky, kx, c])
+                    out[n, oy, ox, oc] = s
+
+
+@njit(**_NJ)
+def _dw_ref_kernel(x, w, bias, off, sh, sw, dh, dw, pt, pl, oh, ow, dm, out):
+    N, H, W, C = x.shape
+    _, KH, KW, Cout = w.shape
+    for n in range(N):
+        for oy in range(oh):
+            for ox in range(ow):
+                for oc in range(Cout):
+                    ic = oc // dm
+                    s = np.int64(bias[oc])
+                    for ky in range(KH):
+                        iy = oy * sh - pt + ky * dh
+                        if iy < 0 or iy >= H:
+                            continue
+                        for kx in range(KW):
+                            ix = ox * sw - pl + kx * dw
+                            if ix < 0 or ix >= W:
+                                continue
+                            s += (np.int64(x[n, iy, ix, ic]) + off) * np.int64(w[0, ky, kx, oc])
+                    out[n, oy, ox, oc] = s
+
+
+@njit(**_NJ)
+def _fc_ref_kernel(x, w, bias, off, out):
+    B, K = x.shape
+    Cout = w.shape[0]
+    for b in range(B):
+        for o in range(Cout):
+            s = np.int64(bias[o])
+            for k in range(K):
+                s += (np.int64(x[b, k]) + off) * np.int64(w[o, k])
+            out[b, o] = s
+
+
+# ---------------------------------------------------------------------------
+# Work splitting and band buffers
+# ---------------------------------------------------------------------------
+
+
+@njit(**_NJ)
+def _plan(N, oh, ow, nblocks, nthreads, target_pix):
+    """Return (bands per image, channel-block groups) for the parallel loop."""
+    rows = max(1, min(oh, (target_pix + ow - 1) // ow))
+    nb = (oh + rows - 1) // rows
+    want = 4 * nthreads
+    if N * nb < want and nthreads > 1:
+        # more bands (down to one row each), then split the output channels
+        nb = min(oh, max(nb, (want + N - 1) // N))
+    ng = 1
+    if N * nb < want and nthreads > 1:
+        ng = min(nblocks, (want + N * nb - 1) // (N * nb))
+    return nb, max(ng, 1)
+
+
+@njit(inline="always", **_NJ)
+def _zero_run(buf, start, n):
+    z = _vzero16()
+    i = 0
+    while i + 16 <= n:
+        _vstore16(buf, start + i, z)
+        i += 16
+    while i < n:
+        buf[start + i] = 0
+        i += 1
+
+
+@njit(inline="always", **_NJ)
+def _convert_run(buf, d0, src, s0, n, off):
+    """buf[d0:d0+n] = src[s0:s0+n] + off as int16."""
+    i = 0
+    while i + 16 <= n:
+        _vstore16(buf, d0 + i, _vadd16s(_vload_x16(src, s0 + i), off))
+        i += 16
+    while i < n:
+        buf[d0 + i] = np.int16(src[s0 + i] + off)
+        i += 1
+
+
+@njit(**_NJ)
+def _fill_band(x, n, iy0, rows_in, pl, Wp, C, G, Cg, Cg2, dm, Cb, off, buf):
+    """buf[r, c, :] = x[n, iy0 + r, c - pl, :] + off (int16), 0 outside the input.
+
+    Channels are laid out per group with Cg2 slots per group (conv, dm == 1), or
+    expanded by the depth multiplier (depthwise: slot oc holds channel oc // dm);
+    slots past the real channels are 0.  Cb = channel slots per pixel.
+    """
+    H = x.shape[1]
+    W = x.shape[2]
+    xf = x.reshape(x.size)
+    c_lo = min(max(pl, 0), Wp)  # first buffer column inside the input
+    c_hi = max(c_lo, min(Wp, W + pl))
+    rowlen = Wp * Cb
+    for r in range(rows_in):
+        iy = iy0 + r
+        rb = r * rowlen
+        if iy < 0 or iy >= H:
+            _zero_run(buf, rb, rowlen)
+            continue
+        _zero_run(buf, rb, c_lo * Cb)
+        _zero_run(buf, rb + c_hi * Cb, rowlen - c_hi * Cb)
+        ix0 = c_lo - pl
+        nc = c_hi - c_lo
+        sbase = ((n * H + iy) * W + ix0) * C
+        if dm == 1 and Cg == Cg2 and Cb == G * Cg:
+            # plain contiguous run: convert and add the offset
+            _convert_run(buf, rb + c_lo * Cb, xf, sbase, nc * C, off)
+        elif dm == 1:
+            for c in range(nc):
+                d0 = rb + (c_lo + c) * Cb
+                for g in range(G):
+                    _convert_run(buf, d0 + g * Cg2, xf, sbase + c * C + g * Cg, Cg, off)
+                    for j in range(Cg, Cg2):
+                        buf[d0 + g * Cg2 + j] = 0
+                for j in range(G * Cg2, Cb):
+                    buf[d0 + j] = 0
+        else:
+            Ce = C * dm
+            for c in range(nc):
+                d0 = rb + (c_lo + c) * Cb
+                s0 = sbase + c * C
+                for ic in range(C):
+                    v = np.int16(xf[s0 + ic] + off)
+                    for m in range(dm):
+                        buf[d0 + ic * dm + m] = v
+                for j in range(Ce, Cb):
+                    buf[d0 + j] = 0
+
+
+# ---------------------------------------------------------------------------
+# Conv / FC: implicit GEMM with 4x16 / 4x8 / 1x16 / 1x8 register tiles
+# ---------------------------------------------------------------------------
+# Packed weights, per group g and block j of 16 output channels:
+#   wpk[((g*OCBg + j)*T + t)*CPg*32 + cp*32 + 2*lane + e] = w[oc = g*Coutg + 16*j + lane, t, 2*cp + e]
+# (T = KH*KW taps, CPg = ceil(Cg/2) channel pairs, zeros past the real channels/filters).
+# A "segment" is a run of channel pairs contiguous in both the band buffer and wpk:
+# xoff (element offset from the pixel's buffer position), woff (offset in the block), npairs.
+# A "chunk" is a group of segments summed in int32 before being added to the output.
+
+
+@njit(**_NJ)
+def _conv_segments(G, Cg2, C2, KH, KW, dh, dw, Wp, int64_out):
+    """Segments (xoff, woff, npairs) and chunk starts for one group (group offset added later)."""
+    CPg = Cg2 // 2
+    if G == 1 and dw == 1:
+        nseg0 = KH
+    else:
+        nseg0 = KH * KW
+    sx0 = np.empty(nseg0, np.int64)
+    sw0 = np.empty(nseg0, np.int64)
+    sn0 = np.empty(nseg0, np.int64)
+    if G == 1 and dw == 1:
+        for ky in range(KH):
+            sx0[ky] = ky * dh * Wp * C2
+            sw0[ky] = ky * KW * CPg * 32
+            sn0[ky] = KW * CPg
+    else:
+        for ky in range(KH):
+            for kx in range(KW):
+                t = ky * KW + kx
+                sx0[t] = (ky * dh * Wp + kx * dw) * C2
+                sw0[t] = t * CPg * 32
+                sn0[t] = CPg
+    if not int64_out:
+        cks = np.empty(2, np.int64)
+        cks[0] = 0
+        cks[1] = nseg0
+        return sx0, sw0, sn0, cks
+    # 16x8: split so that every chunk sums at most 255 pairs in int32
+    LIM = 255
+    cnt = 0
+    for s in range(nseg0):
+        cnt += (sn0[s] + LIM - 1) // LIM
+    sx = np.empty(cnt, np.int64)
+    sw = np.empty(cnt, np.int64)
+    sn = np.empty(cnt, np.int64)
+    j = 0
+    for s in range(nseg0):
+        done = 0
+        while done < sn0[s]:
+            m = min(LIM, sn0[s] - done)
+            sx[j] = sx0[s] + 2 * done
+            sw[j] = sw0[s] + 32 * done
+            sn[j] = m
+            done += m
+            j += 1
+    ck = np.empty(cnt + 1, np.int64)
+    nck = 0
+    tot = LIM + 1
+    for s in range(cnt):
+        if tot + sn[s] > LIM:
+            ck[nck] = s
+            nck += 1
+            tot = 0
+        tot += sn[s]
+    ck[nck] = cnt
+    return sx, sw, sn, ck[: nck + 1].copy()
+
+
+@njit(**_NJ)
+def _conv_item(item, nb, ng, x, wpk, bias, off, G, Cg, Cg2, Coutg, OCBg, KH, KW,
+               sh, sw, dh, dw, pt, pl, oh, ow, outf, sx, sw_, sn, cks):
+    """One work item: a band of output rows of one image x a range of filter blocks.
+
+    The register tiles (4 pixels x 16 filters, 4 x 8, 1 x 16) are written out inline:
+    numba does not inline calls to njit functions at the LLVM level here, and a call
+    per tile (arrays pass as 7 scalars each) costs as much as a 1x1 conv tile's work.
+    """
+    N, H, W, C = x.shape
+    Cout = G * Coutg
+    C2 = G * Cg2
+    CPg = Cg2 // 2
+    Wp = (ow - 1) * sw + (KW - 1) * dw + 1
+    blk = KH * KW * CPg * 32  # packed elements per block of 16 filters
+    nck = cks.shape[0] - 1
+    nblocks = G * OCBg
+    n = item // (nb * ng)
+    rem = item - n * nb * ng
+    b = rem // ng
+    q = rem - b * ng
+    oy0 = (b * oh) // nb
+    oy1 = ((b + 1) * oh) // nb
+    R = oy1 - oy0
+    jb0 = (q * nblocks) // ng
+    jb1 = ((q + 1) * nblocks) // ng
+    if R <= 0 or jb1 <= jb0:
+        return
+    rows_in = (R - 1) * sh + (KH - 1) * dh + 1
+    buf = np.empty(rows_in * Wp * C2, np.int16)
+    _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, G, Cg, Cg2, 1, C2, off, buf)
+    M = R * ow
+    pb = np.empty(M + 3, np.int64)
+    for r in range(R):
+        for ox in range(ow):
+            pb[r * ow + ox] = (r * sh * Wp + ox * sw) * C2
+    obase = ((n * oh + oy0) * ow) * Cout
+    for jb in range(jb0, jb1):
+        g = jb // OCBg
+        j = jb - g * OCBg
+        wb = jb * blk
+        xg = g * Cg2
+        nv = min(16, Coutg - 16 * j)
+        bidx = g * Coutg + 16 * j
+        m = 0
+        if nv > 8:
+            # ---- 4 pixels x 16 filters: 8 accumulators, 2 weight vectors, 1 broadcast
+            while m + 4 <= M:
+                o0 = obase + m * Cout + bidx
+                q0 = pb[m] + xg
+                q1 = pb[m + 1] + xg
+                q2 = pb[m + 2] + xg
+                q3 = pb[m + 3] + xg
+                for c in range(nck):
+                    a00 = _vzero32()
+                    a01 = a00
+                    a10 = a00
+                    a11 = a00
+                    a20 = a00
+                    a21 = a00
+                    a30 = a00
+                    a31 = a00
+                    for s in range(cks[c], cks[c + 1]):
+                        xo = sx[s]
+                        p0 = q0 + xo
+                        p1 = q1 + xo
+                        p2 = q2 + xo
+                        p3 = q3 + xo
+                        wo = wb + sw_[s]
+                        for k in range(sn[s]):
+                            w0 = _vload16(wpk, wo)
+                            w1 = _vload16(wpk, wo + 16)
+                            wo += 32
+                            xv = _vbcast_pair(buf, p0)
+                            a00 = _vmadd_acc(a00, xv, w0)
+                            a01 = _vmadd_acc(a01, xv, w1)
+                            xv = _vbcast_pair(buf, p1)
+                            a10 = _vmadd_acc(a10, xv, w0)
+                            a11 = _vmadd_acc(a11, xv, w1)
+                            xv = _vbcast_pair(buf, p2)
+                            a20 = _vmadd_acc(a20, xv, w0)
+                            a21 = _vmadd_acc(a21, xv, w1)
+                            xv = _vbcast_pair(buf, p3)
+                            a30 = _vmadd_acc(a30, xv, w0)
+                            a31 = _vmadd_acc(a31, xv, w1)
+                            p0 += 2
+                            p1 += 2
+                            p2 += 2
+                            p3 += 2
+                    f = c == 0
+                    _vstore_acc(outf, o0, a00, bias, bidx, f, 8)
+                    _vstore_acc(outf, o0 + 8, a01, bias, bidx + 8, f, nv - 8)
+                    _vstore_acc(outf, o0 + Cout, a10, bias, bidx, f, 8)
+                    _vstore_acc(outf, o0 + Cout + 8, a11, bias, bidx + 8, f, nv - 8)
+                    _vstore_acc(outf, o0 + 2 * Cout, a20, bias, bidx, f, 8)
+                    _vstore_acc(outf, o0 + 2 * Cout + 8, a21, bias, bidx + 8, f, nv - 8)
+                    _vstore_acc(outf, o0 + 3 * Cout, a30, bias, bidx, f, 8)
+                    _vstore_acc(outf, o0 + 3 * Cout + 8, a31, bias, bidx + 8, f, nv - 8)
+                m += 4
+        else:
+            # ---- 4 pixels x 8 filters (a last block of at most 8 filters)
+            while m + 4 <= M:
+                o0 = obase + m * Cout + bidx
+                q0 = pb[m] + xg
+                q1 = pb[m + 1] + xg
+                q2 = pb[m + 2] + xg
+                q3 = pb[m + 3] + xg
+                for c in range(nck):
+                    a0 = _vzero32()
+                    a1 = a0
+                    a2 = a0
+                    a3 = a0
+                    for s in range(cks[c], cks[c + 1]):
+                        xo = sx[s]
+                        p0 = q0 + xo
+                        p1 = q1 + xo
+                        p2 = q2 + xo
+                        p3 = q3 + xo
+                        wo = wb + sw_[s]
+                        for k in range(sn[s]):
+                            w0 = _vload16(wpk, wo)
+                            wo += 32
+                            a0 = _vmadd_acc(a0, _vbcast_pair(buf, p0), w0)
+                            a1 = _vmadd_acc(a1, _vbcast_pair(buf, p1), w0)
+                            a2 = _vmadd_acc(a2, _vbcast_pair(buf, p2), w0)
+                            a3 = _vmadd_acc(a3, _vbcast_pair(buf, p3), w0)
+                            p0 += 2
+                            p1 += 2
+                            p2 += 2
+                            p3 += 2
+                    f = c == 0
+                    _vstore_acc(outf, o0, a0, bias, bidx, f, nv)
+                    _vstore_acc(outf, o0 + Cout, a1, bias, bidx, f, nv)
+                    _vstore_acc(outf, o0 + 2 * Cout, a2, bias, bidx, f, nv)
+                    _vstore_acc(outf, o0 + 3 * Cout, a3, bias, bidx, f, nv)
+                m += 4
+        # ---- remaining pixels one at a time, 16 filters, two interleaved pairs of sums
+        while m < M:
+            o0 = obase + m * Cout + bidx
+            q0 = pb[m] + xg
+            for c in range(nck):
+                a0 = _vzero32()
+                a1 = a0
+                b0 = a0
+                b1 = a0
+                for s in range(cks[c], cks[c + 1]):
+                    p0 = q0 + sx[s]
+                    wo = wb + sw_[s]
+                    ns = sn[s]
+                    k = 0
+                    while k + 1 < ns:
+                        xv = _vbcast_pair(buf, p0)
+                        a0 = _vmadd_acc(a0, xv, _vload16(wpk, wo))
+                        a1 = _vmadd_acc(a1, xv, _vload16(wpk, wo + 16))
+                        xv = _vbcast_pair(buf, p0 + 2)
+                        b0 = _vmadd_acc(b0, xv, _vload16(wpk, wo + 32))
+                        b1 = _vmadd_acc(b1, xv, _vload16(wpk, wo + 48))
+                        wo += 64
+                        p0 += 4
+                        k += 2
+                    if k < ns:
+                        xv = _vbcast_pair(buf, p0)
+                        a0 = _vmadd_acc(a0, xv, _vload16(wpk, wo))
+                        a1 = _vmadd_acc(a1, xv, _vload16(wpk, wo + 16))
+                f = c == 0
+                _vstore_acc(outf, o0, _vadd32(a0, b0), bias, bidx, f, nv)
+                _vstore_acc(outf, o0 + 8, _vadd32(a1, b1), bias, bidx + 8, f, nv - 8)
+            m += 1
+
+
+@njit(parallel=True, **_NJ)
+def _conv_fast_kernel(x, wpk, bias, off, G, Cg, Cg2, Coutg, OCBg, KH, KW,
+                      sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads):
+    N = x.shape[0]
+    Wp = (ow - 1) * sw + (KW - 1) * dw + 1
+    sx, sw_, sn, cks = _conv_segments(G, Cg2, G * Cg2, KH, KW, dh, dw, Wp, int64_out)
+    nb, ng = _plan(N, oh, ow, G * OCBg, nthreads, 256)
+    outf = out.reshape(out.size)
+    for item in prange(N * nb * ng):
+        _conv_item(item, nb, ng, x, wpk, bias, off, G, Cg, Cg2, Coutg, OCBg, KH, KW,
+                   sh, sw, dh, dw, pt, pl, oh, ow, outf, sx, sw_, sn, cks)
+
+
+# ---------------------------------------------------------------------------
+# Depthwise: two taps of the same channel per pmaddwd
+# ---------------------------------------------------------------------------
+# Packed weights, per block cb of 16 output channels and tap pair p (taps 2p, 2p+1;
+# a missing odd tap has weight 0):
+#   wpk[((cb*TP + p)*2 + h)*16 + 2*i + e] = w[tap 2p+e, channel 16*cb + LANE[h][i]]
+#   LANE[0] = 0,1,2,3,8,9,10,11   LANE[1] = 4,5,6,7,12,13,14,15
+# (the in-lane order of vpunpcklwd / vpunpckhwd).
+
+
+@njit(**_NJ)
+def _dw_item(item, nb, ng, x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, outf, xo):
+    N, H, W, C = x.shape
+    Cout = C * dm
+    C16 = (Cout + 15) // 16 * 16
+    NCB = C16 // 16
+    TP = (KH * KW + 1) // 2
+    Wp = (ow - 1) * sw + (KW - 1) * dw + 1
+    n = item // (nb * ng)
+    rem = item - n * nb * ng
+    b = rem // ng
+    q = rem - b * ng
+    oy0 = (b * oh) // nb
+    oy1 = ((b + 1) * oh) // nb
+    R = oy1 - oy0
+    cb0 = (q * NCB) // ng
+    cb1 = ((q + 1) * NCB) // ng
+    if R <= 0 or cb1 <= cb0:
+        return
+    rows_in = (R - 1) * sh + (KH - 1) * dh + 1
+    buf = np.empty(rows_in * Wp * C16, np.int16)
+    _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, 1, C, C, dm, C16, off, buf)
+    for r in range(R):
+        ob = ((n * oh + oy0 + r) * ow) * Cout
+        for ox in range(ow):
+            pbase = (r * sh * Wp + ox * sw) * C16
+            o = ob + ox * Cout
+            for cb in range(cb0, cb1):
+                lo = _vzero32()
+                hi = lo
+                pc = pbase + cb * 16
+                wo = cb * TP * 32
+                for p in range(TP):
+                    xa = _vload16(buf, pc + xo[2 * p])
+                    xb = _vload16(buf, pc + xo[2 * p + 1])
+                    lo = _vmadd_acc(lo, _vunpack_lo(xa, xb), _vload16(wpk, wo))
+                    hi = _vmadd_acc(hi, _vunpack_hi(xa, xb), _vload16(wpk, wo + 16))
+                    wo += 32
+                nv = min(16, Cout - 16 * cb)
+                _vstore_acc(outf, o + 16 * cb, _vperm_lo(lo, hi), bias, 16 * cb, True, nv)
+                _vstore_acc(outf, o + 16 * cb + 8, _vperm_hi(lo, hi), bias, 16 * cb + 8, True, nv - 8)
+
+
+@njit(parallel=True, **_NJ)
+def _dw_fast_kernel(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, nthreads):
+    N = x.shape[0]
+    C16 = (x.shape[3] * dm + 15) // 16 * 16
+    T = KH * KW
+    TP = (T + 1) // 2
+    Wp = (ow - 1) * sw + (KW - 1) * dw + 1
+    xo = np.empty(2 * TP, np.int64)
+    for ky in range(KH):
+        for kx in range(KW):
+            xo[ky * KW + kx] = (ky * dh * Wp + kx * dw) * C16
+    if T & 1:
+        xo[T] = xo[T - 1]
+    nb, ng = _plan(N, oh, ow, C16 // 16, nthreads, 64)
+    outf = out.reshape(out.size)
+    for item in prange(N * nb * ng):
+        _dw_item(item, nb, ng, x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, outf, xo)
+
+
+# ---------------------------------------------------------------------------
+# Packing (once, at model-load time)
+# ---------------------------------------------------------------------------
+
+
+class PackedConvWeights:
+    """CONV_2D / FULLY_CONNECTED weights in the fast kernel's layout (see ``pack_conv2d_weights``)."""
+
+    __slots__ = ("data", "shape", "groups", "cout_g", "cin_g", "cin_g2", "ocb_g")
+
+    def __init__(self, data, shape, groups, cout_g, cin_g, cin_g2, ocb_g):
+        self.data = data
+        self.shape = shape
+        self.groups = groups
+        self.cout_g = cout_g
+        self.cin_g = cin_g
+        self.cin_g2 = cin_g2
+        self.ocb_g = ocb_g
+
+    def __repr__(self):
+        return f"PackedConvWeights(shape={self.shape}, groups={self.groups})"
+
+
+class PackedDepthwiseWeights:
+    """DEPTHWISE_CONV_2D weights in the fast kernel's layout (see ``pack_depthwise_weights``)."""
+
+    __slots__ = ("data", "shape", "depth_multiplier")
+
+    def __init__(self, data, shape, depth_multiplier):
+        self.data = data
+        self.shape = shape
+        self.depth_multiplier = depth_multiplier
+
+    def __repr__(self):
+        return f"PackedDepthwiseWeights(shape={self.shape}, depth_multiplier={self.depth_multiplier})"
+
+
+def _check_int8_weights(w, ndim, what):
+    if not isinstance(w, np.ndarray) or w.ndim != ndim:
+        raise ValueError(f"{what}: weights must be a {ndim}-d numpy array")
+    if w.dtype != np.int8:
+        raise ValueError(f"{what}: weights must be int8, got {w.dtype}")
+
+
+def pack_conv2d_weights(w: np.ndarray, groups: int = 1) -> PackedConvWeights:
+    """Pack TFLite OHWI int8 conv weights [Cout, KH, KW, Cin/groups] for ``conv2d_acc``.
+
+    Returns a ``PackedConvWeights`` whose ``data`` is a flat int16 array laid out as
+    [groups][ceil(Cout_g/16)][KH*KW][ceil(Cin_g/2)][16 filters][2 channels] (zeros pad).
+    """
+    _check_int8_weights(w, 4, "conv2d")
+    Cout, KH, KW, Cg = (int(s) for s in w.shape)
+    groups = int(groups)
+    if groups < 1 or Cout % groups:
+        raise ValueError(f"conv2d: {Cout} filters cannot be split into {groups} groups")
+    Coutg = Cout // groups
+    Cg2 = Cg + (Cg & 1)
+    OCBg = (Coutg + 15) // 16
+    T = KH * KW
+    wq = np.zeros((groups, OCBg * 16, T, Cg2), np.int16)
+    wq[:, :Coutg, :, :Cg] = w.reshape(groups, Coutg, T, Cg)
+    data = wq.reshape(groups, OCBg, 16, T, Cg2 // 2, 2).transpose(0, 1, 3, 4, 2, 5)
+    data = np.ascontiguousarray(data).reshape(-1)
+    return PackedConvWeights(data, (Cout, KH, KW, Cg), groups, Coutg, Cg, Cg2, OCBg)
+
+
+def pack_fully_connected_weights(w: np.ndarray) -> PackedConvWeights:
+    """Pack int8 FC weights [Cout, K] for ``fully_connected_acc`` (a 1x1 conv packing)."""
+    _check_int8_weights(w, 2, "fully_connected")
+    return pack_conv2d_weights(w.reshape(w.shape[0], 1, 1, w.shape[1]), 1)
+
+
+_DW_LANES = np.array([0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15])
+
+
+def pack_depthwise_weights(w: np.ndarray, depth_multiplier: int = 1) -> PackedDepthwiseWeights:
+    """Pack TFLite int8 depthwise weights [1, KH, KW, Cin*depth_multiplier] for ``depthwise_conv2d_acc``.
+
+    Returns a ``PackedDepthwiseWeights`` whose ``data`` is a flat int16 array laid out as
+    [ceil(Cout/16)][ceil(KH*KW/2) tap pairs][32]: per tap pair the two taps' weights of 16
+    channels interleaved in vpunpck{l,h}wd lane order (zeros pad).
+    """
+    _check_int8_weights(w, 4, "depthwise_conv2d")
+    if w.shape[0] != 1:
+        raise ValueError(f"depthwise_conv2d: weights must be [1, KH, KW, C], got {w.shape}")
+    _, KH, KW, Cout = (int(s) for s in w.shape)
+    dm = int(depth_multiplier)
+    if dm < 1 or Cout % dm:
+        raise ValueError(f"depthwise_conv2d: {Cout} channels is not a multiple of depth_multiplier {dm}")
+    T = KH * KW
+    TP = (T + 1) // 2
+    NCB = (Cout + 15) // 16
+    wt = np.zeros((2 * TP, NCB * 16), np.int16)
+    wt[:T, :Cout] = w.reshape(T, Cout)
+    # [tap pair, e, block, half*8 + i] -> [block, pair, half, i, e]
+    v = wt.reshape(TP, 2, NCB, 16)[:, :, :, _DW_LANES].reshape(TP, 2, NCB, 2, 8)
+    data = np.ascontiguousarray(v.transpose(2, 0, 3, 4, 1)).reshape(-1)
+    return PackedDepthwiseWeights(data, (1, KH, KW, Cout), dm)
+
+
+# ---------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------
+
+
+def _check_x(x, ndim, what):
+    if not isinstance(x, np.ndarray) or x.ndim != ndim:
+        raise ValueError(f"{what}: input must be a {ndim}-d numpy array")
+    if x.dtype == np.int8:
+        return False
+    if x.dtype == np.int16:
+        return True
+    raise ValueError(f"{what}: input must be int8 or int16, got {x.dtype}")
+
+
+def _bias_array(bias, cout, wide, what):
+    dt = np.int64 if wide else np.int32
+    if bias is None:
+        return np.zeros(cout, dt)
+    b = np.asarray(bias)
+    if b.shape != (cout,) or b.dtype.kind not in "iu":
+        raise ValueError(f"{what}: bias must be an integer array of shape ({cout},)")
+    if b.dtype != dt:
+        if not wide and b.size and (b.min() < -(2**31) or b.max() >= 2**31):
+            raise ValueError(f"{what}: bias does not fit in int32")
+        b = b.astype(dt)
+    return np.ascontiguousarray(b)
+
+
+def _check_geometry(what, sh, sw, dh, dw, oh, ow):
+    if min(sh, sw, dh, dw) < 1:
+        raise ValueError(f"{what}: strides and dilations must be >= 1")
+    if oh < 0 or ow < 0:
+        raise ValueError(f"{what}: negative output size")
+
+
+def _offset_ok(wide, off):
+    # int8: x + off must fit int16 (always true for |off| <= 32767 - 128); 16x8: needs off == 0
+    return off == 0 if wide else -32000 <= off <= 32000
+
+
+def conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilation_w,
+               pad_top, pad_left, out_h, out_w, groups=1):
+    """Exact CONV_2D accumulators (fast path).  ``w``: int8 OHWI array or ``pack_conv2d_weights(w, groups)``.
+
+    Returns int32 [N, out_h, out_w, Cout] for int8 ``x``, int64 for int16 ``x``.
+    """
+    wide = _check_x(x, 4, "conv2d")
+    if isinstance(w, PackedConvWeights):
+        pk = w
+        if pk.groups != groups:
+            raise ValueError(f"conv2d: weights were packed for groups={pk.groups}, not {groups}")
+    else:
+        pk = pack_conv2d_weights(w, groups)
+    Cout, KH, KW, Cg = pk.shape
+    N, H, W, C = x.shape
+    if C != Cg * groups:
+        raise ValueError(f"conv2d: input has {C} channels, weights expect {Cg} x {groups} groups")
+    sh, sw, dh, dw = int(stride_h), int(stride_w), int(dilation_h), int(dilation_w)
+    pt, pl, oh, ow = int(pad_top), int(pad_left), int(out_h), int(out_w)
+    off = int(input_offset)
+    _check_geometry("conv2d", sh, sw, dh, dw, oh, ow)
+    b = _bias_array(bias, Cout, wide, "conv2d")
+    out = np.empty((N, oh, ow, Cout), np.int64 if wide else np.int32)
+    if out.size == 0:
+        return out
+    if not _offset_ok(wide, off):
+        _conv_ref_kernel(x, w if isinstance(w, np.ndarray) else _unpack_conv(pk), b, off,
+                         sh, sw, dh, dw, pt, pl, oh, ow, groups, out)
+        return out
+    x = np.ascontiguousarray(x)
+    if KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == H and ow == W:
+        # pointwise: fold the batch into the rows so tiles span images
+        xr = x.reshape(1, N * H, W, C)
+        outr = out.reshape(1, N * oh, ow, Cout)
+        _conv_fast_kernel(xr, pk.data, b, off, groups, Cg, pk.cin_g2, pk.cout_g, pk.ocb_g,
+                          1, 1, 1, 1, 1, 1, 0, 0, N * oh, ow, outr, wide, get_num_threads())
+        return out
+    _conv_fast_kernel(x, pk.data, b, off, groups, Cg, pk.cin_g2, pk.cout_g, pk.ocb_g,
+                      KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, wide, get_num_threads())
+    return out
+
+
+def _unpack_conv(pk: PackedConvWeights) -> np.ndarray:
+    Cout, KH, KW, Cg = pk.shape
+    G, Coutg, Cg2, OCBg = pk.groups, pk.cout_g, pk.cin_g2, pk.ocb_g
+    v = pk.data.reshape(G, OCBg, KH * KW, Cg2 // 2, 16, 2).transpose(0, 1, 4, 2, 3, 5)
+    v = v.reshape(G, OCBg * 16, KH * KW, Cg2)[:, :Coutg, :, :Cg]
+    return np.ascontiguousarray(v.reshape(Cout, KH, KW, Cg)).astype(np.int8)
+
+
+def _unpack_dw(pk: PackedDepthwiseWeights) -> np.ndarray:
+    _, KH, KW, Cout = pk.shape
+    T = KH * KW
+    TP = (T + 1) // 2
+    NCB = (Cout + 15) // 16
+    v = pk.data.reshape(NCB, TP, 2, 8, 2).transpose(1, 4, 0, 2, 3).reshape(TP, 2, NCB, 16)
+    wt = np.empty_like(v)
+    wt[:, :, :, _DW_LANES] = v
+    return wt.reshape(2 * TP, NCB * 16)[:T, :Cout].reshape(1, KH, KW, Cout).astype(np.int8)
+
+
+def depthwise_conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilation_w,
+                         pad_top, pad_left, out_h, out_w, depth_multiplier):
+    """Exact DEPTHWISE_CONV_2D accumulators (fast path).
+
+    ``w``: int8 [1, KH, KW, Cin*depth_multiplier] or ``pack_depthwise_weights(w, depth_multiplier)``.
+    Returns int32 [N, out_h, out_w, Cout] for int8 ``x``, int64 for int16 ``x``.
+    """
+    wide = _check_x(x, 4, "depthwise_conv2d")
+    dm = int(depth_multiplier)
+    if isinstance(w, PackedDepthwiseWeights):
+        pk = w
+        if pk.depth_multiplier != dm:
+            raise ValueError(
+                f"depthwise_conv2d: weights were packed for depth_multiplier={pk.depth_multiplier}, not {dm}"
+            )
+    else:
+        pk = pack_depthwise_weights(w, dm)
+    _, KH, KW, Cout = pk.shape
+    N, H, W, C = x.shape
+    if C * dm != Cout:
+        raise ValueError(f"depthwise_conv2d: {C} input channels x {dm} != {Cout} weight channels")
+    sh, sw, dh, dw = int(stride_h), int(stride_w), int(dilation_h), int(dilation_w)
+    pt, pl, oh, ow = int(pad_top), int(pad_left), int(out_h), int(out_w)
+    off = int(input_offset)
+    _check_geometry("depthwise_conv2d", sh, sw, dh, dw, oh, ow)
+    b = _bias_array(bias, Cout, wide, "depthwise_conv2d")
+    out = np.empty((N, oh, ow, Cout), np.int64 if wide else np.int32)
+    if out.size == 0:
+        return out
+    if not _offset_ok(wide, off) or (wide and KH * KW > 510):
+        _dw_ref_kernel(x, w if isinstance(w, np.ndarray) else _unpack_dw(pk), b, off,
+                       sh, sw, dh, dw, pt, pl, oh, ow, dm, out)
+        return out
+    x = np.ascontiguousarray(x)
+    _dw_fast_kernel(x, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, get_num_threads())
+    return out
+
+
+def fully_connected_acc(x, w, bias, input_offset):
+    """Exact FULLY_CONNECTED accumulators (fast path).  ``w``: int8 [Cout, K] or
+    ``pack_fully_connected_weights(w)``.  Returns int32 [B, Cout] (int64 for int16 ``x``)."""
+    wide = _check_x(x, 2, "fully_connected")
+    pk = w if isinstance(w, PackedConvWeights) else pack_fully_connected_weights(w)
+    Cout, KH, KW, K = pk.shape
+    if KH != 1 or KW != 1 or pk.groups != 1:
+        raise ValueError("fully_connected: weights were not packed by pack_fully_connected_weights")
+    B = x.shape[0]
+    if x.shape[1] != K:
+        raise ValueError(f"fully_connected: input has {x.shape[1]} features, weights expect {K}")
+    off = int(input_offset)
+    b = _bias_array(bias, Cout, wide, "fully_connected")
+    out = np.empty((B, Cout), np.int64 if wide else np.int32)
+    if out.size == 0:
+        return out
+    if not _offset_ok(wide, off):
+        _fc_ref_kernel(x, w if isinstance(w, np.ndarray) else _unpack_conv(pk).reshape(Cout, K), b, off, out)
+        return out
+    x = np.ascontiguousarray(x)
+    _conv_fast_kernel(x.reshape(1, B, 1, K), pk.data, b, off, 1, K, pk.cin_g2, Cout, pk.ocb_g,
+                      1, 1, 1, 1, 1, 1, 0, 0, B, 1, out.reshape(1, B, 1, Cout), wide, get_num_threads())
+    return out
+
+
+# -- reference wrappers ------------------------------------------------------
+
+
+def conv2d_acc_reference(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilation_w,
+                         pad_top, pad_left, out_h, out_w, groups=1):
+    """Plain-loop CONV_2D accumulators (int64 sums; int32 result for int8 ``x``)."""
+    wide = _check_x(x, 4, "conv2d")
+    if isinstance(w, PackedConvWeights):
+        w = _unpack_conv(w)
+    _check_int8_weights(w, 4, "conv2d")
+    Cout = w.shape[0]
+    if groups < 1 or Cout % groups or x.shape[3] != w.shape[3] * groups:
+        raise ValueError("conv2d: channel counts do not match groups")
+    _check_geometry("conv2d", stride_h, stride_w, dilation_h, dilation_w, out_h, out_w)
+    b = _bias_array(bias, Cout, True, "conv2d")
+    acc = np.empty((x.shape[0], int(out_h), int(out_w), Cout), np.int64)
+    _conv_ref_kernel(x, w, b, int(input_offset), int(stride_h), int(stride_w), int(dilation_h),
+                     int(dilation_w), int(pad_top), int(pad_left), int(out_h), int(out_w), int(groups), acc)
+    return acc if wide else acc.astype(np.int32)
+
+
+def depthwise_conv2d_acc_reference(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilation_w,
+                                   pad_top, pad_left, out_h, out_w, depth_multiplier):
+    """Plain-loop DEPTHWISE_CONV_2D accumulators (int64 sums; int32 result for int8 ``x``)."""
+    wide = _check_x(x, 4, "depthwise_conv2d")
+    if isinstance(w, PackedDepthwiseWeights):
+        w = _unpack_dw(w)
+    _check_int8_weights(w, 4, "depthwise_conv2d")
+    Cout = w.shape[3]
+    if w.shape[0] != 1 or x.shape[3] * depth_multiplier != Cout:
+        raise ValueError("depthwise_conv2d: channel counts do not match depth_multiplier")
+    _check_geometry("depthwise_conv2d", stride_h, stride_w, dilation_h, dilation_w, out_h, out_w)
+    b = _bias_array(bias, Cout, True, "depthwise_conv2d")
+    acc = np.empty((x.shape[0], int(out_h), int(out_w), Cout), np.int64)
+    _dw_ref_kernel(x, w, b, int(input_offset), int(stride_h), int(stride_w), int(dilation_h),
+                   int(dilation_w), int(pad_top), int(pad_left), int(out_h), int(out_w),
+                   int(depth_multiplier), acc)
+    return acc if wide else acc.astype(np.int32)
+
+
+def fully_connected_acc_reference(x, w, bias, input_offset):
+    """Plain-loop FULLY_CONNECTED accumulators (int64 sums; int32 result for int8 ``x``)."""
+    wide = _check_x(x, 2, "fully_connected")
+    if isinstance(w, PackedConvWeights):
+        w = _unpack_conv(w).reshape(w.shape[0], -1)
+    _check_int8_weights(w, 2, "fully_connected")
+    if x.shape[1] != w.shape[1]:
+        raise ValueError("fully_connected: feature counts differ")
+    b = _bias_array(bias, w.shape[0], True, "fully_connected")
+    acc = np.empty((x.shape[0], w.shape[0]), np.int64)
+    _fc_ref_kernel(x, w, b, int(input_offset), acc)
+    return acc if wide else acc.astype(np.int32)
