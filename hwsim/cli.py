@@ -211,7 +211,12 @@ def run_network(net, inputs, trace: bool = True, on_layer=None):
 
 
 def _load_network(path: str):
+    import warnings
+
     import hwsim
+    from numba.core.errors import NumbaPerformanceWarning
+    # a kernel's first (compiling) run may warn about parallelization: not the user's concern
+    warnings.simplefilter("ignore", NumbaPerformanceWarning)
     return hwsim.load(path)
 
 
@@ -298,6 +303,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                         "expected.h5 layout)")
     p.add_argument("--image-mode", choices=("real", "raw", "bytes"), default="real",
                    help="how image pixels become input values (see below; default: real)")
+    p.add_argument("--warmup", action="store_true",
+                   help="run once untimed first, so that the ms column shows steady-state "
+                        "kernel times rather than Numba's compile/cache-load time")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="print only the outputs summary, not the per-layer table")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -375,6 +383,8 @@ def cmd_run(args) -> int:
         if bar is not None:
             bar.update(1)
 
+    if args.warmup:
+        run_network(net, xs, trace=False)
     t0 = time.perf_counter()
     try:
         result = run_network(net, xs, trace=bool(args.trace), on_layer=on_layer)
@@ -393,8 +403,9 @@ def cmd_run(args) -> int:
                          "-" if r.vmin is None else str(r.vmin),
                          "-" if r.vmax is None else str(r.vmax), f"{r.seconds * 1e3:.2f}"])
         print_table(rows, ["#", "op", "output", "min", "max", "ms"], right={0, 3, 4, 5})
-        print(f"total {total * 1e3:.1f} ms (the first run of a kernel includes its Numba "
-              f"compilation, cached afterwards)")
+        print(f"total {total * 1e3:.1f} ms" + ("" if args.warmup else
+              " (a kernel's first call in a process includes Numba's compilation or cache "
+              "load; --warmup excludes it)"))
         print()
     print_outputs(net, result.outputs)
 

@@ -39,7 +39,8 @@ __all__ = [
     "rounding_divide_by_pot_int16",
 ]
 
-_jit = numba.njit(cache=True, inline="always")
+_jit = numba.njit(cache=True, inline="always")   # small primitives: inlined into the caller
+_njit = numba.njit(cache=True)                   # the larger functions: compiled once, called
 
 # gemmlowp exp_on_negative_values barrel shifter: (exponent k, raw Q0.31 of exp(-2^k)).
 _EXP_BARREL_EXPONENTS = np.array([-2, -1, 0, 1, 2, 3, 4], dtype=np.int64)
@@ -138,7 +139,7 @@ def count_leading_zeros32(x):
 # Transcendental functions (fixedpoint.h)
 # ---------------------------------------------------------------------------------------------
 
-@_jit
+@_njit
 def exp_on_interval_between_negative_one_quarter_and_0_excl(a):
     """exp(a) for a Q0.31 raw a in [-1/4, 0): Taylor series around -1/8. Returns Q0.31."""
     x = fp_add(a, np.int64(1) << np.int64(28))  # a + 1/8 (ConstantPOT<-3>)
@@ -153,7 +154,7 @@ def exp_on_interval_between_negative_one_quarter_and_0_excl(a):
                   fp_mul(_EXP_MINUS_ONE_EIGHTH_Q0, fp_add(x, poly)))
 
 
-@_jit
+@_njit
 def exp_on_negative_values(a, integer_bits):
     """gemmlowp exp_on_negative_values(FixedPoint<int32, integer_bits> a) for a <= 0 -> Q0.31.
 
@@ -186,7 +187,7 @@ def exp_on_negative_values(a, integer_bits):
     return result
 
 
-@_jit
+@_njit
 def _newton_reciprocal_q2(half_denominator):
     """The three Newton-Raphson steps shared by the two x-in-[0,1] functions: x ~ 1/half_den in
     Q2.29, starting from 48/17 - 32/17 * half_den."""
@@ -199,7 +200,7 @@ def _newton_reciprocal_q2(half_denominator):
     return x
 
 
-@_jit
+@_njit
 def one_over_one_plus_x_for_x_in_0_1(a):
     """gemmlowp one_over_one_plus_x_for_x_in_0_1(Q0.31 a) -> Q0.31 of 1 / (1 + a)."""
     half_denominator = rounding_half_sum(a, INT32_MAX)  # (a + One) / 2
@@ -208,7 +209,7 @@ def one_over_one_plus_x_for_x_in_0_1(a):
     return rescale(x, 1, 0)
 
 
-@_jit
+@_njit
 def one_minus_x_over_one_plus_x_for_x_in_0_1(a):
     """gemmlowp one_minus_x_over_one_plus_x_for_x_in_0_1(Q0.31 a) -> Q0.31 of (1-a)/(1+a)."""
     half_denominator = rounding_half_sum(a, INT32_MAX)
@@ -216,7 +217,7 @@ def one_minus_x_over_one_plus_x_for_x_in_0_1(a):
     return rescale(fp_sub(x, np.int64(1) << np.int64(29)), 2, 0)
 
 
-@_jit
+@_njit
 def fp_tanh(a, integer_bits):
     """gemmlowp tanh(FixedPoint<int32, integer_bits> a) -> Q0.31. integer_bits in [0, 28]."""
     a = wrap_int32(a)
@@ -229,7 +230,7 @@ def fp_tanh(a, integer_bits):
     return fp_neg(t) if negative else t
 
 
-@_jit
+@_njit
 def fp_logistic(a, integer_bits):
     """gemmlowp logistic(FixedPoint<int32, integer_bits> a) -> Q0.31. integer_bits in [0, 29]."""
     a = wrap_int32(a)
@@ -244,7 +245,7 @@ def fp_logistic(a, integer_bits):
     return fp_sub(INT32_MAX, result_if_positive)  # One - r
 
 
-@_jit
+@_njit
 def get_reciprocal(x, x_integer_digits):
     """TFLite GetReciprocal(int32 x, x_integer_digits) -> (Q0.31 raw, num_bits_over_unit).
 

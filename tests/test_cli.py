@@ -414,7 +414,8 @@ def test_run_network_matches_engine(model, x_npy):
 
 def test_run_random_and_progress(tmp_path, capsys, model):
     needs_ops()
-    code, out, err = run_main(capsys, "run", model, "--random-input", "3", "--progress", "-q")
+    code, out, err = run_main(capsys, "run", model, "--random-input", "3", "--progress", "-q",
+                              "--warmup")
     assert code == 0, err
     assert "hwsim run" in err and "layer" in err  # the tqdm bar
     assert "output 0" in out and "SOFTMAX" not in out  # -q: no per-layer table
@@ -513,3 +514,14 @@ def test_subprocess_run(tmp_path):
     r = _proc(["run", "ex/example_cnn.tflite", "--input", "ex/y.npy"], tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("hwsim: error: ex/y.npy: shape [1, 10]")
+
+
+def test_quant_summary_fallback():
+    net, _ = _fake_run()
+    layer = net.program.layers[0]
+    assert cli.quant_summary(net, layer) == "in s=0.5 zp=-1 | out s=0.25 zp=4"
+    layer.summary = "from the lowering"
+    assert cli.quant_summary(net, layer) == "from the lowering"
+    assert cli.fmt_shape((1, 2, 3)) == "1x2x3" and cli.fmt_shape(()) == "scalar"
+    assert cli.fmt_quant(net.program.tensors[1]) == "per-channel(3)"
+    assert cli.fmt_quant(net.program.tensors[2]) == "int32"

@@ -161,6 +161,24 @@ def test_mean(dtype, case, keep_dims):
         _check(b, _data(rng, shape, dtype, "extreme"))
 
 
+def test_mean_same_quantization_is_not_the_rounded_average():
+    """With equal input/output scale and zero point, BUILTIN_REF still folds 1/n into the
+    multiplier (QuantizedMeanOrSum), which is not the rounded integer average everywhere
+    (older TensorFlow's reduce.cc had a separate integer-average path for this case)."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, size=(1, 7, 7, 64)).astype(I8)
+    b = GraphBuilder("mean_same")
+    xi = b.input("x", x.shape, I8, scale=0.05, zero_point=-3)
+    ax = b.const("axes", np.array([1, 2], np.int32))
+    y = b.activation("y", (1, 1, 1, 64), I8, scale=0.05, zero_point=-3)
+    b.op("MEAN", [xi, ax], [y], keep_dims=True)
+    b.output(y)
+    ref = assert_same_as_tflite(b.tflite(), [x])[0].ravel().astype(np.int64)
+    s = x.reshape(49, 64).astype(np.int64).sum(0)
+    rounded = np.where(s > 0, (s + 24) // 49, -((24 - s) // 49))
+    assert np.count_nonzero(rounded != ref) > 0
+
+
 # --------------------------------------------------------------------------------------------
 # ADD / SUB
 # --------------------------------------------------------------------------------------------
@@ -233,8 +251,11 @@ def test_add_sub_int16_default_options_non_pot_scales(op, act):
     _check(b, [_data(rng, (1, 5, 5, 4), I16), _data(rng, (1, 1, 1, 4), I16)])
 
 
-# (log2 s1, log2 s2, log2 s_out): TFLite needs s_i <= s_out for both and one equal
-POT_SCALES = [(-10, -10, -10), (-12, -10, -10), (-10, -15, -10), (-8, -8, -8), (-20, -5, -5)]
+# (log2 s1, log2 s2, log2 s_out): TFLite needs s_i <= s_out for both and one equal. A right
+# shift above 15 bits (last entry) is refused by hwsim (gemmlowp's int16 RoundingDivideByPOT
+# is not a rounding division there).
+POT_SCALES = [(-10, -10, -10), (-12, -10, -10), (-10, -15, -10), (-8, -8, -8), (-20, -5, -5),
+              (-21, -5, -5)]
 
 
 @pytest.mark.parametrize("op", ["ADD", "SUB"])
@@ -249,12 +270,22 @@ def test_add_sub_int16_power_of_two(op, pot, act):
     for sa, sb in shapes:
         b = _binary_model(op, sa, sb, I16, (2.0 ** l1, 0), (2.0 ** l2, 0), (2.0 ** lo, 0), act,
                           pot_scale_int16=True)
+        if lo - min(l1, l2) > 15:
+            with pytest.raises(ModelError, match="power-of-two"):
+                hwsim_run(b.tflite(), [_data(rng, sa, I16), _data(rng, sb, I16)])
+            continue
         for mode in ("random", "extreme"):
-            if -min(l1, l2) + lo > 15:
-                with pytest.raises(ModelError, match="power-of-two"):
-                    hwsim_run(b.tflite(), [_data(rng, sa, I16), _data(rng, sb, I16)])
-                continue
             _check(b, [_data(rng, sa, I16, mode), _data(rng, sb, I16, mode)])
+
+
+def test_reject_add_int16_power_of_two_input_scale_above_output():
+    """add.cc's power-of-two path needs s_in <= s_out (TF_LITE_ENSURE); both refuse."""
+    b = _binary_model("ADD", (1, 4), (1, 4), I16, (2.0 ** -8, 0), (2.0 ** -10, 0),
+                      (2.0 ** -10, 0), pot_scale_int16=True)
+    feeds = [np.zeros((1, 4), I16)] * 2
+    assert _tflite_fails(b.tflite(), feeds)
+    with pytest.raises(ModelError, match="power-of-two"):
+        hwsim_run(b.tflite(), feeds)
 
 
 @pytest.mark.parametrize("op", ["ADD", "SUB", "MUL"])
@@ -298,6 +329,16 @@ def test_mul(dtype, bc):
         b = _binary_model("MUL", shape_a, shape_b, dtype, q[0:2], q[2:4], q[4:6], act)
         mode = ["random", "extreme", "narrow"][(k + bc) % 3]
         _check(b, [_data(rng, shape_a, dtype, mode), _data(rng, shape_b, dtype, mode)])
+
+
+def test_mul_rescale_is_computed_in_float32():
+    """mul.cc evaluates s1 * s2 / s_out in float before QuantizeMultiplier; with these scales
+    the double-precision multiplier would differ from TFLite in 8 of the 65536 outputs."""
+    s1, s2, so = 0.010079759173095226, 0.021789604797959328, 0.001983538717031479
+    a = np.repeat(np.arange(-128, 128), 256).astype(I8).reshape(1, 65536)
+    c = np.tile(np.arange(-128, 128), 256).astype(I8).reshape(1, 65536)
+    b = _binary_model("MUL", (1, 65536), (1, 65536), I8, (s1, 0), (s2, 0), (so, 0))
+    _check(b, [a, c])
 
 
 # --------------------------------------------------------------------------------------------

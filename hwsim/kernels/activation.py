@@ -42,10 +42,10 @@ def _mbqm(x, multiplier, shift, single_rounding):
 # RELU, RELU6, RELU_N1_TO_1, RELU_0_TO_1: reference_ops::ReluX (ReluParams)
 # ---------------------------------------------------------------------------------------------
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _relu_x(x, out, in_zp, out_zp, multiplier, shift, act_min, act_max, out_bits,
             single_rounding):
-    for i in numba.prange(x.shape[0]):
+    for i in range(x.shape[0]):
         v = out_zp + _mbqm(np.int64(x[i]) - in_zp, multiplier, shift, single_rounding)
         v = wrap_int32(v)  # int32 addition in C++
         if v < act_min:
@@ -70,12 +70,12 @@ def run_relu_x(layer, inputs):
 # LEAKY_RELU: reference_ops::QuantizeLeakyRelu
 # ---------------------------------------------------------------------------------------------
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _leaky_relu(x, out, in_zp, out_zp, m_id, s_id, m_alpha, s_alpha, qmin, qmax,
                 single_rounding):
     alpha_negative = m_alpha < 0
     safe_alpha = -m_alpha if alpha_negative else m_alpha
-    for i in numba.prange(x.shape[0]):
+    for i in range(x.shape[0]):
         v = np.int64(x[i]) - in_zp
         if v >= 0:
             r = out_zp + _mbqm(v, m_id, s_id, single_rounding)
@@ -106,9 +106,9 @@ def run_leaky_relu(layer, inputs):
 # HARD_SWISH: reference_ops::HardSwish(HardSwishParams) -- int16 fixed point per element
 # ---------------------------------------------------------------------------------------------
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _hard_swish(x, out, in_zp, out_zp, out_m16, out_exp, relu_m16, relu_exp, qmin, qmax):
-    for i in numba.prange(x.shape[0]):
+    for i in range(x.shape[0]):
         input_value = wrap(np.int64(x[i]) - in_zp, 16)                 # int16_t
         hires = wrap(input_value * 128, 16)                             # int16_t
         preshift_out = srdhm_int16(hires, out_m16)
@@ -147,9 +147,9 @@ def run_hard_swish(layer, inputs):
 # 8-bit table lookup (int8/uint8 LOGISTIC and TANH: LookupTable with LUTPopulate's table)
 # ---------------------------------------------------------------------------------------------
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _lut8(x_u8, table, out):
-    for i in numba.prange(x_u8.shape[0]):
+    for i in range(x_u8.shape[0]):
         out[i] = table[x_u8[i]]
 
 
@@ -168,10 +168,10 @@ def run_lut8(layer, inputs):
 # int16 LOGISTIC / TANH: reference_integer_ops::Logistic / Tanh (int16 overloads)
 # ---------------------------------------------------------------------------------------------
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _logistic16(x, out, multiplier, left_shift, table):
     rnd = (np.int64(1) << (left_shift - 1)) if left_shift > 0 else np.int64(0)
-    for i in numba.prange(x.shape[0]):
+    for i in range(x.shape[0]):
         v = wrap_int32(wrap_int32(np.int64(x[i]) * multiplier) + rnd) >> left_shift
         a = wrap_int32(abs(v)) & np.int64(0xFFFFFFFF)                  # uint32_t abs
         uh = a >> 9
@@ -189,10 +189,10 @@ def _logistic16(x, out, multiplier, left_shift, table):
         out[i] = wrap(r >> 10, 16)                                      # uint32 -> int16_t
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _tanh16(x, out, multiplier, left_shift, table):
     rnd = (np.int64(1) << (left_shift - 1)) if left_shift > 0 else np.int64(0)
-    for i in numba.prange(x.shape[0]):
+    for i in range(x.shape[0]):
         v = wrap_int32(wrap_int32(np.int64(x[i]) * multiplier) + rnd) >> left_shift
         a = wrap_int32(abs(v)) & np.int64(0xFFFFFFFF)                  # uint32_t abs
         uh = a >> 8
@@ -246,14 +246,14 @@ def _softmax_exp(diff, multiplier, left_shift, single_rounding):
     return exp_on_negative_values(scaled, _SCALED_DIFF_INTEGER_BITS)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _softmax_q8(x, out, multiplier, left_shift, diff_min, out_bits_total, out_min, out_max,
                 single_rounding):
     """Returns the number of rows whose output exponent is outside [0, 31] (TFLite's
     TFLITE_CHECK aborts there; those rows are left unwritten)."""
     rows, depth = x.shape
     bad_rows = 0
-    for r in numba.prange(rows):
+    for r in range(rows):
         max_in_row = np.int64(x[r, 0])
         for c in range(1, depth):
             if x[r, c] > max_in_row:
@@ -291,9 +291,10 @@ def run_softmax_q8(layer, inputs):
     p = layer.params
     x = inputs[0]
     depth = x.shape[-1] if x.ndim else 1
-    x2 = np.ascontiguousarray(x).reshape(-1, depth)
+    # int32 working arrays: one compiled signature for every input/output type pair
+    x2 = np.ascontiguousarray(x).reshape(-1, depth).astype(np.int32)
     dt = _out_dtype(p)
-    out = np.empty(x2.shape, dtype=dt)
+    out = np.empty(x2.shape, dtype=np.int32)
     bits = 8 * np.dtype(dt).itemsize
     bad = _softmax_q8(x2, out, np.int64(p["multiplier"]), np.int64(p["left_shift"]),
                 np.int64(p["diff_min"]), np.int64(bits), np.int64(p["out_qmin"]),
@@ -304,7 +305,7 @@ def run_softmax_q8(layer, inputs):
             f"exponentials is too large for a {bits}-bit output (TFLite's reference Softmax "
             f"fails TFLITE_CHECK(0 <= exponent <= 31) there: more than ~255 entries of a row "
             f"within rounding of the row maximum)")
-    return [out.reshape(x.shape)], None
+    return [out.astype(dt).reshape(x.shape)], None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,10 +324,10 @@ def _lut_lookup_int16(value, lut):
     return wrap(base + delta, 16)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _softmax_int16(x, out, multiplier, left_shift, exp_lut, recip_lut, single_rounding):
     rows, depth = x.shape
-    for r in numba.prange(rows):
+    for r in range(rows):
         max_in_row = np.int64(x[r, 0])
         for c in range(1, depth):
             if x[r, c] > max_in_row:

@@ -1,8 +1,8 @@
 """Kernels of the pooling / reduction / elementwise family (TFLite reference semantics).
 
 Every integer constant comes from the lowering (``hwsim/lower/elementwise.py``); the inner
-loops below only combine them with the primitives of ``hwsim.arith`` (and ``requant_one``, the
-scheme switch of ``hwsim.kernels.requant``: scheme 0 = TFLite double rounding, 1 = single).
+loops below only combine them with the primitives of ``hwsim.arith``. ``single`` selects the
+TFLite build variant: false = default double rounding, true = TFLITE_SINGLE_ROUNDING.
 
 Operands that are constant tensors in the graph are carried in ``layer.params`` (key
 ``const<k>`` for operand ``k``); the other operands arrive as ``inputs``, in operand order.
@@ -12,9 +12,19 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..arith import rounding_divide_by_pot, saturate, wrap_int32
+from ..arith import (multiply_by_quantized_multiplier_double,
+                     multiply_by_quantized_multiplier_single, rounding_divide_by_pot, saturate,
+                     wrap_int32)
 from ..registry import kernel
-from .requant import requant_one
+
+
+@numba.njit(cache=True, inline="always")
+def _mbqm(x, multiplier, shift, single):
+    """TFLite MultiplyByQuantizedMultiplier(int32) of the build variant in force (also what
+    MultiplyByQuantizedMultiplierSmallerThanOneExp computes for shift <= 0)."""
+    if single:
+        return multiply_by_quantized_multiplier_single(x, multiplier, shift)
+    return multiply_by_quantized_multiplier_double(x, multiplier, shift)
 
 
 def operands(layer, inputs, count: int) -> list[np.ndarray]:
@@ -28,12 +38,12 @@ def operands(layer, inputs, count: int) -> list[np.ndarray]:
 # Pooling: reference_integer_ops::MaxPool / AveragePool (int8, int16)
 # --------------------------------------------------------------------------------------------
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _pool2d(x, out, is_avg, filter_h, filter_w, stride_h, stride_w, pad_top, pad_left,
             act_min, act_max, lowest):
     batches, in_h, in_w, depth = x.shape
     _, out_h, out_w, _ = out.shape
-    for row in numba.prange(batches * out_h):
+    for row in range(batches * out_h):
         b = row // out_h
         oy = row % out_h
         y0 = oy * stride_h - pad_top
@@ -87,16 +97,16 @@ def run_pool2d(layer, inputs):
 # MEAN: reference_ops::QuantizedMeanOrSum (compute_sum = false)
 # --------------------------------------------------------------------------------------------
 
-@numba.njit(cache=True, parallel=True)
-def _mean_rows(x2d, count, in_zp, multiplier, shift, out_zp, qmin, qmax, scheme, out):
+@numba.njit(cache=True)
+def _mean_rows(x2d, count, in_zp, multiplier, shift, out_zp, qmin, qmax, single, out):
     rows, n = x2d.shape
-    for r in numba.prange(rows):
+    for r in range(rows):
         s = np.int64(0)
         for k in range(n):
             s += np.int64(x2d[r, k])
         # temp_sum is an int32 accumulator; shifted_sum = static_cast<int32>(sum - zp * count)
         shifted = wrap_int32(wrap_int32(s) - in_zp * count)
-        v = requant_one(shifted, multiplier, shift, scheme, 0) + out_zp
+        v = _mbqm(shifted, multiplier, shift, single) + out_zp
         if v < qmin:
             v = qmin
         if v > qmax:
@@ -115,7 +125,7 @@ def run_mean(layer, inputs):
     out = np.empty(rows, dtype=x.dtype)
     _mean_rows(x2d, np.int64(p["count"]), np.int64(p["in_zp"]), np.int64(p["multiplier"]),
                np.int64(p["shift"]), np.int64(p["out_zp"]), np.int64(p["qmin"]),
-               np.int64(p["qmax"]), np.int64(p["scheme"]), out)
+               np.int64(p["qmax"]), p["single"], out)
     return [out.reshape(p["out_shape"])], None
 
 
@@ -123,17 +133,17 @@ def run_mean(layer, inputs):
 # ADD / SUB / MUL on flat, already broadcast operands
 # --------------------------------------------------------------------------------------------
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _add_sub_general(a, b, out, is_sub, off1, off2, left_shift, m1, s1, m2, s2, mo, so,
-                     out_off, act_min, act_max, scheme):
+                     out_off, act_min, act_max, single):
     """AddFunc / BroadcastQuantSubSlow: rescale both inputs to a common scale, add, rescale."""
-    for i in numba.prange(a.shape[0]):
+    for i in range(a.shape[0]):
         x1 = wrap_int32((off1 + np.int64(a[i])) << left_shift)
         x2 = wrap_int32((off2 + np.int64(b[i])) << left_shift)
-        y1 = requant_one(x1, m1, s1, scheme, 0)
-        y2 = requant_one(x2, m2, s2, scheme, 0)
+        y1 = _mbqm(x1, m1, s1, single)
+        y2 = _mbqm(x2, m2, s2, single)
         raw = wrap_int32(y1 - y2) if is_sub else wrap_int32(y1 + y2)
-        v = requant_one(raw, mo, so, scheme, 0) + out_off
+        v = _mbqm(raw, mo, so, single) + out_off
         if v < act_min:
             v = act_min
         if v > act_max:
@@ -141,10 +151,10 @@ def _add_sub_general(a, b, out, is_sub, off1, off2, left_shift, m1, s1, m2, s2, 
         out[i] = v
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _add_sub_pot16(a, b, out, is_sub, rshift1, rshift2, act_min, act_max):
     """int16 power-of-two path: RoundingDivideByPOT on one input, saturating add/sub, clamp."""
-    for i in numba.prange(a.shape[0]):
+    for i in range(a.shape[0]):
         x1 = rounding_divide_by_pot(a[i], rshift1)
         x2 = rounding_divide_by_pot(b[i], rshift2)
         v = saturate(x1 - x2 if is_sub else x1 + x2, 16)
@@ -155,12 +165,12 @@ def _add_sub_pot16(a, b, out, is_sub, rshift1, rshift2, act_min, act_max):
         out[i] = v
 
 
-@numba.njit(cache=True, parallel=True)
-def _mul(a, b, out, off1, off2, multiplier, shift, out_off, act_min, act_max, scheme):
+@numba.njit(cache=True)
+def _mul(a, b, out, off1, off2, multiplier, shift, out_off, act_min, act_max, single):
     """MulElementwise: MultiplyByQuantizedMultiplier((a + off1) * (b + off2)) + out_off."""
-    for i in numba.prange(a.shape[0]):
+    for i in range(a.shape[0]):
         prod = wrap_int32((off1 + np.int64(a[i])) * (off2 + np.int64(b[i])))
-        v = requant_one(prod, multiplier, shift, scheme, 0) + out_off
+        v = _mbqm(prod, multiplier, shift, single) + out_off
         if v < act_min:
             v = act_min
         if v > act_max:
@@ -192,7 +202,7 @@ def run_add_sub(layer, inputs):
                          np.int64(p["input2_multiplier"]), np.int64(p["input2_shift"]),
                          np.int64(p["output_multiplier"]), np.int64(p["output_shift"]),
                          np.int64(p["output_offset"]), np.int64(p["act_min"]),
-                         np.int64(p["act_max"]), np.int64(p["scheme"]))
+                         np.int64(p["act_max"]), p["single"])
     return [out.reshape(out_shape)], None
 
 
@@ -206,7 +216,7 @@ def run_mul(layer, inputs):
     _mul(a, b, out, np.int64(p["input1_offset"]), np.int64(p["input2_offset"]),
          np.int64(p["output_multiplier"]), np.int64(p["output_shift"]),
          np.int64(p["output_offset"]), np.int64(p["act_min"]), np.int64(p["act_max"]),
-         np.int64(p["scheme"]))
+         p["single"])
     return [out.reshape(out_shape)], None
 
 

@@ -433,12 +433,11 @@ def _convert_run(buf, d0, src, s0, n, off):
 
 
 @njit(**_NJ)
-def _fill_band(x, n, iy0, rows_in, pl, Wp, C, G, Cg, Cg2, dm, Cb, off, buf):
+def _fill_band(x, n, iy0, rows_in, pl, Wp, C, dm, Cb, off, buf):
     """buf[r, c, :] = x[n, iy0 + r, c - pl, :] + off (int16), 0 outside the input.
 
-    Channels are laid out per group with Cg2 slots per group (conv, dm == 1), or
-    expanded by the depth multiplier (depthwise: slot oc holds channel oc // dm);
-    slots past the real channels are 0.  Cb = channel slots per pixel.
+    Slot k of a pixel holds channel k // dm (the depth multiplier expands the channels
+    for depthwise); slots k >= C*dm (up to Cb) are 0.
     """
     H = x.shape[1]
     W = x.shape[2]
@@ -446,6 +445,7 @@ def _fill_band(x, n, iy0, rows_in, pl, Wp, C, G, Cg, Cg2, dm, Cb, off, buf):
     c_lo = min(max(pl, 0), Wp)  # first buffer column inside the input
     c_hi = max(c_lo, min(Wp, W + pl))
     rowlen = Wp * Cb
+    Ce = C * dm
     for r in range(rows_in):
         iy = iy0 + r
         rb = r * rowlen
@@ -454,23 +454,16 @@ def _fill_band(x, n, iy0, rows_in, pl, Wp, C, G, Cg, Cg2, dm, Cb, off, buf):
             continue
         _zero_run(buf, rb, c_lo * Cb)
         _zero_run(buf, rb + c_hi * Cb, rowlen - c_hi * Cb)
-        ix0 = c_lo - pl
         nc = c_hi - c_lo
-        sbase = ((n * H + iy) * W + ix0) * C
-        if dm == 1 and Cg == Cg2 and Cb == G * Cg:
-            # plain contiguous run: convert and add the offset
+        sbase = ((n * H + iy) * W + c_lo - pl) * C
+        if dm == 1 and Cb == C:
             _convert_run(buf, rb + c_lo * Cb, xf, sbase, nc * C, off)
         elif dm == 1:
             for c in range(nc):
                 d0 = rb + (c_lo + c) * Cb
-                for g in range(G):
-                    _convert_run(buf, d0 + g * Cg2, xf, sbase + c * C + g * Cg, Cg, off)
-                    for j in range(Cg, Cg2):
-                        buf[d0 + g * Cg2 + j] = 0
-                for j in range(G * Cg2, Cb):
-                    buf[d0 + j] = 0
+                _convert_run(buf, d0, xf, sbase + c * C, C, off)
+                _zero_run(buf, d0 + C, Cb - C)
         else:
-            Ce = C * dm
             for c in range(nc):
                 d0 = rb + (c_lo + c) * Cb
                 s0 = sbase + c * C
@@ -478,8 +471,7 @@ def _fill_band(x, n, iy0, rows_in, pl, Wp, C, G, Cg, Cg2, dm, Cb, off, buf):
                     v = np.int16(xf[s0 + ic] + off)
                     for m in range(dm):
                         buf[d0 + ic * dm + m] = v
-                for j in range(Ce, Cb):
-                    buf[d0 + j] = 0
+                _zero_run(buf, d0 + Ce, Cb - Ce)
 
 
 # ---------------------------------------------------------------------------
@@ -494,26 +486,31 @@ def _fill_band(x, n, iy0, rows_in, pl, Wp, C, G, Cg, Cg2, dm, Cb, off, buf):
 
 
 @njit(**_NJ)
-def _conv_segments(G, Cg2, C2, KH, KW, dh, dw, Wp, int64_out):
-    """Segments (xoff, woff, npairs) and chunk starts for one group (group offset added later)."""
-    CPg = Cg2 // 2
-    if G == 1 and dw == 1:
+def _conv_segments(merged, KH, KW, C, CPg, RP, dh, dw, Wp, int64_out):
+    """Segments (xoff, woff, npairs) and chunk starts; the group offset is added by the caller.
+
+    merged (groups == 1, dilation_w == 1): one run of KW*C buffer elements per kernel row,
+    RP = ceil(KW*C/2) pairs, weights in the run layout.  Otherwise one run of the group's
+    channels per tap, CPg = ceil(Cg/2) pairs.  An odd run's last pair reads one element
+    past the run; its weight is 0.
+    """
+    if merged:
         nseg0 = KH
     else:
         nseg0 = KH * KW
     sx0 = np.empty(nseg0, np.int64)
     sw0 = np.empty(nseg0, np.int64)
     sn0 = np.empty(nseg0, np.int64)
-    if G == 1 and dw == 1:
+    if merged:
         for ky in range(KH):
-            sx0[ky] = ky * dh * Wp * C2
-            sw0[ky] = ky * KW * CPg * 32
-            sn0[ky] = KW * CPg
+            sx0[ky] = ky * dh * Wp * C
+            sw0[ky] = ky * RP * 32
+            sn0[ky] = RP
     else:
         for ky in range(KH):
             for kx in range(KW):
                 t = ky * KW + kx
-                sx0[t] = (ky * dh * Wp + kx * dw) * C2
+                sx0[t] = (ky * dh * Wp + kx * dw) * C
                 sw0[t] = t * CPg * 32
                 sn0[t] = CPg
     if not int64_out:
@@ -553,8 +550,8 @@ def _conv_segments(G, Cg2, C2, KH, KW, dh, dw, Wp, int64_out):
 
 
 @njit(**_NJ)
-def _conv_item(item, nb, ng, x, wpk, bias, off, G, Cg, Cg2, Coutg, OCBg, KH, KW,
-               sh, sw, dh, dw, pt, pl, oh, ow, outf, sx, sw_, sn, cks):
+def _conv_item(item, nb, ng, x, wpk, blk, bias, off, G, Cg, Coutg, OCBg, KH, KW,
+               sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks):
     """One work item: a band of output rows of one image x a range of filter blocks.
 
     The register tiles (4 pixels x 16 filters, 4 x 8, 1 x 16) are written out inline:
@@ -563,10 +560,6 @@ def _conv_item(item, nb, ng, x, wpk, bias, off, G, Cg, Cg2, Coutg, OCBg, KH, KW,
     """
     N, H, W, C = x.shape
     Cout = G * Coutg
-    C2 = G * Cg2
-    CPg = Cg2 // 2
-    Wp = (ow - 1) * sw + (KW - 1) * dw + 1
-    blk = KH * KW * CPg * 32  # packed elements per block of 16 filters
     nck = cks.shape[0] - 1
     nblocks = G * OCBg
     n = item // (nb * ng)
@@ -581,19 +574,22 @@ def _conv_item(item, nb, ng, x, wpk, bias, off, G, Cg, Cg2, Coutg, OCBg, KH, KW,
     if R <= 0 or jb1 <= jb0:
         return
     rows_in = (R - 1) * sh + (KH - 1) * dh + 1
-    buf = np.empty(rows_in * Wp * C2, np.int16)
-    _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, G, Cg, Cg2, 1, C2, off, buf)
+    nbuf = rows_in * Wp * C
+    buf = np.empty(nbuf + 2, np.int16)
+    buf[nbuf] = 0
+    buf[nbuf + 1] = 0
+    _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, 1, C, off, buf)
     M = R * ow
-    pb = np.empty(M + 3, np.int64)
+    pb = np.empty(M, np.int64)
     for r in range(R):
         for ox in range(ow):
-            pb[r * ow + ox] = (r * sh * Wp + ox * sw) * C2
+            pb[r * ow + ox] = (r * sh * Wp + ox * sw) * C
     obase = ((n * oh + oy0) * ow) * Cout
     for jb in range(jb0, jb1):
         g = jb // OCBg
         j = jb - g * OCBg
         wb = jb * blk
-        xg = g * Cg2
+        xg = g * Cg
         nv = min(16, Coutg - 16 * j)
         bidx = g * Coutg + 16 * j
         m = 0
@@ -723,16 +719,21 @@ def _conv_item(item, nb, ng, x, wpk, bias, off, G, Cg, Cg2, Coutg, OCBg, KH, KW,
 
 
 @njit(parallel=True, **_NJ)
-def _conv_fast_kernel(x, wpk, bias, off, G, Cg, Cg2, Coutg, OCBg, KH, KW,
+def _conv_fast_kernel(x, wpk, bias, off, G, Cg, Coutg, OCBg, KH, KW,
                       sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads):
     N = x.shape[0]
+    C = x.shape[3]
     Wp = (ow - 1) * sw + (KW - 1) * dw + 1
-    sx, sw_, sn, cks = _conv_segments(G, Cg2, G * Cg2, KH, KW, dh, dw, Wp, int64_out)
+    merged = G == 1 and dw == 1
+    CPg = (Cg + 1) // 2
+    RP = (KW * C + 1) // 2
+    blk = KH * RP * 32 if merged else KH * KW * CPg * 32  # packed elements per 16 filters
+    sx, sw_, sn, cks = _conv_segments(merged, KH, KW, C, CPg, RP, dh, dw, Wp, int64_out)
     nb, ng = _plan(N, oh, ow, G * OCBg, nthreads, 256)
     outf = out.reshape(out.size)
     for item in prange(N * nb * ng):
-        _conv_item(item, nb, ng, x, wpk, bias, off, G, Cg, Cg2, Coutg, OCBg, KH, KW,
-                   sh, sw, dh, dw, pt, pl, oh, ow, outf, sx, sw_, sn, cks)
+        _conv_item(item, nb, ng, x, wpk, blk, bias, off, G, Cg, Coutg, OCBg, KH, KW,
+                   sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks)
 
 
 # ---------------------------------------------------------------------------
@@ -766,7 +767,7 @@ def _dw_item(item, nb, ng, x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl
         return
     rows_in = (R - 1) * sh + (KH - 1) * dh + 1
     buf = np.empty(rows_in * Wp * C16, np.int16)
-    _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, 1, C, C, dm, C16, off, buf)
+    _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, dm, C16, off, buf)
     for r in range(R):
         ob = ((n * oh + oy0 + r) * ow) * Cout
         for ox in range(ow):
@@ -815,15 +816,14 @@ def _dw_fast_kernel(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, o
 class PackedConvWeights:
     """CONV_2D / FULLY_CONNECTED weights in the fast kernel's layout (see ``pack_conv2d_weights``)."""
 
-    __slots__ = ("data", "shape", "groups", "cout_g", "cin_g", "cin_g2", "ocb_g")
+    __slots__ = ("data", "data_run", "shape", "groups", "cout_g", "ocb_g")
 
-    def __init__(self, data, shape, groups, cout_g, cin_g, cin_g2, ocb_g):
+    def __init__(self, data, data_run, shape, groups, cout_g, ocb_g):
         self.data = data
+        self.data_run = data_run
         self.shape = shape
         self.groups = groups
         self.cout_g = cout_g
-        self.cin_g = cin_g
-        self.cin_g2 = cin_g2
         self.ocb_g = ocb_g
 
     def __repr__(self):
@@ -854,8 +854,10 @@ def _check_int8_weights(w, ndim, what):
 def pack_conv2d_weights(w: np.ndarray, groups: int = 1) -> PackedConvWeights:
     """Pack TFLite OHWI int8 conv weights [Cout, KH, KW, Cin/groups] for ``conv2d_acc``.
 
-    Returns a ``PackedConvWeights`` whose ``data`` is a flat int16 array laid out as
-    [groups][ceil(Cout_g/16)][KH*KW][ceil(Cin_g/2)][16 filters][2 channels] (zeros pad).
+    Returns a ``PackedConvWeights``; its ``data`` is a flat int16 array laid out as
+    [groups][ceil(Cout_g/16)][KH*KW][ceil(Cin_g/2)][16 filters][2 channels], and (groups == 1)
+    ``data_run`` as [ceil(Cout/16)][KH][ceil(KW*Cin/2)][16][2]: each kernel row's KW*Cin
+    weights as one run (the same array as ``data`` when Cin is even).  Zeros pad.
     """
     _check_int8_weights(w, 4, "conv2d")
     Cout, KH, KW, Cg = (int(s) for s in w.shape)
@@ -863,14 +865,22 @@ def pack_conv2d_weights(w: np.ndarray, groups: int = 1) -> PackedConvWeights:
     if groups < 1 or Cout % groups:
         raise ValueError(f"conv2d: {Cout} filters cannot be split into {groups} groups")
     Coutg = Cout // groups
-    Cg2 = Cg + (Cg & 1)
     OCBg = (Coutg + 15) // 16
-    T = KH * KW
-    wq = np.zeros((groups, OCBg * 16, T, Cg2), np.int16)
-    wq[:, :Coutg, :, :Cg] = w.reshape(groups, Coutg, T, Cg)
-    data = wq.reshape(groups, OCBg, 16, T, Cg2 // 2, 2).transpose(0, 1, 3, 4, 2, 5)
-    data = np.ascontiguousarray(data).reshape(-1)
-    return PackedConvWeights(data, (Cout, KH, KW, Cg), groups, Coutg, Cg, Cg2, OCBg)
+    data = _pack_runs(w.reshape(groups, Coutg, KH * KW, Cg), OCBg)
+    data_run = data
+    if groups == 1 and Cg % 2:
+        data_run = _pack_runs(w.reshape(1, Cout, KH, KW * Cg), OCBg)
+    return PackedConvWeights(data, data_run, (Cout, KH, KW, Cg), groups, Coutg, OCBg)
+
+
+def _pack_runs(w4, OCB):
+    """[G, Coutg, S, L] -> flat [G][OCB][S][ceil(L/2)][16][2] int16, zero padded."""
+    G, Coutg, S, L = w4.shape
+    L2 = L + (L & 1)
+    wq = np.zeros((G, OCB * 16, S, L2), np.int16)
+    wq[:, :Coutg, :, :L] = w4
+    v = wq.reshape(G, OCB, 16, S, L2 // 2, 2).transpose(0, 1, 3, 4, 2, 5)
+    return np.ascontiguousarray(v).reshape(-1)
 
 
 def pack_fully_connected_weights(w: np.ndarray) -> PackedConvWeights:
@@ -982,17 +992,19 @@ def conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilatio
         # pointwise: fold the batch into the rows so tiles span images
         xr = x.reshape(1, N * H, W, C)
         outr = out.reshape(1, N * oh, ow, Cout)
-        _conv_fast_kernel(xr, pk.data, b, off, groups, Cg, pk.cin_g2, pk.cout_g, pk.ocb_g,
+        _conv_fast_kernel(xr, pk.data_run, b, off, groups, Cg, pk.cout_g, pk.ocb_g,
                           1, 1, 1, 1, 1, 1, 0, 0, N * oh, ow, outr, wide, get_num_threads())
         return out
-    _conv_fast_kernel(x, pk.data, b, off, groups, Cg, pk.cin_g2, pk.cout_g, pk.ocb_g,
+    wpk = pk.data_run if groups == 1 and dw == 1 else pk.data
+    _conv_fast_kernel(x, wpk, b, off, groups, Cg, pk.cout_g, pk.ocb_g,
                       KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, wide, get_num_threads())
     return out
 
 
 def _unpack_conv(pk: PackedConvWeights) -> np.ndarray:
     Cout, KH, KW, Cg = pk.shape
-    G, Coutg, Cg2, OCBg = pk.groups, pk.cout_g, pk.cin_g2, pk.ocb_g
+    G, Coutg, OCBg = pk.groups, pk.cout_g, pk.ocb_g
+    Cg2 = Cg + (Cg & 1)
     v = pk.data.reshape(G, OCBg, KH * KW, Cg2 // 2, 16, 2).transpose(0, 1, 4, 2, 3, 5)
     v = v.reshape(G, OCBg * 16, KH * KW, Cg2)[:, :Coutg, :, :Cg]
     return np.ascontiguousarray(v.reshape(Cout, KH, KW, Cg)).astype(np.int8)
@@ -1067,7 +1079,7 @@ def fully_connected_acc(x, w, bias, input_offset):
         _fc_ref_kernel(x, w if isinstance(w, np.ndarray) else _unpack_conv(pk).reshape(Cout, K), b, off, out)
         return out
     x = np.ascontiguousarray(x)
-    _conv_fast_kernel(x.reshape(1, B, 1, K), pk.data, b, off, 1, K, pk.cin_g2, Cout, pk.ocb_g,
+    _conv_fast_kernel(x.reshape(1, B, 1, K), pk.data_run, b, off, 1, K, Cout, pk.ocb_g,
                       1, 1, 1, 1, 1, 1, 0, 0, B, 1, out.reshape(1, B, 1, Cout), wide, get_num_threads())
     return out
 

@@ -357,10 +357,14 @@ def lut_populate_8bit(dt, in_scale, in_zp, out_scale, out_zp, transform) -> np.n
         transformed = transform(dequantized)
         rescaled = round_half_away_f32(F32(transformed * inverse_scale))
         # static_cast<int32_t>(rescaled + output_zero_point), then clamped to the type. The float
-        # is out of int32 range only for absurd output scales; TFLite's compiled code then
-        # saturates (observed: +huge -> qmax), unlike the bare conversion in QuantizedReluX.
-        f = float(F32(rescaled + F32(out_zp)))
-        quantized = int(max(min(f, float(qmax)), float(qmin))) if not math.isnan(f) else qmin
+        # is out of int32 range only for absurd output scales (undefined behaviour in C++).
+        # Observed in TFLite's compiled code: the int8 table saturates (+huge -> 127), the uint8
+        # one converts like cvttss2si (+huge -> INT32_MIN -> 0).
+        f = F32(rescaled + F32(out_zp))
+        if np.dtype(dt) == np.int8 and not math.isnan(float(f)):
+            quantized = int(max(min(float(f), float(qmax)), float(qmin)))
+        else:
+            quantized = max(min(qmax, _f32_to_int32(f)), qmin)
         table[val & 0xFF] = quantized
     return table
 

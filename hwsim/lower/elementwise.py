@@ -36,7 +36,7 @@ import numpy as np
 from ..arith import quantize_multiplier, quantize_multiplier_smaller_than_one_exp
 from ..ir import Op
 from ..registry import lowering
-from . import REQUANT_SCHEMES, LoweringContext
+from . import LoweringContext
 from ..kernels import elementwise as _kernels  # noqa: F401  (registers the kernels)
 
 INT8 = np.dtype(np.int8)
@@ -74,13 +74,13 @@ def _f32(ctx: LoweringContext, index: int) -> float:
     return float(np.float32(ctx.scale(index)))
 
 
-def _scheme(ctx: LoweringContext, op: Op) -> tuple[int, bool]:
-    """The requantization scheme code for requant_one, and whether it is single rounding."""
+def _single_rounding(ctx: LoweringContext, op: Op) -> bool:
+    """Whether the TFLite build modelled is TFLITE_SINGLE_ROUNDING (else double rounding)."""
     if ctx.requant_scheme not in ("tflite_double", "tflite_single"):
         raise ctx.error(op, f"requant scheme '{ctx.requant_scheme}' is not modelled for "
                             f"{op.type}; it follows TFLite's arithmetic (tflite_double or "
                             f"tflite_single)")
-    return REQUANT_SCHEMES[ctx.requant_scheme], ctx.requant_scheme == "tflite_single"
+    return ctx.requant_scheme == "tflite_single"
 
 
 def _fused(op: Op) -> str:
@@ -171,7 +171,7 @@ def lower_pool2d(op: Op, ctx: LoweringContext):
 def lower_mean(op: Op, ctx: LoweringContext):
     x_i, axis_i, y_i = op.inputs[0], op.inputs[1], op.outputs[0]
     dtype = _check_dtypes(ctx, op, [x_i, y_i])
-    scheme, single = _scheme(ctx, op)
+    single = _single_rounding(ctx, op)
     xs = tuple(ctx.tensor(x_i).shape)
     axes_raw = np.asarray(ctx.const(op, axis_i)).reshape(-1)
     if axes_raw.dtype != np.int32:
@@ -208,7 +208,7 @@ def lower_mean(op: Op, ctx: LoweringContext):
     kept = tuple(d for d in range(rank) if d not in reduced)
     params = dict(kept_axes=kept, reduced_axes=tuple(sorted(reduced)), count=count,
                   in_zp=zp_in, out_zp=zp_out, multiplier=int(mult), shift=shift,
-                  qmin=qmin, qmax=qmax, scheme=scheme, out_shape=out_shape)
+                  qmin=qmin, qmax=qmax, single=single, out_shape=out_shape)
     return ctx.layer(op, "mean", inputs=[x_i], params=params,
                      summary=_qsummary(ctx, [x_i], y_i, f"axes {sorted(reduced)} n={count}"))
 
@@ -244,7 +244,7 @@ def lower_add_sub(op: Op, ctx: LoweringContext):
     is_sub = op.type == "SUB"
     dtype = _check_dtypes(ctx, op, [a_i, b_i, y_i])
     out_shape = _broadcast_shape(ctx, op, a_i, b_i)
-    scheme, single = _scheme(ctx, op)
+    single = _single_rounding(ctx, op)
     zps = [ctx.zero_point(i) for i in (a_i, b_i, y_i)]
     qmin, qmax = ctx.qrange(y_i)
     if any(not qmin <= z <= qmax for z in zps):
@@ -291,7 +291,7 @@ def lower_add_sub(op: Op, ctx: LoweringContext):
         params.update(input1_offset=-zps[0], input2_offset=-zps[1], output_offset=zps[2],
                       left_shift=left_shift, input1_multiplier=m1, input1_shift=e1,
                       input2_multiplier=m2, input2_shift=e2, output_multiplier=mo,
-                      output_shift=eo, scheme=scheme)
+                      output_shift=eo, single=single)
         summary = f"<<{left_shift} | M1={m1}>>{-e1} M2={m2}>>{-e2} Mout={mo}>>{-eo}"
     return ctx.layer(op, "add_sub", inputs=runtime, params=params,
                      summary=_qsummary(ctx, [a_i, b_i], y_i, summary))
@@ -304,7 +304,7 @@ def lower_mul(op: Op, ctx: LoweringContext):
     a_i, b_i, y_i = op.inputs[0], op.inputs[1], op.outputs[0]
     dtype = _check_dtypes(ctx, op, [a_i, b_i, y_i])
     out_shape = _broadcast_shape(ctx, op, a_i, b_i)
-    scheme, single = _scheme(ctx, op)
+    single = _single_rounding(ctx, op)
     zps = [ctx.zero_point(i) for i in (a_i, b_i, y_i)]
     if dtype == INT16 and any(zps):
         raise ctx.error(op, f"int16 MUL needs zero points 0 (TFLite rejects {zps})")
@@ -319,7 +319,7 @@ def lower_mul(op: Op, ctx: LoweringContext):
     runtime, consts = _operand_params(ctx, [a_i, b_i])
     params = dict(input1_offset=-zps[0], input2_offset=-zps[1], output_offset=zps[2],
                   output_multiplier=mult, output_shift=shift, act_min=act_min, act_max=act_max,
-                  scheme=scheme, out_shape=out_shape, **consts)
+                  single=single, out_shape=out_shape, **consts)
     return ctx.layer(op, "mul", inputs=runtime, params=params,
                      summary=_qsummary(ctx, [a_i, b_i], y_i, f"M={mult} e={shift}"))
 
