@@ -181,33 +181,8 @@ class LayerRun:
 
 
 def run_network(net, inputs, trace: bool = True, on_layer=None):
-    """``net.run(inputs, trace)`` layer by layer, calling ``on_layer(k, layer, outs, seconds)``.
-
-    Mirrors :meth:`hwsim.engine.Network.run` (same kernels, same trace content; the tests
-    check that the two agree), adding per-layer timing for the CLI. Keeps every activation.
-    """
-    from . import registry
-    from .engine import RunResult, Trace
-    prog = net.program
-    xs = net.check_inputs(inputs)
-    values: dict[int, np.ndarray] = dict(zip(prog.inputs, xs))
-    tr = Trace(prog) if trace else None
-    if tr is not None:
-        tr.tensors.update(prog.constants)
-    for k, layer in enumerate(prog.layers):
-        fn = registry.KERNELS[layer.kernel]
-        t0 = time.perf_counter()
-        outs, acc = fn(layer, [values[i] for i in layer.inputs])
-        dt = time.perf_counter() - t0
-        for t, v in zip(layer.outputs, outs):
-            values[t] = v
-        if tr is not None and acc is not None:
-            tr.accumulators[layer.index] = acc
-        if on_layer is not None:
-            on_layer(k, layer, outs, dt)
-    if tr is not None:
-        tr.tensors.update(values)
-    return RunResult([values[i] for i in prog.outputs], tr)
+    """``net.run`` with a per-layer callback ``on_layer(k, layer, outs, seconds)``."""
+    return net.run(inputs, trace=trace, on_layer=on_layer)
 
 
 def _load_network(path: str):

@@ -78,7 +78,10 @@ class Network:
             out.append(np.ascontiguousarray(x))
         return out
 
-    def run(self, inputs, trace: bool = False) -> RunResult:
+    def run(self, inputs, trace: bool = False, on_layer=None) -> RunResult:
+        """Run the network. ``on_layer(k, layer, outputs, seconds)`` is called after each layer
+        (per-layer timing, progress bars)."""
+        import time
         prog = self.program
         xs = self.check_inputs(inputs)
         values: dict[int, np.ndarray] = dict(zip(prog.inputs, xs))
@@ -94,7 +97,10 @@ class Network:
         keep = set(prog.outputs)
         for k, layer in enumerate(prog.layers):
             fn = registry.KERNELS[layer.kernel]
+            t0 = time.perf_counter() if on_layer is not None else 0.0
             outs, acc = fn(layer, [values[i] for i in layer.inputs])
+            if on_layer is not None:
+                on_layer(k, layer, outs, time.perf_counter() - t0)
             for t, v in zip(layer.outputs, outs):
                 values[t] = v
             if tr is not None and acc is not None:

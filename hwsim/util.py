@@ -10,6 +10,13 @@ import tempfile
 from .ir import HwsimError
 
 
+def _umask_mode(base: int = 0o666) -> int:
+    """base & ~umask: the mode open()/mkdir() would give (mkstemp/mkdtemp give 0o600/0o700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
     path = os.fspath(path)
@@ -21,6 +28,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except OSError as e:
         with contextlib.suppress(OSError):
@@ -47,6 +55,7 @@ def atomic_output_path(path: str | os.PathLike, suffix: str = ""):
         raise HwsimError(f"{path}: cannot write ({e.strerror})") from None
     try:
         yield tmp
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -66,6 +75,7 @@ def atomic_output_dir(path: str | os.PathLike):
         raise HwsimError(f"{path}: cannot create output folder ({e.strerror})") from None
     try:
         yield tmp
+        os.chmod(tmp, _umask_mode(0o777))
         if os.path.isdir(path):
             old = tmp + ".old"
             os.replace(path, old)

@@ -90,12 +90,15 @@ def _rand_bias(rng, n, dt):
     return rng.integers(-(2**20), 2**20, n).astype(np.int32)
 
 
-@pytest.fixture(params=[2, 1], ids=["2threads", "1thread"])
-def threads(request):
-    """Work splitting depends on the thread count: run both plans."""
+@pytest.fixture(params=[2, 1], ids=["parallel", "serial"])
+def threads(request, monkeypatch):
+    """Both drivers: the parallel one (forced even for tiny layers; the work split depends
+    on the thread count) and the single-thread one."""
     old = numba.get_num_threads()
     n = min(request.param, numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(n)
+    if request.param > 1:
+        monkeypatch.setattr(mac, "PARALLEL_MIN_MACS", 0)
     yield n
     numba.set_num_threads(old)
 

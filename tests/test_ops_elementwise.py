@@ -11,15 +11,13 @@ layer of this family is lowered alone and fed its input tensors from ``expected.
 """
 from __future__ import annotations
 
-import itertools
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from oracle import assert_same_as_tflite, hwsim_run, tflite_ref  # noqa: F401
+from oracle import assert_same_as_tflite, hwsim_run, tflite_ref
 
 from hwsim.frontends.builder import GraphBuilder
 from hwsim.ir import ModelError
@@ -209,6 +207,7 @@ ADD_QUANT_I16 = [
     (0.001, 0, 0.001, 0, 0.002, 0),
     (0.0003, 0, 0.0011, 0, 0.0007, 0),
     (1 / 32768, 0, 3 / 32768, 0, 1 / 16384, 0),
+    (2 ** -10, 0, 2 ** -12, 0, 2 ** -10, 0),  # powers of two, but pot_scale_int16 false
 ]
 
 
@@ -239,6 +238,40 @@ def test_add_sub(op, dtype, bc):
         b = _binary_model(op, shape_a, shape_b, dtype, q[0:2], q[2:4], q[4:6], act, **extra)
         mode = ["random", "extreme", "narrow"][(k + bc) % 3]
         _check(b, [_data(rng, shape_a, dtype, mode), _data(rng, shape_b, dtype, mode)])
+
+
+def _all_pairs(dtype, n=None, seed=0):
+    """Every int8 pair (65536 elements), or n random int16 pairs incl. the extremes."""
+    if dtype == I8:
+        v = np.arange(-128, 128)
+        return (np.repeat(v, 256).astype(I8).reshape(1, -1),
+                np.tile(v, 256).astype(I8).reshape(1, -1))
+    rng = np.random.default_rng(seed)
+    a, b = _data(rng, (1, n), I16), _data(rng, (1, n), I16)
+    a[0, :4], b[0, :4] = [-32768, 32767, -32768, 32767], [-32768, -32768, 32767, 32767]
+    return a, b
+
+
+@pytest.mark.parametrize("op", ["ADD", "SUB", "MUL"])
+@pytest.mark.parametrize("dtype", [I8, I16])
+@pytest.mark.parametrize("q", range(4))
+def test_binary_exhaustive_pairs(op, dtype, q):
+    """Every int8 input pair (many int16 pairs): sensitive to each bit of the rescaling."""
+    if dtype == I8:
+        qa, qb, qo = [((0.0173, -3), (0.0411, 17), (0.0379, 5)),
+                      ((0.0921, 0), (0.0093, -128), (0.1013, 127)),
+                      ((0.02, 1), (0.02, 1), (0.0333, -2)),
+                      ((0.0057, 100), (0.0171, -90), (0.0031, 0))][q]
+    else:
+        qa, qb, qo = [((0.000173, 0), (0.000411, 0), (0.000379, 0)),
+                      ((0.000921, 0), (0.000093, 0), (0.001013, 0)),
+                      ((0.0002, 0), (0.0002, 0), (0.000333, 0)),
+                      ((0.000057, 0), (0.000171, 0), (0.000031, 0))][q]
+    if op == "MUL":
+        qo = (qo[0] * [0.5, 0.02, 0.01, 0.3][q], qo[1])
+    a, b = _all_pairs(dtype, 65536, seed=q)
+    extra = {"pot_scale_int16": False} if dtype == I16 and op != "MUL" else {}
+    _check(_binary_model(op, a.shape, b.shape, dtype, qa, qb, qo, **extra), [a, b])
 
 
 @pytest.mark.parametrize("op", ["ADD", "SUB"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -100,7 +100,7 @@ ALLOWED = {
     "accumulator.overflow": ("wrap", "saturate"),
     "requant.scheme": ("tflite_double", "tflite_single", "mult_shift", "shift_only"),
     "requant.rounding": tuple(ROUNDING_MODES),
-    "requant.activations": ("none", "relu", "relu6", "relu_n1_to_1", "leaky_relu"),
+    "requant.activations": ("none", "relu", "relu6", "relu_n1_to_1"),
     "lane_order": ("lsb_first", "msb_first"),
 }
 RANGES = {
@@ -117,7 +117,10 @@ def _where(src: str, key: str) -> str:
     return f"{src}: {key}" if src else key
 
 
-def _build(cls, data, prefix: str, src: str):
+def _build(cls, data, prefix: str, src: str, base=None):
+    """``cls`` from the mapping ``data``; keys not given keep ``base``'s values (the field's
+    default instance for nested sections, so ``memories.bias: {depth: 8}`` keeps the bias
+    memory's 32-bit words)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -136,12 +139,12 @@ def _build(cls, data, prefix: str, src: str):
             continue
         key = f"{prefix}.{name}" if prefix else name
         value = data[name]
-        default = f.default if f.default is not f.default_factory else None
+        default = getattr(base, name) if base is not None else f.default
         if hasattr(default, "__dataclass_fields__"):
-            kwargs[name] = _build(type(default), value, key, src)
+            kwargs[name] = _build(type(default), value, key, src, default)
             continue
         kwargs[name] = _check_value(key, value, default, src)
-    return cls(**kwargs)
+    return replace(base, **kwargs) if base is not None else cls(**kwargs)
 
 
 def _check_value(key: str, value, default, src: str):
@@ -195,8 +198,19 @@ def _cross_checks(cfg: AccelConfig, src: str) -> None:
     if a.word_bits // a.lanes < max(cfg.data.input_bits, cfg.data.output_bits):
         raise ConfigError(f"{_where(src, 'memories.activations.lanes')}: {a.lanes} lanes of "
                           f"{a.word_bits // a.lanes} bits cannot hold the activations")
-    if cfg.requant.scheme.startswith("tflite") and cfg.accumulator.bits < 32:
-        pass  # allowed: the accumulator is narrow, the requant unit still TFLite's
+    rq = cfg.requant
+    if rq.scheme.startswith("tflite") and rq.multiplier_bits != 32:
+        raise ConfigError(f"{_where(src, 'requant.multiplier_bits')}: {rq.multiplier_bits} with "
+                          f"requant.scheme {rq.scheme}; TFLite's Q31 multiplier needs 32 "
+                          f"(allowed: 32, or scheme mult_shift for a narrower multiplier)")
+    if rq.scheme == "mult_shift" and rq.multiplier_bits + cfg.accumulator.bits > 64:
+        raise ConfigError(f"{_where(src, 'requant.multiplier_bits')}: {rq.multiplier_bits} + "
+                          f"accumulator.bits {cfg.accumulator.bits} > 64: the product "
+                          f"accumulator x multiplier must fit 64 bits (allowed: multiplier_bits "
+                          f"<= {64 - cfg.accumulator.bits})")
+    if len(set(rq.activations)) != len(rq.activations):
+        raise ConfigError(f"{_where(src, 'requant.activations')}: {list(rq.activations)} lists "
+                          f"an activation twice")
 
 
 def config_from_dict(data: dict, source: str = "") -> AccelConfig:

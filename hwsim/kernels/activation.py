@@ -238,19 +238,25 @@ _SCALED_DIFF_INTEGER_BITS = 5
 _ACCUMULATION_INTEGER_BITS = 12
 
 
-@numba.njit(cache=True, inline="always")
-def _softmax_exp(diff, multiplier, left_shift, single_rounding):
-    """exp(beta * scale * diff) in Q0.31 for diff <= 0 (MultiplyByQuantizedMultiplier-
-    GreaterThanOne into Q5.26, then exp_on_negative_values)."""
-    scaled = _mbqm(diff, multiplier, left_shift, single_rounding)
-    return exp_on_negative_values(scaled, _SCALED_DIFF_INTEGER_BITS)
+def softmax_q8_exp(diff, multiplier, left_shift, single_rounding):
+    """exp(beta * input_scale * diff) as reference Softmax computes it for one 8-bit input
+    difference diff = x - max_in_row <= 0: MultiplyByQuantizedMultiplierGreaterThanOne into
+    Q5.26, then exp_on_negative_values -> Q0.31 raw. (Python-callable; the lowering tabulates
+    it over the 256 possible differences.)"""
+    scaled = _mbqm(np.int64(diff), np.int64(multiplier), np.int64(left_shift),
+                   bool(single_rounding))
+    return int(exp_on_negative_values(np.int64(scaled), np.int64(_SCALED_DIFF_INTEGER_BITS)))
 
 
 @numba.njit(cache=True)
-def _softmax_q8(x, out, multiplier, left_shift, diff_min, out_bits_total, out_min, out_max,
-                single_rounding):
-    """Returns the number of rows whose output exponent is outside [0, 31] (TFLite's
-    TFLITE_CHECK aborts there; those rows are left unwritten)."""
+def _softmax_q8(x, out, exp_table, out_bits_total, out_min, out_max):
+    """reference_ops::Softmax over the rows of x (int32 working copy of the 8-bit input).
+
+    exp_table[k] is the Q0.31 exp of the difference -k (k = max_in_row - x in [0, 255]) or -1
+    where -k < diff_min (those entries take no part and output the type minimum). Returns the
+    number of rows whose output exponent is outside [0, 31] (TFLite's TFLITE_CHECK aborts
+    there; those rows are left unwritten).
+    """
     rows, depth = x.shape
     bad_rows = 0
     for r in range(rows):
@@ -260,9 +266,8 @@ def _softmax_q8(x, out, multiplier, left_shift, diff_min, out_bits_total, out_mi
                 max_in_row = np.int64(x[r, c])
         sum_of_exps = np.int64(0)
         for c in range(depth):
-            diff = np.int64(x[r, c]) - max_in_row
-            if diff >= diff_min:
-                e = _softmax_exp(diff, multiplier, left_shift, single_rounding)
+            e = exp_table[max_in_row - x[r, c]]
+            if e >= 0:
                 sum_of_exps = fp_add(sum_of_exps, rescale(e, 0, _ACCUMULATION_INTEGER_BITS))
         shifted_scale, num_bits_over_unit = get_reciprocal(sum_of_exps,
                                                           _ACCUMULATION_INTEGER_BITS)
@@ -271,9 +276,8 @@ def _softmax_q8(x, out, multiplier, left_shift, diff_min, out_bits_total, out_mi
             bad_rows += 1
             continue
         for c in range(depth):
-            diff = np.int64(x[r, c]) - max_in_row
-            if diff >= diff_min:
-                e = _softmax_exp(diff, multiplier, left_shift, single_rounding)
+            e = exp_table[max_in_row - x[r, c]]
+            if e >= 0:
                 unsat = rounding_divide_by_pot(fp_mul(shifted_scale, e), exponent)
                 v = wrap_int32(unsat + out_min)
                 if v > out_max:
@@ -296,15 +300,14 @@ def run_softmax_q8(layer, inputs):
     dt = _out_dtype(p)
     out = np.empty(x2.shape, dtype=np.int32)
     bits = 8 * np.dtype(dt).itemsize
-    bad = _softmax_q8(x2, out, np.int64(p["multiplier"]), np.int64(p["left_shift"]),
-                np.int64(p["diff_min"]), np.int64(bits), np.int64(p["out_qmin"]),
-                np.int64(p["out_qmax"]), bool(p["single_rounding"]))
+    bad = _softmax_q8(x2, out, p["exp_table"], np.int64(bits), np.int64(p["out_qmin"]),
+                      np.int64(p["out_qmax"]))
     if bad:
         raise InputError(
             f"layer {layer.index} ({layer.op}): in {bad} of {x2.shape[0]} rows the sum of "
-            f"exponentials is too large for a {bits}-bit output (TFLite's reference Softmax "
-            f"fails TFLITE_CHECK(0 <= exponent <= 31) there: more than ~255 entries of a row "
-            f"within rounding of the row maximum)")
+            f"exponentials is too large for a {bits}-bit output: it reaches 256 (e.g. more "
+            f"than 255 entries equal to the row maximum) and TFLite's reference Softmax fails "
+            f"TFLITE_CHECK(0 <= exponent <= 31) there")
     return [out.astype(dt).reshape(x.shape)], None
 
 

@@ -1,10 +1,16 @@
-"""Kernels of the MAC layers: exact accumulators (hwsim.kernels.mac), then requantization."""
+"""Kernels of the MAC layers: accumulators, then requantization.
+
+Without a hardware config the accumulators are TFLite's (hwsim.kernels.mac: exact sums, int32
+wrapping for int8 layers). Layers lowered with a config carry the accumulator model
+(``acc_bits`` in their params): their accumulators come from hwsim.kernels.accumulate (the
+array's order of additions, each wrapped/saturated to acc_bits).
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from ..registry import kernel
-from . import mac
+from . import accumulate, mac
 from .requant import requantize
 
 
@@ -12,6 +18,9 @@ from .requant import requantize
 def run_conv2d(layer, inputs):
     p = layer.params
     x = inputs[0]
+    if "acc_bits" in p:
+        acc = accumulate.accumulate("conv2d", p, x)
+        return [requantize(acc, p, x.dtype)], acc
     acc = mac.conv2d_acc(x, p["weights"], p["bias"], p["input_offset"], p["stride_h"],
                          p["stride_w"], p["dilation_h"], p["dilation_w"], p["pad_top"],
                          p["pad_left"], p["out_h"], p["out_w"], p["groups"])
@@ -23,6 +32,9 @@ def run_conv2d(layer, inputs):
 def run_depthwise(layer, inputs):
     p = layer.params
     x = inputs[0]
+    if "acc_bits" in p:
+        acc = accumulate.accumulate("depthwise_conv2d", p, x)
+        return [requantize(acc, p, x.dtype)], acc
     acc = mac.depthwise_conv2d_acc(x, p["weights"], p["bias"], p["input_offset"], p["stride_h"],
                                    p["stride_w"], p["dilation_h"], p["dilation_w"],
                                    p["pad_top"], p["pad_left"], p["out_h"], p["out_w"],
@@ -35,8 +47,10 @@ def run_depthwise(layer, inputs):
 def run_fully_connected(layer, inputs):
     p = layer.params
     x = inputs[0].reshape(p["batch"], p["depth"])
-    acc = mac.fully_connected_acc(x, p["weights"], p["bias"], p["input_offset"])
-    acc = _acc_type(acc, p)
+    if "acc_bits" in p:
+        acc = accumulate.accumulate("fully_connected", p, x)
+    else:
+        acc = _acc_type(mac.fully_connected_acc(x, p["weights"], p["bias"], p["input_offset"]), p)
     out = requantize(acc, p, inputs[0].dtype)
     return [out.reshape(p["out_shape"])], acc
 

@@ -325,6 +325,48 @@ def _vstore_acc(typingctx, out, oidx, v, bias, bidx, first, nv):
     return types.none(out, oidx, v, bias, bidx, first, nv), codegen
 
 
+@intrinsic
+def _vload_i32x8(typingctx, arr, idx):
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _elem_ptr(context, builder, sig.args[0], args[0], args[1], _V8)
+        return builder.load(p, align=4)
+
+    return _i32x8(arr, idx), codegen
+
+
+@intrinsic
+def _vstore_plain(typingctx, out, oidx, v, nv):
+    """out[oidx + i] = v[i] for i < min(nv, 8) (int32 out; int64 out gets sign-extended lanes)."""
+    if not (isinstance(out, types.Array) and out.dtype in (types.int32, types.int64)) or v != _i32x8:
+        return None
+    bits = out.dtype.bitwidth
+
+    def codegen(context, builder, sig, args):
+        aout, aoidx, av, anv = args
+        i64 = ir.IntType(64)
+        st = ir.IntType(bits)
+        vt = ir.VectorType(st, 8)
+        vw = builder.sext(av, vt) if bits == 64 else av
+        oidx = context.cast(builder, aoidx, sig.args[1], types.int64)
+        nv = context.cast(builder, anv, sig.args[3], types.int64)
+        full = builder.icmp_signed(">=", nv, ir.Constant(i64, 8))
+        with builder.if_else(full, likely=True) as (then, otherwise):
+            with then:
+                builder.store(vw, _elem_ptr(context, builder, sig.args[0], aout, oidx, vt), align=bits // 8)
+            with otherwise:
+                for i in range(8):
+                    ci = ir.Constant(i64, i)
+                    with builder.if_then(builder.icmp_signed("<", ci, nv)):
+                        po = _elem_ptr(context, builder, sig.args[0], aout, builder.add(oidx, ci), st)
+                        builder.store(builder.extract_element(vw, ir.Constant(_I32, i)), po)
+        return context.get_dummy_value()
+
+    return types.none(out, oidx, v, nv), codegen
+
+
 # ---------------------------------------------------------------------------
 # Reference kernels (plain loops, int64 accumulation)
 # ---------------------------------------------------------------------------
@@ -550,13 +592,16 @@ def _conv_segments(merged, KH, KW, C, CPg, RP, dh, dw, Wp, int64_out):
 
 
 @njit(**_NJ)
-def _conv_item(item, nb, ng, x, wpk, blk, bias, off, G, Cg, Coutg, OCBg, KH, KW,
+def _conv_item(item, nb, ng, x, wpk, blk, bias, bp, plain, off, G, Cg, Coutg, OCBg, KH, KW,
                sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks):
     """One work item: a band of output rows of one image x a range of filter blocks.
 
     The register tiles (4 pixels x 16 filters, 4 x 8, 1 x 16) are written out inline:
     numba does not inline calls to njit functions at the LLVM level here, and a call
     per tile (arrays pass as 7 scalars each) costs as much as a 1x1 conv tile's work.
+    Accumulators start from bp (per-block padded int32 bias; zeros in 16x8 mode).
+    plain (int32 result, one chunk): the sums are stored as they are; otherwise they are
+    added to bias (first chunk) or to the partial result already stored.
     """
     N, H, W, C = x.shape
     Cout = G * Coutg
@@ -602,14 +647,14 @@ def _conv_item(item, nb, ng, x, wpk, blk, bias, off, G, Cg, Coutg, OCBg, KH, KW,
                 q2 = pb[m + 2] + xg
                 q3 = pb[m + 3] + xg
                 for c in range(nck):
-                    a00 = _vzero32()
-                    a01 = a00
+                    a00 = _vload_i32x8(bp, 16 * jb)
+                    a01 = _vload_i32x8(bp, 16 * jb + 8)
                     a10 = a00
-                    a11 = a00
+                    a11 = a01
                     a20 = a00
-                    a21 = a00
+                    a21 = a01
                     a30 = a00
-                    a31 = a00
+                    a31 = a01
                     for s in range(cks[c], cks[c + 1]):
                         xo = sx[s]
                         p0 = q0 + xo
@@ -637,15 +682,25 @@ def _conv_item(item, nb, ng, x, wpk, blk, bias, off, G, Cg, Coutg, OCBg, KH, KW,
                             p1 += 2
                             p2 += 2
                             p3 += 2
-                    f = c == 0
-                    _vstore_acc(outf, o0, a00, bias, bidx, f, 8)
-                    _vstore_acc(outf, o0 + 8, a01, bias, bidx + 8, f, nv - 8)
-                    _vstore_acc(outf, o0 + Cout, a10, bias, bidx, f, 8)
-                    _vstore_acc(outf, o0 + Cout + 8, a11, bias, bidx + 8, f, nv - 8)
-                    _vstore_acc(outf, o0 + 2 * Cout, a20, bias, bidx, f, 8)
-                    _vstore_acc(outf, o0 + 2 * Cout + 8, a21, bias, bidx + 8, f, nv - 8)
-                    _vstore_acc(outf, o0 + 3 * Cout, a30, bias, bidx, f, 8)
-                    _vstore_acc(outf, o0 + 3 * Cout + 8, a31, bias, bidx + 8, f, nv - 8)
+                    if plain:
+                        _vstore_plain(outf, o0, a00, 8)
+                        _vstore_plain(outf, o0 + 8, a01, nv - 8)
+                        _vstore_plain(outf, o0 + Cout, a10, 8)
+                        _vstore_plain(outf, o0 + Cout + 8, a11, nv - 8)
+                        _vstore_plain(outf, o0 + 2 * Cout, a20, 8)
+                        _vstore_plain(outf, o0 + 2 * Cout + 8, a21, nv - 8)
+                        _vstore_plain(outf, o0 + 3 * Cout, a30, 8)
+                        _vstore_plain(outf, o0 + 3 * Cout + 8, a31, nv - 8)
+                    else:
+                        f = c == 0
+                        _vstore_acc(outf, o0, a00, bias, bidx, f, 8)
+                        _vstore_acc(outf, o0 + 8, a01, bias, bidx + 8, f, nv - 8)
+                        _vstore_acc(outf, o0 + Cout, a10, bias, bidx, f, 8)
+                        _vstore_acc(outf, o0 + Cout + 8, a11, bias, bidx + 8, f, nv - 8)
+                        _vstore_acc(outf, o0 + 2 * Cout, a20, bias, bidx, f, 8)
+                        _vstore_acc(outf, o0 + 2 * Cout + 8, a21, bias, bidx + 8, f, nv - 8)
+                        _vstore_acc(outf, o0 + 3 * Cout, a30, bias, bidx, f, 8)
+                        _vstore_acc(outf, o0 + 3 * Cout + 8, a31, bias, bidx + 8, f, nv - 8)
                 m += 4
         else:
             # ---- 4 pixels x 8 filters (a last block of at most 8 filters)
@@ -656,7 +711,7 @@ def _conv_item(item, nb, ng, x, wpk, blk, bias, off, G, Cg, Coutg, OCBg, KH, KW,
                 q2 = pb[m + 2] + xg
                 q3 = pb[m + 3] + xg
                 for c in range(nck):
-                    a0 = _vzero32()
+                    a0 = _vload_i32x8(bp, 16 * jb)
                     a1 = a0
                     a2 = a0
                     a3 = a0
@@ -678,21 +733,27 @@ def _conv_item(item, nb, ng, x, wpk, blk, bias, off, G, Cg, Coutg, OCBg, KH, KW,
                             p1 += 2
                             p2 += 2
                             p3 += 2
-                    f = c == 0
-                    _vstore_acc(outf, o0, a0, bias, bidx, f, nv)
-                    _vstore_acc(outf, o0 + Cout, a1, bias, bidx, f, nv)
-                    _vstore_acc(outf, o0 + 2 * Cout, a2, bias, bidx, f, nv)
-                    _vstore_acc(outf, o0 + 3 * Cout, a3, bias, bidx, f, nv)
+                    if plain:
+                        _vstore_plain(outf, o0, a0, nv)
+                        _vstore_plain(outf, o0 + Cout, a1, nv)
+                        _vstore_plain(outf, o0 + 2 * Cout, a2, nv)
+                        _vstore_plain(outf, o0 + 3 * Cout, a3, nv)
+                    else:
+                        f = c == 0
+                        _vstore_acc(outf, o0, a0, bias, bidx, f, nv)
+                        _vstore_acc(outf, o0 + Cout, a1, bias, bidx, f, nv)
+                        _vstore_acc(outf, o0 + 2 * Cout, a2, bias, bidx, f, nv)
+                        _vstore_acc(outf, o0 + 3 * Cout, a3, bias, bidx, f, nv)
                 m += 4
         # ---- remaining pixels one at a time, 16 filters, two interleaved pairs of sums
         while m < M:
             o0 = obase + m * Cout + bidx
             q0 = pb[m] + xg
             for c in range(nck):
-                a0 = _vzero32()
-                a1 = a0
-                b0 = a0
-                b1 = a0
+                a0 = _vload_i32x8(bp, 16 * jb)
+                a1 = _vload_i32x8(bp, 16 * jb + 8)
+                b0 = _vzero32()
+                b1 = b0
                 for s in range(cks[c], cks[c + 1]):
                     p0 = q0 + sx[s]
                     wo = wb + sw_[s]
@@ -712,28 +773,65 @@ def _conv_item(item, nb, ng, x, wpk, blk, bias, off, G, Cg, Coutg, OCBg, KH, KW,
                         xv = _vbcast_pair(buf, p0)
                         a0 = _vmadd_acc(a0, xv, _vload16(wpk, wo))
                         a1 = _vmadd_acc(a1, xv, _vload16(wpk, wo + 16))
-                f = c == 0
-                _vstore_acc(outf, o0, _vadd32(a0, b0), bias, bidx, f, nv)
-                _vstore_acc(outf, o0 + 8, _vadd32(a1, b1), bias, bidx + 8, f, nv - 8)
+                if plain:
+                    _vstore_plain(outf, o0, _vadd32(a0, b0), nv)
+                    _vstore_plain(outf, o0 + 8, _vadd32(a1, b1), nv - 8)
+                else:
+                    f = c == 0
+                    _vstore_acc(outf, o0, _vadd32(a0, b0), bias, bidx, f, nv)
+                    _vstore_acc(outf, o0 + 8, _vadd32(a1, b1), bias, bidx + 8, f, nv - 8)
             m += 1
 
 
-@njit(parallel=True, **_NJ)
-def _conv_fast_kernel(x, wpk, bias, off, G, Cg, Coutg, OCBg, KH, KW,
-                      sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads):
-    N = x.shape[0]
-    C = x.shape[3]
+@njit(**_NJ)
+def _conv_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
     Wp = (ow - 1) * sw + (KW - 1) * dw + 1
     merged = G == 1 and dw == 1
-    CPg = (Cg + 1) // 2
+    CPg = (C // G + 1) // 2
     RP = (KW * C + 1) // 2
     blk = KH * RP * 32 if merged else KH * KW * CPg * 32  # packed elements per 16 filters
     sx, sw_, sn, cks = _conv_segments(merged, KH, KW, C, CPg, RP, dh, dw, Wp, int64_out)
+    bp = np.zeros(G * OCBg * 16, np.int32)
+    if not int64_out:
+        for g in range(G):
+            for i in range(Coutg):
+                bp[(g * OCBg + i // 16) * 16 + i % 16] = bias[g * Coutg + i]
     nb, ng = _plan(N, oh, ow, G * OCBg, nthreads, 256)
+    return Wp, blk, sx, sw_, sn, cks, bp, nb, ng
+
+
+@njit(parallel=True, **_NJ)
+def _conv_par(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
+              int64_out, nthreads):
+    Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(
+        x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads)
     outf = out.reshape(out.size)
-    for item in prange(N * nb * ng):
-        _conv_item(item, nb, ng, x, wpk, blk, bias, off, G, Cg, Coutg, OCBg, KH, KW,
-                   sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks)
+    for item in prange(x.shape[0] * nb * ng):
+        _conv_item(item, nb, ng, x, wpk, blk, bias, bp, not int64_out, off, G, x.shape[3] // G, Coutg,
+                   OCBg, KH, KW, sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks)
+
+
+@njit(**_NJ)
+def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
+                 int64_out, nthreads):
+    Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(
+        x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, 1)
+    outf = out.reshape(out.size)
+    for item in range(x.shape[0] * nb * ng):
+        _conv_item(item, nb, ng, x, wpk, blk, bias, bp, not int64_out, off, G, x.shape[3] // G, Coutg,
+                   OCBg, KH, KW, sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks)
+
+
+#: Layers with fewer MACs than this run on the calling thread only (forking costs more).
+PARALLEL_MIN_MACS = 1 << 20
+
+
+def _conv_run(macs, *args):
+    nt = get_num_threads()
+    if nt > 1 and macs >= PARALLEL_MIN_MACS:
+        _conv_par(*args, nt)
+    else:
+        _conv_serial(*args, 1)
 
 
 # ---------------------------------------------------------------------------
@@ -747,7 +845,14 @@ def _conv_fast_kernel(x, wpk, bias, off, G, Cg, Coutg, OCBg, KH, KW,
 
 
 @njit(**_NJ)
-def _dw_item(item, nb, ng, x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, outf, xo):
+def _dw_item(item, nb, ng, x, wpk, bias, bp, plain, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
+             oh, ow, outf, xo):
+    """One work item: a band of output rows of one image x a range of 16-channel blocks.
+
+    Two output pixels at a time share each weight load.  Lane order inside the
+    accumulators is that of vpunpck{l,h}wd (channels 0-3,8-11 | 4-7,12-15); bp holds
+    the bias in that order (zeros in 16x8 mode, where the bias is added at the store).
+    """
     N, H, W, C = x.shape
     Cout = C * dm
     C16 = (Cout + 15) // 16 * 16
@@ -768,31 +873,71 @@ def _dw_item(item, nb, ng, x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl
     rows_in = (R - 1) * sh + (KH - 1) * dh + 1
     buf = np.empty(rows_in * Wp * C16, np.int16)
     _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, dm, C16, off, buf)
-    for r in range(R):
-        ob = ((n * oh + oy0 + r) * ow) * Cout
-        for ox in range(ow):
-            pbase = (r * sh * Wp + ox * sw) * C16
-            o = ob + ox * Cout
-            for cb in range(cb0, cb1):
-                lo = _vzero32()
-                hi = lo
-                pc = pbase + cb * 16
-                wo = cb * TP * 32
+    step = sw * C16
+    for cb in range(cb0, cb1):
+        blo = _vload_i32x8(bp, 16 * cb)
+        bhi = _vload_i32x8(bp, 16 * cb + 8)
+        nv = min(16, Cout - 16 * cb)
+        wcb = cb * TP * 32
+        for r in range(R):
+            ob = ((n * oh + oy0 + r) * ow) * Cout + 16 * cb
+            pc = r * sh * Wp * C16 + cb * 16
+            ox = 0
+            while ox + 2 <= ow:
+                lo = blo
+                hi = bhi
+                lo2 = blo
+                hi2 = bhi
+                wo = wcb
+                for p in range(TP):
+                    wl = _vload16(wpk, wo)
+                    wh = _vload16(wpk, wo + 16)
+                    wo += 32
+                    o1 = pc + xo[2 * p]
+                    o2 = pc + xo[2 * p + 1]
+                    xa = _vload16(buf, o1)
+                    xb = _vload16(buf, o2)
+                    lo = _vmadd_acc(lo, _vunpack_lo(xa, xb), wl)
+                    hi = _vmadd_acc(hi, _vunpack_hi(xa, xb), wh)
+                    xa = _vload16(buf, o1 + step)
+                    xb = _vload16(buf, o2 + step)
+                    lo2 = _vmadd_acc(lo2, _vunpack_lo(xa, xb), wl)
+                    hi2 = _vmadd_acc(hi2, _vunpack_hi(xa, xb), wh)
+                o = ob + ox * Cout
+                if plain:
+                    _vstore_plain(outf, o, _vperm_lo(lo, hi), nv)
+                    _vstore_plain(outf, o + 8, _vperm_hi(lo, hi), nv - 8)
+                    _vstore_plain(outf, o + Cout, _vperm_lo(lo2, hi2), nv)
+                    _vstore_plain(outf, o + Cout + 8, _vperm_hi(lo2, hi2), nv - 8)
+                else:
+                    _vstore_acc(outf, o, _vperm_lo(lo, hi), bias, 16 * cb, True, nv)
+                    _vstore_acc(outf, o + 8, _vperm_hi(lo, hi), bias, 16 * cb + 8, True, nv - 8)
+                    _vstore_acc(outf, o + Cout, _vperm_lo(lo2, hi2), bias, 16 * cb, True, nv)
+                    _vstore_acc(outf, o + Cout + 8, _vperm_hi(lo2, hi2), bias, 16 * cb + 8, True, nv - 8)
+                pc += 2 * step
+                ox += 2
+            if ox < ow:
+                lo = blo
+                hi = bhi
+                wo = wcb
                 for p in range(TP):
                     xa = _vload16(buf, pc + xo[2 * p])
                     xb = _vload16(buf, pc + xo[2 * p + 1])
                     lo = _vmadd_acc(lo, _vunpack_lo(xa, xb), _vload16(wpk, wo))
                     hi = _vmadd_acc(hi, _vunpack_hi(xa, xb), _vload16(wpk, wo + 16))
                     wo += 32
-                nv = min(16, Cout - 16 * cb)
-                _vstore_acc(outf, o + 16 * cb, _vperm_lo(lo, hi), bias, 16 * cb, True, nv)
-                _vstore_acc(outf, o + 16 * cb + 8, _vperm_hi(lo, hi), bias, 16 * cb + 8, True, nv - 8)
+                o = ob + ox * Cout
+                if plain:
+                    _vstore_plain(outf, o, _vperm_lo(lo, hi), nv)
+                    _vstore_plain(outf, o + 8, _vperm_hi(lo, hi), nv - 8)
+                else:
+                    _vstore_acc(outf, o, _vperm_lo(lo, hi), bias, 16 * cb, True, nv)
+                    _vstore_acc(outf, o + 8, _vperm_hi(lo, hi), bias, 16 * cb + 8, True, nv - 8)
 
 
-@njit(parallel=True, **_NJ)
-def _dw_fast_kernel(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, nthreads):
-    N = x.shape[0]
-    C16 = (x.shape[3] * dm + 15) // 16 * 16
+@njit(**_NJ)
+def _dw_setup(N, Cout, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
+    C16 = (Cout + 15) // 16 * 16
     T = KH * KW
     TP = (T + 1) // 2
     Wp = (ow - 1) * sw + (KW - 1) * dw + 1
@@ -802,10 +947,34 @@ def _dw_fast_kernel(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, o
             xo[ky * KW + kx] = (ky * dh * Wp + kx * dw) * C16
     if T & 1:
         xo[T] = xo[T - 1]
-    nb, ng = _plan(N, oh, ow, C16 // 16, nthreads, 64)
+    bp = np.zeros(C16, np.int32)
+    if not int64_out:
+        for c in range(Cout):
+            i = c % 16
+            # lane order of the accumulators: lo = 0-3, 8-11; hi = 4-7, 12-15
+            bp[c - i + (i % 4) + (4 if i >= 8 else 0) + (8 if (i % 8) >= 4 else 0)] = bias[c]
+    nb, ng = _plan(N, oh, ow, C16 // 16, nthreads, 256)
+    return xo, bp, nb, ng
+
+
+@njit(parallel=True, **_NJ)
+def _dw_par(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads):
+    xo, bp, nb, ng = _dw_setup(x.shape[0], x.shape[3] * dm, KH, KW, sw, dh, dw, oh, ow, bias,
+                               int64_out, nthreads)
     outf = out.reshape(out.size)
-    for item in prange(N * nb * ng):
-        _dw_item(item, nb, ng, x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, outf, xo)
+    for item in prange(x.shape[0] * nb * ng):
+        _dw_item(item, nb, ng, x, wpk, bias, bp, not int64_out, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
+                 oh, ow, outf, xo)
+
+
+@njit(**_NJ)
+def _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads):
+    xo, bp, nb, ng = _dw_setup(x.shape[0], x.shape[3] * dm, KH, KW, sw, dh, dw, oh, ow, bias,
+                               int64_out, 1)
+    outf = out.reshape(out.size)
+    for item in range(x.shape[0] * nb * ng):
+        _dw_item(item, nb, ng, x, wpk, bias, bp, not int64_out, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
+                 oh, ow, outf, xo)
 
 
 # ---------------------------------------------------------------------------
@@ -988,16 +1157,17 @@ def conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilatio
                          sh, sw, dh, dw, pt, pl, oh, ow, groups, out)
         return out
     x = np.ascontiguousarray(x)
+    macs = out.size * KH * KW * Cg
     if KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == H and ow == W:
         # pointwise: fold the batch into the rows so tiles span images
         xr = x.reshape(1, N * H, W, C)
         outr = out.reshape(1, N * oh, ow, Cout)
-        _conv_fast_kernel(xr, pk.data_run, b, off, groups, Cg, pk.cout_g, pk.ocb_g,
-                          1, 1, 1, 1, 1, 1, 0, 0, N * oh, ow, outr, wide, get_num_threads())
+        _conv_run(macs, xr, pk.data_run, b, off, groups, pk.cout_g, pk.ocb_g,
+                  1, 1, 1, 1, 1, 1, 0, 0, N * oh, ow, outr, wide)
         return out
     wpk = pk.data_run if groups == 1 and dw == 1 else pk.data
-    _conv_fast_kernel(x, wpk, b, off, groups, Cg, pk.cout_g, pk.ocb_g,
-                      KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, wide, get_num_threads())
+    _conv_run(macs, x, wpk, b, off, groups, pk.cout_g, pk.ocb_g,
+              KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, wide)
     return out
 
 
@@ -1055,7 +1225,12 @@ def depthwise_conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_
                        sh, sw, dh, dw, pt, pl, oh, ow, dm, out)
         return out
     x = np.ascontiguousarray(x)
-    _dw_fast_kernel(x, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, get_num_threads())
+    args = (x, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, wide)
+    nt = get_num_threads()
+    if nt > 1 and out.size * KH * KW >= PARALLEL_MIN_MACS:
+        _dw_par(*args, nt)
+    else:
+        _dw_serial(*args, 1)
     return out
 
 
@@ -1079,8 +1254,8 @@ def fully_connected_acc(x, w, bias, input_offset):
         _fc_ref_kernel(x, w if isinstance(w, np.ndarray) else _unpack_conv(pk).reshape(Cout, K), b, off, out)
         return out
     x = np.ascontiguousarray(x)
-    _conv_fast_kernel(x.reshape(1, B, 1, K), pk.data_run, b, off, 1, K, Cout, pk.ocb_g,
-                      1, 1, 1, 1, 1, 1, 0, 0, B, 1, out.reshape(1, B, 1, Cout), wide, get_num_threads())
+    _conv_run(out.size * K, x.reshape(1, B, 1, K), pk.data_run, b, off, 1, Cout, pk.ocb_g,
+              1, 1, 1, 1, 1, 1, 0, 0, B, 1, out.reshape(1, B, 1, Cout), wide)
     return out
 
 

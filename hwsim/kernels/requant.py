@@ -10,22 +10,142 @@
   4 shift_only     round_shift(acc, shift, rounding)
   5 double_round   int32(round(double(acc) * real[c])), C's round (ties away from zero). This is
                    what TFLite's *reference* FULLY_CONNECTED kernels do (fully_connected.cc passes
-                   the float scales under kReference; reference_integer_ops/fully_connected.h):
-                   real[c] = double(s_in) * double(s_w[c]) / double(s_out), carried in
-                   params["real_multiplier"] (float64).
+                   the float scales under kReference; reference_integer_ops/fully_connected.h).
+                   The real is carried as integers: ``multiplier[c]`` = M (int64, the 53-bit
+                   significand of the double) and ``shift[c]`` = E with real = M * 2^E exactly
+                   (see :func:`real_to_m_e`), and evaluated by :func:`double_round_int`, an
+                   exact integer emulation of the IEEE double computation (the algorithm the
+                   RTL implements, docs/dev/accel-interface.md). No floating point at run time.
 """
 from __future__ import annotations
+
+import math
 
 import numba
 import numpy as np
 
-import math
-
 from ..arith import (multiply_by_quantized_multiplier_double, multiply_by_quantized_multiplier_int64,
-                     multiply_by_quantized_multiplier_single, round_shift)
+                     multiply_by_quantized_multiplier_single, round_shift,
+                     round_shift_half_away, round_shift_half_even)
+
+_jit = numba.njit(cache=True, inline="always")
+
+_MASK27 = (1 << 27) - 1
+_MASK54 = (1 << 54) - 1
 
 
-@numba.njit(cache=True, inline="always")
+def real_to_m_e(real: float) -> tuple[int, int]:
+    """A finite double ``real`` >= 0 as (M, E) with real == M * 2^E exactly, M < 2^53.
+
+    Normal doubles: M in [2^52, 2^53) (the significand with its hidden bit), E = exponent - 52.
+    Subnormals: M < 2^52, E = -1074. 0.0 -> (0, 0). Exact (frexp and the power-of-two
+    scaling by 2^53 are exact).
+    """
+    real = float(real)
+    if not math.isfinite(real) or real < 0.0:
+        raise ValueError(f"real_to_m_e: {real!r} is not a finite non-negative number")
+    if real == 0.0:
+        return 0, 0
+    m, e = math.frexp(real)  # real = m * 2^e, m in [0.5, 1)
+    big_m, big_e = int(m * (1 << 53)), e - 53
+    if big_e < -1074:  # subnormal: the significand has fewer bits
+        big_m >>= (-1074 - big_e)  # exact: the dropped bits are zero for a subnormal
+        big_e = -1074
+    return big_m, big_e
+
+
+@_jit
+def _bitlen(x):
+    """Number of significant bits of x >= 0 (0 for 0), by binary search."""
+    x = np.int64(x)
+    n = np.int64(0)
+    if x >= (np.int64(1) << 32):
+        x >>= 32
+        n += 32
+    if x >= (np.int64(1) << 16):
+        x >>= 16
+        n += 16
+    if x >= (np.int64(1) << 8):
+        x >>= 8
+        n += 8
+    if x >= (np.int64(1) << 4):
+        x >>= 4
+        n += 4
+    if x >= (np.int64(1) << 2):
+        x >>= 2
+        n += 2
+    if x >= (np.int64(1) << 1):
+        x >>= 1
+        n += 1
+    if x >= 1:
+        n += 1
+    return n
+
+
+@_jit
+def double_round_int(acc, m, e):
+    """round_half_away(double(acc) * real) with real = m * 2^e, in integers only, exactly.
+
+    IEEE double arithmetic, step by step:
+      a  = |acc|; if a >= 2^53: a = round_half_even(a / 2^s0) with s0 = bitlen(a) - 53,
+           e0 = s0 (what the int64 -> double conversion does); else e0 = 0.
+      P  = a * m                                   (exact, < 2^107: two 54-bit limbs)
+      s1 = max(bitlen(P) - 53, 0); P' = round_half_even(P / 2^s1)   (the double product)
+      t  = s1 + e0 + e;  r = P' * 2^t if t >= 0 else round_half_away(P' / 2^-t)
+      result = -r if acc < 0 else r    (IEEE rounding and C round() are sign-symmetric).
+    A subnormal product would only matter below 2^-1022, where the result is 0 anyway.
+    Domain: acc > -2^63; 0 <= m < 2^53; the result must fit int64 (no overflow check).
+    """
+    acc = np.int64(acc)
+    m = np.int64(m)
+    e = np.int64(e)
+    a = -acc if acc < 0 else acc
+    e0 = np.int64(0)
+    if a >= (np.int64(1) << 53):
+        s0 = _bitlen(a) - 53
+        a = round_shift_half_even(a, s0)
+        e0 = s0
+    if a == 0 or m == 0:
+        return np.int64(0)
+    # P = a * m as H * 2^54 + L with 0 <= L < 2^54 (27-bit limbs: every product < 2^54).
+    a0 = a & _MASK27
+    a1 = a >> 27
+    m0 = m & _MASK27
+    m1 = m >> 27
+    c = a1 * m0 + a0 * m1
+    lf = a0 * m0 + ((c & _MASK27) << 27)
+    h = a1 * m1 + (c >> 27) + (lf >> 54)
+    lo = lf & _MASK54
+    if h > 0:
+        b = 54 + _bitlen(h)
+    else:
+        b = _bitlen(lo)
+    s1 = b - 53
+    if s1 <= 0:
+        s1 = np.int64(0)
+        q = lo
+    else:
+        # q = P >> s1 (< 2^53), r = P mod 2^s1, then round half to even.
+        if s1 <= 54:
+            q = (h << (54 - s1)) | (lo >> s1)
+            r = lo & ((np.int64(1) << s1) - 1)
+        else:
+            q = h >> (s1 - 54)
+            r = ((h & ((np.int64(1) << (s1 - 54)) - 1)) << 54) | lo
+        half = np.int64(1) << (s1 - 1)
+        if r > half or (r == half and (q & 1) != 0):
+            q += 1
+    t = s1 + e0 + e
+    if t >= 0:
+        res = q << t
+    elif t < -60:
+        res = np.int64(0)  # q <= 2^53 < 2^(-t-1): below one half
+    else:
+        res = round_shift_half_away(q, -t)
+    return -res if acc < 0 else res
+
+
+@_jit
 def round_half_away_double(v):
     """C's round() on a double: ties away from zero (exact: a - floor(a) is exact)."""
     a = abs(v)
@@ -35,10 +155,20 @@ def round_half_away_double(v):
     return -f if v < 0 else f
 
 
+def double_round_float(acc: int, real: float) -> int:
+    """The floating-point definition of scheme 5 (for tests): round(double(acc) * real)."""
+    v = float(acc) * float(real)
+    a = abs(v)
+    f = math.floor(a)
+    if a - f >= 0.5:
+        f += 1
+    return int(-f if v < 0 else f)
+
+
 @numba.njit(cache=True)
-def requant_one(acc, multiplier, shift, scheme, rounding, real):
+def requant_one(acc, multiplier, shift, scheme, rounding):
     if scheme == 5:
-        return np.int64(round_half_away_double(np.float64(acc) * real))
+        return double_round_int(acc, multiplier, shift)
     if scheme == 0:
         return multiply_by_quantized_multiplier_double(acc, multiplier, shift)
     elif scheme == 1:
@@ -52,15 +182,13 @@ def requant_one(acc, multiplier, shift, scheme, rounding, real):
 
 
 @numba.njit(cache=True, parallel=True)
-def _requantize(acc2d, multiplier, shift, real, out_zp, act_min, act_max, scheme, rounding,
-                out2d):
+def _requantize(acc2d, multiplier, shift, out_zp, act_min, act_max, scheme, rounding, out2d):
     rows, channels = acc2d.shape
     per_channel = multiplier.shape[0] > 1
     for r in numba.prange(rows):
         for c in range(channels):
             k = c if per_channel else 0
-            v = requant_one(acc2d[r, c], multiplier[k], shift[k], scheme, rounding,
-                            real[k if real.shape[0] > 1 else 0]) + out_zp
+            v = requant_one(acc2d[r, c], multiplier[k], shift[k], scheme, rounding) + out_zp
             if v < act_min:
                 v = act_min
             elif v > act_max:
@@ -68,18 +196,17 @@ def _requantize(acc2d, multiplier, shift, real, out_zp, act_min, act_max, scheme
             out2d[r, c] = v
 
 
-_NO_REAL = np.zeros(1, np.float64)
-
-
 def requantize(acc: np.ndarray, params: dict, out_dtype) -> np.ndarray:
-    """Apply ``params`` (multiplier, shift, scheme, rounding, out_zp, act_min, act_max)."""
+    """Apply ``params`` (multiplier, shift, scheme, rounding, out_zp, act_min, act_max).
+
+    ``multiplier``/``shift`` hold one entry per channel (last axis of ``acc``) or one for all.
+    """
     channels = acc.shape[-1] if acc.ndim else 1
     acc2d = np.ascontiguousarray(acc).reshape(-1, channels)
     out = np.empty(acc2d.shape, dtype=out_dtype)
-    real = params.get("real_multiplier")
-    if real is None:
-        real = _NO_REAL
-    _requantize(acc2d, params["multiplier"], params["shift"], real, np.int64(params["out_zp"]),
+    mult = np.ascontiguousarray(np.atleast_1d(params["multiplier"]).astype(np.int64))
+    shift = np.ascontiguousarray(np.atleast_1d(params["shift"]).astype(np.int64))
+    _requantize(acc2d, mult, shift, np.int64(params["out_zp"]),
                 np.int64(params["act_min"]), np.int64(params["act_max"]),
-                np.int64(params["scheme"]), np.int64(params["rounding"]), out)
+                np.int64(params["scheme"]), np.int64(params.get("rounding", 0)), out)
     return out.reshape(acc.shape)

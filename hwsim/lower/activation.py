@@ -21,7 +21,8 @@ LOGISTIC, TANH int8 uint8       LookupTable on a 256-entry table from LUTPopulat
 LOGISTIC, TANH int16            reference_integer_ops::Logistic / Tanh (int16): sigmoid table
                                 (sigmoid_table_uint16) with interpolation
 SOFTMAX        int8/uint8 ->    reference_ops::Softmax: gemmlowp fixed point (Q5.26 diffs,
-               same or int16    exp_on_negative_values, Q12.19 sum, GetReciprocal)
+               same or int16    exp_on_negative_values, Q12.19 sum, GetReciprocal); the exp of
+                                the 256 possible differences is tabulated at lowering
 SOFTMAX        int16            reference_ops::SoftmaxInt16: exp and 1/(1+x) int16 LUTs
 =============  ===============  =============================================================
 
@@ -54,7 +55,10 @@ F32 = np.float32
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
-# TFLite common.h sigmoid_table_uint16: sigmoid(i / 24) in Q0.16 (256 entries).
+# TFLite common.h sigmoid_table_uint16: "sigmoid(i / 24) in Q0.16" (256 entries), used by the
+# int16 LOGISTIC/TANH reference kernels. A constant of the algorithm, not derivable from that
+# description: neither round() nor ceil() of 65536 * sigmoid(i / 24) reproduces it (44 and 97
+# entries differ), so it is taken as TFLite defines it (like gemmlowp's raw constants).
 SIGMOID_TABLE_UINT16 = np.array([
     32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498,
     40149, 40794, 41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255,
@@ -96,20 +100,20 @@ class _LibM:
 
     def __init__(self):
         lib = None
-        for name in (ctypes.util.find_library("m"), "libm.so.6", "libm.dylib", "msvcrt"):
+        for name in (ctypes.util.find_library("m"), "libm.so.6", "libm.dylib", "ucrtbase"):
             if not name:
                 continue
             try:
-                lib = ctypes.CDLL(name)
-                break
-            except OSError:
+                cand = ctypes.CDLL(name)
+                for fn in ("expf", "tanhf", "logf"):
+                    f = getattr(cand, fn)
+                    f.restype = ctypes.c_float
+                    f.argtypes = [ctypes.c_float]
+            except (OSError, AttributeError):
                 continue
+            lib = cand
+            break
         self.lib = lib
-        if lib is not None:
-            for fn in ("expf", "tanhf", "logf"):
-                f = getattr(lib, fn)
-                f.restype = ctypes.c_float
-                f.argtypes = [ctypes.c_float]
 
     def _call(self, name, x, fallback):
         if self.lib is None:
@@ -194,11 +198,6 @@ def _require_quant(op, ctx, *indices):
 
 def _single_rounding(ctx: LoweringContext) -> int:
     return 1 if ctx.requant_scheme == "tflite_single" else 0
-
-
-def _range(ctx, index):
-    lo, hi = QRANGE[np.dtype(ctx.tensor(index).dtype)]
-    return lo, hi
 
 
 def _bits(dt) -> int:
@@ -519,7 +518,8 @@ def lower_softmax(op: Op, ctx: LoweringContext):
     single = _single_rounding(ctx)
     qmin, qmax = QRANGE[dt_out]
     if dt_in == np.int8 and dt_out == np.int8:
-        if zp_out != -128 or not _near_f32(s_out, F32(1.0) / F32(256), F32(0.001) * (F32(1.0) / F32(256))):
+        one_256 = F32(1.0) / F32(256)
+        if zp_out != -128 or not _near_f32(s_out, one_256, F32(0.001) * one_256):
             raise ctx.error(op, f"int8 SOFTMAX needs the output scale 1/256 and zero point -128 "
                                 f"(got {float(s_out)!r}, {zp_out}), as TFLite requires")
     if dt_in == np.int16:
@@ -545,10 +545,18 @@ def lower_softmax(op: Op, ctx: LoweringContext):
         raise ctx.error(op, f"beta * input scale = {beta * float(s_in)!r} is too small for "
                             f"TFLite's PreprocessSoftmaxScaling ({e})") from None
     diff_min = -calculate_input_radius(5, left_shift)
-    # For 8-bit outputs the output quantization is implicit (scale 1/2^bits, zero point at the
-    # type minimum): the reference kernel ignores the tensor's parameters.
+    # exp of every possible difference x - max_in_row in [-255, 0], -1 below diff_min (excluded
+    # from the sum, output the type minimum): the same integers the reference kernel computes
+    # per element, tabulated once.
+    exp_table = np.full(256, -1, dtype=np.int64)
+    for k in range(256):
+        if -k >= diff_min:
+            exp_table[k] = _kernels.softmax_q8_exp(-k, m, left_shift, single)
+    # The output quantization is implicit (scale 1/2^bits, zero point at the type minimum):
+    # the reference kernel does not read the output tensor's parameters.
     return ctx.layer(op, "softmax_q8", inputs=[x],
                      params={"multiplier": m, "left_shift": left_shift, "diff_min": diff_min,
-                             "out_qmin": qmin, "out_qmax": qmax, "single_rounding": single},
+                             "exp_table": exp_table, "out_qmin": qmin, "out_qmax": qmax,
+                             "single_rounding": single},
                      summary=f"{dt_in.name}->{dt_out.name} gemmlowp fixed point, diff x M={m} "
                              f"<<{left_shift}, diff_min {diff_min}")

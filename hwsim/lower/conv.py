@@ -13,8 +13,14 @@ int64 MultiplyByQuantizedMultiplier (multiplier reduced to 16 bits).
 FULLY_CONNECTED is the exception: TFLite's fully_connected.cc hands the float scales to the
 reference kernels under kReference, which requantize in double precision:
     out[c] = clamp(int32(round(double(acc[c]) * real[c])) + zp_out, act_min, act_max)
-(requant scheme ``double_round``). The optimized kernels use the Q31 multiplier instead, which is
-one reason TFLite's optimized and reference outputs differ.
+(requant scheme ``double_round``, evaluated by an exact integer emulation: real = M * 2^E,
+hwsim.kernels.requant.double_round_int). The optimized kernels use the Q31 multiplier instead,
+which is one reason TFLite's optimized and reference outputs differ.
+
+Under a hardware config (``hwsim.lower.lower(graph, config)``) the MAC layers get the config's
+requant unit parameters (``ctx.requant_params``), the nearest supported fused activation, and
+the accumulator model params (``ctx.accumulator_params``: acc_bits, acc_overflow, dataflow,
+array_rows, array_cols, bias_first) that ``hwsim.kernels.accumulate`` runs.
 """
 from __future__ import annotations
 
@@ -22,7 +28,8 @@ import numpy as np
 
 from ..ir import Op
 from ..registry import lowering
-from . import LoweringContext, REQUANT_SCHEMES
+from . import LoweringContext, REQUANT_SCHEMES, collapse_reals
+from ..kernels.requant import real_to_m_e
 from ..kernels import conv as _kernels  # noqa: F401  (registers the kernels)
 
 
@@ -61,20 +68,35 @@ def _weights_per_tensor_or_channel(ctx: LoweringContext, op: Op, w_index: int, c
 
 def _requant(ctx: LoweringContext, op: Op, x_index: int, w_scales: np.ndarray, out_index: int,
              acc_int64: bool, double_round: bool = False) -> dict:
+    """Requant params of a MAC layer (the hardware unit's under a config), the output zero
+    point and activation clamp, and (under a config) the accumulator model params.
+
+    TFLite schemes: FULLY_CONNECTED gets scheme 5 double_round with multiplier = M (int64) and
+    shift = E such that real = M * 2^E exactly (the double's significand and exponent);
+    16x8 layers with an int64 bias get scheme 2 tflite_int64.
+    """
     s_in = np.float64(np.float32(ctx.scale(x_index)))
     s_out = np.float64(np.float32(ctx.scale(out_index)))
     reals = s_in * w_scales / s_out
-    params = ctx.requant_params(reals)
-    tflite = ctx.requant_scheme in ("tflite_double", "tflite_single")
+    tflite = ctx.hw_scheme in ("tflite_double", "tflite_single")
     if double_round and tflite:
         # TFLite's reference FULLY_CONNECTED requantizes in double: round(double(acc) * real).
+        params = ctx.requant_params(reals)  # for the collapse rule and its notes
+        if len(params["multiplier"]) == 1 < len(reals):
+            reals = np.array([collapse_reals(reals)[0]])  # == reals[0] when all are equal
+        me = [real_to_m_e(float(r)) for r in reals]
+        params["multiplier"] = np.array([m for m, _ in me], dtype=np.int64)
+        params["shift"] = np.array([e for _, e in me], dtype=np.int64)
         params["scheme"] = REQUANT_SCHEMES["double_round"]
-        params["real_multiplier"] = reals.astype(np.float64)
-    elif acc_int64 and tflite:
-        params["scheme"] = REQUANT_SCHEMES["tflite_int64"]
+    else:
+        params = ctx.requant_params(reals)
+        if acc_int64 and tflite:
+            params["scheme"] = REQUANT_SCHEMES["tflite_int64"]
     act_min, act_max = ctx.activation_range(op, op.attrs.get("fused_activation_function"),
                                             out_index)
-    params.update(out_zp=ctx.zero_point(out_index), act_min=act_min, act_max=act_max)
+    params.update(out_zp=ctx.output_zero_point(op, out_index), act_min=act_min,
+                  act_max=act_max)
+    params.update(ctx.accumulator_params())
     return params
 
 

@@ -29,14 +29,12 @@ Sources (LiteRT ``tflite/kernels``, the same code as TensorFlow's ``tensorflow/l
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..arith import quantize_multiplier, quantize_multiplier_smaller_than_one_exp
 from ..ir import Op
 from ..registry import lowering
-from . import LoweringContext
+from . import LoweringContext, round_half_away_f32
 from ..kernels import elementwise as _kernels  # noqa: F401  (registers the kernels)
 
 INT8 = np.dtype(np.int8)
@@ -219,11 +217,8 @@ def _checked_log2(scale: float) -> tuple[bool, int]:
     """TFLite CheckedLog2 (float arithmetic): (is a power of two, rounded log2)."""
     x = np.float32(scale)
     x_log2 = np.float32(np.log(x)) * (np.float32(1.0) / np.float32(np.log(np.float32(2.0))))
-    x_log2 = np.float32(x_log2)
-    a = abs(float(x_log2))
-    r = math.floor(a) + (1 if a - math.floor(a) >= 0.5 else 0)  # TfLiteRound: half away
-    rounded = -r if x_log2 < 0 else r
-    frac = np.float32(x_log2 - np.float32(rounded))
+    rounded = round_half_away_f32(x_log2)  # TfLiteRound on a float
+    frac = np.float32(np.float32(x_log2) - rounded)
     return bool(abs(float(frac)) < 1e-3), int(rounded)
 
 

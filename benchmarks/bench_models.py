@@ -1,0 +1,142 @@
+"""Whole-model speed: hwsim vs TFLite's reference kernels (BUILTIN_REF) vs TFLite's default
+kernels (XNNPACK), side by side in one run, on the corpus models. Ratios, not absolute times.
+
+    python benchmarks/bench_models.py [--threads 2] [--repeats 7] [--models mobilenet,person]
+
+Also: per-layer-type GMAC/s of hwsim, Numba cold-compile time (empty cache, in a subprocess)
+and the warm (cached) wall time of `hwsim run` on person_detect.
+Exactness is checked on the way: hwsim's outputs must equal TFLite REF's (else it aborts).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = Path(os.environ.get("HWSIM_CORPUS", ROOT.parent / "shared" / "corpus"))
+MODELS = {
+    "mobilenet": CORPUS / "real" / "mobilenet_v2_pytorch_1x3x224x224",
+    "person": CORPUS / "real" / "person_detect",
+}
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def tflite_interpreter(model: Path, ref: bool, threads: int):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    kw = dict(model_path=str(model), num_threads=threads)
+    if ref:
+        kw["experimental_op_resolver_type"] = OpResolverType.BUILTIN_REF
+    it = Interpreter(**kw)
+    it.allocate_tensors()
+    return it
+
+
+def bench_model(name: str, folder: Path, threads: int, repeats: int) -> None:
+    import hwsim
+    model = folder / "model.tflite"
+    ref_model = folder / "model_refcompat.tflite"
+    tfl_model = ref_model if ref_model.exists() else model
+    x = np.load(folder / "input_0.npy")
+    net = hwsim.load(model)
+    macs = net.program.macs
+
+    def run_hwsim():
+        return net.run(x)
+
+    out_h = run_hwsim().outputs[0]
+    rows = [("hwsim", median_time(run_hwsim, repeats))]
+    for label, ref in (("TFLite REF", True), ("TFLite XNNPACK", False)):
+        it = tflite_interpreter(tfl_model, ref, threads)
+        inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+
+        def run_tfl(it=it, inp=inp):
+            it.set_tensor(inp, x)
+            it.invoke()
+
+        run_tfl()
+        y = it.get_tensor(out)
+        if ref and not np.array_equal(y, out_h):
+            sys.exit(f"{name}: hwsim differs from TFLite REF — not benchmarking a wrong result")
+        if not ref:
+            diff = int((y != out_h).sum())
+            print(f"  ({label} differs from REF/hwsim in {diff} of {y.size} outputs)")
+        rows.append((label, median_time(run_tfl, repeats)))
+    print(f"\n{name}: {macs / 1e6:.1f} M MACs, {threads} thread(s), median of {repeats}")
+    print(f"  {'engine':16s} {'ms':>9s} {'GMAC/s':>8s} {'hwsim speed x':>14s}")
+    t_h = rows[0][1]
+    for label, t in rows:
+        print(f"  {label:16s} {t * 1e3:9.2f} {macs / t / 1e9:8.2f} {t / t_h:14.2f}")
+
+    # per layer type, hwsim
+    per = defaultdict(lambda: [0.0, 0])
+    times = defaultdict(list)
+    for _ in range(repeats):
+        net.run(x, on_layer=lambda k, layer, outs, dt: times[k].append(dt))
+    for k, layer in enumerate(net.program.layers):
+        per[layer.op][0] += statistics.median(times[k])
+        per[layer.op][1] += layer.macs
+    print(f"  hwsim per layer type: {'op':20s} {'ms':>8s} {'GMAC/s':>8s}")
+    for op, (t, m) in sorted(per.items(), key=lambda kv: -kv[1][0]):
+        g = f"{m / t / 1e9:8.2f}" if m else "       -"
+        print(f"  {'':21s}{op:20s} {t * 1e3:8.2f} {g}")
+
+
+def bench_startup(folder: Path) -> None:
+    model, x = folder / "model.tflite", folder / "input_0.npy"
+    cache = tempfile.mkdtemp(prefix="hwsim-numba-")
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    cmd = [sys.executable, "-m", "hwsim", "run", str(model), "--input", str(x), "-q"]
+    try:
+        t0 = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        cold = time.perf_counter() - t0
+        warm = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            warm.append(time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    print(f"\n`hwsim run` person_detect wall time: cold (empty Numba cache, compiles) "
+          f"{cold:.2f} s, warm (cached) median {statistics.median(warm):.2f} s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--models", default="mobilenet,person")
+    ap.add_argument("--no-startup", action="store_true")
+    a = ap.parse_args()
+    if not CORPUS.exists():
+        sys.exit(f"corpus not found at {CORPUS} (set HWSIM_CORPUS)")
+    import numba
+    numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
+    print(f"numba threads: {numba.get_num_threads()}, CPU: {os.cpu_count()} cores")
+    for name in a.models.split(","):
+        bench_model(name, MODELS[name], a.threads, a.repeats)
+    if not a.no_startup:
+        bench_startup(MODELS["person"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,549 @@
+"""``hwsim export``: the files the RTL needs (docs/export.md, docs/dev/accel-interface.md).
+
+    from hwsim.export import export
+    res = export("model.tflite", "tflite-int8", x, "build/rtl")   # -> ExportResult
+
+Steps: map the network onto the accelerator (:func:`map_for_export`), lay it out in the
+memories (:func:`hwsim.export.layout.plan_network`; unsupported ops and memory overflows fail
+here, before the run), run it with a trace, then write every file into a temp folder beside
+the output folder and rename it into place at the end — an error leaves no partial output.
+Every file is deterministic: the same model, config and input give the same bytes.
+
+Regenerate the committed RTL vectors: ``python -m hwsim.export.exporter --regen-rtl-vectors``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..ir import HwsimError, InputError
+from .formats import FORMATS, render_memory
+from .layout import (ACC_MEMORY_KEY, DESCRIPTOR_WORDS, MAC_CODES, NetworkPlan, plan_network)
+
+LEGALIZE_MODES = ("strict", "approx")
+VECTOR_ORDER = ("input", "input2", "acc", "output")
+
+# The committed RTL vectors (rtl_vectors/ at the repository root).
+RTL_VECTORS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "rtl_vectors")
+RTL_MODEL_FILE = "example_rtl.tflite"
+RTL_INPUT_FILE = "example_input.npy"
+RTL_EXPORT_DIR = "example"
+RTL_CONFIG = "tflite-int8"
+RTL_FORMATS = ("hex", "mem")
+RTL_SEED = 0
+
+
+# -- mapping the network onto the accelerator ---------------------------------------------------
+def map_for_export(model, config, legalize: str = "strict", inputs=None, host_tail: bool = False):
+    """THE switch point between the hardware model and the engine.
+
+    ``hwsim.hw.map_network`` when it exists; until then the engine (``hwsim.load`` + its
+    trace), which is exact for configs equivalent to the ``tflite-int8`` preset only.
+    """
+    try:
+        from ..hw import map_network  # type: ignore[attr-defined]
+    except ImportError:
+        return EngineNetwork(model, config, legalize, host_tail)
+    return map_network(model, config, legalize=legalize, inputs=inputs, host_tail=host_tail)
+
+
+class EngineNetwork:
+    """Stand-in for ``hwsim.hw.HwNetwork`` built on the engine (``hwsim.load``).
+
+    The engine computes TFLite's reference integers: a 32-bit wrapping accumulator and
+    TFLite's requantization. Any config that would compute something else is refused.
+    """
+
+    backend = "engine (hwsim.load; hwsim.hw.map_network not available)"
+
+    def __init__(self, model, config, legalize: str = "strict", host_tail: bool = False):
+        import warnings
+
+        import hwsim
+        from numba.core.errors import NumbaPerformanceWarning
+        warnings.simplefilter("ignore", NumbaPerformanceWarning)
+        self.config = config
+        problems = []
+        acc = config.accumulator
+        if acc.bits != 32 or acc.overflow != "wrap":
+            problems.append(f"accumulator.bits={acc.bits} overflow={acc.overflow} "
+                            f"(the engine accumulates in 32 bits, wrapping)")
+        if config.requant.scheme not in ("tflite_double", "tflite_single"):
+            problems.append(f"requant.scheme={config.requant.scheme}")
+        d = config.data
+        if (d.input_bits, d.weight_bits, d.output_bits) != (8, 8, 8) or not (
+                d.input_signed and d.weight_signed and d.output_signed):
+            problems.append("data widths other than signed 8-bit")
+        if problems:
+            raise HwsimError(f"config '{config.name}': {'; '.join(problems)} needs "
+                             f"hwsim.hw.map_network, which this build does not have yet; "
+                             f"without it only configs equivalent to the tflite-int8 preset "
+                             f"can be exported")
+        self.net = hwsim.load(model, requant_scheme=config.requant.scheme)
+        self.program = self.net.program
+        self.graph = self.net.graph
+        self.report = "engine: TFLite reference arithmetic, equivalent to the config"
+        if not config.requant.per_channel:
+            for layer in self.program.layers:
+                m = layer.params.get("multiplier")
+                if m is not None and np.asarray(m).size > 1 and len(set(
+                        np.asarray(m).tolist())) > 1:
+                    raise HwsimError(f"config '{config.name}': requant.per_channel is false "
+                                     f"but op {layer.index} ({layer.op}) has per-channel "
+                                     f"multipliers (needs hwsim.hw.map_network)")
+        if not config.requant.zero_point:
+            for layer in self.program.layers:
+                if int(layer.params.get("out_zp", 0)) or int(layer.params.get(
+                        "output_offset", 0)):
+                    raise HwsimError(f"config '{config.name}': requant.zero_point is false "
+                                     f"but op {layer.index} ({layer.op}) has an output zero "
+                                     f"point")
+
+    def run(self, inputs, trace: bool = True):
+        return self.net.run(inputs, trace=trace)
+
+    def layer_stats(self) -> list[dict]:
+        """Ideal cycles: MACs / (rows x cols) for MAC layers, output words for the others."""
+        cfg = self.config
+        pes = cfg.array.rows * cfg.array.cols
+        lanes = cfg.memories.activations.lanes
+        rows = []
+        for layer in self.program.layers:
+            out = int(sum(np.prod(self.program.tensors[t].shape, dtype=np.int64)
+                          for t in layer.outputs))
+            cycles = -(-layer.macs // pes) if layer.macs else -(-out // lanes)
+            rows.append({"layer": layer.index, "op": layer.op, "macs": int(layer.macs),
+                         "cycles": int(cycles),
+                         "utilisation": 1.0 if layer.macs else 0.0,
+                         "model": "ideal: ceil(MACs / (rows*cols)), else ceil(outputs / lanes)"})
+        return rows
+
+    def headroom(self, trace) -> list[dict]:
+        return headroom_rows(self.program, trace, self.config)
+
+
+def headroom_rows(program, trace, config) -> list[dict]:
+    """Accumulator range per MAC layer: observed vs the worst case over all int8 inputs, and
+    the elements outside the accumulator's range (they would wrap or saturate)."""
+    bits = config.accumulator.bits
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    rows = []
+    for layer in program.layers:
+        acc = trace.accumulators.get(layer.index)
+        if acc is None or "weights" not in layer.params:
+            continue
+        from .layout import weight_matrix
+        wm = weight_matrix(layer).astype(np.int64)
+        off = int(layer.params["input_offset"])
+        xlo, xhi = -128 + off, 127 + off
+        bias = layer.params.get("bias")
+        b = np.zeros(wm.shape[0], np.int64) if bias is None else np.asarray(bias, np.int64)
+        pos, neg = np.clip(wm, 0, None), np.clip(wm, None, 0)
+        wmax = b + (pos * xhi + neg * xlo).sum(axis=1)
+        wmin = b + (pos * xlo + neg * xhi).sum(axis=1)
+        a = np.asarray(acc, dtype=np.int64)
+        out = int(np.count_nonzero((a < lo) | (a > hi)))
+        rows.append({"layer": layer.index, "op": layer.op, "acc_bits": bits,
+                     "overflow": config.accumulator.overflow,
+                     "acc_min": int(a.min()), "acc_max": int(a.max()),
+                     "worst_min": int(wmin.min()), "worst_max": int(wmax.max()),
+                     "worst_fits": bool(wmin.min() >= lo and wmax.max() <= hi),
+                     "elements": int(a.size), "out_of_range": out})
+    return rows
+
+
+# -- normalizing whatever the hardware model returns into plain rows ----------------------------
+def _plain(v):
+    """A YAML-safe copy of ``v`` (numpy scalars/arrays -> Python, dataclasses -> dicts)."""
+    import dataclasses
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        v = dataclasses.asdict(v)
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _plain(v.tolist())
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float):
+        return float(v)
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if hasattr(v, "__dict__"):
+        return _plain({k: x for k, x in vars(v).items() if not k.startswith("_")})
+    return str(v)
+
+
+def _rows_by_layer(rows) -> dict[int, dict]:
+    rows = _plain(rows)
+    if isinstance(rows, dict):
+        if all(str(k).lstrip("-").isdigit() for k in rows):
+            return {int(k): (v if isinstance(v, dict) else {"value": v}) for k, v in rows.items()}
+        rows = rows.get("layers", [])
+    out = {}
+    for r in rows or []:
+        if isinstance(r, dict):
+            key = r.get("layer", r.get("index"))
+            if isinstance(key, int):
+                out[key] = r
+    return out
+
+
+def _overflowing(row: dict) -> int:
+    for key in ("out_of_range", "would_overflow", "overflow_elements", "wrapped", "saturated"):
+        v = row.get(key)
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            return int(v)
+    return 0
+
+
+# -- inputs -------------------------------------------------------------------------------------
+@dataclass
+class InputSpec:
+    array: np.ndarray
+    file: str | None = None  # the file it came from
+
+
+def _load_inputs(inputs, program) -> list[InputSpec]:
+    from ..inputs import load_input
+    infos = [program.tensors[i] for i in program.inputs]
+    if inputs is None:
+        raise InputError(f"export needs the model's input(s): "
+                         f"{', '.join(repr(i.name) for i in infos)}")
+    if isinstance(inputs, (str, os.PathLike, np.ndarray)):
+        inputs = [inputs]
+    inputs = list(inputs)
+    if len(inputs) != len(infos):
+        raise InputError(f"the model takes {len(infos)} input(s), {len(inputs)} given")
+    out = []
+    for k, (x, info) in enumerate(zip(inputs, infos)):
+        if isinstance(x, (str, os.PathLike)):
+            out.append(InputSpec(load_input(os.fspath(x), info, k=k), os.fspath(x)))
+            continue
+        x = np.asarray(x)
+        if x.dtype != np.dtype(info.dtype) or tuple(x.shape) != tuple(info.shape):
+            raise InputError(f"input {k} ('{info.name}'): {x.dtype} {list(x.shape)}, the model "
+                             f"wants {np.dtype(info.dtype)} {list(info.shape)}")
+        out.append(InputSpec(np.ascontiguousarray(x)))
+    return out
+
+
+# -- the export -------------------------------------------------------------------------------
+@dataclass
+class ExportResult:
+    out_dir: str
+    manifest: dict
+    files: list[str]  # relative paths, sorted (manifest.yaml included)
+    headroom: list[dict] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)  # headroom rows that overflow
+    plan: NetworkPlan | None = None
+
+
+def check_formats(formats) -> tuple[str, ...]:
+    if isinstance(formats, str):
+        formats = [f for f in formats.split(",") if f.strip()]
+    out = []
+    for f in formats:
+        f = str(f).strip().lower().lstrip(".")
+        if f not in FORMATS:
+            raise HwsimError(f"unknown format {f!r} in --formats; choose from "
+                             f"{','.join(FORMATS)}")
+        if f not in out:
+            out.append(f)
+    if not out:
+        raise HwsimError(f"--formats is empty; choose from {','.join(FORMATS)}")
+    return tuple(f for f in FORMATS if f in out)
+
+
+def _check_out_dir(out_dir: str) -> None:
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise HwsimError(f"{out_dir}: exists and is not a folder")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(
+            os.path.join(out_dir, "manifest.yaml")):
+        raise HwsimError(f"{out_dir}: exists, is not empty and is not an hwsim export (no "
+                         f"manifest.yaml); remove it or choose another folder")
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    probe = parent
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise HwsimError(f"{out_dir}: cannot create the output folder ({probe} is not a "
+                         f"folder)")
+
+
+def _progress(total: int, enabled: bool | None):
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, desc="export", unit="step", file=sys.stderr, leave=False,
+                dynamic_ncols=True)
+
+
+def _config_source(config) -> str:
+    from ..hw.config import PRESET_DIR
+    src = config.source or ""
+    if src and os.path.dirname(os.path.abspath(src)) == str(PRESET_DIR):
+        return f"preset {os.path.splitext(os.path.basename(src))[0]}"
+    return os.path.basename(src) if src else "(given as an object)"
+
+
+class _Writer:
+    """Writes memory files (every selected format) into the temp export folder."""
+
+    def __init__(self, root: str, formats: tuple[str, ...]):
+        self.root = root
+        self.formats = formats
+        self.written: list[str] = []
+
+    def words(self, stem: str, words, word_bits: int, address: int | None = 0) -> dict:
+        words = list(words) or [0]
+        files = {}
+        for fmt in self.formats:
+            rel = f"{stem}.{fmt}"
+            data = render_memory(words, word_bits, fmt,
+                                 address=(address or 0) if fmt == "mem" else 0)
+            path = os.path.join(self.root, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+            self.written.append(rel)
+            files[fmt] = rel
+        return files
+
+
+def _image(used_words: int, pieces) -> list[int]:
+    img = [0] * used_words
+    for base, words in pieces:
+        img[base:base + len(words)] = list(words)
+    return img
+
+
+def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_export", *,
+           legalize: str = "strict", host_tail: bool = False, formats=FORMATS,
+           progress: bool | None = False) -> ExportResult:
+    """Export ``model`` mapped on ``config`` (YAML path, preset name or AccelConfig) with
+    ``inputs`` (array(s) or .npy/image path(s)) into ``out_dir`` (docs/export.md)."""
+    from .. import __version__
+    from ..hw.config import load_config
+    from ..util import atomic_output_dir, sha256_file
+    from . import manifest as mf
+
+    config = load_config(config)
+    if legalize not in LEGALIZE_MODES:
+        raise HwsimError(f"--legalize {legalize!r}: choose strict or approx")
+    formats = check_formats(formats)
+    out_dir = os.fspath(out_dir)
+    _check_out_dir(out_dir)
+    model_path = os.fspath(model)
+    if not os.path.isfile(model_path):
+        raise HwsimError(f"{model_path}: no such model file")
+
+    hw = map_for_export(model_path, config, legalize, inputs, host_tail)
+    program = hw.program
+    plan = plan_network(program, config, host_tail)  # fails before the run
+    xs = _load_inputs(inputs, program)
+    result = hw.run([x.array for x in xs], trace=True)
+    trace = result.trace
+    stats = _rows_by_layer(hw.layer_stats() if hasattr(hw, "layer_stats") else [])
+    headroom = list(_rows_by_layer(hw.headroom(trace) if hasattr(hw, "headroom") else [])
+                    .values())
+    warnings = [r for r in headroom if _overflowing(r) > 0]
+
+    n_steps = len(plan.layers) + 3
+    bar = _progress(n_steps, progress)
+    try:
+        with atomic_output_dir(out_dir) as tmp:
+            w = _Writer(tmp, formats)
+            layer_files = {}
+            for lp in plan.layers:
+                layer_files[lp.index] = _write_layer(w, lp, plan, trace)
+                if bar is not None:
+                    bar.update(1)
+            images = build_images(plan, trace)
+            mem_files = _write_images(w, plan, images)
+            if bar is not None:
+                bar.update(1)
+            mf.write_vectors_h5(os.path.join(tmp, mf.VECTORS_FILE), plan, trace, images,
+                                model_path, __version__)
+            w.written.append(mf.VECTORS_FILE)
+            if bar is not None:
+                bar.update(1)
+            man = mf.build_manifest(
+                plan=plan, program=program, config=config, version=__version__,
+                model_file=os.path.basename(model_path), model_sha256=sha256_file(model_path),
+                inputs=[mf.input_entry(program.tensors[t], x, sha256_file) for t, x in
+                        zip(program.inputs, xs)],
+                config_source=_config_source(config), legalize=legalize, host_tail=host_tail,
+                formats=formats, backend=getattr(hw, "backend", "hwsim.hw.map_network"),
+                report=_plain(getattr(hw, "report", None)), stats=stats, headroom=headroom,
+                warnings=warnings, layer_files=layer_files, mem_files=mem_files,
+                graph=getattr(hw, "graph", None),
+                files=[(rel, os.path.getsize(os.path.join(tmp, rel)),
+                        sha256_file(os.path.join(tmp, rel))) for rel in sorted(w.written)])
+            mf.write_manifest(os.path.join(tmp, mf.MANIFEST_FILE), man)
+            if bar is not None:
+                bar.update(1)
+    except OSError as e:
+        raise HwsimError(f"{out_dir}: cannot write the export ({e.strerror or e})") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    return ExportResult(out_dir, man, sorted(w.written + [mf.MANIFEST_FILE]), headroom,
+                        warnings, plan)
+
+
+def vector_values(lp, spec, trace) -> np.ndarray:
+    if spec.kind == "acc":
+        return np.asarray(trace.accumulators[lp.index])
+    return np.asarray(trace.tensors[spec.tensor])
+
+
+def _write_layer(w: _Writer, lp, plan: NetworkPlan, trace) -> dict:
+    mems = plan.memories
+    files: dict[str, dict] = {}
+    if not lp.host:
+        files["descriptor"] = w.words(f"{lp.folder}/descriptor", lp.descriptor_words(), 32,
+                                      lp.position * DESCRIPTOR_WORDS)
+        if lp.weights is not None:
+            files["weights"] = w.words(f"{lp.folder}/weights", lp.weights,
+                                       mems["weights"].word_bits, lp.fields["w_base"])
+            files["bias"] = w.words(f"{lp.folder}/bias", lp.bias, mems["bias"].word_bits,
+                                    lp.fields["b_base"])
+        if lp.requant is not None:
+            files["requant"] = w.words(f"{lp.folder}/requant", lp.requant,
+                                       mems["requant"].word_bits, lp.fields["rq_base"])
+    for kind in sorted(lp.vectors, key=_vector_rank):
+        spec = lp.vectors[kind]
+        v = vector_values(lp, spec, trace)
+        packed = _pack_vector(spec, v, mems)
+        if packed is None:
+            continue  # a float host tensor: vectors.h5 only
+        words, word_bits = packed
+        files[kind] = w.words(f"{lp.folder}/{kind}", words, word_bits, spec.base)
+    return files
+
+
+def _vector_rank(kind: str) -> tuple[int, str]:
+    """input, input2, ..., acc, output, output2, ..."""
+    return ({"acc": 1, "output": 2}.get(kind, 0 if kind.startswith("input") else 3), kind)
+
+
+def vector_layout(spec, mems) -> dict | None:
+    """How a vector's elements sit in words: pack_words/unpack_words arguments."""
+    if spec.memory == ACC_MEMORY_KEY:
+        return mems[ACC_MEMORY_KEY].layout()
+    dt = np.dtype(spec.dtype) if spec.dtype != "unknown" else None
+    if dt is None or dt.kind not in "iu":
+        return None
+    if dt == np.dtype(np.int8):
+        return mems["activations"].layout()
+    return dict(elem_bits=8 * dt.itemsize, signed=dt.kind == "i", lanes_per_word=1,
+                word_bits=8 * dt.itemsize, lane_order="lsb_first")
+
+
+def _pack_vector(spec, values, mems):
+    from .pack import pack_words
+    lay = vector_layout(spec, mems)
+    if lay is None:
+        return None
+    return pack_words(np.asarray(values).reshape(-1), **lay), lay["word_bits"]
+
+
+IMAGE_MEMORY = {"weights": "weights", "bias": "bias", "requant": "requant",
+                "descriptors": "descriptors", "act_init": "activations",
+                "act_final": "activations", "acc": ACC_MEMORY_KEY}
+
+
+def build_images(plan: NetworkPlan, trace) -> dict[str, list[int]]:
+    """The whole-network memory images (name -> words, ``used_words`` of its memory long):
+    weights, bias, requant, descriptors (then one all-zero end descriptor), act_init (the
+    input(s) at their regions), act_final (every region as the run leaves it), acc (the golden
+    accumulators of every MAC layer at its acc_base)."""
+    mems = plan.memories
+    arr = plan.array_layers
+    act = mems["activations"]
+
+    def tensor_words(t):
+        return act.pack(np.asarray(trace.tensors[t]).reshape(-1))
+
+    pieces = {
+        "weights": [(lp.fields["w_base"], lp.weights) for lp in arr if lp.weights is not None],
+        "bias": [(lp.fields["b_base"], lp.bias) for lp in arr if lp.bias is not None],
+        "requant": [(lp.fields["rq_base"], lp.requant) for lp in arr if lp.requant is not None],
+        "descriptors": [(lp.position * DESCRIPTOR_WORDS, lp.descriptor_words()) for lp in arr],
+        "act_init": [(plan.regions[t][0], tensor_words(t)) for t in plan.inputs],
+        "act_final": [(base, tensor_words(t)) for t, (base, _) in plan.regions.items()],
+        "acc": [(lp.fields["acc_base"], _pack_vector(lp.vectors["acc"],
+                                                     trace.accumulators[lp.index], mems)[0])
+                for lp in arr if lp.code in MAC_CODES],
+    }
+    return {name: _image(mems[IMAGE_MEMORY[name]].used_words, p) for name, p in pieces.items()}
+
+
+def _write_images(w: _Writer, plan: NetworkPlan, images: dict) -> dict:
+    return {name: w.words(f"mem/{name}", words, plan.memories[IMAGE_MEMORY[name]].word_bits)
+            for name, words in images.items()}
+
+
+# -- the committed RTL vectors ----------------------------------------------------------------
+def rtl_example_graph(seed: int = RTL_SEED):
+    """The bundled example network without its SOFTMAX: every layer runs on the array
+    (CONV, DWCONV, ADD, MAXPOOL, RESHAPE alias, FC); its output is the FC's int8 logits."""
+    from ..examples import example_graph
+    g = example_graph(seed, name="hwsim_example_cnn_rtl")
+    last = g.ops[-1]
+    assert last.type == "SOFTMAX" and last.outputs == g.outputs
+    probs = last.outputs[0]
+    assert probs == len(g.tensors) - 1, "the softmax output is expected to be the last tensor"
+    g.ops = g.ops[:-1]
+    g.tensors = g.tensors[:-1]
+    g.outputs = list(last.inputs)
+    return g
+
+
+def regen_rtl_vectors(dest: str | os.PathLike = RTL_VECTORS_DIR, progress=False) -> ExportResult:
+    """(Re)write ``dest/example_rtl.tflite``, ``dest/example_input.npy`` and the export
+    ``dest/example/`` (tflite-int8 preset, formats hex and mem). README.md is left alone."""
+    from ..examples import example_input
+    from ..frontends.tflite_writer import serialize_tflite
+    from ..util import atomic_output_path, atomic_write_bytes
+    dest = os.fspath(dest)
+    os.makedirs(dest, exist_ok=True)
+    model = os.path.join(dest, RTL_MODEL_FILE)
+    atomic_write_bytes(model, serialize_tflite(rtl_example_graph(RTL_SEED),
+                                               description="hwsim example network for RTL"))
+    npy = os.path.join(dest, RTL_INPUT_FILE)
+    with atomic_output_path(npy, suffix=".npy") as tmp:
+        np.save(tmp, example_input(RTL_SEED), allow_pickle=False)
+    return export(model, RTL_CONFIG, [npy], os.path.join(dest, RTL_EXPORT_DIR),
+                  formats=RTL_FORMATS, progress=progress)
+
+
+def main(argv=None) -> int:
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m hwsim.export.exporter")
+    p.add_argument("--regen-rtl-vectors", action="store_true",
+                   help=f"rewrite the committed RTL vectors in {RTL_VECTORS_DIR}")
+    p.add_argument("--dest", default=RTL_VECTORS_DIR, help="folder (default: rtl_vectors/)")
+    args = p.parse_args(argv)
+    if not args.regen_rtl_vectors:
+        p.print_help()
+        return 2
+    try:
+        res = regen_rtl_vectors(args.dest, progress=None)
+    except HwsimError as e:
+        print(f"hwsim: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {res.out_dir} ({len(res.files)} files)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

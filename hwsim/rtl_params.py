@@ -1,0 +1,213 @@
+"""The Verilog header of the reference accelerator for one AccelConfig.
+
+``rtl_params(config)`` returns the text of ``hwsim_params.vh``: one ``define`` per fact of the
+configuration the RTL (rtl/) needs: array geometry, data and accumulator widths, overflow rule,
+requantization scheme, and the word width / lanes / depth of each memory, plus the address
+widths derived from the depths and the implementation limits of the reference RTL (im2col and
+weight buffer sizes). The RTL ``include``s it and takes every parameter default from it, so one
+header = one accelerator. ``rtl/hwsim_params.vh`` in the repository is the header of the
+``tflite-int8`` preset (a test checks it equals ``rtl_params(load_config("tflite-int8"))``).
+
+    hwsim rtl-params tflite-int8 -o rtl/hwsim_params.vh
+    hwsim rtl-params my_accel.yaml -o build/hwsim_params.vh
+
+The reference RTL supports int8 (signed) activations and weights in 8-bit lanes, lane counts
+that are powers of two, and accumulators of 17..64 bits; other configurations raise
+:class:`hwsim.hw.config.ConfigError` naming the key.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+from .hw.config import AccelConfig, ConfigError, load_config
+
+__all__ = ["rtl_params", "write_rtl_params", "add_rtl_params_parser", "rtl_params_arguments",
+           "cmd_rtl_params", "RTL_LIMITS", "REQUANT_SCHEME_CODES"]
+
+# Requant scheme codes as the descriptors carry them (docs/dev/accel-interface.md).
+REQUANT_SCHEME_CODES = {"tflite_double": 0, "tflite_single": 1, "mult_shift": 3,
+                        "shift_only": 4, "double_round": 5}
+ROUNDING_CODES = {"half_away_from_zero": 0, "half_up": 1, "half_even": 2, "floor": 3,
+                  "toward_zero": 4}
+
+# Implementation limits of the reference RTL (not accelerator config keys).
+RTL_LIMITS = {
+    "XBUF_DEPTH": 8192,   # im2col buffer, elements per array row: K = KH*KW*Cin (CONV/FC),
+                          # KH*KW*COLS (DWCONV)
+    "TAPS_MAX": 64,       # KH*KW of a MAC layer
+    "DESC_WORDS": 64,     # 32-bit words per layer descriptor
+    "DESC_DEPTH": 64 * 256,  # descriptor memory: 255 layers + the end descriptor
+}
+
+ELEM_BITS = 8  # activations and weights are int8 in the memories (accel-interface.md)
+
+
+def _clog2(n: int) -> int:
+    return max(1, (int(n) - 1).bit_length())
+
+
+def _pow2(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
+def _check(cfg: AccelConfig) -> None:
+    src = cfg.source or cfg.name
+    d = cfg.data
+
+    def bad(key, msg):
+        raise ConfigError(f"{src}: {key}: {msg} (the reference RTL in rtl/ does not support it)")
+
+    for key, bits, signed in (("data.input_bits", d.input_bits, d.input_signed),
+                              ("data.weight_bits", d.weight_bits, d.weight_signed),
+                              ("data.output_bits", d.output_bits, d.output_signed)):
+        if bits != ELEM_BITS:
+            bad(key, f"{bits} bits; only {ELEM_BITS}-bit elements")
+        if not signed:
+            bad(key.replace("_bits", "_signed"), "unsigned elements")
+    if not 17 <= cfg.accumulator.bits <= 64:
+        bad("accumulator.bits", f"{cfg.accumulator.bits}; 17..64 bits")
+    for name in ("weights", "activations"):
+        m = getattr(cfg.memories, name)
+        if not _pow2(m.lanes):
+            bad(f"memories.{name}.lanes", f"{m.lanes} lanes is not a power of two")
+        if m.word_bits < m.lanes * ELEM_BITS:
+            bad(f"memories.{name}.word_bits", f"{m.word_bits} bits hold fewer than "
+                                              f"{m.lanes} int8 lanes")
+    if cfg.memories.bias.word_bits < 32 or cfg.memories.bias.lanes != 1:
+        bad("memories.bias", "bias words must be >= 32 bits with 1 lane")
+    if cfg.memories.requant.word_bits < 64 or cfg.memories.requant.lanes != 1:
+        bad("memories.requant", "requant words must be >= 64 bits with 1 lane")
+    if wbuf_words(cfg) < 1:
+        bad("memories.weights.lanes", "too many lanes")
+
+
+def wbuf_words(cfg: AccelConfig) -> int:
+    """Weight buffer depth in words per column: the largest words_per_channel the RTL takes."""
+    return RTL_LIMITS["XBUF_DEPTH"] // cfg.memories.weights.lanes
+
+
+def _defines(cfg: AccelConfig) -> list[tuple[str, object, str]]:
+    a, d, acc, rq, m = cfg.array, cfg.data, cfg.accumulator, cfg.requant, cfg.memories
+    rows = [
+        ("ROWS", a.rows, "PE rows: output pixels computed at once"),
+        ("COLS", a.cols, "PE columns: output channels computed at once"),
+        ("DATAFLOW_OUTPUT_STATIONARY", int(a.dataflow == "output_stationary"),
+         f"array.dataflow = {a.dataflow}"),
+        ("INPUT_BITS", d.input_bits, "activation element width (signed)"),
+        ("WEIGHT_BITS", d.weight_bits, "weight element width (signed)"),
+        ("OUTPUT_BITS", d.output_bits, "output element width (signed)"),
+        ("ACC_BITS", acc.bits, "accumulator width"),
+        ("ACC_SATURATE", int(acc.overflow == "saturate"),
+         f"accumulator.overflow = {acc.overflow} (1: saturate every addition, 0: wrap)"),
+        ("BIAS_FIRST", int(acc.bias_first), "1: the accumulator starts at the bias"),
+        ("REQUANT_SCHEME", REQUANT_SCHEME_CODES[rq.scheme], f"requant.scheme = {rq.scheme}"),
+        ("REQUANT_ROUNDING", ROUNDING_CODES[rq.rounding], f"requant.rounding = {rq.rounding}"),
+        ("REQUANT_PER_CHANNEL", int(rq.per_channel), "one requant word per output channel"),
+        ("REQUANT_MULTIPLIER_BITS", rq.multiplier_bits, "mult_shift multiplier width"),
+        ("REQUANT_SHIFT_BITS", rq.shift_bits, "right shift field width"),
+        ("REQUANT_ZERO_POINT", int(rq.zero_point), "the unit adds an output zero point"),
+    ]
+    for key, name in (("ACT", "activations"), ("WGT", "weights"), ("BIAS", "bias"),
+                      ("RQ", "requant")):
+        mem = getattr(m, name)
+        rows += [
+            (f"{key}_WORD_BITS", mem.word_bits, f"memories.{name}.word_bits"),
+            (f"{key}_LANES", mem.lanes, f"memories.{name}.lanes"),
+            (f"{key}_DEPTH", mem.depth, f"memories.{name}.depth (words)"),
+            (f"{key}_ADDR_BITS", _clog2(mem.depth), "word address width"),
+            (f"{key}_LANE_MSB_FIRST", int(mem.lane_order == "msb_first"),
+             f"memories.{name}.lane_order = {mem.lane_order}"),
+        ]
+    rows += [
+        ("ACT_LOG2_LANES", _clog2(m.activations.lanes) if m.activations.lanes > 1 else 0,
+         "log2(ACT_LANES)"),
+        ("WGT_LOG2_LANES", _clog2(m.weights.lanes) if m.weights.lanes > 1 else 0,
+         "log2(WGT_LANES)"),
+        ("ELEM_BITS", ELEM_BITS, "lane pitch of activations and weights in memory words"),
+        ("DESC_WORDS", RTL_LIMITS["DESC_WORDS"], "32-bit words per layer descriptor"),
+        ("DESC_DEPTH", RTL_LIMITS["DESC_DEPTH"], "descriptor memory depth (words)"),
+        ("DESC_ADDR_BITS", _clog2(RTL_LIMITS["DESC_DEPTH"]), "descriptor address width"),
+        ("XBUF_DEPTH", RTL_LIMITS["XBUF_DEPTH"], "RTL limit: im2col elements per array row"),
+        ("XBUF_ADDR_BITS", _clog2(RTL_LIMITS["XBUF_DEPTH"]), "log2(XBUF_DEPTH)"),
+        ("WBUF_WORDS", wbuf_words(cfg), "RTL limit: words_per_channel"),
+        ("WBUF_ADDR_BITS", _clog2(wbuf_words(cfg)), "log2(WBUF_WORDS)"),
+        ("TAPS_MAX", RTL_LIMITS["TAPS_MAX"], "RTL limit: KH*KW"),
+    ]
+    return rows
+
+
+def rtl_params(config) -> str:
+    """The text of ``hwsim_params.vh`` for ``config`` (an AccelConfig, a YAML path or a preset)."""
+    cfg = load_config(config)
+    _check(cfg)
+    lines = [
+        "// hwsim_params.vh: parameters of the reference accelerator (rtl/) for one AccelConfig.",
+        f"// Generated by `hwsim rtl-params` from config '{cfg.name}'. Do not edit: regenerate.",
+        "`ifndef HWSIM_PARAMS_VH",
+        "`define HWSIM_PARAMS_VH",
+        f'`define HWSIM_CONFIG_NAME "{cfg.name}"',
+    ]
+    defs = _defines(cfg)
+    width = max(len(n) for n, _, _ in defs) + len("HWSIM_")
+    for name, value, comment in defs:
+        lines.append(f"`define {('HWSIM_' + name).ljust(width)} {value}  // {comment}")
+    lines.append("`endif")
+    return "\n".join(lines) + "\n"
+
+
+def write_rtl_params(config, path: str | os.PathLike) -> str:
+    """Write ``rtl_params(config)`` to ``path`` atomically; returns the text."""
+    from .util import atomic_write_bytes
+    text = rtl_params(config)
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    os.makedirs(folder, exist_ok=True)
+    atomic_write_bytes(path, text.encode())
+    return text
+
+
+# -- CLI ------------------------------------------------------------------------------------
+RTL_PARAMS_HELP = "write the reference RTL's parameter header (hwsim_params.vh) for a config"
+RTL_PARAMS_EPILOG = """\
+examples:
+  hwsim rtl-params tflite-int8                      # writes rtl/hwsim_params.vh
+  hwsim rtl-params my_accel.yaml -o build/hwsim_params.vh
+  hwsim rtl-params narrow-acc-24 -o -               # print to stdout
+"""
+
+
+def rtl_params_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", metavar="CONFIG",
+                   help="accelerator config: a YAML file or a preset name (e.g. tflite-int8)")
+    p.add_argument("--out", "-o", metavar="FILE", default=os.path.join("rtl", "hwsim_params.vh"),
+                   help="header to write ('-' for stdout; default: rtl/hwsim_params.vh)")
+
+
+def cmd_rtl_params(args) -> int:
+    if args.out == "-":
+        print(rtl_params(args.config), end="")
+        return 0
+    text = write_rtl_params(args.config, args.out)
+    print(f"wrote {args.out} ({text.count('`define') - 2} parameters)")
+    return 0
+
+
+def add_rtl_params_parser(subparsers):
+    """Add the ``rtl-params`` subcommand to an argparse ``subparsers`` object."""
+    sp = subparsers.add_parser("rtl-params", help=RTL_PARAMS_HELP, description=RTL_PARAMS_HELP,
+                               epilog=RTL_PARAMS_EPILOG,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    rtl_params_arguments(sp)
+    _set_command(sp, "rtl-params", RTL_PARAMS_HELP, rtl_params_arguments, cmd_rtl_params,
+                 RTL_PARAMS_EPILOG)
+    return sp
+
+
+def _set_command(sp, name, help_, arguments, run, epilog) -> None:
+    """Make the subparser dispatchable both by hwsim.cli.main (``_command``) and by ``func``."""
+    try:
+        from .cli import Command
+        sp.set_defaults(_command=Command(name, help_, arguments, run, epilog))
+    except ImportError:  # pragma: no cover
+        pass
+    sp.set_defaults(func=run)

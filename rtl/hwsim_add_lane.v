@@ -1,0 +1,47 @@
+// hwsim_add_lane: TFLite's int8 ADD for one element (reference_integer_ops/add.h, hwsim
+// kernels/elementwise.py _add_sub_general):
+//   x1 = (a + input1_offset) << left_shift        (int32)
+//   y1 = MBQM(x1, input1_multiplier, input1_shift) (same for b)
+//   out = clamp(MBQM(y1 + y2, output_multiplier, output_shift) + output_offset, act_min, act_max)
+// MBQM is the double- or single-rounding MultiplyByQuantizedMultiplier (`single`). Combinational.
+`default_nettype none
+module hwsim_add_lane #(
+    parameter IN_BITS = 8,
+    parameter OUT_BITS = 8
+) (
+    input  wire signed [IN_BITS-1:0]  a,
+    input  wire signed [IN_BITS-1:0]  b,
+    input  wire signed [31:0]         input1_offset,
+    input  wire signed [31:0]         input2_offset,
+    input  wire [4:0]                 left_shift,
+    input  wire signed [31:0]         input1_multiplier,
+    input  wire signed [7:0]          input1_shift,
+    input  wire signed [31:0]         input2_multiplier,
+    input  wire signed [7:0]          input2_shift,
+    input  wire signed [31:0]         output_multiplier,
+    input  wire signed [7:0]          output_shift,
+    input  wire                       single,
+    input  wire signed [31:0]         output_offset,
+    input  wire signed [31:0]         act_min,
+    input  wire signed [31:0]         act_max,
+    output wire signed [OUT_BITS-1:0] out
+);
+`include "hwsim_arith.vh"
+    wire signed [31:0] x1 = ($signed({{(32 - IN_BITS){a[IN_BITS-1]}}, a}) + input1_offset)
+                            << left_shift;
+    wire signed [31:0] x2 = ($signed({{(32 - IN_BITS){b[IN_BITS-1]}}, b}) + input2_offset)
+                            << left_shift;
+    wire signed [31:0] y1 = single ? f_mbqm_single(x1, input1_multiplier, input1_shift)
+                                   : f_mbqm_double(x1, input1_multiplier, input1_shift);
+    wire signed [31:0] y2 = single ? f_mbqm_single(x2, input2_multiplier, input2_shift)
+                                   : f_mbqm_double(x2, input2_multiplier, input2_shift);
+    wire signed [31:0] raw = y1 + y2;
+    wire signed [31:0] scaled = single ? f_mbqm_single(raw, output_multiplier, output_shift)
+                                       : f_mbqm_double(raw, output_multiplier, output_shift);
+    wire signed [33:0] biased = {{2{scaled[31]}}, scaled} + {{2{output_offset[31]}}, output_offset};
+    wire signed [33:0] lo = {{2{act_min[31]}}, act_min};
+    wire signed [33:0] hi = {{2{act_max[31]}}, act_max};
+    wire signed [33:0] clamped = (biased < lo) ? lo : ((biased > hi) ? hi : biased);
+    assign out = clamped[OUT_BITS-1:0];
+endmodule
+`default_nettype wire

@@ -1,0 +1,151 @@
+// hwsim_arith.vh: the integer primitives of hwsim/arith.py as Verilog functions.
+// `include inside a module body. Every function states its exact rounding, as arith.py does;
+// widths are fixed and generous (128-bit working values) so that nothing overflows.
+//
+//   f_round_shift(x, s, mode)   round(x / 2^s) in a ROUND_* mode (arith.round_shift)
+//   f_srdhm(a, b)               gemmlowp SaturatingRoundingDoublingHighMul (int32)
+//   f_rdbpot(x, e)              gemmlowp RoundingDivideByPOT (int32, ties away from zero)
+//   f_mbqm_double(x, m, shift)  TFLite MultiplyByQuantizedMultiplier, double rounding
+//   f_mbqm_single(x, m, shift)  TFLite MultiplyByQuantizedMultiplier, TFLITE_SINGLE_ROUNDING
+//   f_double_round(acc, word)   int(round(double(acc) * M * 2^E)), IEEE double emulated exactly
+//
+// Fault injection (tests only): `define HWSIM_FAULT_ROUNDING drops the rounding of
+// RoundingDivideByPOT (plain arithmetic shift: floor instead of ties away from zero).
+
+// round(x / 2^s): mode 0 half away from zero, 1 half up, 2 half even, 3 floor, 4 toward zero.
+// x = q*2^s + r with q = x >>> s (floor) and 0 <= r < 2^s; each mode returns q or q + 1.
+function automatic signed [127:0] f_round_shift;
+    input signed [127:0] x;
+    input [6:0] s;
+    input [2:0] mode;
+    reg signed [127:0] q;
+    reg [127:0] r, half;
+    begin
+        if (s == 7'd0) begin
+            f_round_shift = x;
+        end else begin
+            q = x >>> s;
+            r = x & ~({128{1'b1}} << s);
+            half = 128'd1 << (s - 7'd1);
+            case (mode)
+                3'd0: f_round_shift = (r > half || (r == half && !x[127])) ? q + 128'sd1 : q;
+                3'd1: f_round_shift = (r >= half) ? q + 128'sd1 : q;
+                3'd2: f_round_shift = (r > half || (r == half && q[0])) ? q + 128'sd1 : q;
+                3'd3: f_round_shift = q;
+                default: f_round_shift = (r != 128'd0 && x[127]) ? q + 128'sd1 : q;
+            endcase
+        end
+    end
+endfunction
+
+// SaturatingRoundingDoublingHighMul: floor(a*b / 2^31 + 1/2) computed as the C++ does
+// (nudge, then truncating division), INT32_MIN * INT32_MIN -> INT32_MAX.
+function automatic signed [31:0] f_srdhm;
+    input signed [31:0] a;
+    input signed [31:0] b;
+    reg signed [63:0] ab, n, q;
+    begin
+        if (a == 32'sh8000_0000 && b == 32'sh8000_0000) begin
+            f_srdhm = 32'sh7fff_ffff;
+        end else begin
+            ab = $signed({{32{a[31]}}, a}) * $signed({{32{b[31]}}, b});
+            n = ab + (ab[63] ? (64'sd1 - 64'sd1073741824) : 64'sd1073741824);
+            q = n >>> 31;
+            if (n[63] && n[30:0] != 31'd0) q = q + 64'sd1;  // C++ '/' truncates toward zero
+            f_srdhm = q[31:0];
+        end
+    end
+endfunction
+
+// RoundingDivideByPOT: round(x / 2^e), ties away from zero; e in 0..31.
+function automatic signed [31:0] f_rdbpot;
+    input signed [31:0] x;
+    input [5:0] e;
+    reg [31:0] mask, rem, thr;
+    reg signed [31:0] res;
+    begin
+        mask = (32'd1 << e[4:0]) - 32'd1;
+        rem = x & mask;
+        thr = (mask >> 1) + {31'd0, x[31]};
+        res = x >>> e[4:0];
+`ifndef HWSIM_FAULT_ROUNDING  // the fault drops the rounding increment (floor)
+        if (rem > thr) res = res + 32'sd1;
+`endif
+        f_rdbpot = res;
+    end
+endfunction
+
+// MultiplyByQuantizedMultiplier (double rounding): shift > 0 shifts left (int32 wrap), < 0 right.
+function automatic signed [31:0] f_mbqm_double;
+    input signed [31:0] x;
+    input signed [31:0] m;
+    input signed [7:0] shift;
+    reg [5:0] ls, rs;
+    reg signed [31:0] xs;
+    reg signed [7:0] neg;
+    begin
+        neg = -shift;
+        ls = (shift > 8'sd0) ? shift[5:0] : 6'd0;
+        rs = (shift < 8'sd0) ? neg[5:0] : 6'd0;
+        xs = x << ls[4:0];
+        f_mbqm_double = f_rdbpot(f_srdhm(xs, m), rs);
+    end
+endfunction
+
+// MultiplyByQuantizedMultiplier (TFLITE_SINGLE_ROUNDING):
+// wrap32((x*m + 2^(30-shift)) >> (31 - shift)), shift in -31..30.
+function automatic signed [31:0] f_mbqm_single;
+    input signed [31:0] x;
+    input signed [31:0] m;
+    input signed [7:0] shift;
+    reg signed [7:0] ts;
+    reg signed [127:0] p;
+    begin
+        ts = 8'sd31 - shift;
+        p = $signed({{96{x[31]}}, x}) * $signed({{96{m[31]}}, m});
+        p = (p + (128'sd1 << (ts[6:0] - 7'd1))) >>> ts[6:0];
+        f_mbqm_single = p[31:0];
+    end
+endfunction
+
+// Scheme 5 (double_round): int(round(double(acc) * real)), real = M * 2^E exactly, word bits
+// [52:0] = M, [63:53] = E (signed). IEEE double multiply: P = |acc| * M rounded to 53
+// significant bits (ties to even); then scaled by 2^E and rounded half away from zero.
+// |acc| < 2^53 (exact as a double). The result saturates at +-2^100 (clamped by the caller).
+function automatic signed [127:0] f_double_round;
+    input signed [63:0] acc;
+    input [63:0] word;
+    reg [127:0] a, p, q, r, half;
+    reg signed [15:0] e;
+    reg [7:0] nb, s1;
+    reg [7:0] rs;
+    integer i;
+    begin
+        a = acc[63] ? {64'd0, (~acc + 64'd1)} : {64'd0, acc};
+        p = a * {75'd0, word[52:0]};
+        nb = 8'd0;
+        for (i = 0; i < 128; i = i + 1)
+            if (p[i]) nb = i[7:0] + 8'd1;
+        e = {{5{word[63]}}, word[63:53]};
+        if (nb > 8'd53) begin  // round to 53 significant bits, ties to even
+            s1 = nb - 8'd53;
+            q = p >> s1;
+            r = p & ~({128{1'b1}} << s1);
+            half = 128'd1 << (s1 - 8'd1);
+            if (r > half || (r == half && q[0])) q = q + 128'd1;
+            p = q;
+            e = e + {8'd0, s1};
+        end
+        if (p == 128'd0) begin
+            q = 128'd0;
+        end else if (e >= 16'sd0) begin
+            q = (e > 16'sd46) ? (128'd1 << 100) : (p << e[6:0]);
+        end else if (e < -16'sd100) begin
+            q = 128'd0;
+        end else begin  // round half away from zero (the magnitude rounds half up)
+            rs = 8'd0 - e[7:0];
+            q = (p >> rs) + {127'd0, p[rs - 8'd1]};
+        end
+        f_double_round = acc[63] ? -$signed(q) : $signed(q);
+    end
+endfunction

@@ -1,0 +1,57 @@
+// hwsim_requant: accumulator -> output activation (hwsim/kernels/requant.py, requant_one):
+//   out = clamp(requant(acc, word) + output_offset, act_min, act_max)
+// scheme (descriptor field 33) selects how the requant word is read:
+//   0 tflite_double  MultiplyByQuantizedMultiplier(int32 acc, M = word[31:0], shift = word[39:32])
+//   1 tflite_single  the TFLITE_SINGLE_ROUNDING variant of the same
+//   3 mult_shift     round_shift(acc * word[31:0], word[39:32] (right), rounding)
+//   4 shift_only     round_shift(acc, word[39:32] (right), rounding)
+//   5 double_round   int(round(double(acc) * M * 2^E)), M = word[52:0], E = word[63:53]
+// Purely combinational.
+`default_nettype none
+module hwsim_requant #(
+    parameter ACC_BITS = 32,
+    parameter OUT_BITS = 8
+) (
+    input  wire signed [ACC_BITS-1:0] acc,
+    input  wire [63:0]                word,
+    input  wire [2:0]                 scheme,
+    input  wire [2:0]                 rounding,
+    input  wire signed [31:0]         output_offset,
+    input  wire signed [31:0]         act_min,
+    input  wire signed [31:0]         act_max,
+    output wire signed [OUT_BITS-1:0] out
+);
+`include "hwsim_arith.vh"
+    wire signed [63:0]  acc64 = {{(64 - ACC_BITS){acc[ACC_BITS-1]}}, acc};
+    wire signed [31:0]  acc32 = acc64[31:0];  // TFLite's int32 accumulator
+    wire signed [31:0]  mult = word[31:0];
+    wire signed [7:0]   shift = word[39:32];
+    wire signed [127:0] acc128 = {{64{acc64[63]}}, acc64};
+    wire signed [127:0] mult128 = {{96{mult[31]}}, mult};
+
+    reg signed [127:0] scaled;
+    reg signed [31:0] r32;
+    always @* begin
+        r32 = 32'sd0;
+        case (scheme)
+            3'd0: begin
+                r32 = f_mbqm_double(acc32, mult, shift);
+                scaled = {{96{r32[31]}}, r32};
+            end
+            3'd1: begin
+                r32 = f_mbqm_single(acc32, mult, shift);
+                scaled = {{96{r32[31]}}, r32};
+            end
+            3'd3: scaled = f_round_shift(acc128 * mult128, word[38:32], rounding);
+            3'd4: scaled = f_round_shift(acc128, word[38:32], rounding);
+            3'd5: scaled = f_double_round(acc64, word);
+            default: scaled = 128'sd0;
+        endcase
+    end
+    wire signed [127:0] biased = scaled + {{96{output_offset[31]}}, output_offset};
+    wire signed [127:0] lo = {{96{act_min[31]}}, act_min};
+    wire signed [127:0] hi = {{96{act_max[31]}}, act_max};
+    wire signed [127:0] clamped = (biased < lo) ? lo : ((biased > hi) ? hi : biased);
+    assign out = clamped[OUT_BITS-1:0];
+endmodule
+`default_nettype wire
