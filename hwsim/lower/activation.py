@@ -271,7 +271,7 @@ def lower_leaky_relu(op: Op, ctx: LoweringContext):
     x, y = _io(op, ctx, "LEAKY_RELU")
     dt = _require_dtype(op, ctx, x, (np.int8, np.uint8, np.int16), "LEAKY_RELU")
     _require_quant(op, ctx, x, y)
-    alpha = F32(op.attrs.get("alpha", 0.2))
+    alpha = F32(op.attrs.get("alpha", 0.0))  # schema default when the options are absent
     s_in, s_out = F32(ctx.scale(x)), F32(ctx.scale(y))
     zp_in, zp_out = ctx.zero_point(x), ctx.zero_point(y)
     if dt == np.int16 and (zp_in != 0 or zp_out != 0):
@@ -512,7 +512,7 @@ def lower_softmax(op: Op, ctx: LoweringContext):
     _require_quant(op, ctx, x, y)
     if len(ctx.tensor(x).shape) < 1:
         raise ctx.error(op, "SOFTMAX needs an input of rank >= 1")
-    beta = float(F32(op.attrs.get("beta", 1.0)))
+    beta = float(F32(op.attrs.get("beta", 0.0)))  # schema default when the options are absent
     s_in, s_out = F32(ctx.scale(x)), F32(ctx.scale(y))
     zp_out = ctx.zero_point(y)
     single = _single_rounding(ctx)
