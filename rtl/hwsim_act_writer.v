@@ -25,8 +25,10 @@ module hwsim_act_writer #(
 );
     // wdata / wmask are in the memory's physical layout: logical lane k sits in physical lane
     // k (lsb_first) or LANES-1-k (msb_first).
+    /* verilator lint_off UNUSEDSIGNAL */  // 32-bit index arithmetic, sliced to widths
     wire [31:0] in_addr32 = base + (in_index >> LOG2_LANES);
     wire [AW-1:0] in_addr = in_addr32[AW-1:0];
+    /* verilator lint_on UNUSEDSIGNAL */
     wire [31:0] in_lane_log = in_index & (LANES - 1);
     wire [31:0] in_lane = LANE_MSB_FIRST ? (LANES - 1 - in_lane_log) : in_lane_log;
     reg              cur_valid;

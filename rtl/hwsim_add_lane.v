@@ -38,10 +38,12 @@ module hwsim_add_lane #(
     wire signed [31:0] raw = y1 + y2;
     wire signed [31:0] scaled = single ? f_mbqm_single(raw, output_multiplier, output_shift)
                                        : f_mbqm_double(raw, output_multiplier, output_shift);
+    /* verilator lint_off UNUSEDSIGNAL */  // 32-bit index arithmetic, sliced to widths
     wire signed [33:0] biased = {{2{scaled[31]}}, scaled} + {{2{output_offset[31]}}, output_offset};
     wire signed [33:0] lo = {{2{act_min[31]}}, act_min};
     wire signed [33:0] hi = {{2{act_max[31]}}, act_max};
     wire signed [33:0] clamped = (biased < lo) ? lo : ((biased > hi) ? hi : biased);
     assign out = clamped[OUT_BITS-1:0];
+    /* verilator lint_on UNUSEDSIGNAL */
 endmodule
 `default_nettype wire

@@ -12,9 +12,11 @@
 // Fault injection (tests only): `define HWSIM_FAULT_ROUNDING drops the rounding of
 // RoundingDivideByPOT (plain arithmetic shift: floor instead of ties away from zero).
 
+/* verilator lint_off UNUSEDSIGNAL */  // fixed-width temporaries, partly used
+
 // round(x / 2^s): mode 0 half away from zero, 1 half up, 2 half even, 3 floor, 4 toward zero.
 // x = q*2^s + r with q = x >>> s (floor) and 0 <= r < 2^s; each mode returns q or q + 1.
-function automatic signed [127:0] f_round_shift;
+function signed [127:0] f_round_shift;
     input signed [127:0] x;
     input [6:0] s;
     input [2:0] mode;
@@ -40,15 +42,15 @@ endfunction
 
 // SaturatingRoundingDoublingHighMul: floor(a*b / 2^31 + 1/2) computed as the C++ does
 // (nudge, then truncating division), INT32_MIN * INT32_MIN -> INT32_MAX.
-function automatic signed [31:0] f_srdhm;
-    input signed [31:0] a;
-    input signed [31:0] b;
+function signed [31:0] f_srdhm;
+    input signed [31:0] fa;
+    input signed [31:0] fb;
     reg signed [63:0] ab, n, q;
     begin
-        if (a == 32'sh8000_0000 && b == 32'sh8000_0000) begin
+        if (fa == 32'sh8000_0000 && fb == 32'sh8000_0000) begin
             f_srdhm = 32'sh7fff_ffff;
         end else begin
-            ab = $signed({{32{a[31]}}, a}) * $signed({{32{b[31]}}, b});
+            ab = $signed({{32{fa[31]}}, fa}) * $signed({{32{fb[31]}}, fb});
             n = ab + (ab[63] ? (64'sd1 - 64'sd1073741824) : 64'sd1073741824);
             q = n >>> 31;
             if (n[63] && n[30:0] != 31'd0) q = q + 64'sd1;  // C++ '/' truncates toward zero
@@ -58,16 +60,16 @@ function automatic signed [31:0] f_srdhm;
 endfunction
 
 // RoundingDivideByPOT: round(x / 2^e), ties away from zero; e in 0..31.
-function automatic signed [31:0] f_rdbpot;
+function signed [31:0] f_rdbpot;
     input signed [31:0] x;
-    input [5:0] e;
+    input [4:0] e;
     reg [31:0] mask, rem, thr;
     reg signed [31:0] res;
     begin
-        mask = (32'd1 << e[4:0]) - 32'd1;
+        mask = (32'd1 << e) - 32'd1;
         rem = x & mask;
         thr = (mask >> 1) + {31'd0, x[31]};
-        res = x >>> e[4:0];
+        res = x >>> e;
 `ifndef HWSIM_FAULT_ROUNDING  // the fault drops the rounding increment (floor)
         if (rem > thr) res = res + 32'sd1;
 `endif
@@ -76,25 +78,25 @@ function automatic signed [31:0] f_rdbpot;
 endfunction
 
 // MultiplyByQuantizedMultiplier (double rounding): shift > 0 shifts left (int32 wrap), < 0 right.
-function automatic signed [31:0] f_mbqm_double;
+function signed [31:0] f_mbqm_double;
     input signed [31:0] x;
     input signed [31:0] m;
     input signed [7:0] shift;
-    reg [5:0] ls, rs;
+    reg [4:0] ls, rs;
     reg signed [31:0] xs;
     reg signed [7:0] neg;
     begin
         neg = -shift;
-        ls = (shift > 8'sd0) ? shift[5:0] : 6'd0;
-        rs = (shift < 8'sd0) ? neg[5:0] : 6'd0;
-        xs = x << ls[4:0];
+        ls = (shift > 8'sd0) ? shift[4:0] : 5'd0;
+        rs = (shift < 8'sd0) ? neg[4:0] : 5'd0;
+        xs = x << ls;
         f_mbqm_double = f_rdbpot(f_srdhm(xs, m), rs);
     end
 endfunction
 
 // MultiplyByQuantizedMultiplier (TFLITE_SINGLE_ROUNDING):
 // wrap32((x*m + 2^(30-shift)) >> (31 - shift)), shift in -31..30.
-function automatic signed [31:0] f_mbqm_single;
+function signed [31:0] f_mbqm_single;
     input signed [31:0] x;
     input signed [31:0] m;
     input signed [7:0] shift;
@@ -112,21 +114,21 @@ endfunction
 // [52:0] = M, [63:53] = E (signed). IEEE double multiply: P = |acc| * M rounded to 53
 // significant bits (ties to even); then scaled by 2^E and rounded half away from zero.
 // |acc| < 2^53 (exact as a double). The result saturates at +-2^100 (clamped by the caller).
-function automatic signed [127:0] f_double_round;
-    input signed [63:0] acc;
-    input [63:0] word;
-    reg [127:0] a, p, q, r, half;
+function signed [127:0] f_double_round;
+    input signed [63:0] dacc;
+    input [63:0] dword;
+    reg [127:0] mag, p, q, r, half;
     reg signed [15:0] e;
     reg [7:0] nb, s1;
     reg [7:0] rs;
     integer i;
     begin
-        a = acc[63] ? {64'd0, (~acc + 64'd1)} : {64'd0, acc};
-        p = a * {75'd0, word[52:0]};
+        mag = dacc[63] ? {64'd0, (~dacc + 64'd1)} : {64'd0, dacc};
+        p = mag * {75'd0, dword[52:0]};
         nb = 8'd0;
         for (i = 0; i < 128; i = i + 1)
             if (p[i]) nb = i[7:0] + 8'd1;
-        e = {{5{word[63]}}, word[63:53]};
+        e = {{5{dword[63]}}, dword[63:53]};
         if (nb > 8'd53) begin  // round to 53 significant bits, ties to even
             s1 = nb - 8'd53;
             q = p >> s1;
@@ -144,8 +146,9 @@ function automatic signed [127:0] f_double_round;
             q = 128'd0;
         end else begin  // round half away from zero (the magnitude rounds half up)
             rs = 8'd0 - e[7:0];
-            q = (p >> rs) + {127'd0, p[rs - 8'd1]};
+            q = (p >> rs) + {127'd0, p[rs[6:0] - 7'd1]};
         end
-        f_double_round = acc[63] ? -$signed(q) : $signed(q);
+        f_double_round = dacc[63] ? -$signed(q) : $signed(q);
     end
 endfunction
+/* verilator lint_on UNUSEDSIGNAL */

@@ -48,10 +48,12 @@ module hwsim_requant #(
             default: scaled = 128'sd0;
         endcase
     end
+    /* verilator lint_off UNUSEDSIGNAL */  // 32-bit index arithmetic, sliced to widths
     wire signed [127:0] biased = scaled + {{96{output_offset[31]}}, output_offset};
     wire signed [127:0] lo = {{96{act_min[31]}}, act_min};
     wire signed [127:0] hi = {{96{act_max[31]}}, act_max};
     wire signed [127:0] clamped = (biased < lo) ? lo : ((biased > hi) ? hi : biased);
     assign out = clamped[OUT_BITS-1:0];
+    /* verilator lint_on UNUSEDSIGNAL */
 endmodule
 `default_nettype wire

@@ -6,6 +6,8 @@ is exact: np.array_equal plus a dtype check.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numba
 import numpy as np
 import pytest
@@ -195,8 +197,20 @@ _conv_params = st.fixed_dictionaries({
     "KH": st.integers(1, 4), "KW": st.integers(1, 4), "sh": st.integers(1, 3), "sw": st.integers(1, 3),
     "dh": st.integers(1, 3), "dw": st.integers(1, 3), "pt": st.integers(0, 3), "pl": st.integers(0, 3),
     "pb": st.integers(0, 3), "pr": st.integers(0, 3), "off": st.integers(-127, 128),
-    "x16": st.booleans(), "bias": st.booleans(), "seed": st.integers(0, 2**32 - 1),
+    "x16": st.booleans(), "bias": st.booleans(), "par": st.booleans(), "seed": st.integers(0, 2**32 - 1),
 })
+
+
+@contextlib.contextmanager
+def _parallel(on):
+    """Force the parallel driver (even for tiny layers) when ``on``; else leave the default."""
+    old = mac.PARALLEL_MIN_MACS
+    if on:
+        mac.PARALLEL_MIN_MACS = 0
+    try:
+        yield
+    finally:
+        mac.PARALLEL_MIN_MACS = old
 
 
 def _out_size(size, pad_lo, pad_hi, k, d, s):
@@ -212,8 +226,9 @@ def test_conv2d_random(p):
     x_dt = np.int16 if p["x16"] else np.int8
     off = 0 if p["x16"] else p["off"]
     G = p["G"]
-    _check_conv(rng, x_dt, p["N"], p["H"], p["W"], p["Cg"] * G, p["Coutg"] * G, p["KH"], p["KW"],
-                p["sh"], p["sw"], p["dh"], p["dw"], p["pt"], p["pl"], oh, ow, G, off, p["bias"])
+    with _parallel(p["par"]):
+            _check_conv(rng, x_dt, p["N"], p["H"], p["W"], p["Cg"] * G, p["Coutg"] * G, p["KH"], p["KW"],
+                    p["sh"], p["sw"], p["dh"], p["dw"], p["pt"], p["pl"], oh, ow, G, off, p["bias"])
 
 
 # ---------------------------------------------------------------------------
@@ -263,7 +278,7 @@ _dw_params = st.fixed_dictionaries({
     "KH": st.integers(1, 4), "KW": st.integers(1, 4), "sh": st.integers(1, 3), "sw": st.integers(1, 3),
     "dh": st.integers(1, 3), "dw": st.integers(1, 3), "pt": st.integers(0, 3), "pl": st.integers(0, 3),
     "pb": st.integers(0, 3), "pr": st.integers(0, 3), "off": st.integers(-127, 128),
-    "x16": st.booleans(), "bias": st.booleans(), "seed": st.integers(0, 2**32 - 1),
+    "x16": st.booleans(), "bias": st.booleans(), "par": st.booleans(), "seed": st.integers(0, 2**32 - 1),
 })
 
 
@@ -275,8 +290,9 @@ def test_depthwise_random(p):
     ow = _out_size(p["W"], p["pl"], p["pr"], p["KW"], p["dw"], p["sw"])
     x_dt = np.int16 if p["x16"] else np.int8
     off = 0 if p["x16"] else p["off"]
-    _check_dw(rng, x_dt, p["N"], p["H"], p["W"], p["C"], p["dm"], p["KH"], p["KW"], p["sh"], p["sw"],
-              p["dh"], p["dw"], p["pt"], p["pl"], oh, ow, off, p["bias"])
+    with _parallel(p["par"]):
+        _check_dw(rng, x_dt, p["N"], p["H"], p["W"], p["C"], p["dm"], p["KH"], p["KW"], p["sh"], p["sw"],
+                  p["dh"], p["dw"], p["pt"], p["pl"], oh, ow, off, p["bias"])
 
 
 # ---------------------------------------------------------------------------
@@ -349,3 +365,48 @@ def test_empty_output():
     w = np.zeros((4, 3, 3, 6), np.int8)
     out = mac.conv2d_acc(x, w, None, 0, 1, 1, 1, 1, 1, 1, 4, 4)
     assert out.shape == (0, 4, 4, 4) and out.dtype == np.int32
+
+
+_PORTABLE_SCRIPT = r"""
+import sys, numpy as np
+from hwsim.kernels import mac
+assert not mac._HAVE_AVX2, "HWSIM_PORTABLE_MAC=1 did not select the portable path"
+rng = np.random.default_rng(7)
+out = {}
+x = rng.integers(-128, 128, (1, 13, 11, 19), dtype=np.int8)
+w = rng.integers(-127, 128, (21, 3, 3, 19), dtype=np.int8)
+b = rng.integers(-9999, 9999, 21).astype(np.int32)
+out["conv"] = mac.conv2d_acc(x, w, b, 5, 2, 1, 1, 2, 1, 2, 7, 11)
+wd = rng.integers(-127, 128, (1, 3, 3, 38), dtype=np.int8)
+out["dw"] = mac.depthwise_conv2d_acc(x, wd, None, -3, 1, 1, 1, 1, 1, 1, 13, 11, 2)
+xf = rng.integers(-128, 128, (3, 77), dtype=np.int8)
+wf = rng.integers(-127, 128, (10, 77), dtype=np.int8)
+out["fc"] = mac.fully_connected_acc(xf, wf, b[:10], 128)
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_portable_path_gives_identical_integers(tmp_path):
+    """The multiply-add path CPUs without AVX2 take (forced by HWSIM_PORTABLE_MAC=1, in a
+    subprocess with its own Numba cache) gives exactly this process's integers."""
+    import os
+    import subprocess
+    import sys
+    script = tmp_path / "portable.py"
+    script.write_text(_PORTABLE_SCRIPT)
+    env = dict(os.environ, HWSIM_PORTABLE_MAC="1", NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    subprocess.run([sys.executable, str(script), str(tmp_path / "p.npz")], env=env, check=True)
+    got = np.load(tmp_path / "p.npz")
+    rng = np.random.default_rng(7)
+    x = rng.integers(-128, 128, (1, 13, 11, 19), dtype=np.int8)
+    w = rng.integers(-127, 128, (21, 3, 3, 19), dtype=np.int8)
+    b = rng.integers(-9999, 9999, 21).astype(np.int32)
+    exp = {"conv": mac.conv2d_acc_reference(x, w, b, 5, 2, 1, 1, 2, 1, 2, 7, 11)}
+    wd = rng.integers(-127, 128, (1, 3, 3, 38), dtype=np.int8)
+    exp["dw"] = mac.depthwise_conv2d_acc_reference(x, wd, None, -3, 1, 1, 1, 1, 1, 1, 13, 11, 2)
+    xf = rng.integers(-128, 128, (3, 77), dtype=np.int8)
+    wf = rng.integers(-127, 128, (10, 77), dtype=np.int8)
+    exp["fc"] = mac.fully_connected_acc_reference(xf, wf, b[:10], 128)
+    assert mac.conv2d_acc(x, w, b, 5, 2, 1, 1, 2, 1, 2, 7, 11).tolist() == exp["conv"].tolist()
+    for k in exp:
+        assert got[k].dtype == exp[k].dtype and np.array_equal(got[k], exp[k]), k

@@ -121,7 +121,7 @@ class CompareResult:
         comp = self.compared
         bad = [r for r in self.rows if not r.ok]
         skipped = len(self.rows) - len(comp)
-        tail = f", {skipped} not in OTHER (skipped)" if skipped else ""
+        tail = f"; {skipped} skipped (present on one side only)" if skipped else ""
         if self.bit_exact:
             return (f"bit-exact: {len(comp)} vectors, "
                     f"{sum(r.elements for r in comp):,} elements{tail}")
@@ -429,7 +429,8 @@ def compare(golden, other, *, model=None, memory: str = "activations") -> Compar
         ov = oside.get(it)
         if gv is None or (isinstance(gv, str) and gv == "skipped"):
             rows.append(VectorDiff(it.layer, it.op, it.kind, it.tensor, it.name, it.nhwc,
-                                   status="skipped", note="not in GOLDEN"))
+                                   elements=int(np.prod(it.nhwc)), status="skipped",
+                                   note="not in GOLDEN"))
             continue
         if ov is None or isinstance(ov, str):
             skipped = isinstance(ov, str) or oside.partial
@@ -449,8 +450,7 @@ def compare(golden, other, *, model=None, memory: str = "activations") -> Compar
 # -- the PNG ------------------------------------------------------------------------------------
 def write_mismatch_png(r: VectorDiff, path: str, max_columns: int = 1024) -> None:
     """Channels (rows) x positions n,h,w (columns, row-major) of vector ``r``: red where the
-    element differs; a bar at the right per channel shows its share of mismatching
-    elements. Wide vectors are binned (a column is red when any element in it differs)."""
+    element differs; a bar at the right shows each channel's mismatch count. Wide vectors are binned (a column is red when any element in it differs)."""
     from PIL import Image, ImageDraw
 
     from ..util import atomic_output_path
@@ -465,7 +465,7 @@ def write_mismatch_png(r: VectorDiff, path: str, max_columns: int = 1024) -> Non
     rows_, cols = mask.shape
     cw = max(1, min(16, 768 // max(cols, 1)))  # cell width and height in pixels
     ch_ = max(2, min(16, 640 // max(rows_, 1)))
-    bar_w, gap, head_h, left = 120, 8, 34, 40
+    bar_w, gap, head_h, left = 120, 8, 34, 40  # pixels
     width = max(left + cols * cw + gap + bar_w + 10, 420)
     height = max(head_h + rows_ * ch_ + 10, head_h + 40)
     img = Image.new("RGB", (width, height), (255, 255, 255))
@@ -476,15 +476,18 @@ def write_mismatch_png(r: VectorDiff, path: str, max_columns: int = 1024) -> Non
     img.paste(Image.fromarray(np.ascontiguousarray(grid), "RGB"), (left, head_h))
     counts = (r.golden != r.other).reshape(n * h * w, c).sum(axis=0)
     x0 = left + cols * cw + gap
+    top = max(int(counts.max()), 1)
     for k in range(c):
-        frac = counts[k] / max(n * h * w, 1)
-        y = head_h + k * ch_
-        if frac:
-            d.rectangle([x0, y, x0 + max(1, int(bar_w * frac)) - 1, y + ch_ - 1],
+        if counts[k]:
+            y = head_h + k * ch_
+            d.rectangle([x0, y, x0 + max(2, int(bar_w * counts[k] / top)) - 1, y + ch_ - 1],
                         fill=(220, 40, 40))
+            if ch_ >= 10:
+                d.text((x0 + max(2, int(bar_w * counts[k] / top)) + 3, y - 1),
+                       str(int(counts[k])), fill=(0, 0, 0))
     label = f"{r.label}: {r.mismatches:,} of {r.elements:,} differ"
     sub = (f"rows: channels 0..{c - 1}; columns: n,h,w positions"
-           + (f" ({bin_} per column)" if bin_ > 1 else "") + "; bar: share per channel")
+           + (f" ({bin_} per column)" if bin_ > 1 else "") + "; bar: mismatches per channel")
     d.text((4, 2), label, fill=(0, 0, 0))
     d.text((4, 16), sub, fill=(80, 80, 80))
     for k in range(0, c, max(1, -(-12 // ch_))):

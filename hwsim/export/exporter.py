@@ -33,127 +33,16 @@ RTL_MODEL_FILE = "example_rtl.tflite"
 RTL_INPUT_FILE = "example_input.npy"
 RTL_EXPORT_DIR = "example"
 RTL_CONFIG = "tflite-int8"
-RTL_FORMATS = ("hex", "mem")
+RTL_FORMATS = ("hex",)
 RTL_SEED = 0
 
 
 # -- mapping the network onto the accelerator ---------------------------------------------------
 def map_for_export(model, config, legalize: str = "strict", inputs=None, host_tail: bool = False):
-    """THE switch point between the hardware model and the engine.
-
-    ``hwsim.hw.map_network`` when it exists; until then the engine (``hwsim.load`` + its
-    trace), which is exact for configs equivalent to the ``tflite-int8`` preset only.
-    """
-    try:
-        from ..hw import map_network  # type: ignore[attr-defined]
-    except ImportError:
-        return EngineNetwork(model, config, legalize, host_tail)
+    """The network mapped onto the accelerator: :func:`hwsim.hw.map_network` (legalization,
+    the hardware program, its cycle and headroom analyses)."""
+    from ..hw import map_network
     return map_network(model, config, legalize=legalize, inputs=inputs, host_tail=host_tail)
-
-
-class EngineNetwork:
-    """Stand-in for ``hwsim.hw.HwNetwork`` built on the engine (``hwsim.load``).
-
-    The engine computes TFLite's reference integers: a 32-bit wrapping accumulator and
-    TFLite's requantization. Any config that would compute something else is refused.
-    """
-
-    backend = "engine (hwsim.load; hwsim.hw.map_network not available)"
-
-    def __init__(self, model, config, legalize: str = "strict", host_tail: bool = False):
-        import warnings
-
-        import hwsim
-        from numba.core.errors import NumbaPerformanceWarning
-        warnings.simplefilter("ignore", NumbaPerformanceWarning)
-        self.config = config
-        problems = []
-        acc = config.accumulator
-        if acc.bits != 32 or acc.overflow != "wrap":
-            problems.append(f"accumulator.bits={acc.bits} overflow={acc.overflow} "
-                            f"(the engine accumulates in 32 bits, wrapping)")
-        if config.requant.scheme not in ("tflite_double", "tflite_single"):
-            problems.append(f"requant.scheme={config.requant.scheme}")
-        d = config.data
-        if (d.input_bits, d.weight_bits, d.output_bits) != (8, 8, 8) or not (
-                d.input_signed and d.weight_signed and d.output_signed):
-            problems.append("data widths other than signed 8-bit")
-        if problems:
-            raise HwsimError(f"config '{config.name}': {'; '.join(problems)} needs "
-                             f"hwsim.hw.map_network, which this build does not have yet; "
-                             f"without it only configs equivalent to the tflite-int8 preset "
-                             f"can be exported")
-        self.net = hwsim.load(model, requant_scheme=config.requant.scheme)
-        self.program = self.net.program
-        self.graph = self.net.graph
-        self.report = "engine: TFLite reference arithmetic, equivalent to the config"
-        if not config.requant.per_channel:
-            for layer in self.program.layers:
-                m = layer.params.get("multiplier")
-                if m is not None and np.asarray(m).size > 1 and len(set(
-                        np.asarray(m).tolist())) > 1:
-                    raise HwsimError(f"config '{config.name}': requant.per_channel is false "
-                                     f"but op {layer.index} ({layer.op}) has per-channel "
-                                     f"multipliers (needs hwsim.hw.map_network)")
-        if not config.requant.zero_point:
-            for layer in self.program.layers:
-                if int(layer.params.get("out_zp", 0)) or int(layer.params.get(
-                        "output_offset", 0)):
-                    raise HwsimError(f"config '{config.name}': requant.zero_point is false "
-                                     f"but op {layer.index} ({layer.op}) has an output zero "
-                                     f"point")
-
-    def run(self, inputs, trace: bool = True):
-        return self.net.run(inputs, trace=trace)
-
-    def layer_stats(self) -> list[dict]:
-        """Ideal cycles: MACs / (rows x cols) for MAC layers, output words for the others."""
-        cfg = self.config
-        pes = cfg.array.rows * cfg.array.cols
-        lanes = cfg.memories.activations.lanes
-        rows = []
-        for layer in self.program.layers:
-            out = int(sum(np.prod(self.program.tensors[t].shape, dtype=np.int64)
-                          for t in layer.outputs))
-            cycles = -(-layer.macs // pes) if layer.macs else -(-out // lanes)
-            rows.append({"layer": layer.index, "op": layer.op, "macs": int(layer.macs),
-                         "cycles": int(cycles),
-                         "utilisation": 1.0 if layer.macs else 0.0,
-                         "model": "ideal: ceil(MACs / (rows*cols)), else ceil(outputs / lanes)"})
-        return rows
-
-    def headroom(self, trace) -> list[dict]:
-        return headroom_rows(self.program, trace, self.config)
-
-
-def headroom_rows(program, trace, config) -> list[dict]:
-    """Accumulator range per MAC layer: observed vs the worst case over all int8 inputs, and
-    the elements outside the accumulator's range (they would wrap or saturate)."""
-    bits = config.accumulator.bits
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    rows = []
-    for layer in program.layers:
-        acc = trace.accumulators.get(layer.index)
-        if acc is None or "weights" not in layer.params:
-            continue
-        from .layout import weight_matrix
-        wm = weight_matrix(layer).astype(np.int64)
-        off = int(layer.params["input_offset"])
-        xlo, xhi = -128 + off, 127 + off
-        bias = layer.params.get("bias")
-        b = np.zeros(wm.shape[0], np.int64) if bias is None else np.asarray(bias, np.int64)
-        pos, neg = np.clip(wm, 0, None), np.clip(wm, None, 0)
-        wmax = b + (pos * xhi + neg * xlo).sum(axis=1)
-        wmin = b + (pos * xlo + neg * xhi).sum(axis=1)
-        a = np.asarray(acc, dtype=np.int64)
-        out = int(np.count_nonzero((a < lo) | (a > hi)))
-        rows.append({"layer": layer.index, "op": layer.op, "acc_bits": bits,
-                     "overflow": config.accumulator.overflow,
-                     "acc_min": int(a.min()), "acc_max": int(a.max()),
-                     "worst_min": int(wmin.min()), "worst_max": int(wmax.max()),
-                     "worst_fits": bool(wmin.min() >= lo and wmax.max() <= hi),
-                     "elements": int(a.size), "out_of_range": out})
-    return rows
 
 
 # -- normalizing whatever the hardware model returns into plain rows ----------------------------
@@ -180,26 +69,28 @@ def _plain(v):
 
 
 def _rows_by_layer(rows) -> dict[int, dict]:
-    rows = _plain(rows)
-    if isinstance(rows, dict):
-        if all(str(k).lstrip("-").isdigit() for k in rows):
-            return {int(k): (v if isinstance(v, dict) else {"value": v}) for k, v in rows.items()}
-        rows = rows.get("layers", [])
+    """``[row]`` (dataclasses, with ``as_dict`` or not, or dicts) -> {layer index: dict}."""
     out = {}
     for r in rows or []:
-        if isinstance(r, dict):
-            key = r.get("layer", r.get("index"))
-            if isinstance(key, int):
-                out[key] = r
+        d = _plain(r.as_dict() if hasattr(r, "as_dict") else r)
+        out[int(d["layer"] if "layer" in d else d["index"])] = d
     return out
 
 
-def _overflowing(row: dict) -> int:
-    for key in ("out_of_range", "would_overflow", "overflow_elements", "wrapped", "saturated"):
-        v = row.get(key)
-        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-            return int(v)
-    return 0
+HEADROOM_KEYS = ("layer", "op", "acc_bits", "overflow", "dataflow", "acc_min", "acc_max",
+                 "partial_min", "partial_max", "observed_bits", "worst_min", "worst_max",
+                 "worst_bits", "worst_fits", "elements", "out_of_range", "out_of_range_elements")
+_HEADROOM_ALIASES = {"acc_min": "observed_min", "acc_max": "observed_max",
+                     "out_of_range": "overflow_count"}
+
+
+def _headroom_row(d: dict) -> dict:
+    """A headroom row of hwsim.hw.headroom in the manifest's fixed key order."""
+    row = {k: d.get(k, d.get(_HEADROOM_ALIASES.get(k, ""))) for k in HEADROOM_KEYS}
+    if isinstance(row["elements"], list):  # an older name of out_of_range_elements
+        row["out_of_range_elements"], row["elements"] = row["elements"], None
+    row["out_of_range_elements"] = row["out_of_range_elements"] or []
+    return row
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -209,9 +100,9 @@ class InputSpec:
     file: str | None = None  # the file it came from
 
 
-def _load_inputs(inputs, program) -> list[InputSpec]:
+def _load_inputs(inputs, graph) -> list[InputSpec]:
     from ..inputs import load_input
-    infos = [program.tensors[i] for i in program.inputs]
+    infos = [graph.tensors[i] for i in graph.inputs]
     if inputs is None:
         raise InputError(f"export needs the model's input(s): "
                          f"{', '.join(repr(i.name) for i in infos)}")
@@ -242,6 +133,7 @@ class ExportResult:
     headroom: list[dict] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)  # headroom rows that overflow
     plan: NetworkPlan | None = None
+    inexact: list[dict] = field(default_factory=list)  # legalization rows not exact (approx)
 
 
 def check_formats(formats) -> tuple[str, ...]:
@@ -345,16 +237,20 @@ def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_
     if not os.path.isfile(model_path):
         raise HwsimError(f"{model_path}: no such model file")
 
-    hw = map_for_export(model_path, config, legalize, inputs, host_tail)
+    from .. import load_graph
+    graph = load_graph(model_path)
+    xs = _load_inputs(inputs, graph)
+    # approx: map_network measures each layer's cost in exactness on these inputs
+    hw = map_for_export(graph, config, legalize,
+                        [x.array for x in xs] if legalize == "approx" else None, host_tail)
     program = hw.program
-    plan = plan_network(program, config, host_tail)  # fails before the run
-    xs = _load_inputs(inputs, program)
+    plan = plan_network(program, config, hw.placement)
     result = hw.run([x.array for x in xs], trace=True)
     trace = result.trace
-    stats = _rows_by_layer(hw.layer_stats() if hasattr(hw, "layer_stats") else [])
-    headroom = list(_rows_by_layer(hw.headroom(trace) if hasattr(hw, "headroom") else [])
-                    .values())
-    warnings = [r for r in headroom if _overflowing(r) > 0]
+    stats = _rows_by_layer(hw.layer_stats())
+    headroom = [_headroom_row(r) for r in _rows_by_layer(hw.headroom(trace)).values()]
+    report = _rows_by_layer(hw.report)
+    warnings = [r for r in headroom if (r.get("out_of_range") or 0) > 0]
 
     n_steps = len(plan.layers) + 3
     bar = _progress(n_steps, progress)
@@ -381,10 +277,9 @@ def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_
                 inputs=[mf.input_entry(program.tensors[t], x, sha256_file) for t, x in
                         zip(program.inputs, xs)],
                 config_source=_config_source(config), legalize=legalize, host_tail=host_tail,
-                formats=formats, backend=getattr(hw, "backend", "hwsim.hw.map_network"),
-                report=_plain(getattr(hw, "report", None)), stats=stats, headroom=headroom,
-                warnings=warnings, layer_files=layer_files, mem_files=mem_files,
-                graph=getattr(hw, "graph", None),
+                formats=formats, exact=bool(hw.exact), report=report, stats=stats,
+                headroom=headroom, warnings=warnings, layer_files=layer_files,
+                mem_files=mem_files, graph=hw.graph,
                 files=[(rel, os.path.getsize(os.path.join(tmp, rel)),
                         sha256_file(os.path.join(tmp, rel))) for rel in sorted(w.written)])
             mf.write_manifest(os.path.join(tmp, mf.MANIFEST_FILE), man)
@@ -396,7 +291,7 @@ def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_
         if bar is not None:
             bar.close()
     return ExportResult(out_dir, man, sorted(w.written + [mf.MANIFEST_FILE]), headroom,
-                        warnings, plan)
+                        warnings, plan, [r for r in report.values() if not r["exact"]])
 
 
 def vector_values(lp, spec, trace) -> np.ndarray:

@@ -80,6 +80,7 @@ class Memory:
     lane_order: str = "lsb_first"
     depth: int | None = None
     align_words: int = 1
+    banks: int = 1
     used_words: int = 0
     regions: list = field(default_factory=list)  # (base, words, what)
 
@@ -102,11 +103,12 @@ class Memory:
         return words_needed(elements, self.lanes)
 
     def check_depth(self) -> None:
-        if self.depth is not None and self.used_words > self.depth:
+        if self.depth is not None and self.used_words > self.depth * self.banks:
             last = ", ".join(f"{what}: {words} words at {base}"
                              for base, words, what in self.regions[-2:])
+            banks = f" x {self.banks} banks" if self.banks > 1 else ""
             raise HwsimError(f"memories.{self.key}: {self.used_words} words do not fit depth "
-                             f"{self.depth} (last regions: {last})")
+                             f"{self.depth}{banks} (last regions: {last})")
 
     def describe(self) -> dict:
         return dict(word_bits=self.word_bits, lanes=self.lanes, elem_bits=self.elem_bits,
@@ -122,7 +124,7 @@ def _config_memory(config, key: str, elem_bits: int, signed: bool, what: str,
         raise HwsimError(f"memories.{key}: word_bits {m.word_bits} with {m.lanes} lanes cannot "
                          f"hold {what} ({need}; accel-interface.md)")
     return Memory(key, m.word_bits, m.lanes, elem_bits, signed, m.lane_order, m.depth,
-                  m.align_words)
+                  m.align_words, m.banks)
 
 
 def make_memories(config, acc_bits: int = 32) -> dict[str, Memory]:
@@ -157,9 +159,7 @@ def encode_requant_word(scheme: int, multiplier: int = 0, shift: int = 0) -> int
     elif scheme in (3, 4):
         if not 0 <= shift <= 255:
             raise HwsimError(f"requant right shift {shift} does not fit uint8")
-        if scheme == 4:
-            multiplier = 0
-        elif not -(1 << 31) <= multiplier < (1 << 31):
+        if not -(1 << 31) <= multiplier < (1 << 31):
             raise HwsimError(f"requant multiplier {multiplier} does not fit int32")
     else:
         raise HwsimError(f"requant scheme {scheme} is not implemented by the requant unit "
@@ -177,7 +177,7 @@ def decode_requant_word(word: int, scheme: int) -> dict:
     word = int(word)
     if scheme == 5:
         mant, exp = word & ((1 << 53) - 1), _signed(word >> 53, 11)
-        return {"mantissa": mant, "exponent": exp, "real": math.ldexp(mant, exp)}
+        return {"mantissa": mant, "exponent": exp}  # real = mantissa * 2**exponent
     mult = _signed(word & 0xFFFF_FFFF, 32)
     sh = (word >> 32) & 0xFF
     if scheme in (0, 1):
@@ -276,22 +276,12 @@ def weight_matrix(layer) -> np.ndarray:
     return w.reshape(w.shape[0], -1)  # FC [Cout, K]
 
 
-def _rq_per_channel(p: dict, cout: int) -> bool:
-    """One requant word per channel unless every channel's parameters are the same."""
-    for key in ("multiplier", "shift"):
-        v = p.get(key)
-        if v is not None and np.asarray(v).size > 1 and np.any(np.asarray(v) != np.asarray(v)
-                                                               .reshape(-1)[0]):
-            return True
-    return False
-
-
 def _requant_words(p: dict, cout: int, what: str) -> tuple[list[int], bool, dict]:
     scheme = int(p["scheme"])
     if scheme not in RTL_REQUANT_SCHEMES:
         raise HwsimError(f"{what}: requant scheme {scheme} (tflite_int64, 16x8 layers) is not "
                          f"implemented by the requant unit")
-    per_channel = _rq_per_channel(p, cout)
+    per_channel = np.asarray(p["multiplier"]).size > 1  # lowering decides: one entry or C
     n = cout if per_channel else 1
     mult = np.broadcast_to(np.asarray(p.get("multiplier", 0)).reshape(-1), (cout,))
     shift = np.broadcast_to(np.asarray(p.get("shift", 0)).reshape(-1), (cout,))
@@ -341,40 +331,22 @@ def _folder(index: int, op: str, width: int) -> str:
     return f"layers/{index:0{width}d}_{op.lower()}"
 
 
-def plan_network(program, config, host_tail: bool = False) -> NetworkPlan:
+def plan_network(program, config, placement: dict) -> NetworkPlan:
     """Lay the program out in the accelerator's memories (accel-interface.md).
 
-    Raises HwsimError for a layer the array cannot run (unless it belongs to a trailing run of
-    host layers and ``host_tail``) and for a memory whose words do not fit its depth.
+    ``placement`` ({layer index: "array" | "alias" | "host"}) is where each layer runs, as
+    hwsim.hw.map_network decided (host layers only as a trailing run). Raises HwsimError for an
+    array layer outside the interface (e.g. not int8) and for a memory whose words do not fit
+    its depth.
     """
     layers = program.layers
-    # Which layers are array layers, aliases, host layers.
-    kinds = []
-    first_host = None
-    for k, layer in enumerate(layers):
-        if layer.op in ALIAS_OPS and first_host is None:
-            kinds.append("alias")
-            continue
-        problem = None if first_host is not None else _array_layer_problem(layer, program)
-        if first_host is None and problem is None:
-            kinds.append("array")
-            continue
-        if first_host is None:
-            if not host_tail:
-                raise HwsimError(
-                    f"{_describe_op(layer)} {problem} (the array runs "
-                    f"{', '.join(OP_CODES)}; RESHAPE/SQUEEZE alias their input); "
-                    f"--host-tail lets trailing layers the array cannot run run on the host")
-            first_host = k
-        if layer.op in OP_CODES and _array_layer_problem(layer, program) is None:
-            prev = layers[first_host]
-            raise HwsimError(f"{_describe_op(layer)} follows host layer {_describe_op(prev)}: "
-                             f"only a trailing run of host layers is allowed (--host-tail)")
-        kinds.append("host")
-
-    mems = make_memories(config)
-    act, wgt, bias_m, rq, accm = (mems["activations"], mems["weights"], mems["bias"],
-                                  mems["requant"], mems[ACC_MEMORY_KEY])
+    kinds = [placement[layer.index] for layer in layers]
+    for layer, kind in zip(layers, kinds):
+        problem = _array_layer_problem(layer, program) if kind == "array" else None
+        if problem:
+            raise HwsimError(f"{_describe_op(layer)} {problem}")
+    mems = make_memories(config, 64 if config.accumulator.bits > 32 else 32)
+    act = mems["activations"]
     regions: dict[int, tuple[int, int]] = {}
 
     def region_of(t: int, what: str) -> tuple[int, int]:

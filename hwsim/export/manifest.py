@@ -101,7 +101,7 @@ def _words(spec, layout) -> int:
 
 
 def _weight_tensor(graph, layer):
-    if graph is None or not 0 <= layer.index < len(graph.ops):
+    if graph is None or not 0 <= layer.index < len(graph.ops) or not layer.has_acc:
         return None
     op = graph.ops[layer.index]
     if op.type != layer.op or len(op.inputs) < 2 or op.inputs[1] < 0:
@@ -109,7 +109,7 @@ def _weight_tensor(graph, layer):
     return graph.tensors[op.inputs[1]]
 
 
-def _layer_entry(lp, plan, program, graph, stats, headroom, files) -> dict:
+def _layer_entry(lp, plan, program, graph, stats, headroom, report, files) -> dict:
     from .exporter import _vector_rank, vector_layout
     layer = lp.layer
     e = {"index": int(lp.index), "op": lp.op, "accel_op": lp.accel_op, "code": int(lp.code),
@@ -119,6 +119,9 @@ def _layer_entry(lp, plan, program, graph, stats, headroom, files) -> dict:
     if row is not None:
         e["cycles"] = row.get("cycles")
         e["stats"] = {k: v for k, v in row.items() if k not in ("layer", "index", "op")}
+    leg = report.get(lp.index)
+    if leg is not None:
+        e["legalization"] = {k: v for k, v in leg.items() if k not in ("layer", "op")}
     q = {}
     for kind in sorted(lp.vectors):
         if kind != "acc":
@@ -160,7 +163,7 @@ def _layer_entry(lp, plan, program, graph, stats, headroom, files) -> dict:
 
 
 def build_manifest(*, plan: NetworkPlan, program, config, version, model_file, model_sha256,
-                   inputs, config_source, legalize, host_tail, formats, backend, report, stats,
+                   inputs, config_source, legalize, host_tail, formats, exact, report, stats,
                    headroom, warnings, layer_files, mem_files, graph, files) -> dict:
     mems = plan.memories
     hr = {int(r["layer"]): r for r in headroom if isinstance(r.get("layer"), int)}
@@ -207,8 +210,7 @@ def build_manifest(*, plan: NetworkPlan, program, config, version, model_file, m
         "config": config.to_dict(),
         "legalize": legalize,
         "host_tail": bool(host_tail),
-        "backend": backend,
-        "report": report,
+        "exact": bool(exact),
         "formats": list(formats),
         "op_codes": dict(OP_CODES),
         "requant_schemes": {int(k): v for k, v in RTL_REQUANT_SCHEMES.items()},
@@ -217,8 +219,8 @@ def build_manifest(*, plan: NetworkPlan, program, config, version, model_file, m
         "images": images,
         "regions": regions,
         "aliases": plan.aliases,
-        "layers": [_layer_entry(lp, plan, program, graph, stats, hr, layer_files[lp.index])
-                   for lp in plan.layers],
+        "layers": [_layer_entry(lp, plan, program, graph, stats, hr, report,
+                                layer_files[lp.index]) for lp in plan.layers],
         "cycles_total": int(total_cycles),
         "headroom": headroom,
         "headroom_warnings": warnings,

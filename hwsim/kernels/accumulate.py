@@ -331,7 +331,7 @@ def _wrap_array(v: np.ndarray, bits: int) -> np.ndarray:
     if bits >= 64:
         return v
     half = np.int64(1) << np.int64(bits - 1)
-    return ((v + half) & ((np.int64(1) << np.int64(bits)) - 1)) - half
+    return ((v + half) & ~(np.int64(-1) << np.int64(bits))) - half
 
 
 def fast_path_channels(kind: str, p: dict, x: np.ndarray, engine_bits: int) -> np.ndarray:

@@ -13,19 +13,32 @@ int64 accumulators.
 Two implementations of each operation:
 
 * ``*_acc_reference`` - plain njit loops with int64 accumulation; obviously right.
-* the public ``*_acc`` functions - the fast path.  Per call and per work item
-  (a band of output rows x a range of output channels) the input rows a band needs
-  are converted into a small int16 buffer holding ``x + input_offset``, with the
-  padding written as 0 (so skipped taps contribute nothing with no special
-  case) and the channels padded to an even count (conv / FC) or to a multiple
-  of 16 (depthwise).  The products are then done with ``vpmaddwd`` (int16 x
-  int16 pairs -> int32) through small LLVM intrinsics: conv / FC as an
-  implicit GEMM with a 4 pixel x 16 channel register tile (broadcast an
-  activation pair, multiply-add with 16 packed filters), depthwise by pairing
-  two taps of the same channel.  ``(x + input_offset)`` lies in [-255, 255]
-  and ``w`` in [-128, 127], so every pair sum is exact in int32.  In 16x8
-  mode a pair sum is at most 2**23, so int32 partial sums over at most 255 pairs
-  are exact and are added into the int64 result.
+* the public ``*_acc`` functions - the fast path.  The work is split into items (a
+  band of output rows of one image x a range of 16-channel blocks).  An item first
+  converts the input rows its band needs into a small int16 buffer holding
+  ``x + input_offset``, with the padding written as 0, so skipped taps contribute
+  nothing without any special case (depthwise: channels expanded by the depth
+  multiplier and padded with zeros to a multiple of 16).  The products are done
+  with ``vpmaddwd`` (int16 x int16 pairs -> int32 sums) through small LLVM
+  intrinsics:
+
+  - conv / FC: implicit GEMM, no im2col.  A register tile of 4 output pixels x 16
+    filters (8 accumulators) broadcasts a pair of buffer values and multiply-adds it
+    with 16 filters' packed weight pairs.  With groups == 1 and dilation_w == 1 a
+    kernel row's KW*Cin values are one contiguous run in both the buffer and the
+    packed weights.  An odd run's last pair reads one value past the run, whose
+    weight is 0.  Last blocks of <= 8 filters use a 4 x 8 tile, leftover pixels a
+    1 x 16 one.
+  - depthwise: the two taps of a tap pair are interleaved (vpunpck{l,h}wd) so one
+    vpmaddwd sums both taps of 8 channels; two output pixels share each weight load.
+
+  ``x + input_offset`` lies in [-255, 255] and ``w`` in [-128, 127], so every pair
+  sum is exact in int32.  In 16x8 mode a pair sum is at most 2**23 in magnitude, so
+  int32 partial sums over at most 255 pairs are exact; they are added into the int64
+  result.
+
+Layers with fewer than ``PARALLEL_MIN_MACS`` MACs (or NUMBA_NUM_THREADS=1) run on the
+calling thread; larger ones on numba's thread pool (prange over items).
 
 Weights can be packed once at model-load time with the ``pack_*`` functions; the
 public functions accept either the raw TFLite weight array or the packed form.
@@ -35,6 +48,8 @@ path are 16x8 with a non-zero input offset (TFLite requires a zero point of 0
 there) and a depthwise kernel with more than 510 taps in 16x8 mode.
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 from llvmlite import binding as _llvm_binding
@@ -89,7 +104,10 @@ def _host_has_avx2() -> bool:
         return False
 
 
-_HAVE_AVX2 = _host_has_avx2()
+# HWSIM_PORTABLE_MAC=1 forces the portable multiply-add (the path CPUs without AVX2 take); the
+# tests run both paths and require identical integers. Numba's cache is keyed by the CPU's
+# features, so an AVX2 build is never loaded on a CPU without it.
+_HAVE_AVX2 = _host_has_avx2() and os.environ.get("HWSIM_PORTABLE_MAC", "") in ("", "0")
 _I32 = ir.IntType(32)
 _V16 = ir.VectorType(ir.IntType(16), 16)
 _V8 = ir.VectorType(_I32, 8)
@@ -437,17 +455,21 @@ def _fc_ref_kernel(x, w, bias, off, out):
 
 @njit(**_NJ)
 def _plan(N, oh, ow, nblocks, nthreads, target_pix):
-    """Return (bands per image, channel-block groups) for the parallel loop."""
+    """Work split: (bands of output rows per image, groups of channel blocks).
+
+    Bands of about target_pix output pixels; with fewer than 4 items per thread the
+    channel blocks are split first (bands stay long, so the 4-pixel tiles stay full),
+    then the rows.
+    """
     rows = max(1, min(oh, (target_pix + ow - 1) // ow))
     nb = (oh + rows - 1) // rows
-    want = 4 * nthreads
-    if N * nb < want and nthreads > 1:
-        # more bands (down to one row each), then split the output channels
-        nb = min(oh, max(nb, (want + N - 1) // N))
     ng = 1
-    if N * nb < want and nthreads > 1:
-        ng = min(nblocks, (want + N * nb - 1) // (N * nb))
-    return nb, max(ng, 1)
+    want = 4 * nthreads
+    if nthreads > 1 and N * nb < want:
+        ng = max(1, min(nblocks, (want + N * nb - 1) // (N * nb)))
+        if N * nb * ng < want:
+            nb = min(oh, max(nb, (want + N * ng - 1) // (N * ng)))
+    return nb, ng
 
 
 @njit(inline="always", **_NJ)
@@ -475,11 +497,12 @@ def _convert_run(buf, d0, src, s0, n, off):
 
 
 @njit(**_NJ)
-def _fill_band(x, n, iy0, rows_in, pl, Wp, C, dm, Cb, off, buf):
-    """buf[r, c, :] = x[n, iy0 + r, c - pl, :] + off (int16), 0 outside the input.
+def _fill_band(x, n, iy0, rows_in, pl, Wp, C, dm, Cb, k0, off, buf):
+    """buf[r, c, j] = x[n, iy0 + r, c - pl, (k0 + j) // dm] + off (int16), 0 outside the input.
 
-    Slot k of a pixel holds channel k // dm (the depth multiplier expands the channels
-    for depthwise); slots k >= C*dm (up to Cb) are 0.
+    Slot j of a pixel holds expanded channel k0 + j (the depth multiplier expands the
+    channels for depthwise; a depthwise item only needs its own channel range); slots
+    past the C*dm expanded channels are 0.  Cb = slots per pixel.
     """
     H = x.shape[1]
     W = x.shape[2]
@@ -487,7 +510,7 @@ def _fill_band(x, n, iy0, rows_in, pl, Wp, C, dm, Cb, off, buf):
     c_lo = min(max(pl, 0), Wp)  # first buffer column inside the input
     c_hi = max(c_lo, min(Wp, W + pl))
     rowlen = Wp * Cb
-    Ce = C * dm
+    nval = max(0, min(Cb, C * dm - k0))  # slots holding a real channel
     for r in range(rows_in):
         iy = iy0 + r
         rb = r * rowlen
@@ -498,22 +521,20 @@ def _fill_band(x, n, iy0, rows_in, pl, Wp, C, dm, Cb, off, buf):
         _zero_run(buf, rb + c_hi * Cb, rowlen - c_hi * Cb)
         nc = c_hi - c_lo
         sbase = ((n * H + iy) * W + c_lo - pl) * C
-        if dm == 1 and Cb == C:
+        if dm == 1 and k0 == 0 and Cb == C:
             _convert_run(buf, rb + c_lo * Cb, xf, sbase, nc * C, off)
         elif dm == 1:
             for c in range(nc):
                 d0 = rb + (c_lo + c) * Cb
-                _convert_run(buf, d0, xf, sbase + c * C, C, off)
-                _zero_run(buf, d0 + C, Cb - C)
+                _convert_run(buf, d0, xf, sbase + c * C + k0, nval, off)
+                _zero_run(buf, d0 + nval, Cb - nval)
         else:
             for c in range(nc):
                 d0 = rb + (c_lo + c) * Cb
                 s0 = sbase + c * C
-                for ic in range(C):
-                    v = np.int16(xf[s0 + ic] + off)
-                    for m in range(dm):
-                        buf[d0 + ic * dm + m] = v
-                _zero_run(buf, d0 + Ce, Cb - Ce)
+                for j in range(nval):
+                    buf[d0 + j] = np.int16(xf[s0 + (k0 + j) // dm] + off)
+                _zero_run(buf, d0 + nval, Cb - nval)
 
 
 # ---------------------------------------------------------------------------
@@ -623,7 +644,7 @@ def _conv_item(item, nb, ng, x, wpk, blk, bias, bp, plain, off, G, Cg, Coutg, OC
     buf = np.empty(nbuf + 2, np.int16)
     buf[nbuf] = 0
     buf[nbuf + 1] = 0
-    _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, 1, C, off, buf)
+    _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, np.int64(1), C, np.int64(0), off, buf)
     M = R * ow
     pb = np.empty(M, np.int64)
     for r in range(R):
@@ -807,7 +828,7 @@ def _conv_par(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl,
         x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads)
     outf = out.reshape(out.size)
     for item in prange(x.shape[0] * nb * ng):
-        _conv_item(item, nb, ng, x, wpk, blk, bias, bp, not int64_out, off, G, x.shape[3] // G, Coutg,
+        _conv_item(np.int64(item), nb, ng, x, wpk, blk, bias, bp, not int64_out, off, G, x.shape[3] // G, Coutg,
                    OCBg, KH, KW, sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks)
 
 
@@ -827,11 +848,12 @@ PARALLEL_MIN_MACS = 1 << 20
 
 
 def _conv_run(macs, *args):
-    nt = get_num_threads()
-    if nt > 1 and macs >= PARALLEL_MIN_MACS:
-        _conv_par(*args, nt)
-    else:
-        _conv_serial(*args, 1)
+    if macs >= PARALLEL_MIN_MACS:
+        nt = get_num_threads()
+        if nt > 1:
+            _conv_par(*args, nt)
+            return
+    _conv_serial(*args, 1)
 
 
 # ---------------------------------------------------------------------------
@@ -846,7 +868,7 @@ def _conv_run(macs, *args):
 
 @njit(**_NJ)
 def _dw_item(item, nb, ng, x, wpk, bias, bp, plain, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
-             oh, ow, outf, xo):
+             oh, ow, outf, tapo):
     """One work item: a band of output rows of one image x a range of 16-channel blocks.
 
     Two output pixels at a time share each weight load.  Lane order inside the
@@ -871,9 +893,13 @@ def _dw_item(item, nb, ng, x, wpk, bias, bp, plain, off, dm, KH, KW, sh, sw, dh,
     if R <= 0 or cb1 <= cb0:
         return
     rows_in = (R - 1) * sh + (KH - 1) * dh + 1
-    buf = np.empty(rows_in * Wp * C16, np.int16)
-    _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, dm, C16, off, buf)
-    step = sw * C16
+    Cb = (cb1 - cb0) * 16  # channel slots in this item's buffer
+    buf = np.empty(rows_in * Wp * Cb, np.int16)
+    _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, dm, Cb, 16 * cb0, off, buf)
+    xo = np.empty(2 * TP, np.int64)
+    for t in range(2 * TP):
+        xo[t] = tapo[t] * Cb
+    step = sw * Cb
     for cb in range(cb0, cb1):
         blo = _vload_i32x8(bp, 16 * cb)
         bhi = _vload_i32x8(bp, 16 * cb + 8)
@@ -881,7 +907,7 @@ def _dw_item(item, nb, ng, x, wpk, bias, bp, plain, off, dm, KH, KW, sh, sw, dh,
         wcb = cb * TP * 32
         for r in range(R):
             ob = ((n * oh + oy0 + r) * ow) * Cout + 16 * cb
-            pc = r * sh * Wp * C16 + cb * 16
+            pc = r * sh * Wp * Cb + (cb - cb0) * 16
             ox = 0
             while ox + 2 <= ow:
                 lo = blo
@@ -941,10 +967,10 @@ def _dw_setup(N, Cout, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
     T = KH * KW
     TP = (T + 1) // 2
     Wp = (ow - 1) * sw + (KW - 1) * dw + 1
-    xo = np.empty(2 * TP, np.int64)
+    xo = np.empty(2 * TP, np.int64)  # tap offsets in buffer pixels
     for ky in range(KH):
         for kx in range(KW):
-            xo[ky * KW + kx] = (ky * dh * Wp + kx * dw) * C16
+            xo[ky * KW + kx] = ky * dh * Wp + kx * dw
     if T & 1:
         xo[T] = xo[T - 1]
     bp = np.zeros(C16, np.int32)
@@ -963,7 +989,7 @@ def _dw_par(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, 
                                int64_out, nthreads)
     outf = out.reshape(out.size)
     for item in prange(x.shape[0] * nb * ng):
-        _dw_item(item, nb, ng, x, wpk, bias, bp, not int64_out, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
+        _dw_item(np.int64(item), nb, ng, x, wpk, bias, bp, not int64_out, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
                  oh, ow, outf, xo)
 
 
@@ -1048,8 +1074,9 @@ def _pack_runs(w4, OCB):
     L2 = L + (L & 1)
     wq = np.zeros((G, OCB * 16, S, L2), np.int16)
     wq[:, :Coutg, :, :L] = w4
-    v = wq.reshape(G, OCB, 16, S, L2 // 2, 2).transpose(0, 1, 3, 4, 2, 5)
-    return np.ascontiguousarray(v).reshape(-1)
+    # move whole (channel pair) int32 units: much faster than a transpose of int16 pairs
+    v = wq.view(np.int32).reshape(G, OCB, 16, S, L2 // 2).transpose(0, 1, 3, 4, 2)
+    return np.ascontiguousarray(v).view(np.int16).reshape(-1)
 
 
 def pack_fully_connected_weights(w: np.ndarray) -> PackedConvWeights:
@@ -1105,6 +1132,8 @@ def _bias_array(bias, cout, wide, what):
     dt = np.int64 if wide else np.int32
     if bias is None:
         return np.zeros(cout, dt)
+    if type(bias) is np.ndarray and bias.dtype == dt and bias.shape == (cout,):
+        return _req(bias)
     b = np.asarray(bias)
     if b.shape != (cout,) or b.dtype.kind not in "iu":
         raise ValueError(f"{what}: bias must be an integer array of shape ({cout},)")
@@ -1112,7 +1141,15 @@ def _bias_array(bias, cout, wide, what):
         if not wide and b.size and (b.min() < -(2**31) or b.max() >= 2**31):
             raise ValueError(f"{what}: bias does not fit in int32")
         b = b.astype(dt)
-    return np.ascontiguousarray(b)
+    return _req(b)
+
+
+def _req(a):
+    """C-contiguous, aligned, writeable (one compiled signature per dtype)."""
+    f = a.flags
+    if f.c_contiguous and f.writeable and f.aligned:
+        return a
+    return np.array(a, order="C")
 
 
 def _check_geometry(what, sh, sw, dh, dw, oh, ow):
@@ -1153,10 +1190,10 @@ def conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilatio
     if out.size == 0:
         return out
     if not _offset_ok(wide, off):
-        _conv_ref_kernel(x, w if isinstance(w, np.ndarray) else _unpack_conv(pk), b, off,
+        _conv_ref_kernel(_req(x), _req(w) if isinstance(w, np.ndarray) else _unpack_conv(pk), b, off,
                          sh, sw, dh, dw, pt, pl, oh, ow, groups, out)
         return out
-    x = np.ascontiguousarray(x)
+    x = _req(x)
     macs = out.size * KH * KW * Cg
     if KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == H and ow == W:
         # pointwise: fold the batch into the rows so tiles span images
@@ -1221,13 +1258,13 @@ def depthwise_conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_
     if out.size == 0:
         return out
     if not _offset_ok(wide, off) or (wide and KH * KW > 510):
-        _dw_ref_kernel(x, w if isinstance(w, np.ndarray) else _unpack_dw(pk), b, off,
+        _dw_ref_kernel(_req(x), _req(w) if isinstance(w, np.ndarray) else _unpack_dw(pk), b, off,
                        sh, sw, dh, dw, pt, pl, oh, ow, dm, out)
         return out
-    x = np.ascontiguousarray(x)
+    x = _req(x)
     args = (x, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, wide)
-    nt = get_num_threads()
-    if nt > 1 and out.size * KH * KW >= PARALLEL_MIN_MACS:
+    nt = get_num_threads() if out.size * KH * KW >= PARALLEL_MIN_MACS else 1
+    if nt > 1:
         _dw_par(*args, nt)
     else:
         _dw_serial(*args, 1)
@@ -1251,9 +1288,10 @@ def fully_connected_acc(x, w, bias, input_offset):
     if out.size == 0:
         return out
     if not _offset_ok(wide, off):
-        _fc_ref_kernel(x, w if isinstance(w, np.ndarray) else _unpack_conv(pk).reshape(Cout, K), b, off, out)
+        _fc_ref_kernel(_req(x), _req(w) if isinstance(w, np.ndarray) else _unpack_conv(pk).reshape(Cout, K),
+                       b, off, out)
         return out
-    x = np.ascontiguousarray(x)
+    x = _req(x)
     _conv_run(out.size * K, x.reshape(1, B, 1, K), pk.data_run, b, off, 1, Cout, pk.ocb_g,
               1, 1, 1, 1, 1, 1, 0, 0, B, 1, out.reshape(1, B, 1, Cout), wide)
     return out
@@ -1275,7 +1313,7 @@ def conv2d_acc_reference(x, w, bias, input_offset, stride_h, stride_w, dilation_
     _check_geometry("conv2d", stride_h, stride_w, dilation_h, dilation_w, out_h, out_w)
     b = _bias_array(bias, Cout, True, "conv2d")
     acc = np.empty((x.shape[0], int(out_h), int(out_w), Cout), np.int64)
-    _conv_ref_kernel(x, w, b, int(input_offset), int(stride_h), int(stride_w), int(dilation_h),
+    _conv_ref_kernel(_req(x), _req(w), b, int(input_offset), int(stride_h), int(stride_w), int(dilation_h),
                      int(dilation_w), int(pad_top), int(pad_left), int(out_h), int(out_w), int(groups), acc)
     return acc if wide else acc.astype(np.int32)
 
@@ -1293,7 +1331,7 @@ def depthwise_conv2d_acc_reference(x, w, bias, input_offset, stride_h, stride_w,
     _check_geometry("depthwise_conv2d", stride_h, stride_w, dilation_h, dilation_w, out_h, out_w)
     b = _bias_array(bias, Cout, True, "depthwise_conv2d")
     acc = np.empty((x.shape[0], int(out_h), int(out_w), Cout), np.int64)
-    _dw_ref_kernel(x, w, b, int(input_offset), int(stride_h), int(stride_w), int(dilation_h),
+    _dw_ref_kernel(_req(x), _req(w), b, int(input_offset), int(stride_h), int(stride_w), int(dilation_h),
                    int(dilation_w), int(pad_top), int(pad_left), int(out_h), int(out_w),
                    int(depth_multiplier), acc)
     return acc if wide else acc.astype(np.int32)
@@ -1309,5 +1347,5 @@ def fully_connected_acc_reference(x, w, bias, input_offset):
         raise ValueError("fully_connected: feature counts differ")
     b = _bias_array(bias, w.shape[0], True, "fully_connected")
     acc = np.empty((x.shape[0], w.shape[0]), np.int64)
-    _fc_ref_kernel(x, w, b, int(input_offset), acc)
+    _fc_ref_kernel(_req(x), _req(w), b, int(input_offset), acc)
     return acc if wide else acc.astype(np.int32)

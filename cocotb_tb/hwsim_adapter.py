@@ -1,0 +1,204 @@
+"""How the hwsim bench drives an accelerator: the adapter classes (docs/cosim.md).
+
+The bench (``hwsim_bench.py``) knows the export (layers, golden vectors) and nothing about
+the DUT's ports. It hands each layer to an adapter as a :class:`LayerJob` and gets back a
+:class:`LayerRun`. To co-simulate your own accelerator, subclass :class:`AccelAdapter` (any
+protocol) or :class:`HwsimAccelAdapter` (same protocol as the reference, other signal names)
+and pass ``--adapter module:Class`` to ``hwsim cosim``.
+
+    class MyNpuAdapter(HwsimAccelAdapter):
+        clock = "aclk"
+        reset = "aresetn"
+        reset_active_high = False
+        cmd_start = "go"
+        ...
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+
+try:  # cocotb >= 2.0
+    from cocotb.triggers import SimTimeoutError
+except ImportError:  # pragma: no cover
+    from cocotb.result import SimTimeoutError
+from cocotb.utils import get_sim_time
+from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+
+
+@dataclass
+class LayerJob:
+    """One layer for the DUT to run.
+
+    ``position``: the layer's descriptor index (the RTL reads descriptor ``position`` from the
+    descriptor memory). ``inputs``: the activation words of each input (the golden input, packed
+    exactly like the activation memory: word i holds elements i*L .. i*L+L-1); empty in chain
+    mode when the input is already in the DUT's memory. ``out_words``: words of the output.
+    ``acc_elements``: accumulators the layer has (0: none, or not asked for).
+    ``timeout_cycles``: give up after this many clock cycles.
+    """
+    position: int
+    op: str
+    inputs: list[list[int]]
+    out_words: int
+    acc_elements: int
+    timeout_cycles: int
+
+
+@dataclass
+class LayerRun:
+    """What the DUT produced: output words (the same packing), accumulators by flat NHWC index
+    (None: the DUT does not expose them), cycle counts (None: unknown), error text."""
+    output_words: list[int] | None
+    acc: dict[int, int] | None = None
+    cycles: int | None = None
+    total_cycles: int | None = None
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class AccelAdapter:
+    """Base class: what the bench needs from any accelerator.
+
+    Override :meth:`start` (clock, reset, anything before the first layer) and
+    :meth:`run_layer` (load inputs, start one layer, collect outputs, wait for the end).
+    ``clock`` / ``clock_period_ns`` name the clock for the cycle counts of the report.
+    """
+    clock = "clk"
+    clock_period_ns = 10
+
+    def __init__(self, dut, export, log: logging.Logger | None = None):
+        self.dut = dut
+        self.export = export
+        self.log = log or logging.getLogger("cocotb.hwsim")
+
+    def sig(self, name: str):
+        return getattr(self.dut, name)
+
+    def sim_cycles(self) -> int:
+        """Clock cycles simulated so far."""
+        return int(get_sim_time("ns") // self.clock_period_ns)
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def run_layer(self, job: LayerJob) -> LayerRun:
+        raise NotImplementedError
+
+
+class HwsimAccelAdapter(AccelAdapter):
+    """The reference accelerator (rtl/hwsim_accel.v): command/status ports + AXI4-Stream.
+
+    Protocol, per layer: with ``cmd_layer`` = job.position and ``cmd_flags`` (bit 0 load the
+    inputs from ``s_axis``, bit 1 stream the output on ``m_axis``, bit 2 stream the
+    accumulators on ``m_axis_acc`` with ``tuser`` = flat NHWC index), pulse ``cmd_start`` for
+    one cycle; send each input as one frame; receive the output frame (and the accumulator
+    frame); wait for ``sts_done``; read ``sts_error``, ``sts_cycles``, ``sts_total_cycles``.
+    Every name below is a class attribute: a subclass renames ports without new code.
+    """
+    clock = "clk"
+    clock_period_ns = 10
+    reset = "rst"
+    reset_active_high = True
+    reset_cycles = 4
+    cmd_start = "cmd_start"
+    cmd_layer = "cmd_layer"
+    cmd_flags = "cmd_flags"
+    sts_done = "sts_done"
+    sts_error = "sts_error"
+    sts_op = "sts_op"
+    sts_cycles = "sts_cycles"
+    sts_total_cycles = "sts_total_cycles"
+    s_axis = "s_axis"            # AXI4-Stream prefixes (cocotbext-axi AxiStreamBus.from_prefix)
+    m_axis = "m_axis"
+    m_axis_acc = "m_axis_acc"    # None: the DUT does not expose accumulators
+    FLAG_LOAD, FLAG_STREAM, FLAG_ACC = 1, 2, 4
+    ERROR_BITS = {0: "unsupported op", 1: "layer exceeds an RTL limit",
+                  2: "input stream length mismatch"}
+
+    async def start(self) -> None:
+        clk = self.sig(self.clock)
+        Clock(clk, self.clock_period_ns, unit="ns").start()
+        rst = self.sig(self.reset)
+        active, inactive = (1, 0) if self.reset_active_high else (0, 1)
+        rst.value = active
+        self.sig(self.cmd_start).value = 0
+        self.sig(self.cmd_layer).value = 0
+        self.sig(self.cmd_flags).value = 0
+        # one word per beat: a "byte" is the whole tdata (no tkeep)
+        self.source = AxiStreamSource(AxiStreamBus.from_prefix(self.dut, self.s_axis), clk, rst,
+                                      reset_active_level=bool(active), byte_lanes=1)
+        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(self.dut, self.m_axis), clk, rst,
+                                  reset_active_level=bool(active), byte_lanes=1)
+        self.acc_sink = None
+        if self.m_axis_acc is not None and hasattr(self.dut, f"{self.m_axis_acc}_tdata"):
+            self.acc_sink = AxiStreamSink(AxiStreamBus.from_prefix(self.dut, self.m_axis_acc),
+                                          clk, rst, reset_active_level=bool(active),
+                                          byte_lanes=1)
+        for s in (self.source, self.sink, self.acc_sink):
+            if s is not None:
+                s.log.setLevel(logging.WARNING)
+        await ClockCycles(clk, self.reset_cycles)
+        rst.value = inactive
+        await ClockCycles(clk, 2)
+
+    async def run_layer(self, job: LayerJob) -> LayerRun:
+        clk = self.sig(self.clock)
+        want_acc = job.acc_elements > 0 and self.acc_sink is not None
+        flags = self.FLAG_STREAM | (self.FLAG_LOAD if job.inputs else 0) \
+            | (self.FLAG_ACC if want_acc else 0)
+        for words in job.inputs:
+            await self.source.send(AxiStreamFrame(list(words)))
+        self.sig(self.cmd_layer).value = job.position
+        self.sig(self.cmd_flags).value = flags
+        self.sig(self.cmd_start).value = 1
+        await RisingEdge(clk)
+        self.sig(self.cmd_start).value = 0
+        try:
+            await with_timeout(RisingEdge(self.sig(self.sts_done)),
+                               job.timeout_cycles * self.clock_period_ns, "ns")
+        except SimTimeoutError:
+            return LayerRun(None, error=f"timeout: no {self.sts_done} after "
+                                        f"{job.timeout_cycles:,} cycles")
+        await RisingEdge(clk)  # the last beats are in the sinks' queues now
+        err = int(self.sig(self.sts_error).value)
+        run = LayerRun(None, cycles=int(self.sig(self.sts_cycles).value),
+                       total_cycles=int(self.sig(self.sts_total_cycles).value))
+        run.extra["op"] = int(self.sig(self.sts_op).value)
+        if err:
+            run.error = "DUT error: " + ", ".join(t for b, t in self.ERROR_BITS.items()
+                                                 if err >> b & 1)
+        if not self.sink.empty():
+            frame = self.sink.recv_nowait()
+            run.output_words = list(frame.tdata)
+            while not self.sink.empty():  # more than one frame: keep the words, flag it
+                run.output_words += list(self.sink.recv_nowait().tdata)
+                run.error = run.error or "more than one output frame"
+        if want_acc:
+            run.acc = {}
+            while not self.acc_sink.empty():
+                frame = self.acc_sink.recv_nowait()
+                bits = len(self.sig(f"{self.m_axis_acc}_tdata"))
+                for value, index in zip(frame.tdata, frame.tuser):
+                    v = int(value)
+                    if v >> (bits - 1):
+                        v -= 1 << bits
+                    run.acc[int(index)] = v
+        return run
+
+
+def load_adapter(spec: str):
+    """``module:Class`` -> the class."""
+    import importlib
+    module, _, name = spec.partition(":")
+    if not name:
+        raise ValueError(f"adapter {spec!r}: expected module:Class")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = ["AccelAdapter", "HwsimAccelAdapter", "LayerJob", "LayerRun", "load_adapter",
+           "cocotb"]

@@ -1,0 +1,128 @@
+"""The hwsim co-simulation bench (cocotb >= 2.0): one export, layer by layer, bit-exact.
+
+Run by ``hwsim cosim`` / :func:`hwsim.cosim.run_cosim` through ``cocotb_tools.runner``; reads
+its settings from the environment:
+
+  HWSIM_COSIM_EXPORT   the export folder (manifest.yaml)
+  HWSIM_COSIM_RESULT   where to write the per-layer results (JSON)
+  HWSIM_COSIM_MODE     layer (each layer gets its golden inputs) | chain (only the network input)
+  HWSIM_COSIM_LAYERS   op indices to run (comma separated; default all)
+  HWSIM_COSIM_ADAPTER  module:Class of the adapter (default hwsim_adapter:HwsimAccelAdapter)
+  HWSIM_COSIM_ACC      1: ask the DUT for its accumulators (default), 0: outputs only
+  HWSIM_COSIM_TIMEOUT_CYCLES  per-layer timeout (default max(200000, 50 x model estimate))
+
+For each layer: golden inputs (the .hex files of the export, packed like the activation
+memory) go to the adapter, its output words are unpacked and compared element by element with
+the golden output .hex, its accumulators (if any) with the golden acc .hex. The verdicts are
+data (the JSON); the cocotb test itself fails only if the bench cannot run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+
+import cocotb
+import numpy as np
+
+from hwsim.cosim import (ENV_ACC, ENV_ADAPTER, ENV_EXPORT, ENV_LAYERS, ENV_MODE, ENV_RESULT,
+                         ENV_TIMEOUT, DEFAULT_ADAPTER, compare_vectors, load_export, read_vector,
+                         read_words, unpack)
+from hwsim_adapter import LayerJob, load_adapter
+
+DEFAULT_TIMEOUT_MIN = 200_000
+TIMEOUT_FACTOR = 50
+
+
+def _selected(export):
+    only = os.environ.get(ENV_LAYERS)
+    if not only:
+        return list(export.layers)
+    want = {int(x) for x in only.split(",") if x.strip()}
+    return [L for L in export.layers if L.index in want]
+
+
+def _layer_result(layer) -> dict:
+    return {"layer": layer.index, "op": layer.op, "accel_op": layer.accel_op,
+            "position": layer.position, "status": "ok", "output": None, "acc": None,
+            "cycles": None, "total_cycles": None, "estimate": layer.estimate, "error": None,
+            "wall_seconds": 0.0}
+
+
+async def run_layers(dut, export, adapter, mode: str, want_acc: bool, log) -> list[dict]:
+    results = []
+    first_run = True
+    fixed_timeout = int(os.environ.get(ENV_TIMEOUT, "0") or 0)
+    for layer in _selected(export):
+        r = _layer_result(layer)
+        results.append(r)
+        if layer.host:
+            r["status"] = "host"
+            continue
+        t0 = time.perf_counter()
+        out_spec = layer.output
+        expected = read_vector(export, out_spec)
+        inputs = []
+        if mode == "layer" or first_run:
+            inputs = [read_words(export, spec) for spec in layer.inputs]
+        first_run = False
+        acc_n = int(layer.acc["elements"]) if (layer.acc and want_acc) else 0
+        timeout = fixed_timeout or max(DEFAULT_TIMEOUT_MIN, TIMEOUT_FACTOR * (layer.estimate or 0))
+        job = LayerJob(position=int(layer.position), op=layer.accel_op, inputs=inputs,
+                       out_words=int(out_spec["words"]), acc_elements=acc_n,
+                       timeout_cycles=timeout)
+        run = await adapter.run_layer(job)
+        r["cycles"], r["total_cycles"] = run.cycles, run.total_cycles
+        got = unpack(run.output_words[:job.out_words], out_spec) \
+            if run.output_words is not None and len(run.output_words) >= job.out_words else None
+        if got is None and run.output_words is not None:
+            r["error"] = f"output stream has {len(run.output_words)} words, expected " \
+                         f"{job.out_words}"
+        r["output"] = compare_vectors(expected, got, out_spec)
+        if acc_n and run.acc is not None:
+            exp_acc = read_vector(export, layer.acc)
+            got_acc = np.full(exp_acc.size, np.iinfo(np.int64).min, dtype=np.int64)
+            for i, v in run.acc.items():
+                if 0 <= i < got_acc.size:
+                    got_acc[i] = v
+            r["acc"] = compare_vectors(exp_acc, got_acc, layer.acc)
+        if run.error:
+            r["error"] = run.error if not r["error"] else f"{run.error}; {r['error']}"
+        bad = r["output"]["mismatches"] or (r["acc"] and r["acc"]["mismatches"])
+        r["status"] = "error" if (run.error or got is None) else ("mismatch" if bad else "ok")
+        r["wall_seconds"] = round(time.perf_counter() - t0, 3)
+        log.info("layer %d %s: %s (%s mismatches, %s cycles)", layer.index, layer.op,
+                 r["status"], r["output"]["mismatches"], r["cycles"])
+        if run.error and run.error.startswith("timeout"):
+            break  # the DUT is stuck: the remaining layers cannot run
+    return results
+
+
+@cocotb.test()
+async def run_export(dut):
+    """Drive every selected layer of the export through the adapter; write the results."""
+    log = logging.getLogger("cocotb.hwsim.bench")
+    out = {"layers": [], "error": None, "wall_seconds": 0.0, "sim_cycles": 0}
+    result_file = os.environ.get(ENV_RESULT)
+    t0 = time.perf_counter()
+    adapter = None
+    try:
+        export = load_export(os.environ[ENV_EXPORT])
+        mode = os.environ.get(ENV_MODE, "layer")
+        want_acc = os.environ.get(ENV_ACC, "1") != "0"
+        adapter = load_adapter(os.environ.get(ENV_ADAPTER, DEFAULT_ADAPTER))(dut, export, log)
+        await adapter.start()
+        out["layers"] = await run_layers(dut, export, adapter, mode, want_acc, log)
+    except Exception as e:  # noqa: BLE001 - reported in the JSON, then re-raised
+        out["error"] = f"bench failed: {type(e).__name__}: {e}"
+        log.error("%s", traceback.format_exc())
+        raise
+    finally:
+        out["wall_seconds"] = time.perf_counter() - t0
+        if adapter is not None:
+            out["sim_cycles"] = adapter.sim_cycles()
+        if result_file:
+            with open(result_file, "w") as f:
+                json.dump(out, f, indent=1)

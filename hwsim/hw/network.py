@@ -1,0 +1,413 @@
+"""Map a network onto an accelerator: legalization, the hardware program, its analyses.
+
+Stable API (hwsim/export calls exactly this; see also hwsim/hw/__init__.py):
+
+    hw = map_network(model_path_or_graph, config, legalize="strict", inputs=None,
+                     host_tail=False)                       -> HwNetwork
+    hw.program        the hardware Program (hwsim.lower.lower(graph, config)): MAC layers carry
+                      the requant unit's params and the accumulator model
+    hw.reference      the model's Program (TFLite arithmetic) it is checked against
+    hw.config         the AccelConfig
+    hw.graph          the graph IR
+    hw.placement      {layer index: "array" | "alias" | "host"}
+    hw.report         [LegalizationRow], one per layer, in program order
+    hw.exact          every layer is exact (always true after strict)
+    hw.ranges         {tensor index: (lo, hi)} static value ranges
+    hw.memory         {memory: {"words": used, "capacity": depth * banks}}
+    hw.run(inputs, trace=True)  -> hwsim.engine.RunResult (trace.accumulators: the hardware's)
+    hw.layer_stats()            -> [hwsim.hw.dataflow.LayerStats]
+    hw.headroom(trace=None, inputs=None, max_elements=100) -> hwsim.hw.headroom.Headroom
+    hw.format_report()          -> str
+
+Legalization. Each layer is placed: ARRAY_OPS (CONV_2D with groups = 1, DEPTHWISE_CONV_2D,
+FULLY_CONNECTED, MAX_POOL_2D, AVERAGE_POOL_2D, ADD of two same-shape activations) on the array,
+RESHAPE/SQUEEZE as memory aliases, anything else on the host — allowed only as a trailing tail
+(no array layer after it) and only with ``host_tail=True``. Problems are of two kinds:
+
+* fatal in both modes (HwsimError naming layer, op and reason): a host layer that is not
+  allowed; data that does not fit (activation ranges vs data.input_bits/output_bits and
+  signedness, weight values vs data.weight_bits, bias values vs accumulator.bits and the bias
+  memory's lane width, a requant word wider than the requant memory's lane); a memory too
+  small (words of all layers, each region aligned, vs depth * banks).
+* inexact (strict refuses, approx proceeds and reports): the hardware's requantization,
+  output zero point or activation clamp differs from the model's (a non-TFLite scheme, a
+  per-tensor unit for per-channel reals, a clamped multiplier or shift, a missing fused
+  activation, no output zero point) — found by comparing every layer parameter with the
+  reference program's; or an accumulator that may leave its range where the model's does not
+  (the static bound of hwsim.kernels.accumulate.channel_bounds on the static input range vs
+  accumulator.bits, unless the hardware wraps at the model's own width).
+
+The reference is TFLite's arithmetic: the TFLITE_SINGLE_ROUNDING build when the config's
+requant.scheme is tflite_single, the default (double rounding) build otherwise.
+
+With ``inputs``, each report row also gives the cost in exactness on those inputs, two ways:
+``*_propagated`` (the hardware network run end to end, errors propagate, vs the reference run
+end to end) and ``*_isolated`` (each hardware layer fed the reference's input of that layer).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import registry
+from ..engine import Network, RunResult
+from ..ir import Graph, HwsimError
+from ..lower import (ALIAS_OPS, ARRAY_OPS, MAC_OPS, QRANGE, REQUANT_SCHEMES, lower,
+                     lower_with_context)
+from ..program import Layer, Program
+from .config import AccelConfig, load_config
+from .dataflow import LayerStats, ceil_div, layer_stats, mac_geometry, tensor_ranges
+from .headroom import Headroom, bits_needed, headroom
+from ..kernels.accumulate import KINDS, channel_bounds
+
+LEGALIZE_MODES = ("strict", "approx")
+_ACC_KEYS = {"acc_bits", "acc_overflow", "dataflow", "array_rows", "array_cols", "bias_first"}
+_SCHEME_NAMES = {v: k for k, v in REQUANT_SCHEMES.items()}
+
+
+class LegalizationError(HwsimError):
+    """The network cannot be mapped onto the accelerator (in this legalization mode)."""
+
+
+@dataclass
+class LegalizationRow:
+    layer: int
+    op: str
+    placement: str  # array | alias | host
+    exact: bool  # the hardware computes exactly the model's integers for every input
+    reasons: list[str] = field(default_factory=list)  # why not exact (what was approximated)
+    elements: int = 0  # output elements
+    changed_propagated: int | None = None  # on the given inputs, end to end
+    max_abs_diff_propagated: int | float | None = None
+    changed_isolated: int | None = None  # on the given inputs, fed the reference's input
+    max_abs_diff_isolated: int | float | None = None
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class HwNetwork:
+    """A network mapped onto an accelerator (build with :func:`map_network`)."""
+
+    def __init__(self, graph: Graph, config: AccelConfig, program: Program, reference: Program,
+                 placement: dict, report: list, ranges: dict, memory: dict, legalize: str,
+                 notes: dict):
+        self.graph = graph
+        self.config = config
+        self.program = program
+        self.reference = reference
+        self.placement = placement
+        self.report = report
+        self.ranges = ranges
+        self.memory = memory
+        self.legalize = legalize
+        self.notes = notes
+        self._net = Network(program, graph)
+
+    @property
+    def exact(self) -> bool:
+        return all(r.exact for r in self.report)
+
+    def run(self, inputs, trace: bool = True) -> RunResult:
+        """Run the hardware program (accumulators: the hardware's, in trace.accumulators)."""
+        return self._net.run(inputs, trace=trace)
+
+    def layer_stats(self) -> list[LayerStats]:
+        return layer_stats(self.program, self.config, self.placement)
+
+    def headroom(self, trace=None, inputs=None, max_elements: int = 100) -> Headroom:
+        """The accumulator headroom table; observed columns from ``trace`` (a Trace or
+        RunResult of this network) or from running ``inputs``; worst case always."""
+        if isinstance(trace, RunResult):
+            trace = trace.trace
+        if trace is None and inputs is not None:
+            trace = self.run(inputs, trace=True).trace
+        return headroom(self.program, self.config, self.ranges, trace, max_elements)
+
+    def format_report(self) -> str:
+        lines = [f"{'#':>3} {'op':<18} {'where':<5} {'exact':<5} {'changed (e2e / iso)':>20} "
+                 f"{'max|diff| (e2e / iso)':>22}  reasons"]
+        for r in self.report:
+            ch = ("-" if r.changed_propagated is None else
+                  f"{r.changed_propagated} / {r.changed_isolated}")
+            md = ("-" if r.max_abs_diff_propagated is None else
+                  f"{r.max_abs_diff_propagated} / {r.max_abs_diff_isolated}")
+            lines.append(f"{r.layer:>3} {r.op:<18} {r.placement:<5} {str(r.exact):<5} "
+                         f"{ch:>20} {md:>22}  {'; '.join(r.reasons)}")
+        return "\n".join(lines)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _fits(lo: int, hi: int, bits: int, signed: bool) -> bool:
+    if signed:
+        return -(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1
+    return 0 <= lo and hi <= (1 << bits) - 1
+
+
+def _fmt_range(bits: int, signed: bool) -> str:
+    if signed:
+        return f"{bits}-bit signed [{-(1 << (bits - 1))}, {(1 << (bits - 1)) - 1}]"
+    return f"{bits}-bit unsigned [0, {(1 << bits) - 1}]"
+
+
+def _placement(layer: Layer, program: Program) -> tuple[str, str]:
+    """(array | alias | host, why it is not on the array)."""
+    if layer.op in ALIAS_OPS:
+        return "alias", ""
+    if layer.op not in ARRAY_OPS:
+        return "host", (f"{layer.op} is not an array op (array ops: {', '.join(ARRAY_OPS)}; "
+                        f"{', '.join(ALIAS_OPS)} are memory aliases)")
+    if layer.op == "CONV_2D" and layer.params.get("groups", 1) != 1:
+        return "host", f"CONV_2D with groups = {layer.params['groups']} (the array runs groups = 1)"
+    if layer.op == "ADD":
+        shapes = [tuple(program.tensors[i].shape) for i in layer.inputs]
+        out = tuple(program.tensors[layer.outputs[0]].shape)
+        if len(layer.inputs) != 2 or any(s != out for s in shapes):
+            return "host", ("ADD needs two activation inputs of the output's shape (constant "
+                            "operands and broadcasting are not supported by the array)")
+    return "array", ""
+
+
+def _params_diff(hw: dict, ref: dict) -> list[str]:
+    """The params keys whose values differ (multiplier/shift compared per channel)."""
+    diff = []
+    for k in sorted((set(hw) | set(ref)) - _ACC_KEYS):
+        a, b = hw.get(k), ref.get(k)
+        if k in ("multiplier", "shift"):
+            a, b = np.atleast_1d(a).astype(np.int64), np.atleast_1d(b).astype(np.int64)
+            n = max(len(a), len(b))
+            if len(a) not in (1, n) or len(b) not in (1, n) or \
+                    not np.array_equal(np.broadcast_to(a, (n,)), np.broadcast_to(b, (n,))):
+                diff.append(k)
+        elif isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            if a is None or b is None or a.shape != b.shape or not np.array_equal(a, b):
+                diff.append(k)
+        elif a != b:
+            diff.append(k)
+    return diff
+
+
+def _acc_reason(layer: Layer, ranges: dict, cfg: AccelConfig) -> str:
+    """'' if the accumulator provably equals the model's for every input in range."""
+    p = layer.params
+    bits, sat = cfg.accumulator.bits, cfg.accumulator.overflow == "saturate"
+    ref_bits = 64 if p.get("acc_int64") else 32
+    if not sat and bits == ref_bits:
+        return ""  # the same modular arithmetic as the model's accumulator
+    xr = ranges.get(layer.inputs[0], QRANGE[np.dtype(np.int16)])
+    lo, hi = channel_bounds(KINDS[layer.kernel], p, xr[0], xr[1])
+    width = min(bits, ref_bits)
+    bad = np.flatnonzero((lo < -(1 << (width - 1))) | (hi > (1 << (width - 1)) - 1))
+    if not len(bad):
+        return ""
+    c = int(bad[np.argmax(np.maximum(-lo[bad], hi[bad]))])
+    return (f"accumulator: partial sums of channel {c} can reach [{int(lo[c])}, {int(hi[c])}] "
+            f"({bits_needed(lo[c], hi[c])} bits) for inputs in {list(xr)}, beyond the {bits}-bit "
+            f"{cfg.accumulator.overflow} accumulator (the model accumulates in int{ref_bits}; "
+            f"{len(bad)} channel(s))")
+
+
+def _width_problems(layer: Layer, prog: Program, ranges: dict, cfg: AccelConfig) -> list[str]:
+    d, out = cfg.data, []
+    p = layer.params
+    for i in layer.inputs:
+        lo, hi = ranges.get(i, QRANGE.get(np.dtype(prog.tensors[i].dtype), (0, 0)))
+        if not _fits(lo, hi, d.input_bits, d.input_signed):
+            out.append(f"input tensor {i} '{prog.tensors[i].name}' ({prog.tensors[i].dtype}, "
+                       f"values in [{lo}, {hi}]) does not fit the "
+                       f"{_fmt_range(d.input_bits, d.input_signed)} inputs (data.input_bits)")
+    if "act_min" in p:
+        lo, hi = int(p["act_min"]), int(p["act_max"])
+        if not _fits(lo, hi, d.output_bits, d.output_signed):
+            t = layer.outputs[0]
+            out.append(f"output tensor {t} '{prog.tensors[t].name}' (values in [{lo}, {hi}]) "
+                       f"does not fit the {_fmt_range(d.output_bits, d.output_signed)} outputs "
+                       f"(data.output_bits)")
+    if layer.op in MAC_OPS:
+        w = np.asarray(p["weights"])
+        lo, hi = int(w.min()), int(w.max())
+        if not _fits(lo, hi, d.weight_bits, d.weight_signed):
+            out.append(f"weights in [{lo}, {hi}] do not fit the "
+                       f"{_fmt_range(d.weight_bits, d.weight_signed)} weights (data.weight_bits)")
+        b = p.get("bias")
+        if b is not None and len(b):
+            lo, hi = int(np.min(b)), int(np.max(b))
+            bias_lane = cfg.memories.bias.word_bits // cfg.memories.bias.lanes
+            if not _fits(lo, hi, cfg.accumulator.bits, True):
+                out.append(f"bias values in [{lo}, {hi}] do not fit the "
+                           f"{cfg.accumulator.bits}-bit accumulator (accumulator.bits)")
+            elif not _fits(lo, hi, bias_lane, True):
+                out.append(f"bias values in [{lo}, {hi}] do not fit the {bias_lane}-bit lanes "
+                           f"of the bias memory (memories.bias.word_bits / lanes)")
+        rq_lane = cfg.memories.requant.word_bits // cfg.memories.requant.lanes
+        need = 64 if p["scheme"] == REQUANT_SCHEMES["double_round"] else 40
+        if rq_lane < need:
+            out.append(f"the {_SCHEME_NAMES[int(p['scheme'])]} requant word needs {need} bits, "
+                       f"the requant memory's lanes hold {rq_lane} (memories.requant)")
+        if p["scheme"] == REQUANT_SCHEMES["double_round"]:
+            e = np.atleast_1d(p["shift"])
+            if e.min() < -1024 or e.max() > 1023:
+                out.append(f"double_round exponent {int(e.min())} does not fit its signed "
+                           f"11-bit field")
+    return out
+
+
+def _memory_usage(prog: Program, placement: dict, cfg: AccelConfig) -> tuple[dict, list]:
+    """Words each memory needs (regions in execution order, each aligned), and overflows as
+    (layer, op, message)."""
+    mems = cfg.memories
+    used = {"weights": 0, "bias": 0, "requant": 0, "activations": 0}
+    problems = []
+
+    def alloc(name, words, layer):
+        m = getattr(mems, name)
+        start = ceil_div(used[name], m.align_words) * m.align_words
+        used[name] = start + words
+        cap = m.depth * m.banks
+        if used[name] > cap and not any(pp[2].startswith(f"memories.{name}") for pp in problems):
+            problems.append((layer.index if layer is not None else -1,
+                             layer.op if layer is not None else "input",
+                             f"memories.{name}: {used[name]} words needed up to here, "
+                             f"capacity depth x banks = {m.depth} x {m.banks} = {cap}"))
+
+    act_seen = set()
+    for i in prog.inputs:
+        alloc("activations", ceil_div(int(np.prod(prog.tensors[i].shape)),
+                                      mems.activations.lanes), None)
+        act_seen.add(i)
+    for layer in prog.layers:
+        if placement[layer.index] != "array":
+            continue
+        p = layer.params
+        if layer.op in MAC_OPS:
+            g = mac_geometry(layer, prog)
+            alloc("weights", g["C"] * ceil_div(g["K"], mems.weights.lanes), layer)
+            alloc("bias", ceil_div(g["C"], mems.bias.lanes), layer)
+            alloc("requant", ceil_div(len(np.atleast_1d(p["multiplier"])), mems.requant.lanes),
+                  layer)
+        elif layer.op == "ADD":
+            alloc("requant", 1, layer)
+        for t in layer.outputs:
+            if t not in act_seen:
+                alloc("activations", ceil_div(int(np.prod(prog.tensors[t].shape)),
+                                              mems.activations.lanes), layer)
+                act_seen.add(t)
+    usage = {k: {"words": v, "capacity": getattr(mems, k).depth * getattr(mems, k).banks}
+             for k, v in used.items()}
+    return usage, problems
+
+
+def _compare(a: np.ndarray, b: np.ndarray) -> tuple[int, int | float]:
+    if a.shape != b.shape:
+        return int(max(a.size, b.size)), float("inf")
+    if np.issubdtype(a.dtype, np.floating) or np.issubdtype(b.dtype, np.floating):
+        d = np.abs(a.astype(np.float64) - b.astype(np.float64))
+        ne = a != b
+        return int(ne.sum()), float(d.max()) if d.size else 0.0
+    d = np.abs(a.astype(np.int64) - b.astype(np.int64))
+    return int((d != 0).sum()), int(d.max()) if d.size else 0
+
+
+def _costs(rows, hw_prog: Program, ref_prog: Program, graph: Graph, inputs) -> None:
+    ref_net, hw_net = Network(ref_prog, graph), Network(hw_prog, graph)
+    r_ref = ref_net.run(inputs, trace=True).trace
+    r_hw = hw_net.run(inputs, trace=True).trace
+    for row, layer in zip(rows, hw_prog.layers):
+        ch = md = 0
+        chi = mdi = 0
+        outs, _ = registry.KERNELS[layer.kernel](layer, [r_ref.tensors[i] for i in layer.inputs])
+        for t, iso in zip(layer.outputs, outs):
+            c, m = _compare(r_hw.tensors[t], r_ref.tensors[t])
+            ch, md = ch + c, max(md, m)
+            c, m = _compare(iso, r_ref.tensors[t])
+            chi, mdi = chi + c, max(mdi, m)
+        row.changed_propagated, row.max_abs_diff_propagated = ch, md
+        row.changed_isolated, row.max_abs_diff_isolated = chi, mdi
+
+
+# -- map_network ----------------------------------------------------------------------------
+
+def map_network(model, config, legalize: str = "strict", inputs=None,
+                host_tail: bool = False) -> HwNetwork:
+    """Map ``model`` (a .tflite path or a Graph) onto ``config`` (AccelConfig, preset name or
+    YAML path). ``legalize``: "strict" (refuse anything inexact) or "approx" (nearest hardware
+    parameters, the cost reported per layer, measured on ``inputs`` if given). Raises
+    :class:`LegalizationError` (an HwsimError) naming layer, op and reason."""
+    if legalize not in LEGALIZE_MODES:
+        raise HwsimError(f"legalize={legalize!r}: allowed values {', '.join(LEGALIZE_MODES)}")
+    cfg = load_config(config)
+    if isinstance(model, Graph):
+        graph = model
+    else:
+        from .. import load_graph
+        graph = load_graph(os.fspath(model))
+    ref_scheme = "tflite_single" if cfg.requant.scheme == "tflite_single" else "tflite_double"
+    reference = lower(graph, requant_scheme=ref_scheme)
+    program, ctx = lower_with_context(graph, cfg)
+    src = graph.source or graph.name or "model"
+    ranges = tensor_ranges(program)
+
+    fatal: list[tuple[int, str, str]] = []
+    placement: dict[int, str] = {}
+    first_host = None
+    for layer in program.layers:
+        where, why = _placement(layer, program)
+        if first_host is not None and where != "host":
+            if where == "array":
+                fatal.append((layer.index, layer.op,
+                              f"runs on the array after host layer {first_host.index} "
+                              f"({first_host.op}): host layers must be a trailing tail"))
+            where = "host"
+        elif where == "host" and first_host is None:
+            first_host = layer
+            if not host_tail:
+                fatal.append((layer.index, layer.op, f"{why}; host layers are allowed only as "
+                                                     f"a trailing tail with host_tail=True"))
+        placement[layer.index] = where
+
+    rows: list[LegalizationRow] = []
+    inexact: list[tuple[int, str, str]] = []
+    for layer, ref in zip(program.layers, reference.layers):
+        where = placement[layer.index]
+        row = LegalizationRow(layer.index, layer.op, where, True,
+                              elements=int(sum(np.prod(program.tensors[t].shape)
+                                               for t in layer.outputs)))
+        rows.append(row)
+        if where != "array":
+            continue
+        for msg in _width_problems(layer, program, ranges, cfg):
+            fatal.append((layer.index, layer.op, msg))
+        reasons = []
+        diff = _params_diff(layer.params, ref.params)
+        if diff:
+            hs, rs = layer.params.get("scheme"), ref.params.get("scheme")
+            if hs != rs and hs is not None and rs is not None:
+                reasons.append(f"requant scheme {_SCHEME_NAMES[int(hs)]} cannot represent the "
+                               f"model's {_SCHEME_NAMES[int(rs)]} requantization exactly")
+            reasons.extend(ctx.notes.get(layer.index, []))
+            if not reasons:
+                reasons.append(f"hardware parameters {diff} differ from the model's")
+        if layer.op in MAC_OPS:
+            r = _acc_reason(layer, ranges, cfg)
+            if r:
+                reasons.append(r)
+        if reasons:
+            row.exact = False
+            row.reasons = reasons
+            inexact.extend((layer.index, layer.op, m) for m in reasons)
+    memory, mem_problems = _memory_usage(program, placement, cfg)
+    fatal.extend(mem_problems)
+    problems = fatal + (inexact if legalize == "strict" else [])
+    if problems:
+        problems.sort(key=lambda t: t[0])
+        parts = [f"layer {i} ({op}): {msg}" for i, op, msg in problems[:3]]
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise LegalizationError(f"{src}: cannot map onto '{cfg.name}' ({legalize}): "
+                                f"{'; '.join(parts)}{more}")
+    if inputs is not None:
+        _costs(rows, program, reference, graph, inputs)
+    return HwNetwork(graph, cfg, program, reference, placement, rows, ranges, memory, legalize,
+                     dict(ctx.notes))

@@ -1,0 +1,355 @@
+"""Legalization: map_network(strict | approx), the HwNetwork API, config-aware lowering.
+
+strict refuses (an HwsimError naming layer, op and reason) whatever the hardware cannot do
+exactly; approx derives the nearest hardware parameters and reports per layer what that costs
+on given inputs (end to end, and each layer fed the reference's input).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from test_hw_dataflow import fc_graph, small_cnn
+
+from hwsim import HwsimError
+from hwsim.engine import Network, RunResult
+from hwsim.frontends.builder import GraphBuilder
+from hwsim.hw import (HwNetwork, LegalizationError, LegalizationRow, load_config,
+                      map_network)
+from hwsim.hw.config import config_from_dict
+from hwsim.kernels.requant import real_to_m_e
+from hwsim.lower import REQUANT_SCHEMES, lower, mult_shift_params
+from hwsim.registry import KERNELS
+
+
+def _x(rng, shape=(1, 8, 8, 3), dtype=np.int8):
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
+
+
+def _cfg(**sections):
+    d = {"name": "test"}
+    d.update(sections)
+    return config_from_dict(d)
+
+
+# -- strict: exact mappings -------------------------------------------------------------------
+
+def test_strict_tflite_int8_maps_every_array_op_exactly():
+    rng = np.random.default_rng(0)
+    g = small_cnn(rng)
+    x = _x(rng)
+    hw = map_network(g, "tflite-int8", legalize="strict", inputs=x, host_tail=True)
+    assert isinstance(hw, HwNetwork) and hw.exact and hw.legalize == "strict"
+    assert hw.config.name == "tflite-int8" and hw.graph is g
+    ops = [layer.op for layer in hw.program.layers]
+    assert ops == ["CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "ADD", "AVERAGE_POOL_2D",
+                   "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+    assert [hw.placement[layer.index] for layer in hw.program.layers] == \
+        ["array"] * 5 + ["alias", "array", "host"]
+    assert all(isinstance(r, LegalizationRow) and r.exact and r.reasons == [] for r in hw.report)
+    assert all(r.changed_propagated == 0 == r.changed_isolated for r in hw.report)
+    assert [r.elements for r in hw.report][:2] == [512, 128]
+    res = hw.run(x)
+    assert isinstance(res, RunResult) and res.trace is not None
+    ref = Network(lower(g), g).run(x, trace=True)
+    assert all(np.array_equal(a, b) for a, b in zip(res.outputs, ref.outputs))
+    for k, acc in ref.trace.accumulators.items():
+        assert np.array_equal(res.trace.accumulators[k], acc)
+    assert hw.memory["weights"]["words"] > 0
+    assert hw.memory["weights"]["capacity"] == 65536
+    assert "FULLY_CONNECTED" in hw.format_report()
+    assert len(hw.layer_stats()) == len(hw.program.layers)
+    assert len(hw.headroom(res)) == 3 and all(r.out_of_range == 0 for r in hw.headroom(res))
+
+
+def test_map_network_from_a_file_path(tmp_path):
+    from hwsim.frontends.tflite_writer import serialize_tflite
+    g = small_cnn(np.random.default_rng(1), tail=False)
+    p = tmp_path / "m.tflite"
+    p.write_bytes(serialize_tflite(g))
+    hw = map_network(p, load_config("tflite-int8"))
+    assert hw.exact and hw.placement[hw.program.layers[-1].index] == "array"
+    assert hw.reference.requant_scheme == "tflite_double"
+    assert hw.program.requant_scheme == "tflite_double"
+
+
+def test_fc_double_round_params_are_integers_m_e():
+    """FULLY_CONNECTED under a TFLite scheme: scheme 5 with multiplier = M, shift = E,
+    real = M * 2^E exactly (the requant word of docs/dev/accel-interface.md)."""
+    w = np.arange(-12, 12, dtype=np.int8).reshape(3, 8)
+    g = fc_graph((1, 8), w, [1, 2, 3], s_in=0.02, s_out=0.05,
+                 w_scales=[0.01, 0.003, 0.0071])
+    hw = map_network(g, "tflite-int8")
+    p = hw.program.layers[0].params
+    assert p["scheme"] == REQUANT_SCHEMES["double_round"]
+    assert p["multiplier"].dtype == np.int64 and p["shift"].dtype == np.int64
+    for c, ws in enumerate([0.01, 0.003, 0.0071]):
+        real = float(np.float32(0.02)) * float(np.float32(ws)) / float(np.float32(0.05))
+        assert (int(p["multiplier"][c]), int(p["shift"][c])) == real_to_m_e(real)
+        assert 2**52 <= p["multiplier"][c] < 2**53 and -1024 <= p["shift"][c] <= 1023
+    assert "real_multiplier" not in p
+
+
+# -- strict refusals, each naming layer, op and reason -------------------------------------------
+
+def _refused(g, cfg, match, **kw):
+    with pytest.raises(LegalizationError, match=match) as e:
+        map_network(g, cfg, **kw)
+    assert isinstance(e.value, HwsimError)
+    return str(e.value)
+
+
+def test_host_layers_only_as_trailing_tail():
+    g = small_cnn(np.random.default_rng(2))
+    msg = _refused(g, "tflite-int8", r"layer 7 \(SOFTMAX\): SOFTMAX is not an array op .* "
+                                     r"host_tail=True")
+    assert msg.startswith("<small_cnn>: cannot map onto 'tflite-int8' (strict)")
+    # an array layer after a host layer: refused even with host_tail
+    b = GraphBuilder("mid")
+    x = b.input("x", (1, 4, 4, 2), np.int8, scale=0.02, zero_point=0)
+    r = b.activation("r", (1, 4, 4, 2), np.int8, scale=0.02, zero_point=0)
+    b.op("RELU", [x], [r])
+    w = b.const("w", np.ones((3, 1, 1, 2), np.int8), scales=np.full(3, 0.01, np.float32))
+    y = b.activation("y", (1, 4, 4, 3), np.int8, scale=0.05, zero_point=0)
+    b.op("CONV_2D", [r, w], [y], padding="VALID", stride_w=1, stride_h=1, dilation_w_factor=1,
+         dilation_h_factor=1, fused_activation_function="NONE")
+    b.output(y)
+    _refused(b.build(), "tflite-int8", r"layer 1 \(CONV_2D\): runs on the array after host "
+                                       r"layer 0 \(RELU\): host layers must be a trailing tail",
+             host_tail=True, legalize="approx")
+
+
+def test_grouped_conv_is_not_an_array_op():
+    b = GraphBuilder("grouped")
+    x = b.input("x", (1, 4, 4, 4), np.int8, scale=0.02, zero_point=0)
+    w = b.const("w", np.ones((4, 1, 1, 2), np.int8), scales=np.full(4, 0.01, np.float32))
+    y = b.activation("y", (1, 4, 4, 4), np.int8, scale=0.05, zero_point=0)
+    b.op("CONV_2D", [x, w], [y], padding="VALID", stride_w=1, stride_h=1, dilation_w_factor=1,
+         dilation_h_factor=1, fused_activation_function="NONE")
+    b.output(y)
+    _refused(b.build(), "tflite-int8", r"layer 0 \(CONV_2D\): CONV_2D with groups = 2")
+    hw = map_network(b.build(), "tflite-int8", host_tail=True)  # the whole net on the host
+    assert hw.placement == {0: "host"}
+
+
+def test_non_tflite_scheme_refused_in_strict():
+    g = small_cnn(np.random.default_rng(3), tail=False)
+    msg = _refused(g, "narrow-acc-24", r"layer 0 \(CONV_2D\): requant scheme mult_shift cannot "
+                                       r"represent the model's tflite_double requantization")
+    assert "layer 1 (DEPTHWISE_CONV_2D)" in msg and "layer 6 (FULLY_CONNECTED)" in msg
+    assert "double_round" in msg  # the FC's TFLite requantization
+    _refused(g, "shift-only-int8", r"requant scheme shift_only")
+
+
+def test_per_tensor_unit_for_a_per_channel_model():
+    cfg = _cfg(requant={"per_channel": False})
+    g = small_cnn(np.random.default_rng(4), tail=False)
+    _refused(g, cfg, r"layer 0 \(CONV_2D\): 8 per-channel reals collapsed to one \(lower "
+                     r"median")
+    # a per-tensor model maps exactly onto the per-tensor unit (one requant word per layer)
+    g1 = small_cnn(np.random.default_rng(4), tail=False, per_channel=False)
+    hw = map_network(g1, cfg)
+    assert hw.exact
+    assert all(len(layer.params["multiplier"]) == 1 for layer in hw.program.layers
+               if layer.has_acc)
+
+
+def test_missing_fused_activation():
+    cfg = _cfg(requant={"activations": ["none", "relu"]})
+    g = small_cnn(np.random.default_rng(5), act1="RELU6", tail=False)
+    _refused(g, cfg, r"layer 0 \(CONV_2D\): fused activation RELU6 is not in "
+                     r"requant.activations \['none', 'relu'\]: RELU instead")
+    hw = map_network(g, cfg, legalize="approx")
+    p, ref = hw.program.layers[0].params, hw.reference.layers[0].params
+    assert p["act_min"] == ref["act_min"] and p["act_max"] == 127 > ref["act_max"]
+    assert not hw.report[0].exact and hw.report[1].exact
+
+
+def test_no_output_zero_point():
+    cfg = _cfg(requant={"zero_point": False})
+    g = small_cnn(np.random.default_rng(6), tail=False)
+    _refused(g, cfg, r"layer 0 \(CONV_2D\): output zero point -128: the requant unit adds "
+                     r"none")
+    hw = map_network(g, cfg, legalize="approx")
+    assert hw.program.layers[0].params["out_zp"] == 0
+
+
+def test_data_widths_refused_in_both_modes():
+    rng = np.random.default_rng(7)
+    g = small_cnn(rng, tail=False)
+    for mode in ("strict", "approx"):
+        _refused(g, _cfg(data={"weight_bits": 4}), r"layer 0 \(CONV_2D\): weights in "
+                 r"\[-\d+, \d+\] do not fit the 4-bit signed \[-8, 7\] weights", legalize=mode)
+        _refused(g, _cfg(data={"input_signed": False}), r"layer 0 \(CONV_2D\): input tensor 0 "
+                 r"'x' \(int8, values in \[-128, 127\]\) does not fit the 8-bit unsigned",
+                 legalize=mode)
+    # weights that happen to fit 4 bits are fine
+    w = rng.integers(-8, 8, size=(2, 6)).astype(np.int8)
+    assert map_network(fc_graph((1, 6), w, [5, -5]), _cfg(data={"weight_bits": 4})).exact
+    # a bias wider than the accumulator
+    _refused(fc_graph((1, 6), w, [2**20, 0]), _cfg(accumulator={"bits": 16}),
+             r"layer 0 \(FULLY_CONNECTED\): bias values in \[0, 1048576\] do not fit the "
+             r"16-bit accumulator", legalize="approx")
+
+
+def test_int16_model():
+    b = GraphBuilder("fc16")
+    x = b.input("x", (1, 6), np.int16, scale=0.001, zero_point=0)
+    wt = np.arange(-9, 9, dtype=np.int8).reshape(3, 6)
+    w = b.const("w", wt, scales=np.full(3, 0.01, np.float32))
+    bias = b.const("b", np.array([100, -7, 2**40], np.int64), scales=np.full(3, 1e-5, np.float32))
+    y = b.activation("y", (1, 3), np.int16, scale=0.002, zero_point=0)
+    b.op("FULLY_CONNECTED", [x, w, bias], [y], fused_activation_function="NONE",
+         weights_format="DEFAULT", keep_num_dims=False)
+    b.output(y)
+    g = b.build()
+    _refused(g, "tflite-int8", r"input tensor 0 'x' \(int16, values in \[-32768, 32767\]\) "
+                               r"does not fit the 8-bit signed")
+    cfg16 = _cfg(data={"input_bits": 16, "output_bits": 16},
+                 accumulator={"bits": 64},
+                 memories={"activations": {"word_bits": 64, "lanes": 4},
+                           "bias": {"word_bits": 64, "lanes": 1}})
+    hw = map_network(g, cfg16)
+    xs = np.array([[32767, -32768, 5, 0, 1, -1]], np.int16)
+    r = hw.run(xs)
+    ref = Network(lower(g), g).run(xs, trace=True)
+    assert np.array_equal(r.outputs[0], ref.outputs[0])
+    assert r.trace.accumulators[0].dtype == np.int64
+    assert np.array_equal(r.trace.accumulators[0], ref.trace.accumulators[0])
+    # with 32-bit bias lanes, the 2^40 bias does not fit
+    _refused(g, _cfg(data={"input_bits": 16, "output_bits": 16}, accumulator={"bits": 64},
+                     memories={"activations": {"word_bits": 64, "lanes": 4}}),
+             r"bias values in \[-7, 1099511627776\] do not fit the 32-bit lanes of the bias "
+             r"memory")
+
+
+def test_memory_too_small():
+    g = small_cnn(np.random.default_rng(8), tail=False)
+    cfg = _cfg(memories={"weights": {"depth": 4, "banks": 2}})
+    msg = _refused(g, cfg, r"memories\.weights: \d+ words needed up to here, capacity depth x "
+                           r"banks = 4 x 2 = 8", legalize="approx")
+    assert "layer 0 (CONV_2D)" in msg
+    cfg = _cfg(memories={"activations": {"depth": 100}})
+    _refused(g, cfg, r"memories\.activations: \d+ words needed", legalize="approx")
+    ok = _cfg(memories={"weights": {"depth": 16, "banks": 8}})
+    hw = map_network(g, ok)
+    assert hw.memory["weights"]["words"] <= 128 == hw.memory["weights"]["capacity"]
+
+
+def test_narrow_accumulator_strict_refuses_approx_reports():
+    rng = np.random.default_rng(9)
+    g = small_cnn(rng, tail=False)
+    x = _x(rng)
+    cfg = _cfg(accumulator={"bits": 14, "overflow": "saturate"})
+    _refused(g, cfg, r"layer 0 \(CONV_2D\): accumulator: partial sums of channel \d+ can reach "
+                     r"\[-?\d+, \d+\] \(\d+ bits\) for inputs in \[-128, 127\], beyond the 14-bit "
+                     r"saturate accumulator \(the model accumulates in int32")
+    hw = map_network(g, cfg, legalize="approx", inputs=x)
+    assert not hw.exact
+    row0 = hw.report[0]
+    assert row0.changed_propagated == row0.changed_isolated > 0  # layer 0: the same input
+    # 32-bit saturating: no 32-bit sum of this net can overflow -> exact
+    assert map_network(g, _cfg(accumulator={"bits": 32, "overflow": "saturate"})).exact
+    # 64-bit wrapping: the bound fits int32 -> exact as well
+    assert map_network(g, _cfg(accumulator={"bits": 64})).exact
+
+
+def test_bad_legalize_mode():
+    with pytest.raises(HwsimError, match=r"legalize='fast': allowed values strict, approx"):
+        map_network(small_cnn(np.random.default_rng(0)), "tflite-int8", legalize="fast")
+
+
+# -- approx: nearest parameters and their cost ----------------------------------------------------
+
+def test_approx_mult_shift_parameters_and_costs():
+    rng = np.random.default_rng(10)
+    g = small_cnn(rng)
+    x = _x(rng)
+    cfg = load_config("narrow-acc-24")
+    hw = map_network(g, cfg, legalize="approx", inputs=x, host_tail=True)
+    assert hw.legalize == "approx" and not hw.exact
+    conv, ref_conv = hw.program.layers[0], hw.reference.layers[0]
+    p = conv.params
+    assert p["scheme"] == REQUANT_SCHEMES["mult_shift"] and p["rounding"] == 1  # half_up
+    assert (p["acc_bits"], p["acc_overflow"], p["dataflow"], p["array_rows"]) == (24, 1, 1, 8)
+    s_in, s_out = float(np.float32(0.02)), float(np.float32(0.05))
+    wq = g.tensors[g.ops[0].inputs[1]].quant.scales
+    for c in range(8):
+        real = s_in * float(wq[c]) / s_out
+        assert (p["multiplier"][c], p["shift"][c]) == mult_shift_params(real, 16, 6)[:2]
+    # ADD keeps TFLite's arithmetic; pools are unchanged
+    add = next(la for la in hw.program.layers if la.op == "ADD")
+    ref_add = next(la for la in hw.reference.layers if la.op == "ADD")
+    assert add.params["output_multiplier"] == ref_add.params["output_multiplier"]
+    assert ref_conv.params["scheme"] == REQUANT_SCHEMES["tflite_double"]
+    # the report: inexact MAC layers, exact others, costs both ways
+    by_op = {r.op: r for r in hw.report}
+    assert not by_op["CONV_2D"].exact and "mult_shift" in by_op["CONV_2D"].reasons[0]
+    assert by_op["MAX_POOL_2D"].exact and by_op["RESHAPE"].placement == "alias"
+    assert by_op["MAX_POOL_2D"].changed_isolated == 0  # fed the reference input: exact
+    # the costs, recomputed by hand
+    ref = Network(hw.reference, g).run(x, trace=True).trace
+    got = hw.run(x, trace=True).trace
+    for row, layer in zip(hw.report, hw.program.layers):
+        t = layer.outputs[0]
+        d = np.abs(got.tensors[t].astype(np.float64) - ref.tensors[t].astype(np.float64))
+        assert row.changed_propagated == int((d != 0).sum())
+        assert row.max_abs_diff_propagated == d.max()
+        iso, _ = KERNELS[layer.kernel](layer, [ref.tensors[i] for i in layer.inputs])
+        di = np.abs(iso[0].astype(np.float64) - ref.tensors[t].astype(np.float64))
+        assert row.changed_isolated == int((di != 0).sum())
+        assert row.max_abs_diff_isolated == di.max()
+    assert "mult_shift" in hw.format_report()
+
+
+def test_approx_per_tensor_collapse_and_shift_only():
+    rng = np.random.default_rng(11)
+    g = small_cnn(rng, tail=False)
+    x = _x(rng)
+    hw = map_network(g, "shift-only-int8", legalize="approx", inputs=x)
+    conv = hw.program.layers[0]
+    assert conv.params["scheme"] == REQUANT_SCHEMES["shift_only"]
+    assert len(conv.params["shift"]) == 1  # per-tensor unit
+    assert any("collapsed" in r for r in hw.report[0].reasons)
+    assert all(r.changed_propagated is not None for r in hw.report)
+    # without inputs: no costs
+    hw2 = map_network(g, "shift-only-int8", legalize="approx")
+    assert hw2.report[0].changed_propagated is None and "-" in hw2.format_report()
+
+
+# -- the lowering entry points ----------------------------------------------------------------
+
+def test_requant_scheme_path_still_works():
+    rng = np.random.default_rng(12)
+    g = small_cnn(rng)
+    x = _x(rng)
+    base = Network(lower(g), g).run(x).outputs[0]
+    assert np.array_equal(Network(lower(g, "tflite_double"), g).run(x).outputs[0], base)
+    single = lower(g, requant_scheme="tflite_single")
+    assert single.requant_scheme == "tflite_single"
+    Network(single, g).run(x)
+    ms = lower(g, "mult_shift")  # a default mult_shift unit (32-bit multiplier) for MAC layers
+    assert ms.layers[0].params["scheme"] == REQUANT_SCHEMES["mult_shift"]
+    assert "acc_bits" not in ms.layers[0].params  # no accumulator model without a config
+    add = next(la for la in ms.layers if la.op == "ADD")  # ADD keeps TFLite's arithmetic
+    ref_add = next(la for la in lower(g).layers if la.op == "ADD")
+    assert add.params.keys() == ref_add.params.keys()
+    assert all(np.array_equal(add.params[k], ref_add.params[k]) for k in add.params)
+    Network(ms, g).run(x)
+    with pytest.raises(ValueError, match="contradicts"):
+        lower(g, "tflite-int8", requant_scheme="mult_shift")
+    import hwsim
+    assert hwsim.load  # the engine's loader keeps its signature (requant_scheme)
+
+
+def test_lowering_with_a_preset_name_or_yaml(tmp_path):
+    g = small_cnn(np.random.default_rng(13), tail=False)
+    p = tmp_path / "c.yaml"
+    p.write_text("name: c\naccumulator: {bits: 20, overflow: saturate}\n"
+                 "array: {dataflow: weight_stationary, rows: 3}\n")
+    prog = lower(g, str(p))
+    conv = prog.layers[0].params
+    assert (conv["acc_bits"], conv["acc_overflow"], conv["dataflow"], conv["array_rows"],
+            conv["bias_first"]) == (20, 1, 1, 3, 1)
+    assert "acc_bits" not in prog.layers[2].params  # MAX_POOL: no accumulator
