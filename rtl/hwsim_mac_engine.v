@@ -8,13 +8,17 @@
 //           (x + input_offset); taps in the padding are only flagged (they add nothing, as in
 //           TFLite). CONV/FC gather once per pixel tile, DWCONV once per tile.
 //   WLOAD   the COLS channels' weight rows (words_per_channel words each) into the weight
-//           buffer; each column's bias and requant word.
+//           buffer, their bias and requant words into the channel caches. When the whole
+//           layer's weights fit (out_c * words_per_channel <= COLS * WBUF_WORDS) they stay
+//           resident: WLOAD runs during the first pixel tile only.
 //   LOAD    every PE: acc <= bias (BIAS_FIRST) or 0.
 //   MAC     K cycles, k in (ky, kx, ic) order: PE (r, c) adds x[r][k] * w[c][k].
 //   BIAS    (BIAS_FIRST = 0) acc += bias.
-//   DRAIN   one PE per cycle, row by row: requantize, write the int8 result (hwsim_act_writer)
-//           and, when acc_en, send the accumulator on the debug stream (tdata = acc
-//           sign-extended to 64 bits, tuser = flat NHWC index, tlast on the layer's last one).
+//   CAPTURE the accumulators move to the array's shadow registers; the drain unit empties
+//           them while the next tile is gathered / loaded / computed.
+// Drain unit: one PE per cycle, row by row: requantize, write the int8 result
+// (hwsim_act_writer) and, when acc_en, send the accumulator on the debug stream (tdata = acc
+// sign-extended to 64 bits, tuser = flat NHWC index, tlast on the layer's last one).
 // Read latency of every memory: the engine registers the address (cycle 0), the memory
 // registers the data (cycle 1), the engine uses it in cycle 2; tags follow in t1_* / t2_*.
 `default_nettype none
@@ -40,7 +44,8 @@ module hwsim_mac_engine #(
     parameter RQ_AW = 12,
     parameter XBUF_DEPTH = 8192,
     parameter WBUF_WORDS = 1024,
-    parameter TAPS_MAX = 64
+    parameter TAPS_MAX = 64,
+    parameter CH_CACHE = 1024      // channels whose bias / requant words stay resident
 ) (
     input  wire                           clk,
     input  wire                           rst,
@@ -78,7 +83,8 @@ module hwsim_mac_engine #(
     localparam WIDX_W = $clog2(COLS * WBUF_WORDS);
     localparam PIDX_W = $clog2(ROWS * TAPS_MAX);
     localparam CIDX_W = (COLS > 1) ? $clog2(COLS) : 1;
-    localparam PE_W = $clog2(ROWS * COLS + 1);
+    localparam PE_W = (ROWS * COLS > 1) ? $clog2(ROWS * COLS) : 1;
+    localparam CH_W = $clog2(CH_CACHE);
 
     // ---- descriptor fields (32-bit words; some use only their low bits) ------------------
     /* verilator lint_off UNUSEDSIGNAL */
@@ -141,8 +147,8 @@ module hwsim_mac_engine #(
     // ---- state --------------------------------------------------------------------------
     localparam [3:0] S_IDLE = 4'd0, S_SETUP = 4'd1, S_GATHER = 4'd2, S_GWAIT = 4'd3,
                      S_WLOAD = 4'd4, S_WWAIT = 4'd5, S_LOAD = 4'd6, S_MAC = 4'd7,
-                     S_BIAS = 4'd8, S_MWAIT = 4'd9, S_DRAIN = 4'd10, S_DWAIT = 4'd11,
-                     S_NEXT = 4'd12, S_FLUSH = 4'd13, S_FWAIT = 4'd14, S_DONE = 4'd15;
+                     S_BIAS = 4'd8, S_MWAIT = 4'd9, S_NEXT = 4'd10, S_DEND = 4'd11,
+                     S_FLUSH = 4'd12, S_FWAIT = 4'd13, S_DONE = 4'd14;
     reg [3:0] state;
 
     reg signed [31:0] pt, ct;                 // tile: first pixel, first channel
@@ -150,6 +156,11 @@ module hwsim_mac_engine #(
     reg signed [31:0] ct_ic, ct_m;            // DWCONV: input channel / multiplier index of ct
     wire signed [31:0] ncols = (oc - ct < COLS) ? oc - ct : COLS;
     wire signed [31:0] nrows = (n_pix - pt < ROWS) ? n_pix - pt : ROWS;
+    // weights / bias / requant words resident for the whole layer (loaded once)?
+    wire w_resident = oc * d_wpc <= COLS * WBUF_WORDS && oc <= CH_CACHE;
+    wire skip_wload = w_resident && pt != 32'sd0;
+    wire signed [31:0] wtile_base = w_resident ? ct * d_wpc : 32'sd0;  // in the weight buffer
+    wire signed [31:0] cbase = w_resident ? ct : 32'sd0;                // in the channel caches
 
     // DWCONV: the input channel of each column (oc = ic * depth_multiplier + m), as a slot
     // relative to the tile's first input channel ct_ic; dw_nic input channels in the tile.
@@ -219,58 +230,69 @@ module hwsim_mac_engine #(
     endgenerate
 
     // ---- WLOAD --------------------------------------------------------------------------
-    reg signed [31:0] wl_i, wl_j, wl_k, bl_j;
+    reg signed [31:0] wl_i, bl_j;
     reg               wt1_valid, wt2_valid, bt1_valid, bt2_valid;
-    reg signed [31:0] wt1_j, wt1_k, wt2_j, wt2_k, bt1_j, bt2_j;
+    reg signed [31:0] wt1_a, wt2_a, bt1_c, bt2_c;
     wire signed [31:0] wl_total = ncols * d_wpc;
     wire signed [31:0] w_addr32 = d_w_base + ct * d_wpc + wl_i;
     wire signed [31:0] b_addr32 = d_b_base + ct + bl_j;
     wire signed [31:0] r_addr32 = d_rq_base + ((d_per_ch != 0) ? ct + bl_j : 32'sd0);
-    wire signed [31:0] wt2_idx32 = wt2_j * WBUF_WORDS + wt2_k;
     reg [WGT_W-1:0] wbuf [0:COLS*WBUF_WORDS-1];
-    reg [31:0] col_bias [0:COLS-1];
-    reg [63:0] col_rq [0:COLS-1];
+    reg [31:0] bias_c [0:CH_CACHE-1];
+    reg [63:0] rq_c [0:CH_CACHE-1];
+    // cache index and weight-buffer row of each column of the current tile
+    wire [COLS*CH_W-1:0] col_ch;
+    wire [COLS*32-1:0] col_wrow;
+    genvar gc;
+    generate
+        for (gc = 0; gc < COLS; gc = gc + 1) begin : g_col
+            wire signed [31:0] ch = cbase + gc;
+            assign col_ch[gc*CH_W +: CH_W] = ch[CH_W-1:0];
+            assign col_wrow[gc*32 +: 32] = wtile_base + gc * d_wpc;
+        end
+    endgenerate
 
     // ---- MAC ----------------------------------------------------------------------------
     reg signed [31:0] c_k, c_word, c_lane, c_tap, c_ic;
     reg mac_d, load_d, bias_d;                  // array controls, one cycle after the operands
-    reg [ROWS*COLS*XW-1:0] x_op;                // operands of the step, written once per cycle
+    reg [ROWS*XW-1:0] x_row;                    // operands of the step, written once per cycle
+    reg [ROWS*COLS*XW-1:0] x_pe;
     reg [COLS*8-1:0] w_op;
-    wire [COLS*32-1:0] arr_init, arr_bias;
+    reg [COLS*32-1:0] init_op, bias_op;
     wire signed [ACC_BITS-1:0] rd_acc;
     wire rd_en;
     wire [PE_W-1:0] rd_sel;
-    genvar gc;
-    generate
-        for (gc = 0; gc < COLS; gc = gc + 1) begin : g_col
-            assign arr_init[gc*32 +: 32] = BIAS_FIRST ? col_bias[gc] : 32'd0;
-            assign arr_bias[gc*32 +: 32] = col_bias[gc];
-        end
-    endgenerate
+    wire capture;
 
-    // The operands of step c_k: x per PE (pad -> 0), w per column (lane c_lane of the
-    // column's weight word c_word). Functions of the buffers, evaluated at the clock edge.
+    // The operands of step c_k: x per row (CONV/FC) or per PE (DWCONV), pad -> 0; w per
+    // column: lane c_lane of the column's weight word c_word. Functions of the buffers,
+    // evaluated at the clock edge.
     /* verilator lint_off UNUSEDSIGNAL */
-    function [ROWS*COLS*XW-1:0] f_x_op;
+    function [ROWS*XW-1:0] f_x_row;
+        input dummy;
+        integer r;
+        reg [31:0] xi, pi;
+        begin
+            for (r = 0; r < ROWS; r = r + 1) begin
+                xi = r * XBUF_DEPTH + c_k;
+                pi = r * TAPS_MAX + c_tap;
+                f_x_row[r*XW +: XW] = pad_mem[pi[PIDX_W-1:0]] ? {XW{1'b0}}
+                                                               : xbuf[xi[XIDX_W-1:0]];
+            end
+        end
+    endfunction
+
+    function [ROWS*COLS*XW-1:0] f_x_pe;
         input dummy;
         integer r, c;
         reg [31:0] xi, pi;
-        reg [XW-1:0] v;
         begin
-            f_x_op = {ROWS*COLS*XW{1'b0}};
             for (r = 0; r < ROWS; r = r + 1) begin
-                if (!is_dw) begin  // CONV / FC: one value per row
-                    xi = r * XBUF_DEPTH + c_k;
-                    pi = r * TAPS_MAX + c_tap;
-                    v = pad_mem[pi[PIDX_W-1:0]] ? {XW{1'b0}} : xbuf[xi[XIDX_W-1:0]];
-                    for (c = 0; c < COLS; c = c + 1) f_x_op[(r*COLS + c)*XW +: XW] = v;
-                end else begin     // DWCONV: the pixel's value of the column's input channel
-                    pi = r * TAPS_MAX + c_k;
-                    for (c = 0; c < COLS; c = c + 1) begin
-                        xi = r * XBUF_DEPTH + c_k * COLS + dw_slot[c*32 +: 32];
-                        f_x_op[(r*COLS + c)*XW +: XW] =
-                            pad_mem[pi[PIDX_W-1:0]] ? {XW{1'b0}} : xbuf[xi[XIDX_W-1:0]];
-                    end
+                pi = r * TAPS_MAX + c_k;
+                for (c = 0; c < COLS; c = c + 1) begin
+                    xi = r * XBUF_DEPTH + c_k * COLS + dw_slot[c*32 +: 32];
+                    f_x_pe[(r*COLS + c)*XW +: XW] =
+                        pad_mem[pi[PIDX_W-1:0]] ? {XW{1'b0}} : xbuf[xi[XIDX_W-1:0]];
                 end
             end
         end
@@ -278,47 +300,57 @@ module hwsim_mac_engine #(
 
     function [COLS*8-1:0] f_w_op;
         input dummy;
-        integer c, l;
-        reg [31:0] wi;
+        integer c;
+        reg [31:0] wi, lane;
         reg [WGT_W-1:0] word;
         begin
-            f_w_op = {COLS*8{1'b0}};
+            lane = WGT_MSB_FIRST ? (WGT_L - 1 - c_lane) : c_lane;
             for (c = 0; c < COLS; c = c + 1) begin
-                wi = c * WBUF_WORDS + c_word;
+                wi = col_wrow[c*32 +: 32] + c_word;
                 word = wbuf[wi[WIDX_W-1:0]];
-                for (l = 0; l < WGT_L; l = l + 1)
-                    if (c_lane == l)
-                        f_w_op[c*8 +: 8] = word[(WGT_MSB_FIRST ? (WGT_L - 1 - l) : l)*8 +: 8];
+                f_w_op[c*8 +: 8] = word[lane*8 +: 8];
             end
         end
     endfunction
     /* verilator lint_on UNUSEDSIGNAL */
 
-    always @(posedge clk)
+    integer oc_i;
+    always @(posedge clk) begin
         if (state == S_MAC) begin
-            x_op <= f_x_op(1'b0);
+            if (is_dw) x_pe <= f_x_pe(1'b0);
+            else x_row <= f_x_row(1'b0);
             w_op <= f_w_op(1'b0);
         end
+        if (state == S_LOAD)
+            for (oc_i = 0; oc_i < COLS; oc_i = oc_i + 1) begin
+                init_op[oc_i*32 +: 32] <= BIAS_FIRST ? bias_c[col_ch[oc_i*CH_W +: CH_W]] : 32'd0;
+                bias_op[oc_i*32 +: 32] <= bias_c[col_ch[oc_i*CH_W +: CH_W]];
+            end
+    end
 
     hwsim_mac_array #(.ROWS(ROWS), .COLS(COLS), .XW(XW), .WB(8), .ACC_BITS(ACC_BITS),
                       .SATURATE(ACC_SATURATE), .SEL_W(PE_W)) array (
-        .clk(clk), .load(load_d), .mac(mac_d), .add_bias(bias_d), .init(arr_init),
-        .bias(arr_bias), .x(x_op), .w(w_op), .rd_en(rd_en), .rd_sel(rd_sel), .rd_acc(rd_acc));
+        .clk(clk), .load(load_d), .mac(mac_d), .add_bias(bias_d), .init(init_op),
+        .bias(bias_op), .per_pe(is_dw), .x_row(x_row), .x_pe(x_pe), .w(w_op), .capture(capture), .rd_en(rd_en),
+        .rd_sel(rd_sel), .rd_acc(rd_acc));
 
-    // ---- DRAIN --------------------------------------------------------------------------
-    // Pipeline: p_* (the PE's accumulator and its column's requant word, registered) ->
+    // ---- drain unit ---------------------------------------------------------------------------
+    // dn_*: walks the captured tile (shadow accumulators, requant words copied at capture).
+    // Pipeline: p_* (the PE's accumulator, read from the shadow, and its requant word) ->
     // o_* (requantized; offered to the writer and the accumulator stream). Both stages move
     // together when the o stage is free (the accumulator stream may stall them).
-    reg signed [31:0] dr_r, dr_j, row_f, o_cnt;
+    reg               dn_active;
+    reg signed [31:0] dn_r, dn_j, dn_ncols, dn_nrows, dn_row_f, o_cnt;
+    reg [63:0]        dn_rq [0:COLS-1];
     reg               p_valid, o_valid;
     reg signed [31:0] p_f, o_f;
     reg signed [ACC_BITS-1:0] o_acc;
     wire signed [ACC_BITS-1:0] p_acc = rd_acc;   // registered in the array with p_*
     reg [63:0]        p_rq;
     reg [7:0]         o_q;
-    wire signed [31:0] dr_pe = dr_r * COLS + dr_j;
-    assign rd_en = state == S_DRAIN && d_adv;
-    assign rd_sel = dr_pe[PE_W-1:0];
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire signed [31:0] dn_pe = dn_r * COLS + dn_j;
+    /* verilator lint_on UNUSEDSIGNAL */
     wire [7:0] p_q;
     hwsim_requant #(.ACC_BITS(ACC_BITS), .OUT_BITS(8)) requant (
         .acc(p_acc), .word(p_rq), .scheme(d_scheme[2:0]), .rounding(d_round[2:0]),
@@ -326,10 +358,54 @@ module hwsim_mac_engine #(
     wire o_accept = o_valid && (!acc_en || m_acc_tready);
     wire d_adv = !o_valid || o_accept;
     wire signed [31:0] total = n_pix * oc;
+    assign rd_en = dn_active && d_adv;
+    assign rd_sel = dn_pe[PE_W-1:0];
+    assign capture = state == S_MWAIT && !mac_d && !bias_d && !dn_active;
     assign m_acc_tvalid = o_valid && acc_en;
     assign m_acc_tdata = {{(64 - ACC_BITS){o_acc[ACC_BITS-1]}}, o_acc};
     assign m_acc_tuser = o_f;
     assign m_acc_tlast = o_cnt == total - 32'sd1;
+
+    integer dc;
+    always @(posedge clk) begin
+        if (o_accept) o_cnt <= o_cnt + 32'sd1;
+        if (rst) begin
+            dn_active <= 1'b0;
+            p_valid <= 1'b0;
+            o_valid <= 1'b0;
+        end else begin
+            if (state == S_SETUP) o_cnt <= 32'sd0;
+            if (d_adv) begin  // the drain pipeline moves
+                o_valid <= p_valid;
+                o_f <= p_f;
+                o_q <= p_q;
+                o_acc <= p_acc;
+                p_valid <= dn_active;
+                if (dn_active) begin
+                    p_f <= dn_row_f + dn_j;
+                    p_rq <= dn_rq[dn_j[CIDX_W-1:0]];
+                    if (dn_j + 32'sd1 < dn_ncols) begin
+                        dn_j <= dn_j + 32'sd1;
+                    end else begin
+                        dn_j <= 32'sd0;
+                        dn_row_f <= dn_row_f + oc;
+                        dn_r <= dn_r + 32'sd1;
+                        if (dn_r + 32'sd1 >= dn_nrows) dn_active <= 1'b0;
+                    end
+                end
+            end
+            if (capture) begin
+                dn_active <= 1'b1;
+                dn_r <= 32'sd0;
+                dn_j <= 32'sd0;
+                dn_ncols <= ncols;
+                dn_nrows <= nrows;
+                dn_row_f <= pt * oc + ct;
+                for (dc = 0; dc < COLS; dc = dc + 1)
+                    dn_rq[dc] <= rq_c[col_ch[dc*CH_W +: CH_W]];
+            end
+        end
+    end
 
     reg w_flush;
     hwsim_act_writer #(.WIDTH(ACT_W), .LANES(ACT_L), .LOG2_LANES(ACT_LOG2L), .ELEM_BITS(8),
@@ -338,7 +414,6 @@ module hwsim_mac_engine #(
         .in_value(o_q), .flush(w_flush), .we(act_we), .waddr(act_waddr), .wdata(act_wdata),
         .wmask(act_wmask));
 
-    /* verilator lint_on UNUSEDSIGNAL */
     // ---- limits ---------------------------------------------------------------------------
     wire over_limits = (is_dw ? (n_taps * COLS > XBUF_DEPTH) : (k_len > XBUF_DEPTH))
                        || n_taps > TAPS_MAX || d_wpc > WBUF_WORDS || d_wpc * WGT_L < k_len
@@ -353,16 +428,15 @@ module hwsim_mac_engine #(
         t2_len <= t1_len;
         t2_dst <= t1_dst;
         wt2_valid <= wt1_valid && !rst;
-        wt2_j <= wt1_j;
-        wt2_k <= wt1_k;
+        wt2_a <= wt1_a;
         bt2_valid <= bt1_valid && !rst;
-        bt2_j <= bt1_j;
+        bt2_c <= bt1_c;
         for (l = 0; l < ACT_L; l = l + 1)
             if (lane_hit[l]) xbuf[lane_idx[l*XIDX_W +: XIDX_W]] <= lane_x[l*XW +: XW];
-        if (wt2_valid) wbuf[wt2_idx32[WIDX_W-1:0]] <= wgt_rdata;
+        if (wt2_valid) wbuf[wt2_a[WIDX_W-1:0]] <= wgt_rdata;
         if (bt2_valid) begin
-            col_bias[bt2_j[CIDX_W-1:0]] <= (d_has_b != 0) ? bias_rdata[31:0] : 32'd0;
-            col_rq[bt2_j[CIDX_W-1:0]] <= rq_rdata[63:0];
+            bias_c[bt2_c[CH_W-1:0]] <= (d_has_b != 0) ? bias_rdata[31:0] : 32'd0;
+            rq_c[bt2_c[CH_W-1:0]] <= rq_rdata[63:0];
         end
     end
 
@@ -380,21 +454,11 @@ module hwsim_mac_engine #(
         load_d <= 1'b0;
         bias_d <= 1'b0;
         w_flush <= 1'b0;
-        if (o_accept) o_cnt <= o_cnt + 32'sd1;
         if (rst) begin
             state <= S_IDLE;
             limit_error <= 1'b0;
-            o_valid <= 1'b0;
-            p_valid <= 1'b0;
             g_in_run <= 1'b0;
         end else begin
-            if (d_adv) begin  // the drain pipeline moves
-                p_valid <= 1'b0;
-                o_valid <= p_valid;
-                o_f <= p_f;
-                o_q <= p_q;
-                o_acc <= p_acc;
-            end
             case (state)
             S_IDLE: if (start) begin
                 limit_error <= 1'b0;
@@ -408,7 +472,6 @@ module hwsim_mac_engine #(
                 t_n <= 32'sd0;
                 t_oy <= 32'sd0;
                 t_ox <= 32'sd0;
-                o_cnt <= 32'sd0;
                 if (over_limits) begin
                     limit_error <= 1'b1;
                     state <= S_DONE;
@@ -476,25 +539,16 @@ module hwsim_mac_engine #(
             end
             S_GWAIT: if (!t1_valid && !t2_valid) begin
                 wl_i <= 32'sd0;
-                wl_j <= 32'sd0;
-                wl_k <= 32'sd0;
                 bl_j <= 32'sd0;
-                state <= S_WLOAD;
+                state <= skip_wload ? S_LOAD : S_WLOAD;
             end
             S_WLOAD: begin
                 if (wl_i < wl_total) begin
                     wgt_re <= 1'b1;
                     wgt_raddr <= w_addr32[WGT_AW-1:0];
                     wt1_valid <= 1'b1;
-                    wt1_j <= wl_j;
-                    wt1_k <= wl_k;
+                    wt1_a <= wtile_base + wl_i;
                     wl_i <= wl_i + 32'sd1;
-                    if (wl_k + 32'sd1 < d_wpc) begin
-                        wl_k <= wl_k + 32'sd1;
-                    end else begin
-                        wl_k <= 32'sd0;
-                        wl_j <= wl_j + 32'sd1;
-                    end
                 end
                 if (bl_j < ncols) begin
                     bias_re <= 1'b1;
@@ -502,7 +556,7 @@ module hwsim_mac_engine #(
                     rq_re <= 1'b1;
                     rq_raddr <= r_addr32[RQ_AW-1:0];
                     bt1_valid <= 1'b1;
-                    bt1_j <= bl_j;
+                    bt1_c <= cbase + bl_j;
                     bl_j <= bl_j + 32'sd1;
                 end
                 if (wl_i + 32'sd1 >= wl_total && bl_j + 32'sd1 >= ncols) state <= S_WWAIT;
@@ -518,8 +572,8 @@ module hwsim_mac_engine #(
                 state <= S_MAC;
             end
             S_MAC: begin
-                // operands of step c_k are registered now (g_wcol / g_x); the array adds
-                // them next cycle (mac_d)
+                // operands of step c_k are registered now (x_op / w_op); the array adds them
+                // next cycle (mac_d)
                 mac_d <= 1'b1;
                 c_k <= c_k + 32'sd1;
                 if (c_lane + 32'sd1 < WGT_L) begin
@@ -540,32 +594,15 @@ module hwsim_mac_engine #(
                 bias_d <= 1'b1;
                 state <= S_MWAIT;
             end
-            S_MWAIT: if (!mac_d && !bias_d) begin
-                dr_r <= 32'sd0;
-                dr_j <= 32'sd0;
-                row_f <= pt * oc + ct;
-                state <= S_DRAIN;
-            end
-            S_DRAIN: if (d_adv) begin
-                p_valid <= 1'b1;
-                p_f <= row_f + dr_j;
-                p_rq <= col_rq[dr_j[CIDX_W-1:0]];
-                if (dr_j + 32'sd1 < ncols) begin
-                    dr_j <= dr_j + 32'sd1;
-                end else begin
-                    dr_j <= 32'sd0;
-                    row_f <= row_f + oc;
-                    dr_r <= dr_r + 32'sd1;
-                    if (dr_r + 32'sd1 >= nrows) state <= S_DWAIT;
-                end
-            end
-            S_DWAIT: if (!p_valid && d_adv) state <= S_NEXT;
+            S_MWAIT: if (capture) state <= S_NEXT;
             S_NEXT: begin
                 g_r <= 32'sd0;
                 g_ky <= 32'sd0;
                 g_kx <= 32'sd0;
                 g_tap <= 32'sd0;
                 g_in_run <= 1'b0;
+                wl_i <= 32'sd0;
+                bl_j <= 32'sd0;
                 if (ct + COLS < oc) begin
                     ct <= ct + COLS;
                     ct_ic <= dw_next_ic;
@@ -577,11 +614,7 @@ module hwsim_mac_engine #(
                         g_ox <= t_ox;
                         state <= S_GATHER;
                     end else begin
-                        wl_i <= 32'sd0;
-                        wl_j <= 32'sd0;
-                        wl_k <= 32'sd0;
-                        bl_j <= 32'sd0;
-                        state <= S_WLOAD;
+                        state <= skip_wload ? S_LOAD : S_WLOAD;
                     end
                 end else begin
                     // next pixel tile: the gather left g_* at its first pixel
@@ -592,9 +625,10 @@ module hwsim_mac_engine #(
                     t_n <= g_n;
                     t_oy <= g_oy;
                     t_ox <= g_ox;
-                    state <= (pt + ROWS < n_pix) ? S_GATHER : S_FLUSH;
+                    state <= (pt + ROWS < n_pix) ? S_GATHER : S_DEND;
                 end
             end
+            S_DEND: if (!dn_active && !p_valid && !o_valid && !capture) state <= S_FLUSH;
             S_FLUSH: begin
                 w_flush <= 1'b1;
                 state <= S_FWAIT;
@@ -613,6 +647,7 @@ module hwsim_mac_engine #(
         state = S_IDLE;
         o_valid = 1'b0;
         p_valid = 1'b0;
+        dn_active = 1'b0;
         t1_valid = 1'b0;
         wt1_valid = 1'b0;
         bt1_valid = 1'b0;

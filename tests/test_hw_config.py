@@ -172,3 +172,6 @@ def test_docs_config_md_documents_every_key():
     example = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
     cfg = config_from_dict(yaml.safe_load(example), "docs/config.md")
     assert cfg.name == "my-npu"
+    from hwsim.lower import mult_shift_params
+    assert mult_shift_params(0.0123, cfg.requant.multiplier_bits, cfg.requant.shift_bits) == \
+        (25795, 21, "")  # the numbers the example's text works out

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from hwsim.engine import Network
 from hwsim.frontends.builder import GraphBuilder
-from hwsim.hw import format_stats, layer_stats, load_config, map_network, tensor_ranges
+from hwsim.hw import format_stats, load_config, map_network, tensor_ranges
 from hwsim.hw.config import config_from_dict
 from hwsim.kernels import accumulate as A
 from hwsim.lower import lower
@@ -328,7 +328,7 @@ def test_wide_accumulators_64_bits_wrap_and_saturate():
 
 # -- order dependence of a saturating accumulator ---------------------------------------------
 
-def _fc_params(w, x_dtype=np.int8):
+def _fc_params(w):
     return dict(weights=np.asarray(w, np.int8), bias=None, input_offset=0,
                 batch=1, depth=np.asarray(w).shape[1], acc_int64=False)
 

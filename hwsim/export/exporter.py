@@ -3,13 +3,14 @@
     from hwsim.export import export
     res = export("model.tflite", "tflite-int8", x, "build/rtl")   # -> ExportResult
 
-Steps: map the network onto the accelerator (:func:`map_for_export`), lay it out in the
-memories (:func:`hwsim.export.layout.plan_network`; unsupported ops and memory overflows fail
-here, before the run), run it with a trace, then write every file into a temp folder beside
-the output folder and rename it into place at the end — an error leaves no partial output.
-Every file is deterministic: the same model, config and input give the same bytes.
+Steps: map the network onto the accelerator (:func:`map_for_export` = hwsim.hw.map_network:
+placement, legalization, memory capacity; what cannot be mapped fails here, before the run),
+lay it out in the memories (:func:`hwsim.export.layout.plan_network`), run the hardware program
+with a trace, then write every file into a temp folder beside the output folder and rename it
+into place at the end — an error leaves no partial output. Every file is deterministic: the
+same model, config and input give the same bytes.
 
-Regenerate the committed RTL vectors: ``python -m hwsim.export.exporter --regen-rtl-vectors``.
+Regenerate the committed RTL vectors: ``python scripts/regen_rtl_vectors.py``.
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ from .formats import FORMATS, render_memory
 from .layout import (ACC_MEMORY_KEY, DESCRIPTOR_WORDS, MAC_CODES, NetworkPlan, plan_network)
 
 LEGALIZE_MODES = ("strict", "approx")
-VECTOR_ORDER = ("input", "input2", "acc", "output")
 
 # The committed RTL vectors (rtl_vectors/ at the repository root).
 RTL_VECTORS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -45,7 +45,7 @@ def map_for_export(model, config, legalize: str = "strict", inputs=None, host_ta
     return map_network(model, config, legalize=legalize, inputs=inputs, host_tail=host_tail)
 
 
-# -- normalizing whatever the hardware model returns into plain rows ----------------------------
+# -- the hardware model's rows as plain YAML-safe dicts -----------------------------------------
 def _plain(v):
     """A YAML-safe copy of ``v`` (numpy scalars/arrays -> Python, dataclasses -> dicts)."""
     import dataclasses
@@ -59,17 +59,13 @@ def _plain(v):
         return _plain(v.tolist())
     if isinstance(v, np.generic):
         return v.item()
-    if isinstance(v, float):
-        return float(v)
-    if v is None or isinstance(v, (bool, int, str)):
+    if v is None or isinstance(v, (bool, int, float, str)):
         return v
-    if hasattr(v, "__dict__"):
-        return _plain({k: x for k, x in vars(v).items() if not k.startswith("_")})
     return str(v)
 
 
 def _rows_by_layer(rows) -> dict[int, dict]:
-    """``[row]`` (dataclasses, with ``as_dict`` or not, or dicts) -> {layer index: dict}."""
+    """hwsim.hw rows (LayerStats, HeadroomRow, LegalizationRow) -> {layer index: dict}."""
     out = {}
     for r in rows or []:
         d = _plain(r.as_dict() if hasattr(r, "as_dict") else r)
@@ -77,20 +73,14 @@ def _rows_by_layer(rows) -> dict[int, dict]:
     return out
 
 
+# The manifest's headroom row: hwsim.hw.headroom.HeadroomRow's fields, in this order.
 HEADROOM_KEYS = ("layer", "op", "acc_bits", "overflow", "dataflow", "acc_min", "acc_max",
                  "partial_min", "partial_max", "observed_bits", "worst_min", "worst_max",
                  "worst_bits", "worst_fits", "elements", "out_of_range", "out_of_range_elements")
-_HEADROOM_ALIASES = {"acc_min": "observed_min", "acc_max": "observed_max",
-                     "out_of_range": "overflow_count"}
 
 
 def _headroom_row(d: dict) -> dict:
-    """A headroom row of hwsim.hw.headroom in the manifest's fixed key order."""
-    row = {k: d.get(k, d.get(_HEADROOM_ALIASES.get(k, ""))) for k in HEADROOM_KEYS}
-    if isinstance(row["elements"], list):  # an older name of out_of_range_elements
-        row["out_of_range_elements"], row["elements"] = row["elements"], None
-    row["out_of_range_elements"] = row["out_of_range_elements"] or []
-    return row
+    return {k: d.get(k) for k in HEADROOM_KEYS}
 
 
 # -- inputs -------------------------------------------------------------------------------------

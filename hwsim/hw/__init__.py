@@ -17,7 +17,10 @@ Public API (stable; hwsim/export builds on it):
   LegalizationRow, LegalizationError
   layer_stats(program, config, placement=None) -> [LayerStats]; format_stats(stats)
   tensor_ranges(program) -> {tensor: (lo, hi)}                       (hwsim.hw.dataflow)
-  Headroom, HeadroomRow, OverflowElement, bits_needed                 (hwsim.hw.headroom)
+  Headroom (a list of HeadroomRow; .format(), .row(layer)), HeadroomRow, OverflowElement,
+  bits_needed                                                         (hwsim.hw.headroom)
+Accumulator model: hwsim.kernels.accumulate (accumulate, trace_accumulators, channel_bounds).
+Formulas and worked examples: docs/dataflow.md; every config key: docs/config.md.
 """
 from __future__ import annotations
 

@@ -3,6 +3,12 @@
 Every integer constant a layer needs is derived here, once: requantization multipliers and
 shifts, activation clamps, padding, folded zero-point terms. Op families register their
 lowerings with :func:`hwsim.registry.lowering` in ``hwsim/lower/<family>.py``.
+
+``lower(graph)`` gives TFLite's arithmetic (the engine); ``lower(graph, config)`` (an
+AccelConfig, preset name or YAML path) the hardware's: the MAC layers carry the config's
+requant-unit parameters (:func:`derive_requant`) and the accumulator model
+(``LoweringContext.accumulator_params``), the array's layers the nearest supported fused
+activation (:func:`nearest_activation`). Legalization (is that exact?) is hwsim.hw.map_network.
 """
 from __future__ import annotations
 

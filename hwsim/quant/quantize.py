@@ -487,15 +487,34 @@ class _Quantizer:
     def _method_of(self, r: int) -> str:
         return self.o.input_method if r in self.input_groups else self.o.method
 
-    def calibrate(self, calib, batch_size: int):
+    def calibrate(self, calib, batch_size: int, cache_bytes: int = 256 << 20):
+        """Both passes. Pass 1's per-group values are kept for pass 2 while they fit in
+        ``cache_bytes`` (same values either way; the float graph then runs once)."""
         factory = _batches(calib, batch_size)
         ex = FloatExecutor(self.g, batch_invariant=True)
         want = {t for ts in self.observed.values() for t in ts}
         need_hist = any(self._method_of(r) != "minmax" for r in self.observed)
-        need_signed = any(self._method_of(r) == "auto" for r in self.observed)
         self.mm = {r: C.MinMaxObserver() for r in self.observed}
         self.samples = 0
-        passes = 2 if (need_hist or need_signed) else 1
+        passes = 2 if need_hist else 1
+        cache: list | None = []
+        cached = 0
+
+        def batches():
+            it = factory()
+            if isinstance(it, np.ndarray):
+                it = iter((it,))
+            for batch in it:
+                xs = list(batch) if isinstance(batch, (list, tuple)) else [batch]
+                xs = [to_graph_layout(self.g, np.asarray(x), k) for k, x in enumerate(xs)]
+                per_group: dict[int, list] = {r: [] for r in self.observed}
+                for _, acts in ex.iter_run(xs, keep=want):
+                    for r, ts in self.observed.items():
+                        for t in ts:
+                            per_group[r].append(acts[t].reshape(-1))
+                yield xs[0].shape[0], {r: (np.concatenate(p) if len(p) > 1 else p[0])
+                                       for r, p in per_group.items()}
+
         for p in (1, 2)[:passes]:
             if p == 2:
                 self.habs = {r: C.HistogramObserver.from_minmax(self.mm[r], bins=self.o.bins)
@@ -504,37 +523,32 @@ class _Quantizer:
                                                                 signed=True)
                              for r in self.observed if self._method_of(r) == "auto"}
             count = 0
-            it = factory()
-            if isinstance(it, np.ndarray):
-                it = iter((it,))
-            for batch in it:
-                xs = list(batch) if isinstance(batch, (list, tuple)) else [batch]
-                xs = [to_graph_layout(self.g, np.asarray(x), k) for k, x in enumerate(xs)]
-                n = xs[0].shape[0]
-                per_group: dict[int, list] = {r: [] for r in self.observed}
-                for _, acts in ex.iter_run(xs, keep=want):
-                    for r, ts in self.observed.items():
-                        for t in ts:
-                            per_group[r].append(acts[t].reshape(-1))
-                for r, parts in per_group.items():
-                    v = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            source = iter(cache) if (p == 2 and cache is not None) else batches()
+            for n, vals in source:
+                for r, v in vals.items():
                     if p == 1:
                         self.mm[r].observe(v)
                     else:
                         self.habs[r].observe(v)
                         if r in self.hsig:
                             self.hsig[r].observe(v)
+                if p == 1 and passes == 2 and cache is not None:
+                    cached += sum(v.nbytes for v in vals.values())
+                    if cached <= cache_bytes:
+                        cache.append((n, vals))
+                    else:
+                        cache = None
                 count += n
                 if self.progress is not None:
                     self.progress(p, passes, count)
             if p == 1:
                 self.samples = count
+                if self.samples == 0:
+                    raise C.CalibrationError("no calibration data was given")
             elif count != self.samples:
                 raise C.CalibrationError(f"the second pass saw {count} samples, the first "
                                          f"{self.samples}; the calibration batches must be "
                                          f"re-iterable (pass a function or a list)")
-        if self.samples == 0:
-            raise C.CalibrationError("no calibration data was given")
 
     # -- 3. ranges -------------------------------------------------------------------------
     def _range(self, r: int, method: str) -> tuple[float, float]:
@@ -604,8 +618,9 @@ class _Quantizer:
                     lim = self.max_scale[r]
                     qmin, qmax = _qrange(self.act_dtype, int(o.activation_bits))
                     span = lim * (qmax - qmin)
-                    c = max(min(0.0, hi - span), lo)       # keep the top, include 0
-                    lo, hi = max(lo, min(c, 0.0)), min(hi, max(c, 0.0) + span)
+                    lo0, hi0 = min(lo, 0.0), max(hi, 0.0)
+                    a = max(min(max(lo0, hi0 - span), 0.0), -span)   # keep the largest values
+                    lo, hi = a, a + span
                     s, z = _params_for_range(lo, hi, o, self.act_dtype)
                     self.warnings.append(
                         f"{g.tensors[members[0]].name}: softmax input range narrowed to "
