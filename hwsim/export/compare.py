@@ -275,7 +275,7 @@ def _read_vector_file(root: str, folder: str, kind: str, v: dict):
     from .pack import unpack_words
     lay = v.get("layout")
     if lay is None:
-        return None
+        return "skipped"  # a float host tensor: in vectors.h5 only, no vector file
     for fmt in READ_ORDER:
         path = os.path.join(root, folder, f"{kind}.{fmt}")
         if os.path.isfile(path):

@@ -212,7 +212,7 @@ def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_
            progress: bool | None = False) -> ExportResult:
     """Export ``model`` mapped on ``config`` (YAML path, preset name or AccelConfig) with
     ``inputs`` (array(s) or .npy/image path(s)) into ``out_dir`` (docs/export.md)."""
-    from .. import __version__
+    from .. import __version__, load_graph
     from ..hw.config import load_config
     from ..util import atomic_output_dir, sha256_file
     from . import manifest as mf
@@ -227,7 +227,6 @@ def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_
     if not os.path.isfile(model_path):
         raise HwsimError(f"{model_path}: no such model file")
 
-    from .. import load_graph
     graph = load_graph(model_path)
     xs = _load_inputs(inputs, graph)
     # approx: map_network measures each layer's cost in exactness on these inputs

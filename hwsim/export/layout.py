@@ -23,7 +23,6 @@ OP_CODES = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 3, "MAX_POO
             "AVERAGE_POOL_2D": 5, "ADD": 6}
 ACCEL_OP_NAMES = {1: "CONV", 2: "DWCONV", 3: "FC", 4: "MAXPOOL", 5: "AVGPOOL", 6: "ADD"}
 MAC_CODES = (1, 2, 3)
-ALIAS_OPS = ("RESHAPE", "SQUEEZE")  # the output aliases the input's memory
 
 DESCRIPTOR_WORDS = 64
 DESCRIPTOR_WORD_BITS = 32
@@ -43,7 +42,6 @@ RTL_REQUANT_SCHEMES = {0: "tflite_double", 1: "tflite_single", 3: "mult_shift",
                        4: "shift_only", 5: "double_round"}
 
 ACC_MEMORY_KEY = "accumulators"
-MEMORY_KEYS = ("weights", "bias", "requant", "activations")
 
 
 def nhwc(shape) -> tuple[int, int, int, int]:

@@ -289,15 +289,15 @@ def channel_bounds(kind: str, p: dict, x_lo: int, x_hi: int) -> tuple[np.ndarray
 
 def _engine_acc(kind: str, p: dict, x: np.ndarray) -> np.ndarray:
     if kind == "conv":
-        return mac.conv2d_acc(x, p["weights"], p["bias"], p["input_offset"], p["stride_h"],
+        return mac.conv2d_acc(x, p.get("packed", p["weights"]), p["bias"], p["input_offset"], p["stride_h"],
                               p["stride_w"], p["dilation_h"], p["dilation_w"], p["pad_top"],
                               p["pad_left"], p["out_h"], p["out_w"], p.get("groups", 1))
     if kind == "dw":
-        return mac.depthwise_conv2d_acc(x, p["weights"], p["bias"], p["input_offset"],
+        return mac.depthwise_conv2d_acc(x, p.get("packed", p["weights"]), p["bias"], p["input_offset"],
                                         p["stride_h"], p["stride_w"], p["dilation_h"],
                                         p["dilation_w"], p["pad_top"], p["pad_left"],
                                         p["out_h"], p["out_w"], p["depth_multiplier"])
-    return mac.fully_connected_acc(x, p["weights"], p["bias"], p["input_offset"])
+    return mac.fully_connected_acc(x, p.get("packed", p["weights"]), p["bias"], p["input_offset"])
 
 
 def _out_shape(kind: str, p: dict, x: np.ndarray) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ def run_conv2d(layer, inputs):
     if "acc_bits" in p:
         acc = accumulate.accumulate("conv2d", p, x)
         return [requantize(acc, p, x.dtype)], acc
-    acc = mac.conv2d_acc(x, p["weights"], p["bias"], p["input_offset"], p["stride_h"],
+    acc = mac.conv2d_acc(x, p.get("packed", p["weights"]), p["bias"], p["input_offset"], p["stride_h"],
                          p["stride_w"], p["dilation_h"], p["dilation_w"], p["pad_top"],
                          p["pad_left"], p["out_h"], p["out_w"], p["groups"])
     acc = _acc_type(acc, p)
@@ -35,7 +35,7 @@ def run_depthwise(layer, inputs):
     if "acc_bits" in p:
         acc = accumulate.accumulate("depthwise_conv2d", p, x)
         return [requantize(acc, p, x.dtype)], acc
-    acc = mac.depthwise_conv2d_acc(x, p["weights"], p["bias"], p["input_offset"], p["stride_h"],
+    acc = mac.depthwise_conv2d_acc(x, p.get("packed", p["weights"]), p["bias"], p["input_offset"], p["stride_h"],
                                    p["stride_w"], p["dilation_h"], p["dilation_w"],
                                    p["pad_top"], p["pad_left"], p["out_h"], p["out_w"],
                                    p["depth_multiplier"])
@@ -50,7 +50,8 @@ def run_fully_connected(layer, inputs):
     if "acc_bits" in p:
         acc = accumulate.accumulate("fully_connected", p, x)
     else:
-        acc = _acc_type(mac.fully_connected_acc(x, p["weights"], p["bias"], p["input_offset"]), p)
+        acc = _acc_type(mac.fully_connected_acc(x, p.get("packed", p["weights"]), p["bias"],
+                                                p["input_offset"]), p)
     out = requantize(acc, p, inputs[0].dtype)
     return [out.reshape(p["out_shape"])], acc
 

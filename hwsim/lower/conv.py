@@ -30,6 +30,7 @@ from ..ir import Op
 from ..registry import lowering
 from . import LoweringContext, REQUANT_SCHEMES, collapse_reals
 from ..kernels.requant import real_to_m_e
+from ..kernels import mac
 from ..kernels import conv as _kernels  # noqa: F401  (registers the kernels)
 
 
@@ -165,7 +166,8 @@ def lower_conv2d(op: Op, ctx: LoweringContext):
     params.update(weights=np.ascontiguousarray(w), bias=bias,
                   input_offset=-ctx.zero_point(x_i), stride_h=sh, stride_w=sw, dilation_h=dh,
                   dilation_w=dw, pad_top=pad_top, pad_left=pad_left, out_h=oh, out_w=ow,
-                  groups=groups, acc_int64=acc_int64)
+                  groups=groups, acc_int64=acc_int64,
+                  packed=mac.pack_conv2d_weights(w, groups))  # kernel layout, packed once
     macs = int(np.prod(ys)) * kh * kw * cin_g
     return ctx.layer(op, "conv2d", inputs=[x_i], params=params, macs=macs, has_acc=True,
                      summary=_summary(ctx, x_i, len(ctx.tensor(w_i).quant.scales),
@@ -206,7 +208,8 @@ def lower_depthwise(op: Op, ctx: LoweringContext):
     params.update(weights=np.ascontiguousarray(w), bias=bias,
                   input_offset=-ctx.zero_point(x_i), stride_h=sh, stride_w=sw, dilation_h=dh,
                   dilation_w=dw, pad_top=pad_top, pad_left=pad_left, out_h=oh, out_w=ow,
-                  depth_multiplier=dm, acc_int64=acc_int64)
+                  depth_multiplier=dm, acc_int64=acc_int64,
+                  packed=mac.pack_depthwise_weights(w, dm))
     macs = int(np.prod(ys)) * kh * kw
     return ctx.layer(op, "depthwise_conv2d", inputs=[x_i], params=params, macs=macs,
                      has_acc=True,
@@ -238,7 +241,8 @@ def lower_fully_connected(op: Op, ctx: LoweringContext):
     params = _requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64, double_round=True)
     params.update(weights=np.ascontiguousarray(w), bias=bias,
                   input_offset=-ctx.zero_point(x_i), batch=batch, depth=k,
-                  out_shape=tuple(ys), acc_int64=acc_int64)
+                  out_shape=tuple(ys), acc_int64=acc_int64,
+                  packed=mac.pack_fully_connected_weights(w))
     return ctx.layer(op, "fully_connected", inputs=[x_i], params=params, macs=batch * cout * k,
                      has_acc=True,
                      summary=_summary(ctx, x_i, len(ctx.tensor(w_i).quant.scales),

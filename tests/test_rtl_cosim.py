@@ -1,0 +1,280 @@
+"""Co-simulation of exports on the reference RTL (rtl/) with the cocotb bench (cocotb_tb/).
+
+Every test skips with the reason when its simulator (or cocotb) is missing. Builds are cached
+(hwsim.cosim.default_build_root(); HWSIM_COSIM_BUILD overrides), so only the first run of a
+session pays Verilator's C++ compile.
+
+Covered: the committed rtl_vectors/ network on Icarus and Verilator (8x8 array, every layer,
+outputs and accumulators), a 4x4 array export made here, chain mode, the narrow-acc-24 preset
+(24-bit saturating accumulator, mult_shift requant), the two injected RTL faults (the report
+must name the first bad layer, predicted here independently from the golden vectors), an
+altered golden file (sha256 check AND comparison fail), the `hwsim cosim` CLI exit codes, and
+the adapter worked example of docs/cosim.md (cocotb_tb/examples).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwsim import cosim
+from hwsim.cosim import load_export, read_vector, read_words, run_cosim
+
+REPO = Path(__file__).resolve().parent.parent
+VECTORS = REPO / "rtl_vectors" / "example"
+EXAMPLES = REPO / "cocotb_tb" / "examples"
+
+
+def need(sim: str) -> None:
+    reason = cosim.simulator_available(sim)
+    if reason:
+        pytest.skip(reason)
+    if not (VECTORS / "manifest.yaml").is_file():
+        pytest.skip(f"{VECTORS} has no export (python -m hwsim.export.exporter "
+                    f"--regen-rtl-vectors)")
+
+
+def assert_all_bit_exact(rep, expect_acc: bool = True) -> None:
+    assert rep.error is None, rep.error
+    assert not rep.file_problems, rep.file_problems
+    ran = [r for r in rep.layers if r["status"] != "host"]
+    assert ran, "no layer ran"
+    for r in ran:
+        assert r["status"] == "ok", rep.table()
+        assert r["output"]["mismatches"] == 0 and r["output"]["elements"] > 0
+        assert r["cycles"] and r["cycles"] > 0
+        if expect_acc and r["accel_op"] in ("CONV", "DWCONV", "FC"):
+            assert r["acc"] is not None and r["acc"]["mismatches"] == 0
+    assert rep.ok and rep.first_bad_layer is None
+
+
+# ---- the committed network, both simulators ------------------------------------------------------
+@pytest.mark.parametrize("sim", cosim.SIMULATORS)
+def test_example_network_bit_exact(sim):
+    need(sim)
+    rep = run_cosim(VECTORS, sim)
+    assert_all_bit_exact(rep)
+    export = load_export(VECTORS)
+    assert [r["layer"] for r in rep.layers] == [L.index for L in export.layers]
+    assert {r["accel_op"] for r in rep.layers} >= {"CONV", "DWCONV", "FC", "ADD", "MAXPOOL"}
+    assert all(r["estimate"] for r in rep.layers)  # the dataflow model's cycles, from the manifest
+    assert rep.sim_cycles > sum(r["cycles"] for r in rep.layers) > 0
+    text = rep.table()
+    assert "CONV_2D" in text and "FULLY_CONNECTED" in text and "PASS" in rep.summary()
+
+
+def test_chain_mode_runs_layers_back_to_back():
+    """Only the network input is sent; every layer reads what the previous ones wrote (the
+    RESHAPE before the FC aliases the max-pool output)."""
+    sim = "verilator" if cosim.simulator_available("verilator") is None else "icarus"
+    need(sim)
+    rep = run_cosim(VECTORS, sim, mode="chain")
+    assert_all_bit_exact(rep)
+
+
+# ---- another geometry ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def export_4x4(tmp_path_factory):
+    from hwsim.export import export
+    from hwsim.hw.config import config_from_dict, load_config
+    if not (VECTORS.parent / "example_rtl.tflite").is_file():
+        pytest.skip("rtl_vectors/example_rtl.tflite missing")
+    cfg = load_config("tflite-int8").to_dict()
+    cfg["name"] = "tflite-int8-4x4"
+    cfg["array"].update(rows=4, cols=4)
+    out = tmp_path_factory.mktemp("export4x4") / "export"
+    export(VECTORS.parent / "example_rtl.tflite", config_from_dict(cfg, "4x4 test config"),
+           [VECTORS.parent / "example_input.npy"], out, formats=("hex",))
+    return out
+
+
+def test_4x4_array_export_bit_exact(export_4x4):
+    need("icarus")
+    rep = run_cosim(export_4x4, "icarus")
+    assert_all_bit_exact(rep)
+    hdr = Path(rep.build_dir) / "src" / "hwsim_params.vh"
+    assert "`define HWSIM_ROWS" in hdr.read_text() and " 4  //" in hdr.read_text()
+    # a 4x4 array needs more cycles than the 8x8 one for the same CONV layer
+    rep8 = {r["layer"]: r["cycles"] for r in run_cosim(VECTORS, "icarus", layers=[0]).layers}
+    assert {r["layer"]: r["cycles"] for r in rep.layers}[0] > rep8[0]
+
+
+def test_narrow_acc_24_preset_bit_exact(tmp_path):
+    """24-bit saturating accumulator + 16-bit multiplier / shift requantization (mult_shift,
+    half up): the config's accumulator model, not TFLite's."""
+    need("icarus")
+    from hwsim.export import export
+    out = tmp_path / "narrow"
+    export(VECTORS.parent / "example_rtl.tflite", "narrow-acc-24",
+           [VECTORS.parent / "example_input.npy"], out, formats=("hex",), legalize="approx")
+    rep = run_cosim(out, "icarus", layers=[0, 1, 3, 10])
+    assert_all_bit_exact(rep)
+
+
+# ---- injected faults ------------------------------------------------------------------------------
+def _mbqm_floor(x: np.ndarray, m: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """MultiplyByQuantizedMultiplier with RoundingDivideByPOT replaced by a floor shift (the
+    HWSIM_FAULT_ROUNDING RTL), vectorised; x, m int32 values, shift as in TFLite."""
+    x = x.astype(np.int64)
+    m = m.astype(np.int64)
+    ls = np.maximum(shift, 0).astype(np.int64)
+    rs = np.maximum(-shift, 0).astype(np.int64)
+    xs = ((x << ls) + (1 << 31)) % (1 << 32) - (1 << 31)
+    ab = xs * m
+    n = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    q = n >> 31
+    q = q + ((n < 0) & ((n & ((1 << 31) - 1)) != 0))           # C++ truncating division
+    q = np.where((xs == -(1 << 31)) & (m == -(1 << 31)), (1 << 31) - 1, q)
+    return q >> rs
+
+
+def _expected_first_bad_layer_rounding(export) -> int | None:
+    """The first layer whose golden output changes when the requant unit floors instead of
+    rounding (computed from the golden accumulators / inputs, not from the RTL)."""
+    for L in export.layers:
+        f = L.raw.get("fields", {})
+        if L.host or f.get("requant_scheme") not in (0,):
+            continue
+        out = read_vector(export, L.output)
+        rqw = read_words(export, {"files": L.raw["files"]["requant"], "layout": {
+            "word_bits": 64}})
+        rqw = np.array(rqw, dtype=np.uint64)
+        mult = (rqw & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        mult = np.where(mult >= 1 << 31, mult - (1 << 32), mult)
+        shift = ((rqw >> np.uint64(32)) & np.uint64(0xFF)).astype(np.int64)
+        shift = np.where(shift >= 128, shift - 256, shift)
+        lo, hi = f["act_min"], f["act_max"]
+        if L.accel_op in ("CONV", "DWCONV"):
+            acc = read_vector(export, L.acc)
+            c = np.arange(acc.size) % f["out_c"]
+            k = c if f["per_channel"] else np.zeros_like(c)
+            got = np.clip(_mbqm_floor(acc, mult[k], shift[k]) + f["output_offset"], lo, hi)
+        elif L.accel_op == "ADD":
+            a, b = (read_vector(export, s) for s in L.inputs)
+            x1 = (a + f["input_offset"]) << f["add_left_shift"]
+            x2 = (b + f["input2_offset"]) << f["add_left_shift"]
+            y1 = _mbqm_floor(x1, np.int64(f["add_in1_multiplier"]), np.int64(f["add_in1_shift"]))
+            y2 = _mbqm_floor(x2, np.int64(f["add_in2_multiplier"]), np.int64(f["add_in2_shift"]))
+            raw = ((y1 + y2 + (1 << 31)) % (1 << 32)) - (1 << 31)
+            got = np.clip(_mbqm_floor(raw, mult[0], shift[0]) + f["output_offset"], lo, hi)
+        else:
+            continue
+        if np.any(got != out):
+            return L.index
+    return None
+
+
+def _expected_first_bad_layer_narrow(export) -> int | None:
+    """The first MAC layer with an accumulator outside int16 (a 16-bit wrapping accumulator
+    holds wrap16(acc) there)."""
+    for L in export.layers:
+        if not L.host and L.acc is not None:
+            acc = read_vector(export, L.acc)
+            if np.any((acc < -(1 << 15)) | (acc >= 1 << 15)):
+                return L.index
+    return None
+
+
+def test_fault_rounding_is_caught_and_first_bad_layer_named():
+    need("icarus")
+    export = load_export(VECTORS)
+    expected = _expected_first_bad_layer_rounding(export)
+    assert expected is not None, "the fault would not change any golden output"
+    rep = run_cosim(VECTORS, "icarus", faults=["rounding"], stop_on_fail=True)
+    assert not rep.ok and rep.error is None
+    assert rep.first_bad_layer == expected, rep.table()
+    bad = rep.bad_layers[0]
+    assert bad["status"] == "mismatch" and bad["output"]["mismatches"] > 0
+    if bad["acc"] is not None:  # a requant fault: the accumulators still match
+        assert bad["acc"]["mismatches"] == 0
+    first = bad["output"]["first"]
+    assert len(first["nhwc"]) == 4 and first["expected"] != first["got"]
+    assert f"first bad layer {expected}" in rep.summary()
+    ok_before = [r for r in rep.layers if r["layer"] < expected]
+    assert all(r["status"] == "ok" for r in ok_before)
+
+
+def test_fault_narrow_accumulator_is_caught_and_first_bad_layer_named():
+    need("icarus")
+    export = load_export(VECTORS)
+    expected = _expected_first_bad_layer_narrow(export)
+    assert expected is not None
+    rep = run_cosim(VECTORS, "icarus", faults=["narrow_acc"], stop_on_fail=True)
+    assert not rep.ok
+    assert rep.first_bad_layer == expected, rep.table()
+    bad = rep.bad_layers[0]
+    assert bad["acc"]["mismatches"] > 0
+    f = bad["acc"]["first"]
+    assert not -(1 << 15) <= f["expected"] < (1 << 15)  # the value a 16-bit acc cannot hold
+    assert ((f["expected"] + (1 << 15)) % (1 << 16)) - (1 << 15) == f["got"]
+
+
+# ---- altered golden files, CLI ------------------------------------------------------------------------
+def _copy_export(tmp_path) -> Path:
+    dst = tmp_path / "export"
+    shutil.copytree(VECTORS, dst)
+    return dst
+
+
+def test_altered_golden_output_fails_sha256_and_comparison(tmp_path):
+    need("icarus")
+    dst = _copy_export(tmp_path)
+    export = load_export(dst)
+    layer = next(L for L in export.layers if L.index == 2)
+    path = export.path(layer.output)
+    lines = path.read_text().splitlines()
+    w = int(lines[5], 16) ^ 0xFF  # flip element 40 (lane 0 of word 5)
+    lines[5] = f"{w:0{len(lines[5])}x}"
+    path.write_text("\n".join(lines) + "\n")
+    rep = run_cosim(dst, "icarus", layers=[2])
+    assert any(layer.output["files"]["hex"] in p and "sha256" in p for p in rep.file_problems)
+    assert rep.layers[0]["status"] == "mismatch"
+    assert rep.layers[0]["output"]["mismatches"] == 1
+    assert rep.layers[0]["output"]["first"]["index"] == 40
+    assert not rep.ok and "golden file check FAILED" in rep.summary()
+
+
+def _cli(argv) -> int:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers()
+    cosim.add_cosim_parser(sub)
+    args = p.parse_args(["cosim", *argv])
+    return args.func(args)
+
+
+def test_cli_exit_codes(tmp_path, capsys):
+    need("icarus")
+    assert _cli([str(VECTORS), "--layers", "8,10"]) == 0
+    out = capsys.readouterr().out
+    assert "MAX_POOL_2D" in out and "PASS" in out
+    dst = _copy_export(tmp_path)
+    export = load_export(dst)
+    L = next(L for L in export.layers if L.index == 10)
+    p = export.path(L.acc)
+    lines = p.read_text().splitlines()
+    lines[3] = "00000000" if lines[3] != "00000000" else "00000001"
+    p.write_text("\n".join(lines) + "\n")
+    assert _cli([str(dst), "--layers", "10", "--json", str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "sha256" in out
+    import json
+    assert json.loads((tmp_path / "r.json").read_text())["first_bad_layer"] == 10
+
+
+def test_cli_errors_on_a_folder_that_is_not_an_export(tmp_path):
+    with pytest.raises(cosim.CosimError, match="manifest.yaml"):
+        _cli([str(tmp_path)])
+
+
+# ---- the adapter worked example (docs/cosim.md) ---------------------------------------------------
+def test_adapter_drives_a_user_accelerator_with_other_port_names():
+    need("icarus")
+    sources = sorted((REPO / "rtl").glob("*.v")) + [EXAMPLES / "my_npu.v"]
+    rep = run_cosim(VECTORS, "icarus", layers=[2, 3], sources=sources, toplevel="my_npu",
+                    includes=[REPO / "rtl"], adapter="my_npu_adapter:MyNpuAdapter",
+                    tb_paths=[EXAMPLES])
+    assert_all_bit_exact(rep, expect_acc=False)
+    assert all(r["acc"] is None for r in rep.layers)  # my_npu exposes no accumulators
