@@ -232,8 +232,9 @@ class CosimReport:
     build_seconds: float = 0.0
     build_cached: bool = False
     sim_wall_seconds: float = 0.0       # wall time of the simulator process
-    bench_wall_seconds: float = 0.0     # wall time inside the bench (reset to last layer)
-    sim_cycles: int = 0                 # clock cycles simulated by the bench
+    bench_wall_seconds: float = 0.0     # wall time of the bench's layer loop
+    bench_setup_seconds: float = 0.0    # the bench reading the export, reset
+    sim_cycles: int = 0                 # clock cycles simulated by the layer loop
     build_dir: str = ""
 
     @property
@@ -262,6 +263,7 @@ class CosimReport:
                 "build_seconds": round(self.build_seconds, 3), "build_cached": self.build_cached,
                 "sim_wall_seconds": round(self.sim_wall_seconds, 3),
                 "bench_wall_seconds": round(self.bench_wall_seconds, 3),
+                "bench_setup_seconds": round(self.bench_setup_seconds, 3),
                 "sim_cycles": self.sim_cycles,
                 "cycles_per_second": round(self.cycles_per_second, 1)}
 
@@ -606,6 +608,7 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
         res = json.loads(result_file.read_text())
         report.layers = res.get("layers", [])
         report.bench_wall_seconds = float(res.get("wall_seconds", 0.0))
+        report.bench_setup_seconds = float(res.get("setup_seconds", 0.0))
         report.sim_cycles = int(res.get("sim_cycles", 0))
         if res.get("error") and not report.error:
             report.error = res["error"]

@@ -36,6 +36,10 @@ Graph rewrites done while reading (all exact in real arithmetic):
 * ``Relu``/``Clip(0, 6)``/``Clip(-1, 1)`` are fused into the preceding conv / FC / ADD / SUB /
   MUL (``fused_activation_function``) when it has no other consumer;
 * ``Dropout``, ``Identity`` vanish; ``Sum`` becomes a chain of ``ADD``;
+* ``LRN`` becomes ``LOCAL_RESPONSE_NORMALIZATION`` (radius ``(size-1)/2``, alpha ``alpha/size``)
+  with TensorFlow's window ``[c - r, c + r]``, which the float executor implements; note that
+  TFLite's reference kernel sums over ``[c - r, c + r)`` (one channel fewer), and that LRN has
+  no integer kernel (models with LRN are float-only in hwsim);
 * explicit pads: a TFLite ``SAME``/``VALID`` equivalent when there is one, else a ``PAD``
   (zeros; ``PADV2`` with -inf before a max pool) and a ``VALID`` op; an average pool whose
   padding TFLite cannot express (``count_include_pad=0``) is ``PAD`` + ``AVERAGE_POOL_2D`` +

@@ -457,15 +457,24 @@ class _Quantizer:
         self.fixed: dict[int, tuple] = {}
         for r, f in hard_fixed.items():
             self.fixed[full.find(r)] = f
-        # fused activation bounds per group
-        self.bounds: dict[int, tuple[float, float]] = {}
+        # Activation bounds: a tensor produced under RELU / RELU6 / ... lies in its bounds;
+        # tie ops pass their input's bounds on, a concatenation the union of its inputs'.
+        # A group's bounds are the union of its members' (unbounded members: unbounded).
+        inf = (-math.inf, math.inf)
+        tb: dict[int, tuple[float, float]] = {}
         for op in g.ops:
             fa = op.attrs.get("fused_activation_function", "NONE")
             b = _ACT_BOUNDS.get(op.type) or _ACT_BOUNDS.get(fa)
-            if b is not None:
-                r = self.group_of[op.outputs[0]]
-                lo, hi = self.bounds.get(r, (-math.inf, math.inf))
-                self.bounds[r] = (max(lo, b[0]), min(hi, b[1]))
+            if b is None and op.type in TIE_OPS:
+                b = tb.get(op.inputs[0], inf)
+            elif b is None and op.type == "CONCATENATION":
+                bs = [tb.get(i, inf) for i in op.inputs if i in self.act_set] or [inf]
+                b = (min(x[0] for x in bs), max(x[1] for x in bs))
+            tb[op.outputs[0]] = b or inf
+        self.bounds: dict[int, tuple[float, float]] = {}
+        for r, members in self.groups.items():
+            bs = [tb.get(t, inf) for t in members if t not in self.no_observe]
+            self.bounds[r] = (min(x[0] for x in bs), max(x[1] for x in bs)) if bs else inf
         self.input_groups = {self.group_of[i] for i in g.inputs}
         # TFLite's int8 SOFTMAX needs beta * input scale * 2^26 < 2^31 - 1
         self.max_scale: dict[int, float] = {}
