@@ -465,6 +465,23 @@ COMMANDS: list[Command] = [
             _run_arguments, cmd_run, RUN_EPILOG),
     Command("example", "write the bundled example network and its input",
             _example_arguments, cmd_example, EXAMPLE_EPILOG),
+    Command("export", "export weight/bias/requant memories and golden vectors for RTL",
+            "hwsim.export.commands:export_arguments", "hwsim.export.commands:cmd_export",
+            "hwsim.export.commands:EXPORT_EPILOG"),
+    Command("compare", "compare two traces or export directories bit for bit",
+            "hwsim.export.commands:compare_arguments", "hwsim.export.commands:cmd_compare",
+            "hwsim.export.commands:COMPARE_EPILOG"),
+    Command("rtl-params", "write the Verilog header of an accelerator config",
+            "hwsim.rtl_params:rtl_params_arguments", "hwsim.rtl_params:cmd_rtl_params",
+            "hwsim.rtl_params:RTL_PARAMS_EPILOG"),
+    Command("cosim", "run the reference RTL on an export with cocotb; per-layer verdicts",
+            "hwsim.cosim:cosim_arguments", "hwsim.cosim:cmd_cosim", "hwsim.cosim:COSIM_EPILOG"),
+    Command("quantize", "quantize a float ONNX/Darknet model to a full-integer .tflite",
+            "hwsim.quant.commands:quantize_arguments", "hwsim.quant.commands:cmd_quantize",
+            "hwsim.quant.commands:QUANTIZE_EPILOG"),
+    Command("report", "accuracy report of an int8 model against its float original",
+            "hwsim.quant.commands:report_arguments", "hwsim.quant.commands:cmd_report",
+            "hwsim.quant.commands:REPORT_EPILOG"),
 ]
 
 MAIN_EPILOG = """\
@@ -485,8 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"hwsim {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for c in COMMANDS:
+        epilog = c.epilog
+        if epilog.startswith("hwsim.") and ":" in epilog and "\n" not in epilog:
+            epilog = _resolve(epilog)  # a "module:NAME" reference to the command's own text
         sp = sub.add_parser(c.name, help=c.help, description=c.description or c.help,
-                            epilog=c.epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
         _resolve(c.arguments)(sp)
         sp.set_defaults(_command=c)
     return p
