@@ -452,12 +452,16 @@ class BuildInfo:
 
 
 def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
-              toplevel: str = TOPLEVEL, includes=(), verbose: bool = False) -> BuildInfo:
+              toplevel: str = TOPLEVEL, includes=(), parameters=None,
+              verbose: bool = False) -> BuildInfo:
     """Build ``sources`` (default: the reference accelerator) once; cached by content hash.
 
     The reference RTL gets a ``hwsim_params.vh`` generated from ``config``; user sources
     (``sources`` given) are built as they are, with ``includes`` on the include path.
+    ``toplevel`` may be any module of the sources (unit benches), ``parameters`` its
+    parameter overrides.
     """
+    parameters = dict(parameters or {})
     from cocotb_tools.runner import get_runner
 
     from .rtl_params import rtl_params
@@ -472,7 +476,7 @@ def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
     h = hashlib.sha256()
     import cocotb
     h.update(f"{sim}|{_simulator_version(sim)}|cocotb {cocotb.__version__}|{toplevel}|"
-             f"{sorted(defines)}|{header}".encode())
+             f"{sorted(defines)}|{sorted(parameters.items())}|{header}".encode())
     inc_files = []
     if reference:
         inc_files = sorted(p for p in RTL_DIR.glob("*.vh") if p.name != PARAMS_HEADER)
@@ -509,7 +513,8 @@ def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
     log = bdir / "build.log"
     kwargs = dict(sources=[str(s) for s in build_sources],
                   includes=[str(i) for i in build_includes],
-                  defines={d: 1 for d in defines}, hdl_toplevel=toplevel, build_dir=str(bdir),
+                  defines={d: 1 for d in defines}, parameters=parameters,
+                  hdl_toplevel=toplevel, build_dir=str(bdir),
                   always=True, build_args=build_args,
                   timescale=("1ns", "1ps") if sim == "icarus" else None, verbose=verbose)
     with _sim_env(sim):
@@ -718,3 +723,21 @@ def add_cosim_parser(subparsers):
     from .rtl_params import _set_command
     _set_command(sp, "cosim", COSIM_HELP, cosim_arguments, cmd_cosim, COSIM_EPILOG)
     return sp
+
+
+def main(argv=None) -> int:
+    """``python -m hwsim.cosim EXPORT_DIR [...]`` (same as ``hwsim cosim``)."""
+    p = argparse.ArgumentParser(prog="python -m hwsim.cosim", description=COSIM_HELP,
+                                epilog=COSIM_EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    cosim_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return cmd_cosim(args)
+    except HwsimError as e:
+        print(f"hwsim: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

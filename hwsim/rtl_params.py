@@ -211,3 +211,24 @@ def _set_command(sp, name, help_, arguments, run, epilog) -> None:
     except ImportError:  # pragma: no cover
         pass
     sp.set_defaults(func=run)
+
+
+def main(argv=None) -> int:
+    """``python -m hwsim.rtl_params CONFIG [-o FILE]`` (same as ``hwsim rtl-params``)."""
+    import sys
+
+    from .ir import HwsimError
+    p = argparse.ArgumentParser(prog="python -m hwsim.rtl_params", description=RTL_PARAMS_HELP,
+                                epilog=RTL_PARAMS_EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    rtl_params_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return cmd_rtl_params(args)
+    except HwsimError as e:
+        print(f"hwsim: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

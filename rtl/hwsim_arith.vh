@@ -111,9 +111,11 @@ function signed [31:0] f_mbqm_single;
 endfunction
 
 // Scheme 5 (double_round): int(round(double(acc) * real)), real = M * 2^E exactly, word bits
-// [52:0] = M, [63:53] = E (signed). IEEE double multiply: P = |acc| * M rounded to 53
-// significant bits (ties to even); then scaled by 2^E and rounded half away from zero.
-// |acc| < 2^53 (exact as a double). The result saturates at +-2^100 (clamped by the caller).
+// [52:0] = M, [63:53] = E (signed). IEEE double arithmetic, in integers (hwsim
+// kernels/requant.py double_round_int): |acc| is rounded to 53 significant bits (ties to
+// even; only int64 accumulators need it), P = |acc| * M is rounded to 53 significant bits
+// (ties to even), then scaled by 2^E and rounded half away from zero; the sign is restored.
+// The result saturates at +-2^100 (the caller clamps it).
 function signed [127:0] f_double_round;
     input signed [63:0] dacc;
     input [63:0] dword;
@@ -124,12 +126,24 @@ function signed [127:0] f_double_round;
     integer i;
     begin
         mag = dacc[63] ? {64'd0, (~dacc + 64'd1)} : {64'd0, dacc};
+        e = {{5{dword[63]}}, dword[63:53]};
+        nb = 8'd0;
+        for (i = 0; i < 64; i = i + 1)
+            if (mag[i]) nb = i[7:0] + 8'd1;
+        if (nb > 8'd53) begin  // int64 -> double: round |acc| to 53 significant bits
+            s1 = nb - 8'd53;
+            q = mag >> s1;
+            r = mag & ~({128{1'b1}} << s1);
+            half = 128'd1 << (s1 - 8'd1);
+            if (r > half || (r == half && q[0])) q = q + 128'd1;
+            mag = q;
+            e = e + {8'd0, s1};
+        end
         p = mag * {75'd0, dword[52:0]};
         nb = 8'd0;
         for (i = 0; i < 128; i = i + 1)
             if (p[i]) nb = i[7:0] + 8'd1;
-        e = {{5{dword[63]}}, dword[63:53]};
-        if (nb > 8'd53) begin  // round to 53 significant bits, ties to even
+        if (nb > 8'd53) begin  // the double product: 53 significant bits, ties to even
             s1 = nb - 8'd53;
             q = p >> s1;
             r = p & ~({128{1'b1}} << s1);

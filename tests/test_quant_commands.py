@@ -142,3 +142,19 @@ def test_cli_errors_are_one_line(data, tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("hwsim: error: ") and message in err, err
     assert not (tmp_path / "o.tflite").exists()
+
+
+def test_quantize_darknet_cli(tmp_path, capsys):
+    from test_frontend_darknet import CFG, _files
+    cfg, wpath, _ = _files(tmp_path, CFG)
+    np.save(tmp_path / "cal.npy", np.random.default_rng(0).uniform(0, 1, (6, 3, 16, 16))
+            .astype(np.float32))
+    out = tmp_path / "yolo.tflite"
+    assert main(["quantize", str(cfg), "--weights", str(wpath), "--weights", "mse", "--calib",
+                 str(tmp_path / "cal.npy"), "--method", "mse", "--batch-size", "4",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "calibration: 6 samples" in text and "weights: mse" in text
+    import hwsim
+    g = hwsim.load_graph(str(out))
+    assert [g.tensors[i].shape for i in g.outputs] == [(1, 8, 8, 18), (1, 4, 4, 10)]

@@ -106,10 +106,13 @@ def preprocess_image(path: str, h: int, w: int, c: int, *, mean=None, std=None,
     return ((a * np.float32(scale) - m) / s).astype(np.float32)
 
 
-def load_calibration(path: str, graph, *, mean=None, std=None, scale: float | None = None,
-                     size=None, channel_order: str = "rgb", limit: int | None = None
-                     ) -> np.ndarray:
-    """Calibration / evaluation data as one float32 array [N, ...] (see ``QUANTIZE_EPILOG``)."""
+def calibration_source(path: str, graph, *, mean=None, std=None, scale: float | None = None,
+                       size=None, channel_order: str = "rgb", limit: int | None = None,
+                       batch_size: int = 32):
+    """Calibration data, streamed: ``(factory, n)`` where ``factory()`` returns a fresh
+    iterator of float32 batches in the graph's layout (files are read batch by batch: a .npy
+    file is memory-mapped, folders are read file by file). See ``QUANTIZE_EPILOG``."""
+    from .float_exec import to_graph_layout
     p = os.fspath(path)
     if not os.path.exists(p):
         raise InputError(f"{p}: no such file or folder")
@@ -124,68 +127,93 @@ def load_calibration(path: str, graph, *, mean=None, std=None, scale: float | No
         if a.ndim != rank:
             raise InputError(f"{src}: shape {list(a.shape)} does not fit the model input "
                              f"{list(t.shape)}")
-        return a.astype(np.float32, copy=False)
+        a = np.asarray(a, np.float32)
+        if not np.isfinite(a).all():
+            raise InputError(f"{src}: the data holds NaN or infinity")
+        return to_graph_layout(graph, a)
+
+    def load_npy(f: str, mmap: bool = False) -> np.ndarray:
+        try:
+            return np.load(f, allow_pickle=False, mmap_mode="r" if mmap else None)
+        except (OSError, ValueError) as e:
+            raise InputError(f"{f}: not a numpy .npy file ({e})") from None
 
     if os.path.isfile(p):
         if not p.lower().endswith(".npy"):
             raise InputError(f"{p}: --calib takes a .npy file or a folder (of .npy files or "
                              f"images)")
-        try:
-            a = np.load(p, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise InputError(f"{p}: not a numpy .npy file ({e})") from None
-        x = as_batch(np.asarray(a), p)
-    else:
-        names = sorted(os.listdir(p))
-        npys = [n for n in names if n.lower().endswith(".npy")]
-        imgs = [n for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
-        if npys and imgs:
-            raise InputError(f"{p}: holds both .npy files and images; use one kind")
-        if npys:
-            if limit:
-                npys = npys[:limit]
-            parts = []
-            for n in npys:
-                try:
-                    a = np.load(os.path.join(p, n), allow_pickle=False)
-                except (OSError, ValueError) as e:
-                    raise InputError(f"{os.path.join(p, n)}: not a numpy .npy file ({e})") \
-                        from None
-                parts.append(as_batch(np.asarray(a), os.path.join(p, n)))
+        arr = load_npy(p, mmap=True)
+        if arr.ndim == rank - 1:
+            arr = arr[None]
+        n = len(arr) if arr.ndim else 0
+        if limit:
+            n = min(n, limit)
+        as_batch(np.asarray(arr[:1]), p)  # shape / dtype check now
+
+        def factory():
+            for i in range(0, n, batch_size):
+                yield as_batch(np.asarray(arr[i:min(i + batch_size, n)]), p)
+        if n == 0:
+            raise InputError(f"{p}: no samples")
+        return factory, n
+    names = sorted(os.listdir(p))
+    npys = [os.path.join(p, n) for n in names if n.lower().endswith(".npy")]
+    imgs = [os.path.join(p, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
+    if npys and imgs:
+        raise InputError(f"{p}: holds both .npy files and images; use one kind")
+    if npys:
+        sizes = []
+        for f in npys:
+            a = load_npy(f, mmap=True)
+            as_batch(np.asarray(a[:1] if a.ndim == rank else a), f)
+            sizes.append(len(a) if a.ndim == rank else 1)
+        n = sum(sizes) if not limit else min(sum(sizes), limit)
+
+        def factory():
+            left = n
+            for f in npys:
+                if left <= 0:
+                    return
+                b = as_batch(load_npy(f), f)[:left]
+                left -= len(b)
+                yield b
+        return factory, n
+    if imgs:
+        if rank != 4:
+            raise InputError(f"{p}: images need a 4-D model input, this one is "
+                             f"{list(t.shape)}")
+        _, h, w, c = t.shape
+        if size:
             try:
-                x = np.concatenate(parts)
+                sz = [int(v) for v in str(size).lower().replace("x", ",").split(",")]
             except ValueError:
-                raise InputError(f"{p}: the .npy files have different shapes") from None
-        elif imgs:
-            if rank != 4:
-                raise InputError(f"{p}: images need a 4-D model input, this one is "
-                                 f"{list(t.shape)}")
-            _, h, w, c = t.shape
-            if size:
-                try:
-                    sz = [int(v) for v in str(size).lower().replace("x", ",").split(",")]
-                except ValueError:
-                    raise InputError(f"--size {size!r}: expected H,W") from None
-                if len(sz) == 1:
-                    sz = sz * 2
-                if sz != [h, w]:
-                    raise InputError(f"--size {size}: the model input is {h}x{w}")
-            if limit:
-                imgs = imgs[:limit]
-            x = np.stack([preprocess_image(os.path.join(p, n), h, w, c, mean=mean, std=std,
-                                           scale=1 / 255 if scale is None else scale,
-                                           channel_order=channel_order) for n in imgs])
-        else:
-            raise InputError(f"{p}: no .npy files or images ({', '.join(IMAGE_EXTENSIONS)}) in "
-                             f"the folder")
-    if limit:
-        x = x[:limit]
+                raise InputError(f"--size {size!r}: expected H,W") from None
+            if len(sz) == 1:
+                sz = sz * 2
+            if sz != [h, w]:
+                raise InputError(f"--size {size}: the model input is {h}x{w}")
+        if limit:
+            imgs = imgs[:limit]
+        pix = 1 / 255 if scale is None else scale
+
+        def factory():
+            for i in range(0, len(imgs), batch_size):
+                yield np.stack([preprocess_image(f, h, w, c, mean=mean, std=std, scale=pix,
+                                                 channel_order=channel_order)
+                                for f in imgs[i:i + batch_size]])
+        return factory, len(imgs)
+    raise InputError(f"{p}: no .npy files or images ({', '.join(IMAGE_EXTENSIONS)}) in the "
+                     f"folder")
+
+
+def load_calibration(path: str, graph, **kw) -> np.ndarray:
+    """All the data of :func:`calibration_source` as one float32 array [N, ...] (graph
+    layout)."""
+    factory, n = calibration_source(path, graph, **kw)
+    x = np.concatenate(list(factory()))
     if len(x) == 0:
-        raise InputError(f"{p}: no samples")
-    if not np.isfinite(x).all():
-        raise InputError(f"{p}: the data holds NaN or infinity")
-    from .float_exec import to_graph_layout
-    return to_graph_layout(graph, x)
+        raise InputError(f"{path}: no samples")
+    return x
 
 
 def _check_out(path: str, what: str) -> None:
@@ -294,8 +322,9 @@ def cmd_quantize(args) -> int:
     if args.batch_size < 1:
         raise InputError("--batch-size must be >= 1")
     graph = load_float_model(args.model, dk)
-    x = load_calibration(args.calib, graph, mean=args.mean, std=args.std, scale=args.scale,
-                         size=args.size, channel_order=args.channel_order, limit=args.limit)
+    factory, n_samples = calibration_source(
+        args.calib, graph, mean=args.mean, std=args.std, scale=args.scale, size=args.size,
+        channel_order=args.channel_order, limit=args.limit, batch_size=args.batch_size)
     kw = dict(weights=wmethod, percentile=args.percentile, input_method=args.input_method)
     if args.per_tensor:
         kw.update(per_channel=False, fc_per_channel=False)
@@ -315,14 +344,14 @@ def cmd_quantize(args) -> int:
             return
         if passes_total[0] != pass_no:
             passes_total[0] = pass_no
-            bar.reset(total=len(x))
+            bar.reset(total=n_samples)
             bar.set_description(f"calibration pass {pass_no}/{passes}")
         bar.n = done
         bar.refresh()
     try:
         try:
-            q = quantize(graph, x, args.method, config=args.config, batch_size=args.batch_size,
-                         progress=progress, **kw)
+            q = quantize(graph, factory, args.method, config=args.config,
+                         batch_size=args.batch_size, progress=progress, **kw)
         except ValueError as e:  # option values checked by calibrate.py
             raise InputError(str(e)) from None
     finally:
