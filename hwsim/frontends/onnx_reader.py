@@ -365,9 +365,10 @@ class _Importer:
         q = v.perm
         order = [a for a in q if v.shape[a] != 1]
         pos = {a: i for i, a in enumerate(order)}
-        contiguous = all(sorted(pos[a] for a in ga) == list(range(min(pos[a] for a in ga),
-                                                                   min(pos[a] for a in ga) + len(ga)))
-                         for ga, _ in groups)
+        def block(ga):  # the group's axes occupy consecutive IR positions
+            ps = sorted(pos[a] for a in ga)
+            return ps == list(range(ps[0], ps[0] + len(ps)))
+        contiguous = all(block(ga) for ga, _ in groups)
         ascending = contiguous and all([pos[a] for a in ga] == sorted(pos[a] for a in ga)
                                        for ga, _ in groups)
         if ascending:
@@ -397,7 +398,8 @@ class _Importer:
         return self.reshape_val(_Val(v.shape, t, _identity(len(v.shape))), shape, name)
 
     def const_like(self, c: np.ndarray, v: _Val, name: str) -> int:
-        """Constant ``c`` (broadcastable to v.shape, ONNX layout) as an IR constant in v's layout."""
+        """Constant ``c`` (broadcastable to v.shape, ONNX layout) as an IR constant in v's
+        layout."""
         c = np.asarray(c, dtype=np.float32)
         r = len(v.shape)
         if c.ndim > r:
@@ -494,8 +496,8 @@ class _Importer:
             return
         handler = getattr(self, "op_" + op, None)
         if handler is None:
-            raise self.err(node, f"unsupported ONNX op {op}; supported: "
-                                 f"{', '.join(sorted(n[3:] for n in dir(self) if n.startswith('op_')))}")
+            known = sorted(n[3:] for n in dir(self) if n.startswith("op_"))
+            raise self.err(node, f"unsupported ONNX op {op}; supported: {', '.join(known)}")
         handler(node, _attrs(node))
 
     # -- constant folding ------------------------------------------------------------------

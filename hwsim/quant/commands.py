@@ -371,7 +371,8 @@ def _print_summary(q, args) -> None:
     g = q.graph
     ops = Counter(op.type for op in g.ops)
     methods = Counter(a.method for a in q.activations.values())
-    print(f"quantized {args.model}: {len(g.ops)} ops ({', '.join(f'{k} {v}' for k, v in ops.most_common())})")
+    counts = ", ".join(f"{k} {v}" for k, v in ops.most_common())
+    print(f"quantized {args.model}: {len(g.ops)} ops ({counts})")
     print(f"calibration: {q.samples} samples, activations: {q.options.method} "
           f"({', '.join(f'{k} {v}' for k, v in methods.most_common())}), weights: "
           f"{q.options.weights}{' per-tensor' if not q.options.per_channel else ' per-channel'}"

@@ -5,7 +5,7 @@
 
     g = read_onnx("model.onnx")
     q = quantize(g, calib_batches, method="kl")     # QuantResult
-    q.write_tflite("model_int8.tflite")             # then hwsim.load(...) / TFLite give the same ints
+    q.write_tflite("model_int8.tflite")   # hwsim.load(...) and TFLite compute the same ints
     q.write_weights_h5("weights.h5"); q.write_table("calib.table", "ncnn")
 
 Pipeline (see ``docs/quantization.md``):
@@ -54,7 +54,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..ir import Graph, HwsimError, InputError, ModelError, Op, QuantParams, Tensor
+from ..ir import Graph, HwsimError, InputError, Op, QuantParams, Tensor
 from . import calibrate as C
 from .float_exec import FloatExecutor, to_graph_layout
 
