@@ -272,7 +272,7 @@ class CosimReport:
         rows = []
         for r in self.layers:
             if r["status"] == "host":
-                rows.append([str(r["layer"]), r["op"], "host", "-", "-", "-", "-", "-",
+                rows.append([str(r["layer"]), r["op"], "HOST", "-", "-", "-", "-", "-",
                              "runs on the host"])
                 continue
             out = r.get("output") or {}
@@ -452,6 +452,42 @@ class BuildInfo:
     seconds: float
 
 
+def _lock(f) -> None:
+    """Block until ``f`` (an open file) is exclusively locked (POSIX; a no-op elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    fcntl.flock(f, fcntl.LOCK_EX)
+
+
+def _drop_intermediates(bdir: Path) -> None:
+    """After a Verilator build: the executable stays, the precompiled headers and objects
+    (about 150 MB) go."""
+    for pattern in ("*.gch", "*.o", "*.a"):
+        for p in bdir.glob(pattern):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+KEEP_BUILDS = {"icarus": 24, "verilator": 6}
+
+
+def _prune_cache(root: Path, sim: str, keep: Path) -> None:
+    """Keep the most recently used builds of ``sim`` (marker mtime), remove the others."""
+    builds = []
+    for d in root.glob(f"{sim}-*"):
+        m = d / ".hwsim_build_ok"
+        if d.is_dir() and d != keep and m.exists():
+            builds.append((m.stat().st_mtime, d))
+    builds.sort(reverse=True)
+    for _, d in builds[KEEP_BUILDS.get(sim, 8) - 1:]:
+        if time.time() - (d / ".hwsim_build_ok").stat().st_mtime > 600:  # not in use now
+            shutil.rmtree(d, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (root / f"{d.name}.lock").unlink()
+
+
 def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
               toplevel: str = TOPLEVEL, includes=(), parameters=None,
               verbose: bool = False) -> BuildInfo:
@@ -492,7 +528,6 @@ def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
     marker = bdir / ".hwsim_build_ok"
     runner = get_runner(sim)
     t0 = time.perf_counter()
-    cached = marker.exists()
     srcdir = bdir / "src"
     if reference:
         build_sources = [srcdir / p.name for p in src_files]
@@ -500,14 +535,6 @@ def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
     else:
         build_sources = src_files
         build_includes = [Path(d).resolve() for d in includes]
-    if not cached:
-        if bdir.exists():
-            shutil.rmtree(bdir, ignore_errors=True)
-        srcdir.mkdir(parents=True, exist_ok=True)
-        if reference:
-            for p in src_files + inc_files:
-                shutil.copyfile(p, srcdir / p.name)
-            (srcdir / PARAMS_HEADER).write_text(header)
     build_args = []
     if sim == "verilator":
         build_args = ["-Wno-fatal", "--x-assign", "0", "--x-initial", "0", "-O3"]
@@ -518,21 +545,35 @@ def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
                   hdl_toplevel=toplevel, build_dir=str(bdir),
                   always=True, build_args=build_args,
                   timescale=("1ns", "1ps") if sim == "icarus" else None, verbose=verbose)
-    with _sim_env(sim):
-        if cached:
+    root.mkdir(parents=True, exist_ok=True)
+    # One builder per key at a time (the cache is shared by every checkout on the machine).
+    with open(root / f"{sim}-{key}.lock", "w") as lock, _sim_env(sim):
+        _lock(lock)
+        cached = marker.exists()
+        if not cached:
+            if bdir.exists():
+                shutil.rmtree(bdir, ignore_errors=True)
+            srcdir.mkdir(parents=True, exist_ok=True)
+            if reference:
+                for p in src_files + inc_files:
+                    shutil.copyfile(p, srcdir / p.name)
+                (srcdir / PARAMS_HEADER).write_text(header)
+            try:
+                runner.build(log_file=str(log), **kwargs)
+            except (SystemExit, Exception) as e:  # the runner exits on a failed build
+                tail = log.read_text()[-3000:] if log.exists() else ""
+                raise CosimError(f"{sim} build failed ({e}); see {log}\n{tail}") from None
+            _drop_intermediates(bdir)
+            marker.write_text(key + "\n")
+            _prune_cache(root, sim, keep=bdir)
+        else:
+            marker.touch()  # least recently used builds are pruned first
             # set up the runner's state for test() without running the build commands
             runner._execute = lambda cmds, cwd: None
             try:
                 runner.build(**kwargs)
             finally:
                 del runner._execute
-        else:
-            try:
-                runner.build(log_file=str(log), **kwargs)
-            except (SystemExit, Exception) as e:  # the runner exits on a failed build
-                tail = log.read_text()[-3000:] if log.exists() else ""
-                raise CosimError(f"{sim} build failed ({e}); see {log}\n{tail}") from None
-            marker.write_text(key + "\n")
     return BuildInfo(runner, bdir, toplevel, cached, time.perf_counter() - t0)
 
 

@@ -99,7 +99,7 @@ def _defines(cfg: AccelConfig) -> list[tuple[str, object, str]]:
         ("OUTPUT_BITS", d.output_bits, "output element width (signed)"),
         ("ACC_BITS", acc.bits, "accumulator width"),
         ("ACC_SATURATE", int(acc.overflow == "saturate"),
-         f"accumulator.overflow = {acc.overflow} (1: saturate every addition, 0: wrap)"),
+         f"accumulator.overflow = {acc.overflow} (1 saturate, 0 wrap)"),
         ("BIAS_FIRST", int(acc.bias_first), "1: the accumulator starts at the bias"),
         ("REQUANT_SCHEME", REQUANT_SCHEME_CODES[rq.scheme], f"requant.scheme = {rq.scheme}"),
         ("REQUANT_ROUNDING", ROUNDING_CODES[rq.rounding], f"requant.rounding = {rq.rounding}"),

@@ -29,7 +29,8 @@ module hwsim_act_ram #(
         if (re) rdata <= mem[raddr];
         if (we)
             for (l = 0; l < LANES; l = l + 1)
-                if (wmask[l]) mem[waddr][l*ELEM_BITS +: ELEM_BITS] <= wdata[l*ELEM_BITS +: ELEM_BITS];
+                if (wmask[l])
+                    mem[waddr][l*ELEM_BITS +: ELEM_BITS] <= wdata[l*ELEM_BITS +: ELEM_BITS];
     end
 endmodule
 `default_nettype wire

@@ -5,10 +5,10 @@
 //   mac       acc <= ovf(acc + x[r][c] * w[c])  (one product per cycle, (ky, kx, ic) order)
 //   add_bias  acc <= ovf(acc + bias[c])      (bias added last when BIAS_FIRST = 0)
 // x comes per row (x_row: the row's im2col value, CONV/FC) or per PE (x_pe, when per_pe: the
-// pixel's own channel, DWCONV); w and the bias per column. The accumulators form one register file, updated by a single loop over
-// the PEs (cheap to simulate). `capture` copies every accumulator to a shadow register;
-// rd_sel / rd_en read one shadow register (registered), so the drain of a tile overlaps the
-// next tile's work.
+// pixel's own channel, DWCONV); w and the bias per column. The accumulators form one register
+// file, updated by a single loop over the PEs (cheap to simulate). `capture` copies every
+// accumulator to a shadow register; rd_sel / rd_en read one shadow register (registered), so
+// the drain of a tile overlaps the next tile's work.
 // Fault injection (tests only): `define HWSIM_FAULT_NARROW_ACC makes every accumulator
 // 16 bits (wrapping), sign-extended to ACC_BITS.
 `default_nettype none

@@ -331,7 +331,8 @@ module hwsim_mac_engine #(
     hwsim_mac_array #(.ROWS(ROWS), .COLS(COLS), .XW(XW), .WB(8), .ACC_BITS(ACC_BITS),
                       .SATURATE(ACC_SATURATE), .SEL_W(PE_W)) array (
         .clk(clk), .load(load_d), .mac(mac_d), .add_bias(bias_d), .init(init_op),
-        .bias(bias_op), .per_pe(is_dw), .x_row(x_row), .x_pe(x_pe), .w(w_op), .capture(capture), .rd_en(rd_en),
+        .bias(bias_op), .per_pe(is_dw), .x_row(x_row), .x_pe(x_pe), .w(w_op),
+        .capture(capture), .rd_en(rd_en),
         .rd_sel(rd_sel), .rd_acc(rd_acc));
 
     // ---- drain unit ---------------------------------------------------------------------------
@@ -572,8 +573,8 @@ module hwsim_mac_engine #(
                 state <= S_MAC;
             end
             S_MAC: begin
-                // operands of step c_k are registered now (x_op / w_op); the array adds them
-                // next cycle (mac_d)
+                // operands of step c_k are registered now (x_row / x_pe, w_op); the array
+                // adds them next cycle (mac_d)
                 mac_d <= 1'b1;
                 c_k <= c_k + 32'sd1;
                 if (c_lane + 32'sd1 < WGT_L) begin

@@ -10,7 +10,7 @@
 `define HWSIM_WEIGHT_BITS                8  // weight element width (signed)
 `define HWSIM_OUTPUT_BITS                8  // output element width (signed)
 `define HWSIM_ACC_BITS                   32  // accumulator width
-`define HWSIM_ACC_SATURATE               0  // accumulator.overflow = wrap (1: saturate every addition, 0: wrap)
+`define HWSIM_ACC_SATURATE               0  // accumulator.overflow = wrap (1 saturate, 0 wrap)
 `define HWSIM_BIAS_FIRST                 1  // 1: the accumulator starts at the bias
 `define HWSIM_REQUANT_SCHEME             0  // requant.scheme = tflite_double
 `define HWSIM_REQUANT_ROUNDING           0  // requant.rounding = half_away_from_zero

@@ -145,8 +145,8 @@ def test_truncated_and_foreign_models(tmp_path, capsys):
         for cmd in (["info"], ["run", "--random-input", "0", "-o", tmp_path / "y.npy"]):
             code, _, err = run_main(capsys, *cmd, tmp_path / name)
             assert_error(code, err, name)
-    code, _, err = run_main(capsys, "info", tmp_path / "model.onnx")
-    assert_error(code, err, "model.onnx", "unknown model format")
+    code, _, err = run_main(capsys, "info", tmp_path / "model.pb")
+    assert_error(code, err, "model.pb", "unknown model format")
     code, _, err = run_main(capsys, "info", tmp_path)
     assert_error(code, err, str(tmp_path))
     assert not (tmp_path / "y.npy").exists() and leftovers(tmp_path) == []

@@ -340,6 +340,18 @@ def lower(graph: Graph, config=None, requant_scheme: str | None = None) -> Progr
     return lower_with_context(graph, config, requant_scheme)[0]
 
 
+def _refuse_float_model(graph: Graph) -> None:
+    """A float model (float32 MAC weights) cannot be lowered: say so, and what to do."""
+    for op in graph.ops:
+        if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 1:
+            w = graph.tensors[op.inputs[1]]
+            if w.dtype is not None and np.dtype(w.dtype).kind == "f":
+                raise ModelError(
+                    f"{graph.source or 'model'}: a float model (op {op.index} {op.type} has "
+                    f"{w.dtype} weights); hwsim runs integer models — quantize it first: "
+                    f"hwsim quantize MODEL --calib DATA --out model_int8.tflite")
+
+
 def lower_with_context(graph: Graph, config=None, requant_scheme: str | None = None):
     """:func:`lower`, also returning the LoweringContext (its ``notes``: the approximations)."""
     if isinstance(config, str) and config in REQUANT_SCHEMES:
@@ -351,6 +363,7 @@ def lower_with_context(graph: Graph, config=None, requant_scheme: str | None = N
             raise ValueError(f"requant_scheme {requant_scheme!r} contradicts the config's "
                              f"requant.scheme {config.requant.scheme!r}")
     registry.load_all()
+    _refuse_float_model(graph)
     ctx = LoweringContext(graph, requant_scheme or "tflite_double", config)
     layers: list[Layer] = []
     for op in graph.ops:
