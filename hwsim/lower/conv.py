@@ -134,6 +134,25 @@ def _summary(ctx: LoweringContext, x: int, w_scales_len: int, out: int, fused) -
             f"zp={ctx.zero_point(out)}" + (f" | {fused}" if fused and fused != "NONE" else ""))
 
 
+def _window_geometry(ctx: LoweringContext, op: Op, xs, ys, kh: int, kw: int, cout: int) -> dict:
+    """Strides, dilations, TFLite's padding and the output size of a sliding-window op,
+    checked against the output tensor's shape."""
+    a = op.attrs
+    sh, sw = int(a.get("stride_h", 1)), int(a.get("stride_w", 1))
+    dh, dw = int(a.get("dilation_h_factor", 1)), int(a.get("dilation_w_factor", 1))
+    padding = a.get("padding", "VALID")
+    oh = compute_out_size(padding, xs[1], kh, sh, dh)
+    ow = compute_out_size(padding, xs[2], kw, sw, dw)
+    if (xs[0], oh, ow, cout) != tuple(ys):
+        raise ctx.error(op, f"output shape {list(ys)} does not match the computed "
+                            f"{[xs[0], oh, ow, cout]}")
+    same = padding == "SAME"
+    return dict(stride_h=sh, stride_w=sw, dilation_h=dh, dilation_w=dw,
+                pad_top=compute_padding(sh, dh, xs[1], kh, oh) if same else 0,
+                pad_left=compute_padding(sw, dw, xs[2], kw, ow) if same else 0,
+                out_h=oh, out_w=ow)
+
+
 @lowering("CONV_2D")
 def lower_conv2d(op: Op, ctx: LoweringContext):
     x_i, w_i = op.inputs[0], op.inputs[1]
@@ -150,22 +169,12 @@ def lower_conv2d(op: Op, ctx: LoweringContext):
         raise ctx.error(op, f"input depth {cin} is not a multiple of the filter depth {cin_g} "
                             f"(or the groups do not divide {cout} output channels)")
     groups = cin // cin_g
-    sh, sw = int(a.get("stride_h", 1)), int(a.get("stride_w", 1))
-    dh, dw = int(a.get("dilation_h_factor", 1)), int(a.get("dilation_w_factor", 1))
-    padding = a.get("padding", "VALID")
-    oh = compute_out_size(padding, xs[1], kh, sh, dh)
-    ow = compute_out_size(padding, xs[2], kw, sw, dw)
-    if (xs[0], oh, ow, cout) != tuple(ys):
-        raise ctx.error(op, f"output shape {list(ys)} does not match the computed "
-                            f"{[xs[0], oh, ow, cout]}")
-    pad_top = compute_padding(sh, dh, xs[1], kh, oh) if padding == "SAME" else 0
-    pad_left = compute_padding(sw, dw, xs[2], kw, ow) if padding == "SAME" else 0
+    geom = _window_geometry(ctx, op, xs, ys, kh, kw, cout)
     bias, acc_int64 = _check_types(ctx, op, x_i, w_i, b_i)
     w_scales = _weights_per_tensor_or_channel(ctx, op, w_i, cout, 0)
     params = _requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64)
     params.update(weights=np.ascontiguousarray(w), bias=bias,
-                  input_offset=-ctx.zero_point(x_i), stride_h=sh, stride_w=sw, dilation_h=dh,
-                  dilation_w=dw, pad_top=pad_top, pad_left=pad_left, out_h=oh, out_w=ow,
+                  input_offset=-ctx.zero_point(x_i), **geom,
                   groups=groups, acc_int64=acc_int64,
                   packed=mac.pack_conv2d_weights(w, groups))  # kernel layout, packed once
     macs = int(np.prod(ys)) * kh * kw * cin_g
@@ -192,22 +201,12 @@ def lower_depthwise(op: Op, ctx: LoweringContext):
         if cin == 0 or cout % cin:
             raise ctx.error(op, f"weights have {cout} channels, input {cin}: not a multiple")
         dm = cout // cin
-    sh, sw = int(a.get("stride_h", 1)), int(a.get("stride_w", 1))
-    dh, dw = int(a.get("dilation_h_factor", 1)), int(a.get("dilation_w_factor", 1))
-    padding = a.get("padding", "VALID")
-    oh = compute_out_size(padding, xs[1], kh, sh, dh)
-    ow = compute_out_size(padding, xs[2], kw, sw, dw)
-    if (xs[0], oh, ow, cout) != tuple(ys):
-        raise ctx.error(op, f"output shape {list(ys)} does not match the computed "
-                            f"{[xs[0], oh, ow, cout]}")
-    pad_top = compute_padding(sh, dh, xs[1], kh, oh) if padding == "SAME" else 0
-    pad_left = compute_padding(sw, dw, xs[2], kw, ow) if padding == "SAME" else 0
+    geom = _window_geometry(ctx, op, xs, ys, kh, kw, cout)
     bias, acc_int64 = _check_types(ctx, op, x_i, w_i, b_i)
     w_scales = _weights_per_tensor_or_channel(ctx, op, w_i, cout, 3)
     params = _requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64)
     params.update(weights=np.ascontiguousarray(w), bias=bias,
-                  input_offset=-ctx.zero_point(x_i), stride_h=sh, stride_w=sw, dilation_h=dh,
-                  dilation_w=dw, pad_top=pad_top, pad_left=pad_left, out_h=oh, out_w=ow,
+                  input_offset=-ctx.zero_point(x_i), **geom,
                   depth_multiplier=dm, acc_int64=acc_int64,
                   packed=mac.pack_depthwise_weights(w, dm))
     macs = int(np.prod(ys)) * kh * kw
