@@ -174,8 +174,8 @@ def _placement(layer: Layer, program: Program) -> tuple[str, str]:
 def _params_diff(hw: dict, ref: dict) -> list[str]:
     """The params keys whose values differ (multiplier/shift compared per channel)."""
     diff = []
-    # "packed" is the kernel layout of "weights" (derived from it), not a parameter of its own
-    for k in sorted((set(hw) | set(ref)) - _ACC_KEYS - {"packed"}):
+    # "packed"/"split_shifts" are kernel layouts derived from "weights"/"multiplier"+"shift"
+    for k in sorted((set(hw) | set(ref)) - _ACC_KEYS - {"packed", "split_shifts"}):
         a, b = hw.get(k), ref.get(k)
         if k in ("multiplier", "shift"):
             a, b = np.atleast_1d(a).astype(np.int64), np.atleast_1d(b).astype(np.int64)

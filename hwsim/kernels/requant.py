@@ -198,18 +198,34 @@ def _requantize(acc2d, multiplier, shift, out_zp, act_min, act_max, scheme, roun
             out2d[r, c] = v
 
 
-@numba.njit(cache=True)
-def _requantize_tflite_double(acc2d, left_shift, right_shift, multiplier, out_zp, act_min,
-                              act_max, out2d):
-    """Scheme 0 (the hot path of every int8 CONV/DEPTHWISE layer): the same primitive as
-    requant_one, with the scheme dispatch and the shift split hoisted out of the loop (per
-    channel arrays, already broadcast to the channel count) so the body vectorizes."""
-    rows, channels = acc2d.shape
-    for r in range(rows):
-        for c in range(channels):
-            v = multiply_by_quantized_multiplier_double_lr(
-                acc2d[r, c], multiplier[c], left_shift[c], right_shift[c]) + out_zp
-            out2d[r, c] = min(max(v, act_min), act_max)
+def _make_tflite_double(parallel: bool):
+    @numba.njit(cache=True, parallel=parallel)
+    def kernel(acc2d, left_shift, right_shift, multiplier, out_zp, act_min, act_max, out2d):
+        """Scheme 0 (the hot path of every int8 CONV/DEPTHWISE layer): the same primitive as
+        requant_one, with the scheme dispatch and the shift split hoisted out of the loop
+        (per-channel arrays, broadcast to the channel count) so the body vectorizes."""
+        rows, channels = acc2d.shape
+        for r in numba.prange(rows):
+            for c in range(channels):
+                v = multiply_by_quantized_multiplier_double_lr(
+                    acc2d[r, c], multiplier[c], left_shift[c], right_shift[c]) + out_zp
+                out2d[r, c] = min(max(v, act_min), act_max)
+    return kernel
+
+
+_requantize_tflite_double = _make_tflite_double(False)
+_requantize_tflite_double_parallel = _make_tflite_double(True)
+PARALLEL_MIN_ELEMENTS = 1 << 16  # below this a thread hand-off costs more than it saves
+
+
+def split_shifts(params: dict, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(multiplier, left_shift, right_shift) per channel for scheme 0's hot loop: TFLite's
+    split left_shift = max(shift, 0), right_shift = max(-shift, 0). Lowering stores it in
+    params["split_shifts"] so it is derived once, not per call."""
+    mult = np.broadcast_to(np.atleast_1d(params["multiplier"]).astype(np.int64), (channels,))
+    shift = np.broadcast_to(np.atleast_1d(params["shift"]).astype(np.int64), (channels,))
+    return (np.ascontiguousarray(mult), np.ascontiguousarray(np.maximum(shift, 0)),
+            np.ascontiguousarray(np.maximum(-shift, 0)))
 
 
 def requantize(acc: np.ndarray, params: dict, out_dtype) -> np.ndarray:
@@ -225,10 +241,12 @@ def requantize(acc: np.ndarray, params: dict, out_dtype) -> np.ndarray:
     lo, hi, zp = (np.int64(params["act_min"]), np.int64(params["act_max"]),
                   np.int64(params["out_zp"]))
     if int(params["scheme"]) == 0:
-        m_c = np.broadcast_to(mult, (channels,)).astype(np.int64)
-        s_c = np.broadcast_to(shift, (channels,))
-        _requantize_tflite_double(acc2d, np.maximum(s_c, 0).astype(np.int64),
-                                  np.maximum(-s_c, 0).astype(np.int64), m_c, zp, lo, hi, out)
+        split = params.get("split_shifts")
+        if split is None or len(split[0]) != channels:
+            split = split_shifts(params, channels)
+        fn = (_requantize_tflite_double_parallel if acc2d.size >= PARALLEL_MIN_ELEMENTS
+              else _requantize_tflite_double)
+        fn(acc2d, split[1], split[2], split[0], zp, lo, hi, out)
     else:
         _requantize(acc2d, mult, shift, zp, lo, hi, np.int64(params["scheme"]),
                     np.int64(params.get("rounding", 0)), out)

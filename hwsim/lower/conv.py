@@ -29,7 +29,7 @@ import numpy as np
 from ..ir import Op
 from ..registry import lowering
 from . import LoweringContext, REQUANT_SCHEMES, collapse_reals
-from ..kernels.requant import real_to_m_e
+from ..kernels.requant import real_to_m_e, split_shifts
 from ..kernels import mac
 from ..kernels import conv as _kernels  # noqa: F401  (registers the kernels)
 
@@ -177,6 +177,8 @@ def lower_conv2d(op: Op, ctx: LoweringContext):
                   input_offset=-ctx.zero_point(x_i), **geom,
                   groups=groups, acc_int64=acc_int64,
                   packed=mac.pack_conv2d_weights(w, groups))  # kernel layout, packed once
+    if params["scheme"] == REQUANT_SCHEMES["tflite_double"]:
+        params["split_shifts"] = split_shifts(params, cout)
     macs = int(np.prod(ys)) * kh * kw * cin_g
     return ctx.layer(op, "conv2d", inputs=[x_i], params=params, macs=macs, has_acc=True,
                      summary=_summary(ctx, x_i, len(ctx.tensor(w_i).quant.scales),
@@ -209,6 +211,8 @@ def lower_depthwise(op: Op, ctx: LoweringContext):
                   input_offset=-ctx.zero_point(x_i), **geom,
                   depth_multiplier=dm, acc_int64=acc_int64,
                   packed=mac.pack_depthwise_weights(w, dm))
+    if params["scheme"] == REQUANT_SCHEMES["tflite_double"]:
+        params["split_shifts"] = split_shifts(params, cout)
     macs = int(np.prod(ys)) * kh * kw
     return ctx.layer(op, "depthwise_conv2d", inputs=[x_i], params=params, macs=macs,
                      has_acc=True,
