@@ -133,22 +133,30 @@ def run_mean(layer, inputs):
 # ADD / SUB / MUL on flat, already broadcast operands
 # --------------------------------------------------------------------------------------------
 
-@numba.njit(cache=True)
-def _add_sub_general(a, b, out, is_sub, off1, off2, left_shift, m1, s1, m2, s2, mo, so,
-                     out_off, act_min, act_max, single):
-    """AddFunc / BroadcastQuantSubSlow: rescale both inputs to a common scale, add, rescale."""
-    for i in range(a.shape[0]):
-        x1 = wrap_int32((off1 + np.int64(a[i])) << left_shift)
-        x2 = wrap_int32((off2 + np.int64(b[i])) << left_shift)
-        y1 = _mbqm(x1, m1, s1, single)
-        y2 = _mbqm(x2, m2, s2, single)
-        raw = wrap_int32(y1 - y2) if is_sub else wrap_int32(y1 + y2)
-        v = _mbqm(raw, mo, so, single) + out_off
-        if v < act_min:
-            v = act_min
-        if v > act_max:
-            v = act_max
-        out[i] = v
+def _make_add_sub_general(parallel: bool):
+    @numba.njit(cache=True, parallel=parallel)
+    def kernel(a, b, out, is_sub, off1, off2, left_shift, m1, s1, m2, s2, mo, so, out_off,
+               act_min, act_max, single):
+        """AddFunc / BroadcastQuantSubSlow: rescale both inputs to a common scale, add,
+        rescale."""
+        for i in numba.prange(a.shape[0]):
+            x1 = wrap_int32((off1 + np.int64(a[i])) << left_shift)
+            x2 = wrap_int32((off2 + np.int64(b[i])) << left_shift)
+            y1 = _mbqm(x1, m1, s1, single)
+            y2 = _mbqm(x2, m2, s2, single)
+            raw = wrap_int32(y1 - y2) if is_sub else wrap_int32(y1 + y2)
+            v = _mbqm(raw, mo, so, single) + out_off
+            if v < act_min:
+                v = act_min
+            if v > act_max:
+                v = act_max
+            out[i] = v
+    return kernel
+
+
+_add_sub_general = _make_add_sub_general(False)
+_add_sub_general_parallel = _make_add_sub_general(True)
+PARALLEL_MIN_ELEMENTS = 1 << 15  # below this the thread hand-off costs more than it saves
 
 
 @numba.njit(cache=True)
@@ -196,7 +204,9 @@ def run_add_sub(layer, inputs):
         _add_sub_pot16(a, b, out, p["is_sub"], np.int64(p["rshift1"]), np.int64(p["rshift2"]),
                        np.int64(p["act_min"]), np.int64(p["act_max"]))
     else:
-        _add_sub_general(a, b, out, p["is_sub"], np.int64(p["input1_offset"]),
+        fn = _add_sub_general_parallel if a.shape[0] >= PARALLEL_MIN_ELEMENTS else \
+            _add_sub_general
+        fn(a, b, out, p["is_sub"], np.int64(p["input1_offset"]),
                          np.int64(p["input2_offset"]), np.int64(p["left_shift"]),
                          np.int64(p["input1_multiplier"]), np.int64(p["input1_shift"]),
                          np.int64(p["input2_multiplier"]), np.int64(p["input2_shift"]),
