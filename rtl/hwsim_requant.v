@@ -29,10 +29,14 @@ module hwsim_requant #(
     wire signed [127:0] acc128 = {{64{acc64[63]}}, acc64};
     wire signed [127:0] mult128 = {{96{mult[31]}}, mult};
 
+    localparam signed [127:0] I32_MAX = 128'sh7fffffff;
+    localparam signed [127:0] I32_MIN = -128'sh80000000;
     reg signed [127:0] scaled;
+    reg signed [127:0] d5;
     reg signed [31:0] r32;
     always @* begin
         r32 = 32'sd0;
+        d5 = 128'sd0;
         case (scheme)
             3'd0: begin
                 r32 = f_mbqm_double(acc32, mult, shift);
@@ -44,12 +48,21 @@ module hwsim_requant #(
             end
             3'd3: scaled = f_round_shift(acc128 * mult128, word[38:32], rounding);
             3'd4: scaled = f_round_shift(acc128, word[38:32], rounding);
-            3'd5: scaled = f_double_round(acc64, word);
+            3'd5: begin
+                // static_cast<int32_t>(round(...)): out of int32 gives INT32_MIN (x86 cvttsd2si)
+                d5 = f_double_round(acc64, word);
+                r32 = (d5 > I32_MAX || d5 < I32_MIN) ? 32'sh80000000 : d5[31:0];
+                scaled = {{96{r32[31]}}, r32};
+            end
             default: scaled = 128'sd0;
         endcase
     end
     /* verilator lint_off UNUSEDSIGNAL */  // 32-bit index arithmetic, sliced to widths
-    wire signed [127:0] biased = scaled + {{96{output_offset[31]}}, output_offset};
+    // TFLite schemes (0, 1, 5) add the offset to an int32: `acc += output_offset` wraps
+    wire               tfl = (scheme == 3'd0) || (scheme == 3'd1) || (scheme == 3'd5);
+    wire signed [31:0] b32 = r32 + output_offset;
+    wire signed [127:0] biased = tfl ? {{96{b32[31]}}, b32}
+                                     : scaled + {{96{output_offset[31]}}, output_offset};
     wire signed [127:0] lo = {{96{act_min[31]}}, act_min};
     wire signed [127:0] hi = {{96{act_max[31]}}, act_max};
     wire signed [127:0] clamped = (biased < lo) ? lo : ((biased > hi) ? hi : biased);

@@ -227,3 +227,20 @@ def test_fully_connected_requantizes_in_double_like_tflite_ref():
             assert np.array_equal(res.outputs[0], ref)
             return
     pytest.fail("no case found where Q31 and double requantization differ")
+
+
+@pytest.mark.parametrize("real", [1e5, 3e5, 1e10, 1e30])
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize("zp_out", [0, -128, 127])
+def test_fully_connected_out_of_int32_results_match_tflite_ref(real, sign, zp_out):
+    """double(acc) * real beyond int32: TFLite's conversion gives INT32_MIN (x86 cvttsd2si),
+    and `acc_scaled += output_offset` then wraps in int32 (zp -128 turns it into +2^31 - 129).
+    Undefined behaviour in C++, but it is what TFLite's reference kernel computes."""
+    b = GraphBuilder("fc_overflow")
+    x = b.input("x", (1, 2), np.int8, 1.0, 0)
+    w = b.const("w", np.array([[sign * 100, 7]], np.int8), np.array([1.0], np.float32),
+                np.zeros(1, np.int64), 0)
+    y = b.activation("y", (1, 1), np.int8, 1.0 / real, zp_out)
+    b.op("FULLY_CONNECTED", [x, w], [y], version=4, fused_activation_function="NONE")
+    b.output(y)
+    assert_same_as_tflite(b.tflite(), np.array([[100, -3]], np.int8))

@@ -355,12 +355,13 @@ def test_light_model_int8_every_tensor(name, randomize):
     assert _light_check(name, randomize) > 80
 
 
-@pytest.mark.parametrize("name", ["inception_v2", "resnet50", "densenet121"])
+@pytest.mark.parametrize("name", ["inception_v2", "resnet50", "densenet121", "vgg19"])
 def test_light_model_int8_every_tensor_slow(name):
     if not SLOW:
-        pytest.skip(f"slow (~10 s): light_{name} int8 TFLite == hwsim; set HWSIM_SLOW=1")
-    assert _light_check(name, False) > 150
-    assert _light_check(name, True) > 150
+        pytest.skip(f"slow (~10-20 s): light_{name} int8 TFLite == hwsim; set HWSIM_SLOW=1")
+    least = {"vgg19": 50}.get(name, 150)  # tensors compared (VGG-19 has few, large layers)
+    assert _light_check(name, False) > least
+    assert _light_check(name, True) > least
 
 
 def test_light_models_with_lrn_are_float_only():

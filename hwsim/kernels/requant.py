@@ -24,7 +24,7 @@ import math
 import numba
 import numpy as np
 
-from ..arith import (multiply_by_quantized_multiplier_double,
+from ..arith import (wrap_int32, multiply_by_quantized_multiplier_double,
                      multiply_by_quantized_multiplier_double_lr, multiply_by_quantized_multiplier_int64,
                      multiply_by_quantized_multiplier_single, round_shift,
                      round_shift_half_away, round_shift_half_even)
@@ -147,6 +147,18 @@ def double_round_int(acc, m, e):
 
 
 @_jit
+def double_round_to_int32(acc, m, e):
+    """TFLite's ``static_cast<int32_t>(round(double(acc) * real))``: double_round_int, then the
+    conversion to int32. Outside int32 that conversion is undefined behaviour in C++; the x86
+    code TFLite runs (cvttsd2si) gives INT32_MIN, which this reproduces (checked against
+    TFLite's reference FULLY_CONNECTED: tests/test_ops_conv.py)."""
+    v = double_round_int(acc, m, e)
+    if v > np.int64(2147483647) or v < np.int64(-2147483648):
+        return np.int64(-2147483648)
+    return v
+
+
+@_jit
 def round_half_away_double(v):
     """C's round() on a double: ties away from zero (exact: a - floor(a) is exact)."""
     a = abs(v)
@@ -169,7 +181,7 @@ def double_round_float(acc: int, real: float) -> int:
 @numba.njit(cache=True)
 def requant_one(acc, multiplier, shift, scheme, rounding):
     if scheme == 5:
-        return double_round_int(acc, multiplier, shift)
+        return double_round_to_int32(acc, multiplier, shift)
     if scheme == 0:
         return multiply_by_quantized_multiplier_double(acc, multiplier, shift)
     elif scheme == 1:
@@ -191,6 +203,9 @@ def _requantize(acc2d, multiplier, shift, out_zp, act_min, act_max, scheme, roun
         for c in range(channels):
             k = c if per_channel else 0
             v = requant_one(acc2d[r, c], multiplier[k], shift[k], scheme, rounding) + out_zp
+            if scheme <= 2 or scheme == 5:
+                # TFLite adds the output offset to an int32 (`acc += output_offset`): it wraps
+                v = wrap_int32(v)
             if v < act_min:
                 v = act_min
             elif v > act_max:
@@ -207,8 +222,8 @@ def _make_tflite_double(parallel: bool):
         rows, channels = acc2d.shape
         for r in numba.prange(rows):
             for c in range(channels):
-                v = multiply_by_quantized_multiplier_double_lr(
-                    acc2d[r, c], multiplier[c], left_shift[c], right_shift[c]) + out_zp
+                v = wrap_int32(multiply_by_quantized_multiplier_double_lr(
+                    acc2d[r, c], multiplier[c], left_shift[c], right_shift[c]) + out_zp)
                 out2d[r, c] = min(max(v, act_min), act_max)
     return kernel
 
