@@ -243,7 +243,8 @@ def test_image_rule_modes_and_layouts(tmp_path):
     # float input gets p / 255
     f32 = TensorInfo(0, "f", (1, 6, 5, 3), np.dtype(np.float32), np.zeros(0, np.float32),
                      np.zeros(0, np.int64))
-    assert np.allclose(load_input(tmp_path / "img.png", f32)[0], p / 255.0)
+    assert np.array_equal(load_input(tmp_path / "img.png", f32)[0],
+                          (p / 255.0).astype(np.float32))  # the documented rule, exactly
 
 
 def test_image_errors(tmp_path):
