@@ -437,11 +437,13 @@ def test_tflite_int8_preset_reproduces_the_engine_on_the_corpus(path):
     import h5py
     import hwsim
     d = CORPUS / path
-    try:
-        g = hwsim.load_graph(d / "model.tflite")
-        ref = Network(lower(g), g)
-    except hwsim.ModelError as e:
-        pytest.skip(f"{path}: the engine does not run it ({str(e)[:80]})")
+    with h5py.File(d / "expected.h5", "r") as h:
+        if h.attrs["oracle"] == "none":
+            # only keyword_scrambled_8bit: SVDF with int8 state, which TFLite itself cannot run
+            pytest.skip(f"{path}: the corpus has no oracle for it and the engine refuses its "
+                        f"SVDF op")
+    g = hwsim.load_graph(d / "model.tflite")
+    ref = Network(lower(g), g)  # any other model failing to load is a failure, not a skip
     hw = Network(lower(g, "tflite-int8"), g)
     assert all("acc_bits" in layer.params for layer in hw.program.layers if layer.has_acc)
     with h5py.File(d / "expected.h5", "r") as h:
