@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import arith_bigint_ref as bigref
 from hwsim.kernels.requant import (double_round_float, double_round_int, real_to_m_e,
                                    requantize)
 from hwsim.lower import (REQUANT_SCHEMES, collapse_reals, derive_requant, mult_shift_params,
@@ -276,3 +277,42 @@ def test_mult_shift_and_shift_only_requantize():
         want = [min(max(int(round_shift(int(a), 3, code)) + 4, -128), 127)
                 for a in acc.reshape(-1)]
         assert got.tolist() == want, mode
+
+
+# --- scheme 0's two kernels (eight-lane vector IR and scalar loop) vs the big-integer model ---
+_I32MIN, _I32MAX = -(1 << 31), (1 << 31) - 1
+_EDGES = np.array([_I32MIN, _I32MIN + 1, -(1 << 30), -12345, -1, 0, 1, 12345, 1 << 30,
+                   _I32MAX - 1, _I32MAX], dtype=np.int64)
+
+
+@pytest.mark.parametrize("vector", [True, False], ids=["vector", "scalar"])
+@pytest.mark.parametrize("out_dtype,act", [(np.int8, (-128, 127)), (np.int16, (-32768, 32767)),
+                                           (np.int8, (-5, 100))])
+def test_scheme0_kernels_match_bigint_model(monkeypatch, vector, out_dtype, act):
+    """Every lane of both scheme-0 kernels equals mbqm_double + wrapped zero point + clamp
+    computed with Python integers, on random and edge accumulators, multipliers (including
+    INT32_MIN, the SRDHM saturation) and every shift in [-31, 30], serial and parallel sizes."""
+    from hwsim.kernels import requant as R
+    monkeypatch.setattr(R, "VECTOR_REQUANT", vector)
+    rng = np.random.default_rng(7)
+    for rows, zp in ((5, -3), (40, _I32MAX), (1 << 13, 17), (3, _I32MIN)):
+        C = 64
+        acc = rng.integers(_I32MIN, _I32MAX + 1, size=(rows, C), dtype=np.int64)
+        acc[rng.random((rows, C)) < 0.3] >>= 20
+        pick = rng.random((rows, C)) < 0.2
+        acc[pick] = rng.choice(_EDGES, size=int(pick.sum()))
+        mult = rng.integers(_I32MIN, _I32MAX + 1, size=C)
+        mult[:len(_EDGES)] = _EDGES
+        shift = np.arange(-31, 33)[:C] % 62 - 31
+        p = dict(multiplier=mult, shift=shift, scheme=0, out_zp=zp, act_min=act[0],
+                 act_max=act[1])
+        got = R.requantize(acc.astype(np.int32), p, out_dtype)
+        assert got.dtype == out_dtype
+        n = min(rows, 64)  # the big-integer model on a subset of rows (every column)
+        for r in list(range(n)) + [rows - 1]:
+            for c in range(C):
+                v = bigref.to_int32(bigref.mbqm_double(int(acc[r, c]), int(mult[c]),
+                                                       int(shift[c])) + zp)
+                want = min(max(v, act[0]), act[1])
+                assert int(got[r, c]) == want, (r, c, int(acc[r, c]), int(mult[c]),
+                                                int(shift[c]))

@@ -133,29 +133,42 @@ def run_mean(layer, inputs):
 # ADD / SUB / MUL on flat, already broadcast operands
 # --------------------------------------------------------------------------------------------
 
-def _make_add_sub_general(parallel: bool):
-    @numba.njit(cache=True, parallel=parallel)
-    def kernel(a, b, out, is_sub, off1, off2, left_shift, m1, s1, m2, s2, mo, so, out_off,
-               act_min, act_max, single):
-        """AddFunc / BroadcastQuantSubSlow: rescale both inputs to a common scale, add,
-        rescale."""
-        for i in numba.prange(a.shape[0]):
-            x1 = wrap_int32((off1 + np.int64(a[i])) << left_shift)
-            x2 = wrap_int32((off2 + np.int64(b[i])) << left_shift)
-            y1 = _mbqm(x1, m1, s1, single)
-            y2 = _mbqm(x2, m2, s2, single)
-            raw = wrap_int32(y1 - y2) if is_sub else wrap_int32(y1 + y2)
-            v = _mbqm(raw, mo, so, single) + out_off
-            if v < act_min:
-                v = act_min
-            if v > act_max:
-                v = act_max
-            out[i] = v
-    return kernel
+@numba.njit(cache=True, inline="always")
+def _add_sub_one(a, b, out, i, is_sub, off1, off2, left_shift, m1, s1, m2, s2, mo, so, out_off,
+                 act_min, act_max, single):
+    """AddFunc / BroadcastQuantSubSlow on element i: rescale both inputs to a common scale,
+    add, rescale."""
+    x1 = wrap_int32((off1 + np.int64(a[i])) << left_shift)
+    x2 = wrap_int32((off2 + np.int64(b[i])) << left_shift)
+    y1 = _mbqm(x1, m1, s1, single)
+    y2 = _mbqm(x2, m2, s2, single)
+    raw = wrap_int32(y1 - y2) if is_sub else wrap_int32(y1 + y2)
+    v = _mbqm(raw, mo, so, single) + out_off
+    if v < act_min:
+        v = act_min
+    if v > act_max:
+        v = act_max
+    out[i] = v
 
 
-_add_sub_general = _make_add_sub_general(False)
-_add_sub_general_parallel = _make_add_sub_general(True)
+# Two top-level functions, not one factory: Numba's cache is keyed by qualified name and source
+# line, so closures differing only in ``parallel=`` would share one cache entry.
+@numba.njit(cache=True)
+def _add_sub_general(a, b, out, is_sub, off1, off2, left_shift, m1, s1, m2, s2, mo, so, out_off,
+                     act_min, act_max, single):
+    for i in range(a.shape[0]):
+        _add_sub_one(a, b, out, i, is_sub, off1, off2, left_shift, m1, s1, m2, s2, mo, so,
+                     out_off, act_min, act_max, single)
+
+
+@numba.njit(cache=True, parallel=True)
+def _add_sub_general_parallel(a, b, out, is_sub, off1, off2, left_shift, m1, s1, m2, s2, mo, so,
+                              out_off, act_min, act_max, single):
+    for i in numba.prange(a.shape[0]):
+        _add_sub_one(a, b, out, i, is_sub, off1, off2, left_shift, m1, s1, m2, s2, mo, so,
+                     out_off, act_min, act_max, single)
+
+
 PARALLEL_MIN_ELEMENTS = 1 << 15  # below this the thread hand-off costs more than it saves
 
 

@@ -20,9 +20,13 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from ..arith import (wrap_int32, multiply_by_quantized_multiplier_double,
                      multiply_by_quantized_multiplier_double_lr, multiply_by_quantized_multiplier_int64,
@@ -213,34 +217,155 @@ def _requantize(acc2d, multiplier, shift, out_zp, act_min, act_max, scheme, roun
             out2d[r, c] = v
 
 
-def _make_tflite_double(parallel: bool):
-    @numba.njit(cache=True, parallel=parallel)
-    def kernel(acc2d, left_shift, right_shift, multiplier, out_zp, act_min, act_max, out2d):
-        """Scheme 0 (the hot path of every int8 CONV/DEPTHWISE layer): the same primitive as
-        requant_one, with the scheme dispatch and the shift split hoisted out of the loop
-        (per-channel arrays, broadcast to the channel count) so the body vectorizes."""
-        rows, channels = acc2d.shape
-        for r in numba.prange(rows):
-            for c in range(channels):
-                v = wrap_int32(multiply_by_quantized_multiplier_double_lr(
-                    acc2d[r, c], multiplier[c], left_shift[c], right_shift[c]) + out_zp)
-                out2d[r, c] = min(max(v, act_min), act_max)
-    return kernel
+# Serial and parallel variants are separate top-level functions: Numba's cache is keyed by the
+# function's qualified name and source line, so two closures of one factory that differ only in
+# ``parallel=`` would share (and overwrite) one cache entry.
+@_jit
+def _rq_row_scalar(acc2d, r, left_shift, right_shift, multiplier, out_zp, act_min, act_max, out2d):
+    """Scheme 0 (the hot path of every int8 CONV/DEPTHWISE layer) on one row: the same
+    primitive as requant_one, with the scheme dispatch and the shift split hoisted out of the
+    loop (per-channel arrays, broadcast to the channel count)."""
+    for c in range(acc2d.shape[1]):
+        v = wrap_int32(multiply_by_quantized_multiplier_double_lr(
+            acc2d[r, c], multiplier[c], left_shift[c], right_shift[c]) + out_zp)
+        out2d[r, c] = min(max(v, act_min), act_max)
 
 
-_requantize_tflite_double = _make_tflite_double(False)
-_requantize_tflite_double_parallel = _make_tflite_double(True)
+@numba.njit(cache=True)
+def _requantize_tflite_double(acc2d, left_shift, right_shift, multiplier, out_zp, act_min,
+                              act_max, out2d):
+    for r in range(acc2d.shape[0]):
+        _rq_row_scalar(acc2d, r, left_shift, right_shift, multiplier, out_zp, act_min, act_max,
+                       out2d)
+
+
+@numba.njit(cache=True, parallel=True)
+def _requantize_tflite_double_parallel(acc2d, left_shift, right_shift, multiplier, out_zp,
+                                       act_min, act_max, out2d):
+    for r in numba.prange(acc2d.shape[0]):
+        _rq_row_scalar(acc2d, r, left_shift, right_shift, multiplier, out_zp, act_min, act_max,
+                       out2d)
+
+
 PARALLEL_MIN_ELEMENTS = 1 << 16  # below this a thread hand-off costs more than it saves
+# HWSIM_SCALAR_REQUANT=1 forces the scalar scheme-0 loop (the tests compare both paths).
+VECTOR_REQUANT = os.environ.get("HWSIM_SCALAR_REQUANT", "") in ("", "0")
+
+
+# --- scheme 0, eight channels at a time ---------------------------------------------------
+# The same arithmetic as multiply_by_quantized_multiplier_double_lr + zero point + clamp, spelled
+# as LLVM vector IR on <8 x i32> lanes so that it compiles to a handful of AVX2 instructions
+# (vpsllvd, vpmuldq, vpsravd, vpmaxsd, ...) instead of scalar int64 code; on CPUs without AVX2
+# LLVM lowers the same IR to SSE. Lane by lane, with every value an int32 as in TFLite:
+#   xs  = x << ls                                   (int32 shift: wraps, as the C++ does)
+#   ab  = int64(xs) * int64(m)
+#   q   = low 32 bits of (ab + 2^30) >> 31          (SRDHM; logical and arithmetic shifts have
+#         the same low 32 bits, and q fits int32 except for xs == m == INT32_MIN -> INT32_MAX)
+#   mask = (1 << rs) - 1; r = (q >> rs) + ((q & mask) > (mask >> 1) + (q < 0))   (RDBP)
+#   out = clamp(r + zp (int32 add: wraps), act_min, act_max)
+# tests/test_requant.py checks it against the scalar primitive on edge and random values.
+def _vec_requant_codegen(builder, x, m, ls, rs, zp, lo, hi):
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    v32, v64 = ir.VectorType(i32, 8), ir.VectorType(i64, 8)
+
+    def splat(c, t=v32, et=i32):
+        return ir.Constant(t, [ir.Constant(et, c)] * 8)
+
+    xs = builder.shl(x, ls)
+    ab = builder.mul(builder.sext(xs, v64), builder.sext(m, v64))
+    q = builder.trunc(builder.lshr(builder.add(ab, splat(1 << 30, v64, i64)), splat(31, v64, i64)),
+                      v32)
+    imin = splat(-(1 << 31))
+    ovf = builder.and_(builder.icmp_signed("==", xs, imin), builder.icmp_signed("==", m, imin))
+    q = builder.select(ovf, splat((1 << 31) - 1), q)
+    mask = builder.sub(builder.shl(splat(1), rs), splat(1))
+    rem = builder.and_(q, mask)
+    thr = builder.add(builder.ashr(mask, splat(1)),
+                      builder.zext(builder.icmp_signed("<", q, splat(0)), v32))
+    r = builder.add(builder.ashr(q, rs), builder.zext(builder.icmp_signed(">", rem, thr), v32))
+    v = builder.add(r, zp)
+    v = builder.select(builder.icmp_signed("<", v, lo), lo, v)
+    return builder.select(builder.icmp_signed(">", v, hi), hi, v)
+
+
+@intrinsic
+def _vrequant8(typingctx, acc, aidx, out, oidx, mult, ls, rs, cidx, zp, lo, hi):
+    """out[oidx:oidx+8] = scheme-0 requant of acc[aidx:aidx+8] with the per-channel parameters
+    mult/ls/rs[cidx:cidx+8] (all int32 arrays; out int8 or int16)."""
+    arrs = (acc, mult, ls, rs)
+    if not all(isinstance(a, types.Array) and a.dtype == types.int32 for a in arrs):
+        return None
+    if not (isinstance(out, types.Array) and out.dtype in (types.int8, types.int16)):
+        return None
+    obits = out.dtype.bitwidth
+
+    def codegen(context, builder, sig, args):
+        aacc, aaidx, aout, aoidx, amult, als, ars, acidx, azp, alo, ahi = args
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        v32 = ir.VectorType(i32, 8)
+        vo = ir.VectorType(ir.IntType(obits), 8)
+
+        def ptr(k, arr, idx, vt):
+            a = context.make_array(sig.args[k])(context, builder, arr)
+            i = context.cast(builder, idx, sig.args[k + 1 if k in (0, 2) else 7], types.int64)
+            return builder.bitcast(builder.gep(a.data, [i]), vt.as_pointer())
+
+        def splat(val, k):
+            s = context.cast(builder, val, sig.args[k], types.int32)
+            vec = builder.insert_element(ir.Constant(v32, ir.Undefined), s, ir.Constant(i32, 0))
+            return builder.shuffle_vector(vec, ir.Constant(v32, ir.Undefined),
+                                          ir.Constant(v32, [ir.Constant(i32, 0)] * 8))
+
+        x = builder.load(ptr(0, aacc, aaidx, v32), align=4)
+        m = builder.load(ptr(4, amult, acidx, v32), align=4)
+        ls = builder.load(ptr(5, als, acidx, v32), align=4)
+        rs = builder.load(ptr(6, ars, acidx, v32), align=4)
+        res = _vec_requant_codegen(builder, x, m, ls, rs, splat(azp, 8), splat(alo, 9),
+                                   splat(ahi, 10))
+        builder.store(builder.trunc(res, vo), ptr(2, aout, aoidx, vo), align=obits // 8)
+        return context.get_dummy_value()
+
+    return types.none(acc, aidx, out, oidx, mult, ls, rs, cidx, zp, lo, hi), codegen
+
+
+@_jit
+def _rq_rows_vec(acc2d, r0, r1, mult32, ls32, rs32, zp, lo, hi, out2d):
+    """Rows r0..r1-1 of scheme 0 with _vrequant8 over blocks of eight channels (channels % 8
+    == 0 and C-contiguous 2-D arrays: the caller checks)."""
+    channels = acc2d.shape[1]
+    acc = acc2d.reshape(acc2d.size)
+    out = out2d.reshape(out2d.size)
+    for r in range(r0, r1):
+        base = r * channels
+        for c in range(0, channels, 8):
+            _vrequant8(acc, base + c, out, base + c, mult32, ls32, rs32, c, zp, lo, hi)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _requantize_vec(acc2d, mult32, ls32, rs32, out_zp, act_min, act_max, out2d):
+    _rq_rows_vec(acc2d, 0, acc2d.shape[0], mult32, ls32, rs32, np.int32(out_zp),
+                 np.int32(act_min), np.int32(act_max), out2d)
+
+
+@numba.njit(cache=True, parallel=True, boundscheck=False)
+def _requantize_vec_parallel(acc2d, mult32, ls32, rs32, out_zp, act_min, act_max, out2d,
+                             nchunks):
+    rows = acc2d.shape[0]
+    for k in numba.prange(nchunks):  # one contiguous band of rows per thread
+        _rq_rows_vec(acc2d, rows * k // nchunks, rows * (k + 1) // nchunks, mult32, ls32, rs32,
+                     np.int32(out_zp), np.int32(act_min), np.int32(act_max), out2d)
 
 
 def split_shifts(params: dict, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(multiplier, left_shift, right_shift) per channel for scheme 0's hot loop: TFLite's
+    """(multiplier, left_shift, right_shift) per channel for scheme 0's hot loop, as int32
+    arrays: the multiplier wrapped to int32 (what the primitive does with it first) and TFLite's
     split left_shift = max(shift, 0), right_shift = max(-shift, 0). Lowering stores it in
     params["split_shifts"] so it is derived once, not per call."""
     mult = np.broadcast_to(np.atleast_1d(params["multiplier"]).astype(np.int64), (channels,))
     shift = np.broadcast_to(np.atleast_1d(params["shift"]).astype(np.int64), (channels,))
-    return (np.ascontiguousarray(mult), np.ascontiguousarray(np.maximum(shift, 0)),
-            np.ascontiguousarray(np.maximum(-shift, 0)))
+    return (np.ascontiguousarray(mult.astype(np.int32)),
+            np.ascontiguousarray(np.maximum(shift, 0).astype(np.int32)),
+            np.ascontiguousarray(np.maximum(-shift, 0).astype(np.int32)))
 
 
 def requantize(acc: np.ndarray, params: dict, out_dtype) -> np.ndarray:
@@ -251,18 +376,27 @@ def requantize(acc: np.ndarray, params: dict, out_dtype) -> np.ndarray:
     channels = acc.shape[-1] if acc.ndim else 1
     acc2d = np.ascontiguousarray(acc).reshape(-1, channels)
     out = np.empty(acc2d.shape, dtype=out_dtype)
-    mult = np.ascontiguousarray(np.atleast_1d(params["multiplier"]).astype(np.int64))
-    shift = np.ascontiguousarray(np.atleast_1d(params["shift"]).astype(np.int64))
     lo, hi, zp = (np.int64(params["act_min"]), np.int64(params["act_max"]),
                   np.int64(params["out_zp"]))
     if int(params["scheme"]) == 0:
         split = params.get("split_shifts")
         if split is None or len(split[0]) != channels:
             split = split_shifts(params, channels)
-        fn = (_requantize_tflite_double_parallel if acc2d.size >= PARALLEL_MIN_ELEMENTS
-              else _requantize_tflite_double)
-        fn(acc2d, split[1], split[2], split[0], zp, lo, hi, out)
+        big = acc2d.size >= PARALLEL_MIN_ELEMENTS
+        if (VECTOR_REQUANT and channels % 8 == 0 and acc2d.dtype == np.int32
+                and out.dtype in (np.int8, np.int16)
+                and -(1 << 31) <= min(int(zp), int(lo)) and max(int(zp), int(hi)) < (1 << 31)):
+            if big:
+                _requantize_vec_parallel(acc2d, split[0], split[1], split[2], zp, lo, hi, out,
+                                         numba.get_num_threads())
+            else:
+                _requantize_vec(acc2d, split[0], split[1], split[2], zp, lo, hi, out)
+        else:
+            fn = _requantize_tflite_double_parallel if big else _requantize_tflite_double
+            fn(acc2d, split[1], split[2], split[0], zp, lo, hi, out)
     else:
+        mult = np.ascontiguousarray(np.atleast_1d(params["multiplier"]).astype(np.int64))
+        shift = np.ascontiguousarray(np.atleast_1d(params["shift"]).astype(np.int64))
         _requantize(acc2d, mult, shift, zp, lo, hi, np.int64(params["scheme"]),
                     np.int64(params.get("rounding", 0)), out)
     return out.reshape(acc.shape)
