@@ -264,28 +264,44 @@ VECTOR_REQUANT = os.environ.get("HWSIM_SCALAR_REQUANT", "") in ("", "0")
 #   mask = (1 << rs) - 1; r = (q >> rs) + ((q & mask) > (mask >> 1) + (q < 0))   (RDBP)
 #   out = clamp(r + zp (int32 add: wraps), act_min, act_max)
 # tests/test_requant.py checks it against the scalar primitive on edge and random values.
-def _vec_requant_codegen(builder, x, m, ls, rs, zp, lo, hi):
-    i32, i64 = ir.IntType(32), ir.IntType(64)
-    v32, v64 = ir.VectorType(i32, 8), ir.VectorType(i64, 8)
+def vec_splat(c, lanes=8, bits=32):
+    """An LLVM constant vector with every lane ``c``."""
+    et = ir.IntType(bits)
+    return ir.Constant(ir.VectorType(et, lanes), [ir.Constant(et, c)] * lanes)
 
-    def splat(c, t=v32, et=i32):
-        return ir.Constant(t, [ir.Constant(et, c)] * 8)
 
+def vec_splat_value(builder, val):
+    """An <8 x i32> with every lane the i32 value ``val``."""
+    v32 = ir.VectorType(ir.IntType(32), 8)
+    vec = builder.insert_element(ir.Constant(v32, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(vec, ir.Constant(v32, ir.Undefined), vec_splat(0))
+
+
+def vec_mbqm_double(builder, x, m, ls, rs):
+    """multiply_by_quantized_multiplier_double_lr on <8 x i32> lanes (see above)."""
+    v32, v64 = ir.VectorType(ir.IntType(32), 8), ir.VectorType(ir.IntType(64), 8)
     xs = builder.shl(x, ls)
     ab = builder.mul(builder.sext(xs, v64), builder.sext(m, v64))
-    q = builder.trunc(builder.lshr(builder.add(ab, splat(1 << 30, v64, i64)), splat(31, v64, i64)),
-                      v32)
-    imin = splat(-(1 << 31))
+    q = builder.trunc(builder.lshr(builder.add(ab, vec_splat(1 << 30, bits=64)),
+                                   vec_splat(31, bits=64)), v32)
+    imin = vec_splat(-(1 << 31))
     ovf = builder.and_(builder.icmp_signed("==", xs, imin), builder.icmp_signed("==", m, imin))
-    q = builder.select(ovf, splat((1 << 31) - 1), q)
-    mask = builder.sub(builder.shl(splat(1), rs), splat(1))
+    q = builder.select(ovf, vec_splat((1 << 31) - 1), q)
+    mask = builder.sub(builder.shl(vec_splat(1), rs), vec_splat(1))
     rem = builder.and_(q, mask)
-    thr = builder.add(builder.ashr(mask, splat(1)),
-                      builder.zext(builder.icmp_signed("<", q, splat(0)), v32))
-    r = builder.add(builder.ashr(q, rs), builder.zext(builder.icmp_signed(">", rem, thr), v32))
-    v = builder.add(r, zp)
+    thr = builder.add(builder.ashr(mask, vec_splat(1)),
+                      builder.zext(builder.icmp_signed("<", q, vec_splat(0)), v32))
+    return builder.add(builder.ashr(q, rs),
+                       builder.zext(builder.icmp_signed(">", rem, thr), v32))
+
+
+def vec_clamp(builder, v, lo, hi):
     v = builder.select(builder.icmp_signed("<", v, lo), lo, v)
     return builder.select(builder.icmp_signed(">", v, hi), hi, v)
+
+
+def _vec_requant_codegen(builder, x, m, ls, rs, zp, lo, hi):
+    return vec_clamp(builder, builder.add(vec_mbqm_double(builder, x, m, ls, rs), zp), lo, hi)
 
 
 @intrinsic
@@ -311,10 +327,7 @@ def _vrequant8(typingctx, acc, aidx, out, oidx, mult, ls, rs, cidx, zp, lo, hi):
             return builder.bitcast(builder.gep(a.data, [i]), vt.as_pointer())
 
         def splat(val, k):
-            s = context.cast(builder, val, sig.args[k], types.int32)
-            vec = builder.insert_element(ir.Constant(v32, ir.Undefined), s, ir.Constant(i32, 0))
-            return builder.shuffle_vector(vec, ir.Constant(v32, ir.Undefined),
-                                          ir.Constant(v32, [ir.Constant(i32, 0)] * 8))
+            return vec_splat_value(builder, context.cast(builder, val, sig.args[k], types.int32))
 
         x = builder.load(ptr(0, aacc, aaidx, v32), align=4)
         m = builder.load(ptr(4, amult, acidx, v32), align=4)
