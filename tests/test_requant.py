@@ -318,20 +318,21 @@ def test_scheme0_kernels_match_bigint_model(monkeypatch, vector, out_dtype, act)
                                                 int(shift[c]))
 
 
-@pytest.mark.parametrize("vector", [True, False], ids=["vector", "scalar"])
+@pytest.mark.parametrize("table", [True, False], ids=["table", "direct"])
 @pytest.mark.parametrize("dtype", [np.int8, np.int16])
-def test_add_sub_kernels_match_bigint_model(monkeypatch, vector, dtype):
-    """ADD/SUB's general path (eight-lane vector IR and scalar loop) equals TFLite's AddFunc /
-    SubFunc computed with Python integers, for random parameters incl. extreme multipliers,
-    shifts and offsets, at serial and parallel sizes with a ragged tail."""
+def test_add_sub_kernels_match_bigint_model(monkeypatch, table, dtype):
+    """ADD/SUB's general path (int8: the 65,536-entry table, and the direct loop) equals
+    TFLite's AddFunc / SubFunc computed with Python integers, for random parameters incl.
+    extreme multipliers, shifts and offsets, at sizes below and above the table and parallel
+    thresholds."""
     from types import SimpleNamespace
 
     from hwsim.kernels import elementwise as E
-    monkeypatch.setattr(E, "VECTOR_REQUANT", vector)
+    monkeypatch.setattr(E, "ADD_TABLES", table)
     rng = np.random.default_rng(11)
     info = np.iinfo(dtype)
     for trial in range(24):
-        n = int(rng.choice([5, 8, 67, (1 << 15) + 13]))
+        n = int(rng.choice([5, 67, 5000, (1 << 15) + 13]))
         a = rng.integers(info.min, info.max + 1, size=n).astype(dtype)
         b = rng.integers(info.min, info.max + 1, size=n).astype(dtype)
         mults = rng.choice(_EDGES, size=3) if trial % 4 == 0 else \
@@ -347,7 +348,7 @@ def test_add_sub_kernels_match_bigint_model(monkeypatch, vector, dtype):
                  act_min=int(info.min), act_max=int(info.max))
         layer = SimpleNamespace(params=p)
         got = E.run_add_sub(layer, [a, b])[0][0]
-        for i in list(range(min(n, 40))) + [n - 1]:
+        for i in list(range(min(n, 40))) + list(range(n - 5, n)):
             x1 = bigref.to_int32((p["input1_offset"] + int(a[i])) << p["left_shift"])
             x2 = bigref.to_int32((p["input2_offset"] + int(b[i])) << p["left_shift"])
             y1 = bigref.mbqm_double(x1, p["input1_multiplier"], p["input1_shift"])

@@ -9,18 +9,15 @@ Operands that are constant tensors in the graph are carried in ``layer.params`` 
 """
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from ..arith import (multiply_by_quantized_multiplier_double,
                      multiply_by_quantized_multiplier_single, rounding_divide_by_pot, saturate,
                      wrap_int32)
 from ..registry import kernel
-from .requant import VECTOR_REQUANT, vec_clamp, vec_mbqm_double, vec_splat_value
 
 
 @numba.njit(cache=True, inline="always")
@@ -174,77 +171,48 @@ def _add_sub_general_parallel(a, b, out, is_sub, off1, off2, left_shift, m1, s1,
                      out_off, act_min, act_max, single)
 
 
-# The default-build (double rounding) ADD/SUB eight elements at a time: the arithmetic of
-# _add_sub_one spelled as LLVM vector IR on <8 x i32> lanes with the shared requant pieces
-# (hwsim.kernels.requant.vec_mbqm_double). Every int32 step wraps as in _add_sub_one; the final
-# ``+ out_off`` is a saturating add, which before the clamp equals _add_sub_one's int64 add.
-# tests/test_ops_elementwise.py compares it with the scalar loop and with TFLite.
-@intrinsic
-def _vadd_sub8(typingctx, a, b, out, i, is_sub, scal):
-    """out[i:i+8] = ADD/SUB of a[i:i+8], b[i:i+8]; scal: int32 array (off1, off2, left_shift,
-    m1, ls1, rs1, m2, ls2, rs2, mo, lso, rso, out_off, act_min, act_max)."""
-    if not all(isinstance(t, types.Array) and t.dtype in (types.int8, types.int16)
-               for t in (a, b, out)):
-        return None
-    if not (isinstance(scal, types.Array) and scal.dtype == types.int32):
-        return None
-    bits = a.dtype.bitwidth
-
-    def codegen(context, builder, sig, args):
-        aa, ab, aout, ai, asub, ascal = args
-        i32 = ir.IntType(32)
-        v32 = ir.VectorType(i32, 8)
-        vin = ir.VectorType(ir.IntType(bits), 8)
-        idx = context.cast(builder, ai, sig.args[3], types.int64)
-
-        def ptr(k, arr, vt, at):
-            arr_ = context.make_array(sig.args[k])(context, builder, arr)
-            return builder.bitcast(builder.gep(arr_.data, [at]), vt.as_pointer())
-
-        sp = ptr(5, ascal, i32, ir.Constant(ir.IntType(64), 0))
-        c = [vec_splat_value(builder, builder.load(builder.gep(sp, [ir.Constant(i32, k)])))
-             for k in range(15)]
-        x1 = builder.sext(builder.load(ptr(0, aa, vin, idx), align=bits // 8), v32)
-        x2 = builder.sext(builder.load(ptr(1, ab, vin, idx), align=bits // 8), v32)
-        x1 = builder.shl(builder.add(x1, c[0]), c[2])
-        x2 = builder.shl(builder.add(x2, c[1]), c[2])
-        y1 = vec_mbqm_double(builder, x1, c[3], c[4], c[5])
-        y2 = vec_mbqm_double(builder, x2, c[6], c[7], c[8])
-        sub = context.cast(builder, asub, sig.args[4], types.boolean)
-        raw = builder.select(sub, builder.sub(y1, y2), builder.add(y1, y2))
-        r = vec_mbqm_double(builder, raw, c[9], c[10], c[11])
-        sadd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v32, [v32, v32]),
-                                              "llvm.sadd.sat.v8i32")
-        v = vec_clamp(builder, builder.call(sadd, [r, c[12]]), c[13], c[14])
-        builder.store(builder.trunc(v, ir.VectorType(ir.IntType(out.dtype.bitwidth), 8)),
-                      ptr(2, aout, ir.VectorType(ir.IntType(out.dtype.bitwidth), 8), idx),
-                      align=bits // 8)
-        return context.get_dummy_value()
-
-    return types.none(a, b, out, i, is_sub, scal), codegen
-
-
+# int8 ADD/SUB by table: the output is a function of the input pair alone (per-tensor
+# parameters), so _add_sub_general evaluated once on all 65,536 pairs gives a 64 KiB table that
+# is exact by construction; each element is then one load. Tables are cached by parameters.
 @numba.njit(cache=True, inline="always")
-def _add_sub_vec_range(a, b, out, is_sub, scal, lo, hi):
-    """Elements lo..hi-1 (hi - lo a multiple of 8) with _vadd_sub8."""
-    for i in range(lo, hi, 8):
-        _vadd_sub8(a, b, out, i, is_sub, scal)
+def _lut_range(a, b, out, lut, lo, hi):
+    for i in range(lo, hi):
+        out[i] = lut[((np.int64(a[i]) + 128) << 8) + (np.int64(b[i]) + 128)]
 
 
 @numba.njit(cache=True)
-def _add_sub_vec(a, b, out, is_sub, scal):
-    _add_sub_vec_range(a, b, out, is_sub, scal, 0, a.shape[0])
+def _add_sub_lut(a, b, out, lut):
+    _lut_range(a, b, out, lut, 0, a.shape[0])
 
 
 @numba.njit(cache=True, parallel=True)
-def _add_sub_vec_parallel(a, b, out, is_sub, scal, nchunks):
-    n8 = a.shape[0] // 8
+def _add_sub_lut_parallel(a, b, out, lut, nchunks):
+    n = a.shape[0]
     for k in numba.prange(nchunks):  # one contiguous band per thread
-        _add_sub_vec_range(a, b, out, is_sub, scal, 8 * (n8 * k // nchunks),
-                           8 * (n8 * (k + 1) // nchunks))
+        _lut_range(a, b, out, lut, n * k // nchunks, n * (k + 1) // nchunks)
+
+
+_LUTS: dict[tuple, np.ndarray] = {}
+_PAIR_A = np.repeat(np.arange(-128, 128, dtype=np.int8), 256)
+_PAIR_B = np.tile(np.arange(-128, 128, dtype=np.int8), 256)
+
+
+def _add_sub_table(is_sub: bool, args: tuple, single: bool) -> np.ndarray:
+    key = (bool(is_sub), bool(single)) + tuple(int(v) for v in args)
+    lut = _LUTS.get(key)
+    if lut is None:
+        lut = np.empty(65536, dtype=np.int8)
+        _add_sub_general(_PAIR_A, _PAIR_B, lut, is_sub, *args, single)
+        if len(_LUTS) >= 512:
+            _LUTS.clear()
+        _LUTS[key] = lut
+    return lut
 
 
 PARALLEL_MIN_ELEMENTS = 1 << 15  # below this the thread hand-off costs more than it saves
+LUT_MIN_ELEMENTS = 4096  # smaller int8 ADDs compute directly (a table costs 65,536 evaluations)
+# HWSIM_NO_ADD_TABLES=1 computes every int8 ADD/SUB element directly (tests compare both).
+ADD_TABLES = os.environ.get("HWSIM_NO_ADD_TABLES", "") in ("", "0")
 
 
 @numba.njit(cache=True)
@@ -281,19 +249,6 @@ def _broadcast_flat(a: np.ndarray, b: np.ndarray, out_shape) -> tuple[np.ndarray
     return a, b
 
 
-def _add_sub_vector_params(off1, off2, lsh, m1, s1, m2, s2, mo, so, out_off, lo, hi):
-    """The int32 parameter block of _vadd_sub8, or None when a value needs more than the int32
-    lanes (then the scalar loop runs)."""
-    vals = [off1, off2, lsh, m1, max(s1, 0), max(-s1, 0), m2, max(s2, 0), max(-s2, 0), mo,
-            max(so, 0), max(-so, 0), out_off, lo, hi]
-    if not all(-(1 << 31) <= int(v) < (1 << 31) for v in vals):
-        return None
-    if not all(0 <= int(v) <= 31 for v in (lsh, vals[4], vals[5], vals[7], vals[8], vals[10],
-                                          vals[11])):
-        return None
-    return np.array(vals, dtype=np.int32)
-
-
 @kernel("add_sub")
 def run_add_sub(layer, inputs):
     p = layer.params
@@ -312,20 +267,15 @@ def run_add_sub(layer, inputs):
                 np.int64(p["output_shift"]), np.int64(p["output_offset"]),
                 np.int64(p["act_min"]), np.int64(p["act_max"]))
         n = a.shape[0]
-        n8 = n - n % 8 if VECTOR_REQUANT and not p["single"] else 0
-        if n8:
-            scal = _add_sub_vector_params(*args)
-            if scal is None:
-                n8 = 0
-        if n8:
-            if n8 >= PARALLEL_MIN_ELEMENTS:
-                _add_sub_vec_parallel(a, b, out, p["is_sub"], scal, numba.get_num_threads())
+        if ADD_TABLES and a.dtype == np.int8 and n >= LUT_MIN_ELEMENTS:
+            lut = _add_sub_table(p["is_sub"], args, p["single"])
+            if n >= PARALLEL_MIN_ELEMENTS:
+                _add_sub_lut_parallel(a, b, out, lut, numba.get_num_threads())
             else:
-                _add_sub_vec(a[:n8], b[:n8], out[:n8], p["is_sub"], scal)
-        if n8 < n:  # the tail (or everything) on the scalar loop
-            fn = _add_sub_general_parallel if n - n8 >= PARALLEL_MIN_ELEMENTS else \
-                _add_sub_general
-            fn(a[n8:], b[n8:], out[n8:], p["is_sub"], *args, p["single"])
+                _add_sub_lut(a, b, out, lut)
+        else:
+            fn = _add_sub_general_parallel if n >= PARALLEL_MIN_ELEMENTS else _add_sub_general
+            fn(a, b, out, p["is_sub"], *args, p["single"])
     return [out.reshape(out_shape)], None
 
 
