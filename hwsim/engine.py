@@ -1,13 +1,60 @@
-"""Engine: execute a Program with the registered Numba kernels, optionally keeping a trace."""
+"""Engine: execute a Program with the registered Numba kernels, optionally keeping a trace.
+
+Without a trace (and without an ``on_layer`` callback) the engine runs an equivalent schedule:
+a PAD whose only reader is a CONV_2D/DEPTHWISE_CONV_2D, padding only H and W with exactly the
+value the convolution pads with (its input zero point), is folded into that convolution's own
+padding (the convolution reads the PAD's input with the PAD's amounts added to its pad_top /
+pad_left; the bottom/right padding follows from the output size). Every output is the same
+integer; the PAD's output tensor is simply never materialized. With ``trace=True`` every layer
+runs as written, so the trace holds every tensor. tests/test_engine_fold.py checks both
+schedules against each other and against TFLite.
+"""
 from __future__ import annotations
 
+import copy
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import registry
 from .ir import InputError
-from .program import Program
+from .program import Layer, Program
+
+_FOLD_INTO = ("conv2d", "depthwise_conv2d")
+# HWSIM_NO_FOLD=1 runs every layer as written (the tests compare both schedules).
+FOLD_PADS = os.environ.get("HWSIM_NO_FOLD", "") in ("", "0")
+
+
+def fold_pads(program: Program) -> list[Layer]:
+    """The layer list with foldable PAD -> CONV_2D/DEPTHWISE_CONV_2D pairs merged (see the
+    module docstring); layers that are not folded are the program's own objects."""
+    readers: dict[int, int] = {}
+    for layer in program.layers:
+        for i in layer.inputs:
+            readers[i] = readers.get(i, 0) + 1
+    producer = {t: layer for layer in program.layers for t in layer.outputs}
+    drop: set[int] = set()
+    out: list[Layer] = []
+    for layer in program.layers:
+        p = layer.params
+        pad = producer.get(layer.inputs[0]) if layer.inputs else None
+        if (layer.kernel in _FOLD_INTO and "acc_bits" not in p and pad is not None
+                and pad.kernel == "pad" and len(pad.inputs) == 1
+                and readers.get(pad.outputs[0]) == 1 and pad.outputs[0] not in program.outputs
+                and len(pad.params["before"]) == 4
+                and int(pad.params["before"][0]) == int(pad.params["after"][0]) == 0
+                and int(pad.params["before"][3]) == int(pad.params["after"][3]) == 0
+                and int(pad.params["value"]) == -int(p["input_offset"])):
+            fused = copy.copy(layer)
+            fused.params = dict(p, pad_top=int(p["pad_top"]) + int(pad.params["before"][1]),
+                                pad_left=int(p["pad_left"]) + int(pad.params["before"][2]))
+            fused.inputs = [pad.inputs[0]] + list(layer.inputs[1:])
+            drop.add(id(pad))
+            out.append(fused)
+        else:
+            out.append(layer)
+    return [layer for layer in out if id(layer) not in drop]
 
 
 @dataclass
@@ -43,6 +90,7 @@ class Network:
         missing = {layer.kernel for layer in program.layers} - set(registry.KERNELS)
         if missing:
             raise RuntimeError(f"no kernel registered for {sorted(missing)}")
+        self._folded: list[Layer] | None = None
 
     @property
     def input_infos(self):
@@ -95,7 +143,16 @@ class Network:
                 for i in layer.inputs:
                     last_use[i] = k
         keep = set(prog.outputs)
-        for k, layer in enumerate(prog.layers):
+        layers = prog.layers
+        if not trace and on_layer is None and FOLD_PADS:
+            if self._folded is None:
+                self._folded = fold_pads(prog)
+            layers = self._folded
+            last_use = {}
+            for k, layer in enumerate(layers):
+                for i in layer.inputs:
+                    last_use[i] = k
+        for k, layer in enumerate(layers):
             fn = registry.KERNELS[layer.kernel]
             t0 = time.perf_counter() if on_layer is not None else 0.0
             outs, acc = fn(layer, [values[i] for i in layer.inputs])
