@@ -286,9 +286,10 @@ _EDGES = np.array([_I32MIN, _I32MIN + 1, -(1 << 30), -12345, -1, 0, 1, 12345, 1 
 
 
 @pytest.mark.parametrize("vector", [True, False], ids=["vector", "scalar"])
+@pytest.mark.parametrize("fast", [True, False], ids=["right-shifts", "any-shift"])
 @pytest.mark.parametrize("out_dtype,act", [(np.int8, (-128, 127)), (np.int16, (-32768, 32767)),
                                            (np.int8, (-5, 100))])
-def test_scheme0_kernels_match_bigint_model(monkeypatch, vector, out_dtype, act):
+def test_scheme0_kernels_match_bigint_model(monkeypatch, vector, fast, out_dtype, act):
     """Every lane of both scheme-0 kernels equals mbqm_double + wrapped zero point + clamp
     computed with Python integers, on random and edge accumulators, multipliers (including
     INT32_MIN, the SRDHM saturation) and every shift in [-31, 30], serial and parallel sizes."""
@@ -304,6 +305,11 @@ def test_scheme0_kernels_match_bigint_model(monkeypatch, vector, out_dtype, act)
         mult = rng.integers(_I32MIN, _I32MAX + 1, size=C)
         mult[:len(_EDGES)] = _EDGES
         shift = np.arange(-31, 33)[:C] % 62 - 31
+        if fast:  # the variant for right shifts only and no INT32_MIN multiplier
+            mult[mult == _I32MIN] = _I32MIN + 1
+            shift = -np.abs(shift)
+        split = R.split_shifts(dict(multiplier=mult, shift=shift), C)
+        assert split[4] == fast
         p = dict(multiplier=mult, shift=shift, scheme=0, out_zp=zp, act_min=act[0],
                  act_max=act[1])
         got = R.requantize(acc.astype(np.int32), p, out_dtype)

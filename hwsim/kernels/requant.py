@@ -304,81 +304,142 @@ def _vec_requant_codegen(builder, x, m, ls, rs, zp, lo, hi):
     return vec_clamp(builder, builder.add(vec_mbqm_double(builder, x, m, ls, rs), zp), lo, hi)
 
 
-@intrinsic
-def _vrequant8(typingctx, acc, aidx, out, oidx, mult, ls, rs, cidx, zp, lo, hi):
-    """out[oidx:oidx+8] = scheme-0 requant of acc[aidx:aidx+8] with the per-channel parameters
-    mult/ls/rs[cidx:cidx+8] (all int32 arrays; out int8 or int16)."""
-    arrs = (acc, mult, ls, rs)
-    if not all(isinstance(a, types.Array) and a.dtype == types.int32 for a in arrs):
-        return None
-    if not (isinstance(out, types.Array) and out.dtype in (types.int8, types.int16)):
-        return None
-    obits = out.dtype.bitwidth
+def vec_mbqm_double_split(builder, x, m, ls, rs, mask, half, has_ls, may_ovf):
+    """vec_mbqm_double with per-lane ``mask`` = 2^rs - 1 and ``half`` = mask >> 1 given, the
+    left shift omitted when no lane has one (``has_ls`` false), the INT32_MIN * INT32_MIN
+    saturation omitted when no multiplier lane is INT32_MIN (``may_ovf`` false), and the 64-bit
+    products formed on the even and the odd lanes separately (two vpmuldq, no cross-lane
+    shuffles): even lanes keep bits 31..62 of their product in the low half of the 64-bit
+    lane, odd lanes in the high half, and a blend interleaves them."""
+    v32 = ir.VectorType(ir.IntType(32), 8)
+    v64 = ir.VectorType(ir.IntType(64), 4)
+    xs = builder.shl(x, ls) if has_ls else x
+    x64, m64 = builder.bitcast(xs, v64), builder.bitcast(m, v64)
+    c32 = vec_splat(32, lanes=4, bits=64)
+    nudge = vec_splat(1 << 30, lanes=4, bits=64)
+    pe = builder.mul(builder.ashr(builder.shl(x64, c32), c32),
+                     builder.ashr(builder.shl(m64, c32), c32))
+    po = builder.mul(builder.ashr(x64, c32), builder.ashr(m64, c32))
+    pe = builder.lshr(builder.add(pe, nudge), vec_splat(31, lanes=4, bits=64))
+    po = builder.shl(builder.add(po, nudge), vec_splat(1, lanes=4, bits=64))
+    q = builder.shuffle_vector(builder.bitcast(pe, v32), builder.bitcast(po, v32),
+                               ir.Constant(v32, [ir.Constant(ir.IntType(32), k) for k in
+                                                 (0, 9, 2, 11, 4, 13, 6, 15)]))
+    if may_ovf:
+        imin = vec_splat(-(1 << 31))
+        ovf = builder.and_(builder.icmp_signed("==", xs, imin),
+                           builder.icmp_signed("==", m, imin))
+        q = builder.select(ovf, vec_splat((1 << 31) - 1), q)
+    rem = builder.and_(q, mask)
+    thr = builder.add(half, builder.lshr(q, vec_splat(31)))
+    return builder.add(builder.ashr(q, rs),
+                       builder.zext(builder.icmp_signed(">", rem, thr), v32))
 
-    def codegen(context, builder, sig, args):
-        aacc, aaidx, aout, aoidx, amult, als, ars, acidx, azp, alo, ahi = args
-        i32, i64 = ir.IntType(32), ir.IntType(64)
-        v32 = ir.VectorType(i32, 8)
-        vo = ir.VectorType(ir.IntType(obits), 8)
 
-        def ptr(k, arr, idx, vt):
-            a = context.make_array(sig.args[k])(context, builder, arr)
-            i = context.cast(builder, idx, sig.args[k + 1 if k in (0, 2) else 7], types.int64)
-            return builder.bitcast(builder.gep(a.data, [i]), vt.as_pointer())
+def _make_vrequant8(has_ls: bool, may_ovf: bool):
+    @intrinsic
+    def vrequant8(typingctx, acc, aidx, out, oidx, cp, cidx, zp, lo, hi):
+        """out[oidx:oidx+8] = scheme-0 requant of acc[aidx:aidx+8]; ``cp`` is the int32
+        [5, C] array of split_shifts (multiplier, left shift, right shift, mask, half), read
+        at channels cidx..cidx+7 (out int8 or int16)."""
+        if not all(isinstance(a, types.Array) and a.dtype == types.int32 for a in (acc, cp)):
+            return None
+        if not (isinstance(out, types.Array) and out.dtype in (types.int8, types.int16)):
+            return None
+        obits = out.dtype.bitwidth
 
-        def splat(val, k):
-            return vec_splat_value(builder, context.cast(builder, val, sig.args[k], types.int32))
+        def codegen(context, builder, sig, args):
+            aacc, aaidx, aout, aoidx, acp, acidx, azp, alo, ahi = args
+            i64 = ir.IntType(64)
+            v32 = ir.VectorType(ir.IntType(32), 8)
+            vo = ir.VectorType(ir.IntType(obits), 8)
 
-        x = builder.load(ptr(0, aacc, aaidx, v32), align=4)
-        m = builder.load(ptr(4, amult, acidx, v32), align=4)
-        ls = builder.load(ptr(5, als, acidx, v32), align=4)
-        rs = builder.load(ptr(6, ars, acidx, v32), align=4)
-        res = _vec_requant_codegen(builder, x, m, ls, rs, splat(azp, 8), splat(alo, 9),
-                                   splat(ahi, 10))
-        builder.store(builder.trunc(res, vo), ptr(2, aout, aoidx, vo), align=obits // 8)
-        return context.get_dummy_value()
+            def ptr(k, arr, idx, kidx, vt):
+                a = context.make_array(sig.args[k])(context, builder, arr)
+                i = context.cast(builder, idx, sig.args[kidx], types.int64)
+                return builder.bitcast(builder.gep(a.data, [i]), vt.as_pointer())
 
-    return types.none(acc, aidx, out, oidx, mult, ls, rs, cidx, zp, lo, hi), codegen
+            def splat(val, k):
+                return vec_splat_value(builder, context.cast(builder, val, sig.args[k],
+                                                             types.int32))
+
+            x = builder.load(ptr(0, aacc, aaidx, 1, v32), align=4)
+            cpa = context.make_array(sig.args[4])(context, builder, acp)
+            nch = builder.extract_value(cpa.shape, 1)
+            ci = context.cast(builder, acidx, sig.args[5], types.int64)
+
+            def row(k):
+                at = builder.add(builder.mul(ir.Constant(i64, k), nch), ci)
+                p = builder.bitcast(builder.gep(cpa.data, [at]), v32.as_pointer())
+                return builder.load(p, align=4)
+
+            m, ls, rs, mask, half = (row(k) for k in range(5))
+            r = vec_mbqm_double_split(builder, x, m, ls, rs, mask, half, has_ls, may_ovf)
+            res = vec_clamp(builder, builder.add(r, splat(azp, 6)), splat(alo, 7), splat(ahi, 8))
+            builder.store(builder.trunc(res, vo), ptr(2, aout, aoidx, 3, vo), align=obits // 8)
+            return context.get_dummy_value()
+
+        return types.none(acc, aidx, out, oidx, cp, cidx, zp, lo, hi), codegen
+    return vrequant8
+
+
+# Two variants, chosen per layer: the general one, and the one for layers whose shifts are all
+# right shifts and whose multipliers are never INT32_MIN (every TFLite conv with scales < 1).
+_vrequant8 = _make_vrequant8(True, True)
+_vrequant8_fast = _make_vrequant8(False, False)
 
 
 @_jit
-def _rq_rows_vec(acc2d, r0, r1, mult32, ls32, rs32, zp, lo, hi, out2d):
+def _rq_rows_vec(acc2d, r0, r1, cp, zp, lo, hi, fast, out2d):
     """Rows r0..r1-1 of scheme 0 with _vrequant8 over blocks of eight channels (channels % 8
     == 0 and C-contiguous 2-D arrays: the caller checks)."""
     channels = acc2d.shape[1]
     acc = acc2d.reshape(acc2d.size)
     out = out2d.reshape(out2d.size)
-    for r in range(r0, r1):
-        base = r * channels
-        for c in range(0, channels, 8):
-            _vrequant8(acc, base + c, out, base + c, mult32, ls32, rs32, c, zp, lo, hi)
+    if fast:
+        for r in range(r0, r1):
+            base = r * channels
+            for c in range(0, channels, 8):
+                _vrequant8_fast(acc, base + c, out, base + c, cp, c, zp, lo, hi)
+    else:
+        for r in range(r0, r1):
+            base = r * channels
+            for c in range(0, channels, 8):
+                _vrequant8(acc, base + c, out, base + c, cp, c, zp, lo, hi)
 
 
 @numba.njit(cache=True, boundscheck=False)
-def _requantize_vec(acc2d, mult32, ls32, rs32, out_zp, act_min, act_max, out2d):
-    _rq_rows_vec(acc2d, 0, acc2d.shape[0], mult32, ls32, rs32, np.int32(out_zp),
-                 np.int32(act_min), np.int32(act_max), out2d)
+def _requantize_vec(acc2d, cp, out_zp, act_min, act_max, fast, out2d):
+    _rq_rows_vec(acc2d, 0, acc2d.shape[0], cp, np.int32(out_zp), np.int32(act_min),
+                 np.int32(act_max), fast, out2d)
 
 
 @numba.njit(cache=True, parallel=True, boundscheck=False)
-def _requantize_vec_parallel(acc2d, mult32, ls32, rs32, out_zp, act_min, act_max, out2d,
-                             nchunks):
+def _requantize_vec_parallel(acc2d, cp, out_zp, act_min, act_max, fast, out2d, nchunks):
     rows = acc2d.shape[0]
     for k in numba.prange(nchunks):  # one contiguous band of rows per thread
-        _rq_rows_vec(acc2d, rows * k // nchunks, rows * (k + 1) // nchunks, mult32, ls32, rs32,
-                     np.int32(out_zp), np.int32(act_min), np.int32(act_max), out2d)
+        _rq_rows_vec(acc2d, rows * k // nchunks, rows * (k + 1) // nchunks, cp,
+                     np.int32(out_zp), np.int32(act_min), np.int32(act_max), fast, out2d)
 
 
-def split_shifts(params: dict, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(multiplier, left_shift, right_shift) per channel for scheme 0's hot loop, as int32
-    arrays: the multiplier wrapped to int32 (what the primitive does with it first) and TFLite's
-    split left_shift = max(shift, 0), right_shift = max(-shift, 0). Lowering stores it in
-    params["split_shifts"] so it is derived once, not per call."""
+def split_shifts(params: dict, channels: int) -> tuple:
+    """Scheme 0's per-channel constants for the hot loops, derived once (lowering stores them
+    in params["split_shifts"]): (multiplier, left_shift, right_shift) as int64 arrays (the
+    scalar loop), ``cp`` = int32 [5, channels] rows (multiplier wrapped to int32, left shift
+    max(shift, 0), right shift max(-shift, 0), mask 2^right - 1, half mask >> 1) for the vector
+    loop, ``fast``: no left shift and no INT32_MIN multiplier in any channel, and ``vec_ok``:
+    every shift within the vector loop's range (0..31 each way)."""
     mult = np.broadcast_to(np.atleast_1d(params["multiplier"]).astype(np.int64), (channels,))
     shift = np.broadcast_to(np.atleast_1d(params["shift"]).astype(np.int64), (channels,))
-    return (np.ascontiguousarray(mult.astype(np.int32)),
-            np.ascontiguousarray(np.maximum(shift, 0).astype(np.int32)),
-            np.ascontiguousarray(np.maximum(-shift, 0).astype(np.int32)))
+    ls, rs = np.maximum(shift, 0), np.maximum(-shift, 0)
+    m32 = mult.astype(np.int32)  # wraps, as the primitive's first step does
+    mask = ((np.int64(1) << np.minimum(rs, 62)) - 1).astype(np.int32)  # rs <= 31 in range
+    cp = np.ascontiguousarray(np.stack([m32, ls.astype(np.int32), rs.astype(np.int32), mask,
+                                        (mask >> 1).astype(np.int32)]))
+    fast = bool((ls == 0).all() and (m32 != np.int32(-(1 << 31))).all())
+    vec_ok = bool((ls <= 31).all() and (rs <= 31).all())  # the int32 lanes' shift range
+    return (np.ascontiguousarray(mult), np.ascontiguousarray(ls), np.ascontiguousarray(rs),
+            cp, fast, vec_ok)
 
 
 def requantize(acc: np.ndarray, params: dict, out_dtype) -> np.ndarray:
@@ -396,14 +457,14 @@ def requantize(acc: np.ndarray, params: dict, out_dtype) -> np.ndarray:
         if split is None or len(split[0]) != channels:
             split = split_shifts(params, channels)
         big = acc2d.size >= PARALLEL_MIN_ELEMENTS
-        if (VECTOR_REQUANT and channels % 8 == 0 and acc2d.dtype == np.int32
+        if (VECTOR_REQUANT and channels % 8 == 0 and acc2d.dtype == np.int32 and split[5]
                 and out.dtype in (np.int8, np.int16)
                 and -(1 << 31) <= min(int(zp), int(lo)) and max(int(zp), int(hi)) < (1 << 31)):
             if big:
-                _requantize_vec_parallel(acc2d, split[0], split[1], split[2], zp, lo, hi, out,
+                _requantize_vec_parallel(acc2d, split[3], zp, lo, hi, split[4], out,
                                          numba.get_num_threads())
             else:
-                _requantize_vec(acc2d, split[0], split[1], split[2], zp, lo, hi, out)
+                _requantize_vec(acc2d, split[3], zp, lo, hi, split[4], out)
         else:
             fn = _requantize_tflite_double_parallel if big else _requantize_tflite_double
             fn(acc2d, split[1], split[2], split[0], zp, lo, hi, out)
