@@ -59,11 +59,39 @@ def run_reshape(layer, inputs):
         None
 
 
+@numba.njit(cache=True)
+def _transpose4(x, t0, t1, t2, t3, out):
+    """Scatter x (contiguous, read in order) into out: x[i, j, k, l] goes to flat out at
+    i*t0 + j*t1 + k*t2 + l*t3 (the output's element strides of x's axes). The long input rows
+    stay the inner loop, several times faster than numpy's strided copy on the NCHW -> NHWC
+    transposes at model inputs."""
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    d0, d1, d2, d3 = x.shape
+    o = 0
+    for i in range(d0):
+        for j in range(d1):
+            for k in range(d2):
+                base = i * t0 + j * t1 + k * t2
+                for m in range(d3):
+                    of[base + m * t3] = xf[o]
+                    o += 1
+
+
 @kernel("transpose")
 def run_transpose(layer, inputs):
     x = _data(layer, inputs)
-    return [np.ascontiguousarray(np.transpose(x, tuple(int(a) for a in layer.params["perm"])))], \
-        None
+    perm = tuple(int(a) for a in layer.params["perm"])
+    if x.ndim == 4 and x.size:
+        x = np.ascontiguousarray(x)
+        out = np.empty(tuple(x.shape[a] for a in perm), dtype=x.dtype)
+        ost = [v // out.itemsize for v in out.strides]
+        t = [0, 0, 0, 0]
+        for pos, a in enumerate(perm):  # output axis pos is input axis a
+            t[a] = ost[pos]
+        _transpose4(x, t[0], t[1], t[2], t[3], out)
+        return [out], None
+    return [np.ascontiguousarray(np.transpose(x, perm))], None
 
 
 @kernel("strided_slice")
