@@ -244,9 +244,11 @@ def _mul(a, b, out, off1, off2, multiplier, shift, out_off, act_min, act_max, si
 
 def _broadcast_flat(a: np.ndarray, b: np.ndarray, out_shape) -> tuple[np.ndarray, np.ndarray]:
     """Both operands expanded to the output shape (numpy broadcasting = TFLite's), flattened."""
-    a = np.ascontiguousarray(np.broadcast_to(a, out_shape)).reshape(-1)
-    b = np.ascontiguousarray(np.broadcast_to(b, out_shape)).reshape(-1)
-    return a, b
+    if a.shape != out_shape:
+        a = np.broadcast_to(a, out_shape)
+    if b.shape != out_shape:
+        b = np.broadcast_to(b, out_shape)
+    return np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1)
 
 
 @kernel("add_sub")
