@@ -17,6 +17,7 @@ from hwsim.frontends.builder import GraphBuilder
 from hwsim.hw import (HwNetwork, LegalizationError, LegalizationRow, load_config,
                       map_network)
 from hwsim.hw.config import config_from_dict
+from hwsim.ir import Op, Tensor
 from hwsim.kernels.requant import real_to_m_e
 from hwsim.lower import REQUANT_SCHEMES, lower, mult_shift_params
 from hwsim.registry import KERNELS
@@ -353,3 +354,131 @@ def test_lowering_with_a_preset_name_or_yaml(tmp_path):
     assert (conv["acc_bits"], conv["acc_overflow"], conv["dataflow"], conv["array_rows"],
             conv["bias_first"]) == (20, 1, 1, 3, 1)
     assert "acc_bits" not in prog.layers[2].params  # MAX_POOL: no accumulator
+
+
+# -- clamps of b-bit activations: "fused" and "input" placements -------------------------------
+
+def _clamp_cnn(rng, clamps, extra_reader=False, conv_is_output=False, const_shape=()):
+    """x -> [input clamps] -> conv3x3 (RELU, zp -128) -> [clamps] -> maxpool -> [clamps] -> FC.
+    ``clamps``: {"input" | "conv" | "pool": [(op, value), ...]}."""
+    b = GraphBuilder("clamp_cnn")
+    x = b.input("x", (1, 6, 6, 2), np.int8, scale=0.02, zero_point=-3)
+    q = {}
+
+    def chain(src, name, shape, scale, zp, ops):
+        cur = src
+        for k, (op, v) in enumerate(ops):
+            c = b.const(f"{name}/c{k}", np.full(const_shape, v, np.int8), scales=[scale],
+                        zero_points=[zp])
+            out = b.activation(f"{name}/{k}", shape, np.int8, scale=scale, zero_point=zp)
+            b.op(op, [cur, c], [out])
+            cur = out
+        return cur
+
+    h = chain(x, "x", (1, 6, 6, 2), 0.02, -3, clamps.get("input", []))
+    w = b.const("w", rng.integers(-127, 128, (4, 3, 3, 2)).astype(np.int8),
+                scales=np.full(4, 0.01, np.float32), axis=0)
+    bias = b.const("bias", rng.integers(-300, 300, 4).astype(np.int32),
+                   scales=np.full(4, 0.0002, np.float32), axis=0)
+    y = b.activation("conv", (1, 6, 6, 4), np.int8, scale=0.05, zero_point=-128)
+    b.op("CONV_2D", [h, w, bias], [y], padding="SAME", stride_w=1, stride_h=1,
+         dilation_w_factor=1, dilation_h_factor=1, fused_activation_function="RELU")
+    q["conv"] = y
+    y = chain(y, "conv", (1, 6, 6, 4), 0.05, -128, clamps.get("conv", []))
+    p = b.activation("pool", (1, 3, 3, 4), np.int8, scale=0.05, zero_point=-128)
+    b.op("MAX_POOL_2D", [y], [p], padding="VALID", stride_w=2, stride_h=2, filter_width=2,
+         filter_height=2, fused_activation_function="NONE")
+    p = chain(p, "pool", (1, 3, 3, 4), 0.05, -128, clamps.get("pool", []))
+    shp = b.const("shape", np.array([1, 36], np.int32))
+    f = b.activation("flat", (1, 36), np.int8, scale=0.05, zero_point=-128)
+    b.op("RESHAPE", [p, shp], [f], new_shape=[1, 36])
+    wf = b.const("wf", rng.integers(-127, 128, (3, 36)).astype(np.int8),
+                 scales=np.full(3, 0.01, np.float32), axis=0)
+    bf = b.const("bf", rng.integers(-300, 300, 3).astype(np.int32),
+                 scales=np.full(3, 0.0005, np.float32), axis=0)
+    out = b.activation("logits", (1, 3), np.int8, scale=0.1, zero_point=0)
+    b.op("FULLY_CONNECTED", [f, wf, bf], [out], fused_activation_function="NONE",
+         weights_format="DEFAULT", keep_num_dims=False)
+    b.output(out)
+    if extra_reader:   # a second reader of the conv's unclamped output
+        o2 = b.activation("conv2", (1, 6, 6, 4), np.int8, scale=0.05, zero_point=-128)
+        b.op("MAX_POOL_2D", [q["conv"]], [o2], padding="SAME", stride_w=1, stride_h=1,
+             filter_width=1, filter_height=1, fused_activation_function="NONE")
+        b.output(o2)
+    if conv_is_output:
+        b.output(q["conv"])
+    return b.build()
+
+
+def _same_as_reference(hw, g, rng, n=4):
+    for _ in range(n):
+        x = _x(rng, (1, 6, 6, 2))
+        r, ref = hw.run(x), Network(lower(g), g).run(x, trace=True)
+        assert all(np.array_equal(a, b) for a, b in zip(r.outputs, ref.outputs))
+        for t, v in r.trace.tensors.items():
+            assert np.array_equal(v, ref.trace.tensors[t])
+
+
+def test_clamps_fuse_into_the_array_layer_and_the_input():
+    rng = np.random.default_rng(30)
+    a4 = _cfg(data={"input_bits": 4, "output_bits": 4})
+    g = _clamp_cnn(rng, {"input": [("MAXIMUM", -8), ("MINIMUM", 7)], "conv": [("MINIMUM", -121)],
+                         "pool": [("MAXIMUM", -125), ("MINIMUM", -122)]})
+    hw = map_network(g, "tflite-int8")   # strict, no host tail needed
+    assert hw.exact
+    assert [hw.placement[i] for i in range(len(g.ops))] == [
+        "input", "input", "array", "fused", "array", "fused", "fused", "alias", "array"]
+    conv, pool = hw.program.layers[2], hw.program.layers[4]
+    assert (conv.params["act_min"], conv.params["act_max"]) == (-128, -121)   # RELU at zp
+    assert (pool.params["act_min"], pool.params["act_max"]) == (-125, -122)
+    assert conv.outputs == g.ops[3].outputs and pool.outputs == g.ops[6].outputs
+    assert hw.program.layers[3].kernel == "fused" and hw.program.layers[3].params == \
+        {"fused_into": 2}
+    assert hw.reference.layers[3].kernel == "maximum_minimum"   # the model is unchanged
+    assert hw.ranges[g.ops[1].outputs[0]] == (-8, 7)
+    assert hw.memory["activations"]["words"] > 0
+    _same_as_reference(hw, g, rng)
+    # the 4-bit data path: the conv's output [-128, -121] does not fit 4 bits, the input does
+    _refused(g, a4, r"layer 2 \(CONV_2D\): output tensor \d+ 'conv/0' \(values in \[-128, "
+                    r"-121\]\) does not fit the 4-bit signed")
+    ok = _clamp_cnn(rng, {"input": [("MAXIMUM", -8), ("MINIMUM", 7)],
+                          "conv": [("MAXIMUM", -8), ("MINIMUM", 7)]})
+    msg = _refused(ok, a4, r"layer 7 \(FULLY_CONNECTED\)")   # its logits are 8-bit
+    assert "layer 2" not in msg and "layer 5" not in msg   # conv and pool fit
+
+
+@pytest.mark.parametrize("case", ["two_readers", "graph_output", "empty", "per_channel"])
+def test_clamps_that_cannot_be_fused_are_host_layers(case):
+    """Not fused: the array layer's output has another reader, or is a network output; the
+    clamps' intersection is empty (MAXIMUM 100 then MINIMUM 50 is the constant 50, not a
+    clamp); the constant is not one element. Such a clamp is a host layer."""
+    rng = np.random.default_rng(31)
+    kw, clamps, bad = {}, {"conv": [("MINIMUM", 7)]}, 1
+    if case == "two_readers":
+        kw["extra_reader"] = True
+    elif case == "graph_output":
+        kw["conv_is_output"] = True
+    elif case == "empty":
+        clamps, bad = {"conv": [("MINIMUM", -128)], "pool": [("MAXIMUM", 100),
+                                                              ("MINIMUM", 50)]}, 4
+    else:
+        kw["const_shape"] = (1, 1, 1, 4)
+    g = _clamp_cnn(rng, clamps, **kw)
+    msg = _refused(g, "tflite-int8", rf"layer {bad} \(MINIMUM\): MINIMUM is not an array op")
+    assert msg.count("is not an array op") == 1   # the other clamps fused
+
+
+def test_clamp_of_a_host_layer_stays_on_the_host():
+    rng = np.random.default_rng(32)
+    g = small_cnn(rng)   # ... FC -> SOFTMAX (host)
+    y8 = g.outputs[0]
+    c = len(g.tensors)
+    g.tensors.append(Tensor(c, "y8/qmax", (), np.dtype(np.int8), g.tensors[y8].quant,
+                            np.array(7, np.int8)))
+    g.tensors.append(Tensor(c + 1, "y9", (1, 5), np.dtype(np.int8), g.tensors[y8].quant))
+    g.ops.append(Op(len(g.ops), "MINIMUM", [y8, c], [c + 1], {}))
+    g.outputs = [c + 1]
+    hw = map_network(g, "tflite-int8", host_tail=True)
+    assert [hw.placement[op.index] for op in g.ops][-2:] == ["host", "host"]
+    x = _x(rng)
+    assert np.array_equal(hw.run(x).outputs[0], Network(lower(g), g).run(x).outputs[0])

@@ -112,6 +112,32 @@ def test_quantize_cli_folders_and_tables(data, tmp_path, capsys):
     assert "relu1" in tables.read_nvdla_json(tmp_path / "b.json")
 
 
+def test_quantize_cli_activation_bits_and_first_last_bits(data, tmp_path, capsys):
+    """--activation-bits 4 --first-last-bits 8: 4-bit activations with clamps, the first MAC
+    layer's input and the last one's output (and their weights) at 8 bits; the input is
+    quantized to 8 bits, TFLite == hwsim."""
+    import hwsim
+    d, xtr, xte, _ = data
+    out = tmp_path / "a4.tflite"
+    assert main(["quantize", MODEL, "--calib", str(d / "x_cal.npy"), "--method", "kl",
+                 "--weight-bits", "4", "--activation-bits", "4", "--first-last-bits", "8",
+                 "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "4-bit weights, 4-bit activations (first / last MAC layers: 8-bit weights, 8-bit " \
+           "activations)" in text
+    g = hwsim.load_graph(str(out))
+    names = {t.name for t in g.tensors}
+    assert {"relu1/unclamped", "relu1/qmax", "prob/fixed"} <= names
+    assert "input/clamped" not in names and "logits/unclamped" not in names
+    t = g.tensors[g.inputs[0]]
+    xq = np.clip(np.round(xte[:2].transpose(0, 2, 3, 1) / float(t.quant.scales[0]))
+                 + int(t.quant.zero_points[0]), -128, 127).astype(np.int8)
+    assert xq.min() < -8 or xq.max() > 7   # an 8-bit input
+    b = out.read_bytes()
+    for i in range(2):
+        assert np.array_equal(tflite_ref(b, xq[i:i + 1])[0], hwsim_run(b, xq[i:i + 1]).outputs[0])
+
+
 @pytest.mark.parametrize("argv,message", [
     (["quantize", "missing.onnx", "--calib", "{d}/x_cal.npy", "--out", "{t}/o.tflite"],
      "missing.onnx: no such file"),

@@ -68,11 +68,16 @@ def main(argv=None):
     configs += [(m, "maxabs", {"weight_bits": 4}) for m in METHODS]
     configs += [(m, "mse", {"weight_bits": 4}) for m in METHODS]
     configs += [(m, "maxabs", {"activation_bits": 4}) for m in METHODS]
+    # yolo2_light: 4-bit weights and activations, the first and last MAC layers at 8 bits
+    configs += [(m, "maxabs", {"weight_bits": 4, "activation_bits": 4,
+                               "first_last_weight_bits": 8}) for m in METHODS]
     rows = []
     for method, weights, extra in configs:
         q = quantize(g, x_train, method, weights=weights, **extra)
         top1, agree, deq = int8_top1(q, x_test, y_test, args.tflite)
-        bits = f"w{extra.get('weight_bits', 8)}a{extra.get('activation_bits', 8)}"
+        bits = f"w{extra.get('weight_bits', 8)}a{extra.get('activation_bits', 8)}" + (
+            f", first / last {extra['first_last_weight_bits']}"
+            if "first_last_weight_bits" in extra else "")
         rows.append((bits, method, weights, top1, agree, int(np.sum(deq.argmax(1) != f_pred)),
                      sqnr_db(f_out, deq), sorted({a.method for a in q.activations.values()
                                                   if a.method != "fixed"})))

@@ -142,6 +142,13 @@ def cmd_export(args) -> int:
                          str(mem.get("weights", {}).get("words", "-"))])
         print(_fmt_table(["#", "op", "array", "output", "MACs", "cycles", "in_base", "out_base",
                           "w words"], rows, right={0, 4, 5, 6, 7, 8}))
+        if man.get("fused"):   # clamps of b-bit activations without a layer of their own
+            fused = [f"{f['index']} {f['op']} into layer {f['into']}" for f in man["fused"]
+                     if f["placement"] == "fused"]
+            host = [f"{f['index']} {f['op']}" for f in man["fused"] if f["placement"] == "input"]
+            print("clamps: " + "; ".join(
+                ([f"fused {', '.join(fused)}"] if fused else []) +
+                ([f"applied by the host to the input: {', '.join(host)}"] if host else [])))
         mems = man["memories"]
         print("memories: " + ", ".join(
             f"{k} {mems[k]['used_words']:,}/{mems[k]['depth']:,} words"

@@ -254,8 +254,9 @@ class NetworkPlan:
     memories: dict[str, Memory]
     regions: dict[int, tuple[int, int]]  # tensor index -> (base, words) in activation memory
     aliases: list[dict]  # RESHAPE/SQUEEZE layers: {index, op, tensor, alias_of}
-    inputs: list[int]
+    inputs: list[int]  # the tensors the host writes (a network input, or its "input" clamp)
     outputs: list[int]
+    fused: list[dict] = field(default_factory=list)  # clamps: {index, op, placement, into}
 
     @property
     def array_layers(self) -> list[LayerPlan]:
@@ -332,11 +333,14 @@ def _folder(index: int, op: str, width: int) -> str:
 def plan_network(program, config, placement: dict) -> NetworkPlan:
     """Lay the program out in the accelerator's memories (accel-interface.md).
 
-    ``placement`` ({layer index: "array" | "alias" | "host"}) is where each layer runs, as
-    hwsim.hw.map_network decided (host layers only as a trailing run). Raises HwsimError for an
-    array layer outside the interface (e.g. not int8) and for a memory whose words do not fit
-    its depth.
+    ``placement`` ({layer index: "array" | "alias" | "fused" | "input" | "host"}) is where
+    each layer runs, as hwsim.hw.map_network decided (host layers only as a trailing run).
+    "fused" and "input" clamps get no layer plan (the array layer they are fused into writes
+    their output; the host writes a clamped network input: ``inputs`` lists the tensors the
+    host writes). Raises HwsimError for an array layer outside the interface (e.g. not int8)
+    and for a memory whose words do not fit its depth.
     """
+    from ..hw.network import network_input_tensors
     layers = program.layers
     kinds = [placement[layer.index] for layer in layers]
     for layer, kind in zip(layers, kinds):
@@ -353,7 +357,8 @@ def plan_network(program, config, placement: dict) -> NetworkPlan:
             regions[t] = (act.alloc(words, what), words)
         return regions[t]
 
-    for t in program.inputs:
+    host_inputs = network_input_tensors(program, placement)
+    for t in host_inputs:
         info = program.tensors[t]
         if info.dtype is None or np.dtype(info.dtype) != np.dtype(np.int8):
             raise HwsimError(f"network input {t} '{info.name}' is {info.dtype}; the array's "
@@ -363,8 +368,14 @@ def plan_network(program, config, placement: dict) -> NetworkPlan:
     width = max(2, len(str(max((layer.index for layer in layers), default=0))))
     plans: list[LayerPlan] = []
     aliases: list[dict] = []
+    fused: list[dict] = []
     position = 0
     for layer, kind in zip(layers, kinds):
+        if kind in ("fused", "input"):
+            fused.append({"index": layer.index, "op": layer.op, "placement": kind,
+                          "into": int(layer.params["fused_into"]) if kind == "fused"
+                          else "input"})
+            continue
         if kind == "alias":
             src, dst = layer.inputs[0], layer.outputs[0]
             if src not in regions:
@@ -403,8 +414,8 @@ def plan_network(program, config, placement: dict) -> NetworkPlan:
     mems["descriptors"].alloc((position + 1) * DESCRIPTOR_WORDS, "descriptors")
     for m in mems.values():
         m.check_depth()
-    return NetworkPlan(plans, mems, regions, aliases, list(program.inputs),
-                       list(program.outputs))
+    return NetworkPlan(plans, mems, regions, aliases, host_inputs, list(program.outputs),
+                       fused)
 
 
 def _plan_array_layer(lp: LayerPlan, program, mems: dict[str, Memory], region_of, what: str):

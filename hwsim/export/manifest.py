@@ -227,6 +227,10 @@ def build_manifest(*, plan: NetworkPlan, program, config, version, model_file, m
         "vectors_file": VECTORS_FILE,
         "files": [{"path": rel, "bytes": int(n), "sha256": sha} for rel, n, sha in files],
     }
+    if plan.fused:   # clamps "fused"/"input" (only then, so other manifests are unchanged)
+        items = list(man.items())
+        at = [k for k, _ in items].index("aliases") + 1
+        man = dict(items[:at] + [("fused", plan.fused)] + items[at:])
     from .exporter import _plain
     return _plain(man)
 

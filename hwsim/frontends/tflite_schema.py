@@ -45,6 +45,7 @@ OPTIONS_FOR_OP: dict[str, str] = {
     "HARD_SWISH": "HardSwishOptions", "SOFTMAX": "SoftmaxOptions", "MEAN": "ReducerOptions",
     "SUM": "ReducerOptions", "QUANTIZE": "QuantizeOptions", "DEQUANTIZE": "DequantizeOptions",
     "SPLIT": "SplitOptions", "GATHER": "GatherOptions", "SVDF": "SVDFOptions",
+    "MAXIMUM": "MaximumMinimumOptions", "MINIMUM": "MaximumMinimumOptions",
 }
 
 

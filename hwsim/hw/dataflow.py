@@ -25,12 +25,13 @@ Activations written: the output elements.
 
 Vector layers (no MACs) use the Cc column lanes: MAX/AVERAGE_POOL cycles =
 ceil(N*OH*OW*C / Cc) * FH*FW, reads N*Sy*Sx*C elements; ADD cycles = ceil(E / Cc), reads 2E.
-RESHAPE/SQUEEZE (memory aliases) and host layers: 0 cycles, 0 words.
+RESHAPE/SQUEEZE (memory aliases), clamps placed "fused" or "input" (hwsim.hw.network) and host
+layers: 0 cycles, 0 words.
 
 :func:`tensor_ranges` is the static range analysis the headroom and legalization use: the
 network inputs span their dtype; a layer that clamps its output to [act_min, act_max] gives
-that range (pooling: the input's range clamped), an alias keeps its input's range, any other
-layer its dtype's range.
+that range (pooling: the input's range clamped), an alias keeps its input's range, MAXIMUM /
+MINIMUM the max / min of their operands' ranges, any other layer its dtype's range.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class LayerStats:
     """Per-layer statistics of one run on the array (see the module docstring's formulas)."""
     layer: int  # the layer's index
     op: str
-    placement: str  # array | alias | host
+    placement: str  # array | alias | fused | input | host
     dataflow: str = ""
     P: int = 0  # output pixels (FC: batch rows)
     C: int = 0  # output channels
@@ -225,5 +226,13 @@ def tensor_ranges(program: Program) -> dict[int, tuple[int, int]]:
                 r = (clamp(lo), clamp(hi))
             elif layer.op in ALIAS_OPS and layer.inputs and layer.inputs[0] in rng:
                 r = rng[layer.inputs[0]]
+            elif layer.kernel == "maximum_minimum":
+                # max(a, b) lies in [max(a_lo, b_lo), max(a_hi, b_hi)] (min: likewise)
+                rs = [rng.get(i) for i in layer.inputs] + [
+                    (int(np.min(v)), int(np.max(v))) for k, v in p.items()
+                    if k.startswith("const") and np.size(v)]
+                if rs and all(x is not None for x in rs):
+                    pick = max if p["is_max"] else min
+                    r = (max(r[0], pick(x[0] for x in rs)), min(r[1], pick(x[1] for x in rs)))
             rng[t] = r
     return rng

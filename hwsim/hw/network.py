@@ -9,7 +9,7 @@ Stable API (hwsim/export calls exactly this; see also hwsim/hw/__init__.py):
     hw.reference      the model's Program (TFLite arithmetic) it is checked against
     hw.config         the AccelConfig
     hw.graph          the graph IR
-    hw.placement      {layer index: "array" | "alias" | "host"}
+    hw.placement      {layer index: "array" | "alias" | "fused" | "input" | "host"}
     hw.report         [LegalizationRow], one per layer, in program order
     hw.exact          every layer is exact (always true after strict)
     hw.ranges         {tensor index: (lo, hi)} static value ranges
@@ -22,7 +22,23 @@ Stable API (hwsim/export calls exactly this; see also hwsim/hw/__init__.py):
 Legalization. Each layer is placed: ARRAY_OPS (CONV_2D with groups = 1, DEPTHWISE_CONV_2D,
 FULLY_CONNECTED, MAX_POOL_2D, AVERAGE_POOL_2D, ADD of two same-shape activations) on the array,
 RESHAPE/SQUEEZE as memory aliases, anything else on the host — allowed only as a trailing tail
-(no array layer after it) and only with ``host_tail=True``. Problems are of two kinds:
+(no array layer after it) and only with ``host_tail=True``. Two placements absorb the clamps
+of b-bit activations (hwsim.quant.act_bits: MAXIMUM / MINIMUM of a tensor and a constant
+one-element operand c, output shape = input shape):
+
+* ``fused``: the clamp's input is written by an array layer, read by nothing else and not a
+  network output. The clamp is folded into that layer: its ``[act_min, act_max]`` is
+  narrowed (MAXIMUM: act_min = max(act_min, c); MINIMUM: act_max = min(act_max, c)) — exact,
+  clamp(clamp(x, a, b), c) = clamp(x, intersection), done only when the intersection is not
+  empty — and the layer writes the clamp's output tensor. In ``hw.program`` the clamp becomes
+  a no-op layer (kernel ``fused``, no inputs or outputs, ``params["fused_into"]``); the export
+  gives it no folder and no vectors; the tensors only the model produces (the layer's
+  unclamped output) are not in the hardware's trace and are not compared.
+* ``input``: the clamp's input is a network input (or the output of another ``input`` clamp)
+  read by nothing else: the host applies it as it writes the input into the activation
+  memory (the export's act_init holds the clamped tensor; the layer runs in ``hw.run``).
+
+Problems are of two kinds:
 
 * fatal in both modes (HwsimError naming layer, op and reason): a host layer that is not
   allowed; data that does not fit (activation ranges vs data.input_bits/output_bits and
@@ -47,7 +63,7 @@ end to end) and ``*_isolated`` (each hardware layer fed the reference's input of
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -63,6 +79,7 @@ from .headroom import Headroom, bits_needed, headroom
 from ..kernels.accumulate import KINDS, channel_bounds
 
 LEGALIZE_MODES = ("strict", "approx")
+CLAMP_OPS = ("MAXIMUM", "MINIMUM")
 _ACC_KEYS = {"acc_bits", "acc_overflow", "dataflow", "array_rows", "array_cols", "bias_first"}
 _SCHEME_NAMES = {v: k for k, v in REQUANT_SCHEMES.items()}
 
@@ -75,7 +92,7 @@ class LegalizationError(HwsimError):
 class LegalizationRow:
     layer: int
     op: str
-    placement: str  # array | alias | host
+    placement: str  # array | alias | fused | input | host
     exact: bool  # the hardware computes exactly the model's integers for every input
     reasons: list[str] = field(default_factory=list)  # why not exact (what was approximated)
     elements: int = 0  # output elements
@@ -171,6 +188,86 @@ def _placement(layer: Layer, program: Program) -> tuple[str, str]:
     return "array", ""
 
 
+def clamp_bound(layer: Layer, program: Program) -> tuple[bool, int] | None:
+    """(is MAXIMUM, c) of a MAXIMUM / MINIMUM of one run-time tensor and a constant
+    one-element operand c that keeps the tensor's shape; None for any other layer."""
+    if layer.op not in CLAMP_OPS or layer.kernel != "maximum_minimum" or \
+            len(layer.inputs) != 1 or len(layer.outputs) != 1:
+        return None
+    consts = [v for k, v in layer.params.items() if k.startswith("const")]
+    if len(consts) != 1 or np.size(consts[0]) != 1:
+        return None
+    x, y = layer.inputs[0], layer.outputs[0]
+    if tuple(program.tensors[x].shape) != tuple(program.tensors[y].shape):
+        return None
+    return layer.op == "MAXIMUM", int(np.asarray(consts[0]).reshape(-1)[0])
+
+
+def _narrow(act: tuple[int, int], bound: tuple[bool, int]) -> tuple[int, int]:
+    """[act_min, act_max] followed by MAXIMUM / MINIMUM with c, as one clamp (when the result
+    is not empty: clamp(clamp(x, a, b), c) = clamp to the intersection)."""
+    is_max, c = bound
+    return (max(act[0], c), act[1]) if is_max else (act[0], min(act[1], c))
+
+
+def _fuse_clamps(program: Program, reference: Program, where: dict) -> dict[int, tuple]:
+    """Fold constant clamps into the array layer producing their input (placement "fused")
+    or into the host's writing of a network input ("input"); see the module docstring.
+    Rewrites ``program.layers`` and ``where`` in place. Returns {array layer index: the
+    reference's [act_min, act_max] narrowed by the same clamps} (what the hardware's narrowed
+    clamp must equal)."""
+    readers: dict[int, int] = {}
+    for layer in program.layers:
+        for i in layer.inputs:
+            readers[i] = readers.get(i, 0) + 1
+    outputs = set(program.outputs)
+    producer = {t: pos for pos, layer in enumerate(program.layers) for t in layer.outputs}
+    host_written = set(program.inputs)   # network inputs and their "input" clamps
+    ref_act: dict[int, tuple] = {}
+    for pos, layer in enumerate(program.layers):
+        bound = clamp_bound(layer, program)
+        if bound is None:
+            continue
+        x, y = layer.inputs[0], layer.outputs[0]
+        if x in outputs or readers.get(x, 0) != 1:
+            continue
+        p = producer.get(x)
+        if p is not None and where[program.layers[p].index] == "array" and \
+                "act_min" in program.layers[p].params:
+            prod, ref = program.layers[p], reference.layers[p]
+            lo, hi = _narrow((int(prod.params["act_min"]), int(prod.params["act_max"])), bound)
+            if lo > hi:
+                continue
+            ref_act[prod.index] = _narrow(ref_act.get(prod.index, (
+                int(ref.params["act_min"]), int(ref.params["act_max"]))), bound)
+            program.layers[p] = replace(prod, outputs=[y],
+                                        params=dict(prod.params, act_min=lo, act_max=hi))
+            program.layers[pos] = Layer(layer.index, layer.op, "fused", [], [],
+                                        {"fused_into": prod.index},
+                                        summary=f"fused into layer {prod.index} ({prod.op}): "
+                                                f"clamp [{lo}, {hi}]")
+            producer[y] = p
+            where[layer.index] = "fused"
+        elif p is None and x in host_written or \
+                p is not None and where[program.layers[p].index] == "input":
+            host_written.add(y)
+            where[layer.index] = "input"
+    return ref_act
+
+
+def network_input_tensors(program: Program, placement: dict) -> list[int]:
+    """The tensors the host writes into the activation memory: each network input, or the
+    output of the last clamp placed "input" on it."""
+    root = {t: t for t in program.inputs}
+    final = dict(root)
+    for layer in program.layers:
+        if placement.get(layer.index) == "input":
+            r = root[layer.inputs[0]]
+            root[layer.outputs[0]] = r
+            final[r] = layer.outputs[0]
+    return [final[t] for t in program.inputs]
+
+
 def _params_diff(hw: dict, ref: dict) -> list[str]:
     """The params keys whose values differ (multiplier/shift compared per channel)."""
     diff = []
@@ -221,9 +318,10 @@ def _width_problems(layer: Layer, prog: Program, ranges: dict, cfg: AccelConfig)
                        f"values in [{lo}, {hi}]) does not fit the "
                        f"{_fmt_range(d.input_bits, d.input_signed)} inputs (data.input_bits)")
     if "act_min" in p:
-        lo, hi = int(p["act_min"]), int(p["act_max"])
+        t = layer.outputs[0]
+        # the static range: the clamp, or for a pool its input's range clamped
+        lo, hi = ranges.get(t, (int(p["act_min"]), int(p["act_max"])))
         if not _fits(lo, hi, d.output_bits, d.output_signed):
-            t = layer.outputs[0]
             out.append(f"output tensor {t} '{prog.tensors[t].name}' (values in [{lo}, {hi}]) "
                        f"does not fit the {_fmt_range(d.output_bits, d.output_signed)} outputs "
                        f"(data.output_bits)")
@@ -275,7 +373,7 @@ def _memory_usage(prog: Program, placement: dict, cfg: AccelConfig) -> tuple[dic
                              f"capacity depth x banks = {m.depth} x {m.banks} = {cap}"))
 
     act_seen = set()
-    for i in prog.inputs:
+    for i in network_input_tensors(prog, placement):
         alloc("activations", ceil_div(int(np.prod(prog.tensors[i].shape)),
                                       mems.activations.lanes), None)
         act_seen.add(i)
@@ -349,13 +447,19 @@ def map_network(model, config, legalize: str = "strict", inputs=None,
     reference = lower(graph, requant_scheme=ref_scheme)
     program, ctx = lower_with_context(graph, cfg)
     src = graph.source or graph.name or "model"
+    base = {layer.index: _placement(layer, program) for layer in program.layers}
+    where_of = {i: w for i, (w, _) in base.items()}
+    ref_act = _fuse_clamps(program, reference, where_of)
     ranges = tensor_ranges(program)
 
     fatal: list[tuple[int, str, str]] = []
     placement: dict[int, str] = {}
     first_host = None
     for layer in program.layers:
-        where, why = _placement(layer, program)
+        where, why = where_of[layer.index], base[layer.index][1]
+        if where in ("fused", "input"):
+            placement[layer.index] = where
+            continue
         if first_host is not None and where != "host":
             if where == "array":
                 fatal.append((layer.index, layer.op,
@@ -382,7 +486,11 @@ def map_network(model, config, legalize: str = "strict", inputs=None,
         for msg in _width_problems(layer, program, ranges, cfg):
             fatal.append((layer.index, layer.op, msg))
         reasons = []
-        diff = _params_diff(layer.params, ref.params)
+        ref_params = ref.params
+        if layer.index in ref_act:   # compare with the model's layer and its fused clamps
+            lo, hi = ref_act[layer.index]
+            ref_params = dict(ref.params, act_min=lo, act_max=hi)
+        diff = _params_diff(layer.params, ref_params)
         if diff:
             hs, rs = layer.params.get("scheme"), ref.params.get("scheme")
             if hs != rs and hs is not None and rs is not None:

@@ -1,4 +1,5 @@
-"""Lowering of pooling, MEAN, ADD/SUB/MUL and CONCATENATION (TFLite reference semantics).
+"""Lowering of pooling, MEAN, ADD/SUB/MUL, CONCATENATION and MAXIMUM/MINIMUM (TFLite reference
+semantics).
 
 Sources (LiteRT ``tflite/kernels``, the same code as TensorFlow's ``tensorflow/lite/kernels``):
 
@@ -26,6 +27,10 @@ Sources (LiteRT ``tflite/kernels``, the same code as TensorFlow's ``tensorflow/l
 * concatenation.cc: int8 requires every input's scale and zero point to equal the output's;
   int16 requires zero points 0 and copies the integers unchanged (scales are ignored). Only
   uint8 rescales in TFLite, and uint8 is not supported here.
+* maximum_minimum.cc + reference/maximum_minimum.h: MAXIMUM / MINIMUM compare the stored
+  integers (``el1 > el2 ? el1 : el2``; ``<`` for MINIMUM) with numpy broadcasting
+  (MaximumMinimumBroadcastSlow; BroadcastBinaryOpSimple aborts above rank 8); the inputs must
+  share one type, the output takes it; scales and zero points are neither used nor checked.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from ..ir import Op
 from ..registry import lowering
 from . import LoweringContext, round_half_away_f32
 from ..kernels import elementwise as _kernels  # noqa: F401  (registers the kernels)
+from ..kernels import minmax as _minmax_kernels  # noqa: F401  (MAXIMUM, MINIMUM)
 
 INT8 = np.dtype(np.int8)
 INT16 = np.dtype(np.int16)
@@ -361,3 +367,48 @@ def lower_concat(op: Op, ctx: LoweringContext):
     params = dict(axis=ax, num_inputs=len(ins), out_shape=out_shape, **consts)
     return ctx.layer(op, "concat", inputs=runtime, params=params,
                      summary=f"axis {ax} | {len(ins)} inputs {dtype} (copied, no rescale)")
+
+
+# -- MAXIMUM / MINIMUM --------------------------------------------------------------------------
+
+MAXMIN_BROADCAST_MAX_RANK = 8  # BroadcastBinaryOpSimple's kMaxRank (TFLITE_CHECK beyond)
+
+
+@lowering("MAXIMUM", "MINIMUM")
+def lower_maximum_minimum(op: Op, ctx: LoweringContext):
+    """maximum_minimum.cc: the stored integers are compared, quantization is ignored."""
+    if len(op.inputs) != 2 or len(op.outputs) != 1:
+        raise ctx.error(op, f"takes 2 inputs and 1 output, has {len(op.inputs)} and "
+                            f"{len(op.outputs)}")
+    a_i, b_i, y_i = op.inputs[0], op.inputs[1], op.outputs[0]
+    dts = [_dtype(ctx, i) for i in (a_i, b_i, y_i)]
+    if dts[0] != dts[1]:
+        raise ctx.error(op, f"input dtypes {dts[0]} and {dts[1]} differ; TFLite requires one "
+                            f"type")
+    if dts[2] != dts[0]:
+        raise ctx.error(op, f"output dtype {dts[2]} differs from the inputs' {dts[0]} (TFLite "
+                            f"gives the output the inputs' type)")
+    if dts[0] not in SUPPORTED:
+        raise ctx.error(op, f"dtype {dts[0]} is not supported (int8 or int16 only)")
+    sa, sb = tuple(ctx.tensor(a_i).shape), tuple(ctx.tensor(b_i).shape)
+    if sa == sb:
+        out_shape = _check_out_shape(ctx, op, sa)
+    else:
+        try:
+            out_shape = np.broadcast_shapes(sa, sb)
+        except ValueError:
+            raise ctx.error(op, f"input shapes {list(sa)} and {list(sb)} do not "
+                                f"broadcast") from None
+        if len(out_shape) > MAXMIN_BROADCAST_MAX_RANK:
+            raise ctx.error(op, f"broadcasting of rank {len(out_shape)} > "
+                                f"{MAXMIN_BROADCAST_MAX_RANK} (TFLite aborts)")
+        out_shape = _check_out_shape(ctx, op, out_shape)
+    runtime, consts = _operand_params(ctx, [a_i, b_i])
+    is_max = op.type == "MAXIMUM"
+    params = dict(is_max=is_max, out_shape=out_shape, **consts)
+    c = [np.asarray(v).reshape(-1) for v in consts.values()]
+    operand = f"const {int(c[0][0])}" if len(c) == 1 and c[0].size == 1 else \
+        ("const" if c else "tensor")
+    summary = (f"{'max' if is_max else 'min'}(x, {operand}) {dts[0]} | stored integers "
+               f"compared (quantization ignored)")
+    return ctx.layer(op, "maximum_minimum", inputs=runtime, params=params, summary=summary)

@@ -259,10 +259,14 @@ def quantize_arguments(p: argparse.ArgumentParser) -> None:
                    help="accelerator YAML or preset (shift_only -> power-of-two scales, "
                         "per_channel, zero_point, weight/activation bits)")
     p.add_argument("--weight-bits", type=int, default=None, help="4..8 (int8 storage)")
-    p.add_argument("--activation-bits", type=int, default=None, help="4..8 (int8) or 16")
+    p.add_argument("--activation-bits", type=int, default=None,
+                   help="4..8 (int8; below 8 every activation is clamped to its b-bit range) "
+                        "or 16")
     p.add_argument("--first-last-bits", type=int, default=None, metavar="BITS",
-                   help="weight bits of the first and last MAC layers (e.g. 8 with "
-                        "--weight-bits 4)")
+                   help="weight bits of the first and last MAC layers, and activation bits of "
+                        "the first MAC layer's input and the last one's output (never fewer "
+                        "than --activation-bits); e.g. 8 with --weight-bits 4 "
+                        "--activation-bits 4")
     p.add_argument("--pot", action="store_true", help="power-of-two scales everywhere")
     p.add_argument("--out", required=True, metavar="FILE.tflite", help="the int8 model")
     p.add_argument("--weights-h5", metavar="FILE.h5", default=None,
@@ -334,6 +338,7 @@ def cmd_quantize(args) -> int:
         kw["activation_bits"] = args.activation_bits
     if args.first_last_bits is not None:
         kw["first_last_weight_bits"] = args.first_last_bits
+        kw["first_last_activation_bits"] = args.first_last_bits
     if args.pot:
         kw["power_of_two"] = True
     bar, _ = _progress_bar(args.progress, "calibrating")
@@ -377,6 +382,7 @@ def _print_summary(q, args) -> None:
           f"({', '.join(f'{k} {v}' for k, v in methods.most_common())}), weights: "
           f"{q.options.weights}{' per-tensor' if not q.options.per_channel else ' per-channel'}"
           f", {q.options.weight_bits}-bit weights, {q.options.activation_bits}-bit activations"
+          + _first_last_text(q)
           + (", power-of-two scales" if q.options.power_of_two else ""))
     if q.options.method == "auto":
         print(f"{'tensor':40s} {'chosen':>10s} " + " ".join(f"{m:>10s}" for m in
@@ -391,10 +397,40 @@ def _print_summary(q, args) -> None:
     t = g.tensors[g.inputs[0]]
     print(f"input '{t.name}' {np.dtype(t.dtype)} {list(t.shape)}: scale "
           f"{float(t.quant.scales[0]):.9g}, zero point {int(t.quant.zero_points[0])}")
+    _print_accumulator(q)
     for w in q.warnings:
         print(f"warning: {w}")
     outs = [args.out] + [p for p in (args.weights_h5, args.table) if p]
     print("wrote " + ", ".join(outs))
+
+
+def _first_last_text(q) -> str:
+    """' (first / last MAC layers: 8-bit weights, 8-bit activations)' when they differ."""
+    from .quantize import _first_last_activation_bits
+    o = q.options
+    wb = o.first_last_weight_bits
+    ab = _first_last_activation_bits(o)
+    ab = ab if ab is not None and ab != int(o.activation_bits) else None
+    parts = ([f"{wb}-bit weights"] if wb is not None and wb != o.weight_bits else []) + \
+        ([f"{ab}-bit activations"] if ab is not None else [])
+    return f" (first / last MAC layers: {', '.join(parts)})" if parts else ""
+
+
+def _print_accumulator(q) -> None:
+    """The MAC layers whose weight scales were raised to fit the accumulator, one line each
+    (hwsim.quant.accum)."""
+    from .accum import target_acc_bits
+    o = q.options
+    act = q.graph.tensors[q.graph.inputs[0]].dtype
+    bits = target_acc_bits(o.accumulator_bits, o.accumulator_overflow, act)
+    if bits is None:
+        return
+    adj = q.acc_adjustments
+    print(f"accumulator: {o.accumulator_bits}-bit {o.accumulator_overflow}; every MAC layer's "
+          f"partial sums provably fit {bits} bits"
+          + (f"; {len(adj)} layer(s) got larger weight scales:" if adj else ""))
+    for a in adj:
+        print(f"  {a.line()}")
 
 
 # ------------------------------------------------------------------------------ report

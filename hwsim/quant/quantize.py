@@ -39,8 +39,23 @@ Pipeline (see ``docs/quantization.md``):
    power-of-two scales everywhere (weights and activations), ``requant.per_channel: false``
    -> per-tensor weights, ``requant.zero_point: false`` -> symmetric activations,
    ``data.weight_bits`` 4..8 -> narrow weights (``[-(2^(b-1)-1), 2^(b-1)-1]`` in int8),
-   ``data.input_bits``/``output_bits`` 16 -> int16 activations (TFLite 16x8), 4..7 -> the range
-   is quantized onto ``2^b`` levels (stored in int8).
+   ``data.input_bits``/``output_bits`` 16 -> int16 activations (TFLite 16x8), 4..7 -> b-bit
+   activations (below), ``accumulator.bits``/``overflow`` -> weight scales raised until every
+   MAC layer's accumulators provably fit (:mod:`hwsim.quant.accum`).
+6. **b-bit activations** (``activation_bits`` b = 4..7, stored in int8): each range is
+   quantized onto ``2^b`` levels, and the graph keeps every activation in
+   ``[-2^(b-1), 2^(b-1) - 1]`` with explicit clamps: after each op that requantizes (MAC ops,
+   ADD, SUB, MUL, MEAN, QUANTIZE, the RELU family, LEAKY_RELU, HARD_SWISH) the op writes
+   ``<name>/unclamped`` and ``MAXIMUM`` / ``MINIMUM`` against constant scalars ``<name>/qmin`` /
+   ``<name>/qmax`` (the tensor's scale and zero point) produce ``<name>`` (a bound its fused
+   activation already guarantees is left out); a graph input is clamped into
+   ``<name>/clamped``. Ops that only move or select values (pooling, RESHAPE, PAD, ...,
+   CONCATENATION of tied inputs) need no clamp. LOGISTIC / TANH / SOFTMAX keep TFLite's fixed
+   int8 output quantization on ``<name>/fixed``, requantized by a ``QUANTIZE`` to ``<name>``
+   with the same convention on ``2^b`` levels (``2^-b, -2^(b-1)``; TANH ``2^-(b-1), 0``).
+   ``first_last_activation_bits`` (default 8 when ``first_last_weight_bits`` is set) keeps the
+   first MAC layer's input and the last MAC layer's output at more bits, as yolo2_light keeps
+   its first and last layers (see :mod:`hwsim.quant.act_bits`).
 
 The result is a :class:`QuantResult`; its ``graph`` is a Graph whose every activation is int8
 (int16), ready for :func:`hwsim.frontends.tflite_writer.serialize_tflite`.
@@ -55,6 +70,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ..ir import Graph, HwsimError, InputError, Op, QuantParams, Tensor
+from . import act_bits
 from . import calibrate as C
 from .float_exec import FloatExecutor, to_graph_layout
 
@@ -94,7 +110,12 @@ class QuantOptions:
     power_of_two: bool = False          # power-of-two activation and weight scales
     symmetric_activations: bool = False  # zero points 0
     first_last_weight_bits: int | None = None  # weight bits of the first and last MAC layers
+    # activation bits of the first MAC layer's input and the last one's output (never fewer
+    # than activation_bits); None: 8 if first_last_weight_bits is set, else activation_bits
+    first_last_activation_bits: int | None = None
     kl_variant: str = "tensorrt"
+    accumulator_bits: int | None = None  # hardware accumulator: weight scales raised to fit
+    accumulator_overflow: str = "wrap"   # wrap | saturate (hwsim.quant.accum)
 
     def check(self) -> "QuantOptions":
         if self.method not in METHODS:
@@ -116,6 +137,16 @@ class QuantOptions:
                                     f"activations (4..8 bits used) or int16 (16)")
         if not 0 < float(self.percentile) <= 100:
             raise QuantizationError(f"percentile {self.percentile} is not in (0, 100]")
+        fl = self.first_last_activation_bits
+        if fl is not None and not 4 <= int(fl) <= 8:
+            raise QuantizationError(f"first_last_activation_bits={fl}: 4..8 bits (int8 "
+                                    f"activations)")
+        if self.accumulator_bits is not None and not 8 <= int(self.accumulator_bits) <= 64:
+            raise QuantizationError(f"accumulator_bits={self.accumulator_bits}: 8..64 "
+                                    f"(accumulator.bits) or None")
+        if self.accumulator_overflow not in ("wrap", "saturate"):
+            raise QuantizationError(f"accumulator_overflow={self.accumulator_overflow!r}: "
+                                    f"wrap or saturate")
         return self
 
 
@@ -136,7 +167,9 @@ def options_from_config(cfg, **overrides) -> QuantOptions:
         power_of_two=cfg.requant.scheme == "shift_only",
         per_channel=bool(cfg.requant.per_channel),
         fc_per_channel=bool(cfg.requant.per_channel),
-        symmetric_activations=not bool(cfg.requant.zero_point) or ab == 16)
+        symmetric_activations=not bool(cfg.requant.zero_point) or ab == 16,
+        accumulator_bits=int(cfg.accumulator.bits),
+        accumulator_overflow=cfg.accumulator.overflow)
     if kw["power_of_two"]:
         kw["weights"] = "pot"
     kw.update(overrides)
@@ -159,6 +192,7 @@ class ActInfo:
     max: float = 0.0
     fixed: bool = False       # fixed by the op (SOFTMAX, LOGISTIC, TANH)
     sqnr: dict = field(default_factory=dict)  # method -> estimated SQNR (dB)
+    bits: int = 8             # values lie in [-2^(bits-1), 2^(bits-1) - 1] (16: int16)
 
     @property
     def threshold(self) -> float:
@@ -175,6 +209,7 @@ class WeightInfo:
     scales: np.ndarray
     threshold: np.ndarray     # per channel (or one) clipping threshold
     bias_overflow: int = 0
+    acc_adjustment: Any = None  # hwsim.quant.accum.AccAdjustment: scales raised to fit
 
 
 # ------------------------------------------------------------------------------ union-find
@@ -210,9 +245,22 @@ def _pot_ceil(x: float) -> float:
     return math.ldexp(1.0, e - 1 if m == 0.5 else e)
 
 
-def _params_for_range(lo: float, hi: float, opts: QuantOptions, dtype) -> tuple[float, int]:
-    """(scale, zero point) for the float range [lo, hi]."""
-    bits = 16 if np.dtype(dtype) == np.dtype(np.int16) else int(opts.activation_bits)
+def _first_last_activation_bits(o: QuantOptions) -> int | None:
+    """Bits of the first MAC layer's input and the last MAC layer's output groups (None: the
+    same as the others)."""
+    if int(o.activation_bits) == 16:
+        return None
+    fl = o.first_last_activation_bits
+    if fl is None:
+        fl = 8 if o.first_last_weight_bits is not None else None
+    return None if fl is None else max(int(fl), int(o.activation_bits))
+
+
+def _params_for_range(lo: float, hi: float, opts: QuantOptions, dtype,
+                      bits: int | None = None) -> tuple[float, int]:
+    """(scale, zero point) for the float range [lo, hi] on ``bits`` (default
+    ``activation_bits``) levels."""
+    bits = 16 if np.dtype(dtype) == np.dtype(np.int16) else int(bits or opts.activation_bits)
     qmin, qmax = _qrange(dtype, bits)
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     symmetric = opts.symmetric_activations or np.dtype(dtype) == np.dtype(np.int16)
@@ -293,6 +341,13 @@ class QuantResult:
     warnings: list[str] = field(default_factory=list)
     config: Any = None
 
+    @property
+    def acc_adjustments(self) -> list:
+        """The MAC layers whose weight scales were raised so that their accumulators fit
+        ``options.accumulator_bits`` (:class:`hwsim.quant.accum.AccAdjustment`), graph order."""
+        return [w.acc_adjustment for _, w in sorted(self.weights.items())
+                if w.acc_adjustment is not None]
+
     # -- output ----------------------------------------------------------------------------
     def tflite_bytes(self) -> bytes:
         from ..frontends.tflite_writer import serialize_tflite
@@ -344,9 +399,11 @@ class QuantResult:
 
     # -- data ------------------------------------------------------------------------------
     def quantize_input(self, x, k: int = 0) -> np.ndarray:
-        """Float input batch (graph or source layout) -> integers for graph input ``k``."""
+        """Float input batch (graph or source layout) -> integers for graph input ``k``
+        (saturated to the input's bits: ``[-8, 7]`` for 4-bit activations)."""
         x = to_graph_layout(self.float_graph, np.asarray(x, np.float32), k)
-        return quantize_input(self.graph, x, k)
+        a = self.activations.get(self.graph.inputs[k])
+        return quantize_input(self.graph, x, k, bits=a.bits if a is not None else None)
 
     def summary_rows(self) -> list[dict]:
         rows = []
@@ -357,14 +414,18 @@ class QuantResult:
         return rows
 
 
-def quantize_input(graph: Graph, x: np.ndarray, k: int = 0) -> np.ndarray:
-    """TFLite's QUANTIZE: ``clamp(round_half_away(x / scale) + zp)`` in float32 division."""
+def quantize_input(graph: Graph, x: np.ndarray, k: int = 0, bits: int | None = None
+                   ) -> np.ndarray:
+    """TFLite's QUANTIZE: ``clamp(round_half_away(x / scale) + zp)`` in float32 division,
+    clamped to the dtype's range, or to ``bits`` signed bits when given (b-bit activations)."""
     t = graph.tensors[graph.inputs[k]]
     from ..lower import QRANGE, round_half_away_f32
     s = np.float32(t.quant.scales[0])
     q = round_half_away_f32(np.asarray(x, np.float32) / s).astype(np.int64) + \
         int(t.quant.zero_points[0])
     lo, hi = QRANGE[np.dtype(t.dtype)]
+    if bits is not None and np.dtype(t.dtype) == np.dtype(np.int8):
+        lo, hi = C.qrange(int(bits), signed=True)
     return np.clip(q, lo, hi).astype(t.dtype)
 
 
@@ -402,6 +463,8 @@ class _Quantizer:
                 raise QuantizationError(f"{graph.source or 'model'}: tensor '{t.name}' is already "
                                         f"quantized; quantize expects a float graph")
         self.act_dtype = np.dtype(np.int16) if opts.activation_bits == 16 else np.dtype(np.int8)
+        if self.act_dtype == np.dtype(np.int8) and int(opts.activation_bits) < 8:
+            self.g = act_bits.split_fixed_outputs(graph)   # b-bit: requantize fixed outputs
         self._analyse()
 
     # -- 1. analysis -----------------------------------------------------------------------
@@ -426,10 +489,19 @@ class _Quantizer:
                      "LOGISTIC": (1 / 32768 if i16 else 1 / 256, 0 if i16 else -128),
                      "TANH": (1 / 32768 if i16 else 1 / 128, 0)}
         hard_fixed: dict[int, tuple] = {}
+        fixed_bits: dict[int, int] = {}   # hard group -> bits, when not TFLite's 8
+        producer = {t: op for op in g.ops for t in op.outputs}
         for op in g.ops:
-            if op.type in fixed_for:
+            f = fixed_for.get(op.type)
+            src = producer.get(op.inputs[0]) if op.inputs else None
+            if op.type == "QUANTIZE" and src is not None and \
+                    src.type in act_bits.FIXED_OUTPUT_OPS and not i16:
+                # b-bit: the copy of a fixed output (act_bits.split_fixed_outputs) gets the
+                # same convention on 2^b levels
+                f = act_bits.fixed_params(src.type, int(self.o.activation_bits))
+                fixed_bits[hard.find(op.outputs[0])] = int(self.o.activation_bits)
+            if f is not None:
                 r = hard.find(op.outputs[0])
-                f = fixed_for[op.type]
                 if r in hard_fixed and hard_fixed[r] != f:
                     raise QuantizationError(f"{g.source}: tensor '{g.tensors[op.outputs[0]].name}'"
                                             f" would need two different fixed quantizations")
@@ -455,8 +527,11 @@ class _Quantizer:
         for t in self.acts:
             self.groups.setdefault(self.group_of[t], []).append(t)
         self.fixed: dict[int, tuple] = {}
+        self.fixed_bits: dict[int, int] = {}
         for r, f in hard_fixed.items():
             self.fixed[full.find(r)] = f
+            if r in fixed_bits:
+                self.fixed_bits[full.find(r)] = fixed_bits[r]
         # Activation bounds: a tensor produced under RELU / RELU6 / ... lies in its bounds;
         # tie ops pass their input's bounds on, a concatenation the union of its inputs'.
         # A group's bounds are the union of its members' (unbounded members: unbounded).
@@ -491,6 +566,18 @@ class _Quantizer:
                                         f"'{g.tensors[self.groups[r][0]].name}' has nothing to "
                                         f"calibrate")
         self.mac_ops = [op.index for op in g.ops if op.type in MAC_OPS]
+        # Activation bits per group: activation_bits (int16: 16; TFLite's fixed outputs: 8);
+        # the first MAC layer's input and the last one's output: first_last_activation_bits.
+        ab = 16 if i16 else int(self.o.activation_bits)
+        self.bits = {r: self.fixed_bits.get(r, 8) if (r in self.fixed and not i16) else ab
+                     for r in self.groups}
+        fl = _first_last_activation_bits(self.o)
+        if fl is not None and self.mac_ops:
+            by_index = {op.index: op for op in g.ops}
+            for t in (by_index[self.mac_ops[0]].inputs[0], by_index[self.mac_ops[-1]].outputs[0]):
+                r = self.group_of[t]
+                if r not in self.fixed:
+                    self.bits[r] = max(self.bits[r], fl)
 
     # -- 2. calibration --------------------------------------------------------------------
     def _method_of(self, r: int) -> str:
@@ -572,7 +659,7 @@ class _Quantizer:
             t = C.kl_threshold(h)
         elif method == "mse":
             # an asymmetric int8 grid over [0, T] has twice the levels of a symmetric one
-            bits = min(int(self.o.activation_bits) + (1 if lo >= 0 else 0), 16)
+            bits = min(self.bits[r] + (1 if lo >= 0 else 0), 16)
             t = C.mse_threshold(h, bits=bits)
         else:
             raise QuantizationError(f"unknown method {method!r}")
@@ -582,8 +669,8 @@ class _Quantizer:
         self.ranges: dict[int, tuple] = {}
         self.chosen: dict[int, str] = {}
         self.sqnr: dict[int, dict] = {}
-        qmin, qmax = _qrange(self.act_dtype, int(self.o.activation_bits))
         for r in self.observed:
+            qmin, qmax = _qrange(self.act_dtype, self.bits[r])
             m = self._method_of(r)
             b = self.bounds.get(r, (-math.inf, math.inf))
             if m == "auto":
@@ -592,7 +679,7 @@ class _Quantizer:
                 for cm in CANDIDATES:
                     lo, hi = self._range(r, cm)
                     lo, hi = max(lo, b[0]), min(hi, b[1])
-                    s, z = _params_for_range(lo, hi, self.o, self.act_dtype)
+                    s, z = _params_for_range(lo, hi, self.o, self.act_dtype, self.bits[r])
                     cands[cm] = (lo, hi)
                     scores[cm] = _sqnr_estimate(self.hsig[r], s, z, qmin, qmax)
                 best = max(CANDIDATES, key=lambda cm: (scores[cm], -CANDIDATES.index(cm)))
@@ -616,21 +703,21 @@ class _Quantizer:
         for r, members in self.groups.items():
             if r in self.fixed:
                 s, z = self.fixed[r]
-                qmin, qmax = _qrange(self.act_dtype, 8)
+                qmin, qmax = _qrange(self.act_dtype, self.bits[r])
                 lo, hi = s * (qmin - z), s * (qmax - z)
                 method, fixed = "fixed", True
                 mn = mx = float("nan")
             else:
                 lo, hi = self.ranges[r]
-                s, z = _params_for_range(lo, hi, o, self.act_dtype)
+                s, z = _params_for_range(lo, hi, o, self.act_dtype, self.bits[r])
                 if s > self.max_scale.get(r, math.inf):
                     lim = self.max_scale[r]
-                    qmin, qmax = _qrange(self.act_dtype, int(o.activation_bits))
+                    qmin, qmax = _qrange(self.act_dtype, self.bits[r])
                     span = lim * (qmax - qmin)
                     lo0, hi0 = min(lo, 0.0), max(hi, 0.0)
                     a = max(min(max(lo0, hi0 - span), 0.0), -span)   # keep the largest values
                     lo, hi = a, a + span
-                    s, z = _params_for_range(lo, hi, o, self.act_dtype)
+                    s, z = _params_for_range(lo, hi, o, self.act_dtype, self.bits[r])
                     self.warnings.append(
                         f"{g.tensors[members[0]].name}: softmax input range narrowed to "
                         f"[{lo:.6g}, {hi:.6g}] (TFLite's int8 SOFTMAX needs scale < 32)")
@@ -642,7 +729,7 @@ class _Quantizer:
                 tensors[t].quant = QuantParams(np.array([s], np.float32), np.array([z], np.int64))
                 acts[t] = ActInfo(tensors[t].name, t, r, method, float(lo), float(hi), float(s),
                                   int(z), str(self.act_dtype), mn, mx, fixed,
-                                  dict(self.sqnr.get(r, {})))
+                                  dict(self.sqnr.get(r, {})), self.bits[r])
         ops: list[Op] = []
         weights: dict[int, WeightInfo] = {}
         quantized_consts: dict[int, tuple] = {}
@@ -655,14 +742,17 @@ class _Quantizer:
             tensors.append(nt)
             return nt.index
 
-        def quant_const(i: int, scale: float, zp: int, dtype) -> int:
-            key = (float(np.float32(scale)), int(zp), np.dtype(dtype).str)
+        def quant_const(i: int, scale: float, zp: int, dtype, bits: int | None = None) -> int:
+            """Quantize constant i, saturated to the dtype (or to ``bits`` signed bits)."""
+            key = (float(np.float32(scale)), int(zp), np.dtype(dtype).str, bits)
             if i in quantized_consts and quantized_consts[i] != key:
                 i = const_copy(i)
             t = tensors[i]
             src = g.tensors[i].data if i < len(g.tensors) else t.data
             data = np.asarray(src, np.float64)
             lo_, hi_ = _qrange(dtype, 8 if np.dtype(dtype) == np.int8 else 16)
+            if bits is not None and bits < 8:
+                lo_, hi_ = C.qrange(bits, signed=True)
             with np.errstate(over="ignore", invalid="ignore"):
                 q = C.round_half_away(data / float(np.float32(scale))) + zp
             q = np.where(np.isneginf(data), lo_, np.where(np.isposinf(data), hi_, q))
@@ -675,8 +765,12 @@ class _Quantizer:
         first_last = set()
         if self.mac_ops and o.first_last_weight_bits is not None:
             first_last = {self.mac_ops[0], self.mac_ops[-1]}
+        # b-bit activations: explicit clamps (hwsim.quant.act_bits)
+        tbits = {t: a.bits for t, a in acts.items()}
+        clamps = act_bits.ClampInserter(tensors, ops, tbits)
+        clamps.clamp_inputs(g.inputs)
         for op in g.ops:
-            ins = list(op.inputs)
+            ins = clamps.inputs_of(op.inputs)
             if op.type in MAC_OPS:
                 ins, winfo = self._quant_mac(op, ins, tensors, const_copy, quantized_consts,
                                              op.index in first_last)
@@ -686,13 +780,15 @@ class _Quantizer:
                         continue
                     if np.dtype(g.tensors[i].dtype).kind != "f":
                         continue
-                    if op.type in ("CONCATENATION", "PADV2"):
+                    bits = None
+                    if op.type in ("CONCATENATION", "PADV2"):   # values of the output
                         s, z = gparams[self.group_of[op.outputs[0]]]
+                        bits = self.bits[self.group_of[op.outputs[0]]]
                     else:
                         d = np.asarray(g.tensors[i].data, np.float64)
                         s, z = _params_for_range(float(d.min()), float(d.max()), o,
                                                  self.act_dtype)
-                    ins[k] = quant_const(i, s, z, self.act_dtype)
+                    ins[k] = quant_const(i, s, z, self.act_dtype, bits)
             if op.type == "CONCATENATION":
                 for k, i in enumerate(ins):
                     if (op.index, k) in self.requant_inputs:
@@ -703,11 +799,17 @@ class _Quantizer:
                                                 np.array([z], np.int64)))
                         tensors.append(nt)
                         ops.append(Op(len(ops), "QUANTIZE", [i], [nt.index], {}, 1))
+                        tbits[nt.index] = self.bits[self.group_of[op.outputs[0]]]
+                        clamps.clamp_outputs(len(ops) - 1)
                         ins[k] = nt.index
             ops.append(Op(len(ops), op.type, ins, list(op.outputs), dict(op.attrs), op.version))
             if op.type in MAC_OPS:
                 winfo.op_index = len(ops) - 1
                 weights[winfo.op_index] = winfo
+            clamps.clamp_outputs(len(ops) - 1)
+        for t, like in clamps.added:   # the clamp's tensors share the quantization of ``like``
+            if like in acts:
+                acts[t] = replace(acts[like], name=tensors[t].name, index=t, sqnr={})
         qg = Graph(tensors, ops, list(g.inputs), list(g.outputs), g.name, g.source)
         if hasattr(g, "io_layout"):
             qg.io_layout = copy.deepcopy(g.io_layout)
@@ -734,6 +836,14 @@ class _Quantizer:
         q, scales = C.quantize_weights(wdata, axis if per_channel else None, method, bits, pot,
                                        percentile=o.percentile, bins=o.bins)
         scales = np.atleast_1d(np.asarray(scales, np.float64))
+        from . import accum
+        acc_bits = accum.target_acc_bits(o.accumulator_bits, o.accumulator_overflow,
+                                         self.act_dtype)
+        fit = None
+        if acc_bits is not None:
+            fit = accum.fit_mac(g, tensors, op, x, wdata, q, scales, per_channel=per_channel,
+                                bits=bits, power_of_two=pot, acc_bits=acc_bits)
+            q, scales = fit.q, fit.scales
         qmax = 2 ** (bits - 1) - 1
         wt = tensors[w_i]
         wt.data = q.astype(np.int8)
@@ -743,16 +853,10 @@ class _Quantizer:
         quantized_consts[w_i] = ("w",)
         ins[1] = w_i
         s_in = float(np.float32(tensors[x].quant.scales[0]))
-        bias_scales = s_in * scales.astype(np.float32).astype(np.float64)
         cout = wdata.shape[axis]
         bias_f = np.zeros(cout) if b_i < 0 else np.asarray(g.tensors[b_i].data, np.float64)
         bias_dtype = np.int64 if self.act_dtype == np.dtype(np.int16) else np.int32
-        bs = bias_scales if len(bias_scales) == cout else np.repeat(bias_scales, cout)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            qb = C.round_half_away(np.where(bs > 0, bias_f / bs, 0.0))
-        info = np.iinfo(bias_dtype)
-        overflow = int(np.count_nonzero((qb < info.min) | (qb > info.max)))
-        qb = np.clip(qb, info.min, info.max).astype(bias_dtype)
+        qb, bs, overflow = accum.quantize_bias(bias_f, s_in, scales, cout, bias_dtype)
         if b_i < 0:
             bt = Tensor(len(tensors), tensors[op.outputs[0]].name + "/bias", (cout,),
                         np.dtype(bias_dtype), None, qb)
@@ -768,7 +872,8 @@ class _Quantizer:
         quantized_consts[b_i] = ("b",)
         thr = scales * qmax
         return ins, WeightInfo(op.index, tensors[op.outputs[0]].name, op.type,
-                               axis if per_channel else -1, bits, scales, thr, overflow)
+                               axis if per_channel else -1, bits, scales, thr, overflow,
+                               fit.adjustment if fit is not None else None)
 
 
 def quantize(graph: Graph, calib, method: str | None = None, *, options: QuantOptions | None
@@ -787,7 +892,7 @@ def quantize(graph: Graph, calib, method: str | None = None, *, options: QuantOp
         hw = options_from_config(config)
         opts = replace(opts, **{k: getattr(hw, k) for k in (
             "weight_bits", "activation_bits", "power_of_two", "per_channel", "fc_per_channel",
-            "symmetric_activations")})
+            "symmetric_activations", "accumulator_bits", "accumulator_overflow")})
     if method is not None:
         kw["method"] = method
     if kw:

@@ -65,10 +65,33 @@ class _Acc:
         return 1.0 if den == 0 and self.ee == 0 else (self.fd / den if den else 0.0)
 
 
-def _qrange(t) -> tuple[float, float]:
+def _qrange(t, bounds: tuple[int, int] | None = None) -> tuple[float, float]:
+    """The real range the tensor's integers can hold (its dtype, or ``bounds``)."""
     info = np.iinfo(np.dtype(t.dtype))
+    lo, hi = bounds if bounds is not None else (info.min, info.max)
     s, z = float(t.quant.scales[0]), int(t.quant.zero_points[0])
-    return s * (info.min - z), s * (info.max - z)
+    return s * (lo - z), s * (hi - z)
+
+
+def _clamp_chain(graph: Graph, producer: dict, t: int):
+    """(the op behind the b-bit clamps that produce ``t``, the b-bit range or None): MAXIMUM /
+    MINIMUM against a constant scalar (hwsim.quant.act_bits) are looked through."""
+    lo, hi = None, None
+    op = producer.get(t)
+    while op is not None and op.type in ("MAXIMUM", "MINIMUM") and len(op.inputs) == 2:
+        c = graph.tensors[op.inputs[1]]
+        if c.data is None or np.size(c.data) != 1:
+            break
+        v = int(np.asarray(c.data).reshape(-1)[0])
+        if op.type == "MAXIMUM":
+            lo = v if lo is None else max(lo, v)
+        else:
+            hi = v if hi is None else min(hi, v)
+        op = producer.get(op.inputs[0])
+    if lo is None and hi is None:
+        return op, None
+    # one bound left out (guaranteed by the op's activation): the b-bit range's other end
+    return op, (-(hi + 1) if lo is None else lo, -lo - 1 if hi is None else hi)
 
 
 def compare_layers(float_graph: Graph, int_graph: Graph, x: np.ndarray, net=None,
@@ -95,7 +118,9 @@ def compare_layers(float_graph: Graph, int_graph: Graph, x: np.ndarray, net=None
     ex = FloatExecutor(float_graph, batch_invariant=True)
     f_outs, q_outs = [], []
     keep = {fi for _, fi in pairs}
-    ranges = {ti: _qrange(int_graph.tensors[ti]) for ti, _ in pairs}
+    producer = {o: op for op in int_graph.ops for o in op.outputs}
+    chains = {ti: _clamp_chain(int_graph, producer, ti) for ti, _ in pairs}
+    ranges = {ti: _qrange(int_graph.tensors[ti], chains[ti][1]) for ti, _ in pairs}
     for i in range(len(x)):
         fo, acts = ex._run([x[i:i + 1]], keep)
         xq = quantize_input(int_graph, x[i:i + 1])
@@ -110,11 +135,10 @@ def compare_layers(float_graph: Graph, int_graph: Graph, x: np.ndarray, net=None
                 samples[ti].append(np.asarray(acts[fi], np.float32).reshape(-1))
         if progress is not None:
             progress(i + 1, len(x))
-    producer = {o: op for op in int_graph.ops for o in op.outputs}
     rows = []
     for ti, fi in pairs:
         t = int_graph.tensors[ti]
-        op = producer.get(ti)
+        op = chains[ti][0]   # the op behind a b-bit clamp
         a = accs[ti]
         lo, hi = ranges[ti]
         rows.append({"tensor": t.name, "index": ti, "op": op.type if op else "INPUT",
