@@ -284,3 +284,156 @@ def test_4bit_accelerator_maps_runs_and_exports(digits, tmp_path):
     write_trace_h5(str(tr), net, net.run(xq[:1], trace=True), str(path))
     c = compare(str(tr), str(tmp_path / "exp"))
     assert c.bit_exact and len(c.compared) == len(c.rows)
+
+
+# -- 9..15-bit activations: int16 storage (TFLite 16x8) ---------------------------------------
+
+@pytest.mark.parametrize("bits", [10, 12])
+def test_digits_int16_b_bit_activations_every_tensor_in_range_and_tflite_equal(digits, bits):
+    """activation_bits 9..15: int16 activations with zero point 0 (TFLite 16x8), int64 biases,
+    scales for the symmetric b-bit range, MAXIMUM / MINIMUM clamps to it; the SOFTMAX keeps
+    TFLite's fixed int16 output (1/32768, 0), requantized to (2^-(b-1), 0)."""
+    g, xtr, xte, yte = digits
+    calib = xtr[:200]
+    q = quantize(g, calib, "kl", activation_bits=bits)
+    _check_structure(q)
+    qg = q.graph
+    acts = [t for t in qg.tensors if t.data is None]
+    assert {t.dtype for t in acts} == {np.dtype(np.int16)}
+    assert {int(t.quant.zero_points[0]) for t in acts} == {0}
+    assert all(t.data.dtype == np.int16 for op in qg.ops if op.type in ("MAXIMUM", "MINIMUM")
+               for t in [qg.tensors[op.inputs[1]]])
+    for op in qg.ops:
+        if op.type in ("CONV_2D", "FULLY_CONNECTED"):
+            assert qg.tensors[op.inputs[1]].dtype == np.int8
+            assert qg.tensors[op.inputs[2]].dtype == np.int64
+    by_name = {t.name: t for t in qg.tensors}
+    producer = {t: op for op in qg.ops for t in op.outputs}
+    relu1 = by_name["relu1"].index     # fused RELU: zero point 0 is the lower bound
+    assert producer[relu1].type == "MINIMUM"
+    assert int(qg.tensors[producer[relu1].inputs[1]].data) == (1 << (bits - 1)) - 1
+    assert producer[producer[relu1].inputs[0]].type == "CONV_2D"
+    logits = producer[by_name["logits"].index]
+    assert logits.type == "MINIMUM" and producer[logits.inputs[0]].type == "MAXIMUM"
+    conv1 = next(op for op in qg.ops if op.type == "CONV_2D")
+    assert qg.tensors[conv1.inputs[0]].name == "input/clamped"
+    prob = qg.tensors[qg.outputs[0]]
+    assert prob.name == "prob"
+    assert (float(prob.quant.scales[0]), int(prob.quant.zero_points[0])) == \
+        (2.0 ** -(bits - 1), 0)
+    fixed = by_name["prob/fixed"]
+    assert (float(fixed.quant.scales[0]), int(fixed.quant.zero_points[0])) == (1 / 32768, 0)
+    info = q.activations
+    assert {a.bits for a in info.values() if not a.name.endswith("/fixed")} == {bits}
+    assert info[fixed.index].bits == 16
+    # symmetric b-bit scales: the input's range maps onto qmax = 2^(b-1) - 1
+    a_in = info[qg.inputs[0]]
+    assert float(np.float32(a_in.threshold / ((1 << (bits - 1)) - 1))) == \
+        float(qg.tensors[qg.inputs[0]].quant.scales[0])
+
+    def bits_of(t):
+        return 16 if qg.tensors[t].name.endswith("/fixed") else bits
+    xq = q.quantize_input(calib)
+    assert xq.dtype == np.int16
+    lo, hi = _bits_range(bits)
+    assert int(xq.min()) >= lo and int(xq.max()) <= hi
+    _check_every_tensor(q, xq, bits_of, n_tflite=12)
+    xt = q.quantize_input(xte[:60])
+    b = q.tflite_bytes()
+    pred = np.array([hwsim_run(b, xt[i:i + 1]).outputs[0].argmax() for i in range(60)])
+    assert (pred == yte[:60]).mean() >= 0.9
+
+
+def test_int16_b_bit_options():
+    """9..15 accepted (int16), 17 refused; a 12-bit accelerator config -> activation_bits 12,
+    symmetric; first_last_activation_bits has no effect with int16 storage."""
+    from hwsim.quant.quantize import QuantOptions, _first_last_activation_bits
+    for b in (9, 12, 15, 16):
+        assert QuantOptions(activation_bits=b).check().activation_bits == b
+    with pytest.raises(QuantizationError, match="activation_bits=17"):
+        QuantOptions(activation_bits=17).check()
+    assert _first_last_activation_bits(QuantOptions(activation_bits=12,
+                                                    first_last_weight_bits=8)) is None
+
+
+def _config_12bit(tmp_path):
+    """tflite-int8 with 12-bit activations: int16 storage needs 16-bit activation lanes, 64-bit
+    bias lanes (int64 biases) and TFLite 16x8's 64-bit accumulator."""
+    d = yaml.safe_load(open(PRESET))
+    d["name"] = "tflite-a12"
+    d["data"]["input_bits"] = 12
+    d["data"]["output_bits"] = 12
+    d["accumulator"]["bits"] = 64
+    d["memories"]["activations"]["lanes"] = 4
+    d["memories"]["bias"]["word_bits"] = 64
+    p = tmp_path / "a12.yaml"
+    p.write_text(yaml.safe_dump(d))
+    return load_config(str(p))
+
+
+def test_12bit_accelerator_maps_and_runs(digits, tmp_path):
+    """quantize(options_from_config(12-bit config)) -> int16 model that maps strictly (clamps
+    written by the host for the input, fused into the array layers otherwise); hw.run equals
+    the reference model on every tensor it produces; the 8-bit preset refuses it."""
+    g, xtr, xte, _ = digits
+    cfg = _config_12bit(tmp_path)
+    opts = options_from_config(cfg)
+    assert opts.activation_bits == 12 and opts.symmetric_activations
+    q = quantize(g, xtr[:200], options=opts)
+    path = _model_path(q, tmp_path)
+    hw = map_network(path, cfg, legalize="strict", host_tail=True)
+    assert hw.exact
+    ops = {layer.index: layer.op for layer in hw.reference.layers}
+    placed = [(ops[i], w) for i, w in sorted(hw.placement.items())]
+    assert placed[:2] == [("MAXIMUM", "input"), ("MINIMUM", "input")]
+    assert [w for op, w in placed if op in ("CONV_2D", "FULLY_CONNECTED",
+                                            "MAX_POOL_2D")] == ["array"] * 5
+    assert [w for _, w in placed].count("fused") == 4
+    by_index = {layer.index: layer for layer in hw.program.layers}
+    for layer in hw.program.layers:
+        if hw.placement[layer.index] == "fused":
+            into = by_index[layer.params["fused_into"]]
+            assert -2048 <= into.params["act_min"] <= into.params["act_max"] <= 2047
+    with pytest.raises(LegalizationError, match="does not fit the 8-bit signed"):
+        map_network(path, "tflite-int8", host_tail=True)
+    net = hwsim.load(str(path))
+    xq = q.quantize_input(xte[:6])
+    assert xq.dtype == np.int16
+    for i in range(len(xq)):
+        x = xq[i:i + 1]
+        r, ref = hw.run(x), net.run(x, trace=True)
+        assert all(np.array_equal(a, b) for a, b in zip(r.outputs, ref.outputs))
+        missing = set(ref.trace.tensors) - set(r.trace.tensors)
+        assert {hw.graph.tensors[t].name for t in missing} == {
+            "relu1/unclamped", "relu2/unclamped", "logits/unclamped", "logits/clamp_lo"}
+        for t, v in r.trace.tensors.items():
+            assert np.array_equal(v, ref.trace.tensors[t]), hw.graph.tensors[t].name
+        for k, acc in ref.trace.accumulators.items():
+            assert np.array_equal(r.trace.accumulators[k], acc)
+
+
+def test_zoo_graph_int16_b_bit_every_tensor():
+    """Every importer op TFLite runs in int16 at 12 and 9 bits (LOGISTIC / TANH / SOFTMAX
+    requantized from 1/32768, the concatenation's requantized input, PADV2, MEAN, MUL, ADD,
+    LEAKY_RELU, pools, resizes); TFLite == hwsim on every tensor. HARD_SWISH has no int16
+    kernel in TFLite: refused in one line naming it."""
+    g = read_onnx(zoo_model())
+    x = rnd((24, 4, 10, 10), seed=5)
+    with pytest.raises(QuantizationError, match="no int16 kernel for HARD_SWISH"):
+        quantize(g, x[:4], "minmax", activation_bits=12)
+    for op in g.ops:   # the rest of the graph
+        if op.type == "HARD_SWISH":
+            op.type = "RELU"
+    for bits, method in ((12, "minmax"), (9, "auto")):
+        q = quantize(g, x[:20], method, activation_bits=bits)
+        _check_structure(q)
+        qg = q.graph
+        assert [op.type for op in qg.ops].count("QUANTIZE") >= 4
+        fixed = [t for t in qg.tensors if t.name.endswith("/fixed")]
+        assert len(fixed) == 3 and all(
+            (float(t.quant.scales[0]), int(t.quant.zero_points[0])) == (1 / 32768, 0)
+            for t in fixed)
+
+        def bits_of(t, qg=qg, bits=bits):
+            return 16 if qg.tensors[t].name.endswith("/fixed") else bits
+        _check_every_tensor(q, q.quantize_input(x), bits_of, n_tflite=4)

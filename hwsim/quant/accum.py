@@ -39,9 +39,10 @@ narrowed by the clamp ``[act_min, act_max]`` of the producing CONV_2D / DEPTHWIS
 FULLY_CONNECTED / ADD / SUB / MUL (its fused activation, TFLite's
 CalculateActivationRangeQuantized), carried through MAX/AVERAGE_POOL_2D (clamped by the pool's
 own activation range) and RESHAPE / SQUEEZE. It is never narrower than that analysis where the
-producer is exact on the hardware, so strict legalization accepts the fitted layer. (Values of
-4..7-bit activations are *not* assumed to stay on their ``2^b`` levels: TFLite's kernels
-saturate at the int8 range, only a fused activation clamps tighter.)
+producer is exact on the hardware, so strict legalization accepts the fitted layer. (The fit
+runs on the float graph, before the quantizer inserts the MAXIMUM/MINIMUM clamps of 4..7-bit
+activations (hwsim/quant/act_bits.py), so it assumes the int8 storage range for those inputs:
+conservative — it may shrink weights more than the 2^b levels need — never unsafe.)
 """
 from __future__ import annotations
 

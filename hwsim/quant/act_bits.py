@@ -1,15 +1,17 @@
-"""b-bit activations (``activation_bits`` b = 4..7, stored in int8): the graph rewrites that keep
-every activation inside ``[-2^(b-1), 2^(b-1) - 1]`` with TFLite's own ops.
+"""b-bit activations (``activation_bits`` b = 4..7, stored in int8; b = 9..15, stored in int16,
+TFLite 16x8): the graph rewrites that keep every activation inside ``[-2^(b-1), 2^(b-1) - 1]``
+with TFLite's own ops.
 
-TFLite's int8 kernels saturate at the int8 range, so a range quantized onto ``2^b`` levels is
-not enough: a clipped range (percentile, KL) or a requantization rounding up still produces
-values outside b bits. The quantizer (:mod:`hwsim.quant.quantize`) therefore
+TFLite's int8 (int16) kernels saturate at the int8 (int16) range, so a range quantized onto
+``2^b`` levels is not enough: a clipped range (percentile, KL) or a requantization rounding up
+still produces values outside b bits. The quantizer (:mod:`hwsim.quant.quantize`) therefore
 
 * :func:`split_fixed_outputs` (before calibration): LOGISTIC, TANH and SOFTMAX have a fixed
-  int8 output quantization in TFLite (1/256, -128 and 1/128, 0; LOGISTIC and SOFTMAX check
-  it), which spans 256 levels. Each such op writes ``<name>/fixed`` instead, and a
-  ``QUANTIZE`` (identity in float) requantizes it to ``<name>``, which gets the same
-  convention on ``2^b`` levels (:func:`fixed_params`) and a clamp like any requantized tensor;
+  output quantization in TFLite (int8: 1/256, -128 and 1/128, 0; int16: 1/32768, 0 for all
+  three; checked by the kernels), which spans 256 (65536) levels. Each such op writes
+  ``<name>/fixed`` instead, and a ``QUANTIZE`` (identity in float) requantizes it to
+  ``<name>``, which gets the same convention on ``2^b`` levels (:func:`fixed_params`) and a
+  clamp like any requantized tensor;
 * :class:`ClampInserter` (while the integer ops are emitted): after every op whose output can
   leave the b-bit range, the op writes ``<name>/unclamped`` and
 
@@ -26,11 +28,11 @@ values outside b bits. The quantizer (:mod:`hwsim.quant.quantize`) therefore
   read instead (the input itself is whatever the caller feeds).
 
 Ops that only move or select values of already clamped inputs need no clamp
-(:data:`VALUE_MOVING_OPS`): MAX_POOL_2D (max of the inputs), AVERAGE_POOL_2D (TFLite int8
-averages the input integers without rescaling: a rounded mean of values in a range stays in
+(:data:`VALUE_MOVING_OPS`): MAX_POOL_2D (max of the inputs), AVERAGE_POOL_2D (TFLite int8 /
+int16 averages the input integers without rescaling: a rounded mean of values in a range stays in
 it), RESHAPE, SQUEEZE, TRANSPOSE, STRIDED_SLICE, RESIZE_* (same parameters as the input,
 selections or convex combinations), PAD (the zero point), PADV2 (its constant is clipped to the
-b-bit range by the quantizer), CONCATENATION (int8 inputs tied to the output's parameters;
+b-bit range by the quantizer), CONCATENATION (inputs tied to the output's parameters;
 an input that is requantized gets an explicit QUANTIZE, which is clamped), MAXIMUM, MINIMUM.
 """
 from __future__ import annotations
@@ -42,6 +44,7 @@ import numpy as np
 from ..ir import Graph, Op, QuantParams, Tensor
 
 __all__ = ["FIXED_OUTPUT_OPS", "VALUE_MOVING_OPS", "split_fixed_outputs", "fixed_params",
+           "storage_range", "storage_bits",
            "guaranteed_range", "ClampInserter"]
 
 FIXED_OUTPUT_OPS = ("LOGISTIC", "TANH", "SOFTMAX")
@@ -49,6 +52,16 @@ VALUE_MOVING_OPS = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "SQUEEZE", "TRA
                     "PADV2", "STRIDED_SLICE", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR",
                     "CONCATENATION", "MAXIMUM", "MINIMUM")
 INT8_RANGE = (-128, 127)
+INT16_RANGE = (-32768, 32767)
+
+
+def storage_range(dtype) -> tuple[int, int]:
+    """The range of the activation storage type (int8 or int16)."""
+    return INT16_RANGE if np.dtype(dtype) == np.dtype(np.int16) else INT8_RANGE
+
+
+def storage_bits(dtype) -> int:
+    return 16 if np.dtype(dtype) == np.dtype(np.int16) else 8
 # real bounds (None: unbounded) of the RELU-family ops and of the fused activations
 _OP_BOUNDS = {"RELU": (0.0, None), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0),
               "RELU_0_TO_1": (0.0, 1.0)}
@@ -88,11 +101,11 @@ def _quantize_real(real: float, scale: float, zero_point: int) -> int | None:
 
 
 def guaranteed_range(op: Op, out: Tensor) -> tuple[int, int]:
-    """The int8 range the op's own clamp keeps ``out`` in: its fused activation's (or a
-    RELU-family op's) quantized bounds, else the int8 range."""
+    """The range the op's own clamp keeps ``out`` in: its fused activation's (or a
+    RELU-family op's) quantized bounds, else the storage (int8 / int16) range."""
     bounds = _OP_BOUNDS.get(op.type) or \
         _FUSED_BOUNDS.get(op.attrs.get("fused_activation_function", "NONE") or "NONE")
-    lo, hi = INT8_RANGE
+    lo, hi = storage_range(out.dtype)
     if bounds is None or out.quant is None:
         return lo, hi
     s, z = float(out.quant.scales[0]), int(out.quant.zero_points[0])
@@ -109,8 +122,9 @@ class ClampInserter:
     """Appends the b-bit clamps to ``ops`` while the quantizer emits them.
 
     ``tensors`` / ``ops``: the integer graph being built (appended to); ``bits``: tensor index
-    -> activation bits (missing or >= 8: no clamp). ``added``: (new activation tensor, the
-    tensor whose quantization it shares) for every activation tensor created.
+    -> activation bits (missing or >= the storage type's 8 / 16 bits: no clamp). ``added``:
+    (new activation tensor, the tensor whose quantization it shares) for every activation
+    tensor created.
     """
 
     def __init__(self, tensors: list[Tensor], ops: list[Op], bits: dict[int, int]):
@@ -122,7 +136,9 @@ class ClampInserter:
 
     def _range(self, t: int) -> tuple[int, int] | None:
         b = self.bits.get(t)
-        if b is None or b >= 8 or np.dtype(self.tensors[t].dtype) != np.dtype(np.int8):
+        dt = np.dtype(self.tensors[t].dtype)
+        if b is None or dt not in (np.dtype(np.int8), np.dtype(np.int16)) or \
+                b >= storage_bits(dt):
             return None
         return -(1 << (b - 1)), (1 << (b - 1)) - 1
 
@@ -131,8 +147,9 @@ class ClampInserter:
         q = base.quant
         quant = QuantParams(q.scales.copy(), q.zero_points.copy(), q.axis)
         shape = () if data is not None else tuple(base.shape)
-        t = Tensor(len(self.tensors), name, shape, np.dtype(np.int8), quant,
-                   None if data is None else np.asarray(data, np.int8))
+        dt = np.dtype(base.dtype)
+        t = Tensor(len(self.tensors), name, shape, dt, quant,
+                   None if data is None else np.asarray(data, dt))
         self.tensors.append(t)
         if data is None:
             self.added.append((t.index, like))
@@ -186,9 +203,10 @@ class ClampInserter:
             self._chain(u, t, t, lo, hi)
 
 
-def fixed_params(op_type: str, bits: int) -> tuple[float, int]:
-    """TFLite's fixed output quantization of ``op_type`` on ``2^bits`` levels: LOGISTIC and
-    SOFTMAX ``(2^-b, -2^(b-1))`` (int8: 1/256, -128), TANH ``(2^-(b-1), 0)`` (int8: 1/128, 0)."""
-    if op_type == "TANH":
+def fixed_params(op_type: str, bits: int, dtype=np.int8) -> tuple[float, int]:
+    """TFLite's fixed output quantization of ``op_type`` on ``2^bits`` levels: int8 LOGISTIC
+    and SOFTMAX ``(2^-b, -2^(b-1))`` (int8: 1/256, -128), TANH ``(2^-(b-1), 0)`` (int8: 1/128,
+    0); int16 all three ``(2^-(b-1), 0)`` (int16: 1/32768, 0)."""
+    if op_type == "TANH" or np.dtype(dtype) == np.dtype(np.int16):
         return 2.0 ** -(bits - 1), 0
     return 2.0 ** -bits, -(1 << (bits - 1))

@@ -260,8 +260,8 @@ def quantize_arguments(p: argparse.ArgumentParser) -> None:
                         "per_channel, zero_point, weight/activation bits)")
     p.add_argument("--weight-bits", type=int, default=None, help="4..8 (int8 storage)")
     p.add_argument("--activation-bits", type=int, default=None,
-                   help="4..8 (int8; below 8 every activation is clamped to its b-bit range) "
-                        "or 16")
+                   help="4..8 (int8) or 9..16 (int16, TFLite 16x8); below 8 and 16 every "
+                        "activation is clamped to its b-bit range")
     p.add_argument("--first-last-bits", type=int, default=None, metavar="BITS",
                    help="weight bits of the first and last MAC layers, and activation bits of "
                         "the first MAC layer's input and the last one's output (never fewer "

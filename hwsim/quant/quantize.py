@@ -39,10 +39,11 @@ Pipeline (see ``docs/quantization.md``):
    power-of-two scales everywhere (weights and activations), ``requant.per_channel: false``
    -> per-tensor weights, ``requant.zero_point: false`` -> symmetric activations,
    ``data.weight_bits`` 4..8 -> narrow weights (``[-(2^(b-1)-1), 2^(b-1)-1]`` in int8),
-   ``data.input_bits``/``output_bits`` 16 -> int16 activations (TFLite 16x8), 4..7 -> b-bit
-   activations (below), ``accumulator.bits``/``overflow`` -> weight scales raised until every
+   ``data.input_bits``/``output_bits`` 16 -> int16 activations (TFLite 16x8), 4..7 / 9..15 ->
+   b-bit activations (below), ``accumulator.bits``/``overflow`` -> weight scales raised until every
    MAC layer's accumulators provably fit (:mod:`hwsim.quant.accum`).
-6. **b-bit activations** (``activation_bits`` b = 4..7, stored in int8): each range is
+6. **b-bit activations** (``activation_bits`` b = 4..7 stored in int8, or 9..15 stored in int16
+   as TFLite 16x8 with zero points 0, int64 biases): each range is
    quantized onto ``2^b`` levels, and the graph keeps every activation in
    ``[-2^(b-1), 2^(b-1) - 1]`` with explicit clamps: after each op that requantizes (MAC ops,
    ADD, SUB, MUL, MEAN, QUANTIZE, the RELU family, LEAKY_RELU, HARD_SWISH) the op writes
@@ -51,9 +52,11 @@ Pipeline (see ``docs/quantization.md``):
    activation already guarantees is left out); a graph input is clamped into
    ``<name>/clamped``. Ops that only move or select values (pooling, RESHAPE, PAD, ...,
    CONCATENATION of tied inputs) need no clamp. LOGISTIC / TANH / SOFTMAX keep TFLite's fixed
-   int8 output quantization on ``<name>/fixed``, requantized by a ``QUANTIZE`` to ``<name>``
-   with the same convention on ``2^b`` levels (``2^-b, -2^(b-1)``; TANH ``2^-(b-1), 0``).
-   ``first_last_activation_bits`` (default 8 when ``first_last_weight_bits`` is set) keeps the
+   output quantization on ``<name>/fixed``, requantized by a ``QUANTIZE`` to ``<name>``
+   with the same convention on ``2^b`` levels (int8: ``2^-b, -2^(b-1)``, TANH
+   ``2^-(b-1), 0``; int16: ``2^-(b-1), 0``).
+   ``first_last_activation_bits`` (int8 storage only; default 8 when ``first_last_weight_bits``
+   is set) keeps the
    first MAC layer's input and the last MAC layer's output at more bits, as yolo2_light keeps
    its first and last layers (see :mod:`hwsim.quant.act_bits`).
 
@@ -87,6 +90,8 @@ TIE_OPS = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "SQUEEZE", "TRANSPOSE", 
 INT8_OPS = MAC_OPS + TIE_OPS + ("CONCATENATION", "MEAN", "ADD", "SUB", "MUL", "RELU", "RELU6",
                                 "RELU_N1_TO_1", "RELU_0_TO_1", "LEAKY_RELU", "LOGISTIC", "TANH",
                                 "HARD_SWISH", "SOFTMAX")
+# ops TFLite (and hwsim's engine) have no int16 kernel for: refused with 9..16-bit activations
+INT16_UNSUPPORTED = ("HARD_SWISH", "RELU_N1_TO_1", "RELU_0_TO_1")
 _ACT_BOUNDS = {"RELU": (0.0, math.inf), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0),
                "RELU_0_TO_1": (0.0, 1.0)}
 
@@ -106,7 +111,7 @@ class QuantOptions:
     bins: int = C.DEFAULT_BINS
     input_method: str = "minmax"        # graph inputs
     weight_bits: int = 8                # 4..8 (int8 storage, narrow range)
-    activation_bits: int = 8            # 4..8 (int8 storage) or 16 (int16, TFLite 16x8)
+    activation_bits: int = 8            # 4..8 (int8 storage) or 9..16 (int16, TFLite 16x8)
     power_of_two: bool = False          # power-of-two activation and weight scales
     symmetric_activations: bool = False  # zero points 0
     first_last_weight_bits: int | None = None  # weight bits of the first and last MAC layers
@@ -132,9 +137,10 @@ class QuantOptions:
                 raise QuantizationError(f"{name}={v}: the TFLite int8 target stores weights in "
                                         f"int8, so 4..8 bits are possible")
         ab = int(self.activation_bits)
-        if not (4 <= ab <= 8 or ab == 16):
+        if not 4 <= ab <= 16:
             raise QuantizationError(f"activation_bits={ab}: the TFLite target has int8 "
-                                    f"activations (4..8 bits used) or int16 (16)")
+                                    f"activations (4..8 bits used) or int16 (TFLite 16x8, "
+                                    f"9..16 bits used)")
         if not 0 < float(self.percentile) <= 100:
             raise QuantizationError(f"percentile {self.percentile} is not in (0, 100]")
         fl = self.first_last_activation_bits
@@ -159,15 +165,15 @@ def options_from_config(cfg, **overrides) -> QuantOptions:
         raise QuantizationError(f"{cfg.source or cfg.name}: data.weight_bits={wb}; the TFLite "
                                 f"int8 target stores weights in int8 (4..8 bits)")
     ab = max(int(cfg.data.input_bits), int(cfg.data.output_bits))
-    if 8 < ab < 16:
+    if not 4 <= ab <= 16:
         raise QuantizationError(f"{cfg.source or cfg.name}: {ab}-bit activations cannot be "
-                                f"expressed in TFLite (int8 or int16)")
+                                f"expressed in TFLite (int8: 4..8 bits, int16: 9..16)")
     kw: dict[str, Any] = dict(
         weight_bits=wb, activation_bits=ab,
         power_of_two=cfg.requant.scheme == "shift_only",
         per_channel=bool(cfg.requant.per_channel),
         fc_per_channel=bool(cfg.requant.per_channel),
-        symmetric_activations=not bool(cfg.requant.zero_point) or ab == 16,
+        symmetric_activations=not bool(cfg.requant.zero_point) or ab > 8,
         accumulator_bits=int(cfg.accumulator.bits),
         accumulator_overflow=cfg.accumulator.overflow)
     if kw["power_of_two"]:
@@ -192,7 +198,7 @@ class ActInfo:
     max: float = 0.0
     fixed: bool = False       # fixed by the op (SOFTMAX, LOGISTIC, TANH)
     sqnr: dict = field(default_factory=dict)  # method -> estimated SQNR (dB)
-    bits: int = 8             # values lie in [-2^(bits-1), 2^(bits-1) - 1] (16: int16)
+    bits: int = 8             # values lie in [-2^(bits-1), 2^(bits-1) - 1] (9..16: int16)
 
     @property
     def threshold(self) -> float:
@@ -234,9 +240,8 @@ class _DSU:
 
 # ------------------------------------------------------------------------------ helpers
 def _qrange(dtype: np.dtype, bits: int) -> tuple[int, int]:
-    if np.dtype(dtype) == np.dtype(np.int16):
-        return -32768, 32767
-    return C.qrange(bits, signed=True)
+    """The signed ``bits``-bit range, at most the storage type's (int8 / int16)."""
+    return C.qrange(min(int(bits), act_bits.storage_bits(dtype)), signed=True)
 
 
 def _pot_ceil(x: float) -> float:
@@ -248,7 +253,7 @@ def _pot_ceil(x: float) -> float:
 def _first_last_activation_bits(o: QuantOptions) -> int | None:
     """Bits of the first MAC layer's input and the last MAC layer's output groups (None: the
     same as the others)."""
-    if int(o.activation_bits) == 16:
+    if int(o.activation_bits) > 8:    # int16 storage
         return None
     fl = o.first_last_activation_bits
     if fl is None:
@@ -260,7 +265,7 @@ def _params_for_range(lo: float, hi: float, opts: QuantOptions, dtype,
                       bits: int | None = None) -> tuple[float, int]:
     """(scale, zero point) for the float range [lo, hi] on ``bits`` (default
     ``activation_bits``) levels."""
-    bits = 16 if np.dtype(dtype) == np.dtype(np.int16) else int(bits or opts.activation_bits)
+    bits = min(int(bits or opts.activation_bits), act_bits.storage_bits(dtype))
     qmin, qmax = _qrange(dtype, bits)
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     symmetric = opts.symmetric_activations or np.dtype(dtype) == np.dtype(np.int16)
@@ -462,9 +467,17 @@ class _Quantizer:
             if t.quant is not None:
                 raise QuantizationError(f"{graph.source or 'model'}: tensor '{t.name}' is already "
                                         f"quantized; quantize expects a float graph")
-        self.act_dtype = np.dtype(np.int16) if opts.activation_bits == 16 else np.dtype(np.int8)
-        if self.act_dtype == np.dtype(np.int8) and int(opts.activation_bits) < 8:
-            self.g = act_bits.split_fixed_outputs(graph)   # b-bit: requantize fixed outputs
+        ab = int(opts.activation_bits)
+        self.act_dtype = np.dtype(np.int16) if ab > 8 else np.dtype(np.int8)
+        no16 = sorted({op.type for op in graph.ops} & set(INT16_UNSUPPORTED))
+        if self.act_dtype == np.dtype(np.int16) and no16:
+            raise QuantizationError(f"{graph.source or 'model'}: {ab}-bit activations are int16 "
+                                    f"(TFLite 16x8), and TFLite has no int16 kernel for "
+                                    f"{', '.join(no16)}")
+        # b-bit (4..7 in int8, 9..15 in int16): requantize the fixed outputs
+        self.b_bit = ab < act_bits.storage_bits(self.act_dtype)
+        if self.b_bit:
+            self.g = act_bits.split_fixed_outputs(graph)
         self._analyse()
 
     # -- 1. analysis -----------------------------------------------------------------------
@@ -495,10 +508,10 @@ class _Quantizer:
             f = fixed_for.get(op.type)
             src = producer.get(op.inputs[0]) if op.inputs else None
             if op.type == "QUANTIZE" and src is not None and \
-                    src.type in act_bits.FIXED_OUTPUT_OPS and not i16:
+                    src.type in act_bits.FIXED_OUTPUT_OPS and self.b_bit:
                 # b-bit: the copy of a fixed output (act_bits.split_fixed_outputs) gets the
                 # same convention on 2^b levels
-                f = act_bits.fixed_params(src.type, int(self.o.activation_bits))
+                f = act_bits.fixed_params(src.type, int(self.o.activation_bits), self.act_dtype)
                 fixed_bits[hard.find(op.outputs[0])] = int(self.o.activation_bits)
             if f is not None:
                 r = hard.find(op.outputs[0])
@@ -566,10 +579,12 @@ class _Quantizer:
                                         f"'{g.tensors[self.groups[r][0]].name}' has nothing to "
                                         f"calibrate")
         self.mac_ops = [op.index for op in g.ops if op.type in MAC_OPS]
-        # Activation bits per group: activation_bits (int16: 16; TFLite's fixed outputs: 8);
-        # the first MAC layer's input and the last one's output: first_last_activation_bits.
-        ab = 16 if i16 else int(self.o.activation_bits)
-        self.bits = {r: self.fixed_bits.get(r, 8) if (r in self.fixed and not i16) else ab
+        # Activation bits per group: activation_bits (TFLite's fixed outputs: the storage
+        # type's 8 / 16); the first MAC layer's input and the last one's output:
+        # first_last_activation_bits.
+        ab = int(self.o.activation_bits)
+        full_bits = act_bits.storage_bits(self.act_dtype)
+        self.bits = {r: self.fixed_bits.get(r, full_bits) if r in self.fixed else ab
                      for r in self.groups}
         fl = _first_last_activation_bits(self.o)
         if fl is not None and self.mac_ops:
@@ -659,7 +674,9 @@ class _Quantizer:
             t = C.kl_threshold(h)
         elif method == "mse":
             # an asymmetric int8 grid over [0, T] has twice the levels of a symmetric one
-            bits = min(self.bits[r] + (1 if lo >= 0 else 0), 16)
+            # (int16 activations are symmetric)
+            bits = min(self.bits[r] + (1 if lo >= 0 and self.act_dtype == np.dtype(np.int8)
+                                       else 0), 16)
             t = C.mse_threshold(h, bits=bits)
         else:
             raise QuantizationError(f"unknown method {method!r}")
@@ -750,9 +767,7 @@ class _Quantizer:
             t = tensors[i]
             src = g.tensors[i].data if i < len(g.tensors) else t.data
             data = np.asarray(src, np.float64)
-            lo_, hi_ = _qrange(dtype, 8 if np.dtype(dtype) == np.int8 else 16)
-            if bits is not None and bits < 8:
-                lo_, hi_ = C.qrange(bits, signed=True)
+            lo_, hi_ = _qrange(dtype, 16 if bits is None else bits)
             with np.errstate(over="ignore", invalid="ignore"):
                 q = C.round_half_away(data / float(np.float32(scale))) + zp
             q = np.where(np.isneginf(data), lo_, np.where(np.isposinf(data), hi_, q))
