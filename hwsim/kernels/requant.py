@@ -277,35 +277,14 @@ def vec_splat_value(builder, val):
     return builder.shuffle_vector(vec, ir.Constant(v32, ir.Undefined), vec_splat(0))
 
 
-def vec_mbqm_double(builder, x, m, ls, rs):
-    """multiply_by_quantized_multiplier_double_lr on <8 x i32> lanes (see above)."""
-    v32, v64 = ir.VectorType(ir.IntType(32), 8), ir.VectorType(ir.IntType(64), 8)
-    xs = builder.shl(x, ls)
-    ab = builder.mul(builder.sext(xs, v64), builder.sext(m, v64))
-    q = builder.trunc(builder.lshr(builder.add(ab, vec_splat(1 << 30, bits=64)),
-                                   vec_splat(31, bits=64)), v32)
-    imin = vec_splat(-(1 << 31))
-    ovf = builder.and_(builder.icmp_signed("==", xs, imin), builder.icmp_signed("==", m, imin))
-    q = builder.select(ovf, vec_splat((1 << 31) - 1), q)
-    mask = builder.sub(builder.shl(vec_splat(1), rs), vec_splat(1))
-    rem = builder.and_(q, mask)
-    thr = builder.add(builder.ashr(mask, vec_splat(1)),
-                      builder.zext(builder.icmp_signed("<", q, vec_splat(0)), v32))
-    return builder.add(builder.ashr(q, rs),
-                       builder.zext(builder.icmp_signed(">", rem, thr), v32))
-
-
 def vec_clamp(builder, v, lo, hi):
     v = builder.select(builder.icmp_signed("<", v, lo), lo, v)
     return builder.select(builder.icmp_signed(">", v, hi), hi, v)
 
 
-def _vec_requant_codegen(builder, x, m, ls, rs, zp, lo, hi):
-    return vec_clamp(builder, builder.add(vec_mbqm_double(builder, x, m, ls, rs), zp), lo, hi)
-
-
 def vec_mbqm_double_split(builder, x, m, ls, rs, mask, half, has_ls, may_ovf):
-    """vec_mbqm_double with per-lane ``mask`` = 2^rs - 1 and ``half`` = mask >> 1 given, the
+    """multiply_by_quantized_multiplier_double_lr on <8 x i32> lanes (the arithmetic above),
+    with per-lane ``mask`` = 2^rs - 1 and ``half`` = mask >> 1 given, the
     left shift omitted when no lane has one (``has_ls`` false), the INT32_MIN * INT32_MIN
     saturation omitted when no multiplier lane is INT32_MIN (``may_ovf`` false), and the 64-bit
     products formed on the even and the odd lanes separately (two vpmuldq, no cross-lane
