@@ -102,7 +102,8 @@ def host_tail_export(work):
 @pytest.fixture(scope="module")
 def dm2_export(work):
     if not os.path.isdir(DM2_MODEL):
-        pytest.skip(f"the test corpus is not at {CORPUS}")
+        pytest.skip(f"the test corpus is not at {CORPUS} (set HWSIM_CORPUS); the depth-multiplier-2 "
+                    f"export check did not run")
     return export(os.path.join(DM2_MODEL, "model.tflite"), "tflite-int8",
                   [os.path.join(DM2_MODEL, "input_0.npy")], work / "out_dm2", formats="mem")
 

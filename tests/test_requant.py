@@ -309,7 +309,7 @@ def test_scheme0_kernels_match_bigint_model(monkeypatch, vector, fast, out_dtype
             mult[mult == _I32MIN] = _I32MIN + 1
             shift = -np.abs(shift)
         split = R.split_shifts(dict(multiplier=mult, shift=shift), C)
-        assert split[4] == fast
+        assert split.fast == fast
         p = dict(multiplier=mult, shift=shift, scheme=0, out_zp=zp, act_min=act[0],
                  act_max=act[1])
         got = R.requantize(acc.astype(np.int32), p, out_dtype)

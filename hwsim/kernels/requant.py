@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -401,7 +402,17 @@ def _requantize_vec_parallel(acc2d, cp, out_zp, act_min, act_max, fast, out2d, n
                      np.int32(out_zp), np.int32(act_min), np.int32(act_max), fast, out2d)
 
 
-def split_shifts(params: dict, channels: int) -> tuple:
+class SplitShifts(NamedTuple):
+    """Scheme 0's per-channel constants (see :func:`split_shifts`)."""
+    multiplier: np.ndarray  # int64, scalar loop
+    left_shift: np.ndarray  # int64
+    right_shift: np.ndarray  # int64
+    cp: np.ndarray  # int32 [5, C]: multiplier, left, right, mask, half (vector loop)
+    fast: bool  # no left shift and no INT32_MIN multiplier anywhere
+    vec_ok: bool  # every shift within the vector loop's 0..31
+
+
+def split_shifts(params: dict, channels: int) -> SplitShifts:
     """Scheme 0's per-channel constants for the hot loops, derived once (lowering stores them
     in params["split_shifts"]): (multiplier, left_shift, right_shift) as int64 arrays (the
     scalar loop), ``cp`` = int32 [5, channels] rows (multiplier wrapped to int32, left shift
@@ -417,8 +428,8 @@ def split_shifts(params: dict, channels: int) -> tuple:
                                         (mask >> 1).astype(np.int32)]))
     fast = bool((ls == 0).all() and (m32 != np.int32(-(1 << 31))).all())
     vec_ok = bool((ls <= 31).all() and (rs <= 31).all())  # the int32 lanes' shift range
-    return (np.ascontiguousarray(mult), np.ascontiguousarray(ls), np.ascontiguousarray(rs),
-            cp, fast, vec_ok)
+    return SplitShifts(np.ascontiguousarray(mult), np.ascontiguousarray(ls),
+                       np.ascontiguousarray(rs), cp, fast, vec_ok)
 
 
 def requantize(acc: np.ndarray, params: dict, out_dtype) -> np.ndarray:
@@ -433,20 +444,20 @@ def requantize(acc: np.ndarray, params: dict, out_dtype) -> np.ndarray:
                   np.int64(params["out_zp"]))
     if int(params["scheme"]) == 0:
         split = params.get("split_shifts")
-        if split is None or len(split[0]) != channels:
+        if split is None or len(split.multiplier) != channels:
             split = split_shifts(params, channels)
         big = acc2d.size >= PARALLEL_MIN_ELEMENTS
-        if (VECTOR_REQUANT and channels % 8 == 0 and acc2d.dtype == np.int32 and split[5]
+        if (VECTOR_REQUANT and channels % 8 == 0 and acc2d.dtype == np.int32 and split.vec_ok
                 and out.dtype in (np.int8, np.int16)
                 and -(1 << 31) <= min(int(zp), int(lo)) and max(int(zp), int(hi)) < (1 << 31)):
             if big:
-                _requantize_vec_parallel(acc2d, split[3], zp, lo, hi, split[4], out,
+                _requantize_vec_parallel(acc2d, split.cp, zp, lo, hi, split.fast, out,
                                          numba.get_num_threads())
             else:
-                _requantize_vec(acc2d, split[3], zp, lo, hi, split[4], out)
+                _requantize_vec(acc2d, split.cp, zp, lo, hi, split.fast, out)
         else:
             fn = _requantize_tflite_double_parallel if big else _requantize_tflite_double
-            fn(acc2d, split[1], split[2], split[0], zp, lo, hi, out)
+            fn(acc2d, split.left_shift, split.right_shift, split.multiplier, zp, lo, hi, out)
     else:
         mult = np.ascontiguousarray(np.atleast_1d(params["multiplier"]).astype(np.int64))
         shift = np.ascontiguousarray(np.atleast_1d(params["shift"]).astype(np.int64))
