@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import importlib.resources
 import json
 import os
 import shutil
@@ -45,9 +46,11 @@ __all__ = ["CosimError", "SimulatorUnavailable", "ExportSpec", "LayerSpec", "Cos
            "cosim_arguments", "cmd_cosim", "SIMULATORS", "FAULT_DEFINES", "RTL_DIR", "TB_DIR",
            "rtl_sources"]
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-RTL_DIR = Path(os.environ.get("HWSIM_RTL_DIR", REPO_DIR / "rtl"))
-TB_DIR = Path(os.environ.get("HWSIM_TB_DIR", REPO_DIR / "cocotb_tb"))
+# The reference RTL and the bench are package data (hwsim/rtl, hwsim/cocotb_tb), so an installed
+# wheel co-simulates as a checkout does; the environment variables point elsewhere.
+PACKAGE_DIR = Path(str(importlib.resources.files("hwsim")))
+RTL_DIR = Path(os.environ.get("HWSIM_RTL_DIR") or PACKAGE_DIR / "rtl")
+TB_DIR = Path(os.environ.get("HWSIM_TB_DIR") or PACKAGE_DIR / "cocotb_tb")
 SIMULATORS = ("icarus", "verilator")
 TOPLEVEL = "hwsim_accel"
 BENCH_MODULE = "hwsim_bench"

@@ -1,4 +1,5 @@
-"""Co-simulation of exports on the reference RTL (rtl/) with the cocotb bench (cocotb_tb/).
+"""Co-simulation of exports on the reference RTL (hwsim/rtl/) with the cocotb bench
+(hwsim/cocotb_tb/).
 
 Every test skips with the reason when its simulator (or cocotb) is missing. Builds are cached
 (hwsim.cosim.default_build_root(); HWSIM_COSIM_BUILD overrides), so only the first run of a
@@ -11,7 +12,7 @@ padded pools, FC with batch 2) on 8x8 and 3x5 arrays, the narrow-acc-24 preset
 (24-bit saturating accumulator, mult_shift requant), the two injected RTL faults (the report
 must name the first bad layer, predicted here independently from the golden vectors), an
 altered golden file (sha256 check AND comparison fail), the `hwsim cosim` CLI exit codes, and
-the adapter worked example of docs/cosim.md (cocotb_tb/examples).
+the adapter worked example of docs/cosim.md (hwsim/cocotb_tb/examples).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from hwsim.cosim import load_export, read_vector, read_words, run_cosim
 
 REPO = Path(__file__).resolve().parent.parent
 VECTORS = REPO / "rtl_vectors" / "example"
-EXAMPLES = REPO / "cocotb_tb" / "examples"
+EXAMPLES = cosim.TB_DIR / "examples"
 
 
 def need(sim: str) -> None:
@@ -361,9 +362,9 @@ def test_cli_errors_on_a_folder_that_is_not_an_export(tmp_path):
 # ---- the adapter worked example (docs/cosim.md) -------------------------------------------------
 def test_adapter_drives_a_user_accelerator_with_other_port_names():
     need("icarus")
-    sources = sorted((REPO / "rtl").glob("*.v")) + [EXAMPLES / "my_npu.v"]
+    sources = cosim.rtl_sources() + [EXAMPLES / "my_npu.v"]
     rep = run_cosim(VECTORS, "icarus", layers=[2, 3], sources=sources, toplevel="my_npu",
-                    includes=[REPO / "rtl"], adapter="my_npu_adapter:MyNpuAdapter",
+                    includes=[cosim.RTL_DIR], adapter="my_npu_adapter:MyNpuAdapter",
                     tb_paths=[EXAMPLES])
     assert_all_bit_exact(rep, expect_acc=False)
     assert all(r["acc"] is None for r in rep.layers)  # my_npu exposes no accumulators

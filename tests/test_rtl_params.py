@@ -1,8 +1,8 @@
 """hwsim.rtl_params: the Verilog header of the reference RTL, and its static checks.
 
-The committed rtl/hwsim_params.vh must be the tflite-int8 preset's header; the RTL must lint
-clean (verilator --lint-only -Wall, also with each fault define) and compile as Verilog-2005
-in Icarus.
+The committed hwsim/rtl/hwsim_params.vh must be the tflite-int8 preset's header; the RTL must
+lint clean (verilator --lint-only -Wall, also with each fault define) and compile as
+Verilog-2005 in Icarus.
 """
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ import pytest
 from hwsim.hw.config import ConfigError, load_config
 from hwsim.rtl_params import add_rtl_params_parser, rtl_params, write_rtl_params
 
-REPO = Path(__file__).resolve().parent.parent
-RTL = REPO / "rtl"
+RTL = Path(__file__).resolve().parent.parent / "hwsim" / "rtl"
 
 
 def _defines(text: str) -> dict[str, str]:
@@ -29,7 +28,8 @@ def _defines(text: str) -> dict[str, str]:
 def test_committed_header_is_the_tflite_int8_preset():
     committed = (RTL / "hwsim_params.vh").read_text()
     assert committed == rtl_params(load_config("tflite-int8")), \
-        "rtl/hwsim_params.vh is stale: run `hwsim rtl-params tflite-int8`"
+        "hwsim/rtl/hwsim_params.vh is stale: run " \
+        "`hwsim rtl-params tflite-int8 -o hwsim/rtl/hwsim_params.vh`"
 
 
 def test_header_carries_the_config():
