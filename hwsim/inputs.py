@@ -62,16 +62,60 @@ def _check_file(path: str) -> None:
         raise InputError(f"{path}: is a directory, not an input file")
 
 
-def load_npy(path: str, info, k: int | None = None) -> np.ndarray:
+def read_npy(path: str, mmap: bool = False) -> np.ndarray:
+    """The array in the ``.npy`` file ``path``, after checking its header against the file.
+
+    Nothing is allocated before the header's shape and dtype are shown to match the file's
+    size, so a 100-byte file claiming shape (100000, 100000, 100000) is refused at once.
+    Object arrays (pickled Python objects) are refused: hwsim never unpickles. ``mmap`` maps
+    the data read-only instead of reading it.
+    """
     _check_file(path)
+    fmt = np.lib.format
     try:
-        x = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise InputError(f"{path}: empty file (not a .npy array; write one with "
+                                 f"numpy.save)")
+            try:
+                version = fmt.read_magic(f)
+            except ValueError:
+                raise InputError(f"{path}: not a numpy .npy array file (no NumPy header; write "
+                                 f"arrays with numpy.save)") from None
+            if version not in ((1, 0), (2, 0)):
+                raise InputError(f"{path}: not a numpy .npy array file (format version "
+                                 f"{version[0]}.{version[1]}; numpy.save writes 1.0)")
+            try:
+                shape, fortran, dtype = (fmt.read_array_header_1_0(f) if version == (1, 0)
+                                         else fmt.read_array_header_2_0(f))
+            except (ValueError, SyntaxError, TypeError) as e:
+                raise InputError(f"{path}: corrupt .npy header "
+                                 f"({' '.join(str(e).split())[:80]})") from None
+            data_bytes = size - f.tell()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    if dtype.hasobject:
+        raise InputError(f"{path}: holds Python objects (dtype {dtype}), which hwsim does not "
+                         f"unpickle; save a numeric array")
+    need = dtype.itemsize
+    for d in shape:
+        need *= int(d)
+    if need != data_bytes:
+        raise InputError(f"{path}: the header declares shape {tuple(int(d) for d in shape)} of "
+                         f"{dtype} ({need:,} bytes) but the file holds {data_bytes:,} bytes of "
+                         f"data (truncated or corrupt)")
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
     except ValueError as e:
-        raise InputError(f"{path}: not a numpy .npy array file ({e})") from None
-    if not isinstance(x, np.ndarray):
-        raise InputError(f"{path}: not a numpy .npy array file")
+        raise InputError(f"{path}: not a numpy .npy array file "
+                         f"({' '.join(str(e).split())[:80]})") from None
+
+
+def load_npy(path: str, info, k: int | None = None) -> np.ndarray:
+    x = read_npy(path)
     want_dtype, want_shape = np.dtype(info.dtype), tuple(info.shape)
     if x.dtype != want_dtype:
         raise InputError(f"{path}: dtype {x.dtype}, but {_describe(info, k)} needs {want_dtype}")
@@ -165,6 +209,8 @@ def random_input(info, seed: int = 0, k: int = 0) -> np.ndarray:
 
     The generator is ``numpy.random.default_rng([seed, k])``.
     """
+    if int(seed) < 0:
+        raise InputError(f"--random-input {seed}: the seed must be 0 or more")
     rng = np.random.default_rng([int(seed), int(k)])
     dt = np.dtype(info.dtype)
     if dt in _RANGES:

@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from typing import Callable
 
 from .ir import HwsimError
 
@@ -63,10 +64,71 @@ def atomic_output_path(path: str | os.PathLike, suffix: str = ""):
         raise
 
 
+def _files_under(folder: str) -> list[str]:
+    """Every entry under ``folder`` that is not a plain sub-folder (files, symlinks, ...), as
+    sorted relative POSIX paths. Symlinks to folders are entries, not descended into."""
+    found = []
+    for top, dirs, files in os.walk(folder):
+        rel = os.path.relpath(top, folder)
+        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        links = [d for d in dirs if os.path.islink(os.path.join(top, d))]
+        dirs[:] = [d for d in dirs if d not in links]
+        found.extend(prefix + f for f in files + links)
+    return sorted(found)
+
+
+def check_output_dir(path: str | os.PathLike, owned: Callable[[str], set[str] | None],
+                     what: str) -> None:
+    """Refuse an output folder hwsim may not replace; return when ``path`` is free to write.
+
+    ``path`` may be missing or empty, or hold an earlier output of the same command: then
+    ``owned(path)`` returns the relative paths that output wrote (its manifest's listing) and
+    the folder holds nothing else. A folder with any other file is refused, never removed,
+    and so is the current folder or one that contains it. ``what`` names the output in
+    messages ("an hwsim export").
+    """
+    shown = os.fspath(path)
+    path = os.path.abspath(shown)
+    cwd = os.path.realpath(os.getcwd())
+    real = os.path.realpath(path)
+    if os.path.commonpath([real, cwd]) == real:
+        raise HwsimError(f"{shown}: is the current folder or contains it; give a new or "
+                         f"empty folder for the output")
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise HwsimError(f"{shown}: exists and is not a folder")
+    if os.path.islink(path):
+        raise HwsimError(f"{shown}: is a symlink; give a real folder for the output")
+    if not os.path.isdir(path):
+        return
+    try:
+        present = _files_under(path)
+    except OSError as e:
+        raise HwsimError(f"{shown}: cannot list the folder ({e.strerror or e})") from None
+    if not present:
+        return
+    mine = owned(path)
+    if mine is None:
+        raise HwsimError(f"{shown}: exists, is not empty and is not {what}; remove it or "
+                         f"choose another folder")
+    others = [f for f in present if f not in mine]
+    if others:
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+        raise HwsimError(f"{shown}: holds files that are not part of {what} there "
+                         f"({others[0]}{more}); refusing to replace the folder; remove them "
+                         f"or choose another folder")
+
+
 @contextlib.contextmanager
-def atomic_output_dir(path: str | os.PathLike):
-    """Yield a temp folder beside ``path``; on success it replaces ``path`` (a folder)."""
+def atomic_output_dir(path: str | os.PathLike, owned: Callable[[str], set[str] | None] =
+                      lambda _: None, what: str = "an hwsim output"):
+    """Yield a temp folder beside ``path``; on success it replaces ``path``.
+
+    ``path`` is checked by :func:`check_output_dir` before the temp folder is made and again
+    just before the swap, so only an earlier output of the same kind (nothing but the files it
+    listed) is ever removed.
+    """
     path = os.path.abspath(os.fspath(path))
+    check_output_dir(path, owned, what)
     parent = os.path.dirname(path)
     try:
         os.makedirs(parent, exist_ok=True)
@@ -76,6 +138,7 @@ def atomic_output_dir(path: str | os.PathLike):
     try:
         yield tmp
         os.chmod(tmp, _umask_mode(0o777))
+        check_output_dir(path, owned, what)
         if os.path.isdir(path):
             old = tmp + ".old"
             os.replace(path, old)

@@ -194,7 +194,7 @@ def test_load_npy_checks(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     for name, words in [("dtype.npy", ["int16", "needs int8"]),
                         ("shape.npy", ["[4, 4, 3]", "[1, 4, 4, 3]"]),
-                        ("junk.npy", ["not a numpy"]), ("obj.npy", ["not a numpy"]),
+                        ("junk.npy", ["not a numpy"]), ("obj.npy", ["Python objects", "not unpickle"]),
                         ("missing.npy", ["no such file"]), ("data.csv", ["unknown input format"])]:
         with pytest.raises(InputError) as e:
             load_input(tmp_path / name, info)

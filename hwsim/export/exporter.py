@@ -142,13 +142,27 @@ def check_formats(formats) -> tuple[str, ...]:
     return tuple(f for f in FORMATS if f in out)
 
 
+EXPORT_WHAT = "an hwsim export (manifest.yaml with format: hwsim-export)"
+
+
+def owned_export_files(folder: str) -> set[str] | None:
+    """The files an earlier ``hwsim export`` wrote into ``folder`` (its manifest and every file
+    the manifest lists), or None when ``folder`` holds no readable hwsim export manifest."""
+    from .manifest import MANIFEST_FILE, read_manifest
+    if not os.path.isfile(os.path.join(folder, MANIFEST_FILE)):
+        return None
+    try:
+        man = read_manifest(folder)
+    except HwsimError:
+        return None
+    return {f["path"] for f in man["files"]} | {MANIFEST_FILE}
+
+
 def _check_out_dir(out_dir: str) -> None:
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise HwsimError(f"{out_dir}: exists and is not a folder")
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(
-            os.path.join(out_dir, "manifest.yaml")):
-        raise HwsimError(f"{out_dir}: exists, is not empty and is not an hwsim export (no "
-                         f"manifest.yaml); remove it or choose another folder")
+    """Before the long work: can ``out_dir`` be written (and replaced, if it holds an earlier
+    export and nothing else)? :func:`hwsim.util.atomic_output_dir` checks again at the swap."""
+    from ..util import check_output_dir
+    check_output_dir(out_dir, owned_export_files, EXPORT_WHAT)
     parent = os.path.dirname(os.path.abspath(out_dir))
     probe = parent
     while not os.path.exists(probe):
@@ -244,7 +258,7 @@ def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_
     n_steps = len(plan.layers) + 3
     bar = _progress(n_steps, progress)
     try:
-        with atomic_output_dir(out_dir) as tmp:
+        with atomic_output_dir(out_dir, owned_export_files, EXPORT_WHAT) as tmp:
             w = _Writer(tmp, formats)
             layer_files = {}
             for lp in plan.layers:

@@ -11,10 +11,9 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from ..arith import ROUNDING_MODES
 from ..ir import HwsimError
+from ..yamlio import MAX_CONFIG_BYTES, brief, load_yaml_file
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -127,9 +126,10 @@ def _build(cls, data, prefix: str, src: str, base=None):
         raise ConfigError(f"{_where(src, prefix or 'top level')}: expected a mapping, got "
                           f"{type(data).__name__}")
     fields = cls.__dataclass_fields__
-    unknown = sorted(set(data) - set(fields) - {"source"})
+    unknown = sorted((str(k) for k in data if k not in fields or k == "source"), key=str)
     if unknown:
-        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        bad = brief(unknown[0]).strip("'")
+        key = f"{prefix}.{bad}" if prefix else bad
         raise ConfigError(f"{_where(src, key)}: unknown key; allowed keys"
                           f"{' under ' + prefix if prefix else ''}: "
                           f"{', '.join(k for k in fields if k != 'source')}")
@@ -153,32 +153,34 @@ def _check_value(key: str, value, default, src: str):
     akey = key if key in ALLOWED else leaf
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ConfigError(f"{_where(src, key)}: {value!r} is not a boolean (true/false)")
+            raise ConfigError(f"{_where(src, key)}: {brief(value)} is not a boolean "
+                              f"(true/false)")
         return value
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{_where(src, key)}: {value!r} is not an integer")
+            raise ConfigError(f"{_where(src, key)}: {brief(value)} is not an integer")
         if rkey in RANGES:
             lo, hi = RANGES[rkey]
             if not lo <= value <= hi:
-                raise ConfigError(f"{_where(src, key)}: {value} is out of range [{lo}, {hi}]")
+                raise ConfigError(f"{_where(src, key)}: {brief(value)} is out of range "
+                                  f"[{lo}, {hi}]")
         return value
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):
-            raise ConfigError(f"{_where(src, key)}: expected a list")
+            raise ConfigError(f"{_where(src, key)}: expected a list, got {brief(value)}")
         for v in value:
             if akey in ALLOWED and v not in ALLOWED[akey]:
-                raise ConfigError(f"{_where(src, key)}: {v!r} is not allowed; allowed values: "
-                                  f"{', '.join(ALLOWED[akey])}")
+                raise ConfigError(f"{_where(src, key)}: {brief(v)} is not allowed; allowed "
+                                  f"values: {', '.join(ALLOWED[akey])}")
         return tuple(value)
     if isinstance(default, str):
         if not isinstance(value, str):
-            raise ConfigError(f"{_where(src, key)}: {value!r} is not a string")
+            raise ConfigError(f"{_where(src, key)}: {brief(value)} is not a string")
         if akey in ALLOWED and value not in ALLOWED[akey]:
-            raise ConfigError(f"{_where(src, key)}: {value!r} is not allowed; allowed values: "
-                              f"{', '.join(ALLOWED[akey])}")
+            raise ConfigError(f"{_where(src, key)}: {brief(value)} is not allowed; allowed "
+                              f"values: {', '.join(ALLOWED[akey])}")
         return value
     return value
 
@@ -242,12 +244,7 @@ def load_config(spec: str | os.PathLike | AccelConfig | None) -> AccelConfig:
         else:
             raise ConfigError(f"{s}: neither a YAML file nor a preset; presets: "
                               f"{', '.join(preset_names())}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a config file")
+    data = load_yaml_file(path, max_bytes=MAX_CONFIG_BYTES, what="config", error=ConfigError)
     return config_from_dict(copy.deepcopy(data) or {}, str(path))

@@ -133,10 +133,8 @@ def calibration_source(path: str, graph, *, mean=None, std=None, scale: float | 
         return to_graph_layout(graph, a)
 
     def load_npy(f: str, mmap: bool = False) -> np.ndarray:
-        try:
-            return np.load(f, allow_pickle=False, mmap_mode="r" if mmap else None)
-        except (OSError, ValueError) as e:
-            raise InputError(f"{f}: not a numpy .npy file ({e})") from None
+        from ..inputs import read_npy
+        return read_npy(f, mmap=mmap)
 
     if os.path.isfile(p):
         if not p.lower().endswith(".npy"):
@@ -399,7 +397,7 @@ def _print_summary(q, args) -> None:
           f"{float(t.quant.scales[0]):.9g}, zero point {int(t.quant.zero_points[0])}")
     _print_accumulator(q)
     for w in q.warnings:
-        print(f"warning: {w}")
+        print(f"hwsim: warning: {w}", file=sys.stderr)
     outs = [args.out] + [p for p in (args.weights_h5, args.table) if p]
     print("wrote " + ", ".join(outs))
 
@@ -467,10 +465,8 @@ def cmd_report(args) -> int:
     if args.labels:
         if not os.path.isfile(args.labels):
             raise InputError(f"{args.labels}: no such file")
-        try:
-            labels = np.load(args.labels, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise InputError(f"{args.labels}: not a numpy .npy file ({e})") from None
+        from ..inputs import read_npy
+        labels = read_npy(args.labels)
         if labels.dtype.kind not in "iu":
             raise InputError(f"{args.labels}: labels must be integers, got {labels.dtype}")
         labels = labels.reshape(-1)

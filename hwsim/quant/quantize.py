@@ -727,6 +727,12 @@ class _Quantizer:
             else:
                 lo, hi = self.ranges[r]
                 s, z = _params_for_range(lo, hi, o, self.act_dtype, self.bits[r])
+                if self.mm[r].min == self.mm[r].max:
+                    role = "graph input " if any(t in g.inputs for t in members) else ""
+                    self.warnings.append(
+                        f"{role}{g.tensors[members[0]].name}: every calibration value is "
+                        f"{self.mm[r].min:.6g}, so its range is empty and scale {s:.6g} was "
+                        f"used; check the calibration data (--calib)")
                 if s > self.max_scale.get(r, math.inf):
                     lim = self.max_scale[r]
                     qmin, qmax = _qrange(self.act_dtype, self.bits[r])

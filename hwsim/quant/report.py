@@ -258,9 +258,31 @@ def build_report(float_graph: Graph, int8_model, x, labels=None, out_dir=None, *
     return report
 
 
+REPORT_FILES = ("index.html", "report.json")
+
+
+def owned_report_files(folder: str) -> set[str] | None:
+    """The files an earlier ``hwsim report`` wrote into ``folder`` (index.html, report.json and
+    the PNGs report.json names), or None when ``folder`` holds no readable report.json."""
+    path = os.path.join(folder, "report.json")
+    try:
+        if os.path.getsize(path) > 64 << 20:
+            return None
+        with open(path, encoding="utf-8") as f:
+            rep = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rep, dict) or not isinstance(rep.get("layers"), list) \
+            or "int8_model" not in rep:
+        return None
+    pngs = {v for L in rep["layers"] if isinstance(L, dict)
+            for k, v in L.items() if k.endswith("_png") and isinstance(v, str)}
+    return set(REPORT_FILES) | pngs
+
+
 def _write(out_dir, report, images):
     from ..util import atomic_output_dir
-    with atomic_output_dir(out_dir) as tmp:
+    with atomic_output_dir(out_dir, owned_report_files, "an hwsim report") as tmp:
         for k, v in images.items():
             with open(os.path.join(tmp, k), "wb") as f:
                 f.write(v)
