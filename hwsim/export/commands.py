@@ -35,8 +35,10 @@ in one HDF5 file), DIR/mem/ (whole-network images to $readmemh once: weights, bi
 descriptors, act_init, plus act_final and acc, the expected activation and accumulator
 memories) and DIR/layers/<idx>_<op>/ (per layer: descriptor, weights, bias, requant, input,
 acc, output). Layouts: docs/dev/accel-interface.md; files: docs/export.md.
-The folder is written complete or not at all (a temp folder renamed at the end); an
-existing export in DIR is replaced. The same model, config and input give the same bytes.
+The folder is written complete or not at all (a temp folder renamed at the end). DIR may
+be new or empty, or hold an earlier export and nothing else (then it is replaced); a folder
+with any other file is refused, and nothing in it is removed. The same model, config and
+input give the same bytes.
 """
 
 COMPARE_HELP = "compare two runs (traces, export folders, RTL dumps) element by element"
