@@ -326,3 +326,13 @@ def test_all_zero_calibration_warns():
     res = quantize(g, np.zeros((8,) + tuple(t.shape[1:]), np.float32), "minmax")
     assert any(f"graph input {t.name}: every calibration value is 0" in w
                for w in res.warnings), res.warnings
+
+
+def test_report_cli_refuses_a_foreign_folder_before_any_work(capsys, tmp_path):
+    p = tmp_path / "p"
+    p.mkdir()
+    (p / "main.c").write_text("code\n")
+    code, _, err = run_main(capsys, "report", tmp_path / "f.onnx", tmp_path / "q.tflite",
+                            "--calib", tmp_path / "c.npy", "--out", p)
+    assert_error(code, err, "is not an hwsim report")
+    assert sorted(os.listdir(p)) == ["main.c"]

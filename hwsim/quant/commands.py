@@ -449,9 +449,9 @@ def report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args) -> int:
-    from .report import build_report
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise HwsimError(f"{args.out}: exists and is not a folder")
+    from ..util import check_output_dir
+    from .report import build_report, owned_report_files
+    check_output_dir(args.out, owned_report_files, "an hwsim report")   # before the long work
     parent = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(parent):
         raise HwsimError(f"{args.out}: cannot create the report (folder {parent} does not "
