@@ -62,6 +62,7 @@ PARAMS_HEADER = "hwsim_params.vh"
 ENV_EXPORT, ENV_RESULT, ENV_MODE = "HWSIM_COSIM_EXPORT", "HWSIM_COSIM_RESULT", "HWSIM_COSIM_MODE"
 ENV_LAYERS, ENV_ADAPTER, ENV_ACC = "HWSIM_COSIM_LAYERS", "HWSIM_COSIM_ADAPTER", "HWSIM_COSIM_ACC"
 ENV_TIMEOUT, ENV_STOP = "HWSIM_COSIM_TIMEOUT_CYCLES", "HWSIM_COSIM_STOP_ON_FAIL"
+ENV_PROGRESS = "HWSIM_COSIM_PROGRESS"  # the bench appends one JSON line per finished layer
 MODES = ("layer", "chain")
 
 
@@ -224,6 +225,39 @@ def compare_vectors(expected: np.ndarray, got: np.ndarray | None, spec: dict) ->
 
 
 # ---- report -----------------------------------------------------------------------------------
+TABLE_HEADER = ["layer", "op", "verdict", "elements", "mismatches", "acc_mism", "cycles",
+                "model_est", "rtl/model  first mismatch"]
+
+
+def row_cells(r: dict) -> list[str]:
+    """The report table's cells for one layer result (a dict of ``CosimReport.layers``)."""
+    if r["status"] == "host":
+        return [str(r["layer"]), r["op"], "HOST", "-", "-", "-", "-", "-", "runs on the host"]
+    out = r.get("output") or {}
+    acc = r.get("acc")
+    first = out.get("first") or (acc or {}).get("first")
+    where = ""
+    if r.get("error"):
+        where = r["error"]
+    elif first is not None:
+        which = "out" if out.get("first") else "acc"
+        coord = ",".join(map(str, first["nhwc"]))
+        where = (f"{which}[{first['index']}] nhwc=({coord}) expected {first['expected']} "
+                 f"got {first['got']}")
+    accs = "-" if acc is None else f"{acc['mismatches']}"
+    est = r.get("estimate")
+    cyc = r.get("cycles")
+    ratio = f"{cyc / est:.1f}x" if cyc and est else "-"
+    return [str(r["layer"]), r["op"], r["status"].upper(),
+            str(out.get("elements", "-")), str(out.get("mismatches", "-")), accs,
+            "-" if cyc is None else f"{cyc:,}", "-" if est is None else f"{est:,}",
+            (ratio + ("  " + where if where else "")).strip()]
+
+
+def format_row(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(v.ljust(widths[c]) for c, v in enumerate(cells)).rstrip()
+
+
 @dataclass
 class CosimReport:
     export_dir: str
@@ -272,40 +306,13 @@ class CosimReport:
                 "cycles_per_second": round(self.cycles_per_second, 1)}
 
     def table(self) -> str:
-        rows = []
-        for r in self.layers:
-            if r["status"] == "host":
-                rows.append([str(r["layer"]), r["op"], "HOST", "-", "-", "-", "-", "-",
-                             "runs on the host"])
-                continue
-            out = r.get("output") or {}
-            acc = r.get("acc")
-            first = out.get("first") or (acc or {}).get("first")
-            where = ""
-            if r.get("error"):
-                where = r["error"]
-            elif first is not None:
-                which = "out" if out.get("first") else "acc"
-                coord = ",".join(map(str, first["nhwc"]))
-                where = (f"{which}[{first['index']}] nhwc=({coord}) expected {first['expected']} "
-                         f"got {first['got']}")
-            accs = "-" if acc is None else f"{acc['mismatches']}"
-            est = r.get("estimate")
-            cyc = r.get("cycles")
-            ratio = f"{cyc / est:.1f}x" if cyc and est else "-"
-            rows.append([str(r["layer"]), r["op"], r["status"].upper(),
-                         str(out.get("elements", "-")), str(out.get("mismatches", "-")), accs,
-                         "-" if cyc is None else f"{cyc:,}", "-" if est is None else f"{est:,}",
-                         (ratio + ("  " + where if where else "")).strip()])
-        header = ["layer", "op", "verdict", "elements", "mismatches", "acc_mism", "cycles",
-                  "model_est", "rtl/model  first mismatch"]
-        widths = [max(len(x[c]) for x in rows + [header]) for c in range(len(header))]
-        lines = ["  ".join(h.ljust(widths[c]) for c, h in enumerate(header)).rstrip()]
-        for x in rows:
-            lines.append("  ".join(v.ljust(widths[c]) for c, v in enumerate(x)).rstrip())
-        return "\n".join(lines)
+        rows = [row_cells(r) for r in self.layers]
+        widths = [max(len(x[c]) for x in rows + [TABLE_HEADER]) for c in range(len(TABLE_HEADER))]
+        return "\n".join(format_row(x, widths) for x in [TABLE_HEADER] + rows)
 
-    def summary(self) -> str:
+    def summary(self, errors: bool = True) -> str:
+        """Verdict lines; ``errors=False`` leaves out the run error (the CLI prints it on
+        stderr)."""
         n_ok = sum(r["status"] == "ok" for r in self.layers)
         n_run = sum(r["status"] != "host" for r in self.layers)
         parts = [f"{n_ok}/{n_run} layers bit-exact on {self.sim}"
@@ -317,7 +324,7 @@ class CosimReport:
         lines = ["; ".join(parts)]
         for p in self.file_problems:
             lines.append(f"golden file check FAILED: {p}")
-        if self.error:
+        if self.error and errors:
             lines.append(f"error: {self.error}")
         if self.first_bad_layer is not None:
             r = self.bad_layers[0]
@@ -455,12 +462,19 @@ class BuildInfo:
     seconds: float
 
 
-def _lock(f) -> None:
-    """Block until ``f`` (an open file) is exclusively locked (POSIX; a no-op elsewhere)."""
+def _lock(f, on_wait=None) -> None:
+    """Block until ``f`` (an open file) is exclusively locked (POSIX; a no-op elsewhere);
+    ``on_wait()`` is called first when another process holds the lock."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         return
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        if on_wait is not None:
+            on_wait()
     fcntl.flock(f, fcntl.LOCK_EX)
 
 
@@ -493,15 +507,18 @@ def _prune_cache(root: Path, sim: str, keep: Path) -> None:
 
 def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
               toplevel: str = TOPLEVEL, includes=(), parameters=None,
-              verbose: bool = False) -> BuildInfo:
+              verbose: bool = False, progress=None) -> BuildInfo:
     """Build ``sources`` (default: the reference accelerator) once; cached by content hash.
 
     The reference RTL gets a ``hwsim_params.vh`` generated from ``config``; user sources
     (``sources`` given) are built as they are, with ``includes`` on the include path.
     ``toplevel`` may be any module of the sources (unit benches), ``parameters`` its
-    parameter overrides.
+    parameter overrides. ``progress(event, info)``, if given, hears ``build-wait`` (another
+    process is building the same key), ``build`` (``cached``, ``sources``, ``toplevel``, before
+    any compiling) and ``built`` (``seconds``, ``cached``).
     """
     parameters = dict(parameters or {})
+    progress = progress or (lambda event, info: None)
     from cocotb_tools.runner import get_runner
 
     from .rtl_params import rtl_params
@@ -551,8 +568,10 @@ def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
     root.mkdir(parents=True, exist_ok=True)
     # One builder per key at a time (the cache is shared by every checkout on the machine).
     with open(root / f"{sim}-{key}.lock", "w") as lock, _sim_env(sim):
-        _lock(lock)
+        _lock(lock, on_wait=lambda: progress("build-wait", {"sim": sim, "dir": str(bdir)}))
         cached = marker.exists()
+        progress("build", {"sim": sim, "cached": cached, "sources": len(src_files),
+                           "toplevel": toplevel, "reference": reference, "dir": str(bdir)})
         if not cached:
             if bdir.exists():
                 shutil.rmtree(bdir, ignore_errors=True)
@@ -577,7 +596,9 @@ def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
                 runner.build(**kwargs)
             finally:
                 del runner._execute
-    return BuildInfo(runner, bdir, toplevel, cached, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    progress("built", {"sim": sim, "cached": cached, "seconds": seconds})
+    return BuildInfo(runner, bdir, toplevel, cached, seconds)
 
 
 def _plusargs(export: ExportSpec) -> list[str]:
@@ -599,7 +620,7 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
               toplevel: str | None = None, includes=(), adapter: str | None = None,
               plusargs=(), tb_paths=(), timeout_cycles: int | None = None,
               stop_on_fail: bool = False, waves: bool = False,
-              verbose: bool = False) -> CosimReport:
+              verbose: bool = False, progress=None) -> CosimReport:
     """Co-simulate ``export_dir`` on ``sim`` (icarus or verilator); see the module doc.
 
     ``layers``: op indices to run (default all); ``mode``: ``layer`` feeds each layer its golden
@@ -608,19 +629,25 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
     the DUT for its accumulators. ``stop_on_fail``: stop after the first layer that is not
     bit-exact. ``sources`` / ``toplevel`` / ``includes`` / ``adapter`` (``"module:Class"``,
     importable from ``tb_paths``) co-simulate another accelerator (docs/cosim.md).
+
+    ``progress(event, info)``, if given, is told what happens while it happens: the build
+    events of :func:`build_rtl`, then ``run`` (``layers``: the LayerSpecs to simulate) before
+    the simulator starts, and ``layer`` (one result dict, as in ``CosimReport.layers``) as soon
+    as the bench has finished each layer.
     """
     if mode not in MODES:
         raise CosimError(f"mode {mode!r}: choose {' or '.join(MODES)}")
-    export = load_export(export_dir)
-    problems = verify_files(export)
-    defines = tuple(defines) + tuple(FAULT_DEFINES[f] for f in faults)
     for f in faults:
         if f not in FAULT_DEFINES:
             raise CosimError(f"unknown fault {f!r} (choose {', '.join(FAULT_DEFINES)})")
+    export = load_export(export_dir)
+    problems = verify_files(export)
+    defines = tuple(defines) + tuple(FAULT_DEFINES[f] for f in faults)
     from .hw.config import config_from_dict
     cfg = config_from_dict(dict(export.config), f"{export.dir}/manifest.yaml: config")
     binfo = build_rtl(sim, cfg, defines=defines, build_root=build_root, sources=sources,
-                      toplevel=toplevel or TOPLEVEL, includes=includes, verbose=verbose)
+                      toplevel=toplevel or TOPLEVEL, includes=includes, verbose=verbose,
+                      progress=progress)
     report = CosimReport(str(export.dir), sim, [], problems, defines=defines, mode=mode,
                          build_seconds=binfo.seconds, build_cached=binfo.cached,
                          build_dir=str(binfo.build_dir))
@@ -638,17 +665,30 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
     extra = list(plusargs)
     if sources is None or not any(p.startswith("+HWSIM_") for p in extra):
         extra = _plusargs(export) + extra
+    if progress is not None:
+        env[ENV_PROGRESS] = str(run_dir / "progress.jsonl")
+        want = None if layers is None else {int(x) for x in layers}
+        progress("run", {"sim": sim, "mode": mode,
+                         "layers": [L for L in export.layers if want is None or L.index in want]})
+
+    def simulate():
+        binfo.runner.test(test_module=BENCH_MODULE, hdl_toplevel=binfo.toplevel,
+                          build_dir=str(binfo.build_dir), test_dir=str(run_dir),
+                          plusargs=extra, extra_env=env, waves=waves,
+                          results_xml=str(run_dir / "results.xml"),
+                          log_file=str(run_dir / "sim.log"))
+
     t0 = time.perf_counter()
     old_path = list(sys.path)
     try:
         # the runner passes sys.path on to the simulator as PYTHONPATH
         sys.path[:0] = [str(TB_DIR)] + [os.path.abspath(p) for p in tb_paths]
         with _sim_env(sim):
-            binfo.runner.test(test_module=BENCH_MODULE, hdl_toplevel=binfo.toplevel,
-                              build_dir=str(binfo.build_dir), test_dir=str(run_dir),
-                              plusargs=extra, extra_env=env, waves=waves,
-                              results_xml=str(run_dir / "results.xml"),
-                              log_file=str(run_dir / "sim.log"))
+            if progress is None:
+                simulate()
+            else:
+                _simulate_streaming(simulate, Path(env[ENV_PROGRESS]),
+                                    lambda row: progress("layer", row))
     except (SystemExit, Exception) as e:
         report.error = f"simulator run failed ({type(e).__name__}: {e}); see {run_dir}/sim.log"
     finally:
@@ -660,8 +700,8 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
         report.bench_wall_seconds = float(res.get("wall_seconds", 0.0))
         report.bench_setup_seconds = float(res.get("setup_seconds", 0.0))
         report.sim_cycles = int(res.get("sim_cycles", 0))
-        if res.get("error") and not report.error:
-            report.error = res["error"]
+        if res.get("error"):  # the bench's own message says more than the runner's exit
+            report.error = f"{res['error']} (see {run_dir}/sim.log)"
     elif report.error is None:
         report.error = f"the bench wrote no result (see {run_dir}/sim.log)"
     if report.error is None and not report.layers:
@@ -669,6 +709,44 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
     if report.error is None and report.ok:
         shutil.rmtree(run_dir, ignore_errors=True)
     return report
+
+
+def _simulate_streaming(simulate, progress_file: Path, on_row) -> None:
+    """Run ``simulate()`` (the simulator process) in a thread and meanwhile hand each complete
+    JSON line the bench appends to ``progress_file`` to ``on_row``; re-raise what ``simulate``
+    raised. (The runner blocks until the simulator exits, hence the thread.)"""
+    import threading
+    failure: list[BaseException] = []
+
+    def target():
+        try:
+            simulate()
+        except BaseException as e:  # noqa: BLE001 - the runner exits with SystemExit too
+            failure.append(e)
+
+    thread = threading.Thread(target=target, name="hwsim-cosim-simulator", daemon=True)
+    thread.start()
+    offset, pending = 0, b""
+    while True:
+        thread.join(0.1)
+        running = thread.is_alive()
+        with contextlib.suppress(FileNotFoundError):
+            with open(progress_file, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+                offset += len(chunk)
+                pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except ValueError:  # a damaged line: the final report still has the layer
+                continue
+            on_row(row)
+        if not running:
+            break
+    if failure:
+        raise failure[0]
 
 
 def _log_excerpt(log: Path, lines: int = 6) -> str:
@@ -693,8 +771,11 @@ examples:
   hwsim cosim rtl_vectors/example --sim verilator
   hwsim cosim build/export --mode chain --layers 0,1,2
   hwsim cosim build/export --fault rounding           # must FAIL: shows the bench catches it
-  hwsim cosim build/export --rtl my_npu.v --toplevel my_npu --adapter my_adapter:MyNpuAdapter \\
-      --tb-path cocotb_tb/examples                    # your accelerator (docs/cosim.md)
+  hwsim cosim build/export --rtl my_npu.v other.v --include vh/ --toplevel my_npu \\
+      --adapter my_npu_adapter:MyNpuAdapter --tb-path .   # your accelerator (docs/cosim.md)
+The report goes to stdout, one row as each layer finishes; what is being built and errors go to
+stderr. --rtl, --include and --tb-path take one or more paths and may be repeated; put
+EXPORT_DIR first.
 exit status: 0 every layer bit-exact and every golden file intact, 1 a mismatch or an altered
 file, 2 the co-simulation could not run.
 """
@@ -719,20 +800,111 @@ def cosim_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not collect accumulators (outputs only)")
     p.add_argument("--build-dir", metavar="DIR",
                    help=f"build cache root (default: $HWSIM_COSIM_BUILD or {default_build_root()})")
-    p.add_argument("--rtl", action="append", default=[], metavar="FILE",
+    # nargs="+" with extend: `--rtl a.v b.v`, a shell glob and repeated --rtl all add up
+    p.add_argument("--rtl", nargs="+", action="extend", default=[], metavar="FILE",
                    help="your accelerator's Verilog sources instead of the reference RTL")
     p.add_argument("--toplevel", metavar="MODULE", help="top module of --rtl")
-    p.add_argument("--include", action="append", default=[], metavar="DIR",
-                   help="include folder for --rtl")
+    p.add_argument("--include", nargs="+", action="extend", default=[], metavar="DIR",
+                   help="include folder(s) for --rtl")
     p.add_argument("--adapter", metavar="MODULE:CLASS",
                    help=f"bench adapter class (default: {DEFAULT_ADAPTER})")
-    p.add_argument("--tb-path", action="append", default=[], metavar="DIR",
-                   help="folder holding the adapter's module (added to the bench's path)")
+    p.add_argument("--tb-path", nargs="+", action="extend", default=[], metavar="DIR",
+                   help="folder(s) holding the adapter's module (added to the bench's path)")
     p.add_argument("--timeout-cycles", type=int, metavar="N",
                    help="fail a layer that takes more than N cycles (default: 50x the "
                         "dataflow model's estimate, at least 200,000)")
     p.add_argument("--waves", action="store_true", help="dump waveforms in the run folder")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+
+
+def _check_cli_paths(args) -> None:
+    """Name a bad --rtl / --include / --tb-path before anything is built."""
+    for f in args.rtl:
+        if os.path.isdir(f):
+            raise CosimError(f"--rtl {f}: a folder, not a Verilog file (--rtl takes files; "
+                             f"EXPORT_DIR goes before --rtl)")
+        if not os.path.isfile(f):
+            raise CosimError(f"--rtl {f}: no such file")
+    for opt, dirs in (("--include", args.include), ("--tb-path", args.tb_path)):
+        for d in dirs:
+            if not os.path.isdir(d):
+                raise CosimError(f"{opt} {d}: no such folder")
+    if args.json:
+        from .cli import check_output_path
+        check_output_path(args.json, "JSON report")
+
+
+class _Printer:
+    """What ``hwsim cosim`` shows while it runs: status lines on stderr (building, waiting for
+    another build, simulating), the report table on stdout one row as each layer finishes, in
+    column widths fixed beforehand from the manifest (the streamed table is the final one)."""
+
+    def __init__(self, args, out=None, err=None):
+        self.args, self.out, self.err = args, out or sys.stdout, err or sys.stderr
+        self.widths = None
+        self.rows = 0
+        self.started = False
+
+    def _status(self, text: str) -> None:
+        print(f"hwsim cosim: {text}", file=self.err, flush=True)
+
+    def __call__(self, event: str, info: dict) -> None:
+        if event == "build-wait":
+            self._status(f"waiting for another process building the same RTL ({info['dir']})")
+        elif event == "build":
+            what = ("the reference RTL" if info["reference"] else
+                    f"{info['sources']} Verilog files (top {info['toplevel']})")
+            if info["cached"]:
+                self._status(f"{what}: {info['sim']} build cached ({info['dir']})")
+            else:
+                hint = " (Verilator's C++ build takes 15-45 s)" if info["sim"] == "verilator" \
+                    else ""
+                self._status(f"compiling {what} with {info['sim']}{hint} ...")
+        elif event == "built" and not info["cached"]:
+            self._status(f"built in {info['seconds']:.1f} s")
+        elif event == "run":
+            self.widths = stream_widths(info["layers"])
+            self._status(f"simulating {len(info['layers'])} layer(s) on {info['sim']} "
+                         f"({info['mode']} mode) ...")
+        elif event == "layer":
+            self.row(info)
+
+    def _start(self) -> None:
+        if not self.started:  # only once a layer is known: a failed run prints no table
+            self.started = True
+            a = self.args
+            print(f"co-simulation of {a.export_dir} on {a.sim} ({a.mode} mode)", file=self.out)
+            print(format_row(TABLE_HEADER, self.widths), file=self.out, flush=True)
+
+    def row(self, r: dict) -> None:
+        self._start()
+        print(format_row(row_cells(r), self.widths), file=self.out, flush=True)
+        self.rows += 1
+
+    def finish(self, rep: CosimReport) -> None:
+        """The rows the stream did not deliver (if any), then the summary."""
+        if self.widths is None:
+            self.widths = [len(h) for h in TABLE_HEADER]
+        for r in rep.layers[self.rows:]:
+            self.row(r)
+        self._start()
+        print(rep.summary(errors=False), file=self.out, flush=True)
+
+
+def stream_widths(layers) -> list[int]:
+    """Column widths of the report table known before the run: from the manifest's layers
+    (op names, element counts, the model's cycle estimates; cycles up to 10x the estimate)."""
+    w = [len(h) for h in TABLE_HEADER]
+    w[-1] = 0  # the last column is not padded
+    w[2] = max(w[2], len("MISMATCH"))
+    for L in layers:
+        elements = int((L.output or {}).get("elements", 0) or 0)
+        acc = int((L.acc or {}).get("elements", 0) or 0)
+        est = int(L.estimate or 0)
+        for c, text in ((0, str(L.index)), (1, L.op), (3, str(elements)), (4, str(elements)),
+                        (5, str(acc)), (6, f"{10 * est:,}"), (7, f"{est:,}")):
+            w[c] = max(w[c], len(text))
+    return w
 
 
 def cmd_cosim(args) -> int:
@@ -742,20 +914,22 @@ def cmd_cosim(args) -> int:
             layers = [int(x) for x in args.layers.split(",") if x.strip()]
         except ValueError:
             raise CosimError(f"--layers {args.layers!r}: expected op indices like 0,1,2") from None
+    _check_cli_paths(args)
+    printer = _Printer(args)
     rep = run_cosim(args.export_dir, args.sim, mode=args.mode, layers=layers,
                     defines=args.define, faults=args.fault, build_root=args.build_dir,
                     acc=not args.no_acc, sources=args.rtl or None, toplevel=args.toplevel,
                     includes=args.include, adapter=args.adapter, tb_paths=args.tb_path,
                     timeout_cycles=args.timeout_cycles, stop_on_fail=args.stop_on_fail,
-                    waves=args.waves)
-    print(f"co-simulation of {args.export_dir} on {args.sim} ({args.mode} mode)")
-    print(rep.table())
-    print(rep.summary())
+                    waves=args.waves, progress=printer)
+    if rep.error and not rep.layers:
+        raise CosimError(rep.error)  # nothing ran: one error line, exit 2
+    printer.finish(rep)
+    if rep.error:
+        print(f"hwsim: error: {rep.error}", file=sys.stderr)
     if args.json:
         from .util import atomic_write_bytes
         atomic_write_bytes(args.json, (json.dumps(rep.to_dict(), indent=2) + "\n").encode())
-    if rep.error and not rep.layers:
-        return 2
     return 0 if rep.ok else 1
 
 

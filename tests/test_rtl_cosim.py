@@ -368,3 +368,93 @@ def test_adapter_drives_a_user_accelerator_with_other_port_names():
                     tb_paths=[EXAMPLES])
     assert_all_bit_exact(rep, expect_acc=False)
     assert all(r["acc"] is None for r in rep.layers)  # my_npu exposes no accumulators
+
+
+# ---- the CLI while it runs: rows as layers finish, status and errors on stderr ---------------
+def test_progress_reports_each_layer_before_the_simulator_ends():
+    """run_cosim(progress=...) hears the build, then every layer as the bench finishes it (not
+    all at the end): the first row arrives while the simulator still has layer 4 to run."""
+    need("icarus")
+    import time
+    events = []
+    rep = run_cosim(VECTORS, "icarus", layers=[0, 4],
+                    progress=lambda e, info: events.append((e, info, time.perf_counter())))
+    t_end = time.perf_counter()
+    assert_all_bit_exact(rep)
+    kinds = [e for e, _, _ in events]
+    assert kinds[0] == "build" and kinds.index("run") < kinds.index("layer")
+    rows = [(info, t) for e, info, t in events if e == "layer"]
+    assert [r["layer"] for r, _ in rows] == [0, 4]
+    assert [r for r, _ in rows] == rep.layers  # the streamed rows are the report's
+    layer4_wall = rep.layers[1]["wall_seconds"]
+    assert layer4_wall > 0.3
+    assert t_end - rows[0][1] > layer4_wall * 0.8, "layer 0 was reported only at the end"
+
+
+def test_cli_prints_the_table_as_it_runs_and_status_on_stderr(capsys):
+    need("icarus")
+    from hwsim.cli import main
+    assert main(["cosim", str(VECTORS), "--layers", "3,8"]) == 0
+    cap = capsys.readouterr()
+    out = cap.out.splitlines()
+    assert out[0] == f"co-simulation of {VECTORS} on icarus (layer mode)"
+    assert out[1].split()[:3] == ["layer", "op", "verdict"]
+    assert [x.split()[:3] for x in out[2:4]] == [["3", "ADD", "OK"], ["8", "MAX_POOL_2D", "OK"]]
+    assert out[-1] == "PASS" and len(out) == 6
+    # the columns of the streamed rows line up with the header
+    assert out[2].index("OK") == out[1].index("verdict") == out[3].index("OK")
+    err = cap.err.splitlines()
+    assert err and all(x.startswith("hwsim cosim: ") for x in err), err
+    assert any("icarus" in x and ("compiling" in x or "cached" in x) for x in err)
+
+
+def test_cli_run_error_is_one_line_on_stderr_exit_2(capsys, tmp_path):
+    """The bench cannot start (no such adapter module): nothing on stdout, no JSON file, one
+    `hwsim: error:` line naming the module, exit 2."""
+    need("icarus")
+    from hwsim.cli import main
+    js = tmp_path / "r.json"
+    assert main(["cosim", str(VECTORS), "--layers", "2", "--adapter", "no_such_mod:X",
+                 "--json", str(js)]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == ""
+    errors = [x for x in cap.err.splitlines() if x.startswith("hwsim: error:")]
+    assert len(errors) == 1 and "no_such_mod" in errors[0], cap.err
+    assert not js.exists()
+
+
+def test_cli_rtl_include_and_tb_path_take_several_paths():
+    """`--rtl a.v b.v` (what a shell glob gives), repeated --rtl, and --include / --tb-path
+    alike add up, in order (docs/cosim.md's user-RTL command)."""
+    p = argparse.ArgumentParser()
+    cosim.cosim_arguments(p)
+    a = p.parse_args(["exp", "--rtl", "a.v", "b.v", "--rtl", "c.v", "--include", "i1", "i2",
+                      "--include", "i3", "--tb-path", "t1", "t2", "--toplevel", "top"])
+    assert a.export_dir == "exp" and a.rtl == ["a.v", "b.v", "c.v"]
+    assert a.include == ["i1", "i2", "i3"] and a.tb_path == ["t1", "t2"] and a.toplevel == "top"
+    assert p.parse_args(["exp"]).rtl == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rtl", "{tmp}"], "--rtl {tmp}: a folder"),
+    (["--rtl", "{tmp}/missing.v"], "--rtl {tmp}/missing.v: no such file"),
+    (["--include", "{tmp}/nodir"], "--include {tmp}/nodir: no such folder"),
+    (["--tb-path", "{tmp}/nodir"], "--tb-path {tmp}/nodir: no such folder"),
+])
+def test_cli_names_a_bad_rtl_include_or_tb_path(tmp_path, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    with pytest.raises(cosim.CosimError, match=re.escape(message.replace("{tmp}",
+                                                                         str(tmp_path)))):
+        _cli([str(VECTORS), *argv])
+
+
+def test_user_rtl_cli_with_a_glob_of_sources(tmp_path, capsys):
+    """docs/cosim.md's command for your own accelerator, with the sources as a shell glob
+    expands them (one --rtl, many files) and the folders from `hwsim rtl-params`."""
+    need("icarus")
+    sources = [str(p) for p in cosim.rtl_sources()] + [str(EXAMPLES / "my_npu.v")]
+    assert _cli([str(VECTORS), "--layers", "8", "--rtl", *sources, "--include",
+                 str(cosim.RTL_DIR), "--toplevel", "my_npu", "--adapter",
+                 "my_npu_adapter:MyNpuAdapter", "--tb-path", str(EXAMPLES)]) == 0
+    out = capsys.readouterr().out
+    assert "MAX_POOL_2D" in out and out.rstrip().endswith("PASS")

@@ -11,6 +11,8 @@ its settings from the environment:
   HWSIM_COSIM_ACC      1: ask the DUT for its accumulators (default), 0: outputs only
   HWSIM_COSIM_TIMEOUT_CYCLES  per-layer timeout (default max(200000, 50 x model estimate))
   HWSIM_COSIM_STOP_ON_FAIL    1: stop after the first layer that is not bit-exact
+  HWSIM_COSIM_PROGRESS        a file to append one JSON line to as each layer finishes (the
+                              row `hwsim cosim` prints while the simulator still runs)
 
 For each layer: golden inputs (the .hex files of the export, packed like the activation
 memory) go to the adapter, its output words are unpacked and compared element by element with
@@ -29,8 +31,8 @@ import cocotb
 import numpy as np
 
 from hwsim.cosim import (DEFAULT_ADAPTER, ENV_ACC, ENV_ADAPTER, ENV_EXPORT, ENV_LAYERS, ENV_MODE,
-                         ENV_RESULT, ENV_STOP, ENV_TIMEOUT, compare_vectors, load_export,
-                         read_vector, read_words, unpack)
+                         ENV_PROGRESS, ENV_RESULT, ENV_STOP, ENV_TIMEOUT, compare_vectors,
+                         load_export, read_vector, read_words, unpack)
 from hwsim_adapter import LayerJob, load_adapter
 
 DEFAULT_TIMEOUT_MIN = 200_000
@@ -52,6 +54,15 @@ def _layer_result(layer) -> dict:
             "wall_seconds": 0.0}
 
 
+def _report_progress(result: dict) -> None:
+    """Append a finished layer's result to the progress file (one JSON line, closed at once
+    so the reader in hwsim.cosim sees it while the simulation goes on)."""
+    path = os.environ.get(ENV_PROGRESS)
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(result) + "\n")
+
+
 async def run_layers(dut, export, adapter, mode: str, want_acc: bool, log) -> list[dict]:
     results = []
     first_run = True
@@ -62,6 +73,7 @@ async def run_layers(dut, export, adapter, mode: str, want_acc: bool, log) -> li
         results.append(r)
         if layer.host:
             r["status"] = "host"
+            _report_progress(r)
             continue
         t0 = time.perf_counter()
         out_spec = layer.output
@@ -97,6 +109,7 @@ async def run_layers(dut, export, adapter, mode: str, want_acc: bool, log) -> li
         r["wall_seconds"] = round(time.perf_counter() - t0, 3)
         log.info("layer %d %s: %s (%s mismatches, %s cycles)", layer.index, layer.op,
                  r["status"], r["output"]["mismatches"], r["cycles"])
+        _report_progress(r)
         if run.error and run.error.startswith("timeout"):
             break  # the DUT is stuck: the remaining layers cannot run
         if stop_on_fail and r["status"] != "ok":
