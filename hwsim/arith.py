@@ -35,10 +35,12 @@ import math
 import numba
 import numpy as np
 
+from .vocab import Rounding
+
 __all__ = [
     "INT32_MIN", "INT32_MAX",
     "ROUND_HALF_AWAY", "ROUND_HALF_UP", "ROUND_HALF_EVEN", "ROUND_FLOOR",
-    "ROUND_TOWARD_ZERO", "ROUNDING_MODES", "ROUNDING_MODE_NAMES",
+    "ROUND_TOWARD_ZERO",
     "saturate", "saturate_unsigned", "wrap", "wrap_unsigned", "wrap_int32",
     "round_shift_half_away", "round_shift_half_up", "round_shift_half_even",
     "round_shift_floor", "round_shift_toward_zero", "round_shift",
@@ -51,28 +53,19 @@ __all__ = [
     "quantize_multiplier_smaller_than_one_exp",
     "quantize_multiplier_greater_than_one",
     "preprocess_softmax_scaling", "preprocess_log_softmax_scaling_exp",
-    "calculate_input_radius",
+    "calculate_input_radius", "round_half_away_f32", "real_to_m_e",
 ]
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 
-# Rounding modes (integer codes usable inside @njit code; they are frozen as
-# compile-time constants by Numba).
-ROUND_HALF_AWAY = 0    # nearest, ties away from zero      (C round(), TfLiteRound)
-ROUND_HALF_UP = 1      # nearest, ties toward +inf         ((x + 2^(s-1)) >> s)
-ROUND_HALF_EVEN = 2    # nearest, ties to even             (IEEE default)
-ROUND_FLOOR = 3        # toward -inf                       (x >> s)
-ROUND_TOWARD_ZERO = 4  # truncation                        (C integer division)
-
-ROUNDING_MODES = {
-    "half_away_from_zero": ROUND_HALF_AWAY,
-    "half_up": ROUND_HALF_UP,
-    "half_even": ROUND_HALF_EVEN,
-    "floor": ROUND_FLOOR,
-    "toward_zero": ROUND_TOWARD_ZERO,
-}
-ROUNDING_MODE_NAMES = {v: k for k, v in ROUNDING_MODES.items()}
+# Rounding modes: the codes of hwsim.vocab.Rounding (names and codes are defined there), as
+# plain ints that Numba freezes as compile-time constants inside @njit code.
+ROUND_HALF_AWAY = int(Rounding.half_away_from_zero)  # nearest, ties away from zero
+ROUND_HALF_UP = int(Rounding.half_up)                # nearest, ties toward +inf
+ROUND_HALF_EVEN = int(Rounding.half_even)            # nearest, ties to even
+ROUND_FLOOR = int(Rounding.floor)                    # toward -inf
+ROUND_TOWARD_ZERO = int(Rounding.toward_zero)        # truncation
 
 _jit = numba.njit(cache=True, inline="always")
 
@@ -396,6 +389,46 @@ def _round_half_away_float(v: float) -> int:
     if a - f >= 0.5:  # a - floor(a) is exact in binary floating point
         f += 1
     return int(-f if v < 0 else f)
+
+
+def round_half_away_f32(v) -> np.ndarray:
+    """TfLiteRound on float32 values: std::round(float) (roundf), ties away from zero.
+
+    C++: ``TfLiteRound(x) = std::round(x)`` on a ``float``, as TFLite's Quantize,
+    CalculateActivationRangeQuantized, CheckedLog2 and the nearest-neighbour resize call it.
+    Math: with r = trunc(v), the result is r + sign(v) when |v - r| >= 1/2, else r. Exact:
+    r and v - r are exact in float32 (an integer-valued float32 and the fraction of v), so
+    the one comparison decides, with no double rounding. Domain: any float32 array or scalar
+    (NaN and +-inf come back unchanged); returns float32 values of the same shape.
+    """
+    v = np.asarray(v, dtype=np.float32)
+    r = np.trunc(v)
+    frac = np.abs(v - r)  # exact in floating point
+    return np.where(frac >= np.float32(0.5), r + np.sign(v), r).astype(np.float32)
+
+
+def real_to_m_e(real: float) -> tuple[int, int]:
+    """A finite double ``real`` >= 0 as the integers (M, E) with real == M * 2^E exactly.
+
+    The form in which requant scheme double_round (TFLite's reference FULLY_CONNECTED:
+    ``round(double(acc) * real)``) carries its float multiplier in a Program: no floating
+    point at run time (hwsim.kernels.requant.double_round_int evaluates it in integers).
+    C++: the significand and exponent of an IEEE double (``std::frexp``).
+    Normal doubles: M in [2^52, 2^53) (the significand with its hidden bit), E = exponent - 52.
+    Subnormals: M < 2^52, E = -1074. 0.0 -> (0, 0). Exact (frexp and the power-of-two
+    scaling by 2^53 are exact). Domain: finite real >= 0, else ValueError.
+    """
+    real = float(real)
+    if not math.isfinite(real) or real < 0.0:
+        raise ValueError(f"real_to_m_e: {real!r} is not a finite non-negative number")
+    if real == 0.0:
+        return 0, 0
+    m, e = math.frexp(real)  # real = m * 2^e, m in [0.5, 1)
+    big_m, big_e = int(m * (1 << 53)), e - 53
+    if big_e < -1074:  # subnormal: the significand has fewer bits
+        big_m >>= (-1074 - big_e)  # exact: the dropped bits are zero for a subnormal
+        big_e = -1074
+    return big_m, big_e
 
 
 def _check_finite(name: str, value: float) -> float:

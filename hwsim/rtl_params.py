@@ -22,15 +22,14 @@ import argparse
 import os
 
 from .hw.config import AccelConfig, ConfigError, load_config
+from .vocab import REQUANT_UNIT_SCHEMES, Rounding
 
 __all__ = ["rtl_params", "write_rtl_params", "add_rtl_params_parser", "rtl_params_arguments",
            "cmd_rtl_params", "RTL_LIMITS", "REQUANT_SCHEME_CODES"]
 
-# Requant scheme codes as the descriptors carry them (docs/dev/accel-interface.md).
-REQUANT_SCHEME_CODES = {"tflite_double": 0, "tflite_single": 1, "mult_shift": 3,
-                        "shift_only": 4, "double_round": 5}
-ROUNDING_CODES = {"half_away_from_zero": 0, "half_up": 1, "half_even": 2, "floor": 3,
-                  "toward_zero": 4}
+# Requant scheme codes as the descriptors carry them (docs/dev/accel-interface.md): the
+# requant unit's schemes, name -> code (the codes are hwsim.vocab's).
+REQUANT_SCHEME_CODES = {s.name: int(s) for s in REQUANT_UNIT_SCHEMES}
 
 # Implementation limits of the reference RTL (not accelerator config keys).
 RTL_LIMITS = {
@@ -103,7 +102,8 @@ def _defines(cfg: AccelConfig) -> list[tuple[str, object, str]]:
          f"accumulator.overflow = {acc.overflow} (1 saturate, 0 wrap)"),
         ("BIAS_FIRST", int(acc.bias_first), "1: the accumulator starts at the bias"),
         ("REQUANT_SCHEME", REQUANT_SCHEME_CODES[rq.scheme], f"requant.scheme = {rq.scheme}"),
-        ("REQUANT_ROUNDING", ROUNDING_CODES[rq.rounding], f"requant.rounding = {rq.rounding}"),
+        ("REQUANT_ROUNDING", int(Rounding.from_name(rq.rounding)),
+         f"requant.rounding = {rq.rounding}"),
         ("REQUANT_PER_CHANNEL", int(rq.per_channel), "one requant word per output channel"),
         ("REQUANT_MULTIPLIER_BITS", rq.multiplier_bits, "mult_shift multiplier width"),
         ("REQUANT_SHIFT_BITS", rq.shift_bits, "right shift field width"),

@@ -568,11 +568,12 @@ def test_preprocess_softmax_scaling_and_input_radius_by_hand():
 
 
 def test_rounding_mode_table():
-    assert A.ROUNDING_MODES == {"half_away_from_zero": 0, "half_up": 1, "half_even": 2,
-                                "floor": 3, "toward_zero": 4}
+    from hwsim.vocab import Rounding
+    assert {m.name: int(m) for m in Rounding} == {"half_away_from_zero": 0, "half_up": 1,
+                                                  "half_even": 2, "floor": 3, "toward_zero": 4}
     assert (A.ROUND_HALF_AWAY, A.ROUND_HALF_UP, A.ROUND_HALF_EVEN, A.ROUND_FLOOR,
             A.ROUND_TOWARD_ZERO) == (0, 1, 2, 3, 4)
-    assert all(A.ROUNDING_MODE_NAMES[v] == k for k, v in A.ROUNDING_MODES.items())
+    assert all(Rounding.from_name(m.name) is m for m in Rounding)
     with pytest.raises(ValueError):
         A.round_shift(5, 1, 7)
 

@@ -18,9 +18,10 @@ from hwsim.hw import (HwNetwork, LegalizationError, LegalizationRow, load_config
                       map_network)
 from hwsim.hw.config import config_from_dict
 from hwsim.ir import Op, Tensor
-from hwsim.kernels.requant import real_to_m_e
-from hwsim.lower import REQUANT_SCHEMES, lower, mult_shift_params
+from hwsim.arith import real_to_m_e
+from hwsim.lower import lower, mult_shift_params
 from hwsim.registry import KERNELS
+from hwsim.vocab import RequantScheme
 
 
 def _x(rng, shape=(1, 8, 8, 3), dtype=np.int8):
@@ -71,8 +72,8 @@ def test_map_network_from_a_file_path(tmp_path):
     p.write_bytes(serialize_tflite(g))
     hw = map_network(p, load_config("tflite-int8"))
     assert hw.exact and hw.placement[hw.program.layers[-1].index] == "array"
-    assert hw.reference.requant_scheme == "tflite_double"
-    assert hw.program.requant_scheme == "tflite_double"
+    assert hw.reference.requant_scheme == RequantScheme.tflite_double
+    assert hw.program.requant_scheme == RequantScheme.tflite_double
 
 
 def test_fc_double_round_params_are_integers_m_e():
@@ -83,7 +84,7 @@ def test_fc_double_round_params_are_integers_m_e():
                  w_scales=[0.01, 0.003, 0.0071])
     hw = map_network(g, "tflite-int8")
     p = hw.program.layers[0].params
-    assert p["scheme"] == REQUANT_SCHEMES["double_round"]
+    assert p["scheme"] == RequantScheme.double_round
     assert p["multiplier"].dtype == np.int64 and p["shift"].dtype == np.int64
     for c, ws in enumerate([0.01, 0.003, 0.0071]):
         real = float(np.float32(0.02)) * float(np.float32(ws)) / float(np.float32(0.05))
@@ -272,7 +273,7 @@ def test_approx_mult_shift_parameters_and_costs():
     assert hw.legalize == "approx" and not hw.exact
     conv, ref_conv = hw.program.layers[0], hw.reference.layers[0]
     p = conv.params
-    assert p["scheme"] == REQUANT_SCHEMES["mult_shift"] and p["rounding"] == 1  # half_up
+    assert p["scheme"] == RequantScheme.mult_shift and p["rounding"] == 1  # half_up
     assert (p["acc_bits"], p["acc_overflow"], p["dataflow"], p["array_rows"]) == (24, 1, 1, 8)
     s_in, s_out = float(np.float32(0.02)), float(np.float32(0.05))
     wq = g.tensors[g.ops[0].inputs[1]].quant.scales
@@ -283,7 +284,7 @@ def test_approx_mult_shift_parameters_and_costs():
     add = next(la for la in hw.program.layers if la.op == "ADD")
     ref_add = next(la for la in hw.reference.layers if la.op == "ADD")
     assert add.params["output_multiplier"] == ref_add.params["output_multiplier"]
-    assert ref_conv.params["scheme"] == REQUANT_SCHEMES["tflite_double"]
+    assert ref_conv.params["scheme"] == RequantScheme.tflite_double
     # the report: inexact MAC layers, exact others, costs both ways
     by_op = {r.op: r for r in hw.report}
     assert not by_op["CONV_2D"].exact and "mult_shift" in by_op["CONV_2D"].reasons[0]
@@ -310,7 +311,7 @@ def test_approx_per_tensor_collapse_and_shift_only():
     x = _x(rng)
     hw = map_network(g, "shift-only-int8", legalize="approx", inputs=x)
     conv = hw.program.layers[0]
-    assert conv.params["scheme"] == REQUANT_SCHEMES["shift_only"]
+    assert conv.params["scheme"] == RequantScheme.shift_only
     assert len(conv.params["shift"]) == 1  # per-tensor unit
     assert any("collapsed" in r for r in hw.report[0].reasons)
     assert all(r.changed_propagated is not None for r in hw.report)
@@ -328,10 +329,10 @@ def test_requant_scheme_path_still_works():
     base = Network(lower(g), g).run(x).outputs[0]
     assert np.array_equal(Network(lower(g, "tflite_double"), g).run(x).outputs[0], base)
     single = lower(g, requant_scheme="tflite_single")
-    assert single.requant_scheme == "tflite_single"
+    assert single.requant_scheme == RequantScheme.tflite_single
     Network(single, g).run(x)
     ms = lower(g, "mult_shift")  # a default mult_shift unit (32-bit multiplier) for MAC layers
-    assert ms.layers[0].params["scheme"] == REQUANT_SCHEMES["mult_shift"]
+    assert ms.layers[0].params["scheme"] == RequantScheme.mult_shift
     assert "acc_bits" not in ms.layers[0].params  # no accumulator model without a config
     add = next(la for la in ms.layers if la.op == "ADD")  # ADD keeps TFLite's arithmetic
     ref_add = next(la for la in lower(g).layers if la.op == "ADD")

@@ -252,7 +252,7 @@ def _hw_equals_reference(hw, xq):
 
 def _check_ranges(q, hw):
     """The fit used exactly the static input range the legalization uses."""
-    from hwsim.lower import MAC_OPS
+    from hwsim.vocab import MAC_OPS
     g = q.graph
     n = 0
     for op in g.ops:

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import arith_bigint_ref as bigref
-from hwsim.kernels.requant import (double_round_float, double_round_int, real_to_m_e,
-                                   requantize)
-from hwsim.lower import (REQUANT_SCHEMES, collapse_reals, derive_requant, mult_shift_params,
-                         shift_only_params)
+from hwsim.arith import real_to_m_e
+from hwsim.kernels.requant import double_round_float, double_round_int, requantize
+from hwsim.lower import collapse_reals, derive_requant, mult_shift_params, shift_only_params
+from hwsim.vocab import RequantScheme, Rounding
 
 INT32 = st.integers(-2**31, 2**31 - 1)
 REALS = st.floats(min_value=2.0**-60, max_value=2.0**20, allow_nan=False, allow_infinity=False)
@@ -123,7 +123,7 @@ def test_double_round_bulk_random():
         want = np.where((want > 2**31 - 1) | (want < -2**31), -2**31, want)
         m, e = real_to_m_e(float(real))
         p = dict(multiplier=np.array([m], np.int64), shift=np.array([e], np.int64),
-                 scheme=REQUANT_SCHEMES["double_round"], out_zp=0, act_min=-2**62,
+                 scheme=RequantScheme.double_round, out_zp=0, act_min=-2**62,
                  act_max=2**62)
         got = requantize(acc.reshape(-1, 1), p, np.int64).reshape(-1)
         assert np.array_equal(got, want), float(real)
@@ -263,9 +263,10 @@ def test_collapse_rule_and_per_tensor_derivation():
 
 def test_mult_shift_and_shift_only_requantize():
     """Scheme 3 / 4 in the requant kernel: round_shift(acc * M, s) / round_shift(acc, s)."""
-    from hwsim.arith import ROUNDING_MODES, round_shift
+    from hwsim.arith import round_shift
     acc = np.arange(-300, 301, dtype=np.int32).reshape(-1, 1)
-    for mode, code in ROUNDING_MODES.items():
+    for mode in Rounding:
+        code = int(mode)
         p = dict(multiplier=np.array([77], np.int64), shift=np.array([9], np.int64), scheme=3,
                  rounding=code, out_zp=4, act_min=-128, act_max=127)
         got = requantize(acc, p, np.int8).reshape(-1)

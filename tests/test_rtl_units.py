@@ -53,7 +53,8 @@ def _check(cases, got, expect_key="expected"):
 
 # ---- requant unit --------------------------------------------------------------------------------
 def _requant_cases(seed: int = 1) -> list[dict]:
-    from hwsim.kernels.requant import real_to_m_e, requantize
+    from hwsim.arith import real_to_m_e
+    from hwsim.kernels.requant import requantize
     rng = np.random.default_rng(seed)
     cases = []
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import HwsimError
+from ..vocab import REQUANT_UNIT_SCHEMES, RequantScheme
 from .pack import PackedWords, pack_words, words_needed
 
 # -- the layers the array runs ----------------------------------------------------------------
@@ -37,9 +38,8 @@ DESCRIPTOR_FIELDS = (
 )  # index = word position; words 39..63 are reserved (0)
 FIELD_INDEX = {name: i for i, name in enumerate(DESCRIPTOR_FIELDS)}
 
-# Requantization schemes (codes of hwsim.lower.REQUANT_SCHEMES) the requant unit implements.
-RTL_REQUANT_SCHEMES = {0: "tflite_double", 1: "tflite_single", 3: "mult_shift",
-                       4: "shift_only", 5: "double_round"}
+# The requant unit's schemes as the manifest lists them: code -> name (hwsim.vocab).
+RTL_REQUANT_SCHEMES = {int(s): s.name for s in REQUANT_UNIT_SCHEMES}
 
 ACC_MEMORY_KEY = "accumulators"
 
@@ -146,15 +146,15 @@ def encode_requant_word(scheme: int, multiplier: int = 0, shift: int = 0) -> int
     real multiplier being M * 2**E exactly (as lowering carries it)."""
     scheme = int(scheme)
     multiplier, shift = int(multiplier), int(shift)
-    if scheme == 5:
+    if scheme == RequantScheme.double_round:
         if not 0 <= multiplier < (1 << 53) or not -1024 <= shift <= 1023:
             raise HwsimError(f"double_round M={multiplier} / E={shift} do not fit 53 / 11 bits")
         return multiplier | ((shift & 0x7FF) << 53)
-    if scheme in (0, 1):
+    if scheme in (RequantScheme.tflite_double, RequantScheme.tflite_single):
         if not -(1 << 31) <= multiplier < (1 << 31) or not -128 <= shift <= 127:
             raise HwsimError(f"requant multiplier {multiplier} / shift {shift} do not fit int32 "
                              f"/ int8")
-    elif scheme in (3, 4):
+    elif scheme in (RequantScheme.mult_shift, RequantScheme.shift_only):
         if not 0 <= shift <= 255:
             raise HwsimError(f"requant right shift {shift} does not fit uint8")
         if not -(1 << 31) <= multiplier < (1 << 31):
@@ -173,14 +173,14 @@ def _signed(v: int, bits: int) -> int:
 def decode_requant_word(word: int, scheme: int) -> dict:
     """Inverse of :func:`encode_requant_word`: the fields of a requant word for ``scheme``."""
     word = int(word)
-    if scheme == 5:
+    if scheme == RequantScheme.double_round:
         mant, exp = word & ((1 << 53) - 1), _signed(word >> 53, 11)
         return {"mantissa": mant, "exponent": exp}  # real = mantissa * 2**exponent
     mult = _signed(word & 0xFFFF_FFFF, 32)
     sh = (word >> 32) & 0xFF
-    if scheme in (0, 1):
+    if scheme in (RequantScheme.tflite_double, RequantScheme.tflite_single):
         return {"multiplier": mult, "shift": _signed(sh, 8)}
-    if scheme == 3:
+    if scheme == RequantScheme.mult_shift:
         return {"multiplier": mult, "shift": sh}
     return {"shift": sh}
 
@@ -277,7 +277,7 @@ def weight_matrix(layer) -> np.ndarray:
 
 def _requant_words(p: dict, cout: int, what: str) -> tuple[list[int], bool, dict]:
     scheme = int(p["scheme"])
-    if scheme not in RTL_REQUANT_SCHEMES:
+    if scheme not in REQUANT_UNIT_SCHEMES:
         raise HwsimError(f"{what}: requant scheme {scheme} (tflite_int64, 16x8 layers) is not "
                          f"implemented by the requant unit")
     per_channel = np.asarray(p["multiplier"]).size > 1  # lowering decides: one entry or C
@@ -292,7 +292,7 @@ def _requant_words(p: dict, cout: int, what: str) -> tuple[list[int], bool, dict
             raise HwsimError(f"{what}, channel {c}: {e}") from None
     fields = {"scheme": RTL_REQUANT_SCHEMES[scheme], "per_channel": per_channel,
               "multiplier": [int(v) for v in mult[:n]], "shift": [int(v) for v in shift[:n]]}
-    if scheme == 5:
+    if scheme == RequantScheme.double_round:
         fields["real_multiplier"] = [math.ldexp(int(m), int(e)) for m, e in
                                      zip(mult[:n], shift[:n])]
     return words, per_channel, fields
@@ -473,7 +473,8 @@ def _plan_array_layer(lp: LayerPlan, program, mems: dict[str, Memory], region_of
                  stride_w=int(p["stride_w"]), dilation_h=1, dilation_w=1,
                  pad_top=int(p["pad_top"]), pad_left=int(p["pad_left"]))
     elif lp.code == 6:
-        scheme = int(p.get("scheme", 1 if p.get("single") else 0))
+        scheme = int(p.get("scheme", RequantScheme.tflite_single if p.get("single")
+                           else RequantScheme.tflite_double))
         word = encode_requant_word(scheme, int(p["output_multiplier"]), int(p["output_shift"]))
         lp.requant = mems["requant"].pack([word])
         rq_base = mems["requant"].alloc(1, f"requant of {what}")

@@ -11,8 +11,8 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ..arith import ROUNDING_MODES
 from ..ir import HwsimError
+from ..vocab import HW_REQUANT_SCHEMES, Dataflow, Overflow, Rounding
 from ..yamlio import MAX_CONFIG_BYTES, brief, load_yaml_file
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -95,10 +95,10 @@ class AccelConfig:
 
 # ---- validation -------------------------------------------------------------------------
 ALLOWED = {
-    "array.dataflow": ("output_stationary", "weight_stationary"),
-    "accumulator.overflow": ("wrap", "saturate"),
-    "requant.scheme": ("tflite_double", "tflite_single", "mult_shift", "shift_only"),
-    "requant.rounding": tuple(ROUNDING_MODES),
+    "array.dataflow": Dataflow.names(),
+    "accumulator.overflow": Overflow.names(),
+    "requant.scheme": tuple(s.name for s in HW_REQUANT_SCHEMES),
+    "requant.rounding": Rounding.names(),
     "requant.activations": ("none", "relu", "relu6", "relu_n1_to_1"),
     "lane_order": ("lsb_first", "msb_first"),
 }

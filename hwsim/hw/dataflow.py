@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..lower import ALIAS_OPS, ARRAY_OPS, MAC_OPS, QRANGE
 from ..program import Layer, Program
+from ..vocab import ALIAS_OPS, ARRAY_OPS, MAC_OPS, QRANGE
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..kernels.accumulate import channel_bounds, trace_accumulators, KINDS
-from ..lower import MAC_OPS
+from ..vocab import MAC_OPS
 
 
 def bits_needed(lo: int, hi: int) -> int:

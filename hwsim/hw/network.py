@@ -70,9 +70,9 @@ import numpy as np
 from .. import registry
 from ..engine import Network, RunResult
 from ..ir import Graph, HwsimError
-from ..lower import (ALIAS_OPS, ARRAY_OPS, MAC_OPS, QRANGE, REQUANT_SCHEMES, lower,
-                     lower_with_context)
+from ..lower import lower, lower_with_context
 from ..program import Layer, Program
+from ..vocab import ALIAS_OPS, ARRAY_OPS, MAC_OPS, QRANGE, RequantScheme
 from .config import AccelConfig, load_config
 from .dataflow import LayerStats, ceil_div, layer_stats, mac_geometry, tensor_ranges
 from .headroom import Headroom, bits_needed, headroom
@@ -81,7 +81,6 @@ from ..kernels.accumulate import KINDS, channel_bounds
 LEGALIZE_MODES = ("strict", "approx")
 CLAMP_OPS = ("MAXIMUM", "MINIMUM")
 _ACC_KEYS = {"acc_bits", "acc_overflow", "dataflow", "array_rows", "array_cols", "bias_first"}
-_SCHEME_NAMES = {v: k for k, v in REQUANT_SCHEMES.items()}
 
 
 class LegalizationError(HwsimError):
@@ -342,11 +341,11 @@ def _width_problems(layer: Layer, prog: Program, ranges: dict, cfg: AccelConfig)
                 out.append(f"bias values in [{lo}, {hi}] do not fit the {bias_lane}-bit lanes "
                            f"of the bias memory (memories.bias.word_bits / lanes)")
         rq_lane = cfg.memories.requant.word_bits // cfg.memories.requant.lanes
-        need = 64 if p["scheme"] == REQUANT_SCHEMES["double_round"] else 40
+        need = 64 if p["scheme"] == RequantScheme.double_round else 40
         if rq_lane < need:
-            out.append(f"the {_SCHEME_NAMES[int(p['scheme'])]} requant word needs {need} bits, "
+            out.append(f"the {RequantScheme(int(p['scheme'])).name} requant word needs {need} bits, "
                        f"the requant memory's lanes hold {rq_lane} (memories.requant)")
-        if p["scheme"] == REQUANT_SCHEMES["double_round"]:
+        if p["scheme"] == RequantScheme.double_round:
             e = np.atleast_1d(p["shift"])
             if e.min() < -1024 or e.max() > 1023:
                 out.append(f"double_round exponent {int(e.min())} does not fit its signed "
@@ -494,8 +493,9 @@ def map_network(model, config, legalize: str = "strict", inputs=None,
         if diff:
             hs, rs = layer.params.get("scheme"), ref.params.get("scheme")
             if hs != rs and hs is not None and rs is not None:
-                reasons.append(f"requant scheme {_SCHEME_NAMES[int(hs)]} cannot represent the "
-                               f"model's {_SCHEME_NAMES[int(rs)]} requantization exactly")
+                reasons.append(f"requant scheme {RequantScheme(int(hs)).name} cannot represent "
+                               f"the model's {RequantScheme(int(rs)).name} requantization "
+                               f"exactly")
             reasons.extend(ctx.notes.get(layer.index, []))
             if not reasons:
                 reasons.append(f"hardware parameters {diff} differ from the model's")

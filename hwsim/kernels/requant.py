@@ -2,20 +2,21 @@
 
     out = clamp(requant(acc, multiplier[c], shift[c]) + out_zero_point, act_min, act_max)
 
-``scheme`` (codes in ``hwsim.lower.REQUANT_SCHEMES``):
-  0 tflite_double  MultiplyByQuantizedMultiplier, gemmlowp double rounding (TFLite default build)
-  1 tflite_single  TFLITE_SINGLE_ROUNDING: one rounding of acc*M >> (31 - shift)
-  2 tflite_int64   the int64-accumulator variant (16x8 kernels): multiplier reduced to 16 bits
-  3 mult_shift     round_shift(acc * multiplier, shift, rounding)   (shift = right shift >= 0)
-  4 shift_only     round_shift(acc, shift, rounding)
-  5 double_round   int32(round(double(acc) * real[c])), C's round (ties away from zero). This is
-                   what TFLite's *reference* FULLY_CONNECTED kernels do (fully_connected.cc passes
-                   the float scales under kReference; reference_integer_ops/fully_connected.h).
-                   The real is carried as integers: ``multiplier[c]`` = M (int64, the 53-bit
-                   significand of the double) and ``shift[c]`` = E with real = M * 2^E exactly
-                   (see :func:`real_to_m_e`), and evaluated by :func:`double_round_int`, an
-                   exact integer emulation of the IEEE double computation (the algorithm the
-                   RTL implements, docs/dev/accel-interface.md). No floating point at run time.
+``scheme`` (:class:`hwsim.vocab.RequantScheme`):
+  tflite_double  MultiplyByQuantizedMultiplier, gemmlowp double rounding (TFLite default build)
+  tflite_single  TFLITE_SINGLE_ROUNDING: one rounding of acc*M >> (31 - shift)
+  tflite_int64   the int64-accumulator variant (16x8 kernels): multiplier reduced to 16 bits
+  mult_shift     round_shift(acc * multiplier, shift, rounding)   (shift = right shift >= 0)
+  shift_only     round_shift(acc, shift, rounding)
+  double_round   int32(round(double(acc) * real[c])), C's round (ties away from zero). This is
+                 what TFLite's *reference* FULLY_CONNECTED kernels do (fully_connected.cc passes
+                 the float scales under kReference; reference_integer_ops/fully_connected.h).
+                 The real is carried as integers: ``multiplier[c]`` = M (int64, the 53-bit
+                 significand of the double) and ``shift[c]`` = E with real = M * 2^E exactly
+                 (see :func:`hwsim.arith.real_to_m_e`), and evaluated by
+                 :func:`double_round_int`, an exact integer emulation of the IEEE double
+                 computation (the algorithm the RTL implements, docs/dev/accel-interface.md).
+                 No floating point at run time.
 """
 from __future__ import annotations
 
@@ -33,31 +34,19 @@ from ..arith import (wrap_int32, multiply_by_quantized_multiplier_double,
                      multiply_by_quantized_multiplier_double_lr, multiply_by_quantized_multiplier_int64,
                      multiply_by_quantized_multiplier_single, round_shift,
                      round_shift_half_away, round_shift_half_even)
+from ..vocab import RequantScheme
 
 _jit = numba.njit(cache=True, inline="always")
 
+# The scheme codes as plain ints (Numba freezes them as constants in the @njit dispatch).
+TFLITE_DOUBLE = int(RequantScheme.tflite_double)
+TFLITE_SINGLE = int(RequantScheme.tflite_single)
+TFLITE_INT64 = int(RequantScheme.tflite_int64)
+MULT_SHIFT = int(RequantScheme.mult_shift)
+DOUBLE_ROUND = int(RequantScheme.double_round)
+
 _MASK27 = (1 << 27) - 1
 _MASK54 = (1 << 54) - 1
-
-
-def real_to_m_e(real: float) -> tuple[int, int]:
-    """A finite double ``real`` >= 0 as (M, E) with real == M * 2^E exactly, M < 2^53.
-
-    Normal doubles: M in [2^52, 2^53) (the significand with its hidden bit), E = exponent - 52.
-    Subnormals: M < 2^52, E = -1074. 0.0 -> (0, 0). Exact (frexp and the power-of-two
-    scaling by 2^53 are exact).
-    """
-    real = float(real)
-    if not math.isfinite(real) or real < 0.0:
-        raise ValueError(f"real_to_m_e: {real!r} is not a finite non-negative number")
-    if real == 0.0:
-        return 0, 0
-    m, e = math.frexp(real)  # real = m * 2^e, m in [0.5, 1)
-    big_m, big_e = int(m * (1 << 53)), e - 53
-    if big_e < -1074:  # subnormal: the significand has fewer bits
-        big_m >>= (-1074 - big_e)  # exact: the dropped bits are zero for a subnormal
-        big_e = -1074
-    return big_m, big_e
 
 
 @_jit
@@ -174,7 +163,7 @@ def round_half_away_double(v):
 
 
 def double_round_float(acc: int, real: float) -> int:
-    """The floating-point definition of scheme 5 (for tests): round(double(acc) * real)."""
+    """The floating-point definition of double_round (for tests): round(double(acc) * real)."""
     v = float(acc) * float(real)
     a = abs(v)
     f = math.floor(a)
@@ -185,17 +174,18 @@ def double_round_float(acc: int, real: float) -> int:
 
 @numba.njit(cache=True)
 def requant_one(acc, multiplier, shift, scheme, rounding):
-    if scheme == 5:
+    """One accumulator requantized by ``scheme`` (module docstring), before the zero point."""
+    if scheme == DOUBLE_ROUND:
         return double_round_to_int32(acc, multiplier, shift)
-    if scheme == 0:
+    if scheme == TFLITE_DOUBLE:
         return multiply_by_quantized_multiplier_double(acc, multiplier, shift)
-    elif scheme == 1:
+    elif scheme == TFLITE_SINGLE:
         return multiply_by_quantized_multiplier_single(acc, multiplier, shift)
-    elif scheme == 2:
+    elif scheme == TFLITE_INT64:
         return multiply_by_quantized_multiplier_int64(acc, multiplier, shift)
-    elif scheme == 3:
+    elif scheme == MULT_SHIFT:
         return round_shift(np.int64(acc) * np.int64(multiplier), shift, rounding)
-    else:
+    else:  # shift_only
         return round_shift(np.int64(acc), shift, rounding)
 
 
@@ -208,7 +198,7 @@ def _requantize(acc2d, multiplier, shift, out_zp, act_min, act_max, scheme, roun
         for c in range(channels):
             k = c if per_channel else 0
             v = requant_one(acc2d[r, c], multiplier[k], shift[k], scheme, rounding) + out_zp
-            if scheme <= 2 or scheme == 5:
+            if scheme <= TFLITE_INT64 or scheme == DOUBLE_ROUND:
                 # TFLite adds the output offset to an int32 (`acc += output_offset`): it wraps
                 v = wrap_int32(v)
             if v < act_min:
@@ -223,7 +213,7 @@ def _requantize(acc2d, multiplier, shift, out_zp, act_min, act_max, scheme, roun
 # ``parallel=`` would share (and overwrite) one cache entry.
 @_jit
 def _rq_row_scalar(acc2d, r, left_shift, right_shift, multiplier, out_zp, act_min, act_max, out2d):
-    """Scheme 0 (the hot path of every int8 CONV/DEPTHWISE layer) on one row: the same
+    """tflite_double (the hot path of every int8 CONV/DEPTHWISE layer) on one row: the same
     primitive as requant_one, with the scheme dispatch and the shift split hoisted out of the
     loop (per-channel arrays, broadcast to the channel count)."""
     for c in range(acc2d.shape[1]):
@@ -249,11 +239,11 @@ def _requantize_tflite_double_parallel(acc2d, left_shift, right_shift, multiplie
 
 
 PARALLEL_MIN_ELEMENTS = 1 << 16  # below this a thread hand-off costs more than it saves
-# HWSIM_SCALAR_REQUANT=1 forces the scalar scheme-0 loop (the tests compare both paths).
+# HWSIM_SCALAR_REQUANT=1 forces the scalar tflite_double loop (the tests compare both paths).
 VECTOR_REQUANT = os.environ.get("HWSIM_SCALAR_REQUANT", "") in ("", "0")
 
 
-# --- scheme 0, eight channels at a time ---------------------------------------------------
+# --- tflite_double, eight channels at a time ---------------------------------------------------
 # The same arithmetic as multiply_by_quantized_multiplier_double_lr + zero point + clamp, spelled
 # as LLVM vector IR on <8 x i32> lanes so that it compiles to a handful of AVX2 instructions
 # (vpsllvd, vpmuldq, vpsravd, vpmaxsd, ...) instead of scalar int64 code; on CPUs without AVX2
@@ -319,7 +309,7 @@ def vec_mbqm_double_split(builder, x, m, ls, rs, mask, half, has_ls, may_ovf):
 def _make_vrequant8(has_ls: bool, may_ovf: bool):
     @intrinsic
     def vrequant8(typingctx, acc, aidx, out, oidx, cp, cidx, zp, lo, hi):
-        """out[oidx:oidx+8] = scheme-0 requant of acc[aidx:aidx+8]; ``cp`` is the int32
+        """out[oidx:oidx+8] = tflite_double requant of acc[aidx:aidx+8]; ``cp`` is the int32
         [5, C] array of split_shifts (multiplier, left shift, right shift, mask, half), read
         at channels cidx..cidx+7 (out int8 or int16)."""
         if not all(isinstance(a, types.Array) and a.dtype == types.int32 for a in (acc, cp)):
@@ -371,7 +361,7 @@ _vrequant8_fast = _make_vrequant8(False, False)
 
 @_jit
 def _rq_rows_vec(acc2d, r0, r1, cp, zp, lo, hi, fast, out2d):
-    """Rows r0..r1-1 of scheme 0 with _vrequant8 over blocks of eight channels (channels % 8
+    """Rows r0..r1-1 of tflite_double with _vrequant8 over blocks of eight channels (channels % 8
     == 0 and C-contiguous 2-D arrays: the caller checks)."""
     channels = acc2d.shape[1]
     acc = acc2d.reshape(acc2d.size)
@@ -403,7 +393,7 @@ def _requantize_vec_parallel(acc2d, cp, out_zp, act_min, act_max, fast, out2d, n
 
 
 class SplitShifts(NamedTuple):
-    """Scheme 0's per-channel constants (see :func:`split_shifts`)."""
+    """tflite_double's per-channel constants (see :func:`split_shifts`)."""
     multiplier: np.ndarray  # int64, scalar loop
     left_shift: np.ndarray  # int64
     right_shift: np.ndarray  # int64
@@ -413,7 +403,7 @@ class SplitShifts(NamedTuple):
 
 
 def split_shifts(params: dict, channels: int) -> SplitShifts:
-    """Scheme 0's per-channel constants for the hot loops, derived once (lowering stores them
+    """tflite_double's per-channel constants for the hot loops, derived once (lowering stores them
     in params["split_shifts"]): (multiplier, left_shift, right_shift) as int64 arrays (the
     scalar loop), ``cp`` = int32 [5, channels] rows (multiplier wrapped to int32, left shift
     max(shift, 0), right shift max(-shift, 0), mask 2^right - 1, half mask >> 1) for the vector
@@ -442,7 +432,7 @@ def requantize(acc: np.ndarray, params: dict, out_dtype) -> np.ndarray:
     out = np.empty(acc2d.shape, dtype=out_dtype)
     lo, hi, zp = (np.int64(params["act_min"]), np.int64(params["act_max"]),
                   np.int64(params["out_zp"]))
-    if int(params["scheme"]) == 0:
+    if params["scheme"] == RequantScheme.tflite_double:
         split = params.get("split_shifts")
         if split is None or len(split.multiplier) != channels:
             split = split_shifts(params, channels)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..arith import INT32_MIN, round_shift
-from ..lower import round_half_away_f32
+from ..arith import INT32_MIN, round_half_away_f32, round_shift
 from ..registry import kernel
 from .requant import requantize
 

@@ -18,29 +18,11 @@ from fractions import Fraction
 import numpy as np
 
 from .. import registry
-from ..arith import ROUNDING_MODES, quantize_multiplier
+from ..arith import quantize_multiplier, round_half_away_f32
 from ..ir import Graph, ModelError, Op, Tensor
 from ..program import Layer, Program, TensorInfo
-
-# Requantization schemes the engine's requant kernel implements (hwsim.kernels.requant).
-REQUANT_SCHEMES = {"tflite_double": 0, "tflite_single": 1, "tflite_int64": 2, "mult_shift": 3,
-                   "shift_only": 4, "double_round": 5}
-
-QRANGE = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255),
-          np.dtype(np.int16): (-32768, 32767), np.dtype(np.int32): (-2**31, 2**31 - 1)}
-
-
-# Requantization units lower() can target (the hardware config's requant.scheme).
-HW_REQUANT_SCHEMES = ("tflite_double", "tflite_single", "mult_shift", "shift_only")
-
-# Layers the accelerator runs (docs/dev/accel-interface.md); RESHAPE/SQUEEZE are memory aliases.
-MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-ARRAY_OPS = MAC_OPS + ("MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD")
-ALIAS_OPS = ("RESHAPE", "SQUEEZE")
-
-# Codes of the accumulator model params (Layer.params of MAC layers under a hardware config).
-OVERFLOW_CODES = {"wrap": 0, "saturate": 1}
-DATAFLOW_CODES = {"output_stationary": 0, "weight_stationary": 1}
+from ..vocab import (ARRAY_OPS, HW_REQUANT_SCHEMES, MAC_OPS, QRANGE, TFLITE_SCHEMES,
+                     Dataflow, Overflow, RequantScheme, Rounding)
 
 # Fused activations, and what replaces one the requant unit lacks (nearest first).
 _ACTIVATION_FALLBACK = {"RELU6": ("RELU6", "RELU", "NONE"), "RELU": ("RELU", "NONE"),
@@ -115,8 +97,9 @@ def shift_only_params(real: float, shift_bits: int) -> tuple[int, str]:
     return c, f"real {real:.6g} needs shift {sh}, outside [0, {smax}]: clamped to {c}"
 
 
-def derive_requant(reals, scheme: str, unit=None, notes: list | None = None) -> dict:
-    """Per-channel reals -> requant params for ``scheme`` (a requant.scheme name).
+def derive_requant(reals, scheme, unit=None, notes: list | None = None) -> dict:
+    """Per-channel reals -> requant params for ``scheme`` (a requant.scheme name or a
+    :class:`hwsim.vocab.RequantScheme`).
 
     ``unit``: the config's RequantConfig (None: TFLite, per channel). Rules:
       tflite_double / tflite_single: QuantizeMultiplier (Q31 multiplier, TFLite shift);
@@ -126,11 +109,15 @@ def derive_requant(reals, scheme: str, unit=None, notes: list | None = None) -> 
     Returns multiplier/shift arrays, the scheme code and the rounding code; approximations are
     appended to ``notes``.
     """
+    if str(scheme) not in [s.name for s in HW_REQUANT_SCHEMES]:
+        raise ValueError(f"requant scheme {scheme!r}: allowed values "
+                         f"{', '.join(s.name for s in HW_REQUANT_SCHEMES)}")
+    scheme = RequantScheme.from_name(scheme)
     notes = [] if notes is None else notes
     reals = np.atleast_1d(np.asarray(reals, dtype=np.float64))
-    if unit is None and scheme in ("mult_shift", "shift_only"):
+    if unit is None and scheme in (RequantScheme.mult_shift, RequantScheme.shift_only):
         from ..hw.config import RequantConfig
-        unit = RequantConfig(scheme=scheme)
+        unit = RequantConfig(scheme=scheme.name)
     if unit is not None and len(reals) > 1:
         r, exact = collapse_reals(reals)
         if exact:
@@ -139,36 +126,24 @@ def derive_requant(reals, scheme: str, unit=None, notes: list | None = None) -> 
             notes.append(f"{len(reals)} per-channel reals collapsed to one (lower median "
                          f"{r:.9g}) for the per-tensor requant unit")
             reals = np.array([r])
-    rounding = 0
-    if scheme in ("tflite_double", "tflite_single"):
-        single = scheme == "tflite_single"
+    rounding = Rounding.half_away_from_zero
+    if scheme in TFLITE_SCHEMES:
+        single = scheme == RequantScheme.tflite_single
         ms, ss = zip(*(quantize_multiplier(float(r), single) for r in reals))
         mult, shift = np.array(ms, dtype=np.int32), np.array(ss, dtype=np.int32)
-    elif scheme == "mult_shift":
+    elif scheme == RequantScheme.mult_shift:
         out = [mult_shift_params(float(r), unit.multiplier_bits, unit.shift_bits) for r in reals]
         mult = np.array([o[0] for o in out], dtype=np.int64)
         shift = np.array([o[1] for o in out], dtype=np.int64)
         notes.extend(sorted({o[2] for o in out if o[2]}))
-        rounding = ROUNDING_MODES[unit.rounding]
-    elif scheme == "shift_only":
+        rounding = Rounding.from_name(unit.rounding)
+    else:  # shift_only
         out = [shift_only_params(float(r), unit.shift_bits) for r in reals]
         mult = np.ones(len(reals), dtype=np.int64)
         shift = np.array([o[0] for o in out], dtype=np.int64)
         notes.extend(sorted({o[1] for o in out if o[1]}))
-        rounding = ROUNDING_MODES[unit.rounding]
-    else:
-        raise ValueError(f"requant scheme {scheme!r}: allowed values "
-                         f"{', '.join(HW_REQUANT_SCHEMES)}")
-    return {"multiplier": mult, "shift": shift, "scheme": REQUANT_SCHEMES[scheme],
-            "rounding": rounding}
-
-
-def round_half_away_f32(v) -> np.ndarray:
-    """TfLiteRound on float32 values (std::round: ties away from zero), exactly."""
-    v = np.asarray(v, dtype=np.float32)
-    r = np.trunc(v)
-    frac = np.abs(v - r)  # exact in floating point
-    return np.where(frac >= np.float32(0.5), r + np.sign(v), r).astype(np.float32)
+        rounding = Rounding.from_name(unit.rounding)
+    return {"multiplier": mult, "shift": shift, "scheme": scheme, "rounding": rounding}
 
 
 class LoweringContext:
@@ -188,17 +163,18 @@ class LoweringContext:
         self.graph = graph
         self.config = config
         if config is not None:
-            self.hw_scheme = config.requant.scheme
+            self.hw_scheme = RequantScheme.from_name(config.requant.scheme)
             self.requant_unit = config.requant
         else:
-            if requant_scheme not in HW_REQUANT_SCHEMES:
+            names = [s.name for s in HW_REQUANT_SCHEMES]
+            if str(requant_scheme) not in names:
                 raise ValueError(f"requant_scheme {requant_scheme!r}: allowed values "
-                                 f"{', '.join(HW_REQUANT_SCHEMES)}")
-            self.hw_scheme = requant_scheme
+                                 f"{', '.join(names)}")
+            self.hw_scheme = RequantScheme.from_name(requant_scheme)
             self.requant_unit = None  # TFLite: per channel, every activation, zero points
         # The TFLite build the non-MAC ops (ADD, MEAN, activations, QUANTIZE, ...) follow.
-        self.requant_scheme = "tflite_single" if self.hw_scheme == "tflite_single" \
-            else "tflite_double"
+        self.requant_scheme = RequantScheme.tflite_single \
+            if self.hw_scheme == RequantScheme.tflite_single else RequantScheme.tflite_double
         self.current_op: Op | None = None
         self.notes: dict[int, list[str]] = {}
 
@@ -297,8 +273,8 @@ class LoweringContext:
         if c is None:
             return {}
         return dict(acc_bits=int(c.accumulator.bits),
-                    acc_overflow=OVERFLOW_CODES[c.accumulator.overflow],
-                    dataflow=DATAFLOW_CODES[c.array.dataflow], array_rows=int(c.array.rows),
+                    acc_overflow=Overflow.from_name(c.accumulator.overflow),
+                    dataflow=Dataflow.from_name(c.array.dataflow), array_rows=int(c.array.rows),
                     array_cols=int(c.array.cols), bias_first=int(c.accumulator.bias_first))
 
     def requant_params(self, real_multipliers, hardware: bool | None = None) -> dict:
@@ -354,7 +330,7 @@ def _refuse_float_model(graph: Graph) -> None:
 
 def lower_with_context(graph: Graph, config=None, requant_scheme: str | None = None):
     """:func:`lower`, also returning the LoweringContext (its ``notes``: the approximations)."""
-    if isinstance(config, str) and config in REQUANT_SCHEMES:
+    if isinstance(config, str) and config in RequantScheme.names():
         config, requant_scheme = None, config
     if config is not None:
         from ..hw.config import load_config

@@ -45,11 +45,12 @@ import math
 import numpy as np
 
 from ..arith import (_round_half_away_float, calculate_input_radius, preprocess_softmax_scaling,
-                     quantize_multiplier)
+                     quantize_multiplier, round_half_away_f32)
 from ..ir import Op
 from ..kernels import activation as _kernels  # noqa: F401  (registers the kernels)
 from ..registry import lowering
-from . import QRANGE, LoweringContext, round_half_away_f32
+from ..vocab import QRANGE, RequantScheme
+from . import LoweringContext
 
 F32 = np.float32
 
@@ -197,7 +198,7 @@ def _require_quant(op, ctx, *indices):
 
 
 def _single_rounding(ctx: LoweringContext) -> int:
-    return 1 if ctx.requant_scheme == "tflite_single" else 0
+    return 1 if ctx.requant_scheme == RequantScheme.tflite_single else 0
 
 
 def _bits(dt) -> int:

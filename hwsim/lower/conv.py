@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arith import real_to_m_e
 from ..ir import Op
 from ..registry import lowering
-from . import LoweringContext, REQUANT_SCHEMES, collapse_reals
-from ..kernels.requant import real_to_m_e, split_shifts
+from ..vocab import TFLITE_SCHEMES, RequantScheme
+from . import LoweringContext, collapse_reals
+from ..kernels.requant import split_shifts
 from ..kernels import mac
 from ..kernels import conv as _kernels  # noqa: F401  (registers the kernels)
 
@@ -79,7 +81,7 @@ def _requant(ctx: LoweringContext, op: Op, x_index: int, w_scales: np.ndarray, o
     s_in = np.float64(np.float32(ctx.scale(x_index)))
     s_out = np.float64(np.float32(ctx.scale(out_index)))
     reals = s_in * w_scales / s_out
-    tflite = ctx.hw_scheme in ("tflite_double", "tflite_single")
+    tflite = ctx.hw_scheme in TFLITE_SCHEMES
     if double_round and tflite:
         # TFLite's reference FULLY_CONNECTED requantizes in double: round(double(acc) * real).
         params = ctx.requant_params(reals)  # for the collapse rule and its notes
@@ -88,11 +90,11 @@ def _requant(ctx: LoweringContext, op: Op, x_index: int, w_scales: np.ndarray, o
         me = [real_to_m_e(float(r)) for r in reals]
         params["multiplier"] = np.array([m for m, _ in me], dtype=np.int64)
         params["shift"] = np.array([e for _, e in me], dtype=np.int64)
-        params["scheme"] = REQUANT_SCHEMES["double_round"]
+        params["scheme"] = RequantScheme.double_round
     else:
         params = ctx.requant_params(reals)
         if acc_int64 and tflite:
-            params["scheme"] = REQUANT_SCHEMES["tflite_int64"]
+            params["scheme"] = RequantScheme.tflite_int64
     act_min, act_max = ctx.activation_range(op, op.attrs.get("fused_activation_function"),
                                             out_index)
     params.update(out_zp=ctx.output_zero_point(op, out_index), act_min=act_min,
@@ -177,7 +179,7 @@ def lower_conv2d(op: Op, ctx: LoweringContext):
                   input_offset=-ctx.zero_point(x_i), **geom,
                   groups=groups, acc_int64=acc_int64,
                   packed=mac.pack_conv2d_weights(w, groups))  # kernel layout, packed once
-    if params["scheme"] == REQUANT_SCHEMES["tflite_double"]:
+    if params["scheme"] == RequantScheme.tflite_double:
         params["split_shifts"] = split_shifts(params, cout)
     macs = int(np.prod(ys)) * kh * kw * cin_g
     return ctx.layer(op, "conv2d", inputs=[x_i], params=params, macs=macs, has_acc=True,
@@ -211,7 +213,7 @@ def lower_depthwise(op: Op, ctx: LoweringContext):
                   input_offset=-ctx.zero_point(x_i), **geom,
                   depth_multiplier=dm, acc_int64=acc_int64,
                   packed=mac.pack_depthwise_weights(w, dm))
-    if params["scheme"] == REQUANT_SCHEMES["tflite_double"]:
+    if params["scheme"] == RequantScheme.tflite_double:
         params["split_shifts"] = split_shifts(params, cout)
     macs = int(np.prod(ys)) * kh * kw
     return ctx.layer(op, "depthwise_conv2d", inputs=[x_i], params=params, macs=macs,

@@ -36,10 +36,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..arith import quantize_multiplier, quantize_multiplier_smaller_than_one_exp
+from ..arith import (quantize_multiplier, quantize_multiplier_smaller_than_one_exp,
+                     round_half_away_f32)
 from ..ir import Op
 from ..registry import lowering
-from . import LoweringContext, round_half_away_f32
+from ..vocab import TFLITE_SCHEMES, RequantScheme
+from . import LoweringContext
 from ..kernels import elementwise as _kernels  # noqa: F401  (registers the kernels)
 from ..kernels import minmax as _minmax_kernels  # noqa: F401  (MAXIMUM, MINIMUM)
 
@@ -80,11 +82,11 @@ def _f32(ctx: LoweringContext, index: int) -> float:
 
 def _single_rounding(ctx: LoweringContext, op: Op) -> bool:
     """Whether the TFLite build modelled is TFLITE_SINGLE_ROUNDING (else double rounding)."""
-    if ctx.requant_scheme not in ("tflite_double", "tflite_single"):
+    if ctx.requant_scheme not in TFLITE_SCHEMES:
         raise ctx.error(op, f"requant scheme '{ctx.requant_scheme}' is not modelled for "
                             f"{op.type}; it follows TFLite's arithmetic (tflite_double or "
                             f"tflite_single)")
-    return ctx.requant_scheme == "tflite_single"
+    return ctx.requant_scheme == RequantScheme.tflite_single
 
 
 def _fused(op: Op) -> str:

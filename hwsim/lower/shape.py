@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..arith import ROUND_HALF_AWAY, ROUND_HALF_UP
+from ..arith import round_half_away_f32
 from ..ir import Op
 from ..kernels import shape as _kernels  # noqa: F401  (registers the kernels)
 from ..registry import lowering
-from . import QRANGE, round_half_away_f32
+from ..vocab import QRANGE, RequantScheme, Rounding
 
 INT_TYPES = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.int32))
 MOVE_TYPES = INT_TYPES + (np.dtype(np.int64), np.dtype(np.float32), np.dtype(np.bool_))
@@ -597,7 +597,8 @@ def lower_resize_bilinear(op, ctx):
                                 f"read out of bounds for this size ratio)")
     # Final Q20 -> integer step: (v +- 2^19) / 2^20 (C division) = round half away from zero;
     # a TFLITE_SINGLE_ROUNDING build does (v + 2^19) >> 20 = round half up.
-    rounding = ROUND_HALF_UP if ctx.requant_scheme == "tflite_single" else ROUND_HALF_AWAY
+    rounding = Rounding.half_up if ctx.requant_scheme == RequantScheme.tflite_single \
+        else Rounding.half_away_from_zero
     params = {"y0": y0, "y1": y1, "fy": fy, "x0": x0, "x1": x1, "fx": fx,
               "rounding": int(rounding)}
     inputs = _data_input(op, ctx, params)

@@ -53,7 +53,8 @@ import numpy as np
 from ..hw.headroom import bits_needed
 from ..ir import Graph, HwsimError
 from ..kernels.accumulate import channel_bounds
-from ..lower import ALIAS_OPS, MAC_OPS, QRANGE, LoweringContext
+from ..lower import LoweringContext
+from ..vocab import ALIAS_OPS, MAC_OPS, QRANGE
 from .calibrate import round_half_away
 
 __all__ = ["AccAdjustment", "FitResult", "target_acc_bits", "model_acc_bits", "quantize_bias",

@@ -93,7 +93,7 @@ def split_fixed_outputs(graph: Graph) -> Graph:
 def _quantize_real(real: float, scale: float, zero_point: int) -> int | None:
     """TFLite's ``zp + static_cast<int32>(TfLiteRound(real / scale))`` (float32), or None when
     the quotient is too large to be worth modelling (then no bound is assumed)."""
-    from ..lower import round_half_away_f32
+    from ..arith import round_half_away_f32
     q = np.float32(real) / np.float32(scale)
     if not abs(float(q)) < 2.0 ** 20:
         return None

@@ -73,6 +73,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ..ir import Graph, HwsimError, InputError, Op, QuantParams, Tensor
+from ..vocab import MAC_OPS, QRANGE
 from . import act_bits
 from . import calibrate as C
 from .float_exec import FloatExecutor, to_graph_layout
@@ -84,7 +85,6 @@ METHODS = ("minmax", "percentile", "kl", "mse", "auto")
 CANDIDATES = ("minmax", "percentile", "kl", "mse")
 WEIGHT_METHODS = ("maxabs", "percentile", "mse", "pot")
 
-MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 TIE_OPS = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "SQUEEZE", "TRANSPOSE", "PAD", "PADV2",
            "STRIDED_SLICE", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR")
 INT8_OPS = MAC_OPS + TIE_OPS + ("CONCATENATION", "MEAN", "ADD", "SUB", "MUL", "RELU", "RELU6",
@@ -424,7 +424,7 @@ def quantize_input(graph: Graph, x: np.ndarray, k: int = 0, bits: int | None = N
     """TFLite's QUANTIZE: ``clamp(round_half_away(x / scale) + zp)`` in float32 division,
     clamped to the dtype's range, or to ``bits`` signed bits when given (b-bit activations)."""
     t = graph.tensors[graph.inputs[k]]
-    from ..lower import QRANGE, round_half_away_f32
+    from ..arith import round_half_away_f32
     s = np.float32(t.quant.scales[0])
     q = round_half_away_f32(np.asarray(x, np.float32) / s).astype(np.int64) + \
         int(t.quant.zero_points[0])

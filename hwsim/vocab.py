@@ -1,0 +1,100 @@
+"""The vocabulary every stage shares: op sets, integer ranges, and the coded enums.
+
+One definition of each name and each code, used by lowering, the kernels, the hardware model
+(hwsim.hw), the export and the Verilog header (hwsim.rtl_params). The enums are ``IntEnum``:
+a member *is* its integer code (what a Program, a descriptor and the RTL carry), and its
+``name`` is the spelling of the accelerator config (docs/config.md) and of the manifest.
+
+The codes are frozen: they are written into exported descriptors and requant words
+(docs/dev/accel-interface.md) and compared against by the reference RTL (hwsim/rtl/). Add a
+member with a new code; never renumber one.
+
+    RequantScheme.from_name("mult_shift")  -> RequantScheme.mult_shift (== 3)
+    Rounding.from_name(cfg.requant.rounding)
+    RequantScheme(3).name                  -> "mult_shift"
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+__all__ = ["MAC_OPS", "ARRAY_OPS", "ALIAS_OPS", "QRANGE", "Code", "RequantScheme",
+           "Rounding", "Overflow", "Dataflow", "HW_REQUANT_SCHEMES", "TFLITE_SCHEMES",
+           "REQUANT_UNIT_SCHEMES"]
+
+# -- op sets ----------------------------------------------------------------------------------
+# The layers the accelerator runs (docs/dev/accel-interface.md); RESHAPE/SQUEEZE are memory
+# aliases (no data moves).
+MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+ARRAY_OPS = MAC_OPS + ("MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD")
+ALIAS_OPS = ("RESHAPE", "SQUEEZE")
+
+# -- integer ranges ---------------------------------------------------------------------------
+# [lo, hi] of each integer tensor type (a clamp to the type is a clamp to this range).
+QRANGE = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255),
+          np.dtype(np.int16): (-32768, 32767), np.dtype(np.int32): (-2**31, 2**31 - 1)}
+
+
+class Code(IntEnum):
+    """An integer code with a config spelling (the member's lower-case name)."""
+
+    @classmethod
+    def from_name(cls, name):
+        """The member spelled ``name`` (a config value, or a member); ValueError naming the
+        allowed values otherwise."""
+        try:
+            return cls[str(name)]
+        except KeyError:
+            raise ValueError(f"{cls.__name__} {name!r}: allowed values "
+                             f"{', '.join(cls.names())}") from None
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(m.name for m in cls)
+
+    def __str__(self) -> str:  # messages and labels spell the config value, not the code
+        return self.name
+
+
+class RequantScheme(Code):
+    """How accumulators are requantized (hwsim.kernels.requant has each formula)."""
+    tflite_double = 0  # MultiplyByQuantizedMultiplier, gemmlowp double rounding (TFLite default)
+    tflite_single = 1  # TFLITE_SINGLE_ROUNDING: one rounding of acc*M >> (31 - shift)
+    tflite_int64 = 2   # the int64-accumulator variant (16x8 kernels)
+    mult_shift = 3     # round_shift(acc * multiplier, shift, rounding)
+    shift_only = 4     # round_shift(acc, shift, rounding)
+    double_round = 5   # round(double(acc) * real) (TFLite's reference FULLY_CONNECTED)
+
+
+# The requantization units an accelerator config can name (requant.scheme).
+HW_REQUANT_SCHEMES = (RequantScheme.tflite_double, RequantScheme.tflite_single,
+                      RequantScheme.mult_shift, RequantScheme.shift_only)
+# The TFLite builds (what the non-MAC ops follow): default double rounding, or single.
+TFLITE_SCHEMES = (RequantScheme.tflite_double, RequantScheme.tflite_single)
+# The schemes the reference RTL's requant unit implements (tflite_int64 is not one).
+REQUANT_UNIT_SCHEMES = (RequantScheme.tflite_double, RequantScheme.tflite_single,
+                       RequantScheme.mult_shift, RequantScheme.shift_only,
+                       RequantScheme.double_round)
+
+
+class Rounding(Code):
+    """Rounding of a right shift (hwsim.arith.round_shift; each mode's primitive is named
+    after it there: round_shift_half_away, round_shift_half_up, ...)."""
+    half_away_from_zero = 0  # nearest, ties away from zero   (C round(), TfLiteRound)
+    half_up = 1              # nearest, ties toward +inf       ((x + 2^(s-1)) >> s)
+    half_even = 2            # nearest, ties to even           (IEEE default)
+    floor = 3                # toward -inf                     (x >> s)
+    toward_zero = 4          # truncation                      (C integer division)
+
+
+class Overflow(Code):
+    """What an accumulator addition does outside acc_bits (accumulator.overflow)."""
+    wrap = 0      # two's-complement wrap
+    saturate = 1  # clamp to the signed range
+
+
+class Dataflow(Code):
+    """How the MAC array orders a reduction (array.dataflow; docs/dataflow.md)."""
+    output_stationary = 0  # each PE owns one output element
+    weight_stationary = 1  # each PE column holds a chunk of array.rows weights

@@ -1,0 +1,60 @@
+"""hwsim.vocab: the codes are frozen (exported files and the RTL carry them), names round-trip,
+and every table that used to spell them out now derives from the enums."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hwsim import vocab
+from hwsim.vocab import Dataflow, Overflow, RequantScheme, Rounding
+
+
+def test_codes_are_the_ones_exported_files_and_the_rtl_carry():
+    assert {m.name: int(m) for m in RequantScheme} == {
+        "tflite_double": 0, "tflite_single": 1, "tflite_int64": 2, "mult_shift": 3,
+        "shift_only": 4, "double_round": 5}
+    assert {m.name: int(m) for m in Rounding} == {
+        "half_away_from_zero": 0, "half_up": 1, "half_even": 2, "floor": 3, "toward_zero": 4}
+    assert {m.name: int(m) for m in Overflow} == {"wrap": 0, "saturate": 1}
+    assert {m.name: int(m) for m in Dataflow} == {"output_stationary": 0,
+                                                  "weight_stationary": 1}
+
+
+def test_from_name_round_trips_and_names_the_allowed_values():
+    for enum in (RequantScheme, Rounding, Overflow, Dataflow):
+        for m in enum:
+            assert enum.from_name(m.name) is m and enum.from_name(m) is m
+            assert str(m) == m.name and f"{m}" == m.name and int(m) == m.value
+    with pytest.raises(ValueError, match="Rounding 'nearest': allowed values half_away_from_zero"):
+        Rounding.from_name("nearest")
+
+
+def test_the_requant_unit_lacks_only_the_int64_scheme():
+    assert set(RequantScheme) - set(vocab.REQUANT_UNIT_SCHEMES) == {RequantScheme.tflite_int64}
+    assert vocab.TFLITE_SCHEMES == (RequantScheme.tflite_double, RequantScheme.tflite_single)
+    assert set(vocab.HW_REQUANT_SCHEMES) <= set(vocab.REQUANT_UNIT_SCHEMES)
+
+
+def test_op_sets_and_ranges():
+    assert vocab.ARRAY_OPS[:3] == vocab.MAC_OPS
+    assert not set(vocab.ALIAS_OPS) & set(vocab.ARRAY_OPS)
+    for dt, (lo, hi) in vocab.QRANGE.items():
+        assert (lo, hi) == (np.iinfo(dt).min, np.iinfo(dt).max)
+
+
+def test_every_code_table_derives_from_the_enums():
+    from hwsim import arith
+    from hwsim.export.layout import RTL_REQUANT_SCHEMES
+    from hwsim.hw.config import ALLOWED
+    from hwsim.kernels import requant
+    from hwsim.rtl_params import REQUANT_SCHEME_CODES
+    assert RTL_REQUANT_SCHEMES == {int(s): s.name for s in vocab.REQUANT_UNIT_SCHEMES}
+    assert REQUANT_SCHEME_CODES == {s.name: int(s) for s in vocab.REQUANT_UNIT_SCHEMES}
+    assert ALLOWED["requant.scheme"] == tuple(s.name for s in vocab.HW_REQUANT_SCHEMES)
+    assert ALLOWED["requant.rounding"] == Rounding.names()
+    assert ALLOWED["accumulator.overflow"] == Overflow.names()
+    assert ALLOWED["array.dataflow"] == Dataflow.names()
+    assert (arith.ROUND_HALF_AWAY, arith.ROUND_HALF_UP, arith.ROUND_HALF_EVEN, arith.ROUND_FLOOR,
+            arith.ROUND_TOWARD_ZERO) == tuple(int(m) for m in Rounding)
+    assert (requant.TFLITE_DOUBLE, requant.TFLITE_SINGLE, requant.TFLITE_INT64,
+            requant.MULT_SHIFT, requant.DOUBLE_ROUND) == (0, 1, 2, 3, 5)
