@@ -9,10 +9,10 @@
 1. reads the export's ``manifest.yaml`` and checks the size and sha256 of every file it lists
    (an altered golden file is reported and fails the run, and is still compared);
 2. builds the RTL once per (sources, parameters, defines, simulator): the reference accelerator
-   in ``rtl/`` with a ``hwsim_params.vh`` generated from the export's config
+   in ``hwsim/rtl/`` (package data) with a ``hwsim_params.vh`` generated from the export's config
    (:func:`hwsim.rtl_params.rtl_params`), cached under ``build_root/<sim>-<hash>``;
-3. runs the cocotb bench ``cocotb_tb/hwsim_bench.py`` through ``cocotb_tools.runner``: the bench
-   drives the accelerator layer by layer through an adapter (``cocotb_tb/hwsim_adapter.py``),
+3. runs the cocotb bench ``hwsim/cocotb_tb/hwsim_bench.py`` through ``cocotb_tools.runner``: the
+   bench drives the accelerator layer by layer through an adapter (``hwsim_adapter.py``),
    compares every output (and accumulator, when the DUT exposes them) with the golden vectors;
 4. returns a :class:`CosimReport`: per layer the element count, mismatches, first mismatch
    (flat index, N/H/W/C, expected, got), cycles taken vs the dataflow model's estimate.
@@ -75,7 +75,7 @@ class SimulatorUnavailable(CosimError):
 
 
 def rtl_sources() -> list[Path]:
-    """The reference accelerator's Verilog sources (rtl/*.v), sorted."""
+    """The reference accelerator's Verilog sources (RTL_DIR/*.v), sorted."""
     return sorted(RTL_DIR.glob("*.v"))
 
 
@@ -430,7 +430,7 @@ def _simulator_version(sim: str) -> str:
 
 
 def lint_rtl(defines=(), extra_args=()) -> tuple[bool, str]:
-    """``verilator --lint-only -Wall`` on the reference RTL (rtl/*.v, top hwsim_accel).
+    """``verilator --lint-only -Wall`` on the reference RTL (RTL_DIR/*.v, top hwsim_accel).
 
     Returns (clean, output). Raises :class:`SimulatorUnavailable` without Verilator.
     """

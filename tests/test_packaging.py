@@ -89,8 +89,8 @@ def test_installed_wheel_cosimulates_the_example_outside_the_checkout(wheel, tmp
     """pip install of the wheel into a fresh venv, then the README's export + cosim commands on
     the example network, from a folder outside the checkout."""
     if not SLOW:
-        pytest.skip("slow (~1 min: a venv, the export and a full Icarus co-simulation); "
-                    "set HWSIM_SLOW=1 (scripts/test.sh does)")
+        pytest.skip("slow (~1-3 min: a venv, a cold Numba compile for the export, a full "
+                    "Icarus co-simulation); set HWSIM_SLOW=1 (scripts/test.sh does)")
     from hwsim import cosim
     reason = cosim.simulator_available("icarus")
     if reason:
@@ -104,7 +104,8 @@ def test_installed_wheel_cosimulates_the_example_outside_the_checkout(wheel, tmp
                                capture_output=True, text=True, check=True).stdout.strip())
     # Dependencies (numpy, numba, cocotb, ...) come from the project venv, appended to sys.path
     # by a .pth line. Its .pth files are not run from there, so its editable hwsim stays out.
-    (site / "zz_project_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    deps = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    (site / "zz_project_deps.pth").write_text("".join(f"{d}\n" for d in deps))
     subprocess.run([sys.executable, "-m", "pip", "--python", str(vpy), "install", "-q",
                     "--no-deps", "--no-index", str(path)], check=True)
     installed = site / "hwsim"

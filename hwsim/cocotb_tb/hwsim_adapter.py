@@ -90,7 +90,7 @@ class AccelAdapter:
 
 
 class HwsimAccelAdapter(AccelAdapter):
-    """The reference accelerator (rtl/hwsim_accel.v): command/status ports + AXI4-Stream.
+    """The reference accelerator (hwsim/rtl/hwsim_accel.v): command/status ports + AXI4-Stream.
 
     Protocol, per layer: with ``cmd_layer`` = job.position and ``cmd_flags`` (bit 0 load the
     inputs from ``s_axis``, bit 1 stream the output on ``m_axis``, bit 2 stream the

@@ -3,9 +3,11 @@
 Same protocol as the reference accelerator (command pulse, done, AXI4-Stream in/out), other
 names: only class attributes change. Run it with
 
-    hwsim cosim rtl_vectors/example --rtl rtl/*.v --rtl cocotb_tb/examples/my_npu.v \\
-        --include rtl --toplevel my_npu --adapter my_npu_adapter:MyNpuAdapter \\
-        --tb-path cocotb_tb/examples
+    RTL=$(hwsim rtl-params --rtl-dir)
+    EXAMPLES=$(hwsim rtl-params --bench-dir)/examples
+    hwsim cosim rtl_vectors/example --rtl "$RTL"/*.v "$EXAMPLES"/my_npu.v \\
+        --include "$RTL" --toplevel my_npu --adapter my_npu_adapter:MyNpuAdapter \\
+        --tb-path "$EXAMPLES"
 """
 from hwsim_adapter import HwsimAccelAdapter
 
