@@ -124,33 +124,38 @@ class ExportSpec:
 
 def load_export(export_dir) -> ExportSpec:
     """Read ``EXPORT_DIR/manifest.yaml`` (written by ``hwsim export``)."""
-    import yaml
+    from .export.manifest import read_manifest
     d = Path(export_dir)
     mpath = d / "manifest.yaml"
-    if not mpath.is_file():
-        raise CosimError(f"{d}: no manifest.yaml (not an `hwsim export` folder)")
-    try:
-        man = yaml.safe_load(mpath.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise CosimError(f"{mpath}: cannot read ({e})") from None
-    if not isinstance(man, dict) or man.get("format") != "hwsim-export":
-        raise CosimError(f"{mpath}: not an hwsim export manifest (format: hwsim-export)")
+    try:  # bounded YAML; every file path checked to lie inside the export, listed with sha256
+        man = read_manifest(d)
+    except CosimError:
+        raise
+    except HwsimError as e:
+        raise CosimError(str(e)) from None
     if "hex" not in man.get("formats", ["hex"]):
         raise CosimError(f"{mpath}: the export has no .hex files (export with --format hex)")
-    layers = []
-    for L in man.get("layers", []):
-        vec = L.get("vectors", {})
-        inputs = [vec[k] for k in ("input", "input2") if k in vec]
-        layers.append(LayerSpec(
-            index=int(L["index"]), op=str(L["op"]), accel_op=str(L.get("accel_op", L["op"])),
-            host=bool(L.get("host", False)),
-            position=None if L.get("host") else L.get("descriptor"),
-            code=int(L.get("code", 0) or 0),
-            estimate=(int(L["cycles"]) if L.get("cycles") is not None else
-                      (int(L["stats"]["cycles"]) if L.get("stats", {}).get("cycles") is not None
-                       else None)),
-            inputs=inputs, output=vec.get("output"), acc=vec.get("acc"), raw=L))
+    try:
+        layers = [_layer_spec(L) for L in man.get("layers", [])]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CosimError(f"{mpath}: layers: malformed entry ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:80]})") from None
     return ExportSpec(d, man, layers, man.get("config", {}))
+
+
+def _layer_spec(L: dict) -> LayerSpec:
+    """One layer of the manifest, as the bench and the report use it."""
+    vec = L.get("vectors", {})
+    inputs = [vec[k] for k in ("input", "input2") if k in vec]
+    return LayerSpec(
+        index=int(L["index"]), op=str(L["op"]), accel_op=str(L.get("accel_op", L["op"])),
+        host=bool(L.get("host", False)),
+        position=None if L.get("host") else L.get("descriptor"),
+        code=int(L.get("code", 0) or 0),
+        estimate=(int(L["cycles"]) if L.get("cycles") is not None else
+                  (int(L["stats"]["cycles"]) if L.get("stats", {}).get("cycles") is not None
+                   else None)),
+        inputs=inputs, output=vec.get("output"), acc=vec.get("acc"), raw=L)
 
 
 def verify_files(export: ExportSpec) -> list[str]:
