@@ -9,6 +9,16 @@ import os
 
 __version__ = "0.1.0"
 
+# Numba's OpenMP workers (libgomp) spin for ~3 ms after each parallel call by default; on a
+# machine shared with other jobs a spinning worker holds a core the others need and a
+# descheduled one stalls every barrier (mobilenet_v2 7-60x slower with two busy processes).
+# PASSIVE makes idle workers sleep at once (figures: docs/performance.md, "Threads under load").
+# libgomp reads this when Numba first starts its threads, so it is set at import, before any
+# kernel runs; a user who tunes the wait (any of these variables) is left alone.
+_WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+if not any(v in os.environ for v in _WAIT_VARS):
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
 from .ir import HwsimError, InputError, ModelError  # noqa: E402
 
 
