@@ -8,6 +8,10 @@ pad_left; the bottom/right padding follows from the output size). Every output i
 integer; the PAD's output tensor is simply never materialized. With ``trace=True`` every layer
 runs as written, so the trace holds every tensor. tests/test_engine_fold.py checks both
 schedules against each other and against TFLite.
+
+Each layer's kernel is prepared once per Network, on the layer's first run (the kernel's
+``prepare`` step, hwsim.registry: packed weights, split shifts, tables), and the prepared data
+is kept here, beside the Program — never in it.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import numpy as np
 
 from . import registry
 from .ir import InputError
+from .kernels import ops as _kernel_families  # noqa: F401  (registers every kernel)
 from .program import Layer, Program
 
 _FOLD_INTO = ("conv2d", "depthwise_conv2d")
@@ -39,16 +44,16 @@ def fold_pads(program: Program) -> list[Layer]:
     for layer in program.layers:
         p = layer.params
         pad = producer.get(layer.inputs[0]) if layer.inputs else None
-        if (layer.kernel in _FOLD_INTO and "acc_bits" not in p and pad is not None
+        if (layer.kernel in _FOLD_INTO and p.accumulator is None and pad is not None
                 and pad.kernel == "pad" and len(pad.inputs) == 1
                 and readers.get(pad.outputs[0]) == 1 and pad.outputs[0] not in program.outputs
-                and len(pad.params["before"]) == 4
-                and int(pad.params["before"][0]) == int(pad.params["after"][0]) == 0
-                and int(pad.params["before"][3]) == int(pad.params["after"][3]) == 0
-                and int(pad.params["value"]) == -int(p["input_offset"])):
+                and len(pad.params.before) == 4
+                and int(pad.params.before[0]) == int(pad.params.after[0]) == 0
+                and int(pad.params.before[3]) == int(pad.params.after[3]) == 0
+                and int(pad.params.value) == -int(p.input_offset)):
             fused = copy.copy(layer)
-            fused.params = dict(p, pad_top=int(p["pad_top"]) + int(pad.params["before"][1]),
-                                pad_left=int(p["pad_left"]) + int(pad.params["before"][2]))
+            fused.params = p.replace(pad_top=int(p.pad_top) + int(pad.params.before[1]),
+                                     pad_left=int(p.pad_left) + int(pad.params.before[2]))
             fused.inputs = [pad.inputs[0]] + list(layer.inputs[1:])
             drop.add(id(pad))
             out.append(fused)
@@ -86,11 +91,20 @@ class Network:
     def __init__(self, program: Program, graph=None):
         self.program = program
         self.graph = graph
-        registry.load_all()
         missing = {layer.kernel for layer in program.layers} - set(registry.KERNELS)
         if missing:
             raise RuntimeError(f"no kernel registered for {sorted(missing)}")
         self._folded: list[Layer] | None = None
+        self._prepared: dict[int, tuple[Layer, object]] = {}  # id(layer) -> (layer, data)
+
+    def prepared(self, layer: Layer):
+        """The kernel's prepared data of ``layer`` (prepared on first use, then kept)."""
+        hit = self._prepared.get(id(layer))
+        if hit is None:
+            k = registry.KERNELS[layer.kernel]
+            # the layer is kept alongside, so its id cannot be reused while this entry lives
+            hit = self._prepared[id(layer)] = (layer, k.prepare(layer) if k.prepare else None)
+        return hit[1]
 
     @property
     def input_infos(self):
@@ -154,8 +168,9 @@ class Network:
                     last_use[i] = k
         for k, layer in enumerate(layers):
             fn = registry.KERNELS[layer.kernel]
+            data = self.prepared(layer)
             t0 = time.perf_counter() if on_layer is not None else 0.0
-            outs, acc = fn(layer, [values[i] for i in layer.inputs])
+            outs, acc = fn(layer, [values[i] for i in layer.inputs], data)
             if on_layer is not None:
                 on_layer(k, layer, outs, time.perf_counter() - t0)
             for t, v in zip(layer.outputs, outs):

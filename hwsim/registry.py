@@ -3,14 +3,43 @@
 A lowering is ``fn(op, ctx) -> Layer | list[Layer]`` (``ctx``: :class:`hwsim.lower.LoweringContext`).
 A kernel is ``fn(layer, inputs) -> (outputs, acc)``: ``inputs`` are the arrays of
 ``layer.inputs``; ``outputs`` a list of arrays for ``layer.outputs``; ``acc`` the accumulators
-before requantization (int32, int64 in 16x8 mode) or None.
+before requantization (int32, int64 in 16x8 mode) or None. A kernel registered with a
+``prepare`` step (TFLite's Prepare / OpData) is ``fn(layer, inputs, data)``: ``data`` is what
+``prepare(layer)`` returned — packed weights, split shifts, lookup tables: what the kernel
+caches to run fast, derived from ``layer.params`` and never part of the Program. The engine
+prepares each layer once per Network (hwsim.engine); a direct call ``KERNELS[name](layer,
+inputs)`` prepares on the spot.
+
+The families register themselves when imported: ``hwsim.lower`` imports every lowering family,
+``hwsim.kernels.ops`` every kernel family (the engine imports it). This module imports
+neither: it sits below both.
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 LOWERINGS: dict[str, Callable] = {}
-KERNELS: dict[str, Callable] = {}
+KERNELS: dict[str, "Kernel"] = {}
+
+_UNPREPARED = object()
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A registered kernel: ``run`` and its optional ``prepare`` (see the module docstring)."""
+    name: str
+    run: Callable
+    prepare: Callable | None = None
+
+    def __call__(self, layer, inputs, data: Any = _UNPREPARED):
+        """Run ``layer`` on ``inputs`` with its prepared ``data`` (prepared here if not
+        given; ignored by a kernel without a prepare step)."""
+        if self.prepare is None:
+            return self.run(layer, inputs)
+        if data is _UNPREPARED:
+            data = self.prepare(layer)
+        return self.run(layer, inputs, data)
 
 
 def lowering(*op_types: str):
@@ -23,16 +52,11 @@ def lowering(*op_types: str):
     return deco
 
 
-def kernel(name: str):
+def kernel(name: str, prepare: Callable | None = None):
+    """Register ``fn`` as kernel ``name``; ``prepare(layer) -> data`` if it caches anything."""
     def deco(fn):
         if name in KERNELS:
             raise RuntimeError(f"two kernels registered as {name}")
-        KERNELS[name] = fn
+        KERNELS[name] = Kernel(name, fn, prepare)
         return fn
     return deco
-
-
-def load_all() -> None:
-    """Import every op family so their registrations run."""
-    from . import lower  # noqa: F401
-    from .lower import ops  # noqa: F401

@@ -22,6 +22,9 @@ from hwsim.hw import format_stats, load_config, map_network, tensor_ranges
 from hwsim.hw.config import config_from_dict
 from hwsim.kernels import accumulate as A
 from hwsim.lower import lower
+from hwsim.params import (AccumulatorModel, ConvParams, DepthwiseConvParams,
+                          FullyConnectedParams, RequantParams)
+from hwsim.vocab import Dataflow, Overflow, RequantScheme
 
 
 # -- plain-Python simulation of the accumulation order -----------------------------------------
@@ -81,9 +84,9 @@ def conv_products(x, w, off, p, n, oy, ox, oc):
     _, KH, KW, Cin = w.shape
     out = []
     for ky in range(KH):
-        iy = oy * p["stride_h"] - p["pad_top"] + ky * p["dilation_h"]
+        iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h
         for kx in range(KW):
-            ix = ox * p["stride_w"] - p["pad_left"] + kx * p["dilation_w"]
+            ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w
             inside = 0 <= iy < H and 0 <= ix < W
             for ic in range(Cin):
                 out.append((int(x[n, iy, ix, ic]) + off) * int(w[oc, ky, kx, ic]) if inside else 0)
@@ -93,12 +96,12 @@ def conv_products(x, w, off, p, n, oy, ox, oc):
 def dw_products(x, w, off, p, n, oy, ox, oc):
     _, H, W, _ = x.shape
     _, KH, KW, _ = w.shape
-    ic = oc // p["depth_multiplier"]
+    ic = oc // p.depth_multiplier
     out = []
     for ky in range(KH):
-        iy = oy * p["stride_h"] - p["pad_top"] + ky * p["dilation_h"]
+        iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h
         for kx in range(KW):
-            ix = ox * p["stride_w"] - p["pad_left"] + kx * p["dilation_w"]
+            ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w
             inside = 0 <= iy < H and 0 <= ix < W
             out.append((int(x[n, iy, ix, ic]) + off) * int(w[0, ky, kx, oc]) if inside else 0)
     return out
@@ -110,21 +113,21 @@ def fc_products(x, w, off, b, oc):
 
 def layer_products(kernel, p, x, idx):
     """Products of output element ``idx`` (NHWC; (b, c) for FC) of a MAC layer's params."""
-    off = int(p["input_offset"])
+    off = int(p.input_offset)
     if kernel == "conv2d":
-        return conv_products(x, p["weights"], off, p, *idx)
+        return conv_products(x, p.weights, off, p, *idx)
     if kernel == "depthwise_conv2d":
-        return dw_products(x, p["weights"], off, p, *idx)
-    return fc_products(x, p["weights"], off, *idx)
+        return dw_products(x, p.weights, off, p, *idx)
+    return fc_products(x, p.weights, off, *idx)
 
 
 def py_layer(kernel, p, x, bits, sat, ws, rows, bias_first=True):
     """The whole accumulator tensor of a MAC layer by the plain-Python order model."""
-    shape = ((x.shape[0], p["weights"].shape[0]) if kernel == "fully_connected" else
-             (x.shape[0], p["out_h"], p["out_w"],
-              p["weights"].shape[0] if kernel == "conv2d" else p["weights"].shape[3]))
+    shape = ((x.shape[0], p.weights.shape[0]) if kernel == "fully_connected" else
+             (x.shape[0], p.out_h, p.out_w,
+              p.weights.shape[0] if kernel == "conv2d" else p.weights.shape[3]))
     out = np.zeros(shape, dtype=object)
-    bias = p.get("bias")
+    bias = p.bias
     for idx in np.ndindex(shape):
         b = 0 if bias is None else int(bias[idx[-1]])
         out[idx] = py_accumulate(layer_products(kernel, p, x, idx), b, bits, sat, ws, rows,
@@ -203,9 +206,21 @@ def small_cnn(rng, act1="RELU6", per_channel=True, tail=True, dtype=np.int8):
 
 # -- random MAC layers ---------------------------------------------------------------------------
 
+# The accumulator tests never requantize: a placeholder completes the params.
+NO_REQUANT = RequantParams(multiplier=np.ones(1, np.int64), shift=np.zeros(1, np.int64),
+                           scheme=RequantScheme.mult_shift, act_min=-2**31, act_max=2**31 - 1)
+PARAMS = {"conv2d": ConvParams, "depthwise_conv2d": DepthwiseConvParams,
+          "fully_connected": FullyConnectedParams}
+
+
+def with_acc(p, **kw):
+    """``p`` with its accumulator model's fields ``kw`` changed."""
+    return p.replace(accumulator=p.accumulator.replace(**kw))
+
+
 def _random_layer(rng, kernel, big=False):
-    """(params, x) of a random MAC layer (params as lowering makes them) with random
-    accumulator-model params."""
+    """(params, x) of a random MAC layer (params as lowering makes them) with a random
+    accumulator model."""
     from hwsim.lower.conv import compute_out_size, compute_padding
     zp = int(rng.integers(-128, 128))
     extreme = rng.random() < 0.3
@@ -214,48 +229,53 @@ def _random_layer(rng, kernel, big=False):
         if extreme:
             return rng.choice(np.array([lo, hi, 0, hi // 2]), size=shape).astype(dtype)
         return rng.integers(lo, hi + 1, size=shape).astype(dtype)
-    p = {"input_offset": -zp}
+    kw = {}
     if kernel == "fully_connected":
         B, K, C = int(rng.integers(1, 4)), int(rng.integers(1, 300 if big else 40)), \
             int(rng.integers(1, 7))
         x = ints(-128, 127, (B, K), np.int8)
-        p.update(weights=ints(-128, 127, (C, K), np.int8), batch=B, depth=K)
+        kw.update(weights=ints(-128, 127, (C, K), np.int8), batch=B, depth=K, out_shape=(B, C))
     else:
         while True:
             N, H, W = int(rng.integers(1, 3)), int(rng.integers(1, 8)), int(rng.integers(1, 8))
-            kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+            kh, kw_ = int(rng.integers(1, 4)), int(rng.integers(1, 4))
             sh, sw, dh, dw = (int(v) for v in rng.integers(1, 3, size=4))
             pad = ["SAME", "VALID"][int(rng.integers(0, 2))]
-            oh, ow = compute_out_size(pad, H, kh, sh, dh), compute_out_size(pad, W, kw, sw, dw)
+            oh, ow = compute_out_size(pad, H, kh, sh, dh), compute_out_size(pad, W, kw_, sw, dw)
             if oh > 0 and ow > 0:
                 break
         cin = int(rng.integers(1, 6))
-        p.update(stride_h=sh, stride_w=sw, dilation_h=dh, dilation_w=dw, out_h=oh, out_w=ow,
-                 pad_top=compute_padding(sh, dh, H, kh, oh) if pad == "SAME" else 0,
-                 pad_left=compute_padding(sw, dw, W, kw, ow) if pad == "SAME" else 0)
+        kw.update(stride_h=sh, stride_w=sw, dilation_h=dh, dilation_w=dw, out_h=oh, out_w=ow,
+                  pad_top=compute_padding(sh, dh, H, kh, oh) if pad == "SAME" else 0,
+                  pad_left=compute_padding(sw, dw, W, kw_, ow) if pad == "SAME" else 0)
         x = ints(-128, 127, (N, H, W, cin), np.int8)
         if kernel == "conv2d":
-            p.update(weights=ints(-128, 127, (int(rng.integers(1, 7)), kh, kw, cin), np.int8),
-                     groups=1)
+            kw.update(weights=ints(-128, 127, (int(rng.integers(1, 7)), kh, kw_, cin), np.int8),
+                      groups=1)
         else:
             dm = int(rng.integers(1, 4))
-            p.update(weights=ints(-128, 127, (1, kh, kw, cin * dm), np.int8), depth_multiplier=dm)
-    cout = p["weights"].shape[0] if kernel != "depthwise_conv2d" else p["weights"].shape[3]
+            kw.update(weights=ints(-128, 127, (1, kh, kw_, cin * dm), np.int8),
+                      depth_multiplier=dm)
+    cout = kw["weights"].shape[0] if kernel != "depthwise_conv2d" else kw["weights"].shape[3]
     if rng.random() < 0.8:
         mag = int(rng.choice([100, 5000, 2**20]))
-        p["bias"] = rng.integers(-mag, mag + 1, size=cout).astype(np.int32)
+        bias = rng.integers(-mag, mag + 1, size=cout).astype(np.int32)
     else:
-        p["bias"] = None
-    p.update(acc_bits=int(rng.choice([8, 10, 12, 16, 20, 24, 32, 40, 63, 64])),
-             acc_overflow=int(rng.integers(0, 2)), dataflow=int(rng.integers(0, 2)),
-             array_rows=int(rng.integers(1, 10)), array_cols=4,
-             bias_first=int(rng.random() < 0.7), acc_int64=False)
+        bias = None
+    acc = AccumulatorModel(acc_bits=int(rng.choice([8, 10, 12, 16, 20, 24, 32, 40, 63, 64])),
+                           overflow=Overflow(int(rng.integers(0, 2))),
+                           dataflow=Dataflow(int(rng.integers(0, 2))),
+                           array_rows=int(rng.integers(1, 10)), array_cols=4,
+                           bias_first=bool(rng.random() < 0.7))
+    p = PARAMS[kernel](bias=bias, input_offset=-zp, acc_int64=False, requant=NO_REQUANT,
+                       accumulator=acc, **kw)
     return p, x
 
 
 def _model(kernel, p, x):
-    return py_layer(kernel, p, x, p["acc_bits"], bool(p["acc_overflow"]), bool(p["dataflow"]),
-                    p["array_rows"], bool(p["bias_first"]))
+    m = p.accumulator
+    return py_layer(kernel, p, x, m.acc_bits, m.overflow == Overflow.saturate,
+                    m.dataflow == Dataflow.weight_stationary, m.array_rows, m.bias_first)
 
 
 KERNELS = ["conv2d", "depthwise_conv2d", "fully_connected"]
@@ -266,9 +286,9 @@ KERNELS = ["conv2d", "depthwise_conv2d", "fully_connected"]
 def test_fast_path_equals_slow_path_equals_order_model(seed, kernel):
     rng = np.random.default_rng(seed)
     p, x = _random_layer(rng, kernel)
-    fast = A.accumulate(kernel, p, x)
-    slow = A.accumulate(kernel, p, x, force_slow=True)
-    assert fast.dtype == slow.dtype == (np.int64 if p["acc_bits"] > 32 else np.int32)
+    fast = A.accumulate(p, x)
+    slow = A.accumulate(p, x, force_slow=True)
+    assert fast.dtype == slow.dtype == (np.int64 if p.accumulator.acc_bits > 32 else np.int32)
     assert np.array_equal(fast, slow)
     assert np.array_equal(slow.astype(np.int64), _model(kernel, p, x).astype(np.int64))
 
@@ -282,11 +302,11 @@ def test_fast_path_applies_only_where_provably_identical(seed, kernel):
     rng = np.random.default_rng(seed)
     p, x = _random_layer(rng, kernel, big=True)
     for bits, sat in ((32, 0), (24, 1), (16, 1), (12, 0), (48, 1)):
-        p.update(acc_bits=bits, acc_overflow=sat)
-        mask = A.fast_path_channels(A.KINDS[kernel], p, x, 32)
+        p = with_acc(p, acc_bits=bits, overflow=Overflow(sat))
+        mask = A.fast_path_channels(p, x, 32)
         if not sat and bits <= 32:
             assert mask.all()
-        fast = A.accumulate(kernel, p, x)
+        fast = A.accumulate(p, x)
         model = _model(kernel, p, x).astype(np.int64)
         assert np.array_equal(fast[..., mask].astype(np.int64), model[..., mask])
         assert np.array_equal(fast.astype(np.int64), model)
@@ -297,18 +317,21 @@ def test_fast_path_needs_an_exact_engine_value():
     40-bit accumulator takes the slow path; a 32-bit wrapping one is the engine's value."""
     K = 70000
     x = np.full((1, K), 127, np.int8)
-    p = dict(weights=np.full((2, K), 127, np.int8), bias=np.array([0, -7], np.int32),
-             input_offset=128, batch=1, depth=K, acc_overflow=0, dataflow=0, array_rows=8,
-             array_cols=8, bias_first=1, acc_int64=False)
+    p = FullyConnectedParams(
+        weights=np.full((2, K), 127, np.int8), bias=np.array([0, -7], np.int32),
+        input_offset=128, batch=1, depth=K, out_shape=(1, 2), acc_int64=False,
+        requant=NO_REQUANT, accumulator=AccumulatorModel(
+            acc_bits=32, overflow=Overflow.wrap, dataflow=Dataflow.output_stationary,
+            array_rows=8, array_cols=8, bias_first=True))
     exact = [K * 255 * 127, K * 255 * 127 - 7]
     assert exact[0] > 2**31
     for bits, sat, want in ((40, 0, exact), (48, 1, exact),
                             (32, 0, [((v + 2**31) % 2**32) - 2**31 for v in exact]),
                             (32, 1, [2**31 - 1] * 2), (24, 1, [2**23 - 1] * 2)):
-        p.update(acc_bits=bits, acc_overflow=sat)
-        mask = A.fast_path_channels("fc", p, x, 32)
+        p = with_acc(p, acc_bits=bits, overflow=Overflow(sat))
+        mask = A.fast_path_channels(p, x, 32)
         assert mask.tolist() == [bits <= 32 and not sat] * 2
-        got = A.accumulate("fully_connected", p, x)
+        got = A.accumulate(p, x)
         assert got.reshape(-1).tolist() == want, (bits, sat)
 
 
@@ -317,20 +340,24 @@ def test_wide_accumulators_64_bits_wrap_and_saturate():
     x = np.full((1, 3), 127, np.int8)
     big = 2**63 - 1000
     for sat, want in ((0, big + 2 * 32385 - 2**64), (1, 2**63 - 1)):
-        p = dict(weights=np.full((1, 3), 127, np.int8), bias=None, input_offset=128, batch=1,
-                 depth=3, acc_bits=64, acc_overflow=sat, dataflow=0, array_rows=2,
-                 array_cols=2, bias_first=1, acc_int64=True)
         # start the accumulator near the top through a bias: the bias memory is int64 here
-        p["bias"] = np.array([big - 32385], np.int64)
-        got = int(A.accumulate("fully_connected", p, x, force_slow=True)[0, 0])
+        p = FullyConnectedParams(
+            weights=np.full((1, 3), 127, np.int8), bias=np.array([big - 32385], np.int64),
+            input_offset=128, batch=1, depth=3, out_shape=(1, 1), acc_int64=True,
+            requant=NO_REQUANT, accumulator=AccumulatorModel(
+                acc_bits=64, overflow=Overflow(sat), dataflow=Dataflow.output_stationary,
+                array_rows=2, array_cols=2, bias_first=True))
+        got = int(A.accumulate(p, x, force_slow=True)[0, 0])
         assert got == want == py_accumulate([32385] * 3, big - 32385, 64, bool(sat), False, 2)
 
 
 # -- order dependence of a saturating accumulator ---------------------------------------------
 
-def _fc_params(w):
-    return dict(weights=np.asarray(w, np.int8), bias=None, input_offset=0,
-                batch=1, depth=np.asarray(w).shape[1], acc_int64=False)
+def _fc_params(w, **acc):
+    w = np.asarray(w, np.int8)
+    return FullyConnectedParams(weights=w, bias=None, input_offset=0, batch=1,
+                                depth=w.shape[1], out_shape=(1, w.shape[0]), acc_int64=False,
+                                requant=NO_REQUANT, accumulator=AccumulatorModel(**acc))
 
 
 def test_saturating_accumulator_is_order_dependent_constructed():
@@ -338,10 +365,10 @@ def test_saturating_accumulator_is_order_dependent_constructed():
     output_stationary 0 -> 100 -> 127 -> 27 -> -73; weight_stationary (rows = 2): column sums
     127 (saturated) and -128 (saturated), accumulator 127 - 128 = -1. Exact: 0."""
     x = np.array([[10, 10, -10, -10]], np.int8)
-    p = _fc_params([[10, 10, 10, 10]])
-    p.update(acc_bits=8, acc_overflow=1, array_rows=2, array_cols=1, bias_first=1)
-    os_ = int(A.accumulate("fully_connected", dict(p, dataflow=0), x)[0, 0])
-    ws_ = int(A.accumulate("fully_connected", dict(p, dataflow=1), x)[0, 0])
+    p = _fc_params([[10, 10, 10, 10]], acc_bits=8, overflow=Overflow.saturate, array_rows=2,
+                   array_cols=1, bias_first=True, dataflow=Dataflow.output_stationary)
+    os_ = int(A.accumulate(with_acc(p, dataflow=Dataflow.output_stationary), x)[0, 0])
+    ws_ = int(A.accumulate(with_acc(p, dataflow=Dataflow.weight_stationary), x)[0, 0])
     assert (os_, ws_) == (-73, -1)
     prods = [100, 100, -100, -100]
     assert os_ == py_accumulate(prods, 0, 8, True, False, 2)
@@ -375,9 +402,9 @@ def test_saturating_conv_order_dependence_random():
     differing = 0
     for _ in range(4):
         p, x = _random_layer(rng, "conv2d")
-        p.update(acc_bits=12, acc_overflow=1, array_rows=3, bias_first=1)
-        os_ = A.accumulate("conv2d", dict(p, dataflow=0), x)
-        ws_ = A.accumulate("conv2d", dict(p, dataflow=1), x)
+        p = with_acc(p, acc_bits=12, overflow=Overflow.saturate, array_rows=3, bias_first=True)
+        os_ = A.accumulate(with_acc(p, dataflow=Dataflow.output_stationary), x)
+        ws_ = A.accumulate(with_acc(p, dataflow=Dataflow.weight_stationary), x)
         assert np.array_equal(os_.astype(np.int64), py_layer("conv2d", p, x, 12, True, False, 3)
                               .astype(np.int64))
         assert np.array_equal(ws_.astype(np.int64), py_layer("conv2d", p, x, 12, True, True, 3)
@@ -391,13 +418,14 @@ def test_trace_accumulators_exact_and_intermediates():
     for kernel in KERNELS:
         for _ in range(3):
             p, x = _random_layer(rng, kernel)
-            hw, ex, lo, hi = A.trace_accumulators(kernel, p, x)
-            assert np.array_equal(hw, A.accumulate(kernel, p, x, force_slow=True).astype(np.int64))
+            hw, ex, lo, hi = A.trace_accumulators(p, x)
+            assert np.array_equal(hw, A.accumulate(p, x, force_slow=True).astype(np.int64))
+            m = p.accumulator
             for idx in np.ndindex(hw.shape):
                 prods = layer_products(kernel, p, x, idx)
-                b = 0 if p["bias"] is None else int(p["bias"][idx[-1]])
-                inter = py_intermediates(prods, b, bool(p["dataflow"]), p["array_rows"],
-                                         bool(p["bias_first"]))
+                b = 0 if p.bias is None else int(p.bias[idx[-1]])
+                inter = py_intermediates(prods, b, m.dataflow == Dataflow.weight_stationary,
+                                         m.array_rows, m.bias_first)
                 assert ex[idx] == sum(prods) + b
                 assert (lo[idx], hi[idx]) == (min(inter), max(inter))
 
@@ -406,8 +434,11 @@ def test_channel_bounds_contain_every_partial_sum():
     rng = np.random.default_rng(5)
     for kernel in KERNELS:
         p, x = _random_layer(rng, kernel)
-        lo_c, hi_c = A.channel_bounds(A.KINDS[kernel], p, int(x.min()), int(x.max()))
-        _, _, lo, hi = A.trace_accumulators(kernel, p, x)
+        lo_c, hi_c = A.channel_bounds(A.KINDS[kernel], p.weights, p.bias, p.input_offset,
+                                      int(x.min()), int(x.max()))
+        assert all(np.array_equal(u, v) for u, v in
+                   zip((lo_c, hi_c), A.layer_bounds(p, int(x.min()), int(x.max()))))
+        _, _, lo, hi = A.trace_accumulators(p, x)
         assert (lo >= lo_c).all() and (hi <= hi_c).all()
 
 
@@ -445,7 +476,8 @@ def test_tflite_int8_preset_reproduces_the_engine_on_the_corpus(path):
     g = hwsim.load_graph(d / "model.tflite")
     ref = Network(lower(g), g)  # any other model failing to load is a failure, not a skip
     hw = Network(lower(g, "tflite-int8"), g)
-    assert all("acc_bits" in layer.params for layer in hw.program.layers if layer.has_acc)
+    assert all(layer.params.accumulator is not None for layer in hw.program.layers
+               if layer.has_acc)
     with h5py.File(d / "expected.h5", "r") as h:
         files = json.loads(h.attrs["input_files"])
         x = np.load(d / files[0])
@@ -568,12 +600,12 @@ def test_headroom_table_matches_the_order_model():
         layer = next(la for la in hw.program.layers if la.index == row.layer)
         xin = res.trace.tensors[layer.inputs[0]]
         if layer.kernel == "fully_connected":
-            xin = xin.reshape(layer.params["batch"], layer.params["depth"])
+            xin = xin.reshape(layer.params.batch, layer.params.depth)
         acc = res.trace.accumulators[layer.index]
         bad, exact = [], []
         for idx in np.ndindex(acc.shape):
             prods = layer_products(layer.kernel, layer.params, xin, idx)
-            b = int(layer.params["bias"][idx[-1]])
+            b = int(layer.params.bias[idx[-1]])
             inter = py_intermediates(prods, b, True, 4)
             exact.append(sum(prods) + b)
             if min(inter) < -2**13 or max(inter) > 2**13 - 1:
@@ -598,7 +630,7 @@ def test_tensor_ranges_follow_the_clamps():
     hw = map_network(g, "tflite-int8", host_tail=True)
     r = tensor_ranges(hw.program)
     conv = hw.program.layers[0]
-    assert r[conv.outputs[0]] == (conv.params["act_min"], conv.params["act_max"])
+    assert r[conv.outputs[0]] == conv.params.clamp()
     assert r[hw.program.inputs[0]] == (-128, 127)
     reshape = next(la for la in hw.program.layers if la.op == "RESHAPE")
     assert r[reshape.outputs[0]] == r[reshape.inputs[0]]

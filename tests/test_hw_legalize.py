@@ -21,7 +21,8 @@ from hwsim.ir import Op, Tensor
 from hwsim.arith import real_to_m_e
 from hwsim.lower import lower, mult_shift_params
 from hwsim.registry import KERNELS
-from hwsim.vocab import RequantScheme
+from hwsim.params import FusedParams
+from hwsim.vocab import Dataflow, Overflow, RequantScheme, Rounding
 
 
 def _x(rng, shape=(1, 8, 8, 3), dtype=np.int8):
@@ -83,14 +84,14 @@ def test_fc_double_round_params_are_integers_m_e():
     g = fc_graph((1, 8), w, [1, 2, 3], s_in=0.02, s_out=0.05,
                  w_scales=[0.01, 0.003, 0.0071])
     hw = map_network(g, "tflite-int8")
-    p = hw.program.layers[0].params
-    assert p["scheme"] == RequantScheme.double_round
-    assert p["multiplier"].dtype == np.int64 and p["shift"].dtype == np.int64
+    p = hw.program.layers[0].params.requant
+    assert p.scheme == RequantScheme.double_round
+    assert p.multiplier.dtype == np.int64 and p.shift.dtype == np.int64
     for c, ws in enumerate([0.01, 0.003, 0.0071]):
         real = float(np.float32(0.02)) * float(np.float32(ws)) / float(np.float32(0.05))
-        assert (int(p["multiplier"][c]), int(p["shift"][c])) == real_to_m_e(real)
-        assert 2**52 <= p["multiplier"][c] < 2**53 and -1024 <= p["shift"][c] <= 1023
-    assert "real_multiplier" not in p
+        assert (int(p.multiplier[c]), int(p.shift[c])) == real_to_m_e(real)
+        assert 2**52 <= p.multiplier[c] < 2**53 and -1024 <= p.shift[c] <= 1023
+    assert not hasattr(p, "real_multiplier")  # integers only
 
 
 # -- strict refusals, each naming layer, op and reason -------------------------------------------
@@ -153,7 +154,7 @@ def test_per_tensor_unit_for_a_per_channel_model():
     g1 = small_cnn(np.random.default_rng(4), tail=False, per_channel=False)
     hw = map_network(g1, cfg)
     assert hw.exact
-    assert all(len(layer.params["multiplier"]) == 1 for layer in hw.program.layers
+    assert all(len(layer.params.requant.multiplier) == 1 for layer in hw.program.layers
                if layer.has_acc)
 
 
@@ -163,8 +164,8 @@ def test_missing_fused_activation():
     _refused(g, cfg, r"layer 0 \(CONV_2D\): fused activation RELU6 is not in "
                      r"requant.activations \['none', 'relu'\]: RELU instead")
     hw = map_network(g, cfg, legalize="approx")
-    p, ref = hw.program.layers[0].params, hw.reference.layers[0].params
-    assert p["act_min"] == ref["act_min"] and p["act_max"] == 127 > ref["act_max"]
+    p, ref = hw.program.layers[0].params.requant, hw.reference.layers[0].params.requant
+    assert p.act_min == ref.act_min and p.act_max == 127 > ref.act_max
     assert not hw.report[0].exact and hw.report[1].exact
 
 
@@ -174,7 +175,7 @@ def test_no_output_zero_point():
     _refused(g, cfg, r"layer 0 \(CONV_2D\): output zero point -128: the requant unit adds "
                      r"none")
     hw = map_network(g, cfg, legalize="approx")
-    assert hw.program.layers[0].params["out_zp"] == 0
+    assert hw.program.layers[0].params.requant.out_zp == 0
 
 
 def test_data_widths_refused_in_both_modes():
@@ -272,19 +273,20 @@ def test_approx_mult_shift_parameters_and_costs():
     hw = map_network(g, cfg, legalize="approx", inputs=x, host_tail=True)
     assert hw.legalize == "approx" and not hw.exact
     conv, ref_conv = hw.program.layers[0], hw.reference.layers[0]
-    p = conv.params
-    assert p["scheme"] == RequantScheme.mult_shift and p["rounding"] == 1  # half_up
-    assert (p["acc_bits"], p["acc_overflow"], p["dataflow"], p["array_rows"]) == (24, 1, 1, 8)
+    p, m = conv.params.requant, conv.params.accumulator
+    assert p.scheme == RequantScheme.mult_shift and p.rounding == Rounding.half_up
+    assert (m.acc_bits, m.overflow, m.dataflow, m.array_rows) == (
+        24, Overflow.saturate, Dataflow.weight_stationary, 8)
     s_in, s_out = float(np.float32(0.02)), float(np.float32(0.05))
     wq = g.tensors[g.ops[0].inputs[1]].quant.scales
     for c in range(8):
         real = s_in * float(wq[c]) / s_out
-        assert (p["multiplier"][c], p["shift"][c]) == mult_shift_params(real, 16, 6)[:2]
+        assert (p.multiplier[c], p.shift[c]) == mult_shift_params(real, 16, 6)[:2]
     # ADD keeps TFLite's arithmetic; pools are unchanged
     add = next(la for la in hw.program.layers if la.op == "ADD")
     ref_add = next(la for la in hw.reference.layers if la.op == "ADD")
-    assert add.params["output_multiplier"] == ref_add.params["output_multiplier"]
-    assert ref_conv.params["scheme"] == RequantScheme.tflite_double
+    assert add.params.output_multiplier == ref_add.params.output_multiplier
+    assert ref_conv.params.requant.scheme == RequantScheme.tflite_double
     # the report: inexact MAC layers, exact others, costs both ways
     by_op = {r.op: r for r in hw.report}
     assert not by_op["CONV_2D"].exact and "mult_shift" in by_op["CONV_2D"].reasons[0]
@@ -311,8 +313,8 @@ def test_approx_per_tensor_collapse_and_shift_only():
     x = _x(rng)
     hw = map_network(g, "shift-only-int8", legalize="approx", inputs=x)
     conv = hw.program.layers[0]
-    assert conv.params["scheme"] == RequantScheme.shift_only
-    assert len(conv.params["shift"]) == 1  # per-tensor unit
+    assert conv.params.requant.scheme == RequantScheme.shift_only
+    assert len(conv.params.requant.shift) == 1  # per-tensor unit
     assert any("collapsed" in r for r in hw.report[0].reasons)
     assert all(r.changed_propagated is not None for r in hw.report)
     # without inputs: no costs
@@ -332,12 +334,11 @@ def test_requant_scheme_path_still_works():
     assert single.requant_scheme == RequantScheme.tflite_single
     Network(single, g).run(x)
     ms = lower(g, "mult_shift")  # a default mult_shift unit (32-bit multiplier) for MAC layers
-    assert ms.layers[0].params["scheme"] == RequantScheme.mult_shift
-    assert "acc_bits" not in ms.layers[0].params  # no accumulator model without a config
+    assert ms.layers[0].params.requant.scheme == RequantScheme.mult_shift
+    assert ms.layers[0].params.accumulator is None  # no accumulator model without a config
     add = next(la for la in ms.layers if la.op == "ADD")  # ADD keeps TFLite's arithmetic
     ref_add = next(la for la in lower(g).layers if la.op == "ADD")
-    assert add.params.keys() == ref_add.params.keys()
-    assert all(np.array_equal(add.params[k], ref_add.params[k]) for k in add.params)
+    assert add.params == ref_add.params and not add.params.diff(ref_add.params)
     Network(ms, g).run(x)
     with pytest.raises(ValueError, match="contradicts"):
         lower(g, "tflite-int8", requant_scheme="mult_shift")
@@ -351,10 +352,10 @@ def test_lowering_with_a_preset_name_or_yaml(tmp_path):
     p.write_text("name: c\naccumulator: {bits: 20, overflow: saturate}\n"
                  "array: {dataflow: weight_stationary, rows: 3}\n")
     prog = lower(g, str(p))
-    conv = prog.layers[0].params
-    assert (conv["acc_bits"], conv["acc_overflow"], conv["dataflow"], conv["array_rows"],
-            conv["bias_first"]) == (20, 1, 1, 3, 1)
-    assert "acc_bits" not in prog.layers[2].params  # MAX_POOL: no accumulator
+    m = prog.layers[0].params.accumulator
+    assert (m.acc_bits, m.overflow, m.dataflow, m.array_rows, m.bias_first) == (
+        20, Overflow.saturate, Dataflow.weight_stationary, 3, True)
+    assert not hasattr(prog.layers[2].params, "accumulator")  # MAX_POOL: no accumulator
 
 
 # -- clamps of b-bit activations: "fused" and "input" placements -------------------------------
@@ -430,11 +431,11 @@ def test_clamps_fuse_into_the_array_layer_and_the_input():
     assert [hw.placement[i] for i in range(len(g.ops))] == [
         "input", "input", "array", "fused", "array", "fused", "fused", "alias", "array"]
     conv, pool = hw.program.layers[2], hw.program.layers[4]
-    assert (conv.params["act_min"], conv.params["act_max"]) == (-128, -121)   # RELU at zp
-    assert (pool.params["act_min"], pool.params["act_max"]) == (-125, -122)
+    assert conv.params.clamp() == (-128, -121)   # RELU at zp
+    assert pool.params.clamp() == (-125, -122)
     assert conv.outputs == g.ops[3].outputs and pool.outputs == g.ops[6].outputs
     assert hw.program.layers[3].kernel == "fused" and hw.program.layers[3].params == \
-        {"fused_into": 2}
+        FusedParams(fused_into=2)
     assert hw.reference.layers[3].kernel == "maximum_minimum"   # the model is unchanged
     assert hw.ranges[g.ops[1].outputs[0]] == (-8, 7)
     assert hw.memory["activations"]["words"] > 0

@@ -238,9 +238,10 @@ def test_4bit_accelerator_maps_runs_and_exports(digits, tmp_path):
     last_clamp = {}
     for layer in hw.program.layers:
         if hw.placement[layer.index] == "fused":
-            into = by_index[layer.params["fused_into"]]
+            into = by_index[layer.params.fused_into]
             assert layer.kernel == "fused" and layer.inputs == layer.outputs == []
-            assert -8 <= into.params["act_min"] <= into.params["act_max"] <= 7
+            act_min, act_max = into.params.clamp()
+            assert -8 <= act_min <= act_max <= 7
             last_clamp[into.index] = hw.graph.ops[layer.index].outputs
     assert len(last_clamp) == 3
     for k, outs in last_clamp.items():   # the layer writes its last clamp's output
@@ -392,8 +393,9 @@ def test_12bit_accelerator_maps_and_runs(digits, tmp_path):
     by_index = {layer.index: layer for layer in hw.program.layers}
     for layer in hw.program.layers:
         if hw.placement[layer.index] == "fused":
-            into = by_index[layer.params["fused_into"]]
-            assert -2048 <= into.params["act_min"] <= into.params["act_max"] <= 2047
+            into = by_index[layer.params.fused_into]
+            act_min, act_max = into.params.clamp()
+            assert -2048 <= act_min <= act_max <= 2047
     with pytest.raises(LegalizationError, match="does not fit the 8-bit signed"):
         map_network(path, "tflite-int8", host_tail=True)
     net = hwsim.load(str(path))

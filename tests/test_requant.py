@@ -20,6 +20,7 @@ import arith_bigint_ref as bigref
 from hwsim.arith import real_to_m_e
 from hwsim.kernels.requant import double_round_float, double_round_int, requantize
 from hwsim.lower import collapse_reals, derive_requant, mult_shift_params, shift_only_params
+from hwsim.params import ArithmeticParams, RequantParams
 from hwsim.vocab import RequantScheme, Rounding
 
 INT32 = st.integers(-2**31, 2**31 - 1)
@@ -122,9 +123,9 @@ def test_double_round_bulk_random():
         # then TFLite's static_cast<int32_t>: INT32_MIN outside int32 (x86 cvttsd2si)
         want = np.where((want > 2**31 - 1) | (want < -2**31), -2**31, want)
         m, e = real_to_m_e(float(real))
-        p = dict(multiplier=np.array([m], np.int64), shift=np.array([e], np.int64),
-                 scheme=RequantScheme.double_round, out_zp=0, act_min=-2**62,
-                 act_max=2**62)
+        p = RequantParams(multiplier=np.array([m], np.int64), shift=np.array([e], np.int64),
+                          scheme=RequantScheme.double_round, out_zp=0, act_min=-2**62,
+                          act_max=2**62)
         got = requantize(acc.reshape(-1, 1), p, np.int64).reshape(-1)
         assert np.array_equal(got, want), float(real)
 
@@ -181,9 +182,9 @@ def test_requantize_scheme5_per_channel_with_clamp():
     acc = rng.integers(-2**20, 2**20, size=(7, 5)).astype(np.int32)
     reals = [0.0013, 0.5, 2.0**-12, 0.0078125, 1.7e-5]
     me = [real_to_m_e(r) for r in reals]
-    p = dict(multiplier=np.array([m for m, _ in me], np.int64),
-             shift=np.array([e for _, e in me], np.int64), scheme=5, out_zp=-3, act_min=-128,
-             act_max=127)
+    p = RequantParams(multiplier=np.array([m for m, _ in me], np.int64),
+                      shift=np.array([e for _, e in me], np.int64),
+                      scheme=RequantScheme.double_round, out_zp=-3, act_min=-128, act_max=127)
     got = requantize(acc, p, np.int8)
     for (i, c), a in np.ndenumerate(acc):
         want = min(max(double_round_float(int(a), reals[c]) - 3, -128), 127)
@@ -249,16 +250,16 @@ def test_collapse_rule_and_per_tensor_derivation():
     assert collapse_reals(np.array([0.5, 0.5, 0.5])) == (0.5, True)
     notes = []
     p = derive_requant(reals, "tflite_double", RequantConfig(per_channel=False), notes)
-    assert len(p["multiplier"]) == 1 and "collapsed" in notes[0]
+    assert len(p.multiplier) == 1 and "collapsed" in notes[0]
     p2 = derive_requant(np.array([0.002]), "tflite_double")
-    assert p["multiplier"][0] == p2["multiplier"][0] and p["shift"][0] == p2["shift"][0]
+    assert p.multiplier[0] == p2.multiplier[0] and p.shift[0] == p2.shift[0]
     # per-channel unit: channels that share one real get one entry (exact, no note)
     notes = []
     p = derive_requant(np.full(6, 0.01), "mult_shift",
                        RequantConfig(scheme="mult_shift", multiplier_bits=16), notes)
-    assert len(p["multiplier"]) == 1 and notes == []
+    assert len(p.multiplier) == 1 and notes == []
     # TFLite path without a unit keeps one entry per channel (the engine's behaviour)
-    assert len(derive_requant(np.full(6, 0.01), "tflite_double")["multiplier"]) == 6
+    assert len(derive_requant(np.full(6, 0.01), "tflite_double").multiplier) == 6
 
 
 def test_mult_shift_and_shift_only_requantize():
@@ -267,13 +268,14 @@ def test_mult_shift_and_shift_only_requantize():
     acc = np.arange(-300, 301, dtype=np.int32).reshape(-1, 1)
     for mode in Rounding:
         code = int(mode)
-        p = dict(multiplier=np.array([77], np.int64), shift=np.array([9], np.int64), scheme=3,
-                 rounding=code, out_zp=4, act_min=-128, act_max=127)
+        p = RequantParams(multiplier=np.array([77], np.int64), shift=np.array([9], np.int64),
+                          scheme=RequantScheme.mult_shift, rounding=mode, out_zp=4,
+                          act_min=-128, act_max=127)
         got = requantize(acc, p, np.int8).reshape(-1)
         want = [min(max(int(round_shift(int(a) * 77, 9, code)) + 4, -128), 127)
                 for a in acc.reshape(-1)]
         assert got.tolist() == want, mode
-        p.update(scheme=4, shift=np.array([3], np.int64))
+        p = p.replace(scheme=RequantScheme.shift_only, shift=np.array([3], np.int64))
         got = requantize(acc, p, np.int8).reshape(-1)
         want = [min(max(int(round_shift(int(a), 3, code)) + 4, -128), 127)
                 for a in acc.reshape(-1)]
@@ -309,11 +311,12 @@ def test_scheme0_kernels_match_bigint_model(monkeypatch, vector, fast, out_dtype
         if fast:  # the variant for right shifts only and no INT32_MIN multiplier
             mult[mult == _I32MIN] = _I32MIN + 1
             shift = -np.abs(shift)
-        split = R.split_shifts(dict(multiplier=mult, shift=shift), C)
+        p = RequantParams(multiplier=mult, shift=shift, scheme=RequantScheme.tflite_double,
+                          out_zp=zp, act_min=act[0], act_max=act[1])
+        split = R.split_shifts(p, C)
         assert split.fast == fast
-        p = dict(multiplier=mult, shift=shift, scheme=0, out_zp=zp, act_min=act[0],
-                 act_max=act[1])
-        got = R.requantize(acc.astype(np.int32), p, out_dtype)
+        got = R.requantize(acc.astype(np.int32), p, out_dtype, split)
+        assert np.array_equal(got, R.requantize(acc.astype(np.int32), p, out_dtype))
         assert got.dtype == out_dtype
         n = min(rows, 64)  # the big-integer model on a subset of rows (every column)
         for r in list(range(n)) + [rows - 1]:
@@ -335,6 +338,7 @@ def test_add_sub_kernels_match_bigint_model(monkeypatch, table, dtype):
     from types import SimpleNamespace
 
     from hwsim.kernels import elementwise as E
+    from hwsim.registry import KERNELS
     monkeypatch.setattr(E, "ADD_TABLES", table)
     rng = np.random.default_rng(11)
     info = np.iinfo(dtype)
@@ -344,24 +348,27 @@ def test_add_sub_kernels_match_bigint_model(monkeypatch, table, dtype):
         b = rng.integers(info.min, info.max + 1, size=n).astype(dtype)
         mults = rng.choice(_EDGES, size=3) if trial % 4 == 0 else \
             rng.integers(1 << 30, (1 << 31) - 1, size=3)
-        p = dict(pot=False, is_sub=bool(trial % 2), single=False, out_shape=(n,),
-                 input1_offset=int(rng.integers(-128, 129)),
-                 input2_offset=int(rng.integers(-128, 129)),
-                 left_shift=int(rng.choice([20, 15, 0, 31])),
-                 input1_multiplier=int(mults[0]), input1_shift=int(rng.integers(-31, 3)),
-                 input2_multiplier=int(mults[1]), input2_shift=int(rng.integers(-31, 3)),
-                 output_multiplier=int(mults[2]), output_shift=int(rng.integers(-31, 3)),
-                 output_offset=int(rng.choice([-3, 100, _I32MAX])),
-                 act_min=int(info.min), act_max=int(info.max))
+        p = ArithmeticParams(pot=False, is_sub=bool(trial % 2), single_rounding=False,
+                             out_shape=(n,), input1_offset=int(rng.integers(-128, 129)),
+                             input2_offset=int(rng.integers(-128, 129)),
+                             left_shift=int(rng.choice([20, 15, 0, 31])),
+                             input1_multiplier=int(mults[0]),
+                             input1_shift=int(rng.integers(-31, 3)),
+                             input2_multiplier=int(mults[1]),
+                             input2_shift=int(rng.integers(-31, 3)),
+                             output_multiplier=int(mults[2]),
+                             output_shift=int(rng.integers(-31, 3)),
+                             output_offset=int(rng.choice([-3, 100, _I32MAX])),
+                             act_min=int(info.min), act_max=int(info.max))
         layer = SimpleNamespace(params=p)
-        got = E.run_add_sub(layer, [a, b])[0][0]
+        got = KERNELS["add_sub"](layer, [a, b])[0][0]  # prepared on the spot
         for i in list(range(min(n, 40))) + list(range(n - 5, n)):
-            x1 = bigref.to_int32((p["input1_offset"] + int(a[i])) << p["left_shift"])
-            x2 = bigref.to_int32((p["input2_offset"] + int(b[i])) << p["left_shift"])
-            y1 = bigref.mbqm_double(x1, p["input1_multiplier"], p["input1_shift"])
-            y2 = bigref.mbqm_double(x2, p["input2_multiplier"], p["input2_shift"])
-            raw = bigref.to_int32(y1 - y2 if p["is_sub"] else y1 + y2)
-            v = bigref.mbqm_double(raw, p["output_multiplier"], p["output_shift"]) \
-                + p["output_offset"]
-            want = min(max(v, p["act_min"]), p["act_max"])
+            x1 = bigref.to_int32((p.input1_offset + int(a[i])) << p.left_shift)
+            x2 = bigref.to_int32((p.input2_offset + int(b[i])) << p.left_shift)
+            y1 = bigref.mbqm_double(x1, p.input1_multiplier, p.input1_shift)
+            y2 = bigref.mbqm_double(x2, p.input2_multiplier, p.input2_shift)
+            raw = bigref.to_int32(y1 - y2 if p.is_sub else y1 + y2)
+            v = bigref.mbqm_double(raw, p.output_multiplier, p.output_shift) \
+                + p.output_offset
+            want = min(max(v, p.act_min), p.act_max)
             assert int(got[i]) == want, (trial, i)

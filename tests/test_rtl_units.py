@@ -55,6 +55,8 @@ def _check(cases, got, expect_key="expected"):
 def _requant_cases(seed: int = 1) -> list[dict]:
     from hwsim.arith import real_to_m_e
     from hwsim.kernels.requant import requantize
+    from hwsim.params import RequantParams
+    from hwsim.vocab import RequantScheme, Rounding
     rng = np.random.default_rng(seed)
     cases = []
 
@@ -64,9 +66,10 @@ def _requant_cases(seed: int = 1) -> list[dict]:
         else:
             word = (mult & 0xFFFFFFFF) | ((shift & 0xFF) << 32)
         # the engine's own requantization (incl. TFLite's int32 wrap of `acc + offset`)
-        p = dict(multiplier=np.array([mult], np.int64), shift=np.array([shift], np.int64),
-                 scheme=scheme, rounding=rounding, out_zp=zp, act_min=INT32_MIN,
-                 act_max=INT32_MAX)
+        p = RequantParams(multiplier=np.array([mult], np.int64),
+                          shift=np.array([shift], np.int64), scheme=RequantScheme(scheme),
+                          rounding=Rounding(rounding), out_zp=zp, act_min=INT32_MIN,
+                          act_max=INT32_MAX)
         r = int(requantize(np.array([[acc]], np.int64), p, np.int64)[0, 0])
         cases.append(dict(acc=int(acc), word=int(word), scheme=scheme, rounding=rounding,
                           output_offset=zp, act_min=INT32_MIN, act_max=INT32_MAX,

@@ -5,8 +5,8 @@ weight / bias / requant words of each layer, its 64-word descriptor. :func:`plan
 turns a Program and an AccelConfig into a :class:`NetworkPlan`; the exporter
 (:mod:`hwsim.export.exporter`) fills in the vectors of a run and writes the files.
 
-Every constant comes from ``Layer.params`` (lowering derived it once); nothing here
-re-derives a multiplier, a shift or a padding.
+Every constant comes from ``Layer.params`` (hwsim.params; lowering derived it once); nothing
+here re-derives a multiplier, a shift or a padding.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import HwsimError
+from ..params import RequantParams
 from ..vocab import REQUANT_UNIT_SCHEMES, RequantScheme
 from .pack import PackedWords, pack_words, words_needed
 
@@ -267,7 +268,7 @@ def weight_matrix(layer) -> np.ndarray:
     """The layer's weights as [Cout, K] in reduction order (accel-interface.md, weight memory):
     CONV (ky, kx, ic) = OHWI flattened per filter; DWCONV (ky, kx) of output channel
     oc = ic*depth_multiplier + m; FC k."""
-    w = np.asarray(layer.params["weights"])
+    w = np.asarray(layer.params.weights)
     if layer.op == "CONV_2D":
         return w.reshape(w.shape[0], -1)
     if layer.op == "DEPTHWISE_CONV_2D":  # [1, KH, KW, Cout]
@@ -275,15 +276,15 @@ def weight_matrix(layer) -> np.ndarray:
     return w.reshape(w.shape[0], -1)  # FC [Cout, K]
 
 
-def _requant_words(p: dict, cout: int, what: str) -> tuple[list[int], bool, dict]:
-    scheme = int(p["scheme"])
+def _requant_words(rq: RequantParams, cout: int, what: str) -> tuple[list[int], bool, dict]:
+    scheme = int(rq.scheme)
     if scheme not in REQUANT_UNIT_SCHEMES:
         raise HwsimError(f"{what}: requant scheme {scheme} (tflite_int64, 16x8 layers) is not "
                          f"implemented by the requant unit")
-    per_channel = np.asarray(p["multiplier"]).size > 1  # lowering decides: one entry or C
+    per_channel = rq.per_channel  # lowering decides: one entry or C
     n = cout if per_channel else 1
-    mult = np.broadcast_to(np.asarray(p.get("multiplier", 0)).reshape(-1), (cout,))
-    shift = np.broadcast_to(np.asarray(p.get("shift", 0)).reshape(-1), (cout,))
+    mult = np.broadcast_to(np.asarray(rq.multiplier).reshape(-1), (cout,))
+    shift = np.broadcast_to(np.asarray(rq.shift).reshape(-1), (cout,))
     words = []
     for c in range(n):
         try:
@@ -311,17 +312,17 @@ def _array_layer_problem(layer, program) -> str | None:
         dt = program.tensors[t].dtype
         if dt is None or np.dtype(dt) != np.dtype(np.int8):
             return f"has {dt} tensor {t}; the array's activations are int8"
-    if op == "CONV_2D" and int(p.get("groups", 1)) != 1:
-        return f"is a grouped convolution (groups={p['groups']}); the array runs groups = 1"
+    if op == "CONV_2D" and int(p.groups) != 1:
+        return f"is a grouped convolution (groups={p.groups}); the array runs groups = 1"
     if op == "ADD":
-        if any(k.startswith("const") for k in p) or len(layer.inputs) != 2:
+        if p.constants or len(layer.inputs) != 2:
             return "has a constant operand; the array's ADD takes two activations"
         a, b = (tuple(program.tensors[i].shape) for i in layer.inputs)
         if a != b or tuple(program.tensors[layer.outputs[0]].shape) != a:
             return f"broadcasts {list(a)} with {list(b)}; the array's ADD needs equal shapes"
-        if p.get("pot"):
+        if p.pot:
             return "uses the int16 power-of-two path"
-    if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and p.get("acc_int64"):
+    if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and p.acc_int64:
         return "accumulates in int64 (16x8); the array accumulates int8 x int8 in 32 bits"
     return None
 
@@ -373,7 +374,7 @@ def plan_network(program, config, placement: dict) -> NetworkPlan:
     for layer, kind in zip(layers, kinds):
         if kind in ("fused", "input"):
             fused.append({"index": layer.index, "op": layer.op, "placement": kind,
-                          "into": int(layer.params["fused_into"]) if kind == "fused"
+                          "into": int(layer.params.fused_into) if kind == "fused"
                           else "input"})
             continue
         if kind == "alias":
@@ -425,8 +426,9 @@ def _plan_array_layer(lp: LayerPlan, program, mems: dict[str, Memory], region_of
     n, ih, iw, ic = x.nhwc
     on, oh, ow, oc = nhwc(y_info.shape)
     f = {name: 0 for name in DESCRIPTOR_FIELDS}
+    act_min, act_max = p.clamp()
     f.update(op=lp.code, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, batch=n,
-             in_base=x.base, act_min=int(p["act_min"]), act_max=int(p["act_max"]))
+             in_base=x.base, act_min=act_min, act_max=act_max)
     if lp.code in MAC_CODES:
         wm = weight_matrix(layer)
         cout, k = wm.shape
@@ -437,55 +439,55 @@ def _plan_array_layer(lp: LayerPlan, program, mems: dict[str, Memory], region_of
         lp.weight_matrix = wm
         lp.weights = wgt.pack(padded)
         w_base = wgt.alloc(len(lp.weights), f"weights of {what}")
-        bias = p.get("bias")
+        bias = p.bias
         has_bias = bias is not None
         bias = np.zeros(cout, np.int32) if bias is None else np.asarray(bias).reshape(-1)
         lp.bias = mems["bias"].pack(bias)
         b_base = mems["bias"].alloc(len(lp.bias), f"bias of {what}")
-        rq_words, per_channel, lp.requant_fields = _requant_words(p, cout, what)
+        rq = p.requant
+        rq_words, per_channel, lp.requant_fields = _requant_words(rq, cout, what)
         lp.requant = mems["requant"].pack(rq_words)
         rq_base = mems["requant"].alloc(len(lp.requant), f"requant of {what}")
         acc_elems = int(np.prod(y_info.shape, dtype=np.int64))
         acc_base = mems[ACC_MEMORY_KEY].alloc(acc_elems, f"accumulators of {what}")
         f.update(w_base=w_base, b_base=b_base, rq_base=rq_base, words_per_channel=wpc,
-                 requant_scheme=int(p["scheme"]), rounding=int(p.get("rounding", 0)),
+                 requant_scheme=int(rq.scheme), rounding=int(rq.rounding),
                  has_bias=int(has_bias), per_channel=int(per_channel),
-                 input_offset=int(p["input_offset"]), output_offset=int(p["out_zp"]),
+                 input_offset=int(p.input_offset), output_offset=int(rq.out_zp),
                  acc_base=acc_base)
         lp.vectors["acc"] = VectorSpec("acc", None, f"accumulators of layer {layer.index}",
                                        (on, oh, ow, oc) if lp.code != 3 else
-                                       (int(p["batch"]), cout),
-                                       "int64" if p.get("acc_int64") else "int32",
+                                       (int(p.batch), cout),
+                                       "int64" if p.acc_int64 else "int32",
                                        ACC_MEMORY_KEY, acc_base, acc_elems)
         if lp.code == 3:  # FC: batch rows of K -> Cout
             f.update(in_h=1, in_w=1, in_c=k, out_h=1, out_w=1, out_c=cout,
-                     batch=int(p["batch"]))
+                     batch=int(p.batch))
         else:
-            w = np.asarray(p["weights"])
-            f.update(kh=w.shape[1], kw=w.shape[2], stride_h=int(p["stride_h"]),
-                     stride_w=int(p["stride_w"]), dilation_h=int(p["dilation_h"]),
-                     dilation_w=int(p["dilation_w"]), pad_top=int(p["pad_top"]),
-                     pad_left=int(p["pad_left"]))
+            w = np.asarray(p.weights)
+            f.update(kh=w.shape[1], kw=w.shape[2], stride_h=int(p.stride_h),
+                     stride_w=int(p.stride_w), dilation_h=int(p.dilation_h),
+                     dilation_w=int(p.dilation_w), pad_top=int(p.pad_top),
+                     pad_left=int(p.pad_left))
             if lp.code == 2:
-                f["depth_multiplier"] = int(p["depth_multiplier"])
+                f["depth_multiplier"] = int(p.depth_multiplier)
     elif lp.code in (4, 5):
-        f.update(kh=int(p["filter_h"]), kw=int(p["filter_w"]), stride_h=int(p["stride_h"]),
-                 stride_w=int(p["stride_w"]), dilation_h=1, dilation_w=1,
-                 pad_top=int(p["pad_top"]), pad_left=int(p["pad_left"]))
+        f.update(kh=int(p.filter_h), kw=int(p.filter_w), stride_h=int(p.stride_h),
+                 stride_w=int(p.stride_w), dilation_h=1, dilation_w=1,
+                 pad_top=int(p.pad_top), pad_left=int(p.pad_left))
     elif lp.code == 6:
-        scheme = int(p.get("scheme", RequantScheme.tflite_single if p.get("single")
-                           else RequantScheme.tflite_double))
-        word = encode_requant_word(scheme, int(p["output_multiplier"]), int(p["output_shift"]))
+        scheme = int(p.scheme)  # the TFLite build of its rescaling
+        word = encode_requant_word(scheme, int(p.output_multiplier), int(p.output_shift))
         lp.requant = mems["requant"].pack([word])
         rq_base = mems["requant"].alloc(1, f"requant of {what}")
         lp.requant_fields = {"scheme": RTL_REQUANT_SCHEMES[scheme], "per_channel": False,
-                             "multiplier": [int(p["output_multiplier"])],
-                             "shift": [int(p["output_shift"])]}
+                             "multiplier": [int(p.output_multiplier)],
+                             "shift": [int(p.output_shift)]}
         f.update(in2_base=lp.vectors["input2"].base, rq_base=rq_base,
-                 input_offset=int(p["input1_offset"]), input2_offset=int(p["input2_offset"]),
-                 output_offset=int(p["output_offset"]), add_left_shift=int(p["left_shift"]),
-                 add_in1_multiplier=int(p["input1_multiplier"]),
-                 add_in1_shift=int(p["input1_shift"]),
-                 add_in2_multiplier=int(p["input2_multiplier"]),
-                 add_in2_shift=int(p["input2_shift"]), requant_scheme=scheme)
+                 input_offset=int(p.input1_offset), input2_offset=int(p.input2_offset),
+                 output_offset=int(p.output_offset), add_left_shift=int(p.left_shift),
+                 add_in1_multiplier=int(p.input1_multiplier),
+                 add_in1_shift=int(p.input1_shift),
+                 add_in2_multiplier=int(p.input2_multiplier),
+                 add_in2_shift=int(p.input2_shift), requant_scheme=scheme)
     lp.fields = f

@@ -373,8 +373,9 @@ def write_vectors_h5(path: str, plan: NetworkPlan, trace, images: dict, model_pa
             if lp.weight_matrix is not None:
                 _ds(grp, "weights", lp.weight_matrix.astype(np.int8))
                 _ds(grp, "weight_words", words_array(lp.weights, mems["weights"].word_bits))
-                _ds(grp, "bias", np.asarray(lp.layer.params.get("bias") if lp.layer.params.get(
-                    "bias") is not None else np.zeros(lp.weight_matrix.shape[0]), np.int32))
+                _ds(grp, "bias", np.asarray(lp.layer.params.bias if lp.layer.params.bias
+                                            is not None else np.zeros(lp.weight_matrix.shape[0]),
+                                            np.int32))
             if lp.requant is not None:
                 _ds(grp, "requant_words", words_array(lp.requant, mems["requant"].word_bits))
             for kind, spec in lp.vectors.items():

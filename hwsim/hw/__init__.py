@@ -24,13 +24,30 @@ Formulas and worked examples: docs/dataflow.md; every config key: docs/config.md
 """
 from __future__ import annotations
 
-from .config import (AccelConfig, ConfigError, config_from_dict, load_config,  # noqa: F401
-                     preset_names)
-from .dataflow import LayerStats, format_stats, layer_stats, tensor_ranges  # noqa: F401
-from .headroom import Headroom, HeadroomRow, OverflowElement, bits_needed  # noqa: F401
-from .network import HwNetwork, LegalizationError, LegalizationRow, map_network  # noqa: F401
+import importlib
 
-__all__ = ["AccelConfig", "ConfigError", "config_from_dict", "load_config", "preset_names",
-           "LayerStats", "format_stats", "layer_stats", "tensor_ranges", "Headroom",
-           "HeadroomRow", "OverflowElement", "bits_needed", "HwNetwork", "LegalizationError",
-           "LegalizationRow", "map_network"]
+# name -> submodule. Loaded on first use (PEP 562), so that ``hwsim.hw.config`` — an input of
+# lowering — can be imported without the network mapping, which is built on lowering.
+_WHERE = {
+    "AccelConfig": "config", "ConfigError": "config", "config_from_dict": "config",
+    "load_config": "config", "preset_names": "config",
+    "LayerStats": "dataflow", "format_stats": "dataflow", "layer_stats": "dataflow",
+    "tensor_ranges": "dataflow",
+    "Headroom": "headroom", "HeadroomRow": "headroom", "OverflowElement": "headroom",
+    "bits_needed": "headroom",
+    "HwNetwork": "network", "LegalizationError": "network", "LegalizationRow": "network",
+    "map_network": "network",
+}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

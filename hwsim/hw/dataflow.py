@@ -84,20 +84,20 @@ def mac_geometry(layer: Layer, program: Program) -> dict:
     p = layer.params
     xs = program.tensors[layer.inputs[0]].shape
     if layer.op == "FULLY_CONNECTED":
-        cout, k = p["weights"].shape
-        return dict(P=int(p["batch"]), C=int(cout), K=int(k), taps=int(p["batch"]) * int(k),
-                    n_rq=len(np.atleast_1d(p["multiplier"])))
+        cout, k = p.weights.shape
+        return dict(P=int(p.batch), C=int(cout), K=int(k), taps=int(p.batch) * int(k),
+                    n_rq=len(np.atleast_1d(p.requant.multiplier)))
     n, h, w, cin = xs
     if layer.op == "CONV_2D":
-        cout, kh, kw, _ = p["weights"].shape
+        cout, kh, kw, _ = p.weights.shape
         kred = kh * kw * cin
     else:
-        _, kh, kw, cout = p["weights"].shape
+        _, kh, kw, cout = p.weights.shape
         kred = kh * kw
-    sy = _valid_taps(p["out_h"], h, kh, p["stride_h"], p["dilation_h"], p["pad_top"])
-    sx = _valid_taps(p["out_w"], w, kw, p["stride_w"], p["dilation_w"], p["pad_left"])
-    return dict(P=int(n * p["out_h"] * p["out_w"]), C=int(cout), K=int(kred),
-                taps=int(n * sy * sx), n_rq=len(np.atleast_1d(p["multiplier"])),
+    sy = _valid_taps(p.out_h, h, kh, p.stride_h, p.dilation_h, p.pad_top)
+    sx = _valid_taps(p.out_w, w, kw, p.stride_w, p.dilation_w, p.pad_left)
+    return dict(P=int(n * p.out_h * p.out_w), C=int(cout), K=int(kred),
+                taps=int(n * sy * sx), n_rq=len(np.atleast_1d(p.requant.multiplier)),
                 cin=int(cin))
 
 
@@ -157,13 +157,13 @@ def layer_stats(program: Program, config, placement: dict[int, str] | None = Non
         elif layer.op in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
             p = layer.params
             n, h, w, c = program.tensors[layer.inputs[0]].shape
-            fh, fw = p["filter_h"], p["filter_w"]
-            st.P, st.C, st.K = int(n * p["out_h"] * p["out_w"]), int(c), int(fh * fw)
+            fh, fw = p.filter_h, p.filter_w
+            st.P, st.C, st.K = int(n * p.out_h * p.out_w), int(c), int(fh * fw)
             st.tiles = ceil_div(out_elems, Cc)
             st.cycles = st.tiles * fh * fw
             st.formula = f"ceil({out_elems}/{Cc}) * {fh}*{fw} = {st.cycles}"
-            sy = _valid_taps(p["out_h"], h, fh, p["stride_h"], 1, p["pad_top"])
-            sx = _valid_taps(p["out_w"], w, fw, p["stride_w"], 1, p["pad_left"])
+            sy = _valid_taps(p.out_h, h, fh, p.stride_h, 1, p.pad_top)
+            sx = _valid_taps(p.out_w, w, fw, p.stride_w, 1, p.pad_left)
             st.words["activations"]["read"] = _words(n * sy * sx * c, mem.activations)
         else:  # ADD
             in_elems = sum(int(np.prod(program.tensors[i].shape)) for i in layer.inputs)
@@ -218,21 +218,23 @@ def tensor_ranges(program: Program) -> dict[int, tuple[int, int]]:
             r = dtype_range(t)
             if r is None:
                 continue
-            if layer.kernel in _CLAMPING_KERNELS and "act_min" in p:
-                r = (max(r[0], int(p["act_min"])), min(r[1], int(p["act_max"])))
+            if layer.kernel in _CLAMPING_KERNELS and p.clamp() is not None:
+                act_min, act_max = p.clamp()
+                r = (max(r[0], act_min), min(r[1], act_max))
             elif layer.kernel == "pool2d" and layer.inputs and layer.inputs[0] in rng:
                 lo, hi = rng[layer.inputs[0]]
-                clamp = lambda v: min(max(v, int(p["act_min"])), int(p["act_max"]))  # noqa
+                act_min, act_max = p.clamp()
+                clamp = lambda v: min(max(v, act_min), act_max)  # noqa
                 r = (clamp(lo), clamp(hi))
             elif layer.op in ALIAS_OPS and layer.inputs and layer.inputs[0] in rng:
                 r = rng[layer.inputs[0]]
             elif layer.kernel == "maximum_minimum":
                 # max(a, b) lies in [max(a_lo, b_lo), max(a_hi, b_hi)] (min: likewise)
                 rs = [rng.get(i) for i in layer.inputs] + [
-                    (int(np.min(v)), int(np.max(v))) for k, v in p.items()
-                    if k.startswith("const") and np.size(v)]
+                    (int(np.min(v)), int(np.max(v))) for v in p.constants.values()
+                    if np.size(v)]
                 if rs and all(x is not None for x in rs):
-                    pick = max if p["is_max"] else min
+                    pick = max if p.is_max else min
                     r = (max(r[0], pick(x[0] for x in rs)), min(r[1], pick(x[1] for x in rs)))
             rng[t] = r
     return rng

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..kernels.accumulate import channel_bounds, trace_accumulators, KINDS
+from ..kernels.accumulate import kind_of, layer_bounds, trace_accumulators
 from ..vocab import MAC_OPS
 
 
@@ -104,14 +104,14 @@ def headroom(program, config, ranges: dict, trace=None, max_elements: int = 100)
     lim_lo, lim_hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     rows = []
     for layer in program.layers:
-        if layer.op not in MAC_OPS or "acc_bits" not in layer.params:
+        if layer.op not in MAC_OPS or layer.params.accumulator is None:
             continue
         p = layer.params
-        kind = KINDS[layer.kernel]
+        kind = kind_of(p)
         xr = ranges.get(layer.inputs[0])
         if xr is None:
             xr = (-(1 << 15), (1 << 15) - 1)
-        lo_c, hi_c = channel_bounds(kind, p, xr[0], xr[1])
+        lo_c, hi_c = layer_bounds(p, xr[0], xr[1])
         wmin, wmax = int(lo_c.min()), int(hi_c.max())
         row = HeadroomRow(layer.index, layer.op, bits, config.accumulator.overflow,
                           config.array.dataflow, wmin, wmax, bits_needed(wmin, wmax),
@@ -119,8 +119,8 @@ def headroom(program, config, ranges: dict, trace=None, max_elements: int = 100)
         if trace is not None and layer.inputs[0] in trace.tensors:
             x = trace.tensors[layer.inputs[0]]
             if kind == "fc":
-                x = x.reshape(p["batch"], p["depth"])
-            hw, ex, plo, phi = trace_accumulators(layer.kernel, p, x)
+                x = x.reshape(p.batch, p.depth)
+            hw, ex, plo, phi = trace_accumulators(p, x)
             row.acc_min, row.acc_max = int(ex.min()), int(ex.max())
             row.partial_min, row.partial_max = int(plo.min()), int(phi.max())
             row.observed_bits = bits_needed(row.partial_min, row.partial_max)

@@ -31,7 +31,7 @@ one-element operand c, output shape = input shape):
   narrowed (MAXIMUM: act_min = max(act_min, c); MINIMUM: act_max = min(act_max, c)) — exact,
   clamp(clamp(x, a, b), c) = clamp(x, intersection), done only when the intersection is not
   empty — and the layer writes the clamp's output tensor. In ``hw.program`` the clamp becomes
-  a no-op layer (kernel ``fused``, no inputs or outputs, ``params["fused_into"]``); the export
+  a no-op layer (kernel ``fused``, no inputs or outputs, ``params.fused_into``); the export
   gives it no folder and no vectors; the tensors only the model produces (the layer's
   unclamped output) are not in the hardware's trace and are not compared.
 * ``input``: the clamp's input is a network input (or the output of another ``input`` clamp)
@@ -62,6 +62,7 @@ end to end) and ``*_isolated`` (each hardware layer fed the reference's input of
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field, replace
 
@@ -70,17 +71,17 @@ import numpy as np
 from .. import registry
 from ..engine import Network, RunResult
 from ..ir import Graph, HwsimError
+from ..kernels.accumulate import layer_bounds
 from ..lower import lower, lower_with_context
+from ..params import FusedParams, MacParams, Params
 from ..program import Layer, Program
 from ..vocab import ALIAS_OPS, ARRAY_OPS, MAC_OPS, QRANGE, RequantScheme
 from .config import AccelConfig, load_config
 from .dataflow import LayerStats, ceil_div, layer_stats, mac_geometry, tensor_ranges
 from .headroom import Headroom, bits_needed, headroom
-from ..kernels.accumulate import KINDS, channel_bounds
 
 LEGALIZE_MODES = ("strict", "approx")
 CLAMP_OPS = ("MAXIMUM", "MINIMUM")
-_ACC_KEYS = {"acc_bits", "acc_overflow", "dataflow", "array_rows", "array_cols", "bias_first"}
 
 
 class LegalizationError(HwsimError):
@@ -176,8 +177,8 @@ def _placement(layer: Layer, program: Program) -> tuple[str, str]:
     if layer.op not in ARRAY_OPS:
         return "host", (f"{layer.op} is not an array op (array ops: {', '.join(ARRAY_OPS)}; "
                         f"{', '.join(ALIAS_OPS)} are memory aliases)")
-    if layer.op == "CONV_2D" and layer.params.get("groups", 1) != 1:
-        return "host", f"CONV_2D with groups = {layer.params['groups']} (the array runs groups = 1)"
+    if layer.op == "CONV_2D" and layer.params.groups != 1:
+        return "host", f"CONV_2D with groups = {layer.params.groups} (the array runs groups = 1)"
     if layer.op == "ADD":
         shapes = [tuple(program.tensors[i].shape) for i in layer.inputs]
         out = tuple(program.tensors[layer.outputs[0]].shape)
@@ -193,7 +194,7 @@ def clamp_bound(layer: Layer, program: Program) -> tuple[bool, int] | None:
     if layer.op not in CLAMP_OPS or layer.kernel != "maximum_minimum" or \
             len(layer.inputs) != 1 or len(layer.outputs) != 1:
         return None
-    consts = [v for k, v in layer.params.items() if k.startswith("const")]
+    consts = list(layer.params.constants.values())
     if len(consts) != 1 or np.size(consts[0]) != 1:
         return None
     x, y = layer.inputs[0], layer.outputs[0]
@@ -232,17 +233,16 @@ def _fuse_clamps(program: Program, reference: Program, where: dict) -> dict[int,
             continue
         p = producer.get(x)
         if p is not None and where[program.layers[p].index] == "array" and \
-                "act_min" in program.layers[p].params:
+                program.layers[p].params.clamp() is not None:
             prod, ref = program.layers[p], reference.layers[p]
-            lo, hi = _narrow((int(prod.params["act_min"]), int(prod.params["act_max"])), bound)
+            lo, hi = _narrow(prod.params.clamp(), bound)
             if lo > hi:
                 continue
-            ref_act[prod.index] = _narrow(ref_act.get(prod.index, (
-                int(ref.params["act_min"]), int(ref.params["act_max"]))), bound)
+            ref_act[prod.index] = _narrow(ref_act.get(prod.index, ref.params.clamp()), bound)
             program.layers[p] = replace(prod, outputs=[y],
-                                        params=dict(prod.params, act_min=lo, act_max=hi))
+                                        params=prod.params.with_clamp(lo, hi))
             program.layers[pos] = Layer(layer.index, layer.op, "fused", [], [],
-                                        {"fused_into": prod.index},
+                                        FusedParams(fused_into=prod.index),
                                         summary=f"fused into layer {prod.index} ({prod.op}): "
                                                 f"clamp [{lo}, {hi}]")
             producer[y] = p
@@ -267,17 +267,34 @@ def network_input_tensors(program: Program, placement: dict) -> list[int]:
     return [final[t] for t in program.inputs]
 
 
-def _params_diff(hw: dict, ref: dict) -> list[str]:
-    """The params keys whose values differ (multiplier/shift compared per channel)."""
+def _fields(p: Params) -> dict:
+    """A layer's parameters by name for the comparison with the model's: a MAC layer's
+    requantization fields beside its own, without the accumulator model (compared separately,
+    _acc_reason)."""
+    d = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
+    if isinstance(p, MacParams):
+        d.pop("accumulator")
+        rq = d.pop("requant")
+        d.update({f.name: getattr(rq, f.name) for f in dataclasses.fields(rq)})
+    return d
+
+
+def _params_diff(hw: Params, ref: Params) -> list[str]:
+    """The names of the parameters whose values differ (multiplier/shift compared per
+    channel: one entry stands for every channel)."""
     diff = []
-    # "packed"/"split_shifts" are kernel layouts derived from "weights"/"multiplier"+"shift"
-    for k in sorted((set(hw) | set(ref)) - _ACC_KEYS - {"packed", "split_shifts"}):
-        a, b = hw.get(k), ref.get(k)
+    a_all, b_all = _fields(hw), _fields(ref)
+    for k in sorted(set(a_all) | set(b_all)):
+        a, b = a_all.get(k), b_all.get(k)
         if k in ("multiplier", "shift"):
             a, b = np.atleast_1d(a).astype(np.int64), np.atleast_1d(b).astype(np.int64)
             n = max(len(a), len(b))
             if len(a) not in (1, n) or len(b) not in (1, n) or \
                     not np.array_equal(np.broadcast_to(a, (n,)), np.broadcast_to(b, (n,))):
+                diff.append(k)
+        elif isinstance(a, dict) or isinstance(b, dict):
+            if not (isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys()
+                    and all(np.array_equal(a[j], b[j]) for j in a)):
                 diff.append(k)
         elif isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
             if a is None or b is None or a.shape != b.shape or not np.array_equal(a, b):
@@ -287,15 +304,20 @@ def _params_diff(hw: dict, ref: dict) -> list[str]:
     return diff
 
 
+def _scheme(p: Params) -> RequantScheme | None:
+    """The requantization scheme of a layer with a requantization unit (MAC layers)."""
+    return p.requant.scheme if isinstance(p, MacParams) else None
+
+
 def _acc_reason(layer: Layer, ranges: dict, cfg: AccelConfig) -> str:
     """'' if the accumulator provably equals the model's for every input in range."""
     p = layer.params
     bits, sat = cfg.accumulator.bits, cfg.accumulator.overflow == "saturate"
-    ref_bits = 64 if p.get("acc_int64") else 32
+    ref_bits = 64 if p.acc_int64 else 32
     if not sat and bits == ref_bits:
         return ""  # the same modular arithmetic as the model's accumulator
     xr = ranges.get(layer.inputs[0], QRANGE[np.dtype(np.int16)])
-    lo, hi = channel_bounds(KINDS[layer.kernel], p, xr[0], xr[1])
+    lo, hi = layer_bounds(p, xr[0], xr[1])
     width = min(bits, ref_bits)
     bad = np.flatnonzero((lo < -(1 << (width - 1))) | (hi > (1 << (width - 1)) - 1))
     if not len(bad):
@@ -316,21 +338,21 @@ def _width_problems(layer: Layer, prog: Program, ranges: dict, cfg: AccelConfig)
             out.append(f"input tensor {i} '{prog.tensors[i].name}' ({prog.tensors[i].dtype}, "
                        f"values in [{lo}, {hi}]) does not fit the "
                        f"{_fmt_range(d.input_bits, d.input_signed)} inputs (data.input_bits)")
-    if "act_min" in p:
+    if p.clamp() is not None:
         t = layer.outputs[0]
         # the static range: the clamp, or for a pool its input's range clamped
-        lo, hi = ranges.get(t, (int(p["act_min"]), int(p["act_max"])))
+        lo, hi = ranges.get(t, p.clamp())
         if not _fits(lo, hi, d.output_bits, d.output_signed):
             out.append(f"output tensor {t} '{prog.tensors[t].name}' (values in [{lo}, {hi}]) "
                        f"does not fit the {_fmt_range(d.output_bits, d.output_signed)} outputs "
                        f"(data.output_bits)")
     if layer.op in MAC_OPS:
-        w = np.asarray(p["weights"])
+        w = np.asarray(p.weights)
         lo, hi = int(w.min()), int(w.max())
         if not _fits(lo, hi, d.weight_bits, d.weight_signed):
             out.append(f"weights in [{lo}, {hi}] do not fit the "
                        f"{_fmt_range(d.weight_bits, d.weight_signed)} weights (data.weight_bits)")
-        b = p.get("bias")
+        b = p.bias
         if b is not None and len(b):
             lo, hi = int(np.min(b)), int(np.max(b))
             bias_lane = cfg.memories.bias.word_bits // cfg.memories.bias.lanes
@@ -341,12 +363,13 @@ def _width_problems(layer: Layer, prog: Program, ranges: dict, cfg: AccelConfig)
                 out.append(f"bias values in [{lo}, {hi}] do not fit the {bias_lane}-bit lanes "
                            f"of the bias memory (memories.bias.word_bits / lanes)")
         rq_lane = cfg.memories.requant.word_bits // cfg.memories.requant.lanes
-        need = 64 if p["scheme"] == RequantScheme.double_round else 40
+        rq = p.requant
+        need = 64 if rq.scheme == RequantScheme.double_round else 40
         if rq_lane < need:
-            out.append(f"the {RequantScheme(int(p['scheme'])).name} requant word needs {need} bits, "
+            out.append(f"the {rq.scheme.name} requant word needs {need} bits, "
                        f"the requant memory's lanes hold {rq_lane} (memories.requant)")
-        if p["scheme"] == RequantScheme.double_round:
-            e = np.atleast_1d(p["shift"])
+        if rq.scheme == RequantScheme.double_round:
+            e = np.atleast_1d(rq.shift)
             if e.min() < -1024 or e.max() > 1023:
                 out.append(f"double_round exponent {int(e.min())} does not fit its signed "
                            f"11-bit field")
@@ -384,8 +407,8 @@ def _memory_usage(prog: Program, placement: dict, cfg: AccelConfig) -> tuple[dic
             g = mac_geometry(layer, prog)
             alloc("weights", g["C"] * ceil_div(g["K"], mems.weights.lanes), layer)
             alloc("bias", ceil_div(g["C"], mems.bias.lanes), layer)
-            alloc("requant", ceil_div(len(np.atleast_1d(p["multiplier"])), mems.requant.lanes),
-                  layer)
+            alloc("requant", ceil_div(len(np.atleast_1d(p.requant.multiplier)),
+                                      mems.requant.lanes), layer)
         elif layer.op == "ADD":
             alloc("requant", 1, layer)
         for t in layer.outputs:
@@ -488,10 +511,10 @@ def map_network(model, config, legalize: str = "strict", inputs=None,
         ref_params = ref.params
         if layer.index in ref_act:   # compare with the model's layer and its fused clamps
             lo, hi = ref_act[layer.index]
-            ref_params = dict(ref.params, act_min=lo, act_max=hi)
+            ref_params = ref.params.with_clamp(lo, hi)
         diff = _params_diff(layer.params, ref_params)
         if diff:
-            hs, rs = layer.params.get("scheme"), ref.params.get("scheme")
+            hs, rs = _scheme(layer.params), _scheme(ref.params)
             if hs != rs and hs is not None and rs is not None:
                 reasons.append(f"requant scheme {RequantScheme(int(hs)).name} cannot represent "
                                f"the model's {RequantScheme(int(rs)).name} requantization "

@@ -4,7 +4,8 @@ A MAC layer (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED) reduces, for each outp
 the K products p_k = w_k * (x_k + input_offset) in reduction order k = (ky, kx, ic) (CONV),
 (ky, kx) (DEPTHWISE), k (FC) — the order of the weight memory (docs/dev/accel-interface.md).
 Taps in the padding are fed as x + input_offset = 0 (product 0). Every addition result is
-reduced to ``acc_bits`` by ``ovf`` = two's-complement wrap or saturation (``acc_overflow``):
+reduced to ``acc_bits`` by ``ovf`` = two's-complement wrap or saturation (``overflow``), as the
+layer's :class:`hwsim.params.AccumulatorModel` says:
 
 output_stationary (dataflow 0): each PE owns one output element:
     acc = ovf(bias) if bias_first else 0
@@ -46,6 +47,8 @@ import numba
 import numpy as np
 
 from ..arith import saturate, wrap
+from ..params import ConvParams, DepthwiseConvParams, FullyConnectedParams, MacParams
+from ..vocab import Dataflow, Overflow
 from . import mac
 
 _NJ = dict(cache=True)
@@ -252,18 +255,23 @@ def _fc_ordered(x, w, bias, off, bits, sat, ws, rows, bias_first, sel, track, ou
 # ---------------------------------------------------------------------------------------------
 
 KINDS = {"conv2d": "conv", "depthwise_conv2d": "dw", "fully_connected": "fc"}
+_KIND_OF = {ConvParams: "conv", DepthwiseConvParams: "dw", FullyConnectedParams: "fc"}
 
 
-def _bias(p: dict, cout: int) -> np.ndarray:
-    b = p.get("bias")
-    if b is None:
+def kind_of(p: MacParams) -> str:
+    """The reduction kind of a MAC layer's params: conv, dw or fc."""
+    return _KIND_OF[type(p)]
+
+
+def _bias(bias, cout: int) -> np.ndarray:
+    if bias is None:
         return np.zeros(cout, np.int64)
-    return np.ascontiguousarray(b, dtype=np.int64)
+    return np.ascontiguousarray(bias, dtype=np.int64)
 
 
-def weights_kc(kind: str, p: dict) -> np.ndarray:
+def weights_kc(kind: str, weights: np.ndarray) -> np.ndarray:
     """The weights as [Cout, K] (int64) in reduction order (K: (ky,kx,ic) / (ky,kx) / k)."""
-    w = np.asarray(p["weights"])
+    w = np.asarray(weights)
     if kind == "conv":
         return w.reshape(w.shape[0], -1).astype(np.int64)
     if kind == "dw":
@@ -271,57 +279,66 @@ def weights_kc(kind: str, p: dict) -> np.ndarray:
     return w.astype(np.int64)
 
 
-def channel_bounds(kind: str, p: dict, x_lo: int, x_hi: int) -> tuple[np.ndarray, np.ndarray]:
+def channel_bounds(kind: str, weights: np.ndarray, bias, input_offset: int, x_lo: int,
+                   x_hi: int) -> tuple[np.ndarray, np.ndarray]:
     """(L_c, U_c) per output channel: every partial sum of channel c (any order, bias included
     or not) lies in [L_c, U_c] when the inputs lie in [x_lo, x_hi] (the padding's 0 included).
-    Python ints in object arrays are avoided: |values| < 2^62 for int8/int16 layers."""
-    off = int(p["input_offset"])
+    ``kind``: conv, dw or fc (the layout of ``weights``). Python ints in object arrays are
+    avoided: |values| < 2^62 for int8/int16 layers."""
+    off = int(input_offset)
     xl = min(int(x_lo) + off, 0)
     xh = max(int(x_hi) + off, 0)
-    wk = weights_kc(kind, p)
+    wk = weights_kc(kind, weights)
     wpos = np.clip(wk, 0, None).sum(axis=1)
     wneg = np.clip(wk, None, 0).sum(axis=1)
-    b = _bias(p, wk.shape[0])
+    b = _bias(bias, wk.shape[0])
     hi = np.maximum(b, 0) + wpos * xh + wneg * xl
     lo = np.minimum(b, 0) + wpos * xl + wneg * xh
     return lo.astype(np.int64), hi.astype(np.int64)
 
 
-def _engine_acc(kind: str, p: dict, x: np.ndarray) -> np.ndarray:
+def layer_bounds(p: MacParams, x_lo: int, x_hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`channel_bounds` of a MAC layer's params."""
+    return channel_bounds(kind_of(p), p.weights, p.bias, p.input_offset, x_lo, x_hi)
+
+
+def _engine_acc(p: MacParams, x: np.ndarray, packed) -> np.ndarray:
+    w = p.weights if packed is None else packed
+    kind = kind_of(p)
     if kind == "conv":
-        return mac.conv2d_acc(x, p.get("packed", p["weights"]), p["bias"], p["input_offset"], p["stride_h"],
-                              p["stride_w"], p["dilation_h"], p["dilation_w"], p["pad_top"],
-                              p["pad_left"], p["out_h"], p["out_w"], p.get("groups", 1))
+        return mac.conv2d_acc(x, w, p.bias, p.input_offset, p.stride_h, p.stride_w,
+                              p.dilation_h, p.dilation_w, p.pad_top, p.pad_left, p.out_h,
+                              p.out_w, p.groups)
     if kind == "dw":
-        return mac.depthwise_conv2d_acc(x, p.get("packed", p["weights"]), p["bias"], p["input_offset"],
-                                        p["stride_h"], p["stride_w"], p["dilation_h"],
-                                        p["dilation_w"], p["pad_top"], p["pad_left"],
-                                        p["out_h"], p["out_w"], p["depth_multiplier"])
-    return mac.fully_connected_acc(x, p.get("packed", p["weights"]), p["bias"], p["input_offset"])
+        return mac.depthwise_conv2d_acc(x, w, p.bias, p.input_offset, p.stride_h, p.stride_w,
+                                        p.dilation_h, p.dilation_w, p.pad_top, p.pad_left,
+                                        p.out_h, p.out_w, p.depth_multiplier)
+    return mac.fully_connected_acc(x, w, p.bias, p.input_offset)
 
 
-def _out_shape(kind: str, p: dict, x: np.ndarray) -> tuple[int, ...]:
-    if kind == "fc":
-        return (x.shape[0], p["weights"].shape[0])
-    cout = p["weights"].shape[0] if kind == "conv" else p["weights"].shape[3]
-    return (x.shape[0], p["out_h"], p["out_w"], cout)
+def _out_shape(p: MacParams, x: np.ndarray) -> tuple[int, ...]:
+    if kind_of(p) == "fc":
+        return (x.shape[0], p.channels)
+    return (x.shape[0], p.out_h, p.out_w, p.channels)
 
 
-def _run_ordered(kind, p, x, sel, track, out, ex, lo, hi):
-    bits, sat = int(p["acc_bits"]), bool(p["acc_overflow"])
-    ws, rows = bool(p["dataflow"]), int(p["array_rows"])
-    bf = bool(p["bias_first"])
-    w = np.ascontiguousarray(p["weights"])
-    b = _bias(p, len(sel))
-    off = np.int64(p["input_offset"])
+def _run_ordered(p: MacParams, x, sel, track, out, ex, lo, hi):
+    m = p.accumulator
+    bits, sat = int(m.acc_bits), m.overflow == Overflow.saturate
+    ws, rows = m.dataflow == Dataflow.weight_stationary, int(m.array_rows)
+    bf = bool(m.bias_first)
+    w = np.ascontiguousarray(p.weights)
+    b = _bias(p.bias, len(sel))
+    off = np.int64(p.input_offset)
+    kind = kind_of(p)
     if kind == "conv":
-        _conv_ordered(x, w, b, off, p["stride_h"], p["stride_w"], p["dilation_h"],
-                      p["dilation_w"], p["pad_top"], p["pad_left"], p["out_h"], p["out_w"],
+        _conv_ordered(x, w, b, off, p.stride_h, p.stride_w, p.dilation_h, p.dilation_w,
+                      p.pad_top, p.pad_left, p.out_h, p.out_w,
                       bits, sat, ws, rows, bf, sel, track, out, ex, lo, hi)
     elif kind == "dw":
-        _dw_ordered(x, w, b, off, p["stride_h"], p["stride_w"], p["dilation_h"],
-                    p["dilation_w"], p["pad_top"], p["pad_left"], p["out_h"], p["out_w"],
-                    p["depth_multiplier"], bits, sat, ws, rows, bf, sel, track, out, ex, lo, hi)
+        _dw_ordered(x, w, b, off, p.stride_h, p.stride_w, p.dilation_h, p.dilation_w,
+                    p.pad_top, p.pad_left, p.out_h, p.out_w,
+                    p.depth_multiplier, bits, sat, ws, rows, bf, sel, track, out, ex, lo, hi)
     else:
         _fc_ordered(x, w, b, off, bits, sat, ws, rows, bf, sel, track, out, ex, lo, hi)
 
@@ -334,13 +351,13 @@ def _wrap_array(v: np.ndarray, bits: int) -> np.ndarray:
     return ((v + half) & ~(np.int64(-1) << np.int64(bits))) - half
 
 
-def fast_path_channels(kind: str, p: dict, x: np.ndarray, engine_bits: int) -> np.ndarray:
+def fast_path_channels(p: MacParams, x: np.ndarray, engine_bits: int) -> np.ndarray:
     """Boolean per output channel: the fast path is provably identical (module docstring)."""
-    bits, sat = int(p["acc_bits"]), bool(p["acc_overflow"])
+    bits, sat = int(p.accumulator.acc_bits), p.accumulator.overflow == Overflow.saturate
     if x.size:
-        lo, hi = channel_bounds(kind, p, int(x.min()), int(x.max()))
+        lo, hi = layer_bounds(p, int(x.min()), int(x.max()))
     else:
-        lo = hi = np.zeros(_out_shape(kind, p, x)[-1], np.int64)
+        lo = hi = np.zeros(_out_shape(p, x)[-1], np.int64)
     engine_exact = (lo >= -2**(engine_bits - 1)) & (hi <= 2**(engine_bits - 1) - 1) \
         if engine_bits < 64 else np.ones(len(lo), bool)
     if not sat:
@@ -352,43 +369,43 @@ def fast_path_channels(kind: str, p: dict, x: np.ndarray, engine_bits: int) -> n
     return fits & engine_exact
 
 
-def acc_dtype(p: dict) -> np.dtype:
-    return np.dtype(np.int64) if (p.get("acc_int64") or int(p["acc_bits"]) > 32) \
+def acc_dtype(p: MacParams) -> np.dtype:
+    return np.dtype(np.int64) if (p.acc_int64 or int(p.accumulator.acc_bits) > 32) \
         else np.dtype(np.int32)
 
 
-def accumulate(kernel: str, p: dict, x: np.ndarray, force_slow: bool = False) -> np.ndarray:
-    """The hardware accumulators of a MAC layer (``kernel``: conv2d, depthwise_conv2d,
-    fully_connected; ``p``: its params with the accumulator model; ``x``: the input, [B, K]
-    for FC). Fast path per channel where provably identical, exact ordered loops elsewhere
-    (everywhere with ``force_slow``). dtype int64 if acc_bits > 32 or the layer is int64."""
-    kind = KINDS[kernel]
+def accumulate(p: MacParams, x: np.ndarray, packed=None, force_slow: bool = False) -> np.ndarray:
+    """The hardware accumulators of a MAC layer (``p``: its params, with the accumulator
+    model; ``x``: the input, [B, K] for FC; ``packed``: its weights as the kernel's prepare
+    step packed them, if at hand). Fast path per channel where provably identical, exact
+    ordered loops elsewhere (everywhere with ``force_slow``). dtype int64 if acc_bits > 32 or
+    the layer is int64."""
     x = np.ascontiguousarray(x)
-    shape = _out_shape(kind, p, x)
+    shape = _out_shape(p, x)
     cout = shape[-1]
-    bits = int(p["acc_bits"])
+    bits = int(p.accumulator.acc_bits)
     if force_slow:
         sel = np.ones(cout, bool)
         out = np.zeros(shape, np.int64)
     else:
-        eng = _engine_acc(kind, p, x)
+        eng = _engine_acc(p, x, packed)
         engine_bits = 64 if eng.dtype == np.int64 else 32
-        fast = fast_path_channels(kind, p, x, engine_bits)
-        out = _wrap_array(eng, bits) if not p["acc_overflow"] else eng.astype(np.int64)
+        fast = fast_path_channels(p, x, engine_bits)
+        out = _wrap_array(eng, bits) if p.accumulator.overflow == Overflow.wrap \
+            else eng.astype(np.int64)
         sel = ~fast
     if sel.any():
         dummy = np.zeros((1,) * len(shape), np.int64)
-        _run_ordered(kind, p, x, sel, False, out, dummy, dummy, dummy)
+        _run_ordered(p, x, sel, False, out, dummy, dummy, dummy)
     return out.astype(acc_dtype(p))
 
 
-def trace_accumulators(kernel: str, p: dict, x: np.ndarray):
+def trace_accumulators(p: MacParams, x: np.ndarray):
     """(hardware acc, exact sum, exact intermediate min, exact intermediate max), int64 arrays
     of the output's shape ([B, Cout] for FC), by the exact ordered loops."""
-    kind = KINDS[kernel]
     x = np.ascontiguousarray(x)
-    shape = _out_shape(kind, p, x)
+    shape = _out_shape(p, x)
     out, ex = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
     lo, hi = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
-    _run_ordered(kind, p, x, np.ones(shape[-1], bool), True, out, ex, lo, hi)
+    _run_ordered(p, x, np.ones(shape[-1], bool), True, out, ex, lo, hi)
     return out, ex, lo, hi

@@ -2,7 +2,8 @@
 TFLite BUILTIN_REF code path each one reproduces).
 
 All element loops are Numba; they use the integer primitives of hwsim.arith and the fixed-point
-functions of hwsim.fixedpoint only. Every constant comes from ``layer.params``.
+functions of hwsim.fixedpoint only. Every constant comes from ``layer.params`` (the families of
+hwsim.params); the 8-bit SOFTMAX tabulates its exponentials once, in its prepare step.
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from ..registry import kernel
 _DTYPE_OF_RANGE = {(-128, 127): np.int8, (0, 255): np.uint8, (-32768, 32767): np.int16}
 
 
-def _out_dtype(p: dict):
-    return _DTYPE_OF_RANGE[(int(p["out_qmin"]), int(p["out_qmax"]))]
+def _out_dtype(p):
+    return _DTYPE_OF_RANGE[(int(p.out_qmin), int(p.out_qmax))]
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -60,9 +61,9 @@ def run_relu_x(layer, inputs):
     p = layer.params
     x = inputs[0]
     out = np.empty(x.shape, dtype=_out_dtype(p))
-    _relu_x(_flat(x), out.reshape(-1), np.int64(p["in_zp"]), np.int64(p["out_zp"]),
-            np.int64(p["multiplier"]), np.int64(p["shift"]), np.int64(p["act_min"]),
-            np.int64(p["act_max"]), np.int64(p["out_bits"]), bool(p["single_rounding"]))
+    _relu_x(_flat(x), out.reshape(-1), np.int64(p.in_zp), np.int64(p.out_zp),
+            np.int64(p.multiplier), np.int64(p.shift), np.int64(p.act_min),
+            np.int64(p.act_max), np.int64(p.out_bits), bool(p.single_rounding))
     return [out], None
 
 
@@ -95,10 +96,10 @@ def run_leaky_relu(layer, inputs):
     p = layer.params
     x = inputs[0]
     out = np.empty(x.shape, dtype=_out_dtype(p))
-    _leaky_relu(_flat(x), out.reshape(-1), np.int64(p["in_zp"]), np.int64(p["out_zp"]),
-                np.int64(p["multiplier_identity"]), np.int64(p["shift_identity"]),
-                np.int64(p["multiplier_alpha"]), np.int64(p["shift_alpha"]),
-                np.int64(p["out_qmin"]), np.int64(p["out_qmax"]), bool(p["single_rounding"]))
+    _leaky_relu(_flat(x), out.reshape(-1), np.int64(p.in_zp), np.int64(p.out_zp),
+                np.int64(p.multiplier_identity), np.int64(p.shift_identity),
+                np.int64(p.multiplier_alpha), np.int64(p.shift_alpha),
+                np.int64(p.out_qmin), np.int64(p.out_qmax), bool(p.single_rounding))
     return [out], None
 
 
@@ -136,10 +137,10 @@ def run_hard_swish(layer, inputs):
     p = layer.params
     x = inputs[0]
     out = np.empty(x.shape, dtype=_out_dtype(p))
-    _hard_swish(_flat(x), out.reshape(-1), np.int64(p["in_zp"]), np.int64(p["out_zp"]),
-                np.int64(p["output_multiplier_int16"]), np.int64(p["output_exponent"]),
-                np.int64(p["reluish_multiplier_int16"]), np.int64(p["reluish_exponent"]),
-                np.int64(p["out_qmin"]), np.int64(p["out_qmax"]))
+    _hard_swish(_flat(x), out.reshape(-1), np.int64(p.in_zp), np.int64(p.out_zp),
+                np.int64(p.output_multiplier_int16), np.int64(p.output_exponent),
+                np.int64(p.reluish_multiplier_int16), np.int64(p.reluish_exponent),
+                np.int64(p.out_qmin), np.int64(p.out_qmax))
     return [out], None
 
 
@@ -159,8 +160,8 @@ def run_lut8(layer, inputs):
     x = inputs[0]
     dt = _out_dtype(p)
     out = np.empty(x.shape, dtype=dt)
-    # p["table"] has the output dtype and is indexed by the input byte (uint8 view)
-    _lut8(_flat(x).view(np.uint8), p["table"], out.reshape(-1))
+    # the table has the output dtype and is indexed by the input byte (uint8 view)
+    _lut8(_flat(x).view(np.uint8), p.table, out.reshape(-1))
     return [out], None
 
 
@@ -215,8 +216,8 @@ def run_logistic_int16(layer, inputs):
     p = layer.params
     x = inputs[0]
     out = np.empty(x.shape, dtype=np.int16)
-    _logistic16(_flat(x), out.reshape(-1), np.int64(p["multiplier"]),
-                np.int64(p["left_shift"]), p["sigmoid_table"])
+    _logistic16(_flat(x), out.reshape(-1), np.int64(p.multiplier),
+                np.int64(p.left_shift), p.sigmoid_table)
     return [out], None
 
 
@@ -225,8 +226,8 @@ def run_tanh_int16(layer, inputs):
     p = layer.params
     x = inputs[0]
     out = np.empty(x.shape, dtype=np.int16)
-    _tanh16(_flat(x), out.reshape(-1), np.int64(p["multiplier"]), np.int64(p["left_shift"]),
-            p["sigmoid_table"])
+    _tanh16(_flat(x), out.reshape(-1), np.int64(p.multiplier), np.int64(p.left_shift),
+            p.sigmoid_table)
     return [out], None
 
 
@@ -241,8 +242,8 @@ _ACCUMULATION_INTEGER_BITS = 12
 def softmax_q8_exp(diff, multiplier, left_shift, single_rounding):
     """exp(beta * input_scale * diff) as reference Softmax computes it for one 8-bit input
     difference diff = x - max_in_row <= 0: MultiplyByQuantizedMultiplierGreaterThanOne into
-    Q5.26, then exp_on_negative_values -> Q0.31 raw. (Python-callable; the lowering tabulates
-    it over the 256 possible differences.)"""
+    Q5.26, then exp_on_negative_values -> Q0.31 raw. (Python-callable; the prepare step
+    tabulates it over the 256 possible differences.)"""
     scaled = _mbqm(np.int64(diff), np.int64(multiplier), np.int64(left_shift),
                    bool(single_rounding))
     return int(exp_on_negative_values(np.int64(scaled), np.int64(_SCALED_DIFF_INTEGER_BITS)))
@@ -290,8 +291,20 @@ def _softmax_q8(x, out, exp_table, out_bits_total, out_min, out_max):
     return bad_rows
 
 
-@kernel("softmax_q8")
-def run_softmax_q8(layer, inputs):
+def prepare_softmax_q8(layer) -> np.ndarray:
+    """exp of every possible difference x - max_in_row in [-255, 0] (index k for -k), -1 below
+    diff_min (excluded from the sum, output the type minimum): the same integers the reference
+    kernel computes per element, tabulated once."""
+    p = layer.params
+    exp_table = np.full(256, -1, dtype=np.int64)
+    for k in range(256):
+        if -k >= p.diff_min:
+            exp_table[k] = softmax_q8_exp(-k, p.multiplier, p.left_shift, p.single_rounding)
+    return exp_table
+
+
+@kernel("softmax_q8", prepare=prepare_softmax_q8)
+def run_softmax_q8(layer, inputs, exp_table):
     p = layer.params
     x = inputs[0]
     depth = x.shape[-1] if x.ndim else 1
@@ -300,8 +313,8 @@ def run_softmax_q8(layer, inputs):
     dt = _out_dtype(p)
     out = np.empty(x2.shape, dtype=np.int32)
     bits = 8 * np.dtype(dt).itemsize
-    bad = _softmax_q8(x2, out, p["exp_table"], np.int64(bits), np.int64(p["out_qmin"]),
-                      np.int64(p["out_qmax"]))
+    bad = _softmax_q8(x2, out, exp_table, np.int64(bits), np.int64(p.out_qmin),
+                      np.int64(p.out_qmax))
     if bad:
         raise InputError(
             f"layer {layer.index} ({layer.op}): in {bad} of {x2.shape[0]} rows the sum of "
@@ -365,6 +378,6 @@ def run_softmax_int16(layer, inputs):
     depth = x.shape[-1] if x.ndim else 1
     x2 = np.ascontiguousarray(x).reshape(-1, depth)
     out = np.empty(x2.shape, dtype=np.int16)
-    _softmax_int16(x2, out, np.int64(p["multiplier"]), np.int64(p["left_shift"]),
-                   p["exp_lut"], p["one_over_one_plus_x_lut"], bool(p["single_rounding"]))
+    _softmax_int16(x2, out, np.int64(p.multiplier), np.int64(p.left_shift),
+                   p.exp_lut, p.one_over_one_plus_x_lut, bool(p.single_rounding))
     return [out.reshape(x.shape)], None

@@ -1,11 +1,12 @@
 """Kernels of the pooling / reduction / elementwise family (TFLite reference semantics).
 
 Every integer constant comes from the lowering (``hwsim/lower/elementwise.py``); the inner
-loops below only combine them with the primitives of ``hwsim.arith``. ``single`` selects the
-TFLite build variant: false = default double rounding, true = TFLITE_SINGLE_ROUNDING.
+loops below only combine them with the primitives of ``hwsim.arith``. ``single_rounding``
+selects the TFLite build variant: false = default double rounding, true =
+TFLITE_SINGLE_ROUNDING.
 
-Operands that are constant tensors in the graph are carried in ``layer.params`` (key
-``const<k>`` for operand ``k``); the other operands arrive as ``inputs``, in operand order.
+Operands that are constant tensors in the graph are carried in ``layer.params.constants``
+(by operand position); the other operands arrive as ``inputs``, in operand order.
 """
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ def _mbqm(x, multiplier, shift, single):
 
 def operands(layer, inputs, count: int) -> list[np.ndarray]:
     """The ``count`` operands of a layer: runtime inputs merged with its constant operands."""
-    p = layer.params
+    consts = layer.params.constants
     it = iter(inputs)
-    return [p[f"const{k}"] if f"const{k}" in p else next(it) for k in range(count)]
+    return [consts[k] if k in consts else next(it) for k in range(count)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,10 +89,10 @@ def _pool2d(x, out, is_avg, filter_h, filter_w, stride_h, stride_w, pad_top, pad
 def run_pool2d(layer, inputs):
     p = layer.params
     x = np.ascontiguousarray(inputs[0])
-    out = np.empty((x.shape[0], p["out_h"], p["out_w"], x.shape[3]), dtype=x.dtype)
-    _pool2d(x, out, p["mode"] == 1, p["filter_h"], p["filter_w"], p["stride_h"],
-            p["stride_w"], p["pad_top"], p["pad_left"], np.int64(p["act_min"]),
-            np.int64(p["act_max"]), np.int64(np.iinfo(x.dtype).min))
+    out = np.empty((x.shape[0], p.out_h, p.out_w, x.shape[3]), dtype=x.dtype)
+    _pool2d(x, out, bool(p.average), p.filter_h, p.filter_w, p.stride_h,
+            p.stride_w, p.pad_top, p.pad_left, np.int64(p.act_min),
+            np.int64(p.act_max), np.int64(np.iinfo(x.dtype).min))
     return [out], None
 
 
@@ -120,15 +121,15 @@ def _mean_rows(x2d, count, in_zp, multiplier, shift, out_zp, qmin, qmax, single,
 def run_mean(layer, inputs):
     p = layer.params
     x = inputs[0]
-    kept, reduced = p["kept_axes"], p["reduced_axes"]
+    kept, reduced = p.kept_axes, p.reduced_axes
     xt = np.ascontiguousarray(np.transpose(x, kept + reduced)) if reduced else x
     rows = int(np.prod([x.shape[a] for a in kept], dtype=np.int64))
-    x2d = xt.reshape(rows, p["count"])
+    x2d = xt.reshape(rows, p.count)
     out = np.empty(rows, dtype=x.dtype)
-    _mean_rows(x2d, np.int64(p["count"]), np.int64(p["in_zp"]), np.int64(p["multiplier"]),
-               np.int64(p["shift"]), np.int64(p["out_zp"]), np.int64(p["qmin"]),
-               np.int64(p["qmax"]), p["single"], out)
-    return [out.reshape(p["out_shape"])], None
+    _mean_rows(x2d, np.int64(p.count), np.int64(p.in_zp), np.int64(p.multiplier),
+               np.int64(p.shift), np.int64(p.out_zp), np.int64(p.qmin),
+               np.int64(p.qmax), p.single_rounding, out)
+    return [out.reshape(p.out_shape)], None
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,20 +193,36 @@ def _add_sub_lut_parallel(a, b, out, lut, nchunks):
         _lut_range(a, b, out, lut, n * k // nchunks, n * (k + 1) // nchunks)
 
 
-_LUTS: dict[tuple, np.ndarray] = {}
 _PAIR_A = np.repeat(np.arange(-128, 128, dtype=np.int8), 256)
 _PAIR_B = np.tile(np.arange(-128, 128, dtype=np.int8), 256)
 
 
+class AddSubData:
+    """ADD/SUB's prepared data: the general path's integers as the loops take them, and the
+    int8 table (made on the first int8 run large enough to use it)."""
+    __slots__ = ("args", "table")
+
+    def __init__(self, args: tuple):
+        self.args = args
+        self.table: np.ndarray | None = None
+
+
+def prepare_add_sub(layer) -> AddSubData | None:
+    p = layer.params
+    if p.pot:
+        return None
+    return AddSubData((np.int64(p.input1_offset), np.int64(p.input2_offset),
+                       np.int64(p.left_shift), np.int64(p.input1_multiplier),
+                       np.int64(p.input1_shift), np.int64(p.input2_multiplier),
+                       np.int64(p.input2_shift), np.int64(p.output_multiplier),
+                       np.int64(p.output_shift), np.int64(p.output_offset),
+                       np.int64(p.act_min), np.int64(p.act_max)))
+
+
 def _add_sub_table(is_sub: bool, args: tuple, single: bool) -> np.ndarray:
-    key = (bool(is_sub), bool(single)) + tuple(int(v) for v in args)
-    lut = _LUTS.get(key)
-    if lut is None:
-        lut = np.empty(65536, dtype=np.int8)
-        _add_sub_general(_PAIR_A, _PAIR_B, lut, is_sub, *args, single)
-        if len(_LUTS) >= 512:
-            _LUTS.clear()
-        _LUTS[key] = lut
+    """The int8 output of every input pair (a, b), at index (a + 128) * 256 + (b + 128)."""
+    lut = np.empty(65536, dtype=np.int8)
+    _add_sub_general(_PAIR_A, _PAIR_B, lut, is_sub, *args, single)
     return lut
 
 
@@ -251,33 +268,28 @@ def _broadcast_flat(a: np.ndarray, b: np.ndarray, out_shape) -> tuple[np.ndarray
     return np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1)
 
 
-@kernel("add_sub")
-def run_add_sub(layer, inputs):
+@kernel("add_sub", prepare=prepare_add_sub)
+def run_add_sub(layer, inputs, data):
     p = layer.params
     a, b = operands(layer, inputs, 2)
-    out_shape = tuple(p["out_shape"])
+    out_shape = tuple(p.out_shape)
     a, b = _broadcast_flat(a, b, out_shape)
     out = np.empty(a.shape[0], dtype=a.dtype)
-    if p["pot"]:
-        _add_sub_pot16(a, b, out, p["is_sub"], np.int64(p["rshift1"]), np.int64(p["rshift2"]),
-                       np.int64(p["act_min"]), np.int64(p["act_max"]))
+    if p.pot:
+        _add_sub_pot16(a, b, out, p.is_sub, np.int64(p.rshift1), np.int64(p.rshift2),
+                       np.int64(p.act_min), np.int64(p.act_max))
     else:
-        args = (np.int64(p["input1_offset"]), np.int64(p["input2_offset"]),
-                np.int64(p["left_shift"]), np.int64(p["input1_multiplier"]),
-                np.int64(p["input1_shift"]), np.int64(p["input2_multiplier"]),
-                np.int64(p["input2_shift"]), np.int64(p["output_multiplier"]),
-                np.int64(p["output_shift"]), np.int64(p["output_offset"]),
-                np.int64(p["act_min"]), np.int64(p["act_max"]))
         n = a.shape[0]
         if ADD_TABLES and a.dtype == np.int8 and n >= LUT_MIN_ELEMENTS:
-            lut = _add_sub_table(p["is_sub"], args, p["single"])
+            if data.table is None:
+                data.table = _add_sub_table(p.is_sub, data.args, p.single_rounding)
             if n >= PARALLEL_MIN_ELEMENTS:
-                _add_sub_lut_parallel(a, b, out, lut, numba.get_num_threads())
+                _add_sub_lut_parallel(a, b, out, data.table, numba.get_num_threads())
             else:
-                _add_sub_lut(a, b, out, lut)
+                _add_sub_lut(a, b, out, data.table)
         else:
             fn = _add_sub_general_parallel if n >= PARALLEL_MIN_ELEMENTS else _add_sub_general
-            fn(a, b, out, p["is_sub"], *args, p["single"])
+            fn(a, b, out, p.is_sub, *data.args, p.single_rounding)
     return [out.reshape(out_shape)], None
 
 
@@ -285,13 +297,13 @@ def run_add_sub(layer, inputs):
 def run_mul(layer, inputs):
     p = layer.params
     a, b = operands(layer, inputs, 2)
-    out_shape = tuple(p["out_shape"])
+    out_shape = tuple(p.out_shape)
     a, b = _broadcast_flat(a, b, out_shape)
     out = np.empty(a.shape[0], dtype=a.dtype)
-    _mul(a, b, out, np.int64(p["input1_offset"]), np.int64(p["input2_offset"]),
-         np.int64(p["output_multiplier"]), np.int64(p["output_shift"]),
-         np.int64(p["output_offset"]), np.int64(p["act_min"]), np.int64(p["act_max"]),
-         p["single"])
+    _mul(a, b, out, np.int64(p.input1_offset), np.int64(p.input2_offset),
+         np.int64(p.output_multiplier), np.int64(p.output_shift),
+         np.int64(p.output_offset), np.int64(p.act_min), np.int64(p.act_max),
+         p.single_rounding)
     return [out.reshape(out_shape)], None
 
 
@@ -310,9 +322,9 @@ def _copy_columns(src2d, dst2d, col0):
 @kernel("concat")
 def run_concat(layer, inputs):
     p = layer.params
-    parts = operands(layer, inputs, p["num_inputs"])
-    axis = p["axis"]
-    out_shape = tuple(p["out_shape"])
+    parts = operands(layer, inputs, p.num_inputs)
+    axis = p.axis
+    out_shape = tuple(p.out_shape)
     outer = int(np.prod(out_shape[:axis], dtype=np.int64))
     inner_out = int(np.prod(out_shape[axis:], dtype=np.int64))
     out = np.empty((outer, inner_out), dtype=parts[0].dtype)

@@ -4,7 +4,7 @@ into the layer that produces its input.
 TFLite's maximum_minimum.cc (reference_ops::MaximumMinimumBroadcastSlow) compares the stored
 integers element by element with numpy broadcasting: ``el1 > el2 ? el1 : el2`` (MAXIMUM),
 ``el1 < el2 ? el1 : el2`` (MINIMUM); quantization parameters are not used. Constant operands
-arrive in ``layer.params["const<k>"]`` (hwsim/lower/elementwise.py).
+arrive in ``layer.params.constants`` (hwsim/lower/elementwise.py).
 """
 from __future__ import annotations
 
@@ -42,23 +42,23 @@ def _maximum_minimum_scalar(a, c, out, is_max):
 def run_maximum_minimum(layer, inputs):
     p = layer.params
     a, b = operands(layer, inputs, 2)
-    out_shape = tuple(p["out_shape"])
+    out_shape = tuple(p.out_shape)
     out = np.empty(int(np.prod(out_shape, dtype=np.int64)), dtype=a.dtype)
     if b.size == 1 and tuple(a.shape) == out_shape:
         _maximum_minimum_scalar(np.ascontiguousarray(a).reshape(-1), a.dtype.type(b.flat[0]),
-                                out, p["is_max"])
+                                out, p.is_max)
     elif a.size == 1 and tuple(b.shape) == out_shape:
         _maximum_minimum_scalar(np.ascontiguousarray(b).reshape(-1), b.dtype.type(a.flat[0]),
-                                out, p["is_max"])
+                                out, p.is_max)
     else:
         a, b = _broadcast_flat(a, b, out_shape)
-        _maximum_minimum(a, b, out, p["is_max"])
+        _maximum_minimum(a, b, out, p.is_max)
     return [out.reshape(out_shape)], None
 
 
 @kernel("fused")
 def run_fused(layer, inputs):
-    """A MAXIMUM/MINIMUM fused into layer ``params["fused_into"]`` (hwsim.hw.network, placement
+    """A MAXIMUM/MINIMUM fused into layer ``params.fused_into`` (hwsim.hw.network, placement
     "fused"): that layer applied the clamp (its act_min/act_max narrowed) and wrote this
     layer's output tensor, so there is nothing left to do."""
     return [], None

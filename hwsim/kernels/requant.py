@@ -34,6 +34,7 @@ from ..arith import (wrap_int32, multiply_by_quantized_multiplier_double,
                      multiply_by_quantized_multiplier_double_lr, multiply_by_quantized_multiplier_int64,
                      multiply_by_quantized_multiplier_single, round_shift,
                      round_shift_half_away, round_shift_half_even)
+from ..params import RequantParams
 from ..vocab import RequantScheme
 
 _jit = numba.njit(cache=True, inline="always")
@@ -402,15 +403,15 @@ class SplitShifts(NamedTuple):
     vec_ok: bool  # every shift within the vector loop's 0..31
 
 
-def split_shifts(params: dict, channels: int) -> SplitShifts:
-    """tflite_double's per-channel constants for the hot loops, derived once (lowering stores them
-    in params["split_shifts"]): (multiplier, left_shift, right_shift) as int64 arrays (the
+def split_shifts(rq: RequantParams, channels: int) -> SplitShifts:
+    """tflite_double's per-channel constants for the hot loops, derived once (the MAC kernels'
+    prepare step): (multiplier, left_shift, right_shift) as int64 arrays (the
     scalar loop), ``cp`` = int32 [5, channels] rows (multiplier wrapped to int32, left shift
     max(shift, 0), right shift max(-shift, 0), mask 2^right - 1, half mask >> 1) for the vector
     loop, ``fast``: no left shift and no INT32_MIN multiplier in any channel, and ``vec_ok``:
     every shift within the vector loop's range (0..31 each way)."""
-    mult = np.broadcast_to(np.atleast_1d(params["multiplier"]).astype(np.int64), (channels,))
-    shift = np.broadcast_to(np.atleast_1d(params["shift"]).astype(np.int64), (channels,))
+    mult = np.broadcast_to(np.atleast_1d(rq.multiplier).astype(np.int64), (channels,))
+    shift = np.broadcast_to(np.atleast_1d(rq.shift).astype(np.int64), (channels,))
     ls, rs = np.maximum(shift, 0), np.maximum(-shift, 0)
     m32 = mult.astype(np.int32)  # wraps, as the primitive's first step does
     mask = ((np.int64(1) << np.minimum(rs, 62)) - 1).astype(np.int32)  # rs <= 31 in range
@@ -422,20 +423,21 @@ def split_shifts(params: dict, channels: int) -> SplitShifts:
                        np.ascontiguousarray(rs), cp, fast, vec_ok)
 
 
-def requantize(acc: np.ndarray, params: dict, out_dtype) -> np.ndarray:
-    """Apply ``params`` (multiplier, shift, scheme, rounding, out_zp, act_min, act_max).
+def requantize(acc: np.ndarray, rq: RequantParams, out_dtype,
+               split: SplitShifts | None = None) -> np.ndarray:
+    """Apply ``rq`` (multiplier, shift, scheme, rounding, out_zp, act_min, act_max).
 
     ``multiplier``/``shift`` hold one entry per channel (last axis of ``acc``) or one for all.
+    ``split``: ``split_shifts(rq, channels)`` if the caller prepared it (tflite_double only;
+    derived here otherwise).
     """
     channels = acc.shape[-1] if acc.ndim else 1
     acc2d = np.ascontiguousarray(acc).reshape(-1, channels)
     out = np.empty(acc2d.shape, dtype=out_dtype)
-    lo, hi, zp = (np.int64(params["act_min"]), np.int64(params["act_max"]),
-                  np.int64(params["out_zp"]))
-    if params["scheme"] == RequantScheme.tflite_double:
-        split = params.get("split_shifts")
+    lo, hi, zp = np.int64(rq.act_min), np.int64(rq.act_max), np.int64(rq.out_zp)
+    if rq.scheme == RequantScheme.tflite_double:
         if split is None or len(split.multiplier) != channels:
-            split = split_shifts(params, channels)
+            split = split_shifts(rq, channels)
         big = acc2d.size >= PARALLEL_MIN_ELEMENTS
         if (VECTOR_REQUANT and channels % 8 == 0 and acc2d.dtype == np.int32 and split.vec_ok
                 and out.dtype in (np.int8, np.int16)
@@ -449,8 +451,8 @@ def requantize(acc: np.ndarray, params: dict, out_dtype) -> np.ndarray:
             fn = _requantize_tflite_double_parallel if big else _requantize_tflite_double
             fn(acc2d, split.left_shift, split.right_shift, split.multiplier, zp, lo, hi, out)
     else:
-        mult = np.ascontiguousarray(np.atleast_1d(params["multiplier"]).astype(np.int64))
-        shift = np.ascontiguousarray(np.atleast_1d(params["shift"]).astype(np.int64))
-        _requantize(acc2d, mult, shift, zp, lo, hi, np.int64(params["scheme"]),
-                    np.int64(params.get("rounding", 0)), out)
+        mult = np.ascontiguousarray(np.atleast_1d(rq.multiplier).astype(np.int64))
+        shift = np.ascontiguousarray(np.atleast_1d(rq.shift).astype(np.int64))
+        _requantize(acc2d, mult, shift, zp, lo, hi, np.int64(rq.scheme), np.int64(rq.rounding),
+                    out)
     return out.reshape(acc.shape)

@@ -21,7 +21,7 @@ _RANGE_DTYPES = {(-128, 127): np.dtype(np.int8), (0, 255): np.dtype(np.uint8),
 
 
 def _data(layer, inputs) -> np.ndarray:
-    c = layer.params.get("const_input")
+    c = layer.params.const_input
     return c if c is not None else inputs[0]
 
 
@@ -44,9 +44,9 @@ def _channel_view(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
 def run_pad(layer, inputs):
     x = _data(layer, inputs)
     p = layer.params
-    before, after = p["before"], p["after"]
+    before, after = p.before, p.after
     out_shape = tuple(int(d + b + a) for d, b, a in zip(x.shape, before, after))
-    out = np.full(out_shape, p["value"], dtype=x.dtype)
+    out = np.full(out_shape, p.value, dtype=x.dtype)
     out[tuple(slice(int(b), int(b) + d) for b, d in zip(before, x.shape))] = x
     return [out], None
 
@@ -54,7 +54,7 @@ def run_pad(layer, inputs):
 @kernel("reshape")
 def run_reshape(layer, inputs):
     x = _data(layer, inputs)
-    return [np.ascontiguousarray(x).reshape(tuple(int(d) for d in layer.params["shape"])).copy()], \
+    return [np.ascontiguousarray(x).reshape(tuple(int(d) for d in layer.params.shape)).copy()], \
         None
 
 
@@ -80,7 +80,7 @@ def _transpose4(x, t0, t1, t2, t3, out):
 @kernel("transpose")
 def run_transpose(layer, inputs):
     x = _data(layer, inputs)
-    perm = tuple(int(a) for a in layer.params["perm"])
+    perm = tuple(int(a) for a in layer.params.perm)
     if x.ndim == 4 and x.size:
         x = np.ascontiguousarray(x)
         out = np.empty(tuple(x.shape[a] for a in perm), dtype=x.dtype)
@@ -97,10 +97,10 @@ def run_transpose(layer, inputs):
 def run_strided_slice(layer, inputs):
     x = _data(layer, inputs)
     p = layer.params
-    xe = np.ascontiguousarray(x).reshape(tuple(int(d) for d in p["eff_shape"]))
+    xe = np.ascontiguousarray(x).reshape(tuple(int(d) for d in p.eff_shape))
     sl = tuple(slice(int(a), int(b) if b >= 0 else None, int(s))
-               for a, b, s in zip(p["start"], p["stop"], p["step"]))
-    out = np.ascontiguousarray(xe[sl]).reshape(tuple(int(d) for d in p["shape"]))
+               for a, b, s in zip(p.start, p.stop, p.step))
+    out = np.ascontiguousarray(xe[sl]).reshape(tuple(int(d) for d in p.shape))
     return [out], None
 
 
@@ -108,7 +108,7 @@ def run_strided_slice(layer, inputs):
 def run_resize_nearest(layer, inputs):
     x = _data(layer, inputs)
     p = layer.params
-    out = x[:, p["y_index"]][:, :, p["x_index"]]
+    out = x[:, p.y_index][:, :, p.x_index]
     return [np.ascontiguousarray(out)], None
 
 
@@ -144,9 +144,9 @@ def _resize_bilinear(x, y0, y1, fy, x0, x1, fx, rounding, out):
 def run_resize_bilinear(layer, inputs):
     x = np.ascontiguousarray(_data(layer, inputs))
     p = layer.params
-    out = np.empty((x.shape[0], p["y0"].shape[0], p["x0"].shape[0], x.shape[3]), dtype=x.dtype)
-    _resize_bilinear(x, p["y0"], p["y1"], p["fy"], p["x0"], p["x1"], p["fx"],
-                     np.int64(p["rounding"]), out)
+    out = np.empty((x.shape[0], p.y0.shape[0], p.x0.shape[0], x.shape[3]), dtype=x.dtype)
+    _resize_bilinear(x, p.y0, p.y1, p.fy, p.x0, p.x1, p.fx,
+                     np.int64(p.rounding), out)
     return [out], None
 
 
@@ -161,16 +161,16 @@ def run_quantize_float(layer, inputs):
     """
     x = inputs[0]
     p = layer.params
-    scale = _channel_view(np.asarray(p["scale_bits"], dtype=np.int32).view(np.float32),
-                          p["axis"], x.ndim)
-    zp = _channel_view(np.asarray(p["zero_point"], dtype=np.int64), p["axis"], x.ndim)
+    scale = _channel_view(np.asarray(p.scale_bits, dtype=np.int32).view(np.float32),
+                          p.axis, x.ndim)
+    zp = _channel_view(np.asarray(p.zero_point, dtype=np.int64), p.axis, x.ndim)
     with np.errstate(all="ignore"):
         r = round_half_away_f32(x.astype(np.float32) / scale)
         fits = (r >= np.float32(-2.0 ** 31)) & (r < np.float32(2.0 ** 31))
         q = np.where(fits, r, np.float32(0)).astype(np.int64)
     q = np.where(fits, q, INT32_MIN) + zp
     q = (q + 2**31) % 2**32 - 2**31  # int32 wrap of the zero-point addition
-    out = np.clip(q, p["qmin"], p["qmax"]).astype(_dtype_of_range(p["qmin"], p["qmax"]))
+    out = np.clip(q, p.qmin, p.qmax).astype(_dtype_of_range(p.qmin, p.qmax))
     return [out], None
 
 
@@ -179,9 +179,10 @@ def run_requantize(layer, inputs):
     """reference_ops::Requantize: MultiplyByQuantizedMultiplier(q - zp_in) + zp_out, clamped."""
     x = _data(layer, inputs)
     p = layer.params
-    acc = x.astype(np.int64) - np.int64(p["in_zp"])
+    rq = p.requant
+    acc = x.astype(np.int64) - np.int64(p.in_zp)
     flat = acc.reshape(-1, 1) if acc.size else acc.reshape(0, 1)
-    out = requantize(flat, p, _dtype_of_range(p["act_min"], p["act_max"]))
+    out = requantize(flat, rq, _dtype_of_range(rq.act_min, rq.act_max))
     return [out.reshape(x.shape)], None
 
 
@@ -190,8 +191,8 @@ def run_dequantize(layer, inputs):
     """float(double(scale) * (q - zp)): the double product is exact, so one rounding."""
     x = _data(layer, inputs)
     p = layer.params
-    scale = _channel_view(np.asarray(p["scale_bits"], dtype=np.int32).view(np.float32)
-                          .astype(np.float64), p["axis"], x.ndim)
-    zp = _channel_view(np.asarray(p["zero_point"], dtype=np.int64), p["axis"], x.ndim)
+    scale = _channel_view(np.asarray(p.scale_bits, dtype=np.int32).view(np.float32)
+                          .astype(np.float64), p.axis, x.ndim)
+    zp = _channel_view(np.asarray(p.zero_point, dtype=np.int64), p.axis, x.ndim)
     out = (scale * (x.astype(np.int64) - zp).astype(np.float64)).astype(np.float32)
     return [np.ascontiguousarray(out)], None

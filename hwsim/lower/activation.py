@@ -47,10 +47,11 @@ import numpy as np
 from ..arith import (_round_half_away_float, calculate_input_radius, preprocess_softmax_scaling,
                      quantize_multiplier, round_half_away_f32)
 from ..ir import Op
-from ..kernels import activation as _kernels  # noqa: F401  (registers the kernels)
+from ..params import (HardSwishParams, LeakyReluParams, LutParams, ReluParams,
+                      SigmoidInt16Params, SoftmaxInt16Params, SoftmaxQ8Params)
 from ..registry import lowering
 from ..vocab import QRANGE, RequantScheme
-from . import LoweringContext
+from .context import LoweringContext
 
 F32 = np.float32
 
@@ -255,9 +256,9 @@ def lower_relu(op: Op, ctx: LoweringContext):
     else:
         act_max = min(qmax, _wrap32(zp_out + _f32_to_int32(
             round_half_away_f32(F32(hi_real) / s_out))))
-    params = {"in_zp": zp_in, "out_zp": zp_out, "multiplier": m, "shift": e,
-              "act_min": act_min, "act_max": act_max, "out_bits": _bits(dt),
-              "out_qmin": qmin, "out_qmax": qmax, "single_rounding": _single_rounding(ctx)}
+    params = ReluParams(in_zp=zp_in, out_zp=zp_out, multiplier=m, shift=e, act_min=act_min,
+                        act_max=act_max, out_bits=_bits(dt), out_qmin=qmin, out_qmax=qmax,
+                        single_rounding=bool(_single_rounding(ctx)))
     return ctx.layer(op, "relu_x", inputs=[x], params=params,
                      summary=f"{dt.name} M={m} e={e} zp {zp_in}->{zp_out} "
                              f"clamp [{act_min}, {act_max}]")
@@ -282,9 +283,10 @@ def lower_leaky_relu(op: Op, ctx: LoweringContext):
     m_a, e_a = _qm(ctx, op, F32(F32(s_in * alpha) / s_out), "alpha multiplier")
     m_i, e_i = _qm(ctx, op, F32(s_in / s_out), "identity multiplier")
     qmin, qmax = QRANGE[dt]
-    params = {"in_zp": zp_in, "out_zp": zp_out, "multiplier_identity": m_i,
-              "shift_identity": e_i, "multiplier_alpha": m_a, "shift_alpha": e_a,
-              "out_qmin": qmin, "out_qmax": qmax, "single_rounding": _single_rounding(ctx)}
+    params = LeakyReluParams(in_zp=zp_in, out_zp=zp_out, multiplier_identity=m_i,
+                             shift_identity=e_i, multiplier_alpha=m_a, shift_alpha=e_a,
+                             out_qmin=qmin, out_qmax=qmax,
+                             single_rounding=bool(_single_rounding(ctx)))
     return ctx.layer(op, "leaky_relu", inputs=[x], params=params,
                      summary=f"{dt.name} alpha={float(alpha):g} id M={m_i} e={e_i} "
                              f"alpha M={m_a} e={e_a} zp {zp_in}->{zp_out}")
@@ -321,14 +323,15 @@ def lower_hard_swish(op: Op, ctx: LoweringContext):
         raise ctx.error(op, f"input scale {float(s_in)!r} is too large: the reluish multiplier "
                             f"exponent {rel_exp} makes TFLite's SaturatingLeftShift undefined")
     qmin, qmax = QRANGE[dt]
-    params = {"in_zp": ctx.zero_point(x), "out_zp": ctx.zero_point(y),
-              "output_multiplier_int16": downscale_int32_to_int16_multiplier(out_m32),
-              "output_exponent": out_exp,
-              "reluish_multiplier_int16": downscale_int32_to_int16_multiplier(rel_m32),
-              "reluish_exponent": rel_exp, "out_qmin": qmin, "out_qmax": qmax}
+    params = HardSwishParams(
+        in_zp=ctx.zero_point(x), out_zp=ctx.zero_point(y),
+        output_multiplier_int16=downscale_int32_to_int16_multiplier(out_m32),
+        output_exponent=out_exp,
+        reluish_multiplier_int16=downscale_int32_to_int16_multiplier(rel_m32),
+        reluish_exponent=rel_exp, out_qmin=qmin, out_qmax=qmax)
     return ctx.layer(op, "hard_swish", inputs=[x], params=params,
-                     summary=f"{dt.name} out M16={params['output_multiplier_int16']} "
-                             f"e={out_exp} reluish M16={params['reluish_multiplier_int16']} "
+                     summary=f"{dt.name} out M16={params.output_multiplier_int16} "
+                             f"e={out_exp} reluish M16={params.reluish_multiplier_int16} "
                              f"e={rel_exp}")
 
 
@@ -408,8 +411,8 @@ def lower_logistic(op: Op, ctx: LoweringContext):
                                 f"{float(s_out)!r}), as TFLite requires")
         m, ls = _int16_sigmoid_params(op, ctx, x, y, "LOGISTIC", (0,))
         return ctx.layer(op, "logistic_int16", inputs=[x],
-                         params={"multiplier": m, "left_shift": ls,
-                                 "sigmoid_table": SIGMOID_TABLE_UINT16},
+                         params=SigmoidInt16Params(multiplier=m, left_shift=ls,
+                                                   sigmoid_table=SIGMOID_TABLE_UINT16),
                          summary=f"int16 sigmoid table, input x{m} >> {ls}")
     if float(s_out) != 1.0 / 256:
         raise ctx.error(op, f"{dt.name} LOGISTIC needs the output scale 1/256 exactly (got "
@@ -425,8 +428,8 @@ def lower_tanh(op: Op, ctx: LoweringContext):
     if dt == np.int16:
         m, ls = _int16_sigmoid_params(op, ctx, x, y, "TANH", (0, 1))
         return ctx.layer(op, "tanh_int16", inputs=[x],
-                         params={"multiplier": m, "left_shift": ls,
-                                 "sigmoid_table": SIGMOID_TABLE_UINT16},
+                         params=SigmoidInt16Params(multiplier=m, left_shift=ls,
+                                                   sigmoid_table=SIGMOID_TABLE_UINT16),
                          summary=f"int16 sigmoid table, input x{m} >> {ls}")
     return _lut_layer(op, ctx, x, y, dt, _tanh_f32, "tanhf(x)")
 
@@ -436,7 +439,7 @@ def _lut_layer(op, ctx, x, y, dt, transform, what):
     table = lut_populate_8bit(dt, ctx.scale(x), ctx.zero_point(x), ctx.scale(y),
                               ctx.zero_point(y), transform)
     return ctx.layer(op, "lut8", inputs=[x],
-                     params={"table": table, "out_qmin": qmin, "out_qmax": qmax},
+                     params=LutParams(table=table, out_qmin=qmin, out_qmax=qmax),
                      summary=f"{dt.name} 256-entry table of {what}")
 
 
@@ -535,9 +538,10 @@ def lower_softmax(op: Op, ctx: LoweringContext):
         m, e = _qm(ctx, op, real, "input scale * beta rescale")
         exp_lut, recip_lut = softmax_int16_luts()
         return ctx.layer(op, "softmax_int16", inputs=[x],
-                         params={"multiplier": m, "left_shift": e, "exp_lut": exp_lut,
-                                 "one_over_one_plus_x_lut": recip_lut,
-                                 "out_qmin": qmin, "out_qmax": qmax, "single_rounding": single},
+                         params=SoftmaxInt16Params(multiplier=m, left_shift=e, exp_lut=exp_lut,
+                                                   one_over_one_plus_x_lut=recip_lut,
+                                                   out_qmin=qmin, out_qmax=qmax,
+                                                   single_rounding=bool(single)),
                          summary=f"int16 exp/reciprocal LUTs, diff x M={m} e={e}")
     # 8-bit input: reference_ops::Softmax, kScaledDiffIntegerBits = 5.
     try:
@@ -546,18 +550,11 @@ def lower_softmax(op: Op, ctx: LoweringContext):
         raise ctx.error(op, f"beta * input scale = {beta * float(s_in)!r} is too small for "
                             f"TFLite's PreprocessSoftmaxScaling ({e})") from None
     diff_min = -calculate_input_radius(5, left_shift)
-    # exp of every possible difference x - max_in_row in [-255, 0], -1 below diff_min (excluded
-    # from the sum, output the type minimum): the same integers the reference kernel computes
-    # per element, tabulated once.
-    exp_table = np.full(256, -1, dtype=np.int64)
-    for k in range(256):
-        if -k >= diff_min:
-            exp_table[k] = _kernels.softmax_q8_exp(-k, m, left_shift, single)
     # The output quantization is implicit (scale 1/2^bits, zero point at the type minimum):
     # the reference kernel does not read the output tensor's parameters.
     return ctx.layer(op, "softmax_q8", inputs=[x],
-                     params={"multiplier": m, "left_shift": left_shift, "diff_min": diff_min,
-                             "exp_table": exp_table, "out_qmin": qmin, "out_qmax": qmax,
-                             "single_rounding": single},
+                     params=SoftmaxQ8Params(multiplier=m, left_shift=left_shift,
+                                            diff_min=diff_min, out_qmin=qmin, out_qmax=qmax,
+                                            single_rounding=bool(single)),
                      summary=f"{dt_in.name}->{dt_out.name} gemmlowp fixed point, diff x M={m} "
                              f"<<{left_shift}, diff_min {diff_min}")

@@ -19,8 +19,12 @@ which is one reason TFLite's optimized and reference outputs differ.
 
 Under a hardware config (``hwsim.lower.lower(graph, config)``) the MAC layers get the config's
 requant unit parameters (``ctx.requant_params``), the nearest supported fused activation, and
-the accumulator model params (``ctx.accumulator_params``: acc_bits, acc_overflow, dataflow,
-array_rows, array_cols, bias_first) that ``hwsim.kernels.accumulate`` runs.
+the accumulator model (``ctx.accumulator()``, a :class:`hwsim.params.AccumulatorModel`) that
+``hwsim.kernels.accumulate`` runs.
+
+Each layer's parameters are a :class:`hwsim.params.ConvParams`, ``DepthwiseConvParams`` or
+``FullyConnectedParams``; the kernels pack the weights for their fast loops themselves (their
+prepare step, hwsim.kernels.conv).
 """
 from __future__ import annotations
 
@@ -28,12 +32,10 @@ import numpy as np
 
 from ..arith import real_to_m_e
 from ..ir import Op
+from ..params import ConvParams, DepthwiseConvParams, FullyConnectedParams, RequantParams
 from ..registry import lowering
 from ..vocab import TFLITE_SCHEMES, RequantScheme
-from . import LoweringContext, collapse_reals
-from ..kernels.requant import split_shifts
-from ..kernels import mac
-from ..kernels import conv as _kernels  # noqa: F401  (registers the kernels)
+from .context import LoweringContext, collapse_reals
 
 
 def compute_out_size(padding: str, in_size: int, k: int, stride: int, dilation: int) -> int:
@@ -70,37 +72,33 @@ def _weights_per_tensor_or_channel(ctx: LoweringContext, op: Op, w_index: int, c
 
 
 def _requant(ctx: LoweringContext, op: Op, x_index: int, w_scales: np.ndarray, out_index: int,
-             acc_int64: bool, double_round: bool = False) -> dict:
-    """Requant params of a MAC layer (the hardware unit's under a config), the output zero
-    point and activation clamp, and (under a config) the accumulator model params.
+             acc_int64: bool, double_round: bool = False) -> RequantParams:
+    """The requantization of a MAC layer (the hardware unit's under a config): multipliers and
+    shifts, the output zero point and the activation clamp.
 
-    TFLite schemes: FULLY_CONNECTED gets scheme 5 double_round with multiplier = M (int64) and
+    TFLite schemes: FULLY_CONNECTED gets double_round with multiplier = M (int64) and
     shift = E such that real = M * 2^E exactly (the double's significand and exponent);
-    16x8 layers with an int64 bias get scheme 2 tflite_int64.
+    16x8 layers with an int64 bias get tflite_int64.
     """
     s_in = np.float64(np.float32(ctx.scale(x_index)))
     s_out = np.float64(np.float32(ctx.scale(out_index)))
     reals = s_in * w_scales / s_out
     tflite = ctx.hw_scheme in TFLITE_SCHEMES
+    derived = ctx.requant_params(reals)  # (for double_round: the collapse rule and its notes)
     if double_round and tflite:
         # TFLite's reference FULLY_CONNECTED requantizes in double: round(double(acc) * real).
-        params = ctx.requant_params(reals)  # for the collapse rule and its notes
-        if len(params["multiplier"]) == 1 < len(reals):
+        if len(derived.multiplier) == 1 < len(reals):
             reals = np.array([collapse_reals(reals)[0]])  # == reals[0] when all are equal
         me = [real_to_m_e(float(r)) for r in reals]
-        params["multiplier"] = np.array([m for m, _ in me], dtype=np.int64)
-        params["shift"] = np.array([e for _, e in me], dtype=np.int64)
-        params["scheme"] = RequantScheme.double_round
-    else:
-        params = ctx.requant_params(reals)
-        if acc_int64 and tflite:
-            params["scheme"] = RequantScheme.tflite_int64
+        derived = derived._replace(multiplier=np.array([m for m, _ in me], dtype=np.int64),
+                                   shift=np.array([e for _, e in me], dtype=np.int64),
+                                   scheme=RequantScheme.double_round)
+    elif acc_int64 and tflite:
+        derived = derived._replace(scheme=RequantScheme.tflite_int64)
     act_min, act_max = ctx.activation_range(op, op.attrs.get("fused_activation_function"),
                                             out_index)
-    params.update(out_zp=ctx.output_zero_point(op, out_index), act_min=act_min,
-                  act_max=act_max)
-    params.update(ctx.accumulator_params())
-    return params
+    return RequantParams(**derived._asdict(), out_zp=ctx.output_zero_point(op, out_index),
+                         act_min=act_min, act_max=act_max)
 
 
 def _check_types(ctx: LoweringContext, op: Op, x_index: int, w_index: int, b_index: int):
@@ -174,13 +172,10 @@ def lower_conv2d(op: Op, ctx: LoweringContext):
     geom = _window_geometry(ctx, op, xs, ys, kh, kw, cout)
     bias, acc_int64 = _check_types(ctx, op, x_i, w_i, b_i)
     w_scales = _weights_per_tensor_or_channel(ctx, op, w_i, cout, 0)
-    params = _requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64)
-    params.update(weights=np.ascontiguousarray(w), bias=bias,
-                  input_offset=-ctx.zero_point(x_i), **geom,
-                  groups=groups, acc_int64=acc_int64,
-                  packed=mac.pack_conv2d_weights(w, groups))  # kernel layout, packed once
-    if params["scheme"] == RequantScheme.tflite_double:
-        params["split_shifts"] = split_shifts(params, cout)
+    params = ConvParams(weights=np.ascontiguousarray(w), bias=bias,
+                        input_offset=-ctx.zero_point(x_i), acc_int64=acc_int64,
+                        requant=_requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64),
+                        accumulator=ctx.accumulator(), groups=groups, **geom)
     macs = int(np.prod(ys)) * kh * kw * cin_g
     return ctx.layer(op, "conv2d", inputs=[x_i], params=params, macs=macs, has_acc=True,
                      summary=_summary(ctx, x_i, len(ctx.tensor(w_i).quant.scales),
@@ -208,13 +203,10 @@ def lower_depthwise(op: Op, ctx: LoweringContext):
     geom = _window_geometry(ctx, op, xs, ys, kh, kw, cout)
     bias, acc_int64 = _check_types(ctx, op, x_i, w_i, b_i)
     w_scales = _weights_per_tensor_or_channel(ctx, op, w_i, cout, 3)
-    params = _requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64)
-    params.update(weights=np.ascontiguousarray(w), bias=bias,
-                  input_offset=-ctx.zero_point(x_i), **geom,
-                  depth_multiplier=dm, acc_int64=acc_int64,
-                  packed=mac.pack_depthwise_weights(w, dm))
-    if params["scheme"] == RequantScheme.tflite_double:
-        params["split_shifts"] = split_shifts(params, cout)
+    params = DepthwiseConvParams(
+        weights=np.ascontiguousarray(w), bias=bias, input_offset=-ctx.zero_point(x_i),
+        acc_int64=acc_int64, requant=_requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64),
+        accumulator=ctx.accumulator(), depth_multiplier=dm, **geom)
     macs = int(np.prod(ys)) * kh * kw
     return ctx.layer(op, "depthwise_conv2d", inputs=[x_i], params=params, macs=macs,
                      has_acc=True,
@@ -243,11 +235,11 @@ def lower_fully_connected(op: Op, ctx: LoweringContext):
         raise ctx.error(op, f"output shape {list(ys)} does not hold {batch} x {cout} values")
     bias, acc_int64 = _check_types(ctx, op, x_i, w_i, b_i)
     w_scales = _weights_per_tensor_or_channel(ctx, op, w_i, cout, 0)
-    params = _requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64, double_round=True)
-    params.update(weights=np.ascontiguousarray(w), bias=bias,
-                  input_offset=-ctx.zero_point(x_i), batch=batch, depth=k,
-                  out_shape=tuple(ys), acc_int64=acc_int64,
-                  packed=mac.pack_fully_connected_weights(w))
+    params = FullyConnectedParams(
+        weights=np.ascontiguousarray(w), bias=bias, input_offset=-ctx.zero_point(x_i),
+        acc_int64=acc_int64,
+        requant=_requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64, double_round=True),
+        accumulator=ctx.accumulator(), batch=batch, depth=k, out_shape=tuple(ys))
     return ctx.layer(op, "fully_connected", inputs=[x_i], params=params, macs=batch * cout * k,
                      has_acc=True,
                      summary=_summary(ctx, x_i, len(ctx.tensor(w_i).quant.scales),

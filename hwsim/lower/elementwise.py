@@ -39,11 +39,10 @@ import numpy as np
 from ..arith import (quantize_multiplier, quantize_multiplier_smaller_than_one_exp,
                      round_half_away_f32)
 from ..ir import Op
+from ..params import ArithmeticParams, ConcatParams, MaxMinParams, MeanParams, PoolParams
 from ..registry import lowering
 from ..vocab import TFLITE_SCHEMES, RequantScheme
-from . import LoweringContext
-from ..kernels import elementwise as _kernels  # noqa: F401  (registers the kernels)
-from ..kernels import minmax as _minmax_kernels  # noqa: F401  (MAXIMUM, MINIMUM)
+from .context import LoweringContext
 
 INT8 = np.dtype(np.int8)
 INT16 = np.dtype(np.int16)
@@ -93,12 +92,12 @@ def _fused(op: Op) -> str:
     return op.attrs.get("fused_activation_function", "NONE") or "NONE"
 
 
-def _operand_params(ctx: LoweringContext, indices) -> tuple[list[int], dict]:
-    """Runtime inputs (in operand order) and the constant operands as params ``const<k>``."""
+def _operand_params(ctx: LoweringContext, indices) -> tuple[list[int], dict[int, np.ndarray]]:
+    """Runtime inputs (in operand order) and the constant operands by operand position."""
     runtime, consts = [], {}
     for k, i in enumerate(indices):
         if ctx.is_const(i):
-            consts[f"const{k}"] = np.ascontiguousarray(ctx.tensor(i).data)
+            consts[k] = np.ascontiguousarray(ctx.tensor(i).data)
         else:
             runtime.append(i)
     return runtime, consts
@@ -163,9 +162,9 @@ def lower_pool2d(op: Op, ctx: LoweringContext):
     _check_out_shape(ctx, op, (xs[0], oh, ow, xs[3]))
     act_min, act_max = ctx.activation_range(op, _fused(op), y_i)
     is_avg = op.type == "AVERAGE_POOL_2D"
-    params = dict(mode=1 if is_avg else 0, filter_h=fh, filter_w=fw, stride_h=sh, stride_w=sw,
-                  pad_top=pt, pad_left=pl, out_h=oh, out_w=ow, act_min=act_min,
-                  act_max=act_max)
+    params = PoolParams(average=is_avg, filter_h=fh, filter_w=fw, stride_h=sh, stride_w=sw,
+                        pad_top=pt, pad_left=pl, out_h=oh, out_w=ow, act_min=act_min,
+                        act_max=act_max)
     summary = (f"{'avg' if is_avg else 'max'} {fh}x{fw} /{sh},{sw} {padding} {dtype} | "
                f"clamp [{act_min}, {act_max}]")
     return ctx.layer(op, "pool2d", inputs=[x_i], params=params, summary=summary)
@@ -212,9 +211,9 @@ def lower_mean(op: Op, ctx: LoweringContext):
     shift -= k
     qmin, qmax = ctx.qrange(y_i)
     kept = tuple(d for d in range(rank) if d not in reduced)
-    params = dict(kept_axes=kept, reduced_axes=tuple(sorted(reduced)), count=count,
-                  in_zp=zp_in, out_zp=zp_out, multiplier=int(mult), shift=shift,
-                  qmin=qmin, qmax=qmax, single=single, out_shape=out_shape)
+    params = MeanParams(kept_axes=kept, reduced_axes=tuple(sorted(reduced)), count=count,
+                        in_zp=zp_in, out_zp=zp_out, multiplier=int(mult), shift=shift,
+                        qmin=qmin, qmax=qmax, single_rounding=single, out_shape=out_shape)
     return ctx.layer(op, "mean", inputs=[x_i], params=params,
                      summary=_qsummary(ctx, [x_i], y_i, f"axes {sorted(reduced)} n={count}"))
 
@@ -262,8 +261,6 @@ def lower_add_sub(op: Op, ctx: LoweringContext):
             pot = all(ok for ok, _ in logs)
     act_min, act_max = ctx.activation_range(op, _fused(op), y_i)
     runtime, consts = _operand_params(ctx, [a_i, b_i])
-    params = dict(is_sub=is_sub, pot=pot, out_shape=out_shape, act_min=act_min,
-                  act_max=act_max, **consts)
     if pot:
         sh1 = logs[0][1] - logs[2][1]
         sh2 = logs[1][1] - logs[2][1]
@@ -276,7 +273,9 @@ def lower_add_sub(op: Op, ctx: LoweringContext):
         if not is_sub and tuple(ctx.tensor(a_i).shape) != tuple(ctx.tensor(b_i).shape):
             raise ctx.error(op, "power-of-two int16 ADD with broadcasting: TFLite's reference "
                                 "kernel has no broadcast in this path")
-        params.update(rshift1=-sh1, rshift2=-sh2)
+        params = ArithmeticParams(is_sub=is_sub, pot=True, out_shape=out_shape,
+                                  act_min=act_min, act_max=act_max, constants=consts,
+                                  single_rounding=single, rshift1=-sh1, rshift2=-sh2)
         summary = f"int16 power-of-two | shifts {-sh1}, {-sh2}"
     else:
         left_shift = 15 if dtype == INT16 else 20
@@ -291,10 +290,12 @@ def lower_add_sub(op: Op, ctx: LoweringContext):
         m1, e1 = quantize_multiplier_smaller_than_one_exp(real1, single)
         m2, e2 = quantize_multiplier_smaller_than_one_exp(real2, single)
         mo, eo = quantize_multiplier_smaller_than_one_exp(real_out, single)
-        params.update(input1_offset=-zps[0], input2_offset=-zps[1], output_offset=zps[2],
-                      left_shift=left_shift, input1_multiplier=m1, input1_shift=e1,
-                      input2_multiplier=m2, input2_shift=e2, output_multiplier=mo,
-                      output_shift=eo, single=single)
+        params = ArithmeticParams(is_sub=is_sub, out_shape=out_shape, act_min=act_min,
+                                  act_max=act_max, constants=consts, single_rounding=single,
+                                  input1_offset=-zps[0], input2_offset=-zps[1],
+                                  output_offset=zps[2], left_shift=left_shift,
+                                  input1_multiplier=m1, input1_shift=e1, input2_multiplier=m2,
+                                  input2_shift=e2, output_multiplier=mo, output_shift=eo)
         summary = f"<<{left_shift} | M1={m1}>>{-e1} M2={m2}>>{-e2} Mout={mo}>>{-eo}"
     return ctx.layer(op, "add_sub", inputs=runtime, params=params,
                      summary=_qsummary(ctx, [a_i, b_i], y_i, summary))
@@ -320,9 +321,10 @@ def lower_mul(op: Op, ctx: LoweringContext):
                             f"MultiplyByQuantizedMultiplier handles")
     act_min, act_max = ctx.activation_range(op, _fused(op), y_i)
     runtime, consts = _operand_params(ctx, [a_i, b_i])
-    params = dict(input1_offset=-zps[0], input2_offset=-zps[1], output_offset=zps[2],
-                  output_multiplier=mult, output_shift=shift, act_min=act_min, act_max=act_max,
-                  single=single, out_shape=out_shape, **consts)
+    params = ArithmeticParams(input1_offset=-zps[0], input2_offset=-zps[1],
+                              output_offset=zps[2], output_multiplier=mult, output_shift=shift,
+                              act_min=act_min, act_max=act_max, single_rounding=single,
+                              out_shape=out_shape, constants=consts)
     return ctx.layer(op, "mul", inputs=runtime, params=params,
                      summary=_qsummary(ctx, [a_i, b_i], y_i, f"M={mult} e={shift}"))
 
@@ -366,7 +368,7 @@ def lower_concat(op: Op, ctx: LoweringContext):
             raise ctx.error(op, f"int16 CONCATENATION needs zero points 0 (TFLite rejects "
                                 f"{zps})")
     runtime, consts = _operand_params(ctx, ins)
-    params = dict(axis=ax, num_inputs=len(ins), out_shape=out_shape, **consts)
+    params = ConcatParams(axis=ax, num_inputs=len(ins), out_shape=out_shape, constants=consts)
     return ctx.layer(op, "concat", inputs=runtime, params=params,
                      summary=f"axis {ax} | {len(ins)} inputs {dtype} (copied, no rescale)")
 
@@ -407,7 +409,7 @@ def lower_maximum_minimum(op: Op, ctx: LoweringContext):
         out_shape = _check_out_shape(ctx, op, out_shape)
     runtime, consts = _operand_params(ctx, [a_i, b_i])
     is_max = op.type == "MAXIMUM"
-    params = dict(is_max=is_max, out_shape=out_shape, **consts)
+    params = MaxMinParams(is_max=is_max, out_shape=out_shape, constants=consts)
     c = [np.asarray(v).reshape(-1) for v in consts.values()]
     operand = f"const {int(c[0][0])}" if len(c) == 1 and c[0].size == 1 else \
         ("const" if c else "tensor")

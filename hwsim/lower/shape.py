@@ -28,8 +28,9 @@ Facts from the TFLite source that shape this module:
 * DEQUANTIZE: ``float(double(scale) * (q - zp))`` (the double product is exact, so this is the
   correctly rounded float32 of the real value).
 
-Program params must be integers: the float32 scales QUANTIZE (float input) and DEQUANTIZE need
-are stored as their IEEE-754 bit patterns (``scale_bits``, int32 view of the float32).
+Program params (hwsim.params) must be integers: the float32 scales QUANTIZE (float input) and
+DEQUANTIZE need are stored as their IEEE-754 bit patterns (``scale_bits``, int32 view of the
+float32).
 """
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ import numpy as np
 
 from ..arith import round_half_away_f32
 from ..ir import Op
-from ..kernels import shape as _kernels  # noqa: F401  (registers the kernels)
+from ..params import (DequantizeParams, PadParams, QuantizeFloatParams, RequantizeParams,
+                      RequantParams, ReshapeParams, ResizeBilinearParams, ResizeNearestParams,
+                      StridedSliceParams, TransposeParams)
 from ..registry import lowering
 from ..vocab import QRANGE, RequantScheme, Rounding
 
@@ -66,8 +69,9 @@ def _n_inputs(op: Op) -> int:
     return n
 
 
-def _data_input(op, ctx, params: dict, index: int = 0) -> list[int]:
-    """The activation input list; a constant data input goes into params['const_input']."""
+def _data_input(op, ctx, index: int = 0) -> tuple[list[int], np.ndarray | None]:
+    """(the activation input list, a constant data input or None): a constant data input is
+    carried as the params' ``const_input`` (then the layer has no run-time input)."""
     t = op.inputs[index]
     if t < 0:
         raise ctx.error(op, f"input {index} (the data tensor) is missing")
@@ -76,9 +80,8 @@ def _data_input(op, ctx, params: dict, index: int = 0) -> list[int]:
         if not np.issubdtype(data.dtype, np.integer):
             raise ctx.error(op, f"constant {data.dtype} data input is not supported (only "
                                 f"activations or integer constants)")
-        params["const_input"] = np.ascontiguousarray(data)
-        return []
-    return [t]
+        return [], np.ascontiguousarray(data)
+    return [t], None
 
 
 def _check_same_dtype(op, ctx, allowed=MOVE_TYPES):
@@ -157,8 +160,7 @@ def lower_pad(op, ctx):
     before, after = pads[:, 0].copy(), pads[:, 1].copy()
     out_shape = _check_out_shape(op, ctx, tuple(d + b + a for d, b, a in
                                                 zip(in_shape, before, after)))
-    params: dict = {}
-    inputs = _data_input(op, ctx, params)
+    inputs, const = _data_input(op, ctx)
     has_const = n == 3 and op.inputs[2] >= 0
     lo, hi = QRANGE[dt]
     quantized_path = dt == np.dtype(np.uint8) or (dt in (np.dtype(np.int8), np.dtype(np.int16))
@@ -189,7 +191,7 @@ def lower_pad(op, ctx):
     else:
         value = 0
         src = "0 (unquantized)"
-    params.update(before=before, after=after, value=value)
+    params = PadParams(before=before, after=after, value=value, const_input=const)
     summary = (f"pad {[[int(b), int(a)] for b, a in zip(before, after)]} with {src}: "
                f"{list(in_shape)} -> {list(out_shape)}")
     return ctx.layer(op, "pad", inputs=inputs, params=params, summary=summary)
@@ -256,8 +258,8 @@ def lower_reshape(op, ctx):
         src = "options"
     out_shape = _check_out_shape(op, ctx, _resolve_reshape(op, ctx, in_shape, requested),
                                  f" (from the {src} {requested})")
-    params = {"shape": np.array(out_shape, dtype=np.int64)}
-    inputs = _data_input(op, ctx, params)
+    inputs, const = _data_input(op, ctx)
+    params = ReshapeParams(shape=np.array(out_shape, dtype=np.int64), const_input=const)
     return ctx.layer(op, "reshape", inputs=inputs, params=params,
                      summary=f"reshape {list(in_shape)} -> {list(out_shape)}")
 
@@ -282,8 +284,8 @@ def lower_squeeze(op, ctx):
                                     f"not of size 1 in {list(in_shape)}")
             squeeze[cur] = True
     out_shape = _check_out_shape(op, ctx, tuple(d for d, s in zip(in_shape, squeeze) if not s))
-    params = {"shape": np.array(out_shape, dtype=np.int64)}
-    inputs = _data_input(op, ctx, params)
+    inputs, const = _data_input(op, ctx)
+    params = ReshapeParams(shape=np.array(out_shape, dtype=np.int64), const_input=const)
     return ctx.layer(op, "reshape", inputs=inputs, params=params,
                      summary=f"squeeze {list(in_shape)} -> {list(out_shape)}")
 
@@ -311,8 +313,8 @@ def lower_transpose(op, ctx):
     if sorted(p) != list(range(nd)):
         raise ctx.error(op, f"perm {perm.tolist()} is not a permutation")
     out_shape = _check_out_shape(op, ctx, tuple(in_shape[i] for i in p))
-    params = {"perm": np.array(p, dtype=np.int64)}
-    inputs = _data_input(op, ctx, params)
+    inputs, const = _data_input(op, ctx)
+    params = TransposeParams(perm=np.array(p, dtype=np.int64), const_input=const)
     return ctx.layer(op, "transpose", inputs=inputs, params=params,
                      summary=f"transpose perm {p}: {list(in_shape)} -> {list(out_shape)}")
 
@@ -493,11 +495,12 @@ def lower_strided_slice(op, ctx):
         else:
             nxt = r[-1] + r.step  # numpy slice stop; -1 (before index 0) means "to the start"
             starts.append(r.start), stops.append(nxt if nxt >= 0 else -1), steps.append(r.step)
-    params = {"eff_shape": np.array(eff_shape, dtype=np.int64),
-              "start": np.array(starts, dtype=np.int64), "stop": np.array(stops, dtype=np.int64),
-              "step": np.array(steps, dtype=np.int64),
-              "shape": np.array(out_shape, dtype=np.int64)}
-    inputs = _data_input(op, ctx, params)
+    inputs, const = _data_input(op, ctx)
+    params = StridedSliceParams(eff_shape=np.array(eff_shape, dtype=np.int64),
+                                start=np.array(starts, dtype=np.int64),
+                                stop=np.array(stops, dtype=np.int64),
+                                step=np.array(steps, dtype=np.int64),
+                                shape=np.array(out_shape, dtype=np.int64), const_input=const)
     desc = ", ".join(f"{r.start}:{r.stop}:{r.step}" for r in ranges)
     return ctx.layer(op, "strided_slice", inputs=inputs, params=params,
                      summary=f"strided slice [{desc}]: {list(in_shape)} -> {list(out_shape)}")
@@ -546,8 +549,8 @@ def lower_resize_nearest(op, ctx):
     xi = nearest_indices(in_shape[2], out_shape[2], ac, hpc)
     if (yi < 0).any() or (xi < 0).any():
         raise ctx.error(op, "a source index is negative (TFLite would read before the input)")
-    params = {"y_index": yi, "x_index": xi}
-    inputs = _data_input(op, ctx, params)
+    inputs, const = _data_input(op, ctx)
+    params = ResizeNearestParams(y_index=yi, x_index=xi, const_input=const)
     return ctx.layer(op, "resize_nearest", inputs=inputs, params=params,
                      summary=f"resize nearest {list(in_shape[1:3])} -> {list(out_shape[1:3])} "
                              f"(align_corners={ac}, half_pixel_centers={hpc})")
@@ -599,9 +602,9 @@ def lower_resize_bilinear(op, ctx):
     # a TFLITE_SINGLE_ROUNDING build does (v + 2^19) >> 20 = round half up.
     rounding = Rounding.half_up if ctx.requant_scheme == RequantScheme.tflite_single \
         else Rounding.half_away_from_zero
-    params = {"y0": y0, "y1": y1, "fy": fy, "x0": x0, "x1": x1, "fx": fx,
-              "rounding": int(rounding)}
-    inputs = _data_input(op, ctx, params)
+    inputs, const = _data_input(op, ctx)
+    params = ResizeBilinearParams(y0=y0, y1=y1, fy=fy, x0=x0, x1=x1, fx=fx, rounding=rounding,
+                                  const_input=const)
     return ctx.layer(op, "resize_bilinear", inputs=inputs, params=params,
                      summary=f"resize bilinear {dt} {list(in_shape[1:3])} -> "
                              f"{list(out_shape[1:3])} (align_corners={ac}, "
@@ -650,8 +653,9 @@ def lower_quantize(op, ctx):
             scales, zps, axis = _channel_axis_params(op, ctx, y, shape)
         else:
             scales, zps, axis = q.scales[:1].astype(np.float32), q.zero_points[:1], 0
-        params = {"scale_bits": _f32_bits_array(scales), "zero_point": zps.astype(np.int64),
-                  "axis": axis, "qmin": lo, "qmax": hi}
+        params = QuantizeFloatParams(scale_bits=_f32_bits_array(scales),
+                                     zero_point=zps.astype(np.int64), axis=axis, qmin=lo,
+                                     qmax=hi)
         desc = (f"per-channel axis {axis} ({len(scales)} scales)" if q.per_channel else
                 f"scale {float(scales[0]):.9g}, zero point {int(zps[0])}")
         return ctx.layer(op, "quantize_float", inputs=[x], params=params,
@@ -673,11 +677,12 @@ def lower_quantize(op, ctx):
     # double(input scale) / double(output scale), then QuantizeMultiplier (in requant_params).
     real = float(np.float64(np.float32(s_in)) / np.float64(np.float32(s_out)))
     rq = ctx.requant_params([real])
-    params = dict(rq, in_zp=zp_in, out_zp=zp_out, act_min=lo, act_max=hi)
-    inputs = _data_input(op, ctx, params)
+    inputs, const = _data_input(op, ctx)
+    params = RequantizeParams(in_zp=zp_in, const_input=const, requant=RequantParams(
+        **rq._asdict(), out_zp=zp_out, act_min=lo, act_max=hi))
     return ctx.layer(op, "requantize", inputs=inputs, params=params,
                      summary=f"requantize {dx} -> {dy}: (q - {zp_in}) * {real:.9g} "
-                             f"[M={int(rq['multiplier'][0])}, shift={int(rq['shift'][0])}] "
+                             f"[M={int(rq.multiplier[0])}, shift={int(rq.shift[0])}] "
                              f"+ {zp_out}")
 
 
@@ -704,9 +709,9 @@ def lower_dequantize(op, ctx):
         scales, zps, axis = q.scales[:1].astype(np.float32), q.zero_points[:1], 0
     if dx == np.dtype(np.int16) and q is not None and not q.per_channel and int(zps[0]) != 0:
         raise ctx.error(op, f"int16 input with zero point {int(zps[0])}; TFLite requires 0")
-    params = {"scale_bits": _f32_bits_array(scales), "zero_point": zps.astype(np.int64),
-              "axis": axis}
-    inputs = _data_input(op, ctx, params)
+    inputs, const = _data_input(op, ctx)
+    params = DequantizeParams(scale_bits=_f32_bits_array(scales),
+                              zero_point=zps.astype(np.int64), axis=axis, const_input=const)
     desc = (f"per-channel axis {axis} ({len(scales)} scales)" if len(scales) > 1 else
             f"scale {float(scales[0]):.9g}, zero point {int(zps[0])}")
     return ctx.layer(op, "dequantize", inputs=inputs, params=params,

@@ -215,8 +215,7 @@ class _Layer:
         q = self.quantize(rows, s)
         qb, _, _ = quantize_bias(self.bias[rows], self.s_in, s, len(rows), self.bias_dtype)
         # channel_bounds is order-free within a channel: the [C, K] rows bound as FC weights
-        lo, hi = channel_bounds("fc", {"weights": q.astype(np.int64), "bias": qb,
-                                       "input_offset": -self.zp}, self.x_lo, self.x_hi)
+        lo, hi = channel_bounds("fc", q.astype(np.int64), qb, -self.zp, self.x_lo, self.x_hi)
         return q, lo, hi
 
 
@@ -266,8 +265,7 @@ def fit_weights(w, q, scales, axis: int, *, per_channel: bool, bits: int, power_
     s_c = scales if per_channel else np.repeat(scales, C)
     q_ck = np.moveaxis(np.asarray(q), axis, 0).reshape(C, -1).astype(np.int64)
     qb, _, _ = quantize_bias(layer.bias, layer.s_in, scales, C, bias_dtype)
-    lo0, hi0 = channel_bounds("fc", {"weights": q_ck, "bias": qb, "input_offset": -layer.zp},
-                              layer.x_lo, layer.x_hi)
+    lo0, hi0 = channel_bounds("fc", q_ck, qb, -layer.zp, layer.x_lo, layer.x_hi)
     bad = np.flatnonzero((lo0 < a_min) | (hi0 > a_max))
     if not len(bad):
         return FitResult(np.asarray(q), scales, None, lo0, hi0)
@@ -321,8 +319,7 @@ def fit_weights(w, q, scales, axis: int, *, per_channel: bool, bits: int, power_
 
     # the hardware model's own bound on the layer as lowered (the post-condition)
     qb_new, _, _ = quantize_bias(layer.bias, layer.s_in, new_scales, C, bias_dtype)
-    lo1, hi1 = channel_bounds(kind, {"weights": q_out, "bias": qb_new,
-                                     "input_offset": -layer.zp}, layer.x_lo, layer.x_hi)
+    lo1, hi1 = channel_bounds(kind, q_out, qb_new, -layer.zp, layer.x_lo, layer.x_hi)
     if np.any(lo1 < a_min) or np.any(hi1 > a_max):
         raise AssertionError(f"{name}: fitted layer still exceeds {acc_bits} bits")
     adj = AccAdjustment(
