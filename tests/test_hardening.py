@@ -236,7 +236,8 @@ def test_manifest_alias_is_refused(capsys, tmp_path, export_dir):
 
 
 @pytest.mark.parametrize("body, needle", [
-    ("name: x\ndescription: " + "[" * 5000 + "\n", "nested deeper"),
+    ("name: x\ndescription: " + "[" * 5000 + "\n", "nest"),   # libyaml's or our own limit
+    ("name: x\ndescription: " + "[" * 100 + "]" * 100 + "\n", "nested deeper than 64"),
     ("name: x\narray: {rows: " + "9" * 5000 + "}\n", "invalid YAML value"),
     ("name: x\ndescription: " + "y" * 200 + "\narray: {rows: [" + "1, " * 5000 + "1]}\n",
      "array.rows: <list of 5001 items> is not an integer"),
@@ -336,3 +337,17 @@ def test_report_cli_refuses_a_foreign_folder_before_any_work(capsys, tmp_path):
                             "--calib", tmp_path / "c.npy", "--out", p)
     assert_error(code, err, "is not an hwsim report")
     assert sorted(os.listdir(p)) == ["main.c"]
+
+
+@pytest.mark.parametrize("libyaml", [True, False])
+def test_yaml_bounds_hold_with_and_without_libyaml(monkeypatch, libyaml):
+    import hwsim.yamlio as Y
+    if not libyaml:
+        monkeypatch.setattr(Y, "_CLoader", None)
+    elif Y._CLoader is None:
+        pytest.skip("PyYAML was built without libyaml: only the pure-Python loader exists")
+    assert load_yaml_text("a: [1, {b: 2}]\n", "t.yaml") == {"a": [1, {"b": 2}]}
+    with pytest.raises(HwsimError, match=r"t.yaml:2: invalid YAML \(YAML aliases \(\*x\)"):
+        load_yaml_text("a: &x 1\nb: *x\n", "t.yaml")
+    with pytest.raises(HwsimError, match="nested deeper than 64 levels"):
+        load_yaml_text("a: " + "[" * 70 + "]" * 70 + "\n", "t.yaml")
