@@ -21,6 +21,7 @@ format version) and written atomically (a temp file beside the target, then a re
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,7 +61,7 @@ def _tensor_attrs(info, kind: str) -> dict:
     scales = np.asarray(info.scales, dtype=np.float32).reshape(-1)
     zps = np.asarray(info.zero_points, dtype=np.int64).reshape(-1)
     attrs = {
-        "name": str(info.name),
+        "name": str(info.name).replace("\0", "\ufffd"),  # HDF5 strings end at a NUL
         "tensor_index": np.int64(info.index),
         "dtype": str(np.dtype(info.dtype)) if info.dtype is not None else "unknown",
         "shape": np.asarray(info.shape, dtype=np.int64).reshape(-1),
@@ -154,19 +155,95 @@ class TraceFile:
         raise KeyError(name)
 
 
-def _attrs(obj) -> dict:
+MAX_DATASET_BYTES = 1 << 30  # one tensor of a trace; mobilenet_v2's largest is ~1.6 MB
+_INDEX = re.compile(r"0|[1-9][0-9]{0,9}")  # a dataset name in tensors/ outputs/ accumulators/
+_GROUPS = ("tensors", "outputs", "accumulators")
+# attributes compare and by_name use, and the type each must have
+_ATTR_TYPES = {"name": str, "kind": str, "op": str, "dtype": str, "output_tensor": int,
+               "layer": int, "tensor_index": int}
+
+
+def _attrs(obj, path: str, where: str) -> dict:
+    """An HDF5 object's attributes as Python values (bytes decoded, numpy scalars unwrapped);
+    the attributes hwsim uses must have their type."""
+    from .yamlio import brief
     out = {}
-    for k, v in obj.attrs.items():
+    try:
+        items = list(obj.attrs.items())
+    except Exception as e:  # noqa: BLE001 -- h5py raises OSError/RuntimeError/TypeError/...
+        raise InputError(f"{path}: {where}: unreadable attributes ({_h5_reason(e)})") from None
+    for k, v in items:
         if isinstance(v, bytes):
             v = v.decode("utf-8", "replace")
         elif isinstance(v, np.generic):
             v = v.item()
+            if isinstance(v, bytes):
+                v = v.decode("utf-8", "replace")
+        want = _ATTR_TYPES.get(k)
+        if want is not None and not (isinstance(v, want) and not isinstance(v, bool)):
+            raise InputError(f"{path}: {where}: attribute '{k}' is {brief(v, 40)}, not "
+                             f"{'a string' if want is str else 'an integer'}")
         out[k] = v
     return out
 
 
+def _h5_reason(e: Exception) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _link_text(link) -> str:
+    import h5py
+    where = "another file" if isinstance(link, h5py.ExternalLink) else "another object"
+    return f"is a link to {where}; a trace holds its data itself (no link is followed)"
+
+
+def _group(h, name: str, path: str):
+    import h5py
+    link = h.get(name, getlink=True)
+    if link is None:
+        return None
+    if not isinstance(link, h5py.HardLink):
+        raise InputError(f"{path}: /{name} {_link_text(link)}")
+    g = h[name]
+    if not isinstance(g, h5py.Group):
+        raise InputError(f"{path}: /{name} is a {type(g).__name__.lower()}, not a group (a "
+                         f"trace has groups {', '.join(_GROUPS)})")
+    return g
+
+
+def _read_dataset(g, group: str, key: str, path: str):
+    """``(index, array, attributes)`` of ``group/key``, checked before anything is read."""
+    import h5py
+    where = f"{group}/{key}"
+    if not _INDEX.fullmatch(key):
+        from .yamlio import brief
+        raise InputError(f"{path}: {group}/ holds {brief(key, 40)}, which is not a trace entry "
+                         f"(entries are named by a tensor or layer index)")
+    link = g.get(key, getlink=True)
+    if not isinstance(link, h5py.HardLink):
+        raise InputError(f"{path}: {where} {_link_text(link)}")
+    ds = g[key]
+    if not isinstance(ds, h5py.Dataset):
+        raise InputError(f"{path}: {where} is a {type(ds).__name__.lower()}, not a dataset")
+    if ds.dtype.kind not in "biuf":
+        raise InputError(f"{path}: {where} holds {ds.dtype}, not numbers")
+    nbytes = int(ds.size or 0) * ds.dtype.itemsize
+    if nbytes > MAX_DATASET_BYTES:
+        raise InputError(f"{path}: {where} declares {list(ds.shape)} x {ds.dtype} "
+                         f"({nbytes:,} bytes; the limit for one tensor is "
+                         f"{MAX_DATASET_BYTES:,})")
+    return int(key), ds[()], _attrs(ds, path, where)
+
+
 def read_trace_h5(path: str | os.PathLike) -> TraceFile:
-    """Read a trace file written by :func:`write_trace_h5` (or a corpus ``expected.h5``)."""
+    """Read a trace file written by :func:`write_trace_h5` (or a corpus ``expected.h5``).
+
+    Raises :class:`InputError` for anything else: a file that is not HDF5 or is damaged, an
+    HDF5 file without ``tensors/`` or ``outputs/`` data, entries that are not numeric
+    datasets named by an index, links (a trace never makes hwsim read another file), a
+    dataset larger than ``MAX_DATASET_BYTES``, or attributes of the wrong type.
+    """
     import h5py
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -175,22 +252,34 @@ def read_trace_h5(path: str | os.PathLike) -> TraceFile:
     try:
         h = h5py.File(path, "r")
     except OSError as e:
-        raise InputError(f"{path}: not an HDF5 trace file ({e})") from None
-    with h:
-        tf = TraceFile(_attrs(h))
-        if "tensors" in h:
-            for key, ds in h["tensors"].items():
-                i = int(key)
-                tf.tensors[i] = ds[()]
-                tf.tensor_attrs[i] = _attrs(ds)
-            tf.tensors = dict(sorted(tf.tensors.items()))
-            tf.tensor_attrs = dict(sorted(tf.tensor_attrs.items()))
-        if "outputs" in h:
-            for key in sorted(h["outputs"], key=int):
-                tf.outputs.append(h["outputs"][key][()])
-                tf.output_attrs.append(_attrs(h["outputs"][key]))
-        if "accumulators" in h:
-            for key in sorted(h["accumulators"], key=int):
-                tf.accumulators[int(key)] = h["accumulators"][key][()]
-                tf.accumulator_attrs[int(key)] = _attrs(h["accumulators"][key])
+        raise InputError(f"{path}: not an HDF5 trace file ({_h5_reason(e)})") from None
+    try:
+        with h:
+            return _read_trace(h, path)
+    except (OSError, RuntimeError, KeyError) as e:  # h5py's reports of a damaged file
+        raise InputError(f"{path}: damaged HDF5 file ({_h5_reason(e)})") from None
+
+
+def _read_trace(h, path: str) -> TraceFile:
+    groups = {name: _group(h, name, path) for name in _GROUPS}
+    if groups["tensors"] is None and groups["outputs"] is None:
+        raise InputError(f"{path}: not an hwsim trace (no tensors/ or outputs/ group; traces "
+                         f"come from 'hwsim run --trace' or are a corpus expected.h5)")
+    tf = TraceFile(_attrs(h, path, "/"))
+    found = {}
+    for name, g in groups.items():
+        found[name] = sorted((_read_dataset(g, name, key, path) for key in g) if g else [],
+                             key=lambda e: e[0])
+    for i, data, attrs in found["tensors"]:
+        tf.tensors[i] = data
+        tf.tensor_attrs[i] = attrs
+    for _, data, attrs in found["outputs"]:
+        tf.outputs.append(data)
+        tf.output_attrs.append(attrs)
+    for i, data, attrs in found["accumulators"]:
+        tf.accumulators[i] = data
+        tf.accumulator_attrs[i] = attrs
+    if not tf.tensors and not tf.outputs:
+        raise InputError(f"{path}: not an hwsim trace (its tensors/ and outputs/ groups are "
+                         f"empty)")
     return tf

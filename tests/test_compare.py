@@ -242,3 +242,89 @@ def test_corpus_expected_h5_against_an_export(tmp_path):
     r = compare(os.path.join(d, "expected.h5"), res.out_dir)
     assert r.bit_exact
     assert {x.kind for x in r.rows if x.status == "skipped"} == {"acc"}
+
+
+# -- h5 files that are not traces: input errors (exit 2, one line), never "NOT bit-exact" -------
+def _rewrite(h, name, data):
+    attrs = dict(h[name].attrs)
+    del h[name]
+    h[name] = data
+    h[name].attrs.update(attrs)
+
+
+def _external(h):
+    del h["tensors/20"]
+    h["tensors/20"] = h5py.ExternalLink("elsewhere.h5", "/x")
+
+
+def _unallocated(h):
+    del h["outputs/0"]
+    h.create_dataset("outputs/0", shape=(1 << 36,), dtype="i1", chunks=(1 << 16,))
+
+
+BAD_TRACES = [  # (id, None: a new file / an edit of a copy of the trace, expected message)
+    ("empty", lambda h: None, True, "not an hwsim trace (no tensors/ or outputs/ group"),
+    ("unrelated", lambda h: h.create_dataset("weights", data=np.arange(10)), True,
+     "not an hwsim trace (no tensors/ or outputs/ group"),
+    ("empty groups", lambda h: (h.create_group("tensors"), h.create_group("outputs")), True,
+     "its tensors/ and outputs/ groups are empty"),
+    ("tensors a dataset", lambda h: (h.__delitem__("tensors"), h.create_dataset(
+        "tensors", data=np.zeros(3))), False, "/tensors is a dataset, not a group"),
+    ("name not an index", lambda h: h.move("tensors/5", "tensors/1.5"), False,
+     "tensors/ holds '1.5', which is not a trace entry"),
+    ("strings", lambda h: _rewrite(h, "tensors/12", np.array(["a", "b"], dtype=h5py.string_dtype())),
+     False, "tensors/12 holds object, not numbers"),
+    ("group in outputs", lambda h: (h.__delitem__("outputs/0"), h.create_group("outputs/0")),
+     False, "outputs/0 is a group, not a dataset"),
+    ("external link", _external, False, "tensors/20 is a link to another file"),
+    ("unallocated 64 GiB", _unallocated, False, "outputs/0 declares [68719476736] x int8"),
+    ("kind an array", lambda h: h["tensors/6"].attrs.__setitem__("kind", np.arange(3)), False,
+     "tensors/6: attribute 'kind' is array([0, 1, 2]), not a string"),
+]
+
+
+@pytest.mark.parametrize("edit, fresh, needle", [b[1:] for b in BAD_TRACES],
+                         ids=[b[0] for b in BAD_TRACES])
+@pytest.mark.parametrize("side", ["golden", "other"])
+def test_an_h5_that_is_not_a_trace_is_an_input_error(setup, tmp_path, capsys, edit, fresh,
+                                                     needle, side):
+    work, _ = setup
+    bad = tmp_path / "bad.h5"
+    if fresh:
+        with h5py.File(bad, "w") as h:
+            edit(h)
+    else:
+        shutil.copy(work / "trace.h5", bad)
+        with h5py.File(bad, "r+") as h:
+            edit(h)
+    pair = (bad, work / "trace.h5") if side == "golden" else (work / "trace.h5", bad)
+    code, out, err = run_cli(capsys, *pair)
+    assert code == 2 and out == "", (code, out, err)
+    assert err.startswith(f"hwsim: error: {bad}: ") and needle in err, err
+    assert err.count("\n") == 1 and "NOT bit-exact" not in err
+    assert sorted(os.listdir(tmp_path)) == ["bad.h5"]
+
+
+def test_a_difference_in_constants_only_writes_no_png(setup, tmp_path, capsys):
+    """The constants row holds no arrays to draw (found by the fuzz test: a traceback)."""
+    work, _ = setup
+    _altered_trace(work / "trace.h5", tmp_path / "t.h5", 1, 0, 1)
+    code, out, err = run_cli(capsys, tmp_path / "t.h5", work / "trace.h5", "--png",
+                             tmp_path / "m.png")
+    assert code == 1 and err == "" and "m.png not written" in out
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_traces_with_a_rank_5_tensor(setup, tmp_path, capsys):
+    """A tensor of rank 5 (no NHWC view) is compared as one row [1, 1, size, 1]."""
+    work, _ = setup
+    g, o = tmp_path / "g.h5", tmp_path / "o.h5"
+    shutil.copy(work / "trace.h5", g)
+    with h5py.File(g, "r+") as h:
+        _rewrite(h, "tensors/19", h["tensors/19"][()].reshape(1, 1, 8, 8, 48))
+    old = _altered_trace(g, o, 19, 7, 1)
+    code, out, err = run_cli(capsys, g, o, "--png", tmp_path / "m.png")
+    assert code == 1 and err == "", err
+    assert f"first mismatch: tensor 19 'block2/conv1x1', element 7 (n=0 h=0 w=7 c=0 of NHWC " \
+           f"[1, 1, 3072, 1]): golden {old}, other {old + 1}" in out
+    assert Image.open(tmp_path / "m.png").size[0] > 0

@@ -574,3 +574,21 @@ def test_iverilog_readmemh_reads_hex_and_mem(tmp_path):
 def test_digits_and_bytes_helpers():
     assert [hex_digits(b) for b in (1, 4, 5, 8, 10, 72, 1024)] == [1, 1, 2, 2, 3, 18, 256]
     assert [word_bytes(b) for b in (1, 8, 9, 72, 100, 1024)] == [1, 1, 2, 9, 13, 128]
+
+
+@pytest.mark.parametrize("fmt, text", [
+    ("hex", "00\n" + "a" * 200_000 + "\n"),
+    ("hex", "00\n" + "-" * 200_000 + "\n"),
+    ("mem", "@0\n00\n@" + "f" * 200_000 + "\n"),
+    ("coe", "memory_initialization_radix=16;\nmemory_initialization_vector=\n" + "a" * 200_000
+     + ";\n"),
+    ("mif", "WIDTH=8;\nDEPTH=1;\nADDRESS_RADIX=HEX;\nDATA_RADIX=HEX;\nCONTENT BEGIN\n"
+     + "a" * 200_000 + " : 00;\nEND;\n"),
+])
+def test_a_huge_token_gives_a_short_message(fmt, text):
+    """A 200,000-character line or token is quoted cut (found by tests/test_fuzz.py: the
+    message had been the whole line)."""
+    with pytest.raises(MemoryFileError) as e:
+        parse_memory(text.encode(), 8, fmt, address=None, name="m")
+    assert len(str(e.value)) < 200 and re.search(r"200,00\d characters", str(e.value)), \
+        str(e.value)[:300]

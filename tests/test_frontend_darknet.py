@@ -350,3 +350,41 @@ def test_darknet_weight_file_errors(tmp_path):
         read_darknet(bad)
     with pytest.raises(ModelError, match="no such file"):
         read_darknet(tmp_path / "missing.cfg")
+
+
+# malformed cfg / weights (found by tests/test_fuzz.py): one short ModelError, no traceback or
+# RuntimeWarning
+@pytest.mark.parametrize("old, new, needle", [
+    ("[maxpool]\nsize=2\nstride=2", "[maxpool]\nsize=2\nstride=0", "net.cfg:15: stride=0, must be >= 1"),
+    ("filters=8\nsize=3", "filters=0\nsize=3", "net.cfg:7: filters=0, must be >= 1"),
+    ("layers=-1,-4", "layers=-1,1.5", "net.cfg:60: layers='-1,1.5' is not a list of integers"),
+    ("[upsample]\nstride=2", "[upsample]\nstride=2\nscale=x", "net.cfg:71: scale='x' is not a number"),
+    ("[net]\nwidth=16", "[net]\n" + "a" * 100_000 + "\nwidth=16", "expected 'key=value', got 'aaaa"),
+    ("activation=leaky", "activation=" + "z" * 100_000, "activation 'zzzz"),
+])
+def test_malformed_cfg(tmp_path, old, new, needle):
+    cfg, wpath, _ = _files(tmp_path, CFG)
+    assert old in CFG
+    cfg.write_text(CFG.replace(old, new, 1))
+    with pytest.raises(ModelError) as e:
+        read_darknet(cfg, wpath)
+    msg = str(e.value)
+    assert needle in msg and len(msg) < 300, msg[:400]
+
+
+def test_weights_with_nan_or_a_hostile_header(tmp_path):
+    import warnings
+    cfg, wpath, params = _files(tmp_path, CFG)
+    bad = [p.copy() for p in params]
+    bad[1][3] = np.inf
+    write_weights(wpath, bad)
+    with pytest.raises(ModelError, match=r"net.weights: l0_convolutional scales hold NaN or "
+                                         r"infinity \(float32 value 11 after the header\)"):
+        read_darknet(cfg, wpath)
+    raw = bytearray(wpath.read_bytes())
+    raw[0:4] = np.array([0x7FFFFFFF], "<i4").tobytes()  # major*10 overflowed int32
+    wpath.write_bytes(bytes(raw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ModelError, match="net.weights"):
+            read_darknet(cfg, wpath)

@@ -401,3 +401,77 @@ def test_onnx_errors(tmp_path):
                    {"x": (1, 2, 4, 4)}, ["y"], opset=6)
     with pytest.raises(ModelError, match="no TFLite equivalent"):
         read_onnx(m)
+
+
+# ------------------------------------------------------------------ malformed files (found by
+# tests/test_fuzz.py as tracebacks): one ModelError naming the file and the node or initializer
+
+def _small_cnn(**edit):
+    """x [1, 3, 8, 8] -> Conv 3x3 -> Relu -> MaxPool -> Flatten -> Gemm -> y."""
+    inits = {"w": _conv_w(4, 3, 3, 1), "b": rnd((4,), 2, 0.1), "fw": rnd((5, 64), 3, 0.1),
+             "fb": rnd((5,), 4, 0.1)}
+    conv = dict(pads=[1, 1, 1, 1], strides=[1, 1])
+    conv.update(edit.pop("conv", {}))
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], **conv),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1)]
+    inits.update(edit.pop("inits", {}))
+    return make_model(nodes, {"x": (1, 3, 8, 8)}, ["y"], inits, **edit)
+
+
+def _with_init(model, name, **fields):
+    for t in model.graph.initializer:
+        if t.name == name:
+            for k, v in fields.items():
+                if k == "dims":
+                    del t.dims[:]
+                    t.dims.extend(v)
+                else:
+                    setattr(t, k, v)
+    return model
+
+
+MALFORMED_ONNX = [
+    ("dims do not match the data", lambda: _with_init(_small_cnn(), "b", dims=[1]),
+     "initializer 'b' (dims [1], data type 1) cannot be read: ValueError"),
+    ("2^40 elements", lambda: _with_init(_small_cnn(), "b", dims=[2**40]),
+     "initializer 'b' has dims [1099511627776] (at most 2,147,483,647 elements"),
+    ("negative dimension", lambda: _with_init(_small_cnn(), "fb", dims=[-5]),
+     "initializer 'fb' has dims [-5]"),
+    ("NaN weights", lambda: _small_cnn(inits={"fb": np.array([1, np.nan, 0, 0, 0], np.float32)}),
+     "initializer 'fb' holds NaN or infinity"),
+    ("stride 0", lambda: _small_cnn(conv=dict(strides=[0, 0])),
+     "Conv node producing ['c']: strides [0, 0]: each must be >= 1"),
+    ("three strides", lambda: _small_cnn(conv=dict(strides=[1, 1, 1])),
+     "strides [1, 1, 1]: expected 2 integers"),
+    ("pads of opset 10", lambda: _small_cnn(opset=10),
+     None),  # a valid model: must still import
+]
+
+
+@pytest.mark.parametrize("build, needle", [m[1:] for m in MALFORMED_ONNX],
+                         ids=[m[0] for m in MALFORMED_ONNX])
+def test_malformed_onnx_models(tmp_path, build, needle):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(build().SerializeToString())
+    if needle is None:
+        read_onnx(path)
+        return
+    with pytest.raises(ModelError) as e:
+        read_onnx(path)
+    assert str(e.value).startswith(f"{path}: ") and needle in str(e.value), str(e.value)
+
+
+def test_an_unforeseen_bad_attribute_names_the_node(tmp_path):
+    """A Concat without its axis, a Pad (opset 10) without pads: node named, no traceback."""
+    x = {"x": (1, 3, 4, 4)}
+    m = make_model([helper.make_node("Relu", ["x"], ["r"]),
+                    helper.make_node("Concat", ["r", "x"], ["y"])], x, ["y"])
+    with pytest.raises(ModelError, match=r"Concat node producing \['y'\]: Concat needs its axis"):
+        read_onnx(m)
+    m = make_model([helper.make_node("Pad", ["x"], ["y"], mode="constant")], x, ["y"], opset=10)
+    with pytest.raises(ModelError, match=r"Pad node producing \['y'\]: cannot import this node "
+                                         r"\(IndexError"):
+        read_onnx(m)

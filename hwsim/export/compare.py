@@ -59,7 +59,8 @@ class VectorDiff:
 
     @property
     def coords(self) -> dict | None:
-        if self.first is None:
+        """n/h/w/c of the first mismatch (None when the vector has no NHWC view)."""
+        if self.first is None or int(np.prod(self.nhwc)) != self.elements:
             return None
         n, h, w, c = (int(v) for v in np.unravel_index(self.first, self.nhwc))
         return {"n": n, "h": h, "w": w, "c": c}
@@ -113,9 +114,10 @@ class CompareResult:
         if r.status != "compared":
             return f"first difference: {r.label}: {r.note or r.status}"
         c = r.coords
-        return (f"first mismatch: {r.label}, element {r.first} (n={c['n']} h={c['h']} "
-                f"w={c['w']} c={c['c']} of NHWC {list(r.nhwc)}): golden {r.golden_value}, "
-                f"other {r.other_value}")
+        where = (f" (n={c['n']} h={c['h']} w={c['w']} c={c['c']} of NHWC {list(r.nhwc)})"
+                 if c is not None else "")
+        return (f"first mismatch: {r.label}, element {r.first}{where}: golden "
+                f"{r.golden_value}, other {r.other_value}")
 
     def summary(self) -> str:
         comp = self.compared
@@ -131,7 +133,8 @@ class CompareResult:
 
     def write_png(self, path: str | os.PathLike) -> str | None:
         """A per-channel mismatch map of the first differing vector (None if there is none)."""
-        r = next((r for r in self.rows if r.status == "compared" and r.mismatches), None)
+        r = next((r for r in self.rows if r.status == "compared" and r.mismatches and
+                  r.golden is not None), None)  # (the constants row holds no arrays)
         if r is None:
             return None
         write_mismatch_png(r, os.fspath(path))
@@ -170,30 +173,37 @@ def _items_from_manifest(man: dict) -> list[Item]:
     return items
 
 
-def _items_from_program(program) -> list[Item]:
+def _view(shape) -> tuple[int, int, int, int]:
+    """The NHWC view of a tensor; one row of elements for a rank above 4."""
     from .layout import nhwc
+    try:
+        return nhwc(shape)
+    except ValueError:
+        return (1, 1, int(np.prod(shape)), 1)
+
+
+def _items_from_program(program) -> list[Item]:
     items = []
     for layer in program.layers:
         for j, t in enumerate(layer.inputs):
             info = program.tensors[t]
             items.append(Item(layer.index, layer.op, "input" if j == 0 else f"input{j + 1}", t,
-                              info.name, nhwc(info.shape)))
+                              info.name, _view(info.shape)))
         if layer.has_acc:
             info = program.tensors[layer.outputs[0]]
             shape = info.shape if layer.op != "FULLY_CONNECTED" else (
-                layer.params.batch, np.asarray(layer.params.weights).shape[0])
-            items.append(Item(layer.index, layer.op, "acc", None, "", nhwc(shape)))
+                layer.params["batch"], np.asarray(layer.params["weights"]).shape[0])
+            items.append(Item(layer.index, layer.op, "acc", None, "", _view(shape)))
         for j, t in enumerate(layer.outputs):
             info = program.tensors[t]
             items.append(Item(layer.index, layer.op, "output" if j == 0 else f"output{j + 1}",
-                              t, info.name, nhwc(info.shape)))
+                              t, info.name, _view(info.shape)))
     return items
 
 
 def _items_from_traces(g, o) -> list[Item]:
     """Two traces without a model: non-constant tensors by index, each MAC layer's
     accumulators right after its output tensor, and the constants as one row."""
-    from .layout import nhwc
     accs: dict[int, list[int]] = {}
     for li, a in g.accumulator_attrs.items():
         accs.setdefault(int(a.get("output_tensor", -1)), []).append(li)
@@ -205,13 +215,13 @@ def _items_from_traces(g, o) -> list[Item]:
             continue
         a = g.tensor_attrs[i]
         items.append(Item(None, "", "tensor", i, str(a.get("name", "")),
-                          nhwc(np.shape(g.tensors[i]))))
+                          _view(np.shape(g.tensors[i]))))
         for li in accs.pop(i, []):
             items.append(Item(li, str(g.accumulator_attrs[li].get("op", "")), "acc", None,
-                              "", nhwc(np.shape(g.accumulators[li]))))
+                              "", _view(np.shape(g.accumulators[li]))))
     for li in sorted(x for v in accs.values() for x in v):
         items.append(Item(li, str(g.accumulator_attrs[li].get("op", "")), "acc", None, "",
-                          nhwc(np.shape(g.accumulators[li]))))
+                          _view(np.shape(g.accumulators[li]))))
     consts = [i for i in order if kinds[i] == "constant"]
     if consts and any(o.tensor_attrs.get(i, {}).get("kind") == "constant" for i in consts):
         items.append(Item(None, "", "constants", None, f"{len(consts)} tensors", (1, 1, 1, 1)))
@@ -337,6 +347,9 @@ def _diff(item: Item, g, o) -> VectorDiff:
     g = np.asarray(g)
     d.elements = int(g.size)
     o = np.asarray(o)
+    for side, v in (("GOLDEN", g), ("OTHER", o)):
+        if v.dtype.kind not in "biuf":
+            raise HwsimError(f"{d.label}: {side} holds {v.dtype}, not numbers")
     if o.size != g.size:
         d.status = "shape"
         d.note = f"shape differs: golden {list(g.shape)}, other {list(o.shape)}"
@@ -454,7 +467,8 @@ def write_mismatch_png(r: VectorDiff, path: str, max_columns: int = 1024) -> Non
     from PIL import Image, ImageDraw
 
     from ..util import atomic_output_path
-    n, h, w, c = r.nhwc
+    size = int(np.size(r.golden))
+    n, h, w, c = r.nhwc if int(np.prod(r.nhwc)) == size else (1, 1, size, 1)
     mask = (r.golden != r.other).reshape(n * h * w, c).T  # [C, positions]
     positions = mask.shape[1]
     bin_ = -(-positions // max_columns)

@@ -281,10 +281,10 @@ class _Reader:
         """Value of one data token: hex digits only, exactly ``nd`` of them, < 2**word_bits."""
         for ch in tok:
             if ch not in _HEXCHARS:
-                raise self.error(line, f"bad hex digit {ch!r} in {tok!r}")
+                raise self.error(line, f"bad hex digit {ch!r} in {_show(tok)}")
         if len(tok) != self.nd:
             raise self.error(line, f"expected {self.nd} hex digits per {self.word_bits}-bit "
-                                   f"word, got {len(tok)} ({tok!r})")
+                                   f"word, got {len(tok)} ({_show(tok)})")
         v = int(tok, 16)
         if v >> self.word_bits:
             raise self.error(line, f"value {tok} is wider than {self.word_bits} bits")
@@ -302,6 +302,13 @@ class _Reader:
             raise self.error(last_line, f"too few words: {len(self.words)}, expected depth "
                                         f"{self.depth}")
         return self.words
+
+
+def _show(text: str, limit: int = 24) -> str:
+    """``repr`` of a piece of the file for a message, cut after ``limit`` characters."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -334,8 +341,9 @@ def _parse_hexlike(text: str, r: _Reader, mem: bool, address: int | None) -> lis
                 raise r.error(ln, "address line '@...' is not allowed in a .hex file "
                                   "(use .mem for an addressed image)")
             a = line[1:]
-            if not a or any(ch not in _HEXCHARS for ch in a):
-                raise r.error(ln, f"bad address line {line!r} (expected '@' and hex digits)")
+            if not a or len(a) > 16 or any(ch not in _HEXCHARS for ch in a):
+                raise r.error(ln, f"bad address line {_show(line)} (expected '@' and at most "
+                                  f"16 hex digits)")
             addr = int(a, 16)
             if next_addr is None:
                 if address is not None and addr != address:
@@ -376,6 +384,12 @@ class _TokenStream:
         self.i = 0
         self.r = r
         self.last_line = _line_count(text)
+        # no keyword, address or word is longer: messages that quote a token stay short
+        limit = max(r.nd, 64)
+        for tok, ln in self.toks:
+            if len(tok) > limit:
+                raise r.error(ln, f"{_show(tok)} is longer than any keyword, address or "
+                                  f"{r.word_bits}-bit word")
 
     def next(self, what: str) -> tuple[str, int]:
         if self.i >= len(self.toks):

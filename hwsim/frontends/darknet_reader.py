@@ -34,6 +34,7 @@ import os
 import numpy as np
 
 from ..ir import Graph, ModelError
+from ..yamlio import brief
 
 __all__ = ["read_darknet", "darknet_to_onnx", "parse_cfg", "write_weights"]
 
@@ -44,8 +45,11 @@ def parse_cfg(path_or_text) -> list[tuple[str, dict, int]]:
     """``[(section, {key: value-string}, line number), ...]`` of a Darknet cfg (path or text)."""
     if isinstance(path_or_text, (str, os.PathLike)) and os.path.exists(os.fspath(path_or_text)):
         src = os.fspath(path_or_text)
-        with open(src, encoding="utf-8", errors="replace") as f:
-            text = f.read()
+        try:
+            with open(src, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError as e:
+            raise ModelError(f"{src}: cannot read ({e.strerror or e})") from None
     elif isinstance(path_or_text, str) and "[" in path_or_text:
         src, text = "<cfg>", path_or_text
     else:
@@ -57,11 +61,11 @@ def parse_cfg(path_or_text) -> list[tuple[str, dict, int]]:
             continue
         if line.startswith("["):
             if not line.endswith("]"):
-                raise ModelError(f"{src}:{no}: malformed section header {line!r}")
+                raise ModelError(f"{src}:{no}: malformed section header {brief(line)}")
             sections.append((line[1:-1].strip().lower(), {}, no))
             continue
         if "=" not in line:
-            raise ModelError(f"{src}:{no}: expected 'key=value', got {line!r}")
+            raise ModelError(f"{src}:{no}: expected 'key=value', got {brief(line)}")
         if not sections:
             raise ModelError(f"{src}:{no}: option outside of any [section]")
         k, v = line.split("=", 1)
@@ -80,10 +84,14 @@ class _Weights:
             return
         if not os.path.exists(self.path):
             raise ModelError(f"{self.path}: no such file")
-        raw = open(self.path, "rb").read()
+        try:
+            with open(self.path, "rb") as f:
+                raw = f.read()
+        except OSError as e:
+            raise ModelError(f"{self.path}: cannot read ({e.strerror or e})") from None
         if len(raw) < 16:
             raise ModelError(f"{self.path}: too short for a Darknet weights header")
-        major, minor, revision = np.frombuffer(raw[:12], dtype="<i4")
+        major, minor, revision = (int(v) for v in np.frombuffer(raw[:12], dtype="<i4"))
         if (major * 10 + minor) >= 2 and major < 1000 and minor < 1000:
             off = 20
         else:
@@ -102,6 +110,10 @@ class _Weights:
             raise ModelError(f"{self.path}: ends after {len(self.data)} floats; {what} needs "
                              f"{n} more from offset {self.pos} (cfg and weights do not match)")
         out = self.data[self.pos:self.pos + n].astype(np.float32)
+        if not np.isfinite(out).all():
+            bad = self.pos + int(np.flatnonzero(~np.isfinite(out))[0])
+            raise ModelError(f"{self.path}: {what} hold NaN or infinity (float32 value {bad} "
+                             f"after the header)")
         self.pos += n
         return out
 
@@ -111,14 +123,25 @@ class _Weights:
                              f"over after the last layer (cfg and weights do not match)")
 
 
-def _int(opts, key, default, src, no):
+def _int(opts, key, default, src, no, lo: int | None = None):
+    """Option ``key`` as an int (``default`` when absent); at least ``lo`` if given."""
     v = opts.get(key)
     if v is None:
         return default
     try:
-        return int(v)
+        n = int(v)
     except ValueError:
-        raise ModelError(f"{src}:{no}: {key}={v!r} is not an integer") from None
+        raise ModelError(f"{src}:{no}: {key}={brief(v)} is not an integer") from None
+    if lo is not None and n < lo:
+        raise ModelError(f"{src}:{no}: {key}={n}, must be >= {lo}")
+    return n
+
+
+def _ints(text: str, key: str, src, no) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ModelError(f"{src}:{no}: {key}={brief(text)} is not a list of integers") from None
 
 
 def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: int = 0):
@@ -162,7 +185,7 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
         elif act == "tanh":
             nodes.append(helper.make_node("Tanh", [x], [name]))
         else:
-            raise ModelError(f"{where}: activation '{act}' is not supported "
+            raise ModelError(f"{where}: activation {brief(act)} is not supported "
                              f"({', '.join(_ACTS)})")
         return name
 
@@ -187,17 +210,17 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
         lname = f"l{k}_{sec}"
         cc, hh, ww = shape
         if sec in ("convolutional", "conv"):
-            n = _int(opts, "filters", 1, src, no)
-            size = _int(opts, "size", 1, src, no)
-            stride = _int(opts, "stride", 1, src, no)
-            groups = _int(opts, "groups", 1, src, no)
-            dil = _int(opts, "dilation", 1, src, no)
+            n = _int(opts, "filters", 1, src, no, lo=1)
+            size = _int(opts, "size", 1, src, no, lo=1)
+            stride = _int(opts, "stride", 1, src, no, lo=1)
+            groups = _int(opts, "groups", 1, src, no, lo=1)
+            dil = _int(opts, "dilation", 1, src, no, lo=1)
             padding = size // 2 if _int(opts, "pad", 0, src, no) else \
-                _int(opts, "padding", 0, src, no)
+                _int(opts, "padding", 0, src, no, lo=0)
             bn = _int(opts, "batch_normalize", 0, src, no)
             act = opts.get("activation", "logistic")
             if act not in _ACTS:
-                raise ModelError(f"{where}: activation '{act}' is not supported "
+                raise ModelError(f"{where}: activation {brief(act)} is not supported "
                                  f"({', '.join(_ACTS)})")
             if cc % groups or n % groups:
                 raise ModelError(f"{where}: groups={groups} does not divide {cc} input / {n} "
@@ -226,7 +249,7 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
             cur = activation(y, act, lname, where)
             shape = (n, oh, ow)
         elif sec == "connected":
-            n = _int(opts, "output", 1, src, no)
+            n = _int(opts, "output", 1, src, no, lo=1)
             bn = _int(opts, "batch_normalize", 0, src, no)
             act = opts.get("activation", "logistic")
             nin = cc * hh * ww
@@ -252,9 +275,9 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
                                           [cur]))
             shape = (n, 1, 1)
         elif sec == "maxpool":
-            stride = _int(opts, "stride", 1, src, no)
-            size = _int(opts, "size", stride, src, no)
-            padding = _int(opts, "padding", size - 1, src, no)
+            stride = _int(opts, "stride", 1, src, no, lo=1)
+            size = _int(opts, "size", stride, src, no, lo=1)
+            padding = _int(opts, "padding", size - 1, src, no, lo=0)
             oh = (hh + padding - size) // stride + 1
             ow = (ww + padding - size) // stride + 1
             pb = padding // 2
@@ -270,9 +293,13 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
         elif sec == "route":
             if "layers" not in opts:
                 raise ModelError(f"{where}: [route] needs layers=")
-            idx = [ref(k, int(v), where) for v in opts["layers"].split(",") if v.strip()]
-            groups = _int(opts, "groups", 1, src, no)
-            gid = _int(opts, "group_id", 0, src, no)
+            idx = [ref(k, v, where) for v in _ints(opts["layers"], "layers", src, no)]
+            if not idx:
+                raise ModelError(f"{where}: [route] layers= names no layer")
+            groups = _int(opts, "groups", 1, src, no, lo=1)
+            gid = _int(opts, "group_id", 0, src, no, lo=0)
+            if gid >= groups:
+                raise ModelError(f"{where}: group_id={gid} with groups={groups}")
             ins = [layers[j] for j in idx]
             if any(s[1:] != ins[0][1][1:] for _, s in ins):
                 raise ModelError(f"{where}: routed layers have different sizes "
@@ -284,6 +311,9 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
                 nodes.append(helper.make_node("Concat", [n_ for n_, _ in ins], [name], axis=1))
                 s0 = (sum(s[0] for _, s in ins),) + ins[0][1][1:]
             if groups > 1:
+                if s0[0] % groups:
+                    raise ModelError(f"{where}: groups={groups} does not divide {s0[0]} "
+                                     f"channels")
                 cg = s0[0] // groups
                 nodes.append(helper.make_node(
                     "Slice", [name, init(lname + "_st", np.array([gid * cg], np.int64)),
@@ -292,7 +322,7 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
                 name, s0 = lname, (cg,) + s0[1:]
             cur, shape = name, s0
         elif sec == "shortcut":
-            j = ref(k, int(opts.get("from", "-3")), where)
+            j = ref(k, _int(opts, "from", -3, src, no), where)
             other, so = layers[j]
             if so != shape:
                 raise ModelError(f"{where}: [shortcut] of shapes {list(so)} and {list(shape)} "
@@ -305,7 +335,12 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
             stride = _int(opts, "stride", 2, src, no)
             if stride < 1:
                 raise ModelError(f"{where}: only integer upsampling (stride >= 1) is supported")
-            if float(opts.get("scale", 1)) != 1:
+            try:
+                scale = float(opts.get("scale", "1"))
+            except ValueError:
+                raise ModelError(f"{where}: scale={brief(opts['scale'])} is not a number") \
+                    from None
+            if scale != 1:
                 raise ModelError(f"{where}: upsample scale != 1 is not supported")
             nodes.append(helper.make_node(
                 "Resize", [cur, "", init(lname + "_scales",
@@ -314,7 +349,7 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
                 nearest_mode="floor"))
             cur, shape = lname, (cc, hh * stride, ww * stride)
         elif sec == "reorg":
-            s = _int(opts, "stride", 2, src, no)
+            s = _int(opts, "stride", 2, src, no, lo=1)
             if _int(opts, "reverse", 0, src, no) or _int(opts, "flatten", 0, src, no) or \
                     _int(opts, "extra", 0, src, no):
                 raise ModelError(f"{where}: reorg reverse/flatten/extra is not supported")
@@ -351,7 +386,7 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
         elif sec == "cost":
             pass
         else:
-            raise ModelError(f"{where}: layer type [{sec}] is not supported")
+            raise ModelError(f"{where}: layer type [{brief(sec)[1:-1]}] is not supported")
         layers.append((cur, shape))
     w.finish()
     if not outputs:

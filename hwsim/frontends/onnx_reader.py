@@ -417,7 +417,21 @@ class _Importer:
         from onnx import numpy_helper
         inits = {}
         for init in self.g.initializer:
-            inits[init.name] = numpy_helper.to_array(init)
+            n = _elements(init.dims)
+            if n is None or n > MAX_CONSTANT_ELEMENTS:
+                raise ModelError(f"{self.source}: initializer '{init.name[:60]}' has dims "
+                                 f"{list(init.dims)[:8]} (at most {MAX_CONSTANT_ELEMENTS:,} "
+                                 f"elements, each dimension >= 0)")
+            try:
+                inits[init.name] = numpy_helper.to_array(init)
+            except Exception as e:  # noqa: BLE001 -- onnx/numpy report a bad tensor variously
+                raise ModelError(f"{self.source}: initializer '{init.name[:60]}' (dims "
+                                 f"{list(init.dims)}, data type {init.data_type}) cannot be "
+                                 f"read: {_cut(e)}") from None
+            arr = inits[init.name]
+            if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+                raise ModelError(f"{self.source}: initializer '{init.name[:60]}' holds NaN or "
+                                 f"infinity (a float model to quantize needs finite weights)")
         for name, arr in inits.items():
             self.vals[name] = _Val(tuple(arr.shape), const=np.asarray(arr))
         src_in_shapes, in_perms = [], []
@@ -491,14 +505,23 @@ class _Importer:
                 raise self.err(node, f"input '{n}' is not produced by any earlier node, "
                                      f"initializer or graph input (is the graph sorted?)")
         present = [v for v in ins if v is not None]
-        if op in _ALWAYS_FOLD or (present and all(v.is_const for v in present)):
-            self.fold(node, ins)
-            return
-        handler = getattr(self, "op_" + op, None)
-        if handler is None:
+        fold = op in _ALWAYS_FOLD or (present and all(v.is_const for v in present))
+        handler = None if fold else getattr(self, "op_" + op, None)
+        if not fold and handler is None:
             known = sorted(n[3:] for n in dir(self) if n.startswith("op_"))
             raise self.err(node, f"unsupported ONNX op {op}; supported: {', '.join(known)}")
-        handler(node, _attrs(node))
+        try:
+            if fold:
+                self.fold(node, ins)
+            else:
+                handler(node, _attrs(node))
+        except ModelError:
+            raise
+        except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError, OverflowError,
+                AttributeError) as e:
+            # attributes or inputs the op's checks above did not foresee (a hand-edited or
+            # corrupt file): name the node rather than show a traceback
+            raise self.err(node, f"cannot import this node ({_cut(e)})") from None
 
     # -- constant folding ------------------------------------------------------------------
     def fold(self, node, ins) -> None:
@@ -523,8 +546,12 @@ class _Importer:
                 raise self.err(node, f"Constant with attributes {sorted(a)} is not supported")
         elif op == "ConstantOfShape":
             value = a.get("value", np.zeros(1, np.float32))
-            out = [np.full(tuple(int(d) for d in arrays[0]), value.reshape(-1)[0],
-                           dtype=value.dtype)]
+            shape = tuple(int(d) for d in np.asarray(arrays[0]).reshape(-1))
+            n = _elements(shape)
+            if n is None or n > MAX_CONSTANT_ELEMENTS:
+                raise self.err(node, f"ConstantOfShape of shape {list(shape)[:8]} (at most "
+                                     f"{MAX_CONSTANT_ELEMENTS:,} elements)")
+            out = [np.full(shape, value.reshape(-1)[0], dtype=value.dtype)]
         elif op in ("Identity", "Dropout"):
             out = [arrays[0]] + ([np.ones(arrays[0].shape, bool)] if len(node.output) > 1 else [])
         elif op == "Unsqueeze":
@@ -577,6 +604,12 @@ class _Importer:
         dil = list(dilations or a.get("dilations", [1] * nsp))
         pads = list(a.get("pads", [0] * (2 * nsp)))
         auto = a.get("auto_pad", "NOTSET")
+        for key, vals, n in (("strides", strides, nsp), ("dilations", dil, nsp),
+                             ("kernel_shape", list(k_shape), nsp), ("pads", pads, 2 * nsp)):
+            if len(vals) != n or any(not isinstance(v, (int, np.integer)) for v in vals):
+                raise self.err(node, f"{key} {vals[:8]}: expected {n} integers")
+            if key != "pads" and any(v < 1 for v in vals):
+                raise self.err(node, f"{key} {vals}: each must be >= 1")
         res = []
         for d in range(nsp):
             n, k, s, dl = x_shape[2 + d], k_shape[d], strides[d], dil[d]
@@ -1214,6 +1247,8 @@ class _Importer:
 
     def op_Concat(self, node, a):
         vals = [self.val(node, k) for k in range(len(node.input)) if node.input[k]]
+        if "axis" not in a:
+            raise self.err(node, "Concat needs its axis attribute")
         r = len(vals[0].shape)
         axis = int(a["axis"]) % r
         ref = next((v for v in vals if not v.is_const and v.colperm is None), None)
@@ -1412,6 +1447,18 @@ class _Importer:
 
 
 _ALWAYS_FOLD = ("Shape", "Size", "Constant")
+MAX_CONSTANT_ELEMENTS = 2**31 - 1  # protobuf caps a model at 2 GB anyway
+
+
+def _elements(dims) -> int | None:
+    """The number of elements of ``dims``, None if a dimension is negative."""
+    dims = [int(d) for d in dims]
+    return None if any(d < 0 for d in dims) else math.prod(dims)
+
+
+def _cut(e: Exception, limit: int = 160) -> str:
+    text = f"{type(e).__name__}: {' '.join(str(e).split())}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _prune(g: Graph):

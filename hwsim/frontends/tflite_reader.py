@@ -6,8 +6,11 @@ import os
 import numpy as np
 
 from ..ir import Graph, ModelError, Op, QuantParams, Tensor
-from .tflite_schema import (ENUM_FIELDS, FILE_IDENTIFIER, TENSOR_TYPES, builtin_operator_names,
-                            builtin_options_names, options_fields, schema_class)
+from .tflite_schema import (ENUM_FIELDS, FILE_IDENTIFIER, OP_ARITY, POSITIVE_OPTIONS,
+                            TENSOR_TYPES, builtin_operator_names, builtin_options_names,
+                            options_fields, schema_class)
+
+MAX_TENSOR_ELEMENTS = 2**31 - 1  # TFLite's own flat sizes are int32
 
 
 def read_tflite(path: str | os.PathLike) -> Graph:
@@ -29,12 +32,14 @@ def parse_tflite(buf: bytes, source: str = "<bytes>") -> Graph:
         raise ModelError(f"{source}: not a TFLite flatbuffer (file identifier "
                          f"{bytes(buf[4:8])!r}, expected {FILE_IDENTIFIER!r})")
     try:
-        return _parse(buf, source)
+        graph = _parse(buf, source)
     except ModelError:
         raise
     except Exception as e:  # a truncated or corrupt flatbuffer raises anything from struct/index
         raise ModelError(f"{source}: corrupt or truncated TFLite file ({type(e).__name__}: {e})") \
             from None
+    validate_graph(graph)
+    return graph
 
 
 def _parse(buf: bytes, source: str) -> Graph:
@@ -152,3 +157,70 @@ def _read_options(o) -> dict:
                 v = int(v)
             attrs[snake] = v
     return attrs
+
+
+def validate_graph(g: Graph) -> None:
+    """Refuse a graph that no TFLite interpreter would run, before anything reads it: bad
+    shapes, quantization that cannot be computed with, options out of range, ops with the
+    wrong number of tensors, and a data flow in which an op reads a tensor that nothing has
+    written yet (TFLite stores ops in execution order)."""
+    src = g.source or "model"
+    n = len(g.tensors)
+    for t in g.tensors:
+        what = f"{src}: tensor {t.index} '{t.name[:60]}'"
+        if any(d < 0 for d in t.shape) or (t.data is None and any(d == 0 for d in t.shape)):
+            raise ModelError(f"{what} has shape {list(t.shape)}: dimensions must be >= 1 (0 "
+                             f"only in a constant, e.g. an empty shape vector)")
+        if int(np.prod(t.shape, dtype=object)) > MAX_TENSOR_ELEMENTS:
+            raise ModelError(f"{what} has shape {list(t.shape)}: more than "
+                             f"{MAX_TENSOR_ELEMENTS:,} elements")
+        q = t.quant
+        if q is not None:
+            bad = [float(v) for v in q.scales if not (np.isfinite(v) and v > 0)]
+            if bad:
+                raise ModelError(f"{what}: quantization scale {bad[0]} is not a positive finite "
+                                 f"number")
+            if t.dtype is not None and t.dtype.kind in "iu":
+                info = np.iinfo(t.dtype)
+                out = [int(z) for z in q.zero_points if not info.min <= int(z) <= info.max]
+                if out:
+                    raise ModelError(f"{what}: zero point {out[0]} is outside the {t.dtype} "
+                                     f"range [{info.min}, {info.max}]")
+    for name, lst in (("input", g.inputs), ("output", g.outputs)):
+        for t in lst:
+            if not 0 <= t < n:
+                raise ModelError(f"{src}: graph {name} {t} is not a tensor (the subgraph has {n})")
+    written = set(g.inputs) | {t.index for t in g.tensors if t.data is not None or t.is_variable}
+    for op in g.ops:
+        what = f"{src}: op {op.index} ({op.type})"
+        arity = OP_ARITY.get(op.type)
+        if arity is not None:
+            lo, hi, n_out = arity
+            if len(op.inputs) < lo or (hi is not None and len(op.inputs) > hi):
+                want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi else f"at least {lo}"
+                raise ModelError(f"{what} has {len(op.inputs)} inputs, it takes {want}")
+            if len(op.outputs) != n_out:
+                raise ModelError(f"{what} has {len(op.outputs)} outputs, it makes {n_out}")
+            if any(t < 0 for t in op.inputs[:lo]):
+                raise ModelError(f"{what}: input {op.inputs[:lo].index(-1)} is required but "
+                                 f"absent (-1)")
+        for k in POSITIVE_OPTIONS:
+            v = op.attrs.get(k)
+            if isinstance(v, int) and v < 1:
+                raise ModelError(f"{what}: option {k}={v}, must be >= 1")
+        for t in op.inputs:
+            if t >= 0 and t not in written:
+                raise ModelError(f"{what} reads tensor {t} '{g.tensors[t].name[:60]}', which is "
+                                 f"not a graph input, not a constant and not written by an "
+                                 f"earlier op")
+        for t in op.outputs:
+            if t < 0:
+                raise ModelError(f"{what}: output tensor index {t}")
+            if t in written:
+                raise ModelError(f"{what} writes tensor {t} '{g.tensors[t].name[:60]}', which "
+                                 f"is already a graph input, a constant or another op's output")
+            written.add(t)
+    for t in g.outputs:
+        if t not in written:
+            raise ModelError(f"{src}: graph output {t} '{g.tensors[t].name[:60]}' is not "
+                             f"written by any op")

@@ -49,6 +49,27 @@ OPTIONS_FOR_OP: dict[str, str] = {
 }
 
 
+# Inputs and outputs of the builtins hwsim lowers, as TFLite's kernels check them:
+# op -> (min inputs, max inputs or None for any number, outputs). Inputs from position
+# "min inputs" on are optional (tensor index -1 marks an absent one).
+OP_ARITY: dict[str, tuple[int, int | None, int]] = {
+    "CONV_2D": (2, 3, 1), "DEPTHWISE_CONV_2D": (2, 3, 1), "FULLY_CONNECTED": (2, 3, 1),
+    "MAX_POOL_2D": (1, 1, 1), "AVERAGE_POOL_2D": (1, 1, 1), "MEAN": (2, 2, 1),
+    "ADD": (2, 2, 1), "SUB": (2, 2, 1), "MUL": (2, 2, 1), "MAXIMUM": (2, 2, 1),
+    "MINIMUM": (2, 2, 1), "CONCATENATION": (1, None, 1), "PAD": (2, 2, 1), "PADV2": (2, 3, 1),
+    "RESHAPE": (1, 2, 1), "SQUEEZE": (1, 1, 1), "TRANSPOSE": (2, 2, 1),
+    "STRIDED_SLICE": (4, 4, 1), "RESIZE_NEAREST_NEIGHBOR": (2, 2, 1),
+    "RESIZE_BILINEAR": (2, 2, 1), "SOFTMAX": (1, 1, 1), "LOGISTIC": (1, 1, 1),
+    "TANH": (1, 1, 1), "RELU": (1, 1, 1), "RELU6": (1, 1, 1), "RELU_N1_TO_1": (1, 1, 1),
+    "RELU_0_TO_1": (1, 1, 1), "LEAKY_RELU": (1, 1, 1), "HARD_SWISH": (1, 1, 1),
+    "QUANTIZE": (1, 1, 1), "DEQUANTIZE": (1, 1, 1),
+}
+
+# Options that are a size, stride or dilation: TFLite's kernels need them >= 1.
+POSITIVE_OPTIONS = ("stride_w", "stride_h", "dilation_w_factor", "dilation_h_factor",
+                    "filter_width", "filter_height")
+
+
 def schema_module(name: str):
     """The generated ``tflite.<name>`` module (imported alone: ``import tflite`` loads ~600)."""
     return importlib.import_module(f"tflite.{name}")
