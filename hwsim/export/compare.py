@@ -192,7 +192,7 @@ def _items_from_program(program) -> list[Item]:
         if layer.has_acc:
             info = program.tensors[layer.outputs[0]]
             shape = info.shape if layer.op != "FULLY_CONNECTED" else (
-                layer.params["batch"], np.asarray(layer.params["weights"]).shape[0])
+                layer.params.batch, np.asarray(layer.params.weights).shape[0])
             items.append(Item(layer.index, layer.op, "acc", None, "", _view(shape)))
         for j, t in enumerate(layer.outputs):
             info = program.tensors[t]
