@@ -25,6 +25,7 @@ are turned into the model input by one fixed rule:
 from __future__ import annotations
 
 import os
+import tokenize
 
 import numpy as np
 
@@ -89,7 +90,8 @@ def read_npy(path: str, mmap: bool = False) -> np.ndarray:
             try:
                 shape, fortran, dtype = (fmt.read_array_header_1_0(f) if version == (1, 0)
                                          else fmt.read_array_header_2_0(f))
-            except (ValueError, SyntaxError, TypeError) as e:
+            except (ValueError, SyntaxError, TypeError, tokenize.TokenError) as e:
+                # numpy parses the header dict with tokenize + ast.literal_eval
                 raise InputError(f"{path}: corrupt .npy header "
                                  f"({' '.join(str(e).split())[:80]})") from None
             data_bytes = size - f.tell()

@@ -283,6 +283,7 @@ def _npy_with_header(path, shape, descr="|i1", data=b"x" * 100):
     ("object", "does not unpickle"),
     ("truncated", "truncated or corrupt"),
     ("bad_header", "corrupt .npy header"),
+    ("cut_header", "corrupt .npy header"),   # numpy's tokenize.TokenError (found by the fuzz)
 ])
 def test_bad_npy_inputs_give_one_line(capsys, tmp_path, model, case, needle):
     p = tmp_path / "x.npy"
@@ -297,6 +298,8 @@ def test_bad_npy_inputs_give_one_line(capsys, tmp_path, model, case, needle):
     elif case == "truncated":
         np.save(p, np.zeros((1, 16, 16, 3), np.int8))
         p.write_bytes(p.read_bytes()[:-5])
+    elif case == "cut_header":
+        p.write_bytes(b"\x93NUMPY\x01\x00\x01\x00{")
     else:
         p.write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': <<<  }\n")
     for argv in (["run", model, "--input", p],
