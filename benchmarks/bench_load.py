@@ -1,6 +1,7 @@
 """mobilenet_v2 under load: quiet vs loaded wall time for each threading option.
 
     python benchmarks/bench_load.py [--busy 2] [--runs 40] [--rounds 3] [--options a,b,...]
+                                    [--rt-quiet]
 
 For each option a fresh subprocess (the option's environment set before it starts) loads
 mobilenet_v2, warms up, then times ``--runs`` runs (median wall ms, and the process's CPU ms
@@ -10,7 +11,9 @@ Options are interleaved over ``--rounds`` rounds; the table gives the median ove
 the range. The load average and the mean number of other runnable threads are printed with
 every measurement: on a shared machine "quiet" is only as quiet as the other users let it be.
 The "calm runs" column is the median over the quiet runs during which no other thread was
-runnable (sampled before and after each run), the nearest to a quiet machine one gets there.
+runnable (sampled before and after each run). When other users keep the machine busy there
+are none; ``--rt-quiet`` (root) then runs the quiet measurements at real-time priority, so the
+others' jobs wait while they run. Figures and the choice of hwsim's default: docs/performance.md.
 """
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ OPTIONS = {
     "adaptive": ({}, "adaptive-raw"),
     "adaptive+passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, "adaptive"),
 }
+DEFAULT_OPTIONS = "hwsim,spin,spin1k,spin10k,1thread,workqueue,tbb,adaptive"
 LABELS = {
     "hwsim": "hwsim's default (PASSIVE when unset)",
     "spin": "libgomp's default (spin ~300k)",
@@ -174,7 +178,7 @@ def main() -> None:
     ap.add_argument("--busy", type=int, default=2, help="busy processes for the loaded case")
     ap.add_argument("--runs", type=int, default=40, help="timed runs per subprocess")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--options", default=",".join(OPTIONS), help=f"of {','.join(OPTIONS)}")
+    ap.add_argument("--options", default=DEFAULT_OPTIONS, help=f"of {','.join(OPTIONS)}")
     ap.add_argument("--rt-quiet", action="store_true",
                     help="run the quiet measurements at real-time priority (SCHED_FIFO, root): "
                          "on a machine other users keep busy, the nearest to a quiet one")

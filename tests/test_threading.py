@@ -3,7 +3,8 @@ the user has not tuned the OpenMP wait, so Numba's idle workers sleep instead of
 loaded machine; a user's own setting is kept. Checked in subprocesses (the environment is read
 once per process), and through libgomp itself: OMP_DISPLAY_ENV=VERBOSE makes it print the
 spin count it took when Numba starts its threads (0 for PASSIVE, 300000 when nothing is set:
-its OMP_WAIT_POLICY line reads 'PASSIVE' in both cases, so the spin count is what tells). No timing here: the figures are benchmarks/bench_load.py's.
+its OMP_WAIT_POLICY line reads 'PASSIVE' in both cases, so the spin count is what tells).
+No timing here: the figures are benchmarks/bench_load.py's.
 """
 from __future__ import annotations
 
