@@ -272,7 +272,8 @@ BAD_TRACES = [  # (id, None: a new file / an edit of a copy of the trace, expect
         "tensors", data=np.zeros(3))), False, "/tensors is a dataset, not a group"),
     ("name not an index", lambda h: h.move("tensors/5", "tensors/1.5"), False,
      "tensors/ holds '1.5', which is not a trace entry"),
-    ("strings", lambda h: _rewrite(h, "tensors/12", np.array(["a", "b"], dtype=h5py.string_dtype())),
+    ("strings", lambda h: _rewrite(h, "tensors/12", np.array(["a", "b"],
+                                                          dtype=h5py.string_dtype())),
      False, "tensors/12 holds object, not numbers"),
     ("group in outputs", lambda h: (h.__delitem__("outputs/0"), h.create_group("outputs/0")),
      False, "outputs/0 is a group, not a dataset"),
@@ -328,3 +329,38 @@ def test_traces_with_a_rank_5_tensor(setup, tmp_path, capsys):
     assert f"first mismatch: tensor 19 'block2/conv1x1', element 7 (n=0 h=0 w=7 c=0 of NHWC " \
            f"[1, 1, 3072, 1]): golden {old}, other {old + 1}" in out
     assert Image.open(tmp_path / "m.png").size[0] > 0
+
+
+def _manifest_edit(h):
+    """A copy of the export with its manifest.yaml edited by ``h(manifest)``."""
+    import yaml
+
+    def make(work, dst):
+        shutil.copytree(work / "golden", dst)
+        man = yaml.safe_load((dst / "manifest.yaml").read_text())
+        h(man)
+        (dst / "manifest.yaml").write_text(yaml.safe_dump(man, sort_keys=False))
+        return dst
+    return make
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda m: m["layers"][2]["vectors"]["input"].pop("nhwc"),
+     "layers[2] vector 'input': its manifest entry cannot be used (no key 'nhwc')"),
+    (lambda m: m["layers"][1]["vectors"]["output"]["layout"].__setitem__("signed", [1, 2]),
+     "layer 1 (DEPTHWISE_CONV_2D) output: its manifest entry cannot be used (TypeError: signed "
+     "must be a bool, got [1, 2])"),
+    (lambda m: m["layers"][1]["vectors"]["output"]["layout"].__setitem__("extra", 1),
+     "its manifest entry cannot be used (TypeError: unpack_words() got an unexpected keyword"),
+    (lambda m: m["layers"][3]["vectors"].__setitem__("bogus", "text"),
+     "layers[3] vector 'bogus': its manifest entry cannot be used (AttributeError"),
+])
+def test_a_manifest_entry_that_cannot_be_used_is_named(setup, tmp_path, capsys, edit, needle):
+    """Found by the fuzz test: hand-edited vector entries ended in tracebacks."""
+    work, _ = setup
+    golden = _manifest_edit(edit)(work, tmp_path / "g")
+    dump = tmp_path / "dump" / "layers"
+    shutil.copytree(work / "golden" / "layers", dump)
+    code, out, err = run_cli(capsys, golden, tmp_path / "dump")
+    assert code == 2 and err.startswith(f"hwsim: error: {golden / 'manifest.yaml'}: "), err
+    assert needle in err and err.count("\n") == 1, err

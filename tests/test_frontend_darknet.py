@@ -355,12 +355,19 @@ def test_darknet_weight_file_errors(tmp_path):
 # malformed cfg / weights (found by tests/test_fuzz.py): one short ModelError, no traceback or
 # RuntimeWarning
 @pytest.mark.parametrize("old, new, needle", [
-    ("[maxpool]\nsize=2\nstride=2", "[maxpool]\nsize=2\nstride=0", "net.cfg:15: stride=0, must be >= 1"),
+    ("[maxpool]\nsize=2\nstride=2", "[maxpool]\nsize=2\nstride=0",
+     "net.cfg:15: stride=0, must be >= 1"),
     ("filters=8\nsize=3", "filters=0\nsize=3", "net.cfg:7: filters=0, must be >= 1"),
     ("layers=-1,-4", "layers=-1,1.5", "net.cfg:60: layers='-1,1.5' is not a list of integers"),
-    ("[upsample]\nstride=2", "[upsample]\nstride=2\nscale=x", "net.cfg:71: scale='x' is not a number"),
-    ("[net]\nwidth=16", "[net]\n" + "a" * 100_000 + "\nwidth=16", "expected 'key=value', got 'aaaa"),
+    ("[upsample]\nstride=2", "[upsample]\nstride=2\nscale=x",
+     "net.cfg:71: scale='x' is not a number"),
+    ("[net]\nwidth=16", "[net]\n" + "a" * 100_000 + "\nwidth=16",
+     "expected 'key=value', got 'aaaa"),
     ("activation=leaky", "activation=" + "z" * 100_000, "activation 'zzzz"),
+    ("width=16", "width=99999999999999999999",
+     "net.cfg:2: width=99999999999999999999 is outside the int32 range Darknet reads"),
+    ("width=16\nheight=16", "width=65536\nheight=65536",
+     "net.cfg:2: [net] input 3x65536x65536 has more than 2,147,483,647 elements"),
 ])
 def test_malformed_cfg(tmp_path, old, new, needle):
     cfg, wpath, _ = _files(tmp_path, CFG)
@@ -381,6 +388,21 @@ def test_weights_with_nan_or_a_hostile_header(tmp_path):
     with pytest.raises(ModelError, match=r"net.weights: l0_convolutional scales hold NaN or "
                                          r"infinity \(float32 value 11 after the header\)"):
         read_darknet(cfg, wpath)
+    bad = [p.copy() for p in params]
+    bad[3][0] = -0.5  # layer 0's rolling_variance
+    write_weights(wpath, bad)
+    with pytest.raises(ModelError, match=r"net.weights: l0_convolutional rolling_variance holds "
+                                         r"negative values \(-0.5\)"):
+        read_darknet(cfg, wpath)
+    bad = [p.copy() for p in params]
+    bad[1][0], bad[3][0] = 3e38, 0.0  # scale / sqrt(0 + 1e-6): beyond float32
+    write_weights(wpath, bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ModelError, match=r"net.cfg:\d+: the weights times the batch-norm "
+                                             r"scales .* leave the float32 range"):
+            read_darknet(cfg, wpath)
+    write_weights(wpath, params)
     raw = bytearray(wpath.read_bytes())
     raw[0:4] = np.array([0x7FFFFFFF], "<i4").tobytes()  # major*10 overflowed int32
     wpath.write_bytes(bytes(raw))

@@ -43,8 +43,8 @@ MALFORMED = [  # (id, edit of the example graph, message)
     ("graph output out of range", lambda g: g.outputs.__setitem__(0, 28),
      "graph output 28 is not a tensor"),
     ("an op removed", lambda g: _drop_op(g, 8),
-     "op 8 (RESHAPE) reads tensor 21 'head/maxpool2x2', which is not a graph input, not a constant and "
-     "not written by an earlier op"),
+     "op 8 (RESHAPE) reads tensor 21 'head/maxpool2x2', which is not a graph input, not a "
+     "constant and not written by an earlier op"),
     ("weights as the graph input", lambda g: g.inputs.__setitem__(0, 1),
      "op 0 (CONV_2D) reads tensor 0 'input'"),
     ("scale nan", lambda g: _scale(g, 16, np.nan),
@@ -69,6 +69,11 @@ MALFORMED = [  # (id, edit of the example graph, message)
      "tensor 3 'block1/conv3x3_s2' has shape [1, -1, 16, 24]"),
     ("two writers", lambda g: g.ops[2].outputs.__setitem__(0, 6),
      "op 2 (CONV_2D) writes tensor 6"),
+    ("a constant as the graph output", lambda g: g.outputs.__setitem__(0, 1),
+     "graph output 1 'block1/conv3x3_s2/weights' is not written by any op"),
+    ("control characters in a name", lambda g: (setattr(g.tensors[21], "name", "a\x0cb\x1cc\n"),
+                                               _drop_op(g, 8)),
+     r"reads tensor 21 'a\x0cb\x1cc\n', which"),
 ]
 
 
@@ -78,6 +83,7 @@ def test_malformed_models_are_refused(edit, needle):
     with pytest.raises(ModelError) as e:
         parse_tflite(_edited(edit), "m.tflite")
     assert str(e.value).startswith("m.tflite: ") and needle in str(e.value), str(e.value)
+    assert str(e.value).isprintable()  # one line on a terminal, whatever the file holds
 
 
 def test_the_example_and_the_corpus_pass_the_checks():

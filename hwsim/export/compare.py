@@ -164,12 +164,46 @@ class Item:
     entry: dict | None = None  # the manifest's vector entry (layout, base, files)
 
 
-def _items_from_manifest(man: dict) -> list[Item]:
+_ENTRY_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
+
+
+def _entry_error(path: str, where: str, e: Exception) -> HwsimError:
+    """A manifest entry whose fields are missing or do not fit together (hand-edited or
+    corrupt), named instead of ending in a traceback."""
+    if isinstance(e, KeyError) and e.args:
+        why = f"no key {str(e.args[0])[:60]!r}"
+    else:
+        why = f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
+    return HwsimError(f"{path}: {where}: its manifest entry cannot be used ({why})")
+
+
+def _manifest_layers(man: dict, path: str):
+    """``(layer entry, vector kind, vector entry)`` of every layer's vectors."""
+    try:
+        layers = list(man["layers"])
+    except _ENTRY_ERRORS as e:
+        raise _entry_error(path, "layers", e) from None
+    for k, L in enumerate(layers):
+        try:
+            vectors = list(L["vectors"].items())
+        except _ENTRY_ERRORS as e:
+            raise _entry_error(path, f"layers[{k}]", e) from None
+        for kind, v in vectors:
+            yield k, L, kind, v
+
+
+def _items_from_manifest(man: dict, path: str) -> list[Item]:
     items = []
-    for L in man["layers"]:
-        for kind, v in L["vectors"].items():
-            items.append(Item(L["index"], L["op"], kind, v.get("tensor"), v.get("name", ""),
-                              tuple(v["nhwc"]), L["folder"], v))
+    for k, L, kind, v in _manifest_layers(man, path):
+        try:
+            items.append(Item(int(L["index"]), str(L["op"]), str(kind), v.get("tensor"),
+                              str(v.get("name", "")), tuple(int(d) for d in v["nhwc"]),
+                              str(L["folder"]), v))
+        except _ENTRY_ERRORS as e:
+            raise _entry_error(path, f"layers[{k}] vector {kind!r}", e) from None
+        if len(items[-1].nhwc) != 4:
+            raise _entry_error(path, f"layers[{k}] vector {kind!r}",
+                               ValueError(f"nhwc {list(items[-1].nhwc)} is not 4 numbers"))
     return items
 
 
@@ -257,7 +291,8 @@ class _TraceSide(_Side):
 class _ExportSide(_Side):
     """An export folder: vectors.h5 (golden) or its per-layer files (other)."""
 
-    def __init__(self, root: str, use_h5: bool, layouts: dict | None = None):
+    def __init__(self, root: str, use_h5: bool, layouts: dict | None = None,
+                 layouts_root: str = ""):
         from .manifest import VECTORS_FILE, read_manifest, read_vectors_h5
         self.root = root
         self.manifest = read_manifest(root) if layouts is None else None
@@ -265,9 +300,12 @@ class _ExportSide(_Side):
         self.h5 = read_vectors_h5(os.path.join(root, VECTORS_FILE)) if use_h5 else None
         self.entries = {}
         man = self.manifest if layouts is None else layouts
-        for L in man["layers"]:
-            for kind, v in L["vectors"].items():
+        path = os.path.join(root if layouts is None else layouts_root, "manifest.yaml")
+        for k, L, kind, v in _manifest_layers(man, path):
+            try:
                 self.entries[(L["index"], kind)] = (L["folder"], v)
+            except _ENTRY_ERRORS as e:
+                raise _entry_error(path, f"layers[{k}]", e) from None
 
     def get(self, item: Item):
         hit = self.entries.get((item.layer, item.kind))
@@ -302,14 +340,18 @@ class _MemImageSide(_Side):
     """A dump of one whole memory (activations or accumulators), sliced by the manifest."""
     partial = True
 
-    def __init__(self, path: str, golden_manifest: dict, memory: str):
+    def __init__(self, path: str, golden_manifest: dict, memory: str, manifest_path: str = ""):
         from .formats import read_memory
-        mems = golden_manifest["memories"]
         if memory not in ("activations", "accumulators"):
             raise HwsimError(f"--memory {memory!r}: choose activations or accumulators")
         self.memory = memory
-        self.word_bits = mems[memory]["word_bits"]
-        self.words = read_memory(path, self.word_bits, address=None)
+        try:
+            self.word_bits = golden_manifest["memories"][memory]["word_bits"]
+            self.words = read_memory(path, self.word_bits, address=None)
+        except HwsimError:
+            raise
+        except _ENTRY_ERRORS as e:
+            raise _entry_error(manifest_path, f"memories.{memory}", e) from None
 
     def get(self, item: Item):
         from .pack import unpack_words
@@ -339,6 +381,17 @@ def _kind_of(path: str) -> str:
         return "trace"
     raise HwsimError(f"{path}: not a trace (.h5), an export folder or a memory file "
                      f"({', '.join(MEMORY_EXTENSIONS)})")
+
+
+def _get(side: _Side, it: Item, path: str):
+    """``side.get(it)``; a manifest entry whose fields do not fit together (a hand-edited or
+    corrupt manifest.yaml) is named instead of ending in a traceback."""
+    try:
+        return side.get(it)
+    except HwsimError:
+        raise
+    except _ENTRY_ERRORS as e:
+        raise _entry_error(path, f"layer {it.layer} ({it.op}) {it.kind}", e) from None
 
 
 # -- comparing ------------------------------------------------------------------------------------
@@ -419,27 +472,33 @@ def compare(golden, other, *, model=None, memory: str = "activations") -> Compar
     elif ok == "export":
         oside = _ExportSide(other, use_h5=False)
     elif ok == "dump":
-        oside = _ExportSide(other, use_h5=False, layouts=gside.manifest)
+        oside = _ExportSide(other, use_h5=False, layouts=gside.manifest, layouts_root=golden)
     else:
-        oside = _MemImageSide(other, gside.manifest, memory)
+        oside = _MemImageSide(other, gside.manifest, memory,
+                              os.path.join(golden, "manifest.yaml"))
 
     if gside.manifest is not None:
-        items = _items_from_manifest(gside.manifest)
+        items = _items_from_manifest(gside.manifest, os.path.join(golden, "manifest.yaml"))
     elif oside.manifest is not None:
-        items = _items_from_manifest(oside.manifest)
+        items = _items_from_manifest(oside.manifest, os.path.join(other, "manifest.yaml"))
     elif model is not None:
         import hwsim
         items = _items_from_program(hwsim.load(model).program)
     else:
         items = _items_from_traces(gside.trace, oside.trace)
 
+    # where an entry that cannot be used comes from: a manifest, GOLDEN's for dumps, or a trace
+    gman = os.path.join(golden, "manifest.yaml")
+    gname = gman if gk == "export" else golden
+    oname = {"export": os.path.join(other, "manifest.yaml"), "dump": gman,
+             "memory": gman}.get(ok, other)
     rows = []
     for it in items:
         if it.kind == "constants":
             rows.append(_constants_row(it, gside.trace, oside.trace))
             continue
-        gv = gside.get(it)
-        ov = oside.get(it)
+        gv = _get(gside, it, gname)
+        ov = _get(oside, it, oname)
         if gv is None or (isinstance(gv, str) and gv == "skipped"):
             rows.append(VectorDiff(it.layer, it.op, it.kind, it.tensor, it.name, it.nhwc,
                                    elements=int(np.prod(it.nhwc)), status="skipped",

@@ -29,6 +29,7 @@ weights[n, c/groups, size, size]; connected: biases[out], weights[out, in], (BN 
 """
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -39,6 +40,7 @@ from ..yamlio import brief
 __all__ = ["read_darknet", "darknet_to_onnx", "parse_cfg", "write_weights"]
 
 _ACTS = ("linear", "leaky", "relu", "logistic", "tanh")
+MAX_ELEMENTS = 2**31 - 1  # one layer's output (c x h x w)
 
 
 def parse_cfg(path_or_text) -> list[tuple[str, dict, int]]:
@@ -134,14 +136,31 @@ def _int(opts, key, default, src, no, lo: int | None = None):
         raise ModelError(f"{src}:{no}: {key}={brief(v)} is not an integer") from None
     if lo is not None and n < lo:
         raise ModelError(f"{src}:{no}: {key}={n}, must be >= {lo}")
+    if not -2**31 <= n < 2**31:
+        raise ModelError(f"{src}:{no}: {key}={n} is outside the int32 range Darknet reads")
     return n
 
 
 def _ints(text: str, key: str, src, no) -> list[int]:
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        vals = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ModelError(f"{src}:{no}: {key}={brief(text)} is not a list of integers") from None
+    if any(not -2**31 <= v < 2**31 for v in vals):
+        raise ModelError(f"{src}:{no}: {key}={brief(text)}: outside the int32 range")
+    return vals
+
+
+def _folded(wts, s, t, where):
+    """Weights times the folded batch-norm scale, and the bias, as float32; both must stay
+    finite (huge scales over a tiny variance do not)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        w32 = (wts.astype(np.float64) * s).astype(np.float32)
+        t32 = np.asarray(t, np.float64).astype(np.float32)
+    if not (np.isfinite(w32).all() and np.isfinite(t32).all()):
+        raise ModelError(f"{where}: the weights times the batch-norm scales (scales / "
+                         f"sqrt(rolling_variance)) leave the float32 range")
+    return w32, t32
 
 
 def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: int = 0):
@@ -164,6 +183,9 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
     wd = _int(net, "width", 0, src, secs[0][2])
     if h <= 0 or wd <= 0 or c <= 0:
         raise ModelError(f"{src}:{secs[0][2]}: [net] needs positive width, height, channels")
+    if c * h * wd > MAX_ELEMENTS:
+        raise ModelError(f"{src}:{secs[0][2]}: [net] input {c}x{h}x{wd} has more than "
+                         f"{MAX_ELEMENTS:,} elements")
     nodes, inits = [], []
     layers: list[tuple[str, tuple]] = []  # (tensor name, (c, h, w)) per layer
     outputs: list[str] = []
@@ -199,6 +221,9 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
         scales = w.take(n, f"{lname} scales", lambda m: rs.uniform(0.5, 1.5, m))
         mean = w.take(n, f"{lname} rolling_mean", lambda m: rs.normal(0, 0.1, m))
         var = w.take(n, f"{lname} rolling_variance", lambda m: rs.uniform(0.5, 1.5, m))
+        if (var < 0).any():
+            raise ModelError(f"{w.path}: {lname} rolling_variance holds negative values "
+                             f"({float(var.min())}); a variance is >= 0")
         if bn_variant == "pjreddie":
             s = scales.astype(np.float64) / (np.sqrt(var.astype(np.float64)) + 1e-6)
         else:
@@ -235,7 +260,7 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
             wts = w.take(nw, f"{lname} weights",
                          lambda m: rs.normal(0, np.sqrt(2.0 / fan), m)).reshape(
                 n, cc // groups, size, size)
-            wts = (wts.astype(np.float64) * s[:, None, None, None]).astype(np.float32)
+            wts, t = _folded(wts, s[:, None, None, None], t, where)
             eff = (size - 1) * dil + 1
             oh = (hh + 2 * padding - eff) // stride + 1
             ow = (ww + 2 * padding - eff) // stride + 1
@@ -243,7 +268,7 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
                 raise ModelError(f"{where}: output size {oh}x{ow} <= 0")
             y = lname + ("_pre" if act != "linear" else "")
             nodes.append(helper.make_node(
-                "Conv", [cur, init(lname + "_w", wts), init(lname + "_b", t.astype(np.float32))],
+                "Conv", [cur, init(lname + "_w", wts), init(lname + "_b", t)],
                 [y], kernel_shape=[size, size], strides=[stride, stride],
                 pads=[padding] * 4, group=groups, dilations=[dil, dil]))
             cur = activation(y, act, lname, where)
@@ -260,12 +285,12 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
                 s, t = bn_fold(n, biases, where, lname, "fc")
             else:
                 s, t = np.ones(n), biases.astype(np.float64)
-            wts = (wts.astype(np.float64) * s[:, None]).astype(np.float32)
+            wts, t = _folded(wts, s[:, None], t, where)
             flat = lname + "_flat"
             nodes.append(helper.make_node("Flatten", [cur], [flat], axis=1))
             y = lname + ("_pre" if act != "linear" else "")
             nodes.append(helper.make_node("Gemm", [flat, init(lname + "_w", wts),
-                                                   init(lname + "_b", t.astype(np.float32))],
+                                                   init(lname + "_b", t)],
                                           [y], transB=1))
             y = activation(y, act, lname, where)
             # keep Darknet's view of a connected output: n x 1 x 1
@@ -387,6 +412,9 @@ def darknet_to_onnx(cfg, weights=None, *, bn_variant: str = "pjreddie", seed: in
             pass
         else:
             raise ModelError(f"{where}: layer type [{brief(sec)[1:-1]}] is not supported")
+        if math.prod(shape) > MAX_ELEMENTS:
+            raise ModelError(f"{where}: output {'x'.join(map(str, shape))} has more than "
+                             f"{MAX_ELEMENTS:,} elements")
         layers.append((cur, shape))
     w.finish()
     if not outputs:

@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import Graph, ModelError, Op, Tensor
+from ..yamlio import brief
 
 F32 = np.dtype(np.float32)
 NHWC = (0, 2, 3, 1)
@@ -199,8 +200,12 @@ class _Importer:
 
     # -- errors ----------------------------------------------------------------------------
     def err(self, node, msg: str) -> ModelError:
-        what = f"node '{node.name}' ({node.op_type})" if node is not None and node.name else \
-            (f"{node.op_type} node producing {list(node.output)}" if node is not None else "")
+        if node is None:
+            what = ""
+        elif node.name:
+            what = f"node {brief(node.name, 64)} ({_plain(node.op_type)})"
+        else:
+            what = f"{_plain(node.op_type)} node producing {brief(list(node.output), 80)}"
         return ModelError(f"{self.source}: {what}: {msg}" if what else f"{self.source}: {msg}")
 
     # -- IR construction -------------------------------------------------------------------
@@ -275,8 +280,8 @@ class _Importer:
             return None
         name = node.input[k]
         if name not in self.vals:
-            raise self.err(node, f"input '{name}' is not produced by any node, initializer or "
-                                 f"graph input")
+            raise self.err(node, f"input {brief(name, 64)} is not produced by any node, "
+                                 f"initializer or graph input")
         return self.vals[name]
 
     def const(self, node, k: int, what: str = "", required: bool = True):
@@ -419,19 +424,19 @@ class _Importer:
         for init in self.g.initializer:
             n = _elements(init.dims)
             if n is None or n > MAX_CONSTANT_ELEMENTS:
-                raise ModelError(f"{self.source}: initializer '{init.name[:60]}' has dims "
+                raise ModelError(f"{self.source}: initializer {brief(init.name, 64)} has dims "
                                  f"{list(init.dims)[:8]} (at most {MAX_CONSTANT_ELEMENTS:,} "
                                  f"elements, each dimension >= 0)")
             try:
                 inits[init.name] = numpy_helper.to_array(init)
             except Exception as e:  # noqa: BLE001 -- onnx/numpy report a bad tensor variously
-                raise ModelError(f"{self.source}: initializer '{init.name[:60]}' (dims "
+                raise ModelError(f"{self.source}: initializer {brief(init.name, 64)} (dims "
                                  f"{list(init.dims)}, data type {init.data_type}) cannot be "
                                  f"read: {_cut(e)}") from None
             arr = inits[init.name]
             if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
-                raise ModelError(f"{self.source}: initializer '{init.name[:60]}' holds NaN or "
-                                 f"infinity (a float model to quantize needs finite weights)")
+                raise ModelError(f"{self.source}: initializer {brief(init.name, 64)} holds NaN "
+                                 f"or infinity (a float model to quantize needs finite weights)")
         for name, arr in inits.items():
             self.vals[name] = _Val(tuple(arr.shape), const=np.asarray(arr))
         src_in_shapes, in_perms = [], []
@@ -440,7 +445,7 @@ class _Importer:
                 continue
             tt = inp.type.tensor_type
             if tt.elem_type not in (1, 10, 11):  # float, float16, double
-                raise ModelError(f"{self.source}: input '{inp.name}' has element type "
+                raise ModelError(f"{self.source}: input {brief(inp.name, 64)} has element type "
                                  f"{tt.elem_type}; hwsim quantizes float inputs")
             dims = []
             for k, d in enumerate(tt.shape.dim):
@@ -449,7 +454,7 @@ class _Importer:
                 elif k == 0:
                     dims.append(self.batch)
                 else:
-                    raise ModelError(f"{self.source}: input '{inp.name}' has a symbolic "
+                    raise ModelError(f"{self.source}: input {brief(inp.name, 64)} has a symbolic "
                                      f"dimension {k} ('{d.dim_param}'); hwsim needs static "
                                      f"shapes except the batch")
             shape = tuple(dims)
@@ -468,9 +473,10 @@ class _Importer:
         for name in self.graph_outputs:
             v = self.vals.get(name)
             if v is None:
-                raise ModelError(f"{self.source}: graph output '{name}' is never produced")
+                raise ModelError(f"{self.source}: graph output {brief(name, 64)} is never "
+                                 f"produced")
             if v.is_const:
-                raise ModelError(f"{self.source}: graph output '{name}' is a constant")
+                raise ModelError(f"{self.source}: graph output {brief(name, 64)} is a constant")
             if self.output_layout == "onnx" or v.colperm is not None:
                 t = self.plain(v)
                 perm = _identity(len(v.shape))
@@ -1454,6 +1460,12 @@ def _elements(dims) -> int | None:
     """The number of elements of ``dims``, None if a dimension is negative."""
     dims = [int(d) for d in dims]
     return None if any(d < 0 for d in dims) else math.prod(dims)
+
+
+def _plain(text: str, limit: int = 40) -> str:
+    """A name from the file for a message, unquoted: control characters escaped, cut."""
+    t = text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    return t if len(t) <= limit else t[:limit - 3] + "..."
 
 
 def _cut(e: Exception, limit: int = 160) -> str:

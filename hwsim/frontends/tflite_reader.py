@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from ..ir import Graph, ModelError, Op, QuantParams, Tensor
+from ..yamlio import brief
 from .tflite_schema import (ENUM_FIELDS, FILE_IDENTIFIER, OP_ARITY, POSITIVE_OPTIONS,
                             TENSOR_TYPES, builtin_operator_names, builtin_options_names,
                             options_fields, schema_class)
@@ -77,14 +78,14 @@ def _parse(buf: bytes, source: str) -> Graph:
                 if len(zps) == 1:
                     zps = np.repeat(zps, len(scales))
                 else:
-                    raise ModelError(f"{source}: tensor {i} '{name}' has {len(scales)} scales but "
-                                     f"{len(zps)} zero points")
+                    raise ModelError(f"{source}: tensor {i} {_q(name)} has {len(scales)} scales "
+                                     f"but {len(zps)} zero points")
             quant = QuantParams(scales, zps, int(q.QuantizedDimension()))
         data = None
         bidx = t.Buffer()
         if bidx > 0 and not t.IsVariable():
             if bidx >= model.BuffersLength():
-                raise ModelError(f"{source}: tensor {i} '{name}' refers to buffer {bidx}, "
+                raise ModelError(f"{source}: tensor {i} {_q(name)} refers to buffer {bidx}, "
                                  f"but the file has {model.BuffersLength()}")
             b = model.Buffers(bidx)
             raw = None
@@ -97,11 +98,11 @@ def _parse(buf: bytes, source: str) -> Graph:
                 raw = bytes(buf[off:off + size])
             if raw is not None:
                 if dtype is None:
-                    raise ModelError(f"{source}: constant tensor {i} '{name}' has unsupported "
+                    raise ModelError(f"{source}: constant tensor {i} {_q(name)} has unsupported "
                                      f"type code {ttype}")
                 n = int(np.prod(shape)) if shape else 1
                 if len(raw) != n * dtype.itemsize:
-                    raise ModelError(f"{source}: constant tensor {i} '{name}' holds {len(raw)} "
+                    raise ModelError(f"{source}: constant tensor {i} {_q(name)} holds {len(raw)} "
                                      f"bytes, its shape {list(shape)} x {dtype} needs "
                                      f"{n * dtype.itemsize}")
                 data = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
@@ -167,7 +168,7 @@ def validate_graph(g: Graph) -> None:
     src = g.source or "model"
     n = len(g.tensors)
     for t in g.tensors:
-        what = f"{src}: tensor {t.index} '{t.name[:60]}'"
+        what = f"{src}: tensor {t.index} {_q(t.name)}"
         if any(d < 0 for d in t.shape) or (t.data is None and any(d == 0 for d in t.shape)):
             raise ModelError(f"{what} has shape {list(t.shape)}: dimensions must be >= 1 (0 "
                              f"only in a constant, e.g. an empty shape vector)")
@@ -210,17 +211,23 @@ def validate_graph(g: Graph) -> None:
                 raise ModelError(f"{what}: option {k}={v}, must be >= 1")
         for t in op.inputs:
             if t >= 0 and t not in written:
-                raise ModelError(f"{what} reads tensor {t} '{g.tensors[t].name[:60]}', which is "
+                raise ModelError(f"{what} reads tensor {t} {_q(g.tensors[t].name)}, which is "
                                  f"not a graph input, not a constant and not written by an "
                                  f"earlier op")
         for t in op.outputs:
             if t < 0:
                 raise ModelError(f"{what}: output tensor index {t}")
             if t in written:
-                raise ModelError(f"{what} writes tensor {t} '{g.tensors[t].name[:60]}', which "
+                raise ModelError(f"{what} writes tensor {t} {_q(g.tensors[t].name)}, which "
                                  f"is already a graph input, a constant or another op's output")
             written.add(t)
+    produced = set(g.inputs) | {t for op in g.ops for t in op.outputs}
     for t in g.outputs:
-        if t not in written:
-            raise ModelError(f"{src}: graph output {t} '{g.tensors[t].name[:60]}' is not "
+        if t not in produced:
+            raise ModelError(f"{src}: graph output {t} {_q(g.tensors[t].name)} is not "
                              f"written by any op")
+
+
+def _q(name: str) -> str:
+    """A tensor name from the file, quoted for a message: escaped, cut after 64 characters."""
+    return brief(name, 64)
