@@ -20,8 +20,8 @@ from enum import IntEnum
 import numpy as np
 
 __all__ = ["MAC_OPS", "ARRAY_OPS", "ALIAS_OPS", "QRANGE", "Code", "RequantScheme",
-           "Rounding", "Overflow", "Dataflow", "HW_REQUANT_SCHEMES", "TFLITE_SCHEMES",
-           "REQUANT_UNIT_SCHEMES"]
+           "Rounding", "Overflow", "Dataflow", "AccelOp", "ACCEL_OP_OF", "HW_REQUANT_SCHEMES",
+           "TFLITE_SCHEMES", "REQUANT_UNIT_SCHEMES"]
 
 # -- op sets ----------------------------------------------------------------------------------
 # The layers the accelerator runs (docs/dev/accel-interface.md); RESHAPE/SQUEEZE are memory
@@ -98,3 +98,21 @@ class Dataflow(Code):
     """How the MAC array orders a reduction (array.dataflow; docs/dataflow.md)."""
     output_stationary = 0  # each PE owns one output element
     weight_stationary = 1  # each PE column holds a chunk of array.rows weights
+
+
+class AccelOp(Code):
+    """The accelerator's op codes (descriptor word 0; docs/dev/accel-interface.md, the RTL's
+    HWSIM_OP_*). The names are the manifest's ``accel_op``."""
+    END = 0      # the end of the descriptor list (a host layer has no descriptor)
+    CONV = 1
+    DWCONV = 2
+    FC = 3
+    MAXPOOL = 4
+    AVGPOOL = 5
+    ADD = 6
+
+
+# The accelerator op of each array op (the keys are ARRAY_OPS, in order).
+ACCEL_OP_OF = {"CONV_2D": AccelOp.CONV, "DEPTHWISE_CONV_2D": AccelOp.DWCONV,
+               "FULLY_CONNECTED": AccelOp.FC, "MAX_POOL_2D": AccelOp.MAXPOOL,
+               "AVERAGE_POOL_2D": AccelOp.AVGPOOL, "ADD": AccelOp.ADD}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hwsim import vocab
-from hwsim.vocab import Dataflow, Overflow, RequantScheme, Rounding
+from hwsim.vocab import AccelOp, Dataflow, Overflow, RequantScheme, Rounding
 
 
 def test_codes_are_the_ones_exported_files_and_the_rtl_carry():
@@ -18,6 +18,18 @@ def test_codes_are_the_ones_exported_files_and_the_rtl_carry():
     assert {m.name: int(m) for m in Overflow} == {"wrap": 0, "saturate": 1}
     assert {m.name: int(m) for m in Dataflow} == {"output_stationary": 0,
                                                   "weight_stationary": 1}
+    assert {m.name: int(m) for m in AccelOp} == {"END": 0, "CONV": 1, "DWCONV": 2, "FC": 3,
+                                                 "MAXPOOL": 4, "AVGPOOL": 5, "ADD": 6}
+
+
+def test_accel_op_codes_are_the_rtl_ones():
+    """hwsim/rtl/hwsim_desc.vh defines HWSIM_OP_<NAME> for every AccelOp, with its code."""
+    import re
+    from importlib import resources
+    text = (resources.files("hwsim") / "rtl" / "hwsim_desc.vh").read_text()
+    rtl = {m[0]: int(m[1]) for m in re.findall(r"`define\s+HWSIM_OP_(\w+)\s+(\d+)", text)}
+    assert rtl == {m.name: int(m) for m in AccelOp}
+    assert tuple(vocab.ACCEL_OP_OF) == vocab.ARRAY_OPS
 
 
 def test_from_name_round_trips_and_names_the_allowed_values():
@@ -29,10 +41,10 @@ def test_from_name_round_trips_and_names_the_allowed_values():
         Rounding.from_name("nearest")
 
 
-def test_the_requant_unit_lacks_only_the_int64_scheme():
-    assert set(RequantScheme) - set(vocab.REQUANT_UNIT_SCHEMES) == {RequantScheme.tflite_int64}
+def test_every_scheme_a_config_names_is_one_the_requant_unit_implements():
     assert vocab.TFLITE_SCHEMES == (RequantScheme.tflite_double, RequantScheme.tflite_single)
     assert set(vocab.HW_REQUANT_SCHEMES) <= set(vocab.REQUANT_UNIT_SCHEMES)
+    assert RequantScheme.double_round in vocab.REQUANT_UNIT_SCHEMES  # TFLite's reference FC
 
 
 def test_op_sets_and_ranges():
@@ -44,11 +56,16 @@ def test_op_sets_and_ranges():
 
 def test_every_code_table_derives_from_the_enums():
     from hwsim import arith
-    from hwsim.export.layout import RTL_REQUANT_SCHEMES
+    from hwsim.export.layout import ACCEL_OP_NAMES, MAC_CODES, OP_CODES, RTL_REQUANT_SCHEMES
     from hwsim.hw.config import ALLOWED
     from hwsim.kernels import requant
     from hwsim.rtl_params import REQUANT_SCHEME_CODES
     assert RTL_REQUANT_SCHEMES == {int(s): s.name for s in vocab.REQUANT_UNIT_SCHEMES}
+    assert OP_CODES == {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 3,
+                        "MAX_POOL_2D": 4, "AVERAGE_POOL_2D": 5, "ADD": 6}
+    assert ACCEL_OP_NAMES == {1: "CONV", 2: "DWCONV", 3: "FC", 4: "MAXPOOL", 5: "AVGPOOL",
+                              6: "ADD"}
+    assert MAC_CODES == (1, 2, 3) and all(type(v) is int for v in OP_CODES.values())
     assert REQUANT_SCHEME_CODES == {s.name: int(s) for s in vocab.REQUANT_UNIT_SCHEMES}
     assert ALLOWED["requant.scheme"] == tuple(s.name for s in vocab.HW_REQUANT_SCHEMES)
     assert ALLOWED["requant.rounding"] == Rounding.names()

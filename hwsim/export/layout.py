@@ -17,14 +17,14 @@ import numpy as np
 
 from ..ir import HwsimError
 from ..params import RequantParams
-from ..vocab import REQUANT_UNIT_SCHEMES, RequantScheme
+from ..vocab import ACCEL_OP_OF, REQUANT_UNIT_SCHEMES, AccelOp, RequantScheme
 from .pack import PackedWords, pack_words, words_needed
 
 # -- the layers the array runs ----------------------------------------------------------------
-OP_CODES = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 3, "MAX_POOL_2D": 4,
-            "AVERAGE_POOL_2D": 5, "ADD": 6}
-ACCEL_OP_NAMES = {1: "CONV", 2: "DWCONV", 3: "FC", 4: "MAXPOOL", 5: "AVGPOOL", 6: "ADD"}
-MAC_CODES = (1, 2, 3)
+# Their codes as the manifest and the vectors file list them (plain ints; hwsim.vocab.AccelOp).
+OP_CODES = {op: int(code) for op, code in ACCEL_OP_OF.items()}
+ACCEL_OP_NAMES = {int(code): code.name for code in ACCEL_OP_OF.values()}
+MAC_CODES = (int(AccelOp.CONV), int(AccelOp.DWCONV), int(AccelOp.FC))
 
 DESCRIPTOR_WORDS = 64
 DESCRIPTOR_WORD_BITS = 32
@@ -387,8 +387,9 @@ def plan_network(program, config, placement: dict) -> NetworkPlan:
                             "alias_of": src, "base": regions[src][0]})
             continue
         host = kind == "host"
-        lp = LayerPlan(layer.index, layer.op, 0 if host else OP_CODES[layer.op], host,
-                       _folder(layer.index, layer.op, width), None if host else position, layer)
+        code = int(AccelOp.END) if host else OP_CODES[layer.op]
+        lp = LayerPlan(layer.index, layer.op, code, host, _folder(layer.index, layer.op, width),
+                       None if host else position, layer)
         what = f"layer {layer.index} ({layer.op})"
         for j, t in enumerate(layer.inputs):
             info = program.tensors[t]
@@ -456,11 +457,11 @@ def _plan_array_layer(lp: LayerPlan, program, mems: dict[str, Memory], region_of
                  input_offset=int(p.input_offset), output_offset=int(rq.out_zp),
                  acc_base=acc_base)
         lp.vectors["acc"] = VectorSpec("acc", None, f"accumulators of layer {layer.index}",
-                                       (on, oh, ow, oc) if lp.code != 3 else
+                                       (on, oh, ow, oc) if lp.code != AccelOp.FC else
                                        (int(p.batch), cout),
                                        "int64" if p.acc_int64 else "int32",
                                        ACC_MEMORY_KEY, acc_base, acc_elems)
-        if lp.code == 3:  # FC: batch rows of K -> Cout
+        if lp.code == AccelOp.FC:  # batch rows of K -> Cout
             f.update(in_h=1, in_w=1, in_c=k, out_h=1, out_w=1, out_c=cout,
                      batch=int(p.batch))
         else:
@@ -469,13 +470,13 @@ def _plan_array_layer(lp: LayerPlan, program, mems: dict[str, Memory], region_of
                      stride_w=int(p.stride_w), dilation_h=int(p.dilation_h),
                      dilation_w=int(p.dilation_w), pad_top=int(p.pad_top),
                      pad_left=int(p.pad_left))
-            if lp.code == 2:
+            if lp.code == AccelOp.DWCONV:
                 f["depth_multiplier"] = int(p.depth_multiplier)
-    elif lp.code in (4, 5):
+    elif lp.code in (AccelOp.MAXPOOL, AccelOp.AVGPOOL):
         f.update(kh=int(p.filter_h), kw=int(p.filter_w), stride_h=int(p.stride_h),
                  stride_w=int(p.stride_w), dilation_h=1, dilation_w=1,
                  pad_top=int(p.pad_top), pad_left=int(p.pad_left))
-    elif lp.code == 6:
+    elif lp.code == AccelOp.ADD:
         scheme = int(p.scheme)  # the TFLite build of its rescaling
         word = encode_requant_word(scheme, int(p.output_multiplier), int(p.output_shift))
         lp.requant = mems["requant"].pack([word])

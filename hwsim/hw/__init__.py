@@ -19,7 +19,8 @@ Public API (stable; hwsim/export builds on it):
   tensor_ranges(program) -> {tensor: (lo, hi)}                       (hwsim.hw.dataflow)
   Headroom (a list of HeadroomRow; .format(), .row(layer)), HeadroomRow, OverflowElement,
   bits_needed                                                         (hwsim.hw.headroom)
-Accumulator model: hwsim.kernels.accumulate (accumulate, trace_accumulators, channel_bounds).
+Accumulator model: hwsim.kernels.accumulate (accumulate, trace_accumulators, channel_bounds,
+layer_bounds), on the typed params of hwsim.params.
 Formulas and worked examples: docs/dataflow.md; every config key: docs/config.md.
 """
 from __future__ import annotations

@@ -40,8 +40,9 @@ Two implementations of each operation:
 Layers with fewer than ``PARALLEL_MIN_MACS`` MACs (or NUMBA_NUM_THREADS=1) run on the
 calling thread; larger ones on numba's thread pool (prange over items).
 
-Weights can be packed once at model-load time with the ``pack_*`` functions; the
-public functions accept either the raw TFLite weight array or the packed form.
+Weights can be packed once with the ``pack_*`` functions (the MAC kernels' prepare step does,
+once per layer and Network: hwsim.kernels.conv); the public functions accept either the raw
+TFLite weight array or the packed form.
 
 The fast path is used whenever it is exact; the only cases handed to the reference
 path are 16x8 with a non-zero input offset (TFLite requires a zero point of 0
@@ -1004,7 +1005,7 @@ def _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, ou
 
 
 # ---------------------------------------------------------------------------
-# Packing (once, at model-load time)
+# Packing (once per layer: the kernels' prepare step)
 # ---------------------------------------------------------------------------
 
 
