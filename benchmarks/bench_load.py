@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -34,13 +35,16 @@ MODEL = CORPUS / "real" / "mobilenet_v2_pytorch_1x3x224x224"
 THREAD_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "NUMBA_THREADING_LAYER",
                "NUMBA_NUM_THREADS")
 
-# name -> (environment, child mode). Mode "raw" undoes whatever `import hwsim` put into the
-# environment before the threading layer loads (libgomp reads it when Numba first launches
-# its threads), so the row shows Numba's/libgomp's own default.
+# name -> (environment, child mode). Mode "plain" is hwsim as a user gets it (with the option's
+# variables). Mode "raw" turns hwsim's thread-count adaptation off (a fixed count, as with
+# NUMBA_NUM_THREADS) and undoes whatever `import hwsim` put into the environment before the
+# threading layer loads (libgomp reads it when Numba first starts its threads), so the row
+# shows Numba's/libgomp's own behaviour with only the option's variables.
 OPTIONS = {
     "hwsim": ({}, "plain"),
+    "hwsim+passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, "plain"),
     "spin": ({}, "raw"),
-    "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, "plain"),
+    "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, "raw"),
     "spin1k": ({"GOMP_SPINCOUNT": "1000"}, "raw"),
     "spin3k": ({"GOMP_SPINCOUNT": "3000"}, "raw"),
     "spin10k": ({"GOMP_SPINCOUNT": "10000"}, "raw"),
@@ -50,12 +54,11 @@ OPTIONS = {
     "workqueue": ({"NUMBA_THREADING_LAYER": "workqueue"}, "raw"),
     "tbb": ({"NUMBA_THREADING_LAYER": "tbb"}, "raw"),
     "1thread": ({"NUMBA_NUM_THREADS": "1"}, "raw"),
-    "adaptive": ({}, "adaptive-raw"),
-    "adaptive+passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, "adaptive"),
 }
-DEFAULT_OPTIONS = "hwsim,spin,spin1k,spin10k,1thread,workqueue,tbb,adaptive"
+DEFAULT_OPTIONS = "hwsim,spin,passive,spin1k,spin10k,1thread,workqueue,tbb"
 LABELS = {
-    "hwsim": "hwsim's default (PASSIVE when unset)",
+    "hwsim": "hwsim's default (adaptive count, spin)",
+    "hwsim+passive": "adaptive count + PASSIVE",
     "spin": "libgomp's default (spin ~300k)",
     "passive": "OMP_WAIT_POLICY=PASSIVE",
     "spin1k": "GOMP_SPINCOUNT=1000",
@@ -67,8 +70,6 @@ LABELS = {
     "workqueue": "NUMBA_THREADING_LAYER=workqueue",
     "tbb": "NUMBA_THREADING_LAYER=tbb",
     "1thread": "NUMBA_NUM_THREADS=1",
-    "adaptive": "adaptive thread count (spin)",
-    "adaptive+passive": "adaptive thread count + PASSIVE",
 }
 
 
@@ -80,54 +81,37 @@ def tbb_available() -> bool:
     return True
 
 
-def others_runnable() -> int:
-    """Runnable threads on the machine that are not this process's (/proc/loadavg's 4th field
-    counts every runnable thread; our own running or spinning threads are subtracted)."""
-    with open("/proc/loadavg") as f:
-        running = int(f.read().split()[3].split("/")[0])
-    own = 0
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        own += state == "R"
-    return max(0, running - own)
-
-
 def child(mode: str, runs: int, rt: bool) -> None:
     if rt:  # SCHED_FIFO, inherited by Numba's threads when they start: other jobs wait
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
     import numpy as np
 
     import hwsim
-    if mode in ("raw", "adaptive-raw"):
+    from hwsim.kernels import threads
+    from hwsim.kernels.threads import others_runnable
+    if mode == "raw":
+        threads.USER_FIXED = True
         for k in THREAD_VARS:
             if k not in json.loads(os.environ.get("BENCH_LOAD_SET", "[]")):
                 os.environ.pop(k, None)
     import numba
     net = hwsim.load(MODEL / "model.tflite")
     x = np.load(MODEL / "input_0.npy")
-    ncpu = len(os.sched_getaffinity(0))
-    top = numba.get_num_threads()
 
     def run():
-        if mode.startswith("adaptive"):
-            numba.set_num_threads(max(1, min(top, ncpu - others_runnable())))
         return net.run(x).outputs[0]
 
     for _ in range(3):
         y = run()
     wall, cpu, used, others, calm = [], [], [], [], []
     for _ in range(runs):
-        before = others_runnable()
+        before = others_runnable() or 0
         c0, t0 = time.process_time(), time.perf_counter()
         run()
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         used.append(numba.get_num_threads())
-        others.append(max(before, others_runnable()))
+        others.append(max(before, others_runnable() or 0))
         if others[-1] == 0:  # no other thread runnable before or after this run
             calm.append(wall[-1])
     print(json.dumps({
@@ -189,6 +173,8 @@ def main() -> None:
         return child(a.child, a.runs, a.rt)
     if not MODEL.exists():
         sys.exit(f"mobilenet_v2 not found at {MODEL} (set HWSIM_CORPUS)")
+    # A kill (SIGTERM) unwinds through the finally below, which stops the busy processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench_load: terminated"))
     names = [n for n in a.options.split(",") if n]
     unknown = set(names) - set(OPTIONS)
     if unknown:

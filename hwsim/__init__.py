@@ -9,14 +9,16 @@ import os
 
 __version__ = "0.1.0"
 
-# Numba's OpenMP workers (libgomp) spin for ~3 ms after each parallel call by default; on a
-# machine shared with other jobs a spinning worker holds a core the others need and a
-# descheduled one stalls every barrier (mobilenet_v2 7-60x slower with two busy processes).
-# PASSIVE makes idle workers sleep at once (figures: docs/performance.md, "Threads under load").
-# libgomp reads this when Numba first starts its threads, so it is set at import, before any
-# kernel runs; a user who tunes the wait (any of these variables) is left alone.
+# Numba's OpenMP workers (libgomp) spin ~3 ms after each parallel call; on a machine shared
+# with other jobs that stalls every barrier (mobilenet_v2 up to 60x slower). Where it can read
+# the load (Linux /proc) the engine runs on the CPUs other jobs leave free instead
+# (hwsim/kernels/threads.py), which keeps the spinning that makes a quiet machine fast. Where
+# it cannot, or the user fixed NUMBA_NUM_THREADS, idle workers sleep (PASSIVE). libgomp reads
+# this when Numba first starts its threads, so it is set at import; a user who tunes the wait
+# (any of these variables) is left alone. Figures: docs/performance.md, "Threads under load".
 _WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
-if not any(v in os.environ for v in _WAIT_VARS):
+if (not any(v in os.environ for v in _WAIT_VARS)
+        and ("NUMBA_NUM_THREADS" in os.environ or not os.path.exists("/proc/loadavg"))):
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 from .ir import HwsimError, InputError, ModelError  # noqa: E402

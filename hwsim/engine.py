@@ -24,6 +24,7 @@ import numpy as np
 from . import registry
 from .ir import InputError
 from .kernels import ops as _kernel_families  # noqa: F401  (registers every kernel)
+from .kernels import threads
 from .program import Layer, Program
 
 _FOLD_INTO = ("conv2d", "depthwise_conv2d")
@@ -167,6 +168,7 @@ class Network:
                 for i in layer.inputs:
                     last_use[i] = k
         for k, layer in enumerate(layers):
+            threads.adapt()  # thread count from the machine's load (kernels/threads.py)
             fn = registry.KERNELS[layer.kernel]
             data = self.prepared(layer)
             t0 = time.perf_counter() if on_layer is not None else 0.0
