@@ -11,7 +11,6 @@ hardware computes the model's integers; quantized without the fit, strict legali
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -218,15 +217,10 @@ def test_target_width_follows_legalization():
 # ------------------------------------------------------------------ end to end
 
 @pytest.fixture(scope="module")
-def digits():
+def digits(digits_data):
     pytest.importorskip("onnx")
     from hwsim.frontends.onnx_reader import read_onnx
-    sys.path.insert(0, DIGITS_DIR)
-    try:
-        from train import load_data
-    finally:
-        sys.path.remove(DIGITS_DIR)
-    xtr, _, xte, _ = load_data()
+    xtr, _, xte, _ = digits_data
     return read_onnx(os.path.join(DIGITS_DIR, "digits_cnn.onnx")), xtr, xte
 
 

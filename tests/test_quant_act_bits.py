@@ -7,7 +7,6 @@ every tensor; the first and last MAC layers can keep 8-bit activations; a model 
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -32,13 +31,8 @@ CLAMP_READERS = ("MAXIMUM", "MINIMUM", "QUANTIZE")
 
 
 @pytest.fixture(scope="module")
-def digits():
-    sys.path.insert(0, DIGITS_DIR)
-    try:
-        from train import load_data
-    finally:
-        sys.path.remove(DIGITS_DIR)
-    xtr, ytr, xte, yte = load_data()
+def digits(digits_data):
+    xtr, ytr, xte, yte = digits_data
     return read_onnx(os.path.join(DIGITS_DIR, "digits_cnn.onnx")), xtr, xte, yte
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -25,13 +24,8 @@ MODEL = os.path.join(DIGITS_DIR, "digits_cnn.onnx")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    sys.path.insert(0, DIGITS_DIR)
-    try:
-        from train import load_data
-    finally:
-        sys.path.remove(DIGITS_DIR)
-    xtr, ytr, xte, yte = load_data()
+def data(tmp_path_factory, digits_data):
+    xtr, ytr, xte, yte = digits_data
     d = tmp_path_factory.mktemp("digits")
     np.save(d / "x_cal.npy", xtr[:200])
     np.save(d / "x_test.npy", xte[:80])

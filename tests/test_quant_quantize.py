@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -36,13 +35,8 @@ DIGITS_DIR = os.path.join(ROOT, "examples", "digits")
 
 
 @pytest.fixture(scope="module")
-def digits():
-    sys.path.insert(0, DIGITS_DIR)
-    try:
-        from train import load_data
-    finally:
-        sys.path.remove(DIGITS_DIR)
-    xtr, ytr, xte, yte = load_data()
+def digits(digits_data):
+    xtr, ytr, xte, yte = digits_data
     g = read_onnx(os.path.join(DIGITS_DIR, "digits_cnn.onnx"))
     return g, xtr, ytr, xte, yte
 
