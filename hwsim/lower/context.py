@@ -114,8 +114,8 @@ def derive_requant(reals, scheme, unit=None, notes: list | None = None) -> Deriv
       mult_shift: :func:`mult_shift_params`; shift_only: :func:`shift_only_params`;
       a per-tensor unit (unit.per_channel false) uses :func:`collapse_reals`; under a unit,
       channels sharing one real get a single entry.
-    Returns multiplier/shift arrays, the scheme code and the rounding code; approximations are
-    appended to ``notes``.
+    Returns a :class:`DerivedRequant` (multiplier and shift arrays, the scheme, the rounding);
+    approximations are appended to ``notes``.
     """
     if str(scheme) not in [s.name for s in HW_REQUANT_SCHEMES]:
         raise ValueError(f"requant scheme {scheme!r}: allowed values "
