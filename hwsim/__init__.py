@@ -10,7 +10,7 @@ import os
 __version__ = "0.1.0"
 
 # Numba's OpenMP workers (libgomp) spin ~3 ms after each parallel call; on a machine shared
-# with other jobs that stalls every barrier (mobilenet_v2 up to 60x slower). Where it can read
+# with other jobs that stalls every barrier (mobilenet_v2 up to 110x slower). Where it can read
 # the load (Linux /proc) the engine runs on the CPUs other jobs leave free instead
 # (hwsim/kernels/threads.py), which keeps the spinning that makes a quiet machine fast. Where
 # it cannot, or the user fixed NUMBA_NUM_THREADS, idle workers sleep (PASSIVE). libgomp reads

@@ -6,8 +6,8 @@ On a quiet machine that is what makes the dozens of parallel calls of a run chea
 worker takes tens of µs to wake: mobilenet_v2 ran 1.4-2x slower with OMP_WAIT_POLICY=PASSIVE
 on the 2-CPU test machine). On a busy machine a spinning worker holds a core another job
 needs, and a descheduled one stalls the next barrier for a whole time slice (mobilenet_v2 up
-to 60x slower with two busy processes on 2 CPUs). So the engine calls :func:`adapt` before a
-run and between layers: it counts the runnable threads of other processes (Linux:
+to 110x slower with two busy processes and other jobs on 2 CPUs). So the engine calls
+:func:`adapt` before each layer: it counts the runnable threads of other processes (Linux:
 /proc/loadavg's running count less this process's running threads) and runs on the CPUs left
 over, at least one. Figures: docs/performance.md, "Threads under load".
 
