@@ -7,8 +7,10 @@ For each option a fresh subprocess (the option's environment set before it start
 mobilenet_v2, warms up, then times ``--runs`` runs (median wall ms, and the process's CPU ms
 per run, all threads). Each option is measured quiet, then "loaded": with ``--busy`` spinning
 Python processes (``while True: pass``) started by this script and killed by pid afterwards.
-Options are interleaved over ``--rounds`` rounds; the table gives the median over rounds and
-the range. The load average and the mean number of other runnable threads are printed with
+The "hwsim" row is hwsim as a user gets it (thread count adapted to the load, see
+hwsim/kernels/threads.py); the other rows fix the count (adaptation off) and set only their
+own variables. Options are interleaved over ``--rounds`` rounds; the table gives the median
+over rounds and the range. The load average and the mean number of other runnable threads are printed with
 every measurement: on a shared machine "quiet" is only as quiet as the other users let it be.
 The "calm runs" column is the median over the quiet runs during which no other thread was
 runnable (sampled before and after each run). When other users keep the machine busy there
