@@ -10,8 +10,9 @@ Python processes (``while True: pass``) started by this script and killed by pid
 The "hwsim" row is hwsim as a user gets it (thread count adapted to the load, see
 hwsim/kernels/threads.py); the other rows fix the count (adaptation off) and set only their
 own variables. Options are interleaved over ``--rounds`` rounds; the table gives the median
-over rounds and the range. The load average and the mean number of other runnable threads are printed with
-every measurement: on a shared machine "quiet" is only as quiet as the other users let it be.
+over rounds and the range. The load average and the mean number of other runnable threads
+are printed with every measurement: on a shared machine "quiet" is only as quiet as the other
+users let it be.
 The "calm runs" column is the median over the quiet runs during which no other thread was
 runnable (sampled before and after each run). When other users keep the machine busy there
 are none; ``--rt-quiet`` (root) then runs the quiet measurements at real-time priority, so the
