@@ -482,6 +482,9 @@ COMMANDS: list[Command] = [
     Command("report", "accuracy report of an int8 model against its float original",
             "hwsim.quant.commands:report_arguments", "hwsim.quant.commands:cmd_report",
             "hwsim.quant.commands:REPORT_EPILOG"),
+    Command("sweep", "sweep models x configs x inputs (on Dask); results.csv, summary, report",
+            "hwsim.sweep.commands:sweep_arguments", "hwsim.sweep.commands:cmd_sweep",
+            "hwsim.sweep.commands:SWEEP_EPILOG"),
 ]
 
 MAIN_EPILOG = """\
