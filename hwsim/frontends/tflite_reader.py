@@ -169,9 +169,11 @@ def validate_graph(g: Graph) -> None:
     n = len(g.tensors)
     for t in g.tensors:
         what = f"{src}: tensor {t.index} {_q(t.name)}"
-        if any(d < 0 for d in t.shape) or (t.data is None and any(d == 0 for d in t.shape)):
+        # TFLite allows empty tensors (a STRIDED_SLICE may select nothing); a graph input
+        # of size 0 is refused, since no input file could hold it
+        if any(d < 0 for d in t.shape) or (t.index in g.inputs and any(d == 0 for d in t.shape)):
             raise ModelError(f"{what} has shape {list(t.shape)}: dimensions must be >= 1 (0 "
-                             f"only in a constant, e.g. an empty shape vector)")
+                             f"only in a constant or an op's empty result)")
         if int(np.prod(t.shape, dtype=object)) > MAX_TENSOR_ELEMENTS:
             raise ModelError(f"{what} has shape {list(t.shape)}: more than "
                              f"{MAX_TENSOR_ELEMENTS:,} elements")
