@@ -77,7 +77,7 @@ def test_threads_for_leaves_the_busy_cpus_to_others():
 
 
 @needs_proc
-def test_others_runnable_sees_a_busy_process_and_not_our_own_threads():
+def test_others_runnable_sees_a_busy_process():
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.5)
