@@ -515,9 +515,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def one_line(message: str) -> str:
+    """``message`` as one printable line: whitespace runs become one space, any other control
+    character (a terminal escape from a file's tensor name, say) its ``\\xNN`` escape."""
+    text = " ".join(str(message).split())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _error(message: str) -> None:
-    msg = " ".join(str(message).split("\n")).strip() or "unknown error"
-    print(f"{PROG}: error: {msg}", file=sys.stderr)
+    print(f"{PROG}: error: {one_line(message) or 'unknown error'}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -354,3 +354,10 @@ def test_yaml_bounds_hold_with_and_without_libyaml(monkeypatch, libyaml):
         load_yaml_text("a: &x 1\nb: *x\n", "t.yaml")
     with pytest.raises(HwsimError, match="nested deeper than 64 levels"):
         load_yaml_text("a: " + "[" * 70 + "]" * 70 + "\n", "t.yaml")
+
+
+def test_error_lines_escape_control_characters(capsys):
+    from hwsim.cli import _error
+    _error("t.tflite: tensor 'a\x1b[2J\rb\nc' is bad")
+    err = capsys.readouterr().err
+    assert err == "hwsim: error: t.tflite: tensor 'a\\x1b[2J b c' is bad\n"
