@@ -1,10 +1,8 @@
 """Engine: execute a Program with the registered Numba kernels, optionally keeping a trace.
 
 Without a trace (and without an ``on_layer`` callback) the engine runs an equivalent schedule:
-a PAD whose only reader is a CONV_2D/DEPTHWISE_CONV_2D, padding only H and W with exactly the
-value the convolution pads with (its input zero point), is folded into that convolution's own
-padding (the convolution reads the PAD's input with the PAD's amounts added to its pad_top /
-pad_left; the bottom/right padding follows from the output size). Every output is the same
+the Program rewritten by :data:`hwsim.passes.ENGINE_PASSES` (today FoldPadIntoConv: a PAD that
+only pads a convolution's input becomes that convolution's padding). Every output is the same
 integer; the PAD's output tensor is simply never materialized. With ``trace=True`` every layer
 runs as written, so the trace holds every tensor. tests/test_engine_fold.py checks both
 schedules against each other and against TFLite.
@@ -15,7 +13,6 @@ is kept here, beside the Program — never in it.
 """
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass, field
 
@@ -25,42 +22,11 @@ from . import registry
 from .ir import InputError
 from .kernels import ops as _kernel_families  # noqa: F401  (registers every kernel)
 from .kernels import threads
+from .passes import ENGINE_PASSES, run_passes
 from .program import Layer, Program
 
-_FOLD_INTO = ("conv2d", "depthwise_conv2d")
 # HWSIM_NO_FOLD=1 runs every layer as written (the tests compare both schedules).
 FOLD_PADS = os.environ.get("HWSIM_NO_FOLD", "") in ("", "0")
-
-
-def fold_pads(program: Program) -> list[Layer]:
-    """The layer list with foldable PAD -> CONV_2D/DEPTHWISE_CONV_2D pairs merged (see the
-    module docstring); layers that are not folded are the program's own objects."""
-    readers: dict[int, int] = {}
-    for layer in program.layers:
-        for i in layer.inputs:
-            readers[i] = readers.get(i, 0) + 1
-    producer = {t: layer for layer in program.layers for t in layer.outputs}
-    drop: set[int] = set()
-    out: list[Layer] = []
-    for layer in program.layers:
-        p = layer.params
-        pad = producer.get(layer.inputs[0]) if layer.inputs else None
-        if (layer.kernel in _FOLD_INTO and p.accumulator is None and pad is not None
-                and pad.kernel == "pad" and len(pad.inputs) == 1
-                and readers.get(pad.outputs[0]) == 1 and pad.outputs[0] not in program.outputs
-                and len(pad.params.before) == 4
-                and int(pad.params.before[0]) == int(pad.params.after[0]) == 0
-                and int(pad.params.before[3]) == int(pad.params.after[3]) == 0
-                and int(pad.params.value) == -int(p.input_offset)):
-            fused = copy.copy(layer)
-            fused.params = p.replace(pad_top=int(p.pad_top) + int(pad.params.before[1]),
-                                     pad_left=int(p.pad_left) + int(pad.params.before[2]))
-            fused.inputs = [pad.inputs[0]] + list(layer.inputs[1:])
-            drop.add(id(pad))
-            out.append(fused)
-        else:
-            out.append(layer)
-    return [layer for layer in out if id(layer) not in drop]
 
 
 @dataclass
@@ -95,7 +61,7 @@ class Network:
         missing = {layer.kernel for layer in program.layers} - set(registry.KERNELS)
         if missing:
             raise RuntimeError(f"no kernel registered for {sorted(missing)}")
-        self._folded: list[Layer] | None = None
+        self._folded: Program | None = None  # the program after ENGINE_PASSES
         self._prepared: dict[int, tuple[Layer, object]] = {}  # id(layer) -> (layer, data)
 
     def prepared(self, layer: Layer):
@@ -161,8 +127,8 @@ class Network:
         layers = prog.layers
         if not trace and on_layer is None and FOLD_PADS:
             if self._folded is None:
-                self._folded = fold_pads(prog)
-            layers = self._folded
+                self._folded = run_passes(ENGINE_PASSES, prog)
+            layers = self._folded.layers
             last_use = {}
             for k, layer in enumerate(layers):
                 for i in layer.inputs:

@@ -1,4 +1,5 @@
-"""The engine's untraced schedule folds PAD into the following convolution (hwsim/engine.py).
+"""The engine's untraced schedule folds PAD into the following convolution (hwsim/engine.py
+runs hwsim.passes.FoldPadIntoConv).
 
 Both schedules must give identical integers: generated PAD -> CONV_2D / DEPTHWISE_CONV_2D
 models are checked against TFLite REF (the untraced run folds) and against the traced run (which
@@ -14,12 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwsim.engine import fold_pads
+from hwsim.passes import FoldPadIntoConv
 from hwsim.frontends.builder import GraphBuilder
 from oracle import assert_same_as_tflite
 
 CORPUS = Path(os.environ.get("HWSIM_CORPUS",
                              Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
+
+
+def fold_pads(program):
+    """The layers of ``program`` after the pad fold."""
+    return FoldPadIntoConv().apply(program).layers
 
 
 def _out(padding, n, k, s, d):

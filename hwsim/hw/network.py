@@ -24,7 +24,8 @@ FULLY_CONNECTED, MAX_POOL_2D, AVERAGE_POOL_2D, ADD of two same-shape activations
 RESHAPE/SQUEEZE as memory aliases, anything else on the host — allowed only as a trailing tail
 (no array layer after it) and only with ``host_tail=True``. Two placements absorb the clamps
 of b-bit activations (hwsim.quant.act_bits: MAXIMUM / MINIMUM of a tensor and a constant
-one-element operand c, output shape = input shape):
+one-element operand c, output shape = input shape), through the pass hwsim.passes.FuseClamps
+(hwsim.passes.HARDWARE_PASSES):
 
 * ``fused``: the clamp's input is written by an array layer, read by nothing else and not a
   network output. The clamp is folded into that layer: its ``[act_min, act_max]`` is
@@ -64,7 +65,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -73,7 +74,8 @@ from ..engine import Network, RunResult
 from ..ir import Graph, HwsimError
 from ..kernels.accumulate import layer_bounds
 from ..lower import lower, lower_with_context
-from ..params import FusedParams, MacParams, Params
+from ..params import MacParams, Params
+from ..passes import HARDWARE_PASSES, PlacedProgram, run_passes
 from ..program import Layer, Program
 from ..vocab import ALIAS_OPS, ARRAY_OPS, MAC_OPS, QRANGE, RequantScheme
 from .config import AccelConfig, load_config
@@ -81,7 +83,6 @@ from .dataflow import LayerStats, ceil_div, layer_stats, mac_geometry, tensor_ra
 from .headroom import Headroom, bits_needed, headroom
 
 LEGALIZE_MODES = ("strict", "approx")
-CLAMP_OPS = ("MAXIMUM", "MINIMUM")
 
 
 class LegalizationError(HwsimError):
@@ -186,72 +187,6 @@ def _placement(layer: Layer, program: Program) -> tuple[str, str]:
             return "host", ("ADD needs two activation inputs of the output's shape (constant "
                             "operands and broadcasting are not supported by the array)")
     return "array", ""
-
-
-def clamp_bound(layer: Layer, program: Program) -> tuple[bool, int] | None:
-    """(is MAXIMUM, c) of a MAXIMUM / MINIMUM of one run-time tensor and a constant
-    one-element operand c that keeps the tensor's shape; None for any other layer."""
-    if layer.op not in CLAMP_OPS or layer.kernel != "maximum_minimum" or \
-            len(layer.inputs) != 1 or len(layer.outputs) != 1:
-        return None
-    consts = list(layer.params.constants.values())
-    if len(consts) != 1 or np.size(consts[0]) != 1:
-        return None
-    x, y = layer.inputs[0], layer.outputs[0]
-    if tuple(program.tensors[x].shape) != tuple(program.tensors[y].shape):
-        return None
-    return layer.op == "MAXIMUM", int(np.asarray(consts[0]).reshape(-1)[0])
-
-
-def _narrow(act: tuple[int, int], bound: tuple[bool, int]) -> tuple[int, int]:
-    """[act_min, act_max] followed by MAXIMUM / MINIMUM with c, as one clamp (when the result
-    is not empty: clamp(clamp(x, a, b), c) = clamp to the intersection)."""
-    is_max, c = bound
-    return (max(act[0], c), act[1]) if is_max else (act[0], min(act[1], c))
-
-
-def _fuse_clamps(program: Program, reference: Program, where: dict) -> dict[int, tuple]:
-    """Fold constant clamps into the array layer producing their input (placement "fused")
-    or into the host's writing of a network input ("input"); see the module docstring.
-    Rewrites ``program.layers`` and ``where`` in place. Returns {array layer index: the
-    reference's [act_min, act_max] narrowed by the same clamps} (what the hardware's narrowed
-    clamp must equal)."""
-    readers: dict[int, int] = {}
-    for layer in program.layers:
-        for i in layer.inputs:
-            readers[i] = readers.get(i, 0) + 1
-    outputs = set(program.outputs)
-    producer = {t: pos for pos, layer in enumerate(program.layers) for t in layer.outputs}
-    host_written = set(program.inputs)   # network inputs and their "input" clamps
-    ref_act: dict[int, tuple] = {}
-    for pos, layer in enumerate(program.layers):
-        bound = clamp_bound(layer, program)
-        if bound is None:
-            continue
-        x, y = layer.inputs[0], layer.outputs[0]
-        if x in outputs or readers.get(x, 0) != 1:
-            continue
-        p = producer.get(x)
-        if p is not None and where[program.layers[p].index] == "array" and \
-                program.layers[p].params.clamp() is not None:
-            prod, ref = program.layers[p], reference.layers[p]
-            lo, hi = _narrow(prod.params.clamp(), bound)
-            if lo > hi:
-                continue
-            ref_act[prod.index] = _narrow(ref_act.get(prod.index, ref.params.clamp()), bound)
-            program.layers[p] = replace(prod, outputs=[y],
-                                        params=prod.params.with_clamp(lo, hi))
-            program.layers[pos] = Layer(layer.index, layer.op, "fused", [], [],
-                                        FusedParams(fused_into=prod.index),
-                                        summary=f"fused into layer {prod.index} ({prod.op}): "
-                                                f"clamp [{lo}, {hi}]")
-            producer[y] = p
-            where[layer.index] = "fused"
-        elif p is None and x in host_written or \
-                p is not None and where[program.layers[p].index] == "input":
-            host_written.add(y)
-            where[layer.index] = "input"
-    return ref_act
 
 
 def network_input_tensors(program: Program, placement: dict) -> list[int]:
@@ -470,8 +405,10 @@ def map_network(model, config, legalize: str = "strict", inputs=None,
     program, ctx = lower_with_context(graph, cfg)
     src = graph.source or graph.name or "model"
     base = {layer.index: _placement(layer, program) for layer in program.layers}
-    where_of = {i: w for i, (w, _) in base.items()}
-    ref_act = _fuse_clamps(program, reference, where_of)
+    # the hardware passes (hwsim.passes: FuseClamps) turn clamps into "fused" / "input"
+    placed = run_passes(HARDWARE_PASSES, PlacedProgram(
+        program, reference, {i: w for i, (w, _) in base.items()}))
+    program, where_of, ref_act = placed.program, placed.placement, placed.reference_clamps
     ranges = tensor_ranges(program)
 
     fatal: list[tuple[int, str, str]] = []
