@@ -196,7 +196,12 @@ def test_row_matches_the_public_api(serial):
     assert int(row["min_acc_bits"]) == max(r.observed_bits for r in hw.headroom(res))
 
 
-def test_local_cluster_of_2_equals_serial(serial, tmp_path, capsys):
+def test_local_cluster_of_2_equals_serial(serial, tmp_path, capsys, monkeypatch):
+    """Jobs go in batches of 8 here (one task per worker and model); the remote-cluster tests
+    below send one job per task."""
+    import hwsim.sweep.run as run
+    monkeypatch.setattr(run, "TASKS_PER_WORKER", 1)
+    assert run.batch_size(JOBS, 2) == 8
     spec, _, ref = serial
     code, out, err = sweep(capsys, spec, "--out", tmp_path / "out", "--workers", "2")
     assert code == 0, err
@@ -209,6 +214,8 @@ def test_local_cluster_of_2_equals_serial(serial, tmp_path, capsys):
 
 
 def test_remote_scheduler_and_2_workers_equal_serial(serial, cluster, tmp_path, capsys):
+    import hwsim.sweep.run as run
+    assert run.batch_size(JOBS, 2) == 1  # one job per task
     spec, _, ref = serial
     code, out, err = sweep(capsys, spec, "--out", tmp_path / "out", "--scheduler",
                            cluster.address)

@@ -249,3 +249,9 @@ def run_job(job: Job, blob: bytes, calib=None, worker: str | None = None) -> dic
     row["worker"] = worker if worker is not None else worker_address()
     row["seconds"] = round(time.perf_counter() - t0, 3)
     return row
+
+
+def run_jobs(jobs: list[Job], blob: bytes, calib=None) -> list[dict]:
+    """The rows of several jobs of one model, in order (one Dask task: see run.py)."""
+    worker = worker_address()
+    return [run_job(job, blob, calib, worker) for job in jobs]
