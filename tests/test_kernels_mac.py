@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwsim.kernels import mac
+from hwsim.kernels import mac, mac_pack
 
 # ---------------------------------------------------------------------------
 # independent numpy model
@@ -337,10 +337,10 @@ def test_packed_weights_round_trip():
     rng = np.random.default_rng(5)
     for shape, g in [((13, 3, 3, 7), 1), ((12, 2, 3, 4), 3), ((33, 1, 1, 64), 1)]:
         w = rng.integers(-128, 128, shape).astype(np.int8)
-        assert np.array_equal(mac._unpack_conv(mac.pack_conv2d_weights(w, g)), w)
+        assert np.array_equal(mac_pack.unpack_conv2d_weights(mac.pack_conv2d_weights(w, g)), w)
     for shape, dm in [((1, 3, 3, 13), 1), ((1, 5, 3, 40), 2), ((1, 2, 2, 9), 3)]:
         w = rng.integers(-128, 128, shape).astype(np.int8)
-        assert np.array_equal(mac._unpack_dw(mac.pack_depthwise_weights(w, dm)), w)
+        assert np.array_equal(mac_pack.unpack_depthwise_weights(mac.pack_depthwise_weights(w, dm)), w)
 
 
 def test_errors():
@@ -369,8 +369,8 @@ def test_empty_output():
 
 _PORTABLE_SCRIPT = r"""
 import sys, numpy as np
-from hwsim.kernels import mac
-assert not mac._HAVE_AVX2, "HWSIM_PORTABLE_MAC=1 did not select the portable path"
+from hwsim.kernels import mac, mac_intrinsics
+assert not mac_intrinsics._HAVE_AVX2, "HWSIM_PORTABLE_MAC=1 did not select the portable path"
 rng = np.random.default_rng(7)
 out = {}
 x = rng.integers(-128, 128, (1, 13, 11, 19), dtype=np.int8)

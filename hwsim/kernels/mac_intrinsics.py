@@ -1,0 +1,334 @@
+"""LLVM intrinsics of the fast MAC kernels (hwsim.kernels.mac) and the CPU dispatch.
+
+SIMD vector values for Numba (<16 x i16>, <8 x i32>, <8 x i64>) and the small intrinsics the tile
+kernels (hwsim.kernels.mac_tiles) are built from: loads, broadcasts, lane shuffles, stores and
+the int16 x int16 -> int32 pair multiply-add (``vpmaddwd``: ``llvm.x86.avx2.pmadd.wd`` on AVX2
+CPUs, an equivalent portable form elsewhere; see ``_madd_ir``).
+
+Numba caches each compiled function keyed on its own file: after editing this file, clear the
+cache (``NUMBA_CACHE_DIR``) so the tile kernels compiled against the old intrinsics are not
+loaded again.
+"""
+from __future__ import annotations
+
+import os
+
+from llvmlite import binding as _llvm_binding
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+#: The njit options of every MAC kernel (cached, no GIL, no bounds checks).
+NJIT_OPTIONS = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+
+# ---------------------------------------------------------------------------
+# SIMD vector values for numba: <16 x i16>, <8 x i32>, <8 x i64>
+# ---------------------------------------------------------------------------
+
+
+class _VecType(types.Type):
+    def __init__(self, bits, lanes):
+        self.bits = bits
+        self.lanes = lanes
+        super().__init__(name=f"hwsim_vec_i{bits}x{lanes}")
+
+
+_i16x16 = _VecType(16, 16)
+_i32x8 = _VecType(32, 8)
+_i64x8 = _VecType(64, 8)
+
+
+@register_model(_VecType)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(ir.IntType(fe_type.bits), fe_type.lanes))
+
+
+def _host_has_avx2() -> bool:
+    try:
+        return "+avx2" in _llvm_binding.get_host_cpu_features().flatten().split(",")
+    except Exception:  # pragma: no cover - unknown host
+        return False
+
+
+# HWSIM_PORTABLE_MAC=1 forces the portable multiply-add (the path CPUs without AVX2 take); the
+# tests run both paths and require identical integers. Numba's cache is keyed by the CPU's
+# features, so an AVX2 build is never loaded on a CPU without it.
+_HAVE_AVX2 = _host_has_avx2() and os.environ.get("HWSIM_PORTABLE_MAC", "") in ("", "0")
+_I32 = ir.IntType(32)
+_V16 = ir.VectorType(ir.IntType(16), 16)
+_V8 = ir.VectorType(_I32, 8)
+
+
+def _elem_ptr(context, builder, arrty, arr, idx, elty):
+    a = context.make_array(arrty)(context, builder, arr)
+    return builder.bitcast(builder.gep(a.data, [idx]), elty.as_pointer())
+
+
+def _mask(vals):
+    return ir.Constant(ir.VectorType(_I32, len(vals)), list(vals))
+
+
+@intrinsic
+def _vload16(typingctx, arr, idx):
+    """<16 x i16> loaded (unaligned) from int16 array ``arr`` at element ``idx``."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _elem_ptr(context, builder, sig.args[0], args[0], args[1], _V16)
+        return builder.load(p, align=2)
+
+    return _i16x16(arr, idx), codegen
+
+
+@intrinsic
+def _vbcast_pair(typingctx, arr, idx):
+    """The int16 pair arr[idx], arr[idx+1] repeated 8 times as <16 x i16>."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _elem_ptr(context, builder, sig.args[0], args[0], args[1], _I32)
+        v = builder.load(p, align=2)
+        u = builder.insert_element(ir.Constant(_V8, ir.Undefined), v, ir.Constant(_I32, 0))
+        s = builder.shuffle_vector(u, ir.Constant(_V8, ir.Undefined), _mask([0] * 8))
+        return builder.bitcast(s, _V16)
+
+    return _i16x16(arr, idx), codegen
+
+
+def _madd_ir(context, builder, a, b):
+    if _HAVE_AVX2:
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_V8, [_V16, _V16]), "llvm.x86.avx2.pmadd.wd"
+        )
+        return builder.call(fn, [a, b])
+    # portable form (correct everywhere; LLVM may or may not turn it into pmaddwd)
+    u = ir.Constant(_V16, ir.Undefined)
+    ev, od = _mask(range(0, 16, 2)), _mask(range(1, 16, 2))
+    ae = builder.sext(builder.shuffle_vector(a, u, ev), _V8)
+    ao = builder.sext(builder.shuffle_vector(a, u, od), _V8)
+    be = builder.sext(builder.shuffle_vector(b, u, ev), _V8)
+    bo = builder.sext(builder.shuffle_vector(b, u, od), _V8)
+    return builder.add(builder.mul(ae, be), builder.mul(ao, bo))
+
+
+@intrinsic
+def _vmadd_acc(typingctx, acc, a, b):
+    """acc + pmaddwd(a, b): int32 lane i += a[2i]*b[2i] + a[2i+1]*b[2i+1]."""
+    if acc != _i32x8 or a != _i16x16 or b != _i16x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.add(args[0], _madd_ir(context, builder, args[1], args[2]))
+
+    return _i32x8(acc, a, b), codegen
+
+
+@intrinsic
+def _vzero32(typingctx):
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_V8, [0] * 8)
+
+    return _i32x8(), codegen
+
+
+@intrinsic
+def _vunpack_lo(typingctx, a, b):
+    """vpunpcklwd: per 128-bit lane interleave the low 4 words of a and b."""
+    if a != _i16x16 or b != _i16x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        m = [0, 16, 1, 17, 2, 18, 3, 19, 8, 24, 9, 25, 10, 26, 11, 27]
+        return builder.shuffle_vector(args[0], args[1], _mask(m))
+
+    return _i16x16(a, b), codegen
+
+
+@intrinsic
+def _vunpack_hi(typingctx, a, b):
+    """vpunpckhwd: per 128-bit lane interleave the high 4 words of a and b."""
+    if a != _i16x16 or b != _i16x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        m = [4, 20, 5, 21, 6, 22, 7, 23, 12, 28, 13, 29, 14, 30, 15, 31]
+        return builder.shuffle_vector(args[0], args[1], _mask(m))
+
+    return _i16x16(a, b), codegen
+
+
+@intrinsic
+def _vperm_lo(typingctx, a, b):
+    """Low 128 bits of a, then low 128 bits of b (vperm2i128 0x20)."""
+    if a != _i32x8 or b != _i32x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[1], _mask([0, 1, 2, 3, 8, 9, 10, 11]))
+
+    return _i32x8(a, b), codegen
+
+
+@intrinsic
+def _vperm_hi(typingctx, a, b):
+    """High 128 bits of a, then high 128 bits of b (vperm2i128 0x31)."""
+    if a != _i32x8 or b != _i32x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[1], _mask([4, 5, 6, 7, 12, 13, 14, 15]))
+
+    return _i32x8(a, b), codegen
+
+
+@intrinsic
+def _vload_x16(typingctx, arr, idx):
+    """16 elements of an int8 / int16 array from ``idx`` as <16 x i16> (int8 sign-extended)."""
+    if not (isinstance(arr, types.Array) and arr.dtype in (types.int8, types.int16)):
+        return None
+    bits = arr.dtype.bitwidth
+
+    def codegen(context, builder, sig, args):
+        lt = ir.VectorType(ir.IntType(bits), 16)
+        p = _elem_ptr(context, builder, sig.args[0], args[0], args[1], lt)
+        v = builder.load(p, align=1)
+        return builder.sext(v, _V16) if bits == 8 else v
+
+    return _i16x16(arr, idx), codegen
+
+
+@intrinsic
+def _vadd16s(typingctx, v, s):
+    """v + s in every int16 lane (wrapping)."""
+    if v != _i16x16 or not isinstance(s, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        sv = builder.trunc(args[1], ir.IntType(16)) if sig.args[1].bitwidth > 16 else args[1]
+        u = builder.insert_element(ir.Constant(_V16, ir.Undefined), sv, ir.Constant(_I32, 0))
+        sp = builder.shuffle_vector(u, ir.Constant(_V16, ir.Undefined), _mask([0] * 16))
+        return builder.add(args[0], sp)
+
+    return _i16x16(v, s), codegen
+
+
+@intrinsic
+def _vstore16(typingctx, arr, idx, v):
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int16) or v != _i16x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _elem_ptr(context, builder, sig.args[0], args[0], args[1], _V16)
+        builder.store(args[2], p, align=2)
+        return context.get_dummy_value()
+
+    return types.none(arr, idx, v), codegen
+
+
+@intrinsic
+def _vzero16(typingctx):
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_V16, [0] * 16)
+
+    return _i16x16(), codegen
+
+
+@intrinsic
+def _vadd32(typingctx, a, b):
+    if a != _i32x8 or b != _i32x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.add(args[0], args[1])
+
+    return _i32x8(a, b), codegen
+
+
+@intrinsic
+def _vstore_acc(typingctx, out, oidx, v, bias, bidx, first, nv):
+    """out[oidx + i] = (bias[bidx + i] if first else out[oidx + i]) + v[i] for i < min(nv, 8).
+
+    ``out`` and ``bias`` are both int32 or both int64 (then the int32 lanes of v are
+    sign-extended).  Eight lanes go as one vector load/add/store.
+    """
+    if not (isinstance(out, types.Array) and isinstance(bias, types.Array)):
+        return None
+    if out.dtype not in (types.int32, types.int64) or bias.dtype != out.dtype or v != _i32x8:
+        return None
+    bits = out.dtype.bitwidth
+
+    def codegen(context, builder, sig, args):
+        aout, aoidx, av, abias, abidx, afirst, anv = args
+        st = ir.IntType(bits)
+        vt = ir.VectorType(st, 8)
+        i64 = ir.IntType(64)
+        oidx = context.cast(builder, aoidx, sig.args[1], types.int64)
+        bidx = context.cast(builder, abidx, sig.args[4], types.int64)
+        nv = context.cast(builder, anv, sig.args[6], types.int64)
+        first = context.cast(builder, afirst, sig.args[5], types.boolean)
+        vw = builder.sext(av, vt) if bits == 64 else av
+        full = builder.icmp_signed(">=", nv, ir.Constant(i64, 8))
+        with builder.if_else(full, likely=True) as (then, otherwise):
+            with then:
+                po = _elem_ptr(context, builder, sig.args[0], aout, oidx, vt)
+                pb = _elem_ptr(context, builder, sig.args[3], abias, bidx, vt)
+                base = builder.load(builder.select(first, pb, po), align=bits // 8)
+                builder.store(builder.add(base, vw), po, align=bits // 8)
+            with otherwise:
+                for i in range(8):
+                    ci = ir.Constant(i64, i)
+                    with builder.if_then(builder.icmp_signed("<", ci, nv)):
+                        po = _elem_ptr(context, builder, sig.args[0], aout, builder.add(oidx, ci), st)
+                        pb = _elem_ptr(context, builder, sig.args[3], abias, builder.add(bidx, ci), st)
+                        base = builder.load(builder.select(first, pb, po))
+                        builder.store(builder.add(base, builder.extract_element(vw, ir.Constant(_I32, i))), po)
+        return context.get_dummy_value()
+
+    return types.none(out, oidx, v, bias, bidx, first, nv), codegen
+
+
+@intrinsic
+def _vload_i32x8(typingctx, arr, idx):
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _elem_ptr(context, builder, sig.args[0], args[0], args[1], _V8)
+        return builder.load(p, align=4)
+
+    return _i32x8(arr, idx), codegen
+
+
+@intrinsic
+def _vstore_plain(typingctx, out, oidx, v, nv):
+    """out[oidx + i] = v[i] for i < min(nv, 8) (int32 out; int64 out gets sign-extended lanes)."""
+    if not (isinstance(out, types.Array) and out.dtype in (types.int32, types.int64)) or v != _i32x8:
+        return None
+    bits = out.dtype.bitwidth
+
+    def codegen(context, builder, sig, args):
+        aout, aoidx, av, anv = args
+        i64 = ir.IntType(64)
+        st = ir.IntType(bits)
+        vt = ir.VectorType(st, 8)
+        vw = builder.sext(av, vt) if bits == 64 else av
+        oidx = context.cast(builder, aoidx, sig.args[1], types.int64)
+        nv = context.cast(builder, anv, sig.args[3], types.int64)
+        full = builder.icmp_signed(">=", nv, ir.Constant(i64, 8))
+        with builder.if_else(full, likely=True) as (then, otherwise):
+            with then:
+                builder.store(vw, _elem_ptr(context, builder, sig.args[0], aout, oidx, vt), align=bits // 8)
+            with otherwise:
+                for i in range(8):
+                    ci = ir.Constant(i64, i)
+                    with builder.if_then(builder.icmp_signed("<", ci, nv)):
+                        po = _elem_ptr(context, builder, sig.args[0], aout, builder.add(oidx, ci), st)
+                        builder.store(builder.extract_element(vw, ir.Constant(_I32, i)), po)
+        return context.get_dummy_value()
+
+    return types.none(out, oidx, v, nv), codegen
+

@@ -1,0 +1,138 @@
+"""Weight packing of the fast MAC kernels (hwsim.kernels.mac): TFLite's int8 weight arrays laid
+out as the tile kernels (hwsim.kernels.mac_tiles) read them, and back.
+
+Done once per layer and Network, in the MAC kernels' prepare step (hwsim.kernels.conv); the
+public functions of hwsim.kernels.mac accept either the raw array or the packed form. The
+unpack functions invert the packing (the reference path and the tests use them).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+class PackedConvWeights:
+    """CONV_2D / FULLY_CONNECTED weights in the fast kernel's layout (see ``pack_conv2d_weights``)."""
+
+    __slots__ = ("data", "data_run", "shape", "groups", "cout_g", "ocb_g")
+
+    def __init__(self, data, data_run, shape, groups, cout_g, ocb_g):
+        self.data = data
+        self.data_run = data_run
+        self.shape = shape
+        self.groups = groups
+        self.cout_g = cout_g
+        self.ocb_g = ocb_g
+
+    def __repr__(self):
+        return f"PackedConvWeights(shape={self.shape}, groups={self.groups})"
+
+
+class PackedDepthwiseWeights:
+    """DEPTHWISE_CONV_2D weights in the fast kernel's layout (see ``pack_depthwise_weights``)."""
+
+    __slots__ = ("data", "shape", "depth_multiplier")
+
+    def __init__(self, data, shape, depth_multiplier):
+        self.data = data
+        self.shape = shape
+        self.depth_multiplier = depth_multiplier
+
+    def __repr__(self):
+        return f"PackedDepthwiseWeights(shape={self.shape}, depth_multiplier={self.depth_multiplier})"
+
+
+def _check_int8_weights(w, ndim, what):
+    if not isinstance(w, np.ndarray) or w.ndim != ndim:
+        raise ValueError(f"{what}: weights must be a {ndim}-d numpy array")
+    if w.dtype != np.int8:
+        raise ValueError(f"{what}: weights must be int8, got {w.dtype}")
+
+
+def pack_conv2d_weights(w: np.ndarray, groups: int = 1) -> PackedConvWeights:
+    """Pack TFLite OHWI int8 conv weights [Cout, KH, KW, Cin/groups] for ``conv2d_acc``.
+
+    Returns a ``PackedConvWeights``; its ``data`` is a flat int16 array laid out as
+    [groups][ceil(Cout_g/16)][KH*KW][ceil(Cin_g/2)][16 filters][2 channels], and (groups == 1)
+    ``data_run`` as [ceil(Cout/16)][KH][ceil(KW*Cin/2)][16][2]: each kernel row's KW*Cin
+    weights as one run (the same array as ``data`` when Cin is even).  Zeros pad.
+    """
+    _check_int8_weights(w, 4, "conv2d")
+    Cout, KH, KW, Cg = (int(s) for s in w.shape)
+    groups = int(groups)
+    if groups < 1 or Cout % groups:
+        raise ValueError(f"conv2d: {Cout} filters cannot be split into {groups} groups")
+    Coutg = Cout // groups
+    OCBg = (Coutg + 15) // 16
+    data = _pack_runs(w.reshape(groups, Coutg, KH * KW, Cg), OCBg)
+    data_run = data
+    if groups == 1 and Cg % 2:
+        data_run = _pack_runs(w.reshape(1, Cout, KH, KW * Cg), OCBg)
+    return PackedConvWeights(data, data_run, (Cout, KH, KW, Cg), groups, Coutg, OCBg)
+
+
+def _pack_runs(w4, OCB):
+    """[G, Coutg, S, L] -> flat [G][OCB][S][ceil(L/2)][16][2] int16, zero padded."""
+    G, Coutg, S, L = w4.shape
+    L2 = L + (L & 1)
+    wq = np.zeros((G, OCB * 16, S, L2), np.int16)
+    wq[:, :Coutg, :, :L] = w4
+    # move whole (channel pair) int32 units: much faster than a transpose of int16 pairs
+    v = wq.view(np.int32).reshape(G, OCB, 16, S, L2 // 2).transpose(0, 1, 3, 4, 2)
+    return np.ascontiguousarray(v).view(np.int16).reshape(-1)
+
+
+def pack_fully_connected_weights(w: np.ndarray) -> PackedConvWeights:
+    """Pack int8 FC weights [Cout, K] for ``fully_connected_acc`` (a 1x1 conv packing)."""
+    _check_int8_weights(w, 2, "fully_connected")
+    return pack_conv2d_weights(w.reshape(w.shape[0], 1, 1, w.shape[1]), 1)
+
+
+_DW_LANES = np.array([0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15])
+
+
+def pack_depthwise_weights(w: np.ndarray, depth_multiplier: int = 1) -> PackedDepthwiseWeights:
+    """Pack TFLite int8 depthwise weights [1, KH, KW, Cin*depth_multiplier] for ``depthwise_conv2d_acc``.
+
+    Returns a ``PackedDepthwiseWeights`` whose ``data`` is a flat int16 array laid out as
+    [ceil(Cout/16)][ceil(KH*KW/2) tap pairs][32]: per tap pair the two taps' weights of 16
+    channels interleaved in vpunpck{l,h}wd lane order (zeros pad).
+    """
+    _check_int8_weights(w, 4, "depthwise_conv2d")
+    if w.shape[0] != 1:
+        raise ValueError(f"depthwise_conv2d: weights must be [1, KH, KW, C], got {w.shape}")
+    _, KH, KW, Cout = (int(s) for s in w.shape)
+    dm = int(depth_multiplier)
+    if dm < 1 or Cout % dm:
+        raise ValueError(f"depthwise_conv2d: {Cout} channels is not a multiple of depth_multiplier {dm}")
+    T = KH * KW
+    TP = (T + 1) // 2
+    NCB = (Cout + 15) // 16
+    wt = np.zeros((2 * TP, NCB * 16), np.int16)
+    wt[:T, :Cout] = w.reshape(T, Cout)
+    # [tap pair, e, block, half*8 + i] -> [block, pair, half, i, e]
+    v = wt.reshape(TP, 2, NCB, 16)[:, :, :, _DW_LANES].reshape(TP, 2, NCB, 2, 8)
+    data = np.ascontiguousarray(v.transpose(2, 0, 3, 4, 1)).reshape(-1)
+    return PackedDepthwiseWeights(data, (1, KH, KW, Cout), dm)
+
+
+
+def unpack_conv2d_weights(pk: PackedConvWeights) -> np.ndarray:
+    """The int8 OHWI weights that ``pk`` was packed from."""
+    Cout, KH, KW, Cg = pk.shape
+    G, Coutg, OCBg = pk.groups, pk.cout_g, pk.ocb_g
+    Cg2 = Cg + (Cg & 1)
+    v = pk.data.reshape(G, OCBg, KH * KW, Cg2 // 2, 16, 2).transpose(0, 1, 4, 2, 3, 5)
+    v = v.reshape(G, OCBg * 16, KH * KW, Cg2)[:, :Coutg, :, :Cg]
+    return np.ascontiguousarray(v.reshape(Cout, KH, KW, Cg)).astype(np.int8)
+
+
+def unpack_depthwise_weights(pk: PackedDepthwiseWeights) -> np.ndarray:
+    """The int8 [1, KH, KW, C] weights that ``pk`` was packed from."""
+    _, KH, KW, Cout = pk.shape
+    T = KH * KW
+    TP = (T + 1) // 2
+    NCB = (Cout + 15) // 16
+    v = pk.data.reshape(NCB, TP, 2, 8, 2).transpose(1, 4, 0, 2, 3).reshape(TP, 2, NCB, 16)
+    wt = np.empty_like(v)
+    wt[:, :, :, _DW_LANES] = v
+    return wt.reshape(2 * TP, NCB * 16)[:T, :Cout].reshape(1, KH, KW, Cout).astype(np.int8)
+

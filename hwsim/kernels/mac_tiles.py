@@ -1,0 +1,559 @@
+"""Tile kernels of the fast MAC path (hwsim.kernels.mac): work split, band buffers, the conv /
+FC implicit-GEMM register tiles and the depthwise tap-pair kernel, serial and parallel.
+
+Called through the public entry points of hwsim.kernels.mac, which check the arguments, pack
+the weights (hwsim.kernels.mac_pack) and choose serial or parallel; the method is described
+there. Built from the intrinsics of hwsim.kernels.mac_intrinsics.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .mac_intrinsics import NJIT_OPTIONS as _NJ
+from .mac_intrinsics import (_vadd16s, _vadd32, _vbcast_pair, _vload16, _vload_i32x8,
+                             _vload_x16, _vmadd_acc, _vperm_hi, _vperm_lo, _vstore16, _vstore_acc,
+                             _vstore_plain, _vunpack_hi, _vunpack_lo, _vzero16, _vzero32)
+
+# ---------------------------------------------------------------------------
+# Work splitting and band buffers
+# ---------------------------------------------------------------------------
+
+
+@njit(**_NJ)
+def _plan(N, oh, ow, nblocks, nthreads, target_pix):
+    """Work split: (bands of output rows per image, groups of channel blocks).
+
+    Bands of about target_pix output pixels; with fewer than 4 items per thread the
+    channel blocks are split first (bands stay long, so the 4-pixel tiles stay full),
+    then the rows.
+    """
+    rows = max(1, min(oh, (target_pix + ow - 1) // ow))
+    nb = (oh + rows - 1) // rows
+    ng = 1
+    want = 4 * nthreads
+    if nthreads > 1 and N * nb < want:
+        ng = max(1, min(nblocks, (want + N * nb - 1) // (N * nb)))
+        if N * nb * ng < want:
+            nb = min(oh, max(nb, (want + N * ng - 1) // (N * ng)))
+    return nb, ng
+
+
+@njit(inline="always", **_NJ)
+def _zero_run(buf, start, n):
+    z = _vzero16()
+    i = 0
+    while i + 16 <= n:
+        _vstore16(buf, start + i, z)
+        i += 16
+    while i < n:
+        buf[start + i] = 0
+        i += 1
+
+
+@njit(inline="always", **_NJ)
+def _convert_run(buf, d0, src, s0, n, off):
+    """buf[d0:d0+n] = src[s0:s0+n] + off as int16."""
+    i = 0
+    while i + 16 <= n:
+        _vstore16(buf, d0 + i, _vadd16s(_vload_x16(src, s0 + i), off))
+        i += 16
+    while i < n:
+        buf[d0 + i] = np.int16(src[s0 + i] + off)
+        i += 1
+
+
+@njit(**_NJ)
+def _fill_band(x, n, iy0, rows_in, pl, Wp, C, dm, Cb, k0, off, buf):
+    """buf[r, c, j] = x[n, iy0 + r, c - pl, (k0 + j) // dm] + off (int16), 0 outside the input.
+
+    Slot j of a pixel holds expanded channel k0 + j (the depth multiplier expands the
+    channels for depthwise; a depthwise item only needs its own channel range); slots
+    past the C*dm expanded channels are 0.  Cb = slots per pixel.
+    """
+    H = x.shape[1]
+    W = x.shape[2]
+    xf = x.reshape(x.size)
+    c_lo = min(max(pl, 0), Wp)  # first buffer column inside the input
+    c_hi = max(c_lo, min(Wp, W + pl))
+    rowlen = Wp * Cb
+    nval = max(0, min(Cb, C * dm - k0))  # slots holding a real channel
+    for r in range(rows_in):
+        iy = iy0 + r
+        rb = r * rowlen
+        if iy < 0 or iy >= H:
+            _zero_run(buf, rb, rowlen)
+            continue
+        _zero_run(buf, rb, c_lo * Cb)
+        _zero_run(buf, rb + c_hi * Cb, rowlen - c_hi * Cb)
+        nc = c_hi - c_lo
+        sbase = ((n * H + iy) * W + c_lo - pl) * C
+        if dm == 1 and k0 == 0 and Cb == C:
+            _convert_run(buf, rb + c_lo * Cb, xf, sbase, nc * C, off)
+        elif dm == 1:
+            for c in range(nc):
+                d0 = rb + (c_lo + c) * Cb
+                _convert_run(buf, d0, xf, sbase + c * C + k0, nval, off)
+                _zero_run(buf, d0 + nval, Cb - nval)
+        else:
+            for c in range(nc):
+                d0 = rb + (c_lo + c) * Cb
+                s0 = sbase + c * C
+                for j in range(nval):
+                    buf[d0 + j] = np.int16(xf[s0 + (k0 + j) // dm] + off)
+                _zero_run(buf, d0 + nval, Cb - nval)
+
+
+# ---------------------------------------------------------------------------
+# Conv / FC: implicit GEMM with 4x16 / 4x8 / 1x16 / 1x8 register tiles
+# ---------------------------------------------------------------------------
+# Packed weights, per group g and block j of 16 output channels:
+#   wpk[((g*OCBg + j)*T + t)*CPg*32 + cp*32 + 2*lane + e] = w[oc = g*Coutg + 16*j + lane, t, 2*cp + e]
+# (T = KH*KW taps, CPg = ceil(Cg/2) channel pairs, zeros past the real channels/filters).
+# A "segment" is a run of channel pairs contiguous in both the band buffer and wpk:
+# xoff (element offset from the pixel's buffer position), woff (offset in the block), npairs.
+# A "chunk" is a group of segments summed in int32 before being added to the output.
+
+
+@njit(**_NJ)
+def _conv_segments(merged, KH, KW, C, CPg, RP, dh, dw, Wp, int64_out):
+    """Segments (xoff, woff, npairs) and chunk starts; the group offset is added by the caller.
+
+    merged (groups == 1, dilation_w == 1): one run of KW*C buffer elements per kernel row,
+    RP = ceil(KW*C/2) pairs, weights in the run layout.  Otherwise one run of the group's
+    channels per tap, CPg = ceil(Cg/2) pairs.  An odd run's last pair reads one element
+    past the run; its weight is 0.
+    """
+    if merged:
+        nseg0 = KH
+    else:
+        nseg0 = KH * KW
+    sx0 = np.empty(nseg0, np.int64)
+    sw0 = np.empty(nseg0, np.int64)
+    sn0 = np.empty(nseg0, np.int64)
+    if merged:
+        for ky in range(KH):
+            sx0[ky] = ky * dh * Wp * C
+            sw0[ky] = ky * RP * 32
+            sn0[ky] = RP
+    else:
+        for ky in range(KH):
+            for kx in range(KW):
+                t = ky * KW + kx
+                sx0[t] = (ky * dh * Wp + kx * dw) * C
+                sw0[t] = t * CPg * 32
+                sn0[t] = CPg
+    if not int64_out:
+        cks = np.empty(2, np.int64)
+        cks[0] = 0
+        cks[1] = nseg0
+        return sx0, sw0, sn0, cks
+    # 16x8: split so that every chunk sums at most 255 pairs in int32
+    LIM = 255
+    cnt = 0
+    for s in range(nseg0):
+        cnt += (sn0[s] + LIM - 1) // LIM
+    sx = np.empty(cnt, np.int64)
+    sw = np.empty(cnt, np.int64)
+    sn = np.empty(cnt, np.int64)
+    j = 0
+    for s in range(nseg0):
+        done = 0
+        while done < sn0[s]:
+            m = min(LIM, sn0[s] - done)
+            sx[j] = sx0[s] + 2 * done
+            sw[j] = sw0[s] + 32 * done
+            sn[j] = m
+            done += m
+            j += 1
+    ck = np.empty(cnt + 1, np.int64)
+    nck = 0
+    tot = LIM + 1
+    for s in range(cnt):
+        if tot + sn[s] > LIM:
+            ck[nck] = s
+            nck += 1
+            tot = 0
+        tot += sn[s]
+    ck[nck] = cnt
+    return sx, sw, sn, ck[: nck + 1].copy()
+
+
+@njit(**_NJ)
+def _conv_item(item, nb, ng, x, wpk, blk, bias, bp, plain, off, G, Cg, Coutg, OCBg, KH, KW,
+               sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks):
+    """One work item: a band of output rows of one image x a range of filter blocks.
+
+    The register tiles (4 pixels x 16 filters, 4 x 8, 1 x 16) are written out inline:
+    numba does not inline calls to njit functions at the LLVM level here, and a call
+    per tile (arrays pass as 7 scalars each) costs as much as a 1x1 conv tile's work.
+    Accumulators start from bp (per-block padded int32 bias; zeros in 16x8 mode).
+    plain (int32 result, one chunk): the sums are stored as they are; otherwise they are
+    added to bias (first chunk) or to the partial result already stored.
+    """
+    N, H, W, C = x.shape
+    Cout = G * Coutg
+    nck = cks.shape[0] - 1
+    nblocks = G * OCBg
+    n = item // (nb * ng)
+    rem = item - n * nb * ng
+    b = rem // ng
+    q = rem - b * ng
+    oy0 = (b * oh) // nb
+    oy1 = ((b + 1) * oh) // nb
+    R = oy1 - oy0
+    jb0 = (q * nblocks) // ng
+    jb1 = ((q + 1) * nblocks) // ng
+    if R <= 0 or jb1 <= jb0:
+        return
+    rows_in = (R - 1) * sh + (KH - 1) * dh + 1
+    nbuf = rows_in * Wp * C
+    buf = np.empty(nbuf + 2, np.int16)
+    buf[nbuf] = 0
+    buf[nbuf + 1] = 0
+    _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, np.int64(1), C, np.int64(0), off, buf)
+    M = R * ow
+    pb = np.empty(M, np.int64)
+    for r in range(R):
+        for ox in range(ow):
+            pb[r * ow + ox] = (r * sh * Wp + ox * sw) * C
+    obase = ((n * oh + oy0) * ow) * Cout
+    for jb in range(jb0, jb1):
+        g = jb // OCBg
+        j = jb - g * OCBg
+        wb = jb * blk
+        xg = g * Cg
+        nv = min(16, Coutg - 16 * j)
+        bidx = g * Coutg + 16 * j
+        m = 0
+        if nv > 8:
+            # ---- 4 pixels x 16 filters: 8 accumulators, 2 weight vectors, 1 broadcast
+            while m + 4 <= M:
+                o0 = obase + m * Cout + bidx
+                q0 = pb[m] + xg
+                q1 = pb[m + 1] + xg
+                q2 = pb[m + 2] + xg
+                q3 = pb[m + 3] + xg
+                for c in range(nck):
+                    a00 = _vload_i32x8(bp, 16 * jb)
+                    a01 = _vload_i32x8(bp, 16 * jb + 8)
+                    a10 = a00
+                    a11 = a01
+                    a20 = a00
+                    a21 = a01
+                    a30 = a00
+                    a31 = a01
+                    for s in range(cks[c], cks[c + 1]):
+                        xo = sx[s]
+                        p0 = q0 + xo
+                        p1 = q1 + xo
+                        p2 = q2 + xo
+                        p3 = q3 + xo
+                        wo = wb + sw_[s]
+                        for k in range(sn[s]):
+                            w0 = _vload16(wpk, wo)
+                            w1 = _vload16(wpk, wo + 16)
+                            wo += 32
+                            xv = _vbcast_pair(buf, p0)
+                            a00 = _vmadd_acc(a00, xv, w0)
+                            a01 = _vmadd_acc(a01, xv, w1)
+                            xv = _vbcast_pair(buf, p1)
+                            a10 = _vmadd_acc(a10, xv, w0)
+                            a11 = _vmadd_acc(a11, xv, w1)
+                            xv = _vbcast_pair(buf, p2)
+                            a20 = _vmadd_acc(a20, xv, w0)
+                            a21 = _vmadd_acc(a21, xv, w1)
+                            xv = _vbcast_pair(buf, p3)
+                            a30 = _vmadd_acc(a30, xv, w0)
+                            a31 = _vmadd_acc(a31, xv, w1)
+                            p0 += 2
+                            p1 += 2
+                            p2 += 2
+                            p3 += 2
+                    if plain:
+                        _vstore_plain(outf, o0, a00, 8)
+                        _vstore_plain(outf, o0 + 8, a01, nv - 8)
+                        _vstore_plain(outf, o0 + Cout, a10, 8)
+                        _vstore_plain(outf, o0 + Cout + 8, a11, nv - 8)
+                        _vstore_plain(outf, o0 + 2 * Cout, a20, 8)
+                        _vstore_plain(outf, o0 + 2 * Cout + 8, a21, nv - 8)
+                        _vstore_plain(outf, o0 + 3 * Cout, a30, 8)
+                        _vstore_plain(outf, o0 + 3 * Cout + 8, a31, nv - 8)
+                    else:
+                        f = c == 0
+                        _vstore_acc(outf, o0, a00, bias, bidx, f, 8)
+                        _vstore_acc(outf, o0 + 8, a01, bias, bidx + 8, f, nv - 8)
+                        _vstore_acc(outf, o0 + Cout, a10, bias, bidx, f, 8)
+                        _vstore_acc(outf, o0 + Cout + 8, a11, bias, bidx + 8, f, nv - 8)
+                        _vstore_acc(outf, o0 + 2 * Cout, a20, bias, bidx, f, 8)
+                        _vstore_acc(outf, o0 + 2 * Cout + 8, a21, bias, bidx + 8, f, nv - 8)
+                        _vstore_acc(outf, o0 + 3 * Cout, a30, bias, bidx, f, 8)
+                        _vstore_acc(outf, o0 + 3 * Cout + 8, a31, bias, bidx + 8, f, nv - 8)
+                m += 4
+        else:
+            # ---- 4 pixels x 8 filters (a last block of at most 8 filters)
+            while m + 4 <= M:
+                o0 = obase + m * Cout + bidx
+                q0 = pb[m] + xg
+                q1 = pb[m + 1] + xg
+                q2 = pb[m + 2] + xg
+                q3 = pb[m + 3] + xg
+                for c in range(nck):
+                    a0 = _vload_i32x8(bp, 16 * jb)
+                    a1 = a0
+                    a2 = a0
+                    a3 = a0
+                    for s in range(cks[c], cks[c + 1]):
+                        xo = sx[s]
+                        p0 = q0 + xo
+                        p1 = q1 + xo
+                        p2 = q2 + xo
+                        p3 = q3 + xo
+                        wo = wb + sw_[s]
+                        for k in range(sn[s]):
+                            w0 = _vload16(wpk, wo)
+                            wo += 32
+                            a0 = _vmadd_acc(a0, _vbcast_pair(buf, p0), w0)
+                            a1 = _vmadd_acc(a1, _vbcast_pair(buf, p1), w0)
+                            a2 = _vmadd_acc(a2, _vbcast_pair(buf, p2), w0)
+                            a3 = _vmadd_acc(a3, _vbcast_pair(buf, p3), w0)
+                            p0 += 2
+                            p1 += 2
+                            p2 += 2
+                            p3 += 2
+                    if plain:
+                        _vstore_plain(outf, o0, a0, nv)
+                        _vstore_plain(outf, o0 + Cout, a1, nv)
+                        _vstore_plain(outf, o0 + 2 * Cout, a2, nv)
+                        _vstore_plain(outf, o0 + 3 * Cout, a3, nv)
+                    else:
+                        f = c == 0
+                        _vstore_acc(outf, o0, a0, bias, bidx, f, nv)
+                        _vstore_acc(outf, o0 + Cout, a1, bias, bidx, f, nv)
+                        _vstore_acc(outf, o0 + 2 * Cout, a2, bias, bidx, f, nv)
+                        _vstore_acc(outf, o0 + 3 * Cout, a3, bias, bidx, f, nv)
+                m += 4
+        # ---- remaining pixels one at a time, 16 filters, two interleaved pairs of sums
+        while m < M:
+            o0 = obase + m * Cout + bidx
+            q0 = pb[m] + xg
+            for c in range(nck):
+                a0 = _vload_i32x8(bp, 16 * jb)
+                a1 = _vload_i32x8(bp, 16 * jb + 8)
+                b0 = _vzero32()
+                b1 = b0
+                for s in range(cks[c], cks[c + 1]):
+                    p0 = q0 + sx[s]
+                    wo = wb + sw_[s]
+                    ns = sn[s]
+                    k = 0
+                    while k + 1 < ns:
+                        xv = _vbcast_pair(buf, p0)
+                        a0 = _vmadd_acc(a0, xv, _vload16(wpk, wo))
+                        a1 = _vmadd_acc(a1, xv, _vload16(wpk, wo + 16))
+                        xv = _vbcast_pair(buf, p0 + 2)
+                        b0 = _vmadd_acc(b0, xv, _vload16(wpk, wo + 32))
+                        b1 = _vmadd_acc(b1, xv, _vload16(wpk, wo + 48))
+                        wo += 64
+                        p0 += 4
+                        k += 2
+                    if k < ns:
+                        xv = _vbcast_pair(buf, p0)
+                        a0 = _vmadd_acc(a0, xv, _vload16(wpk, wo))
+                        a1 = _vmadd_acc(a1, xv, _vload16(wpk, wo + 16))
+                if plain:
+                    _vstore_plain(outf, o0, _vadd32(a0, b0), nv)
+                    _vstore_plain(outf, o0 + 8, _vadd32(a1, b1), nv - 8)
+                else:
+                    f = c == 0
+                    _vstore_acc(outf, o0, _vadd32(a0, b0), bias, bidx, f, nv)
+                    _vstore_acc(outf, o0 + 8, _vadd32(a1, b1), bias, bidx + 8, f, nv - 8)
+            m += 1
+
+
+@njit(**_NJ)
+def _conv_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
+    Wp = (ow - 1) * sw + (KW - 1) * dw + 1
+    merged = G == 1 and dw == 1
+    CPg = (C // G + 1) // 2
+    RP = (KW * C + 1) // 2
+    blk = KH * RP * 32 if merged else KH * KW * CPg * 32  # packed elements per 16 filters
+    sx, sw_, sn, cks = _conv_segments(merged, KH, KW, C, CPg, RP, dh, dw, Wp, int64_out)
+    bp = np.zeros(G * OCBg * 16, np.int32)
+    if not int64_out:
+        for g in range(G):
+            for i in range(Coutg):
+                bp[(g * OCBg + i // 16) * 16 + i % 16] = bias[g * Coutg + i]
+    nb, ng = _plan(N, oh, ow, G * OCBg, nthreads, 256)
+    return Wp, blk, sx, sw_, sn, cks, bp, nb, ng
+
+
+@njit(parallel=True, **_NJ)
+def _conv_par(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
+              int64_out, nthreads):
+    Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(
+        x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads)
+    outf = out.reshape(out.size)
+    for item in prange(x.shape[0] * nb * ng):
+        _conv_item(np.int64(item), nb, ng, x, wpk, blk, bias, bp, not int64_out, off, G, x.shape[3] // G, Coutg,
+                   OCBg, KH, KW, sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks)
+
+
+@njit(**_NJ)
+def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
+                 int64_out, nthreads):
+    Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(
+        x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, 1)
+    outf = out.reshape(out.size)
+    for item in range(x.shape[0] * nb * ng):
+        _conv_item(item, nb, ng, x, wpk, blk, bias, bp, not int64_out, off, G, x.shape[3] // G, Coutg,
+                   OCBg, KH, KW, sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks)
+
+
+
+# ---------------------------------------------------------------------------
+# Depthwise: two taps of the same channel per pmaddwd
+# ---------------------------------------------------------------------------
+# Packed weights, per block cb of 16 output channels and tap pair p (taps 2p, 2p+1;
+# a missing odd tap has weight 0):
+#   wpk[((cb*TP + p)*2 + h)*16 + 2*i + e] = w[tap 2p+e, channel 16*cb + LANE[h][i]]
+#   LANE[0] = 0,1,2,3,8,9,10,11   LANE[1] = 4,5,6,7,12,13,14,15
+# (the in-lane order of vpunpcklwd / vpunpckhwd).
+
+
+@njit(**_NJ)
+def _dw_item(item, nb, ng, x, wpk, bias, bp, plain, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
+             oh, ow, outf, tapo):
+    """One work item: a band of output rows of one image x a range of 16-channel blocks.
+
+    Two output pixels at a time share each weight load.  Lane order inside the
+    accumulators is that of vpunpck{l,h}wd (channels 0-3,8-11 | 4-7,12-15); bp holds
+    the bias in that order (zeros in 16x8 mode, where the bias is added at the store).
+    """
+    N, H, W, C = x.shape
+    Cout = C * dm
+    C16 = (Cout + 15) // 16 * 16
+    NCB = C16 // 16
+    TP = (KH * KW + 1) // 2
+    Wp = (ow - 1) * sw + (KW - 1) * dw + 1
+    n = item // (nb * ng)
+    rem = item - n * nb * ng
+    b = rem // ng
+    q = rem - b * ng
+    oy0 = (b * oh) // nb
+    oy1 = ((b + 1) * oh) // nb
+    R = oy1 - oy0
+    cb0 = (q * NCB) // ng
+    cb1 = ((q + 1) * NCB) // ng
+    if R <= 0 or cb1 <= cb0:
+        return
+    rows_in = (R - 1) * sh + (KH - 1) * dh + 1
+    Cb = (cb1 - cb0) * 16  # channel slots in this item's buffer
+    buf = np.empty(rows_in * Wp * Cb, np.int16)
+    _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, dm, Cb, 16 * cb0, off, buf)
+    xo = np.empty(2 * TP, np.int64)
+    for t in range(2 * TP):
+        xo[t] = tapo[t] * Cb
+    step = sw * Cb
+    for cb in range(cb0, cb1):
+        blo = _vload_i32x8(bp, 16 * cb)
+        bhi = _vload_i32x8(bp, 16 * cb + 8)
+        nv = min(16, Cout - 16 * cb)
+        wcb = cb * TP * 32
+        for r in range(R):
+            ob = ((n * oh + oy0 + r) * ow) * Cout + 16 * cb
+            pc = r * sh * Wp * Cb + (cb - cb0) * 16
+            ox = 0
+            while ox + 2 <= ow:
+                lo = blo
+                hi = bhi
+                lo2 = blo
+                hi2 = bhi
+                wo = wcb
+                for p in range(TP):
+                    wl = _vload16(wpk, wo)
+                    wh = _vload16(wpk, wo + 16)
+                    wo += 32
+                    o1 = pc + xo[2 * p]
+                    o2 = pc + xo[2 * p + 1]
+                    xa = _vload16(buf, o1)
+                    xb = _vload16(buf, o2)
+                    lo = _vmadd_acc(lo, _vunpack_lo(xa, xb), wl)
+                    hi = _vmadd_acc(hi, _vunpack_hi(xa, xb), wh)
+                    xa = _vload16(buf, o1 + step)
+                    xb = _vload16(buf, o2 + step)
+                    lo2 = _vmadd_acc(lo2, _vunpack_lo(xa, xb), wl)
+                    hi2 = _vmadd_acc(hi2, _vunpack_hi(xa, xb), wh)
+                o = ob + ox * Cout
+                if plain:
+                    _vstore_plain(outf, o, _vperm_lo(lo, hi), nv)
+                    _vstore_plain(outf, o + 8, _vperm_hi(lo, hi), nv - 8)
+                    _vstore_plain(outf, o + Cout, _vperm_lo(lo2, hi2), nv)
+                    _vstore_plain(outf, o + Cout + 8, _vperm_hi(lo2, hi2), nv - 8)
+                else:
+                    _vstore_acc(outf, o, _vperm_lo(lo, hi), bias, 16 * cb, True, nv)
+                    _vstore_acc(outf, o + 8, _vperm_hi(lo, hi), bias, 16 * cb + 8, True, nv - 8)
+                    _vstore_acc(outf, o + Cout, _vperm_lo(lo2, hi2), bias, 16 * cb, True, nv)
+                    _vstore_acc(outf, o + Cout + 8, _vperm_hi(lo2, hi2), bias, 16 * cb + 8, True, nv - 8)
+                pc += 2 * step
+                ox += 2
+            if ox < ow:
+                lo = blo
+                hi = bhi
+                wo = wcb
+                for p in range(TP):
+                    xa = _vload16(buf, pc + xo[2 * p])
+                    xb = _vload16(buf, pc + xo[2 * p + 1])
+                    lo = _vmadd_acc(lo, _vunpack_lo(xa, xb), _vload16(wpk, wo))
+                    hi = _vmadd_acc(hi, _vunpack_hi(xa, xb), _vload16(wpk, wo + 16))
+                    wo += 32
+                o = ob + ox * Cout
+                if plain:
+                    _vstore_plain(outf, o, _vperm_lo(lo, hi), nv)
+                    _vstore_plain(outf, o + 8, _vperm_hi(lo, hi), nv - 8)
+                else:
+                    _vstore_acc(outf, o, _vperm_lo(lo, hi), bias, 16 * cb, True, nv)
+                    _vstore_acc(outf, o + 8, _vperm_hi(lo, hi), bias, 16 * cb + 8, True, nv - 8)
+
+
+@njit(**_NJ)
+def _dw_setup(N, Cout, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
+    C16 = (Cout + 15) // 16 * 16
+    T = KH * KW
+    TP = (T + 1) // 2
+    Wp = (ow - 1) * sw + (KW - 1) * dw + 1
+    xo = np.empty(2 * TP, np.int64)  # tap offsets in buffer pixels
+    for ky in range(KH):
+        for kx in range(KW):
+            xo[ky * KW + kx] = ky * dh * Wp + kx * dw
+    if T & 1:
+        xo[T] = xo[T - 1]
+    bp = np.zeros(C16, np.int32)
+    if not int64_out:
+        for c in range(Cout):
+            i = c % 16
+            # lane order of the accumulators: lo = 0-3, 8-11; hi = 4-7, 12-15
+            bp[c - i + (i % 4) + (4 if i >= 8 else 0) + (8 if (i % 8) >= 4 else 0)] = bias[c]
+    nb, ng = _plan(N, oh, ow, C16 // 16, nthreads, 256)
+    return xo, bp, nb, ng
+
+
+@njit(parallel=True, **_NJ)
+def _dw_par(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads):
+    xo, bp, nb, ng = _dw_setup(x.shape[0], x.shape[3] * dm, KH, KW, sw, dh, dw, oh, ow, bias,
+                               int64_out, nthreads)
+    outf = out.reshape(out.size)
+    for item in prange(x.shape[0] * nb * ng):
+        _dw_item(np.int64(item), nb, ng, x, wpk, bias, bp, not int64_out, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
+                 oh, ow, outf, xo)
+
+
+@njit(**_NJ)
+def _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads):
+    xo, bp, nb, ng = _dw_setup(x.shape[0], x.shape[3] * dm, KH, KW, sw, dh, dw, oh, ow, bias,
+                               int64_out, 1)
+    outf = out.reshape(out.size)
+    for item in range(x.shape[0] * nb * ng):
+        _dw_item(item, nb, ng, x, wpk, bias, bp, not int64_out, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
+                 oh, ow, outf, xo)
+
