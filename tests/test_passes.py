@@ -17,11 +17,10 @@ from hwsim import engine, passes
 from hwsim.lower import lower, lower_with_context
 from hwsim.hw import load_config
 from hwsim.passes import (ENGINE_PASSES, FOLD_PAD_INTO_CONV, FUSE_CLAMPS, HARDWARE_PASSES,
-                          FoldPadIntoConv, FuseClamps, Pass, PlacedProgram, PlacedProgramPass,
-                          ProgramPass, run_passes)
-from hwsim.vocab import ARRAY_OPS
+                          PLACE_LAYERS, FoldPadIntoConv, FuseClamps, Pass, PlaceLayers,
+                          PlacedProgram, PlacedProgramPass, ProgramPass, run_passes)
 
-ALL_PASSES = (FOLD_PAD_INTO_CONV, FUSE_CLAMPS)
+ALL_PASSES = (FOLD_PAD_INTO_CONV, FUSE_CLAMPS, PLACE_LAYERS)
 
 
 def _snapshot(program):
@@ -32,7 +31,7 @@ def _snapshot(program):
 
 def test_pipelines_are_declared_tuples_of_shared_pass_objects():
     assert ENGINE_PASSES == (FOLD_PAD_INTO_CONV,)
-    assert HARDWARE_PASSES == (FUSE_CLAMPS,)
+    assert HARDWARE_PASSES == (PLACE_LAYERS, FUSE_CLAMPS)   # fusion needs the placement
     assert all(isinstance(p, ProgramPass) for p in ENGINE_PASSES)
     assert all(isinstance(p, PlacedProgramPass) for p in HARDWARE_PASSES)
     assert engine.ENGINE_PASSES is ENGINE_PASSES   # the engine runs the declared pipeline
@@ -75,9 +74,9 @@ def test_fuse_clamps_returns_a_new_placed_program_and_leaves_its_input():
     g = _clamp_cnn(rng, {"input": [("MAXIMUM", -8)], "conv": [("MINIMUM", -121)]})
     program, _ = lower_with_context(g, load_config("tflite-int8"))
     reference = lower(g, requant_scheme="tflite_double")
-    placement = {layer.index: "array" if layer.op in ARRAY_OPS else "host"
-                 for layer in program.layers}
-    placed = PlacedProgram(program, reference, dict(placement))
+    placed = PlaceLayers().apply(PlacedProgram(program, reference))
+    placement = dict(placed.placement)
+    assert sorted(set(placement.values())) == ["alias", "array", "host"]
     layers, before, ref_before = program.layers, _snapshot(program), _snapshot(reference)
     out = FuseClamps().apply(placed)
     assert out is not placed and out.program is not program
@@ -89,11 +88,25 @@ def test_fuse_clamps_returns_a_new_placed_program_and_leaves_its_input():
     assert _snapshot(reference) == ref_before
 
 
+def test_place_layers_sets_placement_and_reasons_only():
+    rng = np.random.default_rng(31)
+    g = _clamp_cnn(rng, {"conv": [("MINIMUM", -121)]})
+    program = lower(g)
+    layers, before = program.layers, _snapshot(program)
+    start = PlacedProgram(program, program)
+    out = PlaceLayers().apply(start)
+    assert out.program is program and start.placement == {} and start.reasons == {}
+    assert [out.placement[layer.index] for layer in program.layers] == \
+        ["array", "host", "array", "alias", "array"]
+    assert set(out.reasons) == {1} and "MINIMUM is not an array op" in out.reasons[1]
+    assert program.layers is layers and _snapshot(program) == before
+
+
 def test_passes_import_only_the_layers_below():
     """passes sits between lowering and its users: no import of engine, hw, lower, kernels."""
     import ast
     from pathlib import Path
-    allowed = {"base", "fold_pad", "fuse_clamps", "ir", "params", "program", "vocab"}
+    allowed = {"base", "fold_pad", "fuse_clamps", "place", "ir", "params", "program", "vocab"}
     for path in Path(passes.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level:

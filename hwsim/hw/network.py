@@ -19,13 +19,13 @@ Stable API (hwsim/export calls exactly this; see also hwsim/hw/__init__.py):
     hw.headroom(trace=None, inputs=None, max_elements=100) -> hwsim.hw.headroom.Headroom
     hw.format_report()          -> str
 
-Legalization. Each layer is placed: ARRAY_OPS (CONV_2D with groups = 1, DEPTHWISE_CONV_2D,
-FULLY_CONNECTED, MAX_POOL_2D, AVERAGE_POOL_2D, ADD of two same-shape activations) on the array,
-RESHAPE/SQUEEZE as memory aliases, anything else on the host — allowed only as a trailing tail
-(no array layer after it) and only with ``host_tail=True``. Two placements absorb the clamps
-of b-bit activations (hwsim.quant.act_bits: MAXIMUM / MINIMUM of a tensor and a constant
-one-element operand c, output shape = input shape), through the pass hwsim.passes.FuseClamps
-(hwsim.passes.HARDWARE_PASSES):
+Legalization. Each layer is placed (hwsim.passes.PlaceLayers): ARRAY_OPS (CONV_2D with
+groups = 1, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2D, AVERAGE_POOL_2D, ADD of two same-shape
+activations) on the array, RESHAPE/SQUEEZE as memory aliases, anything else on the host —
+allowed only as a trailing tail (no array layer after it) and only with ``host_tail=True``. Two
+placements absorb the clamps of b-bit activations (hwsim.quant.act_bits: MAXIMUM / MINIMUM of a
+tensor and a constant one-element operand c, output shape = input shape), through the pass
+hwsim.passes.FuseClamps (hwsim.passes.HARDWARE_PASSES):
 
 * ``fused``: the clamp's input is written by an array layer, read by nothing else and not a
   network output. The clamp is folded into that layer: its ``[act_min, act_max]`` is
@@ -77,7 +77,7 @@ from ..lower import lower, lower_with_context
 from ..params import MacParams, Params
 from ..passes import HARDWARE_PASSES, PlacedProgram, run_passes
 from ..program import Layer, Program
-from ..vocab import ALIAS_OPS, ARRAY_OPS, MAC_OPS, QRANGE, RequantScheme
+from ..vocab import MAC_OPS, QRANGE, RequantScheme
 from .config import AccelConfig, load_config
 from .dataflow import LayerStats, ceil_div, layer_stats, mac_geometry, tensor_ranges
 from .headroom import Headroom, bits_needed, headroom
@@ -169,24 +169,6 @@ def _fmt_range(bits: int, signed: bool) -> str:
     if signed:
         return f"{bits}-bit signed [{-(1 << (bits - 1))}, {(1 << (bits - 1)) - 1}]"
     return f"{bits}-bit unsigned [0, {(1 << bits) - 1}]"
-
-
-def _placement(layer: Layer, program: Program) -> tuple[str, str]:
-    """(array | alias | host, why it is not on the array)."""
-    if layer.op in ALIAS_OPS:
-        return "alias", ""
-    if layer.op not in ARRAY_OPS:
-        return "host", (f"{layer.op} is not an array op (array ops: {', '.join(ARRAY_OPS)}; "
-                        f"{', '.join(ALIAS_OPS)} are memory aliases)")
-    if layer.op == "CONV_2D" and layer.params.groups != 1:
-        return "host", f"CONV_2D with groups = {layer.params.groups} (the array runs groups = 1)"
-    if layer.op == "ADD":
-        shapes = [tuple(program.tensors[i].shape) for i in layer.inputs]
-        out = tuple(program.tensors[layer.outputs[0]].shape)
-        if len(layer.inputs) != 2 or any(s != out for s in shapes):
-            return "host", ("ADD needs two activation inputs of the output's shape (constant "
-                            "operands and broadcasting are not supported by the array)")
-    return "array", ""
 
 
 def network_input_tensors(program: Program, placement: dict) -> list[int]:
@@ -404,10 +386,8 @@ def map_network(model, config, legalize: str = "strict", inputs=None,
     reference = lower(graph, requant_scheme=ref_scheme)
     program, ctx = lower_with_context(graph, cfg)
     src = graph.source or graph.name or "model"
-    base = {layer.index: _placement(layer, program) for layer in program.layers}
-    # the hardware passes (hwsim.passes: FuseClamps) turn clamps into "fused" / "input"
-    placed = run_passes(HARDWARE_PASSES, PlacedProgram(
-        program, reference, {i: w for i, (w, _) in base.items()}))
+    # the hardware passes (hwsim.passes): PlaceLayers, then FuseClamps ("fused" / "input")
+    placed = run_passes(HARDWARE_PASSES, PlacedProgram(program, reference))
     program, where_of, ref_act = placed.program, placed.placement, placed.reference_clamps
     ranges = tensor_ranges(program)
 
@@ -415,7 +395,7 @@ def map_network(model, config, legalize: str = "strict", inputs=None,
     placement: dict[int, str] = {}
     first_host = None
     for layer in program.layers:
-        where, why = where_of[layer.index], base[layer.index][1]
+        where, why = where_of[layer.index], placed.reasons.get(layer.index, "")
         if where in ("fused", "input"):
             placement[layer.index] = where
             continue

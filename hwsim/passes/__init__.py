@@ -19,13 +19,17 @@ from .base import (GraphPass, Pass, PlacedProgram, PlacedProgramPass, ProgramPas
                    run_passes)
 from .fold_pad import FoldPadIntoConv
 from .fuse_clamps import FuseClamps, clamp_bound
+from .place import PlaceLayers, place_layer
 
 FOLD_PAD_INTO_CONV = FoldPadIntoConv()
 FUSE_CLAMPS = FuseClamps()
+PLACE_LAYERS = PlaceLayers()
 
 ENGINE_PASSES: tuple[ProgramPass, ...] = (FOLD_PAD_INTO_CONV,)
-HARDWARE_PASSES: tuple[PlacedProgramPass, ...] = (FUSE_CLAMPS,)
+# placement first: FuseClamps fuses only into layers placed on the array
+HARDWARE_PASSES: tuple[PlacedProgramPass, ...] = (PLACE_LAYERS, FUSE_CLAMPS)
 
 __all__ = ["ENGINE_PASSES", "FOLD_PAD_INTO_CONV", "FUSE_CLAMPS", "FoldPadIntoConv",
-           "FuseClamps", "GraphPass", "HARDWARE_PASSES", "Pass", "PlacedProgram",
-           "PlacedProgramPass", "ProgramPass", "clamp_bound", "run_passes"]
+           "FuseClamps", "GraphPass", "HARDWARE_PASSES", "PLACE_LAYERS", "Pass", "PlaceLayers",
+           "PlacedProgram", "PlacedProgramPass", "ProgramPass", "clamp_bound", "place_layer",
+           "run_passes"]

@@ -50,13 +50,15 @@ class PlacedProgram:
 
     ``program``: the hardware Program (lowered for an AccelConfig); ``reference``: the model's
     Program (TFLite arithmetic), layer for layer; ``placement``: {layer index: "array" |
-    "alias" | "host" | "fused" | "input"}; ``reference_clamps``: {array layer index: the
-    reference's [act_min, act_max] narrowed by the clamps fused into that layer} (what the
-    hardware's clamp must equal for the layer to be exact).
+    "alias" | "host" | "fused" | "input"}; ``reasons``: {layer index: why it is not on the
+    array}; ``reference_clamps``: {array layer index: the reference's [act_min, act_max]
+    narrowed by the clamps fused into that layer} (what the hardware's clamp must equal for the
+    layer to be exact).
     """
     program: Program
     reference: Program
-    placement: Mapping[int, str]
+    placement: Mapping[int, str] = field(default_factory=dict)
+    reasons: Mapping[int, str] = field(default_factory=dict)
     reference_clamps: Mapping[int, tuple[int, int]] = field(default_factory=dict)
 
 
