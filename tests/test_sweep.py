@@ -433,3 +433,32 @@ def test_help_has_a_worked_example(capsys):
     text = capsys.readouterr().out
     assert "hwsim sweep build/sweep/sweep.yaml --out build/sweep/out --workers 2" in text
     assert "--scheduler" in text and "docs/sweep.md" in text
+
+
+def test_progress_bar_on_a_terminal(tmp_path):
+    """On a terminal (a pty here) stderr shows a tqdm bar counting jobs; piped, it does not."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    spec = write_spec(tmp_path, n_inputs=1)
+    args = [sys.executable, "-m", "hwsim", "sweep", str(spec), "--workers", "1", "--out"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a 100-column terminal
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        os.execv(sys.executable, args + [str(tmp_path / "tty")])
+    out = b""
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out.decode(errors="replace")
+    text = out.decode(errors="replace")
+    assert f"/{JOBS // 2} [" in text and "job/s" in text
+    piped = subprocess.run(args + [str(tmp_path / "piped")], capture_output=True, text=True)
+    assert piped.returncode == 0 and piped.stderr == ""
