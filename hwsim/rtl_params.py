@@ -1,20 +1,24 @@
 """The Verilog header of the reference accelerator for one AccelConfig.
 
 ``rtl_params(config)`` returns the text of ``hwsim_params.vh``: one ``define`` per fact of the
-configuration the reference RTL (hwsim/rtl/) needs: array geometry, data and accumulator widths,
-overflow rule, requantization scheme, and the word width / lanes / depth of each memory, plus
-the address widths derived from the depths and the implementation limits of the reference RTL
-(im2col and weight buffer sizes). The RTL ``include``s it and takes every parameter default from it, so one
-header = one accelerator. ``hwsim/rtl/hwsim_params.vh`` in the package is the header of the
-``tflite-int8`` preset (a test checks it equals ``rtl_params(load_config("tflite-int8"))``).
+configuration the reference RTL (hwsim/rtl/) needs: array geometry and dataflow, data widths and
+signedness, accumulator width, overflow rule and bias order, requantization scheme, and the
+word width / lanes / bits per lane / depth of each memory, plus the address widths derived
+from the depths and the implementation limit of the reference RTL (the im2col buffer). The RTL
+``include``s it and takes every parameter default from it, so one header = one accelerator.
+``hwsim/rtl/hwsim_params.vh`` in the package is the header of the ``tflite-int8`` preset (a test
+checks it equals ``rtl_params(load_config("tflite-int8"))``).
 
     hwsim rtl-params tflite-int8 -o hwsim/rtl/hwsim_params.vh   # the committed one
     hwsim rtl-params my_accel.yaml -o build/hwsim_params.vh
     hwsim rtl-params --rtl-dir                                  # where the reference RTL is
 
-The reference RTL supports int8 (signed) activations and weights in 8-bit lanes, lane counts
-that are powers of two, and accumulators of 17..64 bits; other configurations raise
-:class:`hwsim.hw.config.ConfigError` naming the key.
+The reference RTL takes every config ``hwsim.hw.config`` accepts whose data fit the export's
+memory layout (:func:`hwsim.export.layout.make_memories`: the lane widths the RTL reads are the
+ones the export writes): activations of 4..16 bits and weights of 4..8 bits, signed or
+unsigned, accumulators of 8..64 bits that wrap or saturate, both dataflows' order of additions,
+every requantization scheme, with power-of-two lane counts for the activation and weight
+memories; anything else raises :class:`hwsim.hw.config.ConfigError` naming the key.
 """
 from __future__ import annotations
 
@@ -33,14 +37,24 @@ REQUANT_SCHEME_CODES = {s.name: int(s) for s in REQUANT_UNIT_SCHEMES}
 
 # Implementation limits of the reference RTL (not accelerator config keys).
 RTL_LIMITS = {
-    "XBUF_DEPTH": 8192,   # im2col buffer, elements per array row: K = KH*KW*Cin (CONV/FC),
-                          # KH*KW*COLS (DWCONV)
-    "TAPS_MAX": 64,       # KH*KW of a MAC layer
+    "XBUF_DEPTH": 8192,   # im2col buffer (per bank), elements per array row: K = KH*KW*Cin
+                          # (CONV/FC), KH*KW*COLS (DWCONV)
     "DESC_WORDS": 64,     # 32-bit words per layer descriptor
     "DESC_DEPTH": 64 * 256,  # descriptor memory: 255 layers + the end descriptor
 }
 
-ELEM_BITS = 8  # activations and weights are int8 in the memories (accel-interface.md)
+
+def lane_bits(cfg: AccelConfig) -> dict[str, int]:
+    """Bits per lane of each memory as the export lays it out (hwsim.export.layout): the RTL
+    reads exactly what the export writes."""
+    from .export.layout import make_memories
+    from .ir import HwsimError
+    try:
+        mems = make_memories(cfg)
+    except HwsimError as e:
+        raise ConfigError(f"{cfg.source or cfg.name}: {e} (the reference RTL reads the "
+                          f"export's layout)") from None
+    return {k: mems[k].elem_bits for k in ("activations", "weights", "bias", "requant")}
 
 
 def _clog2(n: int) -> int:
@@ -51,57 +65,54 @@ def _pow2(n: int) -> bool:
     return n >= 1 and n & (n - 1) == 0
 
 
-def _check(cfg: AccelConfig) -> None:
+def _check(cfg: AccelConfig) -> dict[str, int]:
+    """Refuse what the reference RTL cannot run (naming the key); the memories' lane bits."""
     src = cfg.source or cfg.name
     d = cfg.data
 
     def bad(key, msg):
         raise ConfigError(f"{src}: {key}: {msg} (the reference RTL does not support it)")
 
-    for key, bits, signed in (("data.input_bits", d.input_bits, d.input_signed),
-                              ("data.weight_bits", d.weight_bits, d.weight_signed),
-                              ("data.output_bits", d.output_bits, d.output_signed)):
-        if bits != ELEM_BITS:
-            bad(key, f"{bits} bits; only {ELEM_BITS}-bit elements")
-        if not signed:
-            bad(key.replace("_bits", "_signed"), "unsigned elements")
-    if not 17 <= cfg.accumulator.bits <= 64:
-        bad("accumulator.bits", f"{cfg.accumulator.bits}; 17..64 bits")
+    lanes = lane_bits(cfg)
+    for key, bits, lane in (("data.input_bits", d.input_bits, lanes["activations"]),
+                            ("data.output_bits", d.output_bits, lanes["activations"]),
+                            ("data.weight_bits", d.weight_bits, lanes["weights"])):
+        if bits > lane:
+            bad(key, f"{bits}-bit values in the export's {lane}-bit lanes")
+    if d.weight_bits > 8:
+        bad("data.weight_bits", f"{d.weight_bits}; weights of 4..8 bits")
     for name in ("weights", "activations"):
         m = getattr(cfg.memories, name)
         if not _pow2(m.lanes):
             bad(f"memories.{name}.lanes", f"{m.lanes} lanes is not a power of two")
-        if m.word_bits < m.lanes * ELEM_BITS:
-            bad(f"memories.{name}.word_bits", f"{m.word_bits} bits hold fewer than "
-                                              f"{m.lanes} int8 lanes")
-    if cfg.memories.bias.word_bits < 32 or cfg.memories.bias.lanes != 1:
-        bad("memories.bias", "bias words must be >= 32 bits with 1 lane")
-    if cfg.memories.requant.word_bits < 64 or cfg.memories.requant.lanes != 1:
-        bad("memories.requant", "requant words must be >= 64 bits with 1 lane")
-    if wbuf_words(cfg) < 1:
-        bad("memories.weights.lanes", "too many lanes")
+    if cfg.memories.bias.lanes != 1 or cfg.memories.requant.lanes != 1:
+        bad("memories.bias" if cfg.memories.bias.lanes != 1 else "memories.requant",
+            "bias and requant memories have one lane per word")
+    if cfg.memories.requant.word_bits < 64:
+        bad("memories.requant.word_bits", "requant words must be >= 64 bits")
+    return lanes
 
 
-def wbuf_words(cfg: AccelConfig) -> int:
-    """Weight buffer depth in words per column: the largest words_per_channel the RTL takes."""
-    return RTL_LIMITS["XBUF_DEPTH"] // cfg.memories.weights.lanes
-
-
-def _defines(cfg: AccelConfig) -> list[tuple[str, object, str]]:
+def _defines(cfg: AccelConfig, lanes: dict[str, int]) -> list[tuple[str, object, str]]:
     a, d, acc, rq, m = cfg.array, cfg.data, cfg.accumulator, cfg.requant, cfg.memories
+    sign = {True: "signed", False: "unsigned"}
     rows = [
         ("ROWS", a.rows, "PE rows: output pixels computed at once"),
         ("COLS", a.cols, "PE columns: output channels computed at once"),
         ("DATAFLOW_OUTPUT_STATIONARY", int(a.dataflow == "output_stationary"),
          f"array.dataflow = {a.dataflow}"),
-        ("INPUT_BITS", d.input_bits, "activation element width (signed)"),
-        ("WEIGHT_BITS", d.weight_bits, "weight element width (signed)"),
-        ("OUTPUT_BITS", d.output_bits, "output element width (signed)"),
+        ("INPUT_BITS", d.input_bits, "activation input width"),
+        ("INPUT_SIGNED", int(d.input_signed), sign[d.input_signed]),
+        ("WEIGHT_BITS", d.weight_bits, "weight width"),
+        ("WEIGHT_SIGNED", int(d.weight_signed), sign[d.weight_signed]),
+        ("OUTPUT_BITS", d.output_bits, "activation output width"),
+        ("OUTPUT_SIGNED", int(d.output_signed), sign[d.output_signed]),
         ("ACC_BITS", acc.bits, "accumulator width"),
         ("ACC_SATURATE", int(acc.overflow == "saturate"),
          f"accumulator.overflow = {acc.overflow} (1 saturate, 0 wrap)"),
         ("BIAS_FIRST", int(acc.bias_first), "1: the accumulator starts at the bias"),
-        ("REQUANT_SCHEME", REQUANT_SCHEME_CODES[rq.scheme], f"requant.scheme = {rq.scheme}"),
+        ("REQUANT_SCHEME", REQUANT_SCHEME_CODES[str(rq.scheme)],
+         f"requant.scheme = {rq.scheme}"),
         ("REQUANT_ROUNDING", int(Rounding.from_name(rq.rounding)),
          f"requant.rounding = {rq.rounding}"),
         ("REQUANT_PER_CHANNEL", int(rq.per_channel), "one requant word per output channel"),
@@ -115,6 +126,7 @@ def _defines(cfg: AccelConfig) -> list[tuple[str, object, str]]:
         rows += [
             (f"{key}_WORD_BITS", mem.word_bits, f"memories.{name}.word_bits"),
             (f"{key}_LANES", mem.lanes, f"memories.{name}.lanes"),
+            (f"{key}_ELEM_BITS", lanes[name], "bits per lane, as the export packs them"),
             (f"{key}_DEPTH", mem.depth, f"memories.{name}.depth (words)"),
             (f"{key}_ADDR_BITS", _clog2(mem.depth), "word address width"),
             (f"{key}_LANE_MSB_FIRST", int(mem.lane_order == "msb_first"),
@@ -125,15 +137,10 @@ def _defines(cfg: AccelConfig) -> list[tuple[str, object, str]]:
          "log2(ACT_LANES)"),
         ("WGT_LOG2_LANES", _clog2(m.weights.lanes) if m.weights.lanes > 1 else 0,
          "log2(WGT_LANES)"),
-        ("ELEM_BITS", ELEM_BITS, "lane pitch of activations and weights in memory words"),
         ("DESC_WORDS", RTL_LIMITS["DESC_WORDS"], "32-bit words per layer descriptor"),
         ("DESC_DEPTH", RTL_LIMITS["DESC_DEPTH"], "descriptor memory depth (words)"),
         ("DESC_ADDR_BITS", _clog2(RTL_LIMITS["DESC_DEPTH"]), "descriptor address width"),
         ("XBUF_DEPTH", RTL_LIMITS["XBUF_DEPTH"], "RTL limit: im2col elements per array row"),
-        ("XBUF_ADDR_BITS", _clog2(RTL_LIMITS["XBUF_DEPTH"]), "log2(XBUF_DEPTH)"),
-        ("WBUF_WORDS", wbuf_words(cfg), "RTL limit: words_per_channel"),
-        ("WBUF_ADDR_BITS", _clog2(wbuf_words(cfg)), "log2(WBUF_WORDS)"),
-        ("TAPS_MAX", RTL_LIMITS["TAPS_MAX"], "RTL limit: KH*KW"),
     ]
     return rows
 
@@ -141,7 +148,7 @@ def _defines(cfg: AccelConfig) -> list[tuple[str, object, str]]:
 def rtl_params(config) -> str:
     """The text of ``hwsim_params.vh`` for ``config`` (an AccelConfig, a YAML path or a preset)."""
     cfg = load_config(config)
-    _check(cfg)
+    lanes = _check(cfg)
     lines = [
         "// hwsim_params.vh: parameters of the reference accelerator (hwsim/rtl/) for one "
         "AccelConfig.",
@@ -150,7 +157,7 @@ def rtl_params(config) -> str:
         "`define HWSIM_PARAMS_VH",
         f'`define HWSIM_CONFIG_NAME "{cfg.name}"',
     ]
-    defs = _defines(cfg)
+    defs = _defines(cfg, lanes)
     width = max(len(n) for n, _, _ in defs) + len("HWSIM_")
     for name, value, comment in defs:
         lines.append(f"`define {('HWSIM_' + name).ljust(width)} {value}  // {comment}")

@@ -72,10 +72,10 @@ HW_REQUANT_SCHEMES = (RequantScheme.tflite_double, RequantScheme.tflite_single,
                       RequantScheme.mult_shift, RequantScheme.shift_only)
 # The TFLite builds (what the non-MAC ops follow): default double rounding, or single.
 TFLITE_SCHEMES = (RequantScheme.tflite_double, RequantScheme.tflite_single)
-# The schemes the reference RTL's requant unit implements (tflite_int64 is not one).
+# The schemes the reference RTL's requant unit implements (descriptors and requant words).
 REQUANT_UNIT_SCHEMES = (RequantScheme.tflite_double, RequantScheme.tflite_single,
-                       RequantScheme.mult_shift, RequantScheme.shift_only,
-                       RequantScheme.double_round)
+                        RequantScheme.tflite_int64, RequantScheme.mult_shift,
+                        RequantScheme.shift_only, RequantScheme.double_round)
 
 
 class Rounding(Code):

@@ -840,7 +840,9 @@ def test_requant_word_range_errors():
     with pytest.raises(HwsimError, match="uint8"):
         encode_requant_word(4, 0, 256)
     with pytest.raises(HwsimError, match="not implemented"):
-        encode_requant_word(2, 1, 1)
+        encode_requant_word(7, 1, 1)
+    # tflite_int64 (16x8 layers): the requant unit takes it, in the scheme-0 layout
+    assert encode_requant_word(2, 1 << 30, -5) == encode_requant_word(0, 1 << 30, -5)
 
 
 @given(st.dictionaries(st.sampled_from(DESCRIPTOR_FIELDS), st.integers(-2**31, 2**31 - 1)))

@@ -26,7 +26,7 @@ def _keys(d: dict, prefix: str = "") -> list[str]:
 
 
 def test_presets_load_and_round_trip():
-    assert preset_names() == ["narrow-acc-24", "shift-only-int8", "tflite-int8"]
+    assert preset_names() == ["narrow-acc-24", "shift-only-int8", "tflite-16x8", "tflite-int8"]
     for name in preset_names():
         cfg = load_config(name)
         assert cfg.name == name and cfg.source.endswith(f"{name}.yaml")
@@ -144,7 +144,7 @@ def test_file_errors(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match=r"tflite_int8: neither a YAML file nor a preset; "
                                           r"presets: narrow-acc-24, shift-only-int8, "
-                                          r"tflite-int8"):
+                                          r"tflite-16x8, tflite-int8"):
         load_config("tflite_int8")
     bad = tmp_path / "bad.yaml"
     bad.write_text("array:\n  rows: [1\n")

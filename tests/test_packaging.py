@@ -26,8 +26,8 @@ PKG = REPO / "hwsim"
 SLOW = bool(os.environ.get("HWSIM_SLOW"))
 
 # The package data: (folder under hwsim/, glob) -> the files the wheel must hold.
-DATA = [("rtl", "*.v"), ("rtl", "*.vh"), ("cocotb_tb", "*.py"), ("cocotb_tb/examples", "*.py"),
-        ("cocotb_tb/examples", "*.v"), ("presets", "*.yaml")]
+DATA = [("rtl", "*.v"), ("rtl", "*.vh"), ("rtl", "*.vlt"), ("cocotb_tb", "*.py"),
+        ("cocotb_tb/examples", "*.py"), ("cocotb_tb/examples", "*.v"), ("presets", "*.yaml")]
 
 
 def package_data() -> list[str]:
@@ -62,6 +62,7 @@ def test_wheel_holds_the_rtl_the_bench_and_the_presets(wheel):
     want = package_data()
     # the checkout has them (a glob that matched nothing would make this test vacuous)
     for f in ("hwsim/rtl/hwsim_accel.v", "hwsim/rtl/hwsim_params.vh", "hwsim/rtl/hwsim_arith.vh",
+              "hwsim/rtl/hwsim_accel.vlt",
               "hwsim/cocotb_tb/hwsim_bench.py", "hwsim/cocotb_tb/hwsim_adapter.py",
               "hwsim/cocotb_tb/hwsim_unit_bench.py", "hwsim/cocotb_tb/examples/my_npu.v",
               "hwsim/cocotb_tb/examples/my_npu_adapter.py", "hwsim/presets/tflite-int8.yaml"):

@@ -1,8 +1,11 @@
 """hwsim.rtl_params: the Verilog header of the reference RTL, and its static checks.
 
-The committed hwsim/rtl/hwsim_params.vh must be the tflite-int8 preset's header; the RTL must
-lint clean (verilator --lint-only -Wall, also with each fault define) and compile as
-Verilog-2005 in Icarus.
+The committed hwsim/rtl/hwsim_params.vh must be the tflite-int8 preset's header; every
+parameter comes from the config and the export's layout (lane widths); the RTL must lint clean
+(verilator --lint-only -Wall, with the committed header and with the headers of configs that
+exercise every parameter: 4- and 16-bit data, unsigned data, 16..64-bit wrapping and
+saturating accumulators, both dataflows, bias last, every requant scheme, odd array shapes,
+msb-first lanes; also with each fault define) and compile as Verilog-2005 in Icarus.
 """
 from __future__ import annotations
 
@@ -42,6 +45,37 @@ def test_header_carries_the_config():
     assert (n["ACC_BITS"], n["ACC_SATURATE"], n["REQUANT_SCHEME"], n["REQUANT_ROUNDING"]) == \
         ("24", "1", "3", "1")
     assert n["DATAFLOW_OUTPUT_STATIONARY"] == "0"
+    assert (d["ACT_ELEM_BITS"], d["WGT_ELEM_BITS"], d["BIAS_ELEM_BITS"]) == ("8", "8", "32")
+
+
+def test_header_of_the_16x8_preset_has_the_exports_lane_widths():
+    """int16 activations in 16-bit lanes, int64 biases in 64-bit lanes, a 64-bit accumulator:
+    the widths hwsim.export.layout packs (the RTL reads what the export writes)."""
+    from hwsim.export.layout import make_memories
+    cfg = load_config("tflite-16x8")
+    d = _defines(rtl_params(cfg))
+    mems = make_memories(cfg)
+    assert (d["INPUT_BITS"], d["OUTPUT_BITS"], d["WEIGHT_BITS"], d["ACC_BITS"]) == \
+        ("16", "16", "8", "64")
+    assert (int(d["ACT_ELEM_BITS"]), int(d["WGT_ELEM_BITS"]), int(d["BIAS_ELEM_BITS"])) == \
+        (mems["activations"].elem_bits, mems["weights"].elem_bits, mems["bias"].elem_bits) \
+        == (16, 8, 64)
+    assert d["ACT_LANES"] == "4"
+
+
+def test_header_of_a_narrow_unsigned_config():
+    cfg = load_config("tflite-int8").to_dict()
+    cfg["data"].update(input_bits=4, output_bits=4, weight_bits=4, input_signed=False,
+                       output_signed=False)
+    cfg["accumulator"].update(bits=16, overflow="saturate")
+    cfg["requant"].update(scheme="mult_shift", multiplier_bits=12, rounding="half_up")
+    from hwsim.hw.config import config_from_dict
+    d = _defines(rtl_params(config_from_dict(cfg, "narrow.yaml")))
+    assert (d["INPUT_BITS"], d["INPUT_SIGNED"], d["WEIGHT_BITS"], d["WEIGHT_SIGNED"],
+            d["OUTPUT_SIGNED"]) == ("4", "0", "4", "1", "0")
+    assert (d["ACC_BITS"], d["ACC_SATURATE"], d["REQUANT_SCHEME"], d["REQUANT_ROUNDING"],
+            d["REQUANT_MULTIPLIER_BITS"]) == ("16", "1", "3", "1", "12")
+    assert d["ACT_ELEM_BITS"] == "8"  # 4-bit values in the export's int8 lanes
 
 
 def test_header_of_a_yaml_config_and_a_different_geometry(tmp_path):
@@ -55,14 +89,20 @@ def test_header_of_a_yaml_config_and_a_different_geometry(tmp_path):
 
 
 def test_unsupported_config_names_the_key():
+    from hwsim.hw.config import config_from_dict
     cfg = load_config("tflite-int8").to_dict()
     cfg["memories"]["activations"].update(lanes=6, word_bits=48)
-    from hwsim.hw.config import config_from_dict
-    with pytest.raises(ConfigError, match="memories.activations"):
+    with pytest.raises(ConfigError, match="memories.activations.lanes: 6 lanes"):
         rtl_params(config_from_dict(cfg, "x.yaml"))
     cfg = load_config("tflite-int8").to_dict()
-    cfg["data"]["input_signed"] = False
-    with pytest.raises(ConfigError, match="data.input_signed"):
+    cfg["data"]["weight_bits"] = 12  # the config holds it (16-bit lanes), the export stores int8
+    cfg["memories"]["weights"].update(lanes=4)
+    with pytest.raises(ConfigError, match="data.weight_bits: 12-bit values in the export's "
+                                          "8-bit lanes"):
+        rtl_params(config_from_dict(cfg, "x.yaml"))
+    cfg = load_config("tflite-16x8").to_dict()
+    cfg["memories"]["activations"].update(lanes=8)  # 8 int16 lanes need 128-bit words
+    with pytest.raises(ConfigError, match="memories.activations"):
         rtl_params(config_from_dict(cfg, "x.yaml"))
 
 
@@ -88,6 +128,49 @@ def test_rtl_lints_clean_with_verilator_wall(defines):
     except SimulatorUnavailable as e:
         pytest.skip(str(e))
     assert clean, text
+
+
+def _lint_configs():
+    """Configs whose headers cover every parameter of the RTL (module docstring)."""
+    from hwsim.hw.config import config_from_dict
+
+    def mod(name, **sections):
+        d = load_config("tflite-int8").to_dict()
+        d["name"] = name
+        for sec, kv in sections.items():
+            if sec == "memories":
+                for mem, kv2 in kv.items():
+                    d["memories"][mem].update(kv2)
+            else:
+                d[sec].update(kv)
+        return config_from_dict(d, name)
+    return {
+        "narrow-acc-24": load_config("narrow-acc-24"),
+        "shift-only-int8": load_config("shift-only-int8"),
+        "tflite-16x8": load_config("tflite-16x8"),
+        "narrow-4bit-unsigned": mod(
+            "n4u", data=dict(input_bits=4, output_bits=4, weight_bits=4, input_signed=False,
+                             output_signed=False, weight_signed=False),
+            accumulator=dict(bits=16, overflow="saturate", bias_first=False),
+            requant=dict(scheme="mult_shift", multiplier_bits=12, rounding="half_up")),
+        "acc64-saturate-ws-3x5-msb": mod(
+            "a64", array=dict(rows=3, cols=5, dataflow="weight_stationary"),
+            accumulator=dict(bits=64, overflow="saturate"),
+            memories=dict(activations=dict(lane_order="msb_first"),
+                          weights=dict(lane_order="msb_first", lanes=4, word_bits=32))),
+    }
+
+
+@pytest.mark.parametrize("name", list(_lint_configs()))
+def test_rtl_lints_clean_for_every_kind_of_config(name):
+    from hwsim.cosim import SimulatorUnavailable, lint_rtl
+    cfg = _lint_configs()[name]
+    for defines in ((), ("HWSIM_FAULT_NARROW_ACC",)):
+        try:
+            clean, text = lint_rtl(defines, config=cfg)
+        except SimulatorUnavailable as e:
+            pytest.skip(str(e))
+        assert clean, f"{name} {defines}: {text}"
 
 
 def test_rtl_compiles_as_verilog_2005_in_icarus(tmp_path):

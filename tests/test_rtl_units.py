@@ -1,10 +1,13 @@
 """The RTL's arithmetic against hwsim's, on random and corner cases (Icarus, cocotb).
 
 hwsim_requant (every scheme the descriptors carry: 0 tflite_double, 1 tflite_single,
-3 mult_shift, 4 shift_only in every rounding mode, 5 double_round incl. int64 accumulators
-beyond 2^53) is built with a 32-bit output and an int32 clamp, so nothing hides behind the
-int8 saturation; hwsim_add_lane likewise. Expected values: hwsim.kernels.requant.requant_one
-and hwsim.arith, the model's single definitions.
+2 tflite_int64 (16x8, int64 accumulators), 3 mult_shift, 4 shift_only in every rounding mode,
+5 double_round incl. int64 accumulators beyond 2^53) is built with a 32-bit output and an int32
+clamp, so nothing hides behind the int8 saturation; hwsim_add_lane likewise, with 8- and 16-bit
+inputs. hwsim_pe (the accumulator step of every PE) runs whole reductions for accumulators of
+16..64 bits, wrapping and saturating, in both dataflows' order, bias first and last. Expected
+values: hwsim.kernels.requant.requantize, hwsim.arith and hwsim.kernels.accumulate, the model's
+single definitions.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 def _run_unit(toplevel: str, testcase: str, parameters: dict, cases: list[dict],
               tmp_path: Path) -> list[int]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     reason = cosim.simulator_available("icarus")
     if reason:
         pytest.skip(reason)
@@ -105,6 +109,20 @@ def _requant_cases(seed: int = 1) -> list[dict]:
             for a in (1 << (s - 1), -(1 << (s - 1)), 3 << (s - 1), -(3 << (s - 1))):
                 add(a, 4, 0, s, rounding)
                 add(a, 3, 1, s, rounding)
+    # scheme 2 (16x8): int64 accumulators within TFLite's |acc| < 2^47, shifts -31..7, the
+    # multiplier reduced to 16 bits (0x7FFF from 0x7FFF0000 up), ties of the final shift
+    for _ in range(250):
+        bits = int(rng.choice([16, 31, 40, 47]))
+        a = int(rng.integers(-(1 << bits), 1 << bits))
+        m = int(rng.integers(0, 1 << 31)) if rng.random() < 0.9 else \
+            int(rng.integers(0x7FFF0000, 1 << 31))
+        add(a, 2, m, int(rng.integers(-31, 8)), zp=int(rng.integers(-32768, 32768)))
+    for a in (1 << 46, -(1 << 46), (1 << 47) - 1, -(1 << 47), 0, 12345, -12345):
+        add(a, 2, (1 << 31) - 1, -31)
+        add(a, 2, 1 << 30, 7)
+    for k in range(9):  # M = 2^30 reduces to 2^14: x = odd * 2^k with shift -k is an exact tie
+        for odd in (1, -1, 3, -3):
+            add(odd << k, 2, 1 << 30, -k)
     # scheme 5: real = M * 2^E; accumulators up to int64 (rounded to 53 bits first)
     for _ in range(300):
         real = float(10.0 ** rng.uniform(-7, 1))
@@ -128,21 +146,22 @@ def test_requant_unit_matches_requant_one(tmp_path):
     got = _run_unit("hwsim_requant", "requant_unit", {"ACC_BITS": 64, "OUT_BITS": 32}, cases,
                     tmp_path)
     _check(cases, got)
-    assert {c["scheme"] for c in cases} == {0, 1, 3, 4, 5}
+    assert {c["scheme"] for c in cases} == {0, 1, 2, 3, 4, 5}
 
 
 # ---- ADD lane ------------------------------------------------------------------------------------
-def _add_cases(seed: int = 2) -> list[dict]:
+def _add_cases(seed: int = 2, in_bits: int = 8) -> list[dict]:
     from hwsim.arith import (multiply_by_quantized_multiplier_double,
                              multiply_by_quantized_multiplier_single,
                              quantize_multiplier_smaller_than_one_exp, wrap_int32)
     rng = np.random.default_rng(seed)
     cases = []
+    lo, hi = -(1 << (in_bits - 1)), 1 << (in_bits - 1)
     for _ in range(400):
         single = bool(rng.random() < 0.25)
         s1, s2 = (float(10.0 ** rng.uniform(-3, -1)) for _ in range(2))
         so = float(10.0 ** rng.uniform(-3, -0.5))
-        ls = 20
+        ls = 20 if in_bits == 8 else 15  # TFLite's left shift: int8 20, int16 (general) 15
         twice = 2.0 * max(s1, s2)
         real_out = twice / ((1 << ls) * so)
         if not 0.0 < real_out < 1.0:
@@ -150,8 +169,8 @@ def _add_cases(seed: int = 2) -> list[dict]:
         m1, e1 = quantize_multiplier_smaller_than_one_exp(s1 / twice, single)
         m2, e2 = quantize_multiplier_smaller_than_one_exp(s2 / twice, single)
         mo, eo = quantize_multiplier_smaller_than_one_exp(real_out, single)
-        a, b = (int(v) for v in rng.integers(-128, 128, 2))
-        off1, off2 = (int(v) for v in rng.integers(-127, 129, 2))
+        a, b = (int(v) for v in rng.integers(lo, hi, 2))
+        off1, off2 = (int(v) for v in rng.integers(-127, 129, 2)) if in_bits == 8 else (0, 0)
         zo = int(rng.integers(-128, 128))
         mbqm = multiply_by_quantized_multiplier_single if single else \
             multiply_by_quantized_multiplier_double
@@ -167,8 +186,73 @@ def _add_cases(seed: int = 2) -> list[dict]:
     return cases
 
 
-def test_add_lane_matches_tflite_add_arithmetic(tmp_path):
-    cases = _add_cases()
+@pytest.mark.parametrize("in_bits", [8, 16])
+def test_add_lane_matches_tflite_add_arithmetic(tmp_path, in_bits):
+    cases = _add_cases(in_bits=in_bits)
     assert len(cases) > 300
-    got = _run_unit("hwsim_add_lane", "add_unit", {"OUT_BITS": 32}, cases, tmp_path)
+    got = _run_unit("hwsim_add_lane", "add_unit", {"IN_BITS": in_bits, "OUT_BITS": 32}, cases,
+                    tmp_path)
+    _check(cases, got)
+
+
+# ---- PE accumulator step -------------------------------------------------------------------------
+def _pe_cases(acc_bits: int, sat: bool, ws: bool, bias_first: bool, prod_bits: int,
+              bias_bits: int, seed: int) -> tuple[list[dict], int]:
+    """Whole reductions (K products, a chunk length `rows` for weight stationary) with the
+    model's final accumulator (hwsim.kernels.accumulate: _start, _step, _finish); values near
+    the accumulator's limits so that it wraps / saturates often. Returns (cases, overflows):
+    how many reductions left the accumulator's range somewhere."""
+    from hwsim.kernels.accumulate import _finish, _start, _step
+    rng = np.random.default_rng(seed)
+    amax = (1 << (acc_bits - 1)) - 1
+    pmax = (1 << (prod_bits - 1)) - 1
+    cases, overflows = [], 0
+    for i in range(120):
+        k = int(rng.integers(1, 40))
+        rows = int(rng.choice([1, 2, 3, 4, 8])) if ws else 8
+        scale = min(pmax, max(1, amax // int(rng.choice([2, 4, 16, 1 << 20]))))
+        prods = [int(v) for v in rng.integers(-scale, scale + 1, k)]
+        sign = 1 if i % 2 else -1
+        if i % 3 == 0:  # one sign: a run to the limit
+            prods = [abs(v) * sign for v in prods]
+        bmax = min(amax, (1 << (bias_bits - 1)) - 1)
+        bias = int(rng.integers(-bmax - 1, bmax + 1)) if i % 4 == 1 else \
+            int(rng.choice([bmax, -bmax - 1, 0, sign * (bmax - int(rng.integers(0, 1 << 16)))]))
+        acc = _start(bias, acc_bits, sat, bias_first)
+        col = cnt = 0
+        exact = bias if bias_first else 0
+        out = False
+        for p in prods:
+            acc, col, cnt = _step(acc, col, cnt, p, acc_bits, sat, ws, rows)
+            exact += p
+            out |= not -amax - 1 <= exact <= amax
+        acc = _finish(acc, col, cnt, bias, acc_bits, sat, ws, bias_first)
+        out |= not bias_first and not -amax - 1 <= exact + bias <= amax
+        overflows += out
+        steps = [dict(p=p, kfirst=int(j == 0), klast=int(j == k - 1),
+                      cfirst=int(j % rows == 0), clast=int(j % rows == rows - 1 or j == k - 1))
+                 for j, p in enumerate(prods)]
+        cases.append(dict(bias=bias, steps=steps, expected=int(acc)))
+    return cases, overflows
+
+
+@pytest.mark.parametrize("acc_bits, sat, ws, bias_first, prod_bits, bias_bits", [
+    (16, True, False, True, 17, 32),    # the narrow 4-bit config's accumulator
+    (16, False, True, False, 17, 32),
+    (24, True, True, True, 17, 32),     # narrow-acc-24
+    (32, False, False, True, 17, 32),   # tflite-int8
+    (32, True, False, False, 17, 32),
+    (48, True, True, False, 25, 64),
+    (64, False, False, True, 25, 64),   # tflite-16x8: int16 x int8 products, int64 bias
+    (64, True, True, True, 25, 64),
+], ids=lambda v: str(v))
+def test_pe_step_matches_the_accumulator_model(tmp_path, acc_bits, sat, ws, bias_first,
+                                               prod_bits, bias_bits):
+    cases, overflows = _pe_cases(acc_bits, sat, ws, bias_first, prod_bits, bias_bits,
+                                 seed=acc_bits * 8 + sat * 4 + ws * 2 + bias_first)
+    assert overflows > 10, "the cases must leave the accumulator's range"
+    got = _run_unit("hwsim_pe", "pe_unit",
+                    {"ACC_BITS": acc_bits, "SATURATE": int(sat), "BIAS_FIRST": int(bias_first),
+                     "WEIGHT_STATIONARY": int(ws), "PROD_BITS": prod_bits,
+                     "BIAS_BITS": bias_bits}, cases, tmp_path)
     _check(cases, got)

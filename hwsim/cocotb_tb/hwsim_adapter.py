@@ -16,7 +16,9 @@ and pass ``--adapter module:Class`` to ``hwsim cosim``.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
@@ -148,12 +150,32 @@ class HwsimAccelAdapter(AccelAdapter):
         await ClockCycles(clk, 2)
 
     async def run_layer(self, job: LayerJob) -> LayerRun:
-        clk = self.sig(self.clock)
         want_acc = job.acc_elements > 0 and self.acc_sink is not None
         flags = self.FLAG_STREAM | (self.FLAG_LOAD if job.inputs else 0) \
             | (self.FLAG_ACC if want_acc else 0)
         for words in job.inputs:
             await self.source.send(AxiStreamFrame(list(words)))
+        run = await self._command(job, flags)
+        if run.error and run.error.startswith("timeout"):
+            return run
+        if not self.sink.empty():
+            frame = self.sink.recv_nowait()
+            run.output_words = list(frame.tdata)
+            while not self.sink.empty():  # more than one frame: keep the words, flag it
+                run.output_words += list(self.sink.recv_nowait().tdata)
+                run.error = run.error or "more than one output frame"
+        if want_acc:
+            run.acc = {}
+            while not self.acc_sink.empty():
+                frame = self.acc_sink.recv_nowait()
+                for value, user in zip(frame.tdata, frame.tuser):
+                    run.acc.update(self.acc_beat(int(value), int(user)))
+        return run
+
+    async def _command(self, job: LayerJob, flags: int) -> LayerRun:
+        """Pulse cmd_start for ``job`` with ``flags`` and wait for sts_done: a LayerRun with the
+        status and no output yet, or with the timeout error."""
+        clk = self.sig(self.clock)
         self.sig(self.cmd_layer).value = job.position
         self.sig(self.cmd_flags).value = flags
         self.sig(self.cmd_start).value = 1
@@ -173,22 +195,80 @@ class HwsimAccelAdapter(AccelAdapter):
         if err:
             run.error = "DUT error: " + ", ".join(t for b, t in self.ERROR_BITS.items()
                                                  if err >> b & 1)
-        if not self.sink.empty():
-            frame = self.sink.recv_nowait()
-            run.output_words = list(frame.tdata)
-            while not self.sink.empty():  # more than one frame: keep the words, flag it
-                run.output_words += list(self.sink.recv_nowait().tdata)
-                run.error = run.error or "more than one output frame"
-        if want_acc:
-            run.acc = {}
-            while not self.acc_sink.empty():
-                frame = self.acc_sink.recv_nowait()
-                bits = len(self.sig(f"{self.m_axis_acc}_tdata"))
-                for value, index in zip(frame.tdata, frame.tuser):
-                    v = int(value)
-                    if v >> (bits - 1):
-                        v -= 1 << bits
-                    run.acc[int(index)] = v
+        return run
+
+    @staticmethod
+    def acc_beat(tdata: int, tuser: int) -> dict[int, int]:
+        """The accumulators of one m_axis_acc beat: lane j (64 bits, two's complement) at
+        tdata[64j +: 64] is element index + j, for the tuser[47:32] valid lanes; index =
+        tuser[31:0]."""
+        index, count = tuser & 0xFFFF_FFFF, (tuser >> 32) & 0xFFFF
+        out = {}
+        for j in range(count):
+            v = (tdata >> (64 * j)) & 0xFFFF_FFFF_FFFF_FFFF
+            out[index + j] = v - (1 << 64) if v >> 63 else v
+        return out
+
+
+class HwsimTraceAdapter(HwsimAccelAdapter):
+    """The reference accelerator through its simulation-only trace hooks: the fast transport
+    `hwsim cosim` uses for hwsim/rtl/ (docs/cosim.md, "Simulation speed").
+
+    Same command / status protocol, but cmd_flags bit 4 makes the RTL $readmemh the layer's
+    inputs from the files +HWSIM_TRACE_IN1= / +HWSIM_TRACE_IN2= (no clock cycles), and bit 3
+    makes it write the accumulators (one "index value" line each) to +HWSIM_TRACE_ACC= and the
+    output region (one hex word a line) to +HWSIM_TRACE_OUT= instead of the AXI streams. So the
+    bench wakes up twice per layer (start, done) instead of once per word: the simulator runs
+    at its own speed. hwsim.cosim.run_cosim passes the plusargs; the folder of the files is in
+    $HWSIM_COSIM_TRACE_DIR.
+    """
+    FLAG_TRACE_OUT, FLAG_TRACE_IN = 8, 16
+    TRACE_DIR_ENV = "HWSIM_COSIM_TRACE_DIR"
+    TRACE_FILES = {"in1": "trace_in1.hex", "in2": "trace_in2.hex", "out": "trace_out.hex",
+                   "acc": "trace_acc.txt"}
+
+    async def start(self) -> None:
+        clk = self.sig(self.clock)
+        rst = self.sig(self.reset)
+        active, inactive = (1, 0) if self.reset_active_high else (0, 1)
+        rst.value = active
+        for name, value in ((self.cmd_start, 0), (self.cmd_layer, 0), (self.cmd_flags, 0),
+                            (f"{self.s_axis}_tvalid", 0), (f"{self.s_axis}_tlast", 0),
+                            (f"{self.s_axis}_tdata", 0), (f"{self.m_axis}_tready", 1),
+                            (f"{self.m_axis_acc}_tready", 1)):
+            self.sig(name).value = value
+        Clock(clk, self.clock_period_ns, unit="ns", impl=self.clock_impl).start()
+        await ClockCycles(clk, self.reset_cycles + 2)
+        rst.value = inactive
+        await ClockCycles(clk, 2)
+        self.dir = Path(os.environ[self.TRACE_DIR_ENV])
+        self.offset = {"out": 0, "acc": 0}
+
+    def _read_new(self, key: str) -> list[str]:
+        """The lines the RTL appended to trace file ``key`` since the last call."""
+        path = self.dir / self.TRACE_FILES[key]
+        if not path.exists():
+            return []
+        with open(path) as f:
+            f.seek(self.offset[key])
+            text = f.read()
+        end = text.rfind("\n") + 1  # a line is complete once its newline is there
+        self.offset[key] += end
+        return text[:end].split()
+
+    async def run_layer(self, job: LayerJob) -> LayerRun:
+        for i, words in enumerate(job.inputs[:2]):
+            (self.dir / self.TRACE_FILES[f"in{i + 1}"]).write_text(
+                "".join(f"{int(w):x}\n" for w in words))
+        flags = self.FLAG_TRACE_OUT | (self.FLAG_TRACE_IN if job.inputs else 0)
+        run = await self._command(job, flags)
+        out = self._read_new("out")
+        acc = self._read_new("acc")  # read even when not asked for: the offsets move on
+        if run.error and run.error.startswith("timeout"):
+            return run
+        run.output_words = [int(w, 16) for w in out]
+        if job.acc_elements > 0:
+            run.acc = {int(i): int(v) for i, v in zip(acc[0::2], acc[1::2])}
         return run
 
 
@@ -201,4 +281,5 @@ def load_adapter(spec: str):
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["AccelAdapter", "HwsimAccelAdapter", "LayerJob", "LayerRun", "load_adapter"]
+__all__ = ["AccelAdapter", "HwsimAccelAdapter", "HwsimTraceAdapter", "LayerJob", "LayerRun",
+           "load_adapter"]

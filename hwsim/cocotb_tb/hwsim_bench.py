@@ -13,11 +13,14 @@ its settings from the environment:
   HWSIM_COSIM_STOP_ON_FAIL    1: stop after the first layer that is not bit-exact
   HWSIM_COSIM_PROGRESS        a file to append one JSON line to as each layer finishes (the
                               row `hwsim cosim` prints while the simulator still runs)
+  HWSIM_COSIM_TRACE_DIR       the folder of the trace files of HwsimTraceAdapter (the
+                              reference RTL's fast transport, hwsim_adapter.py)
 
 For each layer: golden inputs (the .hex files of the export, packed like the activation
 memory) go to the adapter, its output words are unpacked and compared element by element with
 the golden output .hex, its accumulators (if any) with the golden acc .hex. The verdicts are
-data (the JSON); the cocotb test itself fails only if the bench cannot run.
+data (the JSON); the cocotb test itself fails only if the bench cannot run. The result also has
+the wall and CPU time of the layer loop and the clock cycles it simulated.
 """
 from __future__ import annotations
 
@@ -121,7 +124,8 @@ async def run_layers(dut, export, adapter, mode: str, want_acc: bool, log) -> li
 async def run_export(dut):
     """Drive every selected layer of the export through the adapter; write the results."""
     log = logging.getLogger("cocotb.hwsim.bench")
-    out = {"layers": [], "error": None, "wall_seconds": 0.0, "setup_seconds": 0.0,
+    out = {"layers": [], "error": None, "wall_seconds": 0.0, "cpu_seconds": 0.0,
+           "setup_seconds": 0.0,
            "sim_cycles": 0}
     result_file = os.environ.get(ENV_RESULT)
     t0 = time.perf_counter()
@@ -135,7 +139,7 @@ async def run_export(dut):
         await adapter.start()
         out["setup_seconds"] = time.perf_counter() - t0
         cycles0 = adapter.sim_cycles()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         out["layers"] = await run_layers(dut, export, adapter, mode, want_acc, log)
     except Exception as e:  # noqa: BLE001 - reported in the JSON, then re-raised
         out["error"] = f"bench failed: {type(e).__name__}: {e}"
@@ -143,6 +147,8 @@ async def run_export(dut):
         raise
     finally:
         out["wall_seconds"] = time.perf_counter() - t0  # the layers (after setup)
+        if "cpu0" in locals():  # CPU of the simulator process (simulator + bench): a figure
+            out["cpu_seconds"] = time.process_time() - cpu0  # the machine's load does not move
         if adapter is not None:
             out["sim_cycles"] = adapter.sim_cycles() - cycles0
         if result_file:

@@ -9,6 +9,9 @@ write what it outputs (HWSIM_UNIT_RESULT). The comparison is done by pytest.
                 rounding, output_offset, act_min, act_max -> out
   add_unit      toplevel hwsim_add_lane (OUT_BITS=32): a, b, offsets, left shift,
                 multipliers / shifts, single, output offset, clamp -> out
+  pe_unit       toplevel hwsim_pe (one accumulator step): each case is a whole reduction,
+                applied step by step with the outputs fed back (acc, s), as a PE does;
+                the result is the final accumulator
 """
 from __future__ import annotations
 
@@ -53,3 +56,23 @@ async def add_unit(dut):
                      "input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
                      "output_multiplier", "output_shift", "single", "output_offset",
                      "act_min", "act_max"])
+
+
+@cocotb.test()
+async def pe_unit(dut):
+    with open(os.environ["HWSIM_UNIT_CASES"]) as f:
+        cases = json.load(f)
+    got = []
+    for case in cases:
+        acc = s = 0
+        _set(dut.bias, case["bias"])
+        for step in case["steps"]:
+            for name in ("p", "kfirst", "klast", "cfirst", "clast"):
+                _set(getattr(dut, name), step[name])
+            _set(dut.acc, acc)
+            _set(dut.s, s)
+            await Timer(1, "ns")
+            acc, s = dut.acc_out.value.to_signed(), dut.s_out.value.to_signed()
+        got.append(acc)
+    with open(os.environ["HWSIM_UNIT_RESULT"], "w") as f:
+        json.dump(got, f)

@@ -340,7 +340,7 @@ def vector_layout(spec, mems) -> dict | None:
     dt = np.dtype(spec.dtype) if spec.dtype != "unknown" else None
     if dt is None or dt.kind not in "iu":
         return None
-    if dt == np.dtype(np.int8):
+    if dt.kind == "i" and 8 * dt.itemsize == mems["activations"].elem_bits:
         return mems["activations"].layout()
     return dict(elem_bits=8 * dt.itemsize, signed=dt.kind == "i", lanes_per_word=1,
                 word_bits=8 * dt.itemsize, lane_order="lsb_first")

@@ -126,13 +126,29 @@ def _config_memory(config, key: str, elem_bits: int, signed: bool, what: str,
                   m.align_words, m.banks)
 
 
+def activation_dtype(config) -> np.dtype:
+    """The activation memory's element type: int8 for data of up to 8 bits, int16 above (the
+    quantizer stores 9..16-bit activations in int16: TFLite's 16x8)."""
+    wide = max(config.data.input_bits, config.data.output_bits) > 8
+    return np.dtype(np.int16 if wide else np.int8)
+
+
+def bias_bits(config) -> int:
+    """Bits per bias element: 64 (the int64 bias of TFLite's 16x8 layers) when the bias word
+    holds them and the accumulator is wider than 32 bits, else 32."""
+    return 64 if config.memories.bias.word_bits >= 64 and config.accumulator.bits > 32 else 32
+
+
 def make_memories(config, acc_bits: int = 32) -> dict[str, Memory]:
+    act = activation_dtype(config)
     return {
         "weights": _config_memory(config, "weights", 8, True, "int8 weights"),
-        "bias": _config_memory(config, "bias", 32, True, "int32 biases", one_lane=True),
+        "bias": _config_memory(config, "bias", bias_bits(config), True,
+                               f"int{bias_bits(config)} biases", one_lane=True),
         "requant": _config_memory(config, "requant", 64, False, "64-bit requant words",
                                   one_lane=True),
-        "activations": _config_memory(config, "activations", 8, True, "int8 activations"),
+        "activations": _config_memory(config, "activations", 8 * act.itemsize, True,
+                                      f"{act} activations"),
         ACC_MEMORY_KEY: Memory(ACC_MEMORY_KEY, acc_bits, 1, acc_bits, True),
         "descriptors": Memory("descriptors", DESCRIPTOR_WORD_BITS, 1, DESCRIPTOR_WORD_BITS,
                               False),
@@ -151,7 +167,8 @@ def encode_requant_word(scheme: int, multiplier: int = 0, shift: int = 0) -> int
         if not 0 <= multiplier < (1 << 53) or not -1024 <= shift <= 1023:
             raise HwsimError(f"double_round M={multiplier} / E={shift} do not fit 53 / 11 bits")
         return multiplier | ((shift & 0x7FF) << 53)
-    if scheme in (RequantScheme.tflite_double, RequantScheme.tflite_single):
+    if scheme in (RequantScheme.tflite_double, RequantScheme.tflite_single,
+                  RequantScheme.tflite_int64):
         if not -(1 << 31) <= multiplier < (1 << 31) or not -128 <= shift <= 127:
             raise HwsimError(f"requant multiplier {multiplier} / shift {shift} do not fit int32 "
                              f"/ int8")
@@ -179,7 +196,8 @@ def decode_requant_word(word: int, scheme: int) -> dict:
         return {"mantissa": mant, "exponent": exp}  # real = mantissa * 2**exponent
     mult = _signed(word & 0xFFFF_FFFF, 32)
     sh = (word >> 32) & 0xFF
-    if scheme in (RequantScheme.tflite_double, RequantScheme.tflite_single):
+    if scheme in (RequantScheme.tflite_double, RequantScheme.tflite_single,
+                  RequantScheme.tflite_int64):
         return {"multiplier": mult, "shift": _signed(sh, 8)}
     if scheme == RequantScheme.mult_shift:
         return {"multiplier": mult, "shift": sh}
@@ -279,8 +297,8 @@ def weight_matrix(layer) -> np.ndarray:
 def _requant_words(rq: RequantParams, cout: int, what: str) -> tuple[list[int], bool, dict]:
     scheme = int(rq.scheme)
     if scheme not in REQUANT_UNIT_SCHEMES:
-        raise HwsimError(f"{what}: requant scheme {scheme} (tflite_int64, 16x8 layers) is not "
-                         f"implemented by the requant unit")
+        raise HwsimError(f"{what}: requant scheme {scheme} is not implemented by the requant "
+                         f"unit")
     per_channel = rq.per_channel  # lowering decides: one entry or C
     n = cout if per_channel else 1
     mult = np.broadcast_to(np.asarray(rq.multiplier).reshape(-1), (cout,))
@@ -303,15 +321,16 @@ def _describe_op(layer) -> str:
     return f"op {layer.index} ({layer.op})"
 
 
-def _array_layer_problem(layer, program) -> str | None:
+def _array_layer_problem(layer, program, mems) -> str | None:
     """Why the array cannot run ``layer`` (None if it can)."""
     op, p = layer.op, layer.params
     if op not in OP_CODES:
         return "is not an accelerator layer"
+    act = np.dtype(f"int{mems['activations'].elem_bits}")
     for t in list(layer.inputs) + list(layer.outputs):
         dt = program.tensors[t].dtype
-        if dt is None or np.dtype(dt) != np.dtype(np.int8):
-            return f"has {dt} tensor {t}; the array's activations are int8"
+        if dt is None or np.dtype(dt) != act:
+            return f"has {dt} tensor {t}; the array's activations are {act}"
     if op == "CONV_2D" and int(p.groups) != 1:
         return f"is a grouped convolution (groups={p.groups}); the array runs groups = 1"
     if op == "ADD":
@@ -322,8 +341,10 @@ def _array_layer_problem(layer, program) -> str | None:
             return f"broadcasts {list(a)} with {list(b)}; the array's ADD needs equal shapes"
         if p.pot:
             return "uses the int16 power-of-two path"
-    if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and p.acc_int64:
-        return "accumulates in int64 (16x8); the array accumulates int8 x int8 in 32 bits"
+    if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and p.acc_int64 \
+            and mems["bias"].elem_bits < 64:
+        return "accumulates in int64 with an int64 bias (16x8); the bias memory has 32-bit " \
+               "elements (64-bit with memories.bias.word_bits >= 64 and accumulator.bits > 32)"
     return None
 
 
@@ -344,11 +365,11 @@ def plan_network(program, config, placement: dict) -> NetworkPlan:
     from ..hw.network import network_input_tensors
     layers = program.layers
     kinds = [placement[layer.index] for layer in layers]
+    mems = make_memories(config, 64 if config.accumulator.bits > 32 else 32)
     for layer, kind in zip(layers, kinds):
-        problem = _array_layer_problem(layer, program) if kind == "array" else None
+        problem = _array_layer_problem(layer, program, mems) if kind == "array" else None
         if problem:
             raise HwsimError(f"{_describe_op(layer)} {problem}")
-    mems = make_memories(config, 64 if config.accumulator.bits > 32 else 32)
     act = mems["activations"]
     regions: dict[int, tuple[int, int]] = {}
 
@@ -361,9 +382,10 @@ def plan_network(program, config, placement: dict) -> NetworkPlan:
     host_inputs = network_input_tensors(program, placement)
     for t in host_inputs:
         info = program.tensors[t]
-        if info.dtype is None or np.dtype(info.dtype) != np.dtype(np.int8):
+        act_dt = np.dtype(f"int{act.elem_bits}")
+        if info.dtype is None or np.dtype(info.dtype) != act_dt:
             raise HwsimError(f"network input {t} '{info.name}' is {info.dtype}; the array's "
-                             f"activations are int8")
+                             f"activations are {act_dt}")
         region_of(t, f"input {t}")
 
     width = max(2, len(str(max((layer.index for layer in layers), default=0))))

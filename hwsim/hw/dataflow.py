@@ -18,15 +18,22 @@ stream): weights: wpc = ceil(K / lanes_w) words per channel; read ceil(P/R) * C 
 weights stream again for every pixel tile) or C * wpc (WS, each word loaded once). Bias and
 requant (one entry per channel, or one per layer for a per-tensor layer): read once per pixel
 tile (OS) or once (WS). Activations read: the input elements the array fetches:
-CONV ceil(C/Cc) * N * Sy * Sx * Cin (Sy = sum over output rows of the kernel rows inside the
-image, Sx likewise; the input is broadcast along a tile's columns and fetched again per channel
-tile), DEPTHWISE N * Sy * Sx * C (each column reads its own channel), FC ceil(C/Cc) * P * K.
+CONV N * Sy * Sx * Cin (Sy = sum over output rows of the kernel rows inside the image, Sx
+likewise; a pixel tile's im2col rows are fetched once and serve every channel tile, broadcast
+along the columns), DEPTHWISE N * Sy * Sx * C (each column reads its own channel), FC P * K.
 Activations written: the output elements.
 
 Vector layers (no MACs) use the Cc column lanes: MAX/AVERAGE_POOL cycles =
 ceil(N*OH*OW*C / Cc) * FH*FW, reads N*Sy*Sx*C elements; ADD cycles = ceil(E / Cc), reads 2E.
 RESHAPE/SQUEEZE (memory aliases), clamps placed "fused" or "input" (hwsim.hw.network) and host
 layers: 0 cycles, 0 words.
+
+Memory bound: each memory delivers one word per cycle (one read port; the activation memory's
+writes go through its own port), so an array layer takes at least as many cycles as the words
+it reads from its busiest memory: cycles = max(the formula above, words read per memory). The
+bound is what a DEPTHWISE layer meets (every PE column needs its own input channel: R words per
+reduction step against one word per cycle) and an ADD (two input words per output word); the
+reference RTL (hwsim/rtl/) agrees with it (docs/cosim.md, the RTL/model cycle ratios).
 
 :func:`tensor_ranges` is the static range analysis the headroom and legalization use: the
 network inputs span their dtype; a layer that clamps its output to [act_min, act_max] gives
@@ -150,9 +157,9 @@ def layer_stats(program: Program, config, placement: dict[int, str] | None = Non
             if layer.op == "DEPTHWISE_CONV_2D":
                 act_in = g["taps"] * C
             elif layer.op == "CONV_2D":
-                act_in = ceil_div(C, Cc) * g["taps"] * g["cin"]
+                act_in = g["taps"] * g["cin"]
             else:
-                act_in = ceil_div(C, Cc) * g["taps"]
+                act_in = g["taps"]
             st.words["activations"]["read"] = _words(act_in, mem.activations)
         elif layer.op in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
             p = layer.params
@@ -173,6 +180,11 @@ def layer_stats(program: Program, config, placement: dict[int, str] | None = Non
             st.words["activations"]["read"] = _words(in_elems, mem.activations)
             st.words["requant"]["read"] = 1
         st.words["activations"]["written"] = _words(out_elems, mem.activations)
+        busiest, reads = max(((m, w["read"]) for m, w in st.words.items()),
+                             key=lambda mw: mw[1])
+        if reads > st.cycles:  # the memory bound (module docstring)
+            st.formula = f"max({st.formula}, {reads} words read from {busiest}) = {reads}"
+            st.cycles = reads
         st.utilisation = st.macs / (st.cycles * R * Cc) if st.cycles else 0.0
         out.append(st)
     return out

@@ -3,11 +3,12 @@
 //            +---------------- hwsim_accel -----------------------------------------------+
 //  cmd_* --->| controller: fetch descriptor -> [load inputs] -> run engine -> [stream out]  |
 //  sts_* <---|   |                                                                       |
-//  s_axis -->|---+--> activation RAM (hwsim_act_ram, word = ACT_LANES int8 lanes)        |
+//  s_axis -->|---+--> activation RAM (hwsim_act_ram: ACT_LANES lanes of ACT_ELEM_BITS)   |
 //            |            ^   |                                                          |
-//            |            |   +--> hwsim_mac_engine (CONV/DWCONV/FC): im2col gather,     |
-//            |            |   |      weight buffer, ROWSxCOLS hwsim_mac_array,          |
-//            |            |   |      hwsim_requant, hwsim_act_writer ---> m_axis_acc    |
+//            |            |   +--> hwsim_mac_engine (CONV/DWCONV/FC): hwsim_gather,      |
+//            |            |   |      hwsim_wfeed, ROWSxCOLS systolic hwsim_mac_array,   |
+//            |            |   |      hwsim_drain (COLS x hwsim_requant), vector writer  |
+//            |            |   |      ---> m_axis_acc                                      |
 //            |            |   +--> hwsim_elem_engine (ADD / MAXPOOL / AVGPOOL)           |
 //  m_axis <--|------------+ (output region, read back after the layer)                   |
 //            |  ROMs ($readmemh at time 0): weights, bias, requant, descriptors          |
@@ -19,12 +20,19 @@
 //            two frames, input 1 then input 2; each ceil(elements / ACT_LANES) words, tlast
 //            on the last word); 0: use the memory as the previous layers left it
 //     bit 1  stream the output region on m_axis after the layer (tlast on the last word)
-//     bit 2  send every accumulator on m_axis_acc (MAC layers; tuser = flat NHWC index)
+//     bit 2  send the accumulators on m_axis_acc (MAC layers): one beat per drained row,
+//            tdata = COLS accumulators sign-extended to 64 bits (lane j at [64j +: 64]),
+//            tuser = {valid lanes [47:32], flat NHWC index of lane 0 [31:0]}
+//     bit 3  (simulation only) write the accumulators to the trace file +HWSIM_TRACE_ACC=
+//            and, after the layer, the output region to +HWSIM_TRACE_OUT= (one hex word a line)
+//     bit 4  (simulation only) load the input(s) from +HWSIM_TRACE_IN1= / +HWSIM_TRACE_IN2=
+//            ($readmemh, no cycles) instead of s_axis
 //   sts_busy, sts_done (set when the command ends, cleared by the next cmd_start),
 //   sts_op = the descriptor's op (0: the end descriptor, nothing was run),
 //   sts_error bit 0 unsupported op, bit 1 layer exceeds an RTL limit, bit 2 input stream
-//   length mismatch (tlast), sts_cycles = cycles of the layer itself (descriptor fetch and
-//   compute, without the input load and the output stream), sts_total_cycles = all of them.
+//   length mismatch (tlast), sts_cycles = cycles of the layer's engine (start to done: what the
+//   dataflow model estimates), sts_total_cycles = all cycles of the command (descriptor fetch,
+//   input load, engine, output stream).
 // Memory files by plusargs: +HWSIM_WEIGHTS=, +HWSIM_BIAS=, +HWSIM_REQUANT=, +HWSIM_DESCRIPTORS=
 // (each with an optional +<NAME>_WORDS=<count>).
 `default_nettype none
@@ -33,21 +41,31 @@
 module hwsim_accel #(
     parameter ROWS = `HWSIM_ROWS,
     parameter COLS = `HWSIM_COLS,
+    parameter WEIGHT_STATIONARY = 1 - `HWSIM_DATAFLOW_OUTPUT_STATIONARY,
+    parameter IN_BITS = `HWSIM_INPUT_BITS,
+    parameter IN_SIGNED = `HWSIM_INPUT_SIGNED,
+    parameter W_BITS = `HWSIM_WEIGHT_BITS,
+    parameter W_SIGNED = `HWSIM_WEIGHT_SIGNED,
+    parameter OUT_BITS = `HWSIM_OUTPUT_BITS,
+    parameter OUT_SIGNED = `HWSIM_OUTPUT_SIGNED,
     parameter ACC_BITS = `HWSIM_ACC_BITS,
     parameter ACC_SATURATE = `HWSIM_ACC_SATURATE,
     parameter BIAS_FIRST = `HWSIM_BIAS_FIRST,
     parameter ACT_W = `HWSIM_ACT_WORD_BITS,
     parameter ACT_L = `HWSIM_ACT_LANES,
+    parameter ACT_EB = `HWSIM_ACT_ELEM_BITS,
     parameter ACT_LOG2L = `HWSIM_ACT_LOG2_LANES,
     parameter ACT_MSB_FIRST = `HWSIM_ACT_LANE_MSB_FIRST,
     parameter ACT_DEPTH = `HWSIM_ACT_DEPTH,
     parameter ACT_AW = `HWSIM_ACT_ADDR_BITS,
     parameter WGT_W = `HWSIM_WGT_WORD_BITS,
     parameter WGT_L = `HWSIM_WGT_LANES,
+    parameter WGT_EB = `HWSIM_WGT_ELEM_BITS,
     parameter WGT_MSB_FIRST = `HWSIM_WGT_LANE_MSB_FIRST,
     parameter WGT_DEPTH = `HWSIM_WGT_DEPTH,
     parameter WGT_AW = `HWSIM_WGT_ADDR_BITS,
     parameter BIAS_W = `HWSIM_BIAS_WORD_BITS,
+    parameter BIAS_EB = `HWSIM_BIAS_ELEM_BITS,
     parameter BIAS_DEPTH = `HWSIM_BIAS_DEPTH,
     parameter BIAS_AW = `HWSIM_BIAS_ADDR_BITS,
     parameter RQ_W = `HWSIM_RQ_WORD_BITS,
@@ -56,9 +74,7 @@ module hwsim_accel #(
     parameter DESC_WORDS = `HWSIM_DESC_WORDS,
     parameter DESC_DEPTH = `HWSIM_DESC_DEPTH,
     parameter DESC_AW = `HWSIM_DESC_ADDR_BITS,
-    parameter XBUF_DEPTH = `HWSIM_XBUF_DEPTH,
-    parameter WBUF_WORDS = `HWSIM_WBUF_WORDS,
-    parameter TAPS_MAX = `HWSIM_TAPS_MAX
+    parameter XBUF_DEPTH = `HWSIM_XBUF_DEPTH
 ) (
     input  wire             clk,
     input  wire             rst,
@@ -66,7 +82,7 @@ module hwsim_accel #(
     input  wire             cmd_start,
     input  wire [15:0]      cmd_layer,
     /* verilator lint_off UNUSEDSIGNAL */
-    input  wire [7:0]       cmd_flags,         // bits 7:3 reserved
+    input  wire [7:0]       cmd_flags,         // bits 7:5 reserved
     /* verilator lint_on UNUSEDSIGNAL */
     output reg              sts_busy,
     output reg              sts_done,
@@ -85,8 +101,8 @@ module hwsim_accel #(
     input  wire             m_axis_tready,
     output wire             m_axis_tlast,
     // accumulators out (debug)
-    output wire [63:0]      m_axis_acc_tdata,
-    output wire [31:0]      m_axis_acc_tuser,
+    output wire [COLS*64-1:0] m_axis_acc_tdata,
+    output wire [47:0]      m_axis_acc_tuser,
     output wire             m_axis_acc_tvalid,
     input  wire             m_axis_acc_tready,
     output wire             m_axis_acc_tlast
@@ -101,7 +117,7 @@ module hwsim_accel #(
     reg  [ACT_AW-1:0] ram_waddr;
     reg  [ACT_W-1:0]  ram_wdata;
     reg  [ACT_L-1:0]  ram_wmask;
-    hwsim_act_ram #(.WIDTH(ACT_W), .LANES(ACT_L), .ELEM_BITS(8), .DEPTH(ACT_DEPTH),
+    hwsim_act_ram #(.WIDTH(ACT_W), .LANES(ACT_L), .ELEM_BITS(ACT_EB), .DEPTH(ACT_DEPTH),
                     .AW(ACT_AW)) act_ram (
         .clk(clk), .re(ram_re), .raddr(ram_raddr), .rdata(ram_rdata), .we(ram_we),
         .waddr(ram_waddr), .wdata(ram_wdata), .wmask(ram_wmask));
@@ -156,7 +172,7 @@ module hwsim_accel #(
     // ---- engines ----------------------------------------------------------------------------
     reg  mac_start, elem_start;
     wire mac_done, mac_limit, elem_done;
-    reg  [2:0] flags;
+    reg  [4:0] flags;
     wire              mac_act_re, elem_act_re;
     wire [ACT_AW-1:0] mac_act_raddr, elem_act_raddr;
     wire              mac_act_we, elem_act_we;
@@ -167,14 +183,16 @@ module hwsim_accel #(
     wire [RQ_AW-1:0]  mac_rq_raddr;
     hwsim_mac_engine #(
         .ROWS(ROWS), .COLS(COLS), .ACC_BITS(ACC_BITS), .ACC_SATURATE(ACC_SATURATE),
-        .BIAS_FIRST(BIAS_FIRST), .ACT_W(ACT_W), .ACT_L(ACT_L), .ACT_LOG2L(ACT_LOG2L),
-        .ACT_MSB_FIRST(ACT_MSB_FIRST), .ACT_AW(ACT_AW), .WGT_W(WGT_W), .WGT_L(WGT_L),
-        .WGT_MSB_FIRST(WGT_MSB_FIRST), .WGT_AW(WGT_AW),
-        .BIAS_W(BIAS_W), .BIAS_AW(BIAS_AW), .RQ_W(RQ_W), .RQ_AW(RQ_AW),
-        .XBUF_DEPTH(XBUF_DEPTH), .WBUF_WORDS(WBUF_WORDS), .TAPS_MAX(TAPS_MAX)
+        .BIAS_FIRST(BIAS_FIRST), .WEIGHT_STATIONARY(WEIGHT_STATIONARY), .IN_BITS(IN_BITS),
+        .IN_SIGNED(IN_SIGNED), .W_BITS(W_BITS), .W_SIGNED(W_SIGNED), .OUT_BITS(OUT_BITS),
+        .OUT_SIGNED(OUT_SIGNED), .ACT_W(ACT_W), .ACT_L(ACT_L), .ACT_LOG2L(ACT_LOG2L),
+        .ACT_EB(ACT_EB), .ACT_MSB_FIRST(ACT_MSB_FIRST), .ACT_AW(ACT_AW), .WGT_W(WGT_W),
+        .WGT_L(WGT_L), .WGT_EB(WGT_EB), .WGT_MSB_FIRST(WGT_MSB_FIRST), .WGT_AW(WGT_AW),
+        .BIAS_W(BIAS_W), .BIAS_EB(BIAS_EB), .BIAS_AW(BIAS_AW), .RQ_W(RQ_W), .RQ_AW(RQ_AW),
+        .XBUF_DEPTH(XBUF_DEPTH)
     ) mac (
         .clk(clk), .rst(rst), .start(mac_start), .done(mac_done), .limit_error(mac_limit),
-        .desc(desc), .acc_en(flags[2]),
+        .desc(desc), .acc_en(flags[2]), .acc_trace(flags[3]),
         .act_re(mac_act_re), .act_raddr(mac_act_raddr), .act_rdata(ram_rdata),
         .act_we(mac_act_we), .act_waddr(mac_act_waddr), .act_wdata(mac_act_wdata),
         .act_wmask(mac_act_wmask),
@@ -184,12 +202,18 @@ module hwsim_accel #(
         .m_acc_tvalid(m_axis_acc_tvalid), .m_acc_tready(m_axis_acc_tready),
         .m_acc_tdata(m_axis_acc_tdata), .m_acc_tuser(m_axis_acc_tuser),
         .m_acc_tlast(m_axis_acc_tlast));
+    // The element engine's lanes see the read data only when it ran the read (its ADD / pool
+    // logic then stays still during MAC layers: simulation time).
+    reg elem_rd_t1;
+    always @(posedge clk) elem_rd_t1 <= elem_act_re;
+    wire [ACT_W-1:0] elem_rdata = elem_rd_t1 ? ram_rdata : {ACT_W{1'b0}};
     hwsim_elem_engine #(
-        .ACT_W(ACT_W), .ACT_L(ACT_L), .ACT_LOG2L(ACT_LOG2L), .ACT_MSB_FIRST(ACT_MSB_FIRST),
-        .ACT_AW(ACT_AW)
+        .ACT_W(ACT_W), .ACT_L(ACT_L), .ACT_LOG2L(ACT_LOG2L), .ACT_EB(ACT_EB),
+        .ACT_MSB_FIRST(ACT_MSB_FIRST), .ACT_AW(ACT_AW), .IN_BITS(IN_BITS), .IN_SIGNED(IN_SIGNED),
+        .OUT_BITS(OUT_BITS), .OUT_SIGNED(OUT_SIGNED)
     ) elem (
         .clk(clk), .rst(rst), .start(elem_start), .done(elem_done), .desc(desc), .rq0(rq0[63:0]),
-        .act_re(elem_act_re), .act_raddr(elem_act_raddr), .act_rdata(ram_rdata),
+        .act_re(elem_act_re), .act_raddr(elem_act_raddr), .act_rdata(elem_rdata),
         .act_we(elem_act_we), .act_waddr(elem_act_waddr), .act_wdata(elem_act_wdata),
         .act_wmask(elem_act_wmask));
 
@@ -299,9 +323,7 @@ module hwsim_accel #(
     always @(posedge clk)
         if (dt1_valid) desc[dt1_i*32 +: 32] <= desc_rdata;
 
-    wire counting = state == C_DESC || state == C_DESC_WAIT || state == C_RQ0
-                    || state == C_RQ0_WAIT || state == C_CHECK || state == C_RUN
-                    || state == C_WAIT;
+    wire counting = state == C_WAIT;  // the engine runs (the dataflow model's cycles)
 
     always @(posedge clk) begin
         mac_start <= 1'b0;
@@ -316,7 +338,7 @@ module hwsim_accel #(
             sts_op <= 8'd0;
             sts_cycles <= 32'd0;
             sts_total_cycles <= 32'd0;
-            flags <= 3'd0;
+            flags <= 5'd0;
         end else begin
             if (sts_busy) begin
                 sts_total_cycles <= sts_total_cycles + 32'd1;
@@ -325,7 +347,7 @@ module hwsim_accel #(
             case (state)
             C_IDLE: if (cmd_start) begin
                 layer <= cmd_layer;
-                flags <= cmd_flags[2:0];
+                flags <= cmd_flags[4:0];
                 sts_busy <= 1'b1;
                 sts_done <= 1'b0;
                 sts_error <= 8'd0;
@@ -358,7 +380,7 @@ module hwsim_accel #(
                 end else if (!is_mac_op && !is_elem_op) begin
                     sts_error[0] <= 1'b1;
                     state <= C_DONE;
-                end else if (flags[0] && n_in_words > 0) begin
+                end else if (flags[0] && !flags[4] && n_in_words > 0) begin
                     state <= C_LOAD1;
                 end else begin
                     state <= C_RUN;
@@ -396,6 +418,38 @@ module hwsim_accel #(
         end
     end
 
+`ifndef SYNTHESIS
+    // Simulation only: the trace transport of the cocotb bench (cmd_flags bits 3 and 4): the
+    // bench hands inputs over and takes outputs back through files, with no clock cycles and
+    // no Python per word (docs/cosim.md, "Simulation speed").
+    reg [8*1024-1:0] tr_in1, tr_in2, tr_out;
+    integer tr_out_fd, ti;
+    reg tr_has_in1, tr_has_in2;
+    initial begin
+        tr_out_fd = 0;
+        tr_has_in1 = $value$plusargs("HWSIM_TRACE_IN1=%s", tr_in1);
+        tr_has_in2 = $value$plusargs("HWSIM_TRACE_IN2=%s", tr_in2);
+        if ($value$plusargs("HWSIM_TRACE_OUT=%s", tr_out)) tr_out_fd = $fopen(tr_out, "w");
+    end
+    /* verilator lint_off UNUSEDSIGNAL */  // 32-bit index arithmetic, sliced to widths
+    wire signed [31:0] tr_in1_end = d_in_base + n_in_words - 32'sd1;
+    wire signed [31:0] tr_in2_end = d_in2_base + n_in_words - 32'sd1;
+    /* verilator lint_on UNUSEDSIGNAL */
+    always @(posedge clk) begin
+        if (state == C_CHECK && flags[4] && (is_mac_op || is_elem_op) && n_in_words > 0) begin
+            if (tr_has_in1)
+                $readmemh(tr_in1, act_ram.mem, d_in_base[ACT_AW-1:0], tr_in1_end[ACT_AW-1:0]);
+            if (d_op == `HWSIM_OP_ADD && tr_has_in2)
+                $readmemh(tr_in2, act_ram.mem, d_in2_base[ACT_AW-1:0], tr_in2_end[ACT_AW-1:0]);
+        end
+        if (state == C_WAIT && (mac_done || elem_done) && flags[3] && tr_out_fd != 0) begin
+            for (ti = 0; ti < n_out_words; ti = ti + 1)
+                $fwrite(tr_out_fd, "%h\n", act_ram.mem[d_out_base[ACT_AW-1:0] + ti[ACT_AW-1:0]]);
+            $fflush(tr_out_fd);
+        end
+    end
+`endif
+
     initial begin
         state = C_IDLE;
         sts_busy = 1'b0;
@@ -407,10 +461,11 @@ module hwsim_accel #(
         dt1_valid = 1'b0;
         c_we = 1'b0;
         ot1_valid = 1'b0;
+        elem_rd_t1 = 1'b0;
         of_cnt = 3'd0;
         of_wr = 2'd0;
         of_rd = 2'd0;
-        flags = 3'd0;
+        flags = 5'd0;
         desc = {DU*32{1'b0}};
     end
 endmodule

@@ -1,5 +1,5 @@
-// hwsim_add_lane: TFLite's int8 ADD for one element (reference_integer_ops/add.h, hwsim
-// kernels/elementwise.py _add_sub_general):
+// hwsim_add_lane: TFLite's integer ADD for one element, int8 or the general int16 path
+// (reference_integer_ops/add.h, hwsim kernels/elementwise.py _add_sub_general):
 //   x1 = (a + input1_offset) << left_shift        (int32)
 //   y1 = MBQM(x1, input1_multiplier, input1_shift) (same for b)
 //   out = clamp(MBQM(y1 + y2, output_multiplier, output_shift) + output_offset, act_min, act_max)
@@ -7,10 +7,11 @@
 `default_nettype none
 module hwsim_add_lane #(
     parameter IN_BITS = 8,
+    parameter IN_SIGNED = 1,     // 0: a, b are unsigned
     parameter OUT_BITS = 8
 ) (
-    input  wire signed [IN_BITS-1:0]  a,
-    input  wire signed [IN_BITS-1:0]  b,
+    input  wire [IN_BITS-1:0]         a,
+    input  wire [IN_BITS-1:0]         b,
     input  wire signed [31:0]         input1_offset,
     input  wire signed [31:0]         input2_offset,
     input  wire [4:0]                 left_shift,
@@ -27,10 +28,10 @@ module hwsim_add_lane #(
     output wire signed [OUT_BITS-1:0] out
 );
 `include "hwsim_arith.vh"
-    wire signed [31:0] x1 = ($signed({{(32 - IN_BITS){a[IN_BITS-1]}}, a}) + input1_offset)
-                            << left_shift;
-    wire signed [31:0] x2 = ($signed({{(32 - IN_BITS){b[IN_BITS-1]}}, b}) + input2_offset)
-                            << left_shift;
+    wire sa = IN_SIGNED != 0 && a[IN_BITS-1];
+    wire sb = IN_SIGNED != 0 && b[IN_BITS-1];
+    wire signed [31:0] x1 = ($signed({{(32 - IN_BITS){sa}}, a}) + input1_offset) << left_shift;
+    wire signed [31:0] x2 = ($signed({{(32 - IN_BITS){sb}}, b}) + input2_offset) << left_shift;
     wire signed [31:0] y1 = single ? f_mbqm_single(x1, input1_multiplier, input1_shift)
                                    : f_mbqm_double(x1, input1_multiplier, input1_shift);
     wire signed [31:0] y2 = single ? f_mbqm_single(x2, input2_multiplier, input2_shift)

@@ -7,6 +7,7 @@
 //   f_rdbpot(x, e)              gemmlowp RoundingDivideByPOT (int32, ties away from zero)
 //   f_mbqm_double(x, m, shift)  TFLite MultiplyByQuantizedMultiplier, double rounding
 //   f_mbqm_single(x, m, shift)  TFLite MultiplyByQuantizedMultiplier, TFLITE_SINGLE_ROUNDING
+//   f_mbqm_int64(x, m, shift)   TFLite MultiplyByQuantizedMultiplier(int64 x), the 16x8 kernels'
 //   f_double_round(acc, word)   int(round(double(acc) * M * 2^E)), IEEE double emulated exactly
 //
 // Fault injection (tests only): `define HWSIM_FAULT_ROUNDING drops the rounding of
@@ -107,6 +108,26 @@ function signed [31:0] f_mbqm_single;
         p = $signed({{96{x[31]}}, x}) * $signed({{96{m[31]}}, m});
         p = (p + (128'sd1 << (ts[6:0] - 7'd1))) >>> ts[6:0];
         f_mbqm_single = p[31:0];
+    end
+endfunction
+
+// MultiplyByQuantizedMultiplier(int64 x, int32 m, shift) of TFLite's 16x8 kernels (arith.py
+// multiply_by_quantized_multiplier_int64): reduced = m < 0x7FFF0000 ? (m + 2^15) >> 16 : 0x7FFF,
+// wrap32((x * reduced + 2^(14 - shift)) >> (15 - shift)). Domain (TFLite's asserts): |x| < 2^47,
+// m in [0, 2^31 - 1], shift in -31..7, so the total shift 15 - shift is 8..46.
+function signed [31:0] f_mbqm_int64;
+    input signed [63:0] x;
+    input signed [31:0] m;
+    input signed [7:0] shift;
+    reg signed [63:0] reduced;
+    reg signed [7:0] ts;
+    reg signed [127:0] p;
+    begin
+        reduced = (m < 32'sh7FFF0000) ? (({{32{m[31]}}, m} + 64'sd32768) >>> 16) : 64'sd32767;
+        ts = 8'sd15 - shift;
+        p = $signed({{64{x[63]}}, x}) * $signed({{64{reduced[63]}}, reduced});
+        p = (p + (128'sd1 <<< (ts[6:0] - 7'd1))) >>> ts[6:0];
+        f_mbqm_int64 = p[31:0];
     end
 endfunction
 

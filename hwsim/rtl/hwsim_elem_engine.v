@@ -1,9 +1,13 @@
-// hwsim_elem_engine: the layers that do not use the MAC array.
-//   ADD      word by word: read the word of input 1, then of input 2, ACT_L hwsim_add_lane
-//            units compute the lanes, the output word is written (lanes past the end masked).
-//   MAXPOOL  element by element in NHWC order: one window tap per cycle (taps in the padding
-//   AVGPOOL  are skipped), then max, or the rounded average (sum +- n/2) / n with C division,
-//            clamped to [act_min, act_max] (hwsim kernels/elementwise.py _pool2d).
+// hwsim_elem_engine: the layers that do not use the MAC array, ACT_L lanes wide.
+//   ADD      word by word: the word of input 1, then the word of input 2 (the activation
+//            memory has one read port: two cycles per word), ACT_L hwsim_add_lane units compute
+//            the lanes, the output word is written (lanes past the end masked).
+//   MAXPOOL  one lane group (ACT_L consecutive channels of one output pixel) at a time, one
+//   AVGPOOL  window tap per cycle (FH x FW cycles per group; a tap in the padding reads nothing
+//            but takes its cycle, a tap whose channels straddle two words takes two), then the
+//            max, or the rounded average (sum +- n/2) / n with C division over the n taps inside
+//            the image, clamped to [act_min, act_max] (hwsim kernels/elementwise.py _pool2d);
+//            the group goes to hwsim_vec_writer as one vector.
 // Same read latency convention as hwsim_mac_engine (address, data, use: tags t1 / t2).
 `default_nettype none
 `include "hwsim_desc.vh"
@@ -11,8 +15,13 @@ module hwsim_elem_engine #(
     parameter ACT_W = 64,
     parameter ACT_L = 8,
     parameter ACT_LOG2L = 3,
+    parameter ACT_EB = 8,
     parameter ACT_MSB_FIRST = 0,
-    parameter ACT_AW = 17
+    parameter ACT_AW = 17,
+    parameter IN_BITS = 8,
+    parameter IN_SIGNED = 1,
+    parameter OUT_BITS = 8,
+    parameter OUT_SIGNED = 1
 ) (
     input  wire                           clk,
     input  wire                           rst,
@@ -30,7 +39,7 @@ module hwsim_elem_engine #(
     output wire [ACT_W-1:0]               act_wdata,
     output wire [ACT_L-1:0]               act_wmask
 );
-    /* verilator lint_off UNUSEDSIGNAL */  // 32-bit fields, some used by their low bits
+    /* verilator lint_off UNUSEDSIGNAL */  // 32-bit fields and index arithmetic, sliced
     wire signed [31:0] d_op       = `HWSIM_DF(desc, `HWSIM_D_OP);
     wire signed [31:0] d_in_h     = `HWSIM_DF(desc, `HWSIM_D_IN_H);
     wire signed [31:0] d_in_w     = `HWSIM_DF(desc, `HWSIM_D_IN_W);
@@ -58,17 +67,39 @@ module hwsim_elem_engine #(
     wire signed [31:0] d_s2       = `HWSIM_DF(desc, `HWSIM_D_ADD_S2);
     wire signed [31:0] d_scheme   = `HWSIM_DF(desc, `HWSIM_D_SCHEME);
     wire signed [31:0] d_batch    = `HWSIM_DF(desc, `HWSIM_D_BATCH);
-    /* verilator lint_on UNUSEDSIGNAL */
-
-    /* verilator lint_off UNUSEDSIGNAL */  // 32-bit index arithmetic, sliced to widths
     wire is_add = d_op == `HWSIM_OP_ADD;
     wire is_avg = d_op == `HWSIM_OP_AVGPOOL;
+    /* verilator lint_on UNUSEDSIGNAL */
 
     localparam [2:0] S_IDLE = 3'd0, S_ADD = 3'd1, S_POOL = 3'd2, S_WAIT = 3'd3,
                      S_FLUSH = 3'd4, S_FWAIT = 3'd5, S_DONE = 3'd6;
     reg [2:0] state;
 
+    // value of lane l of a word: IN_BITS of the EB-bit lane, sign- or zero-extended
+    function signed [31:0] f_lane;
+        input [ACT_W-1:0] word;
+        input integer l;
+        reg [IN_BITS-1:0] v;
+        begin
+            v = word[(ACT_MSB_FIRST ? (ACT_L - 1 - l) : l) * ACT_EB +: IN_BITS];
+            f_lane = $signed({{(32 - IN_BITS){IN_SIGNED != 0 && v[IN_BITS-1]}}, v});
+        end
+    endfunction
+
+    // an output value (inside [act_min, act_max]) in an EB-bit lane
+    /* verilator lint_off UNUSEDSIGNAL */  // the extension is one bit wider than the lane
+    function [ACT_EB-1:0] f_out_lane;
+        input [31:0] v;
+        reg [ACT_EB:0] x;
+        begin
+            x = {{(ACT_EB - OUT_BITS + 1){OUT_SIGNED != 0 && v[OUT_BITS-1]}}, v[OUT_BITS-1:0]};
+            f_out_lane = x[ACT_EB-1:0];
+        end
+    endfunction
+    /* verilator lint_on UNUSEDSIGNAL */
+
     // ---- ADD ------------------------------------------------------------------------------
+    /* verilator lint_off UNUSEDSIGNAL */  // 32-bit index arithmetic, sliced to widths
     wire signed [31:0] n_elems = d_batch * d_in_h * d_in_w * d_in_c;
     wire signed [31:0] n_words = (n_elems + ACT_L - 1) >>> ACT_LOG2L;
     reg signed [31:0] a_i;
@@ -77,13 +108,16 @@ module hwsim_elem_engine #(
     reg signed [31:0] at1_w, at2_w;
     reg [ACT_W-1:0]   a_word;
     wire signed [31:0] a_addr32 = (a_second ? d_in2_base : d_in_base) + a_i;
-    wire [ACT_L*8-1:0] add_out;
+    wire signed [31:0] add_waddr32 = d_out_base + at2_w;
+    /* verilator lint_on UNUSEDSIGNAL */
+    wire [ACT_L*ACT_EB-1:0] add_out;
     genvar gl;
     generate
         for (gl = 0; gl < ACT_L; gl = gl + 1) begin : g_add
             localparam integer PHYS = ACT_MSB_FIRST ? (ACT_L - 1 - gl) : gl;
-            hwsim_add_lane lane (
-                .a(a_word[PHYS*8 +: 8]), .b(act_rdata[PHYS*8 +: 8]),
+            wire [OUT_BITS-1:0] q;
+            hwsim_add_lane #(.IN_BITS(IN_BITS), .IN_SIGNED(IN_SIGNED), .OUT_BITS(OUT_BITS)) lane (
+                .a(a_word[PHYS*ACT_EB +: IN_BITS]), .b(act_rdata[PHYS*ACT_EB +: IN_BITS]),
                 .input1_offset(d_in_off), .input2_offset(d_in2_off),
                 .left_shift(d_lshift[4:0]),
                 .input1_multiplier(d_m1), .input1_shift(d_s1[7:0]),
@@ -91,15 +125,18 @@ module hwsim_elem_engine #(
                 .output_multiplier(rq0[31:0]), .output_shift(rq0[39:32]),
                 .single(d_scheme == 32'sd1),
                 .output_offset(d_out_off), .act_min(d_act_min), .act_max(d_act_max),
-                .out(add_out[PHYS*8 +: 8]));
+                .out(q));
+            /* verilator lint_off UNUSEDSIGNAL */
+            wire [ACT_EB:0] qx = {{(ACT_EB - OUT_BITS + 1){OUT_SIGNED != 0 && q[OUT_BITS-1]}}, q};
+            /* verilator lint_on UNUSEDSIGNAL */
+            assign add_out[PHYS*ACT_EB +: ACT_EB] = qx[ACT_EB-1:0];
         end
     endgenerate
     reg               add_we;
     reg [ACT_AW-1:0]  add_waddr;
     reg [ACT_W-1:0]   add_wdata;
     reg [ACT_L-1:0]   add_wmask;
-    wire signed [31:0] add_waddr32 = d_out_base + at2_w;
-    reg [ACT_L-1:0] add_mask_c;
+    reg [ACT_L-1:0]   add_mask_c;
     integer ml;
     always @* begin
         for (ml = 0; ml < ACT_L; ml = ml + 1)
@@ -107,78 +144,80 @@ module hwsim_elem_engine #(
                 ((at2_w <<< ACT_LOG2L) + ml) < n_elems;
     end
 
-    // ---- MAXPOOL / AVGPOOL ----------------------------------------------------------------------
-    reg signed [31:0] p_n, p_oy, p_ox, p_c, p_ky, p_kx, p_f;
+    // ---- MAXPOOL / AVGPOOL: output pixel (p_n, p_oy, p_ox), lane group p_g, tap (p_ky, p_kx) --
+    /* verilator lint_off UNUSEDSIGNAL */  // 32-bit index arithmetic, sliced to widths
+    reg signed [31:0] p_n, p_oy, p_ox, p_g, p_ky, p_kx, p_of;
+    reg p_sub;                                    // the second word of a straddling tap
+    wire signed [31:0] p_cb = p_g <<< ACT_LOG2L;  // first channel of the group
+    wire signed [31:0] p_glen = (d_in_c - p_cb < ACT_L) ? d_in_c - p_cb : ACT_L;
     wire signed [31:0] p_iy = p_oy * d_sh - d_pt + p_ky;
     wire signed [31:0] p_ix = p_ox * d_sw - d_pl + p_kx;
     wire p_inside = p_iy >= 0 && p_iy < d_in_h && p_ix >= 0 && p_ix < d_in_w;
-    wire signed [31:0] p_flat = ((p_n * d_in_h + p_iy) * d_in_w + p_ix) * d_in_c + p_c;
-    wire signed [31:0] p_addr32 = d_in_base + (p_flat >>> ACT_LOG2L);
-    wire p_first = p_ky == 0 && p_kx == 0;
+    wire signed [31:0] p_e0 = ((p_n * d_in_h + p_iy) * d_in_w + p_ix) * d_in_c + p_cb;
+    wire signed [31:0] p_w0 = p_e0 >>> ACT_LOG2L;
+    wire signed [31:0] p_w1 = (p_e0 + p_glen - 32'sd1) >>> ACT_LOG2L;
+    wire p_split = p_inside && p_w1 != p_w0 && !p_sub;
+    wire signed [31:0] p_addr32 = d_in_base + (p_sub ? p_w1 : p_w0);
+    wire p_first_tap = p_ky == 0 && p_kx == 0;
     wire p_last_tap = (p_kx + 32'sd1 >= d_kw) && (p_ky + 32'sd1 >= d_kh);
-    wire p_last_elem = p_last_tap && (p_c + 32'sd1 >= d_in_c) && (p_ox + 32'sd1 >= d_out_w)
-                       && (p_oy + 32'sd1 >= d_out_h) && (p_n + 32'sd1 >= d_batch);
-    reg               pt1_valid, pt1_inside, pt1_first, pt1_last;
-    reg signed [31:0] pt1_lane, pt1_f;
-    reg               pt2_valid, pt2_inside, pt2_first, pt2_last;
-    reg signed [31:0] pt2_lane, pt2_f;
-    reg signed [31:0] acc_max, acc_sum, acc_cnt;
-    // value of the lane read back
-    reg signed [7:0] p_v;
-    integer vl;
-    always @* begin
-        p_v = 8'sd0;
-        for (vl = 0; vl < ACT_L; vl = vl + 1)
-            if (pt2_lane == vl)
-                p_v = act_rdata[(ACT_MSB_FIRST ? (ACT_L - 1 - vl) : vl)*8 +: 8];
-    end
-    wire signed [31:0] p_vx = {{24{p_v[7]}}, p_v};
-    wire signed [31:0] max_next = pt2_first ? (pt2_inside ? p_vx : -32'sd128)
-                                            : ((pt2_inside && p_vx > acc_max) ? p_vx : acc_max);
-    wire signed [31:0] sum_next = (pt2_first ? 32'sd0 : acc_sum) + (pt2_inside ? p_vx : 32'sd0);
-    wire signed [31:0] cnt_next = (pt2_first ? 32'sd0 : acc_cnt) + (pt2_inside ? 32'sd1 : 32'sd0);
-    // average: (sum > 0 ? sum + n/2 : sum - n/2) / n, C division (truncates toward zero)
-    wire [31:0] sum_mag = sum_next[31] ? -sum_next : sum_next;
-    wire [31:0] avg_mag = f_divu(sum_mag + {1'b0, cnt_next[31:1]}, cnt_next);
-    wire signed [31:0] avg = sum_next[31] ? -$signed(avg_mag) : $signed(avg_mag);
-    wire signed [31:0] pool_v = is_avg ? avg : max_next;
-    wire signed [31:0] pool_q = (pool_v < d_act_min) ? d_act_min
-                              : ((pool_v > d_act_max) ? d_act_max : pool_v);
-    wire pool_out_valid = pt2_valid && pt2_last;
-
+    wire p_last_group = (p_g + 32'sd1) * ACT_L >= d_in_c && (p_ox + 32'sd1 >= d_out_w)
+                        && (p_oy + 32'sd1 >= d_out_h) && (p_n + 32'sd1 >= d_batch);
     /* verilator lint_on UNUSEDSIGNAL */
-    // unsigned restoring division n / d (d > 0; d == 0 gives 0), 32 iterations
-    function [31:0] f_divu;
-        input [31:0] n;
-        input [31:0] d;
-        reg [32:0] r;
-        reg [31:0] q;
-        integer i;
-        begin
-            r = 33'd0;
-            q = 32'd0;
-            if (d != 32'd0) begin
-                for (i = 31; i >= 0; i = i - 1) begin
-                    r = {r[31:0], n[i]};
-                    if (r >= {1'b0, d}) begin
-                        r = r - {1'b0, d};
-                        q[i] = 1'b1;
-                    end
-                end
-            end
-            f_divu = q;
-        end
-    endfunction
+    reg               pt1_valid, pt1_inside, pt1_init, pt1_tap_end, pt1_end;
+    reg signed [31:0] pt1_e0, pt1_len, pt1_w, pt1_of;
+    reg               pt2_valid, pt2_inside, pt2_init, pt2_tap_end, pt2_end;
+    reg signed [31:0] pt2_e0, pt2_len, pt2_w, pt2_of;
+    reg signed [31:0] acc_max [0:ACT_L-1];
+    reg signed [31:0] acc_sum [0:ACT_L-1];
+    reg signed [31:0] acc_cnt;
+    // output FIFO to the writer (a straddling output group takes the writer two cycles)
+    reg [31:0]             of_f [0:3];
+    reg [31:0]             of_n [0:3];
+    reg [ACT_L*ACT_EB-1:0] of_d [0:3];
+    reg [1:0] of_wr, of_rd;
+    reg [2:0] of_cnt;
+    wire pw_ready;
+    wire pool_pop = of_cnt != 3'd0 && pw_ready;
+    wire pool_hold = of_cnt >= 3'd2;              // room for the outputs of reads in flight
 
-    reg p_flush;
+    // the lanes of a read merged into the group's running max / sum
+    reg signed [31:0] mx_next [0:ACT_L-1];
+    reg signed [31:0] sm_next [0:ACT_L-1];
+    reg signed [31:0] cnt_next;
+    reg [ACT_L*ACT_EB-1:0] pool_vec;
+    integer vl;
+    reg signed [31:0] e, v, pv, half, mag;
+    reg hit;
+    always @* begin
+        cnt_next = (pt2_init ? 32'sd0 : acc_cnt) + ((pt2_tap_end && pt2_inside) ? 32'sd1 : 32'sd0);
+        half = cnt_next >>> 1;
+        pool_vec = {ACT_L*ACT_EB{1'b0}};
+        for (vl = 0; vl < ACT_L; vl = vl + 1) begin
+            e = pt2_e0 + vl;
+            hit = pt2_inside && vl < pt2_len && (e >>> ACT_LOG2L) == pt2_w;
+            v = f_lane(act_rdata, e & (ACT_L - 1));
+            mx_next[vl] = pt2_init ? (hit ? v : -32'sd2147483647 - 32'sd1)
+                                   : ((hit && v > acc_max[vl]) ? v : acc_max[vl]);
+            sm_next[vl] = (pt2_init ? 32'sd0 : acc_sum[vl]) + (hit ? v : 32'sd0);
+            // average: (sum > 0 ? sum + n/2 : sum - n/2) / n, C division (toward zero)
+            mag = (sm_next[vl] > 0) ? sm_next[vl] + half : sm_next[vl] - half;
+            pv = is_avg ? ((cnt_next != 0) ? mag / cnt_next : 32'sd0) : mx_next[vl];
+            pv = (pv < d_act_min) ? d_act_min : ((pv > d_act_max) ? d_act_max : pv);
+            pool_vec[vl*ACT_EB +: ACT_EB] = f_out_lane(pv);
+        end
+    end
+
     wire              pw_we;
     wire [ACT_AW-1:0] pw_waddr;
     wire [ACT_W-1:0]  pw_wdata;
     wire [ACT_L-1:0]  pw_wmask;
-    hwsim_act_writer #(.WIDTH(ACT_W), .LANES(ACT_L), .LOG2_LANES(ACT_LOG2L), .ELEM_BITS(8),
-                       .LANE_MSB_FIRST(ACT_MSB_FIRST), .AW(ACT_AW)) writer (
-        .clk(clk), .rst(rst), .base(d_out_base), .in_valid(pool_out_valid), .in_index(pt2_f),
-        .in_value(pool_q[7:0]), .flush(p_flush), .we(pw_we), .waddr(pw_waddr),
+    wire              pw_busy;
+    reg               p_flush;
+    hwsim_vec_writer #(.VL(ACT_L), .EB(ACT_EB), .WIDTH(ACT_W), .LANES(ACT_L),
+                       .LOG2_LANES(ACT_LOG2L), .LANE_MSB_FIRST(ACT_MSB_FIRST), .AW(ACT_AW)) writer (
+        .clk(clk), .rst(rst), .base(d_out_base), .in_valid(of_cnt != 3'd0),
+        .in_ready(pw_ready), .in_index(of_f[of_rd]), .in_count(of_n[of_rd]),
+        .in_data(of_d[of_rd]), .flush(p_flush), .busy(pw_busy), .we(pw_we), .waddr(pw_waddr),
         .wdata(pw_wdata), .wmask(pw_wmask));
 
     assign act_we    = is_add ? add_we : pw_we;
@@ -187,28 +226,48 @@ module hwsim_elem_engine #(
     assign act_wmask = is_add ? add_wmask : pw_wmask;
 
     // ---- data stage ---------------------------------------------------------------------------
+    integer al;
     always @(posedge clk) begin
         at2_valid <= at1_valid && !rst;
         at2_b <= at1_b;
         at2_w <= at1_w;
         pt2_valid <= pt1_valid && !rst;
         pt2_inside <= pt1_inside;
-        pt2_first <= pt1_first;
-        pt2_last <= pt1_last;
-        pt2_lane <= pt1_lane;
-        pt2_f <= pt1_f;
+        pt2_init <= pt1_init;
+        pt2_tap_end <= pt1_tap_end;
+        pt2_end <= pt1_end;
+        pt2_e0 <= pt1_e0;
+        pt2_len <= pt1_len;
+        pt2_w <= pt1_w;
+        pt2_of <= pt1_of;
         add_we <= 1'b0;
         if (at2_valid && !at2_b) a_word <= act_rdata;
         if (at2_valid && at2_b) begin
             add_we <= 1'b1;
             add_waddr <= add_waddr32[ACT_AW-1:0];
-            add_wdata <= {{(ACT_W - ACT_L*8){1'b0}}, add_out};
+            add_wdata <= {{(ACT_W - ACT_L*ACT_EB){1'b0}}, add_out};
             add_wmask <= add_mask_c;
         end
         if (pt2_valid) begin
-            acc_max <= max_next;
-            acc_sum <= sum_next;
+            for (al = 0; al < ACT_L; al = al + 1) begin
+                acc_max[al] <= mx_next[al];
+                acc_sum[al] <= sm_next[al];
+            end
             acc_cnt <= cnt_next;
+        end
+        if (rst || start) begin
+            of_wr <= 2'd0;
+            of_rd <= 2'd0;
+            of_cnt <= 3'd0;
+        end else begin
+            if (pt2_valid && pt2_end) begin
+                of_f[of_wr] <= pt2_of;
+                of_n[of_wr] <= pt2_len;
+                of_d[of_wr] <= pool_vec;
+                of_wr <= of_wr + 2'd1;
+            end
+            if (pool_pop) of_rd <= of_rd + 2'd1;
+            of_cnt <= of_cnt + ((pt2_valid && pt2_end) ? 3'd1 : 3'd0) - (pool_pop ? 3'd1 : 3'd0);
         end
     end
 
@@ -229,10 +288,11 @@ module hwsim_elem_engine #(
                 p_n <= 32'sd0;
                 p_oy <= 32'sd0;
                 p_ox <= 32'sd0;
-                p_c <= 32'sd0;
+                p_g <= 32'sd0;
                 p_ky <= 32'sd0;
                 p_kx <= 32'sd0;
-                p_f <= 32'sd0;
+                p_of <= 32'sd0;
+                p_sub <= 1'b0;
                 state <= is_add ? ((n_words > 0) ? S_ADD : S_WAIT) : S_POOL;
             end
             S_ADD: begin
@@ -247,46 +307,55 @@ module hwsim_elem_engine #(
                     if (a_i + 32'sd1 >= n_words) state <= S_WAIT;
                 end
             end
-            S_POOL: begin
+            S_POOL: if (!pool_hold) begin
                 act_re <= p_inside;
                 act_raddr <= p_addr32[ACT_AW-1:0];
                 pt1_valid <= 1'b1;
                 pt1_inside <= p_inside;
-                pt1_first <= p_first;
-                pt1_last <= p_last_tap;
-                pt1_lane <= p_flat & (ACT_L - 1);
-                pt1_f <= p_f;
-                if (!p_last_tap) begin
-                    if (p_kx + 32'sd1 < d_kw) begin
-                        p_kx <= p_kx + 32'sd1;
+                pt1_init <= p_first_tap && !p_sub;
+                pt1_tap_end <= !p_split;
+                pt1_end <= p_last_tap && !p_split;
+                pt1_e0 <= p_e0;
+                pt1_len <= p_glen;
+                pt1_w <= p_sub ? p_w1 : p_w0;
+                pt1_of <= p_of;
+                if (p_split) begin
+                    p_sub <= 1'b1;
+                end else begin
+                    p_sub <= 1'b0;
+                    if (!p_last_tap) begin
+                        if (p_kx + 32'sd1 < d_kw) begin
+                            p_kx <= p_kx + 32'sd1;
+                        end else begin
+                            p_kx <= 32'sd0;
+                            p_ky <= p_ky + 32'sd1;
+                        end
                     end else begin
                         p_kx <= 32'sd0;
-                        p_ky <= p_ky + 32'sd1;
-                    end
-                end else begin
-                    p_kx <= 32'sd0;
-                    p_ky <= 32'sd0;
-                    p_f <= p_f + 32'sd1;
-                    if (p_c + 32'sd1 < d_in_c) begin
-                        p_c <= p_c + 32'sd1;
-                    end else begin
-                        p_c <= 32'sd0;
-                        if (p_ox + 32'sd1 < d_out_w) begin
-                            p_ox <= p_ox + 32'sd1;
+                        p_ky <= 32'sd0;
+                        p_of <= p_of + p_glen;
+                        if ((p_g + 32'sd1) * ACT_L < d_in_c) begin
+                            p_g <= p_g + 32'sd1;
                         end else begin
-                            p_ox <= 32'sd0;
-                            if (p_oy + 32'sd1 < d_out_h) begin
-                                p_oy <= p_oy + 32'sd1;
+                            p_g <= 32'sd0;
+                            if (p_ox + 32'sd1 < d_out_w) begin
+                                p_ox <= p_ox + 32'sd1;
                             end else begin
-                                p_oy <= 32'sd0;
-                                p_n <= p_n + 32'sd1;
+                                p_ox <= 32'sd0;
+                                if (p_oy + 32'sd1 < d_out_h) begin
+                                    p_oy <= p_oy + 32'sd1;
+                                end else begin
+                                    p_oy <= 32'sd0;
+                                    p_n <= p_n + 32'sd1;
+                                end
                             end
                         end
+                        if (p_last_group) state <= S_WAIT;
                     end
-                    if (p_last_elem) state <= S_WAIT;
                 end
             end
-            S_WAIT: if (!at1_valid && !at2_valid && !pt1_valid && !pt2_valid) state <= S_FLUSH;
+            S_WAIT: if (!at1_valid && !at2_valid && !pt1_valid && !pt2_valid && of_cnt == 3'd0
+                        && !pw_busy) state <= S_FLUSH;
             S_FLUSH: begin
                 p_flush <= 1'b1;
                 state <= S_FWAIT;
@@ -301,11 +370,20 @@ module hwsim_elem_engine #(
         end
     end
 
+    integer i;
     initial begin
         state = S_IDLE;
         at1_valid = 1'b0;
         pt1_valid = 1'b0;
         add_we = 1'b0;
+        of_cnt = 3'd0;
+        of_wr = 2'd0;
+        of_rd = 2'd0;
+        acc_cnt = 32'sd0;
+        for (i = 0; i < ACT_L; i = i + 1) begin
+            acc_max[i] = 32'sd0;
+            acc_sum[i] = 32'sd0;
+        end
     end
 endmodule
 `default_nettype wire

@@ -1,127 +1,152 @@
-// hwsim_mac_array: ROWS x COLS processing elements, output-stationary. PE (r, c) accumulates
-// output pixel r of the tile for output channel c of the tile, with the accumulator model of
-// the config (ACC_BITS, wrap or saturate on every addition):
-//   load      acc <= ovf(init[c])            (init = the bias when BIAS_FIRST, else 0)
-//   mac       acc <= ovf(acc + x[r][c] * w[c])  (one product per cycle, (ky, kx, ic) order)
-//   add_bias  acc <= ovf(acc + bias[c])      (bias added last when BIAS_FIRST = 0)
-// x comes per row (x_row: the row's im2col value, CONV/FC) or per PE (x_pe, when per_pe: the
-// pixel's own channel, DWCONV); w and the bias per column. The accumulators form one register
-// file, updated by a single loop over the PEs (cheap to simulate). `capture` copies every
-// accumulator to a shadow register; rd_sel / rd_en read one shadow register (registered), so
-// the drain of a tile overlaps the next tile's work.
-// Fault injection (tests only): `define HWSIM_FAULT_NARROW_ACC makes every accumulator
-// 16 bits (wrapping), sign-extended to ACC_BITS.
+// hwsim_mac_array: ROWS x COLS processing elements, output-stationary and systolic. PE (r, c)
+// accumulates output pixel r of the tile for output channel c of the tile.
+//
+// Operands move one PE per cycle: row r's input enters at column 0 (row_in: the step flags and
+// one XW-bit lane per column — the same value in every lane for CONV / FC, each column's own
+// channel for DWCONV) and moves right; column c's weight enters at row 0 (col_in) and moves
+// down. The engine feeds row r and column c with the reduction step k delayed by r and by c
+// cycles, so PE (r, c) applies product k at cycle k + r + c: a tile of reduction length K takes
+// K + ROWS + COLS - 2 cycles from the first product of PE (0, 0) to the last of
+// PE (ROWS-1, COLS-1), the dataflow model's formula (docs/dataflow.md).
+//
+// Each PE step is f_pe_step of hwsim_acc.vh (the config's accumulator width,
+// wrap or saturate after every addition, output- or weight-stationary order); the bias of
+// column c comes from `bias` slot `par` (the step's tile parity), so a tile's last PEs still
+// see their bias while the next tile's bias is loaded. Every register moves only when `adv` is
+// high (the engine freezes the array while an operand is late). `last_step` says
+// PE (ROWS-1, COLS-1) applied the last step of a tile at this clock edge: the engine then copies
+// every accumulator into shadow bank `cap_bank` (`cap`), from which the drain reads one row per
+// cycle (rd_*: registered).
 `default_nettype none
 module hwsim_mac_array #(
     parameter ROWS = 8,
     parameter COLS = 8,
-    parameter XW = 9,
-    parameter WB = 8,
+    parameter XW = 9,            // x + input_offset
+    parameter WBX = 8,           // weight (sign-extended when unsigned weights)
+    parameter BW = 32,           // bias
     parameter ACC_BITS = 32,
     parameter SATURATE = 0,
-    parameter SEL_W = 7
+    parameter BIAS_FIRST = 1,
+    parameter WEIGHT_STATIONARY = 0,
+    parameter RW = 3             // row index width
 ) (
-    input  wire                       clk,
-    input  wire                       load,
-    input  wire                       mac,
-    input  wire                       add_bias,
-    input  wire [COLS*32-1:0]         init,
-    input  wire [COLS*32-1:0]         bias,
-    input  wire                       per_pe,
-    input  wire [ROWS*XW-1:0]         x_row,
-    input  wire [ROWS*COLS*XW-1:0]    x_pe,
-    input  wire [COLS*WB-1:0]         w,
-    input  wire                       capture,
-    input  wire                       rd_en,
-    input  wire [SEL_W-1:0]           rd_sel,
-    output reg  signed [ACC_BITS-1:0] rd_acc
+    input  wire                         clk,
+    input  wire                         rst,
+    input  wire                         adv,
+    input  wire [ROWS*(6+COLS*XW)-1:0]  row_in,   // per row: {lanes, flags[5:0]}
+    input  wire [COLS*WBX-1:0]          col_in,
+    input  wire [2*COLS*BW-1:0]         bias,     // [par][col]
+    output reg                          last_step,
+    input  wire                         cap,
+    input  wire                         cap_bank,
+    input  wire                         rd_en,
+    input  wire                         rd_bank,
+    input  wire [RW-1:0]                rd_row,
+    output reg  [COLS*ACC_BITS-1:0]     rd_vec
 );
+    localparam RIN = 6 + COLS * XW;   // a row's operand: flags [5:0] + the lanes
+    localparam ACC_SAT = SATURATE;
+    localparam WS = WEIGHT_STATIONARY;
+    localparam PW = XW + WBX;
+    localparam SW0 = (ACC_BITS > PW) ? ACC_BITS : PW;
+    localparam SW = ((SW0 > BW) ? SW0 : BW) + 2;
+    localparam N = ROWS * COLS;
+`include "hwsim_acc.vh"
+    // Wrapping at the full width in output-stationary order is plain ACC_BITS-bit arithmetic:
+    // the same f_pe_step, written out (cheaper to simulate than the general function).
 `ifdef HWSIM_FAULT_NARROW_ACC
-    localparam EB = 16;
+    localparam PLAIN = 0;
 `else
-    localparam EB = ACC_BITS;
+    localparam PLAIN = (SATURATE == 0) && (WS == 0);
 `endif
-    // working width: the accumulator, a 32-bit bias or a product, plus one carry bit
-    localparam SW0 = (ACC_BITS > 32) ? ACC_BITS : 32;
-    localparam SW = ((SW0 > XW + WB) ? SW0 : XW + WB) + 1;
-    localparam signed [SW-1:0] EMAX = (1 <<< (EB - 1)) - 1;
-    localparam signed [SW-1:0] EMIN = -(1 <<< (EB - 1));
 
-    // one PE step: ovf(base + addend)
-    /* verilator lint_off UNUSEDSIGNAL */  // working-width temporaries
-    function signed [ACC_BITS-1:0] f_pe;
-        input signed [SW-1:0] base;
-        input signed [SW-1:0] addend;
-        reg signed [SW-1:0] sum, res;
+    // The registers of PE (r, c) at index r * COLS + c. The step flags: 0 valid, 1 kfirst,
+    // 2 klast, 3 cfirst, 4 clast, 5 parity (bias slot); lane c of xs is the PE's operand.
+    // (One register file updated by one loop: what simulators run fastest.)
+    reg [RIN-1:0]              xs [0:N-1];
+    reg signed [WBX-1:0]       wsh [0:N-1];
+    reg signed [ACC_BITS-1:0]  acc [0:N-1];
+    reg signed [ACC_BITS-1:0]  sacc [0:N-1];     // weight-stationary chunk sums
+    reg signed [ACC_BITS-1:0]  shadow [0:2*N-1];
+
+    // PE (r, c)'s next {s, acc}
+    /* verilator lint_off UNUSEDSIGNAL */
+    function [2*ACC_BITS-1:0] f_pe;
+        input integer r;
+        input integer c;
+        reg [RIN-1:0] xc;
+        reg [BW-1:0] b;
+        reg [ACC_BITS+BW-1:0] bx;        // the bias sign-extended; its low ACC_BITS = wrap(bias)
+        reg signed [ACC_BITS-1:0] a;
         begin
-            sum = base + addend;
-            if (SATURATE != 0)
-                res = (sum > EMAX) ? EMAX : ((sum < EMIN) ? EMIN : sum);
-            else
-                res = {{(SW - EB){sum[EB-1]}}, sum[EB-1:0]};
-            f_pe = res[ACC_BITS-1:0];
+            xc = xs[r*COLS + c];
+            b = bias[({31'd0, xc[5]} * COLS + c) * BW +: BW];
+            if (PLAIN != 0) begin
+                bx = {{ACC_BITS{b[BW-1]}}, b};
+                a = xc[1] ? ((BIAS_FIRST != 0) ? $signed(bx[ACC_BITS-1:0]) : {ACC_BITS{1'b0}})
+                          : acc[r*COLS + c];
+                a = a + $signed(xc[6 + c*XW +: XW]) * wsh[r*COLS + c];
+                if (xc[2] && BIAS_FIRST == 0) a = a + $signed(bx[ACC_BITS-1:0]);
+                f_pe = {sacc[r*COLS + c], a};
+            end else begin
+                f_pe = f_pe_step(acc[r*COLS + c], sacc[r*COLS + c],
+                                 $signed(xc[6 + c*XW +: XW]) * wsh[r*COLS + c], b, xc[1], xc[2],
+                                 xc[3], xc[4]);
+            end
         end
     endfunction
     /* verilator lint_on UNUSEDSIGNAL */
 
-    function signed [SW-1:0] f_ext32;
-        input [31:0] v;
-        f_ext32 = {{(SW - 32){v[31]}}, v};
-    endfunction
-
-    reg signed [ACC_BITS-1:0] acc [0:ROWS*COLS-1];
-    reg signed [ACC_BITS-1:0] shadow [0:ROWS*COLS-1];
-    // Wrapping at the full width is plain ACC_BITS-bit arithmetic (the fast path); saturation
-    // (or the narrow-accumulator fault) goes through f_pe at the working width.
-    localparam PLAIN_WRAP = (SATURATE == 0) && (EB == ACC_BITS);
-    integer r, c;
-    always @(posedge clk) begin
-        if (PLAIN_WRAP) begin
-            for (r = 0; r < ROWS; r = r + 1)
-                for (c = 0; c < COLS; c = c + 1) begin
-                    if (load)
-                        acc[r*COLS + c] <= $signed(init[c*32 +: 32]);
-                    else if (mac && per_pe)
-                        acc[r*COLS + c] <= acc[r*COLS + c]
-                            + $signed(x_pe[(r*COLS + c)*XW +: XW]) * $signed(w[c*WB +: WB]);
-                    else if (mac)
-                        acc[r*COLS + c] <= acc[r*COLS + c]
-                            + $signed(x_row[r*XW +: XW]) * $signed(w[c*WB +: WB]);
-                    else if (add_bias)
-                        acc[r*COLS + c] <= acc[r*COLS + c] + $signed(bias[c*32 +: 32]);
-                end
-        end else begin
-            for (r = 0; r < ROWS; r = r + 1)
-                for (c = 0; c < COLS; c = c + 1) begin
-                    if (load)
-                        acc[r*COLS + c] <= f_pe({SW{1'b0}}, f_ext32(init[c*32 +: 32]));
-                    else if (mac && per_pe)
-                        acc[r*COLS + c] <= f_pe({{(SW - ACC_BITS){acc[r*COLS + c][ACC_BITS-1]}},
-                                                 acc[r*COLS + c]},
-                                                $signed(x_pe[(r*COLS + c)*XW +: XW])
-                                                * $signed(w[c*WB +: WB]));
-                    else if (mac)
-                        acc[r*COLS + c] <= f_pe({{(SW - ACC_BITS){acc[r*COLS + c][ACC_BITS-1]}},
-                                                 acc[r*COLS + c]},
-                                                $signed(x_row[r*XW +: XW])
-                                                * $signed(w[c*WB +: WB]));
-                    else if (add_bias)
-                        acc[r*COLS + c] <= f_pe({{(SW - ACC_BITS){acc[r*COLS + c][ACC_BITS-1]}},
-                                                 acc[r*COLS + c]},
-                                                f_ext32(bias[c*32 +: 32]));
-                end
+    // The array holds no step once ROWS + COLS cycles have passed without one entering: its
+    // registers then need no update (saves simulation time between MAC layers).
+    localparam QW = $clog2(ROWS + COLS + 2) + 1;
+    reg [QW-1:0] quiet;
+    wire [ROWS-1:0] in_valid;
+    genvar gr;
+    generate
+        for (gr = 0; gr < ROWS; gr = gr + 1) begin : g_in
+            assign in_valid[gr] = row_in[gr*RIN];
         end
-        if (capture)
-            for (r = 0; r < ROWS*COLS; r = r + 1) shadow[r] <= acc[r];
-        if (rd_en) rd_acc <= shadow[rd_sel];
+    endgenerate
+    wire any_in = |in_valid;
+
+    integer r, c, i;
+    always @(posedge clk) begin
+        last_step <= 1'b0;
+        if (rst) begin
+            for (i = 0; i < N; i = i + 1) xs[i] <= {RIN{1'b0}};
+            quiet <= {QW{1'b0}};
+        end else if (adv && (any_in || quiet <= ROWS + COLS)) begin
+            quiet <= any_in ? {QW{1'b0}} : quiet + 1'b1;
+            for (r = 0; r < ROWS; r = r + 1)
+                for (c = 0; c < COLS; c = c + 1) begin
+                    xs[r*COLS + c] <= (c == 0) ? row_in[r*RIN +: RIN] : xs[r*COLS + c - 1];
+                    wsh[r*COLS + c] <= (r == 0) ? $signed(col_in[c*WBX +: WBX])
+                                                : wsh[(r - 1)*COLS + c];
+                    if (xs[r*COLS + c][0])
+                        {sacc[r*COLS + c], acc[r*COLS + c]} <= f_pe(r, c);
+                end
+            last_step <= xs[N-1][0] && xs[N-1][2];
+        end
+        if (cap)
+            for (i = 0; i < N; i = i + 1) shadow[{31'd0, cap_bank} * N + i] <= acc[i];
+        if (rd_en)
+            for (c = 0; c < COLS; c = c + 1)
+                rd_vec[c*ACC_BITS +: ACC_BITS] <= shadow[({31'd0, rd_bank} * ROWS
+                                                          + {{(32-RW){1'b0}}, rd_row}) * COLS + c];
     end
 
-    integer i;
     initial begin
-        rd_acc = {ACC_BITS{1'b0}};
-        for (i = 0; i < ROWS*COLS; i = i + 1) begin
+        last_step = 1'b0;
+        quiet = {QW{1'b0}};
+        rd_vec = {COLS*ACC_BITS{1'b0}};
+        for (i = 0; i < N; i = i + 1) begin
+            xs[i] = {RIN{1'b0}};
+            wsh[i] = {WBX{1'b0}};
             acc[i] = {ACC_BITS{1'b0}};
+            sacc[i] = {ACC_BITS{1'b0}};
             shadow[i] = {ACC_BITS{1'b0}};
+            shadow[N + i] = {ACC_BITS{1'b0}};
         end
     end
 endmodule

@@ -6,9 +6,12 @@
 `define HWSIM_ROWS                       8  // PE rows: output pixels computed at once
 `define HWSIM_COLS                       8  // PE columns: output channels computed at once
 `define HWSIM_DATAFLOW_OUTPUT_STATIONARY 1  // array.dataflow = output_stationary
-`define HWSIM_INPUT_BITS                 8  // activation element width (signed)
-`define HWSIM_WEIGHT_BITS                8  // weight element width (signed)
-`define HWSIM_OUTPUT_BITS                8  // output element width (signed)
+`define HWSIM_INPUT_BITS                 8  // activation input width
+`define HWSIM_INPUT_SIGNED               1  // signed
+`define HWSIM_WEIGHT_BITS                8  // weight width
+`define HWSIM_WEIGHT_SIGNED              1  // signed
+`define HWSIM_OUTPUT_BITS                8  // activation output width
+`define HWSIM_OUTPUT_SIGNED              1  // signed
 `define HWSIM_ACC_BITS                   32  // accumulator width
 `define HWSIM_ACC_SATURATE               0  // accumulator.overflow = wrap (1 saturate, 0 wrap)
 `define HWSIM_BIAS_FIRST                 1  // 1: the accumulator starts at the bias
@@ -20,33 +23,32 @@
 `define HWSIM_REQUANT_ZERO_POINT         1  // the unit adds an output zero point
 `define HWSIM_ACT_WORD_BITS              64  // memories.activations.word_bits
 `define HWSIM_ACT_LANES                  8  // memories.activations.lanes
+`define HWSIM_ACT_ELEM_BITS              8  // bits per lane, as the export packs them
 `define HWSIM_ACT_DEPTH                  131072  // memories.activations.depth (words)
 `define HWSIM_ACT_ADDR_BITS              17  // word address width
 `define HWSIM_ACT_LANE_MSB_FIRST         0  // memories.activations.lane_order = lsb_first
 `define HWSIM_WGT_WORD_BITS              64  // memories.weights.word_bits
 `define HWSIM_WGT_LANES                  8  // memories.weights.lanes
+`define HWSIM_WGT_ELEM_BITS              8  // bits per lane, as the export packs them
 `define HWSIM_WGT_DEPTH                  65536  // memories.weights.depth (words)
 `define HWSIM_WGT_ADDR_BITS              16  // word address width
 `define HWSIM_WGT_LANE_MSB_FIRST         0  // memories.weights.lane_order = lsb_first
 `define HWSIM_BIAS_WORD_BITS             32  // memories.bias.word_bits
 `define HWSIM_BIAS_LANES                 1  // memories.bias.lanes
+`define HWSIM_BIAS_ELEM_BITS             32  // bits per lane, as the export packs them
 `define HWSIM_BIAS_DEPTH                 4096  // memories.bias.depth (words)
 `define HWSIM_BIAS_ADDR_BITS             12  // word address width
 `define HWSIM_BIAS_LANE_MSB_FIRST        0  // memories.bias.lane_order = lsb_first
 `define HWSIM_RQ_WORD_BITS               64  // memories.requant.word_bits
 `define HWSIM_RQ_LANES                   1  // memories.requant.lanes
+`define HWSIM_RQ_ELEM_BITS               64  // bits per lane, as the export packs them
 `define HWSIM_RQ_DEPTH                   4096  // memories.requant.depth (words)
 `define HWSIM_RQ_ADDR_BITS               12  // word address width
 `define HWSIM_RQ_LANE_MSB_FIRST          0  // memories.requant.lane_order = lsb_first
 `define HWSIM_ACT_LOG2_LANES             3  // log2(ACT_LANES)
 `define HWSIM_WGT_LOG2_LANES             3  // log2(WGT_LANES)
-`define HWSIM_ELEM_BITS                  8  // lane pitch of activations and weights in memory words
 `define HWSIM_DESC_WORDS                 64  // 32-bit words per layer descriptor
 `define HWSIM_DESC_DEPTH                 16384  // descriptor memory depth (words)
 `define HWSIM_DESC_ADDR_BITS             14  // descriptor address width
 `define HWSIM_XBUF_DEPTH                 8192  // RTL limit: im2col elements per array row
-`define HWSIM_XBUF_ADDR_BITS             13  // log2(XBUF_DEPTH)
-`define HWSIM_WBUF_WORDS                 1024  // RTL limit: words_per_channel
-`define HWSIM_WBUF_ADDR_BITS             10  // log2(WBUF_WORDS)
-`define HWSIM_TAPS_MAX                   64  // RTL limit: KH*KW
 `endif

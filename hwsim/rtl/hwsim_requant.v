@@ -3,10 +3,12 @@
 // scheme (descriptor field 33) selects how the requant word is read:
 //   0 tflite_double  MultiplyByQuantizedMultiplier(int32 acc, M = word[31:0], shift = word[39:32])
 //   1 tflite_single  the TFLITE_SINGLE_ROUNDING variant of the same
+//   2 tflite_int64   the 16x8 kernels' MultiplyByQuantizedMultiplier(int64 acc, M, shift)
 //   3 mult_shift     round_shift(acc * word[31:0], word[39:32] (right), rounding)
 //   4 shift_only     round_shift(acc, word[39:32] (right), rounding)
 //   5 double_round   int(round(double(acc) * M * 2^E)), M = word[52:0], E = word[63:53]
-// Purely combinational.
+// ACC_BITS is the accumulator width (up to 64); OUT_BITS the output width (the clamp range
+// [act_min, act_max] lies inside it). Purely combinational.
 `default_nettype none
 module hwsim_requant #(
     parameter ACC_BITS = 32,
@@ -22,7 +24,10 @@ module hwsim_requant #(
     output wire signed [OUT_BITS-1:0] out
 );
 `include "hwsim_arith.vh"
-    wire signed [63:0]  acc64 = {{(64 - ACC_BITS){acc[ACC_BITS-1]}}, acc};
+    /* verilator lint_off UNUSEDSIGNAL */  // bit 64: the extension is one bit wider than needed
+    wire signed [64:0]  acc65 = {{(65 - ACC_BITS){acc[ACC_BITS-1]}}, acc};  // ACC_BITS <= 64
+    /* verilator lint_on UNUSEDSIGNAL */
+    wire signed [63:0]  acc64 = acc65[63:0];
     wire signed [31:0]  acc32 = acc64[31:0];  // TFLite's int32 accumulator
     wire signed [31:0]  mult = word[31:0];
     wire signed [7:0]   shift = word[39:32];
@@ -46,6 +51,10 @@ module hwsim_requant #(
                 r32 = f_mbqm_single(acc32, mult, shift);
                 scaled = {{96{r32[31]}}, r32};
             end
+            3'd2: begin
+                r32 = f_mbqm_int64(acc64, mult, shift);
+                scaled = {{96{r32[31]}}, r32};
+            end
             3'd3: scaled = f_round_shift(acc128 * mult128, word[38:32], rounding);
             3'd4: scaled = f_round_shift(acc128, word[38:32], rounding);
             3'd5: begin
@@ -58,8 +67,8 @@ module hwsim_requant #(
         endcase
     end
     /* verilator lint_off UNUSEDSIGNAL */  // 32-bit index arithmetic, sliced to widths
-    // TFLite schemes (0, 1, 5) add the offset to an int32: `acc += output_offset` wraps
-    wire               tfl = (scheme == 3'd0) || (scheme == 3'd1) || (scheme == 3'd5);
+    // TFLite schemes (0, 1, 2, 5) add the offset to an int32: `acc += output_offset` wraps
+    wire               tfl = (scheme <= 3'd2) || (scheme == 3'd5);
     wire signed [31:0] b32 = r32 + output_offset;
     wire signed [127:0] biased = tfl ? {{96{b32[31]}}, b32}
                                      : scaled + {{96{output_offset[31]}}, output_offset};

@@ -2,6 +2,7 @@
 // an active-low reset and no accumulator port. (Inside it is the reference accelerator, so the
 // example passes; a real design would have its own datapath behind the same kind of ports.)
 `default_nettype none
+`include "hwsim_params.vh"
 module my_npu (
     input  wire        aclk,
     input  wire        aresetn,
@@ -24,8 +25,8 @@ module my_npu (
 );
     /* verilator lint_off UNUSEDSIGNAL */
     wire busy;
-    wire [63:0] acc_tdata;
-    wire [31:0] acc_tuser;
+    wire [`HWSIM_COLS*64-1:0] acc_tdata;
+    wire [47:0] acc_tuser;
     wire acc_tvalid, acc_tlast;
     /* verilator lint_on UNUSEDSIGNAL */
     hwsim_accel core (
