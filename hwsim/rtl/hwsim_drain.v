@@ -164,11 +164,13 @@ module hwsim_drain #(
             end
             if (d_adv) begin
                 o_valid <= p_valid;
-                o_f <= p_f;
-                o_n <= p_n;
-                o_last <= p_last;
-                o_q <= q_ext;
-                o_acc <= rd_vec;
+                if (p_valid) begin  // (only a row moves: less to simulate when idle)
+                    o_f <= p_f;
+                    o_n <= p_n;
+                    o_last <= p_last;
+                    o_q <= q_ext;
+                    o_acc <= rd_vec;
+                end
                 p_valid <= rd_en;
                 if (rd_en) begin
                     p_f <= (dr == 32'sd0 ? dpt * oc + dct : row_f);

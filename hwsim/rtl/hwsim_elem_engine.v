@@ -229,17 +229,21 @@ module hwsim_elem_engine #(
     integer al;
     always @(posedge clk) begin
         at2_valid <= at1_valid && !rst;
-        at2_b <= at1_b;
-        at2_w <= at1_w;
         pt2_valid <= pt1_valid && !rst;
-        pt2_inside <= pt1_inside;
-        pt2_init <= pt1_init;
-        pt2_tap_end <= pt1_tap_end;
-        pt2_end <= pt1_end;
-        pt2_e0 <= pt1_e0;
-        pt2_len <= pt1_len;
-        pt2_w <= pt1_w;
-        pt2_of <= pt1_of;
+        if (at1_valid) begin  // (the tags move only with a read: less to simulate when idle)
+            at2_b <= at1_b;
+            at2_w <= at1_w;
+        end
+        if (pt1_valid) begin
+            pt2_inside <= pt1_inside;
+            pt2_init <= pt1_init;
+            pt2_tap_end <= pt1_tap_end;
+            pt2_end <= pt1_end;
+            pt2_e0 <= pt1_e0;
+            pt2_len <= pt1_len;
+            pt2_w <= pt1_w;
+            pt2_of <= pt1_of;
+        end
         add_we <= 1'b0;
         if (at2_valid && !at2_b) a_word <= act_rdata;
         if (at2_valid && at2_b) begin

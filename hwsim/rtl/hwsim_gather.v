@@ -183,10 +183,12 @@ module hwsim_gather #(
     integer l;
     always @(posedge clk) begin
         t2_valid <= t1_valid && !rst;
-        t2_w <= t1_w;
-        t2_s <= t1_s;
-        t2_len <= t1_len;
-        t2_dst <= t1_dst;
+        if (t1_valid) begin  // (the tags move only with a read: less to simulate when idle)
+            t2_w <= t1_w;
+            t2_s <= t1_s;
+            t2_len <= t1_len;
+            t2_dst <= t1_dst;
+        end
         if (t2_valid)
             for (l = 0; l < ACT_L; l = l + 1)
                 if (lane_hit[l]) xbuf[lane_idx[l*XIDX_W +: XIDX_W]] <= lane_x[l*XW +: XW];

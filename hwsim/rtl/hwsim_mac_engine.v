@@ -136,6 +136,8 @@ module hwsim_mac_engine #(
     reg [SB-1:0] cs [0:COLS-1];                 // step at column c's reader
     reg [ROWS*6-1:0] rowf;                      // flags of the value row r's reader outputs
     reg [31:0] jobs_released;
+    localparam QW = $clog2(ROWS + COLS + 2) + 1;
+    reg [QW-1:0] p_quiet;                       // adv cycles since the head's last step
     wire [31:0] jobs_done, slots_loaded, tiles_captured;
     wire last_step, bank_free, cap_bank, all_drained;
     reg cap_wait;
@@ -195,14 +197,19 @@ module hwsim_mac_engine #(
             for (c = 0; c < COLS; c = c + 1) cs[c] <= {SB{1'b0}};
         end else begin
             cap_wait <= cap_req && !cap;
-            if (adv) begin
-                // the step pipelines move; row readers' flags follow their data
+            if (adv && (h_go || p_quiet <= ROWS + COLS)) begin
+                // the step pipelines move (they hold no step once ROWS + COLS cycles have
+                // passed without one: then nothing to simulate); row readers' flags follow
+                // their data
+                p_quiet <= h_go ? {QW{1'b0}} : p_quiet + 1'b1;
                 rs[0] <= h_step;
                 for (r = 1; r < ROWS; r = r + 1) rs[r] <= rs[r-1];
                 cs[0] <= h_step;
                 for (c = 1; c < COLS; c = c + 1) cs[c] <= cs[c-1];
                 for (r = 0; r < ROWS; r = r + 1) rowf[r*6 +: 6] <= rs[r][5:0];
                 if (rs[ROWS-1][0] && rs[ROWS-1][7]) jobs_released <= jobs_released + 32'd1;
+            end
+            if (adv) begin
                 if (h_gap != 32'sd0) h_gap <= h_gap - 32'sd1;
                 if (h_go) begin
                     if (!h_running) begin
@@ -364,6 +371,7 @@ module hwsim_mac_engine #(
         cap_wait = 1'b0;
         units_start = 1'b0;
         jobs_released = 32'd0;
+        p_quiet = {QW{1'b0}};
         rowf = {ROWS*6{1'b0}};
         slot_p = {2*COLS*32{1'b0}};
         ncols_p[0] = 32'd0;
