@@ -73,6 +73,8 @@ def cmd_sweep(args) -> int:
               f"{spec.inputs.count} input(s) = {o.total} jobs{done}; {todo} to run"
               f"{' ' + o.where if todo else ''}",
               flush=True)
+        for note in o.notes:
+            print(f"hwsim: note: {note}", file=sys.stderr, flush=True)
 
     o = run_sweep(spec, args.out, workers=workers, scheduler=args.scheduler,
                   progress=args.progress, on_start=started)

@@ -216,7 +216,8 @@ def worker_address() -> str:
 def worker_info() -> dict:
     """Run on every worker before a sweep: proves hwsim imports there, and which version."""
     import hwsim
-    return {"hwsim": hwsim.__version__, "numba_threads": os.environ.get("NUMBA_NUM_THREADS")}
+    return {"hwsim": hwsim.__version__, "numba_threads": os.environ.get("NUMBA_NUM_THREADS"),
+            "malloc_trim_threshold": os.environ.get("MALLOC_TRIM_THRESHOLD_")}
 
 
 def run_job(job: Job, blob: bytes, calib=None, worker: str | None = None) -> dict:
