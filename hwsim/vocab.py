@@ -19,14 +19,21 @@ from enum import IntEnum
 
 import numpy as np
 
-__all__ = ["MAC_OPS", "ARRAY_OPS", "ALIAS_OPS", "QRANGE", "Code", "RequantScheme",
-           "Rounding", "Overflow", "Dataflow", "AccelOp", "ACCEL_OP_OF", "HW_REQUANT_SCHEMES",
-           "TFLITE_SCHEMES", "REQUANT_UNIT_SCHEMES"]
+__all__ = ["MAC_OPS", "ARRAY_OPS", "ALIAS_OPS", "TABLE_OPS", "ELEMENTWISE_OPS", "QRANGE", "Code",
+           "RequantScheme", "Rounding", "Overflow", "Dataflow", "AccelOp", "ACCEL_OP_OF",
+           "HW_REQUANT_SCHEMES", "TFLITE_SCHEMES", "REQUANT_UNIT_SCHEMES"]
 
 # -- op sets ----------------------------------------------------------------------------------
 # The layers the accelerator runs (docs/dev/accel-interface.md); RESHAPE/SQUEEZE are memory
 # aliases (no data moves).
 MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+# Unary ops of data of up to 8 bits that the activation table unit runs (hwsim/rtl/hwsim_lut.v:
+# the output is a function of the input code alone, so a 2^b-entry table computed with the
+# layer's own kernel is exact; MAXIMUM / MINIMUM only with a one-element constant operand).
+TABLE_OPS = ("LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1",
+             "RELU_0_TO_1", "MAXIMUM", "MINIMUM")
+# Two-input elementwise ops of the element engine's lanes (hwsim/rtl/hwsim_add_lane.v).
+ELEMENTWISE_OPS = ("ADD", "SUB", "MUL")
 ARRAY_OPS = MAC_OPS + ("MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD")
 ALIAS_OPS = ("RESHAPE", "SQUEEZE")
 
@@ -110,6 +117,10 @@ class AccelOp(Code):
     MAXPOOL = 4
     AVGPOOL = 5
     ADD = 6
+    TABLE = 7    # the activation table unit: the table in the weight memory at w_base
+    SUB = 8
+    MUL = 9
+    MEAN = 10    # MEAN over H and W on the pool unit, TFLite MEAN's requantization
 
 
 # The accelerator op of each array op (the keys are ARRAY_OPS, in order).

@@ -178,7 +178,7 @@ def _add_cases(seed: int = 2, in_bits: int = 8) -> list[dict]:
         x2 = int(wrap_int32((off2 + b) << ls))
         y = int(wrap_int32(int(mbqm(x1, m1, e1)) + int(mbqm(x2, m2, e2))))
         v = int(mbqm(y, mo, eo)) + zo
-        cases.append(dict(a=a, b=b, input1_offset=off1, input2_offset=off2, left_shift=ls,
+        cases.append(dict(a=a, b=b, op=0, input1_offset=off1, input2_offset=off2, left_shift=ls,
                           input1_multiplier=m1, input1_shift=e1, input2_multiplier=m2,
                           input2_shift=e2, output_multiplier=mo, output_shift=eo,
                           single=int(single), output_offset=zo, act_min=INT32_MIN,
@@ -256,3 +256,167 @@ def test_pe_step_matches_the_accumulator_model(tmp_path, acc_bits, sat, ws, bias
                      "WEIGHT_STATIONARY": int(ws), "PROD_BITS": prod_bits,
                      "BIAS_BITS": bias_bits}, cases, tmp_path)
     _check(cases, got)
+
+
+# ---- SUB and MUL on the ADD lane -----------------------------------------------------------------
+def _sub_mul_cases(op: str, in_bits: int, seed: int) -> list[dict]:
+    """Random and edge cases of SUB (op 1) or MUL (op 2) with the expected value from the
+    engine's own kernels (hwsim.kernels.elementwise._add_sub_general, _mul) on one element,
+    with an int32 clamp."""
+    from hwsim.arith import quantize_multiplier, quantize_multiplier_smaller_than_one_exp
+    from hwsim.kernels.elementwise import _add_sub_general, _mul
+    rng = np.random.default_rng(seed)
+    lo, hi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
+    edges = [lo, lo + 1, -1, 0, 1, hi - 1, hi]
+    cases = []
+    for i in range(500):
+        single = bool(rng.random() < 0.25)
+        a, b = (int(v) for v in rng.integers(lo, hi + 1, 2))
+        if i < len(edges) ** 2:  # every pair of edge values first
+            a, b = edges[i // len(edges)], edges[i % len(edges)]
+        off1, off2 = (int(v) for v in rng.integers(-127, 129, 2)) if in_bits == 8 else (0, 0)
+        if i % 7 == 0 and in_bits == 8:
+            off1, off2 = 128, -127                       # the zero points' extremes
+        zo = int(rng.integers(-128, 128))
+        c = dict(a=a, b=b, input1_offset=off1, input2_offset=off2, single=int(single),
+                 output_offset=zo, act_min=INT32_MIN, act_max=INT32_MAX)
+        out = np.zeros(1, np.int64)
+        x1, x2 = np.array([a], np.int64), np.array([b], np.int64)
+        if op == "SUB":
+            ls = 20 if in_bits == 8 else 15
+            s1, s2 = (float(10.0 ** rng.uniform(-3, -1)) for _ in range(2))
+            twice = 2.0 * max(s1, s2)
+            real_out = twice / ((1 << ls) * float(10.0 ** rng.uniform(-3, -0.5)))
+            if not 0.0 < real_out < 1.0:
+                continue
+            m1, e1 = quantize_multiplier_smaller_than_one_exp(s1 / twice, single)
+            m2, e2 = quantize_multiplier_smaller_than_one_exp(s2 / twice, single)
+            mo, eo = quantize_multiplier_smaller_than_one_exp(real_out, single)
+            _add_sub_general(x1, x2, out, True, np.int64(off1), np.int64(off2), np.int64(ls),
+                             np.int64(m1), np.int64(e1), np.int64(m2), np.int64(e2),
+                             np.int64(mo), np.int64(eo), np.int64(zo), np.int64(INT32_MIN),
+                             np.int64(INT32_MAX), single)
+            c.update(op=1, left_shift=ls, input1_multiplier=m1, input1_shift=e1,
+                     input2_multiplier=m2, input2_shift=e2, output_multiplier=mo,
+                     output_shift=eo)
+        else:
+            real = float(10.0 ** rng.uniform(-6, 0.5 if i % 5 else 3))
+            mo, eo = quantize_multiplier(real, single)
+            if not -31 <= eo <= (30 if single else 31):
+                continue
+            _mul(x1, x2, out, np.int64(off1), np.int64(off2), np.int64(mo), np.int64(eo),
+                 np.int64(zo), np.int64(INT32_MIN), np.int64(INT32_MAX), single)
+            c.update(op=2, left_shift=0, input1_multiplier=0, input1_shift=0,
+                     input2_multiplier=0, input2_shift=0, output_multiplier=mo, output_shift=eo)
+        c["expected"] = int(out[0])
+        cases.append(c)
+    return cases
+
+
+@pytest.mark.parametrize("op, in_bits", [("SUB", 8), ("SUB", 16), ("MUL", 8), ("MUL", 16)])
+def test_add_lane_sub_and_mul_match_the_engine_kernels(tmp_path, op, in_bits):
+    cases = _sub_mul_cases(op, in_bits, seed=30 + in_bits + len(op))
+    assert len(cases) > 300
+    got = _run_unit("hwsim_add_lane", "add_unit", {"IN_BITS": in_bits, "OUT_BITS": 32}, cases,
+                    tmp_path)
+    _check(cases, got)
+
+
+# ---- the activation table unit -------------------------------------------------------------------
+def units_graph(seed: int = 11):
+    """A network of the element units: CONV, then LEAKY_RELU, LOGISTIC, TANH, HARD_SWISH, SUB,
+    RELU6, MUL, a MAXIMUM and a MINIMUM with constants that nothing absorbs (their input has
+    several readers, or is not an array layer with a clamp), ADD, MEAN over H and W; 12
+    channels (words of 8 lanes end part-way). Returns (tflite bytes, an input)."""
+    from hwsim.frontends.builder import GraphBuilder
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("rtl_units")
+    i8, shp = np.int8, (1, 6, 5, 12)
+    x = b.input("x", shp, i8, scale=0.05, zero_point=-3)
+    w = rng.integers(-127, 128, (12, 3, 3, 12)).astype(np.int8)
+    ws = (0.003 * rng.uniform(0.7, 1.3, 12)).astype(np.float32)
+    c0 = b.activation("conv", shp, i8, scale=0.06, zero_point=4)
+    b.op("CONV_2D", [x, b.const("w", w, scales=ws, zero_points=np.zeros(12, np.int64)),
+                     b.const("b", rng.integers(-2000, 2000, 12).astype(np.int32),
+                             scales=(np.float32(0.05) * ws).astype(np.float32),
+                             zero_points=np.zeros(12, np.int64))], [c0], 3,
+         padding="SAME", stride_w=1, stride_h=1, dilation_w_factor=1, dilation_h_factor=1,
+         fused_activation_function="NONE")
+
+    def unary(op, name, src, scale, zp, **attrs):
+        y = b.activation(name, shp, i8, scale=scale, zero_point=zp)
+        b.op(op, [src], [y], **attrs)
+        return y
+
+    l1 = unary("LEAKY_RELU", "leaky", c0, 0.04, -20, alpha=0.1)
+    g2 = unary("LOGISTIC", "logistic", l1, 1.0 / 256, -128)
+    t3 = unary("TANH", "tanh", c0, 1.0 / 128, 0)
+    h4 = unary("HARD_SWISH", "hard_swish", c0, 0.05, -10)
+    s5 = b.activation("sub", shp, i8, scale=0.01, zero_point=6)
+    b.op("SUB", [g2, t3], [s5], 2, fused_activation_function="NONE")
+    r6 = unary("RELU6", "relu6", s5, 0.02, -100)
+    m7 = b.activation("mul", shp, i8, scale=0.03, zero_point=-1)
+    b.op("MUL", [r6, h4], [m7], 2, fused_activation_function="NONE")
+    mx8 = b.activation("maximum", shp, i8, scale=0.06, zero_point=4)
+    b.op("MAXIMUM", [c0, b.const("lo", np.array([-20], np.int8), scales=np.float32(0.06),
+                                 zero_points=4)], [mx8])
+    mn9 = b.activation("minimum", shp, i8, scale=0.06, zero_point=4)
+    b.op("MINIMUM", [mx8, b.const("hi", np.array([50], np.int8), scales=np.float32(0.06),
+                                  zero_points=4)], [mn9])
+    a10 = b.activation("add", shp, i8, scale=0.05, zero_point=2)
+    b.op("ADD", [mn9, m7], [a10], 2, fused_activation_function="NONE")
+    y = b.activation("mean", (1, 12), i8, scale=0.02, zero_point=-5)
+    b.op("MEAN", [a10, b.const("axes", np.array([1, 2], np.int32))], [y], keep_dims=False)
+    b.output(y)
+    xs = rng.integers(-128, 128, shp).astype(np.int8)
+    xs.reshape(-1)[:4] = [-128, 127, -128, 127]
+    return b.tflite(), xs
+
+
+def _table_layers(tmp_path):
+    """The lowered layers of units_graph that the table unit runs, with their input shape."""
+    import hwsim
+    from hwsim.vocab import TABLE_OPS
+    p = tmp_path / "units.tflite"
+    p.write_bytes(units_graph()[0])
+    prog = hwsim.load(p).program
+    return [(layer, prog.tensors[layer.inputs[0]].shape) for layer in prog.layers
+            if layer.op in TABLE_OPS]
+
+
+@pytest.mark.parametrize("in_bits, lanes, msb_first", [(8, 8, 0), (8, 4, 1), (4, 8, 0)])
+def test_table_unit_looks_up_the_engines_table(tmp_path, in_bits, lanes, msb_first):
+    """hwsim_lut loaded with each table of units_graph (computed by hwsim.kernels.table from
+    the layer's own kernel) returns, lane by lane, the entry of every input code (all codes,
+    then random words); 4-bit data uses the first 16 codes of the 4-bit range."""
+    from hwsim.export.pack import pack_words
+    from hwsim.kernels.table import table_codes, unary_table
+    layers = _table_layers(tmp_path)
+    assert {layer.op for layer, _ in layers} >= {"LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH",
+                                                  "RELU6", "MAXIMUM", "MINIMUM"}
+    rng = np.random.default_rng(in_bits * 10 + lanes)
+    wl = dict(elem_bits=8, signed=True, lanes_per_word=lanes, word_bits=64,
+              lane_order="msb_first" if msb_first else "lsb_first")
+    al = dict(elem_bits=8, signed=True, lanes_per_word=8, word_bits=64, lane_order="lsb_first")
+    cases = []
+    for layer, shape in layers:
+        table = unary_table(layer, shape, np.int8, in_bits, True)
+        codes = table_codes(in_bits, True)
+        x = np.concatenate([codes, rng.choice(codes, 8 * 40)])
+        x = np.concatenate([x, np.zeros(-len(x) % 8, np.int64)])
+        expected = table[x - codes[0]]
+        cases.append(dict(op=layer.op,
+                          table_words=[int(v) for v in pack_words(
+                              expected_table_bytes(table), **wl)],
+                          words=[int(v) for v in pack_words(x, **al)],
+                          expected=[int(v) for v in pack_words(
+                              expected.astype(np.int8), **al)]))
+    got = _run_unit("hwsim_lut", "lut_unit",
+                    {"IN_BITS": in_bits, "OUT_BITS": 8, "L": 8, "EB": 8, "WGT_W": 64,
+                     "WGT_L": lanes, "WGT_EB": 8, "WGT_MSB_FIRST": msb_first}, cases, tmp_path)
+    _check(cases, got)
+
+
+def expected_table_bytes(table: np.ndarray) -> np.ndarray:
+    """Table entries as the weight memory's int8 lanes hold them (the output code's low byte)."""
+    return (np.asarray(table, np.int64) & 0xFF).astype(np.uint8).view(np.int8)

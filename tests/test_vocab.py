@@ -19,7 +19,8 @@ def test_codes_are_the_ones_exported_files_and_the_rtl_carry():
     assert {m.name: int(m) for m in Dataflow} == {"output_stationary": 0,
                                                   "weight_stationary": 1}
     assert {m.name: int(m) for m in AccelOp} == {"END": 0, "CONV": 1, "DWCONV": 2, "FC": 3,
-                                                 "MAXPOOL": 4, "AVGPOOL": 5, "ADD": 6}
+                                                 "MAXPOOL": 4, "AVGPOOL": 5, "ADD": 6,
+                                                 "TABLE": 7, "SUB": 8, "MUL": 9, "MEAN": 10}
 
 
 def test_accel_op_codes_are_the_rtl_ones():

@@ -9,15 +9,16 @@
 //            |            |   |      hwsim_wfeed, ROWSxCOLS systolic hwsim_mac_array,   |
 //            |            |   |      hwsim_drain (COLS x hwsim_requant), vector writer  |
 //            |            |   |      ---> m_axis_acc                                      |
-//            |            |   +--> hwsim_elem_engine (ADD / MAXPOOL / AVGPOOL)           |
+//            |            |   +--> hwsim_elem_engine (ADD / SUB / MUL / TABLE (hwsim_lut) |
+//            |            |   |      / MAXPOOL / AVGPOOL / MEAN)                          |
 //  m_axis <--|------------+ (output region, read back after the layer)                   |
 //            |  ROMs ($readmemh at time 0): weights, bias, requant, descriptors          |
 //            +---------------------------------------------------------------------------+
 //
 // Command interface (one layer per command):
 //   cmd_start (1-cycle pulse) with cmd_layer = descriptor index and cmd_flags:
-//     bit 0  load the layer's input(s) from s_axis into the activation memory first (ADD:
-//            two frames, input 1 then input 2; each ceil(elements / ACT_LANES) words, tlast
+//     bit 0  load the layer's input(s) from s_axis into the activation memory first (ADD,
+//            SUB, MUL: two frames, input 1 then input 2; each ceil(elements / ACT_LANES) words, tlast
 //            on the last word); 0: use the memory as the previous layers left it
 //     bit 1  stream the output region on m_axis after the layer (tlast on the last word)
 //     bit 2  send the accumulators on m_axis_acc (MAC layers): one beat per drained row,
@@ -122,8 +123,12 @@ module hwsim_accel #(
         .clk(clk), .re(ram_re), .raddr(ram_raddr), .rdata(ram_rdata), .we(ram_we),
         .waddr(ram_waddr), .wdata(ram_wdata), .wmask(ram_wmask));
 
-    wire              wgt_re;
-    wire [WGT_AW-1:0] wgt_raddr;
+    // the weight memory's one read port: the MAC engine's weight feeder, or the element
+    // engine loading a TABLE layer's table (never both: one engine runs at a time)
+    wire              mac_wgt_re, elem_wgt_re;
+    wire [WGT_AW-1:0] mac_wgt_raddr, elem_wgt_raddr;
+    wire              wgt_re = mac_wgt_re || elem_wgt_re;
+    wire [WGT_AW-1:0] wgt_raddr = elem_wgt_re ? elem_wgt_raddr : mac_wgt_raddr;
     wire [WGT_W-1:0]  wgt_rdata;
     hwsim_rom #(.WIDTH(WGT_W), .DEPTH(WGT_DEPTH), .AW(WGT_AW), .PLUSARG("HWSIM_WEIGHTS"))
         wgt_rom (.clk(clk), .re(wgt_re), .addr(wgt_raddr), .rdata(wgt_rdata));
@@ -162,7 +167,10 @@ module hwsim_accel #(
     /* verilator lint_on UNUSEDSIGNAL */
     wire is_mac_op = d_op == `HWSIM_OP_CONV || d_op == `HWSIM_OP_DWCONV || d_op == `HWSIM_OP_FC;
     wire is_elem_op = d_op == `HWSIM_OP_MAXPOOL || d_op == `HWSIM_OP_AVGPOOL
-                      || d_op == `HWSIM_OP_ADD;
+                      || d_op == `HWSIM_OP_ADD || d_op == `HWSIM_OP_SUB
+                      || d_op == `HWSIM_OP_MUL || d_op == `HWSIM_OP_TABLE
+                      || d_op == `HWSIM_OP_MEAN;
+    wire is_two_in = d_op == `HWSIM_OP_ADD || d_op == `HWSIM_OP_SUB || d_op == `HWSIM_OP_MUL;
     wire is_fc = d_op == `HWSIM_OP_FC;
     wire signed [31:0] n_in = is_fc ? d_batch * d_in_c : d_batch * d_in_h * d_in_w * d_in_c;
     wire signed [31:0] n_out = is_fc ? d_batch * d_out_c : d_batch * d_out_h * d_out_w * d_out_c;
@@ -196,7 +204,7 @@ module hwsim_accel #(
         .act_re(mac_act_re), .act_raddr(mac_act_raddr), .act_rdata(ram_rdata),
         .act_we(mac_act_we), .act_waddr(mac_act_waddr), .act_wdata(mac_act_wdata),
         .act_wmask(mac_act_wmask),
-        .wgt_re(wgt_re), .wgt_raddr(wgt_raddr), .wgt_rdata(wgt_rdata),
+        .wgt_re(mac_wgt_re), .wgt_raddr(mac_wgt_raddr), .wgt_rdata(wgt_rdata),
         .bias_re(bias_re), .bias_raddr(bias_raddr), .bias_rdata(bias_rdata),
         .rq_re(mac_rq_re), .rq_raddr(mac_rq_raddr), .rq_rdata(rq_rdata),
         .m_acc_tvalid(m_axis_acc_tvalid), .m_acc_tready(m_axis_acc_tready),
@@ -210,12 +218,14 @@ module hwsim_accel #(
     hwsim_elem_engine #(
         .ACT_W(ACT_W), .ACT_L(ACT_L), .ACT_LOG2L(ACT_LOG2L), .ACT_EB(ACT_EB),
         .ACT_MSB_FIRST(ACT_MSB_FIRST), .ACT_AW(ACT_AW), .IN_BITS(IN_BITS), .IN_SIGNED(IN_SIGNED),
-        .OUT_BITS(OUT_BITS), .OUT_SIGNED(OUT_SIGNED)
+        .OUT_BITS(OUT_BITS), .OUT_SIGNED(OUT_SIGNED), .WGT_W(WGT_W), .WGT_L(WGT_L),
+        .WGT_EB(WGT_EB), .WGT_MSB_FIRST(WGT_MSB_FIRST), .WGT_AW(WGT_AW)
     ) elem (
         .clk(clk), .rst(rst), .start(elem_start), .done(elem_done), .desc(desc), .rq0(rq0[63:0]),
         .act_re(elem_act_re), .act_raddr(elem_act_raddr), .act_rdata(elem_rdata),
         .act_we(elem_act_we), .act_waddr(elem_act_waddr), .act_wdata(elem_act_wdata),
-        .act_wmask(elem_act_wmask));
+        .act_wmask(elem_act_wmask), .wgt_re(elem_wgt_re), .wgt_raddr(elem_wgt_raddr),
+        .wgt_rdata(wgt_rdata));
 
     // ---- controller -------------------------------------------------------------------------
     localparam [3:0] C_IDLE = 4'd0, C_DESC = 4'd1, C_DESC_WAIT = 4'd2, C_RQ0 = 4'd3,
@@ -393,7 +403,7 @@ module hwsim_accel #(
                 if (s_axis_tlast != (ld_cnt + 32'sd1 >= n_in_words)) sts_error[2] <= 1'b1;
                 if (ld_cnt + 32'sd1 >= n_in_words) begin
                     ld_cnt <= 32'sd0;
-                    state <= (state == C_LOAD1 && d_op == `HWSIM_OP_ADD) ? C_LOAD2 : C_RUN;
+                    state <= (state == C_LOAD1 && is_two_in) ? C_LOAD2 : C_RUN;
                 end else begin
                     ld_cnt <= ld_cnt + 32'sd1;
                 end
@@ -439,7 +449,7 @@ module hwsim_accel #(
         if (state == C_CHECK && flags[4] && (is_mac_op || is_elem_op) && n_in_words > 0) begin
             if (tr_has_in1)
                 $readmemh(tr_in1, act_ram.mem, d_in_base[ACT_AW-1:0], tr_in1_end[ACT_AW-1:0]);
-            if (d_op == `HWSIM_OP_ADD && tr_has_in2)
+            if (is_two_in && tr_has_in2)
                 $readmemh(tr_in2, act_ram.mem, d_in2_base[ACT_AW-1:0], tr_in2_end[ACT_AW-1:0]);
         end
         if (state == C_WAIT && (mac_done || elem_done) && flags[3] && tr_out_fd != 0) begin

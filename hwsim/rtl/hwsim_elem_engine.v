@@ -1,13 +1,20 @@
 // hwsim_elem_engine: the layers that do not use the MAC array, ACT_L lanes wide.
 //   ADD      word by word: the word of input 1, then the word of input 2 (the activation
-//            memory has one read port: two cycles per word), ACT_L hwsim_add_lane units compute
-//            the lanes, the output word is written (lanes past the end masked).
+//   SUB      memory has one read port: two cycles per word), ACT_L hwsim_add_lane units compute
+//   MUL      the lanes, the output word is written (lanes past the end masked).
+//   TABLE    the layer's 2^b-entry table is loaded from the weight memory (one word of WGT_L
+//            entries per cycle) into hwsim_lut, then one word per cycle: read, look up every
+//            lane, write.
 //   MAXPOOL  one lane group (ACT_L consecutive channels of one output pixel) at a time, one
 //   AVGPOOL  window tap per cycle (FH x FW cycles per group; a tap in the padding reads nothing
 //            but takes its cycle, a tap whose channels straddle two words takes two), then the
 //            max, or the rounded average (sum +- n/2) / n with C division over the n taps inside
 //            the image, clamped to [act_min, act_max] (hwsim kernels/elementwise.py _pool2d);
 //            the group goes to hwsim_vec_writer as one vector.
+//   MEAN     over H and W (global average): the pool walk with an H x W window, then TFLite
+//            MEAN's requantization of the sum: clamp(MBQM(sum + input_offset * n, M, shift)
+//            + output_offset) (hwsim kernels/elementwise.py _mean_rows; M and shift, 1/n
+//            folded in by lowering, in requant word 0).
 // Same read latency convention as hwsim_mac_engine (address, data, use: tags t1 / t2).
 `default_nettype none
 `include "hwsim_desc.vh"
@@ -21,7 +28,12 @@ module hwsim_elem_engine #(
     parameter IN_BITS = 8,
     parameter IN_SIGNED = 1,
     parameter OUT_BITS = 8,
-    parameter OUT_SIGNED = 1
+    parameter OUT_SIGNED = 1,
+    parameter WGT_W = 64,
+    parameter WGT_L = 8,
+    parameter WGT_EB = 8,
+    parameter WGT_MSB_FIRST = 0,
+    parameter WGT_AW = 16
 ) (
     input  wire                           clk,
     input  wire                           rst,
@@ -37,8 +49,12 @@ module hwsim_elem_engine #(
     output wire                           act_we,
     output wire [ACT_AW-1:0]              act_waddr,
     output wire [ACT_W-1:0]               act_wdata,
-    output wire [ACT_L-1:0]               act_wmask
+    output wire [ACT_L-1:0]               act_wmask,
+    output reg                            wgt_re,   // TABLE: the table's words
+    output reg  [WGT_AW-1:0]              wgt_raddr,
+    input  wire [WGT_W-1:0]               wgt_rdata
 );
+`include "hwsim_arith.vh"
     /* verilator lint_off UNUSEDSIGNAL */  // 32-bit fields and index arithmetic, sliced
     wire signed [31:0] d_op       = `HWSIM_DF(desc, `HWSIM_D_OP);
     wire signed [31:0] d_in_h     = `HWSIM_DF(desc, `HWSIM_D_IN_H);
@@ -67,12 +83,19 @@ module hwsim_elem_engine #(
     wire signed [31:0] d_s2       = `HWSIM_DF(desc, `HWSIM_D_ADD_S2);
     wire signed [31:0] d_scheme   = `HWSIM_DF(desc, `HWSIM_D_SCHEME);
     wire signed [31:0] d_batch    = `HWSIM_DF(desc, `HWSIM_D_BATCH);
+    wire signed [31:0] d_w_base   = `HWSIM_DF(desc, `HWSIM_D_W_BASE);
     wire is_add = d_op == `HWSIM_OP_ADD;
+    wire is_sub = d_op == `HWSIM_OP_SUB;
+    wire is_mul = d_op == `HWSIM_OP_MUL;
+    wire is_table = d_op == `HWSIM_OP_TABLE;
     wire is_avg = d_op == `HWSIM_OP_AVGPOOL;
+    wire is_mean = d_op == `HWSIM_OP_MEAN;
+    wire two_in = is_add || is_sub || is_mul;      // word by word, two inputs
+    wire is_word = two_in || is_table;             // word by word
     /* verilator lint_on UNUSEDSIGNAL */
 
     localparam [2:0] S_IDLE = 3'd0, S_ADD = 3'd1, S_POOL = 3'd2, S_WAIT = 3'd3,
-                     S_FLUSH = 3'd4, S_FWAIT = 3'd5, S_DONE = 3'd6;
+                     S_FLUSH = 3'd4, S_FWAIT = 3'd5, S_DONE = 3'd6, S_TLOAD = 3'd7;
     reg [2:0] state;
 
     // value of lane l of a word: IN_BITS of the EB-bit lane, sign- or zero-extended
@@ -111,6 +134,7 @@ module hwsim_elem_engine #(
     wire signed [31:0] add_waddr32 = d_out_base + at2_w;
     /* verilator lint_on UNUSEDSIGNAL */
     wire [ACT_L*ACT_EB-1:0] add_out;
+    wire [1:0] lane_op = is_mul ? 2'd2 : (is_sub ? 2'd1 : 2'd0);
     genvar gl;
     generate
         for (gl = 0; gl < ACT_L; gl = gl + 1) begin : g_add
@@ -118,6 +142,7 @@ module hwsim_elem_engine #(
             wire [OUT_BITS-1:0] q;
             hwsim_add_lane #(.IN_BITS(IN_BITS), .IN_SIGNED(IN_SIGNED), .OUT_BITS(OUT_BITS)) lane (
                 .a(a_word[PHYS*ACT_EB +: IN_BITS]), .b(act_rdata[PHYS*ACT_EB +: IN_BITS]),
+                .op(lane_op),
                 .input1_offset(d_in_off), .input2_offset(d_in2_off),
                 .left_shift(d_lshift[4:0]),
                 .input1_multiplier(d_m1), .input1_shift(d_s1[7:0]),
@@ -132,6 +157,22 @@ module hwsim_elem_engine #(
             assign add_out[PHYS*ACT_EB +: ACT_EB] = qx[ACT_EB-1:0];
         end
     endgenerate
+    // ---- TABLE: t_i = next table word to read; tt1 / tt2 the read's tags ----------------------
+    localparam integer TBL_N = 1 << ((IN_BITS > 8) ? 1 : IN_BITS);
+    localparam integer TBL_WORDS = (TBL_N + WGT_L - 1) / WGT_L;
+    reg [15:0]        t_i;
+    reg               tt1_valid, tt2_valid;
+    reg [15:0]        tt1_w, tt2_w;
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire signed [31:0] t_addr32 = d_w_base + {16'd0, t_i};
+    /* verilator lint_on UNUSEDSIGNAL */
+    wire [ACT_L*ACT_EB-1:0] lut_out;
+    hwsim_lut #(.IN_BITS(IN_BITS), .IN_SIGNED(IN_SIGNED), .OUT_BITS(OUT_BITS),
+                .OUT_SIGNED(OUT_SIGNED), .L(ACT_L), .EB(ACT_EB), .WGT_W(WGT_W), .WGT_L(WGT_L),
+                .WGT_EB(WGT_EB), .WGT_MSB_FIRST(WGT_MSB_FIRST)) lut (
+        .clk(clk), .ld(tt2_valid), .ld_word(tt2_w), .ld_data(wgt_rdata),
+        .x(act_rdata[ACT_L*ACT_EB-1:0]), .y(lut_out));
+
     reg               add_we;
     reg [ACT_AW-1:0]  add_waddr;
     reg [ACT_W-1:0]   add_wdata;
@@ -186,7 +227,7 @@ module hwsim_elem_engine #(
     reg signed [31:0] cnt_next;
     reg [ACT_L*ACT_EB-1:0] pool_vec;
     integer vl;
-    reg signed [31:0] e, v, pv, half, mag;
+    reg signed [31:0] e, v, pv, half, mag, mn;
     reg hit;
     always @* begin
         cnt_next = (pt2_init ? 32'sd0 : acc_cnt) + ((pt2_tap_end && pt2_inside) ? 32'sd1 : 32'sd0);
@@ -202,6 +243,12 @@ module hwsim_elem_engine #(
             // average: (sum > 0 ? sum + n/2 : sum - n/2) / n, C division (toward zero)
             mag = (sm_next[vl] > 0) ? sm_next[vl] + half : sm_next[vl] - half;
             pv = is_avg ? ((cnt_next != 0) ? mag / cnt_next : 32'sd0) : mx_next[vl];
+            mn = sm_next[vl] + d_in_off * cnt_next;
+            if (is_mean) begin  // int32 sum less zp * n (wraps as in C++), rescaled
+                pv = ((d_scheme == 32'sd1) ? f_mbqm_single(mn, rq0[31:0], rq0[39:32])
+                                           : f_mbqm_double(mn, rq0[31:0], rq0[39:32]))
+                     + d_out_off;
+            end
             pv = (pv < d_act_min) ? d_act_min : ((pv > d_act_max) ? d_act_max : pv);
             pool_vec[vl*ACT_EB +: ACT_EB] = f_out_lane(pv);
         end
@@ -220,16 +267,18 @@ module hwsim_elem_engine #(
         .in_data(of_d[of_rd]), .flush(p_flush), .busy(pw_busy), .we(pw_we), .waddr(pw_waddr),
         .wdata(pw_wdata), .wmask(pw_wmask));
 
-    assign act_we    = is_add ? add_we : pw_we;
-    assign act_waddr = is_add ? add_waddr : pw_waddr;
-    assign act_wdata = is_add ? add_wdata : pw_wdata;
-    assign act_wmask = is_add ? add_wmask : pw_wmask;
+    assign act_we    = is_word ? add_we : pw_we;
+    assign act_waddr = is_word ? add_waddr : pw_waddr;
+    assign act_wdata = is_word ? add_wdata : pw_wdata;
+    assign act_wmask = is_word ? add_wmask : pw_wmask;
 
     // ---- data stage ---------------------------------------------------------------------------
     integer al;
     always @(posedge clk) begin
         at2_valid <= at1_valid && !rst;
         pt2_valid <= pt1_valid && !rst;
+        tt2_valid <= tt1_valid && !rst;
+        if (tt1_valid) tt2_w <= tt1_w;
         if (at1_valid) begin  // (the tags move only with a read: less to simulate when idle)
             at2_b <= at1_b;
             at2_w <= at1_w;
@@ -249,7 +298,7 @@ module hwsim_elem_engine #(
         if (at2_valid && at2_b) begin
             add_we <= 1'b1;
             add_waddr <= add_waddr32[ACT_AW-1:0];
-            add_wdata <= {{(ACT_W - ACT_L*ACT_EB){1'b0}}, add_out};
+            add_wdata <= {{(ACT_W - ACT_L*ACT_EB){1'b0}}, is_table ? lut_out : add_out};
             add_wmask <= add_mask_c;
         end
         if (pt2_valid) begin
@@ -279,6 +328,8 @@ module hwsim_elem_engine #(
     always @(posedge clk) begin
         done <= 1'b0;
         act_re <= 1'b0;
+        wgt_re <= 1'b0;
+        tt1_valid <= 1'b0;
         at1_valid <= 1'b0;
         pt1_valid <= 1'b0;
         p_flush <= 1'b0;
@@ -297,16 +348,26 @@ module hwsim_elem_engine #(
                 p_kx <= 32'sd0;
                 p_of <= 32'sd0;
                 p_sub <= 1'b0;
-                state <= is_add ? ((n_words > 0) ? S_ADD : S_WAIT) : S_POOL;
+                t_i <= 16'd0;
+                state <= is_table ? S_TLOAD
+                                  : (is_word ? ((n_words > 0) ? S_ADD : S_WAIT) : S_POOL);
+            end
+            S_TLOAD: begin
+                wgt_re <= 1'b1;
+                wgt_raddr <= t_addr32[WGT_AW-1:0];
+                tt1_valid <= 1'b1;
+                tt1_w <= t_i;
+                t_i <= t_i + 16'd1;
+                if ({16'd0, t_i} + 32'd1 >= TBL_WORDS) state <= (n_words > 0) ? S_ADD : S_WAIT;
             end
             S_ADD: begin
                 act_re <= 1'b1;
                 act_raddr <= a_addr32[ACT_AW-1:0];
                 at1_valid <= 1'b1;
-                at1_b <= a_second;
+                at1_b <= a_second || !two_in;      // one-input ops: every read is written
                 at1_w <= a_i;
-                a_second <= !a_second;
-                if (a_second) begin
+                a_second <= two_in && !a_second;
+                if (a_second || !two_in) begin
                     a_i <= a_i + 32'sd1;
                     if (a_i + 32'sd1 >= n_words) state <= S_WAIT;
                 end
@@ -358,8 +419,8 @@ module hwsim_elem_engine #(
                     end
                 end
             end
-            S_WAIT: if (!at1_valid && !at2_valid && !pt1_valid && !pt2_valid && of_cnt == 3'd0
-                        && !pw_busy) state <= S_FLUSH;
+            S_WAIT: if (!at1_valid && !at2_valid && !pt1_valid && !pt2_valid && !tt1_valid
+                        && !tt2_valid && of_cnt == 3'd0 && !pw_busy) state <= S_FLUSH;
             S_FLUSH: begin
                 p_flush <= 1'b1;
                 state <= S_FWAIT;
@@ -379,6 +440,9 @@ module hwsim_elem_engine #(
         state = S_IDLE;
         at1_valid = 1'b0;
         pt1_valid = 1'b0;
+        tt1_valid = 1'b0;
+        tt2_valid = 1'b0;
+        wgt_re = 1'b0;
         add_we = 1'b0;
         of_cnt = 3'd0;
         of_wr = 2'd0;
