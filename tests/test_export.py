@@ -667,11 +667,12 @@ def test_host_tail_exports_the_softmax_vectors_without_a_descriptor(host_tail_ex
     assert len(descs) == 11 * 64 and not any(descs[-64:])
 
 
-def test_without_host_tail_the_softmax_is_refused_and_nothing_is_written(tmp_path):
+def test_without_host_tail_the_softmax_still_runs_on_the_host(tmp_path, host_tail_export):
     model = examples.write_example(str(tmp_path / "m.tflite"))
-    with pytest.raises(HwsimError, match=r"layer 11 \(SOFTMAX\).*host_tail"):
-        export(model, "tflite-int8", examples.example_input(), tmp_path / "out")
-    assert sorted(os.listdir(tmp_path)) == ["m.tflite"]
+    res = export(model, "tflite-int8", examples.example_input(), tmp_path / "out",
+                 formats="hex")   # host_tail is no longer needed
+    assert [L["op"] for L in res.manifest["layers"] if L["host"]] == ["SOFTMAX"]
+    assert res.manifest["regions"] == host_tail_export.manifest["regions"]
 
 
 # --------------------------------------------------------------------------------------------

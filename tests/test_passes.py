@@ -31,7 +31,8 @@ def _snapshot(program):
 
 def test_pipelines_are_declared_tuples_of_shared_pass_objects():
     assert ENGINE_PASSES == (FOLD_PAD_INTO_CONV,)
-    assert HARDWARE_PASSES == (PLACE_LAYERS, FUSE_CLAMPS)   # fusion needs the placement
+    # fusions need the placement; the pad fold is the engine's own object
+    assert HARDWARE_PASSES == (PLACE_LAYERS, FOLD_PAD_INTO_CONV, FUSE_CLAMPS)
     assert all(isinstance(p, ProgramPass) for p in ENGINE_PASSES)
     assert all(isinstance(p, PlacedProgramPass) for p in HARDWARE_PASSES)
     assert engine.ENGINE_PASSES is ENGINE_PASSES   # the engine runs the declared pipeline

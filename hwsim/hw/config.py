@@ -84,12 +84,19 @@ class AccelConfig:
     accumulator: AccumulatorConfig = AccumulatorConfig()
     requant: RequantConfig = RequantConfig()
     memories: MemoriesConfig = MemoriesConfig()
+    # ops the host runs even where the array could (placement, hwsim.passes.PlaceLayers):
+    # to model a smaller array, or to keep an op off it
+    host_ops: tuple[str, ...] = ()
     source: str = field(default="", compare=False)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("source")
         d["requant"]["activations"] = list(d["requant"]["activations"])
+        if d["host_ops"]:
+            d["host_ops"] = list(d["host_ops"])
+        else:  # not written when empty: the configs of earlier exports keep their bytes
+            d.pop("host_ops")
         return d
 
 
@@ -210,6 +217,13 @@ def _cross_checks(cfg: AccelConfig, src: str) -> None:
                           f"accumulator.bits {cfg.accumulator.bits} > 64: the product "
                           f"accumulator x multiplier must fit 64 bits (allowed: multiplier_bits "
                           f"<= {64 - cfg.accumulator.bits})")
+    if cfg.host_ops:
+        from .. import lower  # noqa: F401 - fills registry.LOWERINGS (lower imports this module)
+        from ..registry import LOWERINGS
+        for op in cfg.host_ops:
+            if not isinstance(op, str) or op not in LOWERINGS:
+                raise ConfigError(f"{_where(src, 'host_ops')}: {brief(op)} is not an op hwsim "
+                                  f"runs; ops: {', '.join(sorted(LOWERINGS))}")
     if len(set(rq.activations)) != len(rq.activations):
         raise ConfigError(f"{_where(src, 'requant.activations')}: {list(rq.activations)} lists "
                           f"an activation twice")

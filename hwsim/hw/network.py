@@ -10,6 +10,7 @@ Stable API (hwsim/export calls exactly this; see also hwsim/hw/__init__.py):
     hw.config         the AccelConfig
     hw.graph          the graph IR
     hw.placement      {layer index: "array" | "alias" | "fused" | "input" | "host"}
+    hw.host_reasons   {host layer index: why it runs on the host}
     hw.report         [LegalizationRow], one per layer, in program order
     hw.exact          every layer is exact (always true after strict)
     hw.ranges         {tensor index: (lo, hi)} static value ranges
@@ -21,9 +22,12 @@ Stable API (hwsim/export calls exactly this; see also hwsim/hw/__init__.py):
 
 Legalization. Each layer is placed (hwsim.passes.PlaceLayers): ARRAY_OPS (CONV_2D with
 groups = 1, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2D, AVERAGE_POOL_2D, ADD of two same-shape
-activations) on the array, RESHAPE/SQUEEZE as memory aliases, anything else on the host —
-allowed only as a trailing tail (no array layer after it) and only with ``host_tail=True``. Two
-placements absorb the clamps of b-bit activations (hwsim.quant.act_bits: MAXIMUM / MINIMUM of a
+activations) on the array, RESHAPE/SQUEEZE as memory aliases, anything else — and the ops of the
+config's ``host_ops`` — on the host, anywhere in the network (head, middle, tail; the array
+reads a host layer's output from the activation memory). ``host_tail`` is accepted and ignored
+(a one-line note on stderr). A PAD read only by an array convolution and padding with its input
+zero point folds into that convolution's padding (hwsim.passes.FoldPadIntoConv: placement
+``fused``, like the clamps below). Two placements absorb the clamps of b-bit activations (hwsim.quant.act_bits: MAXIMUM / MINIMUM of a
 tensor and a constant one-element operand c, output shape = input shape), through the pass
 hwsim.passes.FuseClamps (hwsim.passes.HARDWARE_PASSES):
 
@@ -41,8 +45,7 @@ hwsim.passes.FuseClamps (hwsim.passes.HARDWARE_PASSES):
 
 Problems are of two kinds:
 
-* fatal in both modes (HwsimError naming layer, op and reason): a host layer that is not
-  allowed; data that does not fit (activation ranges vs data.input_bits/output_bits and
+* fatal in both modes (HwsimError naming layer, op and reason): data that does not fit (activation ranges vs data.input_bits/output_bits and
   signedness, weight values vs data.weight_bits, bias values vs accumulator.bits and the bias
   memory's lane width, a requant word wider than the requant memory's lane); a memory too
   small (words of all layers, each region aligned, vs depth * banks).
@@ -65,6 +68,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,6 +87,8 @@ from .dataflow import LayerStats, ceil_div, layer_stats, mac_geometry, tensor_ra
 from .headroom import Headroom, bits_needed, headroom
 
 LEGALIZE_MODES = ("strict", "approx")
+HOST_TAIL_NOTE = ("hwsim: note: host_tail / --host-tail is no longer needed (host layers may run "
+                  "anywhere in the network); ignored")
 
 
 class LegalizationError(HwsimError):
@@ -111,7 +117,7 @@ class HwNetwork:
 
     def __init__(self, graph: Graph, config: AccelConfig, program: Program, reference: Program,
                  placement: dict, report: list, ranges: dict, memory: dict, legalize: str,
-                 notes: dict):
+                 notes: dict, host_reasons: dict | None = None):
         self.graph = graph
         self.config = config
         self.program = program
@@ -122,6 +128,7 @@ class HwNetwork:
         self.memory = memory
         self.legalize = legalize
         self.notes = notes
+        self.host_reasons = dict(host_reasons or {})
         self._net = Network(program, graph)
 
     @property
@@ -386,32 +393,16 @@ def map_network(model, config, legalize: str = "strict", inputs=None,
     reference = lower(graph, requant_scheme=ref_scheme)
     program, ctx = lower_with_context(graph, cfg)
     src = graph.source or graph.name or "model"
-    # the hardware passes (hwsim.passes): PlaceLayers, then FuseClamps ("fused" / "input")
-    placed = run_passes(HARDWARE_PASSES, PlacedProgram(program, reference))
-    program, where_of, ref_act = placed.program, placed.placement, placed.reference_clamps
+    if host_tail:  # kept for old callers; placement no longer needs it
+        print(HOST_TAIL_NOTE, file=sys.stderr)
+    # the hardware passes (hwsim.passes): PlaceLayers, FoldPadIntoConv, FuseClamps
+    placed = run_passes(HARDWARE_PASSES, PlacedProgram(program, reference,
+                                                       host_ops=frozenset(cfg.host_ops)))
+    program, reference = placed.program, placed.reference
+    placement, ref_act = dict(placed.placement), placed.reference_clamps
     ranges = tensor_ranges(program)
 
     fatal: list[tuple[int, str, str]] = []
-    placement: dict[int, str] = {}
-    first_host = None
-    for layer in program.layers:
-        where, why = where_of[layer.index], placed.reasons.get(layer.index, "")
-        if where in ("fused", "input"):
-            placement[layer.index] = where
-            continue
-        if first_host is not None and where != "host":
-            if where == "array":
-                fatal.append((layer.index, layer.op,
-                              f"runs on the array after host layer {first_host.index} "
-                              f"({first_host.op}): host layers must be a trailing tail"))
-            where = "host"
-        elif where == "host" and first_host is None:
-            first_host = layer
-            if not host_tail:
-                fatal.append((layer.index, layer.op, f"{why}; host layers are allowed only as "
-                                                     f"a trailing tail with host_tail=True"))
-        placement[layer.index] = where
-
     rows: list[LegalizationRow] = []
     inexact: list[tuple[int, str, str]] = []
     for layer, ref in zip(program.layers, reference.layers):
@@ -458,5 +449,6 @@ def map_network(model, config, legalize: str = "strict", inputs=None,
                                 f"{'; '.join(parts)}{more}")
     if inputs is not None:
         _costs(rows, program, reference, graph, inputs)
+    host_reasons = {i: placed.reasons.get(i, "") for i, w in placement.items() if w == "host"}
     return HwNetwork(graph, cfg, program, reference, placement, rows, ranges, memory, legalize,
-                     dict(ctx.notes))
+                     dict(ctx.notes), host_reasons)

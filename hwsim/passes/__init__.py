@@ -8,8 +8,8 @@ Pipelines (each a tuple, run in order by :func:`run_passes`):
   program.
 
 A pass object is shared between pipelines rather than redefined, so what the array computes is
-what the engine computes: :data:`FOLD_PAD_INTO_CONV` is the engine's, and the hardware mapping
-will list the same object when its PAD layers move onto the array. Graph rewrites still living
+what the engine computes: :data:`FOLD_PAD_INTO_CONV` is in both (on a Program it drops the PAD,
+on a PlacedProgram it leaves a ``fused`` no-op in its place). Graph rewrites still living
 elsewhere: the ONNX folds (hwsim/frontends/onnx_reader.py) and the b-bit clamp insertion
 (hwsim/quant/act_bits.py).
 """
@@ -26,8 +26,8 @@ FUSE_CLAMPS = FuseClamps()
 PLACE_LAYERS = PlaceLayers()
 
 ENGINE_PASSES: tuple[ProgramPass, ...] = (FOLD_PAD_INTO_CONV,)
-# placement first: FuseClamps fuses only into layers placed on the array
-HARDWARE_PASSES: tuple[PlacedProgramPass, ...] = (PLACE_LAYERS, FUSE_CLAMPS)
+# placement first: the pad fold and FuseClamps fuse only into layers placed on the array
+HARDWARE_PASSES: tuple[PlacedProgramPass, ...] = (PLACE_LAYERS, FOLD_PAD_INTO_CONV, FUSE_CLAMPS)
 
 __all__ = ["ENGINE_PASSES", "FOLD_PAD_INTO_CONV", "FUSE_CLAMPS", "FoldPadIntoConv",
            "FuseClamps", "GraphPass", "HARDWARE_PASSES", "PLACE_LAYERS", "Pass", "PlaceLayers",

@@ -53,13 +53,15 @@ class PlacedProgram:
     "alias" | "host" | "fused" | "input"}; ``reasons``: {layer index: why it is not on the
     array}; ``reference_clamps``: {array layer index: the reference's [act_min, act_max]
     narrowed by the clamps fused into that layer} (what the hardware's clamp must equal for the
-    layer to be exact).
+    layer to be exact); ``host_ops``: the op names the config forces to the host
+    (AccelConfig.host_ops), an input of PlaceLayers.
     """
     program: Program
     reference: Program
     placement: Mapping[int, str] = field(default_factory=dict)
     reasons: Mapping[int, str] = field(default_factory=dict)
     reference_clamps: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+    host_ops: frozenset = frozenset()
 
 
 class PlacedProgramPass(Pass[PlacedProgram]):

@@ -1,0 +1,116 @@
+"""Array/host partitioning (issue 9): placement anywhere, the config's host_ops, the PAD fold of
+the hardware program, exports of partitioned networks, chain co-simulation with host layers,
+the coverage line, and the corpus acceptance (../shared/corpus, skipped when it is absent)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_engine_fold import FOLD_CASES, _load, pad_conv_model
+
+from hwsim.hw import map_network
+from hwsim.hw.config import ConfigError, config_from_dict, load_config
+
+CORPUS = Path(os.environ.get("HWSIM_CORPUS",
+                             Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
+NO_CORPUS = f"corpus not found at {CORPUS} (set HWSIM_CORPUS)"
+
+
+def _corpus_models() -> list[dict]:
+    """The corpus models with an oracle: {path, dtype, config}."""
+    if not (CORPUS / "index.yaml").exists():
+        return []
+    import yaml
+    index = yaml.safe_load((CORPUS / "index.yaml").read_text())
+    return [{"path": m["path"], "dtype": m["input"]["dtype"],
+             "config": "tflite-16x8" if m["input"]["dtype"] == "int16" else "tflite-int8"}
+            for m in index["models"] if m.get("oracle") != "none"]
+
+
+def _config(**over):
+    """tflite-int8 with ``over`` merged in (top-level keys)."""
+    d = load_config("tflite-int8").to_dict()
+    d.update(over)
+    return config_from_dict(d)
+
+
+def _big_config():
+    """tflite-int8 with memories deep enough for mobilenet_v2 (no region reuse)."""
+    d = load_config("tflite-int8").to_dict()
+    for m in d["memories"].values():
+        m["depth"] = 1 << 20
+    return config_from_dict(d)
+
+
+# -- item 1: placement --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("depthwise", [False, True], ids=["conv", "depthwise"])
+@pytest.mark.parametrize("case", [0, 2, 3, 5])
+def test_hardware_pad_fold_is_exact(case, depthwise):
+    """A PAD read only by an array convolution, padding with its input zero point, becomes
+    that convolution's padding in the hardware program: placement "fused", the conv reads the
+    PAD's input, and its accumulators and output equal the unfolded model's integers."""
+    rng = np.random.default_rng(100 + case + 10 * depthwise)
+    p = FOLD_CASES[case]
+    net = _load(pad_conv_model(rng, depthwise=depthwise, **p))
+    hw = map_network(net.graph, "tflite-int8")
+    assert hw.placement == {0: "fused", 1: "array"} and hw.exact
+    conv = hw.program.layers[1]
+    assert conv.inputs[0] == net.program.inputs[0]   # reads the network input itself
+    assert hw.program.layers[0].params.fused_into == 1
+    for extreme in (False, True):
+        shape = (1, p["h"], p["w"], p["cin"])
+        x = (rng.choice([-128, 127], shape) if extreme else
+             rng.integers(-128, 128, shape)).astype(np.int8)
+        ref = net.run(x, trace=True)   # the model, unfolded
+        got = hw.run(x, trace=True)
+        assert np.array_equal(got.outputs[0], ref.outputs[0])
+        assert np.array_equal(got.trace.accumulators[1], ref.trace.accumulators[1])
+
+
+@pytest.mark.parametrize("variant", [dict(pad_value=5), dict(pad_channels=2)],
+                         ids=["other-value", "channel-pad"])
+def test_hardware_pad_that_must_not_fold_runs_on_the_host(variant):
+    rng = np.random.default_rng(3)
+    net = _load(pad_conv_model(rng, **FOLD_CASES[0], **variant))
+    hw = map_network(net.graph, "tflite-int8")
+    assert hw.placement == {0: "host", 1: "array"}
+    assert "PAD" in hw.host_reasons[0]
+
+
+def test_config_host_ops_forces_ops_to_the_host():
+    from test_hw_dataflow import small_cnn
+    g = small_cnn(np.random.default_rng(5), tail=False)
+    ops = {op.index: op.type for op in g.ops}
+    free = map_network(g, "tflite-int8")
+    forced = map_network(g, _config(host_ops=["DEPTHWISE_CONV_2D", "ADD"]))
+    for i, op in ops.items():
+        if op in ("DEPTHWISE_CONV_2D", "ADD"):
+            assert free.placement[i] == "array" and forced.placement[i] == "host"
+            assert "host_ops" in forced.host_reasons[i]
+        else:
+            assert forced.placement[i] == free.placement[i]
+    x = np.random.default_rng(6).integers(-128, 128, (1, 8, 8, 3), dtype=np.int8)
+    assert np.array_equal(forced.run(x).outputs[0], free.run(x).outputs[0])
+    assert forced.memory["weights"]["words"] < free.memory["weights"]["words"]
+
+
+def test_config_host_ops_names_the_key_and_the_bad_op():
+    with pytest.raises(ConfigError, match=r"host_ops: 'CONV_3D_X' is not an op hwsim runs"):
+        _config(host_ops=["CONV_3D_X"])
+    assert _config(host_ops="ADD").host_ops == ("ADD",)
+    assert "host_ops" not in load_config("tflite-int8").to_dict()   # old exports keep bytes
+
+
+@pytest.mark.skipif(not _corpus_models(), reason=NO_CORPUS)
+def test_mobilenet_v2_pads_fold_and_its_transpose_is_a_host_head():
+    net_path = CORPUS / "real" / "mobilenet_v2_pytorch_1x3x224x224" / "model.tflite"
+    hw = map_network(net_path, _big_config())
+    pads = [layer.index for layer in hw.reference.layers if layer.op == "PAD"]
+    assert len(pads) == 18 and all(hw.placement[i] == "fused" for i in pads)
+    assert hw.placement[0] == "host" and "TRANSPOSE at the network's input" in \
+        hw.host_reasons[0]
+    assert hw.exact
