@@ -114,3 +114,56 @@ def test_mobilenet_v2_pads_fold_and_its_transpose_is_a_host_head():
     assert hw.placement[0] == "host" and "TRANSPOSE at the network's input" in \
         hw.host_reasons[0]
     assert hw.exact
+
+
+# -- item 5: coverage ----------------------------------------------------------------------------
+
+def _small_model(tmp_path, tail=True):
+    from test_hw_dataflow import small_cnn
+    from hwsim.frontends.tflite_writer import serialize_tflite
+    path = tmp_path / "small.tflite"
+    path.write_bytes(serialize_tflite(small_cnn(np.random.default_rng(7), tail=tail)))
+    return str(path)
+
+
+def test_coverage_line_counts_array_layers_macs_and_host_ops():
+    from test_hw_dataflow import small_cnn
+    g = small_cnn(np.random.default_rng(7))
+    hw = map_network(g, "tflite-int8")
+    macs = sum(layer.macs for layer in hw.program.layers)
+    n_arr = sum(w == "array" for w in hw.placement.values())
+    assert hw.coverage() == (f"array: {n_arr} layers, {macs / 1e3:.1f} k MACs (100.00 %); "
+                             f"host: SOFTMAX; alias: 1")
+    forced = map_network(g, _config(host_ops=["DEPTHWISE_CONV_2D"]))
+    dw = sum(layer.macs for layer in hw.program.layers if layer.op == "DEPTHWISE_CONV_2D")
+    assert f"({100 * (macs - dw) / macs:.2f} %); host: DEPTHWISE_CONV_2D, SOFTMAX" in \
+        forced.coverage()
+
+
+def test_info_with_config_prints_placement_reasons_and_the_split(tmp_path, capsys):
+    from hwsim import cli
+    model = _small_model(tmp_path)
+    assert cli.main(["info", model, "--config", "tflite-int8"]) == 0
+    out = capsys.readouterr().out
+    assert "  where  " in out.splitlines()[4]
+    assert "host layer 7 (SOFTMAX): SOFTMAX is not an array op" in out
+    assert out.rstrip().splitlines()[-1].startswith("on 'tflite-int8': array: 6 layers, ")
+    assert cli.main(["info", model, "--config", "tflite-int8",
+                     "--host-ops", "add,DEPTHWISE_CONV_2D"]) == 0
+    assert "host: DEPTHWISE_CONV_2D, ADD, SOFTMAX" in capsys.readouterr().out
+    assert cli.main(["info", model]) == 0
+    assert "where" not in capsys.readouterr().out   # the model alone, as before
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--config", "tflite-int8", "--host-ops", "NOPE"], "--host-ops: 'NOPE' is not an op"),
+    (["--host-ops", "ADD"], "--host-ops needs --config"),
+    (["--config", "no-such-preset"], "no-such-preset: neither a YAML file nor a preset"),
+])
+def test_info_bad_mapping_arguments_are_one_line_exit_2(tmp_path, capsys, argv, msg):
+    from hwsim import cli
+    model = _small_model(tmp_path)
+    assert cli.main(["info", model, *argv]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and cap.err.count("\n") == 1
+    assert cap.err.startswith("hwsim: error: ") and msg in cap.err

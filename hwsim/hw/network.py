@@ -19,6 +19,7 @@ Stable API (hwsim/export calls exactly this; see also hwsim/hw/__init__.py):
     hw.layer_stats()            -> [hwsim.hw.dataflow.LayerStats]
     hw.headroom(trace=None, inputs=None, max_elements=100) -> hwsim.hw.headroom.Headroom
     hw.format_report()          -> str
+    hw.coverage()               -> str: 'array: N layers, M MACs (p %); host: OPS'
 
 Legalization. Each layer is placed (hwsim.passes.PlaceLayers): ARRAY_OPS (CONV_2D with
 groups = 1, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2D, AVERAGE_POOL_2D, ADD of two same-shape
@@ -139,6 +140,25 @@ class HwNetwork:
         """Run the hardware program (accumulators: the hardware's, in trace.accumulators)."""
         return self._net.run(inputs, trace=trace)
 
+    def coverage(self) -> str:
+        """One line: what the array runs and what the host runs, e.g. ``array: 52 layers,
+        300.7 M MACs (99.98 %); host: TRANSPOSE, SOFTMAX`` (then the fused and alias layers,
+        which cost nothing)."""
+        where = self.placement
+        arr = [layer for layer in self.program.layers if where.get(layer.index) == "array"]
+        macs = sum(int(layer.macs or 0) for layer in arr)
+        total = sum(int(layer.macs or 0) for layer in self.program.layers)
+        share = f" ({100.0 * macs / total:.2f} %)" if total else ""
+        host: dict[str, int] = {}
+        for layer in self.program.layers:
+            if where.get(layer.index) == "host":
+                host[layer.op] = host.get(layer.op, 0) + 1
+        hosts = ", ".join(op if n == 1 else f"{op} x{n}" for op, n in host.items()) or "none"
+        rest = "".join(f"; {kind}: {n}" for kind in ("fused", "alias", "input")
+                       if (n := sum(w == kind for w in where.values())))
+        return (f"array: {len(arr)} layer{'s' if len(arr) != 1 else ''}, {_fmt_macs(macs)} "
+                f"MACs{share}; host: {hosts}{rest}")
+
     def layer_stats(self) -> list[LayerStats]:
         return layer_stats(self.program, self.config, self.placement)
 
@@ -165,6 +185,12 @@ class HwNetwork:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+def _fmt_macs(n: int) -> str:
+    return f"{n / 1e9:.2f} G" if n >= 1e9 else f"{n / 1e6:.1f} M" if n >= 1e6 else \
+        f"{n / 1e3:.1f} k" if n >= 1e3 else str(n)
+
+
 
 def _fits(lo: int, hi: int, bits: int, signed: bool) -> bool:
     if signed:
