@@ -63,6 +63,7 @@ class Network:
             raise RuntimeError(f"no kernel registered for {sorted(missing)}")
         self._folded: Program | None = None  # the program after ENGINE_PASSES
         self._prepared: dict[int, tuple[Layer, object]] = {}  # id(layer) -> (layer, data)
+        self._plans: dict[tuple, tuple] = {}  # (id(layers), trace) -> (layers, steps): _plan
 
     def prepared(self, layer: Layer):
         """The kernel's prepared data of ``layer`` (prepared on first use, then kept)."""
@@ -107,6 +108,31 @@ class Network:
             out.append(np.ascontiguousarray(x))
         return out
 
+    def _plan(self, layers: list[Layer], trace: bool) -> list[tuple]:
+        """The run loop's steps for ``layers``, built once per schedule and kept: per layer
+        (layer, kernel, prepared data, the kernel's ``outputs_only`` form or None, the input
+        tensors to free after it). Untraced runs use ``outputs_only`` where a kernel has it
+        (no accumulators kept: the MAC kernels then requantize in registers) and free each
+        activation after its last reader."""
+        key = (id(layers), trace)
+        hit = self._plans.get(key)
+        if hit is not None and hit[0] is layers:
+            return hit[1]
+        last_use: dict[int, int] = {}
+        for k, layer in enumerate(layers):
+            for i in layer.inputs:
+                last_use[i] = k
+        keep = set(self.program.outputs)
+        steps = []
+        for k, layer in enumerate(layers):
+            kern = registry.KERNELS[layer.kernel]
+            fast = None if trace else getattr(kern.run, "outputs_only", None)
+            frees = () if trace else tuple(
+                i for i in dict.fromkeys(layer.inputs) if last_use[i] == k and i not in keep)
+            steps.append((layer, kern, self.prepared(layer), fast, frees))
+        self._plans[key] = (layers, steps)
+        return steps
+
     def run(self, inputs, trace: bool = False, on_layer=None) -> RunResult:
         """Run the network. ``on_layer(k, layer, outputs, seconds)`` is called after each layer
         (per-layer timing, progress bars)."""
@@ -117,38 +143,27 @@ class Network:
         tr = Trace(prog) if trace else None
         if tr is not None:
             tr.tensors.update(prog.constants)
-        # Free each activation after its last reader unless tracing.
-        last_use: dict[int, int] = {}
-        if not trace:
-            for k, layer in enumerate(prog.layers):
-                for i in layer.inputs:
-                    last_use[i] = k
-        keep = set(prog.outputs)
         layers = prog.layers
         if not trace and on_layer is None and FOLD_PADS:
             if self._folded is None:
                 self._folded = run_passes(ENGINE_PASSES, prog)
             layers = self._folded.layers
-            last_use = {}
-            for k, layer in enumerate(layers):
-                for i in layer.inputs:
-                    last_use[i] = k
-        for k, layer in enumerate(layers):
+        for k, (layer, kern, data, fast, frees) in enumerate(self._plan(layers, trace)):
             threads.adapt()  # thread count from the machine's load (kernels/threads.py)
-            fn = registry.KERNELS[layer.kernel]
-            data = self.prepared(layer)
             t0 = time.perf_counter() if on_layer is not None else 0.0
-            outs, acc = fn(layer, [values[i] for i in layer.inputs], data)
+            ins = [values[i] for i in layer.inputs]
+            if fast is not None:
+                outs, acc = fast(layer, ins, data), None
+            else:
+                outs, acc = kern(layer, ins, data)
             if on_layer is not None:
                 on_layer(k, layer, outs, time.perf_counter() - t0)
             for t, v in zip(layer.outputs, outs):
                 values[t] = v
             if tr is not None and acc is not None:
                 tr.accumulators[layer.index] = acc
-            if not trace:
-                for i in layer.inputs:
-                    if last_use.get(i) == k and i not in keep:
-                        values.pop(i, None)
+            for i in frees:
+                values.pop(i, None)
         if tr is not None:
             tr.tensors.update(values)
         return RunResult([values[i] for i in prog.outputs], tr)

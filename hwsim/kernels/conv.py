@@ -8,6 +8,13 @@ acc_bits).
 
 Prepare (once per layer and Network, hwsim.registry): the weights packed into the fast loops'
 layout, and the tflite_double requantization's split shifts (:class:`MacData`).
+
+Fused requantization: an int8 layer with TFLite's accumulators and the tflite_double scheme is
+requantized inside the tile kernels (hwsim.kernels.mac, ``requant=``), so its int32
+accumulators never exist in memory. That is the kernels' ``outputs_only`` form, which the
+engine calls when nothing asks for the accumulators (an untraced run); a call through the
+registry still returns them (the separate path; tests/test_kernels_fused.py checks both give
+the same integers).
 """
 from __future__ import annotations
 
@@ -23,37 +30,61 @@ from .requant import SplitShifts, requantize, split_shifts
 
 
 class MacData(NamedTuple):
-    """What a MAC kernel caches: ``packed`` weights (hwsim.kernels.mac.pack_*) and ``split``
-    shifts of a tflite_double requantization (None for other schemes)."""
+    """What a MAC kernel caches: ``packed`` weights (hwsim.kernels.mac.pack_*), ``split``
+    shifts of a tflite_double requantization (None for other schemes) and the ``fused`` form
+    of that requantization (mac.FusedRequant; None where it does not apply)."""
     packed: object
     split: SplitShifts | None
+    fused: mac.FusedRequant | None = None
 
 
-def _split(p: MacParams) -> SplitShifts | None:
+def _data(p: MacParams, packed) -> MacData:
     if p.requant.scheme != RequantScheme.tflite_double:
-        return None
-    return split_shifts(p.requant, p.channels)
+        return MacData(packed, None)
+    split = split_shifts(p.requant, p.channels)
+    fused = None
+    if p.accumulator is None and split.vec_ok:
+        rq = p.requant
+        fused = mac.fused_requant(split.cp, rq.out_zp, rq.act_min, rq.act_max)
+    return MacData(packed, split, fused)
 
 
 def prepare_conv2d(layer) -> MacData:
     p = layer.params
-    return MacData(mac.pack_conv2d_weights(p.weights, p.groups), _split(p))
+    return _data(p, mac.pack_conv2d_weights(p.weights, p.groups))
 
 
 def prepare_depthwise(layer) -> MacData:
     p = layer.params
-    return MacData(mac.pack_depthwise_weights(p.weights, p.depth_multiplier), _split(p))
+    return _data(p, mac.pack_depthwise_weights(p.weights, p.depth_multiplier))
 
 
 def prepare_fully_connected(layer) -> MacData:
     p = layer.params
-    return MacData(mac.pack_fully_connected_weights(p.weights), _split(p))
+    return _data(p, mac.pack_fully_connected_weights(p.weights))
 
 
+def _fuse(data: MacData, p: MacParams, x) -> mac.FusedRequant | None:
+    return data.fused if data.fused is not None and mac.can_fuse(x, p.input_offset) else None
+
+
+def _outputs_only(run):
+    """``run.outputs_only(layer, inputs, data)``: the outputs without the accumulators, which
+    lets the kernel requantize in registers (the engine's untraced runs)."""
+    run.outputs_only = lambda layer, inputs, data: run(layer, inputs, data, want_acc=False)[0]
+    return run
+
+
+@_outputs_only
 @kernel("conv2d", prepare=prepare_conv2d)
-def run_conv2d(layer, inputs, data: MacData):
+def run_conv2d(layer, inputs, data: MacData, want_acc: bool = True):
     p = layer.params
     x = inputs[0]
+    fq = None if want_acc else _fuse(data, p, x)
+    if fq is not None:
+        return [mac.conv2d_acc(x, data.packed, p.bias, p.input_offset, p.stride_h, p.stride_w,
+                               p.dilation_h, p.dilation_w, p.pad_top, p.pad_left, p.out_h,
+                               p.out_w, p.groups, requant=fq)], None
     if p.accumulator is not None:
         acc = accumulate.accumulate(p, x, data.packed)
         return [requantize(acc, p.requant, x.dtype, data.split)], acc
@@ -64,10 +95,17 @@ def run_conv2d(layer, inputs, data: MacData):
     return [requantize(acc, p.requant, x.dtype, data.split)], acc
 
 
+@_outputs_only
 @kernel("depthwise_conv2d", prepare=prepare_depthwise)
-def run_depthwise(layer, inputs, data: MacData):
+def run_depthwise(layer, inputs, data: MacData, want_acc: bool = True):
     p = layer.params
     x = inputs[0]
+    fq = None if want_acc else _fuse(data, p, x)
+    if fq is not None:
+        return [mac.depthwise_conv2d_acc(x, data.packed, p.bias, p.input_offset, p.stride_h,
+                                         p.stride_w, p.dilation_h, p.dilation_w, p.pad_top,
+                                         p.pad_left, p.out_h, p.out_w, p.depth_multiplier,
+                                         requant=fq)], None
     if p.accumulator is not None:
         acc = accumulate.accumulate(p, x, data.packed)
         return [requantize(acc, p.requant, x.dtype, data.split)], acc
@@ -78,10 +116,15 @@ def run_depthwise(layer, inputs, data: MacData):
     return [requantize(acc, p.requant, x.dtype, data.split)], acc
 
 
+@_outputs_only
 @kernel("fully_connected", prepare=prepare_fully_connected)
-def run_fully_connected(layer, inputs, data: MacData):
+def run_fully_connected(layer, inputs, data: MacData, want_acc: bool = True):
     p = layer.params
     x = inputs[0].reshape(p.batch, p.depth)
+    fq = None if want_acc else _fuse(data, p, x)
+    if fq is not None:
+        out = mac.fully_connected_acc(x, data.packed, p.bias, p.input_offset, requant=fq)
+        return [out.reshape(p.out_shape)], None
     if p.accumulator is not None:
         acc = accumulate.accumulate(p, x, data.packed)
     else:

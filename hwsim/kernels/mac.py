@@ -56,6 +56,8 @@ there) and a depthwise kernel with more than 510 taps in 16x8 mode.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import get_num_threads, njit
 
@@ -77,6 +79,9 @@ __all__ = [
     "pack_fully_connected_weights",
     "PackedConvWeights",
     "PackedDepthwiseWeights",
+    "FusedRequant",
+    "can_fuse",
+    "fused_requant",
 ]
 
 # ---------------------------------------------------------------------------
@@ -147,13 +152,55 @@ def _fc_ref_kernel(x, w, bias, off, out):
 PARALLEL_MIN_MACS = 1 << 20
 
 
+class FusedRequant(NamedTuple):
+    """tflite_double requantization to int8 done inside the tile kernels (see ``fused_requant``)."""
+    cp: np.ndarray  # int32 [5, channels + 16]: split_shifts rows, zero padded
+    zp: int
+    lo: int
+    hi: int
+
+
+def fused_requant(cp: np.ndarray, out_zp: int, act_min: int, act_max: int) -> FusedRequant | None:
+    """The constants of a requantization fused into the tile kernels, or None where the fused
+    form cannot express it (then the caller requantizes the accumulators separately).
+
+    ``cp``: the int32 [5, channels] rows of ``requant.split_shifts`` (usable when its
+    ``vec_ok``); padded here with 16 zero columns so that every eight-lane block read by a tile
+    (a block of 16 channels may start up to 15 channels before the end) stays inside the array.
+    """
+    if not all(-(1 << 31) <= int(v) < (1 << 31) for v in (out_zp, act_min, act_max)):
+        return None
+    cpp = np.zeros((5, cp.shape[1] + 16), np.int32)
+    cpp[:, :cp.shape[1]] = cp
+    return FusedRequant(cpp, int(out_zp), int(act_min), int(act_max))
+
+
+# Stand-ins of the fused arguments when the kernels store accumulators (and of the int32 output
+# when they store int8): one compiled specialization serves both uses.
+_NO_CP = np.zeros((5, 16), np.int32)
+_NO_OUT8 = np.zeros((0, 0, 0, 0), np.int8)
+_NO_OUT32 = np.zeros((0, 0, 0, 0), np.int32)
+
+
+def _fused_args(fq, out8):
+    if fq is None:
+        return (False, _NO_CP, np.int64(0), np.int64(0), np.int64(0), _NO_OUT8)
+    return (True, fq.cp, np.int64(fq.zp), np.int64(fq.lo), np.int64(fq.hi), out8)
+
+
 def _conv_run(macs, *args):
     if macs >= PARALLEL_MIN_MACS:
         nt = get_num_threads()
         if nt > 1:
-            _conv_par(*args, nt)
+            _conv_par(*args[:-6], nt, *args[-6:])
             return
-    _conv_serial(*args, 1)
+    _conv_serial(*args[:-6], 1, *args[-6:])
+
+
+def can_fuse(x: np.ndarray, input_offset: int) -> bool:
+    """Whether the fast kernels take ``x`` with this offset and can requantize in registers
+    (int8 activations, int32 accumulators, an offset the int16 buffers hold)."""
+    return isinstance(x, np.ndarray) and x.dtype == np.int8 and _offset_ok(False, int(input_offset))
 
 
 # ---------------------------------------------------------------------------
@@ -202,16 +249,28 @@ def _check_geometry(what, sh, sw, dh, dw, oh, ow):
         raise ValueError(f"{what}: negative output size")
 
 
+def _outputs(requant, x, off, shape, wide, what):
+    """(int32/int64 output or a stand-in, int8 output or a stand-in, the fused arguments)."""
+    if requant is None:
+        return np.empty(shape, np.int64 if wide else np.int32), _NO_OUT8, _fused_args(None, None)
+    if not can_fuse(x, off):
+        raise ValueError(f"{what}: a fused requantization needs int8 input and an int16-range offset")
+    out8 = np.empty(shape, np.int8)
+    return _NO_OUT32, out8, _fused_args(requant, out8)
+
+
 def _offset_ok(wide, off):
     # int8: x + off must fit int16 (always true for |off| <= 32767 - 128); 16x8: needs off == 0
     return off == 0 if wide else -32000 <= off <= 32000
 
 
 def conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilation_w,
-               pad_top, pad_left, out_h, out_w, groups=1):
+               pad_top, pad_left, out_h, out_w, groups=1, requant=None):
     """Exact CONV_2D accumulators (fast path).  ``w``: int8 OHWI array or ``pack_conv2d_weights(w, groups)``.
 
     Returns int32 [N, out_h, out_w, Cout] for int8 ``x``, int64 for int16 ``x``.
+    With ``requant`` (a :class:`FusedRequant`; only where ``can_fuse(x, input_offset)``):
+    the int8 output, requantized in the tile kernels' registers, instead of the accumulators.
     """
     wide = _check_x(x, 4, "conv2d")
     if isinstance(w, PackedConvWeights):
@@ -229,35 +288,37 @@ def conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilatio
     off = int(input_offset)
     _check_geometry("conv2d", sh, sw, dh, dw, oh, ow)
     b = _bias_array(bias, Cout, wide, "conv2d")
-    out = np.empty((N, oh, ow, Cout), np.int64 if wide else np.int32)
-    if out.size == 0:
-        return out
+    out, out8, fz = _outputs(requant, x, off, (N, oh, ow, Cout), wide, "conv2d")
+    if out8.size == 0 and out.size == 0:
+        return out8 if fz[0] else out
     if not _offset_ok(wide, off):
         _conv_ref_kernel(_req(x), _req(w) if isinstance(w, np.ndarray) else unpack_conv2d_weights(pk), b, off,
                          sh, sw, dh, dw, pt, pl, oh, ow, groups, out)
         return out
     x = _req(x)
-    macs = out.size * KH * KW * Cg
+    macs = N * oh * ow * Cout * KH * KW * Cg
     if KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == H and ow == W:
         # pointwise: fold the batch into the rows so tiles span images
         xr = x.reshape(1, N * H, W, C)
-        outr = out.reshape(1, N * oh, ow, Cout)
+        outr = out if fz[0] else out.reshape(1, N * oh, ow, Cout)
+        fzr = fz[:5] + (out8.reshape(1, N * oh, ow, Cout) if fz[0] else out8,)
         _conv_run(macs, xr, pk.data_run, b, off, groups, pk.cout_g, pk.ocb_g,
-                  1, 1, 1, 1, 1, 1, 0, 0, N * oh, ow, outr, wide)
-        return out
+                  1, 1, 1, 1, 1, 1, 0, 0, N * oh, ow, outr, wide, *fzr)
+        return out8 if fz[0] else out
     wpk = pk.data_run if groups == 1 and dw == 1 else pk.data
     _conv_run(macs, x, wpk, b, off, groups, pk.cout_g, pk.ocb_g,
-              KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, wide)
-    return out
+              KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, wide, *fz)
+    return out8 if fz[0] else out
 
 
 
 def depthwise_conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilation_w,
-                         pad_top, pad_left, out_h, out_w, depth_multiplier):
+                         pad_top, pad_left, out_h, out_w, depth_multiplier, requant=None):
     """Exact DEPTHWISE_CONV_2D accumulators (fast path).
 
     ``w``: int8 [1, KH, KW, Cin*depth_multiplier] or ``pack_depthwise_weights(w, depth_multiplier)``.
-    Returns int32 [N, out_h, out_w, Cout] for int8 ``x``, int64 for int16 ``x``.
+    Returns int32 [N, out_h, out_w, Cout] for int8 ``x``, int64 for int16 ``x``; with
+    ``requant``, the int8 output (as ``conv2d_acc``).
     """
     wide = _check_x(x, 4, "depthwise_conv2d")
     dm = int(depth_multiplier)
@@ -278,26 +339,27 @@ def depthwise_conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_
     off = int(input_offset)
     _check_geometry("depthwise_conv2d", sh, sw, dh, dw, oh, ow)
     b = _bias_array(bias, Cout, wide, "depthwise_conv2d")
-    out = np.empty((N, oh, ow, Cout), np.int64 if wide else np.int32)
-    if out.size == 0:
-        return out
+    out, out8, fz = _outputs(requant, x, off, (N, oh, ow, Cout), wide, "depthwise_conv2d")
+    if out8.size == 0 and out.size == 0:
+        return out8 if fz[0] else out
     if not _offset_ok(wide, off) or (wide and KH * KW > 510):
         _dw_ref_kernel(_req(x), _req(w) if isinstance(w, np.ndarray) else unpack_depthwise_weights(pk), b, off,
                        sh, sw, dh, dw, pt, pl, oh, ow, dm, out)
         return out
     x = _req(x)
     args = (x, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, wide)
-    nt = get_num_threads() if out.size * KH * KW >= PARALLEL_MIN_MACS else 1
+    nt = get_num_threads() if N * oh * ow * Cout * KH * KW >= PARALLEL_MIN_MACS else 1
     if nt > 1:
-        _dw_par(*args, nt)
+        _dw_par(*args, nt, *fz)
     else:
-        _dw_serial(*args, 1)
-    return out
+        _dw_serial(*args, 1, *fz)
+    return out8 if fz[0] else out
 
 
-def fully_connected_acc(x, w, bias, input_offset):
+def fully_connected_acc(x, w, bias, input_offset, requant=None):
     """Exact FULLY_CONNECTED accumulators (fast path).  ``w``: int8 [Cout, K] or
-    ``pack_fully_connected_weights(w)``.  Returns int32 [B, Cout] (int64 for int16 ``x``)."""
+    ``pack_fully_connected_weights(w)``.  Returns int32 [B, Cout] (int64 for int16 ``x``); with
+    ``requant``, the int8 output (as ``conv2d_acc``)."""
     wide = _check_x(x, 2, "fully_connected")
     pk = w if isinstance(w, PackedConvWeights) else pack_fully_connected_weights(w)
     Cout, KH, KW, K = pk.shape
@@ -308,17 +370,18 @@ def fully_connected_acc(x, w, bias, input_offset):
         raise ValueError(f"fully_connected: input has {x.shape[1]} features, weights expect {K}")
     off = int(input_offset)
     b = _bias_array(bias, Cout, wide, "fully_connected")
-    out = np.empty((B, Cout), np.int64 if wide else np.int32)
-    if out.size == 0:
-        return out
+    out, out8, fz = _outputs(requant, x, off, (1, B, 1, Cout), wide, "fully_connected")
+    if out8.size == 0 and out.size == 0:
+        return (out8 if fz[0] else out).reshape(B, Cout)
+    out = out if fz[0] else out.reshape(B, Cout)
     if not _offset_ok(wide, off):
         _fc_ref_kernel(_req(x), _req(w) if isinstance(w, np.ndarray) else unpack_conv2d_weights(pk).reshape(Cout, K),
                        b, off, out)
         return out
     x = _req(x)
-    _conv_run(out.size * K, x.reshape(1, B, 1, K), pk.data_run, b, off, 1, Cout, pk.ocb_g,
-              1, 1, 1, 1, 1, 1, 0, 0, B, 1, out.reshape(1, B, 1, Cout), wide)
-    return out
+    _conv_run(B * Cout * K, x.reshape(1, B, 1, K), pk.data_run, b, off, 1, Cout, pk.ocb_g,
+              1, 1, 1, 1, 1, 1, 0, 0, B, 1, out if fz[0] else out.reshape(1, B, 1, Cout), wide, *fz)
+    return out8.reshape(B, Cout) if fz[0] else out
 
 
 # -- reference wrappers ------------------------------------------------------

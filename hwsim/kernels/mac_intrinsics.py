@@ -19,6 +19,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
+from .requant import vec_clamp, vec_mbqm_double_split, vec_splat_value
+
 #: The njit options of every MAC kernel (cached, no GIL, no bounds checks).
 NJIT_OPTIONS = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
 
@@ -332,3 +334,59 @@ def _vstore_plain(typingctx, out, oidx, v, nv):
 
     return types.none(out, oidx, v, nv), codegen
 
+
+
+# ---------------------------------------------------------------------------
+# Requantization fused into the register tiles (int8 output, tflite_double)
+# ---------------------------------------------------------------------------
+
+
+@intrinsic
+def _vrq_store(typingctx, out, oidx, v, cp, cidx, zp, lo, hi, nv):
+    """out[oidx + i] = clamp(tflite_double(v[i], channel cidx + i) + zp, lo, hi) for i < min(nv, 8).
+
+    The same lane arithmetic as hwsim.kernels.requant's vector loop (vec_mbqm_double_split,
+    general form: left shifts and the INT32_MIN saturation kept), applied to the accumulators
+    while they are still in registers: no int32 round trip through memory. ``cp`` is the int32
+    [5, W] array of split_shifts rows (multiplier, left, right, mask, half), padded so that
+    eight lanes from any block start are inside it (mac.FusedRequant); ``out`` is int8.
+    """
+    if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x8:
+        return None
+    if not (isinstance(cp, types.Array) and cp.dtype == types.int32 and cp.ndim == 2):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aout, aoidx, av, acp, acidx, azp, alo, ahi, anv = args
+        i64 = ir.IntType(64)
+        i8 = ir.IntType(8)
+        vo = ir.VectorType(i8, 8)
+        oidx = context.cast(builder, aoidx, sig.args[1], types.int64)
+        ci = context.cast(builder, acidx, sig.args[4], types.int64)
+        nv = context.cast(builder, anv, sig.args[8], types.int64)
+        cpa = context.make_array(sig.args[3])(context, builder, acp)
+        nch = builder.extract_value(cpa.shape, 1)
+
+        def row(k):
+            at = builder.add(builder.mul(ir.Constant(i64, k), nch), ci)
+            return builder.load(builder.bitcast(builder.gep(cpa.data, [at]), _V8.as_pointer()), align=4)
+
+        def splat(val, k):
+            return vec_splat_value(builder, context.cast(builder, val, sig.args[k], types.int32))
+
+        m, ls, rs, mask, half = (row(k) for k in range(5))
+        r = vec_mbqm_double_split(builder, av, m, ls, rs, mask, half, True, True)
+        res = builder.trunc(vec_clamp(builder, builder.add(r, splat(azp, 5)), splat(alo, 6), splat(ahi, 7)), vo)
+        full = builder.icmp_signed(">=", nv, ir.Constant(i64, 8))
+        with builder.if_else(full, likely=True) as (then, otherwise):
+            with then:
+                builder.store(res, _elem_ptr(context, builder, sig.args[0], aout, oidx, vo), align=1)
+            with otherwise:
+                for i in range(8):
+                    ci_ = ir.Constant(i64, i)
+                    with builder.if_then(builder.icmp_signed("<", ci_, nv)):
+                        po = _elem_ptr(context, builder, sig.args[0], aout, builder.add(oidx, ci_), i8)
+                        builder.store(builder.extract_element(res, ir.Constant(_I32, i)), po)
+        return context.get_dummy_value()
+
+    return types.none(out, oidx, v, cp, cidx, zp, lo, hi, nv), codegen

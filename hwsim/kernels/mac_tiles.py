@@ -13,7 +13,7 @@ from numba import njit, prange
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_vadd16s, _vadd32, _vbcast_pair, _vload16, _vload_i32x8,
                              _vload_x16, _vmadd_acc, _vperm_hi, _vperm_lo, _vstore16, _vstore_acc,
-                             _vstore_plain, _vunpack_hi, _vunpack_lo, _vzero16, _vzero32)
+                             _vrq_store, _vstore_plain, _vunpack_hi, _vunpack_lo, _vzero16, _vzero32)
 
 # ---------------------------------------------------------------------------
 # Work splitting and band buffers
@@ -181,7 +181,7 @@ def _conv_segments(merged, KH, KW, C, CPg, RP, dh, dw, Wp, int64_out):
 
 @njit(**_NJ)
 def _conv_item(item, nb, ng, x, wpk, blk, bias, bp, plain, off, G, Cg, Coutg, OCBg, KH, KW,
-               sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks):
+               sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks, fuse, cp, qzp, qlo, qhi, o8):
     """One work item: a band of output rows of one image x a range of filter blocks.
 
     The register tiles (4 pixels x 16 filters, 4 x 8, 1 x 16) are written out inline:
@@ -190,6 +190,8 @@ def _conv_item(item, nb, ng, x, wpk, blk, bias, bp, plain, off, G, Cg, Coutg, OC
     Accumulators start from bp (per-block padded int32 bias; zeros in 16x8 mode).
     plain (int32 result, one chunk): the sums are stored as they are; otherwise they are
     added to bias (first chunk) or to the partial result already stored.
+    fuse (plain only): the sums are requantized in registers and stored as int8 into o8
+    (_vrq_store with the padded constants cp and qzp, qlo, qhi); outf is not written.
     """
     N, H, W, C = x.shape
     Cout = G * Coutg
@@ -271,14 +273,24 @@ def _conv_item(item, nb, ng, x, wpk, blk, bias, bp, plain, off, G, Cg, Coutg, OC
                             p2 += 2
                             p3 += 2
                     if plain:
-                        _vstore_plain(outf, o0, a00, 8)
-                        _vstore_plain(outf, o0 + 8, a01, nv - 8)
-                        _vstore_plain(outf, o0 + Cout, a10, 8)
-                        _vstore_plain(outf, o0 + Cout + 8, a11, nv - 8)
-                        _vstore_plain(outf, o0 + 2 * Cout, a20, 8)
-                        _vstore_plain(outf, o0 + 2 * Cout + 8, a21, nv - 8)
-                        _vstore_plain(outf, o0 + 3 * Cout, a30, 8)
-                        _vstore_plain(outf, o0 + 3 * Cout + 8, a31, nv - 8)
+                        if fuse:
+                            _vrq_store(o8, o0, a00, cp, bidx, qzp, qlo, qhi, 8)
+                            _vrq_store(o8, o0 + 8, a01, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                            _vrq_store(o8, o0 + Cout, a10, cp, bidx, qzp, qlo, qhi, 8)
+                            _vrq_store(o8, o0 + Cout + 8, a11, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                            _vrq_store(o8, o0 + 2 * Cout, a20, cp, bidx, qzp, qlo, qhi, 8)
+                            _vrq_store(o8, o0 + 2 * Cout + 8, a21, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                            _vrq_store(o8, o0 + 3 * Cout, a30, cp, bidx, qzp, qlo, qhi, 8)
+                            _vrq_store(o8, o0 + 3 * Cout + 8, a31, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                        else:
+                            _vstore_plain(outf, o0, a00, 8)
+                            _vstore_plain(outf, o0 + 8, a01, nv - 8)
+                            _vstore_plain(outf, o0 + Cout, a10, 8)
+                            _vstore_plain(outf, o0 + Cout + 8, a11, nv - 8)
+                            _vstore_plain(outf, o0 + 2 * Cout, a20, 8)
+                            _vstore_plain(outf, o0 + 2 * Cout + 8, a21, nv - 8)
+                            _vstore_plain(outf, o0 + 3 * Cout, a30, 8)
+                            _vstore_plain(outf, o0 + 3 * Cout + 8, a31, nv - 8)
                     else:
                         f = c == 0
                         _vstore_acc(outf, o0, a00, bias, bidx, f, 8)
@@ -322,10 +334,16 @@ def _conv_item(item, nb, ng, x, wpk, blk, bias, bp, plain, off, G, Cg, Coutg, OC
                             p2 += 2
                             p3 += 2
                     if plain:
-                        _vstore_plain(outf, o0, a0, nv)
-                        _vstore_plain(outf, o0 + Cout, a1, nv)
-                        _vstore_plain(outf, o0 + 2 * Cout, a2, nv)
-                        _vstore_plain(outf, o0 + 3 * Cout, a3, nv)
+                        if fuse:
+                            _vrq_store(o8, o0, a0, cp, bidx, qzp, qlo, qhi, nv)
+                            _vrq_store(o8, o0 + Cout, a1, cp, bidx, qzp, qlo, qhi, nv)
+                            _vrq_store(o8, o0 + 2 * Cout, a2, cp, bidx, qzp, qlo, qhi, nv)
+                            _vrq_store(o8, o0 + 3 * Cout, a3, cp, bidx, qzp, qlo, qhi, nv)
+                        else:
+                            _vstore_plain(outf, o0, a0, nv)
+                            _vstore_plain(outf, o0 + Cout, a1, nv)
+                            _vstore_plain(outf, o0 + 2 * Cout, a2, nv)
+                            _vstore_plain(outf, o0 + 3 * Cout, a3, nv)
                     else:
                         f = c == 0
                         _vstore_acc(outf, o0, a0, bias, bidx, f, nv)
@@ -362,8 +380,12 @@ def _conv_item(item, nb, ng, x, wpk, blk, bias, bp, plain, off, G, Cg, Coutg, OC
                         a0 = _vmadd_acc(a0, xv, _vload16(wpk, wo))
                         a1 = _vmadd_acc(a1, xv, _vload16(wpk, wo + 16))
                 if plain:
-                    _vstore_plain(outf, o0, _vadd32(a0, b0), nv)
-                    _vstore_plain(outf, o0 + 8, _vadd32(a1, b1), nv - 8)
+                    if fuse:
+                        _vrq_store(o8, o0, _vadd32(a0, b0), cp, bidx, qzp, qlo, qhi, nv)
+                        _vrq_store(o8, o0 + 8, _vadd32(a1, b1), cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                    else:
+                        _vstore_plain(outf, o0, _vadd32(a0, b0), nv)
+                        _vstore_plain(outf, o0 + 8, _vadd32(a1, b1), nv - 8)
                 else:
                     f = c == 0
                     _vstore_acc(outf, o0, _vadd32(a0, b0), bias, bidx, f, nv)
@@ -390,24 +412,28 @@ def _conv_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_ou
 
 @njit(parallel=True, **_NJ)
 def _conv_par(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-              int64_out, nthreads):
+              int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8):
     Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(
         x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads)
     outf = out.reshape(out.size)
+    o8 = out8.reshape(out8.size)
     for item in prange(x.shape[0] * nb * ng):
         _conv_item(np.int64(item), nb, ng, x, wpk, blk, bias, bp, not int64_out, off, G, x.shape[3] // G, Coutg,
-                   OCBg, KH, KW, sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks)
+                   OCBg, KH, KW, sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks, fuse, cp,
+                   qzp, qlo, qhi, o8)
 
 
 @njit(**_NJ)
 def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-                 int64_out, nthreads):
+                 int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8):
     Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(
         x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, 1)
     outf = out.reshape(out.size)
+    o8 = out8.reshape(out8.size)
     for item in range(x.shape[0] * nb * ng):
         _conv_item(item, nb, ng, x, wpk, blk, bias, bp, not int64_out, off, G, x.shape[3] // G, Coutg,
-                   OCBg, KH, KW, sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks)
+                   OCBg, KH, KW, sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks, fuse, cp,
+                   qzp, qlo, qhi, o8)
 
 
 
@@ -423,12 +449,13 @@ def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, 
 
 @njit(**_NJ)
 def _dw_item(item, nb, ng, x, wpk, bias, bp, plain, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
-             oh, ow, outf, tapo):
+             oh, ow, outf, tapo, fuse, cp, qzp, qlo, qhi, o8):
     """One work item: a band of output rows of one image x a range of 16-channel blocks.
 
     Two output pixels at a time share each weight load.  Lane order inside the
     accumulators is that of vpunpck{l,h}wd (channels 0-3,8-11 | 4-7,12-15); bp holds
     the bias in that order (zeros in 16x8 mode, where the bias is added at the store).
+    fuse: requantized in registers and stored as int8 into o8, as in _conv_item.
     """
     N, H, W, C = x.shape
     Cout = C * dm
@@ -486,10 +513,16 @@ def _dw_item(item, nb, ng, x, wpk, bias, bp, plain, off, dm, KH, KW, sh, sw, dh,
                     hi2 = _vmadd_acc(hi2, _vunpack_hi(xa, xb), wh)
                 o = ob + ox * Cout
                 if plain:
-                    _vstore_plain(outf, o, _vperm_lo(lo, hi), nv)
-                    _vstore_plain(outf, o + 8, _vperm_hi(lo, hi), nv - 8)
-                    _vstore_plain(outf, o + Cout, _vperm_lo(lo2, hi2), nv)
-                    _vstore_plain(outf, o + Cout + 8, _vperm_hi(lo2, hi2), nv - 8)
+                    if fuse:
+                        _vrq_store(o8, o, _vperm_lo(lo, hi), cp, 16 * cb, qzp, qlo, qhi, nv)
+                        _vrq_store(o8, o + 8, _vperm_hi(lo, hi), cp, 16 * cb + 8, qzp, qlo, qhi, nv - 8)
+                        _vrq_store(o8, o + Cout, _vperm_lo(lo2, hi2), cp, 16 * cb, qzp, qlo, qhi, nv)
+                        _vrq_store(o8, o + Cout + 8, _vperm_hi(lo2, hi2), cp, 16 * cb + 8, qzp, qlo, qhi, nv - 8)
+                    else:
+                        _vstore_plain(outf, o, _vperm_lo(lo, hi), nv)
+                        _vstore_plain(outf, o + 8, _vperm_hi(lo, hi), nv - 8)
+                        _vstore_plain(outf, o + Cout, _vperm_lo(lo2, hi2), nv)
+                        _vstore_plain(outf, o + Cout + 8, _vperm_hi(lo2, hi2), nv - 8)
                 else:
                     _vstore_acc(outf, o, _vperm_lo(lo, hi), bias, 16 * cb, True, nv)
                     _vstore_acc(outf, o + 8, _vperm_hi(lo, hi), bias, 16 * cb + 8, True, nv - 8)
@@ -509,8 +542,12 @@ def _dw_item(item, nb, ng, x, wpk, bias, bp, plain, off, dm, KH, KW, sh, sw, dh,
                     wo += 32
                 o = ob + ox * Cout
                 if plain:
-                    _vstore_plain(outf, o, _vperm_lo(lo, hi), nv)
-                    _vstore_plain(outf, o + 8, _vperm_hi(lo, hi), nv - 8)
+                    if fuse:
+                        _vrq_store(o8, o, _vperm_lo(lo, hi), cp, 16 * cb, qzp, qlo, qhi, nv)
+                        _vrq_store(o8, o + 8, _vperm_hi(lo, hi), cp, 16 * cb + 8, qzp, qlo, qhi, nv - 8)
+                    else:
+                        _vstore_plain(outf, o, _vperm_lo(lo, hi), nv)
+                        _vstore_plain(outf, o + 8, _vperm_hi(lo, hi), nv - 8)
                 else:
                     _vstore_acc(outf, o, _vperm_lo(lo, hi), bias, 16 * cb, True, nv)
                     _vstore_acc(outf, o + 8, _vperm_hi(lo, hi), bias, 16 * cb + 8, True, nv - 8)
@@ -539,21 +576,25 @@ def _dw_setup(N, Cout, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
 
 
 @njit(parallel=True, **_NJ)
-def _dw_par(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads):
+def _dw_par(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads,
+            fuse, cp, qzp, qlo, qhi, out8):
     xo, bp, nb, ng = _dw_setup(x.shape[0], x.shape[3] * dm, KH, KW, sw, dh, dw, oh, ow, bias,
                                int64_out, nthreads)
     outf = out.reshape(out.size)
+    o8 = out8.reshape(out8.size)
     for item in prange(x.shape[0] * nb * ng):
         _dw_item(np.int64(item), nb, ng, x, wpk, bias, bp, not int64_out, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
-                 oh, ow, outf, xo)
+                 oh, ow, outf, xo, fuse, cp, qzp, qlo, qhi, o8)
 
 
 @njit(**_NJ)
-def _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads):
+def _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads,
+               fuse, cp, qzp, qlo, qhi, out8):
     xo, bp, nb, ng = _dw_setup(x.shape[0], x.shape[3] * dm, KH, KW, sw, dh, dw, oh, ow, bias,
                                int64_out, 1)
     outf = out.reshape(out.size)
+    o8 = out8.reshape(out8.size)
     for item in range(x.shape[0] * nb * ng):
         _dw_item(item, nb, ng, x, wpk, bias, bp, not int64_out, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
-                 oh, ow, outf, xo)
+                 oh, ow, outf, xo, fuse, cp, qzp, qlo, qhi, o8)
 
