@@ -16,38 +16,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Union
 
 import numpy as np
 
 from . import __version__
+from .command import Command, check_output_path, resolve as _resolve  # noqa: F401 (re-exported)
 from .ir import HwsimError, InputError
 
 PROG = "hwsim"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_LAYERS = 20  # automatic progress bar (stderr a TTY) from this many layers on
-
-
-@dataclass(frozen=True)
-class Command:
-    name: str
-    help: str  # one line, shown by `hwsim --help`
-    arguments: Union[Callable[[argparse.ArgumentParser], None], str]
-    run: Union[Callable[[argparse.Namespace], int], str]
-    epilog: str = ""  # worked example(s), shown by `hwsim NAME --help`
-    description: str = ""  # longer text for `hwsim NAME --help` (default: help)
-
-
-def _resolve(obj):
-    if isinstance(obj, str):
-        module, _, attr = obj.partition(":")
-        return getattr(importlib.import_module(module), attr)
-    return obj
 
 
 # -- formatting helpers ----------------------------------------------------------------------
@@ -126,17 +108,6 @@ def _io_line(kind: str, k: int, info) -> str:
 
 
 # -- file helpers ----------------------------------------------------------------------------
-def check_output_path(path: str, what: str = "output") -> None:
-    """Fail early (before a long run) if ``path`` cannot be written."""
-    if os.path.isdir(path):
-        raise HwsimError(f"{path}: is a directory; give a file name for the {what}")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise HwsimError(f"{path}: cannot write the {what} (folder {folder} does not exist)")
-    if not os.access(folder, os.W_OK):
-        raise HwsimError(f"{path}: cannot write the {what} (folder {folder} is not writable)")
-
-
 def output_paths(path: str, n: int) -> list[str]:
     """``--output Y.npy``: ``Y.npy`` for one output, ``Y_0.npy``, ``Y_1.npy``, ... for several."""
     if n == 1:

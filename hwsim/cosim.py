@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib.resources
 import json
 import os
 import shutil
@@ -39,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .ir import HwsimError
+from .resources import RTL_DIR, TB_DIR
 
 __all__ = ["CosimError", "SimulatorUnavailable", "ExportSpec", "LayerSpec", "CosimReport",
            "load_export", "verify_files", "read_vector", "compare_vectors", "run_cosim",
@@ -46,11 +46,6 @@ __all__ = ["CosimError", "SimulatorUnavailable", "ExportSpec", "LayerSpec", "Cos
            "cosim_arguments", "cmd_cosim", "SIMULATORS", "FAULT_DEFINES", "RTL_DIR", "TB_DIR",
            "rtl_sources"]
 
-# The reference RTL and the bench are package data (hwsim/rtl, hwsim/cocotb_tb), so an installed
-# wheel co-simulates as a checkout does; the environment variables point elsewhere.
-PACKAGE_DIR = Path(str(importlib.resources.files("hwsim")))
-RTL_DIR = Path(os.environ.get("HWSIM_RTL_DIR") or PACKAGE_DIR / "rtl")
-TB_DIR = Path(os.environ.get("HWSIM_TB_DIR") or PACKAGE_DIR / "cocotb_tb")
 SIMULATORS = ("icarus", "verilator")
 TOPLEVEL = "hwsim_accel"
 BENCH_MODULE = "hwsim_bench"
@@ -943,7 +938,7 @@ def _check_cli_paths(args) -> None:
             if not os.path.isdir(d):
                 raise CosimError(f"{opt} {d}: no such folder")
     if args.json:
-        from .cli import check_output_path
+        from .command import check_output_path
         check_output_path(args.json, "JSON report")
 
 

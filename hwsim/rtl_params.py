@@ -208,7 +208,7 @@ def cmd_rtl_params(args) -> int:
         if args.config:
             raise ConfigError(f"{args.config}: CONFIG is not used with "
                               f"{'--rtl-dir' if args.rtl_dir else '--bench-dir'}")
-        from .cosim import RTL_DIR, TB_DIR
+        from .resources import RTL_DIR, TB_DIR
         print(RTL_DIR if args.rtl_dir else TB_DIR)
         return 0
     if not args.config:
@@ -236,7 +236,7 @@ def add_rtl_params_parser(subparsers):
 def _set_command(sp, name, help_, arguments, run, epilog) -> None:
     """Make the subparser dispatchable both by hwsim.cli.main (``_command``) and by ``func``."""
     try:
-        from .cli import Command
+        from .command import Command
         sp.set_defaults(_command=Command(name, help_, arguments, run, epilog))
     except ImportError:  # pragma: no cover
         pass

@@ -215,7 +215,7 @@ def _add(subparsers, name, help_, epilog, arguments, run):
     arguments(sp)
     sp.set_defaults(func=run)
     try:  # hwsim.cli.main dispatches on a Command in args._command
-        from ..cli import Command
+        from ..command import Command
         sp.set_defaults(_command=Command(name, help_, arguments, run, epilog))
     except ImportError:  # pragma: no cover
         pass

@@ -504,7 +504,7 @@ def cmd_report(args) -> int:
 # ------------------------------------------------------------------------------ wiring
 def _command(name, help_, arguments, run, epilog):
     try:
-        from ..cli import Command
+        from ..command import Command
     except ImportError:  # pragma: no cover
         return None
     return Command(name, help_, arguments, run, epilog)

@@ -1,0 +1,44 @@
+"""What a subcommand is, for the CLI table and for the modules that define subcommands.
+
+Below every command module (``export/commands.py``, ``quant/commands.py``, ``cosim.py``,
+``rtl_params.py``, ``sweep/commands.py``) and below ``cli.py``, which holds the table: a command
+module imports this, never ``cli``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Callable, Union
+
+from .ir import HwsimError
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str  # one line, shown by `hwsim --help`
+    arguments: Union[Callable[[argparse.ArgumentParser], None], str]
+    run: Union[Callable[[argparse.Namespace], int], str]
+    epilog: str = ""  # worked example(s), shown by `hwsim NAME --help`
+    description: str = ""  # longer text for `hwsim NAME --help` (default: help)
+
+
+def resolve(obj):
+    """``"module:function"`` -> the function (imported now); anything else as it is."""
+    if isinstance(obj, str):
+        module, _, attr = obj.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    return obj
+
+
+def check_output_path(path: str, what: str = "output") -> None:
+    """Fail early (before a long run) if ``path`` cannot be written."""
+    if os.path.isdir(path):
+        raise HwsimError(f"{path}: is a directory; give a file name for the {what}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise HwsimError(f"{path}: cannot write the {what} (folder {folder} does not exist)")
+    if not os.access(folder, os.W_OK):
+        raise HwsimError(f"{path}: cannot write the {what} (folder {folder} is not writable)")
