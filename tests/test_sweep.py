@@ -182,8 +182,7 @@ def test_row_matches_the_public_api(serial):
     spec, out, rows = serial
     d = load_config("narrow-acc-24").to_dict()
     d["accumulator"]["bits"] = 32
-    hw = map_network(str(spec.parent / "m1.tflite"), config_from_dict(d), legalize="approx",
-                     host_tail=True)
+    hw = map_network(str(spec.parent / "m1.tflite"), config_from_dict(d), legalize="approx")
     ref = Network(hw.reference, hw.graph)
     x = [random_input(info, 1, k) for k, info in enumerate(ref.input_infos)]
     res = hw.run(x, trace=True)

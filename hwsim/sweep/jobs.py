@@ -149,8 +149,7 @@ def _map(job: Job, model: _Model) -> _Mapped:
     from ..hw import config_from_dict, map_network
     cfg = config_from_dict(json.loads(job.config_json), job.config)
     # a copy: lowering must not see a graph another config's mapping has touched
-    hw = map_network(copy.deepcopy(model.graph), cfg, legalize="approx",
-                     host_tail=job.host_tail)
+    hw = map_network(copy.deepcopy(model.graph), cfg, legalize="approx")
     return _Mapped(hw, Network(hw.reference, hw.graph),
                    int(sum(s.cycles for s in hw.layer_stats())))
 

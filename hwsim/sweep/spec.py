@@ -10,7 +10,6 @@
       # dataset: data.npz                  # arrays x (and y labels: top-1 is reported)
       # limit: 100                         # dataset: the first 100 samples only
     quantize: {method: minmax, samples: 16, seed: 0}   # how ONNX float models are quantized
-    host_tail: true                        # host layers allowed as a trailing tail (SOFTMAX)
 
 Every problem is one :class:`hwsim.InputError` naming the spec file and the key. A config or a
 grid combination that does not load is *not* a spec error: it becomes error rows (the sweep
