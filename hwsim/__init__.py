@@ -37,12 +37,19 @@ def load_graph(path: str | os.PathLike):
                      f"files load with hwsim.frontends.darknet_reader.read_darknet(cfg, weights))")
 
 
-def load(path: str | os.PathLike, requant_scheme: str = "tflite_double"):
-    """Load and lower a model; returns a :class:`hwsim.engine.Network`."""
+def load(path: str | os.PathLike, requant_scheme: str = "tflite_double",
+         semantics: str = "tflite"):
+    """Load and lower a model; returns a :class:`hwsim.engine.Network`.
+
+    ``semantics``: whose reference arithmetic to compute, "tflite" (TFLite's reference
+    kernels, the default) or "tflm" (TensorFlow Lite for Microcontrollers; the two differ in
+    FULLY_CONNECTED and MUL, docs/semantics.md).
+    """
     from .engine import Network
-    from .lower import lower
+    from .lower import check_semantics, lower
+    check_semantics(semantics)  # before the file is read: a bad value names itself
     graph = load_graph(path)
-    return Network(lower(graph, requant_scheme), graph)
+    return Network(lower(graph, requant_scheme, semantics=semantics), graph)
 
 
 __all__ = ["load", "load_graph", "HwsimError", "InputError", "ModelError", "__version__"]

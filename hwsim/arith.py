@@ -47,7 +47,7 @@ __all__ = [
     "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
     "multiply_by_quantized_multiplier_double", "multiply_by_quantized_multiplier_double_lr",
     "multiply_by_quantized_multiplier_single",
-    "multiply_by_quantized_multiplier_int64",
+    "multiply_by_quantized_multiplier_int64", "reduce_multiplier_q31_to_q15_half_up",
     "requant_mult_shift", "requant_shift_only",
     "quantize_multiplier", "quantize_multiplier_array",
     "quantize_multiplier_smaller_than_one_exp",
@@ -332,6 +332,22 @@ def multiply_by_quantized_multiplier_single(x, quantized_multiplier, shift):
 
 
 @_jit
+def reduce_multiplier_q31_to_q15_half_up(quantized_multiplier):
+    """The Q31 multiplier cut to Q15 by TFLite's and TFLM's int64 MultiplyByQuantizedMultiplier
+    (common.h; the 16x8 FULLY_CONNECTED of TFLM and the 16x8 CONV layers of both).
+
+    C++: (m < 0x7FFF0000) ? ((m + (1 << 15)) >> 16) : 0x7FFF
+    Math: floor(m / 2^16 + 1/2), ties toward +inf, capped at 0x7FFF (2^15 - 1: the ties at
+    and above 0x7FFF8000 would round to 2^15, which is not a Q15 value).
+    Domain: m an int32 value >= 0 (others are wrapped mod 2^32 first).
+    """
+    m = wrap_int32(quantized_multiplier)
+    if m < np.int64(0x7FFF0000):
+        return (m + np.int64(1 << 15)) >> np.int64(16)
+    return np.int64(0x7FFF)
+
+
+@_jit
 def multiply_by_quantized_multiplier_int64(x, quantized_multiplier, shift):
     """TFLite MultiplyByQuantizedMultiplier(int64 x, int32 m, int shift), the
     variant used by 16x8 kernels (identical in both rounding builds).
@@ -346,11 +362,7 @@ def multiply_by_quantized_multiplier_int64(x, quantized_multiplier, shift):
     shift in [-31, 7]; then |x * reduced| < 2^62 and nothing overflows.
     """
     x = np.int64(x)
-    m = wrap_int32(quantized_multiplier)
-    if m < np.int64(0x7FFF0000):
-        reduced = (m + np.int64(1 << 15)) >> np.int64(16)
-    else:
-        reduced = np.int64(0x7FFF)
+    reduced = reduce_multiplier_q31_to_q15_half_up(quantized_multiplier)
     total_shift = np.int64(15) - np.int64(shift)
     rnd = np.int64(1) << (total_shift - 1)
     return wrap_int32((x * reduced + rnd) >> total_shift)

@@ -156,14 +156,22 @@ def run_network(net, inputs, trace: bool = True, on_layer=None):
     return net.run(inputs, trace=trace, on_layer=on_layer)
 
 
-def _load_network(path: str):
+def _load_network(path: str, semantics: str = "tflite"):
     import warnings
 
     import hwsim
     from numba.core.errors import NumbaPerformanceWarning
     # a kernel's first (compiling) run may warn about parallelization: not the user's concern
     warnings.simplefilter("ignore", NumbaPerformanceWarning)
-    return hwsim.load(path)
+    return hwsim.load(path, semantics=semantics)
+
+
+def semantics_argument(p: argparse.ArgumentParser) -> None:
+    """--semantics tflite|tflm (run, export, compare): whose reference arithmetic to compute."""
+    p.add_argument("--semantics", choices=("tflite", "tflm"), default="tflite",
+                   help="reference arithmetic: tflite (TFLite's reference kernels, the default) "
+                        "or tflm (TensorFlow Lite for Microcontrollers: FULLY_CONNECTED and MUL "
+                        "round differently; docs/semantics.md)")
 
 
 # -- hwsim info ------------------------------------------------------------------------------
@@ -307,6 +315,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                         "expected.h5 layout)")
     p.add_argument("--image-mode", choices=("real", "raw", "bytes"), default="real",
                    help="how image pixels become input values (see below; default: real)")
+    semantics_argument(p)
     p.add_argument("--warmup", action="store_true",
                    help="run once untimed first, so that the ms column shows steady-state "
                         "kernel times rather than Numba's compile/cache-load time")
@@ -366,7 +375,7 @@ def cmd_run(args) -> int:
         check_output_path(args.output, "output")
     if args.trace:
         check_output_path(args.trace, "trace")
-    net = _load_network(args.model)
+    net = _load_network(args.model, args.semantics)
     prog = net.program
     xs, sources = _gather_inputs(args, net)
     xs = net.check_inputs(xs)

@@ -21,16 +21,19 @@ from ..hw.config import load_config
 from ..ir import Graph, ModelError
 from ..program import Layer, Program, TensorInfo
 from ..vocab import RequantScheme
-from .context import (DerivedRequant, LoweringContext, collapse_reals,  # noqa: F401
-                      derive_requant, mult_shift_params, nearest_activation, shift_only_params)
+from .context import (SEMANTICS, DerivedRequant, LoweringContext, check_semantics,  # noqa: F401
+                      collapse_reals, derive_requant, mult_shift_params, nearest_activation,
+                      shift_only_params)
 # The families: importing each registers its lowerings (hwsim.registry.LOWERINGS).
 from . import activation, conv, elementwise, shape  # noqa: F401,E402
 
 __all__ = ["lower", "lower_with_context", "LoweringContext", "DerivedRequant", "derive_requant",
+           "SEMANTICS", "check_semantics",
            "collapse_reals", "mult_shift_params", "shift_only_params", "nearest_activation"]
 
 
-def lower(graph: Graph, config=None, requant_scheme: str | None = None) -> Program:
+def lower(graph: Graph, config=None, requant_scheme: str | None = None,
+          semantics: str = "tflite") -> Program:
     """Graph -> Program.
 
     ``config``: None (TFLite's arithmetic: the engine), an AccelConfig, a preset name or a YAML
@@ -38,8 +41,10 @@ def lower(graph: Graph, config=None, requant_scheme: str | None = None) -> Progr
     requantization parameters and accumulator model. ``requant_scheme`` (also accepted as the
     second positional argument, the historical signature) selects the TFLite build
     (tflite_double, tflite_single) or a default mult_shift / shift_only unit, without a config.
+    ``semantics``: "tflite" (TFLite's reference kernels) or "tflm" (TensorFlow Lite for
+    Microcontrollers: FULLY_CONNECTED and MUL differ; docs/semantics.md).
     """
-    return lower_with_context(graph, config, requant_scheme)[0]
+    return lower_with_context(graph, config, requant_scheme, semantics)[0]
 
 
 def _refuse_float_model(graph: Graph) -> None:
@@ -54,7 +59,8 @@ def _refuse_float_model(graph: Graph) -> None:
                     f"hwsim quantize MODEL --calib DATA --out model_int8.tflite")
 
 
-def lower_with_context(graph: Graph, config=None, requant_scheme: str | None = None):
+def lower_with_context(graph: Graph, config=None, requant_scheme: str | None = None,
+                       semantics: str = "tflite"):
     """:func:`lower`, also returning the LoweringContext (its ``notes``: the approximations)."""
     if isinstance(config, str) and config in RequantScheme.names():
         config, requant_scheme = None, config
@@ -64,7 +70,7 @@ def lower_with_context(graph: Graph, config=None, requant_scheme: str | None = N
             raise ValueError(f"requant_scheme {requant_scheme!r} contradicts the config's "
                              f"requant.scheme {config.requant.scheme!r}")
     _refuse_float_model(graph)
-    ctx = LoweringContext(graph, requant_scheme or "tflite_double", config)
+    ctx = LoweringContext(graph, requant_scheme or "tflite_double", config, semantics)
     layers: list[Layer] = []
     for op in graph.ops:
         fn = registry.LOWERINGS.get(op.type)

@@ -17,11 +17,24 @@ import numpy as np
 
 from ..arith import quantize_multiplier, round_half_away_f32
 from ..hw.config import RequantConfig
-from ..ir import Graph, ModelError, Op, Tensor
+from ..ir import Graph, HwsimError, ModelError, Op, Tensor
 from ..params import AccumulatorModel
 from ..program import Layer
 from ..vocab import (ARRAY_OPS, HW_REQUANT_SCHEMES, MAC_OPS, QRANGE, TFLITE_SCHEMES,
                      Dataflow, Overflow, RequantScheme, Rounding)
+
+# The reference runtimes whose arithmetic a Program can follow (docs/semantics.md): TFLite's
+# reference kernels (BUILTIN_REF, the default) or TensorFlow Lite for Microcontrollers. They
+# differ in FULLY_CONNECTED's requantization and MUL's multiplier; every other op is the same.
+SEMANTICS = ("tflite", "tflm")
+
+
+def check_semantics(semantics) -> str:
+    """``semantics`` if it names one of :data:`SEMANTICS`, else an HwsimError (one line)."""
+    if semantics not in SEMANTICS:
+        raise HwsimError(f"semantics {semantics!r}: choose one of {', '.join(SEMANTICS)}")
+    return semantics
+
 
 # Fused activations, and what replaces one the requant unit lacks (nearest first).
 _ACTIVATION_FALLBACK = {"RELU6": ("RELU6", "RELU", "NONE"), "RELU": ("RELU", "NONE"),
@@ -164,11 +177,15 @@ class LoweringContext:
     and the array's layers the nearest supported fused activation; every departure from the
     model is recorded in ``self.notes[op index]`` (the legalization report reads them).
     Non-MAC ops keep TFLite's arithmetic (``self.requant_scheme`` is the TFLite build in force).
+    ``semantics`` (:data:`SEMANTICS`): whose reference arithmetic the lowerings follow where
+    TFLite and TFLM differ (FULLY_CONNECTED, MUL: docs/semantics.md).
     """
 
-    def __init__(self, graph: Graph, requant_scheme: str = "tflite_double", config=None):
+    def __init__(self, graph: Graph, requant_scheme: str = "tflite_double", config=None,
+                 semantics: str = "tflite"):
         self.graph = graph
         self.config = config
+        self.semantics = check_semantics(semantics)
         if config is not None:
             self.hw_scheme = RequantScheme.from_name(config.requant.scheme)
             self.requant_unit = config.requant

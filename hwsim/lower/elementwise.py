@@ -24,6 +24,7 @@ Sources (LiteRT ``tflite/kernels``, the same code as TensorFlow's ``tensorflow/l
   add/sub (ADD REF has no broadcast in that path).
 * mul.cc + reference_integer_ops/mul.h: M, e = QuantizeMultiplier(float(s1 * s2 / s_out)) (the
   product is evaluated in float32), out = clamp(MBQM((a - zp1)(b - zp2), M, e) + zp_out).
+  Under ``semantics="tflm"`` the real is computed in double (TFLM's mul_common.cc).
 * concatenation.cc: int8 requires every input's scale and zero point to equal the output's;
   int16 requires zero points 0 and copies the integers unchanged (scales are ignored). Only
   uint8 rescales in TFLite, and uint8 is not supported here.
@@ -312,9 +313,14 @@ def lower_mul(op: Op, ctx: LoweringContext):
     zps = [ctx.zero_point(i) for i in (a_i, b_i, y_i)]
     if dtype == INT16 and any(zps):
         raise ctx.error(op, f"int16 MUL needs zero points 0 (TFLite rejects {zps})")
-    # mul.cc: input1 scale * input2 scale / output scale, evaluated in float.
-    real = float(np.float32(np.float32(ctx.scale(a_i)) * np.float32(ctx.scale(b_i)))
-                 / np.float32(ctx.scale(y_i)))
+    if ctx.semantics == "tflm":
+        # TFLM mul_common.cc: each scale widened to double, the product and quotient in double.
+        real = float(np.float64(_f32(ctx, a_i)) * np.float64(_f32(ctx, b_i))
+                     / np.float64(_f32(ctx, y_i)))
+    else:
+        # mul.cc: input1 scale * input2 scale / output scale, evaluated in float.
+        real = float(np.float32(np.float32(ctx.scale(a_i)) * np.float32(ctx.scale(b_i)))
+                     / np.float32(ctx.scale(y_i)))
     mult, shift = quantize_multiplier(real, single)
     if not -31 <= shift <= (30 if single else 31):
         raise ctx.error(op, f"rescale {real:.6g} has exponent {shift}, outside what TFLite's "
