@@ -591,3 +591,60 @@ def calculate_input_radius(input_integer_bits: int, input_left_shift: int,
     if not INT32_MIN <= r <= INT32_MAX:
         raise ValueError(f"calculate_input_radius: result {r} does not fit a C++ int")
     return int(r)
+
+
+# -- ONNX Runtime's float32 arithmetic (hwsim.lower.onnxrt, hwsim.kernels.onnxrt) ---------------
+# ORT's quantized CPU kernels (MLAS) compute their rescaling in IEEE float32, rounding to the
+# nearest integer with ties to even (cvtps2dq / nearbyintf in the default rounding mode). These
+# are elementwise numpy functions: numpy's float32 multiply, divide and int -> float32
+# conversion are the correctly rounded IEEE operations MLAS uses, and np.rint rounds half to
+# even. They return int64 (the value before any saturation) or float32 arrays.
+
+def requant_float32_half_even(acc, scale) -> np.ndarray:
+    """MlasRequantizeOutput before the zero point: round_half_even(float32(acc) * scale).
+
+    ``acc``: integer array (int32 accumulators, converted to float32 with one rounding as
+    cvtdq2ps does); ``scale``: float32, broadcast against ``acc`` (per channel on the last
+    axis). The product is one float32 multiply. Results are clipped to +-2^40 before the
+    conversion (beyond any 8/16-bit range: the caller saturates).
+    """
+    v = np.asarray(acc).astype(np.float32) * np.asarray(scale, np.float32)
+    return np.rint(np.clip(v, -2.0**40, 2.0**40)).astype(np.int64)
+
+
+def quantize_float32_half_even(x, scale, zero_point: int, lo: int, hi: int) -> np.ndarray:
+    """ONNX QuantizeLinear as MLAS computes it: saturate(round_half_even(x / scale) + zp) to
+    [lo, hi], the division in float32 (MlasQuantizeLinear)."""
+    v = np.asarray(x, np.float32) / np.float32(scale)
+    v = np.rint(np.clip(v, np.float32(lo - zero_point), np.float32(hi - zero_point)))
+    return v.astype(np.int64) + int(zero_point)
+
+
+def dequantize_float32(q, scale, zero_point) -> np.ndarray:
+    """ONNX DequantizeLinear as MLAS computes it: float32(q - zp) * scale, one float32
+    multiply (``scale``/``zero_point`` broadcast against ``q``)."""
+    d = (np.asarray(q).astype(np.int64) - np.asarray(zero_point, np.int64)).astype(np.float32)
+    return d * np.asarray(scale, np.float32)
+
+
+def fma_float32(a, b, c) -> np.ndarray:
+    """fmaf(a, b, c): a * b + c rounded once to float32 (ties to even), as vfmadd does.
+
+    a * b is exact in float64 (24 + 24 significant bits); the float64 sum s = a*b + c may
+    round, and its error e is recovered exactly (TwoSum). Rounding s to float32 is then
+    correct unless s lies exactly halfway between two float32 values and e != 0: the exact
+    value is then on e's side of the midpoint.
+    """
+    p = np.asarray(a, np.float32).astype(np.float64) * np.asarray(b, np.float32).astype(np.float64)
+    c = np.asarray(c, np.float32).astype(np.float64)
+    s = p + c
+    bb = s - p
+    e = (p - (s - bb)) + (c - bb)
+    f = s.astype(np.float32)
+    fd = f.astype(np.float64)
+    up = np.nextafter(f, np.float32(np.inf)).astype(np.float64)
+    down = np.nextafter(f, np.float32(-np.inf)).astype(np.float64)
+    other = np.where(s > fd, up, down)
+    tie = (s != fd) & ((fd + other) / 2 == s) & (e != 0)
+    fix = tie & (np.sign(e) == np.sign(other - fd))
+    return np.where(fix, other.astype(np.float32), f).astype(np.float32)

@@ -1509,6 +1509,9 @@ def onnx_to_graph(model, *, batch: int = 1, input_layout: str = "nhwc",
         raise ValueError(f"input_layout must be 'nhwc' or 'onnx', got {input_layout!r}")
     if output_layout not in ("onnx", "native"):
         raise ValueError(f"output_layout must be 'onnx' or 'native', got {output_layout!r}")
+    from .onnx_quant import is_quantized, read_quantized
+    if is_quantized(model):  # QDQ / QOperator: ONNX Runtime's integer layers
+        return read_quantized(model, source=source, batch=batch)
     return _Importer(model, batch, input_layout, output_layout, source).run()
 
 

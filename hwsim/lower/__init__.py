@@ -25,7 +25,7 @@ from .context import (SEMANTICS, DerivedRequant, LoweringContext, check_semantic
                       collapse_reals, derive_requant, mult_shift_params, nearest_activation,
                       shift_only_params)
 # The families: importing each registers its lowerings (hwsim.registry.LOWERINGS).
-from . import activation, conv, elementwise, shape  # noqa: F401,E402
+from . import activation, conv, elementwise, onnxrt, shape  # noqa: F401,E402
 
 __all__ = ["lower", "lower_with_context", "LoweringContext", "DerivedRequant", "derive_requant",
            "SEMANTICS", "check_semantics",

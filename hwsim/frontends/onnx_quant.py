@@ -1,0 +1,658 @@
+"""Read a *quantized* ONNX model — QDQ (QuantizeLinear / DequantizeLinear around float ops, as
+onnxruntime.quantization, Quark, NNCF or Brevitas write it) or ORT's QOperator format
+(QLinearConv, QGemm, QLinearAdd, ...) — into hwsim's graph IR, as the integer layers
+onnxruntime's CPU execution provider runs (docs/onnx.md).
+
+Both formats become the same ``ORT_*`` ops (lowered by hwsim.lower.onnxrt with ORT's float32
+requantization):
+
+* a float op whose activation inputs are DequantizeLinear outputs and whose output feeds one
+  QuantizeLinear is the QLinear op ORT's QDQ fusion makes of it (Conv -> QLinearConv, Gemm and
+  MatMul -> QGemm, Add -> QLinearAdd, AveragePool, GlobalAveragePool, Concat, Softmax);
+* MaxPool, Reshape, Flatten, Transpose, Squeeze and Unsqueeze run on the integers (ORT drops
+  their DequantizeLinear / QuantizeLinear pair); a QuantizeLinear with other parameters than the
+  DequantizeLinear before it is a requantizing table, as DQ -> Q computes;
+* QuantizeLinear of a float graph input and DequantizeLinear of a graph output become
+  ``ORT_QUANTIZE`` / ``ORT_DEQUANTIZE`` (float32, as MLAS computes them).
+
+Layout: as :mod:`hwsim.frontends.onnx_reader` (NHWC inside, 4-D graph inputs NHWC, outputs in
+ONNX's layout, ``graph.value_map``: ONNX value -> (IR tensor, perm) for every value with an IR
+tensor). A float op between DequantizeLinear and QuantizeLinear that ORT would not fuse (e.g.
+BatchNormalization) has no integer form: the importer refuses it, naming the node.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir import Graph, ModelError, Op, QuantParams, Tensor
+from ..yamlio import brief
+
+NHWC = (0, 2, 3, 1)
+F32 = np.dtype(np.float32)
+QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QGemm", "QLinearMatMul",
+             "QLinearAdd", "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool",
+             "QLinearConcat", "QLinearSoftmax", "QLinearLeakyRelu", "QLinearSigmoid"}
+# Ops on quantized data that ORT runs on the integers (QDQ pairs around them are dropped).
+MOVE_OPS = ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity",
+            "Dropout")
+# Float ops that ORT's QDQ fusion turns into a QLinear op.
+FUSED_OPS = ("Conv", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool", "Concat",
+             "Softmax")
+
+
+def is_quantized(model) -> bool:
+    """Whether the model holds QDQ or QOperator nodes."""
+    return any(n.op_type in QUANT_OPS for n in model.graph.node)
+
+
+@dataclass
+class _Act:
+    """A run-time value: IR tensor ``t`` == onnx value.transpose(perm)."""
+    t: int
+    perm: tuple
+    shape: tuple          # ONNX shape
+
+
+@dataclass
+class _DQ:
+    """A DequantizeLinear output: the quantized value ``src`` (an _Act) seen as float."""
+    src: _Act
+
+
+@dataclass
+class _Pending:
+    """A float op on dequantized inputs, waiting for the QuantizeLinear of its output."""
+    node: object
+    shape: tuple
+
+
+def _ident(n: int) -> tuple:
+    return tuple(range(n))
+
+
+class _QImporter:
+    def __init__(self, model, source: str, batch: int):
+        from .onnx_reader import _attrs
+        self.attrs = _attrs
+        self.model, self.g, self.source, self.batch = model, model.graph, source, int(batch)
+        self.opset = max([int(i.version) for i in model.opset_import
+                          if i.domain in ("", "ai.onnx")] or [13])
+        self.tensors: list[Tensor] = []
+        self.ops: list[Op] = []
+        self.vals: dict = {}      # onnx name -> np.ndarray (const) | _Act | _DQ | _Pending
+        self.quant: dict[int, tuple] = {}  # IR tensor -> (scale, zp)
+        self.names: set[str] = set()
+        self.uses: dict[str, list] = {}
+        for node in self.g.node:
+            for k, n in enumerate(node.input):
+                if n:
+                    self.uses.setdefault(n, []).append((node, k))
+        self.outputs = [o.name for o in self.g.output]
+
+    # -- helpers ---------------------------------------------------------------------------
+    def err(self, node, msg: str) -> ModelError:
+        what = f"node {brief(node.name or node.output[0], 64)} ({node.op_type})" if node else ""
+        return ModelError(f"{self.source}: {what}: {msg}" if what else f"{self.source}: {msg}")
+
+    def add_tensor(self, name, shape, dtype, q=None, data=None) -> int:
+        base, k = name or "t", 1
+        while name in self.names or not name:
+            name = f"{base}_{k}"
+            k += 1
+        self.names.add(name)
+        qp = None
+        if q is not None:
+            qp = QuantParams(np.array([q[0]], np.float32), np.array([q[1]], np.int64))
+        self.tensors.append(Tensor(len(self.tensors), name, tuple(int(d) for d in shape),
+                                   np.dtype(dtype), qp, data))
+        if q is not None:
+            self.quant[len(self.tensors) - 1] = q
+        return len(self.tensors) - 1
+
+    def const_tensor(self, name, arr) -> int:
+        arr = np.ascontiguousarray(arr)
+        return self.add_tensor(name, arr.shape, arr.dtype, data=arr)
+
+    def emit(self, op_type, inputs, name, shape, dtype, q=None, **attrs) -> int:
+        y = self.add_tensor(name, shape, dtype, q)
+        self.ops.append(Op(len(self.ops), op_type, list(inputs), [y], attrs))
+        return y
+
+    def const(self, node, k, what):
+        n = node.input[k] if k < len(node.input) else ""
+        if not n:
+            return None
+        v = self.vals.get(n)
+        if not isinstance(v, np.ndarray):
+            raise self.err(node, f"input {k} ({what}) must be a constant")
+        return v
+
+    def scalar(self, node, k, what, default=0):
+        v = self.const(node, k, what)
+        if v is None:
+            return default
+        v = np.asarray(v).reshape(-1)
+        if v.size != 1:
+            raise self.err(node, f"{what} must be one value (per-tensor), got {v.size}")
+        return v[0]
+
+    def act(self, node, k) -> _Act:
+        v = self.vals.get(node.input[k])
+        if isinstance(v, _DQ):
+            return v.src
+        if not isinstance(v, _Act):
+            raise self.err(node, f"input {k} '{node.input[k]}' is not a quantized run-time "
+                                 f"tensor")
+        return v
+
+    def in_q(self, a: _Act) -> tuple:
+        return self.quant[a.t]
+
+    def dtype(self, a: _Act) -> np.dtype:
+        return self.tensors[a.t].dtype
+
+    def layout(self, a: _Act, perm: tuple, name: str) -> _Act:
+        """``a`` with IR layout ``perm`` (an integer ORT_TRANSPOSE when it differs)."""
+        if a.perm == tuple(perm):
+            return a
+        inv = np.argsort(a.perm)
+        r = [int(inv[p]) for p in perm]
+        shape = tuple(a.shape[p] for p in perm)
+        t = self.emit("ORT_TRANSPOSE", [a.t], name, shape, self.dtype(a), self.in_q(a), perm=r)
+        return _Act(t, tuple(perm), a.shape)
+
+    def plain(self, a: _Act, name: str) -> _Act:
+        """``a`` in ONNX order: no data moves when only size-1 axes are out of order."""
+        non1 = [p for p in a.perm if a.shape[p] != 1]
+        if non1 == sorted(non1):
+            if a.perm == _ident(len(a.shape)):
+                return a
+            t = self.emit("ORT_RESHAPE", [a.t], name, a.shape, self.dtype(a), self.in_q(a))
+            return _Act(t, _ident(len(a.shape)), a.shape)
+        return self.layout(a, _ident(len(a.shape)), name)
+
+    def nhwc(self, node, a: _Act, name: str) -> _Act:
+        if len(a.shape) != 4:
+            raise self.err(node, f"expects a 4-D NCHW input, got {list(a.shape)}")
+        return self.layout(a, NHWC, name + "/nhwc")
+
+    def set_act(self, name, t, perm, shape):
+        self.vals[name] = _Act(t, tuple(perm), tuple(int(d) for d in shape))
+
+    # -- geometry --------------------------------------------------------------------------
+    def spatial(self, node, a, xshape, kshape, pool=False):
+        strides = list(a.get("strides", [1, 1]))
+        dil = list(a.get("dilations", [1, 1]))
+        pads = list(a.get("pads", [0, 0, 0, 0]))
+        auto = a.get("auto_pad", "NOTSET")
+        ceil = bool(a.get("ceil_mode", 0))
+        out, pb = [], []
+        for d in range(2):
+            n, k, s, dl = xshape[2 + d], kshape[d], strides[d], dil[d]
+            ke = (k - 1) * dl + 1
+            if auto in ("SAME_UPPER", "SAME_LOWER"):
+                o = -(-n // s)
+                total = max((o - 1) * s + ke - n, 0)
+                p0 = total // 2 if auto == "SAME_UPPER" else total - total // 2
+            elif auto == "VALID":
+                o, p0 = (n - ke) // s + 1, 0
+            else:
+                p0, p1 = pads[d], pads[d + 2]
+                if ceil:
+                    o = -(-(n + p0 + p1 - ke) // s) + 1
+                    if (o - 1) * s >= n + p0:
+                        o -= 1
+                else:
+                    o = (n + p0 + p1 - ke) // s + 1
+            if o <= 0:
+                raise self.err(node, f"output size {o} along spatial axis {d}")
+            out.append(o)
+            pb.append(p0)
+        return dict(strides=strides, dilations=dil, pads=[pb[0], pb[1]], out=out)
+
+    # -- driver ----------------------------------------------------------------------------
+    def run(self) -> Graph:
+        from onnx import numpy_helper
+        for init in self.g.initializer:
+            self.vals[init.name] = numpy_helper.to_array(init)
+        inputs, src_shapes, in_perms = [], [], []
+        for inp in self.g.input:
+            if inp.name in self.vals:
+                continue
+            tt = inp.type.tensor_type
+            dims = [int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else
+                    (self.batch if k == 0 else -1) for k, d in enumerate(tt.shape.dim)]
+            if any(d < 0 for d in dims):
+                raise ModelError(f"{self.source}: input {brief(inp.name, 64)} has a symbolic "
+                                 f"dimension; hwsim needs static shapes except the batch")
+            from onnx import helper
+            dt = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type))
+            if dt not in (F32, np.dtype(np.int8), np.dtype(np.uint8)):
+                raise ModelError(f"{self.source}: input {brief(inp.name, 64)} is {dt}; "
+                                 f"float32, int8 or uint8 inputs are supported")
+            perm = NHWC if len(dims) == 4 else _ident(len(dims))
+            t = self.add_tensor(inp.name, [dims[p] for p in perm], dt)
+            self.vals[inp.name] = ("float_input", _Act(t, perm, tuple(dims))) if dt == F32 \
+                else _Act(t, perm, tuple(dims))
+            if dt != F32:
+                raise ModelError(f"{self.source}: input {brief(inp.name, 64)} is {dt}: an "
+                                 f"integer graph input has no quantization parameters to "
+                                 f"read; hwsim takes QDQ / QOperator models with float inputs")
+            inputs.append(t)
+            src_shapes.append(tuple(dims))
+            in_perms.append(perm)
+        for node in self.g.node:
+            self.node(node)
+        outs, out_perms, out_shapes = [], [], []
+        value_map = {}
+        for name in self.outputs:
+            v = self.vals.get(name)
+            if isinstance(v, _DQ):
+                a = self.plain(v.src, name + "/onnx")
+                s, z = self.in_q(a)
+                t = self.emit("ORT_DEQUANTIZE", [a.t], name, a.shape, F32, scale=s,
+                              zero_point=z)
+                v = _Act(t, a.perm, a.shape)
+            elif isinstance(v, _Act):
+                v = self.plain(v, name + "/onnx")
+            else:
+                raise ModelError(f"{self.source}: graph output {brief(name, 64)} is not "
+                                 f"computed by a supported quantized op")
+            value_map[name] = (v.t, tuple(v.perm))
+            outs.append(v.t)
+            out_perms.append(v.perm)
+            out_shapes.append(v.shape)
+        for name, v in self.vals.items():
+            if isinstance(v, _Act):
+                value_map.setdefault(name, (v.t, tuple(v.perm)))
+        from .onnx_reader import IOLayout, _prune
+        graph, remap = _prune(Graph(self.tensors, self.ops, inputs, outs,
+                                    self.g.name or "onnx", self.source))
+        graph.io_layout = IOLayout(in_perms, out_perms, src_shapes, out_shapes, "onnx")
+        graph.value_map = {n: (remap[t], p) for n, (t, p) in value_map.items() if t in remap}
+        return graph
+
+    def node(self, node) -> None:
+        op = node.op_type
+        if node.domain not in ("", "ai.onnx", "com.microsoft"):
+            raise self.err(node, f"op domain '{node.domain}' is not supported")
+        a = self.attrs(node)
+        ins = [self.vals.get(n) for n in node.input if n]
+        if op in ("Constant",) or (ins and all(isinstance(v, np.ndarray) for v in ins)):
+            return self.fold(node)
+        fn = getattr(self, "op_" + op, None)
+        if fn is None and op in FUSED_OPS:
+            fn = self.pending
+        if fn is None and op in MOVE_OPS:
+            fn = self.move
+        if fn is None:
+            raise self.err(node, f"unsupported op {op} in a quantized ONNX model; supported: "
+                                 f"QuantizeLinear, DequantizeLinear, QLinearConv, QGemm, "
+                                 f"QLinearMatMul, QLinearAdd, QLinearAveragePool, "
+                                 f"QLinearGlobalAveragePool, QLinearConcat, QLinearSoftmax, "
+                                 f"{', '.join(FUSED_OPS + MOVE_OPS)}")
+        try:
+            fn(node, a)
+        except ModelError:
+            raise
+        except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError) as e:
+            raise self.err(node, f"cannot import this node ({type(e).__name__}: {e})") from None
+
+    def fold(self, node):
+        if node.op_type == "DequantizeLinear":  # a weight or bias: folded here (any opset)
+            from ..arith import dequantize_float32
+            q = self.vals[node.input[0]]
+            s = np.asarray(self.const(node, 1, "x_scale"), np.float32)
+            z = self.const(node, 2, "x_zero_point")
+            z = np.zeros(1, np.int64) if z is None else np.asarray(z).astype(np.int64)
+            shape = [1] * q.ndim
+            if s.size > 1:
+                shape[int(self.attrs(node).get("axis", 1)) % q.ndim] = -1
+            self.vals[node.output[0]] = dequantize_float32(q, s.reshape(shape or [1]),
+                                                           z.reshape(shape or [1]))
+            return
+        from .onnx_reader import _Importer  # the float importer's constant folding
+        imp = _Importer.__new__(_Importer)
+        imp.model, imp.source = self.model, self.source
+        ins = [None if not n else _FoldVal(self.vals[n]) for n in node.input]
+        imp.vals = {}
+        imp.fold(node, ins)
+        for o in node.output:
+            if o in imp.vals:
+                self.vals[o] = imp.vals[o].const
+
+    # -- Q / DQ ----------------------------------------------------------------------------
+    def op_QuantizeLinear(self, node, a):
+        s = np.float32(self.scalar(node, 1, "y_scale"))
+        zpv = self.const(node, 2, "y_zero_point")
+        dt = np.dtype(np.uint8) if zpv is None else np.asarray(zpv).dtype
+        z = int(self.scalar(node, 2, "y_zero_point"))
+        v = self.vals.get(node.input[0])
+        out = node.output[0]
+        if isinstance(v, tuple) and v[0] == "float_input":
+            x = v[1]
+            t = self.emit("ORT_QUANTIZE", [x.t], out, self.tensors[x.t].shape, dt, (s, z),
+                          scale=s, zero_point=z)
+            return self.set_act(out, t, x.perm, x.shape)
+        if isinstance(v, _Pending):
+            return self.fuse(v.node, node, s, z, dt)
+        if isinstance(v, _DQ):
+            src = v.src
+            qs, qz = self.in_q(src)
+            if np.float32(qs) == s and qz == z and self.dtype(src) == dt:
+                self.vals[out] = src
+                return
+            # DQ -> Q with other parameters: QuantizeLinear(x_scale * (x - x_zp)), a table
+            t = self.emit("ORT_CONCAT", [src.t], out, self.tensors[src.t].shape, dt, (s, z),
+                          axis=0, in_scales=[qs], in_zps=[qz], y_scale=s, y_zp=z)
+            return self.set_act(out, t, src.perm, src.shape)
+        raise self.err(node, "quantizes a value that is neither a float graph input nor the "
+                             "output of a float op on dequantized inputs")
+
+    def op_DequantizeLinear(self, node, a):
+        x = self.vals.get(node.input[0])
+        if isinstance(x, _Act):
+            s = np.float32(self.scalar(node, 1, "x_scale"))
+            z = int(self.scalar(node, 2, "x_zero_point"))
+            if self.in_q(x) != (s, z):
+                self.quant[x.t] = (s, z)  # a QOperator output read with its own parameters
+            self.vals[node.output[0]] = _DQ(x)
+            return
+        raise self.err(node, "dequantizes a value that is not a quantized run-time tensor")
+
+    def pending(self, node, a):
+        for k, n in enumerate(node.input):
+            if n and not isinstance(self.vals.get(n), (_DQ, np.ndarray)):
+                raise self.err(node, f"float input {k} '{n}' is not dequantized: this float "
+                                     f"op has no integer form in onnxruntime")
+        users = self.uses.get(node.output[0], [])
+        if len(users) != 1 or users[0][0].op_type != "QuantizeLinear" or \
+                node.output[0] in self.outputs:
+            raise self.err(node, "a float op on dequantized inputs whose output is not "
+                                 "quantized (by one QuantizeLinear): onnxruntime computes it "
+                                 "in float, hwsim does not")
+        self.vals[node.output[0]] = _Pending(node, ())
+
+    def _wq(self, node, k_dq):
+        """(int8 weights, scales, zps) of a dequantized constant input."""
+        n = node.input[k_dq]
+        dq = next((d for d in self.g.node if d.op_type == "DequantizeLinear"
+                   and d.output[0] == n), None)
+        if dq is None or not isinstance(self.vals.get(dq.input[0]), np.ndarray):
+            raise self.err(node, f"input '{n}' must be a DequantizeLinear of a constant")
+        q = self.vals[dq.input[0]]
+        s = np.asarray(self.const(dq, 1, "scale"), np.float32).reshape(-1)
+        z = self.const(dq, 2, "zero_point")
+        z = np.zeros(1, np.int64) if z is None else np.asarray(z).reshape(-1)
+        return q, s, z
+
+    def fuse(self, fnode, qnode, ys, yz, dt):
+        """The QLinear op ORT's QDQ fusion makes of float op ``fnode`` + QuantizeLinear."""
+        op = fnode.op_type
+        a = self.attrs(fnode)
+        out = qnode.output[0]
+        if op == "Conv":
+            x = self.act(fnode, 0)
+            w, wsc, wzp = self._wq(fnode, 1)
+            b = self._wq(fnode, 2)[0] if len(fnode.input) > 2 and fnode.input[2] else None
+            return self.conv(fnode, a, x, w, wsc, wzp, b, ys, yz, dt, out)
+        if op in ("Gemm", "MatMul"):
+            x = self.act(fnode, 0)
+            w, wsc, wzp = self._wq(fnode, 1)
+            b = self._wq(fnode, 2)[0] if len(fnode.input) > 2 and fnode.input[2] else None
+            return self.fc(fnode, a, x, w, wsc, wzp, b, ys, yz, dt, out,
+                           trans_b=int(a.get("transB", 0)), alpha=float(a.get("alpha", 1.0)))
+        if op == "Add":
+            return self.add(fnode, self.act(fnode, 0), self.act(fnode, 1), ys, yz, dt, out)
+        if op == "AveragePool":
+            return self.avg_pool(fnode, a, self.act(fnode, 0), ys, yz, dt, out)
+        if op == "GlobalAveragePool":
+            return self.gap(fnode, self.act(fnode, 0), ys, yz, dt, out)
+        if op == "Concat":
+            xs = [self.act(fnode, k) for k in range(len(fnode.input))]
+            return self.concat(fnode, int(a["axis"]), xs, ys, yz, dt, out)
+        if op == "Softmax":
+            return self.softmax(fnode, int(a.get("axis", -1 if self.opset >= 13 else 1)),
+                                self.act(fnode, 0), ys, yz, dt, out, self.opset)
+        raise self.err(fnode, "internal: no fusion")  # pragma: no cover
+
+    # -- the integer ops (both formats) ----------------------------------------------------
+    def conv(self, node, a, x, w, wsc, wzp, b, ys, yz, dt, out):
+        if w.ndim != 4:
+            raise self.err(node, f"only 2-D convolutions are supported (weights "
+                                 f"{list(w.shape)})")
+        xs, xz = self.in_q(x)
+        xn = self.nhwc(node, x, out)
+        g = self.spatial(node, a, x.shape, w.shape[2:])
+        shape = (x.shape[0], w.shape[0]) + tuple(g["out"])
+        ins = [xn.t, self.const_tensor(out + "/weights", w)]
+        if b is not None:
+            ins.append(self.const_tensor(out + "/bias", np.asarray(b, np.int32)))
+        t = self.emit("ORT_CONV", ins, out, [shape[p] for p in NHWC], dt, (ys, yz),
+                      x_scale=xs, x_zp=xz, w_scale=wsc, w_zp=wzp, y_scale=ys, y_zp=yz,
+                      group=int(a.get("group", 1)), strides=g["strides"],
+                      dilations=g["dilations"], pads=g["pads"])
+        self.set_act(out, t, NHWC, shape)
+
+    def fc(self, node, a, x, w, wsc, wzp, b, ys, yz, dt, out, trans_b=0, alpha=1.0):
+        if int(a.get("transA", 0)):
+            raise self.err(node, "transA=1 is not supported")
+        if w.ndim != 2:
+            raise self.err(node, f"2-D constant weights expected, got {list(w.shape)}")
+        xs, xz = self.in_q(x)
+        xp = self.plain(x, out + "/in")
+        n_out = w.shape[0] if trans_b else w.shape[1]
+        shape = tuple(x.shape[:-1]) + (n_out,)
+        ins = [xp.t, self.const_tensor(out + "/weights", w)]
+        if b is not None:
+            bb = np.asarray(b, np.int32).reshape(-1)
+            ins.append(self.const_tensor(out + "/bias", np.broadcast_to(bb, (n_out,)).copy()))
+        t = self.emit("ORT_FC", ins, out, shape, dt, (ys, yz), x_scale=xs, x_zp=xz,
+                      w_scale=wsc, w_zp=wzp, y_scale=ys, y_zp=yz, trans_b=trans_b,
+                      alpha=alpha)
+        self.set_act(out, t, _ident(len(shape)), shape)
+
+    def add(self, node, x0, x1, ys, yz, dt, out):
+        (s0, z0), (s1, z1) = self.in_q(x0), self.in_q(x1)
+        if x0.shape != x1.shape:
+            raise self.err(node, f"broadcasting add {list(x0.shape)} + {list(x1.shape)} is "
+                                 f"not supported")
+        x1 = self.layout(x1, x0.perm, out + "/b")
+        t = self.emit("ORT_ADD", [x0.t, x1.t], out, self.tensors[x0.t].shape, dt, (ys, yz),
+                      a_scale=s0, a_zp=z0, b_scale=s1, b_zp=z1, y_scale=ys, y_zp=yz)
+        self.set_act(out, t, x0.perm, x0.shape)
+
+    def avg_pool(self, node, a, x, ys, yz, dt, out):
+        xs, xz = self.in_q(x)
+        k = list(a["kernel_shape"])
+        g = self.spatial(node, a, x.shape, k, pool=True)
+        if a.get("ceil_mode", 0):
+            raise self.err(node, "ceil_mode=1 average pooling is not supported")
+        xn = self.nhwc(node, x, out)
+        shape = (x.shape[0], x.shape[1]) + tuple(g["out"])
+        t = self.emit("ORT_AVG_POOL", [xn.t], out, [shape[p] for p in NHWC], dt, (ys, yz),
+                      x_scale=xs, x_zp=xz, y_scale=ys, y_zp=yz, kernel=k,
+                      strides=g["strides"], pads=g["pads"],
+                      count_include_pad=int(a.get("count_include_pad", 0)))
+        self.set_act(out, t, NHWC, shape)
+
+    def gap(self, node, x, ys, yz, dt, out):
+        xs, xz = self.in_q(x)
+        xn = self.nhwc(node, x, out)
+        shape = (x.shape[0], x.shape[1], 1, 1)
+        t = self.emit("ORT_GLOBAL_AVG_POOL", [xn.t], out, [shape[p] for p in NHWC], dt,
+                      (ys, yz), x_scale=xs, x_zp=xz, y_scale=ys, y_zp=yz)
+        self.set_act(out, t, NHWC, shape)
+
+    def concat(self, node, axis, xs, ys, yz, dt, out):
+        r = len(xs[0].shape)
+        axis %= r
+        perm = xs[0].perm
+        xs = [self.layout(v, perm, f"{out}/in{k}") for k, v in enumerate(xs)]
+        shape = list(xs[0].shape)
+        shape[axis] = sum(v.shape[axis] for v in xs)
+        t = self.emit("ORT_CONCAT", [v.t for v in xs], out, [shape[p] for p in perm], dt,
+                      (ys, yz), axis=perm.index(axis), in_scales=[self.in_q(v)[0] for v in xs],
+                      in_zps=[self.in_q(v)[1] for v in xs], y_scale=ys, y_zp=yz)
+        self.set_act(out, t, perm, shape)
+
+    def softmax(self, node, axis, x, ys, yz, dt, out, opset):
+        r = len(x.shape)
+        axis %= r
+        if opset < 13 and any(d != 1 for d in x.shape[axis + 1:]):
+            raise self.err(node, "softmax over several axes (opset < 13) is not supported")
+        if x.perm[-1] != axis:
+            x = self.layout(x, tuple(p for p in x.perm if p != axis) + (axis,), out + "/in")
+        xs, _ = self.in_q(x)
+        t = self.emit("ORT_SOFTMAX", [x.t], out, self.tensors[x.t].shape, dt, (ys, yz),
+                      x_scale=xs, y_scale=ys, y_zp=yz)
+        self.set_act(out, t, x.perm, x.shape)
+
+    def move(self, node, a):
+        """MaxPool / Reshape / Flatten / Transpose / Squeeze / Unsqueeze on the integers."""
+        v = self.vals.get(node.input[0])
+        x = v.src if isinstance(v, _DQ) else v
+        if not isinstance(x, _Act):
+            raise self.err(node, "input is not a quantized run-time tensor")
+        out = node.output[0]
+        op = node.op_type
+        q = self.in_q(x)
+        dt = self.dtype(x)
+        if op in ("Identity", "Dropout"):
+            y = x
+        elif op == "MaxPool":
+            if len(node.output) > 1 and node.output[1]:
+                raise self.err(node, "the Indices output is not supported")
+            k = list(a["kernel_shape"])
+            g = self.spatial(node, a, x.shape, k, pool=True)
+            xn = self.nhwc(node, x, out)
+            shape = (x.shape[0], x.shape[1]) + tuple(g["out"])
+            t = self.emit("ORT_MAX_POOL", [xn.t], out, [shape[p] for p in NHWC], dt, q,
+                          kernel=k, strides=g["strides"], dilations=g["dilations"],
+                          pads=g["pads"])
+            y = _Act(t, NHWC, shape)
+        elif op == "Transpose":
+            p = list(a.get("perm", list(range(len(x.shape)))[::-1]))
+            xp = self.plain(x, out + "/in")
+            shape = tuple(x.shape[i] for i in p)
+            t = self.emit("ORT_TRANSPOSE", [xp.t], out, shape, dt, q, perm=p)
+            y = _Act(t, _ident(len(shape)), shape)
+        else:
+            shape = self.new_shape(node, a, x)
+            xp = self.plain(x, out + "/in")
+            t = self.emit("ORT_RESHAPE", [xp.t], out, shape, dt, q)
+            y = _Act(t, _ident(len(shape)), shape)
+        self.vals[out] = _DQ(y) if isinstance(v, _DQ) else y
+
+    def new_shape(self, node, a, x) -> tuple:
+        op, r, n = node.op_type, len(x.shape), int(np.prod(x.shape))
+        if op == "Flatten":
+            ax = int(a.get("axis", 1)) % (r + 1)
+            return (int(np.prod(x.shape[:ax])), int(np.prod(x.shape[ax:])))
+        if op == "Reshape":
+            shape = [int(d) for d in np.asarray(self.const(node, 1, "shape")).reshape(-1)]
+            shape = [x.shape[i] if d == 0 and not a.get("allowzero", 0) else d
+                     for i, d in enumerate(shape)]
+            if -1 in shape:
+                known = int(np.prod([d for d in shape if d != -1]))
+                shape[shape.index(-1)] = n // max(known, 1)
+            return tuple(shape)
+        axes = a.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = [int(v) for v in np.asarray(self.const(node, 1, "axes")).reshape(-1)]
+        if op == "Squeeze":
+            axes = [i for i, d in enumerate(x.shape) if d == 1] if axes is None else \
+                [ax % r for ax in axes]
+            return tuple(d for i, d in enumerate(x.shape) if i not in axes)
+        shape = list(x.shape)
+        for ax in sorted(ax % (r + len(axes)) for ax in axes):
+            shape.insert(ax, 1)
+        return tuple(shape)
+
+    # -- QOperator ops ---------------------------------------------------------------------
+    def _qparams(self, node, ks, kz, what):
+        return np.float32(self.scalar(node, ks, what + " scale")), \
+            int(self.scalar(node, kz, what + " zero point"))
+
+    def _qout(self, node, kz):
+        zpv = self.const(node, kz, "output zero point")
+        return np.dtype(np.uint8) if zpv is None else np.asarray(zpv).dtype
+
+    def op_QLinearConv(self, node, a):
+        x = self.act(node, 0)
+        w = self.const(node, 3, "w")
+        wsc = np.asarray(self.const(node, 4, "w_scale"), np.float32).reshape(-1)
+        wzp = np.asarray(self.const(node, 5, "w_zero_point")).reshape(-1)
+        ys, yz = self._qparams(node, 6, 7, "y")
+        b = self.const(node, 8, "B")
+        self.conv(node, a, x, w, wsc, wzp, b, ys, yz, self._qout(node, 7), node.output[0])
+
+    def op_QGemm(self, node, a):
+        x = self.act(node, 0)
+        w = self.const(node, 3, "B")
+        wsc = np.asarray(self.const(node, 4, "b_scale"), np.float32).reshape(-1)
+        wzp = np.asarray(self.const(node, 5, "b_zero_point")).reshape(-1)
+        b = self.const(node, 6, "C")
+        if len(node.input) < 9 or not node.input[7]:
+            raise self.err(node, "QGemm without y_scale (a float output) is not supported")
+        ys, yz = self._qparams(node, 7, 8, "y")
+        self.fc(node, a, x, w, wsc, wzp, b, ys, yz, self._qout(node, 8), node.output[0],
+                trans_b=int(a.get("transB", 0)), alpha=float(a.get("alpha", 1.0)))
+
+    def op_QLinearMatMul(self, node, a):
+        x = self.act(node, 0)
+        w = self.const(node, 3, "b")
+        wsc = np.asarray(self.const(node, 4, "b_scale"), np.float32).reshape(-1)
+        wzp = np.asarray(self.const(node, 5, "b_zero_point")).reshape(-1)
+        ys, yz = self._qparams(node, 6, 7, "y")
+        self.fc(node, a, x, w, wsc, wzp, None, ys, yz, self._qout(node, 7), node.output[0])
+
+    def op_QLinearAdd(self, node, a):
+        ys, yz = self._qparams(node, 6, 7, "C")
+        self.add(node, self.act(node, 0), self.act(node, 3), ys, yz, self._qout(node, 7),
+                 node.output[0])
+
+    def op_QLinearAveragePool(self, node, a):
+        if a.get("channels_last", 0):
+            raise self.err(node, "channels_last=1 is not supported")
+        ys, yz = self._qparams(node, 3, 4, "y")
+        self.avg_pool(node, a, self.act(node, 0), ys, yz, self._qout(node, 4), node.output[0])
+
+    def op_QLinearGlobalAveragePool(self, node, a):
+        if a.get("channels_last", 0):
+            raise self.err(node, "channels_last=1 is not supported")
+        ys, yz = self._qparams(node, 3, 4, "y")
+        self.gap(node, self.act(node, 0), ys, yz, self._qout(node, 4), node.output[0])
+
+    def op_QLinearConcat(self, node, a):
+        ys, yz = self._qparams(node, 0, 1, "Y")
+        xs = []
+        for k in range(2, len(node.input), 3):
+            x = self.act(node, k)
+            s, z = self._qparams(node, k + 1, k + 2, "input")
+            if self.in_q(x) != (s, z):
+                raise self.err(node, f"input {k} is read with other quantization "
+                                     f"parameters than it was written with")
+            xs.append(x)
+        self.concat(node, int(a["axis"]), xs, ys, yz, self._qout(node, 1), node.output[0])
+
+    def op_QLinearSoftmax(self, node, a):
+        ys, yz = self._qparams(node, 3, 4, "y")
+        opset = int(a.get("opset", self.opset))
+        self.softmax(node, int(a.get("axis", -1 if opset >= 13 else 1)), self.act(node, 0),
+                     ys, yz, self._qout(node, 4), node.output[0], opset)
+
+
+class _FoldVal:
+    """The float importer's view of a constant (``.const``, ``.is_const``, ``.shape``)."""
+    def __init__(self, arr):
+        self.const = np.asarray(arr)
+        self.is_const = True
+        self.shape = tuple(self.const.shape)
+
+
+def read_quantized(model, *, source: str = "<onnx>", batch: int = 1) -> Graph:
+    """Translate a QDQ or QOperator ``onnx.ModelProto`` (see the module docstring)."""
+    return _QImporter(model, source, batch).run()

@@ -1,0 +1,195 @@
+"""Kernels of ONNX Runtime's quantized ops (the layers hwsim.lower.onnxrt lowers QDQ and
+QOperator ONNX models to): the integers onnxruntime's CPU execution provider computes.
+
+The MAC layers take their exact accumulators from hwsim.kernels.mac (the same kernels as
+TFLite's layers) and requantize with ORT's float32 scale (hwsim.arith
+``requant_float32_half_even``). A uint8 activation enters the int8 MAC kernels as
+``x - 128`` (an exact change of zero point, folded into the layer's input offset). The float32
+steps of the other ops follow the MLAS / contrib kernels named in hwsim.params_onnxrt, in the
+same order of operations (docs/onnx.md).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ..arith import (dequantize_float32, fma_float32, quantize_float32_half_even,
+                     requant_float32_half_even)
+from ..params_onnxrt import OrtMacParams
+from ..registry import kernel
+from . import mac
+
+
+def _prepare_mac(layer):
+    p: OrtMacParams = layer.params
+    if p.kind == "conv2d":
+        return mac.pack_conv2d_weights(p.weights, p.groups)
+    if p.kind == "depthwise":
+        return mac.pack_depthwise_weights(p.weights, p.depth_multiplier)
+    return mac.pack_fully_connected_weights(p.weights)
+
+
+def _saturate(v: np.ndarray, lo: int, hi: int, dtype) -> np.ndarray:
+    return np.clip(v, lo, hi).astype(dtype)
+
+
+@kernel("ort_mac", prepare=_prepare_mac)
+def run_mac(layer, inputs, packed):
+    p: OrtMacParams = layer.params
+    x = inputs[0]
+    if p.in_uint8:
+        x = (x ^ np.uint8(0x80)).view(np.int8)  # x - 128 as int8 (input_offset has the +128)
+    if p.kind == "conv2d":
+        acc = mac.conv2d_acc(x, packed, p.bias, p.input_offset, p.stride_h, p.stride_w,
+                             p.dilation_h, p.dilation_w, p.pad_top, p.pad_left, p.out_h,
+                             p.out_w, p.groups)
+    elif p.kind == "depthwise":
+        acc = mac.depthwise_conv2d_acc(x, packed, p.bias, p.input_offset, p.stride_h,
+                                       p.stride_w, p.dilation_h, p.dilation_w, p.pad_top,
+                                       p.pad_left, p.out_h, p.out_w, p.depth_multiplier)
+    else:
+        acc = mac.fully_connected_acc(x.reshape(p.batch, p.depth), packed, p.bias,
+                                      p.input_offset)
+    y = requant_float32_half_even(acc, p.scale) + p.out_zp
+    y = _saturate(y, p.lo, p.hi, p.out_dtype)
+    if p.kind == "fc":
+        y = y.reshape(p.out_shape)
+    return [y], acc
+
+
+@kernel("ort_quantize")
+def run_quantize(layer, inputs):
+    p = layer.params
+    return [quantize_float32_half_even(inputs[0], p.scale, p.zero_point, p.lo, p.hi)
+            .astype(p.out_dtype)], None
+
+
+@kernel("ort_dequantize")
+def run_dequantize(layer, inputs):
+    p = layer.params
+    return [dequantize_float32(inputs[0], p.scale, p.zero_point)], None
+
+
+@kernel("ort_global_avg_pool")
+def run_global_avg_pool(layer, inputs):
+    p = layer.params
+    x = inputs[0]
+    acc = x.astype(np.int64).sum(axis=(1, 2), keepdims=p.keep_dims) + p.bias
+    y = requant_float32_half_even(acc, p.scale) + p.out_zp
+    return [_saturate(y, p.lo, p.hi, x.dtype)], acc.astype(np.int32)
+
+
+@numba.njit(cache=True)
+def _avg_pool_f32(xf, kh, kw, sh, sw, pt, pl, oh, ow, include_pad, out):
+    n_, h, w, c = xf.shape
+    for n in range(n_):
+        for oy in range(oh):
+            h0 = oy * sh - pt
+            h1 = min(h0 + kh, h)
+            h0 = max(h0, 0)
+            for ox in range(ow):
+                w0 = ox * sw - pl
+                w1 = min(w0 + kw, w)
+                w0 = max(w0, 0)
+                for ch in range(c):
+                    s = np.float32(0.0)
+                    for yy in range(h0, h1):
+                        for xx in range(w0, w1):
+                            s = np.float32(s + xf[n, yy, xx, ch])
+                    cnt = kh * kw if include_pad else (h1 - h0) * (w1 - w0)
+                    out[n, oy, ox, ch] = np.float32(s / np.float32(cnt))
+
+
+@kernel("ort_avg_pool")
+def run_avg_pool(layer, inputs):
+    p = layer.params
+    x = inputs[0]
+    xf = dequantize_float32(x, p.x_scale, p.x_zp)
+    yf = np.empty((x.shape[0], p.out_h, p.out_w, x.shape[3]), np.float32)
+    _avg_pool_f32(xf, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left,
+                  p.out_h, p.out_w, p.count_include_pad, yf)
+    # quantize_value in qlinear_pool.cc: nearbyintf(y / y_scale + y_zero_point), saturated
+    v = (yf / np.float32(p.y_scale) + np.float32(p.y_zp)).astype(np.float32)
+    return [_saturate(np.rint(np.clip(v, -2.0**40, 2.0**40)).astype(np.int64), p.lo, p.hi,
+                      x.dtype)], None
+
+
+@kernel("ort_max_pool")
+def run_max_pool(layer, inputs):
+    p = layer.params
+    x = inputs[0]
+    n, h, w, c = x.shape
+    lo = np.iinfo(x.dtype).min
+    ph = max((p.out_h - 1) * p.stride_h + (p.kernel_h - 1) * p.dilation_h + 1 - h - p.pad_top, 0)
+    pw = max((p.out_w - 1) * p.stride_w + (p.kernel_w - 1) * p.dilation_w + 1 - w - p.pad_left, 0)
+    xp = np.pad(x, ((0, 0), (p.pad_top, ph), (p.pad_left, pw), (0, 0)), constant_values=lo)
+    y = np.full((n, p.out_h, p.out_w, c), lo, x.dtype)
+    for i in range(p.kernel_h):
+        for j in range(p.kernel_w):
+            y0, x0 = i * p.dilation_h, j * p.dilation_w
+            win = xp[:, y0:y0 + (p.out_h - 1) * p.stride_h + 1:p.stride_h,
+                     x0:x0 + (p.out_w - 1) * p.stride_w + 1:p.stride_w, :]
+            np.maximum(y, win, out=y)
+    return [y], None
+
+
+@kernel("ort_add")
+def run_add(layer, inputs):
+    p = layer.params
+    a, b = inputs
+    t = fma_float32(b.astype(np.float32), p.ratio_b, p.fixed)
+    v = fma_float32(a.astype(np.float32), p.ratio_a, t)
+    v = np.rint(np.clip(v, -2.0**40, 2.0**40)).astype(np.int64)
+    return [_saturate(v, p.lo, p.hi, a.dtype)], None
+
+
+@kernel("ort_concat")
+def run_concat(layer, inputs):
+    p = layer.params
+    parts = [x if t is None else t[x.view(np.uint8)] for x, t in zip(inputs, p.tables)]
+    return [np.concatenate(parts, axis=p.axis)], None
+
+
+@numba.njit(cache=True)
+def _softmax_rows(idx, table, y_scale_inv, y_zp, signed, out):
+    rows, d = idx.shape
+    for r in range(rows):
+        vsum = np.float32(0.0)
+        for k in range(d):
+            vsum = np.float32(vsum + table[idx[r, k]])
+        if vsum == 0:
+            continue
+        for k in range(d):
+            vt = table[idx[r, k]]
+            q = np.int64(np.rint(np.float32(np.float32(vt * y_scale_inv) / vsum))) + y_zp
+            if q > 255:
+                q = 255
+            if signed:
+                q = ((q + 128) & 255) - 128  # static_cast<int8_t>: 255 -> -1, 128 -> -128
+            out[r, k] = q
+
+
+@kernel("ort_softmax")
+def run_softmax(layer, inputs):
+    p = layer.params
+    x = inputs[0]
+    d = x.shape[-1]
+    x2 = x.reshape(-1, d).astype(np.int64)
+    xmax = x2.max(axis=1, keepdims=True)
+    if p.signed:  # vx = uint8(127 - xmax + x): the table holds E(i) at uint8(i - 128)
+        idx = (127 - xmax + x2) & 255
+    else:         # the table shifted by 255 - xmax
+        idx = 255 - xmax + x2
+    out = np.zeros(x2.shape, np.int64)
+    _softmax_rows(idx, p.table, np.float32(p.y_scale_inv), np.int64(p.y_zp), p.signed, out)
+    return [out.astype(x.dtype).reshape(x.shape)], None
+
+
+@kernel("ort_reshape")
+def run_reshape(layer, inputs):
+    return [inputs[0].reshape(layer.params.shape)], None
+
+
+@kernel("ort_transpose")
+def run_transpose(layer, inputs):
+    return [np.ascontiguousarray(np.transpose(inputs[0], layer.params.perm))], None

@@ -1,0 +1,263 @@
+"""Lowering of ONNX Runtime's quantized ops (the ``ORT_*`` ops hwsim.frontends.onnx_quant
+emits for QDQ and QOperator ONNX models) into layers of hwsim.kernels.onnxrt.
+
+Every constant ORT derives at run time is derived here once, in ORT's float32 order:
+
+* QLinearConv / QGemm: ``scale[c] = x_scale * w_scale[c] / y_scale`` (QGemm:
+  ``alpha * a_scale * b_scale[c] / y_scale``), each operation one float32 rounding
+  (qlinearconv.cc, quant_gemm.cc); the layer computes
+  ``saturate(round_half_even(float32(acc) * scale[c]) + y_zp)`` (MlasRequantizeOutput).
+* QLinearGlobalAveragePool: ``scale = x_scale / (y_scale * float32(image_size))``,
+  ``bias = -x_zp * image_size`` (qlgavgpool.cpp); QLinearAveragePool whose window is the whole
+  image without padding falls back to it, as ORT does (qlinear_pool.cc).
+* QLinearAdd (x86, AVX2): ``ratio_a = a_scale / c_scale``, ``ratio_b = b_scale / c_scale``,
+  ``fixed = float(c_zp) - (ratio_a * a_zp + ratio_b * b_zp)`` (qladd_avx2.cpp).
+* QLinearConcat: per input, a copy when scale and zero point equal the output's, else the
+  256-entry table ``QuantizeLinear(x_scale * (x - x_zp))`` (qlinear_lookup_table.cc).
+* QLinearSoftmax: the float32 exp table of QlinearBuildLookupTableUint32 and
+  ``floor(1 / y_scale)`` (qlinear_softmax.cc).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..ir import Op
+from ..params_onnxrt import (OrtAddParams, OrtAvgPoolParams, OrtConcatParams,
+                             OrtDequantizeParams, OrtGlobalPoolParams, OrtMacParams,
+                             OrtMaxPoolParams, OrtQuantizeParams, OrtShapeParams,
+                             OrtSoftmaxParams)
+from ..program import Layer
+from ..registry import lowering
+from ..vocab import QRANGE
+from .context import LoweringContext
+
+F32 = np.float32
+
+
+def _range(ctx: LoweringContext, op: Op, t: int) -> tuple[int, int, str]:
+    dt = np.dtype(ctx.tensor(t).dtype)
+    if dt not in (np.dtype(np.int8), np.dtype(np.uint8)):
+        raise ctx.error(op, f"tensor '{ctx.tensor(t).name}' is {dt}; ONNX quantized layers "
+                            f"take int8 or uint8")
+    lo, hi = QRANGE[dt]
+    return lo, hi, dt.name
+
+
+def _layer(op: Op, kernel: str, params, inputs=None, ir_op: str | None = None, macs: int = 0,
+           has_acc: bool = False) -> Layer:
+    return Layer(index=op.index, op=ir_op or op.type, kernel=kernel,
+                 inputs=list(op.inputs[:1]) if inputs is None else inputs,
+                 outputs=list(op.outputs), params=params, macs=macs, has_acc=has_acc)
+
+
+def _mac_scale(x_scale, w_scale, y_scale, alpha=None) -> np.ndarray:
+    w = np.atleast_1d(np.asarray(w_scale, F32))
+    if alpha is None:
+        return (F32(x_scale) * w / F32(y_scale)).astype(F32)
+    return ((F32(alpha) * F32(x_scale)) * w / F32(y_scale)).astype(F32)
+
+
+def _weights_zero(ctx, op, a):
+    if np.any(np.asarray(a.get("w_zp", 0)) != 0):
+        raise ctx.error(op, "weights with a non-zero zero point are not supported "
+                            "(onnxruntime.quantization writes symmetric int8 weights)")
+
+
+def _mac_common(ctx: LoweringContext, op: Op):
+    x_i, y_i = op.inputs[0], op.outputs[0]
+    a = op.attrs
+    xdt = np.dtype(ctx.tensor(x_i).dtype)
+    _range(ctx, op, x_i)
+    lo, hi, odt = _range(ctx, op, y_i)
+    _weights_zero(ctx, op, a)
+    in_u8 = xdt == np.dtype(np.uint8)
+    offset = (128 if in_u8 else 0) - int(a["x_zp"])
+    b_i = op.inputs[2] if len(op.inputs) > 2 else -1
+    bias = None if b_i < 0 else ctx.const(op, b_i).astype(np.int32).reshape(-1)
+    return a, in_u8, offset, bias, lo, hi, odt
+
+
+@lowering("ORT_CONV")
+def lower_conv(op: Op, ctx: LoweringContext):
+    a, in_u8, offset, bias, lo, hi, odt = _mac_common(ctx, op)
+    w = ctx.const(op, op.inputs[1])  # ONNX OIHW int8
+    if w.dtype != np.int8 or w.ndim != 4:
+        raise ctx.error(op, f"weights {w.dtype} {list(w.shape)}: int8 OIHW expected")
+    xs, ys = ctx.tensor(op.inputs[0]).shape, ctx.tensor(op.outputs[0]).shape
+    cout, cin_g, kh, kw = w.shape
+    group = int(a.get("group", 1))
+    scale = _mac_scale(a["x_scale"], a["w_scale"], a["y_scale"])
+    pads = list(a["pads"])
+    geom = dict(stride_h=int(a["strides"][0]), stride_w=int(a["strides"][1]),
+                dilation_h=int(a["dilations"][0]), dilation_w=int(a["dilations"][1]),
+                pad_top=int(pads[0]), pad_left=int(pads[1]), out_h=int(ys[1]), out_w=int(ys[2]))
+    common = dict(bias=bias, input_offset=offset, in_uint8=in_u8, scale=scale,
+                  out_zp=int(a["y_zp"]), lo=lo, hi=hi, out_dtype=odt, **geom)
+    if group > 1 and cin_g == 1 and group == xs[3]:
+        params = OrtMacParams(kind="depthwise", weights=np.ascontiguousarray(
+            w.transpose(1, 2, 3, 0)), depth_multiplier=cout // group, **common)
+        ir_op = "DEPTHWISE_CONV_2D"
+    else:
+        params = OrtMacParams(kind="conv2d", weights=np.ascontiguousarray(
+            w.transpose(0, 2, 3, 1)), groups=group, **common)
+        ir_op = "CONV_2D"
+    macs = int(np.prod(ys)) * kh * kw * cin_g
+    return _layer(op, "ort_mac", params, ir_op=ir_op, macs=macs, has_acc=True)
+
+
+@lowering("ORT_FC")
+def lower_fc(op: Op, ctx: LoweringContext):
+    a, in_u8, offset, bias, lo, hi, odt = _mac_common(ctx, op)
+    w = ctx.const(op, op.inputs[1])  # ONNX B: [K, N], or [N, K] with transB
+    if w.dtype != np.int8 or w.ndim != 2:
+        raise ctx.error(op, f"weights {w.dtype} {list(w.shape)}: 2-D int8 expected")
+    w = w if a.get("trans_b", 0) else w.T
+    cout, k = w.shape
+    xs, ys = ctx.tensor(op.inputs[0]).shape, ctx.tensor(op.outputs[0]).shape
+    batch = int(np.prod(xs)) // k
+    scale = _mac_scale(a["x_scale"], a["w_scale"], a["y_scale"], a.get("alpha"))
+    params = OrtMacParams(kind="fc", weights=np.ascontiguousarray(w), bias=bias,
+                          input_offset=offset, in_uint8=in_u8, scale=scale,
+                          out_zp=int(a["y_zp"]), lo=lo, hi=hi, out_dtype=odt, batch=batch,
+                          depth=k, out_shape=tuple(ys))
+    return _layer(op, "ort_mac", params, ir_op="FULLY_CONNECTED", macs=batch * cout * k,
+                  has_acc=True)
+
+
+@lowering("ORT_QUANTIZE")
+def lower_quantize(op: Op, ctx: LoweringContext):
+    lo, hi, odt = _range(ctx, op, op.outputs[0])
+    a = op.attrs
+    return _layer(op, "ort_quantize", OrtQuantizeParams(
+        scale=F32(a["scale"]), zero_point=int(a["zero_point"]), lo=lo, hi=hi, out_dtype=odt))
+
+
+@lowering("ORT_DEQUANTIZE")
+def lower_dequantize(op: Op, ctx: LoweringContext):
+    _range(ctx, op, op.inputs[0])
+    a = op.attrs
+    return _layer(op, "ort_dequantize", OrtDequantizeParams(
+        scale=F32(a["scale"]), zero_point=int(a["zero_point"])))
+
+
+def _global_pool(ctx, op, image_size: int, keep_dims: bool = True):
+    a = op.attrs
+    lo, hi, _ = _range(ctx, op, op.outputs[0])
+    scale = F32(F32(a["x_scale"]) / (F32(a["y_scale"]) * F32(image_size)))
+    if image_size >= 0x1000000 or not 2.0**-32 <= scale < 256.0:
+        raise ctx.error(op, f"average of {image_size} values with scale {scale:.6g}: outside "
+                            f"the range onnxruntime computes (MLAS refuses it)")
+    return OrtGlobalPoolParams(bias=-int(a["x_zp"]) * image_size, scale=scale,
+                               out_zp=int(a["y_zp"]), lo=lo, hi=hi, keep_dims=keep_dims)
+
+
+@lowering("ORT_GLOBAL_AVG_POOL")
+def lower_global_avg_pool(op: Op, ctx: LoweringContext):
+    _, h, w, _ = ctx.tensor(op.inputs[0]).shape
+    return _layer(op, "ort_global_avg_pool", _global_pool(ctx, op, h * w), ir_op="MEAN")
+
+
+@lowering("ORT_AVG_POOL")
+def lower_avg_pool(op: Op, ctx: LoweringContext):
+    a = op.attrs
+    _, h, w, _ = ctx.tensor(op.inputs[0]).shape
+    _, oh, ow, _ = ctx.tensor(op.outputs[0]).shape
+    kh, kw = a["kernel"]
+    if (kh, kw) == (h, w) and not any(a["pads"]):
+        # qlinear_pool.cc: a window over the whole image is QLinearGlobalAveragePool
+        return _layer(op, "ort_global_avg_pool", _global_pool(ctx, op, h * w),
+                      ir_op="AVERAGE_POOL_2D")
+    lo, hi, _ = _range(ctx, op, op.outputs[0])
+    params = OrtAvgPoolParams(
+        x_scale=F32(a["x_scale"]), x_zp=int(a["x_zp"]), y_scale=F32(a["y_scale"]),
+        y_zp=int(a["y_zp"]), lo=lo, hi=hi, kernel_h=int(kh), kernel_w=int(kw),
+        stride_h=int(a["strides"][0]), stride_w=int(a["strides"][1]),
+        pad_top=int(a["pads"][0]), pad_left=int(a["pads"][1]), out_h=int(oh), out_w=int(ow),
+        count_include_pad=bool(a.get("count_include_pad", 0)))
+    return _layer(op, "ort_avg_pool", params, ir_op="AVERAGE_POOL_2D")
+
+
+@lowering("ORT_MAX_POOL")
+def lower_max_pool(op: Op, ctx: LoweringContext):
+    a = op.attrs
+    _range(ctx, op, op.inputs[0])
+    _, oh, ow, _ = ctx.tensor(op.outputs[0]).shape
+    params = OrtMaxPoolParams(
+        kernel_h=int(a["kernel"][0]), kernel_w=int(a["kernel"][1]),
+        stride_h=int(a["strides"][0]), stride_w=int(a["strides"][1]),
+        dilation_h=int(a["dilations"][0]), dilation_w=int(a["dilations"][1]),
+        pad_top=int(a["pads"][0]), pad_left=int(a["pads"][1]), out_h=int(oh), out_w=int(ow))
+    return _layer(op, "ort_max_pool", params, ir_op="MAX_POOL_2D")
+
+
+@lowering("ORT_ADD")
+def lower_add(op: Op, ctx: LoweringContext):
+    a = op.attrs
+    lo, hi, _ = _range(ctx, op, op.outputs[0])
+    sa, sb, sc = F32(a["a_scale"]), F32(a["b_scale"]), F32(a["y_scale"])
+    ra, rb = F32(sa / sc), F32(sb / sc)
+    # (float)ZeroPointC - (ScaleRatio_AC * ZeroPointA + ScaleRatio_BC * ZeroPointB), float32
+    fixed = F32(F32(int(a["y_zp"])) - F32(F32(ra * F32(int(a["a_zp"])))
+                                           + F32(rb * F32(int(a["b_zp"])))))
+    if ctx.tensor(op.inputs[0]).shape != ctx.tensor(op.inputs[1]).shape:
+        raise ctx.error(op, "QLinearAdd with broadcasting is not supported (equal shapes only)")
+    return _layer(op, "ort_add", OrtAddParams(ratio_a=ra, ratio_b=rb, fixed=fixed, lo=lo,
+                                              hi=hi), inputs=list(op.inputs[:2]), ir_op="ADD")
+
+
+def requant_table(x_scale, x_zp: int, y_scale, y_zp: int, dtype) -> np.ndarray:
+    """QlinearBuildLookupTable with the identity: QuantizeLinear(x_scale * (x - x_zp)) for
+    the 256 codes, indexed by the input byte."""
+    from ..arith import quantize_float32_half_even
+    dt = np.dtype(dtype)
+    codes = np.arange(256, dtype=np.uint8).view(dt).astype(np.int64)
+    deq = (F32(x_scale) * (codes - int(x_zp)).astype(F32)).astype(F32)
+    lo, hi = QRANGE[dt]
+    return quantize_float32_half_even(deq, y_scale, y_zp, lo, hi).astype(dt)
+
+
+@lowering("ORT_CONCAT")
+def lower_concat(op: Op, ctx: LoweringContext):
+    a = op.attrs
+    dt = np.dtype(ctx.tensor(op.outputs[0]).dtype)
+    _range(ctx, op, op.outputs[0])
+    tables = []
+    for s, z in zip(a["in_scales"], a["in_zps"]):
+        same = F32(s) == F32(a["y_scale"]) and int(z) == int(a["y_zp"])
+        tables.append(None if same else requant_table(s, z, a["y_scale"], a["y_zp"], dt))
+    return _layer(op, "ort_concat", OrtConcatParams(axis=int(a["axis"]), tables=tuple(tables)),
+                  inputs=list(op.inputs), ir_op="CONCATENATION")
+
+
+@lowering("ORT_SOFTMAX")
+def lower_softmax(op: Op, ctx: LoweringContext):
+    a = op.attrs
+    lo, hi, odt = _range(ctx, op, op.outputs[0])
+    signed = odt == "int8"
+    d = int(ctx.tensor(op.inputs[0]).shape[-1])
+    xs = float(F32(a["x_scale"]))
+    # QlinearBuildLookupTableUint32 (EXP_OUT_DTYPE = float): FLT_MAX / reduce_len in float
+    bit_shift = math.log(float(F32(np.finfo(F32).max) / F32(d)))
+    bit_shift = max(0.0, bit_shift - 5) / xs
+    table = np.zeros(256, F32)
+    for i in range(256):
+        v = F32(math.exp((float(i) - 255 + bit_shift) * xs))
+        table[(i - 128) & 255 if signed else i] = v
+    y_scale_inv = F32(math.floor(F32(1.0) / F32(a["y_scale"])))
+    return _layer(op, "ort_softmax", OrtSoftmaxParams(table=table, y_scale_inv=y_scale_inv,
+                                                      y_zp=int(a["y_zp"]), signed=signed),
+                  ir_op="SOFTMAX")
+
+
+@lowering("ORT_RESHAPE")
+def lower_reshape(op: Op, ctx: LoweringContext):
+    return _layer(op, "ort_reshape",
+                  OrtShapeParams(shape=tuple(ctx.tensor(op.outputs[0]).shape)), ir_op="RESHAPE")
+
+
+@lowering("ORT_TRANSPOSE")
+def lower_transpose(op: Op, ctx: LoweringContext):
+    return _layer(op, "ort_transpose", OrtShapeParams(perm=tuple(op.attrs["perm"])),
+                  ir_op="TRANSPOSE")

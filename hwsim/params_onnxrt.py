@@ -1,0 +1,165 @@
+"""Typed layer parameters of ONNX Runtime's quantized kernels (hwsim.lower.onnxrt derives them,
+hwsim.kernels.onnxrt runs them): the arithmetic of onnxruntime's CPU execution provider for
+QLinearConv, QGemm, QLinearAdd, QLinear*Pool, QLinearConcat, QLinearSoftmax, QuantizeLinear and
+DequantizeLinear (docs/onnx.md).
+
+ORT rescales in float32, so besides integers these families carry float32 scales (numpy
+float32 scalars or arrays), derived once in lowering exactly as ORT derives them (e.g.
+``x_scale * w_scale / y_scale`` evaluated in float32, left to right). ``lo`` / ``hi``: the
+output type's range; ``out_dtype``: its numpy dtype name.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .params import Params, frozen_params
+
+
+@frozen_params
+class OrtMacParams(Params):
+    """QLinearConv / QGemm / QLinearMatMul: ``acc = bias + sum (x - x_zp) * w`` (exact int32,
+    hwsim.kernels.mac), then ``saturate(round_half_even(float32(acc) * scale[c]) + out_zp)``.
+
+    ``kind``: "conv2d", "depthwise" or "fc"; ``weights`` int8 as the MAC kernels take them
+    (OHWI, [1, KH, KW, C], [Cout, K]); ``input_offset`` = -x_zp in the int8 domain of the
+    kernels (a uint8 input enters as x - 128, so the offset is 128 - x_zp); ``in_uint8`` /
+    ``out_dtype`` the ONNX types; ``out_zp``, ``lo``, ``hi`` in the output type; ``scale``
+    float32 per output channel (or one). Geometry as hwsim.params.ConvParams; ``batch`` /
+    ``depth`` / ``out_shape`` for "fc".
+    """
+    kind: str
+    weights: np.ndarray
+    bias: np.ndarray | None
+    input_offset: int
+    in_uint8: bool
+    scale: np.ndarray
+    out_zp: int
+    lo: int
+    hi: int
+    out_dtype: str
+    stride_h: int = 1
+    stride_w: int = 1
+    dilation_h: int = 1
+    dilation_w: int = 1
+    pad_top: int = 0
+    pad_left: int = 0
+    out_h: int = 1
+    out_w: int = 1
+    groups: int = 1
+    depth_multiplier: int = 1
+    batch: int = 1
+    depth: int = 1
+    out_shape: tuple = ()
+
+
+@frozen_params
+class OrtQuantizeParams(Params):
+    """QuantizeLinear: ``saturate(round_half_even(x / scale) + zp)`` in float32."""
+    scale: np.float32
+    zero_point: int
+    lo: int
+    hi: int
+    out_dtype: str
+
+
+@frozen_params
+class OrtDequantizeParams(Params):
+    """DequantizeLinear: ``float32(x - zp) * scale``."""
+    scale: np.float32
+    zero_point: int
+
+
+@frozen_params
+class OrtGlobalPoolParams(Params):
+    """QLinearGlobalAveragePool (and QLinearAveragePool windows covering the whole image):
+    ``acc = sum(x) - x_zp * image_size`` (int32), then the float32 requantization with
+    ``scale = x_scale / (y_scale * float32(image_size))``. NHWC: pooled over H and W."""
+    bias: int
+    scale: np.float32
+    out_zp: int
+    lo: int
+    hi: int
+    keep_dims: bool = True
+
+
+@frozen_params
+class OrtAvgPoolParams(Params):
+    """QLinearAveragePool: x dequantized to float32, window sums in float32 (rows, then
+    columns), divided by the count (float32), quantized as ``round_half_even(y / y_scale +
+    y_zp)``. Window geometry NHWC; ``count_include_pad`` as ONNX."""
+    x_scale: np.float32
+    x_zp: int
+    y_scale: np.float32
+    y_zp: int
+    lo: int
+    hi: int
+    kernel_h: int
+    kernel_w: int
+    stride_h: int
+    stride_w: int
+    pad_top: int
+    pad_left: int
+    out_h: int
+    out_w: int
+    count_include_pad: bool
+
+
+@frozen_params
+class OrtMaxPoolParams(Params):
+    """MaxPool on quantized tensors: the integer maximum of each window (padding ignored)."""
+    kernel_h: int
+    kernel_w: int
+    stride_h: int
+    stride_w: int
+    dilation_h: int
+    dilation_w: int
+    pad_top: int
+    pad_left: int
+    out_h: int
+    out_w: int
+
+
+@frozen_params
+class OrtAddParams(Params):
+    """QLinearAdd on x86 (MlasQLinearAddKernelAvx2Helper), per element:
+    ``c = fma(a, ratio_a, fma(b, ratio_b, fixed))`` in float32, rounded half to even,
+    saturated to the output type; ``ratio_a = a_scale / c_scale``, ``ratio_b = b_scale /
+    c_scale``, ``fixed = float(c_zp) - (ratio_a * a_zp + ratio_b * b_zp)`` (float32)."""
+    ratio_a: np.float32
+    ratio_b: np.float32
+    fixed: np.float32
+    lo: int
+    hi: int
+
+
+@frozen_params
+class OrtTableParams(Params):
+    """A 256-entry table indexed by the input byte (QLinearConcat's requantizing copies,
+    QLinearLeakyRelu, ...): ``y = table[uint8 view of x]``."""
+    table: np.ndarray
+
+
+@frozen_params
+class OrtConcatParams(Params):
+    """QLinearConcat along IR axis ``axis``: each input copied (``tables[k] is None``: same
+    scale and zero point as the output) or mapped through its 256-entry table."""
+    axis: int
+    tables: tuple
+
+
+@frozen_params
+class OrtSoftmaxParams(Params):
+    """QLinearSoftmax (opset 13 form, softmax over the last IR axis): a float32 table of
+    exp values, per row a float32 sum in order, ``round_half_even(t * y_scale_inv / sum) +
+    y_zp`` with ORT's output conversion (values above 255 become 255 / -1; int8 wraps)."""
+    table: np.ndarray
+    y_scale_inv: np.float32
+    y_zp: int
+    signed: bool
+
+
+@frozen_params
+class OrtShapeParams(Params):
+    """Data movement: RESHAPE to ``shape`` or TRANSPOSE by ``perm`` (integers unchanged)."""
+    shape: tuple = ()
+    perm: tuple = ()
