@@ -101,7 +101,7 @@ def _ort_run(model, x, extra: dict):
 
 def _hwsim_run(model, x):
     g = read_onnx(model)
-    res = Network(lower(g), g).run(np.transpose(x, (0, 2, 3, 1)), trace=True)
+    res = Network(lower(g), g).run(x, trace=True)  # ONNX layout in and out
     return g, res
 
 
@@ -185,3 +185,24 @@ def test_float_op_between_dq_and_q_is_refused(float_models):
                      rng.uniform(0, 1, (8, 1, 8, 8)).astype(np.float32), "qdq", "s8", True)
     with pytest.raises(ModelError, match=r"BatchNormalization"):
         read_onnx(path)
+
+
+def test_cli_run_trace_output_equals_onnxruntime(float_models, tmp_path):
+    """The contract: `hwsim run model.onnx --input x.npy --trace T.h5` writes outputs/0 equal
+    to ORT's output (dtype and values; the input in ONNX's NCHW layout, as ORT takes it), and
+    the trace holds every tensor of the graph."""
+    h5py = pytest.importorskip("h5py")
+    from hwsim import cli
+    d, models = float_models
+    src, calib, xs = models["digits"]
+    path = _quantize(src, str(d / "digits_cli_u8.onnx"), calib, "qdq", "u8", True)
+    x = xs[:1]
+    np.save(tmp_path / "x.npy", x)
+    assert cli.main(["run", path, "--input", str(tmp_path / "x.npy"), "--trace",
+                     str(tmp_path / "T.h5")]) == 0
+    m = onnx.load(path)
+    ref = _ort_run(m, x, {})[m.graph.output[0].name]
+    g = read_onnx(path)
+    with h5py.File(tmp_path / "T.h5") as f:
+        _assert_same("outputs/0", f["outputs/0"][()], ref)
+        assert len(f["tensors"]) == len(g.tensors)

@@ -15,9 +15,10 @@ requantization):
 * QuantizeLinear of a float graph input and DequantizeLinear of a graph output become
   ``ORT_QUANTIZE`` / ``ORT_DEQUANTIZE`` (float32, as MLAS computes them).
 
-Layout: as :mod:`hwsim.frontends.onnx_reader` (NHWC inside, 4-D graph inputs NHWC, outputs in
-ONNX's layout, ``graph.value_map``: ONNX value -> (IR tensor, perm) for every value with an IR
-tensor). A float op between DequantizeLinear and QuantizeLinear that ORT would not fuse (e.g.
+Layout: NHWC inside, as :mod:`hwsim.frontends.onnx_reader`, but the graph inputs and outputs
+keep ONNX's layout (an input array for onnxruntime is the input for ``hwsim run``; the integer
+transpose to NHWC is a layer of its own); ``graph.value_map``: ONNX value -> (IR tensor, perm)
+for every value with an IR tensor. A float op between DequantizeLinear and QuantizeLinear that ORT would not fuse (e.g.
 BatchNormalization) has no integer form: the importer refuses it, naming the node.
 """
 from __future__ import annotations
@@ -232,7 +233,7 @@ class _QImporter:
             if dt not in (F32, np.dtype(np.int8), np.dtype(np.uint8)):
                 raise ModelError(f"{self.source}: input {brief(inp.name, 64)} is {dt}; "
                                  f"float32, int8 or uint8 inputs are supported")
-            perm = NHWC if len(dims) == 4 else _ident(len(dims))
+            perm = _ident(len(dims))  # the ONNX layout: `hwsim run` takes ORT's input as is
             t = self.add_tensor(inp.name, [dims[p] for p in perm], dt)
             self.vals[inp.name] = ("float_input", _Act(t, perm, tuple(dims))) if dt == F32 \
                 else _Act(t, perm, tuple(dims))
