@@ -54,6 +54,7 @@ __all__ = [
     "quantize_multiplier_greater_than_one",
     "preprocess_softmax_scaling", "preprocess_log_softmax_scaling_exp",
     "calculate_input_radius", "round_half_away_f32", "real_to_m_e",
+    "round_half_away", "round_half_away_int",
 ]
 
 INT32_MIN = -(1 << 31)
@@ -394,13 +395,35 @@ def requant_shift_only(acc, shift_right, mode):
 # 5. Python-level helpers used at lowering time (float64 math, like TFLite)
 # ---------------------------------------------------------------------------
 
-def _round_half_away_float(v: float) -> int:
-    """std::round for a finite double, returned as a Python int (exact)."""
+def round_half_away_int(v: float) -> int:
+    """std::round for a finite double, returned as a Python int (exact).
+
+    Math: with f = floor(|v|), the result is sign(v) * (f + 1) when |v| - f >= 1/2, else
+    sign(v) * f. Exact: |v| - floor(|v|) is exact in binary floating point, so the one
+    comparison decides (no ``v + 0.5`` double rounding: 0.49999999999999994 rounds to 0).
+    """
     a = abs(v)
     f = math.floor(a)
     if a - f >= 0.5:  # a - floor(a) is exact in binary floating point
         f += 1
     return int(-f if v < 0 else f)
+
+
+_round_half_away_float = round_half_away_int  # the name lower/activation.py imports
+
+
+def round_half_away(x) -> np.ndarray:
+    """Round float64 values to the nearest integer, ties away from zero (C ``round``,
+    TFLite's ``TfLiteRound`` on doubles), elementwise; returns float64 of the same shape.
+
+    Math: with t = trunc(x), the result is t + sign(x) when |x - t| >= 1/2, else t. Exact for
+    every float64 (x - t is exact), unlike ``sign(x) * floor(|x| + 0.5)``, which rounds
+    0.49999999999999994 up to 1. NaN and +-inf come back unchanged.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    t = np.trunc(x)
+    frac = x - t                      # exact
+    return t + np.where(np.abs(frac) >= 0.5, np.sign(x), 0.0)
 
 
 def round_half_away_f32(v) -> np.ndarray:
@@ -478,7 +501,7 @@ def quantize_multiplier(real: float, single_rounding: bool = False) -> tuple[int
     if real == 0.0:
         return 0, 0
     q, shift = math.frexp(real)
-    q_fixed = _round_half_away_float(q * float(1 << 31))
+    q_fixed = round_half_away_int(q * float(1 << 31))
     if q_fixed > (1 << 31):  # cannot happen; TFLITE_CHECK in the original
         raise AssertionError("quantize_multiplier: mantissa overflow")
     if q_fixed == (1 << 31):

@@ -42,6 +42,7 @@ import os
 
 import numpy as np
 
+from .arith import round_half_away
 from .frontends.builder import GraphBuilder
 from .ir import Graph
 
@@ -121,11 +122,6 @@ def _act(y, fused):
 
 
 # -- quantization helpers --------------------------------------------------------------------
-def _round_away(v):
-    v = np.asarray(v, dtype=np.float64)
-    return np.sign(v) * np.floor(np.abs(v) + 0.5)
-
-
 def _sig4(v: float) -> float:
     return float(f"{float(v):.4g}")
 
@@ -136,7 +132,7 @@ def _act_quant(lo: float, hi: float) -> tuple[np.float32, int]:
     if hi - lo < 1e-6:
         hi = lo + 1e-6
     scale = np.float32((hi - lo) / 255.0)
-    zp = int(np.clip(_round_away(-128.0 - lo / float(scale)), -128, 127))
+    zp = int(np.clip(round_half_away(-128.0 - lo / float(scale)), -128, 127))
     return scale, zp
 
 
@@ -146,13 +142,13 @@ def _weights_per_channel(w: np.ndarray, axis: int):
     scales = np.where(m > 0, m / 127.0, 1.0).astype(np.float32)
     shape = [1] * w.ndim
     shape[axis] = -1
-    q = np.clip(_round_away(w / scales.astype(np.float64).reshape(shape)), -127, 127)
+    q = np.clip(round_half_away(w / scales.astype(np.float64).reshape(shape)), -127, 127)
     return q.astype(np.int8), scales
 
 
 def _bias(b: np.ndarray, s_in: np.float32, s_w: np.ndarray):
     scales = (np.float32(s_in) * s_w.astype(np.float32)).astype(np.float32)
-    q = _round_away(b / scales.astype(np.float64))
+    q = round_half_away(b / scales.astype(np.float64))
     return np.clip(q, -2**31, 2**31 - 1).astype(np.int32), scales
 
 

@@ -29,6 +29,7 @@ import tokenize
 
 import numpy as np
 
+from .arith import round_half_away
 from .ir import InputError
 
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".gif", ".tif", ".tiff", ".ppm", ".pgm")
@@ -194,7 +195,7 @@ def pixels_to_input(pixels: np.ndarray, info, image_mode: str = "real", path: st
         else:
             scale, zp = float(info.scales[0]), int(info.zero_points[0])
             v = r / scale
-            q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zp
+            q = round_half_away(v) + zp
             lo, hi = _RANGES[dt]
             x = np.clip(q, lo, hi).astype(dt)
     elif image_mode == "raw":

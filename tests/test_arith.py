@@ -590,3 +590,18 @@ def test_scalar_calls_accept_any_integer_type():
     assert A.wrap(np.uint64(2 ** 63 + 5), 8) == 5
     r = A.saturate(np.int8(-128), 4)
     assert r == -8 and isinstance(r, int | np.integer)
+
+
+def test_round_half_away_is_exact_where_floor_plus_half_is_not():
+    """arith.round_half_away / round_half_away_int: C's round on doubles. The largest double
+    below 1/2 rounds to 0 (sign(v) * floor(|v| + 0.5) gives 1: |v| + 0.5 rounds up to 1.0);
+    ties go away from zero; every copy of the rounding in hwsim goes through these two."""
+    import math
+    from hwsim.arith import round_half_away, round_half_away_int
+    below_half = math.nextafter(0.5, 0.0)
+    v = np.array([below_half, -below_half, 0.5, -0.5, 2.5, -2.5, 1.4999999999999998, 7.0,
+                  -0.0, 2.0 ** 52 + 1.0])
+    want = [0, 0, 1, -1, 3, -3, 1, 7, 0, 2 ** 52 + 1]
+    assert round_half_away(v).tolist() == want
+    assert [round_half_away_int(float(x)) for x in v] == want
+    assert (np.sign(v) * np.floor(np.abs(v) + 0.5))[0] == 1.0  # the inexact form this replaces

@@ -153,15 +153,6 @@ def double_round_to_int32(acc, m, e):
     return v
 
 
-@_jit
-def round_half_away_double(v):
-    """C's round() on a double: ties away from zero (exact: a - floor(a) is exact)."""
-    a = abs(v)
-    f = math.floor(a)
-    if a - f >= 0.5:
-        f += 1.0
-    return -f if v < 0 else f
-
 
 def double_round_float(acc: int, real: float) -> int:
     """The floating-point definition of double_round (for tests): round(double(acc) * real)."""

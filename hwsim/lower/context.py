@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..arith import quantize_multiplier, round_half_away_f32
+from ..arith import quantize_multiplier, round_half_away_f32, round_half_away_int
 from ..hw.config import RequantConfig
 from ..ir import Graph, HwsimError, ModelError, Op, Tensor
 from ..params import AccumulatorModel
@@ -62,12 +62,6 @@ def collapse_reals(reals: np.ndarray) -> tuple[float, bool]:
     return r, bool(np.all(reals == reals[0]))
 
 
-def _half_away(v: float) -> int:
-    a = abs(v)
-    f = math.floor(a)
-    if a - f >= 0.5:  # exact in binary floating point
-        f += 1
-    return int(-f if v < 0 else f)
 
 
 def mult_shift_params(real: float, multiplier_bits: int, shift_bits: int) -> tuple[int, int, str]:
@@ -83,7 +77,7 @@ def mult_shift_params(real: float, multiplier_bits: int, shift_bits: int) -> tup
         raise ValueError(f"mult_shift_params: real {real!r} is not finite and >= 0")
     mmax = (1 << (multiplier_bits - 1)) - 1
     for s in range((1 << shift_bits) - 1, -1, -1):
-        m = _half_away(math.ldexp(real, s))
+        m = round_half_away_int(math.ldexp(real, s))
         if m <= mmax:
             note = "" if m or real == 0 else (f"real {real:.6g} rounds to a zero multiplier "
                                                f"(shift {s} is the largest)")

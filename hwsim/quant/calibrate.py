@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numba
 import numpy as np
 
+from ..arith import round_half_away  # noqa: F401 (re-exported: quantize, accum)
 from ..ir import HwsimError
 
 __all__ = [
@@ -78,17 +79,6 @@ def _as_f32(x: Any) -> np.ndarray:
         raise CalibrationError("calibration data contains NaN or infinity "
                                "(or a value beyond the float32 range)")
     return a
-
-
-def round_half_away(x: Any) -> np.ndarray:
-    """Round to the nearest integer, ties away from zero (C ``round``, TFLite ``TfLiteRound``).
-
-    Exact for every float64 input (no ``x + 0.5`` double rounding).
-    """
-    x = np.asarray(x, dtype=np.float64)
-    t = np.trunc(x)
-    frac = x - t                      # exact
-    return t + np.where(np.abs(frac) >= 0.5, np.sign(x), 0.0)
 
 
 # ----------------------------------------------------------------------------- observers
