@@ -123,7 +123,7 @@ class ExportSpec:
 
 def load_export(export_dir) -> ExportSpec:
     """Read ``EXPORT_DIR/manifest.yaml`` (written by ``hwsim export``)."""
-    from .export.manifest import read_manifest
+    from .hwif.manifest import read_manifest
     d = Path(export_dir)
     mpath = d / "manifest.yaml"
     try:  # bounded YAML; every file path checked to lie inside the export, listed with sha256
@@ -188,7 +188,7 @@ def read_words(export: ExportSpec, spec: dict) -> list[int]:
 
 def unpack(words, spec: dict) -> np.ndarray:
     """Elements (flat NHWC) of a vector from memory words in its layout."""
-    from .export.pack import unpack_words
+    from .hwif.pack import unpack_words
     lay = spec["layout"]
     return unpack_words(list(words), elem_bits=int(lay["elem_bits"]), signed=bool(lay["signed"]),
                         lanes_per_word=int(lay["lanes_per_word"]), count=int(spec["elements"]),

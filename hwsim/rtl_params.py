@@ -12,9 +12,14 @@ checks it equals ``rtl_params(load_config("tflite-int8"))``).
     hwsim rtl-params tflite-int8 -o hwsim/rtl/hwsim_params.vh   # the committed one
     hwsim rtl-params my_accel.yaml -o build/hwsim_params.vh
     hwsim rtl-params --rtl-dir                                  # where the reference RTL is
+    hwsim rtl-params --desc -o hwsim/rtl/hwsim_desc.vh          # the descriptor header
+
+``hwsim/rtl/hwsim_desc.vh`` (descriptor field indices and op codes, the same for every config)
+is generated from hwsim.hwif's field table (:func:`hwsim.hwif.verilog_header`); a test checks
+the committed copy.
 
 The reference RTL takes every config ``hwsim.hw.config`` accepts whose data fit the export's
-memory layout (:func:`hwsim.export.layout.make_memories`: the lane widths the RTL reads are the
+memory layout (:func:`hwsim.hwif.make_memories`: the lane widths the RTL reads are the
 ones the export writes): activations of 4..16 bits and weights of 4..8 bits, signed or
 unsigned, accumulators of 8..64 bits that wrap or saturate, both dataflows' order of additions,
 every requantization scheme, with power-of-two lane counts for the activation and weight
@@ -45,9 +50,9 @@ RTL_LIMITS = {
 
 
 def lane_bits(cfg: AccelConfig) -> dict[str, int]:
-    """Bits per lane of each memory as the export lays it out (hwsim.export.layout): the RTL
+    """Bits per lane of each memory as the export lays it out (hwsim.hwif): the RTL
     reads exactly what the export writes."""
-    from .export.layout import make_memories
+    from .hwif.memory import make_memories
     from .ir import HwsimError
     try:
         mems = make_memories(cfg)
@@ -183,6 +188,7 @@ examples:
   hwsim rtl-params narrow-acc-24 -o build/hwsim_params.vh
   hwsim rtl-params narrow-acc-24 -o -               # print to stdout
   hwsim rtl-params --rtl-dir                        # the folder of the reference RTL
+  hwsim rtl-params --desc -o hwsim/rtl/hwsim_desc.vh  # the descriptor header (no CONFIG)
   ls "$(hwsim rtl-params --bench-dir)/examples"     # the cocotb bench and the adapter example
 """
 
@@ -190,9 +196,13 @@ examples:
 def rtl_params_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", metavar="CONFIG", nargs="?",
                    help="accelerator config: a YAML file or a preset name (e.g. tflite-int8)")
-    p.add_argument("--out", "-o", metavar="FILE", default="hwsim_params.vh",
-                   help="header to write ('-' for stdout; default: hwsim_params.vh)")
+    p.add_argument("--out", "-o", metavar="FILE", default=None,
+                   help="header to write ('-' for stdout; default: hwsim_params.vh, with "
+                        "--desc hwsim_desc.vh)")
     where = p.add_mutually_exclusive_group()
+    where.add_argument("--desc", action="store_true",
+                       help="write the descriptor header (hwsim_desc.vh: field indices and op "
+                            "codes, from hwsim.hwif's field table) instead; no CONFIG")
     # The RTL and the bench are package data: these say where, for commands that name their
     # files (`hwsim cosim --rtl "$(hwsim rtl-params --rtl-dir)"/*.v ...`, docs/cosim.md).
     where.add_argument("--rtl-dir", action="store_true",
@@ -204,6 +214,8 @@ def rtl_params_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_rtl_params(args) -> int:
+    if getattr(args, "desc", False):
+        return _write_desc(args)
     if args.rtl_dir or args.bench_dir:
         if args.config:
             raise ConfigError(f"{args.config}: CONFIG is not used with "
@@ -214,11 +226,29 @@ def cmd_rtl_params(args) -> int:
     if not args.config:
         raise ConfigError("rtl-params: CONFIG missing (a YAML file or a preset name, e.g. "
                           "tflite-int8)")
-    if args.out == "-":
+    out = args.out or "hwsim_params.vh"
+    if out == "-":
         print(rtl_params(args.config), end="")
         return 0
-    text = write_rtl_params(args.config, args.out)
-    print(f"wrote {args.out} ({text.count('`define') - 2} parameters)")
+    text = write_rtl_params(args.config, out)
+    print(f"wrote {out} ({text.count('`define') - 2} parameters)")
+    return 0
+
+
+def _write_desc(args) -> int:
+    """``--desc``: hwsim_desc.vh from the field table (the same for every config)."""
+    from .hwif.descriptor import verilog_header
+    from .util import atomic_write_bytes
+    if args.config:
+        raise ConfigError(f"{args.config}: CONFIG is not used with --desc (the descriptor "
+                          f"layout is the same for every config)")
+    text, out = verilog_header(), args.out or "hwsim_desc.vh"
+    if out == "-":
+        print(text, end="")
+        return 0
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    atomic_write_bytes(out, text.encode())
+    print(f"wrote {out} (descriptor fields and op codes)")
     return 0
 
 

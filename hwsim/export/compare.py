@@ -209,7 +209,7 @@ def _items_from_manifest(man: dict, path: str) -> list[Item]:
 
 def _view(shape) -> tuple[int, int, int, int]:
     """The NHWC view of a tensor; one row of elements for a rank above 4."""
-    from .layout import nhwc
+    from ..hwif.memory import nhwc
     try:
         return nhwc(shape)
     except ValueError:
@@ -293,7 +293,8 @@ class _ExportSide(_Side):
 
     def __init__(self, root: str, use_h5: bool, layouts: dict | None = None,
                  layouts_root: str = ""):
-        from .manifest import VECTORS_FILE, read_manifest, read_vectors_h5
+        from ..hwif.manifest import VECTORS_FILE, read_manifest
+        from .manifest import read_vectors_h5
         self.root = root
         self.manifest = read_manifest(root) if layouts is None else None
         self.partial = layouts is not None
@@ -319,8 +320,8 @@ class _ExportSide(_Side):
 
 
 def _read_vector_file(root: str, folder: str, kind: str, v: dict):
+    from ..hwif.pack import unpack_words
     from .formats import read_memory
-    from .pack import unpack_words
     lay = v.get("layout")
     if lay is None:
         return "skipped"  # a float host tensor: in vectors.h5 only, no vector file
@@ -354,7 +355,7 @@ class _MemImageSide(_Side):
             raise _entry_error(manifest_path, f"memories.{memory}", e) from None
 
     def get(self, item: Item):
-        from .pack import unpack_words
+        from ..hwif.pack import unpack_words
         v = item.entry or {}
         if v.get("memory") != self.memory or v.get("base") is None:
             return "skipped"

@@ -5,7 +5,7 @@
 
 Steps: map the network onto the accelerator (:func:`map_for_export` = hwsim.hw.map_network:
 placement, legalization, memory capacity; what cannot be mapped fails here, before the run),
-lay it out in the memories (:func:`hwsim.export.layout.plan_network`), run the hardware program
+lay it out in the memories (:func:`hwsim.hwif.plan_network`), run the hardware program
 with a trace, then write every file into a temp folder beside the output folder and rename it
 into place at the end — an error leaves no partial output. Every file is deterministic: the
 same model, config and input give the same bytes.
@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..hwif.descriptor import DESCRIPTOR_WORDS, MAC_CODES
+from ..hwif.manifest import plain as _plain
+from ..hwif.plan import (IMAGE_MEMORY, NetworkPlan, plan_network, vector_layout, vector_rank,
+                         vector_values)
 from ..ir import HwsimError, InputError
 from .formats import FORMATS, render_memory
-from .layout import (ACC_MEMORY_KEY, DESCRIPTOR_WORDS, MAC_CODES, NetworkPlan, plan_network)
 
 LEGALIZE_MODES = ("strict", "approx")
 
@@ -46,24 +49,6 @@ def map_for_export(model, config, legalize: str = "strict", inputs=None, host_ta
 
 
 # -- the hardware model's rows as plain YAML-safe dicts -----------------------------------------
-def _plain(v):
-    """A YAML-safe copy of ``v`` (numpy scalars/arrays -> Python, dataclasses -> dicts)."""
-    import dataclasses
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        v = dataclasses.asdict(v)
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _plain(v.tolist())
-    if isinstance(v, np.generic):
-        return v.item()
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    return str(v)
-
-
 def _rows_by_layer(rows) -> dict[int, dict]:
     """hwsim.hw rows (LayerStats, HeadroomRow, LegalizationRow) -> {layer index: dict}."""
     out = {}
@@ -297,12 +282,6 @@ def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_
                         warnings, plan, [r for r in report.values() if not r["exact"]])
 
 
-def vector_values(lp, spec, trace) -> np.ndarray:
-    if spec.kind == "acc":
-        return np.asarray(trace.accumulators[lp.index])
-    return np.asarray(trace.tensors[spec.tensor])
-
-
 def _write_layer(w: _Writer, lp, plan: NetworkPlan, trace) -> dict:
     mems = plan.memories
     files: dict[str, dict] = {}
@@ -317,7 +296,7 @@ def _write_layer(w: _Writer, lp, plan: NetworkPlan, trace) -> dict:
         if lp.requant is not None:
             files["requant"] = w.words(f"{lp.folder}/requant", lp.requant,
                                        mems["requant"].word_bits, lp.fields["rq_base"])
-    for kind in sorted(lp.vectors, key=_vector_rank):
+    for kind in sorted(lp.vectors, key=vector_rank):
         spec = lp.vectors[kind]
         v = vector_values(lp, spec, trace)
         packed = _pack_vector(spec, v, mems)
@@ -328,35 +307,12 @@ def _write_layer(w: _Writer, lp, plan: NetworkPlan, trace) -> dict:
     return files
 
 
-def _vector_rank(kind: str) -> tuple[int, str]:
-    """input, input2, ..., acc, output, output2, ..."""
-    return ({"acc": 1, "output": 2}.get(kind, 0 if kind.startswith("input") else 3), kind)
-
-
-def vector_layout(spec, mems) -> dict | None:
-    """How a vector's elements sit in words: pack_words/unpack_words arguments."""
-    if spec.memory == ACC_MEMORY_KEY:
-        return mems[ACC_MEMORY_KEY].layout()
-    dt = np.dtype(spec.dtype) if spec.dtype != "unknown" else None
-    if dt is None or dt.kind not in "iu":
-        return None
-    if dt.kind == "i" and 8 * dt.itemsize == mems["activations"].elem_bits:
-        return mems["activations"].layout()
-    return dict(elem_bits=8 * dt.itemsize, signed=dt.kind == "i", lanes_per_word=1,
-                word_bits=8 * dt.itemsize, lane_order="lsb_first")
-
-
 def _pack_vector(spec, values, mems):
-    from .pack import pack_words
+    from ..hwif.pack import pack_words
     lay = vector_layout(spec, mems)
     if lay is None:
         return None
     return pack_words(np.asarray(values).reshape(-1), **lay), lay["word_bits"]
-
-
-IMAGE_MEMORY = {"weights": "weights", "bias": "bias", "requant": "requant",
-                "descriptors": "descriptors", "act_init": "activations",
-                "act_final": "activations", "acc": ACC_MEMORY_KEY}
 
 
 def build_images(plan: NetworkPlan, trace) -> dict[str, list[int]]:

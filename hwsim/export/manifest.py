@@ -7,21 +7,25 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 
 import numpy as np
 import yaml
 
+from ..hwif.descriptor import DESCRIPTOR_FIELDS, DESCRIPTOR_WORDS, OP_CODES
+# the schema and the reader live in hwsim.hwif.manifest; re-exported for existing callers
+from ..hwif.manifest import (FORMAT, FORMAT_VERSION, MANIFEST_FILE, VECTORS_FILE,
+                             check_manifest_paths, plain, read_manifest)
+from ..hwif.memory import ACC_MEMORY_KEY, nhwc
+from ..hwif.plan import (IMAGE_MEMORY, NetworkPlan, vector_layout, vector_rank,
+                         vector_values)
+from ..hwif.requant import RTL_REQUANT_SCHEMES
 from ..ir import HwsimError
-from ..yamlio import MAX_MANIFEST_BYTES, brief, load_yaml_file
-from .layout import (ACC_MEMORY_KEY, DESCRIPTOR_FIELDS, DESCRIPTOR_WORDS, OP_CODES,
-                     RTL_REQUANT_SCHEMES, NetworkPlan, nhwc)
 
-MANIFEST_FILE = "manifest.yaml"
-VECTORS_FILE = "vectors.h5"
-FORMAT = "hwsim-export"
-FORMAT_VERSION = 1
 H5_LIBVER = ("v110", "v110")
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_FILE", "VECTORS_FILE", "array_words",
+           "build_manifest", "check_manifest_paths", "dump_yaml", "input_entry", "read_manifest",
+           "read_vectors_h5", "words_array", "write_manifest", "write_vectors_h5"]
 
 
 # -- YAML -------------------------------------------------------------------------------------
@@ -47,94 +51,6 @@ def dump_yaml(data: dict) -> bytes:
 def write_manifest(path: str, manifest: dict) -> None:
     with open(path, "wb") as f:
         f.write(dump_yaml(manifest))
-
-
-def read_manifest(folder: str | os.PathLike) -> dict:
-    """``FOLDER/manifest.yaml``, checked: an hwsim export of this format version whose every
-    file path is safe to open (:func:`check_manifest_paths`). Nothing else is read here."""
-    folder = os.fspath(folder)
-    path = os.path.join(folder, MANIFEST_FILE)
-    if not os.path.isfile(path):
-        raise HwsimError(f"{folder}: no {MANIFEST_FILE} (not an `hwsim export` folder)")
-    man = load_yaml_file(path, max_bytes=MAX_MANIFEST_BYTES, what="manifest")
-    if not isinstance(man, dict) or man.get("format") != FORMAT:
-        raise HwsimError(f"{path}: not an hwsim export manifest (format: {FORMAT})")
-    if man.get("format_version") != FORMAT_VERSION:
-        raise HwsimError(f"{path}: format_version {brief(man.get('format_version'))} (this "
-                         f"hwsim reads {FORMAT_VERSION})")
-    check_manifest_paths(folder, man, path)
-    return man
-
-
-def _safe_relpath(rel, folder: str, where: str) -> str:
-    """``rel`` if it is a normalised relative POSIX path that stays inside ``folder`` (also
-    through symlinks); else an error naming it. Only path strings are examined."""
-    if not isinstance(rel, str) or not rel:
-        raise HwsimError(f"{where}: file path {brief(rel)} is not a path")
-    if (rel.startswith("/") or "\\" in rel or ":" in rel.split("/")[0]
-            or posixpath.normpath(rel) != rel or rel == "." or rel.split("/")[0] == ".."):
-        raise HwsimError(f"{where}: file path {brief(rel)} is not a normalised path inside "
-                         f"the export folder; refusing to read it")
-    root = os.path.realpath(folder)
-    real = os.path.realpath(os.path.join(folder, *rel.split("/")))
-    if os.path.commonpath([root, real]) != root:
-        raise HwsimError(f"{where}: file path {brief(rel)} leads outside the export folder "
-                         f"(a symlink); refusing to read it")
-    return rel
-
-
-def _referenced_paths(node, under_files: bool = False):
-    """Every path string the manifest names under a ``files`` key (layers, vectors, images)."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k == "files" and isinstance(v, list):
-                continue  # the top-level listing itself
-            yield from _referenced_paths(v, under_files or k == "files")
-    elif isinstance(node, list):
-        for v in node:
-            yield from _referenced_paths(v, under_files)
-    elif under_files:
-        yield node
-
-
-def check_manifest_paths(folder: str, man: dict, where: str) -> dict[str, dict]:
-    """The export's file listing ``{path: entry}``, after checking that every listed path is a
-    normalised relative path inside ``folder`` with a sha256 and a size, that every path the
-    manifest refers to is listed, and that every layer folder is inside ``folder``.
-
-    A manifest is data a user hands us: a path like ``../../etc/passwd``, or a valid golden
-    file elsewhere, must never be opened (docs/formats.md, "manifest paths").
-    """
-    files = man.get("files")
-    if not isinstance(files, list) or not files:
-        raise HwsimError(f"{where}: files: expected the list of the export's files, got "
-                         f"{brief(files)}")
-    listing: dict[str, dict] = {}
-    for k, f in enumerate(files):
-        at = f"{where}: files[{k}]"
-        if not isinstance(f, dict):
-            raise HwsimError(f"{at}: expected a mapping with path, bytes and sha256")
-        rel = _safe_relpath(f.get("path"), folder, at)
-        sha, n = f.get("sha256"), f.get("bytes")
-        if not isinstance(sha, str) or len(sha) != 64 or not all(
-                c in "0123456789abcdef" for c in sha):
-            raise HwsimError(f"{at}: {rel}: sha256 {brief(sha)} is not 64 hex digits")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise HwsimError(f"{at}: {rel}: bytes {brief(n)} is not a size")
-        listing[rel] = f
-    for rel in _referenced_paths({k: v for k, v in man.items() if k != "files"}):
-        if not isinstance(rel, str) or rel not in listing:
-            raise HwsimError(f"{where}: file {brief(rel)} is not listed (with its sha256) "
-                             f"under files:; refusing to read it")
-    layers = man.get("layers", [])
-    if not isinstance(layers, list):
-        raise HwsimError(f"{where}: layers: expected a list, got {brief(layers)}")
-    for k, L in enumerate(layers):
-        if not isinstance(L, dict):
-            raise HwsimError(f"{where}: layers[{k}]: expected a mapping")
-        if "folder" in L:
-            _safe_relpath(L["folder"], folder, f"{where}: layers[{k}].folder")
-    return listing
 
 
 # -- manifest ---------------------------------------------------------------------------------
@@ -184,7 +100,6 @@ def _weight_tensor(graph, layer):
 
 
 def _layer_entry(lp, plan, program, graph, stats, headroom, report, files) -> dict:
-    from .exporter import _vector_rank, vector_layout
     layer = lp.layer
     e = {"index": int(lp.index), "op": lp.op, "accel_op": lp.accel_op, "code": int(lp.code),
          "host": bool(lp.host), "descriptor": lp.position, "folder": lp.folder,
@@ -224,7 +139,7 @@ def _layer_entry(lp, plan, program, graph, stats, headroom, report, files) -> di
                                    "words": lp.vectors["acc"].words}
         e["memory"] = mem
     e["vectors"] = {}
-    for kind in sorted(lp.vectors, key=_vector_rank):
+    for kind in sorted(lp.vectors, key=vector_rank):
         spec = lp.vectors[kind]
         e["vectors"][kind] = _vector_entry(spec, vector_layout(spec, plan.memories),
                                            files.get(kind, {}))
@@ -250,7 +165,6 @@ def build_manifest(*, plan: NetworkPlan, program, config, version, model_file, m
         memories[key] = m
     memories["descriptors"]["words_per_descriptor"] = DESCRIPTOR_WORDS
     memories["descriptors"]["count"] = len(plan.array_layers)
-    from .exporter import IMAGE_MEMORY
     images = {name: {"memory": IMAGE_MEMORY[name], "words": mems[IMAGE_MEMORY[name]].used_words,
                      "files": mem_files[name]} for name in IMAGE_MEMORY}
     regions = []
@@ -305,15 +219,14 @@ def build_manifest(*, plan: NetworkPlan, program, config, version, model_file, m
         items = list(man.items())
         at = [k for k, _ in items].index("aliases") + 1
         man = dict(items[:at] + [("fused", plan.fused)] + items[at:])
-    from .exporter import _plain
-    return _plain(man)
+    return plain(man)
 
 
 # -- vectors.h5 ---------------------------------------------------------------------------------
 def words_array(words, word_bits: int) -> np.ndarray:
     """Memory words as an array: the narrowest of uint8/16/32/64 that holds ``word_bits``, or
     for wider words uint64 ``[n, ceil(word_bits/64)]`` limbs, least significant first."""
-    from .pack import words_to_limbs
+    from ..hwif.pack import words_to_limbs
     limbs = words_to_limbs(list(words), word_bits)
     if limbs.shape[1] > 1:
         return limbs
@@ -324,7 +237,7 @@ def words_array(words, word_bits: int) -> np.ndarray:
 
 def array_words(a: np.ndarray) -> list[int]:
     """Inverse of :func:`words_array`."""
-    from .pack import limbs_to_words
+    from ..hwif.pack import limbs_to_words
     a = np.asarray(a)
     if a.ndim == 1:
         return [int(v) for v in a.tolist()]
@@ -343,7 +256,6 @@ def write_vectors_h5(path: str, plan: NetworkPlan, trace, images: dict, model_pa
     import h5py
 
     from ..util import sha256_file
-    from .exporter import IMAGE_MEMORY, vector_values
     mems = plan.memories
     with h5py.File(path, "w", libver=H5_LIBVER, track_order=True) as h:
         h.attrs["format"] = "hwsim-export-vectors"

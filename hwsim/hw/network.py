@@ -76,6 +76,7 @@ import numpy as np
 
 from .. import registry
 from ..engine import Network, RunResult
+from ..hwif.plan import allocate, network_input_tensors  # noqa: F401 (re-exported)
 from ..ir import Graph, HwsimError
 from ..kernels.accumulate import layer_bounds
 from ..lower import lower, lower_with_context
@@ -84,7 +85,7 @@ from ..passes import HARDWARE_PASSES, PlacedProgram, run_passes
 from ..program import Layer, Program
 from ..vocab import MAC_OPS, QRANGE, RequantScheme
 from .config import AccelConfig, load_config
-from .dataflow import LayerStats, ceil_div, layer_stats, mac_geometry, tensor_ranges
+from .dataflow import LayerStats, layer_stats, tensor_ranges
 from .headroom import Headroom, bits_needed, headroom
 
 LEGALIZE_MODES = ("strict", "approx")
@@ -204,19 +205,6 @@ def _fmt_range(bits: int, signed: bool) -> str:
     return f"{bits}-bit unsigned [0, {(1 << bits) - 1}]"
 
 
-def network_input_tensors(program: Program, placement: dict) -> list[int]:
-    """The tensors the host writes into the activation memory: each network input, or the
-    output of the last clamp placed "input" on it."""
-    root = {t: t for t in program.inputs}
-    final = dict(root)
-    for layer in program.layers:
-        if placement.get(layer.index) == "input":
-            r = root[layer.inputs[0]]
-            root[layer.outputs[0]] = r
-            final[r] = layer.outputs[0]
-    return [final[t] for t in program.inputs]
-
-
 def _fields(p: Params) -> dict:
     """A layer's parameters by name for the comparison with the model's: a MAC layer's
     requantization fields beside its own, without the accumulator model (compared separately,
@@ -326,51 +314,6 @@ def _width_problems(layer: Layer, prog: Program, ranges: dict, cfg: AccelConfig)
     return out
 
 
-def _memory_usage(prog: Program, placement: dict, cfg: AccelConfig) -> tuple[dict, list]:
-    """Words each memory needs (regions in execution order, each aligned), and overflows as
-    (layer, op, message)."""
-    mems = cfg.memories
-    used = {"weights": 0, "bias": 0, "requant": 0, "activations": 0}
-    problems = []
-
-    def alloc(name, words, layer):
-        m = getattr(mems, name)
-        start = ceil_div(used[name], m.align_words) * m.align_words
-        used[name] = start + words
-        cap = m.depth * m.banks
-        if used[name] > cap and not any(pp[2].startswith(f"memories.{name}") for pp in problems):
-            problems.append((layer.index if layer is not None else -1,
-                             layer.op if layer is not None else "input",
-                             f"memories.{name}: {used[name]} words needed up to here, "
-                             f"capacity depth x banks = {m.depth} x {m.banks} = {cap}"))
-
-    act_seen = set()
-    for i in network_input_tensors(prog, placement):
-        alloc("activations", ceil_div(int(np.prod(prog.tensors[i].shape)),
-                                      mems.activations.lanes), None)
-        act_seen.add(i)
-    for layer in prog.layers:
-        if placement[layer.index] != "array":
-            continue
-        p = layer.params
-        if layer.op in MAC_OPS:
-            g = mac_geometry(layer, prog)
-            alloc("weights", g["C"] * ceil_div(g["K"], mems.weights.lanes), layer)
-            alloc("bias", ceil_div(g["C"], mems.bias.lanes), layer)
-            alloc("requant", ceil_div(len(np.atleast_1d(p.requant.multiplier)),
-                                      mems.requant.lanes), layer)
-        elif layer.op == "ADD":
-            alloc("requant", 1, layer)
-        for t in layer.outputs:
-            if t not in act_seen:
-                alloc("activations", ceil_div(int(np.prod(prog.tensors[t].shape)),
-                                              mems.activations.lanes), layer)
-                act_seen.add(t)
-    usage = {k: {"words": v, "capacity": getattr(mems, k).depth * getattr(mems, k).banks}
-             for k, v in used.items()}
-    return usage, problems
-
-
 def _compare(a: np.ndarray, b: np.ndarray) -> tuple[int, int | float]:
     if a.shape != b.shape:
         return int(max(a.size, b.size)), float("inf")
@@ -464,7 +407,9 @@ def map_network(model, config, legalize: str = "strict", inputs=None,
             row.exact = False
             row.reasons = reasons
             inexact.extend((layer.index, layer.op, m) for m in reasons)
-    memory, mem_problems = _memory_usage(program, placement, cfg)
+    # the memory plan the export lays out (hwsim.hwif.allocate): its capacity check
+    mem_plan = allocate(program, cfg, placement)
+    memory, mem_problems = mem_plan.usage(), mem_plan.overflows
     fatal.extend(mem_problems)
     problems = fatal + (inexact if legalize == "strict" else [])
     if problems:

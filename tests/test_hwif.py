@@ -1,0 +1,146 @@
+"""hwsim.hwif, the hardware interface: the committed hwsim_desc.vh is what the field table
+generates; legalization's capacity check and the export's addresses come from one memory plan;
+hwif sits below hw/ and export/ and the exporter <-> manifest import circle is gone."""
+from __future__ import annotations
+
+import argparse
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwsim.examples import example_input
+from hwsim.export.exporter import rtl_example_graph
+from hwsim.hw import map_network
+from hwsim.hw.config import ConfigError, config_from_dict, load_config
+from hwsim.hwif import (DESCRIPTOR_FIELDS, DESCRIPTOR_TABLE, allocate, decode_descriptor,
+                        descriptor_words, plan_network, verilog_header)
+from hwsim.ir import HwsimError
+from hwsim.rtl_params import add_rtl_params_parser
+from hwsim.vocab import AccelOp
+
+PKG = Path(__file__).resolve().parent.parent / "hwsim"
+DESC_VH = PKG / "rtl" / "hwsim_desc.vh"
+
+
+def test_committed_hwsim_desc_vh_is_generated_from_the_field_table():
+    assert DESC_VH.read_text() == verilog_header(), \
+        "hwsim/rtl/hwsim_desc.vh is stale: run `hwsim rtl-params --desc -o hwsim/rtl/hwsim_desc.vh`"
+
+
+def test_desc_header_names_every_field_at_its_word_and_every_op_code():
+    text = verilog_header()
+    for i, (_, rtl) in enumerate(DESCRIPTOR_TABLE):
+        assert f"`define HWSIM_D_{rtl} " in text and text.count(f"HWSIM_D_{rtl} ") == 1
+        line = next(ln for ln in text.splitlines() if f"HWSIM_D_{rtl} " in ln)
+        assert int(line.split()[-1]) == i
+    for op in AccelOp:
+        line = next(ln for ln in text.splitlines() if ln.split()[1:2] == [f"HWSIM_OP_{op.name}"])
+        assert int(line.split()[-1]) == int(op)
+    used = next(ln for ln in text.splitlines() if "HWSIM_DESC_USED" in ln and "define" in ln)
+    assert int(used.split()[-1]) == len(DESCRIPTOR_FIELDS)
+
+
+def test_rtl_params_desc_writes_the_header_and_refuses_a_config(tmp_path, capsys):
+    p = argparse.ArgumentParser()
+    add_rtl_params_parser(p.add_subparsers())
+    out = tmp_path / "d" / "hwsim_desc.vh"
+    args = p.parse_args(["rtl-params", "--desc", "-o", str(out)])
+    assert args.func(args) == 0
+    assert out.read_text() == verilog_header()
+    assert "wrote" in capsys.readouterr().out
+    args = p.parse_args(["rtl-params", "--desc", "-o", "-"])
+    assert args.func(args) == 0 and capsys.readouterr().out == verilog_header()
+    args = p.parse_args(["rtl-params", "tflite-int8", "--desc", "-o", str(tmp_path / "x.vh")])
+    with pytest.raises(ConfigError, match="CONFIG is not used with --desc"):
+        args.func(args)
+    assert not (tmp_path / "x.vh").exists()
+
+
+def test_descriptor_round_trip_of_negative_and_large_fields():
+    fields = {"op": int(AccelOp.ADD), "act_min": -128, "input_offset": -2**31,
+              "out_base": 2**31 - 1}
+    words = descriptor_words(fields)
+    assert len(words) == 64 and all(0 <= w < 2**32 for w in words)
+    assert decode_descriptor(words) == {n: fields.get(n, 0) for n in DESCRIPTOR_FIELDS}
+    with pytest.raises(HwsimError, match="act_max = 4294967296 does not fit 32 bits"):
+        descriptor_words({"act_max": 2**32})
+
+
+@pytest.fixture(scope="module")
+def example_hw():
+    g = rtl_example_graph()
+    return g, map_network(g, "tflite-int8")
+
+
+def test_legalization_capacity_and_export_addresses_are_one_plan(example_hw):
+    _, hw = example_hw
+    plan = plan_network(hw.program, hw.config, hw.placement)
+    mp = allocate(hw.program, hw.config, hw.placement)
+    for key, use in hw.memory.items():
+        assert use["words"] == plan.memories[key].used_words == mp.memories[key].used_words > 0
+        assert use["capacity"] == plan.memories[key].depth * plan.memories[key].banks
+    assert plan.regions == mp.regions
+    for lp in plan.array_layers:
+        b = mp.bases[lp.index]
+        for k in ("w_base", "b_base", "rq_base", "acc_base"):
+            if k in b:
+                assert lp.fields[k] == b[k], (lp.index, k)
+        if lp.weights is not None:  # the words packed are the words allocated
+            assert len(lp.weights) == lp.fields["words_per_channel"] * lp.weight_matrix.shape[0]
+        assert lp.position == mp.positions[lp.index]
+
+
+def test_a_memory_one_word_too_small_is_refused_at_the_layer_that_overflows(example_hw):
+    g, hw = example_hw
+    need = hw.memory["weights"]["words"]
+    cfg = load_config("tflite-int8").to_dict()
+    cfg["memories"]["weights"]["depth"] = need - 1
+    small = config_from_dict(cfg, "small.yaml")
+    mp = allocate(hw.program, small, hw.placement)
+    assert len(mp.overflows) == 1
+    layer, op, msg = mp.overflows[0]
+    last_mac = max(i for i, b in mp.bases.items() if "w_base" in b)
+    assert layer == last_mac and op == hw.program.layers[layer].op
+    assert msg == (f"memories.weights: {need} words needed up to here, capacity depth x banks "
+                   f"= {need - 1} x 1 = {need - 1}")
+    with pytest.raises(HwsimError, match=f"layer {layer} \\({op}\\): memories.weights: {need} "
+                                         f"words needed up to here"):
+        map_network(g, small)
+    cfg["memories"]["weights"]["depth"] = need
+    hw2 = map_network(g, config_from_dict(cfg, "exact.yaml"))
+    assert hw2.memory["weights"] == {"words": need, "capacity": need}
+    np.testing.assert_array_equal(hw2.run(example_input(0)).outputs[0],
+                                  hw.run(example_input(0)).outputs[0])
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside functions, as an absolute name."""
+    pkg = ".".join(path.relative_to(PKG.parent).with_suffix("").parts[:-1])
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = pkg.split(".")
+            if node.level:
+                base = base[:len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module
+            out.add(mod)
+    return out
+
+
+def test_hwif_imports_only_the_floors_below_hw_and_export():
+    allowed = {"hwsim.ir", "hwsim.vocab", "hwsim.params", "hwsim.util", "hwsim.yamlio"}
+    for path in sorted((PKG / "hwif").glob("*.py")):
+        for mod in _imports(path):
+            if mod.startswith("hwsim"):
+                assert mod in allowed or mod.startswith("hwsim.hwif"), (path.name, mod)
+
+
+def test_export_manifest_does_not_import_the_exporter():
+    mods = _imports(PKG / "export" / "manifest.py")
+    assert "hwsim.export.exporter" not in mods and "hwsim.hwif.manifest" in mods
