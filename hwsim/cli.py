@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import __version__
-from .command import Command, check_output_path, resolve as _resolve  # noqa: F401 (re-exported)
+from .command import (Command, check_output_path, resolve as _resolve,  # noqa: F401 (re-exported)
+                      semantics_argument)
 from .ir import HwsimError, InputError
 
 PROG = "hwsim"
@@ -164,14 +165,6 @@ def _load_network(path: str, semantics: str = "tflite"):
     # a kernel's first (compiling) run may warn about parallelization: not the user's concern
     warnings.simplefilter("ignore", NumbaPerformanceWarning)
     return hwsim.load(path, semantics=semantics)
-
-
-def semantics_argument(p: argparse.ArgumentParser) -> None:
-    """--semantics tflite|tflm (run, export, compare): whose reference arithmetic to compute."""
-    p.add_argument("--semantics", choices=("tflite", "tflm"), default="tflite",
-                   help="reference arithmetic: tflite (TFLite's reference kernels, the default) "
-                        "or tflm (TensorFlow Lite for Microcontrollers: FULLY_CONNECTED and MUL "
-                        "round differently; docs/semantics.md)")
 
 
 # -- hwsim info ------------------------------------------------------------------------------

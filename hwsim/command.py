@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Union
 
 from .ir import HwsimError
+from .vocab import SEMANTICS
 
 
 @dataclass(frozen=True)
@@ -42,3 +43,11 @@ def check_output_path(path: str, what: str = "output") -> None:
         raise HwsimError(f"{path}: cannot write the {what} (folder {folder} does not exist)")
     if not os.access(folder, os.W_OK):
         raise HwsimError(f"{path}: cannot write the {what} (folder {folder} is not writable)")
+
+
+def semantics_argument(p: argparse.ArgumentParser) -> None:
+    """--semantics tflite|tflm (run, export, compare): whose reference arithmetic to compute."""
+    p.add_argument("--semantics", choices=SEMANTICS, default=SEMANTICS[0],
+                   help="reference arithmetic: tflite (TFLite's reference kernels, the default) "
+                        "or tflm (TensorFlow Lite for Microcontrollers: FULLY_CONNECTED and MUL "
+                        "round differently; docs/semantics.md)")

@@ -21,7 +21,11 @@ import numpy as np
 
 __all__ = ["MAC_OPS", "ARRAY_OPS", "ALIAS_OPS", "TABLE_OPS", "ELEMENTWISE_OPS", "QRANGE", "Code",
            "RequantScheme", "Rounding", "Overflow", "Dataflow", "AccelOp", "ACCEL_OP_OF",
-           "HW_REQUANT_SCHEMES", "TFLITE_SCHEMES", "REQUANT_UNIT_SCHEMES"]
+           "HW_REQUANT_SCHEMES", "TFLITE_SCHEMES", "REQUANT_UNIT_SCHEMES", "SEMANTICS"]
+
+# The reference runtimes whose arithmetic a Program can follow (--semantics; docs/semantics.md):
+# TFLite's reference kernels (BUILTIN_REF, the default) or TensorFlow Lite for Microcontrollers.
+SEMANTICS = ("tflite", "tflm")
 
 # -- op sets ----------------------------------------------------------------------------------
 # The layers the accelerator runs (docs/dev/accel-interface.md); RESHAPE/SQUEEZE are memory

@@ -302,3 +302,46 @@ def test_cli_run_refuses_a_bad_semantics(tmp_path):
     r = subprocess.run([sys.executable, "-m", "hwsim", "run", str(mp), "--input", str(xp),
                         "--semantics", "tfl"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "--semantics" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_export_semantics_flag(tmp_path):
+    """'hwsim export --semantics': the golden output vector (and the FC layer's requant
+    scheme) follow the chosen runtime; both export exactly on tflite-int8."""
+    import h5py as _h5
+    import yaml as _yaml
+
+    from hwsim import cli
+    rng = np.random.default_rng(5003)  # an int8 pow2 FC model (batch 1) whose outputs separate
+    model = fc_model(rng, dtype=np.int8, per_channel=False, scales=POW2, batch=1)
+    x = _rand(rng, (1, 24), np.int8, small=True)
+    micro, ref = tflm_run(model, x)[0], tflite_ref(model, x)[0]
+    assert not np.array_equal(micro, ref), "pick a model whose outputs separate"
+    mp, xp = tmp_path / "fc.tflite", tmp_path / "x.npy"
+    mp.write_bytes(model)
+    np.save(xp, x)
+    for sem, want, scheme in (("tflm", micro, "tflite_double"), ("tflite", ref, "double_round")):
+        out = tmp_path / f"export_{sem}"
+        assert cli.main(["export", str(mp), "--input", str(xp), "--out", str(out), "-q",
+                         "--semantics", sem]) == 0
+        with _h5.File(out / "vectors.h5", "r") as h:
+            got = h["layers/00_fully_connected/output"][()]
+        assert np.array_equal(got.reshape(want.shape), want), sem
+        man = _yaml.safe_load((out / "manifest.yaml").read_text())
+        assert man["layers"][0]["quantization"]["requant"]["scheme"] == scheme, sem
+        assert man["exact"], sem
+
+
+def test_cli_compare_accepts_semantics(tmp_path):
+    """'hwsim compare --semantics' lowers --model with it: two runs of the same semantics
+    compare bit-exact, a tflite trace against a tflm trace does not."""
+    from hwsim import cli
+    _, _, mp, xp = _fc_files(tmp_path)
+    traces = {}
+    for sem in ("tflite", "tflm"):
+        traces[sem] = tmp_path / f"t_{sem}.h5"
+        assert cli.main(["run", str(mp), "--input", str(xp), "--trace", str(traces[sem]), "-q",
+                         "--semantics", sem]) == 0
+    assert cli.main(["compare", str(traces["tflm"]), str(traces["tflm"]), "--model", str(mp),
+                     "--semantics", "tflm"]) == 0
+    assert cli.main(["compare", str(traces["tflite"]), str(traces["tflm"]), "--model", str(mp),
+                     "--semantics", "tflm"]) == 1

@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 
+from ..command import semantics_argument
 from ..ir import HwsimError, InputError
 from .formats import FORMATS
 
@@ -75,6 +76,7 @@ def export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host-tail", action="store_true",
                    help="let trailing layers the array cannot run (e.g. SOFTMAX) run on the "
                         "host: their vectors are exported, marked host: true")
+    semantics_argument(p)
     p.add_argument("--formats", default=",".join(FORMATS), metavar="LIST",
                    help=f"memory file formats, comma-separated (default: {','.join(FORMATS)})")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -126,6 +128,7 @@ def cmd_export(args) -> int:
     try:
         res = export(args.model, args.config, _inputs_for(args), args.out,
                      legalize=args.legalize, host_tail=args.host_tail, formats=args.formats,
+                     semantics=args.semantics,
                      progress=args.progress)
     except HwsimError as e:  # name the option, not the API argument
         raise type(e)(str(e).replace("host_tail=True", "--host-tail")) from None
@@ -184,13 +187,15 @@ def compare_arguments(p: argparse.ArgumentParser) -> None:
                    help="the .tflite model, for layer names and order when both are traces")
     p.add_argument("--memory", choices=("activations", "accumulators"), default="activations",
                    help="which memory a memory-file OTHER dumps (default: activations)")
+    semantics_argument(p)
     p.add_argument("--mismatches-only", action="store_true",
                    help="list only the vectors that differ")
 
 
 def cmd_compare(args) -> int:
     from .compare import compare
-    res = compare(args.golden, args.other, model=args.model, memory=args.memory)
+    res = compare(args.golden, args.other, model=args.model, memory=args.memory,
+                  semantics=args.semantics)
     print(f"golden: {res.golden}")
     print(f"other:  {res.other}")
     print()

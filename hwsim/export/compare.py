@@ -448,11 +448,13 @@ def _constants_row(item: Item, g, o) -> VectorDiff:
     return d
 
 
-def compare(golden, other, *, model=None, memory: str = "activations") -> CompareResult:
+def compare(golden, other, *, model=None, memory: str = "activations",
+            semantics: str = "tflite") -> CompareResult:
     """Compare ``other`` with ``golden`` vector by vector (see the module docstring).
 
     ``model``: a .tflite path giving the layer structure when both sides are traces.
     ``memory``: which memory a memory-file OTHER dumps (activations or accumulators).
+    ``semantics``: how ``model`` is lowered (tflite | tflm; the layer structure is the same).
     Raises HwsimError when the two cannot be compared.
     """
     golden, other = os.fspath(golden), os.fspath(other)
@@ -484,7 +486,7 @@ def compare(golden, other, *, model=None, memory: str = "activations") -> Compar
         items = _items_from_manifest(oside.manifest, os.path.join(other, "manifest.yaml"))
     elif model is not None:
         import hwsim
-        items = _items_from_program(hwsim.load(model).program)
+        items = _items_from_program(hwsim.load(model, semantics=semantics).program)
     else:
         items = _items_from_traces(gside.trace, oside.trace)
 

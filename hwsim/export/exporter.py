@@ -41,11 +41,13 @@ RTL_SEED = 0
 
 
 # -- mapping the network onto the accelerator ---------------------------------------------------
-def map_for_export(model, config, legalize: str = "strict", inputs=None, host_tail: bool = False):
+def map_for_export(model, config, legalize: str = "strict", inputs=None, host_tail: bool = False,
+                   semantics: str = "tflite"):
     """The network mapped onto the accelerator: :func:`hwsim.hw.map_network` (legalization,
     the hardware program, its cycle and headroom analyses)."""
     from ..hw import map_network
-    return map_network(model, config, legalize=legalize, inputs=inputs, host_tail=host_tail)
+    return map_network(model, config, legalize=legalize, inputs=inputs, host_tail=host_tail,
+                       semantics=semantics)
 
 
 # -- the hardware model's rows as plain YAML-safe dicts -----------------------------------------
@@ -208,9 +210,10 @@ def _image(used_words: int, pieces) -> list[int]:
 
 def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_export", *,
            legalize: str = "strict", host_tail: bool = False, formats=FORMATS,
-           progress: bool | None = False) -> ExportResult:
+           progress: bool | None = False, semantics: str = "tflite") -> ExportResult:
     """Export ``model`` mapped on ``config`` (YAML path, preset name or AccelConfig) with
-    ``inputs`` (array(s) or .npy/image path(s)) into ``out_dir`` (docs/export.md)."""
+    ``inputs`` (array(s) or .npy/image path(s)) into ``out_dir`` (docs/export.md).
+    ``semantics``: the reference arithmetic, "tflite" or "tflm" (docs/semantics.md)."""
     from .. import __version__, load_graph
     from ..hw.config import load_config
     from ..util import atomic_output_dir, sha256_file
@@ -230,7 +233,8 @@ def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_
     xs = _load_inputs(inputs, graph)
     # approx: map_network measures each layer's cost in exactness on these inputs
     hw = map_for_export(graph, config, legalize,
-                        [x.array for x in xs] if legalize == "approx" else None, host_tail)
+                        [x.array for x in xs] if legalize == "approx" else None, host_tail,
+                        semantics)
     program = hw.program
     plan = plan_network(program, config, hw.placement)
     result = hw.run([x.array for x in xs], trace=True)

@@ -345,7 +345,7 @@ def _costs(rows, hw_prog: Program, ref_prog: Program, graph: Graph, inputs) -> N
 # -- map_network ----------------------------------------------------------------------------
 
 def map_network(model, config, legalize: str = "strict", inputs=None,
-                host_tail: bool = False) -> HwNetwork:
+                host_tail: bool = False, semantics: str = "tflite") -> HwNetwork:
     """Map ``model`` (a .tflite path or a Graph) onto ``config`` (AccelConfig, preset name or
     YAML path). ``legalize``: "strict" (refuse anything inexact) or "approx" (nearest hardware
     parameters, the cost reported per layer, measured on ``inputs`` if given). Raises
@@ -359,8 +359,9 @@ def map_network(model, config, legalize: str = "strict", inputs=None,
         from .. import load_graph
         graph = load_graph(os.fspath(model))
     ref_scheme = "tflite_single" if cfg.requant.scheme == "tflite_single" else "tflite_double"
-    reference = lower(graph, requant_scheme=ref_scheme)
-    program, ctx = lower_with_context(graph, cfg)
+    # ``semantics`` (tflite | tflm, docs/semantics.md): both programs follow that runtime
+    reference = lower(graph, requant_scheme=ref_scheme, semantics=semantics)
+    program, ctx = lower_with_context(graph, cfg, semantics=semantics)
     src = graph.source or graph.name or "model"
     if host_tail:  # kept for old callers; placement no longer needs it
         print(HOST_TAIL_NOTE, file=sys.stderr)

@@ -20,17 +20,12 @@ from ..hw.config import RequantConfig
 from ..ir import Graph, HwsimError, ModelError, Op, Tensor
 from ..params import AccumulatorModel
 from ..program import Layer
-from ..vocab import (ARRAY_OPS, HW_REQUANT_SCHEMES, MAC_OPS, QRANGE, TFLITE_SCHEMES,
+from ..vocab import (ARRAY_OPS, HW_REQUANT_SCHEMES, MAC_OPS, QRANGE, SEMANTICS, TFLITE_SCHEMES,
                      Dataflow, Overflow, RequantScheme, Rounding)
 
-# The reference runtimes whose arithmetic a Program can follow (docs/semantics.md): TFLite's
-# reference kernels (BUILTIN_REF, the default) or TensorFlow Lite for Microcontrollers. They
-# differ in FULLY_CONNECTED's requantization and MUL's multiplier; every other op is the same.
-SEMANTICS = ("tflite", "tflm")
-
-
 def check_semantics(semantics) -> str:
-    """``semantics`` if it names one of :data:`SEMANTICS`, else an HwsimError (one line)."""
+    """``semantics`` if it names one of :data:`hwsim.vocab.SEMANTICS` (the two differ in
+    FULLY_CONNECTED's requantization and MUL's multiplier), else an HwsimError (one line)."""
     if semantics not in SEMANTICS:
         raise HwsimError(f"semantics {semantics!r}: choose one of {', '.join(SEMANTICS)}")
     return semantics
