@@ -151,7 +151,7 @@ class OrtConcatParams(Params):
 class OrtSoftmaxParams(Params):
     """QLinearSoftmax (opset 13 form, softmax over the last IR axis): a float32 table of
     exp values, per row a float32 sum in order, ``round_half_even(t * y_scale_inv / sum) +
-    y_zp`` with ORT's output conversion (values above 255 become 255 / -1; int8 wraps)."""
+    y_zp`` saturated to the output type."""
     table: np.ndarray
     y_scale_inv: np.float32
     y_zp: int
@@ -163,3 +163,13 @@ class OrtShapeParams(Params):
     """Data movement: RESHAPE to ``shape`` or TRANSPOSE by ``perm`` (integers unchanged)."""
     shape: tuple = ()
     perm: tuple = ()
+
+
+@frozen_params
+class OrtFloatParams(Params):
+    """A float32 op ORT runs between DequantizeLinear and QuantizeLinear without fusing it
+    (Sum, Add, Mul, Relu, Clip): IEEE float32, elementwise, left to right (``op``: "add",
+    "mul", "relu", "clip"; ``lo`` / ``hi``: Clip's bounds)."""
+    op: str
+    lo: float = float("-inf")
+    hi: float = float("inf")

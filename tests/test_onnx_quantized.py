@@ -3,14 +3,17 @@ hwsim.kernels.onnxrt) against onnxruntime's CPU execution provider, integer for 
 
 The models are the bundled float examples quantized by ``onnxruntime.quantization
 .quantize_static`` (after its recommended ``quant_pre_process``, which folds BatchNormalization
-into the convolutions): the digits CNN (examples/digits) and light_squeezenet from the onnx
-package's model zoo with random weights (tests/test_frontend_onnx.randomize_light), in QDQ form
+into the convolutions; for light_shufflenet the BN fold is done here): the digits CNN
+(examples/digits), light_squeezenet and light_shufflenet (grouped and depthwise convs, channel
+shuffle, Sum and Relu and one AveragePool that ORT runs in float32, QLinearConcat, QGemm) from
+the onnx package's model zoo with random weights (tests/test_frontend_onnx.randomize_light),
+in QDQ form
 with int8 and with uint8 activations, per-channel and per-tensor weights, and in QOperator form.
 On every input, hwsim's output equals ORT's (same dtype, same values) and so does every
 intermediate tensor ORT can expose (each added to the ORT graph as an extra output).
 
-One oracle case is named rather than mimicked: for light_squeezenet in QDQ form with *int8*
-activations, ORT 1.x fuses only some of the Conv node groups into QLinearConv and runs the
+One oracle case is named rather than mimicked: for light_squeezenet (and light_shufflenet) in
+QDQ form with *int8* activations, ORT 1.x fuses only some of the Conv node groups into QLinearConv and runs the
 others as float Conv between DequantizeLinear and QuantizeLinear (float32 sums in MLAS's order),
 so a few elements of its output differ from any integer kernel. hwsim computes the QLinearConv
 arithmetic there (docs/onnx.md); the test checks that hwsim on that QDQ model equals ORT on the
@@ -65,6 +68,43 @@ def _quantize(src, out, calib, fmt, act, per_channel):
     return out
 
 
+def _fold_batch_norm(model):
+    """Fold each BatchNormalization that follows a Conv into it (what quant_pre_process's
+    optimizer does, which fails on light_shufflenet's first layer and on its external data)."""
+    from onnx import numpy_helper
+    inits = {i.name: i for i in model.graph.initializer}
+    arr = lambda n: numpy_helper.to_array(inits[n]).astype(np.float64)  # noqa: E731
+    prod = {o: n for n in model.graph.node for o in n.output}
+    keep = []
+    for n in model.graph.node:
+        c = prod.get(n.input[0]) if n.op_type == "BatchNormalization" else None
+        if c is None or c.op_type != "Conv":
+            keep.append(n)
+            continue
+        gamma, beta, mean, var = (arr(x) for x in n.input[1:5])
+        eps = next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5)
+        s = gamma / np.sqrt(var + eps)
+        w = arr(c.input[1]) * s[:, None, None, None]
+        b = arr(c.input[2]) if len(c.input) > 2 and c.input[2] else 0.0
+        inits[c.input[1]].CopyFrom(numpy_helper.from_array(w.astype(np.float32), c.input[1]))
+        name = c.output[0] + "_folded_bias"
+        model.graph.initializer.append(
+            numpy_helper.from_array(((b - mean) * s + beta).astype(np.float32), name))
+        inits[name] = model.graph.initializer[-1]
+        del c.input[2:]
+        c.input.append(name)
+        c.output[0] = n.output[0]
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    return model
+
+
+def _light(name: str):
+    m = randomize_light(onnx.load(os.path.join(LIGHT_DIR, f"light_{name}.onnx")))
+    m.ir_version = 7  # initializers need not be graph inputs; opset 9 -> 13 for quantize_static
+    return onnx.version_converter.convert_version(m, 13)
+
+
 @pytest.fixture(scope="module")
 def float_models(tmp_path_factory):
     """{name: (pre-processed float model path, calibration inputs, test inputs)}."""
@@ -73,15 +113,16 @@ def float_models(tmp_path_factory):
     digits = str(d / "digits.onnx")
     quant_pre_process(onnx.load(os.path.join(DIGITS_DIR, "digits_cnn.onnx")), digits,
                       skip_symbolic_shape=True)
-    sq = randomize_light(onnx.load(os.path.join(LIGHT_DIR, "light_squeezenet.onnx")))
-    sq.ir_version = 7  # initializers need not be graph inputs; opset 9 -> 13 for quantize_static
-    sq = onnx.version_converter.convert_version(sq, 13)
     squeeze = str(d / "squeezenet.onnx")
-    quant_pre_process(sq, squeeze, skip_symbolic_shape=True)
+    quant_pre_process(_light("squeezenet"), squeeze, skip_symbolic_shape=True)
+    shuffle = str(d / "shufflenet.onnx")
+    onnx.save(onnx.shape_inference.infer_shapes(_fold_batch_norm(_light("shufflenet"))),
+              shuffle)
     return d, {
         "digits": (digits, rng.uniform(0, 1, (16, 1, 8, 8)).astype(np.float32),
                    rng.uniform(0, 1, (3, 1, 8, 8)).astype(np.float32)),
         "squeezenet": (squeeze, rnd((2, 3, 224, 224), seed=1), rnd((2, 3, 224, 224), seed=7)),
+        "shufflenet": (shuffle, rnd((2, 3, 224, 224), seed=1), rnd((1, 3, 224, 224), seed=7)),
     }
 
 
@@ -134,10 +175,12 @@ def _check_every_tensor(model, x, oracle=None) -> int:
     return checked
 
 
-CASES = [(m, f, a, pc) for m in ("digits", "squeezenet") for f, a, pc in
+# The light models in QDQ form with int8 activations are the oracle case (module docstring).
+CASES = [(m, f, a, pc) for m in ("digits", "squeezenet", "shufflenet") for f, a, pc in
          [("qdq", "s8", True), ("qdq", "u8", True), ("qdq", "s8", False), ("qdq", "u8", False),
           ("qop", "s8", True), ("qop", "u8", True), ("qop", "u8", False)]
-         if not (m == "squeezenet" and f == "qdq" and a == "s8")]
+         if not (m != "digits" and f == "qdq" and a == "s8")
+         and not (m == "shufflenet" and f == "qdq" and not pc)]
 
 
 @pytest.mark.parametrize("model,fmt,act,per_channel", CASES)
@@ -149,7 +192,8 @@ def test_quantize_static_model_equals_onnxruntime_every_tensor(float_models, mod
                      per_channel)
     m = onnx.load(path)
     for x in xs:
-        assert _check_every_tensor(m, x[None]) >= (6 if model == "digits" else 40)
+        assert _check_every_tensor(m, x[None]) >= {"digits": 6, "squeezenet": 40,
+                                                   "shufflenet": 150}[model]
 
 
 def test_squeezenet_qdq_int8_oracle_case_ort_runs_float_convs(float_models):

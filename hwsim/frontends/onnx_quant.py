@@ -41,6 +41,9 @@ MOVE_OPS = ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"
 # Float ops that ORT's QDQ fusion turns into a QLinear op.
 FUSED_OPS = ("Conv", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool", "Concat",
              "Softmax")
+# Elementwise float ops ORT runs in float32 when it does not fuse them (Sum always; Add when
+# its output is not quantized once; Relu / Clip / Mul between DQ and Q).
+FLOAT_OPS = ("Sum", "Add", "Mul", "Relu", "Clip", "AveragePool")
 
 
 def is_quantized(model) -> bool:
@@ -60,6 +63,15 @@ class _Act:
 class _DQ:
     """A DequantizeLinear output: the quantized value ``src`` (an _Act) seen as float."""
     src: _Act
+
+
+@dataclass
+class _Float:
+    """A float run-time value (a graph input, a DequantizeLinear computed, a float op's
+    output): IR tensor ``t`` == onnx value.transpose(perm)."""
+    t: int
+    perm: tuple
+    shape: tuple
 
 
 @dataclass
@@ -148,8 +160,8 @@ class _QImporter:
                                  f"tensor")
         return v
 
-    def in_q(self, a: _Act) -> tuple:
-        return self.quant[a.t]
+    def in_q(self, a) -> tuple | None:
+        return self.quant.get(a.t)
 
     def dtype(self, a: _Act) -> np.dtype:
         return self.tensors[a.t].dtype
@@ -162,7 +174,7 @@ class _QImporter:
         r = [int(inv[p]) for p in perm]
         shape = tuple(a.shape[p] for p in perm)
         t = self.emit("ORT_TRANSPOSE", [a.t], name, shape, self.dtype(a), self.in_q(a), perm=r)
-        return _Act(t, tuple(perm), a.shape)
+        return type(a)(t, tuple(perm), a.shape)
 
     def plain(self, a: _Act, name: str) -> _Act:
         """``a`` in ONNX order: no data moves when only size-1 axes are out of order."""
@@ -171,7 +183,7 @@ class _QImporter:
             if a.perm == _ident(len(a.shape)):
                 return a
             t = self.emit("ORT_RESHAPE", [a.t], name, a.shape, self.dtype(a), self.in_q(a))
-            return _Act(t, _ident(len(a.shape)), a.shape)
+            return type(a)(t, _ident(len(a.shape)), a.shape)
         return self.layout(a, _ident(len(a.shape)), name)
 
     def nhwc(self, node, a: _Act, name: str) -> _Act:
@@ -235,8 +247,7 @@ class _QImporter:
                                  f"float32, int8 or uint8 inputs are supported")
             perm = _ident(len(dims))  # the ONNX layout: `hwsim run` takes ORT's input as is
             t = self.add_tensor(inp.name, [dims[p] for p in perm], dt)
-            self.vals[inp.name] = ("float_input", _Act(t, perm, tuple(dims))) if dt == F32 \
-                else _Act(t, perm, tuple(dims))
+            self.vals[inp.name] = _Float(t, perm, tuple(dims))
             if dt != F32:
                 raise ModelError(f"{self.source}: input {brief(inp.name, 64)} is {dt}: an "
                                  f"integer graph input has no quantization parameters to "
@@ -256,7 +267,7 @@ class _QImporter:
                 t = self.emit("ORT_DEQUANTIZE", [a.t], name, a.shape, F32, scale=s,
                               zero_point=z)
                 v = _Act(t, a.perm, a.shape)
-            elif isinstance(v, _Act):
+            elif isinstance(v, (_Act, _Float)):
                 v = self.plain(v, name + "/onnx")
             else:
                 raise ModelError(f"{self.source}: graph output {brief(name, 64)} is not "
@@ -266,7 +277,7 @@ class _QImporter:
             out_perms.append(v.perm)
             out_shapes.append(v.shape)
         for name, v in self.vals.items():
-            if isinstance(v, _Act):
+            if isinstance(v, (_Act, _Float)):
                 value_map.setdefault(name, (v.t, tuple(v.perm)))
         from .onnx_reader import IOLayout, _prune
         graph, remap = _prune(Graph(self.tensors, self.ops, inputs, outs,
@@ -284,7 +295,7 @@ class _QImporter:
         if op in ("Constant",) or (ins and all(isinstance(v, np.ndarray) for v in ins)):
             return self.fold(node)
         fn = getattr(self, "op_" + op, None)
-        if fn is None and op in FUSED_OPS:
+        if fn is None and op in FUSED_OPS + FLOAT_OPS:
             fn = self.pending
         if fn is None and op in MOVE_OPS:
             fn = self.move
@@ -332,8 +343,8 @@ class _QImporter:
         z = int(self.scalar(node, 2, "y_zero_point"))
         v = self.vals.get(node.input[0])
         out = node.output[0]
-        if isinstance(v, tuple) and v[0] == "float_input":
-            x = v[1]
+        if isinstance(v, _Float):
+            x = v
             t = self.emit("ORT_QUANTIZE", [x.t], out, self.tensors[x.t].shape, dt, (s, z),
                           scale=s, zero_point=z)
             return self.set_act(out, t, x.perm, x.shape)
@@ -364,17 +375,71 @@ class _QImporter:
         raise self.err(node, "dequantizes a value that is not a quantized run-time tensor")
 
     def pending(self, node, a):
+        users = self.uses.get(node.output[0], [])
+        single_q = len(users) == 1 and users[0][0].op_type == "QuantizeLinear" and \
+            node.output[0] not in self.outputs
+        if node.op_type in FLOAT_OPS and (node.op_type not in FUSED_OPS or not single_q or any(
+                isinstance(self.vals.get(n), _Float) for n in node.input if n)):
+            return self.float_op(node, a)
         for k, n in enumerate(node.input):
             if n and not isinstance(self.vals.get(n), (_DQ, np.ndarray)):
                 raise self.err(node, f"float input {k} '{n}' is not dequantized: this float "
                                      f"op has no integer form in onnxruntime")
-        users = self.uses.get(node.output[0], [])
-        if len(users) != 1 or users[0][0].op_type != "QuantizeLinear" or \
-                node.output[0] in self.outputs:
+        if not single_q:
             raise self.err(node, "a float op on dequantized inputs whose output is not "
                                  "quantized (by one QuantizeLinear): onnxruntime computes it "
                                  "in float, hwsim does not")
         self.vals[node.output[0]] = _Pending(node, ())
+
+    def as_float(self, node, k) -> _Float:
+        """Input k as a float tensor: a DequantizeLinear is computed (once) as ORT does."""
+        n = node.input[k]
+        v = self.vals.get(n)
+        if isinstance(v, _DQ):
+            s, z = self.in_q(v.src)
+            t = self.emit("ORT_DEQUANTIZE", [v.src.t], n, self.tensors[v.src.t].shape, F32,
+                          scale=s, zero_point=z)
+            v = self.vals[n] = _Float(t, v.src.perm, v.src.shape)
+        if not isinstance(v, _Float):
+            raise self.err(node, f"input {k} '{n}' is not a run-time float tensor")
+        return v
+
+    def float_op(self, node, a):
+        """Sum / Add / Mul / Relu / Clip in float32 between DequantizeLinear and
+        QuantizeLinear, as ORT runs them when it does not fuse them (e.g. Sum)."""
+        op, out = node.op_type, node.output[0]
+        if op == "AveragePool":
+            x = self.as_float(node, 0)
+            k = list(a["kernel_shape"])
+            g = self.spatial(node, a, x.shape, k, pool=True)
+            if a.get("ceil_mode", 0):
+                raise self.err(node, "ceil_mode=1 average pooling is not supported")
+            xn = self.layout(x, NHWC, out + "/nhwc")
+            shape = (x.shape[0], x.shape[1]) + tuple(g["out"])
+            t = self.emit("ORT_FLOAT_AVG_POOL", [xn.t], out, [shape[p] for p in NHWC], F32,
+                          kernel=k, strides=g["strides"], pads=g["pads"],
+                          count_include_pad=int(a.get("count_include_pad", 0)))
+            self.vals[out] = _Float(t, NHWC, shape)
+            return
+        if op in ("Relu", "Clip"):
+            x = self.as_float(node, 0)
+            attrs = {"op": "relu"}
+            if op == "Clip":
+                lo = a.get("min") if self.opset < 11 else self.const(node, 1, "min")
+                hi = a.get("max") if self.opset < 11 else self.const(node, 2, "max")
+                attrs = {"op": "clip",
+                         "lo": -np.inf if lo is None else float(np.asarray(lo).reshape(-1)[0]),
+                         "hi": np.inf if hi is None else float(np.asarray(hi).reshape(-1)[0])}
+            t = self.emit("ORT_FLOAT", [x.t], out, self.tensors[x.t].shape, F32, **attrs)
+            self.vals[out] = _Float(t, x.perm, x.shape)
+            return
+        xs = [self.as_float(node, k) for k in range(len(node.input)) if node.input[k]]
+        if any(x.shape != xs[0].shape for x in xs):
+            raise self.err(node, "float elementwise ops with broadcasting are not supported")
+        xs = [self.layout(x, xs[0].perm, f"{out}/in{k}") for k, x in enumerate(xs)]
+        t = self.emit("ORT_FLOAT", [x.t for x in xs], out, self.tensors[xs[0].t].shape, F32,
+                      op="mul" if op == "Mul" else "add")
+        self.vals[out] = _Float(t, xs[0].perm, xs[0].shape)
 
     def _wq(self, node, k_dq):
         """(int8 weights, scales, zps) of a dequantized constant input."""
@@ -515,8 +580,9 @@ class _QImporter:
         """MaxPool / Reshape / Flatten / Transpose / Squeeze / Unsqueeze on the integers."""
         v = self.vals.get(node.input[0])
         x = v.src if isinstance(v, _DQ) else v
-        if not isinstance(x, _Act):
-            raise self.err(node, "input is not a quantized run-time tensor")
+        if not isinstance(x, (_Act, _Float)):
+            raise self.err(node, "input is not a run-time tensor")
+        cls = type(x)  # integers stay integers; a float op's output stays float
         out = node.output[0]
         op = node.op_type
         q = self.in_q(x)
@@ -533,18 +599,18 @@ class _QImporter:
             t = self.emit("ORT_MAX_POOL", [xn.t], out, [shape[p] for p in NHWC], dt, q,
                           kernel=k, strides=g["strides"], dilations=g["dilations"],
                           pads=g["pads"])
-            y = _Act(t, NHWC, shape)
+            y = cls(t, NHWC, shape)
         elif op == "Transpose":
             p = list(a.get("perm", list(range(len(x.shape)))[::-1]))
             xp = self.plain(x, out + "/in")
             shape = tuple(x.shape[i] for i in p)
             t = self.emit("ORT_TRANSPOSE", [xp.t], out, shape, dt, q, perm=p)
-            y = _Act(t, _ident(len(shape)), shape)
+            y = cls(t, _ident(len(shape)), shape)
         else:
             shape = self.new_shape(node, a, x)
             xp = self.plain(x, out + "/in")
             t = self.emit("ORT_RESHAPE", [xp.t], out, shape, dt, q)
-            y = _Act(t, _ident(len(shape)), shape)
+            y = cls(t, _ident(len(shape)), shape)
         self.vals[out] = _DQ(y) if isinstance(v, _DQ) else y
 
     def new_shape(self, node, a, x) -> tuple:

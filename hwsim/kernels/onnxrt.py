@@ -162,11 +162,10 @@ def _softmax_rows(idx, table, y_scale_inv, y_zp, signed, out):
         for k in range(d):
             vt = table[idx[r, k]]
             q = np.int64(np.rint(np.float32(np.float32(vt * y_scale_inv) / vsum))) + y_zp
-            if q > 255:
-                q = 255
-            if signed:
-                q = ((q + 128) & 255) - 128  # static_cast<int8_t>: 255 -> -1, 128 -> -128
-            out[r, k] = q
+            # saturated to the output type (onnxruntime 1.32 gives 127 where the older
+            # source's static_cast<int8_t>(128) would wrap to -128: checked by the tests)
+            lo, hi = (-128, 127) if signed else (0, 255)
+            out[r, k] = min(max(q, lo), hi)
 
 
 @kernel("ort_softmax")
@@ -193,3 +192,35 @@ def run_reshape(layer, inputs):
 @kernel("ort_transpose")
 def run_transpose(layer, inputs):
     return [np.ascontiguousarray(np.transpose(inputs[0], layer.params.perm))], None
+
+
+@kernel("ort_float")
+def run_float(layer, inputs):
+    """IEEE float32 elementwise ops, left to right (numpy float32 arithmetic is IEEE's)."""
+    p = layer.params
+    xs = [np.asarray(x, np.float32) for x in inputs]
+    if p.op == "add":
+        y = xs[0]
+        for x in xs[1:]:
+            y = (y + x).astype(np.float32)
+    elif p.op == "mul":
+        y = xs[0]
+        for x in xs[1:]:
+            y = (y * x).astype(np.float32)
+    elif p.op == "relu":
+        y = np.maximum(xs[0], np.float32(0))
+    else:  # clip
+        y = np.minimum(np.maximum(xs[0], np.float32(p.lo)), np.float32(p.hi))
+    return [np.ascontiguousarray(y, np.float32)], None
+
+
+@kernel("ort_float_avg_pool")
+def run_float_avg_pool(layer, inputs):
+    """Float AveragePool (ORT runs it in float when its input is a float op's output): the
+    window sums of QLinearAveragePool, left in float32."""
+    p = layer.params
+    x = np.asarray(inputs[0], np.float32)
+    y = np.empty((x.shape[0], p.out_h, p.out_w, x.shape[3]), np.float32)
+    _avg_pool_f32(x, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left,
+                  p.out_h, p.out_w, p.count_include_pad, y)
+    return [y], None

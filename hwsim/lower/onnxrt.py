@@ -25,8 +25,8 @@ import numpy as np
 
 from ..ir import Op
 from ..params_onnxrt import (OrtAddParams, OrtAvgPoolParams, OrtConcatParams,
-                             OrtDequantizeParams, OrtGlobalPoolParams, OrtMacParams,
-                             OrtMaxPoolParams, OrtQuantizeParams, OrtShapeParams,
+                             OrtDequantizeParams, OrtFloatParams, OrtGlobalPoolParams,
+                             OrtMacParams, OrtMaxPoolParams, OrtQuantizeParams, OrtShapeParams,
                              OrtSoftmaxParams)
 from ..program import Layer
 from ..registry import lowering
@@ -159,6 +159,18 @@ def lower_global_avg_pool(op: Op, ctx: LoweringContext):
     return _layer(op, "ort_global_avg_pool", _global_pool(ctx, op, h * w), ir_op="MEAN")
 
 
+@lowering("ORT_FLOAT_AVG_POOL")
+def lower_float_avg_pool(op: Op, ctx: LoweringContext):
+    a = op.attrs
+    _, oh, ow, _ = ctx.tensor(op.outputs[0]).shape
+    params = OrtAvgPoolParams(
+        x_scale=F32(1), x_zp=0, y_scale=F32(1), y_zp=0, lo=0, hi=0, kernel_h=int(a["kernel"][0]),
+        kernel_w=int(a["kernel"][1]), stride_h=int(a["strides"][0]),
+        stride_w=int(a["strides"][1]), pad_top=int(a["pads"][0]), pad_left=int(a["pads"][1]),
+        out_h=int(oh), out_w=int(ow), count_include_pad=bool(a.get("count_include_pad", 0)))
+    return _layer(op, "ort_float_avg_pool", params, ir_op="ORT_FLOAT_AVERAGE_POOL")
+
+
 @lowering("ORT_AVG_POOL")
 def lower_avg_pool(op: Op, ctx: LoweringContext):
     a = op.attrs
@@ -261,3 +273,14 @@ def lower_reshape(op: Op, ctx: LoweringContext):
 def lower_transpose(op: Op, ctx: LoweringContext):
     return _layer(op, "ort_transpose", OrtShapeParams(perm=tuple(op.attrs["perm"])),
                   ir_op="TRANSPOSE")
+
+
+@lowering("ORT_FLOAT")
+def lower_float(op: Op, ctx: LoweringContext):
+    a = op.attrs
+    for t in op.inputs + op.outputs:
+        if np.dtype(ctx.tensor(t).dtype) != np.dtype(np.float32):
+            raise ctx.error(op, f"tensor '{ctx.tensor(t).name}' is not float32")
+    return _layer(op, "ort_float", OrtFloatParams(op=a["op"], lo=float(a.get("lo", -np.inf)),
+                                                  hi=float(a.get("hi", np.inf))),
+                  inputs=list(op.inputs), ir_op="ORT_FLOAT_" + a["op"].upper())
