@@ -181,10 +181,13 @@ class DepthwiseConvParams(MacParams, Window2d):
 
 @frozen_params
 class FullyConnectedParams(MacParams):
-    """FULLY_CONNECTED: the input as ``batch`` rows of ``depth``; output of ``out_shape``."""
+    """FULLY_CONNECTED: the input as ``batch`` rows of ``depth``; output of ``out_shape``.
+    ``weights_offset``: -(the per-tensor weight zero point), which TFLite honours:
+    ``acc = bias + sum (x + input_offset) * (w + weights_offset)`` (0 for symmetric weights)."""
     batch: int
     depth: int
     out_shape: tuple[int, ...]
+    weights_offset: int = 0
 
 
 # -- pooling, MEAN, elementwise -----------------------------------------------------------------

@@ -121,7 +121,7 @@ def run_depthwise(layer, inputs, data: MacData, want_acc: bool = True):
 def run_fully_connected(layer, inputs, data: MacData, want_acc: bool = True):
     p = layer.params
     x = inputs[0].reshape(p.batch, p.depth)
-    fq = None if want_acc else _fuse(data, p, x)
+    fq = None if want_acc or p.weights_offset else _fuse(data, p, x)
     if fq is not None:
         out = mac.fully_connected_acc(x, data.packed, p.bias, p.input_offset, requant=fq)
         return [out.reshape(p.out_shape)], None
@@ -129,8 +129,19 @@ def run_fully_connected(layer, inputs, data: MacData, want_acc: bool = True):
         acc = accumulate.accumulate(p, x, data.packed)
     else:
         acc = _acc_type(mac.fully_connected_acc(x, data.packed, p.bias, p.input_offset), p)
+        if p.weights_offset:
+            acc = _add_weights_offset(acc, x, p)
     out = requantize(acc, p.requant, inputs[0].dtype, data.split)
     return [out.reshape(p.out_shape)], acc
+
+
+def _add_weights_offset(acc: np.ndarray, x: np.ndarray, p) -> np.ndarray:
+    """acc + weights_offset * sum_k (x[b, k] + input_offset): the per-tensor weight zero
+    point's term of sum (x + input_offset)(w + weights_offset), in int64, then wrapped to the
+    accumulator's type as TFLite's accumulator of that type wraps."""
+    rows = (x.astype(np.int64) + p.input_offset).sum(axis=1, keepdims=True)
+    full = acc.astype(np.int64) + np.int64(p.weights_offset) * rows
+    return full.astype(acc.dtype)  # modular: two's-complement wrap into int32 (or int64)
 
 
 def _acc_type(acc: np.ndarray, p: MacParams) -> np.ndarray:

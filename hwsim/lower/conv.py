@@ -61,9 +61,11 @@ def _weights_per_tensor_or_channel(ctx: LoweringContext, op: Op, w_index: int, c
     if wt.quant is None:
         raise ctx.error(op, f"weights tensor {w_index} '{wt.name}' is not quantized (float "
                             f"weights are not supported by the integer engine)")
-    if np.any(wt.quant.zero_points != 0):
-        raise ctx.error(op, f"weights tensor {w_index} '{wt.name}' has non-zero zero points; "
-                            f"only symmetric weights are supported")
+    if op.type == "CONV_2D" and np.any(wt.quant.zero_points != 0):
+        # conv.cc Prepare: TF_LITE_ENSURE_EQ(zero_point[i], 0) for int8 and int16
+        raise ctx.error(op, f"weights tensor {w_index} '{wt.name}' has zero points "
+                            f"{sorted(set(int(z) for z in wt.quant.zero_points))}; TFLite's "
+                            f"CONV_2D requires weight zero points 0 (conv.cc refuses the model)")
     scales = wt.quant.scales.astype(np.float64)
     if len(scales) == 1:
         return np.repeat(scales, channels)
@@ -111,6 +113,63 @@ def _requant(ctx: LoweringContext, op: Op, x_index: int, w_scales: np.ndarray, o
                          act_min=act_min, act_max=act_max)
 
 
+def _weights_offset(ctx: LoweringContext, op: Op, w_index: int) -> int:
+    """FULLY_CONNECTED's weights_offset (-zero point): TFLite (and TFLM) honour a per-tensor
+    weight zero point, ``acc += (w - zp_w)(x - zp_in)`` (reference_integer_ops/
+    fully_connected.h, "for backward compatibility"); the per-channel kernels never read it
+    (0). DEPTHWISE_CONV_2D always runs the per-channel kernel, so its zero point is ignored
+    too (input 3, weight 10 with zero point 5 gives 30). Not on the accelerator: its MAC
+    array has no weight offset."""
+    wt = ctx.tensor(w_index)
+    if op.type != "FULLY_CONNECTED" or len(wt.quant.scales) != 1:
+        return 0
+    zp = int(wt.quant.zero_points[0])
+    if zp and ctx.config is not None:
+        raise ctx.error(op, f"weights tensor {w_index} '{wt.name}' has zero point {zp}: the "
+                            f"accelerator's MAC array has no weight offset (hwsim run computes "
+                            f"it as TFLite does)")
+    return -zp
+
+
+# TensorType codes of the options' quantized_bias_type (schema.fbs): FLOAT32 (0) means unset.
+_BIAS_TYPES = {0: None, 2: np.dtype(np.int32), 4: np.dtype(np.int64)}
+
+
+def _bias_type_16x8(ctx: LoweringContext, op: Op, bias: np.ndarray | None) -> bool:
+    """Whether a 16x8 layer accumulates in int64, as TFLite decides it (TFLM: the bias type).
+
+    TFLite REF (conv.cc / fully_connected.cc Prepare and Eval): the options'
+    ``quantized_bias_type`` must be unset, INT32 or INT64 and match the bias tensor; INT32
+    selects the int32 kernel, anything else the int64 one, which reads an int32 bias as int64:
+    past the end of its buffer (a 1x1 conv of [1, 1] with bias [100, 200] on input 3 gives
+    [103, 3]). hwsim refuses that model instead of guessing the memory. DEPTHWISE_CONV_2D
+    16x8 needs an int64 bias (depthwise_conv.cc). TFLM (fully_connected.cc, conv.cc) follows
+    the bias tensor's type.
+    """
+    name = f"bias tensor {op.inputs[2]}" if bias is not None else "no bias"
+    if op.type == "DEPTHWISE_CONV_2D":
+        if bias is not None and bias.dtype != np.int64:
+            raise ctx.error(op, f"{name} is {bias.dtype}; TFLite's int16 DEPTHWISE_CONV_2D "
+                                f"requires an int64 bias (depthwise_conv.cc refuses the model)")
+        return True
+    if ctx.semantics == "tflm":
+        return bias is None or bias.dtype == np.int64
+    code = int(op.attrs.get("quantized_bias_type", 0) or 0)
+    if code not in _BIAS_TYPES:
+        raise ctx.error(op, f"quantized_bias_type {code}: TFLite accepts INT32 (2) or INT64 (4) "
+                            f"for int16 {op.type}")
+    want = _BIAS_TYPES[code]
+    if want is not None and bias is not None and bias.dtype != want:
+        raise ctx.error(op, f"{name} is {bias.dtype} but quantized_bias_type says {want}; "
+                            f"TFLite refuses the model")
+    if want is None and bias is not None and bias.dtype == np.int32:
+        raise ctx.error(op, f"{name} is int32 and quantized_bias_type is unset: TFLite then "
+                            f"reads the bias as int64, past the end of its buffer, so its "
+                            f"result is undefined; set quantized_bias_type INT32 or store an "
+                            f"int64 bias")
+    return want != np.dtype(np.int32)
+
+
 def _check_types(ctx: LoweringContext, op: Op, x_index: int, w_index: int, b_index: int):
     xt, wt = ctx.tensor(x_index), ctx.tensor(w_index)
     x_dtype = np.dtype(xt.dtype)
@@ -121,18 +180,15 @@ def _check_types(ctx: LoweringContext, op: Op, x_index: int, w_index: int, b_ind
     if np.dtype(ctx.tensor(op.outputs[0]).dtype) != x_dtype:
         raise ctx.error(op, f"output dtype {ctx.tensor(op.outputs[0]).dtype} differs from the "
                             f"input's {x_dtype}")
-    bias = None
-    acc_int64 = x_dtype == np.dtype(np.int16)
-    if b_index >= 0:
-        bias = ctx.const(op, b_index)
-        if bias.dtype == np.int32:
-            acc_int64 = False
-        elif bias.dtype == np.int64:
-            acc_int64 = True
-        else:
-            raise ctx.error(op, f"bias dtype {bias.dtype} is not supported (int32 or int64)")
-    if x_dtype == np.dtype(np.int8) and acc_int64:
-        raise ctx.error(op, "int8 input with an int64 bias is not supported")
+    bias = ctx.const(op, b_index) if b_index >= 0 else None
+    if bias is not None and bias.dtype not in (np.int32, np.int64):
+        raise ctx.error(op, f"bias dtype {bias.dtype} is not supported (int32 or int64)")
+    if x_dtype == np.dtype(np.int8):
+        if bias is not None and bias.dtype == np.int64:
+            raise ctx.error(op, "int8 input with an int64 bias is not supported")
+        acc_int64 = False
+    else:
+        acc_int64 = _bias_type_16x8(ctx, op, bias)
     if bias is not None:
         bias = bias.astype(np.int64 if acc_int64 else np.int32)
     return bias, acc_int64
@@ -253,7 +309,7 @@ def lower_fully_connected(op: Op, ctx: LoweringContext):
     per_tensor = len(ctx.tensor(w_i).quant.scales) == 1
     params = FullyConnectedParams(
         weights=np.ascontiguousarray(w), bias=bias, input_offset=-ctx.zero_point(x_i),
-        acc_int64=acc_int64,
+        weights_offset=_weights_offset(ctx, op, w_i), acc_int64=acc_int64,
         requant=_requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64,
                          double_round=not tflm, product_f32=tflm and per_tensor),
         accumulator=ctx.accumulator(), batch=batch, depth=k, out_shape=tuple(ys))
