@@ -56,16 +56,19 @@ there) and a depthwise kernel with more than 510 taps in 16x8 mode.
 """
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import numpy as np
 from numba import get_num_threads, njit
 
+from .mac_intrinsics import _HAVE_AVX2, HOST_HAS_VNNI
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights,
                        pack_conv2d_weights, pack_depthwise_weights, pack_fully_connected_weights,
-                       unpack_conv2d_weights, unpack_depthwise_weights)
+                       quad_weights, unpack_conv2d_weights, unpack_depthwise_weights)
 from .mac_tiles import _conv_par, _conv_serial, _dw_par, _dw_serial
+from .mac_vnni import _conv_q_par, _conv_q_serial
 
 __all__ = [
     "conv2d_acc",
@@ -82,6 +85,7 @@ __all__ = [
     "FusedRequant",
     "can_fuse",
     "fused_requant",
+    "mac_path",
 ]
 
 # ---------------------------------------------------------------------------
@@ -188,13 +192,38 @@ def _fused_args(fq, out8):
     return (True, fq.cp, np.int64(fq.zp), np.int64(fq.lo), np.int64(fq.hi), out8)
 
 
-def _conv_run(macs, *args):
+def _off(name):
+    return os.environ.get(name, "") not in ("", "0")
+
+
+#: CONV_2D / FULLY_CONNECTED of int8 activations run on the VNNI kernels (hwsim.kernels.mac_vnni)
+#: where the CPU has VNNI. HWSIM_NO_VNNI=1 (or HWSIM_PORTABLE_MAC=1) keeps the vpmaddwd kernels;
+#: the tests also switch this flag to compare the paths.
+USE_VNNI = HOST_HAS_VNNI and not _off("HWSIM_NO_VNNI") and not _off("HWSIM_PORTABLE_MAC")
+
+
+def mac_path() -> str:
+    """The kernel path CONV_2D / FULLY_CONNECTED take on this CPU: "vnni" (vpdpbusd), "avx2"
+    (vpmaddwd) or "portable" (a multiply-add LLVM lowers for any CPU). DEPTHWISE_CONV_2D and
+    int16 (16x8) layers take "avx2" or "portable"."""
+    return "vnni" if USE_VNNI else ("avx2" if _HAVE_AVX2 else "portable")
+
+
+def _conv_run(macs, *args, kernels=(_conv_par, _conv_serial)):
+    """Run a conv tile kernel pair with ``args`` (the thread count goes before the six fused
+    arguments): the parallel one for big layers when there are threads, else the serial one."""
+    par, serial = kernels
     if macs >= PARALLEL_MIN_MACS:
         nt = get_num_threads()
         if nt > 1:
-            _conv_par(*args[:-6], nt, *args[-6:])
+            par(*args[:-6], nt, *args[-6:])
             return
-    _conv_serial(*args[:-6], 1, *args[-6:])
+    serial(*args[:-6], 1, *args[-6:])
+
+
+def _vnni_ok(wide, off):
+    # the band buffer holds x + 128 as uint8 and the padding as 128 - off: must be a byte
+    return USE_VNNI and not wide and 0 <= 128 - off <= 255
 
 
 def can_fuse(x: np.ndarray, input_offset: int) -> bool:
@@ -297,17 +326,24 @@ def conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilatio
         return out
     x = _req(x)
     macs = N * oh * ow * Cout * KH * KW * Cg
-    if KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == H and ow == W:
-        # pointwise: fold the batch into the rows so tiles span images
-        xr = x.reshape(1, N * H, W, C)
+    pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == H and ow == W
+    if pointwise:
+        # fold the batch into the rows so tiles span images
+        x = x.reshape(1, N * H, W, C)
+        geo = (1, 1, 1, 1, 1, 1, 0, 0, N * oh, ow)
         outr = out if fz[0] else out.reshape(1, N * oh, ow, Cout)
-        fzr = fz[:5] + (out8.reshape(1, N * oh, ow, Cout) if fz[0] else out8,)
-        _conv_run(macs, xr, pk.data_run, b, off, groups, pk.cout_g, pk.ocb_g,
-                  1, 1, 1, 1, 1, 1, 0, 0, N * oh, ow, outr, wide, *fzr)
-        return out8 if fz[0] else out
-    wpk = pk.data_run if groups == 1 and dw == 1 else pk.data
-    _conv_run(macs, x, wpk, b, off, groups, pk.cout_g, pk.ocb_g,
-              KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, wide, *fz)
+        fz = fz[:5] + (out8.reshape(1, N * oh, ow, Cout) if fz[0] else out8,)
+    else:
+        geo = (KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
+        outr = out
+    run = pointwise or (groups == 1 and dw == 1)  # the per-row run layout of the weights
+    if _vnni_ok(wide, off):
+        q, q_run, wsum = quad_weights(pk)
+        _conv_run(macs, x, q_run if run else q, wsum, b, np.int64(128 - off), groups, pk.cout_g,
+                  pk.ocb_g, *geo, outr, *fz, kernels=(_conv_q_par, _conv_q_serial))
+    else:
+        _conv_run(macs, x, pk.data_run if run else pk.data, b, off, groups, pk.cout_g, pk.ocb_g,
+                  *geo, outr, wide, *fz)
     return out8 if fz[0] else out
 
 
@@ -379,8 +415,15 @@ def fully_connected_acc(x, w, bias, input_offset, requant=None):
                        b, off, out)
         return out
     x = _req(x)
-    _conv_run(B * Cout * K, x.reshape(1, B, 1, K), pk.data_run, b, off, 1, Cout, pk.ocb_g,
-              1, 1, 1, 1, 1, 1, 0, 0, B, 1, out if fz[0] else out.reshape(1, B, 1, Cout), wide, *fz)
+    geo = (1, 1, 1, 1, 1, 1, 0, 0, B, 1)
+    outr = out if fz[0] else out.reshape(1, B, 1, Cout)
+    if _vnni_ok(wide, off):
+        _, q_run, wsum = quad_weights(pk)
+        _conv_run(B * Cout * K, x.reshape(1, B, 1, K), q_run, wsum, b, np.int64(128 - off), 1, Cout,
+                  pk.ocb_g, *geo, outr, *fz, kernels=(_conv_q_par, _conv_q_serial))
+    else:
+        _conv_run(B * Cout * K, x.reshape(1, B, 1, K), pk.data_run, b, off, 1, Cout, pk.ocb_g,
+                  *geo, outr, wide, *fz)
     return out8.reshape(B, Cout) if fz[0] else out
 
 

@@ -390,3 +390,97 @@ def _vrq_store(typingctx, out, oidx, v, cp, cidx, zp, lo, hi, nv):
         return context.get_dummy_value()
 
     return types.none(out, oidx, v, cp, cidx, zp, lo, hi, nv), codegen
+
+
+# ---------------------------------------------------------------------------
+# VNNI: vpdpbusd (u8 x s8 quads -> int32), ymm form (AVX512-VNNI + VL, or AVX-VNNI)
+# ---------------------------------------------------------------------------
+
+
+def _host_has_vnni() -> bool:
+    try:
+        f = set(_llvm_binding.get_host_cpu_features().flatten().split(","))
+    except Exception:  # pragma: no cover - unknown host
+        return False
+    return {"+avx512vnni", "+avx512vl"} <= f or "+avxvnni" in f
+
+
+#: The CPU can run the VNNI kernels (``vpdpbusd`` on 256-bit vectors). Their compiled code is
+#: only ever built on such a CPU: the choice is made in Python (hwsim.kernels.mac.mac_path),
+#: and Numba compiles a kernel on its first call.
+HOST_HAS_VNNI = _host_has_vnni()
+_V32B = ir.VectorType(ir.IntType(8), 32)
+
+
+@intrinsic
+def _vbcast_quad(typingctx, arr, idx):
+    """The four bytes arr[idx:idx+4] (one int32) repeated in 8 lanes."""
+    if not (isinstance(arr, types.Array) and arr.dtype in (types.uint8, types.int8)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = builder.load(_elem_ptr(context, builder, sig.args[0], args[0], args[1], _I32), align=1)
+        u = builder.insert_element(ir.Constant(_V8, ir.Undefined), v, ir.Constant(_I32, 0))
+        return builder.shuffle_vector(u, ir.Constant(_V8, ir.Undefined), _mask([0] * 8))
+
+    return _i32x8(arr, idx), codegen
+
+
+@intrinsic
+def _vload_q(typingctx, arr, idx):
+    """32 bytes of an int8/uint8 array from ``idx`` as <8 x i32> (unaligned)."""
+    if not (isinstance(arr, types.Array) and arr.dtype in (types.uint8, types.int8)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_elem_ptr(context, builder, sig.args[0], args[0], args[1], _V8), align=1)
+
+    return _i32x8(arr, idx), codegen
+
+
+@intrinsic
+def _vdpbusd(typingctx, acc, a, b):
+    """acc + vpdpbusd(a, b): int32 lane i += sum over j < 4 of u8(a[4i+j]) * s8(b[4i+j]) (wrapping)."""
+    if acc != _i32x8 or a != _i32x8 or b != _i32x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        # LLVM >= 21 types the byte operands as <32 x i8>
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_V8, [_V8, _V32B, _V32B]), "llvm.x86.avx512.vpdpbusd.256")
+        return builder.call(fn, [args[0], builder.bitcast(args[1], _V32B), builder.bitcast(args[2], _V32B)])
+
+    return _i32x8(acc, a, b), codegen
+
+
+@intrinsic
+def _vcopy_flip32(typingctx, dst, d0, src, s0):
+    """dst[d0:d0+32] = src[s0:s0+32] + 128 as bytes (int8 -> uint8: the sign bit flipped)."""
+    if not (isinstance(dst, types.Array) and dst.dtype == types.uint8):
+        return None
+    if not (isinstance(src, types.Array) and src.dtype == types.int8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = builder.load(_elem_ptr(context, builder, sig.args[2], args[2], args[3], _V32B), align=1)
+        v = builder.xor(v, ir.Constant(_V32B, [-128] * 32))
+        builder.store(v, _elem_ptr(context, builder, sig.args[0], args[0], args[1], _V32B), align=1)
+        return context.get_dummy_value()
+
+    return types.none(dst, d0, src, s0), codegen
+
+
+@intrinsic
+def _vsplat_store32(typingctx, dst, d0, val):
+    """dst[d0:d0+32] = val (uint8 array)."""
+    if not (isinstance(dst, types.Array) and dst.dtype == types.uint8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = context.cast(builder, args[2], sig.args[2], types.uint8)
+        u = builder.insert_element(ir.Constant(_V32B, ir.Undefined), b, ir.Constant(_I32, 0))
+        v = builder.shuffle_vector(u, ir.Constant(_V32B, ir.Undefined), _mask([0] * 32))
+        builder.store(v, _elem_ptr(context, builder, sig.args[0], args[0], args[1], _V32B), align=1)
+        return context.get_dummy_value()
+
+    return types.none(dst, d0, val), codegen

@@ -12,9 +12,10 @@ import numpy as np
 class PackedConvWeights:
     """CONV_2D / FULLY_CONNECTED weights in the fast kernel's layout (see ``pack_conv2d_weights``)."""
 
-    __slots__ = ("data", "data_run", "shape", "groups", "cout_g", "ocb_g")
+    __slots__ = ("data", "data_run", "shape", "groups", "cout_g", "ocb_g", "quads")
 
     def __init__(self, data, data_run, shape, groups, cout_g, ocb_g):
+        self.quads = None  # quad_weights(self), made on the first VNNI call
         self.data = data
         self.data_run = data_run
         self.shape = shape
@@ -78,6 +79,32 @@ def _pack_runs(w4, OCB):
     # move whole (channel pair) int32 units: much faster than a transpose of int16 pairs
     v = wq.view(np.int32).reshape(G, OCB, 16, S, L2 // 2).transpose(0, 1, 3, 4, 2)
     return np.ascontiguousarray(v).view(np.int16).reshape(-1)
+
+
+def _pack_quads(w4, OCB):
+    """[G, Coutg, S, L] int8 -> flat [G][OCB][S][ceil(L/4)][16][4] int8, zero padded."""
+    G, Coutg, S, L = w4.shape
+    L4 = (L + 3) // 4 * 4
+    wq = np.zeros((G, OCB * 16, S, L4), np.int8)
+    wq[:, :Coutg, :, :L] = w4
+    v = wq.view(np.int32).reshape(G, OCB, 16, S, L4 // 4).transpose(0, 1, 3, 4, 2)
+    return np.ascontiguousarray(v).view(np.int8).reshape(-1)
+
+
+def quad_weights(pk: PackedConvWeights):
+    """The VNNI kernels' weights (hwsim.kernels.mac_vnni) of ``pk``, made once and kept on it:
+    (per-tap quads [G][OCB][KH*KW][ceil(Cg/4)][16][4], (groups == 1) per-row runs
+    [OCB][KH][ceil(KW*Cg/4)][16][4], int64 sum of each filter's weights)."""
+    if pk.quads is None:
+        w = unpack_conv2d_weights(pk)
+        Cout, KH, KW, Cg = pk.shape
+        q = _pack_quads(w.reshape(pk.groups, pk.cout_g, KH * KW, Cg), pk.ocb_g)
+        q_run = q
+        if pk.groups == 1 and Cg % 4:
+            q_run = _pack_quads(w.reshape(1, Cout, KH, KW * Cg), pk.ocb_g)
+        wsum = np.ascontiguousarray(w.reshape(Cout, -1).sum(axis=1, dtype=np.int64))
+        pk.quads = (q, q_run, wsum)
+    return pk.quads
 
 
 def pack_fully_connected_weights(w: np.ndarray) -> PackedConvWeights:

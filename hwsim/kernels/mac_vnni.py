@@ -1,0 +1,308 @@
+"""CONV_2D / FULLY_CONNECTED on ``vpdpbusd`` (AVX512-VNNI or AVX-VNNI): four u8 x s8 products per
+int32 lane per instruction, twice the MACs of the ``vpmaddwd`` kernels (hwsim.kernels.mac_tiles).
+
+The same implicit GEMM and 4-pixel x 16-filter register tiles as mac_tiles, on bytes:
+
+* The band buffer holds ``u = x + 128`` as uint8 (int8 activations only), and the padding
+  ``128 - input_offset`` (in 0..255 for every int8 zero point; other offsets take the int16
+  kernels). Then ``x + input_offset = u - (128 - input_offset)`` for inside taps, and a padding
+  tap gives ``u - (128 - input_offset) = 0``, as TFLite's skipped tap. So
+  ``acc = bias + sum (x + off) * w = [bias - (128 - off) * sum(w)] + sum u * w``, the bracket
+  a per-filter constant over *all* taps (mac_pack.quad_weights' ``wsum``), the sum the
+  ``vpdpbusd`` dot products. Every quad sum is at most 4 * 255 * 128 in magnitude; the int32
+  lane arithmetic wraps exactly as TFLite's int32 accumulator (equal modulo 2**32, and both
+  are int32).
+* Weights: per group and block of 16 filters, runs of channel quads [quad][16 filters][4]
+  (zeros past the run: a run's last quad may read up to three bytes past it).
+
+Outputs: int32 accumulators, or (``fuse``) int8 requantized in registers as in mac_tiles.
+Called by hwsim.kernels.mac only on a CPU with VNNI (``mac_path() == "vnni"``): Numba compiles
+these functions on their first call, so no other CPU ever builds them.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .mac_intrinsics import NJIT_OPTIONS as _NJ
+from .mac_intrinsics import (_vadd32, _vbcast_quad, _vcopy_flip32, _vdpbusd, _vload_i32x8, _vload_q,
+                             _vrq_store, _vsplat_store32, _vstore_plain, _vzero32)
+from .mac_tiles import _plan
+
+
+@njit(inline="always", **_NJ)
+def _fill_u8(buf, d0, n, pv):
+    i = 0
+    while i + 32 <= n:
+        _vsplat_store32(buf, d0 + i, pv)
+        i += 32
+    while i < n:
+        buf[d0 + i] = pv
+        i += 1
+
+
+@njit(**_NJ)
+def _fill_band_u8(x, n, iy0, rows_in, pl, Wp, C, padv, buf):
+    """buf[r, c, k] = x[n, iy0 + r, c - pl, k] + 128 as uint8; padv outside the input."""
+    H = x.shape[1]
+    W = x.shape[2]
+    xf = x.reshape(x.size)
+    pv = np.uint8(padv)
+    c_lo = min(max(pl, 0), Wp)
+    c_hi = max(c_lo, min(Wp, W + pl))
+    rowlen = Wp * C
+    for r in range(rows_in):
+        iy = iy0 + r
+        rb = r * rowlen
+        if iy < 0 or iy >= H:
+            _fill_u8(buf, rb, rowlen, pv)
+            continue
+        _fill_u8(buf, rb, c_lo * C, pv)
+        _fill_u8(buf, rb + c_hi * C, rowlen - c_hi * C, pv)
+        sbase = ((n * H + iy) * W + c_lo - pl) * C
+        d0 = rb + c_lo * C
+        nn = (c_hi - c_lo) * C
+        i = 0
+        while i + 32 <= nn:
+            _vcopy_flip32(buf, d0 + i, xf, sbase + i)
+            i += 32
+        while i < nn:
+            buf[d0 + i] = np.uint8(np.int32(xf[sbase + i]) + 128)
+            i += 1
+
+
+@njit(**_NJ)
+def _conv_q_item(item, nb, ng, x, wq, blk, bp, padv, G, Cg, Coutg, OCBg, KH, sh, sw, dh, pt, pl,
+                 oh, ow, Wp, outf, sx, sw_, sn, fuse, cp, qzp, qlo, qhi, o8):
+    """One work item (a band of output rows x a range of filter blocks), as mac_tiles._conv_item:
+    4 x 16, 4 x 8 and 1 x 16 tiles; accumulators start from bp (the corrected bias)."""
+    N, H, W, C = x.shape
+    Cout = G * Coutg
+    nblocks = G * OCBg
+    n = item // (nb * ng)
+    rem = item - n * nb * ng
+    b = rem // ng
+    q = rem - b * ng
+    oy0 = (b * oh) // nb
+    oy1 = ((b + 1) * oh) // nb
+    R = oy1 - oy0
+    jb0 = (q * nblocks) // ng
+    jb1 = ((q + 1) * nblocks) // ng
+    if R <= 0 or jb1 <= jb0:
+        return
+    rows_in = (R - 1) * sh + (KH - 1) * dh + 1
+    nbuf = rows_in * Wp * C
+    buf = np.empty(nbuf + 4, np.uint8)
+    for i in range(4):
+        buf[nbuf + i] = 0
+    _fill_band_u8(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, padv, buf)
+    M = R * ow
+    pb = np.empty(M, np.int64)
+    for r in range(R):
+        for ox in range(ow):
+            pb[r * ow + ox] = (r * sh * Wp + ox * sw) * C
+    obase = ((n * oh + oy0) * ow) * Cout
+    nseg = sx.shape[0]
+    for jb in range(jb0, jb1):
+        g = jb // OCBg
+        j = jb - g * OCBg
+        wb = jb * blk
+        xg = g * Cg
+        nv = min(16, Coutg - 16 * j)
+        bidx = g * Coutg + 16 * j
+        m = 0
+        if nv > 8:
+            while m + 4 <= M:
+                o0 = obase + m * Cout + bidx
+                q0 = pb[m] + xg
+                q1 = pb[m + 1] + xg
+                q2 = pb[m + 2] + xg
+                q3 = pb[m + 3] + xg
+                a00 = _vload_i32x8(bp, 16 * jb)
+                a01 = _vload_i32x8(bp, 16 * jb + 8)
+                a10 = a00
+                a11 = a01
+                a20 = a00
+                a21 = a01
+                a30 = a00
+                a31 = a01
+                for s in range(nseg):
+                    xo = sx[s]
+                    p0 = q0 + xo
+                    p1 = q1 + xo
+                    p2 = q2 + xo
+                    p3 = q3 + xo
+                    wo = wb + sw_[s]
+                    for k in range(sn[s]):
+                        w0 = _vload_q(wq, wo)
+                        w1 = _vload_q(wq, wo + 32)
+                        wo += 64
+                        xv = _vbcast_quad(buf, p0)
+                        a00 = _vdpbusd(a00, xv, w0)
+                        a01 = _vdpbusd(a01, xv, w1)
+                        xv = _vbcast_quad(buf, p1)
+                        a10 = _vdpbusd(a10, xv, w0)
+                        a11 = _vdpbusd(a11, xv, w1)
+                        xv = _vbcast_quad(buf, p2)
+                        a20 = _vdpbusd(a20, xv, w0)
+                        a21 = _vdpbusd(a21, xv, w1)
+                        xv = _vbcast_quad(buf, p3)
+                        a30 = _vdpbusd(a30, xv, w0)
+                        a31 = _vdpbusd(a31, xv, w1)
+                        p0 += 4
+                        p1 += 4
+                        p2 += 4
+                        p3 += 4
+                if fuse:
+                    _vrq_store(o8, o0, a00, cp, bidx, qzp, qlo, qhi, 8)
+                    _vrq_store(o8, o0 + 8, a01, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                    _vrq_store(o8, o0 + Cout, a10, cp, bidx, qzp, qlo, qhi, 8)
+                    _vrq_store(o8, o0 + Cout + 8, a11, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                    _vrq_store(o8, o0 + 2 * Cout, a20, cp, bidx, qzp, qlo, qhi, 8)
+                    _vrq_store(o8, o0 + 2 * Cout + 8, a21, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                    _vrq_store(o8, o0 + 3 * Cout, a30, cp, bidx, qzp, qlo, qhi, 8)
+                    _vrq_store(o8, o0 + 3 * Cout + 8, a31, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                else:
+                    _vstore_plain(outf, o0, a00, 8)
+                    _vstore_plain(outf, o0 + 8, a01, nv - 8)
+                    _vstore_plain(outf, o0 + Cout, a10, 8)
+                    _vstore_plain(outf, o0 + Cout + 8, a11, nv - 8)
+                    _vstore_plain(outf, o0 + 2 * Cout, a20, 8)
+                    _vstore_plain(outf, o0 + 2 * Cout + 8, a21, nv - 8)
+                    _vstore_plain(outf, o0 + 3 * Cout, a30, 8)
+                    _vstore_plain(outf, o0 + 3 * Cout + 8, a31, nv - 8)
+                m += 4
+        else:
+            while m + 4 <= M:
+                o0 = obase + m * Cout + bidx
+                q0 = pb[m] + xg
+                q1 = pb[m + 1] + xg
+                q2 = pb[m + 2] + xg
+                q3 = pb[m + 3] + xg
+                a0 = _vload_i32x8(bp, 16 * jb)
+                a1 = a0
+                a2 = a0
+                a3 = a0
+                for s in range(nseg):
+                    xo = sx[s]
+                    p0 = q0 + xo
+                    p1 = q1 + xo
+                    p2 = q2 + xo
+                    p3 = q3 + xo
+                    wo = wb + sw_[s]
+                    for k in range(sn[s]):
+                        w0 = _vload_q(wq, wo)
+                        wo += 64
+                        a0 = _vdpbusd(a0, _vbcast_quad(buf, p0), w0)
+                        a1 = _vdpbusd(a1, _vbcast_quad(buf, p1), w0)
+                        a2 = _vdpbusd(a2, _vbcast_quad(buf, p2), w0)
+                        a3 = _vdpbusd(a3, _vbcast_quad(buf, p3), w0)
+                        p0 += 4
+                        p1 += 4
+                        p2 += 4
+                        p3 += 4
+                if fuse:
+                    _vrq_store(o8, o0, a0, cp, bidx, qzp, qlo, qhi, nv)
+                    _vrq_store(o8, o0 + Cout, a1, cp, bidx, qzp, qlo, qhi, nv)
+                    _vrq_store(o8, o0 + 2 * Cout, a2, cp, bidx, qzp, qlo, qhi, nv)
+                    _vrq_store(o8, o0 + 3 * Cout, a3, cp, bidx, qzp, qlo, qhi, nv)
+                else:
+                    _vstore_plain(outf, o0, a0, nv)
+                    _vstore_plain(outf, o0 + Cout, a1, nv)
+                    _vstore_plain(outf, o0 + 2 * Cout, a2, nv)
+                    _vstore_plain(outf, o0 + 3 * Cout, a3, nv)
+                m += 4
+        while m < M:
+            o0 = obase + m * Cout + bidx
+            q0 = pb[m] + xg
+            a0 = _vload_i32x8(bp, 16 * jb)
+            a1 = _vload_i32x8(bp, 16 * jb + 8)
+            b0 = _vzero32()
+            b1 = b0
+            for s in range(nseg):
+                p0 = q0 + sx[s]
+                wo = wb + sw_[s]
+                ns = sn[s]
+                k = 0
+                while k + 1 < ns:
+                    xv = _vbcast_quad(buf, p0)
+                    a0 = _vdpbusd(a0, xv, _vload_q(wq, wo))
+                    a1 = _vdpbusd(a1, xv, _vload_q(wq, wo + 32))
+                    xv = _vbcast_quad(buf, p0 + 4)
+                    b0 = _vdpbusd(b0, xv, _vload_q(wq, wo + 64))
+                    b1 = _vdpbusd(b1, xv, _vload_q(wq, wo + 96))
+                    wo += 128
+                    p0 += 8
+                    k += 2
+                if k < ns:
+                    xv = _vbcast_quad(buf, p0)
+                    a0 = _vdpbusd(a0, xv, _vload_q(wq, wo))
+                    a1 = _vdpbusd(a1, xv, _vload_q(wq, wo + 32))
+            if fuse:
+                _vrq_store(o8, o0, _vadd32(a0, b0), cp, bidx, qzp, qlo, qhi, nv)
+                _vrq_store(o8, o0 + 8, _vadd32(a1, b1), cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+            else:
+                _vstore_plain(outf, o0, _vadd32(a0, b0), nv)
+                _vstore_plain(outf, o0 + 8, _vadd32(a1, b1), nv - 8)
+            m += 1
+
+
+@njit(**_NJ)
+def _conv_q_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, nthreads):
+    """Buffer width, packed bytes per 16 filters, segments (xoff, woff, nquads), the corrected
+    per-block bias and the work split."""
+    Wp = (ow - 1) * sw + (KW - 1) * dw + 1
+    merged = G == 1 and dw == 1
+    CQg = (C // G + 3) // 4
+    RQ = (KW * C + 3) // 4
+    if merged:
+        blk = KH * RQ * 64
+        nseg = KH
+    else:
+        blk = KH * KW * CQg * 64
+        nseg = KH * KW
+    sx = np.empty(nseg, np.int64)
+    sw_ = np.empty(nseg, np.int64)
+    sn = np.empty(nseg, np.int64)
+    for ky in range(KH):
+        if merged:
+            sx[ky] = ky * dh * Wp * C
+            sw_[ky] = ky * RQ * 64
+            sn[ky] = RQ
+        else:
+            for kx in range(KW):
+                t = ky * KW + kx
+                sx[t] = (ky * dh * Wp + kx * dw) * C
+                sw_[t] = t * CQg * 64
+                sn[t] = CQg
+    bp = np.zeros(G * OCBg * 16, np.int32)
+    for g in range(G):
+        for i in range(Coutg):
+            oc = g * Coutg + i
+            bp[(g * OCBg + i // 16) * 16 + i % 16] = np.int32(np.int64(bias[oc]) - np.int64(padv) * wsum[oc])
+    nb, ng = _plan(N, oh, ow, G * OCBg, nthreads, 256)
+    return Wp, blk, sx, sw_, sn, bp, nb, ng
+
+
+@njit(parallel=True, **_NJ)
+def _conv_q_par(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
+                nthreads, fuse, cp, qzp, qlo, qhi, out8):
+    Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
+        x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, nthreads)
+    outf = out.reshape(out.size)
+    o8 = out8.reshape(out8.size)
+    for item in prange(x.shape[0] * nb * ng):
+        _conv_q_item(np.int64(item), nb, ng, x, wq, blk, bp, padv, G, x.shape[3] // G, Coutg, OCBg, KH,
+                     sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, fuse, cp, qzp, qlo, qhi, o8)
+
+
+@njit(**_NJ)
+def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
+                   out, nthreads, fuse, cp, qzp, qlo, qhi, out8):
+    Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
+        x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, 1)
+    outf = out.reshape(out.size)
+    o8 = out8.reshape(out8.size)
+    for item in range(x.shape[0] * nb * ng):
+        _conv_q_item(item, nb, ng, x, wq, blk, bp, padv, G, x.shape[3] // G, Coutg, OCBg, KH,
+                     sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, fuse, cp, qzp, qlo, qhi, o8)

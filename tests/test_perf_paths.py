@@ -1,0 +1,177 @@
+"""Every MAC kernel path this CPU offers gives the plain reference's integers.
+
+The paths (hwsim.kernels.mac.mac_path): "vnni" (vpdpbusd: AVX512-VNNI + VL or AVX-VNNI),
+"avx2" (vpmaddwd) and "portable" (run in a subprocess with HWSIM_PORTABLE_MAC=1 by
+tests/test_kernels_mac.py::test_portable_path_gives_identical_integers). The VNNI tests skip,
+naming the missing CPU feature, on a CPU without it. In-process the path is switched with
+``mac.USE_VNNI`` (the choice is made in Python, so no compiled code changes).
+
+Each case compares accumulators (np.array_equal, dtype) with the plain int64 reference kernels
+and the fused int8 output with the reference accumulators requantized separately; random
+shapes (hypothesis) and edge shapes/values: every int8 zero point's extreme offsets (-127 and
+128: the VNNI padding byte 255 and 0), extreme weights and activations, channel counts that are
+not multiples of 4 (quad tails), groups, dilation, 1x1 images, long reductions.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hwsim.kernels import mac, mac_intrinsics
+from hwsim.kernels.requant import requantize, split_shifts
+from hwsim.params import RequantParams
+from hwsim.vocab import RequantScheme
+
+needs_vnni = pytest.mark.skipif(not mac_intrinsics.HOST_HAS_VNNI,
+                                reason="this CPU has neither AVX512-VNNI (with AVX512-VL) nor AVX-VNNI: "
+                                       "the vpdpbusd path cannot run here")
+needs_avx2 = pytest.mark.skipif(not mac_intrinsics._HAVE_AVX2,
+                                reason="this CPU has no AVX2 (or HWSIM_PORTABLE_MAC=1): the vpmaddwd "
+                                       "AVX2 path cannot run here")
+
+PATHS = [pytest.param(True, marks=needs_vnni, id="vnni"), pytest.param(False, marks=needs_avx2, id="avx2")]
+
+
+@pytest.fixture(params=PATHS)
+def path(request, monkeypatch):
+    monkeypatch.setattr(mac, "USE_VNNI", request.param)
+    return "vnni" if request.param else "avx2"
+
+
+@contextlib.contextmanager
+def _threads(parallel):
+    old, oldn = mac.PARALLEL_MIN_MACS, numba.get_num_threads()
+    if parallel:
+        mac.PARALLEL_MIN_MACS = 0
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    else:
+        numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        mac.PARALLEL_MIN_MACS = old
+        numba.set_num_threads(oldn)
+
+
+def _rq(rng, channels):
+    return RequantParams(act_min=-128, act_max=127,
+                         multiplier=rng.integers(1 << 30, (1 << 31) - 1, channels),
+                         shift=rng.integers(-14, 2, channels), scheme=RequantScheme.tflite_double,
+                         out_zp=int(rng.integers(-128, 128)))
+
+
+def _fq(rq, channels):
+    return mac.fused_requant(split_shifts(rq, channels).cp, rq.out_zp, rq.act_min, rq.act_max)
+
+
+def _eq(got, want):
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if not np.array_equal(got, want):
+        bad = np.argwhere(got != want)
+        raise AssertionError(f"{len(bad)} values differ, first at {tuple(bad[0])}")
+
+
+def check_conv(x, w, b, off, geo, groups, parallel=False):
+    args = (off,) + tuple(geo) + (groups,)
+    want = mac.conv2d_acc_reference(x, w, b, *args)
+    rng = np.random.default_rng(int(np.abs(want).sum()) % 2**32)
+    rq = _rq(rng, w.shape[0])
+    with _threads(parallel):
+        _eq(mac.conv2d_acc(x, w, b, *args), want)
+        _eq(mac.conv2d_acc(x, w, b, *args, requant=_fq(rq, w.shape[0])), requantize(want, rq, np.int8))
+
+
+def test_path_names_the_cpu_path():
+    assert mac.mac_path() in ("vnni", "avx2", "portable")
+    assert (mac.mac_path() == "vnni") == mac.USE_VNNI
+
+
+# (N, H, W, C, Cout, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, groups)
+EDGE = [
+    (1, 8, 8, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, 1),
+    (2, 9, 7, 13, 33, 3, 2, 2, 1, 1, 1, 1, 0, 5, 7, 1),     # C % 4 == 1: run quads cross pixels
+    (1, 10, 9, 7, 7, 3, 3, 1, 2, 2, 2, 2, 2, 10, 5, 1),     # dilation: per-tap quads, C % 4 == 3
+    (1, 6, 6, 12, 24, 3, 3, 1, 1, 1, 1, 1, 1, 6, 6, 3),     # groups of 4 channels, 8-filter blocks
+    (1, 6, 6, 10, 10, 3, 3, 1, 1, 1, 1, 1, 1, 6, 6, 5),     # groups of 2 channels: quads span groups
+    (2, 5, 6, 33, 13, 1, 1, 1, 1, 1, 1, 0, 0, 5, 6, 1),     # pointwise, batch folded
+    (1, 7, 7, 6, 12, 1, 1, 2, 2, 1, 1, 0, 0, 4, 4, 1),
+    (3, 1, 1, 20, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),     # only the centre tap inside
+    (1, 6, 6, 4, 8, 3, 3, 1, 1, 1, 1, 3, 3, 9, 9, 1),       # outputs entirely in the padding
+    (1, 5, 5, 6, 6, 2, 2, 1, 1, 1, 1, -1, -2, 3, 2, 1),     # negative padding
+    (1, 3, 3, 3, 32, 3, 3, 2, 2, 1, 1, 1, 1, 2, 2, 1),      # Cin = 3
+    (1, 4, 4, 1, 5, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4, 1),       # Cin = 1
+    (1, 2, 2, 2000, 3, 1, 1, 1, 1, 1, 1, 0, 0, 2, 2, 1),    # long reduction
+]
+
+
+@pytest.mark.parametrize("off", [-127, 0, 128, 5])
+@pytest.mark.parametrize("case", EDGE, ids=[str(i) for i in range(len(EDGE))])
+def test_conv2d_edge_shapes(path, case, off):
+    N, H, W, C, Cout, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, G = case
+    rng = np.random.default_rng(hash((case, off)) % 2**32)
+    x = rng.integers(-128, 128, (N, H, W, C)).astype(np.int8)
+    w = rng.integers(-128, 128, (Cout, KH, KW, C // G)).astype(np.int8)
+    b = rng.integers(-(2**31), 2**31, Cout).astype(np.int32)  # sums may wrap int32
+    for parallel in (False, True):
+        check_conv(x, w, b, off, case[7:15], G, parallel)
+
+
+@pytest.mark.parametrize("xv,off,wv", [(-128, 128, -128), (127, 128, 127), (-128, -127, -128),
+                                       (127, -127, 127), (-128, -127, 127), (127, 128, -128)])
+def test_conv2d_extreme_values(path, xv, off, wv):
+    x = np.full((1, 6, 6, 67), xv, np.int8)
+    w = np.full((20, 3, 3, 67), wv, np.int8)
+    b = np.full(20, 2**31 - 1, np.int32)  # the sum wraps int32 as TFLite's does
+    check_conv(x, w, b, off, (1, 1, 1, 1, 1, 1, 6, 6), 1)
+
+
+@pytest.mark.parametrize("B,K,Cout", [(1, 1280, 1000), (3, 77, 10), (2, 5, 17), (1, 1, 1)])
+@pytest.mark.parametrize("off", [-127, 128, 3])
+def test_fully_connected(path, B, K, Cout, off):
+    rng = np.random.default_rng(B + K + Cout + off + 127)
+    x = rng.integers(-128, 128, (B, K)).astype(np.int8)
+    w = rng.integers(-128, 128, (Cout, K)).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, Cout).astype(np.int32)
+    want = mac.fully_connected_acc_reference(x, w, b, off)
+    _eq(mac.fully_connected_acc(x, w, b, off), want)
+    rq = _rq(rng, Cout)
+    _eq(mac.fully_connected_acc(x, w, b, off, requant=_fq(rq, Cout)), requantize(want, rq, np.int8))
+
+
+_params = st.fixed_dictionaries({
+    "N": st.integers(1, 2), "H": st.integers(1, 9), "W": st.integers(1, 9),
+    "Cg": st.integers(1, 23), "G": st.sampled_from([1, 1, 1, 2, 3]), "Coutg": st.integers(1, 40),
+    "KH": st.integers(1, 4), "KW": st.integers(1, 4), "sh": st.integers(1, 3), "sw": st.integers(1, 3),
+    "dh": st.integers(1, 3), "dw": st.integers(1, 3), "pt": st.integers(0, 3), "pl": st.integers(0, 3),
+    "pb": st.integers(0, 3), "pr": st.integers(0, 3), "off": st.integers(-127, 128),
+    "par": st.booleans(), "seed": st.integers(0, 2**32 - 1),
+})
+
+
+def _out_size(size, lo, hi, k, d, s):
+    return max(1, (size + lo + hi - ((k - 1) * d + 1)) // s + 1)
+
+
+@pytest.mark.parametrize("use_vnni", PATHS)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(p=_params)
+def test_conv2d_random_shapes(use_vnni, p):
+    old = mac.USE_VNNI
+    mac.USE_VNNI = use_vnni
+    try:
+        rng = np.random.default_rng(p["seed"])
+        G = p["G"]
+        oh = _out_size(p["H"], p["pt"], p["pb"], p["KH"], p["dh"], p["sh"])
+        ow = _out_size(p["W"], p["pl"], p["pr"], p["KW"], p["dw"], p["sw"])
+        x = rng.integers(-128, 128, (p["N"], p["H"], p["W"], p["Cg"] * G)).astype(np.int8)
+        w = rng.integers(-128, 128, (p["Coutg"] * G, p["KH"], p["KW"], p["Cg"])).astype(np.int8)
+        b = rng.integers(-(2**20), 2**20, p["Coutg"] * G).astype(np.int32)
+        geo = (p["sh"], p["sw"], p["dh"], p["dw"], p["pt"], p["pl"], oh, ow)
+        check_conv(x, w, b, p["off"], geo, G, p["par"])
+    finally:
+        mac.USE_VNNI = old
