@@ -30,6 +30,24 @@ MODELS = {
 }
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def median_time(fn, repeats: int) -> float:
     fn()  # warm-up
     ts = []
@@ -80,7 +98,8 @@ def bench_model(name: str, folder: Path, threads: int, repeats: int) -> None:
             diff = int((y != out_h).sum())
             print(f"  ({label} differs from REF/hwsim in {diff} of {y.size} outputs)")
         rows.append((label, median_time(run_tfl, repeats)))
-    print(f"\n{name}: {macs / 1e6:.1f} M MACs, {threads} thread(s), median of {repeats}")
+    print(f"\n{name}: {macs / 1e6:.1f} M MACs, {threads} thread(s), median of {repeats}, "
+          f"load average {load_average()}")
     print(f"  {'engine':16s} {'ms':>9s} {'GMAC/s':>8s} {'hwsim speed x':>14s}")
     t_h = rows[0][1]
     for label, t in rows:
@@ -130,8 +149,12 @@ def main() -> None:
     if not CORPUS.exists():
         sys.exit(f"corpus not found at {CORPUS} (set HWSIM_CORPUS)")
     import numba
+    from hwsim.kernels import mac
     numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
-    print(f"numba threads: {numba.get_num_threads()}, CPU: {os.cpu_count()} cores")
+    print(f"numba threads: {numba.get_num_threads()}, CPU: {cpu_name()}, {os.cpu_count()} cores, "
+          f"load average {load_average()}")
+    print(f"hwsim kernel path: CONV/FC {mac.mac_path()}, DEPTHWISE {mac.dw_path()} "
+          "(HWSIM_NO_VNNI=1 / HWSIM_PORTABLE_MAC=1 choose the others)")
     for name in a.models.split(","):
         bench_model(name, MODELS[name], a.threads, a.repeats)
     if not a.no_startup:

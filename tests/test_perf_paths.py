@@ -1,10 +1,12 @@
 """Every MAC kernel path this CPU offers gives the plain reference's integers.
 
-The paths (hwsim.kernels.mac.mac_path): "vnni" (vpdpbusd: AVX512-VNNI + VL or AVX-VNNI),
-"avx2" (vpmaddwd) and "portable" (run in a subprocess with HWSIM_PORTABLE_MAC=1 by
-tests/test_kernels_mac.py::test_portable_path_gives_identical_integers). The VNNI tests skip,
+The paths (hwsim.kernels.mac.mac_path): "vnni512" (vpdpbusd on zmm: AVX512-VNNI), "vnni256"
+(vpdpbusd on ymm: AVX512-VNNI + VL, or AVX-VNNI), "avx2" (vpmaddwd) and "portable" (run in a
+subprocess with HWSIM_PORTABLE_MAC=1 by
+tests/test_kernels_mac.py::test_portable_path_gives_identical_integers). A path's tests skip,
 naming the missing CPU feature, on a CPU without it. In-process the path is switched with
-``mac.USE_VNNI`` (the choice is made in Python, so no compiled code changes).
+``mac.USE_VNNI`` / ``mac.USE_VNNI512`` (the choice is made in Python, so no compiled code
+changes).
 
 Each case compares accumulators (np.array_equal, dtype) with the plain int64 reference kernels
 and the fused int8 output with the reference accumulators requantized separately; random
@@ -27,6 +29,9 @@ from hwsim.kernels.requant import requantize, split_shifts
 from hwsim.params import RequantParams
 from hwsim.vocab import RequantScheme
 
+needs_vnni512 = pytest.mark.skipif(not mac_intrinsics.HOST_HAS_VNNI512,
+                                   reason="this CPU has no AVX512-VNNI (with AVX512F/BW): the 512-bit "
+                                          "vpdpbusd path cannot run here")
 needs_vnni = pytest.mark.skipif(not mac_intrinsics.HOST_HAS_VNNI,
                                 reason="this CPU has neither AVX512-VNNI (with AVX512-VL) nor AVX-VNNI: "
                                        "the vpdpbusd path cannot run here")
@@ -34,13 +39,17 @@ needs_avx2 = pytest.mark.skipif(not mac_intrinsics._HAVE_AVX2,
                                 reason="this CPU has no AVX2 (or HWSIM_PORTABLE_MAC=1): the vpmaddwd "
                                        "AVX2 path cannot run here")
 
-PATHS = [pytest.param(True, marks=needs_vnni, id="vnni"), pytest.param(False, marks=needs_avx2, id="avx2")]
+# (USE_VNNI, USE_VNNI512) of each path
+PATHS = [pytest.param((True, True), marks=needs_vnni512, id="vnni512"),
+         pytest.param((True, False), marks=needs_vnni, id="vnni256"),
+         pytest.param((False, False), marks=needs_avx2, id="avx2")]
 
 
 @pytest.fixture(params=PATHS)
 def path(request, monkeypatch):
-    monkeypatch.setattr(mac, "USE_VNNI", request.param)
-    return "vnni" if request.param else "avx2"
+    monkeypatch.setattr(mac, "USE_VNNI", request.param[0])
+    monkeypatch.setattr(mac, "USE_VNNI512", request.param[1])
+    return mac.mac_path()
 
 
 @contextlib.contextmanager
@@ -86,9 +95,9 @@ def check_conv(x, w, b, off, geo, groups, parallel=False):
         _eq(mac.conv2d_acc(x, w, b, *args, requant=_fq(rq, w.shape[0])), requantize(want, rq, np.int8))
 
 
-def test_path_names_the_cpu_path():
-    assert mac.mac_path() in ("vnni", "avx2", "portable")
-    assert (mac.mac_path() == "vnni") == mac.USE_VNNI
+def test_path_names_the_cpu_path(path):
+    assert path in ("vnni512", "vnni256", "avx2")
+    assert path.startswith("vnni") == mac.USE_VNNI
 
 
 # (N, H, W, C, Cout, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, groups)
@@ -157,12 +166,12 @@ def _out_size(size, lo, hi, k, d, s):
     return max(1, (size + lo + hi - ((k - 1) * d + 1)) // s + 1)
 
 
-@pytest.mark.parametrize("use_vnni", PATHS)
+@pytest.mark.parametrize("flags", PATHS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(p=_params)
-def test_conv2d_random_shapes(use_vnni, p):
-    old = mac.USE_VNNI
-    mac.USE_VNNI = use_vnni
+def test_conv2d_random_shapes(flags, p):
+    old = mac.USE_VNNI, mac.USE_VNNI512
+    mac.USE_VNNI, mac.USE_VNNI512 = flags
     try:
         rng = np.random.default_rng(p["seed"])
         G = p["G"]
@@ -174,4 +183,4 @@ def test_conv2d_random_shapes(use_vnni, p):
         geo = (p["sh"], p["sw"], p["dh"], p["dw"], p["pt"], p["pl"], oh, ow)
         check_conv(x, w, b, p["off"], geo, G, p["par"])
     finally:
-        mac.USE_VNNI = old
+        mac.USE_VNNI, mac.USE_VNNI512 = old

@@ -62,13 +62,13 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads, njit
 
-from .mac_intrinsics import _HAVE_AVX2, HOST_HAS_VNNI
+from .mac_intrinsics import _HAVE_AVX2, HOST_HAS_VNNI, HOST_HAS_VNNI512
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights,
                        pack_conv2d_weights, pack_depthwise_weights, pack_fully_connected_weights,
                        quad_weights, unpack_conv2d_weights, unpack_depthwise_weights)
 from .mac_tiles import _conv_par, _conv_serial, _dw_par, _dw_serial
-from .mac_vnni import _conv_q_par, _conv_q_serial
+from .mac_vnni import _conv_q_par, _conv_q_serial, _conv_z_par, _conv_z_serial
 
 __all__ = [
     "conv2d_acc",
@@ -86,6 +86,7 @@ __all__ = [
     "can_fuse",
     "fused_requant",
     "mac_path",
+    "dw_path",
 ]
 
 # ---------------------------------------------------------------------------
@@ -200,13 +201,24 @@ def _off(name):
 #: where the CPU has VNNI. HWSIM_NO_VNNI=1 (or HWSIM_PORTABLE_MAC=1) keeps the vpmaddwd kernels;
 #: the tests also switch this flag to compare the paths.
 USE_VNNI = HOST_HAS_VNNI and not _off("HWSIM_NO_VNNI") and not _off("HWSIM_PORTABLE_MAC")
+#: With VNNI: the 512-bit tiles (AVX512-VNNI) rather than the 256-bit ones (which CPUs with only
+#: AVX-VNNI take); HWSIM_NO_VNNI512=1 keeps the 256-bit ones.
+USE_VNNI512 = HOST_HAS_VNNI512 and not _off("HWSIM_NO_VNNI512")
 
 
 def mac_path() -> str:
-    """The kernel path CONV_2D / FULLY_CONNECTED take on this CPU: "vnni" (vpdpbusd), "avx2"
-    (vpmaddwd) or "portable" (a multiply-add LLVM lowers for any CPU). DEPTHWISE_CONV_2D and
+    """The kernel path CONV_2D / FULLY_CONNECTED take on this CPU: "vnni512" (vpdpbusd on zmm,
+    AVX512-VNNI), "vnni256" (vpdpbusd on ymm: AVX512-VNNI + VL, or AVX-VNNI), "avx2" (vpmaddwd)
+    or "portable" (a multiply-add LLVM lowers for any CPU). DEPTHWISE_CONV_2D and
     int16 (16x8) layers take "avx2" or "portable"."""
-    return "vnni" if USE_VNNI else ("avx2" if _HAVE_AVX2 else "portable")
+    if USE_VNNI:
+        return "vnni512" if USE_VNNI512 else "vnni256"
+    return "avx2" if _HAVE_AVX2 else "portable"
+
+
+def dw_path() -> str:
+    """The kernel path DEPTHWISE_CONV_2D takes on this CPU: "avx2" or "portable" (no VNNI form)."""
+    return "avx2" if _HAVE_AVX2 else "portable"
 
 
 def _conv_run(macs, *args, kernels=(_conv_par, _conv_serial)):
@@ -219,6 +231,10 @@ def _conv_run(macs, *args, kernels=(_conv_par, _conv_serial)):
             par(*args[:-6], nt, *args[-6:])
             return
     serial(*args[:-6], 1, *args[-6:])
+
+
+def _vnni_kernels():
+    return (_conv_z_par, _conv_z_serial) if USE_VNNI512 else (_conv_q_par, _conv_q_serial)
 
 
 def _vnni_ok(wide, off):
@@ -340,7 +356,7 @@ def conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilatio
     if _vnni_ok(wide, off):
         q, q_run, wsum = quad_weights(pk)
         _conv_run(macs, x, q_run if run else q, wsum, b, np.int64(128 - off), groups, pk.cout_g,
-                  pk.ocb_g, *geo, outr, *fz, kernels=(_conv_q_par, _conv_q_serial))
+                  pk.ocb_g, *geo, outr, *fz, kernels=_vnni_kernels())
     else:
         _conv_run(macs, x, pk.data_run if run else pk.data, b, off, groups, pk.cout_g, pk.ocb_g,
                   *geo, outr, wide, *fz)
@@ -420,7 +436,7 @@ def fully_connected_acc(x, w, bias, input_offset, requant=None):
     if _vnni_ok(wide, off):
         _, q_run, wsum = quad_weights(pk)
         _conv_run(B * Cout * K, x.reshape(1, B, 1, K), q_run, wsum, b, np.int64(128 - off), 1, Cout,
-                  pk.ocb_g, *geo, outr, *fz, kernels=(_conv_q_par, _conv_q_serial))
+                  pk.ocb_g, *geo, outr, *fz, kernels=_vnni_kernels())
     else:
         _conv_run(B * Cout * K, x.reshape(1, B, 1, K), pk.data_run, b, off, 1, Cout, pk.ocb_g,
                   *geo, outr, wide, *fz)

@@ -484,3 +484,161 @@ def _vsplat_store32(typingctx, dst, d0, val):
         return context.get_dummy_value()
 
     return types.none(dst, d0, val), codegen
+
+
+# ---------------------------------------------------------------------------
+# AVX-512 (zmm) forms for the VNNI tiles: <16 x i32>
+# ---------------------------------------------------------------------------
+
+
+def _host_has_vnni512() -> bool:
+    try:
+        f = set(_llvm_binding.get_host_cpu_features().flatten().split(","))
+    except Exception:  # pragma: no cover - unknown host
+        return False
+    return {"+avx512f", "+avx512bw", "+avx512vnni"} <= f
+
+
+#: The CPU runs 512-bit vpdpbusd (AVX512-VNNI): the 8-pixel x 16-filter zmm tiles.
+HOST_HAS_VNNI512 = _host_has_vnni512()
+_i32x16 = _VecType(32, 16)
+_V16D = ir.VectorType(_I32, 16)
+_V64B = ir.VectorType(ir.IntType(8), 64)
+
+
+@intrinsic
+def _zload_i32(typingctx, arr, idx):
+    """<16 x i32> from int32 array ``arr`` at ``idx``."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_elem_ptr(context, builder, sig.args[0], args[0], args[1], _V16D), align=4)
+
+    return _i32x16(arr, idx), codegen
+
+
+@intrinsic
+def _zload_q(typingctx, arr, idx):
+    """64 bytes of an int8/uint8 array from ``idx`` as <16 x i32>."""
+    if not (isinstance(arr, types.Array) and arr.dtype in (types.uint8, types.int8)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_elem_ptr(context, builder, sig.args[0], args[0], args[1], _V16D), align=1)
+
+    return _i32x16(arr, idx), codegen
+
+
+@intrinsic
+def _zbcast_quad(typingctx, arr, idx):
+    """The four bytes arr[idx:idx+4] (one int32) repeated in 16 lanes."""
+    if not (isinstance(arr, types.Array) and arr.dtype in (types.uint8, types.int8)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = builder.load(_elem_ptr(context, builder, sig.args[0], args[0], args[1], _I32), align=1)
+        u = builder.insert_element(ir.Constant(_V16D, ir.Undefined), v, ir.Constant(_I32, 0))
+        return builder.shuffle_vector(u, ir.Constant(_V16D, ir.Undefined), _mask([0] * 16))
+
+    return _i32x16(arr, idx), codegen
+
+
+@intrinsic
+def _zdpbusd(typingctx, acc, a, b):
+    """acc + vpdpbusd(a, b) on 16 int32 lanes (u8 quads of a times s8 quads of b, wrapping)."""
+    if acc != _i32x16 or a != _i32x16 or b != _i32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_V16D, [_V16D, _V64B, _V64B]), "llvm.x86.avx512.vpdpbusd.512")
+        return builder.call(fn, [args[0], builder.bitcast(args[1], _V64B), builder.bitcast(args[2], _V64B)])
+
+    return _i32x16(acc, a, b), codegen
+
+
+@intrinsic
+def _zzero(typingctx):
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_V16D, [0] * 16)
+
+    return _i32x16(), codegen
+
+
+@intrinsic
+def _zadd(typingctx, a, b):
+    if a != _i32x16 or b != _i32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.add(args[0], args[1])
+
+    return _i32x16(a, b), codegen
+
+
+def _store_lanes(context, builder, arrty, arr, oidx, vals, nv, n, et):
+    """Store the first min(nv, n) lanes of ``vals`` (element type ``et``) at arr[oidx...]:
+    one vector store when nv >= n, else lane by lane."""
+    i64 = ir.IntType(64)
+    full = builder.icmp_signed(">=", nv, ir.Constant(i64, n))
+    with builder.if_else(full, likely=True) as (then, otherwise):
+        with then:
+            builder.store(vals, _elem_ptr(context, builder, arrty, arr, oidx, ir.VectorType(et, n)),
+                          align=et.width // 8)
+        with otherwise:
+            for i in range(n):
+                ci = ir.Constant(i64, i)
+                with builder.if_then(builder.icmp_signed("<", ci, nv)):
+                    po = _elem_ptr(context, builder, arrty, arr, builder.add(oidx, ci), et)
+                    builder.store(builder.extract_element(vals, ir.Constant(_I32, i)), po)
+
+
+@intrinsic
+def _zstore_plain(typingctx, out, oidx, v, nv):
+    """out[oidx + i] = v[i] for i < min(nv, 16) (int32 out)."""
+    if not (isinstance(out, types.Array) and out.dtype == types.int32) or v != _i32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        oidx = context.cast(builder, args[1], sig.args[1], types.int64)
+        nv = context.cast(builder, args[3], sig.args[3], types.int64)
+        _store_lanes(context, builder, sig.args[0], args[0], oidx, args[2], nv, 16, _I32)
+        return context.get_dummy_value()
+
+    return types.none(out, oidx, v, nv), codegen
+
+
+@intrinsic
+def _zrq_store(typingctx, out, oidx, v, cp, cidx, zp, lo, hi, nv):
+    """_vrq_store on 16 lanes: out[oidx + i] = clamp(tflite_double(v[i], channel cidx + i) + zp,
+    lo, hi) as int8 for i < min(nv, 16)."""
+    if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x16:
+        return None
+    if not (isinstance(cp, types.Array) and cp.dtype == types.int32 and cp.ndim == 2):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aout, aoidx, av, acp, acidx, azp, alo, ahi, anv = args
+        i64 = ir.IntType(64)
+        oidx = context.cast(builder, aoidx, sig.args[1], types.int64)
+        ci = context.cast(builder, acidx, sig.args[4], types.int64)
+        nv = context.cast(builder, anv, sig.args[8], types.int64)
+        cpa = context.make_array(sig.args[3])(context, builder, acp)
+        nch = builder.extract_value(cpa.shape, 1)
+
+        def row(k):
+            at = builder.add(builder.mul(ir.Constant(i64, k), nch), ci)
+            return builder.load(builder.bitcast(builder.gep(cpa.data, [at]), _V16D.as_pointer()), align=4)
+
+        def splat(val, k):
+            return vec_splat_value(builder, context.cast(builder, val, sig.args[k], types.int32), 16)
+
+        m, ls, rs, mask, half = (row(k) for k in range(5))
+        r = vec_mbqm_double_split(builder, av, m, ls, rs, mask, half, True, True)
+        res = builder.trunc(vec_clamp(builder, builder.add(r, splat(azp, 5)), splat(alo, 6), splat(ahi, 7)),
+                            ir.VectorType(ir.IntType(8), 16))
+        _store_lanes(context, builder, sig.args[0], aout, oidx, res, nv, 16, ir.IntType(8))
+        return context.get_dummy_value()
+
+    return types.none(out, oidx, v, cp, cidx, zp, lo, hi, nv), codegen

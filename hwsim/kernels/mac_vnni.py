@@ -26,7 +26,9 @@ from numba import njit, prange
 
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_vadd32, _vbcast_quad, _vcopy_flip32, _vdpbusd, _vload_i32x8, _vload_q,
-                             _vrq_store, _vsplat_store32, _vstore_plain, _vzero32)
+                             _vrq_store, _vsplat_store32, _vstore_plain, _vzero32, _zadd,
+                             _zbcast_quad, _zdpbusd, _zload_i32, _zload_q, _zrq_store, _zstore_plain,
+                             _zzero)
 from .mac_tiles import _plan
 
 
@@ -305,4 +307,158 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
     o8 = out8.reshape(out8.size)
     for item in range(x.shape[0] * nb * ng):
         _conv_q_item(item, nb, ng, x, wq, blk, bp, padv, G, x.shape[3] // G, Coutg, OCBg, KH,
+                     sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, fuse, cp, qzp, qlo, qhi, o8)
+
+
+# ---------------------------------------------------------------------------
+# AVX-512 form: 8 pixels x 16 filters in zmm registers (one 64-byte weight load per quad)
+# ---------------------------------------------------------------------------
+
+
+@njit(**_NJ)
+def _conv_z_item(item, nb, ng, x, wq, blk, bp, padv, G, Cg, Coutg, OCBg, KH, sh, sw, dh, pt, pl,
+                 oh, ow, Wp, outf, sx, sw_, sn, fuse, cp, qzp, qlo, qhi, o8):
+    """_conv_q_item with 512-bit vectors: a 16-filter block is one zmm of int32 lanes, so the
+    tile is 8 pixels x 16 filters (8 independent accumulators) and the leftover pixels one at
+    a time; the fused requantization works on 16 lanes."""
+    N, H, W, C = x.shape
+    Cout = G * Coutg
+    nblocks = G * OCBg
+    n = item // (nb * ng)
+    rem = item - n * nb * ng
+    b = rem // ng
+    q = rem - b * ng
+    oy0 = (b * oh) // nb
+    oy1 = ((b + 1) * oh) // nb
+    R = oy1 - oy0
+    jb0 = (q * nblocks) // ng
+    jb1 = ((q + 1) * nblocks) // ng
+    if R <= 0 or jb1 <= jb0:
+        return
+    rows_in = (R - 1) * sh + (KH - 1) * dh + 1
+    nbuf = rows_in * Wp * C
+    buf = np.empty(nbuf + 4, np.uint8)
+    for i in range(4):
+        buf[nbuf + i] = 0
+    _fill_band_u8(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, padv, buf)
+    M = R * ow
+    pb = np.empty(M, np.int64)
+    for r in range(R):
+        for ox in range(ow):
+            pb[r * ow + ox] = (r * sh * Wp + ox * sw) * C
+    obase = ((n * oh + oy0) * ow) * Cout
+    nseg = sx.shape[0]
+    for jb in range(jb0, jb1):
+        g = jb // OCBg
+        j = jb - g * OCBg
+        wb = jb * blk
+        xg = g * Cg
+        nv = min(16, Coutg - 16 * j)
+        bidx = g * Coutg + 16 * j
+        m = 0
+        while m + 8 <= M:
+            o0 = obase + m * Cout + bidx
+            a0 = _zload_i32(bp, 16 * jb)
+            a1 = a0
+            a2 = a0
+            a3 = a0
+            a4 = a0
+            a5 = a0
+            a6 = a0
+            a7 = a0
+            for s in range(nseg):
+                xo = sx[s] + xg
+                p0 = pb[m] + xo
+                p1 = pb[m + 1] + xo
+                p2 = pb[m + 2] + xo
+                p3 = pb[m + 3] + xo
+                p4 = pb[m + 4] + xo
+                p5 = pb[m + 5] + xo
+                p6 = pb[m + 6] + xo
+                p7 = pb[m + 7] + xo
+                wo = wb + sw_[s]
+                for k in range(sn[s]):
+                    w0 = _zload_q(wq, wo)
+                    wo += 64
+                    a0 = _zdpbusd(a0, _zbcast_quad(buf, p0), w0)
+                    a1 = _zdpbusd(a1, _zbcast_quad(buf, p1), w0)
+                    a2 = _zdpbusd(a2, _zbcast_quad(buf, p2), w0)
+                    a3 = _zdpbusd(a3, _zbcast_quad(buf, p3), w0)
+                    a4 = _zdpbusd(a4, _zbcast_quad(buf, p4), w0)
+                    a5 = _zdpbusd(a5, _zbcast_quad(buf, p5), w0)
+                    a6 = _zdpbusd(a6, _zbcast_quad(buf, p6), w0)
+                    a7 = _zdpbusd(a7, _zbcast_quad(buf, p7), w0)
+                    p0 += 4
+                    p1 += 4
+                    p2 += 4
+                    p3 += 4
+                    p4 += 4
+                    p5 += 4
+                    p6 += 4
+                    p7 += 4
+            if fuse:
+                _zrq_store(o8, o0, a0, cp, bidx, qzp, qlo, qhi, nv)
+                _zrq_store(o8, o0 + Cout, a1, cp, bidx, qzp, qlo, qhi, nv)
+                _zrq_store(o8, o0 + 2 * Cout, a2, cp, bidx, qzp, qlo, qhi, nv)
+                _zrq_store(o8, o0 + 3 * Cout, a3, cp, bidx, qzp, qlo, qhi, nv)
+                _zrq_store(o8, o0 + 4 * Cout, a4, cp, bidx, qzp, qlo, qhi, nv)
+                _zrq_store(o8, o0 + 5 * Cout, a5, cp, bidx, qzp, qlo, qhi, nv)
+                _zrq_store(o8, o0 + 6 * Cout, a6, cp, bidx, qzp, qlo, qhi, nv)
+                _zrq_store(o8, o0 + 7 * Cout, a7, cp, bidx, qzp, qlo, qhi, nv)
+            else:
+                _zstore_plain(outf, o0, a0, nv)
+                _zstore_plain(outf, o0 + Cout, a1, nv)
+                _zstore_plain(outf, o0 + 2 * Cout, a2, nv)
+                _zstore_plain(outf, o0 + 3 * Cout, a3, nv)
+                _zstore_plain(outf, o0 + 4 * Cout, a4, nv)
+                _zstore_plain(outf, o0 + 5 * Cout, a5, nv)
+                _zstore_plain(outf, o0 + 6 * Cout, a6, nv)
+                _zstore_plain(outf, o0 + 7 * Cout, a7, nv)
+            m += 8
+        while m < M:
+            o0 = obase + m * Cout + bidx
+            q0 = pb[m] + xg
+            a0 = _zload_i32(bp, 16 * jb)
+            b0 = _zzero()
+            for s in range(nseg):
+                p0 = q0 + sx[s]
+                wo = wb + sw_[s]
+                ns = sn[s]
+                k = 0
+                while k + 1 < ns:
+                    a0 = _zdpbusd(a0, _zbcast_quad(buf, p0), _zload_q(wq, wo))
+                    b0 = _zdpbusd(b0, _zbcast_quad(buf, p0 + 4), _zload_q(wq, wo + 64))
+                    wo += 128
+                    p0 += 8
+                    k += 2
+                if k < ns:
+                    a0 = _zdpbusd(a0, _zbcast_quad(buf, p0), _zload_q(wq, wo))
+            if fuse:
+                _zrq_store(o8, o0, _zadd(a0, b0), cp, bidx, qzp, qlo, qhi, nv)
+            else:
+                _zstore_plain(outf, o0, _zadd(a0, b0), nv)
+            m += 1
+
+
+@njit(parallel=True, **_NJ)
+def _conv_z_par(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
+                nthreads, fuse, cp, qzp, qlo, qhi, out8):
+    Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
+        x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, nthreads)
+    outf = out.reshape(out.size)
+    o8 = out8.reshape(out8.size)
+    for item in prange(x.shape[0] * nb * ng):
+        _conv_z_item(np.int64(item), nb, ng, x, wq, blk, bp, padv, G, x.shape[3] // G, Coutg, OCBg, KH,
+                     sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, fuse, cp, qzp, qlo, qhi, o8)
+
+
+@njit(**_NJ)
+def _conv_z_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
+                   out, nthreads, fuse, cp, qzp, qlo, qhi, out8):
+    Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
+        x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, 1)
+    outf = out.reshape(out.size)
+    o8 = out8.reshape(out8.size)
+    for item in range(x.shape[0] * nb * ng):
+        _conv_z_item(item, nb, ng, x, wq, blk, bp, padv, G, x.shape[3] // G, Coutg, OCBg, KH,
                      sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, fuse, cp, qzp, qlo, qhi, o8)

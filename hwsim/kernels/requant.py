@@ -253,11 +253,11 @@ def vec_splat(c, lanes=8, bits=32):
     return ir.Constant(ir.VectorType(et, lanes), [ir.Constant(et, c)] * lanes)
 
 
-def vec_splat_value(builder, val):
-    """An <8 x i32> with every lane the i32 value ``val``."""
-    v32 = ir.VectorType(ir.IntType(32), 8)
+def vec_splat_value(builder, val, lanes=8):
+    """An <lanes x i32> with every lane the i32 value ``val``."""
+    v32 = ir.VectorType(ir.IntType(32), lanes)
     vec = builder.insert_element(ir.Constant(v32, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
-    return builder.shuffle_vector(vec, ir.Constant(v32, ir.Undefined), vec_splat(0))
+    return builder.shuffle_vector(vec, ir.Constant(v32, ir.Undefined), vec_splat(0, lanes))
 
 
 def vec_clamp(builder, v, lo, hi):
@@ -266,34 +266,37 @@ def vec_clamp(builder, v, lo, hi):
 
 
 def vec_mbqm_double_split(builder, x, m, ls, rs, mask, half, has_ls, may_ovf):
-    """multiply_by_quantized_multiplier_double_lr on <8 x i32> lanes (the arithmetic above),
+    """multiply_by_quantized_multiplier_double_lr on <n x i32> lanes (n even: 8 here, 16 in the
+    AVX-512 MAC tiles; the arithmetic above),
     with per-lane ``mask`` = 2^rs - 1 and ``half`` = mask >> 1 given, the
     left shift omitted when no lane has one (``has_ls`` false), the INT32_MIN * INT32_MIN
     saturation omitted when no multiplier lane is INT32_MIN (``may_ovf`` false), and the 64-bit
     products formed on the even and the odd lanes separately (two vpmuldq, no cross-lane
     shuffles): even lanes keep bits 31..62 of their product in the low half of the 64-bit
     lane, odd lanes in the high half, and a blend interleaves them."""
-    v32 = ir.VectorType(ir.IntType(32), 8)
-    v64 = ir.VectorType(ir.IntType(64), 4)
+    n = x.type.count
+    h = n // 2
+    v32 = ir.VectorType(ir.IntType(32), n)
+    v64 = ir.VectorType(ir.IntType(64), h)
     xs = builder.shl(x, ls) if has_ls else x
     x64, m64 = builder.bitcast(xs, v64), builder.bitcast(m, v64)
-    c32 = vec_splat(32, lanes=4, bits=64)
-    nudge = vec_splat(1 << 30, lanes=4, bits=64)
+    c32 = vec_splat(32, lanes=h, bits=64)
+    nudge = vec_splat(1 << 30, lanes=h, bits=64)
     pe = builder.mul(builder.ashr(builder.shl(x64, c32), c32),
                      builder.ashr(builder.shl(m64, c32), c32))
     po = builder.mul(builder.ashr(x64, c32), builder.ashr(m64, c32))
-    pe = builder.lshr(builder.add(pe, nudge), vec_splat(31, lanes=4, bits=64))
-    po = builder.shl(builder.add(po, nudge), vec_splat(1, lanes=4, bits=64))
+    pe = builder.lshr(builder.add(pe, nudge), vec_splat(31, lanes=h, bits=64))
+    po = builder.shl(builder.add(po, nudge), vec_splat(1, lanes=h, bits=64))
     q = builder.shuffle_vector(builder.bitcast(pe, v32), builder.bitcast(po, v32),
-                               ir.Constant(v32, [ir.Constant(ir.IntType(32), k) for k in
-                                                 (0, 9, 2, 11, 4, 13, 6, 15)]))
+                               ir.Constant(v32, [ir.Constant(ir.IntType(32), k + (n if k & 1 else 0))
+                                                 for k in range(n)]))
     if may_ovf:
-        imin = vec_splat(-(1 << 31))
+        imin = vec_splat(-(1 << 31), lanes=n)
         ovf = builder.and_(builder.icmp_signed("==", xs, imin),
                            builder.icmp_signed("==", m, imin))
-        q = builder.select(ovf, vec_splat((1 << 31) - 1), q)
+        q = builder.select(ovf, vec_splat((1 << 31) - 1, lanes=n), q)
     rem = builder.and_(q, mask)
-    thr = builder.add(half, builder.lshr(q, vec_splat(31)))
+    thr = builder.add(half, builder.lshr(q, vec_splat(31, lanes=n)))
     return builder.add(builder.ashr(q, rs),
                        builder.zext(builder.icmp_signed(">", rem, thr), v32))
 
