@@ -38,7 +38,7 @@ TABLE_OPS = ("LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "R
              "RELU_0_TO_1", "MAXIMUM", "MINIMUM")
 # Two-input elementwise ops of the element engine's lanes (hwsim/rtl/hwsim_add_lane.v).
 ELEMENTWISE_OPS = ("ADD", "SUB", "MUL")
-ARRAY_OPS = MAC_OPS + ("MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD")
+ARRAY_OPS = MAC_OPS + ("MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD", "SUB", "MUL", "MEAN") + TABLE_OPS
 ALIAS_OPS = ("RESHAPE", "SQUEEZE")
 
 # -- integer ranges ---------------------------------------------------------------------------
@@ -130,4 +130,6 @@ class AccelOp(Code):
 # The accelerator op of each array op (the keys are ARRAY_OPS, in order).
 ACCEL_OP_OF = {"CONV_2D": AccelOp.CONV, "DEPTHWISE_CONV_2D": AccelOp.DWCONV,
                "FULLY_CONNECTED": AccelOp.FC, "MAX_POOL_2D": AccelOp.MAXPOOL,
-               "AVERAGE_POOL_2D": AccelOp.AVGPOOL, "ADD": AccelOp.ADD}
+               "AVERAGE_POOL_2D": AccelOp.AVGPOOL, "ADD": AccelOp.ADD, "SUB": AccelOp.SUB,
+               "MUL": AccelOp.MUL, "MEAN": AccelOp.MEAN,
+               **{op: AccelOp.TABLE for op in TABLE_OPS}}

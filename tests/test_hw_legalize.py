@@ -110,8 +110,8 @@ def test_host_layers_run_anywhere_head_middle_and_tail():
     # a host layer at the head and one in the middle, array layers after each
     b = GraphBuilder("mid")
     x = b.input("x", (1, 4, 4, 2), np.int8, scale=0.02, zero_point=0)
-    r = b.activation("r", (1, 4, 4, 2), np.int8, scale=0.02, zero_point=0)
-    b.op("RELU", [x], [r])
+    r = b.activation("r", (1, 4, 4, 2), np.int8, scale=1.0 / 256, zero_point=-128)
+    b.op("SOFTMAX", [x], [r], beta=1.0)
     w = b.const("w", np.ones((3, 1, 1, 2), np.int8), scales=np.full(3, 0.01, np.float32))
     y = b.activation("y", (1, 4, 4, 3), np.int8, scale=0.05, zero_point=0)
     b.op("CONV_2D", [r, w], [y], padding="VALID", stride_w=1, stride_h=1, dilation_w_factor=1,

@@ -77,7 +77,7 @@ def test_fuse_clamps_returns_a_new_placed_program_and_leaves_its_input():
     reference = lower(g, requant_scheme="tflite_double")
     placed = PlaceLayers().apply(PlacedProgram(program, reference))
     placement = dict(placed.placement)
-    assert sorted(set(placement.values())) == ["alias", "array", "host"]
+    assert sorted(set(placement.values())) == ["alias", "array"]  # clamps: the table unit
     layers, before, ref_before = program.layers, _snapshot(program), _snapshot(reference)
     out = FuseClamps().apply(placed)
     assert out is not placed and out.program is not program
@@ -97,9 +97,12 @@ def test_place_layers_sets_placement_and_reasons_only():
     start = PlacedProgram(program, program)
     out = PlaceLayers().apply(start)
     assert out.program is program and start.placement == {} and start.reasons == {}
+    # the MINIMUM (a clamp nothing has absorbed yet) runs on the array's table unit
     assert [out.placement[layer.index] for layer in program.layers] == \
-        ["array", "host", "array", "alias", "array"]
-    assert set(out.reasons) == {1} and "MINIMUM is not an array op" in out.reasons[1]
+        ["array", "array", "array", "alias", "array"]
+    assert out.reasons == {}
+    host = PlaceLayers().apply(PlacedProgram(program, program, host_ops=frozenset({"MINIMUM"})))
+    assert set(host.reasons) == {1} and "MINIMUM is in the config's host_ops" in host.reasons[1]
     assert program.layers is layers and _snapshot(program) == before
 
 

@@ -420,3 +420,53 @@ def test_table_unit_looks_up_the_engines_table(tmp_path, in_bits, lanes, msb_fir
 def expected_table_bytes(table: np.ndarray) -> np.ndarray:
     """Table entries as the weight memory's int8 lanes hold them (the output code's low byte)."""
     return (np.asarray(table, np.int64) & 0xFF).astype(np.uint8).view(np.int8)
+
+
+# ---- the element units in a network: export, then co-simulation in chain mode ---------------------
+@pytest.fixture(scope="module")
+def units_export(tmp_path_factory):
+    """units_graph exported for tflite-int8 (every layer on the array)."""
+    from hwsim.export import export
+    d = tmp_path_factory.mktemp("units")
+    model, x = units_graph()
+    (d / "units.tflite").write_bytes(model)
+    np.save(d / "x.npy", x)
+    export(d / "units.tflite", "tflite-int8", [d / "x.npy"], d / "export", formats=("hex",))
+    return d / "export"
+
+
+def test_element_units_are_placed_on_the_array_with_their_tables(units_export):
+    import yaml
+    man = yaml.safe_load((units_export / "manifest.yaml").read_text())
+    by_op = {L["op"]: L for L in man["layers"]}
+    for op in ("LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH", "RELU6", "MAXIMUM", "MINIMUM"):
+        L = by_op[op]
+        assert not L["host"] and L.get("placement", "array") == "array", L
+        assert L["accel_op"] == "TABLE" and L["memory"]["table"]["words"] == 32  # 256 / 8 lanes
+    assert {by_op[op]["accel_op"] for op in ("SUB", "MUL", "MEAN")} == {"SUB", "MUL", "MEAN"}
+    assert not any(L["host"] for L in man["layers"]) and man["exact"]
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_element_units_bit_exact_in_chain_mode(units_export, sim):
+    """Every layer of units_graph on the RTL back to back (chain mode): the tables, SUB, MUL,
+    ADD and MEAN reproduce hwsim's outputs bit for bit; cycles within 10 % of the model."""
+    from hwsim.cosim import run_cosim
+    reason = cosim.simulator_available(sim)
+    if reason:
+        pytest.skip(reason)
+    rep = run_cosim(units_export, sim, mode="chain")
+    assert rep.error is None and not rep.file_problems, rep.error
+    ran = [r for r in rep.layers if r["status"] != "host"]
+    assert [r["op"] for r in ran] == ["CONV_2D", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH",
+                                      "SUB", "RELU6", "MUL", "MAXIMUM", "MINIMUM", "ADD",
+                                      "MEAN"], rep.table()
+    for r in ran:
+        assert r["status"] == "ok" and r["output"]["mismatches"] == 0, rep.table()
+        assert r["output"]["elements"] > 0
+    assert rep.ok
+    # the word-by-word units: the model's cycles plus the fixed cost of a layer (descriptor,
+    # pipeline, flush: 9 cycles). (MEAN's 12 channels straddle 8-lane words at every other
+    # pixel, which the model does not count; docs/cosim.md.)
+    for r in ran[1:-1]:
+        assert 0 < r["cycles"] - r["estimate"] <= 12, (r["op"], r["cycles"], r["estimate"])

@@ -63,9 +63,10 @@ def test_every_code_table_derives_from_the_enums():
     from hwsim.rtl_params import REQUANT_SCHEME_CODES
     assert RTL_REQUANT_SCHEMES == {int(s): s.name for s in vocab.REQUANT_UNIT_SCHEMES}
     assert OP_CODES == {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 3,
-                        "MAX_POOL_2D": 4, "AVERAGE_POOL_2D": 5, "ADD": 6}
+                        "MAX_POOL_2D": 4, "AVERAGE_POOL_2D": 5, "ADD": 6, "SUB": 8, "MUL": 9,
+                        "MEAN": 10, **{op: 7 for op in vocab.TABLE_OPS}}
     assert ACCEL_OP_NAMES == {1: "CONV", 2: "DWCONV", 3: "FC", 4: "MAXPOOL", 5: "AVGPOOL",
-                              6: "ADD"}
+                              6: "ADD", 7: "TABLE", 8: "SUB", 9: "MUL", 10: "MEAN"}
     assert MAC_CODES == (1, 2, 3) and all(type(v) is int for v in OP_CODES.values())
     assert REQUANT_SCHEME_CODES == {s.name: int(s) for s in vocab.REQUANT_UNIT_SCHEMES}
     assert ALLOWED["requant.scheme"] == tuple(s.name for s in vocab.HW_REQUANT_SCHEMES)

@@ -25,6 +25,7 @@ from ..hwif.manifest import plain as _plain
 from ..hwif.plan import (IMAGE_MEMORY, NetworkPlan, plan_network, vector_layout, vector_rank,
                          vector_values)
 from ..ir import HwsimError, InputError
+from ..kernels.table import network_tables
 from .formats import FORMATS, render_memory
 
 LEGALIZE_MODES = ("strict", "approx")
@@ -236,7 +237,8 @@ def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_
                         [x.array for x in xs] if legalize == "approx" else None, host_tail,
                         semantics)
     program = hw.program
-    plan = plan_network(program, config, hw.placement)
+    plan = plan_network(program, config, hw.placement,
+                        tables=network_tables(program, hw.config, hw.placement))
     result = hw.run([x.array for x in xs], trace=True)
     trace = result.trace
     stats = _rows_by_layer(hw.layer_stats())
@@ -292,7 +294,10 @@ def _write_layer(w: _Writer, lp, plan: NetworkPlan, trace) -> dict:
     if not lp.host:
         files["descriptor"] = w.words(f"{lp.folder}/descriptor", lp.descriptor_words(), 32,
                                       lp.position * DESCRIPTOR_WORDS)
-        if lp.weights is not None:
+        if lp.table is not None:  # a TABLE layer's table, in the weight memory
+            files["table"] = w.words(f"{lp.folder}/table", lp.weights,
+                                     mems["weights"].word_bits, lp.fields["w_base"])
+        elif lp.weights is not None:
             files["weights"] = w.words(f"{lp.folder}/weights", lp.weights,
                                        mems["weights"].word_bits, lp.fields["w_base"])
             files["bias"] = w.words(f"{lp.folder}/bias", lp.bias, mems["bias"].word_bits,

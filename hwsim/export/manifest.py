@@ -126,7 +126,10 @@ def _layer_entry(lp, plan, program, graph, stats, headroom, report, files) -> di
     if not lp.host:
         e["fields"] = {name: int(lp.fields.get(name, 0)) for name in DESCRIPTOR_FIELDS}
         mem = {}
-        if lp.weights is not None:
+        if lp.table is not None:  # a TABLE layer: its table in the weight memory
+            mem["table"] = {"base": lp.fields["w_base"], "words": len(lp.weights),
+                            "entries": int(len(lp.table))}
+        elif lp.weights is not None:
             k = int(lp.weight_matrix.shape[1])
             mem["weights"] = {"base": lp.fields["w_base"], "words": len(lp.weights),
                               "words_per_channel": lp.fields["words_per_channel"],
@@ -289,6 +292,9 @@ def write_vectors_h5(path: str, plan: NetworkPlan, trace, images: dict, model_pa
                 _ds(grp, "bias", np.asarray(lp.layer.params.bias if lp.layer.params.bias
                                             is not None else np.zeros(lp.weight_matrix.shape[0]),
                                             np.int32))
+            if lp.table is not None:
+                _ds(grp, "table", lp.table.astype(np.int64))
+                _ds(grp, "table_words", words_array(lp.weights, mems["weights"].word_bits))
             if lp.requant is not None:
                 _ds(grp, "requant_words", words_array(lp.requant, mems["requant"].word_bits))
             for kind, spec in lp.vectors.items():

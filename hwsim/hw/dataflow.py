@@ -24,7 +24,10 @@ along the columns), DEPTHWISE N * Sy * Sx * C (each column reads its own channel
 Activations written: the output elements.
 
 Vector layers (no MACs) use the Cc column lanes: MAX/AVERAGE_POOL cycles =
-ceil(N*OH*OW*C / Cc) * FH*FW, reads N*Sy*Sx*C elements; ADD cycles = ceil(E / Cc), reads 2E.
+ceil(N*OH*OW*C / Cc) * FH*FW, reads N*Sy*Sx*C elements; MEAN over H and W the same with an
+H x W window (ceil(N*C / Cc) * H*W); ADD, SUB, MUL cycles = ceil(E / Cc), reads 2E; a table
+layer (hwsim.vocab.TABLE_OPS) loads its 2^b-entry table first: cycles = T + ceil(E / Cc), T =
+ceil(2^b / weight lanes) weight words read, then reads E.
 RESHAPE/SQUEEZE (memory aliases), clamps placed "fused" or "input" (hwsim.hw.network) and host
 layers: 0 cycles, 0 words.
 
@@ -47,7 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..program import Layer, Program
-from ..vocab import ALIAS_OPS, ARRAY_OPS, MAC_OPS, QRANGE
+from ..vocab import ALIAS_OPS, ARRAY_OPS, MAC_OPS, QRANGE, TABLE_OPS
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -172,7 +175,23 @@ def layer_stats(program: Program, config, placement: dict[int, str] | None = Non
             sy = _valid_taps(p.out_h, h, fh, p.stride_h, 1, p.pad_top)
             sx = _valid_taps(p.out_w, w, fw, p.stride_w, 1, p.pad_left)
             st.words["activations"]["read"] = _words(n * sy * sx * c, mem.activations)
-        else:  # ADD
+        elif layer.op == "MEAN":  # over H and W: the pool unit with an H x W window
+            n, h, w, c = program.tensors[layer.inputs[0]].shape
+            st.P, st.C, st.K = int(n), int(c), int(h * w)
+            st.tiles = ceil_div(out_elems, Cc)
+            st.cycles = st.tiles * h * w
+            st.formula = f"ceil({out_elems}/{Cc}) * {h}*{w} = {st.cycles}"
+            st.words["activations"]["read"] = _words(n * h * w * c, mem.activations)
+            st.words["requant"]["read"] = 1
+        elif layer.op in TABLE_OPS:  # the table's words, then one pass over the elements
+            entries = 1 << max(config.data.input_bits, 1)
+            t = _words(entries, mem.weights)
+            st.tiles = ceil_div(out_elems, Cc)
+            st.cycles = t + st.tiles
+            st.formula = f"{t} table words + ceil({out_elems}/{Cc}) = {st.cycles}"
+            st.words["weights"]["read"] = t
+            st.words["activations"]["read"] = _words(out_elems, mem.activations)
+        else:  # ADD, SUB, MUL
             in_elems = sum(int(np.prod(program.tensors[i].shape)) for i in layer.inputs)
             st.tiles = ceil_div(out_elems, Cc)
             st.cycles = st.tiles

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import HwsimError
-from ..vocab import AccelOp
+from ..vocab import ELEMENTWISE_OPS, TABLE_OPS, AccelOp, RequantScheme
 from .descriptor import (DESCRIPTOR_FIELDS, DESCRIPTOR_WORDS, MAC_CODES, OP_CODES,
                          ACCEL_OP_NAMES, descriptor_words)
 from .memory import ACC_MEMORY_KEY, CONFIG_MEMORIES, Memory, make_memories, nhwc
@@ -156,8 +156,13 @@ def allocate(program, config, placement: dict) -> MemoryPlan:
                                  f"requant of {what}", layer)
             b["acc_base"] = alloc(ACC_MEMORY_KEY, _elements(program, layer.outputs[0]),
                                   f"accumulators of {what}", layer)
-        elif layer.op == "ADD":
+        elif layer.op in ("ADD", "SUB", "MUL", "MEAN"):  # one requant word (the output's)
             b["rq_base"] = alloc("requant", 1, f"requant of {what}", layer)
+        elif layer.op in TABLE_OPS:  # the table: 2^b entries of the weight memory's lanes
+            d = config.data
+            b["table"] = (d.input_bits, d.input_signed, d.output_bits, d.output_signed)
+            b["w_base"] = alloc("weights", mems["weights"].words_for(1 << d.input_bits),
+                                f"table of {what}", layer)
         for t in layer.outputs:
             region_of(t, f"output of {what}", layer)
         bases[layer.index] = b
@@ -204,6 +209,7 @@ class LayerPlan:
     bias: PackedWords | None = None
     requant: PackedWords | None = None
     weight_matrix: np.ndarray | None = None  # [Cout, K] int8, reduction order
+    table: np.ndarray | None = None  # TABLE layers: output code of input code lo + j
     requant_fields: dict = field(default_factory=dict)
 
     @property
@@ -242,14 +248,19 @@ def _array_layer_problem(layer, program, mems) -> str | None:
             return f"has {dt} tensor {t}; the array's activations are {act}"
     if op == "CONV_2D" and int(p.groups) != 1:
         return f"is a grouped convolution (groups={p.groups}); the array runs groups = 1"
-    if op == "ADD":
+    if op in ELEMENTWISE_OPS:
         if p.constants or len(layer.inputs) != 2:
-            return "has a constant operand; the array's ADD takes two activations"
+            return f"has a constant operand; the array's {op} takes two activations"
         a, b = (tuple(program.tensors[i].shape) for i in layer.inputs)
         if a != b or tuple(program.tensors[layer.outputs[0]].shape) != a:
-            return f"broadcasts {list(a)} with {list(b)}; the array's ADD needs equal shapes"
-        if p.pot:
+            return f"broadcasts {list(a)} with {list(b)}; the array's {op} needs equal shapes"
+        if getattr(p, "pot", False):
             return "uses the int16 power-of-two path"
+    if op in TABLE_OPS and mems["activations"].elem_bits > 8:
+        return "is a table op on 16-bit data; the table unit holds data of up to 8 bits"
+    if op == "MEAN" and (len(program.tensors[layer.inputs[0]].shape) != 4
+                         or tuple(p.reduced_axes) != (1, 2)):
+        return "is not a MEAN over H and W of an NHWC tensor"
     if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and p.acc_int64 \
             and mems["bias"].elem_bits < 64:
         return "accumulates in int64 with an int64 bias (16x8); the bias memory has 32-bit " \
@@ -269,7 +280,7 @@ def _spec(program, kind: str, t: int, region) -> VectorSpec:
                       "activations" if base is not None else None, base, words)
 
 
-def plan_network(program, config, placement: dict) -> NetworkPlan:
+def plan_network(program, config, placement: dict, tables: dict | None = None) -> NetworkPlan:
     """Lay the program out in the accelerator's memories (accel-interface.md): the addresses
     of :func:`allocate`, the packed words and descriptor fields of every array layer.
 
@@ -277,7 +288,8 @@ def plan_network(program, config, placement: dict) -> NetworkPlan:
     "input" clamps get no layer plan (the array layer they are fused into writes their output;
     the host writes a clamped network input: ``inputs`` lists the tensors the host writes).
     Raises HwsimError for an array layer outside the interface (e.g. not int8) and for a
-    memory whose words do not fit its depth.
+    memory whose words do not fit its depth. ``tables``: {layer index: table} of the TABLE
+    layers (hwsim.kernels.table.network_tables: the layers' own kernels on every input code).
     """
     layers = program.layers
     checked = make_memories(config, 64 if config.accumulator.bits > 32 else 32)
@@ -308,6 +320,8 @@ def plan_network(program, config, placement: dict) -> NetworkPlan:
         code = int(AccelOp.END) if host else OP_CODES[layer.op]
         lp = LayerPlan(layer.index, layer.op, code, host, _folder(layer.index, layer.op, width),
                        mp.positions.get(layer.index), layer)
+        if code == AccelOp.TABLE:
+            lp.table = (tables or {}).get(layer.index)
         for j, t in enumerate(layer.inputs):
             kind_j = "input" if j == 0 else f"input{j + 1}"
             lp.vectors[kind_j] = _spec(program, kind_j, t, regions.get(t))
@@ -334,7 +348,7 @@ def _plan_array_layer(lp: LayerPlan, program, mems: dict[str, Memory], bases: di
     n, ih, iw, ic = x.nhwc
     on, oh, ow, oc = nhwc(y_info.shape)
     f = {name: 0 for name in DESCRIPTOR_FIELDS}
-    act_min, act_max = p.clamp()
+    act_min, act_max = p.clamp() or (0, 0)  # TABLE and MEAN layers have none (see below)
     f.update(op=lp.code, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, batch=n,
              in_base=x.base, act_min=act_min, act_max=act_max)
     if lp.code in MAC_CODES:
@@ -393,7 +407,52 @@ def _plan_array_layer(lp: LayerPlan, program, mems: dict[str, Memory], bases: di
                  add_in1_shift=int(p.input1_shift),
                  add_in2_multiplier=int(p.input2_multiplier),
                  add_in2_shift=int(p.input2_shift), requant_scheme=scheme)
+    else:
+        _plan_element_unit(lp, p, f, x, mems, bases, what)
     lp.fields = f
+
+
+def _plan_element_unit(lp: LayerPlan, p, f: dict, x, mems, bases: dict, what: str) -> None:
+    """SUB (the ADD lanes' fields), MUL, MEAN and TABLE layers (docs/dev/accel-interface.md)."""
+    if lp.code in (AccelOp.SUB, AccelOp.MUL, AccelOp.MEAN):
+        mean = lp.code == AccelOp.MEAN
+        scheme = int(RequantScheme.tflite_single if p.single_rounding
+                     else RequantScheme.tflite_double)
+        m, e = (p.multiplier, p.shift) if mean else (p.output_multiplier, p.output_shift)
+        lp.requant = mems["requant"].pack([encode_requant_word(scheme, int(m), int(e))])
+        lp.requant_fields = {"scheme": RTL_REQUANT_SCHEMES[scheme], "per_channel": False,
+                             "multiplier": [int(m)], "shift": [int(e)]}
+        f.update(rq_base=bases["rq_base"], requant_scheme=scheme)
+    if lp.code == AccelOp.SUB:
+        f.update(in2_base=lp.vectors["input2"].base, input_offset=int(p.input1_offset),
+                 input2_offset=int(p.input2_offset), output_offset=int(p.output_offset),
+                 add_left_shift=int(p.left_shift), add_in1_multiplier=int(p.input1_multiplier),
+                 add_in1_shift=int(p.input1_shift), add_in2_multiplier=int(p.input2_multiplier),
+                 add_in2_shift=int(p.input2_shift))
+    elif lp.code == AccelOp.MUL:
+        f.update(in2_base=lp.vectors["input2"].base, input_offset=int(p.input1_offset),
+                 input2_offset=int(p.input2_offset), output_offset=int(p.output_offset))
+    elif lp.code == AccelOp.MEAN:  # the pool walk with one H x W window per output pixel
+        f.update(kh=f["in_h"], kw=f["in_w"], stride_h=1, stride_w=1, dilation_h=1,
+                 dilation_w=1, input_offset=-int(p.in_zp), output_offset=int(p.out_zp),
+                 act_min=int(p.qmin), act_max=int(p.qmax))
+    elif lp.code == AccelOp.TABLE:
+        bits, signed, out_bits, out_signed = bases["table"]
+        table = lp.table
+        if table is None or len(table) != 1 << bits:
+            raise HwsimError(f"{what}: no table of {1 << bits} entries was given "
+                             f"(hwsim.kernels.table.network_tables)")
+        lo, hi = (-(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1) if out_signed else \
+            (0, (1 << out_bits) - 1)
+        if table.min() < lo or table.max() > hi:
+            raise HwsimError(f"{what}: table outputs in [{int(table.min())}, "
+                             f"{int(table.max())}] do not fit the {out_bits}-bit outputs "
+                             f"(data.output_bits)")
+        lp.table = table
+        # one int8 lane per entry: the output code's low byte (unsigned codes read back as
+        # OUT_BITS unsigned bits by the RTL)
+        lp.weights = mems["weights"].pack((table & 0xFF).astype(np.uint8).view(np.int8))
+        f.update(w_base=bases["w_base"], words_per_channel=len(lp.weights))
 
 
 # -- vectors in memory ----------------------------------------------------------------------------

@@ -61,3 +61,17 @@ def unary_table(layer, in_shape, dtype, bits: int, signed: bool) -> np.ndarray:
                              f"positions; the layer is not a table")
         table[seen] = lo[seen]
     return table
+
+
+def network_tables(program, config, placement: dict) -> dict[int, np.ndarray]:
+    """{layer index: table} of every TABLE_OPS layer ``placement`` puts on the array, for the
+    config's input data (data.input_bits, data.input_signed): what the export writes."""
+    from ..vocab import TABLE_OPS
+    d = config.data
+    out = {}
+    for layer in program.layers:
+        if placement.get(layer.index) == "array" and layer.op in TABLE_OPS:
+            info = program.tensors[layer.inputs[0]]
+            out[layer.index] = unary_table(layer, tuple(info.shape), np.dtype(info.dtype),
+                                           d.input_bits, d.input_signed)
+    return out

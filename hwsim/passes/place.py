@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from ..program import Layer, Program
-from ..vocab import ALIAS_OPS, ARRAY_OPS
+from ..vocab import ALIAS_OPS, ARRAY_OPS, ELEMENTWISE_OPS, TABLE_OPS
 from .base import PlacedProgram, PlacedProgramPass
 
 # Layout and type conversions at the network's edge: a host's job (the array reads and writes
@@ -35,12 +37,41 @@ def place_layer(layer: Layer, program: Program, host_ops=()) -> tuple[str, str]:
                         f"{', '.join(ALIAS_OPS)} are memory aliases)")
     if layer.op == "CONV_2D" and layer.params.groups != 1:
         return "host", f"CONV_2D with groups = {layer.params.groups} (the array runs groups = 1)"
-    if layer.op == "ADD":
+    if layer.op in ELEMENTWISE_OPS:
         shapes = [tuple(program.tensors[i].shape) for i in layer.inputs]
         out = tuple(program.tensors[layer.outputs[0]].shape)
         if len(layer.inputs) != 2 or any(s != out for s in shapes):
-            return "host", ("ADD needs two activation inputs of the output's shape (constant "
-                            "operands and broadcasting are not supported by the array)")
+            return "host", (f"{layer.op} needs two activation inputs of the output's shape "
+                            f"(constant operands and broadcasting are not supported by the "
+                            f"array)")
+        if getattr(layer.params, "pot", False):
+            return "host", f"int16 {layer.op} of the power-of-two path (the array's lanes " \
+                           f"run the general path)"
+    return _unit_placement(layer, program)
+
+
+def _unit_placement(layer: Layer, program: Program) -> tuple[str, str]:
+    """The element engine's table unit (TABLE_OPS, data of up to 8 bits) and MEAN (over H and
+    W of an NHWC tensor, on the pool unit): docs/dataflow.md, "Element units"."""
+    if layer.op in TABLE_OPS:
+        dts = {program.tensors[t].dtype.itemsize for t in [*layer.inputs, *layer.outputs]}
+        if dts != {1}:
+            if layer.op in ("LOGISTIC", "TANH"):
+                return "host", (f"int16 {layer.op}: TFLite interpolates a 513-entry table; "
+                                f"the array's table unit holds data of up to 8 bits")
+            return "host", (f"{layer.op} of 16-bit data (a 65,536-entry table; the array's "
+                            f"table unit holds data of up to 8 bits)")
+        consts = getattr(layer.params, "constants", {})
+        shape = tuple(program.tensors[layer.outputs[0]].shape)
+        if len(layer.inputs) != 1 or tuple(program.tensors[layer.inputs[0]].shape) != shape \
+                or any(np.asarray(c).size != 1 for c in consts.values()):
+            return "host", (f"{layer.op} is not an array op with two tensors or a constant of "
+                            f"more than one element (the array's table unit runs unary ops)")
+    if layer.op == "MEAN":
+        p = layer.params
+        if len(program.tensors[layer.inputs[0]].shape) != 4 or p.reduced_axes != (1, 2):
+            return "host", (f"MEAN over axes {list(p.reduced_axes)} (the array's pool unit "
+                            f"averages over H and W of an NHWC tensor)")
     return "array", ""
 
 
@@ -55,13 +86,24 @@ class PlaceLayers(PlacedProgramPass):
     reads a host layer's output from the activation memory, where the host writes it
     (hwsim.export's plan gives such a tensor a region).
 
+    A table op (hwsim.vocab.TABLE_OPS) whose input a host layer writes stays on the host
+    with it: the host's data need not have the array's width (a b-bit clamp of a SOFTMAX),
+    and one elementwise step is not worth a round trip through the array.
+
     Preserves: the program and the reference (only ``placement`` and ``reasons`` are set).
     """
 
     def apply(self, placed: PlacedProgram) -> PlacedProgram:
         where, why = dict(placed.placement), dict(placed.reasons)
+        producer = {t: layer for layer in placed.program.layers for t in layer.outputs}
         for layer in placed.program.layers:
             where[layer.index], reason = place_layer(layer, placed.program, placed.host_ops)
+            src = producer.get(layer.inputs[0]) if layer.inputs else None
+            if where[layer.index] == "array" and layer.op in TABLE_OPS and src is not None \
+                    and where.get(src.index) == "host":
+                where[layer.index] = "host"
+                reason = (f"{layer.op} reads the output of host layer {src.index} ({src.op}) "
+                          f"and runs on the host with it")
             if reason:
                 why[layer.index] = reason
         return dataclasses.replace(placed, placement=where, reasons=why)
