@@ -78,6 +78,7 @@ class Graph:
     outputs: list[int]
     name: str = ""
     source: str = ""  # the file it came from, for messages
+    description: str = ""  # the model file's description (hwsim quantize records its config)
 
     def tensor(self, index: int) -> Tensor:
         return self.tensors[index]

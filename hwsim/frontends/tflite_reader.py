@@ -127,7 +127,8 @@ def _parse(buf: bytes, source: str) -> Graph:
     inputs = [int(v) for v in sg.InputsAsNumpy()] if sg.InputsLength() else []
     outputs = [int(v) for v in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
     gname = (sg.Name() or b"").decode("utf-8", "replace")
-    return Graph(tensors, ops, inputs, outputs, gname, source)
+    desc = (model.Description() or b"").decode("utf-8", "replace")
+    return Graph(tensors, ops, inputs, outputs, gname, source, desc)
 
 
 def _read_options(o) -> dict:

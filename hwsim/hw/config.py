@@ -7,6 +7,8 @@ See docs/config.md for every key.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -98,6 +100,30 @@ class AccelConfig:
         else:  # not written when empty: the configs of earlier exports keep their bytes
             d.pop("host_ops")
         return d
+
+
+ARITHMETIC_KEYS = ("array", "data", "accumulator", "requant")
+
+
+def arithmetic_fingerprint(cfg: AccelConfig) -> str:
+    """16 hex digits of sha256 over the config's arithmetic (its array, data, accumulator and
+    requant sections; not its name, memories or host_ops). ``hwsim quantize --config`` records
+    it in the model's description; hwsim.hw.map_network then takes that arithmetic as the
+    model's semantics (docs/quantization.md, "Quantized for a config")."""
+    d = cfg.to_dict()
+    blob = json.dumps({k: d[k] for k in ARITHMETIC_KEYS}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def quantized_for_description(cfg: AccelConfig) -> str:
+    """The .tflite description of a model hwsim quantized for ``cfg``."""
+    return f"hwsim quantize for config {cfg.name!r}, arithmetic {arithmetic_fingerprint(cfg)}"
+
+
+def quantized_for(description: str, cfg: AccelConfig) -> bool:
+    """Whether a model's description says hwsim quantized it for ``cfg``'s arithmetic."""
+    return description.startswith("hwsim quantize for config ") and \
+        description.endswith(f", arithmetic {arithmetic_fingerprint(cfg)}")
 
 
 # ---- validation -------------------------------------------------------------------------

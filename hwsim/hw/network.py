@@ -84,7 +84,7 @@ from ..params import MacParams, Params
 from ..passes import HARDWARE_PASSES, PlacedProgram, run_passes
 from ..program import Layer, Program
 from ..vocab import MAC_OPS, QRANGE, RequantScheme
-from .config import AccelConfig, load_config
+from .config import AccelConfig, load_config, quantized_for
 from .dataflow import LayerStats, layer_stats, tensor_ranges
 from .headroom import Headroom, bits_needed, headroom
 
@@ -365,6 +365,10 @@ def map_network(model, config, legalize: str = "strict", inputs=None,
     src = graph.source or graph.name or "model"
     if host_tail:  # kept for old callers; placement no longer needs it
         print(HOST_TAIL_NOTE, file=sys.stderr)
+    if quantized_for(graph.description, cfg):
+        # hwsim quantized the model for this very arithmetic: that arithmetic is the model's
+        # semantics, so the reference is the hardware's own lowering (docs/quantization.md)
+        reference = program
     # the hardware passes (hwsim.passes): PlaceLayers, FoldPadIntoConv, FuseClamps
     placed = run_passes(HARDWARE_PASSES, PlacedProgram(program, reference,
                                                        host_ops=frozenset(cfg.host_ops)))

@@ -356,7 +356,11 @@ class QuantResult:
     # -- output ----------------------------------------------------------------------------
     def tflite_bytes(self) -> bytes:
         from ..frontends.tflite_writer import serialize_tflite
-        return serialize_tflite(self.graph, description="hwsim quantize")
+        desc = "hwsim quantize"
+        if self.config is not None:  # the config's arithmetic is this model's semantics
+            from ..hw.config import load_config, quantized_for_description
+            desc = quantized_for_description(load_config(self.config))
+        return serialize_tflite(self.graph, description=desc)
 
     def write_tflite(self, path) -> None:
         from ..util import atomic_write_bytes
