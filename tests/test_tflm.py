@@ -345,3 +345,49 @@ def test_cli_compare_accepts_semantics(tmp_path):
                      "--semantics", "tflm"]) == 0
     assert cli.main(["compare", str(traces["tflite"]), str(traces["tflm"]), "--model", str(mp),
                      "--semantics", "tflm"]) == 1
+
+
+def test_fully_connected_per_tensor_real_is_the_exact_product():
+    """TFLM's per-tensor FC real: the source (GetQuantizedConvolutionMultipler, kernel_util.cc)
+    writes ``double(input_scale * filter_scale)``, a float32 product, but the interpreter of
+    the tflite-micro package computes the exact product (s_in * s_w / s_out in double, the
+    reals hwsim derives). Scales whose float32 product would change the Q31 multiplier, and
+    accumulators (the biases, with a zero input) the two multipliers requantize differently:
+    TFLM and hwsim follow the exact product."""
+    from hwsim.arith import multiply_by_quantized_multiplier_double as mbqm
+    from hwsim.arith import quantize_multiplier
+    rng = np.random.default_rng(99)
+    for _ in range(10000):
+        s_in, s_w, s_out = (float(np.float32(v)) for v in
+                            (rng.uniform(1e-4, 1e-3), rng.uniform(1e-3, 1e-2),
+                             rng.uniform(1e-4, 1e-3)))
+        r32 = float(np.float32(np.float32(s_in) * np.float32(s_w))) / s_out
+        r64 = s_in * s_w / s_out
+        q32, q64 = quantize_multiplier(r32), quantize_multiplier(r64)
+        if q32 != q64:
+            break
+    else:
+        pytest.fail("no scales whose float32 product changes the multiplier")
+    biases = []
+    for k in range(1, 30000):
+        b0 = int(round((k + 0.5) / r64))  # accumulators next to a rounding boundary
+        for b in (b0 - 1, b0, b0 + 1):
+            if b < 2**31 and mbqm(b, *q32) != mbqm(b, *q64) and mbqm(b, *q32) < 32767:
+                biases.append(b)
+        if len(biases) >= 6:
+            break
+    assert biases, "no accumulator separates the two multipliers"
+    b = GraphBuilder("fc_product")
+    x = b.input("x", (1, 4), np.int16, s_in, 0)
+    w = b.const("w", rng.integers(-127, 128, (len(biases), 4)).astype(np.int8), s_w, 0, 0)
+    bt = b.const("b", np.array(biases, np.int32), np.float32(s_in) * np.float32(s_w), 0, 0)
+    y = b.activation("y", (1, len(biases)), np.int16, s_out, 0)
+    b.op("FULLY_CONNECTED", [x, w, bt], [y], version=7, fused_activation_function="NONE",
+         weights_format="DEFAULT", keep_num_dims=False, quantized_bias_type=2)
+    b.output(y)
+    model = b.tflite()
+    x0 = np.zeros((1, 4), np.int16)
+    micro = tflm_run(model, x0)
+    assert micro[0].reshape(-1).tolist() == [int(mbqm(v, *q64)) for v in biases]
+    assert micro[0].reshape(-1).tolist() != [int(mbqm(v, *q32)) for v in biases]
+    assert_equal_outputs(hwsim_tflm(model, x0), micro, "per-tensor FC real")

@@ -16,8 +16,8 @@ reference kernels under kReference, which requantize in double precision:
 (requant scheme ``double_round``, evaluated by an exact integer emulation: real = M * 2^E,
 hwsim.kernels.requant.double_round_int). The optimized kernels use the Q31 multiplier instead,
 which is one reason TFLite's optimized and reference outputs differ. TFLM
-(``semantics="tflm"``) does the same: MultiplyByQuantizedMultiplier of the accumulator's width,
-with a per-tensor real of double(float(s_in * s_w)) / double(s_out) (docs/semantics.md).
+(``semantics="tflm"``) does the same: MultiplyByQuantizedMultiplier of the accumulator's width
+(docs/semantics.md).
 
 Under a hardware config (``hwsim.lower.lower(graph, config)``) the MAC layers get the config's
 requant unit parameters (``ctx.requant_params``), the nearest supported fused activation, and
@@ -76,25 +76,17 @@ def _weights_per_tensor_or_channel(ctx: LoweringContext, op: Op, w_index: int, c
 
 
 def _requant(ctx: LoweringContext, op: Op, x_index: int, w_scales: np.ndarray, out_index: int,
-             acc_int64: bool, double_round: bool = False,
-             product_f32: bool = False) -> RequantParams:
+             acc_int64: bool, double_round: bool = False) -> RequantParams:
     """The requantization of a MAC layer (the hardware unit's under a config): multipliers and
     shifts, the output zero point and the activation clamp.
 
     TFLite schemes: FULLY_CONNECTED gets double_round with multiplier = M (int64) and
     shift = E such that real = M * 2^E exactly (the double's significand and exponent);
     16x8 layers with an int64 bias get tflite_int64.
-    ``product_f32``: the real is double(float(s_in * s_w)) / double(s_out), the input and
-    weight scales multiplied in float32 (GetQuantizedConvolutionMultipler, TFLM's per-tensor
-    FULLY_CONNECTED); otherwise s_in * s_w / s_out in double.
     """
     s_in = np.float64(np.float32(ctx.scale(x_index)))
     s_out = np.float64(np.float32(ctx.scale(out_index)))
-    if product_f32:
-        prod = np.float32(s_in) * w_scales.astype(np.float32)
-        reals = prod.astype(np.float64) / s_out
-    else:
-        reals = s_in * w_scales / s_out
+    reals = s_in * w_scales / s_out
     tflite = ctx.hw_scheme in TFLITE_SCHEMES
     derived = ctx.requant_params(reals)  # (for double_round: the collapse rule and its notes)
     if double_round and tflite:
@@ -303,15 +295,15 @@ def lower_fully_connected(op: Op, ctx: LoweringContext):
     w_scales = _weights_per_tensor_or_channel(ctx, op, w_i, cout, 0)
     # TFLite's reference kernel requantizes in double (double_round); TFLM's runs the integer
     # MultiplyByQuantizedMultiplier of the accumulator's width (Q31 double rounding for an
-    # int32 accumulator, the Q15-reduced int64 variant for a 16x8 layer's int64 one), with a
-    # per-tensor real built from a float32 product of the scales (docs/semantics.md).
+    # int32 accumulator, the Q15-reduced int64 variant for a 16x8 layer's int64 one), from
+    # the same reals (docs/semantics.md: the per-tensor product, float32 in the source, is
+    # exact in the interpreter).
     tflm = ctx.semantics == "tflm"
-    per_tensor = len(ctx.tensor(w_i).quant.scales) == 1
     params = FullyConnectedParams(
         weights=np.ascontiguousarray(w), bias=bias, input_offset=-ctx.zero_point(x_i),
         weights_offset=_weights_offset(ctx, op, w_i), acc_int64=acc_int64,
         requant=_requant(ctx, op, x_i, w_scales, op.outputs[0], acc_int64,
-                         double_round=not tflm, product_f32=tflm and per_tensor),
+                         double_round=not tflm),
         accumulator=ctx.accumulator(), batch=batch, depth=k, out_shape=tuple(ys))
     return ctx.layer(op, "fully_connected", inputs=[x_i], params=params, macs=batch * cout * k,
                      has_acc=True,
