@@ -7,6 +7,11 @@ can turn the very same graph into a full-integer TFLite model.
 
     g = read_onnx("model.onnx")            # a hwsim.ir.Graph; g.io_layout describes the I/O
 
+The importer is three modules: this one (the driver and the translation of each ONNX op),
+:mod:`hwsim.frontends.onnx_layout` (IR construction and the NCHW/NHWC layout tracking below) and
+:mod:`hwsim.frontends.onnx_fold` (constant folding of ONNX sub-graphs); quantized (QDQ /
+QOperator) models go to :mod:`hwsim.frontends.onnx_quant`.
+
 Layout. ONNX is NCHW; the IR is NHWC, like TFLite. Every ONNX value is tracked together with a
 permutation ``perm`` such that ``IR tensor == onnx_value.transpose(perm)``; layout-sensitive ops
 (conv, pooling, resize, LRN, BN) want ``perm == (0, 2, 3, 1)``, element-wise ops keep whatever
@@ -57,116 +62,26 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..ir import Graph, ModelError, Op, Tensor
+from ..passes import ONNX_PASSES, run_passes
 from ..yamlio import brief
+from .onnx_fold import (_ALWAYS_FOLD, MAX_CONSTANT_ELEMENTS, ConstantFolder,  # noqa: F401
+                        _attrs, _cut, _elements, _plain)
+from .onnx_layout import (F32, NHWC, IOLayout, LayoutTracker, _factor,  # noqa: F401
+                          _identity, _insert_ones, _prune, _Val)
+# (F32, _factor, _insert_ones, _prune and the fold helpers are re-exported: callers import
+# them from here)
 
-F32 = np.dtype(np.float32)
-NHWC = (0, 2, 3, 1)
 MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 FUSABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL")
 
 __all__ = ["read_onnx", "IOLayout", "onnx_to_graph"]
 
 
-@dataclass
-class IOLayout:
-    """How the graph's inputs/outputs relate to the source model's.
-
-    ``inputs[k]`` / ``outputs[k]``: the permutation ``perm`` with
-    ``graph tensor == source tensor.transpose(perm)``; ``source_input_shapes`` /
-    ``source_output_shapes``: the shapes in the source model (NCHW for ONNX and Darknet).
-    """
-    inputs: list = field(default_factory=list)
-    outputs: list = field(default_factory=list)
-    source_input_shapes: list = field(default_factory=list)
-    source_output_shapes: list = field(default_factory=list)
-    source_format: str = "onnx"
-
-
-@dataclass
-class _Val:
-    shape: tuple                       # the ONNX shape
-    t: int = -1                        # IR tensor index (activations)
-    perm: tuple = ()                   # IR tensor == onnx.transpose(perm)
-    const: np.ndarray | None = None    # a constant (ONNX layout)
-    colperm: np.ndarray | None = None  # flattened in IR order: IR[:, k] == onnx[:, colperm[k]]
-    src: "_Val | None" = None          # the value before that flatten
-
-    @property
-    def is_const(self) -> bool:
-        return self.const is not None
-
-
-def _identity(n: int) -> tuple:
-    return tuple(range(n))
-
-
-def _factor(a: tuple, b: tuple):
-    """Group the non-1 axes of shapes a and b into runs with equal products (row-major
-    reshape a -> b). Returns [(a_axes, b_axes), ...] or None."""
-    ia = [i for i, d in enumerate(a) if d != 1]
-    ib = [i for i, d in enumerate(b) if d != 1]
-    groups = []
-    i = j = 0
-    while i < len(ia) and j < len(ib):
-        ga, gb = [ia[i]], [ib[j]]
-        pa, pb = a[ia[i]], b[ib[j]]
-        i += 1
-        j += 1
-        while pa != pb:
-            if pa < pb:
-                if i >= len(ia):
-                    return None
-                ga.append(ia[i])
-                pa *= a[ia[i]]
-                i += 1
-            else:
-                if j >= len(ib):
-                    return None
-                gb.append(ib[j])
-                pb *= b[ib[j]]
-                j += 1
-        groups.append((ga, gb))
-    if i != len(ia) or j != len(ib):
-        return None
-    return groups
-
-
-def _insert_ones(order: list, shape: tuple) -> tuple:
-    """Complete a permutation of the non-1 axes of ``shape`` with its size-1 axes, each placed
-    right after the largest smaller axis already placed (front if none)."""
-    perm = list(order)
-    for a in range(len(shape)):
-        if shape[a] != 1:
-            continue
-        pos = 0
-        for k, b in enumerate(perm):
-            if b < a:
-                pos = max(pos, k + 1)
-        perm.insert(pos, a)
-    return tuple(perm)
-
-
-def _attrs(node) -> dict:
-    from onnx import helper, numpy_helper
-    out = {}
-    for a in node.attribute:
-        v = helper.get_attribute_value(a)
-        if a.type == 4:  # TENSOR
-            v = numpy_helper.to_array(a.t)
-        elif isinstance(v, bytes):
-            v = v.decode("utf-8", "replace")
-        elif isinstance(v, list) and v and isinstance(v[0], bytes):
-            v = [x.decode("utf-8", "replace") for x in v]
-        out[a.name] = v
-    return out
-
-
-class _Importer:
+class _Importer(LayoutTracker, ConstantFolder):
     def __init__(self, model, batch: int, input_layout: str, output_layout: str, source: str):
         self.model = model
         self.g = model.graph
@@ -196,7 +111,6 @@ class _Importer:
         for name in self.graph_outputs:
             self.uses[name] += 1
         self.graph_inputs: list[int] = []
-        self.stale: set[str] = set()  # ONNX values whose IR tensor now holds a later value
 
     # -- errors ----------------------------------------------------------------------------
     def err(self, node, msg: str) -> ModelError:
@@ -207,72 +121,6 @@ class _Importer:
         else:
             what = f"{_plain(node.op_type)} node producing {brief(list(node.output), 80)}"
         return ModelError(f"{self.source}: {what}: {msg}" if what else f"{self.source}: {msg}")
-
-    # -- IR construction -------------------------------------------------------------------
-    def _unique(self, name: str) -> str:
-        name = name or "t"
-        if name not in self.names:
-            self.names.add(name)
-            return name
-        k = 1
-        while f"{name}_{k}" in self.names:
-            k += 1
-        self.names.add(f"{name}_{k}")
-        return f"{name}_{k}"
-
-    def add_tensor(self, name, shape, dtype=F32, data=None) -> int:
-        t = Tensor(len(self.tensors), self._unique(name), tuple(int(d) for d in shape),
-                   np.dtype(dtype), None,
-                   None if data is None else np.ascontiguousarray(data, dtype=dtype))
-        self.tensors.append(t)
-        return t.index
-
-    def const_tensor(self, name, data, dtype=None) -> int:
-        data = np.asarray(data)
-        if dtype is None:
-            dtype = F32 if data.dtype.kind == "f" else np.dtype(np.int32)
-        return self.add_tensor(name, data.shape, dtype, np.asarray(data, dtype=dtype))
-
-    def emit(self, op_type: str, inputs, out_name: str, out_shape, **attrs) -> int:
-        y = self.add_tensor(out_name, out_shape)
-        self.emit_to(op_type, inputs, [y], **attrs)
-        return y
-
-    def emit_to(self, op_type, inputs, outputs, **attrs) -> int:
-        op = Op(len(self.ops), op_type, [int(i) for i in inputs], [int(o) for o in outputs],
-                dict(attrs), 1)
-        self.ops.append(op)
-        for i in op.inputs:
-            if i >= 0:
-                self.readers[i] += 1
-        for o in op.outputs:
-            self.producer[o] = op.index
-        return op.index
-
-    def shape_of(self, t: int) -> tuple:
-        return self.tensors[t].shape
-
-    def retarget(self, t: int, name: str) -> None:
-        """Tensor t now holds ONNX value ``name`` (after a fold / fusion): rename it and mark
-        the values it held before as stale."""
-        for n, v in self.vals.items():
-            if v.t == t and not v.is_const and n != name:
-                self.stale.add(n)
-        self.rename(t, name)
-
-    def rename(self, t: int, name: str) -> None:
-        old = self.tensors[t].name
-        if old == name:
-            return
-        self.names.discard(old)
-        self.tensors[t].name = self._unique(name)
-
-    def reshape_ir(self, t: int, shape, name: str) -> int:
-        shape = tuple(int(d) for d in shape)
-        if self.shape_of(t) == shape:
-            return t
-        s = self.const_tensor(name + "/shape", np.array(shape, np.int32))
-        return self.emit("RESHAPE", [t, s], name, shape, new_shape=list(shape))
 
     # -- values ----------------------------------------------------------------------------
     def val(self, node, k: int) -> _Val | None:
@@ -311,111 +159,6 @@ class _Importer:
     def out_name(self, node, k: int = 0) -> str:
         return node.output[k] if k < len(node.output) and node.output[k] else \
             (node.name or node.op_type)
-
-    def mat(self, v: _Val, target: tuple) -> int:
-        """An IR tensor holding ``v`` in layout ``target``."""
-        target = tuple(target)
-        if v.is_const:
-            return self.const_tensor("const", np.transpose(v.const, target) if v.const.ndim else
-                                     v.const)
-        if v.colperm is not None:
-            src_t = self.mat(v.src, _identity(len(v.src.shape)))
-            name = self.tensors[v.t].name + "/nchw"
-            key = (src_t, "flat")
-            if key not in self.mat_cache:
-                self.mat_cache[key] = self.reshape_ir(src_t, v.shape, name)
-            v = _Val(v.shape, self.mat_cache[key], _identity(len(v.shape)))
-        if v.perm == target:
-            return v.t
-        key = (v.t, target)
-        if key in self.mat_cache:
-            return self.mat_cache[key]
-        inv = np.argsort(v.perm)
-        r = [int(inv[a]) for a in target]
-        in_shape = self.shape_of(v.t)
-        out_shape = tuple(in_shape[i] for i in r)
-        base = self.tensors[v.t].name
-        suffix = "/nhwc" if target == NHWC else ("/nchw" if target == _identity(len(target))
-                                                 else "/t")
-        non1 = [i for i in r if in_shape[i] != 1]
-        if non1 == sorted(non1):
-            y = self.reshape_ir(v.t, out_shape, base + suffix)
-        else:
-            p = self.const_tensor(base + suffix + "/perm", np.array(r, np.int32))
-            y = self.emit("TRANSPOSE", [v.t, p], base + suffix, out_shape)
-        self.mat_cache[key] = y
-        return y
-
-    def plain(self, v: _Val) -> int:
-        return self.mat(v, _identity(len(v.shape)))
-
-    def nhwc(self, node, v: _Val) -> int:
-        if len(v.shape) != 4:
-            raise self.err(node, f"expects a 4-D NCHW input, got shape {list(v.shape)}")
-        return self.mat(v, NHWC)
-
-    def new_val(self, shape, t, perm) -> _Val:
-        return _Val(tuple(int(d) for d in shape), t, tuple(perm))
-
-    def reshape_val(self, v: _Val, shape: tuple, name: str, allow_colperm: bool = False) -> _Val:
-        """ONNX (row-major) reshape of ``v`` to ``shape``, on the IR data when possible."""
-        shape = tuple(int(d) for d in shape)
-        if v.is_const:
-            return _Val(shape, const=v.const.reshape(shape))
-        if int(np.prod(shape)) != int(np.prod(v.shape)):
-            raise ModelError(f"{self.source}: cannot reshape {list(v.shape)} to {list(shape)}")
-        if v.colperm is not None:
-            v = _Val(v.shape, self.plain(v), _identity(len(v.shape)))
-        groups = _factor(v.shape, shape)
-        q = v.perm
-        order = [a for a in q if v.shape[a] != 1]
-        pos = {a: i for i, a in enumerate(order)}
-        def block(ga):  # the group's axes occupy consecutive IR positions
-            ps = sorted(pos[a] for a in ga)
-            return ps == list(range(ps[0], ps[0] + len(ps)))
-        contiguous = all(block(ga) for ga, _ in groups)
-        ascending = contiguous and all([pos[a] for a in ga] == sorted(pos[a] for a in ga)
-                                       for ga, _ in groups)
-        if ascending:
-            ordered = sorted(groups, key=lambda g: pos[g[0][0]])
-            out_order = [b for _, gb in ordered for b in gb]
-            perm = _insert_ones(out_order, shape)
-            t = self.reshape_ir(v.t, [shape[a] for a in perm], name)
-            return _Val(shape, t, perm)
-        if (allow_colperm and len(shape) == 2 and q and q[0] == 0 and
-                shape[0] == v.shape[0]):
-            t = self.reshape_ir(v.t, shape, name)
-            idx = np.arange(int(np.prod(v.shape[1:]))).reshape(v.shape[1:])
-            colperm = idx.transpose([a - 1 for a in q[1:]]).ravel()
-            return _Val(shape, t, _identity(2), colperm=colperm, src=v)
-        if contiguous:
-            # sort the axes inside each group, keep the groups where they are
-            new_order = list(order)
-            for ga, _ in groups:
-                ps = sorted(pos[a] for a in ga)
-                for p, a in zip(ps, sorted(ga)):
-                    new_order[p] = a
-            it = iter(new_order)
-            target = tuple(a if v.shape[a] == 1 else next(it) for a in q)
-            t = self.mat(v, target)
-            return self.reshape_val(_Val(v.shape, t, target), shape, name)
-        t = self.plain(v)
-        return self.reshape_val(_Val(v.shape, t, _identity(len(v.shape))), shape, name)
-
-    def const_like(self, c: np.ndarray, v: _Val, name: str) -> int:
-        """Constant ``c`` (broadcastable to v.shape, ONNX layout) as an IR constant in v's
-        layout."""
-        c = np.asarray(c, dtype=np.float32)
-        r = len(v.shape)
-        if c.ndim > r:
-            raise ModelError(f"{self.source}: constant of shape {list(c.shape)} does not "
-                             f"broadcast to {list(v.shape)}")
-        c = c.reshape((1,) * (r - c.ndim) + c.shape)
-        c = np.transpose(c, v.perm)
-        # drop leading 1s (TFLite broadcasting aligns trailing dims)
-        while c.ndim > 1 and c.shape[0] == 1:
-            c = c[0]
-        return self.const_tensor(name, c)
 
     # -- driver ----------------------------------------------------------------------------
     def run(self) -> Graph:
@@ -493,12 +236,16 @@ class _Importer:
             outputs.append(t)
             out_perms.append(perm)
             src_out_shapes.append(v.shape)
-        graph, remap = _prune(Graph(self.tensors, self.ops, self.graph_inputs, outputs,
-                                    self.g.name or "onnx", self.source))
+        graph = Graph(self.tensors, self.ops, self.graph_inputs, outputs,
+                      self.g.name or "onnx", self.source)
+        graph.value_map = {name: (v.t, tuple(v.perm)) for name, v in self.vals.items()
+                           if not v.is_const and v.colperm is None}
+        graph = run_passes(ONNX_PASSES, graph)  # the folds (hwsim/passes/onnx_folds.py)
+        value_map = graph.value_map
+        graph, remap = _prune(graph)
         graph.io_layout = IOLayout(in_perms, out_perms, src_in_shapes, src_out_shapes, "onnx")
-        graph.value_map = {name: (remap[v.t], tuple(v.perm)) for name, v in self.vals.items()
-                           if not v.is_const and v.colperm is None and v.t in remap
-                           and name not in self.stale}
+        graph.value_map = {name: (remap[t], perm) for name, (t, perm) in value_map.items()
+                           if t in remap}
         return graph
 
     def node(self, node) -> None:
@@ -528,76 +275,6 @@ class _Importer:
             # attributes or inputs the op's checks above did not foresee (a hand-edited or
             # corrupt file): name the node rather than show a traceback
             raise self.err(node, f"cannot import this node ({_cut(e)})") from None
-
-    # -- constant folding ------------------------------------------------------------------
-    def fold(self, node, ins) -> None:
-        a = _attrs(node)
-        op = node.op_type
-        arrays = [None if v is None else v.const for v in ins]
-        out = None
-        if op == "Shape":
-            s = np.array(ins[0].shape, dtype=np.int64)
-            start, end = a.get("start", 0), a.get("end", None)
-            out = [s[start:end]]
-        elif op == "Size":
-            out = [np.array(int(np.prod(ins[0].shape)), dtype=np.int64)]
-        elif op == "Constant":
-            for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
-                if key in a:
-                    v = a[key]
-                    out = [np.asarray(v, dtype=np.float32 if "float" in key else
-                                      (np.int64 if "int" in key else None))]
-                    break
-            if out is None:
-                raise self.err(node, f"Constant with attributes {sorted(a)} is not supported")
-        elif op == "ConstantOfShape":
-            value = a.get("value", np.zeros(1, np.float32))
-            shape = tuple(int(d) for d in np.asarray(arrays[0]).reshape(-1))
-            n = _elements(shape)
-            if n is None or n > MAX_CONSTANT_ELEMENTS:
-                raise self.err(node, f"ConstantOfShape of shape {list(shape)[:8]} (at most "
-                                     f"{MAX_CONSTANT_ELEMENTS:,} elements)")
-            out = [np.full(shape, value.reshape(-1)[0], dtype=value.dtype)]
-        elif op in ("Identity", "Dropout"):
-            out = [arrays[0]] + ([np.ones(arrays[0].shape, bool)] if len(node.output) > 1 else [])
-        elif op == "Unsqueeze":
-            axes = a.get("axes") if "axes" in a else [int(x) for x in arrays[1]]
-            x = arrays[0]
-            r = x.ndim + len(axes)
-            for ax in sorted(ax % r for ax in axes):
-                x = np.expand_dims(x, ax)
-            out = [x]
-        elif op == "Cast":
-            from onnx import helper
-            out = [arrays[0].astype(helper.tensor_dtype_to_np_dtype(a["to"]))]
-        else:
-            out = self._ref_eval(node, arrays)
-        for name, arr in zip(node.output, out):
-            if name:
-                arr = np.asarray(arr)
-                self.vals[name] = _Val(tuple(arr.shape), const=arr)
-
-    def _ref_eval(self, node, arrays):
-        from onnx import TensorProto, helper
-        from onnx.reference import ReferenceEvaluator
-        names = [n for n in node.input]
-        feeds, vinfos = {}, []
-        for n, arr in zip(names, arrays):
-            if n and arr is not None and n not in feeds:
-                feeds[n] = arr
-                vinfos.append(helper.make_tensor_value_info(
-                    n, helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape)))
-        outs = [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None)
-                for o in node.output if o]
-        g = helper.make_graph([node], "fold", vinfos, outs)
-        m = helper.make_model(g, opset_imports=list(self.model.opset_import))
-        try:
-            res = ReferenceEvaluator(m).run(None, feeds)
-        except Exception as e:  # noqa: BLE001 -- any failure is the model's problem
-            raise self.err(node, f"cannot fold this constant sub-graph ({type(e).__name__}: "
-                                 f"{e})") from None
-        it = iter(res)
-        return [next(it) if o else None for o in node.output]
 
     # -- helpers for ops -------------------------------------------------------------------
     def _spatial(self, node, a, x_shape, k_shape, *, dilations=None, pool=False,
@@ -677,24 +354,6 @@ class _Importer:
     def _out_nhwc(self, node, y_t) -> None:
         s = self.shape_of(y_t)
         self.set_out(node, 0, self.new_val((s[0], s[3], s[1], s[2]), y_t, NHWC))
-
-    def _single_use(self, name: str) -> bool:
-        return self.uses[name] == 1 and name not in self.graph_outputs
-
-    def _fusable_producer(self, name: str, v: _Val, types) -> Op | None:
-        """The IR op producing v's tensor (ONNX value ``name``), if the current node is its only
-        reader and it may be fused."""
-        if v.is_const or v.colperm is not None or not self._single_use(name):
-            return None
-        if v.t in self.graph_inputs or self.readers[v.t] != 0:
-            return None
-        p = self.producer.get(v.t)
-        if p is None:
-            return None
-        op = self.ops[p]
-        if op.type not in types or op.attrs.get("fused_activation_function", "NONE") != "NONE":
-            return None
-        return op
 
     # -- MAC ops ---------------------------------------------------------------------------
     def op_Conv(self, node, a):
@@ -795,18 +454,9 @@ class _Importer:
         if x.colperm is not None:
             x = _Val(x.shape, self.plain(x), _identity(len(x.shape)))
         channel_last = len(x.shape) >= 2 and x.perm[-1] == 1
-        prod = self._fusable_producer(x_name, x, MAC_OPS) if channel_last else None
-        if prod is not None:
-            wt = self.tensors[prod.inputs[1]]
-            bt = self.tensors[prod.inputs[2]]
-            axis = 3 if prod.type == "DEPTHWISE_CONV_2D" else 0
-            shape = [1] * wt.data.ndim
-            shape[axis] = -1
-            wt.data = (wt.data.astype(np.float64) * s.reshape(shape)).astype(np.float32)
-            bt.data = (bt.data.astype(np.float64) * s + t).astype(np.float32)
-            self.retarget(x.t, name)
-            self.set_out(node, 0, _Val(x.shape, x.t, x.perm))
-            return
+        # the op group below carries the exact affine: passes.FoldAffineIntoMac folds it into
+        # a MAC op right before it (channel-last data only, where the channel is the MAC's)
+        affine = (s, t) if channel_last else None
         if len(x.shape) == 4 and channel_last:
             xt = self.nhwc(node, x)
             wt = self.const_tensor(name + "/weights", s.reshape(1, 1, 1, c))
@@ -815,11 +465,13 @@ class _Importer:
                           padding="VALID", stride_h=1, stride_w=1, depth_multiplier=1,
                           dilation_h_factor=1, dilation_w_factor=1,
                           fused_activation_function="NONE")
+            self._mark_affine(affine, 1)
             self._out_nhwc(node, y)
             return
         # general: MUL then ADD with constants in x's layout
         cshape = (1, c) + (1,) * (len(x.shape) - 2) if len(x.shape) >= 2 else (c,)
         cur = x
+        first = len(self.ops)
         if not np.all(s == 1):
             ct = self.const_like(s.reshape(cshape), cur, name + "/scale")
             yt = self.emit("MUL", [cur.t, ct], name + ("/mul" if np.any(t != 0) else ""),
@@ -830,7 +482,14 @@ class _Importer:
             yt = self.emit("ADD", [cur.t, ct], name, self.shape_of(cur.t),
                            fused_activation_function="NONE")
             cur = _Val(cur.shape, yt, cur.perm)
+        self._mark_affine(affine, len(self.ops) - first, first)
         self.set_out(node, 0, cur)
+
+    def _mark_affine(self, affine, n_ops: int, first: int | None = None) -> None:
+        """The first of the ``n_ops`` ops just emitted computes ``affine`` (scale, shift)."""
+        if affine is not None:
+            self.ops[len(self.ops) - n_ops if first is None else first].attrs["_affine"] = \
+                (affine[0], affine[1], n_ops)
 
     def op_BatchNormalization(self, node, a):
         x = self.act(node, 0)
@@ -954,13 +613,7 @@ class _Importer:
     def _act(self, node, kind: str, **attrs):
         x = self.act(node, 0)
         name = self.out_name(node)
-        if kind in ("RELU", "RELU6", "RELU_N1_TO_1") and not attrs:
-            prod = self._fusable_producer(node.input[0], x, FUSABLE)
-            if prod is not None:
-                prod.attrs["fused_activation_function"] = kind
-                self.retarget(x.t, name)
-                self.set_out(node, 0, _Val(x.shape, x.t, x.perm, colperm=x.colperm, src=x.src))
-                return
+        # RELU / RELU6 / RELU_N1_TO_1 after a MAC or ADD/SUB/MUL: passes.FuseActivation
         if x.colperm is not None:
             x = _Val(x.shape, self.plain(x), _identity(len(x.shape)))
         y = self.emit(kind, [x.t], name, self.shape_of(x.t), **attrs)
@@ -1450,56 +1103,6 @@ class _Importer:
             raise self.err(node, "antialias=1 is not supported")
         self._resize(node, x, hw, a.get("mode", "nearest"), ctm,
                      a.get("nearest_mode", "round_prefer_floor"))
-
-
-_ALWAYS_FOLD = ("Shape", "Size", "Constant")
-MAX_CONSTANT_ELEMENTS = 2**31 - 1  # protobuf caps a model at 2 GB anyway
-
-
-def _elements(dims) -> int | None:
-    """The number of elements of ``dims``, None if a dimension is negative."""
-    dims = [int(d) for d in dims]
-    return None if any(d < 0 for d in dims) else math.prod(dims)
-
-
-def _plain(text: str, limit: int = 40) -> str:
-    """A name from the file for a message, unquoted: control characters escaped, cut."""
-    t = text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
-    return t if len(t) <= limit else t[:limit - 3] + "..."
-
-
-def _cut(e: Exception, limit: int = 160) -> str:
-    text = f"{type(e).__name__}: {' '.join(str(e).split())}"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _prune(g: Graph):
-    """Drop ops whose outputs nobody reads, and unused tensors; renumber.
-    Returns (graph, {old tensor index: new index})."""
-    needed = set(g.outputs)
-    keep_ops = []
-    for op in reversed(g.ops):
-        if any(o in needed for o in op.outputs):
-            keep_ops.append(op)
-            needed.update(i for i in op.inputs if i >= 0)
-    keep_ops.reverse()
-    used = set(g.inputs) | set(g.outputs)
-    for op in keep_ops:
-        used.update(i for i in op.inputs if i >= 0)
-        used.update(op.outputs)
-    remap = {}
-    tensors = []
-    for t in g.tensors:
-        if t.index in used:
-            remap[t.index] = len(tensors)
-            t.index = len(tensors)
-            tensors.append(t)
-    ops = []
-    for k, op in enumerate(keep_ops):
-        ops.append(Op(k, op.type, [remap[i] if i >= 0 else -1 for i in op.inputs],
-                      [remap[o] for o in op.outputs], op.attrs, op.version))
-    return Graph(tensors, ops, [remap[i] for i in g.inputs], [remap[o] for o in g.outputs],
-                 g.name, g.source), remap
 
 
 def onnx_to_graph(model, *, batch: int = 1, input_layout: str = "nhwc",
