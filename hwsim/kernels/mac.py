@@ -159,7 +159,7 @@ PARALLEL_MIN_MACS = 1 << 20
 
 class FusedRequant(NamedTuple):
     """tflite_double requantization to int8 done inside the tile kernels (see ``fused_requant``)."""
-    cp: np.ndarray  # int32 [5, channels + 16]: split_shifts rows, zero padded
+    cp: np.ndarray  # int32 [6, channels + 16]: split_shifts rows, zero padded; the fast flag
     zp: int
     lo: int
     hi: int
@@ -170,19 +170,23 @@ def fused_requant(cp: np.ndarray, out_zp: int, act_min: int, act_max: int) -> Fu
     form cannot express it (then the caller requantizes the accumulators separately).
 
     ``cp``: the int32 [5, channels] rows of ``requant.split_shifts`` (usable when its
-    ``vec_ok``); padded here with 16 zero columns so that every eight-lane block read by a tile
-    (a block of 16 channels may start up to 15 channels before the end) stays inside the array.
+    ``vec_ok``); padded here with 16 zero columns so that every lane block read by a tile (a
+    block of 16 channels may start up to 15 channels before the end) stays inside the array,
+    and given a sixth row, the ``fast`` flag in every column: 1 when no channel has a left
+    shift or an INT32_MIN multiplier (the kernels then skip those steps: mac_intrinsics.
+    _zrq_store_c).
     """
     if not all(-(1 << 31) <= int(v) < (1 << 31) for v in (out_zp, act_min, act_max)):
         return None
-    cpp = np.zeros((5, cp.shape[1] + 16), np.int32)
-    cpp[:, :cp.shape[1]] = cp
+    cpp = np.zeros((6, cp.shape[1] + 16), np.int32)
+    cpp[:5, :cp.shape[1]] = cp
+    cpp[5] = int(bool((cp[1] == 0).all() and (cp[0] != np.int32(-(1 << 31))).all()))
     return FusedRequant(cpp, int(out_zp), int(act_min), int(act_max))
 
 
 # Stand-ins of the fused arguments when the kernels store accumulators (and of the int32 output
 # when they store int8): one compiled specialization serves both uses.
-_NO_CP = np.zeros((5, 16), np.int32)
+_NO_CP = np.zeros((6, 16), np.int32)
 _NO_OUT8 = np.zeros((0, 0, 0, 0), np.int8)
 _NO_OUT32 = np.zeros((0, 0, 0, 0), np.int32)
 

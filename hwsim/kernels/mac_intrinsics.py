@@ -642,3 +642,78 @@ def _zrq_store(typingctx, out, oidx, v, cp, cidx, zp, lo, hi, nv):
         return context.get_dummy_value()
 
     return types.none(out, oidx, v, cp, cidx, zp, lo, hi, nv), codegen
+
+
+@intrinsic
+def _vcat16(typingctx, a, b):
+    """<16 x i32>: the 8 lanes of a, then the 8 lanes of b."""
+    if a != _i32x8 or b != _i32x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[1], _mask(range(16)))
+
+    return _i32x16(a, b), codegen
+
+
+_RQ_CONSTS = types.UniTuple(_i32x16, 6)
+
+
+@intrinsic
+def _zrq_consts(typingctx, cp, cidx):
+    """The six 16-lane rows of a FusedRequant's ``cp`` at channels cidx..cidx+15 (multiplier,
+    left shift, right shift, mask, half, the ``fast`` flag), loaded once per channel block and
+    kept in registers by the caller (_zrq_store_c)."""
+    if not (isinstance(cp, types.Array) and cp.dtype == types.int32 and cp.ndim == 2):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        cpa = context.make_array(sig.args[0])(context, builder, args[0])
+        nch = builder.extract_value(cpa.shape, 1)
+        ci = context.cast(builder, args[1], sig.args[1], types.int64)
+        rows = []
+        for k in range(6):
+            at = builder.add(builder.mul(ir.Constant(i64, k), nch), ci)
+            rows.append(builder.load(builder.bitcast(builder.gep(cpa.data, [at]), _V16D.as_pointer()), align=4))
+        return context.make_tuple(builder, _RQ_CONSTS, rows)
+
+    return _RQ_CONSTS(cp, cidx), codegen
+
+
+@intrinsic
+def _zrq_store_c(typingctx, out, oidx, v, consts, zp, lo, hi, nv):
+    """_zrq_store with the constants already in registers (_zrq_consts); when the block's
+    ``fast`` flag is set (no left shift, no INT32_MIN multiplier in the layer) the shorter
+    arithmetic runs (vec_mbqm_double_split without those steps; the same integers)."""
+    if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x16:
+        return None
+    if consts != _RQ_CONSTS:
+        return None
+
+    def codegen(context, builder, sig, args):
+        aout, aoidx, av, acons, azp, alo, ahi, anv = args
+        oidx = context.cast(builder, aoidx, sig.args[1], types.int64)
+        nv = context.cast(builder, anv, sig.args[7], types.int64)
+        m, ls, rs, mask, half, fl = (builder.extract_value(acons, k) for k in range(6))
+        fast = builder.icmp_signed("!=", builder.extract_element(fl, ir.Constant(_I32, 0)), ir.Constant(_I32, 0))
+        with builder.if_else(fast, likely=True) as (then, otherwise):
+            with then:
+                r1 = vec_mbqm_double_split(builder, av, m, ls, rs, mask, half, False, False)
+                b1 = builder.block
+            with otherwise:
+                r2 = vec_mbqm_double_split(builder, av, m, ls, rs, mask, half, True, True)
+                b2 = builder.block
+        r = builder.phi(_V16D)
+        r.add_incoming(r1, b1)
+        r.add_incoming(r2, b2)
+
+        def splat(val, k):
+            return vec_splat_value(builder, context.cast(builder, val, sig.args[k], types.int32), 16)
+
+        res = builder.trunc(vec_clamp(builder, builder.add(r, splat(azp, 4)), splat(alo, 5), splat(ahi, 6)),
+                            ir.VectorType(ir.IntType(8), 16))
+        _store_lanes(context, builder, sig.args[0], aout, oidx, res, nv, 16, ir.IntType(8))
+        return context.get_dummy_value()
+
+    return types.none(out, oidx, v, consts, zp, lo, hi, nv), codegen

@@ -13,7 +13,8 @@ from numba import njit, prange
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_vadd16s, _vadd32, _vbcast_pair, _vload16, _vload_i32x8,
                              _vload_x16, _vmadd_acc, _vperm_hi, _vperm_lo, _vstore16, _vstore_acc,
-                             _vrq_store, _vstore_plain, _vunpack_hi, _vunpack_lo, _vzero16, _vzero32)
+                             _vcat16, _vrq_store, _vstore_plain, _vunpack_hi, _vunpack_lo, _vzero16,
+                             _vzero32, _zrq_consts, _zrq_store_c)
 
 # ---------------------------------------------------------------------------
 # Work splitting and band buffers
@@ -483,6 +484,9 @@ def _dw_item(item, nb, ng, x, wpk, bias, bp, plain, off, dm, KH, KW, sh, sw, dh,
         xo[t] = tapo[t] * Cb
     step = sw * Cb
     for cb in range(cb0, cb1):
+        # the block's requantization constants, in registers (column 0 of the stand-in cp when
+        # not fused: it is only 16 wide)
+        rqc = _zrq_consts(cp, 16 * cb if fuse else 0)
         blo = _vload_i32x8(bp, 16 * cb)
         bhi = _vload_i32x8(bp, 16 * cb + 8)
         nv = min(16, Cout - 16 * cb)
@@ -514,10 +518,12 @@ def _dw_item(item, nb, ng, x, wpk, bias, bp, plain, off, dm, KH, KW, sh, sw, dh,
                 o = ob + ox * Cout
                 if plain:
                     if fuse:
-                        _vrq_store(o8, o, _vperm_lo(lo, hi), cp, 16 * cb, qzp, qlo, qhi, nv)
-                        _vrq_store(o8, o + 8, _vperm_hi(lo, hi), cp, 16 * cb + 8, qzp, qlo, qhi, nv - 8)
-                        _vrq_store(o8, o + Cout, _vperm_lo(lo2, hi2), cp, 16 * cb, qzp, qlo, qhi, nv)
-                        _vrq_store(o8, o + Cout + 8, _vperm_hi(lo2, hi2), cp, 16 * cb + 8, qzp, qlo, qhi, nv - 8)
+                        # 16 lanes in channel order: one zmm requantization on AVX-512 (two ymm
+                        # halves elsewhere, as before)
+                        _zrq_store_c(o8, o, _vcat16(_vperm_lo(lo, hi), _vperm_hi(lo, hi)), rqc,
+                                     qzp, qlo, qhi, nv)
+                        _zrq_store_c(o8, o + Cout, _vcat16(_vperm_lo(lo2, hi2), _vperm_hi(lo2, hi2)), rqc,
+                                     qzp, qlo, qhi, nv)
                     else:
                         _vstore_plain(outf, o, _vperm_lo(lo, hi), nv)
                         _vstore_plain(outf, o + 8, _vperm_hi(lo, hi), nv - 8)
@@ -543,8 +549,8 @@ def _dw_item(item, nb, ng, x, wpk, bias, bp, plain, off, dm, KH, KW, sh, sw, dh,
                 o = ob + ox * Cout
                 if plain:
                     if fuse:
-                        _vrq_store(o8, o, _vperm_lo(lo, hi), cp, 16 * cb, qzp, qlo, qhi, nv)
-                        _vrq_store(o8, o + 8, _vperm_hi(lo, hi), cp, 16 * cb + 8, qzp, qlo, qhi, nv - 8)
+                        _zrq_store_c(o8, o, _vcat16(_vperm_lo(lo, hi), _vperm_hi(lo, hi)), rqc,
+                                     qzp, qlo, qhi, nv)
                     else:
                         _vstore_plain(outf, o, _vperm_lo(lo, hi), nv)
                         _vstore_plain(outf, o + 8, _vperm_hi(lo, hi), nv - 8)

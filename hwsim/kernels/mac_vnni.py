@@ -27,7 +27,8 @@ from numba import njit, prange
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_vadd32, _vbcast_quad, _vcopy_flip32, _vdpbusd, _vload_i32x8, _vload_q,
                              _vrq_store, _vsplat_store32, _vstore_plain, _vzero32, _zadd,
-                             _zbcast_quad, _zdpbusd, _zload_i32, _zload_q, _zrq_store, _zstore_plain,
+                             _zbcast_quad, _zdpbusd, _zload_i32, _zload_q, _zrq_consts, _zrq_store_c,
+                             _zstore_plain,
                              _zzero)
 from .mac_tiles import _plan
 
@@ -355,6 +356,7 @@ def _conv_z_item(item, nb, ng, x, wq, blk, bp, padv, G, Cg, Coutg, OCBg, KH, sh,
         xg = g * Cg
         nv = min(16, Coutg - 16 * j)
         bidx = g * Coutg + 16 * j
+        rqc = _zrq_consts(cp, bidx if fuse else 0)  # in registers for the block (see _dw_item)
         m = 0
         while m + 8 <= M:
             o0 = obase + m * Cout + bidx
@@ -397,14 +399,14 @@ def _conv_z_item(item, nb, ng, x, wq, blk, bp, padv, G, Cg, Coutg, OCBg, KH, sh,
                     p6 += 4
                     p7 += 4
             if fuse:
-                _zrq_store(o8, o0, a0, cp, bidx, qzp, qlo, qhi, nv)
-                _zrq_store(o8, o0 + Cout, a1, cp, bidx, qzp, qlo, qhi, nv)
-                _zrq_store(o8, o0 + 2 * Cout, a2, cp, bidx, qzp, qlo, qhi, nv)
-                _zrq_store(o8, o0 + 3 * Cout, a3, cp, bidx, qzp, qlo, qhi, nv)
-                _zrq_store(o8, o0 + 4 * Cout, a4, cp, bidx, qzp, qlo, qhi, nv)
-                _zrq_store(o8, o0 + 5 * Cout, a5, cp, bidx, qzp, qlo, qhi, nv)
-                _zrq_store(o8, o0 + 6 * Cout, a6, cp, bidx, qzp, qlo, qhi, nv)
-                _zrq_store(o8, o0 + 7 * Cout, a7, cp, bidx, qzp, qlo, qhi, nv)
+                _zrq_store_c(o8, o0, a0, rqc, qzp, qlo, qhi, nv)
+                _zrq_store_c(o8, o0 + Cout, a1, rqc, qzp, qlo, qhi, nv)
+                _zrq_store_c(o8, o0 + 2 * Cout, a2, rqc, qzp, qlo, qhi, nv)
+                _zrq_store_c(o8, o0 + 3 * Cout, a3, rqc, qzp, qlo, qhi, nv)
+                _zrq_store_c(o8, o0 + 4 * Cout, a4, rqc, qzp, qlo, qhi, nv)
+                _zrq_store_c(o8, o0 + 5 * Cout, a5, rqc, qzp, qlo, qhi, nv)
+                _zrq_store_c(o8, o0 + 6 * Cout, a6, rqc, qzp, qlo, qhi, nv)
+                _zrq_store_c(o8, o0 + 7 * Cout, a7, rqc, qzp, qlo, qhi, nv)
             else:
                 _zstore_plain(outf, o0, a0, nv)
                 _zstore_plain(outf, o0 + Cout, a1, nv)
@@ -434,7 +436,7 @@ def _conv_z_item(item, nb, ng, x, wq, blk, bp, padv, G, Cg, Coutg, OCBg, KH, sh,
                 if k < ns:
                     a0 = _zdpbusd(a0, _zbcast_quad(buf, p0), _zload_q(wq, wo))
             if fuse:
-                _zrq_store(o8, o0, _zadd(a0, b0), cp, bidx, qzp, qlo, qhi, nv)
+                _zrq_store_c(o8, o0, _zadd(a0, b0), rqc, qzp, qlo, qhi, nv)
             else:
                 _zstore_plain(outf, o0, _zadd(a0, b0), nv)
             m += 1
