@@ -173,3 +173,25 @@ class OrtFloatParams(Params):
     op: str
     lo: float = float("-inf")
     hi: float = float("inf")
+
+
+@frozen_params
+class OrtMulParams(Params):
+    """QLinearMul on x86 (SSE2 kernel of qlmul.cpp), per element (numpy broadcasting):
+    ``c = round_half_even(float32((a - a_zp) * (b - b_zp)) * ratio + float(c_zp))``, the
+    multiply and the add each rounded to float32, ``ratio = a_scale * b_scale / c_scale``
+    (float32), saturated to the output type."""
+    a_zp: int
+    b_zp: int
+    ratio: np.float32
+    c_zp: int
+    lo: int
+    hi: int
+
+
+@frozen_params
+class OrtResizeParams(Params):
+    """Resize (nearest) on the integers, NHWC: output row ``i`` reads input row
+    ``rows[i]``, output column ``j`` input column ``cols[j]``."""
+    rows: np.ndarray
+    cols: np.ndarray

@@ -285,3 +285,71 @@ def test_digits_qdq_equals_onnx_reference_evaluator_before_softmax(float_models,
     assert len(names) >= 6
     out = m.graph.output[0].name
     assert np.abs(res.outputs[0] - ref[out]).max() <= np.float32(1 / 255) * 1.0001
+
+
+def _synthetic_float_model(path):
+    """Conv -> LeakyRelu -> Conv -> Sigmoid -> Mul (SE-style, broadcast over H and W after a
+    GlobalAveragePool) -> Resize (nearest, x2) -> GlobalAveragePool -> Flatten -> MatMul: the
+    ops the zoo models lack."""
+    from test_frontend_onnx import make_model
+    N = helper.make_node
+    inits = {"w1": rnd((8, 3, 3, 3), 1, 0.3), "b1": rnd((8,), 2, 0.1),
+             "w2": rnd((8, 8, 1, 1), 3, 0.3), "b2": rnd((8,), 4, 0.1), "W": rnd((8, 5), 5, 0.3),
+             "up": np.array([1, 1, 2, 2], np.float32)}
+    nodes = [N("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             N("LeakyRelu", ["c1"], ["l1"], alpha=0.1),
+             N("GlobalAveragePool", ["l1"], ["se"]),
+             N("Conv", ["se", "w2", "b2"], ["c2"]),
+             N("Sigmoid", ["c2"], ["s2"]),
+             N("Mul", ["l1", "s2"], ["m"]),
+             N("Resize", ["m", "", "up"], ["r"], mode="nearest"),
+             N("GlobalAveragePool", ["r"], ["g"]),
+             N("Flatten", ["g"], ["f"]),
+             N("MatMul", ["f", "W"], ["y"])]
+    onnx.save(make_model(nodes, {"x": (1, 3, 8, 8)}, ["y"], inits), path)
+    return path
+
+
+@pytest.mark.parametrize("fmt,act", [("qdq", "u8"), ("qdq", "s8"), ("qop", "s8"), ("qop", "u8")])
+def test_leaky_relu_sigmoid_mul_resize_matmul_equal_onnxruntime(tmp_path, fmt, act):
+    src = _synthetic_float_model(str(tmp_path / "syn.onnx"))
+    path = _quantize(src, str(tmp_path / "q.onnx"), rnd((8, 3, 8, 8), 9), fmt, act, True)
+    m = onnx.load(path)
+    types = {n.op_type for n in m.graph.node}
+    assert ({"QLinearLeakyRelu", "QLinearSigmoid", "QLinearMul", "QLinearMatMul"} <= types
+            if fmt == "qop" else {"LeakyRelu", "Sigmoid", "Mul", "Resize"} <= types)
+    for seed in (11, 12, 13):
+        assert _check_every_tensor(m, rnd((1, 3, 8, 8), seed)) >= 10
+
+
+@pytest.mark.parametrize("op", ["QLinearSigmoid", "QLinearLeakyRelu"])
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+@pytest.mark.parametrize("x_scale", [0.02, 0.1, 0.37])
+def test_lookup_ops_on_all_256_codes(op, dtype, x_scale):
+    """QLinearSigmoid (MLAS's FMA logistic approximation) and QLinearLeakyRelu build a
+    256-entry table: every code of the input type is checked against ORT."""
+    zp = 3 if dtype == np.int8 else 131
+    yzp = -128 if dtype == np.int8 else 0
+    codes = np.arange(256, dtype=np.uint8).view(dtype).astype(np.int64)
+    x = ((codes - zp) * np.float32(x_scale)).astype(np.float32).reshape(1, 1, 16, 16)
+    tq = TensorProto.INT8 if dtype == np.int8 else TensorProto.UINT8
+    inits = [helper.make_tensor("xs", TensorProto.FLOAT, [], [x_scale]),
+             helper.make_tensor("xz", tq, [], [zp]),
+             helper.make_tensor("ys", TensorProto.FLOAT, [], [1 / 200.0]),
+             helper.make_tensor("yz", tq, [], [yzp])]
+    extra = {"alpha": 0.13} if op == "QLinearLeakyRelu" else {}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["q"]),
+             helper.make_node(op, ["q", "xs", "xz", "ys", "yz"], ["o"], domain="com.microsoft",
+                              **extra),
+             helper.make_node("DequantizeLinear", ["o", "ys", "yz"], ["y"])]
+    g = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                     [1, 1, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13),
+                                            helper.make_opsetid("com.microsoft", 1)])
+    gr, res = _hwsim_run(m, x)
+    ref = _ort_run(m, x, {"q": np.dtype(dtype), "o": np.dtype(dtype)})
+    assert np.array_equal(res.trace.tensors[gr.value_map["q"][0]].reshape(-1),
+                          codes.astype(dtype))          # every code is exercised
+    _assert_same("o", res.trace.tensors[gr.value_map["o"][0]], ref["o"])
+    _assert_same("y", res.outputs[0], ref["y"])

@@ -37,10 +37,10 @@ QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QGemm", "QLin
              "QLinearConcat", "QLinearSoftmax", "QLinearLeakyRelu", "QLinearSigmoid"}
 # Ops on quantized data that ORT runs on the integers (QDQ pairs around them are dropped).
 MOVE_OPS = ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity",
-            "Dropout")
+            "Dropout", "Resize")
 # Float ops that ORT's QDQ fusion turns into a QLinear op.
-FUSED_OPS = ("Conv", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool", "Concat",
-             "Softmax")
+FUSED_OPS = ("Conv", "Gemm", "MatMul", "Add", "Mul", "AveragePool", "GlobalAveragePool",
+             "Concat", "Softmax", "LeakyRelu", "Sigmoid")
 # Elementwise float ops ORT runs in float32 when it does not fuse them (Sum always; Add when
 # its output is not quantized once; Relu / Clip / Mul between DQ and Q).
 FLOAT_OPS = ("Sum", "Add", "Mul", "Relu", "Clip", "AveragePool")
@@ -472,6 +472,11 @@ class _QImporter:
                            trans_b=int(a.get("transB", 0)), alpha=float(a.get("alpha", 1.0)))
         if op == "Add":
             return self.add(fnode, self.act(fnode, 0), self.act(fnode, 1), ys, yz, dt, out)
+        if op == "Mul":
+            return self.mul(fnode, self.act(fnode, 0), self.act(fnode, 1), ys, yz, dt, out)
+        if op in ("LeakyRelu", "Sigmoid"):
+            return self.lookup(fnode, op, float(a.get("alpha", 0.01)), self.act(fnode, 0), ys,
+                               yz, dt, out)
         if op == "AveragePool":
             return self.avg_pool(fnode, a, self.act(fnode, 0), ys, yz, dt, out)
         if op == "GlobalAveragePool":
@@ -529,6 +534,25 @@ class _QImporter:
         t = self.emit("ORT_ADD", [x0.t, x1.t], out, self.tensors[x0.t].shape, dt, (ys, yz),
                       a_scale=s0, a_zp=z0, b_scale=s1, b_zp=z1, y_scale=ys, y_zp=yz)
         self.set_act(out, t, x0.perm, x0.shape)
+
+    def mul(self, node, x0, x1, ys, yz, dt, out):
+        (s0, z0), (s1, z1) = self.in_q(x0), self.in_q(x1)
+        if len(x0.shape) != len(x1.shape):
+            raise self.err(node, f"Mul of ranks {len(x0.shape)} and {len(x1.shape)} is not "
+                                 f"supported (equal ranks, numpy broadcasting)")
+        x1 = self.layout(x1, x0.perm, out + "/b")
+        shape = tuple(np.broadcast_shapes(x0.shape, x1.shape))
+        ir = tuple(np.broadcast_shapes(self.tensors[x0.t].shape, self.tensors[x1.t].shape))
+        t = self.emit("ORT_MUL", [x0.t, x1.t], out, ir, dt, (ys, yz), a_scale=s0, a_zp=z0,
+                      b_scale=s1, b_zp=z1, y_scale=ys, y_zp=yz)
+        self.set_act(out, t, x0.perm, shape)
+
+    def lookup(self, node, op, alpha, x, ys, yz, dt, out):
+        xs, xz = self.in_q(x)
+        t = self.emit("ORT_LOOKUP", [x.t], out, self.tensors[x.t].shape, dt, (ys, yz),
+                      fn="leaky_relu" if op == "LeakyRelu" else "sigmoid", alpha=alpha,
+                      x_scale=xs, x_zp=xz, y_scale=ys, y_zp=yz)
+        self.set_act(out, t, x.perm, x.shape)
 
     def avg_pool(self, node, a, x, ys, yz, dt, out):
         xs, xz = self.in_q(x)
@@ -600,6 +624,8 @@ class _QImporter:
                           kernel=k, strides=g["strides"], dilations=g["dilations"],
                           pads=g["pads"])
             y = cls(t, NHWC, shape)
+        elif op == "Resize":
+            y = self.resize(node, a, x, out, dt, q, cls)
         elif op == "Transpose":
             p = list(a.get("perm", list(range(len(x.shape)))[::-1]))
             xp = self.plain(x, out + "/in")
@@ -612,6 +638,27 @@ class _QImporter:
             t = self.emit("ORT_RESHAPE", [xp.t], out, shape, dt, q)
             y = cls(t, _ident(len(shape)), shape)
         self.vals[out] = _DQ(y) if isinstance(v, _DQ) else y
+
+    def resize(self, node, a, x, out, dt, q, cls):
+        """Resize (nearest) on the integers, as ORT runs it on quantized data."""
+        if a.get("mode", "nearest") != "nearest" or len(x.shape) != 4:
+            raise self.err(node, f"only 4-D nearest resizes of quantized data are supported "
+                                 f"(mode {a.get('mode', 'nearest')})")
+        scales = self.const(node, 2, "scales") if len(node.input) > 2 else None
+        sizes = self.const(node, 3, "sizes") if len(node.input) > 3 else None
+        if sizes is not None and np.asarray(sizes).size:
+            oh, ow = [int(v) for v in np.asarray(sizes).reshape(-1)[2:]]
+            sc = [np.float32(oh) / np.float32(x.shape[2]), np.float32(ow) / np.float32(x.shape[3])]
+        else:
+            sc = [float(v) for v in np.asarray(scales, np.float32).reshape(-1)[2:]]
+            oh, ow = int(np.floor(x.shape[2] * sc[0])), int(np.floor(x.shape[3] * sc[1]))
+        xn = self.nhwc(node, x, out)
+        shape = (x.shape[0], x.shape[1], oh, ow)
+        t = self.emit("ORT_RESIZE", [xn.t], out, [shape[p] for p in NHWC], dt, q,
+                      scales=[float(v) for v in sc],
+                      ctm=a.get("coordinate_transformation_mode", "half_pixel"),
+                      nearest_mode=a.get("nearest_mode", "round_prefer_floor"))
+        return cls(t, NHWC, shape)
 
     def new_shape(self, node, a, x) -> tuple:
         op, r, n = node.op_type, len(x.shape), int(np.prod(x.shape))
@@ -680,6 +727,21 @@ class _QImporter:
         ys, yz = self._qparams(node, 6, 7, "C")
         self.add(node, self.act(node, 0), self.act(node, 3), ys, yz, self._qout(node, 7),
                  node.output[0])
+
+    def op_QLinearMul(self, node, a):
+        ys, yz = self._qparams(node, 6, 7, "C")
+        self.mul(node, self.act(node, 0), self.act(node, 3), ys, yz, self._qout(node, 7),
+                 node.output[0])
+
+    def op_QLinearLeakyRelu(self, node, a):
+        ys, yz = self._qparams(node, 3, 4, "Y")
+        self.lookup(node, "LeakyRelu", float(a.get("alpha", 0.01)), self.act(node, 0), ys, yz,
+                    self._qout(node, 4), node.output[0])
+
+    def op_QLinearSigmoid(self, node, a):
+        ys, yz = self._qparams(node, 3, 4, "Y")
+        self.lookup(node, "Sigmoid", 0.0, self.act(node, 0), ys, yz, self._qout(node, 4),
+                    node.output[0])
 
     def op_QLinearAveragePool(self, node, a):
         if a.get("channels_last", 0):

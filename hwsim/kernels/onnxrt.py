@@ -224,3 +224,27 @@ def run_float_avg_pool(layer, inputs):
     _avg_pool_f32(x, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left,
                   p.out_h, p.out_w, p.count_include_pad, y)
     return [y], None
+
+
+@kernel("ort_table")
+def run_table(layer, inputs):
+    """QLinearLeakyRelu / QLinearSigmoid: the 256-entry table indexed by the input byte."""
+    x = inputs[0]
+    return [layer.params.table[x.view(np.uint8)]], None
+
+
+@kernel("ort_mul")
+def run_mul(layer, inputs):
+    p = layer.params
+    a, b = inputs
+    prod = (a.astype(np.int64) - p.a_zp) * (b.astype(np.int64) - p.b_zp)  # exact (int16 x int16)
+    v = (prod.astype(np.float32) * np.float32(p.ratio)).astype(np.float32)
+    v = (v + np.float32(p.c_zp)).astype(np.float32)
+    v = np.rint(np.clip(v, -2.0**40, 2.0**40)).astype(np.int64)
+    return [_saturate(v, p.lo, p.hi, a.dtype)], None
+
+
+@kernel("ort_resize")
+def run_resize(layer, inputs):
+    p = layer.params
+    return [np.ascontiguousarray(inputs[0][:, p.rows][:, :, p.cols])], None

@@ -26,8 +26,8 @@ import numpy as np
 from ..ir import Op
 from ..params_onnxrt import (OrtAddParams, OrtAvgPoolParams, OrtConcatParams,
                              OrtDequantizeParams, OrtFloatParams, OrtGlobalPoolParams,
-                             OrtMacParams, OrtMaxPoolParams, OrtQuantizeParams, OrtShapeParams,
-                             OrtSoftmaxParams)
+                             OrtMacParams, OrtMaxPoolParams, OrtMulParams, OrtQuantizeParams,
+                             OrtResizeParams, OrtShapeParams, OrtSoftmaxParams, OrtTableParams)
 from ..program import Layer
 from ..registry import lowering
 from ..vocab import QRANGE
@@ -284,3 +284,109 @@ def lower_float(op: Op, ctx: LoweringContext):
     return _layer(op, "ort_float", OrtFloatParams(op=a["op"], lo=float(a.get("lo", -np.inf)),
                                                   hi=float(a.get("hi", np.inf))),
                   inputs=list(op.inputs), ir_op="ORT_FLOAT_" + a["op"].upper())
+
+
+# MlasLogisticConstants (logistic.cpp): Eigen's rational approximation, as float32
+_LOGISTIC = dict(lo=-18.0, hi=18.0, alpha=(4.37031012579801e-11, 1.15627324459942e-07,
+                                          6.08574864600143e-05, 8.51377133304701e-03,
+                                          2.48287947061529e-01),
+                 beta=(6.10247389755681e-13, 5.76102136993427e-09, 6.29106785017040e-06,
+                       1.70198817374094e-03, 1.16817656904453e-01, 9.93151921023180e-01))
+
+
+def mlas_logistic(x: np.ndarray) -> np.ndarray:
+    """MlasComputeLogistic on x86 with FMA3 (MlasLogisticKernelFma3): clamp to [-18, 18],
+    p = x * (((a9 x^2 + a7) x^2 + a5) x^2 + a3) x^2 + a1), q likewise with the betas, each
+    step one fused multiply-add in float32; then p / q + 0.5 clamped to [0, 1]."""
+    from ..arith import fma_float32
+    v = np.clip(np.asarray(x, F32), F32(_LOGISTIC["lo"]), F32(_LOGISTIC["hi"])).astype(F32)
+    v2 = (v * v).astype(F32)
+    a = [F32(c) for c in _LOGISTIC["alpha"]]
+    b = [F32(c) for c in _LOGISTIC["beta"]]
+    p = fma_float32(v2, a[0], a[1])
+    for c in a[2:]:
+        p = fma_float32(p, v2, c)
+    p = (p * v).astype(F32)
+    q = fma_float32(v2, b[0], b[1])
+    for c in b[2:]:
+        q = fma_float32(q, v2, c)
+    return np.clip((p / q).astype(F32) + F32(0.5), F32(0), F32(1)).astype(F32)
+
+
+def lookup_table(fn, x_scale, x_zp: int, y_scale, y_zp: int, dtype) -> np.ndarray:
+    """QlinearBuildLookupTable: QuantizeLinear(fn(x_scale * (x - x_zp))) for the 256 codes,
+    indexed by the input byte."""
+    from ..arith import quantize_float32_half_even
+    dt = np.dtype(dtype)
+    codes = np.arange(256, dtype=np.uint8).view(dt).astype(np.int64)
+    deq = (F32(x_scale) * (codes - int(x_zp)).astype(F32)).astype(F32)
+    lo, hi = QRANGE[dt]
+    return quantize_float32_half_even(fn(deq), y_scale, y_zp, lo, hi).astype(dt)
+
+
+@lowering("ORT_LOOKUP")
+def lower_lookup(op: Op, ctx: LoweringContext):
+    a = op.attrs
+    _range(ctx, op, op.outputs[0])
+    dt = np.dtype(ctx.tensor(op.outputs[0]).dtype)
+    if a["fn"] == "leaky_relu":
+        alpha = F32(a["alpha"])
+        fn = lambda v: np.where(v >= 0, v, (alpha * v).astype(F32)).astype(F32)  # noqa: E731
+        ir_op = "LEAKY_RELU"
+    else:
+        fn, ir_op = mlas_logistic, "LOGISTIC"
+    table = lookup_table(fn, a["x_scale"], a["x_zp"], a["y_scale"], a["y_zp"], dt)
+    return _layer(op, "ort_table", OrtTableParams(table=table), ir_op=ir_op)
+
+
+@lowering("ORT_MUL")
+def lower_mul(op: Op, ctx: LoweringContext):
+    a = op.attrs
+    lo, hi, _ = _range(ctx, op, op.outputs[0])
+    ratio = F32(F32(F32(a["a_scale"]) * F32(a["b_scale"])) / F32(a["y_scale"]))
+    return _layer(op, "ort_mul", OrtMulParams(a_zp=int(a["a_zp"]), b_zp=int(a["b_zp"]),
+                                              ratio=ratio, c_zp=int(a["y_zp"]), lo=lo, hi=hi),
+                  inputs=list(op.inputs[:2]), ir_op="MUL")
+
+
+def nearest_indices(n_in: int, n_out: int, scale: float, ctm: str, mode: str) -> np.ndarray:
+    """ONNX Resize (nearest): the input index of each output index, as ORT computes it in
+    float32 (upsamplebase.h: the coordinate transform, then the nearest mode), clamped."""
+    o = np.arange(n_out, dtype=F32)
+    s = F32(scale)
+    if ctm == "asymmetric":
+        x = o / s
+    elif ctm == "align_corners":
+        x = o * F32(n_in - 1) / F32(n_out - 1) if n_out > 1 else np.zeros_like(o)
+    elif ctm == "pytorch_half_pixel":
+        x = (o + F32(0.5)) / s - F32(0.5) if n_out > 1 else np.zeros_like(o)
+    elif ctm in ("half_pixel", "tf_half_pixel_for_nn"):
+        x = (o + F32(0.5)) / s - (F32(0.5) if ctm == "half_pixel" else F32(0))
+    else:
+        raise ValueError(f"coordinate_transformation_mode {ctm!r}")
+    x = x.astype(np.float64)
+    if mode == "round_prefer_floor":
+        i = np.where(x == np.floor(x) + 0.5, np.floor(x), np.round(x))
+    elif mode == "round_prefer_ceil":
+        i = np.where(x == np.floor(x) + 0.5, np.ceil(x), np.round(x))
+    elif mode == "floor":
+        i = np.floor(x)
+    elif mode == "ceil":
+        i = np.ceil(x)
+    else:
+        raise ValueError(f"nearest_mode {mode!r}")
+    return np.clip(i, 0, n_in - 1).astype(np.int64)
+
+
+@lowering("ORT_RESIZE")
+def lower_resize(op: Op, ctx: LoweringContext):
+    a = op.attrs
+    _, h, w, _ = ctx.tensor(op.inputs[0]).shape
+    _, oh, ow, _ = ctx.tensor(op.outputs[0]).shape
+    try:
+        rows = nearest_indices(h, oh, a["scales"][0], a["ctm"], a["nearest_mode"])
+        cols = nearest_indices(w, ow, a["scales"][1], a["ctm"], a["nearest_mode"])
+    except ValueError as e:
+        raise ctx.error(op, f"Resize: {e} is not supported") from None
+    return _layer(op, "ort_resize", OrtResizeParams(rows=rows, cols=cols),
+                  ir_op="RESIZE_NEAREST_NEIGHBOR")
