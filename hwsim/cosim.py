@@ -93,6 +93,7 @@ class LayerSpec:
     output: dict | None
     acc: dict | None
     raw: dict = field(repr=False, default_factory=dict)
+    placement: str = "array"    # array | host (| alias | fused | input: no bench step)
 
     @property
     def name(self) -> str:
@@ -154,7 +155,8 @@ def _layer_spec(L: dict) -> LayerSpec:
         estimate=(int(L["cycles"]) if L.get("cycles") is not None else
                   (int(L["stats"]["cycles"]) if L.get("stats", {}).get("cycles") is not None
                    else None)),
-        inputs=inputs, output=vec.get("output"), acc=vec.get("acc"), raw=L)
+        inputs=inputs, output=vec.get("output"), acc=vec.get("acc"), raw=L,
+        placement=str(L.get("placement") or ("host" if L.get("host") else "array")))
 
 
 def verify_files(export: ExportSpec) -> list[str]:
@@ -197,6 +199,84 @@ def unpack(words, spec: dict) -> np.ndarray:
                         check_padding=False)
 
 
+def pack(values, spec: dict) -> list[int]:
+    """Memory words of a vector's elements (flat NHWC) in its layout (inverse of unpack)."""
+    from .export.pack import pack_words
+    lay = spec["layout"]
+    return list(pack_words(np.asarray(values).reshape(-1), elem_bits=int(lay["elem_bits"]),
+                           signed=bool(lay["signed"]),
+                           lanes_per_word=int(lay["lanes_per_word"]),
+                           word_bits=int(lay["word_bits"]),
+                           lane_order=lay.get("lane_order", "lsb_first")))
+
+
+def read_h5_vector(export: ExportSpec, layer: "LayerSpec", kind: str) -> np.ndarray:
+    """A layer's golden vector ``kind`` (input, input2, output, ...) from vectors.h5, in its
+    own dtype and shape (float host tensors are there only)."""
+    import h5py
+    from .export.manifest import VECTORS_FILE
+    folder = Path(str(layer.raw.get("folder", ""))).name
+    with h5py.File(export.dir / export.manifest.get("vectors_file", VECTORS_FILE), "r") as h:
+        return np.asarray(h["layers"][folder][kind][()])
+
+
+class HostRunner:
+    """The host's side of a chain co-simulation: runs a host layer with hwsim's engine.
+
+    The export's model copy (manifest ``model.copy``) is mapped again onto the export's config
+    (``hwsim.hw.map_network``, the export's legalization): the same hardware program the golden
+    vectors come from. :meth:`run` computes one host layer's outputs from given input values
+    (in chain mode: what the RTL wrote, read back)."""
+
+    def __init__(self, export: ExportSpec):
+        from .hw import map_network
+        from .hw.config import config_from_dict
+        man = export.manifest
+        copy = (man.get("model") or {}).get("copy")
+        if not copy:
+            raise CosimError(f"{export.dir}: the export has host layers but no copy of the model "
+                             f"(manifest model.copy); export it again with this hwsim")
+        cfg = config_from_dict(dict(man.get("config") or {}), "manifest.yaml")
+        self.hw = map_network(str(export.dir / copy), cfg,
+                              legalize=str(man.get("legalize", "strict")))
+        self.layers = {layer.index: layer for layer in self.hw.program.layers}
+
+    def tensor(self, t: int, values) -> np.ndarray:
+        """``values`` (any shape, e.g. unpacked words) as tensor ``t`` of the program."""
+        info = self.hw.program.tensors[t]
+        return np.asarray(values).reshape(info.shape).astype(info.dtype, copy=False)
+
+    def run(self, index: int, inputs: dict) -> dict:
+        """{output tensor: array} of host layer ``index`` from {input tensor: values}."""
+        from . import registry
+        layer = self.layers[index]
+        outs, _ = registry.KERNELS[layer.kernel](layer, [self.tensor(t, inputs[t])
+                                                         for t in layer.inputs])
+        return {t: np.asarray(y) for t, y in zip(layer.outputs, outs)}
+
+
+def compare_host(expected: np.ndarray, got: np.ndarray, spec: dict) -> dict:
+    """compare_vectors for a host layer's output, which may be float: equal means the same
+    value bit for bit (integers compared as integers, floats by their bits)."""
+    expected, got = np.asarray(expected), np.asarray(got)
+    if expected.dtype.kind == "f" or got.dtype.kind == "f":
+        if expected.dtype != got.dtype or expected.size != got.size:
+            return {"elements": int(expected.size), "mismatches": int(expected.size),
+                    "first": None, "missing": True}
+        e, g = expected.reshape(-1), got.reshape(-1)
+        ints = np.dtype(f"int{8 * e.dtype.itemsize}")
+        bad = np.flatnonzero(e.view(ints) != g.view(ints))
+        first = None
+        if bad.size:
+            i = int(bad[0])
+            shape = _nhwc(spec)
+            coords = [int(c) for c in np.unravel_index(i, shape)] \
+                if int(np.prod(shape)) == e.size else [i]
+            first = {"index": i, "nhwc": coords, "expected": float(e[i]), "got": float(g[i])}
+        return {"elements": int(e.size), "mismatches": int(bad.size), "first": first}
+    return compare_vectors(expected, got, spec)
+
+
 def read_vector(export: ExportSpec, spec: dict) -> np.ndarray:
     """A golden vector's elements (flat NHWC, int64), from its .hex file."""
     return unpack(read_words(export, spec), spec)
@@ -235,7 +315,7 @@ TABLE_HEADER = ["layer", "op", "verdict", "elements", "mismatches", "acc_mism", 
 
 def row_cells(r: dict) -> list[str]:
     """The report table's cells for one layer result (a dict of ``CosimReport.layers``)."""
-    if r["status"] == "host":
+    if r["status"] == "host" and not r.get("output"):   # layer mode: not run
         return [str(r["layer"]), r["op"], "HOST", "-", "-", "-", "-", "-", "runs on the host"]
     out = r.get("output") or {}
     acc = r.get("acc")
@@ -252,6 +332,11 @@ def row_cells(r: dict) -> list[str]:
     est = r.get("estimate")
     cyc = r.get("cycles")
     ratio = f"{cyc / est:.2f}x" if cyc and est else "-"
+    if r.get("host"):   # chain mode: the engine on the RTL's outputs, checked
+        where = where or "host: hwsim's engine on the RTL's outputs"
+        return [str(r["layer"]), r["op"], "HOST" if r["status"] == "host" else
+                r["status"].upper(), str(out.get("elements", "-")),
+                str(out.get("mismatches", "-")), "-", "-", "-", where]
     return [str(r["layer"]), r["op"], r["status"].upper(),
             str(out.get("elements", "-")), str(out.get("mismatches", "-")), accs,
             "-" if cyc is None else f"{cyc:,}", "-" if est is None else f"{est:,}",
@@ -327,9 +412,13 @@ class CosimReport:
         """Verdict lines; ``errors=False`` leaves out the run error (the CLI prints it on
         stderr)."""
         n_ok = sum(r["status"] == "ok" for r in self.layers)
-        n_run = sum(r["status"] != "host" for r in self.layers)
+        n_run = sum(r["status"] != "host" and not r.get("host") for r in self.layers)
         parts = [f"{n_ok}/{n_run} layers bit-exact on {self.sim}"
                  + (f" (defines {', '.join(self.defines)})" if self.defines else "")]
+        checked = [r for r in self.layers if r.get("host")]
+        if checked:
+            parts.append(f"{sum(r['status'] == 'host' for r in checked)}/{len(checked)} host "
+                         f"layers bit-exact (hwsim's engine on the RTL's outputs)")
         if self.sim_cycles:
             cpu = (f", {self.cycles_per_cpu_second:,.0f} per CPU second"
                    if self.bench_cpu_seconds else "")

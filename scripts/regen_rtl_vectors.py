@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Regenerate the committed RTL vectors (rtl_vectors/): the example network without its
 SOFTMAX (example_rtl.tflite), its seeded input (example_input.npy) and their export with the
-tflite-int8 preset (rtl_vectors/example/, .hex files). README.md and tb/ are not touched.
+tflite-int8 preset (rtl_vectors/example/, .hex files); and the host example
+(example_host.tflite, example_host_input.npy, rtl_vectors/example_host/: host layers at the
+head, in the middle and at the tail). README.md and tb/ are not touched.
 
     . .venv/bin/activate && python scripts/regen_rtl_vectors.py [--dest DIR]
 

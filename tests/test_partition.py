@@ -167,3 +167,162 @@ def test_info_bad_mapping_arguments_are_one_line_exit_2(tmp_path, capsys, argv, 
     cap = capsys.readouterr()
     assert cap.out == "" and cap.err.count("\n") == 1
     assert cap.err.startswith("hwsim: error: ") and msg in cap.err
+
+
+# -- item 3: export of partitioned networks --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def host_export(tmp_path_factory):
+    """The host example (TRANSPOSE head, TRANSPOSE in the middle, SOFTMAX tail) exported with
+    default flags."""
+    from hwsim.export.exporter import export, rtl_host_example_graph, rtl_host_example_input
+    from hwsim.frontends.tflite_writer import serialize_tflite
+    d = tmp_path_factory.mktemp("host")
+    model = d / "example_host.tflite"
+    model.write_bytes(serialize_tflite(rtl_host_example_graph()))
+    np.save(d / "x.npy", rtl_host_example_input())
+    return export(model, "tflite-int8", [d / "x.npy"], d / "out", formats="hex")
+
+
+def test_host_example_matches_tflite():
+    from oracle import assert_same_as_tflite
+    from hwsim.export.exporter import rtl_host_example_graph, rtl_host_example_input
+    from hwsim.frontends.tflite_writer import serialize_tflite
+    assert_same_as_tflite(serialize_tflite(rtl_host_example_graph()), rtl_host_example_input())
+
+
+def test_export_lists_every_layer_with_placement_tensors_and_reasons(host_export):
+    man = host_export.manifest
+    layers = man["layers"]
+    assert [L["index"] for L in layers] == list(range(10))
+    where = [L["placement"] for L in layers]
+    assert where == ["host", "array", "array", "host", "array", "array", "array", "alias",
+                     "array", "host"]
+    for L in layers:
+        assert {"inputs", "outputs", "vectors"} <= set(L)
+        if L["placement"] == "host":
+            assert L["host"] and L["descriptor"] is None and L["reason"]
+            assert L["vectors"]["output"]["files"]   # golden vectors of host layers too
+        elif L["placement"] == "alias":
+            assert "folder" not in L and L["vectors"] == {} and L["alias_of"] == \
+                layers[6]["outputs"][0]["tensor"]
+        else:
+            assert not L["host"] and "reason" not in L
+    assert "TRANSPOSE at the network's input" in layers[0]["reason"]
+    assert "TRANSPOSE is not an array op" in layers[3]["reason"]
+    assert "SOFTMAX is not an array op" in layers[9]["reason"]
+    # host outputs that the array reads are in the activation memory, where it reads them
+    for host, reader in ((0, 1), (3, 4)):
+        out = layers[host]["outputs"][0]
+        assert out["base"] == layers[reader]["fields"]["in_base"]
+        assert layers[reader]["inputs"][0]["base"] == out["base"]
+        assert layers[host]["vectors"]["output"]["base"] == out["base"]
+    assert layers[5]["fields"]["in2_base"] == layers[3]["outputs"][0]["base"]   # ADD
+    assert "base" not in layers[9]["outputs"][0]   # the SOFTMAX's: the host keeps it
+    assert "base" not in layers[0]["inputs"][0]     # the NCHW input: read by the host only
+    regions = {r["tensor"]: r for r in man["regions"]}
+    assert regions[layers[0]["outputs"][0]["tensor"]]["producer"] == 0
+    assert man["model"]["copy"] == "model.tflite"
+    assert "model.tflite" in {f["path"] for f in man["files"]}
+
+
+def test_export_writes_host_outputs_into_the_final_activation_image(host_export):
+    from hwsim.cosim import load_export, read_words
+    from hwsim.export.formats import read_memory
+    ex = load_export(host_export.out_dir)
+    man = host_export.manifest
+    act = man["memories"]["activations"]
+    img = read_memory(ex.dir / man["images"]["act_final"]["files"]["hex"], act["word_bits"],
+                      "hex")
+    for i in (0, 3):
+        L = next(L for L in ex.layers if L.index == i)
+        spec = L.output
+        words = img[spec["base"]:spec["base"] + spec["words"]]
+        assert words == read_words(ex, spec)
+
+
+def test_all_array_export_has_no_model_copy(tmp_path):
+    from test_hw_dataflow import small_cnn
+    from hwsim.export.exporter import export
+    from hwsim.frontends.tflite_writer import serialize_tflite
+    model = tmp_path / "m.tflite"
+    model.write_bytes(serialize_tflite(small_cnn(np.random.default_rng(7), tail=False)))
+    res = export(model, "tflite-int8", [np.zeros((1, 8, 8, 3), np.int8)], tmp_path / "o",
+                 formats="hex")
+    assert "copy" not in res.manifest["model"] and not (tmp_path / "o" / "model.tflite").exists()
+    assert {L["placement"] for L in res.manifest["layers"]} == {"array", "alias"}
+
+
+def test_export_cli_prints_the_split_and_takes_host_ops(tmp_path, capsys):
+    from hwsim import cli
+    model = _small_model(tmp_path)
+    argv = ["export", model, "--random-input", "1", "--formats", "hex"]
+    assert cli.main([*argv, "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "array: 6 layers, " in out and "host: SOFTMAX; alias: 1" in out
+    assert cli.main([*argv, "--out", str(tmp_path / "b"), "--host-ops", "ADD"]) == 0
+    assert "host: ADD, SOFTMAX" in capsys.readouterr().out
+    assert cli.main([*argv, "--out", str(tmp_path / "c"), "--host-ops", "ADD,NOPE"]) == 2
+    cap = capsys.readouterr()
+    assert cap.err.count("\n") == 1 and "--host-ops: 'NOPE' is not an op" in cap.err
+    assert not (tmp_path / "c").exists()
+    assert cli.main([*argv, "--out", str(tmp_path / "d"), "--host-tail", "-q"]) == 0
+    assert "no longer needed" in capsys.readouterr().err
+
+
+def test_host_export_is_byte_identical_run_to_run(host_export, tmp_path):
+    from hwsim.export.exporter import export
+    d = Path(host_export.out_dir).parent
+    again = export(d / "example_host.tflite", "tflite-int8", [d / "x.npy"], tmp_path / "again",
+                   formats="hex")
+    files = sorted(again.files)
+    assert files == sorted(host_export.files)
+    for rel in files:
+        assert (tmp_path / "again" / rel).read_bytes() == \
+            (Path(host_export.out_dir) / rel).read_bytes(), rel
+
+
+# -- item 4: chain co-simulation with host layers ------------------------------------------------
+
+def _sim() -> str:
+    from hwsim import cosim
+    for sim in ("verilator", "icarus"):
+        if cosim.simulator_available(sim) is None:
+            return sim
+    pytest.skip(f"no simulator: {cosim.simulator_available('icarus')}")
+
+
+def test_chain_cosim_runs_host_layers_on_the_rtls_outputs(host_export):
+    from hwsim.cosim import run_cosim
+    rep = run_cosim(host_export.out_dir, sim=_sim(), mode="chain")
+    assert rep.ok, rep.table()
+    rows = {r["layer"]: r for r in rep.layers}
+    assert sorted(rows) == [0, 1, 2, 3, 4, 5, 6, 8, 9]   # no row for the alias (7)
+    for i in (0, 3, 9):
+        r = rows[i]
+        assert r["status"] == "host" and r["host"] and r["output"]["mismatches"] == 0
+        assert r["output"]["elements"] > 0
+    assert all(rows[i]["status"] == "ok" for i in rows if i not in (0, 3, 9))
+    assert "3/3 host layers bit-exact" in rep.summary()
+    assert " HOST " in rep.table()
+
+
+def test_chain_cosim_propagates_an_rtl_fault_through_host_layers(host_export):
+    from hwsim.cosim import run_cosim
+    rep = run_cosim(host_export.out_dir, sim=_sim(), mode="chain", faults=("rounding",))
+    assert not rep.ok
+    rows = {r["layer"]: r for r in rep.layers}
+    assert rows[0]["status"] == "host"   # before any array layer
+    first = rep.first_bad_layer
+    assert first is not None and first != 0 and not rows[first].get("host")
+    # the host layers after the fault compute on the RTL's wrong outputs: they differ too
+    assert first < 3 and rows[3]["status"] == "mismatch" and \
+        rows[3]["output"]["mismatches"] > 0
+
+
+def test_layer_mode_leaves_host_layers_unrun(host_export):
+    from hwsim.cosim import run_cosim
+    rep = run_cosim(host_export.out_dir, sim=_sim(), mode="layer", layers=[0, 1, 3, 4])
+    rows = {r["layer"]: r for r in rep.layers}
+    assert rows[0]["status"] == rows[3]["status"] == "host" and not rows[0].get("host")
+    assert rows[1]["status"] == rows[4]["status"] == "ok"

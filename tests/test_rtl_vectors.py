@@ -66,7 +66,7 @@ def test_committed_files_match_their_manifest_hashes_and_stay_small(manifest):
 
 def test_committed_vectors_cover_every_array_op_and_run_in_the_python_rtl_model(manifest):
     assert {L["accel_op"] for L in manifest["layers"]} == {"CONV", "DWCONV", "ADD", "MAXPOOL",
-                                                           "FC"}
+                                                           "FC", "ALIAS"}
     assert not any(L["host"] for L in manifest["layers"]) and manifest["exact"]
     img, accs = run_images(EXPORT, manifest)
     assert img.act[:len(img.act_final)] == img.act_final
@@ -91,7 +91,7 @@ def test_icarus_reads_the_vectors_as_the_readme_says(manifest, tmp_path):
     descs = [dict(re.findall(r"(\w+)=(-?\d+)", ln)) for ln in lines if ln.startswith("desc ")]
     golds = [dict(re.findall(r"(\w+)=(-?[0-9a-f]+)", ln)) for ln in lines
              if ln.startswith("gold ")]
-    array = [L for L in manifest["layers"] if not L["host"]]
+    array = [L for L in manifest["layers"] if L["placement"] == "array"]
     assert f"layers {len(array)}" in lines and len(descs) == len(golds) == len(array)
     h = h5py.File(os.path.join(EXPORT, "vectors.h5"), "r")
     x = np.load(os.path.join(COMMITTED, manifest["inputs"][0]["file"])).reshape(-1)
@@ -114,3 +114,25 @@ def test_icarus_reads_the_vectors_as_the_readme_says(manifest, tmp_path):
             assert int(g["w0"]) == grp["weights"][()].reshape(-1)[0]
             assert int(g["bias0"]) == grp["bias"][()][0]
             assert int(g["rq0"], 16) == int(grp["requant_words"][()][0])
+
+
+def test_committed_host_example_has_host_layers_at_the_head_in_the_middle_and_the_tail():
+    """rtl_vectors/example_host (hwsim.export.exporter.rtl_host_example_graph): a TRANSPOSE
+    from NCHW, a TRANSPOSE between array layers, a SOFTMAX; the array reads the host's
+    outputs where the manifest says; every file matches its hash; self-compare bit-exact."""
+    root = os.path.join(COMMITTED, "example_host")
+    with open(os.path.join(root, "manifest.yaml")) as f:
+        man = yaml.safe_load(f)
+    where = [L["placement"] for L in man["layers"]]
+    assert where == ["host", "array", "array", "host", "array", "array", "array", "alias",
+                     "array", "host"]
+    layers = man["layers"]
+    assert layers[0]["outputs"][0]["base"] == layers[1]["fields"]["in_base"]
+    assert layers[3]["outputs"][0]["base"] == layers[4]["fields"]["in_base"] == \
+        layers[5]["fields"]["in2_base"]
+    for f in man["files"]:
+        p = os.path.join(root, f["path"])
+        assert os.path.getsize(p) == f["bytes"] and sha256_file(p) == f["sha256"], f["path"]
+    assert man["model"]["copy"] == "model.tflite" and man["exact"]
+    assert sha256_file(os.path.join(root, "model.tflite")) == man["model"]["sha256"]
+    assert compare(root, root).bit_exact

@@ -5,7 +5,8 @@ its settings from the environment:
 
   HWSIM_COSIM_EXPORT   the export folder (manifest.yaml)
   HWSIM_COSIM_RESULT   where to write the per-layer results (JSON)
-  HWSIM_COSIM_MODE     layer (each layer gets its golden inputs) | chain (only the network input)
+  HWSIM_COSIM_MODE     layer (each layer gets its golden inputs) | chain (only the network input;
+                       host layers run on hwsim's engine from the RTL's own outputs)
   HWSIM_COSIM_LAYERS   op indices to run (comma separated; default all)
   HWSIM_COSIM_ADAPTER  module:Class of the adapter (default hwsim_adapter:HwsimAccelAdapter)
   HWSIM_COSIM_ACC      1: ask the DUT for its accumulators (default), 0: outputs only
@@ -18,7 +19,10 @@ its settings from the environment:
 
 For each layer: golden inputs (the .hex files of the export, packed like the activation
 memory) go to the adapter, its output words are unpacked and compared element by element with
-the golden output .hex, its accumulators (if any) with the golden acc .hex. The verdicts are
+the golden output .hex, its accumulators (if any) with the golden acc .hex. In chain mode a host
+layer is computed by hwsim's engine (:class:`hwsim.cosim.HostRunner`) from what the RTL wrote
+(its output of each layer, read back), checked against its golden output, and written into the
+activation memory for the array layer that reads it (loaded with that layer). The verdicts are
 data (the JSON); the cocotb test itself fails only if the bench cannot run. The result also has
 the wall and CPU time of the layer loop and the clock cycles it simulated.
 """
@@ -34,8 +38,9 @@ import cocotb
 import numpy as np
 
 from hwsim.cosim import (DEFAULT_ADAPTER, ENV_ACC, ENV_ADAPTER, ENV_EXPORT, ENV_LAYERS, ENV_MODE,
-                         ENV_PROGRESS, ENV_RESULT, ENV_STOP, ENV_TIMEOUT, compare_vectors,
-                         load_export, read_vector, read_words, unpack)
+                         ENV_PROGRESS, ENV_RESULT, ENV_STOP, ENV_TIMEOUT, HostRunner,
+                         compare_host, compare_vectors, load_export, pack, read_h5_vector,
+                         read_vector, read_words, unpack)
 from hwsim_adapter import LayerJob, load_adapter
 
 DEFAULT_TIMEOUT_MIN = 200_000
@@ -66,25 +71,110 @@ def _report_progress(result: dict) -> None:
             f.write(json.dumps(result) + "\n")
 
 
+class ChainState:
+    """What a chain run knows of the accelerator's activation memory: the values of the tensors
+    the RTL wrote (read back from its output of each layer) or the host wrote, keyed by the
+    tensor an alias resolves to; and which of them the DUT's memory holds."""
+
+    def __init__(self, export):
+        self.alias_of = {int(a["tensor"]): int(a["alias_of"])
+                         for a in export.manifest.get("aliases", []) or []}
+        self.values: dict[int, np.ndarray] = {}
+        self.in_dut: set[int] = set()
+
+    def root(self, t: int) -> int:
+        while t in self.alias_of:
+            t = self.alias_of[t]
+        return t
+
+    def get(self, t):
+        return self.values.get(self.root(int(t)))
+
+    def written(self, t) -> bool:
+        """The RTL or the host wrote tensor ``t`` in this run (its value may be unreadable)."""
+        return self.root(int(t)) in self.values
+
+    def put(self, t, values, in_dut: bool) -> None:
+        r = self.root(int(t))
+        self.values[r] = values
+        if in_dut:
+            self.in_dut.add(r)
+        else:
+            self.in_dut.discard(r)
+
+
+def _array_inputs(export, layer, mode: str, state: ChainState) -> list[list[int]]:
+    """The words to load for an array layer: layer mode, its golden inputs; chain mode,
+    nothing when the DUT's memory holds every input, else every input (the host writes what
+    it computed, or the network input; what the RTL wrote goes back unchanged)."""
+    if mode == "layer":
+        return [read_words(export, spec) for spec in layer.inputs]
+    if all(state.root(int(spec["tensor"])) in state.in_dut for spec in layer.inputs):
+        return []
+    words = []
+    for spec in layer.inputs:
+        v = state.get(spec["tensor"])
+        words.append(read_words(export, spec) if v is None else pack(v, spec))
+        state.put(spec["tensor"], v if v is not None else read_vector(export, spec), True)
+    return words
+
+
+def _host_step(export, layer, r: dict, state: ChainState, host: HostRunner) -> None:
+    """Chain mode: run a host layer with hwsim's engine on the values the accelerator's memory
+    holds (the RTL's own outputs), check it against its golden output, keep its outputs for
+    the array layers that read them (the next one loads them into the activation memory)."""
+    ins = {}
+    for k, spec in zip(("input", "input2", "input3", "input4"), layer.inputs):
+        v = state.get(spec["tensor"])
+        if v is None and state.written(spec["tensor"]):
+            raise RuntimeError(f"its input tensor {spec['tensor']} could not be read back "
+                               f"from the RTL")
+        ins[int(spec["tensor"])] = read_h5_vector(export, layer, k) if v is None else v
+    lay = host.layers[layer.index]
+    for j, t in enumerate(lay.inputs):   # inputs beyond the vectors listed (none today)
+        if t not in ins:
+            ins[t] = read_h5_vector(export, layer, "input" if j == 0 else f"input{j + 1}")
+    outs = host.run(layer.index, ins)
+    expected = read_h5_vector(export, layer, "output")
+    got = outs[lay.outputs[0]]
+    r["output"] = compare_host(expected, got, layer.output or {})
+    r["status"] = "mismatch" if r["output"]["mismatches"] else "host"
+    for t, y in outs.items():
+        state.put(t, y.reshape(-1), False)
+
+
 async def run_layers(dut, export, adapter, mode: str, want_acc: bool, log) -> list[dict]:
     results = []
-    first_run = True
     fixed_timeout = int(os.environ.get(ENV_TIMEOUT, "0") or 0)
     stop_on_fail = os.environ.get(ENV_STOP, "0") == "1"
-    for layer in _selected(export):
+    state = ChainState(export)
+    selected = [L for L in _selected(export) if L.placement in ("array", "host")]
+    # chain mode: the host step needs the export's model copy (exports before it: host rows
+    # are not run, the array layers after them load their golden inputs)
+    host = HostRunner(export) if mode == "chain" and any(L.host for L in selected) and \
+        (export.manifest.get("model") or {}).get("copy") else None
+    for layer in selected:
         r = _layer_result(layer)
         results.append(r)
         if layer.host:
             r["status"] = "host"
+            if host is not None:
+                t0 = time.perf_counter()
+                r["host"] = True
+                try:
+                    _host_step(export, layer, r, state, host)
+                except Exception as e:  # noqa: BLE001 - a verdict, not a bench failure
+                    r["status"], r["error"] = "error", f"host step: {type(e).__name__}: {e}"
+                r["wall_seconds"] = round(time.perf_counter() - t0, 3)
+                log.info("layer %d %s (host): %s", layer.index, layer.op, r["status"])
             _report_progress(r)
+            if stop_on_fail and r["status"] not in ("ok", "host"):
+                break
             continue
         t0 = time.perf_counter()
         out_spec = layer.output
         expected = read_vector(export, out_spec)
-        inputs = []
-        if mode == "layer" or first_run:
-            inputs = [read_words(export, spec) for spec in layer.inputs]
-        first_run = False
+        inputs = _array_inputs(export, layer, mode, state)
         acc_n = int(layer.acc["elements"]) if (layer.acc and want_acc) else 0
         timeout = fixed_timeout or max(DEFAULT_TIMEOUT_MIN, TIMEOUT_FACTOR * (layer.estimate or 0))
         job = LayerJob(position=int(layer.position), op=layer.accel_op, inputs=inputs,
@@ -97,6 +187,8 @@ async def run_layers(dut, export, adapter, mode: str, want_acc: bool, log) -> li
         if got is None and run.output_words is not None:
             r["error"] = f"output stream has {len(run.output_words)} words, expected " \
                          f"{job.out_words}"
+        # what the RTL wrote is what the next layers (array or host) read (None: unreadable)
+        state.put(out_spec["tensor"], got, True)
         r["output"] = compare_vectors(expected, got, out_spec)
         if acc_n and run.acc is not None:
             exp_acc = read_vector(export, layer.acc)

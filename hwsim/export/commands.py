@@ -74,8 +74,10 @@ def export_arguments(p: argparse.ArgumentParser) -> None:
                    help="strict: refuse what the hardware cannot compute exactly; approx: map "
                         "it to the nearest the hardware can (default: strict)")
     p.add_argument("--host-tail", action="store_true",
-                   help="let trailing layers the array cannot run (e.g. SOFTMAX) run on the "
-                        "host: their vectors are exported, marked host: true")
+                   help="no longer needed (ignored, with a note): layers the array cannot run "
+                        "run on the host wherever they are")
+    from ..cli import add_host_ops_argument
+    add_host_ops_argument(p)
     semantics_argument(p)
     p.add_argument("--formats", default=",".join(FORMATS), metavar="LIST",
                    help=f"memory file formats, comma-separated (default: {','.join(FORMATS)})")
@@ -126,7 +128,9 @@ def cmd_export(args) -> int:
     if not os.path.isfile(args.model):
         raise InputError(f"{args.model}: no such model file")
     try:
-        res = export(args.model, args.config, _inputs_for(args), args.out,
+        from ..cli import config_with_host_ops
+        config = config_with_host_ops(args.config, getattr(args, "host_ops", None))
+        res = export(args.model, config, _inputs_for(args), args.out,
                      legalize=args.legalize, host_tail=args.host_tail, formats=args.formats,
                      semantics=args.semantics,
                      progress=args.progress)
@@ -136,6 +140,8 @@ def cmd_export(args) -> int:
     if not args.quiet:
         rows = []
         for L in man["layers"]:
+            if L.get("folder") is None:   # alias, fused, input: listed in the manifest only
+                continue
             f = L.get("fields", {})
             mem = L.get("memory", {})
             rows.append([str(L["index"]), L["op"], "host" if L["host"] else L["accel_op"],
@@ -154,6 +160,7 @@ def cmd_export(args) -> int:
             print("clamps: " + "; ".join(
                 ([f"fused {', '.join(fused)}"] if fused else []) +
                 ([f"applied by the host to the input: {', '.join(host)}"] if host else [])))
+        print(res.coverage)
         mems = man["memories"]
         print("memories: " + ", ".join(
             f"{k} {mems[k]['used_words']:,}/{mems[k]['depth']:,} words"

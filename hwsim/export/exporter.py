@@ -39,6 +39,10 @@ RTL_EXPORT_DIR = "example"
 RTL_CONFIG = "tflite-int8"
 RTL_FORMATS = ("hex",)
 RTL_SEED = 0
+# The second committed example: host layers at the head, in the middle and at the tail.
+RTL_HOST_MODEL_FILE = "example_host.tflite"
+RTL_HOST_INPUT_FILE = "example_host_input.npy"
+RTL_HOST_EXPORT_DIR = "example_host"
 
 
 # -- mapping the network onto the accelerator ---------------------------------------------------
@@ -112,6 +116,7 @@ class ExportResult:
     warnings: list[dict] = field(default_factory=list)  # headroom rows that overflow
     plan: NetworkPlan | None = None
     inexact: list[dict] = field(default_factory=list)  # legalization rows not exact (approx)
+    coverage: str = ""  # the array/host split (hwsim.hw.HwNetwork.coverage)
 
 
 def check_formats(formats) -> tuple[str, ...]:
@@ -263,6 +268,7 @@ def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_
             mf.write_vectors_h5(os.path.join(tmp, mf.VECTORS_FILE), plan, trace, images,
                                 model_path, __version__)
             w.written.append(mf.VECTORS_FILE)
+            copy = _copy_model(w, model_path, hw)
             if bar is not None:
                 bar.update(1)
             man = mf.build_manifest(
@@ -276,6 +282,7 @@ def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_
                 mem_files=mem_files, graph=hw.graph,
                 files=[(rel, os.path.getsize(os.path.join(tmp, rel)),
                         sha256_file(os.path.join(tmp, rel))) for rel in sorted(w.written)])
+            man = with_placement(man, hw, plan, copy)
             mf.write_manifest(os.path.join(tmp, mf.MANIFEST_FILE), man)
             if bar is not None:
                 bar.update(1)
@@ -285,7 +292,83 @@ def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_
         if bar is not None:
             bar.close()
     return ExportResult(out_dir, man, sorted(w.written + [mf.MANIFEST_FILE]), headroom,
-                        warnings, plan, [r for r in report.values() if not r["exact"]])
+                        warnings, plan, [r for r in report.values() if not r["exact"]],
+                        hw.coverage())
+
+
+# -- partitioned networks: the model copy and every layer's placement ----------------------------
+MODEL_COPY_STEM = "model"
+
+
+def _copy_model(w: _Writer, model_path: str, hw) -> str | None:
+    """A network with host layers: a copy of the model in the export (``model.<ext>``), from
+    which the chain co-simulation's host step (hwsim.cosim.HostRunner) maps the same hardware
+    program again. None (no copy) when every layer runs on the array."""
+    if "host" not in hw.placement.values():
+        return None
+    import shutil
+    rel = MODEL_COPY_STEM + (os.path.splitext(model_path)[1].lower() or ".tflite")
+    shutil.copyfile(model_path, os.path.join(w.root, rel))
+    w.written.append(rel)
+    return rel
+
+
+def _tensor_entry(program, t: int, regions: dict) -> dict:
+    info = program.tensors[t]
+    e = {"tensor": int(t), "name": str(info.name), "shape": [int(d) for d in info.shape],
+         "dtype": str(np.dtype(info.dtype)) if info.dtype is not None else "unknown"}
+    if t in regions:   # in the activation memory
+        e["base"], e["words"] = int(regions[t][0]), int(regions[t][1])
+    return e
+
+
+def _layer_tensors(hw, layer) -> tuple[list[int], list[int]]:
+    """A layer's run-time input and output tensors; for a layer folded away (placement fused:
+    a no-op in the hardware program) the model's op's."""
+    if layer.inputs or layer.outputs or hw.graph is None:
+        return list(layer.inputs), list(layer.outputs)
+    op = hw.graph.ops[layer.index]
+    ins = [t for t in op.inputs if t >= 0 and hw.graph.tensors[t].data is None]
+    return ins, list(op.outputs)
+
+
+def with_placement(man: dict, hw, plan, copy: str | None) -> dict:
+    """The manifest with one ``layers`` entry per layer of the program, in execution order
+    (docs/formats.md): each gets ``placement`` (array | host | alias | fused | input) and its
+    ``inputs`` / ``outputs`` tensors (name, shape, dtype; base and words when in the
+    activation memory); a host layer its ``reason``; an alias ``alias_of``; a fused layer the
+    layer it is fused ``into``. Layers without a folder (alias, fused, input) have no
+    ``folder`` key and empty ``vectors``. With host layers, ``model.copy`` names the model's copy."""
+    program, regions = hw.program, plan.regions
+    if copy is not None:
+        man["model"] = {**man["model"], "copy": copy}
+    by_index = {int(L["index"]): L for L in man["layers"]}
+    fused_into = {int(f["index"]): f["into"] for f in plan.fused}
+    alias_of = {int(a["index"]): a for a in plan.aliases}
+    layers = []
+    for layer in program.layers:
+        where = hw.placement[layer.index]
+        ins, outs = _layer_tensors(hw, layer)
+        e = {"index": int(layer.index), "op": layer.op, "placement": where}
+        if where == "host":
+            e["reason"] = hw.host_reasons.get(layer.index, "")
+        L = by_index.get(layer.index)
+        if L is None:   # no folder: an alias, a fused layer, an input clamp
+            e.update(accel_op=where.upper(), code=0, host=False, descriptor=None,
+                     macs=int(layer.macs or 0))
+            if where == "alias":
+                e["alias_of"] = int(alias_of[layer.index]["alias_of"])
+            elif layer.index in fused_into:
+                e["into"] = fused_into[layer.index]
+        e["inputs"] = [_tensor_entry(program, t, regions) for t in ins]
+        e["outputs"] = [_tensor_entry(program, t, regions) for t in outs]
+        if L is None:
+            e["vectors"] = {}
+        else:
+            e.update({k: v for k, v in L.items() if k not in e})
+        layers.append(e)
+    man["layers"] = layers
+    return man
 
 
 def _write_layer(w: _Writer, lp, plan: NetworkPlan, trace) -> dict:
@@ -371,9 +454,90 @@ def rtl_example_graph(seed: int = RTL_SEED):
     return g
 
 
+def rtl_host_example_graph(seed: int = RTL_SEED):
+    """A small seeded int8 network with host layers at the head, in the middle and at the
+    tail (36,720 MACs)::
+
+        op  type               shape out     placement
+        0   TRANSPOSE          1x12x12x3     host: the input arrives NCHW [1, 3, 12, 12]
+        1   CONV_2D            1x12x12x8     array (3x3, SAME, RELU6, per-channel)
+        2   DEPTHWISE_CONV_2D  1x6x6x8       array (3x3, stride 2, SAME, RELU)
+        3   TRANSPOSE          1x6x6x8       host: swaps H and W (a pure data move)
+        4   CONV_2D            1x6x6x8       array (1x1), reads the host's output
+        5   ADD                1x6x6x8       array: op 4 + op 3 (the host's output again)
+        6   MAX_POOL_2D        1x3x3x8       array (2x2, stride 2)
+        7   RESHAPE            1x72          alias
+        8   FULLY_CONNECTED    1x10          array (per-channel)
+        9   SOFTMAX            1x10          host
+
+    Weights are seeded int8 with per-channel scales, activation scales set by hand so that
+    the values spread over the int8 range; TRANSPOSE and SOFTMAX are host layers whatever the
+    config."""
+    from ..frontends.builder import GraphBuilder
+    rng = np.random.default_rng(1000 + seed)
+    b = GraphBuilder("hwsim_example_host")
+    i8 = np.int8
+
+    def conv_w(name, shape, axis, lo=0.004, hi=0.008):
+        sc = rng.uniform(lo, hi, shape[axis]).astype(np.float32)
+        return b.const(name, rng.integers(-127, 128, shape).astype(i8), scales=sc,
+                       axis=axis), sc
+
+    def bias(name, n, s_in, s_w):
+        return b.const(name, rng.integers(-300, 300, n).astype(np.int32),
+                       scales=(s_in * s_w).astype(np.float32), axis=0)
+
+    s0 = 1.0 / 255
+    x_nchw = b.input("input_nchw", (1, 3, 12, 12), i8, scale=s0, zero_point=-128)
+    x = b.activation("input_nhwc", (1, 12, 12, 3), i8, scale=s0, zero_point=-128)
+    b.op("TRANSPOSE", [x_nchw, b.const("to_nhwc/perm", np.array([0, 2, 3, 1], np.int32))],
+         [x])
+    w1, s1 = conv_w("conv1/w", (8, 3, 3, 3), 0, 0.008, 0.016)
+    y1 = b.activation("conv1", (1, 12, 12, 8), i8, scale=6.0 / 255, zero_point=-128)
+    b.op("CONV_2D", [x, w1, bias("conv1/b", 8, s0, s1)], [y1], version=3, padding="SAME",
+         stride_w=1, stride_h=1, dilation_w_factor=1, dilation_h_factor=1,
+         fused_activation_function="RELU6")
+    w2, s2 = conv_w("dw/w", (1, 3, 3, 8), 3, 0.01, 0.02)
+    y2 = b.activation("dw", (1, 6, 6, 8), i8, scale=0.03, zero_point=-128)
+    b.op("DEPTHWISE_CONV_2D", [y1, w2, bias("dw/b", 8, 6.0 / 255, s2)], [y2], version=3,
+         padding="SAME", stride_w=2, stride_h=2, dilation_w_factor=1, dilation_h_factor=1,
+         depth_multiplier=1, fused_activation_function="RELU")
+    y3 = b.activation("swap_hw", (1, 6, 6, 8), i8, scale=0.03, zero_point=-128)
+    b.op("TRANSPOSE", [y2, b.const("swap_hw/perm", np.array([0, 2, 1, 3], np.int32))], [y3])
+    w4, s4 = conv_w("pw/w", (8, 1, 1, 8), 0, 0.004, 0.008)
+    y4 = b.activation("pw", (1, 6, 6, 8), i8, scale=0.02, zero_point=3)
+    b.op("CONV_2D", [y3, w4, bias("pw/b", 8, 0.03, s4)], [y4], version=3, padding="VALID",
+         stride_w=1, stride_h=1, dilation_w_factor=1, dilation_h_factor=1,
+         fused_activation_function="NONE")
+    y5 = b.activation("add", (1, 6, 6, 8), i8, scale=0.04, zero_point=-20)
+    b.op("ADD", [y4, y3], [y5], version=2, fused_activation_function="NONE")
+    y6 = b.activation("pool", (1, 3, 3, 8), i8, scale=0.04, zero_point=-20)
+    b.op("MAX_POOL_2D", [y5], [y6], version=2, padding="VALID", stride_w=2, stride_h=2,
+         filter_width=2, filter_height=2, fused_activation_function="NONE")
+    y7 = b.activation("flatten", (1, 72), i8, scale=0.04, zero_point=-20)
+    b.op("RESHAPE", [y6, b.const("flatten/shape", np.array([1, 72], np.int32))], [y7],
+         new_shape=[1, 72])
+    w8, s8 = conv_w("fc/w", (10, 72), 0, 0.005, 0.01)
+    y8 = b.activation("fc", (1, 10), i8, scale=0.1, zero_point=0)
+    b.op("FULLY_CONNECTED", [y7, w8, bias("fc/b", 10, 0.04, s8)], [y8], version=4,
+         fused_activation_function="NONE", weights_format="DEFAULT", keep_num_dims=False)
+    y9 = b.activation("probabilities", (1, 10), i8, scale=1.0 / 256, zero_point=-128)
+    b.op("SOFTMAX", [y8], [y9], version=2, beta=1.0)
+    b.output(y9)
+    return b.build()
+
+
+def rtl_host_example_input(seed: int = RTL_SEED) -> np.ndarray:
+    """The host example's seeded input: int8 NCHW [1, 3, 12, 12] (an image in [0, 1])."""
+    rng = np.random.default_rng(2000 + seed)
+    return rng.integers(-128, 128, (1, 3, 12, 12)).astype(np.int8)
+
+
 def regen_rtl_vectors(dest: str | os.PathLike = RTL_VECTORS_DIR, progress=False) -> ExportResult:
     """(Re)write ``dest/example_rtl.tflite``, ``dest/example_input.npy`` and the export
-    ``dest/example/`` (tflite-int8 preset, formats hex and mem). README.md is left alone."""
+    ``dest/example/`` (tflite-int8 preset, hex files), and the host example
+    (:func:`rtl_host_example_graph`): ``example_host.tflite``, ``example_host_input.npy``,
+    ``example_host/``. Returns the first export's result. README.md is left alone."""
     from ..examples import example_input
     from ..frontends.tflite_writer import serialize_tflite
     from ..util import atomic_output_path, atomic_write_bytes
@@ -385,8 +549,19 @@ def regen_rtl_vectors(dest: str | os.PathLike = RTL_VECTORS_DIR, progress=False)
     npy = os.path.join(dest, RTL_INPUT_FILE)
     with atomic_output_path(npy, suffix=".npy") as tmp:
         np.save(tmp, example_input(RTL_SEED), allow_pickle=False)
-    return export(model, RTL_CONFIG, [npy], os.path.join(dest, RTL_EXPORT_DIR),
-                  formats=RTL_FORMATS, progress=progress)
+    res = export(model, RTL_CONFIG, [npy], os.path.join(dest, RTL_EXPORT_DIR),
+                 formats=RTL_FORMATS, progress=progress)
+    # the second example: host layers at the head, in the middle and at the tail
+    model = os.path.join(dest, RTL_HOST_MODEL_FILE)
+    atomic_write_bytes(model, serialize_tflite(rtl_host_example_graph(RTL_SEED),
+                                               description="hwsim example network with host "
+                                                           "layers"))
+    npy = os.path.join(dest, RTL_HOST_INPUT_FILE)
+    with atomic_output_path(npy, suffix=".npy") as tmp:
+        np.save(tmp, rtl_host_example_input(RTL_SEED), allow_pickle=False)
+    export(model, RTL_CONFIG, [npy], os.path.join(dest, RTL_HOST_EXPORT_DIR),
+           formats=RTL_FORMATS, progress=progress)
+    return res
 
 
 def main(argv=None) -> int:

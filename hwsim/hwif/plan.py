@@ -62,6 +62,18 @@ def weight_shape(layer) -> tuple[int, int]:
     return s[0], int(np.prod(s[1:], dtype=np.int64))
 
 
+def array_read_tensors(program, placement: dict) -> set[int]:
+    """The tensors the array reads from the activation memory: the inputs of array layers,
+    and the inputs of the aliases (RESHAPE/SQUEEZE) of such tensors. A network input or a host
+    layer's output gets a region only if it is one of these (the host writes it there)."""
+    need = {t for layer in program.layers if placement.get(layer.index) == "array"
+            for t in layer.inputs}
+    for layer in reversed(program.layers):
+        if placement.get(layer.index) == "alias" and layer.outputs[0] in need:
+            need.add(layer.inputs[0])
+    return need
+
+
 def _describe_op(layer) -> str:
     return f"op {layer.index} ({layer.op})"
 
@@ -95,8 +107,11 @@ def allocate(program, config, placement: dict) -> MemoryPlan:
     "alias" | "fused" | "input" | "host"}), in execution order, each aligned: the network's
     input tensors, then per array layer its weights, bias, requant words, accumulators and
     output tensors; RESHAPE/SQUEEZE aliases share their input's region; then the descriptors
-    (one per array layer and the end descriptor). Never raises for a full memory: the first
-    region past each memory's depth x banks is reported in ``overflows``."""
+    (one per array layer and the end descriptor). A network input, or a host layer's output, is
+    in the activation memory when the array reads it (:func:`array_read_tensors`): the host
+    writes it there (a host layer's output at that layer's place in execution order); an alias
+    of a tensor that is not in memory is not either (``base`` None). Never raises for a full
+    memory: the first region past each memory's depth x banks is reported in ``overflows``."""
     mems = make_memories(config, 64 if config.accumulator.bits > 32 else 32, check=False)
     overflows: list[tuple[int, str, str]] = []
 
@@ -121,7 +136,8 @@ def allocate(program, config, placement: dict) -> MemoryPlan:
             regions[t] = (alloc("activations", words, what, layer), words)
         return regions[t]
 
-    host_inputs = network_input_tensors(program, placement)
+    need = array_read_tensors(program, placement)
+    host_inputs = [t for t in network_input_tensors(program, placement) if t in need]
     for t in host_inputs:
         region_of(t, f"input {t}", None)
     aliases, fused, bases, positions, problems = [], [], {}, {}, {}
@@ -135,12 +151,21 @@ def allocate(program, config, placement: dict) -> MemoryPlan:
         if kind == "alias":
             src, dst = layer.inputs[0], layer.outputs[0]
             if src not in regions:
-                problems[layer.index] = (f"{_describe_op(layer)}: its input {src} is not in "
-                                         f"the activation memory")
+                if dst in need:
+                    problems[layer.index] = (f"{_describe_op(layer)}: its input {src} is not "
+                                             f"in the activation memory")
+                    continue
+                aliases.append({"index": layer.index, "op": layer.op, "tensor": dst,
+                                "alias_of": src, "base": None})   # host-side data
                 continue
             regions[dst] = regions[src]
             aliases.append({"index": layer.index, "op": layer.op, "tensor": dst,
                             "alias_of": src, "base": regions[src][0]})
+            continue
+        if kind == "host":   # where the array reads the host's output
+            for t in layer.outputs:
+                if t in need:
+                    region_of(t, f"output of host layer {layer.index} ({layer.op})", layer)
             continue
         if kind != "array":
             continue
@@ -299,7 +324,10 @@ def plan_network(program, config, placement: dict, tables: dict | None = None) -
             if problem:
                 raise HwsimError(f"{_describe_op(layer)} {problem}")
     act_dt = np.dtype(f"int{checked['activations'].elem_bits}")
+    need = array_read_tensors(program, placement)
     for t in network_input_tensors(program, placement):
+        if t not in need:
+            continue   # read by host layers only: not in the activation memory
         info = program.tensors[t]
         if info.dtype is None or np.dtype(info.dtype) != act_dt:
             raise HwsimError(f"network input {t} '{info.name}' is {info.dtype}; the array's "
@@ -330,7 +358,7 @@ def plan_network(program, config, placement: dict, tables: dict | None = None) -
                               f"layer {layer.index} ({layer.op})")
         for j, t in enumerate(layer.outputs):
             key = "output" if j == 0 else f"output{j + 1}"
-            lp.vectors[key] = _spec(program, key, t, None if host else regions[t])
+            lp.vectors[key] = _spec(program, key, t, regions.get(t))
         if not host:
             lp.fields["out_base"] = lp.vectors["output"].base
         plans.append(lp)
