@@ -353,3 +353,51 @@ def test_lookup_ops_on_all_256_codes(op, dtype, x_scale):
                           codes.astype(dtype))          # every code is exercised
     _assert_same("o", res.trace.tensors[gr.value_map["o"][0]], ref["o"])
     _assert_same("y", res.outputs[0], ref["y"])
+
+
+def test_hwsim_quantize_format_onnx_qdq_runs_the_same_integers_in_ort(tmp_path, capsys):
+    """`hwsim quantize model.onnx --format onnx-qdq`: a QDQ model with hwsim's calibrated
+    activation ranges (its scales; zero points + 128 for uint8), which onnxruntime and
+    `hwsim run` compute with the same integers on every tensor."""
+    from hwsim import cli
+    from hwsim.quant.quantize import quantize
+    from hwsim.quant.float_exec import to_graph_layout
+    from conftest import load_digits
+    xtr, _, xte, _ = load_digits()
+    calib = xtr[:64].reshape(-1, 1, 8, 8).astype(np.float32)
+    np.save(tmp_path / "calib.npy", calib)
+    src = os.path.join(DIGITS_DIR, "digits_cnn.onnx")
+    out = tmp_path / "digits_qdq.onnx"
+    assert cli.main(["quantize", src, "--calib", str(tmp_path / "calib.npy"), "--method", "kl",
+                     "--format", "onnx-qdq", "--out", str(out), "--no-progress"]) == 0
+    assert "onnx-qdq" in capsys.readouterr().out
+    m = onnx.load(out)
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= \
+        {n.op_type for n in m.graph.node}
+    # hwsim's own calibration: its scales, its zero points moved to uint8
+    g = read_onnx(src)
+    q = quantize(g, to_graph_layout(g, calib), "kl")
+    from onnx import numpy_helper
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    for name in ("relu1", "relu2", "logits"):
+        t = q.graph.tensors[g.value_map[name][0]]
+        assert np.float32(inits[name + "_scale"]) == t.quant.scales[0]
+        assert int(inits[name + "_zero_point"]) == int(t.quant.zero_points[0]) + 128
+    for x in xte[:3]:
+        assert _check_every_tensor(m, x.reshape(1, 1, 8, 8).astype(np.float32)) >= 6
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--pot"], "drop --pot"),
+    (["--weights", "mse"], "drop --weights mse"),
+    (["--activation-bits", "6"], "drop --activation-bits"),
+])
+def test_hwsim_quantize_onnx_qdq_refuses_what_it_cannot_write(tmp_path, capsys, extra, message):
+    from hwsim import cli
+    np.save(tmp_path / "c.npy", np.zeros((4, 1, 8, 8), np.float32))
+    rc = cli.main(["quantize", os.path.join(DIGITS_DIR, "digits_cnn.onnx"), "--calib",
+                   str(tmp_path / "c.npy"), "--format", "onnx-qdq", "--out",
+                   str(tmp_path / "q.onnx"), "--no-progress"] + extra)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("hwsim: error: ")
+    assert message in err and not (tmp_path / "q.onnx").exists()

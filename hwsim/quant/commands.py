@@ -266,7 +266,13 @@ def quantize_arguments(p: argparse.ArgumentParser) -> None:
                         "than --activation-bits); e.g. 8 with --weight-bits 4 "
                         "--activation-bits 4")
     p.add_argument("--pot", action="store_true", help="power-of-two scales everywhere")
-    p.add_argument("--out", required=True, metavar="FILE.tflite", help="the int8 model")
+    p.add_argument("--out", required=True, metavar="FILE", help="the int8 model (.tflite, or "
+                                                                "with --format onnx-qdq .onnx)")
+    p.add_argument("--format", choices=("tflite", "onnx-qdq"), default="tflite",
+                   help="tflite (default): full-integer TFLite; onnx-qdq: a QDQ ONNX model with "
+                        "hwsim's activation ranges, written by onnxruntime's quantizer "
+                        "(uint8 activations, int8 weights), which ORT and 'hwsim run' compute "
+                        "with the same integers (docs/onnx.md)")
     p.add_argument("--weights-h5", metavar="FILE.h5", default=None,
                    help="also write hwsim's INT8 weight file")
     p.add_argument("--table", metavar="FILE", default=None, help="also write a calibration "
@@ -305,6 +311,22 @@ def _split_weights(args):
     return method or "maxabs", (files[0] if files else None)
 
 
+def _check_onnx_qdq_options(args, wmethod) -> None:
+    """--format onnx-qdq: an .onnx model, 8-bit, ORT's weight quantization (max-abs)."""
+    if os.path.splitext(args.model)[1].lower() != ".onnx":
+        raise InputError(f"{args.model}: --format onnx-qdq needs an .onnx model")
+    given = [flag for flag, v in (("--config", args.config), ("--pot", args.pot),
+                                  ("--weight-bits", args.weight_bits),
+                                  ("--activation-bits", args.activation_bits),
+                                  ("--first-last-bits", args.first_last_bits))
+             if v not in (None, False)]
+    if wmethod != "maxabs":
+        given.append(f"--weights {wmethod}")
+    if given:
+        raise InputError(f"--format onnx-qdq takes hwsim's activation ranges and quantizes the "
+                         f"weights as onnxruntime does (8-bit, max-abs); drop {', '.join(given)}")
+
+
 def cmd_quantize(args) -> int:
     from .quantize import quantize
     wmethod, dk = _split_weights(args)
@@ -323,6 +345,8 @@ def cmd_quantize(args) -> int:
         _check_out(args.weights_h5, "weight file")
     if args.batch_size < 1:
         raise InputError("--batch-size must be >= 1")
+    if args.format == "onnx-qdq":
+        _check_onnx_qdq_options(args, wmethod)
     graph = load_float_model(args.model, dk)
     factory, n_samples = calibration_source(
         args.calib, graph, mean=args.mean, std=args.std, scale=args.scale, size=args.size,
@@ -360,7 +384,11 @@ def cmd_quantize(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    q.write_tflite(args.out)
+    if args.format == "onnx-qdq":
+        from .onnx_qdq import write_onnx_qdq
+        write_onnx_qdq(q, args.model, args.out, per_channel=not args.per_tensor)
+    else:
+        q.write_tflite(args.out)
     if args.weights_h5:
         q.write_weights_h5(args.weights_h5)
     if args.table:
@@ -396,6 +424,9 @@ def _print_summary(q, args) -> None:
     print(f"input '{t.name}' {np.dtype(t.dtype)} {list(t.shape)}: scale "
           f"{float(t.quant.scales[0]):.9g}, zero point {int(t.quant.zero_points[0])}")
     _print_accumulator(q)
+    if getattr(args, "format", "tflite") == "onnx-qdq":
+        print("onnx-qdq: QDQ model by onnxruntime's quantizer with these ranges: uint8 "
+              "activations (zero points + 128), int8 weights")
     for w in q.warnings:
         print(f"hwsim: warning: {w}", file=sys.stderr)
     outs = [args.out] + [p for p in (args.weights_h5, args.table) if p]
