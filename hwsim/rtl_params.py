@@ -95,6 +95,10 @@ def _check(cfg: AccelConfig) -> dict[str, int]:
             "bias and requant memories have one lane per word")
     if cfg.memories.requant.word_bits < 64:
         bad("memories.requant.word_bits", "requant words must be >= 64 bits")
+    if cfg.requant.scheme not in REQUANT_SCHEME_CODES:
+        bad("requant.scheme", f"{cfg.requant.scheme}: its requant unit has no {cfg.requant.scheme} "
+                              f"unit (schemes {', '.join(REQUANT_SCHEME_CODES)}); hwsim export "
+                              f"still writes the scale words")
     return lanes
 
 

@@ -21,7 +21,8 @@ import numpy as np
 
 __all__ = ["MAC_OPS", "ARRAY_OPS", "ALIAS_OPS", "TABLE_OPS", "ELEMENTWISE_OPS", "QRANGE", "Code",
            "RequantScheme", "Rounding", "Overflow", "Dataflow", "AccelOp", "ACCEL_OP_OF",
-           "HW_REQUANT_SCHEMES", "TFLITE_SCHEMES", "REQUANT_UNIT_SCHEMES", "SEMANTICS"]
+           "HW_REQUANT_SCHEMES", "TFLITE_SCHEMES", "REQUANT_UNIT_SCHEMES",
+           "REQUANT_WORD_SCHEMES", "SEMANTICS"]
 
 # The reference runtimes whose arithmetic a Program can follow (--semantics; docs/semantics.md):
 # TFLite's reference kernels (BUILTIN_REF, the default) or TensorFlow Lite for Microcontrollers.
@@ -76,17 +77,21 @@ class RequantScheme(Code):
     mult_shift = 3     # round_shift(acc * multiplier, shift, rounding)
     shift_only = 4     # round_shift(acc, shift, rounding)
     double_round = 5   # round(double(acc) * real) (TFLite's reference FULLY_CONNECTED)
+    float32 = 6        # round_half_even(float32(acc) * float32 scale) (ONNX Runtime's MLAS)
 
 
 # The requantization units an accelerator config can name (requant.scheme).
 HW_REQUANT_SCHEMES = (RequantScheme.tflite_double, RequantScheme.tflite_single,
-                      RequantScheme.mult_shift, RequantScheme.shift_only)
+                      RequantScheme.mult_shift, RequantScheme.shift_only, RequantScheme.float32)
 # The TFLite builds (what the non-MAC ops follow): default double rounding, or single.
 TFLITE_SCHEMES = (RequantScheme.tflite_double, RequantScheme.tflite_single)
 # The schemes the reference RTL's requant unit implements (descriptors and requant words).
 REQUANT_UNIT_SCHEMES = (RequantScheme.tflite_double, RequantScheme.tflite_single,
                         RequantScheme.tflite_int64, RequantScheme.mult_shift,
                         RequantScheme.shift_only, RequantScheme.double_round)
+# The schemes an export writes requant words for: the RTL's, and float32 (a config may name a
+# unit the reference RTL lacks; its words are exported for another RTL, cosim refuses them).
+REQUANT_WORD_SCHEMES = REQUANT_UNIT_SCHEMES + (RequantScheme.float32,)
 
 
 class Rounding(Code):

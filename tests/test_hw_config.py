@@ -26,7 +26,8 @@ def _keys(d: dict, prefix: str = "") -> list[str]:
 
 
 def test_presets_load_and_round_trip():
-    assert preset_names() == ["narrow-acc-24", "shift-only-int8", "tflite-16x8", "tflite-int8"]
+    assert preset_names() == ["narrow-acc-24", "onnxruntime-int8", "shift-only-int8",
+                              "tflite-16x8", "tflite-int8"]
     for name in preset_names():
         cfg = load_config(name)
         assert cfg.name == name and cfg.source.endswith(f"{name}.yaml")
@@ -109,7 +110,7 @@ def test_unknown_keys_list_the_allowed_ones():
         config_from_dict({"array": {"depth": 3}})
     with pytest.raises(ConfigError, match=r"^colour: unknown key; allowed keys: name, "
                                           r"description, array, data, accumulator, requant, "
-                                          r"memories$"):
+                                          r"memories, host_ops$"):
         config_from_dict({"colour": "red"})
     with pytest.raises(ConfigError, match=r"memories\.scratch: unknown key.*weights, bias, "
                                           r"requant, activations"):
@@ -143,8 +144,8 @@ def test_file_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"nope\.yaml: no such file"):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match=r"tflite_int8: neither a YAML file nor a preset; "
-                                          r"presets: narrow-acc-24, shift-only-int8, "
-                                          r"tflite-16x8, tflite-int8"):
+                                          r"presets: narrow-acc-24, onnxruntime-int8, "
+                                          r"shift-only-int8, tflite-16x8, tflite-int8"):
         load_config("tflite_int8")
     bad = tmp_path / "bad.yaml"
     bad.write_text("array:\n  rows: [1\n")

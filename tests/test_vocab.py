@@ -12,7 +12,7 @@ from hwsim.vocab import AccelOp, Dataflow, Overflow, RequantScheme, Rounding
 def test_codes_are_the_ones_exported_files_and_the_rtl_carry():
     assert {m.name: int(m) for m in RequantScheme} == {
         "tflite_double": 0, "tflite_single": 1, "tflite_int64": 2, "mult_shift": 3,
-        "shift_only": 4, "double_round": 5}
+        "shift_only": 4, "double_round": 5, "float32": 6}
     assert {m.name: int(m) for m in Rounding} == {
         "half_away_from_zero": 0, "half_up": 1, "half_even": 2, "floor": 3, "toward_zero": 4}
     assert {m.name: int(m) for m in Overflow} == {"wrap": 0, "saturate": 1}
@@ -42,9 +42,12 @@ def test_from_name_round_trips_and_names_the_allowed_values():
         Rounding.from_name("nearest")
 
 
-def test_every_scheme_a_config_names_is_one_the_requant_unit_implements():
+def test_every_scheme_a_config_names_is_one_the_export_encodes():
     assert vocab.TFLITE_SCHEMES == (RequantScheme.tflite_double, RequantScheme.tflite_single)
-    assert set(vocab.HW_REQUANT_SCHEMES) <= set(vocab.REQUANT_UNIT_SCHEMES)
+    # a config may name float32, which the reference RTL lacks (export writes its words)
+    assert set(vocab.HW_REQUANT_SCHEMES) - set(vocab.REQUANT_UNIT_SCHEMES) == \
+        {RequantScheme.float32}
+    assert set(vocab.HW_REQUANT_SCHEMES) <= set(vocab.REQUANT_WORD_SCHEMES)
     assert RequantScheme.double_round in vocab.REQUANT_UNIT_SCHEMES  # TFLite's reference FC
 
 

@@ -50,10 +50,10 @@ class AccumulatorConfig:
 
 @dataclass(frozen=True)
 class RequantConfig:
-    scheme: str = "tflite_double"  # tflite_single | mult_shift | shift_only
+    scheme: str = "tflite_double"  # tflite_single | mult_shift | shift_only | float32
     multiplier_bits: int = 32  # mult_shift: signed multiplier width (sign bit included)
     shift_bits: int = 6  # right shift field width: shifts 0 .. 2^shift_bits - 1
-    rounding: str = "half_away_from_zero"  # mult_shift / shift_only rounding of the shift
+    rounding: str = "half_away_from_zero"  # mult_shift / shift_only rounding; float32: half_even
     per_channel: bool = True
     zero_point: bool = True  # the unit adds an output zero point
     activations: tuple[str, ...] = ("none", "relu", "relu6", "relu_n1_to_1")
@@ -238,6 +238,9 @@ def _cross_checks(cfg: AccelConfig, src: str) -> None:
         raise ConfigError(f"{_where(src, 'requant.multiplier_bits')}: {rq.multiplier_bits} with "
                           f"requant.scheme {rq.scheme}; TFLite's Q31 multiplier needs 32 "
                           f"(allowed: 32, or scheme mult_shift for a narrower multiplier)")
+    if rq.scheme == "float32" and rq.rounding != "half_even":
+        raise ConfigError(f"{_where(src, 'requant.rounding')}: {rq.rounding} with requant.scheme "
+                          f"float32; the float32 unit rounds half to even (allowed: half_even)")
     if rq.scheme == "mult_shift" and rq.multiplier_bits + cfg.accumulator.bits > 64:
         raise ConfigError(f"{_where(src, 'requant.multiplier_bits')}: {rq.multiplier_bits} + "
                           f"accumulator.bits {cfg.accumulator.bits} > 64: the product "

@@ -7,20 +7,28 @@ import numpy as np
 
 from ..ir import HwsimError
 from ..params import RequantParams
-from ..vocab import REQUANT_UNIT_SCHEMES, RequantScheme
+from ..vocab import REQUANT_UNIT_SCHEMES, REQUANT_WORD_SCHEMES, RequantScheme
 from .descriptor import signed
 
 # The requant unit's schemes as the manifest lists them: code -> name (hwsim.vocab).
 RTL_REQUANT_SCHEMES = {int(s): s.name for s in REQUANT_UNIT_SCHEMES}
+# Every scheme whose words an export writes (float32: a unit the reference RTL lacks).
+WORD_SCHEMES = {int(s): s.name for s in REQUANT_WORD_SCHEMES}
 
 
 def encode_requant_word(scheme: int, multiplier: int = 0, shift: int = 0) -> int:
     """The 64-bit requant word of one channel (accel-interface.md, "Requant memory").
 
     Scheme 5 (double_round): ``multiplier`` = M (53-bit significand), ``shift`` = E, the
-    real multiplier being M * 2**E exactly (as lowering carries it)."""
+    real multiplier being M * 2**E exactly (as lowering carries it). Scheme 6 (float32): the
+    scale's IEEE float32 bits in bits 0..31, the rest 0."""
     scheme = int(scheme)
     multiplier, shift = int(multiplier), int(shift)
+    if scheme == RequantScheme.float32:
+        if not 0 <= multiplier < (1 << 32) or shift:
+            raise HwsimError(f"float32 requant scale bits {multiplier} / shift {shift} do not "
+                             f"fit 32 / 0 bits")
+        return multiplier
     if scheme == RequantScheme.double_round:
         if not 0 <= multiplier < (1 << 53) or not -1024 <= shift <= 1023:
             raise HwsimError(f"double_round M={multiplier} / E={shift} do not fit 53 / 11 bits")
@@ -47,6 +55,10 @@ def decode_requant_word(word: int, scheme: int) -> dict:
     if scheme == RequantScheme.double_round:
         mant, exp = word & ((1 << 53) - 1), signed(word >> 53, 11)
         return {"mantissa": mant, "exponent": exp}  # real = mantissa * 2**exponent
+    if scheme == RequantScheme.float32:
+        bits = word & 0xFFFF_FFFF
+        return {"scale_bits": bits,
+                "scale": float(np.array([bits], np.uint32).view(np.float32)[0])}
     mult = signed(word & 0xFFFF_FFFF, 32)
     sh = (word >> 32) & 0xFF
     if scheme in (RequantScheme.tflite_double, RequantScheme.tflite_single,
@@ -65,7 +77,7 @@ def requant_count(rq: RequantParams, cout: int) -> int:
 def requant_words(rq: RequantParams, cout: int, what: str) -> tuple[list[int], bool, dict]:
     """A MAC layer's requant words, whether per channel, and the manifest's requant fields."""
     scheme = int(rq.scheme)
-    if scheme not in REQUANT_UNIT_SCHEMES:
+    if scheme not in REQUANT_WORD_SCHEMES:
         raise HwsimError(f"{what}: requant scheme {scheme} is not implemented by the requant "
                          f"unit")
     per_channel = rq.per_channel
@@ -78,9 +90,12 @@ def requant_words(rq: RequantParams, cout: int, what: str) -> tuple[list[int], b
             words.append(encode_requant_word(scheme, int(mult[c]), int(shift[c])))
         except HwsimError as e:
             raise HwsimError(f"{what}, channel {c}: {e}") from None
-    fields = {"scheme": RTL_REQUANT_SCHEMES[scheme], "per_channel": per_channel,
+    fields = {"scheme": WORD_SCHEMES[scheme], "per_channel": per_channel,
               "multiplier": [int(v) for v in mult[:n]], "shift": [int(v) for v in shift[:n]]}
     if scheme == RequantScheme.double_round:
         fields["real_multiplier"] = [math.ldexp(int(m), int(e)) for m, e in
                                      zip(mult[:n], shift[:n])]
+    if scheme == RequantScheme.float32:
+        fields["scale"] = [float(v) for v in
+                           np.asarray(mult[:n], np.int64).astype(np.uint32).view(np.float32)]
     return words, per_channel, fields

@@ -8,6 +8,9 @@
   tflite_int64   the int64-accumulator variant (16x8 kernels): multiplier reduced to 16 bits
   mult_shift     round_shift(acc * multiplier, shift, rounding)   (shift = right shift >= 0)
   shift_only     round_shift(acc, shift, rounding)
+  float32        round_half_even(float32(acc) * scale[c]) (hwsim.arith.requant_float32_half_even,
+                 ONNX Runtime's MlasRequantizeOutput); ``multiplier[c]`` holds the float32
+                 scale's IEEE bits, ``shift`` 0. Evaluated in numpy (one float32 multiply).
   double_round   int32(round(double(acc) * real[c])), C's round (ties away from zero). This is
                  what TFLite's *reference* FULLY_CONNECTED kernels do (fully_connected.cc passes
                  the float scales under kReference; reference_integer_ops/fully_connected.h).
@@ -30,7 +33,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ..arith import (wrap_int32, multiply_by_quantized_multiplier_double,
+from ..arith import (requant_float32_half_even, wrap_int32,
+                     multiply_by_quantized_multiplier_double,
                      multiply_by_quantized_multiplier_double_lr, multiply_by_quantized_multiplier_int64,
                      multiply_by_quantized_multiplier_single, round_shift,
                      round_shift_half_away, round_shift_half_even)
@@ -429,6 +433,13 @@ def requantize(acc: np.ndarray, rq: RequantParams, out_dtype,
     acc2d = np.ascontiguousarray(acc).reshape(-1, channels)
     out = np.empty(acc2d.shape, dtype=out_dtype)
     lo, hi, zp = np.int64(rq.act_min), np.int64(rq.act_max), np.int64(rq.out_zp)
+    if rq.scheme == RequantScheme.float32:
+        # the float32 unit (ONNX Runtime's MLAS): the scales are float32 bit patterns
+        scale = np.atleast_1d(np.asarray(rq.multiplier)).astype(np.uint32).view(np.float32)
+        v = requant_float32_half_even(acc2d, scale) + zp
+        np.clip(v, lo, hi, out=v)
+        out[...] = v
+        return out.reshape(acc.shape)
     if rq.scheme == RequantScheme.tflite_double:
         if split is None or len(split.multiplier) != channels:
             split = split_shifts(rq, channels)

@@ -98,6 +98,16 @@ def shift_only_params(real: float, shift_bits: int) -> tuple[int, str]:
     return c, f"real {real:.6g} needs shift {sh}, outside [0, {smax}]: clamped to {c}"
 
 
+def float32_scale_bits(reals) -> np.ndarray:
+    """The float32 requant unit's scales: float32(real) (round to nearest even), as the IEEE
+    bit patterns (uint32 values in an int64 array: what the requant word and the Program
+    carry; ``bits.astype(np.uint32).view(np.float32)`` gives the scales back)."""
+    f = np.asarray(reals, dtype=np.float64).astype(np.float32)
+    if not np.all(np.isfinite(f)) or np.any(f < 0):
+        raise ValueError(f"float32 requant scales {f.tolist()} must be finite and >= 0")
+    return f.view(np.uint32).astype(np.int64)
+
+
 class DerivedRequant(NamedTuple):
     """The multipliers and shifts of one requantization (before the zero point and clamp that
     complete a :class:`hwsim.params.RequantParams`)."""
@@ -114,6 +124,8 @@ def derive_requant(reals, scheme, unit=None, notes: list | None = None) -> Deriv
     ``unit``: the config's RequantConfig (None: TFLite, per channel). Rules:
       tflite_double / tflite_single: QuantizeMultiplier (Q31 multiplier, TFLite shift);
       mult_shift: :func:`mult_shift_params`; shift_only: :func:`shift_only_params`;
+      float32: the scale float32(real) (one rounding of the double real), carried as its IEEE
+      bits in ``multiplier`` (shift 0), rounding half_even (:func:`float32_scale_bits`);
       a per-tensor unit (unit.per_channel false) uses :func:`collapse_reals`; under a unit,
       channels sharing one real get a single entry.
     Returns a :class:`DerivedRequant` (multiplier and shift arrays, the scheme, the rounding);
@@ -146,6 +158,13 @@ def derive_requant(reals, scheme, unit=None, notes: list | None = None) -> Deriv
         shift = np.array([o[1] for o in out], dtype=np.int64)
         notes.extend(sorted({o[2] for o in out if o[2]}))
         rounding = Rounding.from_name(unit.rounding)
+    elif scheme == RequantScheme.float32:
+        mult = float32_scale_bits(reals)
+        shift = np.zeros(len(reals), dtype=np.int64)
+        rounding = Rounding.half_even
+        if unit is not None:  # a config names it: legalization's report says what follows
+            notes.append("requant.scheme float32: the reference RTL has no float32 requant "
+                         "unit (hwsim export writes the scale words; hwsim cosim refuses)")
     else:  # shift_only
         out = [shift_only_params(float(r), unit.shift_bits) for r in reals]
         mult = np.ones(len(reals), dtype=np.int64)
