@@ -592,3 +592,42 @@ def test_a_huge_token_gives_a_short_message(fmt, text):
         parse_memory(text.encode(), 8, fmt, address=None, name="m")
     assert len(str(e.value)) < 200 and re.search(r"200,00\d characters", str(e.value)), \
         str(e.value)[:300]
+
+
+# --------------------------------------------------------------------------------------------
+# The export's fast path: words kept as limbs, one rendering for every format
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("elem_bits,lanes,word_bits,order", [
+    (8, 8, 64, "lsb_first"), (8, 16, 128, "msb_first"), (32, 1, 32, "lsb_first"),
+    (4, 3, 13, "msb_first"), (64, 2, 130, "lsb_first"), (1, 1, 1, "lsb_first")])
+def test_render_memories_equals_render_memory_per_format(elem_bits, lanes, word_bits, order):
+    lo, hi = elem_range(elem_bits, True)
+    v = np.random.default_rng(elem_bits + lanes).integers(lo, hi, 37, endpoint=True)
+    packed = pack_words(v, elem_bits, True, lanes, word_bits, order)
+    limbs_only = pack_words(v, elem_bits, True, lanes, word_bits, order, as_list=False)
+    assert limbs_only.tolist() == list(packed) and len(limbs_only) == len(packed)
+    from hwsim.export.formats import render_memories
+    for words in (packed, limbs_only, list(packed)):
+        got = render_memories(words, word_bits, FORMATS, address=0x2a)
+        for fmt in FORMATS:
+            want = render_memory(list(packed), word_bits, fmt,
+                                 address=0x2a if fmt == "mem" else 0)
+            assert bytes(got[fmt]) == want, fmt
+            assert len(got[fmt]) == len(want)
+
+
+def test_packed_words_changed_after_packing_render_their_new_values():
+    packed = pack_words([1, 2, 3], 8, True, 1, 8)
+    packed[1] = 0x7F   # the kept limbs are dropped: the list is what is rendered
+    packed.append(5)
+    assert render_memory(packed, 8, "hex") == b"01\n7f\n03\n05\n"
+
+
+def test_word_checks_of_plain_lists_survive_the_fast_path():
+    with pytest.raises(TypeError, match="word 1 is True, not an integer"):
+        render_memory([1, True, 2], 8, "hex")
+    with pytest.raises(ValueError, match="word 2 \\(0x100\\) does not fit 8 bits"):
+        render_memory([1, 2, 256], 8, "hex")
+    with pytest.raises(ValueError, match="word 0 \\(-1\\) is negative"):
+        render_memory([-1], 8, "hex")
+    assert render_memory([np.int64(1), 2], 8, "hex") == b"01\n02\n"

@@ -144,3 +144,27 @@ def test_hwif_imports_only_the_floors_below_hw_and_export():
 def test_export_manifest_does_not_import_the_exporter():
     mods = _imports(PKG / "export" / "manifest.py")
     assert "hwsim.export.exporter" not in mods and "hwsim.hwif.manifest" in mods
+
+
+def test_a_host_layer_output_the_array_reads_gets_a_region_in_the_plan():
+    from hwsim.frontends.builder import GraphBuilder
+    b = GraphBuilder("host_head")
+    x = b.input("x", (1, 4, 4, 2), np.int8, scale=0.02, zero_point=0)
+    r = b.activation("r", (1, 4, 4, 2), np.int8, scale=1.0 / 256, zero_point=-128)
+    b.op("SOFTMAX", [x], [r], beta=1.0)
+    w = b.const("w", np.ones((3, 1, 1, 2), np.int8), scales=np.full(3, 0.01, np.float32))
+    y = b.activation("y", (1, 4, 4, 3), np.int8, scale=0.05, zero_point=0)
+    b.op("CONV_2D", [r, w], [y], padding="VALID", stride_w=1, stride_h=1, dilation_w_factor=1,
+         dilation_h_factor=1, fused_activation_function="NONE")
+    b.output(y)
+    hw = map_network(b.build(), "tflite-int8")
+    assert hw.placement == {0: "host", 1: "array"}
+    plan = plan_network(hw.program, hw.config, hw.placement)
+    host, conv = plan.layers
+    assert host.host and host.vectors["output"].memory == "activations"
+    base = host.vectors["output"].base
+    assert plan.regions[r] == (base, 4) and conv.fields["in_base"] == base
+    # the network input only the host reads is not in the activation memory: the host
+    # output's region comes first, then the conv's output
+    assert x not in plan.regions and base < conv.fields["out_base"]
+    assert hw.memory["activations"]["words"] == 4 + 6  # 32 and 48 int8 in 8 lanes

@@ -14,6 +14,7 @@ Regenerate the committed RTL vectors: ``python scripts/regen_rtl_vectors.py``.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ import numpy as np
 
 from ..hwif.descriptor import DESCRIPTOR_WORDS, MAC_CODES
 from ..hwif.manifest import plain as _plain
+from ..hwif.pack import LimbWords, words_to_limbs
 from ..hwif.plan import (IMAGE_MEMORY, NetworkPlan, plan_network, vector_layout, vector_rank,
                          vector_values)
 from ..ir import HwsimError, InputError
 from ..kernels.table import network_tables
-from .formats import FORMATS, render_memory
+from .formats import FORMATS, render_memories
 
 LEGALIZE_MODES = ("strict", "approx")
 
@@ -190,28 +192,45 @@ class _Writer:
         self.root = root
         self.formats = formats
         self.written: list[str] = []
+        self.digests: dict[str, tuple[int, str]] = {}  # rel -> (bytes, sha256) as written
+        self._folders: set[str] = set()
 
     def words(self, stem: str, words, word_bits: int, address: int | None = 0) -> dict:
-        words = list(words) or [0]
+        # words as given (limbs kept: no conversion to ints and back); the hex digits are
+        # computed once for all the text formats
+        words = words if len(words) else [0]
         files = {}
+        rendered = render_memories(words, word_bits, self.formats, address=address or 0)
         for fmt in self.formats:
             rel = f"{stem}.{fmt}"
-            data = render_memory(words, word_bits, fmt,
-                                 address=(address or 0) if fmt == "mem" else 0)
+            data = rendered[fmt]
             path = os.path.join(self.root, rel)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            folder = os.path.dirname(path)
+            if folder not in self._folders:
+                os.makedirs(folder, exist_ok=True)
+                self._folders.add(folder)
             with open(path, "wb") as f:
                 f.write(data)
             self.written.append(rel)
+            self.digests[rel] = (len(data), hashlib.sha256(data).hexdigest())
             files[fmt] = rel
         return files
 
+    def digest(self, rel: str) -> tuple[int, str]:
+        """(bytes, sha256) of a written file: from memory when this writer wrote it."""
+        if rel in self.digests:
+            return self.digests[rel]
+        from ..util import sha256_file
+        path = os.path.join(self.root, rel)
+        return os.path.getsize(path), sha256_file(path)
 
-def _image(used_words: int, pieces) -> list[int]:
-    img = [0] * used_words
+
+def _image(used_words: int, pieces, word_bits: int) -> LimbWords:
+    """A memory image: ``pieces`` (base, words) in ``used_words`` zero words, as limbs."""
+    img = np.zeros((used_words, -(-word_bits // 64)), dtype=np.uint64)
     for base, words in pieces:
-        img[base:base + len(words)] = list(words)
-    return img
+        img[base:base + len(words)] = words_to_limbs(words, word_bits)
+    return LimbWords(img, word_bits)
 
 
 def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_export", *,
@@ -280,8 +299,7 @@ def export(model, config=None, inputs=None, out_dir: str | os.PathLike = "hwsim_
                 formats=formats, exact=bool(hw.exact), report=report, stats=stats,
                 headroom=headroom, warnings=warnings, layer_files=layer_files,
                 mem_files=mem_files, graph=hw.graph,
-                files=[(rel, os.path.getsize(os.path.join(tmp, rel)),
-                        sha256_file(os.path.join(tmp, rel))) for rel in sorted(w.written)])
+                files=[(rel, *w.digest(rel)) for rel in sorted(w.written)])
             man = with_placement(man, hw, plan, copy)
             mf.write_manifest(os.path.join(tmp, mf.MANIFEST_FILE), man)
             if bar is not None:
@@ -404,7 +422,7 @@ def _pack_vector(spec, values, mems):
     lay = vector_layout(spec, mems)
     if lay is None:
         return None
-    return pack_words(np.asarray(values).reshape(-1), **lay), lay["word_bits"]
+    return pack_words(np.asarray(values).reshape(-1), **lay, as_list=False), lay["word_bits"]
 
 
 def build_images(plan: NetworkPlan, trace) -> dict[str, list[int]]:
@@ -417,7 +435,7 @@ def build_images(plan: NetworkPlan, trace) -> dict[str, list[int]]:
     act = mems["activations"]
 
     def tensor_words(t):
-        return act.pack(np.asarray(trace.tensors[t]).reshape(-1))
+        return act.pack(np.asarray(trace.tensors[t]).reshape(-1), as_list=False)
 
     pieces = {
         "weights": [(lp.fields["w_base"], lp.weights) for lp in arr if lp.weights is not None],
@@ -430,7 +448,8 @@ def build_images(plan: NetworkPlan, trace) -> dict[str, list[int]]:
                                                      trace.accumulators[lp.index], mems)[0])
                 for lp in arr if lp.code in MAC_CODES],
     }
-    return {name: _image(mems[IMAGE_MEMORY[name]].used_words, p) for name, p in pieces.items()}
+    return {name: _image(mems[IMAGE_MEMORY[name]].used_words, p,
+                         mems[IMAGE_MEMORY[name]].word_bits) for name, p in pieces.items()}
 
 
 def _write_images(w: _Writer, plan: NetworkPlan, images: dict) -> dict:

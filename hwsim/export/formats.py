@@ -37,6 +37,7 @@ __all__ = [
     "hex_digits",
     "word_bytes",
     "render_memory",
+    "render_memories",
     "parse_memory",
     "write_memory",
     "read_memory",
@@ -119,17 +120,25 @@ _HEX_VALUE[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16)
 
 
 def _hex_matrix(limbs: np.ndarray, nd: int) -> np.ndarray:
-    """ASCII hex digits of each row of limbs, most-significant digit first: shape (n, nd)."""
+    """ASCII hex digits of each row of limbs, most-significant digit first: shape (n, nd).
+
+    The row's big-endian bytes split into nibbles, turned into digits with uint8 arithmetic
+    ('0' + v, plus 39 more for a..f): a few passes over bytes whatever the word width."""
     n, n_limbs = limbs.shape
-    out = np.empty((n, nd), dtype=np.uint8)
-    for j in range(nd):
-        li, sh = divmod(4 * (nd - 1 - j), 64)
-        if li < n_limbs:
-            nib = (limbs[:, li] >> np.uint64(sh)) & np.uint64(15)
-            out[:, j] = _HEX_ASCII[nib.astype(np.intp)]
-        else:
-            out[:, j] = ord("0")
-    return out
+    nb = -(-nd // 2)  # bytes that hold the nd digits
+    if 8 * n_limbs < nb:  # fewer limbs than digits: the missing high ones are zero
+        limbs = np.concatenate([limbs, np.zeros((n, -(-nb // 8) - n_limbs), np.uint64)], 1)
+        n_limbs = limbs.shape[1]
+    be = np.ascontiguousarray(limbs[:, ::-1], dtype=">u8").view(np.uint8)
+    be = be.reshape(n, 8 * n_limbs)[:, 8 * n_limbs - nb:]
+    out = np.empty((n, nb, 2), dtype=np.uint8)
+    np.right_shift(be, 4, out=out[:, :, 0])
+    np.bitwise_and(be, 15, out=out[:, :, 1])
+    flat = out.reshape(-1)
+    flat += 48  # '0'
+    flat += (flat > 57) * np.uint8(39)  # 'a' - '0' - 10
+    digits = out.reshape(n, 2 * nb)
+    return digits[:, 1:] if 2 * nb > nd else digits
 
 
 def _hex_cols_to_limbs(cols: np.ndarray, word_bits: int) -> np.ndarray | None:
@@ -147,14 +156,6 @@ def _hex_cols_to_limbs(cols: np.ndarray, word_bits: int) -> np.ndarray | None:
         li, sh = divmod(4 * (nd - 1 - j), 64)
         limbs[:, li] |= v[:, j].astype(np.uint64) << np.uint64(sh)
     return limbs
-
-
-def _rows(*cols) -> bytes:
-    """Concatenate per-row columns (uint8 matrices, or bytes repeated on every row)."""
-    n = next(c.shape[0] for c in cols if isinstance(c, np.ndarray))
-    parts = [c if isinstance(c, np.ndarray) else
-             np.broadcast_to(np.frombuffer(c, dtype=np.uint8), (n, len(c))) for c in cols]
-    return np.concatenate(parts, axis=1).tobytes()
 
 
 def _records(body: bytes, rec: int, n: int | None = None) -> np.ndarray | None:
@@ -177,51 +178,84 @@ _MIF_FAST_HEAD = re.compile(rb"WIDTH=([0-9]+);\nDEPTH=([0-9]+);\nADDRESS_RADIX=H
                             rb"DATA_RADIX=HEX;\nCONTENT BEGIN\n")
 
 
-def _render_hex(limbs, word_bits, address) -> bytes:
-    return _rows(_hex_matrix(limbs, hex_digits(word_bits)), b"\n")
+def _lines(n: int, head: bytes, cols, tail: bytes = b"") -> np.ndarray:
+    """``head``, then ``n`` rows of ``cols`` side by side (uint8 matrices with n rows, or bytes
+    repeated on every row), then ``tail``: one flat uint8 buffer, filled in place."""
+    widths = [c.shape[1] if isinstance(c, np.ndarray) else len(c) for c in cols]
+    w = sum(widths)
+    buf = np.empty(len(head) + n * w + len(tail), dtype=np.uint8)
+    buf[:len(head)] = np.frombuffer(head, dtype=np.uint8)
+    body = buf[len(head):len(head) + n * w].reshape(n, w)
+    at = 0
+    for c, cw in zip(cols, widths):
+        body[:, at:at + cw] = c if isinstance(c, np.ndarray) else np.frombuffer(c, np.uint8)
+        at += cw
+    buf[len(buf) - len(tail):] = np.frombuffer(tail, dtype=np.uint8)
+    return buf
 
 
-def _render_mem(limbs, word_bits, address) -> bytes:
-    return f"@{address:x}\n".encode("ascii") + _render_hex(limbs, word_bits, address)
+class _Digits:
+    """The hex digits of one memory's words, computed once for every text format."""
+
+    def __init__(self, limbs: np.ndarray, word_bits: int, address: int = 0):
+        self.limbs, self.word_bits = limbs, word_bits
+        self.mem_head = f"@{address:x}\n".encode("ascii")
+        self._m = self._mem = None
+
+    @property
+    def matrix(self) -> np.ndarray:
+        if self._m is None:
+            self._m = _hex_matrix(self.limbs, hex_digits(self.word_bits))
+        return self._m
+
+    @property
+    def mem(self) -> np.ndarray:
+        """The .mem file; the .hex file is the same bytes after its first line."""
+        if self._mem is None:
+            self._mem = _lines(self.limbs.shape[0], self.mem_head, (self.matrix, b"\n"))
+        return self._mem
 
 
-def _render_coe(limbs, word_bits, address) -> bytes:
-    m = _hex_matrix(limbs, hex_digits(word_bits))
-    sep = np.empty((m.shape[0], 2), dtype=np.uint8)
-    sep[:] = np.frombuffer(b",\n", dtype=np.uint8)
-    sep[-1, 0] = ord(";")
-    return _COE_HEAD + _rows(m, sep)
+def _render_hex(d: _Digits):
+    return d.mem[len(d.mem_head):]
 
 
-def _render_mif(limbs, word_bits, address) -> bytes:
-    n = limbs.shape[0]
+def _render_mem(d: _Digits):
+    return d.mem
+
+
+def _render_coe(d: _Digits):
+    m = d.matrix
+    buf = _lines(m.shape[0], _COE_HEAD, (m, b",\n"))
+    buf[-2] = ord(";")
+    return buf
+
+
+def _render_mif(d: _Digits):
+    n = d.limbs.shape[0]
     na = len(f"{n - 1:x}")
     addr = _hex_matrix(np.arange(n, dtype=np.uint64).reshape(n, 1), na)
-    head = (f"WIDTH={word_bits};\nDEPTH={n};\nADDRESS_RADIX=HEX;\nDATA_RADIX=HEX;\n"
+    head = (f"WIDTH={d.word_bits};\nDEPTH={n};\nADDRESS_RADIX=HEX;\nDATA_RADIX=HEX;\n"
             "CONTENT BEGIN\n").encode("ascii")
-    return head + _rows(addr, b" : ", _hex_matrix(limbs, hex_digits(word_bits)), b";\n") \
-        + b"END;\n"
+    return _lines(n, head, (addr, b" : ", d.matrix, b";\n"), b"END;\n")
 
 
-def _render_bin(limbs, word_bits, address) -> bytes:
-    n, n_limbs = limbs.shape
-    raw = np.ascontiguousarray(limbs, dtype="<u8").view(np.uint8).reshape(n, 8 * n_limbs)
-    return np.ascontiguousarray(raw[:, :word_bytes(word_bits)]).tobytes()
+def _render_bin(d: _Digits):
+    n, n_limbs = d.limbs.shape
+    raw = np.ascontiguousarray(d.limbs, dtype="<u8").view(np.uint8).reshape(n, 8 * n_limbs)
+    return np.ascontiguousarray(raw[:, :word_bytes(d.word_bits)]).reshape(-1)
 
 
 _RENDER = {"hex": _render_hex, "mem": _render_mem, "coe": _render_coe, "mif": _render_mif,
            "bin": _render_bin}
 
 
-def _render(words, word_bits, fmt, depth, address) -> tuple[bytes, int]:
-    fmt = _check_fmt(fmt)
+def _limbs_to_render(words, word_bits, depth, address) -> tuple[np.ndarray, int, int]:
+    """Checked limbs (padded to ``depth``), word_bits and address of a memory file."""
     word_bits = _check_word_bits(word_bits)
     depth = _check_depth(depth)
     if isinstance(address, bool) or not isinstance(address, (int, np.integer)) or address < 0:
         raise ValueError(f"address must be an int >= 0, got {address!r}")
-    address = int(address)
-    if address and fmt != "mem":
-        raise ValueError(f"a start address is only written to .mem files, not .{fmt}")
     limbs = words_to_limbs(words, word_bits)
     n = limbs.shape[0]
     if depth is not None:
@@ -232,7 +266,29 @@ def _render(words, word_bits, fmt, depth, address) -> tuple[bytes, int]:
                                                     dtype=np.uint64)])
     if limbs.shape[0] == 0:
         raise ExportError("a memory file needs at least one word (got none)")
-    return _RENDER[fmt](limbs, word_bits, address), limbs.shape[0]
+    return limbs, word_bits, int(address)
+
+
+def render_memories(words, word_bits: int, fmts, address: int = 0) -> dict[str, memoryview]:
+    """The bytes of one memory in each of ``fmts`` (as :func:`render_memory` gives them, as
+    buffers: no copy; the start ``address`` goes into the .mem file only), sharing the work:
+    the words are checked and their hex digits computed once (.hex is a view of .mem)."""
+    fmts = [_check_fmt(f) for f in fmts]
+    limbs, word_bits, address = _limbs_to_render(words, word_bits, None, address)
+    d = _Digits(limbs, word_bits, address)
+    return {f: memoryview(_RENDER[f](d)) for f in fmts}
+
+
+def _render(words, word_bits, fmt, depth, address) -> tuple[bytes, int]:
+    fmt = _check_fmt(fmt)
+    _check_word_bits(word_bits)
+    _check_depth(depth)
+    if isinstance(address, bool) or not isinstance(address, (int, np.integer)) or address < 0:
+        raise ValueError(f"address must be an int >= 0, got {address!r}")
+    if address and fmt != "mem":
+        raise ValueError(f"a start address is only written to .mem files, not .{fmt}")
+    limbs, word_bits, address = _limbs_to_render(words, word_bits, depth, address)
+    return _RENDER[fmt](_Digits(limbs, word_bits, address)).tobytes(), limbs.shape[0]
 
 
 def render_memory(words: Iterable[int], word_bits: int, fmt: str, depth: int | None = None,

@@ -230,7 +230,7 @@ def words_array(words, word_bits: int) -> np.ndarray:
     """Memory words as an array: the narrowest of uint8/16/32/64 that holds ``word_bits``, or
     for wider words uint64 ``[n, ceil(word_bits/64)]`` limbs, least significant first."""
     from ..hwif.pack import words_to_limbs
-    limbs = words_to_limbs(list(words), word_bits)
+    limbs = words_to_limbs(words, word_bits)  # a WordList's own limbs, or checked ints
     if limbs.shape[1] > 1:
         return limbs
     dt = next(d for b, d in ((8, np.uint8), (16, np.uint16), (32, np.uint32), (64, np.uint64))

@@ -68,9 +68,10 @@ class Memory:
         return dict(elem_bits=self.elem_bits, signed=self.signed, lanes_per_word=self.lanes,
                     word_bits=self.word_bits, lane_order=self.lane_order)
 
-    def pack(self, values) -> PackedWords:
-        """Pack elements (C order): element ``i`` in word ``i // lanes``, lane ``i % lanes``."""
-        return pack_words(values, **self.layout())
+    def pack(self, values, as_list: bool = True) -> PackedWords:
+        """Pack elements (C order): element ``i`` in word ``i // lanes``, lane ``i % lanes``
+        (``as_list=False``: as limbs only, :class:`~hwsim.hwif.pack.LimbWords`)."""
+        return pack_words(values, **self.layout(), as_list=as_list)
 
     def words_for(self, elements: int) -> int:
         return words_needed(elements, self.lanes)

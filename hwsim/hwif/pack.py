@@ -29,6 +29,8 @@ __all__ = [
     "MAX_WORD_BITS",
     "LANE_ORDERS",
     "PackedWords",
+    "WordList",
+    "LimbWords",
     "pack_words",
     "unpack_words",
     "words_needed",
@@ -45,7 +47,79 @@ _U64 = np.uint64
 _ALL_ONES = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 
 
-class PackedWords(list):
+class WordList(list):
+    """Memory words as a plain ``list[int]`` that also keeps them as uint64 limbs
+    (``limbs``: shape ``(len, ceil(word_bits / 64))``, least significant first), so the memory
+    file writers and the vectors file take the array instead of converting every int back.
+    Any change to the list drops ``limbs`` (it is then rebuilt from the ints)."""
+
+    def __init__(self, words: Iterable[int] = (), *, limbs: np.ndarray | None = None,
+                 word_bits: int | None = None):
+        if limbs is not None and words == ():
+            words = limbs_to_words(limbs)
+        super().__init__(words)
+        self.limbs = limbs
+        self.limb_bits = word_bits  # the width the limbs were checked against
+
+    @classmethod
+    def from_limbs(cls, limbs: np.ndarray, word_bits: int) -> "WordList":
+        return cls(limbs=np.ascontiguousarray(limbs, dtype=np.uint64), word_bits=word_bits)
+
+
+def _dropping_limbs(name):
+    method = getattr(list, name)
+
+    def changed(self, *args, **kwargs):
+        self.limbs = None
+        return method(self, *args, **kwargs)
+    changed.__name__ = name
+    return changed
+
+
+for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend",
+              "insert", "pop", "remove", "clear", "sort", "reverse"):
+    setattr(WordList, _name, _dropping_limbs(_name))
+
+
+class LimbWords:
+    """Memory words kept only as uint64 limbs (no Python int per word): what the export's
+    vectors and images need, since they only go to the file writers. ``len`` and iteration
+    work; :meth:`tolist` gives the ints."""
+
+    def __init__(self, limbs: np.ndarray, word_bits: int, count: int | None = None):
+        self.limbs = np.ascontiguousarray(limbs, dtype=np.uint64)
+        self.limb_bits = word_bits
+        self.count = count  # elements packed (pack_words), if known
+
+    def __len__(self) -> int:
+        return self.limbs.shape[0]
+
+    def tolist(self) -> list[int]:
+        return limbs_to_words(self.limbs)
+
+    def __iter__(self):
+        return iter(self.tolist())
+
+    def __eq__(self, other) -> bool:
+        return self.tolist() == list(other)
+
+
+def known_limbs(words, word_bits: int, n_limbs: int) -> np.ndarray | None:
+    """The limbs a :class:`WordList` or :class:`LimbWords` carries, when they hold ``words``
+    at ``word_bits``."""
+    limbs = getattr(words, "limbs", None)
+    if limbs is None or limbs.shape[0] != len(words) or words.limb_bits is None \
+            or words.limb_bits > word_bits:
+        return None
+    if limbs.shape[1] == n_limbs:
+        return limbs
+    if limbs.shape[1] < n_limbs:
+        pad = np.zeros((limbs.shape[0], n_limbs - limbs.shape[1]), dtype=np.uint64)
+        return np.concatenate([limbs, pad], axis=1)
+    return None
+
+
+class PackedWords(WordList):
     """The words of :func:`pack_words`: a plain ``list[int]`` that also records the layout.
 
     ``count`` is the number of valid elements (the rest of the last word is zero padding);
@@ -54,8 +128,9 @@ class PackedWords(list):
     """
 
     def __init__(self, words: Iterable[int], *, count: int, elem_bits: int, signed: bool,
-                 lanes_per_word: int, word_bits: int, lane_order: str):
-        super().__init__(words)
+                 lanes_per_word: int, word_bits: int, lane_order: str,
+                 limbs: np.ndarray | None = None):
+        super().__init__(words, limbs=limbs, word_bits=word_bits if limbs is not None else None)
         self.count = count
         self.elem_bits = elem_bits
         self.signed = signed
@@ -190,8 +265,11 @@ def _lane_offsets(lanes_per_word: int, elem_bits: int, lane_order: str) -> list[
 
 
 def pack_words(values, elem_bits: int, signed: bool, lanes_per_word: int,
-               word_bits: int | None = None, lane_order: str = "lsb_first") -> PackedWords:
+               word_bits: int | None = None, lane_order: str = "lsb_first",
+               as_list: bool = True) -> PackedWords | LimbWords:
     """Pack an integer array (any shape, C order) into memory words.
+
+    ``as_list=False``: a :class:`LimbWords` instead (the words as limbs only; for writers).
 
     Returns a :class:`PackedWords` (a ``list[int]`` of unsigned words, ``word_bits`` wide,
     default ``lanes_per_word*elem_bits``) whose ``count`` is the number of valid elements.
@@ -206,6 +284,8 @@ def pack_words(values, elem_bits: int, signed: bool, lanes_per_word: int,
     meta = dict(count=count, elem_bits=elem_bits, signed=bool(signed), lanes_per_word=lanes,
                 word_bits=word_bits, lane_order=lane_order)
     if n_words == 0:
+        if not as_list:
+            return LimbWords(np.zeros((0, -(-word_bits // 64)), np.uint64), word_bits, 0)
         return PackedWords([], **meta)
     if n_words * lanes != count:
         u = np.concatenate([u, np.zeros(n_words * lanes - count, dtype=np.uint64)])
@@ -220,7 +300,9 @@ def pack_words(values, elem_bits: int, signed: bool, lanes_per_word: int,
         if sh + elem_bits > 64:
             limbs[:, li + 1] |= col >> _U64(64 - sh)
 
-    return PackedWords(limbs_to_words(limbs), **meta)
+    if not as_list:
+        return LimbWords(limbs, word_bits, count)
+    return PackedWords(limbs_to_words(limbs), limbs=limbs, **meta)
 
 
 def limbs_to_words(limbs: np.ndarray) -> list[int]:
@@ -243,6 +325,9 @@ def words_to_limbs(words, word_bits: int, n_limbs: int | None = None) -> np.ndar
     """
     if n_limbs is None:
         n_limbs = -(-word_bits // 64)
+    known = known_limbs(words, word_bits, n_limbs)
+    if known is not None:
+        return known
     if isinstance(words, np.ndarray):
         if words.dtype.kind not in "iu":
             raise TypeError(f"words must be integers, got an array of dtype {words.dtype}")
@@ -254,6 +339,16 @@ def words_to_limbs(words, word_bits: int, n_limbs: int | None = None) -> np.ndar
     elif not isinstance(words, list):
         words = list(words)
     n = len(words)
+    if n and n_limbs == 1 and word_bits < 64:
+        # one pass in C: ints that all fit int64 give an int64 array (anything else: bools,
+        # floats, numpy scalars, big ints: the checks below)
+        try:
+            a = np.array(words)
+        except (ValueError, TypeError, OverflowError):  # ragged or odd: named below
+            a = None
+        if a is not None and a.dtype == np.int64 and a.ndim == 1 and a.min() >= 0 \
+                and not (a >> word_bits).any() and _plain_ints(words):
+            return a.astype(np.uint64).reshape(n, 1)
     if n and set(map(type, words)) == {int} and min(words) >= 0 \
             and max(words) >> word_bits == 0:
         if n_limbs == 1:
@@ -275,6 +370,12 @@ def words_to_limbs(words, word_bits: int, n_limbs: int | None = None) -> np.ndar
     if not out:
         return np.zeros((0, n_limbs), dtype=np.uint64)
     return words_to_limbs(out, word_bits, n_limbs)
+
+
+def _plain_ints(words: list) -> bool:
+    """Every element is a Python int (not a bool or a numpy integer, which np.array also
+    types as int64)."""
+    return all(type(w) is int for w in words)
 
 
 def unpack_words(words: Sequence[int], elem_bits: int, signed: bool, lanes_per_word: int,
