@@ -121,3 +121,39 @@ def test_kernels_offer_outputs_only():
     for run in (conv_kernels.run_conv2d, conv_kernels.run_depthwise,
                 conv_kernels.run_fully_connected):
         assert callable(run.outputs_only)
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:8], ids=[str(i) for i in range(8)])
+def test_conv2d_fused_call_plan_equals_direct_call(case, threads):
+    """mac.conv2d_fused_call (the layer's call plan, kept per input shape): the first call
+    (through conv2d_acc), the planned calls after it and a call on new data all equal
+    conv2d_acc with requant=."""
+    N, H, W, C, Cout, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, G = case
+    rng = np.random.default_rng(hash(case) % 2**32)
+    w = rng.integers(-128, 128, (Cout, KH, KW, C // G)).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, Cout).astype(np.int32)
+    off = int(rng.integers(-127, 129))
+    fq = _fused(_rq(rng, Cout), Cout)
+    pk = mac.pack_conv2d_weights(w, G)
+    call = mac.conv2d_fused_call(pk, b, off, sh, sw, dh, dw, pt, pl, oh, ow, G, fq)
+    for _ in range(3):
+        x = rng.integers(-128, 128, (N, H, W, C)).astype(np.int8)
+        _same(call(x), mac.conv2d_acc(x, pk, b, off, sh, sw, dh, dw, pt, pl, oh, ow, G, requant=fq))
+    with pytest.raises(ValueError, match="channels"):
+        call(np.zeros((N, H, W, C + 1), np.int8))
+
+
+@pytest.mark.parametrize("case", DW_CASES[:6], ids=[str(i) for i in range(6)])
+def test_depthwise_fused_call_plan_equals_direct_call(case, threads):
+    N, H, W, C, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow = case
+    rng = np.random.default_rng(hash(case) % 2**32)
+    w = rng.integers(-128, 128, (1, KH, KW, C * dm)).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, C * dm).astype(np.int32)
+    off = int(rng.integers(-127, 129))
+    fq = _fused(_rq(rng, C * dm), C * dm)
+    pk = mac.pack_depthwise_weights(w, dm)
+    call = mac.depthwise_fused_call(pk, b, off, sh, sw, dh, dw, pt, pl, oh, ow, dm, fq)
+    for _ in range(3):
+        x = rng.integers(-128, 128, (N, H, W, C)).astype(np.int8)
+        _same(call(x), mac.depthwise_conv2d_acc(x, pk, b, off, sh, sw, dh, dw, pt, pl, oh, ow, dm,
+                                                requant=fq))

@@ -36,6 +36,7 @@ class MacData(NamedTuple):
     packed: object
     split: SplitShifts | None
     fused: mac.FusedRequant | None = None
+    call: object = None  # mac.*_fused_call: the fused call with its arguments prepared
 
 
 def _data(p: MacParams, packed) -> MacData:
@@ -51,12 +52,22 @@ def _data(p: MacParams, packed) -> MacData:
 
 def prepare_conv2d(layer) -> MacData:
     p = layer.params
-    return _data(p, mac.pack_conv2d_weights(p.weights, p.groups))
+    d = _data(p, mac.pack_conv2d_weights(p.weights, p.groups))
+    if d.fused is None:
+        return d
+    return d._replace(call=mac.conv2d_fused_call(
+        d.packed, p.bias, p.input_offset, p.stride_h, p.stride_w, p.dilation_h, p.dilation_w,
+        p.pad_top, p.pad_left, p.out_h, p.out_w, p.groups, d.fused))
 
 
 def prepare_depthwise(layer) -> MacData:
     p = layer.params
-    return _data(p, mac.pack_depthwise_weights(p.weights, p.depth_multiplier))
+    d = _data(p, mac.pack_depthwise_weights(p.weights, p.depth_multiplier))
+    if d.fused is None:
+        return d
+    return d._replace(call=mac.depthwise_fused_call(
+        d.packed, p.bias, p.input_offset, p.stride_h, p.stride_w, p.dilation_h, p.dilation_w,
+        p.pad_top, p.pad_left, p.out_h, p.out_w, p.depth_multiplier, d.fused))
 
 
 def prepare_fully_connected(layer) -> MacData:
@@ -80,11 +91,8 @@ def _outputs_only(run):
 def run_conv2d(layer, inputs, data: MacData, want_acc: bool = True):
     p = layer.params
     x = inputs[0]
-    fq = None if want_acc else _fuse(data, p, x)
-    if fq is not None:
-        return [mac.conv2d_acc(x, data.packed, p.bias, p.input_offset, p.stride_h, p.stride_w,
-                               p.dilation_h, p.dilation_w, p.pad_top, p.pad_left, p.out_h,
-                               p.out_w, p.groups, requant=fq)], None
+    if not want_acc and _fuse(data, p, x) is not None:
+        return [data.call(x)], None
     if p.accumulator is not None:
         acc = accumulate.accumulate(p, x, data.packed)
         return [requantize(acc, p.requant, x.dtype, data.split)], acc
@@ -100,12 +108,8 @@ def run_conv2d(layer, inputs, data: MacData, want_acc: bool = True):
 def run_depthwise(layer, inputs, data: MacData, want_acc: bool = True):
     p = layer.params
     x = inputs[0]
-    fq = None if want_acc else _fuse(data, p, x)
-    if fq is not None:
-        return [mac.depthwise_conv2d_acc(x, data.packed, p.bias, p.input_offset, p.stride_h,
-                                         p.stride_w, p.dilation_h, p.dilation_w, p.pad_top,
-                                         p.pad_left, p.out_h, p.out_w, p.depth_multiplier,
-                                         requant=fq)], None
+    if not want_acc and _fuse(data, p, x) is not None:
+        return [data.call(x)], None
     if p.accumulator is not None:
         acc = accumulate.accumulate(p, x, data.packed)
         return [requantize(acc, p.requant, x.dtype, data.split)], acc

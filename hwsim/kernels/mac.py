@@ -87,6 +87,8 @@ __all__ = [
     "fused_requant",
     "mac_path",
     "dw_path",
+    "conv2d_fused_call",
+    "depthwise_fused_call",
 ]
 
 # ---------------------------------------------------------------------------
@@ -345,27 +347,74 @@ def conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilatio
                          sh, sw, dh, dw, pt, pl, oh, ow, groups, out)
         return out
     x = _req(x)
+    _conv_exec(_conv_plan(x.shape, wide, pk, b, off, sh, sw, dh, dw, pt, pl, oh, ow, groups), x, out, fz)
+    return out8 if fz[0] else out
+
+
+def _conv_plan(xshape, wide, pk, b, off, sh, sw, dh, dw, pt, pl, oh, ow, groups):
+    """Everything a fast conv call needs but the input and output arrays: (kernel pair, MACs,
+    the input's shape for the kernel or None, the output's, the leading and trailing
+    arguments). Built per call by conv2d_acc; kept per input shape by conv2d_fused_call."""
+    N, H, W, C = xshape
+    Cout, KH, KW, Cg = pk.shape
     macs = N * oh * ow * Cout * KH * KW * Cg
     pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == H and ow == W
     if pointwise:
         # fold the batch into the rows so tiles span images
-        x = x.reshape(1, N * H, W, C)
+        xs, os_ = (1, N * H, W, C), (1, N * oh, ow, Cout)
         geo = (1, 1, 1, 1, 1, 1, 0, 0, N * oh, ow)
-        outr = out if fz[0] else out.reshape(1, N * oh, ow, Cout)
-        fz = fz[:5] + (out8.reshape(1, N * oh, ow, Cout) if fz[0] else out8,)
     else:
+        xs, os_ = None, (N, oh, ow, Cout)
         geo = (KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
-        outr = out
     run = pointwise or (groups == 1 and dw == 1)  # the per-row run layout of the weights
     if _vnni_ok(wide, off):
         q, q_run, wsum = quad_weights(pk)
-        _conv_run(macs, x, q_run if run else q, wsum, b, np.int64(128 - off), groups, pk.cout_g,
-                  pk.ocb_g, *geo, outr, *fz, kernels=_vnni_kernels())
-    else:
-        _conv_run(macs, x, pk.data_run if run else pk.data, b, off, groups, pk.cout_g, pk.ocb_g,
-                  *geo, outr, wide, *fz)
-    return out8 if fz[0] else out
+        head = (q_run if run else q, wsum, b, np.int64(128 - off), groups, pk.cout_g, pk.ocb_g) + geo
+        return _vnni_kernels(), macs, xs, os_, head, ()
+    head = (pk.data_run if run else pk.data, b, off, groups, pk.cout_g, pk.ocb_g) + geo
+    return (_conv_par, _conv_serial), macs, xs, os_, head, (wide,)
 
+
+def _conv_exec(plan, x, out, fz):
+    """Run a _conv_plan on ``x`` into ``out`` (accumulators) or, when fused, fz's int8 array."""
+    kernels, macs, xs, os_, head, tail = plan
+    if xs is not None:
+        x = x.reshape(xs)
+    if fz[0]:
+        outr, fz = out, fz[:5] + (fz[5].reshape(os_),)
+    else:
+        outr = out.reshape(os_)
+    _conv_run(macs, x, *head, outr, *tail, *fz, kernels=kernels)
+
+
+def conv2d_fused_call(pk: PackedConvWeights, bias, input_offset, stride_h, stride_w, dilation_h,
+                      dilation_w, pad_top, pad_left, out_h, out_w, groups, requant: FusedRequant):
+    """``call(x)`` = ``conv2d_acc(x, pk, ..., requant=requant)`` with the argument checks,
+    the bias conversion and the kernel's argument list done once per input shape (a layer's
+    call plan: what a small layer's call costs is mostly this Python work). ``x`` must satisfy
+    ``can_fuse``; any other input goes through conv2d_acc (and its errors)."""
+    geo = tuple(int(v) for v in (stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left,
+                                 out_h, out_w))
+    off, groups = int(input_offset), int(groups)
+    args = (bias, off) + geo + (groups,)
+    fz5 = _fused_args(requant, None)[:5]
+    plans = {}
+
+    def call(x):
+        plan = plans.get(x.shape) if type(x) is np.ndarray and x.dtype == np.int8 and \
+            x.flags.c_contiguous else None
+        if plan is None:
+            out = conv2d_acc(x, pk, *args, requant=requant)  # checks the input, runs
+            if out.size and x.dtype == np.int8 and x.flags.c_contiguous:
+                b = _bias_array(bias, pk.shape[0], False, "conv2d")
+                plans[x.shape] = (_conv_plan(x.shape, False, pk, b, off, *geo, groups),
+                                  (x.shape[0], geo[6], geo[7], pk.shape[0]))
+            return out
+        out8 = np.empty(plan[1], np.int8)
+        _conv_exec(plan[0], x, _NO_OUT32, fz5 + (out8,))
+        return out8
+
+    return call
 
 
 def depthwise_conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilation_w,
@@ -403,13 +452,47 @@ def depthwise_conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_
                        sh, sw, dh, dw, pt, pl, oh, ow, dm, out)
         return out
     x = _req(x)
-    args = (x, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, wide)
-    nt = get_num_threads() if N * oh * ow * Cout * KH * KW >= PARALLEL_MIN_MACS else 1
-    if nt > 1:
-        _dw_par(*args, nt, *fz)
-    else:
-        _dw_serial(*args, 1, *fz)
+    _dw_exec(x, (pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow), out, wide,
+             N * oh * ow * Cout * KH * KW, fz)
     return out8 if fz[0] else out
+
+
+def _dw_exec(x, head, out, wide, macs, fz):
+    nt = get_num_threads() if macs >= PARALLEL_MIN_MACS else 1
+    if nt > 1:
+        _dw_par(x, *head, out, wide, nt, *fz)
+    else:
+        _dw_serial(x, *head, out, wide, 1, *fz)
+
+
+def depthwise_fused_call(pk: PackedDepthwiseWeights, bias, input_offset, stride_h, stride_w,
+                         dilation_h, dilation_w, pad_top, pad_left, out_h, out_w, depth_multiplier,
+                         requant: FusedRequant):
+    """``call(x)`` = ``depthwise_conv2d_acc(x, pk, ..., requant=requant)`` with the checks and
+    argument list done once per input shape (as conv2d_fused_call)."""
+    geo = tuple(int(v) for v in (stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left,
+                                 out_h, out_w))
+    off, dm = int(input_offset), int(depth_multiplier)
+    _, KH, KW, Cout = pk.shape
+    fz5 = _fused_args(requant, None)[:5]
+    plans = {}
+
+    def call(x):
+        plan = plans.get(x.shape) if type(x) is np.ndarray and x.dtype == np.int8 and \
+            x.flags.c_contiguous else None
+        if plan is None:
+            out = depthwise_conv2d_acc(x, pk, bias, off, *geo, dm, requant=requant)
+            if out.size and x.dtype == np.int8 and x.flags.c_contiguous and _offset_ok(False, off):
+                b = _bias_array(bias, Cout, False, "depthwise_conv2d")
+                shape = (x.shape[0], geo[6], geo[7], Cout)
+                plans[x.shape] = ((pk.data, b, off, dm, KH, KW) + geo, shape,
+                                  shape[0] * shape[1] * shape[2] * Cout * KH * KW)
+            return out
+        out8 = np.empty(plan[1], np.int8)
+        _dw_exec(x, plan[0], _NO_OUT32, False, plan[2], fz5 + (out8,))
+        return out8
+
+    return call
 
 
 def fully_connected_acc(x, w, bias, input_offset, requant=None):
