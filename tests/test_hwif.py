@@ -168,3 +168,24 @@ def test_a_host_layer_output_the_array_reads_gets_a_region_in_the_plan():
     # output's region comes first, then the conv's output
     assert x not in plan.regions and base < conv.fields["out_base"]
     assert hw.memory["activations"]["words"] == 4 + 6  # 32 and 48 int8 in 8 lanes
+
+
+def test_export_files_reads_a_manifest_once_per_state(tmp_path, monkeypatch):
+    import shutil
+
+    from hwsim.hwif import manifest as hm
+    src = PKG.parent / "rtl_vectors" / "example"
+    folder = tmp_path / "e"
+    shutil.copytree(src, folder)
+    reads = []
+    real = hm.read_manifest
+    monkeypatch.setattr(hm, "read_manifest", lambda f: reads.append(f) or real(f))
+    first = hm.export_files(folder)
+    assert "manifest.yaml" in first and "mem/weights.hex" in first
+    first.add("changed by the caller")   # a copy: the kept listing is not touched
+    assert hm.export_files(folder) == first - {"changed by the caller"} and len(reads) == 1
+    text = (folder / "manifest.yaml").read_text()
+    (folder / "manifest.yaml").write_text(text.replace("format: hwsim-export", "format: x"))
+    assert hm.export_files(folder) is None and len(reads) == 2   # changed: read again
+    (folder / "manifest.yaml").unlink()
+    assert hm.export_files(folder) is None and len(reads) == 2   # no manifest: nothing read

@@ -143,14 +143,8 @@ EXPORT_WHAT = "an hwsim export (manifest.yaml with format: hwsim-export)"
 def owned_export_files(folder: str) -> set[str] | None:
     """The files an earlier ``hwsim export`` wrote into ``folder`` (its manifest and every file
     the manifest lists), or None when ``folder`` holds no readable hwsim export manifest."""
-    from .manifest import MANIFEST_FILE, read_manifest
-    if not os.path.isfile(os.path.join(folder, MANIFEST_FILE)):
-        return None
-    try:
-        man = read_manifest(folder)
-    except HwsimError:
-        return None
-    return {f["path"] for f in man["files"]} | {MANIFEST_FILE}
+    from ..hwif.manifest import export_files
+    return export_files(folder)  # read once per manifest state: it is checked twice
 
 
 def _check_out_dir(out_dir: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 
 import numpy as np
 
@@ -52,6 +53,39 @@ def read_manifest(folder: str | os.PathLike) -> dict:
                          f"hwsim reads {FORMAT_VERSION})")
     check_manifest_paths(folder, man, path)
     return man
+
+
+_LISTING_CACHE: dict = {}
+
+
+def export_files(folder: str | os.PathLike) -> set[str] | None:
+    """The files an earlier export in ``folder`` consists of (``manifest.yaml`` and every path
+    it lists), or None when ``folder`` holds no readable export manifest (:func:`read_manifest`).
+
+    Kept for the manifest file as it is (device, inode, size, modification and change times):
+    ``hwsim export`` checks the folder it replaces before the work and again at the swap, and
+    a large manifest takes a second or more to read; any change to the file reads it again.
+    """
+    path = os.path.join(os.fspath(folder), MANIFEST_FILE)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+           st.st_ctime_ns)
+    if key not in _LISTING_CACHE:
+        try:
+            man = read_manifest(folder)
+        except HwsimError:
+            listing = None
+        else:
+            listing = frozenset(f["path"] for f in man["files"]) | {MANIFEST_FILE}
+        _LISTING_CACHE.clear()  # one folder at a time
+        _LISTING_CACHE[key] = listing
+    listing = _LISTING_CACHE[key]
+    return None if listing is None else set(listing)
 
 
 def _safe_relpath(rel, folder: str, where: str) -> str:
