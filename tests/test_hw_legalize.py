@@ -60,7 +60,7 @@ def test_strict_tflite_int8_maps_every_array_op_exactly():
     for k, acc in ref.trace.accumulators.items():
         assert np.array_equal(res.trace.accumulators[k], acc)
     assert hw.memory["weights"]["words"] > 0
-    assert hw.memory["weights"]["capacity"] == 65536
+    assert hw.memory["weights"]["capacity"] == load_config("tflite-int8").memories.weights.depth
     assert "FULLY_CONNECTED" in hw.format_report()
     assert len(hw.layer_stats()) == len(hw.program.layers)
     assert len(hw.headroom(res)) == 3 and all(r.out_of_range == 0 for r in hw.headroom(res))

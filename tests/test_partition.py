@@ -37,14 +37,6 @@ def _config(**over):
     return config_from_dict(d)
 
 
-def _big_config():
-    """tflite-int8 with memories deep enough for mobilenet_v2 (no region reuse)."""
-    d = load_config("tflite-int8").to_dict()
-    for m in d["memories"].values():
-        m["depth"] = 1 << 20
-    return config_from_dict(d)
-
-
 # -- item 1: placement --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("depthwise", [False, True], ids=["conv", "depthwise"])
@@ -108,7 +100,7 @@ def test_config_host_ops_names_the_key_and_the_bad_op():
 @pytest.mark.skipif(not _corpus_models(), reason=NO_CORPUS)
 def test_mobilenet_v2_pads_fold_and_its_transpose_is_a_host_head():
     net_path = CORPUS / "real" / "mobilenet_v2_pytorch_1x3x224x224" / "model.tflite"
-    hw = map_network(net_path, _big_config())
+    hw = map_network(net_path, "tflite-int8")   # the preset holds it (no region reuse)
     pads = [layer.index for layer in hw.reference.layers if layer.op == "PAD"]
     assert len(pads) == 18 and all(hw.placement[i] == "fused" for i in pads)
     assert hw.placement[0] == "host" and "TRANSPOSE at the network's input" in \

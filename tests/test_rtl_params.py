@@ -39,7 +39,7 @@ def test_header_carries_the_config():
     d = _defines(rtl_params("tflite-int8"))
     assert (d["ROWS"], d["COLS"], d["ACC_BITS"], d["ACC_SATURATE"]) == ("8", "8", "32", "0")
     assert (d["ACT_WORD_BITS"], d["ACT_LANES"], d["ACT_DEPTH"], d["ACT_ADDR_BITS"]) == \
-        ("64", "8", "131072", "17")
+        ("64", "8", "1048576", "20")
     assert d["REQUANT_SCHEME"] == "0" and d["WGT_LANES"] == "8" and d["DESC_WORDS"] == "64"
     n = _defines(rtl_params("narrow-acc-24"))
     assert (n["ACC_BITS"], n["ACC_SATURATE"], n["REQUANT_SCHEME"], n["REQUANT_ROUNDING"]) == \

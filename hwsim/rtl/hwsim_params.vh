@@ -24,26 +24,26 @@
 `define HWSIM_ACT_WORD_BITS              64  // memories.activations.word_bits
 `define HWSIM_ACT_LANES                  8  // memories.activations.lanes
 `define HWSIM_ACT_ELEM_BITS              8  // bits per lane, as the export packs them
-`define HWSIM_ACT_DEPTH                  131072  // memories.activations.depth (words)
-`define HWSIM_ACT_ADDR_BITS              17  // word address width
+`define HWSIM_ACT_DEPTH                  1048576  // memories.activations.depth (words)
+`define HWSIM_ACT_ADDR_BITS              20  // word address width
 `define HWSIM_ACT_LANE_MSB_FIRST         0  // memories.activations.lane_order = lsb_first
 `define HWSIM_WGT_WORD_BITS              64  // memories.weights.word_bits
 `define HWSIM_WGT_LANES                  8  // memories.weights.lanes
 `define HWSIM_WGT_ELEM_BITS              8  // bits per lane, as the export packs them
-`define HWSIM_WGT_DEPTH                  65536  // memories.weights.depth (words)
-`define HWSIM_WGT_ADDR_BITS              16  // word address width
+`define HWSIM_WGT_DEPTH                  524288  // memories.weights.depth (words)
+`define HWSIM_WGT_ADDR_BITS              19  // word address width
 `define HWSIM_WGT_LANE_MSB_FIRST         0  // memories.weights.lane_order = lsb_first
 `define HWSIM_BIAS_WORD_BITS             32  // memories.bias.word_bits
 `define HWSIM_BIAS_LANES                 1  // memories.bias.lanes
 `define HWSIM_BIAS_ELEM_BITS             32  // bits per lane, as the export packs them
-`define HWSIM_BIAS_DEPTH                 4096  // memories.bias.depth (words)
-`define HWSIM_BIAS_ADDR_BITS             12  // word address width
+`define HWSIM_BIAS_DEPTH                 32768  // memories.bias.depth (words)
+`define HWSIM_BIAS_ADDR_BITS             15  // word address width
 `define HWSIM_BIAS_LANE_MSB_FIRST        0  // memories.bias.lane_order = lsb_first
 `define HWSIM_RQ_WORD_BITS               64  // memories.requant.word_bits
 `define HWSIM_RQ_LANES                   1  // memories.requant.lanes
 `define HWSIM_RQ_ELEM_BITS               64  // bits per lane, as the export packs them
-`define HWSIM_RQ_DEPTH                   4096  // memories.requant.depth (words)
-`define HWSIM_RQ_ADDR_BITS               12  // word address width
+`define HWSIM_RQ_DEPTH                   32768  // memories.requant.depth (words)
+`define HWSIM_RQ_ADDR_BITS               15  // word address width
 `define HWSIM_RQ_LANE_MSB_FIRST          0  // memories.requant.lane_order = lsb_first
 `define HWSIM_ACT_LOG2_LANES             3  // log2(ACT_LANES)
 `define HWSIM_WGT_LOG2_LANES             3  // log2(WGT_LANES)
