@@ -46,6 +46,9 @@ FUSED_OPS = ("Conv", "Gemm", "MatMul", "Add", "Mul", "AveragePool", "GlobalAvera
 FLOAT_OPS = ("Sum", "Add", "Mul", "Relu", "Clip", "AveragePool")
 
 
+MAX_ELEMENTS = 2**31 - 1  # a run-time tensor's elements (numpy and the kernels index them)
+
+
 def is_quantized(model) -> bool:
     """Whether the model holds QDQ or QOperator nodes."""
     return any(n.op_type in QUANT_OPS for n in model.graph.node)
@@ -110,6 +113,11 @@ class _QImporter:
         return ModelError(f"{self.source}: {what}: {msg}" if what else f"{self.source}: {msg}")
 
     def add_tensor(self, name, shape, dtype, q=None, data=None) -> int:
+        if data is None and (any(int(d) <= 0 for d in shape) or
+                             int(np.prod([int(d) for d in shape], dtype=object)) > MAX_ELEMENTS):
+            raise ModelError(f"{self.source}: tensor {brief(name, 64)} of shape "
+                             f"{list(shape)[:8]}: every dimension >= 1, at most "
+                             f"{MAX_ELEMENTS:,} elements")
         base, k = name or "t", 1
         while name in self.names or not name:
             name = f"{base}_{k}"
@@ -149,7 +157,20 @@ class _QImporter:
         v = np.asarray(v).reshape(-1)
         if v.size != 1:
             raise self.err(node, f"{what} must be one value (per-tensor), got {v.size}")
+        self.check_qparam(node, what, v)
         return v[0]
+
+    def check_qparam(self, node, what, v) -> None:
+        """A scale must be finite and > 0 (float32); a zero point int8 or uint8."""
+        v = np.asarray(v)
+        if "scale" in what:
+            if v.dtype.kind != "f" or not np.all(np.isfinite(v)) or np.any(v <= 0) or \
+                    np.any(np.float32(v) <= 0):
+                raise self.err(node, f"{what} {v.reshape(-1)[:4].tolist()}: a scale must be a "
+                                     f"finite float > 0")
+        elif "zero" in what and v.dtype not in (np.dtype(np.int8), np.dtype(np.uint8)):
+            raise self.err(node, f"{what} of type {v.dtype}: int8 or uint8 zero points are "
+                                 f"supported")
 
     def act(self, node, k) -> _Act:
         v = self.vals.get(node.input[k])
@@ -228,8 +249,19 @@ class _QImporter:
     # -- driver ----------------------------------------------------------------------------
     def run(self) -> Graph:
         from onnx import numpy_helper
+
+        from .onnx_fold import MAX_CONSTANT_ELEMENTS, _cut, _elements
         for init in self.g.initializer:
-            self.vals[init.name] = numpy_helper.to_array(init)
+            n = _elements(init.dims)
+            if n is None or n > MAX_CONSTANT_ELEMENTS:
+                raise ModelError(f"{self.source}: initializer {brief(init.name, 64)} has dims "
+                                 f"{list(init.dims)[:8]}")
+            try:
+                self.vals[init.name] = numpy_helper.to_array(init)
+            except Exception as e:  # noqa: BLE001 -- onnx/numpy report a bad tensor variously
+                raise ModelError(f"{self.source}: initializer {brief(init.name, 64)} (dims "
+                                 f"{list(init.dims)}, data type {init.data_type}) cannot be "
+                                 f"read: {_cut(e)}") from None
         inputs, src_shapes, in_perms = [], [], []
         for inp in self.g.input:
             if inp.name in self.vals:
@@ -368,6 +400,10 @@ class _QImporter:
         if isinstance(x, _Act):
             s = np.float32(self.scalar(node, 1, "x_scale"))
             z = int(self.scalar(node, 2, "x_zero_point"))
+            zpv = self.const(node, 2, "x_zero_point")
+            zdt = np.dtype(np.uint8) if zpv is None else np.asarray(zpv).dtype
+            if zdt != self.dtype(x):
+                raise self.err(node, f"zero point of type {zdt} for a {self.dtype(x)} tensor")
             if self.in_q(x) != (s, z):
                 self.quant[x.t] = (s, z)  # a QOperator output read with its own parameters
             self.vals[node.output[0]] = _DQ(x)
@@ -490,10 +526,42 @@ class _QImporter:
         raise self.err(fnode, "internal: no fusion")  # pragma: no cover
 
     # -- the integer ops (both formats) ----------------------------------------------------
+    def same_type(self, node, xs, dt) -> None:
+        """ORT's QLinear ops take and give one type (T): int8 or uint8 throughout."""
+        for x in xs:
+            if self.dtype(x) != np.dtype(dt):
+                raise self.err(node, f"input of type {self.dtype(x)} and output of type "
+                                     f"{np.dtype(dt)}: one type (int8 or uint8) throughout")
+
+    def check_mac(self, node, x, w, wsc, wzp, b, cout, cin):
+        """Weights int8 with one scale (or one per output channel), the input's depth, an
+        int32 bias of one value per output channel."""
+        if np.asarray(w).dtype != np.int8:
+            raise self.err(node, f"weights of type {np.asarray(w).dtype}: int8 weights are "
+                                 f"supported")
+        if np.asarray(wsc).size not in (1, cout) or np.asarray(wzp).size not in (1, cout):
+            raise self.err(node, f"{np.asarray(wsc).size} weight scales for {cout} output "
+                                 f"channels")
+        self.check_qparam(node, "weight scale", np.asarray(wsc))
+        if x.shape[1 if len(x.shape) == 4 else -1] != cin:
+            raise self.err(node, f"input {list(x.shape)} does not match the weights' depth {cin}")
+        if b is not None and (np.asarray(b).dtype != np.int32 or np.asarray(b).size != cout):
+            raise self.err(node, f"bias {np.asarray(b).dtype} {list(np.shape(b))}: int32, one "
+                                 f"value per output channel ({cout})")
+        if self.dtype(x) not in (np.dtype(np.int8), np.dtype(np.uint8)):
+            raise self.err(node, f"input of type {self.dtype(x)}: int8 or uint8 expected")
+
     def conv(self, node, a, x, w, wsc, wzp, b, ys, yz, dt, out):
-        if w.ndim != 4:
-            raise self.err(node, f"only 2-D convolutions are supported (weights "
-                                 f"{list(w.shape)})")
+        if w.ndim != 4 or len(x.shape) != 4:
+            raise self.err(node, f"only 2-D convolutions are supported (input "
+                                 f"{list(x.shape)}, weights {list(w.shape)})")
+        group = int(a.get("group", 1))
+        if group < 1 or w.shape[0] % group:
+            raise self.err(node, f"group {group} does not divide {w.shape[0]} output channels")
+        self.check_mac(node, x, w, wsc, wzp, b, w.shape[0], w.shape[1] * group)
+        if list(a.get("kernel_shape", w.shape[2:])) != list(w.shape[2:]):
+            raise self.err(node, f"kernel_shape {a['kernel_shape']} differs from the weights "
+                                 f"{list(w.shape)}")
         xs, xz = self.in_q(x)
         xn = self.nhwc(node, x, out)
         g = self.spatial(node, a, x.shape, w.shape[2:])
@@ -512,20 +580,22 @@ class _QImporter:
             raise self.err(node, "transA=1 is not supported")
         if w.ndim != 2:
             raise self.err(node, f"2-D constant weights expected, got {list(w.shape)}")
+        n_out = w.shape[0] if trans_b else w.shape[1]
+        self.check_mac(node, x, w, wsc, wzp, b, n_out, w.shape[1] if trans_b else w.shape[0])
         xs, xz = self.in_q(x)
         xp = self.plain(x, out + "/in")
-        n_out = w.shape[0] if trans_b else w.shape[1]
         shape = tuple(x.shape[:-1]) + (n_out,)
         ins = [xp.t, self.const_tensor(out + "/weights", w)]
         if b is not None:
             bb = np.asarray(b, np.int32).reshape(-1)
-            ins.append(self.const_tensor(out + "/bias", np.broadcast_to(bb, (n_out,)).copy()))
+            ins.append(self.const_tensor(out + "/bias", bb))
         t = self.emit("ORT_FC", ins, out, shape, dt, (ys, yz), x_scale=xs, x_zp=xz,
                       w_scale=wsc, w_zp=wzp, y_scale=ys, y_zp=yz, trans_b=trans_b,
                       alpha=alpha)
         self.set_act(out, t, _ident(len(shape)), shape)
 
     def add(self, node, x0, x1, ys, yz, dt, out):
+        self.same_type(node, [x0, x1], dt)
         (s0, z0), (s1, z1) = self.in_q(x0), self.in_q(x1)
         if x0.shape != x1.shape:
             raise self.err(node, f"broadcasting add {list(x0.shape)} + {list(x1.shape)} is "
@@ -536,6 +606,7 @@ class _QImporter:
         self.set_act(out, t, x0.perm, x0.shape)
 
     def mul(self, node, x0, x1, ys, yz, dt, out):
+        self.same_type(node, [x0, x1], dt)
         (s0, z0), (s1, z1) = self.in_q(x0), self.in_q(x1)
         if len(x0.shape) != len(x1.shape):
             raise self.err(node, f"Mul of ranks {len(x0.shape)} and {len(x1.shape)} is not "
@@ -548,6 +619,7 @@ class _QImporter:
         self.set_act(out, t, x0.perm, shape)
 
     def lookup(self, node, op, alpha, x, ys, yz, dt, out):
+        self.same_type(node, [x], dt)
         xs, xz = self.in_q(x)
         t = self.emit("ORT_LOOKUP", [x.t], out, self.tensors[x.t].shape, dt, (ys, yz),
                       fn="leaky_relu" if op == "LeakyRelu" else "sigmoid", alpha=alpha,
@@ -555,6 +627,7 @@ class _QImporter:
         self.set_act(out, t, x.perm, x.shape)
 
     def avg_pool(self, node, a, x, ys, yz, dt, out):
+        self.same_type(node, [x], dt)
         xs, xz = self.in_q(x)
         k = list(a["kernel_shape"])
         g = self.spatial(node, a, x.shape, k, pool=True)
@@ -569,6 +642,7 @@ class _QImporter:
         self.set_act(out, t, NHWC, shape)
 
     def gap(self, node, x, ys, yz, dt, out):
+        self.same_type(node, [x], dt)
         xs, xz = self.in_q(x)
         xn = self.nhwc(node, x, out)
         shape = (x.shape[0], x.shape[1], 1, 1)
@@ -577,6 +651,7 @@ class _QImporter:
         self.set_act(out, t, NHWC, shape)
 
     def concat(self, node, axis, xs, ys, yz, dt, out):
+        self.same_type(node, xs, dt)
         r = len(xs[0].shape)
         axis %= r
         perm = xs[0].perm
@@ -589,6 +664,7 @@ class _QImporter:
         self.set_act(out, t, perm, shape)
 
     def softmax(self, node, axis, x, ys, yz, dt, out, opset):
+        self.same_type(node, [x], dt)
         r = len(x.shape)
         axis %= r
         if opset < 13 and any(d != 1 for d in x.shape[axis + 1:]):
@@ -784,4 +860,13 @@ class _FoldVal:
 
 def read_quantized(model, *, source: str = "<onnx>", batch: int = 1) -> Graph:
     """Translate a QDQ or QOperator ``onnx.ModelProto`` (see the module docstring)."""
-    return _QImporter(model, source, batch).run()
+    from .onnx_fold import _cut
+    try:
+        return _QImporter(model, source, batch).run()
+    except ModelError:
+        raise
+    except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError, OverflowError,
+            AttributeError) as e:
+        # a structure the checks above did not foresee (a hand-edited or corrupt file)
+        raise ModelError(f"{source}: cannot import this quantized ONNX model ({_cut(e)})") \
+            from None
