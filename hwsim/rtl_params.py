@@ -96,9 +96,9 @@ def _check(cfg: AccelConfig) -> dict[str, int]:
     if cfg.memories.requant.word_bits < 64:
         bad("memories.requant.word_bits", "requant words must be >= 64 bits")
     if cfg.requant.scheme not in REQUANT_SCHEME_CODES:
-        bad("requant.scheme", f"{cfg.requant.scheme}: its requant unit has no {cfg.requant.scheme} "
-                              f"unit (schemes {', '.join(REQUANT_SCHEME_CODES)}); hwsim export "
-                              f"still writes the scale words")
+        bad("requant.scheme", f"{cfg.requant.scheme}: no requant unit for it (the RTL's "
+                              f"schemes: {', '.join(REQUANT_SCHEME_CODES)}); hwsim export still "
+                              f"writes its scale words")
     return lanes
 
 

@@ -144,3 +144,58 @@ def test_rtl_params_refuses_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "requant.scheme" in err and "float32" in err
     assert not (tmp_path / "p.vh").exists()
+
+
+def test_onnx_qdq_model_exports_exactly_with_onnxruntime_int8(tmp_path, capsys):
+    """The digits CNN quantized by onnxruntime.quantization (QDQ, int8, per channel): its
+    int8 Conv/Gemm layers run on the array with the float32 unit, exactly (strict); the
+    other ONNX Runtime layers run on the host; the export's FC output vector is the engine's
+    tensor, and the engine's output is ORT's. tflite-int8 refuses it (strict)."""
+    import h5py
+    import onnx
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is the ONNX oracle")
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quant_pre_process, quantize_static)
+
+    import hwsim
+    from hwsim import cli
+    from conftest import DIGITS_DIR
+    import os
+    pre, q = str(tmp_path / "digits.onnx"), str(tmp_path / "q.onnx")
+    quant_pre_process(onnx.load(os.path.join(DIGITS_DIR, "digits_cnn.onnx")), pre,
+                      skip_symbolic_shape=True)
+    name = onnx.load(pre).graph.input[0].name
+    calib = np.random.default_rng(0).uniform(0, 1, (16, 1, 8, 8)).astype(np.float32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{name: c[None]} for c in calib])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(pre, q, Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    per_channel=True)
+    x = calib[:1]
+    xp = tmp_path / "x.npy"
+    np.save(xp, x)
+    out = tmp_path / "e"
+    assert cli.main(["export", q, "--config", "onnxruntime-int8", "--input", str(xp),
+                     "--out", str(out)]) == 0
+    cap = capsys.readouterr()
+    assert "exact)" in cap.out and "the reference RTL has no float32 requant unit" in cap.err
+    assert "FULLY_CONNECTED  FC" in cap.out and "CONV_2D          CONV" in cap.out
+    net = hwsim.load(q)
+    res = net.run([x], trace=True)
+    sess = ort.InferenceSession(q, providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {name: x})[0]
+    assert np.array_equal(res.outputs[0], ref)
+    fc = [L for L in net.program.layers if L.op == "FULLY_CONNECTED"][0]
+    with h5py.File(out / "vectors.h5", "r") as h:
+        key = [k for k in h["layers"] if k.endswith("fully_connected")][0]
+        got = h[f"layers/{key}/output"][()]
+    assert np.array_equal(got.reshape(-1), res.trace.tensors[fc.outputs[0]].reshape(-1))
+    assert cli.main(["export", q, "--config", "tflite-int8", "--input", str(xp),
+                     "--out", str(tmp_path / "e2")]) == 2
+    assert "cannot represent the model's float32 requantization" in capsys.readouterr().err

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from ..ir import Op
+from ..params import (ConvParams, DepthwiseConvParams, FullyConnectedParams, RequantParams)
 from ..params_onnxrt import (OrtAddParams, OrtAvgPoolParams, OrtConcatParams,
                              OrtDequantizeParams, OrtFloatParams, OrtGlobalPoolParams,
                              OrtMacParams, OrtMaxPoolParams, OrtMulParams, OrtQuantizeParams,
@@ -31,7 +32,7 @@ from ..params_onnxrt import (OrtAddParams, OrtAvgPoolParams, OrtConcatParams,
 from ..program import Layer
 from ..registry import lowering
 from ..vocab import QRANGE
-from .context import LoweringContext
+from .context import LoweringContext, derive_requant
 
 F32 = np.float32
 
@@ -79,6 +80,25 @@ def _mac_common(ctx: LoweringContext, op: Op):
     return a, in_u8, offset, bias, lo, hi, odt
 
 
+def _int8_requant(ctx: LoweringContext, op: Op, scale, a, lo: int, hi: int) -> RequantParams:
+    """The requantization of an int8 -> int8 QLinearConv/QGemm as a MAC layer's: the float32
+    scheme with ORT's float32 scales (the engine, and a config whose unit is float32: the
+    same bits, so legalization finds it exact), or the config's own unit derived from those
+    scales (its notes say what it approximates)."""
+    reals = np.atleast_1d(np.asarray(scale, F32)).astype(np.float64)
+    if ctx.config is None:
+        d = derive_requant(reals, "float32")
+    else:
+        d = ctx.requant_params(reals, hardware=True)
+    return RequantParams(**d._asdict(), out_zp=int(a["y_zp"]), act_min=lo, act_max=hi)
+
+
+def _int8_layer(in_u8: bool, odt: str) -> bool:
+    """int8 activations in and out: the layer is an ordinary MAC layer (the engine's conv2d /
+    depthwise / FC kernels with the float32 requant scheme), which the array can run."""
+    return not in_u8 and odt == "int8"
+
+
 @lowering("ORT_CONV")
 def lower_conv(op: Op, ctx: LoweringContext):
     a, in_u8, offset, bias, lo, hi, odt = _mac_common(ctx, op)
@@ -93,6 +113,19 @@ def lower_conv(op: Op, ctx: LoweringContext):
     geom = dict(stride_h=int(a["strides"][0]), stride_w=int(a["strides"][1]),
                 dilation_h=int(a["dilations"][0]), dilation_w=int(a["dilations"][1]),
                 pad_top=int(pads[0]), pad_left=int(pads[1]), out_h=int(ys[1]), out_w=int(ys[2]))
+    macs = int(np.prod(ys)) * kh * kw * cin_g
+    if _int8_layer(in_u8, odt):
+        mac = dict(bias=bias, input_offset=offset, acc_int64=False,
+                   requant=_int8_requant(ctx, op, scale, a, lo, hi),
+                   accumulator=ctx.accumulator(), **geom)
+        if group > 1 and cin_g == 1 and group == xs[3]:
+            params = DepthwiseConvParams(weights=np.ascontiguousarray(w.transpose(1, 2, 3, 0)),
+                                         depth_multiplier=cout // group, **mac)
+            return _layer(op, "depthwise_conv2d", params, ir_op="DEPTHWISE_CONV_2D",
+                          macs=macs, has_acc=True)
+        params = ConvParams(weights=np.ascontiguousarray(w.transpose(0, 2, 3, 1)),
+                            groups=group, **mac)
+        return _layer(op, "conv2d", params, ir_op="CONV_2D", macs=macs, has_acc=True)
     common = dict(bias=bias, input_offset=offset, in_uint8=in_u8, scale=scale,
                   out_zp=int(a["y_zp"]), lo=lo, hi=hi, out_dtype=odt, **geom)
     if group > 1 and cin_g == 1 and group == xs[3]:
@@ -103,7 +136,6 @@ def lower_conv(op: Op, ctx: LoweringContext):
         params = OrtMacParams(kind="conv2d", weights=np.ascontiguousarray(
             w.transpose(0, 2, 3, 1)), groups=group, **common)
         ir_op = "CONV_2D"
-    macs = int(np.prod(ys)) * kh * kw * cin_g
     return _layer(op, "ort_mac", params, ir_op=ir_op, macs=macs, has_acc=True)
 
 
@@ -118,6 +150,13 @@ def lower_fc(op: Op, ctx: LoweringContext):
     xs, ys = ctx.tensor(op.inputs[0]).shape, ctx.tensor(op.outputs[0]).shape
     batch = int(np.prod(xs)) // k
     scale = _mac_scale(a["x_scale"], a["w_scale"], a["y_scale"], a.get("alpha"))
+    if _int8_layer(in_u8, odt):
+        params = FullyConnectedParams(
+            weights=np.ascontiguousarray(w), bias=bias, input_offset=offset, acc_int64=False,
+            requant=_int8_requant(ctx, op, scale, a, lo, hi), accumulator=ctx.accumulator(),
+            batch=batch, depth=k, out_shape=tuple(ys))
+        return _layer(op, "fully_connected", params, ir_op="FULLY_CONNECTED",
+                      macs=batch * cout * k, has_acc=True)
     params = OrtMacParams(kind="fc", weights=np.ascontiguousarray(w), bias=bias,
                           input_offset=offset, in_uint8=in_u8, scale=scale,
                           out_zp=int(a["y_zp"]), lo=lo, hi=hi, out_dtype=odt, batch=batch,

@@ -27,6 +27,9 @@ def place_layer(layer: Layer, program: Program, host_ops=()) -> tuple[str, str]:
     the host (AccelConfig.host_ops)."""
     if layer.op in host_ops:
         return "host", f"{layer.op} is in the config's host_ops"
+    if layer.kernel.startswith("ort_"):  # hwsim.kernels.onnxrt: ONNX Runtime's own arithmetic
+        return "host", (f"{layer.op} computes ONNX Runtime's arithmetic (kernel {layer.kernel}), "
+                        f"which no array unit implements")
     if layer.op in ALIAS_OPS:
         return "alias", ""
     if layer.op in EDGE_HOST_OPS and _at_edge(layer, program):
