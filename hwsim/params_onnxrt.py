@@ -50,6 +50,9 @@ class OrtMacParams(Params):
     batch: int = 1
     depth: int = 1
     out_shape: tuple = ()
+    # the MAC families' hardware-mode field (hwsim.params.MacParams.accumulator): ORT's exact
+    # int32 accumulators, never an accelerator's model
+    accumulator: None = None
 
 
 @frozen_params

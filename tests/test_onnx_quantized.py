@@ -433,3 +433,20 @@ def test_bad_quantized_model_is_one_model_error_naming_it(kw, message):
     synthetic models, QDQ and QOperator: every one exits 0 or with one error line)."""
     with pytest.raises(ModelError, match=message):
         read_onnx(_qlinear_sigmoid_model(**kw))
+
+
+def test_export_of_a_quantized_onnx_model_runs_every_layer_on_the_host(float_models, tmp_path):
+    """No accelerator unit computes ONNX Runtime's float32 requantization yet (issue 12 item
+    3): an export places every layer on the host and still writes each layer's golden
+    vectors (hwsim/passes/place.py gives the reason)."""
+    from hwsim import cli
+    d, models = float_models
+    src, calib, xs = models["digits"]
+    path = _quantize(src, str(d / "digits_export.onnx"), calib, "qop", "u8", True)
+    np.save(tmp_path / "x.npy", xs[:1])
+    assert cli.main(["export", path, "--config", "tflite-int8", "--input",
+                     str(tmp_path / "x.npy"), "--out", str(tmp_path / "exp")]) == 0
+    import yaml
+    man = yaml.safe_load((tmp_path / "exp" / "manifest.yaml").read_text())
+    assert len(man["layers"]) == len(read_onnx(path).ops)
+    assert {entry["placement"] for entry in man["layers"]} == {"host"}
