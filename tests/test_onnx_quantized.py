@@ -450,3 +450,43 @@ def test_export_of_a_quantized_onnx_model_runs_every_layer_on_the_host(float_mod
     man = yaml.safe_load((tmp_path / "exp" / "manifest.yaml").read_text())
     assert len(man["layers"]) == len(read_onnx(path).ops)
     assert {entry["placement"] for entry in man["layers"]} == {"host"}
+
+
+def _weights_quantized_in_graph(model):
+    """The weight pattern of Brevitas / Quark exports: a float initializer -> QuantizeLinear ->
+    DequantizeLinear (instead of an int8 initializer -> DequantizeLinear)."""
+    from onnx import numpy_helper
+    inits = {i.name: i for i in model.graph.initializer}
+    nodes = []
+    for n in model.graph.node:
+        w = inits.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
+        if w is not None and w.data_type == TensorProto.INT8:
+            q = numpy_helper.to_array(w).astype(np.float32)
+            s = numpy_helper.to_array(inits[n.input[1]]).astype(np.float32)
+            axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+            shape = [1] * q.ndim
+            if s.size > 1:
+                shape[axis] = -1
+            model.graph.initializer.append(numpy_helper.from_array(
+                (q * s.reshape(shape)).astype(np.float32), w.name + "_float"))
+            nodes.append(helper.make_node("QuantizeLinear", [w.name + "_float", n.input[1],
+                                                             n.input[2]], [w.name + "_q"],
+                                          axis=axis))
+            n.input[0] = w.name + "_q"
+        nodes.append(n)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_weights_quantized_in_the_graph_brevitas_style(float_models, per_channel):
+    d, models = float_models
+    src, calib, xs = models["digits"]
+    m = onnx.load(_quantize(src, str(d / f"digits_bv_{per_channel}.onnx"), calib, "qdq", "u8",
+                            per_channel))
+    m = _weights_quantized_in_graph(m)
+    assert sum(n.op_type == "QuantizeLinear" and n.input[0].endswith("_float")
+               for n in m.graph.node) == 3
+    for x in xs:
+        assert _check_every_tensor(m, x[None]) >= 6

@@ -345,6 +345,23 @@ class _QImporter:
             raise self.err(node, f"cannot import this node ({type(e).__name__}: {e})") from None
 
     def fold(self, node):
+        if node.op_type == "QuantizeLinear":
+            # float weights quantized in the graph (as Brevitas and Quark export them): folded
+            # as MLAS computes QuantizeLinear, saturate(round_half_even(x / scale) + zp)
+            x = np.asarray(self.vals[node.input[0]], np.float32)
+            s = np.asarray(self.const(node, 1, "y_scale"), np.float32)
+            self.check_qparam(node, "y_scale", s)
+            zv = self.const(node, 2, "y_zero_point")
+            dt = np.dtype(np.uint8) if zv is None else np.asarray(zv).dtype
+            self.check_qparam(node, "y_zero_point", np.zeros(1, dt))
+            z = np.zeros(1, np.int64) if zv is None else np.asarray(zv).astype(np.int64)
+            shape = [1] * max(x.ndim, 1)
+            if s.size > 1:
+                shape[int(self.attrs(node).get("axis", 1)) % x.ndim] = -1
+            v = np.rint(np.clip(x / s.reshape(shape), -2.0**40, 2.0**40)).astype(np.int64)
+            lo, hi = (-128, 127) if dt == np.dtype(np.int8) else (0, 255)
+            self.vals[node.output[0]] = np.clip(v + z.reshape(shape), lo, hi).astype(dt)
+            return
         if node.op_type == "DequantizeLinear":  # a weight or bias: folded here (any opset)
             from ..arith import dequantize_float32
             q = self.vals[node.input[0]]
