@@ -124,15 +124,19 @@ class OrtMaxPoolParams(Params):
 
 @frozen_params
 class OrtAddParams(Params):
-    """QLinearAdd on x86 (MlasQLinearAddKernelAvx2Helper), per element:
+    """QLinearAdd on x86 (MlasQLinearAddKernelAvx2Helper as GCC compiles it), per element:
     ``c = fma(a, ratio_a, fma(b, ratio_b, fixed))`` in float32, rounded half to even,
     saturated to the output type; ``ratio_a = a_scale / c_scale``, ``ratio_b = b_scale /
-    c_scale``, ``fixed = float(c_zp) - (ratio_a * a_zp + ratio_b * b_zp)`` (float32)."""
+    c_scale``, ``fixed = float(c_zp) - fma(ratio_a, a_zp, ratio_b * b_zp)`` (float32). When
+    ``scalar`` is "a" (a is broadcast along the innermost axis), ORT's broadcaster swaps the
+    inputs: ``fma(b, ratio_b, fma(a, ratio_a, fixed))`` with the fixed part's fma swapped
+    too."""
     ratio_a: np.float32
     ratio_b: np.float32
     fixed: np.float32
     lo: int
     hi: int
+    scalar: str = ""
 
 
 @frozen_params

@@ -490,3 +490,89 @@ def test_weights_quantized_in_the_graph_brevitas_style(float_models, per_channel
                for n in m.graph.node) == 3
     for x in xs:
         assert _check_every_tensor(m, x[None]) >= 6
+
+
+@pytest.mark.parametrize("fmt,act", [("qop", "u8"), ("qop", "s8"), ("qdq", "u8")])
+def test_broadcast_add_follows_ort_scalar_span_paths(tmp_path, fmt, act):
+    """QLinearAdd with broadcasting: ORT's broadcaster hands MLAS one input as a scalar per
+    span (it then joins the fixed part by a multiply and an add, the other input by an fma)
+    or two full spans. [C,H,W] + [C,1,1], [C,1,1] + [C,H,W] and [C,H,W] + [1,H,W]."""
+    from test_frontend_onnx import make_model
+    N = helper.make_node
+    inits = {"w": rnd((6, 3, 3, 3), 1, 0.3), "b": rnd((6,), 2, 0.1),
+             "w2": rnd((1, 6, 1, 1), 3, 0.3), "b2": rnd((1,), 4, 0.1)}
+    nodes = [N("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             N("GlobalAveragePool", ["c"], ["g"]),
+             N("Conv", ["c", "w2", "b2"], ["p"]),          # [1, 1, H, W]
+             N("Add", ["c", "g"], ["a1"]),
+             N("Add", ["g", "a1"], ["a2"]),
+             N("Add", ["a2", "p"], ["y"])]
+    src = str(tmp_path / "f.onnx")
+    onnx.save(make_model(nodes, {"x": (1, 3, 8, 8)}, ["y"], inits), src)
+    m = onnx.load(_quantize(src, str(tmp_path / "q.onnx"), rnd((8, 3, 8, 8), 9), fmt, act,
+                            True))
+    if fmt == "qop":
+        assert sum(n.op_type == "QLinearAdd" for n in m.graph.node) == 3
+    for seed in (21, 22, 23):
+        assert _check_every_tensor(m, rnd((1, 3, 8, 8), seed)) >= 6
+
+
+# Scales and zero points found by search where the candidate float32 orders part (each on 1-2
+# of the 65,536 pairs): which input enters the inner fma; whether GCC contracted MLAS's
+# ``ratio_A * zp_A + ratio_B * zp_B`` into an fma (it did).
+ADD_CASES = [(0.029867518693208694, 0.03172658756375313, 0.04317310452461243, -6, 17, -15),
+             (0.03990037739276886, 0.019316596910357475, 0.04658976197242737, 46, -34, -4),
+             (0.03223216161131859, 0.048546407371759415, 0.006979445926845074, 56, -15, 45)]
+
+
+@pytest.mark.parametrize("case", range(len(ADD_CASES)))
+@pytest.mark.parametrize("order", ["full+scalar", "scalar+full", "full+full"])
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+def test_qlinear_add_on_all_code_pairs(order, dtype, case):
+    """QLinearAdd on all 65,536 pairs of input codes, in each of MLAS's paths (one input a
+    scalar per span, ORT's broadcaster putting it second; or both spans full): MLAS's second
+    input in the inner fma, the first in the outer, the fixed part contracted."""
+    tq = TensorProto.INT8 if dtype == np.int8 else TensorProto.UINT8
+    codes = np.arange(256, dtype=np.uint8).view(dtype).astype(np.float32)
+    sa, sb, sc, za, zb, zc = ADD_CASES[case]
+    if dtype == np.uint8:
+        za, zb, zc = za + 128, zb + 128, zc + 128
+    xa = ((codes[None, None, None, :] - za) * np.float32(sa)).astype(np.float32)
+    xa = np.broadcast_to(xa, (1, 256, 1, 256)).copy()
+    xb = ((codes[None, :, None, None] - zb) * np.float32(sb)).astype(np.float32)  # [1,256,1,1]
+    if order == "full+full":
+        xb = np.broadcast_to(xb, (1, 256, 1, 256)).copy()
+    ins = {"xa": xa, "xb": xb}
+    first, second = ("qb", "qa") if order == "scalar+full" else ("qa", "qb")
+    sc_first = (sb, "zb") if first == "qb" else (sa, "za")
+    sc_second = (sa, "za") if first == "qb" else (sb, "zb")
+    inits = [helper.make_tensor("sa", TensorProto.FLOAT, [], [sa]),
+             helper.make_tensor("za", tq, [], [za]),
+             helper.make_tensor("sb", TensorProto.FLOAT, [], [sb]),
+             helper.make_tensor("zb", tq, [], [zb]),
+             helper.make_tensor("sc", TensorProto.FLOAT, [], [sc]),
+             helper.make_tensor("zc", tq, [], [zc])]
+    nodes = [helper.make_node("QuantizeLinear", ["xa", "sa", "za"], ["qa"]),
+             helper.make_node("QuantizeLinear", ["xb", "sb", "zb"], ["qb"]),
+             helper.make_node("QLinearAdd", [first, "s" + sc_first[1][1], sc_first[1],
+                                             second, "s" + sc_second[1][1], sc_second[1],
+                                             "sc", "zc"], ["o"], domain="com.microsoft"),
+             helper.make_node("DequantizeLinear", ["o", "sc", "zc"], ["y"])]
+    g = helper.make_graph(nodes, "t", [helper.make_tensor_value_info(n, TensorProto.FLOAT,
+                                                                     list(v.shape))
+                                       for n, v in ins.items()],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13),
+                                            helper.make_opsetid("com.microsoft", 1)])
+    gr = read_onnx(m)
+    res = Network(lower(gr), gr).run([xa, xb], trace=True)
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    mm = onnx.ModelProto()
+    mm.CopyFrom(m)
+    mm.graph.output.append(helper.make_tensor_value_info("o", tq, None))
+    s = ort.InferenceSession(mm.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    ref_y, ref_o = s.run(None, ins)
+    t, perm = gr.value_map["o"]
+    _assert_same("o", res.trace.tensors[t], np.transpose(ref_o, perm))
+    _assert_same("y", res.outputs[0], ref_y)

@@ -84,6 +84,21 @@ class _Pending:
     shape: tuple
 
 
+def _scalar_span(a: tuple, b: tuple, out: tuple) -> str:
+    """Which input ORT's broadcaster (InputBroadcaster) hands to MLAS as a scalar per span:
+    "b" ("a") when b (a) is broadcast along the innermost axis where the output is longer than
+    1, else "" (both spans full)."""
+    for k in range(len(out) - 1, -1, -1):
+        if out[k] == 1:
+            continue
+        if b[k] == 1 and a[k] != 1:
+            return "b"
+        if a[k] == 1 and b[k] != 1:
+            return "a"
+        return ""
+    return ""
+
+
 def _ident(n: int) -> tuple:
     return tuple(range(n))
 
@@ -614,13 +629,16 @@ class _QImporter:
     def add(self, node, x0, x1, ys, yz, dt, out):
         self.same_type(node, [x0, x1], dt)
         (s0, z0), (s1, z1) = self.in_q(x0), self.in_q(x1)
-        if x0.shape != x1.shape:
-            raise self.err(node, f"broadcasting add {list(x0.shape)} + {list(x1.shape)} is "
-                                 f"not supported")
+        if len(x0.shape) != len(x1.shape):
+            raise self.err(node, f"Add of ranks {len(x0.shape)} and {len(x1.shape)} is not "
+                                 f"supported (equal ranks, numpy broadcasting)")
+        shape = tuple(np.broadcast_shapes(x0.shape, x1.shape))
         x1 = self.layout(x1, x0.perm, out + "/b")
-        t = self.emit("ORT_ADD", [x0.t, x1.t], out, self.tensors[x0.t].shape, dt, (ys, yz),
-                      a_scale=s0, a_zp=z0, b_scale=s1, b_zp=z1, y_scale=ys, y_zp=yz)
-        self.set_act(out, t, x0.perm, x0.shape)
+        ir = tuple(np.broadcast_shapes(self.tensors[x0.t].shape, self.tensors[x1.t].shape))
+        t = self.emit("ORT_ADD", [x0.t, x1.t], out, ir, dt, (ys, yz),
+                      a_scale=s0, a_zp=z0, b_scale=s1, b_zp=z1, y_scale=ys, y_zp=yz,
+                      scalar=_scalar_span(x0.shape, x1.shape, shape))
+        self.set_act(out, t, x0.perm, shape)
 
     def mul(self, node, x0, x1, ys, yz, dt, out):
         self.same_type(node, [x0, x1], dt)

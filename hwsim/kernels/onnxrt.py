@@ -137,8 +137,17 @@ def run_max_pool(layer, inputs):
 def run_add(layer, inputs):
     p = layer.params
     a, b = inputs
-    t = fma_float32(b.astype(np.float32), p.ratio_b, p.fixed)
-    v = fma_float32(a.astype(np.float32), p.ratio_a, t)
+    af, bf = a.astype(np.float32), b.astype(np.float32)
+    f32 = np.float32
+    # MLAS's B operand enters the inner fma (in the IsScalarB path GCC contracts
+    # fixed + b * ratio_b into one fma as well); when a is the broadcast operand, ORT's
+    # broadcaster swaps the inputs and a is MLAS's B
+    if p.scalar == "a":
+        v = fma_float32(bf, p.ratio_b, fma_float32(af, p.ratio_a, p.fixed))
+    else:
+        v = fma_float32(af, p.ratio_a, fma_float32(bf, p.ratio_b, p.fixed))
+    del f32
+    v = np.broadcast_to(v, np.broadcast_shapes(a.shape, b.shape))
     v = np.rint(np.clip(v, -2.0**40, 2.0**40)).astype(np.int64)
     return [_saturate(v, p.lo, p.hi, a.dtype)], None
 

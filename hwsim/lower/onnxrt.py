@@ -247,15 +247,21 @@ def lower_max_pool(op: Op, ctx: LoweringContext):
 def lower_add(op: Op, ctx: LoweringContext):
     a = op.attrs
     lo, hi, _ = _range(ctx, op, op.outputs[0])
+    from ..arith import fma_float32
     sa, sb, sc = F32(a["a_scale"]), F32(a["b_scale"]), F32(a["y_scale"])
     ra, rb = F32(sa / sc), F32(sb / sc)
-    # (float)ZeroPointC - (ScaleRatio_AC * ZeroPointA + ScaleRatio_BC * ZeroPointB), float32
-    fixed = F32(F32(int(a["y_zp"])) - F32(F32(ra * F32(int(a["a_zp"])))
-                                           + F32(rb * F32(int(a["b_zp"])))))
-    if ctx.tensor(op.inputs[0]).shape != ctx.tensor(op.inputs[1]).shape:
-        raise ctx.error(op, "QLinearAdd with broadcasting is not supported (equal shapes only)")
-    return _layer(op, "ort_add", OrtAddParams(ratio_a=ra, ratio_b=rb, fixed=fixed, lo=lo,
-                                              hi=hi), inputs=list(op.inputs[:2]), ir_op="ADD")
+    za, zb = F32(int(a["a_zp"])), F32(int(a["b_zp"]))
+    # (float)ZeroPointC - (ScaleRatio_AC * ZeroPointA + ScaleRatio_BC * ZeroPointB) as GCC
+    # compiles it (contracted: fma(ratio_A, zp_A, ratio_B * zp_B)); MLAS's A is ORT's second
+    # input when the first is the one broadcast (the broadcaster swaps them)
+    if a.get("scalar", "") == "a":
+        inner = fma_float32(rb, zb, F32(ra * za))
+    else:
+        inner = fma_float32(ra, za, F32(rb * zb))
+    fixed = F32(F32(int(a["y_zp"])) - F32(inner))
+    return _layer(op, "ort_add", OrtAddParams(ratio_a=ra, ratio_b=rb, fixed=fixed, lo=lo, hi=hi,
+                                              scalar=str(a.get("scalar", ""))),
+                  inputs=list(op.inputs[:2]), ir_op="ADD")
 
 
 def requant_table(x_scale, x_zp: int, y_scale, y_zp: int, dtype) -> np.ndarray:
