@@ -184,3 +184,43 @@ def test_conv2d_random_shapes(flags, p):
         check_conv(x, w, b, p["off"], geo, G, p["par"])
     finally:
         mac.USE_VNNI, mac.USE_VNNI512 = old
+
+
+needs_avx512bw = pytest.mark.skipif(not mac_intrinsics.HOST_HAS_AVX512BW,
+                                    reason="this CPU has no AVX512-BW: the 32-channel depthwise "
+                                           "kernel cannot run here")
+
+# (N, H, W, C, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
+DW_EDGE = [
+    (1, 9, 9, 32, 1, 3, 3, 1, 1, 1, 1, 1, 1, 9, 9),      # one full 32-channel block
+    (1, 8, 7, 33, 1, 3, 3, 2, 2, 1, 1, 1, 1, 4, 4),      # 32 + 1: a 1-channel tail block
+    (2, 6, 6, 47, 1, 5, 3, 1, 2, 2, 1, 2, 1, 6, 3),      # 47: tail of 15 (< 16 lanes), dilation
+    (1, 5, 5, 24, 2, 3, 3, 1, 1, 1, 1, 1, 1, 5, 5),      # depth multiplier: 48 channels
+    (1, 7, 7, 96, 1, 2, 2, 1, 1, 1, 1, 0, 0, 6, 6),      # even tap count, 3 blocks
+    (1, 4, 4, 64, 1, 3, 3, 1, 1, 1, 1, 3, 3, 8, 8),      # outputs wholly in the padding
+    (1, 3, 1, 40, 1, 3, 3, 1, 1, 1, 1, 1, 1, 3, 1),      # W = 1: the odd-pixel tail only
+]
+
+
+@pytest.mark.parametrize("dw512", [pytest.param(True, marks=needs_avx512bw, id="avx512"),
+                                   pytest.param(False, marks=needs_avx2, id="avx2")])
+@pytest.mark.parametrize("off", [-127, 128, 7])
+@pytest.mark.parametrize("case", DW_EDGE, ids=[str(i) for i in range(len(DW_EDGE))])
+def test_depthwise_fused_paths(case, off, dw512, monkeypatch):
+    """The fused int8 depthwise on each path against the reference accumulators requantized."""
+    monkeypatch.setattr(mac, "USE_DW512", dw512)
+    N, H, W, C, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow = case
+    rng = np.random.default_rng(hash((case, off)) % 2**32)
+    x = rng.integers(-128, 128, (N, H, W, C)).astype(np.int8)
+    w = rng.integers(-128, 128, (1, KH, KW, C * dm)).astype(np.int8)
+    b = rng.integers(-(2**31), 2**31, C * dm).astype(np.int32)
+    args = (off, sh, sw, dh, dw, pt, pl, oh, ow, dm)
+    want = mac.depthwise_conv2d_acc_reference(x, w, b, *args)
+    for parallel in (False, True):
+        for fast in (True, False):
+            rq = _rq(rng, C * dm)
+            if fast:
+                rq = rq.replace(shift=np.minimum(rq.shift, 0))
+            with _threads(parallel):
+                _eq(mac.depthwise_conv2d_acc(x, w, b, *args, requant=_fq(rq, C * dm)),
+                    requantize(want, rq, np.int8))

@@ -42,9 +42,11 @@ calling thread; larger ones on numba's thread pool (prange over items).
 
 The code is split by concern: this module holds the public entry points (argument checks,
 the choice of fast or reference path, serial or parallel) and the reference kernels;
-hwsim.kernels.mac_tiles the fast tile kernels; hwsim.kernels.mac_intrinsics the LLVM
+hwsim.kernels.mac_tiles the fast tile kernels; hwsim.kernels.mac_vnni the vpdpbusd ones (VNNI
+CPUs, conv / FC) and hwsim.kernels.depthwise_zmm the 32-channel depthwise (AVX-512), chosen
+here at run time (``mac_path``, ``dw_path``); hwsim.kernels.mac_intrinsics the LLVM
 intrinsics they are built from (and the AVX2 / portable choice); hwsim.kernels.mac_pack the
-weight packing.
+weight packing. With ``requant=`` the kernels requantize in registers (int8 outputs).
 
 Weights can be packed once with the ``pack_*`` functions (the MAC kernels' prepare step does,
 once per layer and Network: hwsim.kernels.conv); the public functions accept either the raw
@@ -62,11 +64,13 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads, njit
 
-from .mac_intrinsics import _HAVE_AVX2, HOST_HAS_VNNI, HOST_HAS_VNNI512
+from .depthwise_zmm import _dw32_par, _dw32_serial
+from .mac_intrinsics import _HAVE_AVX2, HOST_HAS_AVX512BW, HOST_HAS_VNNI, HOST_HAS_VNNI512
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights,
                        pack_conv2d_weights, pack_depthwise_weights, pack_fully_connected_weights,
-                       quad_weights, unpack_conv2d_weights, unpack_depthwise_weights)
+                       depthwise_weights32, quad_weights, unpack_conv2d_weights,
+                       unpack_depthwise_weights)
 from .mac_tiles import _conv_par, _conv_serial, _dw_par, _dw_serial
 from .mac_vnni import _conv_q_par, _conv_q_serial, _conv_z_par, _conv_z_serial
 
@@ -161,7 +165,7 @@ PARALLEL_MIN_MACS = 1 << 20
 
 class FusedRequant(NamedTuple):
     """tflite_double requantization to int8 done inside the tile kernels (see ``fused_requant``)."""
-    cp: np.ndarray  # int32 [6, channels + 16]: split_shifts rows, zero padded; the fast flag
+    cp: np.ndarray  # int32 [6, channels + 32]: split_shifts rows, zero padded; the fast flag
     zp: int
     lo: int
     hi: int
@@ -172,15 +176,15 @@ def fused_requant(cp: np.ndarray, out_zp: int, act_min: int, act_max: int) -> Fu
     form cannot express it (then the caller requantizes the accumulators separately).
 
     ``cp``: the int32 [5, channels] rows of ``requant.split_shifts`` (usable when its
-    ``vec_ok``); padded here with 16 zero columns so that every lane block read by a tile (a
-    block of 16 channels may start up to 15 channels before the end) stays inside the array,
+    ``vec_ok``); padded here with 32 zero columns so that every lane block read by a tile (a
+    block of 32 channels may start up to 31 channels before the end) stays inside the array,
     and given a sixth row, the ``fast`` flag in every column: 1 when no channel has a left
     shift or an INT32_MIN multiplier (the kernels then skip those steps: mac_intrinsics.
     _zrq_store_c).
     """
     if not all(-(1 << 31) <= int(v) < (1 << 31) for v in (out_zp, act_min, act_max)):
         return None
-    cpp = np.zeros((6, cp.shape[1] + 16), np.int32)
+    cpp = np.zeros((6, cp.shape[1] + 32), np.int32)
     cpp[:5, :cp.shape[1]] = cp
     cpp[5] = int(bool((cp[1] == 0).all() and (cp[0] != np.int32(-(1 << 31))).all()))
     return FusedRequant(cpp, int(out_zp), int(act_min), int(act_max))
@@ -210,6 +214,10 @@ USE_VNNI = HOST_HAS_VNNI and not _off("HWSIM_NO_VNNI") and not _off("HWSIM_PORTA
 #: With VNNI: the 512-bit tiles (AVX512-VNNI) rather than the 256-bit ones (which CPUs with only
 #: AVX-VNNI take); HWSIM_NO_VNNI512=1 keeps the 256-bit ones.
 USE_VNNI512 = HOST_HAS_VNNI512 and not _off("HWSIM_NO_VNNI512")
+#: Fused int8 DEPTHWISE_CONV_2D on 32-channel zmm blocks (hwsim.kernels.depthwise_zmm) where the
+#: CPU has AVX512-BW and the layer has at least 32 channels; HWSIM_NO_DW512=1 (or
+#: HWSIM_PORTABLE_MAC=1) keeps the 16-channel kernel.
+USE_DW512 = HOST_HAS_AVX512BW and not _off("HWSIM_NO_DW512") and not _off("HWSIM_PORTABLE_MAC")
 
 
 def mac_path() -> str:
@@ -223,8 +231,9 @@ def mac_path() -> str:
 
 
 def dw_path() -> str:
-    """The kernel path DEPTHWISE_CONV_2D takes on this CPU: "avx2" or "portable" (no VNNI form)."""
-    return "avx2" if _HAVE_AVX2 else "portable"
+    """The kernel path DEPTHWISE_CONV_2D takes on this CPU: "avx512" (the fused int8 form of
+    layers with >= 32 channels; accumulators take avx2), "avx2" or "portable"."""
+    return "avx512" if USE_DW512 else ("avx2" if _HAVE_AVX2 else "portable")
 
 
 def _conv_run(macs, *args, kernels=(_conv_par, _conv_serial)):
@@ -452,17 +461,29 @@ def depthwise_conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_
                        sh, sw, dh, dw, pt, pl, oh, ow, dm, out)
         return out
     x = _req(x)
-    _dw_exec(x, (pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow), out, wide,
+    _dw_exec(x, _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, fz[0]), out, wide,
              N * oh * ow * Cout * KH * KW, fz)
     return out8 if fz[0] else out
 
 
+def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, fused):
+    """The depthwise kernel's leading arguments; a leading True selects the 32-channel form."""
+    if fused and USE_DW512 and pk.shape[3] >= 32:
+        return (True, depthwise_weights32(pk), b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
+    return (False, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
+
+
 def _dw_exec(x, head, out, wide, macs, fz):
     nt = get_num_threads() if macs >= PARALLEL_MIN_MACS else 1
-    if nt > 1:
-        _dw_par(x, *head, out, wide, nt, *fz)
+    if head[0]:
+        if nt > 1:
+            _dw32_par(x, *head[1:], nt, *fz[1:])
+        else:
+            _dw32_serial(x, *head[1:], 1, *fz[1:])
+    elif nt > 1:
+        _dw_par(x, *head[1:], out, wide, nt, *fz)
     else:
-        _dw_serial(x, *head, out, wide, 1, *fz)
+        _dw_serial(x, *head[1:], out, wide, 1, *fz)
 
 
 def depthwise_fused_call(pk: PackedDepthwiseWeights, bias, input_offset, stride_h, stride_w,
@@ -485,7 +506,7 @@ def depthwise_fused_call(pk: PackedDepthwiseWeights, bias, input_offset, stride_
             if out.size and x.dtype == np.int8 and x.flags.c_contiguous and _offset_ok(False, off):
                 b = _bias_array(bias, Cout, False, "depthwise_conv2d")
                 shape = (x.shape[0], geo[6], geo[7], Cout)
-                plans[x.shape] = ((pk.data, b, off, dm, KH, KW) + geo, shape,
+                plans[x.shape] = (_dw_head(pk, b, off, dm, KH, KW, *geo, True), shape,
                                   shape[0] * shape[1] * shape[2] * Cout * KH * KW)
             return out
         out8 = np.empty(plan[1], np.int8)

@@ -501,6 +501,18 @@ def _host_has_vnni512() -> bool:
 
 #: The CPU runs 512-bit vpdpbusd (AVX512-VNNI): the 8-pixel x 16-filter zmm tiles.
 HOST_HAS_VNNI512 = _host_has_vnni512()
+
+
+def _host_has_avx512bw() -> bool:
+    try:
+        f = set(_llvm_binding.get_host_cpu_features().flatten().split(","))
+    except Exception:  # pragma: no cover - unknown host
+        return False
+    return {"+avx512f", "+avx512bw"} <= f
+
+
+#: The CPU runs 512-bit vpmaddwd (AVX512-BW): the 32-channel depthwise kernel.
+HOST_HAS_AVX512BW = _host_has_avx512bw()
 _i32x16 = _VecType(32, 16)
 _V16D = ir.VectorType(_I32, 16)
 _V64B = ir.VectorType(ir.IntType(8), 64)
@@ -717,3 +729,100 @@ def _zrq_store_c(typingctx, out, oidx, v, consts, zp, lo, hi, nv):
         return context.get_dummy_value()
 
     return types.none(out, oidx, v, consts, zp, lo, hi, nv), codegen
+
+
+# ---------------------------------------------------------------------------
+# AVX-512 depthwise: <32 x i16> (32 channels per vector)
+# ---------------------------------------------------------------------------
+
+_i16x32 = _VecType(16, 32)
+_V32W = ir.VectorType(ir.IntType(16), 32)
+
+
+@intrinsic
+def _wload(typingctx, arr, idx):
+    """<32 x i16> loaded (unaligned) from int16 array ``arr`` at ``idx``."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_elem_ptr(context, builder, sig.args[0], args[0], args[1], _V32W), align=2)
+
+    return _i16x32(arr, idx), codegen
+
+
+def _unpack512(lo):
+    base = 0 if lo else 4
+    m = []
+    for lane in range(4):
+        for i in range(4):
+            m += [8 * lane + base + i, 32 + 8 * lane + base + i]
+    return m
+
+
+@intrinsic
+def _wunpack_lo(typingctx, a, b):
+    """vpunpcklwd on zmm: per 128-bit lane, the low 4 words of a and b interleaved."""
+    if a != _i16x32 or b != _i16x32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[1], _mask(_unpack512(True)))
+
+    return _i16x32(a, b), codegen
+
+
+@intrinsic
+def _wunpack_hi(typingctx, a, b):
+    """vpunpckhwd on zmm: per 128-bit lane, the high 4 words of a and b interleaved."""
+    if a != _i16x32 or b != _i16x32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[1], _mask(_unpack512(False)))
+
+    return _i16x32(a, b), codegen
+
+
+@intrinsic
+def _wmadd_acc(typingctx, acc, a, b):
+    """acc + vpmaddwd(a, b) on zmm: int32 lane i += a[2i]*b[2i] + a[2i+1]*b[2i+1]."""
+    if acc != _i32x16 or a != _i16x32 or b != _i16x32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_V16D, [_V32W, _V32W]), "llvm.x86.avx512.pmaddw.d.512")
+        return builder.add(args[0], builder.call(fn, [args[1], args[2]]))
+
+    return _i32x16(acc, a, b), codegen
+
+
+def _zchannels_mask(b):
+    return [b + 0, b + 1, b + 2, b + 3, 16 + b, 17 + b, 18 + b, 19 + b,
+            b + 4, b + 5, b + 6, b + 7, 20 + b, 21 + b, 22 + b, 23 + b]
+
+
+@intrinsic
+def _zchannels_lo(typingctx, lo, hi):
+    """Channels 0-15 of a 32-channel block in order, from the vpunpck{l,h}wd accumulators
+    (lo: channels 0-3, 8-11, 16-19, 24-27; hi: 4-7, 12-15, 20-23, 28-31)."""
+    if lo != _i32x16 or hi != _i32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[1], _mask(_zchannels_mask(0)))
+
+    return _i32x16(lo, hi), codegen
+
+
+@intrinsic
+def _zchannels_hi(typingctx, lo, hi):
+    """Channels 16-31 of a 32-channel block in order (see _zchannels_lo)."""
+    if lo != _i32x16 or hi != _i32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[1], _mask(_zchannels_mask(8)))
+
+    return _i32x16(lo, hi), codegen

@@ -30,9 +30,10 @@ class PackedConvWeights:
 class PackedDepthwiseWeights:
     """DEPTHWISE_CONV_2D weights in the fast kernel's layout (see ``pack_depthwise_weights``)."""
 
-    __slots__ = ("data", "shape", "depth_multiplier")
+    __slots__ = ("data", "shape", "depth_multiplier", "data32")
 
     def __init__(self, data, shape, depth_multiplier):
+        self.data32 = None  # depthwise_weights32(self), made on the first 512-bit call
         self.data = data
         self.shape = shape
         self.depth_multiplier = depth_multiplier
@@ -140,6 +141,27 @@ def pack_depthwise_weights(w: np.ndarray, depth_multiplier: int = 1) -> PackedDe
     data = np.ascontiguousarray(v.transpose(2, 0, 3, 4, 1)).reshape(-1)
     return PackedDepthwiseWeights(data, (1, KH, KW, Cout), dm)
 
+
+
+_DW_LANES32 = np.array([8 * q + i for q in range(4) for i in range(4)]
+                       + [8 * q + 4 + i for q in range(4) for i in range(4)])
+
+
+def depthwise_weights32(pk: PackedDepthwiseWeights) -> np.ndarray:
+    """The 512-bit depthwise kernel's weights (hwsim.kernels.depthwise_zmm) of ``pk``, made once
+    and kept on it: [ceil(Cout/32)][tap pairs][64], per tap pair the two taps' weights of 32
+    channels interleaved in the lane order of vpunpck{l,h}wd on zmm (zeros pad)."""
+    if pk.data32 is None:
+        w = unpack_depthwise_weights(pk)
+        _, KH, KW, Cout = pk.shape
+        T = KH * KW
+        TP = (T + 1) // 2
+        NCB = (Cout + 31) // 32
+        wt = np.zeros((2 * TP, NCB * 32), np.int16)
+        wt[:T, :Cout] = w.reshape(T, Cout)
+        v = wt.reshape(TP, 2, NCB, 32)[:, :, :, _DW_LANES32].reshape(TP, 2, NCB, 2, 16)
+        pk.data32 = np.ascontiguousarray(v.transpose(2, 0, 3, 4, 1)).reshape(-1)
+    return pk.data32
 
 
 def unpack_conv2d_weights(pk: PackedConvWeights) -> np.ndarray:

@@ -483,15 +483,17 @@ def _dw_item(item, nb, ng, x, wpk, bias, bp, plain, off, dm, KH, KW, sh, sw, dh,
     for t in range(2 * TP):
         xo[t] = tapo[t] * Cb
     step = sw * Cb
-    for cb in range(cb0, cb1):
-        # the block's requantization constants, in registers (column 0 of the stand-in cp when
-        # not fused: it is only 16 wide)
-        rqc = _zrq_consts(cp, 16 * cb if fuse else 0)
-        blo = _vload_i32x8(bp, 16 * cb)
-        bhi = _vload_i32x8(bp, 16 * cb + 8)
-        nv = min(16, Cout - 16 * cb)
-        wcb = cb * TP * 32
-        for r in range(R):
+    # rows outer, blocks inner: the three (KH) buffer rows an output row reads stay in cache
+    # while every block of channels uses them (blocks outer streamed the whole band per block)
+    for r in range(R):
+        for cb in range(cb0, cb1):
+            # the block's requantization constants, in registers (column 0 of the stand-in cp
+            # when not fused: it is only 16 wide)
+            rqc = _zrq_consts(cp, 16 * cb if fuse else 0)
+            blo = _vload_i32x8(bp, 16 * cb)
+            bhi = _vload_i32x8(bp, 16 * cb + 8)
+            nv = min(16, Cout - 16 * cb)
+            wcb = cb * TP * 32
             ob = ((n * oh + oy0 + r) * ow) * Cout + 16 * cb
             pc = r * sh * Wp * Cb + (cb - cb0) * 16
             ox = 0
