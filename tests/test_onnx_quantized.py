@@ -436,9 +436,10 @@ def test_bad_quantized_model_is_one_model_error_naming_it(kw, message):
 
 
 def test_export_of_a_quantized_onnx_model_runs_every_layer_on_the_host(float_models, tmp_path):
-    """No accelerator unit computes ONNX Runtime's float32 requantization yet (issue 12 item
-    3): an export places every layer on the host and still writes each layer's golden
-    vectors (hwsim/passes/place.py gives the reason)."""
+    """A uint8 model's layers all have ONNX Runtime kernels (ort_*: uint8 MACs, pools,
+    softmax), which no array unit runs: an export places every layer on the host and still
+    writes each layer's golden vectors (hwsim/passes/place.py gives the reason; int8 MAC layers
+    on onnxruntime-int8 are tests/test_requant_float32.py's)."""
     from hwsim import cli
     d, models = float_models
     src, calib, xs = models["digits"]
