@@ -105,7 +105,7 @@ def _ident(n: int) -> tuple:
 
 class _QImporter:
     def __init__(self, model, source: str, batch: int):
-        from .onnx_reader import _attrs
+        from .onnx_fold import _attrs
         self.attrs = _attrs
         self.model, self.g, self.source, self.batch = model, model.graph, source, int(batch)
         self.opset = max([int(i.version) for i in model.opset_import
@@ -326,7 +326,7 @@ class _QImporter:
         for name, v in self.vals.items():
             if isinstance(v, (_Act, _Float)):
                 value_map.setdefault(name, (v.t, tuple(v.perm)))
-        from .onnx_reader import IOLayout, _prune
+        from .onnx_layout import IOLayout, _prune
         graph, remap = _prune(Graph(self.tensors, self.ops, inputs, outs,
                                     self.g.name or "onnx", self.source))
         graph.io_layout = IOLayout(in_perms, out_perms, src_shapes, out_shapes, "onnx")
@@ -389,11 +389,13 @@ class _QImporter:
             self.vals[node.output[0]] = dequantize_float32(q, s.reshape(shape or [1]),
                                                            z.reshape(shape or [1]))
             return
-        from .onnx_reader import _Importer  # the float importer's constant folding
-        imp = _Importer.__new__(_Importer)
-        imp.model, imp.source = self.model, self.source
+        from .onnx_fold import ConstantFolder  # the float importer's constant folding
+
+        class _Folder(ConstantFolder):
+            def __init__(self, model, err):
+                self.model, self.err, self.vals = model, err, {}
+        imp = _Folder(self.model, self.err)
         ins = [None if not n else _FoldVal(self.vals[n]) for n in node.input]
-        imp.vals = {}
         imp.fold(node, ins)
         for o in node.output:
             if o in imp.vals:
