@@ -404,13 +404,13 @@ def test_hwsim_quantize_onnx_qdq_refuses_what_it_cannot_write(tmp_path, capsys, 
 
 
 def _qlinear_sigmoid_model(x_scale=0.05, zp_type=TensorProto.INT8, out_zp_type=None,
-                           shape=(1, 1, 4, 4)):
+                           shape=(1, 1, 4, 4), q_scale="xs"):
     out_zp_type = zp_type if out_zp_type is None else out_zp_type
     inits = [helper.make_tensor("xs", TensorProto.FLOAT, [], [x_scale]),
              helper.make_tensor("xz", zp_type, [], [0]),
              helper.make_tensor("ys", TensorProto.FLOAT, [], [1 / 256]),
              helper.make_tensor("yz", out_zp_type, [], [0])]
-    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["q"]),
+    nodes = [helper.make_node("QuantizeLinear", ["x", q_scale, "xz"], ["q"]),
              helper.make_node("QLinearSigmoid", ["q", "xs", "xz", "ys", "yz"], ["o"],
                               domain="com.microsoft"),
              helper.make_node("DequantizeLinear", ["o", "ys", "yz"], ["y"])]
@@ -427,6 +427,7 @@ def _qlinear_sigmoid_model(x_scale=0.05, zp_type=TensorProto.INT8, out_zp_type=N
     (dict(zp_type=TensorProto.INT32), "int8 or uint8 zero points"),
     (dict(out_zp_type=TensorProto.UINT8), "input of type int8 and output of type uint8"),
     (dict(shape=(1, 1, 1 << 20, 1 << 20)), "at most 2,147,483,647 elements"),
+    (dict(q_scale=""), r"input 1 \(y_scale\) is missing"),
 ])
 def test_bad_quantized_model_is_one_model_error_naming_it(kw, message):
     """Found by mutating quantized models (hwsim run on 900 mutants of the digits and the

@@ -168,6 +168,8 @@ class _QImporter:
     def scalar(self, node, k, what, default=0):
         v = self.const(node, k, what)
         if v is None:
+            if "scale" in what:
+                raise self.err(node, f"input {k} ({what}) is missing")
             return default
         v = np.asarray(v).reshape(-1)
         if v.size != 1:

@@ -60,6 +60,14 @@ def _mac_scale(x_scale, w_scale, y_scale, alpha=None) -> np.ndarray:
     return ((F32(alpha) * F32(x_scale)) * w / F32(y_scale)).astype(F32)
 
 
+def _check_scale(ctx, op, scale) -> None:
+    """ORT's float32 rescale must be a finite positive float32 (a tiny y_scale overflows it)."""
+    scale = np.asarray(scale, F32)
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise ctx.error(op, f"the float32 rescale x_scale * w_scale / y_scale is "
+                            f"{scale.reshape(-1)[:4].tolist()}: not a finite float > 0")
+
+
 def _weights_zero(ctx, op, a):
     if np.any(np.asarray(a.get("w_zp", 0)) != 0):
         raise ctx.error(op, "weights with a non-zero zero point are not supported "
@@ -102,6 +110,7 @@ def _int8_layer(in_u8: bool, odt: str) -> bool:
 @lowering("ORT_CONV")
 def lower_conv(op: Op, ctx: LoweringContext):
     a, in_u8, offset, bias, lo, hi, odt = _mac_common(ctx, op)
+    _check_scale(ctx, op, _mac_scale(a["x_scale"], a["w_scale"], a["y_scale"]))
     w = ctx.const(op, op.inputs[1])  # ONNX OIHW int8
     if w.dtype != np.int8 or w.ndim != 4:
         raise ctx.error(op, f"weights {w.dtype} {list(w.shape)}: int8 OIHW expected")
@@ -142,6 +151,7 @@ def lower_conv(op: Op, ctx: LoweringContext):
 @lowering("ORT_FC")
 def lower_fc(op: Op, ctx: LoweringContext):
     a, in_u8, offset, bias, lo, hi, odt = _mac_common(ctx, op)
+    _check_scale(ctx, op, _mac_scale(a["x_scale"], a["w_scale"], a["y_scale"], a.get("alpha")))
     w = ctx.const(op, op.inputs[1])  # ONNX B: [K, N], or [N, K] with transB
     if w.dtype != np.int8 or w.ndim != 2:
         raise ctx.error(op, f"weights {w.dtype} {list(w.shape)}: 2-D int8 expected")
