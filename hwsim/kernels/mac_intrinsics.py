@@ -826,3 +826,45 @@ def _zchannels_hi(typingctx, lo, hi):
         return builder.shuffle_vector(args[0], args[1], _mask(_zchannels_mask(8)))
 
     return _i32x16(lo, hi), codegen
+
+
+_V8W = ir.VectorType(ir.IntType(16), 8)
+
+
+@intrinsic
+def _cvt8(typingctx, buf, d0, src, s0, off):
+    """buf[d0:d0+8] = src[s0:s0+8] + off as int16 (src int8 or int16; the band fill's 8-wide
+    step, for pixels of 8..15 channels)."""
+    if not (isinstance(buf, types.Array) and buf.dtype == types.int16):
+        return None
+    if not (isinstance(src, types.Array) and src.dtype in (types.int8, types.int16)):
+        return None
+    if not isinstance(off, types.Integer):
+        return None
+    bits = src.dtype.bitwidth
+
+    def codegen(context, builder, sig, args):
+        st = ir.VectorType(ir.IntType(bits), 8)
+        v = builder.load(_elem_ptr(context, builder, sig.args[2], args[2], args[3], st), align=1)
+        v = builder.sext(v, _V8W) if bits == 8 else v
+        o = context.cast(builder, args[4], sig.args[4], types.int16)
+        u = builder.insert_element(ir.Constant(_V8W, ir.Undefined), o, ir.Constant(_I32, 0))
+        sp = builder.shuffle_vector(u, ir.Constant(_V8W, ir.Undefined), _mask([0] * 8))
+        builder.store(builder.add(v, sp), _elem_ptr(context, builder, sig.args[0], args[0], args[1], _V8W), align=2)
+        return context.get_dummy_value()
+
+    return types.none(buf, d0, src, s0, off), codegen
+
+
+@intrinsic
+def _zero8(typingctx, buf, d0):
+    """buf[d0:d0+8] = 0 (int16)."""
+    if not (isinstance(buf, types.Array) and buf.dtype == types.int16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        builder.store(ir.Constant(_V8W, [0] * 8), _elem_ptr(context, builder, sig.args[0], args[0], args[1], _V8W),
+                      align=2)
+        return context.get_dummy_value()
+
+    return types.none(buf, d0), codegen

@@ -11,10 +11,10 @@ import numpy as np
 from numba import njit, prange
 
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
-from .mac_intrinsics import (_vadd16s, _vadd32, _vbcast_pair, _vload16, _vload_i32x8,
-                             _vload_x16, _vmadd_acc, _vperm_hi, _vperm_lo, _vstore16, _vstore_acc,
-                             _vcat16, _vrq_store, _vstore_plain, _vunpack_hi, _vunpack_lo, _vzero16,
-                             _vzero32, _zrq_consts, _zrq_store_c)
+from .mac_intrinsics import (_cvt8, _vadd16s, _vadd32, _vbcast_pair, _vcat16, _vload16,
+                             _vload_i32x8, _vload_x16, _vmadd_acc, _vperm_hi, _vperm_lo,
+                             _vrq_store, _vstore16, _vstore_acc, _vstore_plain, _vunpack_hi,
+                             _vunpack_lo, _vzero16, _vzero32, _zero8, _zrq_consts, _zrq_store_c)
 
 # ---------------------------------------------------------------------------
 # Work splitting and band buffers
@@ -47,6 +47,9 @@ def _zero_run(buf, start, n):
     while i + 16 <= n:
         _vstore16(buf, start + i, z)
         i += 16
+    if i + 8 <= n:
+        _zero8(buf, start + i)
+        i += 8
     while i < n:
         buf[start + i] = 0
         i += 1
@@ -59,6 +62,9 @@ def _convert_run(buf, d0, src, s0, n, off):
     while i + 16 <= n:
         _vstore16(buf, d0 + i, _vadd16s(_vload_x16(src, s0 + i), off))
         i += 16
+    if i + 8 <= n:  # pixels of 8..15 channels (small layers)
+        _cvt8(buf, d0 + i, src, s0 + i, off)
+        i += 8
     while i < n:
         buf[d0 + i] = np.int16(src[s0 + i] + off)
         i += 1
@@ -79,6 +85,9 @@ def _fill_band(x, n, iy0, rows_in, pl, Wp, C, dm, Cb, k0, off, buf):
     c_hi = max(c_lo, min(Wp, W + pl))
     rowlen = Wp * Cb
     nval = max(0, min(Cb, C * dm - k0))  # slots holding a real channel
+    src = np.empty(nval if dm > 1 else 0, np.int64)  # input channel of each slot (no division per element)
+    for j in range(src.shape[0]):
+        src[j] = (k0 + j) // dm
     for r in range(rows_in):
         iy = iy0 + r
         rb = r * rowlen
@@ -101,7 +110,7 @@ def _fill_band(x, n, iy0, rows_in, pl, Wp, C, dm, Cb, k0, off, buf):
                 d0 = rb + (c_lo + c) * Cb
                 s0 = sbase + c * C
                 for j in range(nval):
-                    buf[d0 + j] = np.int16(xf[s0 + (k0 + j) // dm] + off)
+                    buf[d0 + j] = np.int16(xf[s0 + src[j]] + off)
                 _zero_run(buf, d0 + nval, Cb - nval)
 
 
