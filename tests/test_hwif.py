@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,104 @@ def test_export_files_reads_a_manifest_once_per_state(tmp_path, monkeypatch):
     assert hm.export_files(folder) is None and len(reads) == 2   # changed: read again
     (folder / "manifest.yaml").unlink()
     assert hm.export_files(folder) is None and len(reads) == 2   # no manifest: nothing read
+
+
+# -- CONCATENATION as a memory alias --------------------------------------------------------------
+def _conv(b, name, x, cin, cout, shape, seed):
+    w = b.const(f"{name}_w", np.random.default_rng(seed).integers(-3, 4, (cout, 1, 1, cin),
+                                                                   dtype=np.int8),
+                scales=np.full(cout, 0.01, np.float32))
+    y = b.activation(name, shape, np.int8, scale=0.05, zero_point=-3)
+    b.op("CONV_2D", [x, w], [y], padding="VALID", stride_w=1, stride_h=1, dilation_w_factor=1,
+         dilation_h_factor=1, fused_activation_function="NONE")
+    return y
+
+
+def _concat_graph(axis: int, hw_a: tuple, hw_b: tuple, cat_scale: float = 0.05,
+                  second_reader: bool = False):
+    """x -> CONV a, CONV b -> CONCATENATION(axis) -> CONV c."""
+    from hwsim.frontends.builder import GraphBuilder
+    b = GraphBuilder(f"cat{axis}")
+    x = b.input("x", (1,) + hw_a[:2] + (8,), np.int8, scale=0.02, zero_point=1)
+    a = _conv(b, "a", x, 8, hw_a[2], (1,) + hw_a, 1)
+    c = _conv(b, "b", x, 8, hw_b[2], (1,) + hw_b, 2)
+    out = list((1,) + hw_a)
+    out[axis] = ((1,) + hw_a)[axis] + ((1,) + hw_b)[axis]
+    t = b.activation("cat", tuple(out), np.int8, scale=cat_scale, zero_point=-3)
+    b.op("CONCATENATION", [a, c], [t], axis=axis, fused_activation_function="NONE")
+    y = _conv(b, "y", t, out[3], 8, tuple(out[:3]) + (8,), 3)
+    b.output(y)
+    if second_reader:   # the first input is also read by another layer
+        z = _conv(b, "z", a, hw_a[2], 8, (1,) + hw_a[:2] + (8,), 4)
+        b.output(z)
+    return b.build(), (a, c, t)
+
+
+def test_concatenation_along_h_is_an_alias_its_inputs_written_in_place(tmp_path):
+    from hwsim.engine import Network
+    from hwsim.export import export
+    from hwsim.lower import lower
+    g, (a, c, t) = _concat_graph(1, (4, 4, 8), (4, 4, 8))
+    hw = map_network(g, "tflite-int8")
+    cat = next(lay for lay in hw.program.layers if lay.op == "CONCATENATION")
+    assert hw.placement[cat.index] == "alias" and cat.index not in hw.host_reasons
+    plan = plan_network(hw.program, hw.config, hw.placement)
+    base, words = plan.regions[t]
+    assert words == 32 and plan.regions[a] == (base, 16) and plan.regions[c] == (base + 16, 16)
+    writers = {lp.layer.outputs[0]: lp for lp in plan.array_layers}
+    assert writers[a].fields["out_base"] == base and writers[c].fields["out_base"] == base + 16
+    assert [al["concat_of"] for al in plan.aliases] == [[a, c]]
+    # exact against the engine: the hardware program's output, and the activation memory after
+    # the run holds the concatenation where the two CONVs wrote it
+    x = np.random.default_rng(5).integers(-128, 128, (1, 4, 4, 8), dtype=np.int8)
+    run = hw.run(x)
+    ref = Network(lower(g), g).run(x, trace=True)
+    assert np.array_equal(run.outputs[0], ref.outputs[0])
+    res = export(_write(g, tmp_path), "tflite-int8", [x], tmp_path / "e", formats="hex")
+    from hwsim.export.formats import read_memory
+    from hwsim.hwif.pack import unpack_words
+    img = read_memory(tmp_path / "e" / "mem" / "act_final.hex", 64, "hex")
+    got = unpack_words(img[base:base + words], elem_bits=8, signed=True, lanes_per_word=8,
+                       count=words * 8)
+    assert np.array_equal(got, ref.trace.tensors[t].reshape(-1))
+    assert res.manifest["aliases"][0]["concat_of"] == [a, c]
+
+
+def _write(g, tmp_path):
+    from hwsim.frontends.tflite_writer import serialize_tflite
+    path = tmp_path / "m.tflite"
+    path.write_bytes(serialize_tflite(g))
+    return path
+
+
+@pytest.mark.parametrize("case,why", [
+    (dict(axis=3, hw_a=(4, 4, 8), hw_b=(4, 4, 8)), "along axis 3 of \\[1, 4, 4, 16\\] its inputs "
+                                                   "interleave"),
+    (dict(axis=1, hw_a=(3, 3, 1), hw_b=(3, 3, 1)), "input .* would start at element 9, not at a "
+                                                   "word of the activation memory \\(8 lanes\\)"),
+    (dict(axis=1, hw_a=(4, 4, 8), hw_b=(4, 4, 8), second_reader=True),
+     "input \\d+ is not written by an array layer for this CONCATENATION alone"),
+])
+def test_concatenation_that_cannot_alias_stays_on_the_host_saying_why(case, why):
+    g, _ = _concat_graph(**case)
+    hw = map_network(g, "tflite-int8")
+    cat = next(lay for lay in hw.program.layers if lay.op == "CONCATENATION")
+    assert hw.placement[cat.index] == "host"
+    assert re.search("CONCATENATION stays on the host: " + why, hw.host_reasons[cat.index])
+
+
+@pytest.mark.parametrize("mode", ["chain", "layer"])
+def test_concatenation_alias_export_cosimulates_bit_exact_on_verilator(mode, tmp_path):
+    """The RTL's CONVs write their outputs at their runs of the concatenated region (their
+    out_base) and the next CONV reads the whole region: bit-exact, chained and layer by layer."""
+    from hwsim import cosim
+    from hwsim.export import export
+    reason = cosim.simulator_available("verilator")
+    if reason:
+        pytest.skip(reason)
+    g, _ = _concat_graph(1, (4, 4, 8), (4, 4, 8))
+    x = np.random.default_rng(5).integers(-128, 128, (1, 4, 4, 8), dtype=np.int8)
+    res = export(_write(g, tmp_path), "tflite-int8", [x], tmp_path / "e", formats="hex")
+    rep = cosim.run_cosim(res.out_dir, sim="verilator", mode=mode)
+    assert rep.ok, rep.table()
+    assert sorted(r["layer"] for r in rep.layers) == [0, 1, 3]   # 2: the alias

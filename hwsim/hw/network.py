@@ -370,8 +370,9 @@ def map_network(model, config, legalize: str = "strict", inputs=None,
         # semantics, so the reference is the hardware's own lowering (docs/quantization.md)
         reference = program
     # the hardware passes (hwsim.passes): PlaceLayers, FoldPadIntoConv, FuseClamps
-    placed = run_passes(HARDWARE_PASSES, PlacedProgram(program, reference,
-                                                       host_ops=frozenset(cfg.host_ops)))
+    placed = run_passes(HARDWARE_PASSES, PlacedProgram(
+        program, reference, host_ops=frozenset(cfg.host_ops),
+        act_lanes=cfg.memories.activations.lanes))
     program, reference = placed.program, placed.reference
     placement, ref_act = dict(placed.placement), placed.reference_clamps
     ranges = tensor_ranges(program)

@@ -70,7 +70,7 @@ def array_read_tensors(program, placement: dict) -> set[int]:
             for t in layer.inputs}
     for layer in reversed(program.layers):
         if placement.get(layer.index) == "alias" and layer.outputs[0] in need:
-            need.add(layer.inputs[0])
+            need.update(layer.inputs if layer.op == "CONCATENATION" else layer.inputs[:1])
     return need
 
 
@@ -106,7 +106,8 @@ def allocate(program, config, placement: dict) -> MemoryPlan:
     """Allocate every region of ``program`` placed as ``placement`` ({layer index: "array" |
     "alias" | "fused" | "input" | "host"}), in execution order, each aligned: the network's
     input tensors, then per array layer its weights, bias, requant words, accumulators and
-    output tensors; RESHAPE/SQUEEZE aliases share their input's region; then the descriptors
+    output tensors; RESHAPE/SQUEEZE aliases share their input's region, a CONCATENATION alias's
+    region is allocated with its first input and each input is a run of it; then the descriptors
     (one per array layer and the end descriptor). A network input, or a host layer's output, is
     in the activation memory when the array reads it (:func:`array_read_tensors`): the host
     writes it there (a host layer's output at that layer's place in execution order); an alias
@@ -130,7 +131,22 @@ def allocate(program, config, placement: dict) -> MemoryPlan:
     act = mems["activations"]
     regions: dict[int, tuple[int, int]] = {}
 
+    # a CONCATENATION placed "alias": each input is written in place into its output's region
+    # (hwsim.passes.place.concat_alias_problem: contiguous runs starting on a word)
+    concat_part: dict[int, tuple[object, int]] = {}  # input tensor -> (layer, element offset)
+    for layer in program.layers:
+        if placement[layer.index] == "alias" and layer.op == "CONCATENATION":
+            off = 0
+            for t in layer.inputs:
+                concat_part[t] = (layer, off)
+                off += _elements(program, t)
+
     def region_of(t: int, what: str, layer) -> tuple[int, int]:
+        if t not in regions and t in concat_part:
+            cat, off = concat_part[t]
+            whole = region_of(cat.outputs[0], f"output of layer {cat.index} (CONCATENATION, "
+                                              f"written by its inputs' layers)", layer)
+            regions[t] = (whole[0] + off // act.lanes, act.words_for(_elements(program, t)))
         if t not in regions:
             words = act.words_for(_elements(program, t))
             regions[t] = (alloc("activations", words, what, layer), words)
@@ -147,6 +163,16 @@ def allocate(program, config, placement: dict) -> MemoryPlan:
             fused.append({"index": layer.index, "op": layer.op, "placement": kind,
                           "into": int(layer.params.fused_into) if kind == "fused"
                           else "input"})
+            continue
+        if kind == "alias" and layer.op == "CONCATENATION":
+            dst = layer.outputs[0]
+            if dst not in regions or any(t not in regions for t in layer.inputs):
+                problems[layer.index] = (f"{_describe_op(layer)}: its inputs are not in the "
+                                         f"activation memory")
+                continue
+            aliases.append({"index": layer.index, "op": layer.op, "tensor": dst,
+                            "alias_of": layer.inputs[0], "base": regions[dst][0],
+                            "concat_of": list(layer.inputs)})
             continue
         if kind == "alias":
             src, dst = layer.inputs[0], layer.outputs[0]

@@ -54,7 +54,8 @@ class PlacedProgram:
     array}; ``reference_clamps``: {array layer index: the reference's [act_min, act_max]
     narrowed by the clamps fused into that layer} (what the hardware's clamp must equal for the
     layer to be exact); ``host_ops``: the op names the config forces to the host
-    (AccelConfig.host_ops), an input of PlaceLayers.
+    (AccelConfig.host_ops), an input of PlaceLayers; ``act_lanes``: elements per word of the
+    activation memory (where a CONCATENATION's inputs may start, PlaceLayers).
     """
     program: Program
     reference: Program
@@ -62,6 +63,7 @@ class PlacedProgram:
     reasons: Mapping[int, str] = field(default_factory=dict)
     reference_clamps: Mapping[int, tuple[int, int]] = field(default_factory=dict)
     host_ops: frozenset = frozenset()
+    act_lanes: int = 1
 
 
 class PlacedProgramPass(Pass[PlacedProgram]):

@@ -109,4 +109,56 @@ class PlaceLayers(PlacedProgramPass):
                           f"and runs on the host with it")
             if reason:
                 why[layer.index] = reason
+        for layer in placed.program.layers:   # needs every layer's place: its readers'
+            if layer.op == "CONCATENATION" and where[layer.index] == "host" \
+                    and layer.op not in placed.host_ops:
+                problem = concat_alias_problem(layer, placed.program, where, placed.act_lanes)
+                if problem:
+                    why[layer.index] = f"CONCATENATION stays on the host: {problem}"
+                else:
+                    where[layer.index] = "alias"
+                    why.pop(layer.index, None)
         return dataclasses.replace(placed, placement=where, reasons=why)
+
+
+def concat_alias_problem(layer: Layer, program: Program, where: dict, lanes: int = 1) -> str:
+    """Why a CONCATENATION cannot be a memory alias ('' if it can). As an alias, each input's
+    array layer writes its output straight into the concatenated tensor's region, at the
+    input's place: that needs every input to be one contiguous run of that region (nothing
+    before the axis varies: N = 1 along H, or N*H*W = 1 along C) starting on a word of the
+    activation memory (``lanes`` elements a word), written by an array layer and read by
+    nothing else, and the output to equal the inputs' bytes (the same scale and zero point:
+    otherwise the host rescales) and to be read by array layers only."""
+    p, prog = layer.params, program
+    out = prog.tensors[layer.outputs[0]]
+    if getattr(p, "constants", None) or len(layer.inputs) != p.num_inputs:
+        return "a constant operand (the array writes only its own outputs)"
+    if int(np.prod(out.shape[:p.axis], dtype=np.int64)) != 1:
+        return (f"along axis {p.axis} of {list(out.shape)} its inputs interleave in memory (an "
+                f"array layer writes its output as one run)")
+    q = [(tuple(np.asarray(prog.tensors[t].scales).reshape(-1).tolist()),
+          tuple(np.asarray(prog.tensors[t].zero_points).reshape(-1).tolist()))
+         for t in [*layer.inputs, *layer.outputs]]
+    if len(set(q)) != 1:
+        return "its inputs' scales or zero points differ from the output's (the host rescales)"
+    if len(set(layer.inputs)) != len(layer.inputs) or layer.outputs[0] in prog.outputs:
+        return "an input taken twice, or a network output"
+    readers: dict[int, list] = {}
+    writer = {t: lay for lay in prog.layers for t in lay.outputs}
+    for lay in prog.layers:
+        for t in lay.inputs:
+            readers.setdefault(t, []).append(lay)
+    off = 0
+    for t in layer.inputs:
+        w = writer.get(t)
+        if w is None or where.get(w.index) != "array" or t in prog.outputs \
+                or [r.index for r in readers.get(t, [])] != [layer.index]:
+            return (f"input {t} is not written by an array layer for this CONCATENATION "
+                    f"alone")
+        if off % lanes:
+            return (f"input {t} would start at element {off}, not at a word of the activation "
+                    f"memory ({lanes} lanes)")
+        off += int(np.prod(prog.tensors[t].shape, dtype=np.int64))
+    if any(where.get(r.index) != "array" for r in readers.get(layer.outputs[0], [])):
+        return "a layer that is not on the array reads its output"
+    return ""
