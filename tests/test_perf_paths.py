@@ -199,6 +199,9 @@ DW_EDGE = [
     (1, 7, 7, 96, 1, 2, 2, 1, 1, 1, 1, 0, 0, 6, 6),      # even tap count, 3 blocks
     (1, 4, 4, 64, 1, 3, 3, 1, 1, 1, 1, 3, 3, 8, 8),      # outputs wholly in the padding
     (1, 3, 1, 40, 1, 3, 3, 1, 1, 1, 1, 1, 1, 3, 1),      # W = 1: the odd-pixel tail only
+    (1, 12, 12, 1, 8, 3, 3, 2, 2, 1, 1, 0, 0, 5, 5),     # one input channel x 8 (person_detect)
+    (2, 7, 6, 1, 40, 3, 3, 1, 1, 1, 1, 1, 1, 7, 6),      # one input channel x 40
+    (1, 6, 6, 3, 5, 3, 3, 1, 1, 1, 1, 1, 1, 6, 6),       # 3 channels x 5
 ]
 
 
@@ -216,6 +219,7 @@ def test_depthwise_fused_paths(case, off, dw512, monkeypatch):
     b = rng.integers(-(2**31), 2**31, C * dm).astype(np.int32)
     args = (off, sh, sw, dh, dw, pt, pl, oh, ow, dm)
     want = mac.depthwise_conv2d_acc_reference(x, w, b, *args)
+    _eq(mac.depthwise_conv2d_acc(x, w, b, *args), want)  # the accumulators (16-channel kernel)
     for parallel in (False, True):
         for fast in (True, False):
             rq = _rq(rng, C * dm)

@@ -105,6 +105,21 @@ def _fill_band(x, n, iy0, rows_in, pl, Wp, C, dm, Cb, k0, off, buf):
                 d0 = rb + (c_lo + c) * Cb
                 _convert_run(buf, d0, xf, sbase + c * C + k0, nval, off)
                 _zero_run(buf, d0 + nval, Cb - nval)
+        elif C == 1:
+            # one input channel (a grayscale first layer with a depth multiplier): every real
+            # slot of a pixel holds the same value
+            for c in range(nc):
+                d0 = rb + (c_lo + c) * Cb
+                v = np.int16(xf[sbase + c] + off)
+                sp = _vadd16s(_vzero16(), v)
+                i = 0
+                while i + 16 <= nval:
+                    _vstore16(buf, d0 + i, sp)
+                    i += 16
+                while i < nval:
+                    buf[d0 + i] = v
+                    i += 1
+                _zero_run(buf, d0 + nval, Cb - nval)
         else:
             for c in range(nc):
                 d0 = rb + (c_lo + c) * Cb
