@@ -923,7 +923,7 @@ def build_seeds(d: Path) -> dict:
     # a dump folder (RTL results laid out like an export) holding two vectors
     man = __import__("yaml").safe_load(open(os.path.join(s["export"], "manifest.yaml")))
     s["dump"] = str(d / "dump")
-    folders = [L["folder"] for L in man["layers"]]
+    folders = [L["folder"] for L in man["layers"] if "folder" in L]  # aliases have none
     for folder in folders[-2:]:
         os.makedirs(os.path.join(s["dump"], folder))
         shutil.copy(os.path.join(s["export"], folder, "output.hex"),
