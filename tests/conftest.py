@@ -50,3 +50,8 @@ def example_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("example")
     assert cli.main(["example", "--out", str(d)]) == 0
     return d
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a long run (mobilenet_v2's co-simulation); "
+                                       "runs with HWSIM_SLOW=1")

@@ -318,3 +318,62 @@ def test_layer_mode_leaves_host_layers_unrun(host_export):
     rows = {r["layer"]: r for r in rep.layers}
     assert rows[0]["status"] == rows[3]["status"] == "host" and not rows[0].get("host")
     assert rows[1]["status"] == rows[4]["status"] == "ok"
+
+
+# -- acceptance: the corpus ------------------------------------------------------------------------
+# Every model of ../shared/corpus with an oracle exports with default flags (int8 models with
+# tflite-int8, int16 ones with tflite-16x8) and its exported golden outputs are the oracle's;
+# every int8 one passes `hwsim cosim --sim verilator --mode chain`. mobilenet_v2's
+# co-simulation is the long one (marked slow: it runs with HWSIM_SLOW=1).
+CORPUS_MODELS = _corpus_models()
+SLOW_COSIM = ("real/mobilenet_v2_pytorch_1x3x224x224",)
+
+
+def _corpus_export(m, tmp_path):
+    from hwsim.export.exporter import export
+    d = CORPUS / m["path"]
+    return export(d / "model.tflite", m["config"], [d / "input_0.npy"], tmp_path / "exp",
+                  formats="hex")
+
+
+def _ids(m):
+    return m["path"].split("/")[-1]
+
+
+@pytest.mark.skipif(not CORPUS_MODELS, reason=NO_CORPUS)
+@pytest.mark.parametrize("m", CORPUS_MODELS, ids=_ids)
+def test_corpus_model_exports_with_default_flags(m, tmp_path):
+    import h5py
+    res = _corpus_export(m, tmp_path)
+    man = res.manifest
+    assert man["exact"] and res.coverage.startswith("array: ")
+    with h5py.File(CORPUS / m["path"] / "expected.h5", "r") as h, \
+            h5py.File(Path(res.out_dir) / "vectors.h5", "r") as v:
+        for k, out in enumerate(man["outputs"]):
+            writer = next(L for L in man["layers"] if "folder" in L and any(
+                t["tensor"] == out["tensor"] for t in L["outputs"]))
+            got = v["layers"][writer["folder"].split("/")[-1]]["output"][()]
+            want = h[f"outputs/{k}"][()]
+            assert got.dtype == want.dtype and np.array_equal(got.reshape(want.shape), want)
+
+
+def _slow_mark(m):
+    if m["path"] in SLOW_COSIM:
+        return pytest.param(m, id=_ids(m), marks=[pytest.mark.slow, pytest.mark.skipif(
+            not os.environ.get("HWSIM_SLOW"), reason="mobilenet_v2's co-simulation takes "
+            "minutes: run with HWSIM_SLOW=1")])
+    return pytest.param(m, id=_ids(m))
+
+
+@pytest.mark.skipif(not CORPUS_MODELS, reason=NO_CORPUS)
+@pytest.mark.parametrize("m", [_slow_mark(m) for m in CORPUS_MODELS if m["dtype"] == "int8"])
+def test_corpus_int8_model_passes_chain_cosim_on_verilator(m, tmp_path):
+    from hwsim import cosim
+    reason = cosim.simulator_available("verilator")
+    if reason:
+        pytest.skip(reason)
+    res = _corpus_export(m, tmp_path)
+    rep = cosim.run_cosim(res.out_dir, sim="verilator", mode="chain")
+    assert rep.ok, rep.table()
+    host = [L["index"] for L in res.manifest["layers"] if L["placement"] == "host"]
+    assert sorted(r["layer"] for r in rep.layers if r.get("host")) == host
