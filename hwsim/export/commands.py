@@ -31,7 +31,7 @@ EXPORT_EPILOG = """\
 example:
   hwsim example --out build/example
   hwsim export build/example/example_cnn.tflite --config tflite-int8 \\
-      --input build/example/example_input.npy --out build/rtl --host-tail
+      --input build/example/example_input.npy --out build/rtl
 
 Writes DIR/manifest.yaml (every layer's descriptor fields, bases, word counts, quantization,
 file names and sha256, the config, headroom and cycle estimates), DIR/vectors.h5 (all of it

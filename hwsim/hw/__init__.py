@@ -2,7 +2,7 @@
 
     from hwsim.hw import load_config, map_network
     cfg = load_config("tflite-int8")                   # preset name or YAML path (docs/config.md)
-    hw = map_network("model.tflite", cfg, legalize="strict", host_tail=True)
+    hw = map_network("model.tflite", cfg, legalize="strict")  # host layers anywhere
     res = hw.run(x, trace=True)                        # hardware accumulators in res.trace
     hw.layer_stats(); hw.headroom(res); hw.report      # docs/dataflow.md
 
