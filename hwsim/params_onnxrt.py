@@ -137,6 +137,10 @@ class OrtAddParams(Params):
     lo: int
     hi: int
     scalar: str = ""
+    # a constant operand (an initializer): its integers, in the IR layout, and its place
+    # (0: a, 1: b); the layer then has one run-time input
+    const: np.ndarray | None = None
+    const_pos: int = -1
 
 
 @frozen_params
@@ -194,6 +198,8 @@ class OrtMulParams(Params):
     c_zp: int
     lo: int
     hi: int
+    const: np.ndarray | None = None  # a constant operand, as OrtAddParams.const
+    const_pos: int = -1
 
 
 @frozen_params

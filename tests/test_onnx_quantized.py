@@ -578,3 +578,39 @@ def test_qlinear_add_on_all_code_pairs(order, dtype, case):
     t, perm = gr.value_map["o"]
     _assert_same("o", res.trace.tensors[t], np.transpose(ref_o, perm))
     _assert_same("y", res.outputs[0], ref_y)
+
+
+def _rank_and_constant_operands_model(path):
+    """Add / Mul with constant (initializer) operands of lower rank, first or second, and
+    with a run-time operand of lower rank (a Reshape of a pooled tensor): numpy broadcasting
+    over inputs of different ranks."""
+    from test_frontend_onnx import make_model
+    N = helper.make_node
+    inits = {"w": rnd((6, 3, 3, 3), 1, 0.3), "b": rnd((6,), 2, 0.1),
+             "k1": rnd((8,), 3, 0.5), "k2": rnd((6, 1, 1), 4, 0.8) + 1.0,
+             "k3": np.array(0.7, np.float32), "k4": rnd((1, 8), 5, 0.6),
+             "s": np.array([6, 1, 1], np.int64)}
+    nodes = [N("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             N("Add", ["c", "k1"], ["a1"]),            # [1,6,8,8] + [8]
+             N("Mul", ["k2", "a1"], ["m1"]),           # [6,1,1] * [1,6,8,8], constant first
+             N("GlobalAveragePool", ["m1"], ["g"]),
+             N("Reshape", ["g", "s"], ["gr"]),         # run-time [6,1,1]
+             N("Add", ["gr", "m1"], ["a2"]),           # rank 3 + rank 4
+             N("Mul", ["a2", "k3"], ["m2"]),           # a scalar constant
+             N("Mul", ["m2", "gr"], ["m3"]),           # rank 4 * rank 3, run-time
+             N("Add", ["k4", "m3"], ["y"])]            # [1,8] + [1,6,8,8], constant first
+    onnx.save(make_model(nodes, {"x": (1, 3, 8, 8)}, ["y"], inits), path)
+    return path
+
+
+@pytest.mark.parametrize("fmt,act", [("qdq", "u8"), ("qdq", "s8"), ("qop", "s8"), ("qop", "u8")])
+def test_add_mul_of_different_ranks_and_constant_operands_equal_onnxruntime(tmp_path, fmt,
+                                                                             act):
+    src = _rank_and_constant_operands_model(str(tmp_path / "f.onnx"))
+    m = onnx.load(_quantize(src, str(tmp_path / "q.onnx"), rnd((8, 3, 8, 8), 9), fmt, act,
+                            False))
+    if fmt == "qop":
+        types = [n.op_type for n in m.graph.node]
+        assert types.count("QLinearAdd") == 3 and types.count("QLinearMul") == 3, types
+    for seed in (31, 32):
+        assert _check_every_tensor(m, rnd((1, 3, 8, 8), seed)) >= 8

@@ -78,6 +78,18 @@ class _Float:
 
 
 @dataclass
+class _QConst:
+    """A constant quantized operand of an Add / Mul: integers ``q``, ``scale``, ``zp``."""
+    q: np.ndarray
+    scale: np.float32
+    zp: int
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.q.shape)
+
+
+@dataclass
 class _Pending:
     """A float op on dequantized inputs, waiting for the QuantizeLinear of its output."""
     node: object
@@ -543,9 +555,11 @@ class _QImporter:
             return self.fc(fnode, a, x, w, wsc, wzp, b, ys, yz, dt, out,
                            trans_b=int(a.get("transB", 0)), alpha=float(a.get("alpha", 1.0)))
         if op == "Add":
-            return self.add(fnode, self.act(fnode, 0), self.act(fnode, 1), ys, yz, dt, out)
+            return self.add(fnode, self.operand(fnode, 0), self.operand(fnode, 1), ys, yz, dt,
+                            out)
         if op == "Mul":
-            return self.mul(fnode, self.act(fnode, 0), self.act(fnode, 1), ys, yz, dt, out)
+            return self.mul(fnode, self.operand(fnode, 0), self.operand(fnode, 1), ys, yz, dt,
+                            out)
         if op in ("LeakyRelu", "Sigmoid"):
             return self.lookup(fnode, op, float(a.get("alpha", 0.01)), self.act(fnode, 0), ys,
                                yz, dt, out)
@@ -630,14 +644,64 @@ class _QImporter:
                       alpha=alpha)
         self.set_act(out, t, _ident(len(shape)), shape)
 
+    def operand(self, node, k, ks=None, kz=None):
+        """Input k of an Add / Mul: a run-time _Act, or a constant (an initializer, in QDQ
+        form behind a DequantizeLinear; its scale / zero point inputs ks / kz in QOperator
+        form) as _QConst. ORT's QLinearAdd / QLinearMul take a constant operand as is."""
+        v = self.vals.get(node.input[k])
+        if not isinstance(v, np.ndarray):
+            return self.act(node, k)
+        if ks is None:
+            q, s, z = self._wq(node, k)
+        else:
+            q, s, z = v, self.const(node, ks, "scale"), self.const(node, kz, "zero point")
+            z = np.zeros(1, np.uint8) if z is None else z
+        s, z = np.asarray(s).reshape(-1), np.asarray(z).reshape(-1)
+        if s.size != 1 or z.size != 1:
+            raise self.err(node, f"constant input {k}: one scale and zero point (per-tensor) "
+                                 f"expected, got {s.size} and {z.size}")
+        self.check_qparam(node, "constant's scale", s)
+        q = np.asarray(q)
+        if q.dtype not in (np.dtype(np.int8), np.dtype(np.uint8)):
+            raise self.err(node, f"constant input {k} of type {q.dtype}: int8 or uint8 expected")
+        return _QConst(q, np.float32(s[0]), int(z[0]))
+
+    def binary(self, node, x0, x1, out):
+        """The operands of an Add / Mul in one IR layout and rank: the lower rank gets
+        leading 1s (numpy broadcasting), constants are transposed here, a run-time operand by
+        an integer transpose. Returns the two _Act and the ONNX output shape."""
+        r = max(len(x0.shape), len(x1.shape))
+        acts = [x for x in (x0, x1) if isinstance(x, _Act)]
+        if not acts:
+            raise self.err(node, "both inputs are constants")
+        lead = max(acts, key=lambda x: len(x.shape))
+        perm = lead.perm if len(lead.shape) == r else _ident(r)
+        res = []
+        for k, x in enumerate((x0, x1)):
+            if isinstance(x, _QConst):
+                arr = x.q.reshape((1,) * (r - x.q.ndim) + x.q.shape)
+                t = self.const_tensor(f"{out}/const{k}", arr.transpose(perm))
+                self.quant[t] = (x.scale, x.zp)
+                res.append(_Act(t, tuple(perm), arr.shape))
+                continue
+            if len(x.shape) < r:
+                x = self.plain(x, f"{out}/in{k}")
+                shape = (1,) * (r - len(x.shape)) + tuple(x.shape)
+                t = self.emit("ORT_RESHAPE", [x.t], f"{out}/rank{k}", shape, self.dtype(x),
+                              self.in_q(x))
+                x = _Act(t, _ident(r), shape)
+            res.append(self.layout(x, perm, f"{out}/in{k}"))
+        try:
+            shape = tuple(np.broadcast_shapes(res[0].shape, res[1].shape))
+        except ValueError:
+            raise self.err(node, f"shapes {list(x0.shape)} and {list(x1.shape)} do not "
+                                 f"broadcast") from None
+        return res[0], res[1], shape
+
     def add(self, node, x0, x1, ys, yz, dt, out):
+        x0, x1, shape = self.binary(node, x0, x1, out)
         self.same_type(node, [x0, x1], dt)
         (s0, z0), (s1, z1) = self.in_q(x0), self.in_q(x1)
-        if len(x0.shape) != len(x1.shape):
-            raise self.err(node, f"Add of ranks {len(x0.shape)} and {len(x1.shape)} is not "
-                                 f"supported (equal ranks, numpy broadcasting)")
-        shape = tuple(np.broadcast_shapes(x0.shape, x1.shape))
-        x1 = self.layout(x1, x0.perm, out + "/b")
         ir = tuple(np.broadcast_shapes(self.tensors[x0.t].shape, self.tensors[x1.t].shape))
         t = self.emit("ORT_ADD", [x0.t, x1.t], out, ir, dt, (ys, yz),
                       a_scale=s0, a_zp=z0, b_scale=s1, b_zp=z1, y_scale=ys, y_zp=yz,
@@ -645,13 +709,9 @@ class _QImporter:
         self.set_act(out, t, x0.perm, shape)
 
     def mul(self, node, x0, x1, ys, yz, dt, out):
+        x0, x1, shape = self.binary(node, x0, x1, out)
         self.same_type(node, [x0, x1], dt)
         (s0, z0), (s1, z1) = self.in_q(x0), self.in_q(x1)
-        if len(x0.shape) != len(x1.shape):
-            raise self.err(node, f"Mul of ranks {len(x0.shape)} and {len(x1.shape)} is not "
-                                 f"supported (equal ranks, numpy broadcasting)")
-        x1 = self.layout(x1, x0.perm, out + "/b")
-        shape = tuple(np.broadcast_shapes(x0.shape, x1.shape))
         ir = tuple(np.broadcast_shapes(self.tensors[x0.t].shape, self.tensors[x1.t].shape))
         t = self.emit("ORT_MUL", [x0.t, x1.t], out, ir, dt, (ys, yz), a_scale=s0, a_zp=z0,
                       b_scale=s1, b_zp=z1, y_scale=ys, y_zp=yz)
@@ -840,13 +900,13 @@ class _QImporter:
 
     def op_QLinearAdd(self, node, a):
         ys, yz = self._qparams(node, 6, 7, "C")
-        self.add(node, self.act(node, 0), self.act(node, 3), ys, yz, self._qout(node, 7),
-                 node.output[0])
+        self.add(node, self.operand(node, 0, 1, 2), self.operand(node, 3, 4, 5), ys, yz,
+                 self._qout(node, 7), node.output[0])
 
     def op_QLinearMul(self, node, a):
         ys, yz = self._qparams(node, 6, 7, "C")
-        self.mul(node, self.act(node, 0), self.act(node, 3), ys, yz, self._qout(node, 7),
-                 node.output[0])
+        self.mul(node, self.operand(node, 0, 1, 2), self.operand(node, 3, 4, 5), ys, yz,
+                 self._qout(node, 7), node.output[0])
 
     def op_QLinearLeakyRelu(self, node, a):
         ys, yz = self._qparams(node, 3, 4, "Y")

@@ -133,10 +133,18 @@ def run_max_pool(layer, inputs):
     return [y], None
 
 
+def _operands(p, inputs) -> list:
+    """QLinearAdd / QLinearMul's two operands: a constant one comes from the parameters."""
+    ins = list(inputs)
+    if p.const is not None:
+        ins.insert(p.const_pos, p.const)
+    return ins
+
+
 @kernel("ort_add")
 def run_add(layer, inputs):
     p = layer.params
-    a, b = inputs
+    a, b = _operands(p, inputs)
     af, bf = a.astype(np.float32), b.astype(np.float32)
     f32 = np.float32
     # MLAS's B operand enters the inner fma (in the IsScalarB path GCC contracts
@@ -245,7 +253,7 @@ def run_table(layer, inputs):
 @kernel("ort_mul")
 def run_mul(layer, inputs):
     p = layer.params
-    a, b = inputs
+    a, b = _operands(p, inputs)
     prod = (a.astype(np.int64) - p.a_zp) * (b.astype(np.int64) - p.b_zp)  # exact (int16 x int16)
     v = (prod.astype(np.float32) * np.float32(p.ratio)).astype(np.float32)
     v = (v + np.float32(p.c_zp)).astype(np.float32)

@@ -269,9 +269,24 @@ def lower_add(op: Op, ctx: LoweringContext):
     else:
         inner = fma_float32(ra, za, F32(rb * zb))
     fixed = F32(F32(int(a["y_zp"])) - F32(inner))
+    ins, const, pos = _binary_inputs(ctx, op)
     return _layer(op, "ort_add", OrtAddParams(ratio_a=ra, ratio_b=rb, fixed=fixed, lo=lo, hi=hi,
-                                              scalar=str(a.get("scalar", ""))),
-                  inputs=list(op.inputs[:2]), ir_op="ADD")
+                                              scalar=str(a.get("scalar", "")), const=const,
+                                              const_pos=pos),
+                  inputs=ins, ir_op="ADD")
+
+
+def _binary_inputs(ctx: LoweringContext, op: Op):
+    """A QLinearAdd / QLinearMul's run-time inputs, and its constant operand (an initializer)
+    with its place, which the layer carries in its parameters."""
+    ins = list(op.inputs[:2])
+    consts = [k for k, t in enumerate(ins) if ctx.is_const(t)]
+    if not consts:
+        return ins, None, -1
+    if len(consts) == 2:
+        raise ctx.error(op, "both inputs are constants")
+    k = consts[0]
+    return [t for j, t in enumerate(ins) if j != k], np.ascontiguousarray(ctx.const(op, ins[k])), k
 
 
 def requant_table(x_scale, x_zp: int, y_scale, y_zp: int, dtype) -> np.ndarray:
@@ -399,9 +414,11 @@ def lower_mul(op: Op, ctx: LoweringContext):
     a = op.attrs
     lo, hi, _ = _range(ctx, op, op.outputs[0])
     ratio = F32(F32(F32(a["a_scale"]) * F32(a["b_scale"])) / F32(a["y_scale"]))
+    ins, const, pos = _binary_inputs(ctx, op)
     return _layer(op, "ort_mul", OrtMulParams(a_zp=int(a["a_zp"]), b_zp=int(a["b_zp"]),
-                                              ratio=ratio, c_zp=int(a["y_zp"]), lo=lo, hi=hi),
-                  inputs=list(op.inputs[:2]), ir_op="MUL")
+                                              ratio=ratio, c_zp=int(a["y_zp"]), lo=lo, hi=hi,
+                                              const=const, const_pos=pos),
+                  inputs=ins, ir_op="MUL")
 
 
 def nearest_indices(n_in: int, n_out: int, scale: float, ctm: str, mode: str) -> np.ndarray:
