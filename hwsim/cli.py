@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import __version__
-from .command import (Command, check_output_path, resolve as _resolve,  # noqa: F401 (re-exported)
-                      semantics_argument)
+from .command import (Command, add_host_ops_argument, check_output_path,  # noqa: F401 (re-exported)
+                      resolve as _resolve, semantics_argument)
 from .ir import HwsimError, InputError
 
 PROG = "hwsim"
@@ -194,40 +194,15 @@ def _info_arguments(p: argparse.ArgumentParser) -> None:
     add_host_ops_argument(p)
 
 
-def add_host_ops_argument(p: argparse.ArgumentParser) -> None:
-    """``--host-ops OP[,OP]`` (hwsim info, hwsim export): ops forced to the host."""
-    p.add_argument("--host-ops", metavar="OP[,OP]", default=None,
-                   help="run these ops on the host even where the array could (added to the "
-                        "config's host_ops), e.g. DEPTHWISE_CONV_2D")
-
-
-def config_with_host_ops(config, host_ops: str | None):
-    """``config`` (preset, YAML or AccelConfig) with the ops of ``--host-ops`` added to its
-    host_ops (validated as the config key is)."""
-    from .hw.config import config_from_dict, load_config
-    cfg = load_config(config)
-    ops = [o.strip().upper() for o in (host_ops or "").split(",") if o.strip()]
-    if not ops:
-        return cfg
-    from . import lower  # noqa: F401 - fills registry.LOWERINGS
-    from .registry import LOWERINGS
-    for op in ops:
-        if op not in LOWERINGS:
-            raise HwsimError(f"--host-ops: {op!r} is not an op hwsim runs; ops: "
-                             f"{', '.join(sorted(LOWERINGS))}")
-    d = cfg.to_dict()
-    d["host_ops"] = list(dict.fromkeys([*cfg.host_ops, *ops]))
-    return config_from_dict(d, cfg.source)
-
-
 def _info_mapping(args, net) -> None:
     """The rows' placement column, the host reasons and the split line (hwsim info --config)."""
     from .hw import map_network
+    from .hwif.config import with_host_ops
     if args.config is None:
         if args.host_ops:
             raise HwsimError("--host-ops needs --config (the accelerator to map onto)")
         return None
-    cfg = config_with_host_ops(args.config, args.host_ops)
+    cfg = with_host_ops(args.config, args.host_ops)
     return map_network(net.graph, cfg, legalize="approx")
 
 

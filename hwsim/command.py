@@ -51,3 +51,11 @@ def semantics_argument(p: argparse.ArgumentParser) -> None:
                    help="reference arithmetic: tflite (TFLite's reference kernels, the default) "
                         "or tflm (TensorFlow Lite for Microcontrollers: FULLY_CONNECTED and MUL "
                         "round differently; docs/semantics.md)")
+
+
+def add_host_ops_argument(p: argparse.ArgumentParser) -> None:
+    """``--host-ops OP[,OP]`` (hwsim info, hwsim export): ops forced to the host
+    (hwsim.hwif.config.with_host_ops adds them to the config)."""
+    p.add_argument("--host-ops", metavar="OP[,OP]", default=None,
+                   help="run these ops on the host even where the array could (added to the "
+                        "config's host_ops), e.g. DEPTHWISE_CONV_2D")

@@ -140,6 +140,28 @@ def test_cross_checks():
     assert ok.requant.multiplier_bits == 24
 
 
+def test_host_ops_names_the_ops_the_array_can_place():
+    """host_ops is checked against vocab.PLACEABLE_OPS (no import of lowering): array ops, the
+    memory aliases and CONCATENATION are accepted; a host op or a non-name is refused with the
+    key and the allowed names."""
+    from hwsim.hw.config import with_host_ops
+    from hwsim.vocab import PLACEABLE_OPS
+    assert config_from_dict({"host_ops": list(PLACEABLE_OPS)}).host_ops == PLACEABLE_OPS
+    assert {"CONV_2D", "RELU", "RESHAPE", "CONCATENATION"} <= set(PLACEABLE_OPS)
+    for bad, shown in (("SOFTMAX", "'SOFTMAX'"), ("conv_2d", "'conv_2d'"), (3, "3")):
+        with pytest.raises(ConfigError) as e:
+            config_from_dict({"host_ops": [bad]}, "c.yaml")
+        assert str(e.value).startswith(f"c.yaml: host_ops: {shown} is not an op hwsim runs "
+                                       f"on the array") and \
+            f"allowed: {', '.join(sorted(PLACEABLE_OPS))}" in str(e.value), str(e.value)
+    cfg = with_host_ops("tflite-int8", " add,DEPTHWISE_CONV_2D,ADD ")
+    assert cfg.host_ops == ("ADD", "DEPTHWISE_CONV_2D") and cfg.source.endswith("tflite-int8.yaml")
+    assert with_host_ops("tflite-int8", None) == load_config("tflite-int8")
+    with pytest.raises(ConfigError, match=r"^--host-ops: 'SOFTMAX' is not an op hwsim runs on "
+                                          r"the array"):
+        with_host_ops("tflite-int8", "ADD,softmax")
+
+
 def test_file_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"nope\.yaml: no such file"):
         load_config(tmp_path / "nope.yaml")

@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from ..command import semantics_argument
+from ..command import add_host_ops_argument, semantics_argument
 from ..ir import HwsimError, InputError
 from ..vocab import REQUANT_UNIT_SCHEMES
 from .formats import FORMATS
@@ -79,7 +79,6 @@ def export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host-tail", action="store_true",
                    help="no longer needed (ignored, with a note): layers the array cannot run "
                         "run on the host wherever they are")
-    from ..cli import add_host_ops_argument
     add_host_ops_argument(p)
     semantics_argument(p)
     p.add_argument("--formats", default=",".join(FORMATS), metavar="LIST",
@@ -131,8 +130,8 @@ def cmd_export(args) -> int:
     if not os.path.isfile(args.model):
         raise InputError(f"{args.model}: no such model file")
     try:
-        from ..cli import config_with_host_ops
-        config = config_with_host_ops(args.config, getattr(args, "host_ops", None))
+        from ..hwif.config import with_host_ops
+        config = with_host_ops(args.config, getattr(args, "host_ops", None))
         res = export(args.model, config, _inputs_for(args), args.out,
                      legalize=args.legalize, host_tail=args.host_tail, formats=args.formats,
                      semantics=args.semantics,

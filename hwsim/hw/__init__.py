@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import importlib
 
-# name -> submodule. Loaded on first use (PEP 562), so that ``hwsim.hw.config`` — an input of
-# lowering — can be imported without the network mapping, which is built on lowering.
+# name -> submodule. Loaded on first use (PEP 562), so that ``hwsim.hw.config`` (the config,
+# re-exported from hwsim.hwif.config) is imported without the network mapping and its kernels.
 _WHERE = {
     "AccelConfig": "config", "ConfigError": "config", "config_from_dict": "config",
     "load_config": "config", "preset_names": "config",

@@ -1,5 +1,7 @@
 """The hardware interface: every fact the model, the export and the RTL must agree on, once.
 
+* :mod:`~hwsim.hwif.config`: the accelerator config (:func:`load_config`, the presets,
+  validation), re-exported by ``hwsim.hw.config``; lowering reads it.
 * :mod:`~hwsim.hwif.pack`: elements in memory words (lanes, element bits, lane order).
 * :mod:`~hwsim.hwif.memory`: the accelerator's memories of a config (:func:`make_memories`).
 * :mod:`~hwsim.hwif.plan`: the memory plan (:func:`allocate`: legalization's capacity check
@@ -9,8 +11,8 @@
 * :mod:`~hwsim.hwif.requant`: the requant unit's 64-bit words.
 * :mod:`~hwsim.hwif.manifest`: the manifest's schema constants and its reader.
 
-It imports ir, vocab, params, util and yamlio only: hw/network, export, cosim and compare build
-on it (docs/architecture.md, import floors).
+It imports ir, vocab, params, util, yamlio and resources only: lowering, hw/network, export,
+cosim and compare build on it (docs/architecture.md, import floors).
 """
 from __future__ import annotations
 

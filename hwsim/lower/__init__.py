@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import registry
-from ..hw.config import load_config
+from ..hwif.config import load_config
 from ..ir import Graph, ModelError
 from ..program import Layer, Program, TensorInfo
 from ..vocab import RequantScheme

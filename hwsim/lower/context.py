@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..arith import quantize_multiplier, round_half_away_f32, round_half_away_int
-from ..hw.config import RequantConfig
+from ..hwif.config import RequantConfig
 from ..ir import Graph, HwsimError, ModelError, Op, Tensor
 from ..params import AccumulatorModel
 from ..program import Layer
