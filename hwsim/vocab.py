@@ -19,10 +19,11 @@ from enum import IntEnum
 
 import numpy as np
 
-__all__ = ["MAC_OPS", "ARRAY_OPS", "ALIAS_OPS", "TABLE_OPS", "ELEMENTWISE_OPS", "QRANGE", "Code",
+__all__ = ["MAC_OPS", "ARRAY_OPS", "ALIAS_OPS", "TABLE_OPS", "ELEMENTWISE_OPS",
+           "RESIZE_MAX_INDICES", "QRANGE", "Code",
            "RequantScheme", "Rounding", "Overflow", "Dataflow", "AccelOp", "ACCEL_OP_OF",
            "HW_REQUANT_SCHEMES", "TFLITE_SCHEMES", "REQUANT_UNIT_SCHEMES",
-           "REQUANT_WORD_SCHEMES", "SEMANTICS", "PLACEABLE_OPS"]
+           "REQUANT_WORD_SCHEMES", "SEMANTICS"]
 
 # The reference runtimes whose arithmetic a Program can follow (--semantics; docs/semantics.md):
 # TFLite's reference kernels (BUILTIN_REF, the default) or TensorFlow Lite for Microcontrollers.
@@ -37,14 +38,14 @@ MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # layer's own kernel is exact; MAXIMUM / MINIMUM only with a one-element constant operand).
 TABLE_OPS = ("LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1",
              "RELU_0_TO_1", "MAXIMUM", "MINIMUM")
+# RESIZE_NEAREST_NEIGHBOR on the array: the element engine's index table holds out_h + out_w
+# source indices (hwsim/rtl/hwsim_elem_engine.v, RIDX_N).
+RESIZE_MAX_INDICES = 2048
 # Two-input elementwise ops of the element engine's lanes (hwsim/rtl/hwsim_add_lane.v).
 ELEMENTWISE_OPS = ("ADD", "SUB", "MUL")
-ARRAY_OPS = MAC_OPS + ("MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD", "SUB", "MUL", "MEAN") + TABLE_OPS
+ARRAY_OPS = MAC_OPS + ("MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD", "SUB", "MUL", "MEAN") + \
+    TABLE_OPS + ("RESIZE_NEAREST_NEIGHBOR",)
 ALIAS_OPS = ("RESHAPE", "SQUEEZE")
-# The ops placement (hwsim.passes.PlaceLayers) may put on the array or make a memory alias
-# (a CONCATENATION whose inputs are written in place): the names a config's host_ops can keep on
-# the host (hwsim.hwif.config validates the key against this set; every other op is a host op).
-PLACEABLE_OPS = ARRAY_OPS + ALIAS_OPS + ("CONCATENATION",)
 
 # -- integer ranges ---------------------------------------------------------------------------
 # [lo, hi] of each integer tensor type (a clamp to the type is a clamp to this range).
@@ -134,6 +135,7 @@ class AccelOp(Code):
     SUB = 8
     MUL = 9
     MEAN = 10    # MEAN over H and W on the pool unit, TFLite MEAN's requantization
+    RESIZE = 11  # RESIZE_NEAREST_NEIGHBOR: address generation from an index table at w_base
 
 
 # The accelerator op of each array op (the keys are ARRAY_OPS, in order).
@@ -141,4 +143,5 @@ ACCEL_OP_OF = {"CONV_2D": AccelOp.CONV, "DEPTHWISE_CONV_2D": AccelOp.DWCONV,
                "FULLY_CONNECTED": AccelOp.FC, "MAX_POOL_2D": AccelOp.MAXPOOL,
                "AVERAGE_POOL_2D": AccelOp.AVGPOOL, "ADD": AccelOp.ADD, "SUB": AccelOp.SUB,
                "MUL": AccelOp.MUL, "MEAN": AccelOp.MEAN,
-               **{op: AccelOp.TABLE for op in TABLE_OPS}}
+               **{op: AccelOp.TABLE for op in TABLE_OPS},
+               "RESIZE_NEAREST_NEIGHBOR": AccelOp.RESIZE}

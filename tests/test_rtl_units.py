@@ -323,23 +323,24 @@ def test_add_lane_sub_and_mul_match_the_engine_kernels(tmp_path, op, in_bits):
 
 
 # ---- the activation table unit -------------------------------------------------------------------
-def units_graph(seed: int = 11):
+def units_graph(seed: int = 11, shape=(1, 6, 5, 12)):
     """A network of the element units: CONV, then LEAKY_RELU, LOGISTIC, TANH, HARD_SWISH, SUB,
     RELU6, MUL, a MAXIMUM and a MINIMUM with constants that nothing absorbs (their input has
     several readers, or is not an array layer with a clamp), ADD, MEAN over H and W; 12
-    channels (words of 8 lanes end part-way). Returns (tflite bytes, an input)."""
+    channels by default (words of 8 lanes end part-way). Returns (tflite bytes, an input)."""
     from hwsim.frontends.builder import GraphBuilder
     rng = np.random.default_rng(seed)
     b = GraphBuilder("rtl_units")
-    i8, shp = np.int8, (1, 6, 5, 12)
+    i8, shp = np.int8, tuple(shape)
+    c = shp[3]
     x = b.input("x", shp, i8, scale=0.05, zero_point=-3)
-    w = rng.integers(-127, 128, (12, 3, 3, 12)).astype(np.int8)
-    ws = (0.003 * rng.uniform(0.7, 1.3, 12)).astype(np.float32)
+    w = rng.integers(-127, 128, (c, 3, 3, c)).astype(np.int8)
+    ws = (0.003 * rng.uniform(0.7, 1.3, c)).astype(np.float32)
     c0 = b.activation("conv", shp, i8, scale=0.06, zero_point=4)
-    b.op("CONV_2D", [x, b.const("w", w, scales=ws, zero_points=np.zeros(12, np.int64)),
-                     b.const("b", rng.integers(-2000, 2000, 12).astype(np.int32),
+    b.op("CONV_2D", [x, b.const("w", w, scales=ws, zero_points=np.zeros(c, np.int64)),
+                     b.const("b", rng.integers(-2000, 2000, c).astype(np.int32),
                              scales=(np.float32(0.05) * ws).astype(np.float32),
-                             zero_points=np.zeros(12, np.int64))], [c0], 3,
+                             zero_points=np.zeros(c, np.int64))], [c0], 3,
          padding="SAME", stride_w=1, stride_h=1, dilation_w_factor=1, dilation_h_factor=1,
          fused_activation_function="NONE")
 
@@ -365,7 +366,7 @@ def units_graph(seed: int = 11):
                                   zero_points=4)], [mn9])
     a10 = b.activation("add", shp, i8, scale=0.05, zero_point=2)
     b.op("ADD", [mn9, m7], [a10], 2, fused_activation_function="NONE")
-    y = b.activation("mean", (1, 12), i8, scale=0.02, zero_point=-5)
+    y = b.activation("mean", (shp[0], c), i8, scale=0.02, zero_point=-5)
     b.op("MEAN", [a10, b.const("axes", np.array([1, 2], np.int32))], [y], keep_dims=False)
     b.output(y)
     xs = rng.integers(-128, 128, shp).astype(np.int8)
@@ -470,3 +471,56 @@ def test_element_units_bit_exact_in_chain_mode(units_export, sim):
     # pixel, which the model does not count; docs/cosim.md.)
     for r in ran[1:-1]:
         assert 0 < r["cycles"] - r["estimate"] <= 12, (r["op"], r["cycles"], r["estimate"])
+
+
+# ---- RESIZE_NEAREST_NEIGHBOR as address generation ------------------------------------------------
+def resize_graph(seed: int = 12):
+    """Three RESIZE_NEAREST_NEIGHBOR in a row on 16 channels: x2 / 13/7 up (default), a
+    half-pixel-centers resize to 7 x 20, an align-corners one down to 4 x 5."""
+    from hwsim.frontends.builder import GraphBuilder
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("rtl_resize")
+    q = dict(scale=0.05, zero_point=-3)
+    x = b.input("x", (1, 5, 7, 16), np.int8, **q)
+    t = x
+    for name, (h, w), attrs in (("up", (10, 13), {}),
+                                ("hpc", (7, 20), {"half_pixel_centers": True}),
+                                ("ac", (4, 5), {"align_corners": True})):
+        y = b.activation(name, (1, h, w, 16), np.int8, **q)
+        b.op("RESIZE_NEAREST_NEIGHBOR", [t, b.const(f"{name}/size", np.array([h, w], np.int32))],
+             [y], 3, align_corners=attrs.get("align_corners", False),
+             half_pixel_centers=attrs.get("half_pixel_centers", False))
+        t = y
+    b.output(t)
+    return b.tflite(), rng.integers(-128, 128, (1, 5, 7, 16)).astype(np.int8)
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_resize_nearest_is_address_generation_bit_exact(tmp_path, sim):
+    """Each RESIZE_NEAREST_NEIGHBOR on the array (accel op RESIZE, its out_h + out_w source
+    indices in the weight memory) copies exactly the pixels the engine's kernel picks, in
+    chain mode; cycles within 10 % of the model (index words + one cycle per lane group), or
+    16 cycles on a small layer (the fixed cost of a layer: descriptor, index load, flush)."""
+    import yaml
+
+    from hwsim.cosim import run_cosim
+    from hwsim.export import export
+    reason = cosim.simulator_available(sim)
+    if reason:
+        pytest.skip(reason)
+    model, x = resize_graph()
+    (tmp_path / "r.tflite").write_bytes(model)
+    np.save(tmp_path / "x.npy", x)
+    export(tmp_path / "r.tflite", "tflite-int8", [tmp_path / "x.npy"], tmp_path / "e",
+           formats=("hex",))
+    man = yaml.safe_load((tmp_path / "e" / "manifest.yaml").read_text())
+    assert [L["accel_op"] for L in man["layers"]] == ["RESIZE"] * 3 and man["exact"]
+    assert [L["memory"]["table"]["entries"] for L in man["layers"]] == [23, 27, 9]
+    rep = run_cosim(tmp_path / "e", sim, mode="chain")
+    assert rep.error is None and not rep.file_problems, rep.error
+    assert [r["status"] for r in rep.layers] == ["ok"] * 3, rep.table()
+    assert all(r["output"]["mismatches"] == 0 and r["output"]["elements"] > 0
+               for r in rep.layers) and rep.ok
+    for r in rep.layers:
+        assert 0 < r["cycles"] - r["estimate"] <= max(0.1 * r["estimate"], 16), \
+            (r["cycles"], r["estimate"])

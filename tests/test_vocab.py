@@ -20,7 +20,8 @@ def test_codes_are_the_ones_exported_files_and_the_rtl_carry():
                                                   "weight_stationary": 1}
     assert {m.name: int(m) for m in AccelOp} == {"END": 0, "CONV": 1, "DWCONV": 2, "FC": 3,
                                                  "MAXPOOL": 4, "AVGPOOL": 5, "ADD": 6,
-                                                 "TABLE": 7, "SUB": 8, "MUL": 9, "MEAN": 10}
+                                                 "TABLE": 7, "SUB": 8, "MUL": 9, "MEAN": 10,
+                                                 "RESIZE": 11}
 
 
 def test_accel_op_codes_are_the_rtl_ones():
@@ -67,9 +68,11 @@ def test_every_code_table_derives_from_the_enums():
     assert RTL_REQUANT_SCHEMES == {int(s): s.name for s in vocab.REQUANT_UNIT_SCHEMES}
     assert OP_CODES == {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 3,
                         "MAX_POOL_2D": 4, "AVERAGE_POOL_2D": 5, "ADD": 6, "SUB": 8, "MUL": 9,
-                        "MEAN": 10, **{op: 7 for op in vocab.TABLE_OPS}}
+                        "MEAN": 10, **{op: 7 for op in vocab.TABLE_OPS},
+                        "RESIZE_NEAREST_NEIGHBOR": 11}
     assert ACCEL_OP_NAMES == {1: "CONV", 2: "DWCONV", 3: "FC", 4: "MAXPOOL", 5: "AVGPOOL",
-                              6: "ADD", 7: "TABLE", 8: "SUB", 9: "MUL", 10: "MEAN"}
+                              6: "ADD", 7: "TABLE", 8: "SUB", 9: "MUL", 10: "MEAN",
+                              11: "RESIZE"}
     assert MAC_CODES == (1, 2, 3) and all(type(v) is int for v in OP_CODES.values())
     assert REQUANT_SCHEME_CODES == {s.name: int(s) for s in vocab.REQUANT_UNIT_SCHEMES}
     assert ALLOWED["requant.scheme"] == tuple(s.name for s in vocab.HW_REQUANT_SCHEMES)

@@ -27,7 +27,9 @@ Vector layers (no MACs) use the Cc column lanes: MAX/AVERAGE_POOL cycles =
 ceil(N*OH*OW*C / Cc) * FH*FW, reads N*Sy*Sx*C elements; MEAN over H and W the same with an
 H x W window (ceil(N*C / Cc) * H*W); ADD, SUB, MUL cycles = ceil(E / Cc), reads 2E; a table
 layer (hwsim.vocab.TABLE_OPS) loads its 2^b-entry table first: cycles = T + ceil(E / Cc), T =
-ceil(2^b / weight lanes) weight words read, then reads E.
+ceil(2^b / weight lanes) weight words read, then reads E; RESIZE_NEAREST_NEIGHBOR loads its
+out_h + out_w 16-bit source indices (T = ceil(2 (OH + OW) / weight lanes) words), then
+cycles = T + ceil(N*OH*OW*C / Cc), reads the output's worth of elements.
 RESHAPE/SQUEEZE (memory aliases), clamps placed "fused" or "input" (hwsim.hw.network) and host
 layers: 0 cycles, 0 words.
 
@@ -183,6 +185,14 @@ def layer_stats(program: Program, config, placement: dict[int, str] | None = Non
             st.formula = f"ceil({out_elems}/{Cc}) * {h}*{w} = {st.cycles}"
             st.words["activations"]["read"] = _words(n * h * w * c, mem.activations)
             st.words["requant"]["read"] = 1
+        elif layer.op == "RESIZE_NEAREST_NEIGHBOR":  # the index words, then a 1 x 1 walk
+            p = layer.params
+            t = _words(2 * (len(p.y_index) + len(p.x_index)), mem.weights)
+            st.tiles = ceil_div(out_elems, Cc)
+            st.cycles = t + st.tiles
+            st.formula = f"{t} index words + ceil({out_elems}/{Cc}) = {st.cycles}"
+            st.words["weights"]["read"] = t
+            st.words["activations"]["read"] = _words(out_elems, mem.activations)
         elif layer.op in TABLE_OPS:  # the table's words, then one pass over the elements
             entries = 1 << max(config.data.input_bits, 1)
             t = _words(entries, mem.weights)

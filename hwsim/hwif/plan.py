@@ -209,6 +209,10 @@ def allocate(program, config, placement: dict) -> MemoryPlan:
                                   f"accumulators of {what}", layer)
         elif layer.op in ("ADD", "SUB", "MUL", "MEAN"):  # one requant word (the output's)
             b["rq_base"] = alloc("requant", 1, f"requant of {what}", layer)
+        elif layer.op == "RESIZE_NEAREST_NEIGHBOR":  # out_h + out_w 16-bit source indices
+            n = len(p.y_index) + len(p.x_index)
+            b["w_base"] = alloc("weights", mems["weights"].words_for(2 * n),
+                                f"indices of {what}", layer)
         elif layer.op in TABLE_OPS:  # the table: 2^b entries of the weight memory's lanes
             d = config.data
             b["table"] = (d.input_bits, d.input_signed, d.output_bits, d.output_signed)
@@ -467,7 +471,8 @@ def _plan_array_layer(lp: LayerPlan, program, mems: dict[str, Memory], bases: di
 
 
 def _plan_element_unit(lp: LayerPlan, p, f: dict, x, mems, bases: dict, what: str) -> None:
-    """SUB (the ADD lanes' fields), MUL, MEAN and TABLE layers (docs/dev/accel-interface.md)."""
+    """SUB (the ADD lanes' fields), MUL, MEAN, RESIZE and TABLE layers
+    (docs/dev/accel-interface.md)."""
     if lp.code in (AccelOp.SUB, AccelOp.MUL, AccelOp.MEAN):
         mean = lp.code == AccelOp.MEAN
         scheme = int(RequantScheme.tflite_single if p.single_rounding
@@ -490,6 +495,18 @@ def _plan_element_unit(lp: LayerPlan, p, f: dict, x, mems, bases: dict, what: st
         f.update(kh=f["in_h"], kw=f["in_w"], stride_h=1, stride_w=1, dilation_h=1,
                  dilation_w=1, input_offset=-int(p.in_zp), output_offset=int(p.out_zp),
                  act_min=int(p.qmin), act_max=int(p.qmax))
+    elif lp.code == AccelOp.RESIZE:  # the pool walk, 1 x 1, from the index table's pixels
+        idx = np.concatenate([np.asarray(p.y_index), np.asarray(p.x_index)]).astype(np.int64)
+        if idx.min() < 0 or idx.max() >= 1 << 16:
+            raise HwsimError(f"{what}: source indices in [{int(idx.min())}, {int(idx.max())}] "
+                             f"do not fit 16 bits")
+        lp.table = idx
+        lo_hi = np.stack([idx & 0xFF, idx >> 8], axis=1).reshape(-1)  # low byte first
+        lp.weights = mems["weights"].pack(lo_hi.astype(np.uint8).view(np.int8))
+        info = np.iinfo(np.dtype(x.dtype))
+        f.update(kh=1, kw=1, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1,
+                 act_min=int(info.min), act_max=int(info.max), w_base=bases["w_base"],
+                 words_per_channel=len(lp.weights))
     elif lp.code == AccelOp.TABLE:
         bits, signed, out_bits, out_signed = bases["table"]
         table = lp.table

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 
 from ..program import Layer, Program
-from ..vocab import ALIAS_OPS, ARRAY_OPS, ELEMENTWISE_OPS, TABLE_OPS
+from ..vocab import ALIAS_OPS, ARRAY_OPS, ELEMENTWISE_OPS, RESIZE_MAX_INDICES, TABLE_OPS
 from .base import PlacedProgram, PlacedProgramPass
 
 # Layout and type conversions at the network's edge: a host's job (the array reads and writes
@@ -70,6 +70,16 @@ def _unit_placement(layer: Layer, program: Program) -> tuple[str, str]:
                 or any(np.asarray(c).size != 1 for c in consts.values()):
             return "host", (f"{layer.op} is not an array op with two tensors or a constant of "
                             f"more than one element (the array's table unit runs unary ops)")
+    if layer.op == "RESIZE_NEAREST_NEIGHBOR":
+        shape = program.tensors[layer.inputs[0]].shape if layer.inputs else ()
+        out = program.tensors[layer.outputs[0]].shape
+        if len(layer.inputs) != 1 or len(shape) != 4 or len(out) != 4 or \
+                out[1] + out[2] > RESIZE_MAX_INDICES or \
+                program.tensors[layer.inputs[0]].dtype.kind != "i":
+            return "host", (f"RESIZE_NEAREST_NEIGHBOR of a rank-{len(shape)} tensor to "
+                            f"{list(out)} (the array's address generator moves integers of an "
+                            f"NHWC tensor and holds out_h + out_w <= {RESIZE_MAX_INDICES} "
+                            f"indices)")
     if layer.op == "MEAN":
         p = layer.params
         if len(program.tensors[layer.inputs[0]].shape) != 4 or p.reduced_axes != (1, 2):
@@ -89,7 +99,8 @@ class PlaceLayers(PlacedProgramPass):
     reads a host layer's output from the activation memory, where the host writes it
     (hwsim.export's plan gives such a tensor a region).
 
-    A table op (hwsim.vocab.TABLE_OPS) whose input a host layer writes stays on the host
+    A table op (hwsim.vocab.TABLE_OPS) or a RESIZE_NEAREST_NEIGHBOR whose input a host layer
+    writes stays on the host
     with it: the host's data need not have the array's width (a b-bit clamp of a SOFTMAX),
     and one elementwise step is not worth a round trip through the array.
 
@@ -102,8 +113,9 @@ class PlaceLayers(PlacedProgramPass):
         for layer in placed.program.layers:
             where[layer.index], reason = place_layer(layer, placed.program, placed.host_ops)
             src = producer.get(layer.inputs[0]) if layer.inputs else None
-            if where[layer.index] == "array" and layer.op in TABLE_OPS and src is not None \
-                    and where.get(src.index) == "host":
+            if where[layer.index] == "array" and src is not None and \
+                    where.get(src.index) == "host" and \
+                    (layer.op in TABLE_OPS or layer.op == "RESIZE_NEAREST_NEIGHBOR"):
                 where[layer.index] = "host"
                 reason = (f"{layer.op} reads the output of host layer {src.index} ({src.op}) "
                           f"and runs on the host with it")

@@ -169,7 +169,7 @@ module hwsim_accel #(
     wire is_elem_op = d_op == `HWSIM_OP_MAXPOOL || d_op == `HWSIM_OP_AVGPOOL
                       || d_op == `HWSIM_OP_ADD || d_op == `HWSIM_OP_SUB
                       || d_op == `HWSIM_OP_MUL || d_op == `HWSIM_OP_TABLE
-                      || d_op == `HWSIM_OP_MEAN;
+                      || d_op == `HWSIM_OP_MEAN || d_op == `HWSIM_OP_RESIZE;
     wire is_two_in = d_op == `HWSIM_OP_ADD || d_op == `HWSIM_OP_SUB || d_op == `HWSIM_OP_MUL;
     wire is_fc = d_op == `HWSIM_OP_FC;
     wire signed [31:0] n_in = is_fc ? d_batch * d_in_c : d_batch * d_in_h * d_in_w * d_in_c;

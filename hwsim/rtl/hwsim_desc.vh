@@ -59,4 +59,5 @@
 `define HWSIM_OP_SUB      8
 `define HWSIM_OP_MUL      9
 `define HWSIM_OP_MEAN     10
+`define HWSIM_OP_RESIZE   11
 `endif

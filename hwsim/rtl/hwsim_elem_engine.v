@@ -11,6 +11,11 @@
 //            max, or the rounded average (sum +- n/2) / n with C division over the n taps inside
 //            the image, clamped to [act_min, act_max] (hwsim kernels/elementwise.py _pool2d);
 //            the group goes to hwsim_vec_writer as one vector.
+//   RESIZE   RESIZE_NEAREST_NEIGHBOR as address generation: the layer's source row of every
+//            output row and source column of every output column (out_h + out_w 16-bit
+//            entries, two int8 weight lanes each, low byte first) are loaded from the weight
+//            memory, then the pool walk with a 1 x 1 window reads, for output pixel (oy, ox),
+//            input pixel (y_index[oy], x_index[ox]) and writes its channels unchanged.
 //   MEAN     over H and W (global average): the pool walk with an H x W window, then TFLite
 //            MEAN's requantization of the sum: clamp(MBQM(sum + input_offset * n, M, shift)
 //            + output_offset) (hwsim kernels/elementwise.py _mean_rows; M and shift, 1/n
@@ -90,13 +95,15 @@ module hwsim_elem_engine #(
     wire is_table = d_op == `HWSIM_OP_TABLE;
     wire is_avg = d_op == `HWSIM_OP_AVGPOOL;
     wire is_mean = d_op == `HWSIM_OP_MEAN;
+    wire is_resize = d_op == `HWSIM_OP_RESIZE;
     wire two_in = is_add || is_sub || is_mul;      // word by word, two inputs
     wire is_word = two_in || is_table;             // word by word
     /* verilator lint_on UNUSEDSIGNAL */
 
-    localparam [2:0] S_IDLE = 3'd0, S_ADD = 3'd1, S_POOL = 3'd2, S_WAIT = 3'd3,
-                     S_FLUSH = 3'd4, S_FWAIT = 3'd5, S_DONE = 3'd6, S_TLOAD = 3'd7;
-    reg [2:0] state;
+    localparam [3:0] S_IDLE = 4'd0, S_ADD = 4'd1, S_POOL = 4'd2, S_WAIT = 4'd3,
+                     S_FLUSH = 4'd4, S_FWAIT = 4'd5, S_DONE = 4'd6, S_TLOAD = 4'd7,
+                     S_RLOAD = 4'd8, S_RWAIT = 4'd9;
+    reg [3:0] state;
 
     // value of lane l of a word: IN_BITS of the EB-bit lane, sign- or zero-extended
     function signed [31:0] f_lane;
@@ -170,7 +177,7 @@ module hwsim_elem_engine #(
     hwsim_lut #(.IN_BITS(IN_BITS), .IN_SIGNED(IN_SIGNED), .OUT_BITS(OUT_BITS),
                 .OUT_SIGNED(OUT_SIGNED), .L(ACT_L), .EB(ACT_EB), .WGT_W(WGT_W), .WGT_L(WGT_L),
                 .WGT_EB(WGT_EB), .WGT_MSB_FIRST(WGT_MSB_FIRST)) lut (
-        .clk(clk), .ld(tt2_valid), .ld_word(tt2_w), .ld_data(wgt_rdata),
+        .clk(clk), .ld(tt2_valid && is_table), .ld_word(tt2_w), .ld_data(wgt_rdata),
         .x(act_rdata[ACT_L*ACT_EB-1:0]), .y(lut_out));
 
     reg               add_we;
@@ -185,14 +192,49 @@ module hwsim_elem_engine #(
                 ((at2_w <<< ACT_LOG2L) + ml) < n_elems;
     end
 
+    // ---- RESIZE: the index table, RIDX_N 16-bit entries (y_index, then x_index) -------------
+    localparam integer RIDX_AW = 11;
+    localparam integer RIDX_N = 1 << RIDX_AW;      // out_h + out_w <= 2048 (export checks)
+    reg [15:0] ridx [0:RIDX_N-1];
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire signed [31:0] r_entries = d_out_h + d_out_w;
+    wire signed [31:0] r_words = (2 * r_entries + WGT_L - 1) / WGT_L;
+    wire signed [31:0] p_rx = d_out_h + p_ox;
+    wire signed [31:0] rb0 = {16'd0, tt2_w} * WGT_L;   // byte index of the word's lane 0
+    /* verilator lint_on UNUSEDSIGNAL */
+    // the entry of byte index b (two bytes an entry)
+    /* verilator lint_off UNUSEDSIGNAL */
+    function [RIDX_AW-1:0] f_rent;
+        input [31:0] b;
+        f_rent = b[RIDX_AW:1];
+    endfunction
+    /* verilator lint_on UNUSEDSIGNAL */
+    integer rl;
+    always @(posedge clk) begin
+        if (tt2_valid && is_resize) begin
+            for (rl = 0; rl < WGT_L; rl = rl + 1) begin
+                if (rb0 + rl < 2 * r_entries) begin
+                    if ((rb0[0] ^ rl[0]) != 1'b0)
+                        ridx[f_rent(rb0 + rl)][15:8] <=
+                            wgt_rdata[(WGT_MSB_FIRST ? (WGT_L - 1 - rl) : rl) * WGT_EB +: 8];
+                    else
+                        ridx[f_rent(rb0 + rl)][7:0] <=
+                            wgt_rdata[(WGT_MSB_FIRST ? (WGT_L - 1 - rl) : rl) * WGT_EB +: 8];
+                end
+            end
+        end
+    end
+
     // ---- MAXPOOL / AVGPOOL: output pixel (p_n, p_oy, p_ox), lane group p_g, tap (p_ky, p_kx) --
     /* verilator lint_off UNUSEDSIGNAL */  // 32-bit index arithmetic, sliced to widths
     reg signed [31:0] p_n, p_oy, p_ox, p_g, p_ky, p_kx, p_of;
     reg p_sub;                                    // the second word of a straddling tap
     wire signed [31:0] p_cb = p_g <<< ACT_LOG2L;  // first channel of the group
     wire signed [31:0] p_glen = (d_in_c - p_cb < ACT_L) ? d_in_c - p_cb : ACT_L;
-    wire signed [31:0] p_iy = p_oy * d_sh - d_pt + p_ky;
-    wire signed [31:0] p_ix = p_ox * d_sw - d_pl + p_kx;
+    wire signed [31:0] p_iy = is_resize ? {16'd0, ridx[p_oy[RIDX_AW-1:0]]}
+                                        : p_oy * d_sh - d_pt + p_ky;
+    wire signed [31:0] p_ix = is_resize ? {16'd0, ridx[p_rx[RIDX_AW-1:0]]}
+                                        : p_ox * d_sw - d_pl + p_kx;
     wire p_inside = p_iy >= 0 && p_iy < d_in_h && p_ix >= 0 && p_ix < d_in_w;
     wire signed [31:0] p_e0 = ((p_n * d_in_h + p_iy) * d_in_w + p_ix) * d_in_c + p_cb;
     wire signed [31:0] p_w0 = p_e0 >>> ACT_LOG2L;
@@ -349,8 +391,8 @@ module hwsim_elem_engine #(
                 p_of <= 32'sd0;
                 p_sub <= 1'b0;
                 t_i <= 16'd0;
-                state <= is_table ? S_TLOAD
-                                  : (is_word ? ((n_words > 0) ? S_ADD : S_WAIT) : S_POOL);
+                state <= is_table ? S_TLOAD : (is_resize ? S_RLOAD
+                                  : (is_word ? ((n_words > 0) ? S_ADD : S_WAIT) : S_POOL));
             end
             S_TLOAD: begin
                 wgt_re <= 1'b1;
@@ -360,6 +402,15 @@ module hwsim_elem_engine #(
                 t_i <= t_i + 16'd1;
                 if ({16'd0, t_i} + 32'd1 >= TBL_WORDS) state <= (n_words > 0) ? S_ADD : S_WAIT;
             end
+            S_RLOAD: begin  // the index table, one weight word per cycle, then the walk
+                wgt_re <= 1'b1;
+                wgt_raddr <= t_addr32[WGT_AW-1:0];
+                tt1_valid <= 1'b1;
+                tt1_w <= t_i;
+                t_i <= t_i + 16'd1;
+                if ({16'd0, t_i} + 32'sd1 >= r_words) state <= S_RWAIT;
+            end
+            S_RWAIT: if (!tt1_valid && !tt2_valid) state <= S_POOL;  // every index written
             S_ADD: begin
                 act_re <= 1'b1;
                 act_raddr <= a_addr32[ACT_AW-1:0];
