@@ -23,7 +23,7 @@ __all__ = ["MAC_OPS", "ARRAY_OPS", "ALIAS_OPS", "TABLE_OPS", "ELEMENTWISE_OPS",
            "RESIZE_MAX_INDICES", "QRANGE", "Code",
            "RequantScheme", "Rounding", "Overflow", "Dataflow", "AccelOp", "ACCEL_OP_OF",
            "HW_REQUANT_SCHEMES", "TFLITE_SCHEMES", "REQUANT_UNIT_SCHEMES",
-           "REQUANT_WORD_SCHEMES", "SEMANTICS"]
+           "REQUANT_WORD_SCHEMES", "SEMANTICS", "PLACEABLE_OPS"]
 
 # The reference runtimes whose arithmetic a Program can follow (--semantics; docs/semantics.md):
 # TFLite's reference kernels (BUILTIN_REF, the default) or TensorFlow Lite for Microcontrollers.
@@ -46,6 +46,10 @@ ELEMENTWISE_OPS = ("ADD", "SUB", "MUL")
 ARRAY_OPS = MAC_OPS + ("MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD", "SUB", "MUL", "MEAN") + \
     TABLE_OPS + ("RESIZE_NEAREST_NEIGHBOR",)
 ALIAS_OPS = ("RESHAPE", "SQUEEZE")
+# The ops placement (hwsim.passes.PlaceLayers) may put on the array or make a memory alias
+# (a CONCATENATION whose inputs are written in place): the names a config's host_ops can keep on
+# the host (hwsim.hwif.config validates the key against this set; every other op is a host op).
+PLACEABLE_OPS = ARRAY_OPS + ALIAS_OPS + ("CONCATENATION",)
 
 # -- integer ranges ---------------------------------------------------------------------------
 # [lo, hi] of each integer tensor type (a clamp to the type is a clamp to this range).
