@@ -208,3 +208,27 @@ class OrtResizeParams(Params):
     ``rows[i]``, output column ``j`` input column ``cols[j]``."""
     rows: np.ndarray
     cols: np.ndarray
+
+
+@frozen_params
+class OrtResizeLinearParams(Params):
+    """Resize (linear) as ORT's CPU kernels run it, over two axes ``axes`` of the IR tensor:
+    output index ``i`` along an axis reads inputs ``i1[i]`` and ``i2[i]`` with weights ``w1[i]``
+    (toward ``i2``) and ``w2[i]`` (toward ``i1``), the ``_h`` tables for the first axis,
+    ``_w`` for the second.
+
+    ``integer`` (NhwcUpsampleBilinearInteger, int8 / uint8 data in NHWC): the weights are
+    10-bit integers and ``y = (w2h*w2w*X11 + w2h*w1w*X21 + w1h*w2w*X12 + w1h*w1w*X22) / 2^20``
+    in int32, the division truncating toward zero. Otherwise (UpsampleBilinear): float32
+    weights, ``((c11*X11 + c21*X21) + c12*X12) + c22*X22`` with ``c11 = w2w * w2h`` etc., each
+    step rounded to float32; an integer output is that value truncated (``static_cast<T>``)."""
+    axes: tuple
+    i1_h: np.ndarray
+    i2_h: np.ndarray
+    w1_h: np.ndarray
+    w2_h: np.ndarray
+    i1_w: np.ndarray
+    i2_w: np.ndarray
+    w1_w: np.ndarray
+    w2_w: np.ndarray
+    integer: bool

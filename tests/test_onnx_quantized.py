@@ -614,3 +614,38 @@ def test_add_mul_of_different_ranks_and_constant_operands_equal_onnxruntime(tmp_
         assert types.count("QLinearAdd") == 3 and types.count("QLinearMul") == 3, types
     for seed in (31, 32):
         assert _check_every_tensor(m, rnd((1, 3, 8, 8), seed)) >= 8
+
+
+def _linear_resize_model(path):
+    """Conv -> four linear Resizes: each coordinate transform ORT's quantizer keeps, up and
+    down, and a height scale of 1 (ORT's dispatch then runs the NHWC integer data as an NCHW
+    bilinear resize over W and C)."""
+    from test_frontend_onnx import make_model
+    N = helper.make_node
+    sc = lambda *v: np.array([1, 1, *v], np.float32)  # noqa: E731
+    inits = {"w": rnd((4, 3, 3, 3), 1, 0.3), "b": rnd((4,), 2, 0.1),
+             "s1": sc(2.0, 1.5), "s2": sc(1.0, 2.0), "s3": sc(0.6, 0.5), "s4": sc(1.7, 2.3)}
+    nodes = [N("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             N("Resize", ["c", "", "s1"], ["r1"], mode="linear",
+               coordinate_transformation_mode="half_pixel"),
+             N("Resize", ["r1", "", "s2"], ["r2"], mode="linear",
+               coordinate_transformation_mode="align_corners"),
+             N("Resize", ["r2", "", "s3"], ["r3"], mode="linear",
+               coordinate_transformation_mode="asymmetric"),
+             N("Resize", ["r3", "", "s4"], ["y"], mode="linear",
+               coordinate_transformation_mode="pytorch_half_pixel")]
+    onnx.save(make_model(nodes, {"x": (1, 3, 6, 6)}, ["y"], inits), path)
+    return path
+
+
+@pytest.mark.parametrize("fmt,act", [("qdq", "u8"), ("qdq", "s8"), ("qop", "s8"), ("qop", "u8")])
+def test_linear_resize_of_quantized_data_equals_onnxruntime(tmp_path, fmt, act):
+    """QOperator: ORT runs Resize on the integers in NHWC (10-bit weights, the sum divided
+    by 2^20 toward zero); QDQ: ORT keeps DequantizeLinear -> float Resize -> QuantizeLinear."""
+    src = _linear_resize_model(str(tmp_path / "f.onnx"))
+    m = onnx.load(_quantize(src, str(tmp_path / "q.onnx"), rnd((8, 3, 6, 6), 9), fmt, act,
+                            True))
+    g = read_onnx(m)
+    assert sum(o.type == "ORT_RESIZE" for o in g.ops) == 4
+    for seed in (41, 42, 43):
+        assert _check_every_tensor(m, rnd((1, 3, 6, 6), seed)) >= 5

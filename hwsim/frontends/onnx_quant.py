@@ -799,6 +799,12 @@ class _QImporter:
                           kernel=k, strides=g["strides"], dilations=g["dilations"],
                           pads=g["pads"])
             y = cls(t, NHWC, shape)
+        elif op == "Resize" and a.get("mode", "nearest") == "linear" and isinstance(v, _DQ):
+            # ORT keeps DQ -> Resize -> Q around a linear resize: a float32 resize of the
+            # dequantized values, quantized again by the QuantizeLinear that follows
+            xf = self.as_float(node, 0)
+            self.vals[out] = self.resize(node, a, xf, out, F32, None, _Float)
+            return
         elif op == "Resize":
             y = self.resize(node, a, x, out, dt, q, cls)
         elif op == "Transpose":
@@ -815,23 +821,36 @@ class _QImporter:
         self.vals[out] = _DQ(y) if isinstance(v, _DQ) else y
 
     def resize(self, node, a, x, out, dt, q, cls):
-        """Resize (nearest) on the integers, as ORT runs it on quantized data."""
-        if a.get("mode", "nearest") != "nearest" or len(x.shape) != 4:
-            raise self.err(node, f"only 4-D nearest resizes of quantized data are supported "
-                                 f"(mode {a.get('mode', 'nearest')})")
+        """Resize (nearest or linear) of a 4-D NCHW tensor over H and W, in NHWC: on the
+        integers as ORT runs it on quantized data, or on float values (DQ -> linear Resize)."""
+        mode = a.get("mode", "nearest")
+        ctm = a.get("coordinate_transformation_mode", "half_pixel")
+        if mode not in ("nearest", "linear") or len(x.shape) != 4:
+            raise self.err(node, f"only 4-D nearest and linear resizes of quantized data are "
+                                 f"supported (mode {mode}, input {list(x.shape)})")
+        if mode == "linear" and ctm == "tf_crop_and_resize":
+            raise self.err(node, "linear Resize with coordinate_transformation_mode "
+                                 "tf_crop_and_resize is not supported")
+        if int(a.get("antialias", 0)) or "axes" in a:
+            raise self.err(node, "Resize with antialias or axes is not supported")
         scales = self.const(node, 2, "scales") if len(node.input) > 2 else None
         sizes = self.const(node, 3, "sizes") if len(node.input) > 3 else None
         if sizes is not None and np.asarray(sizes).size:
             oh, ow = [int(v) for v in np.asarray(sizes).reshape(-1)[2:]]
             sc = [np.float32(oh) / np.float32(x.shape[2]), np.float32(ow) / np.float32(x.shape[3])]
+            if [int(v) for v in np.asarray(sizes).reshape(-1)[:2]] != list(x.shape[:2]):
+                raise self.err(node, "Resize of the batch or channel axis is not supported")
         else:
-            sc = [float(v) for v in np.asarray(scales, np.float32).reshape(-1)[2:]]
+            allsc = [float(v) for v in np.asarray(scales, np.float32).reshape(-1)]
+            if allsc[:2] != [1.0, 1.0]:
+                raise self.err(node, f"Resize scales {allsc}: the batch and channel scales "
+                                     f"must be 1")
+            sc = allsc[2:]
             oh, ow = int(np.floor(x.shape[2] * sc[0])), int(np.floor(x.shape[3] * sc[1]))
         xn = self.nhwc(node, x, out)
         shape = (x.shape[0], x.shape[1], oh, ow)
         t = self.emit("ORT_RESIZE", [xn.t], out, [shape[p] for p in NHWC], dt, q,
-                      scales=[float(v) for v in sc],
-                      ctm=a.get("coordinate_transformation_mode", "half_pixel"),
+                      scales=[float(v) for v in sc], mode=mode, ctm=ctm,
                       nearest_mode=a.get("nearest_mode", "round_prefer_floor"))
         return cls(t, NHWC, shape)
 

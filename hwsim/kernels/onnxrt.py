@@ -265,3 +265,38 @@ def run_mul(layer, inputs):
 def run_resize(layer, inputs):
     p = layer.params
     return [np.ascontiguousarray(inputs[0][:, p.rows][:, :, p.cols])], None
+
+
+@kernel("ort_resize_linear")
+def run_resize_linear(layer, inputs):
+    """Bilinear Resize as ORT's CPU kernel runs it (hwsim.params_onnxrt.OrtResizeLinearParams)."""
+    p = layer.params
+    x = inputs[0]
+    ah, aw = p.axes
+
+    def take(ih, iw):
+        return np.take(np.take(x, ih, axis=ah), iw, axis=aw)
+
+    shape = [1] * x.ndim
+    shape[ah] = -1
+    col = [1] * x.ndim
+    col[aw] = -1
+    w1h, w2h = p.w1_h.reshape(shape), p.w2_h.reshape(shape)
+    w1w, w2w = p.w1_w.reshape(col), p.w2_w.reshape(col)
+    x11, x21 = take(p.i1_h, p.i1_w), take(p.i1_h, p.i2_w)
+    x12, x22 = take(p.i2_h, p.i1_w), take(p.i2_h, p.i2_w)
+    if p.integer:  # int32 sums of 20-bit weights, C++ division (toward zero)
+        acc = (w2w * w2h * x11.astype(np.int64) + w1w * w2h * x21.astype(np.int64)
+               + w2w * w1h * x12.astype(np.int64) + w1w * w1h * x22.astype(np.int64))
+        y = np.sign(acc) * (np.abs(acc) >> 20)
+        return [y.astype(x.dtype)], None
+    f32 = np.float32
+    c11, c21 = (w2w * w2h).astype(f32), (w1w * w2h).astype(f32)
+    c12, c22 = (w2w * w1h).astype(f32), (w1w * w1h).astype(f32)
+    y = (c11 * x11.astype(f32)).astype(f32) + (c21 * x21.astype(f32)).astype(f32)
+    y = y.astype(f32) + (c12 * x12.astype(f32)).astype(f32)
+    y = y.astype(f32) + (c22 * x22.astype(f32)).astype(f32)
+    y = y.astype(f32)
+    if x.dtype != np.dtype(f32):  # static_cast<T>: truncation (the value lies in T's range)
+        y = np.trunc(y)
+    return [y.astype(x.dtype)], None

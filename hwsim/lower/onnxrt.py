@@ -28,7 +28,7 @@ from ..params import (ConvParams, DepthwiseConvParams, FullyConnectedParams, Req
 from ..params_onnxrt import (OrtAddParams, OrtAvgPoolParams, OrtConcatParams,
                              OrtDequantizeParams, OrtFloatParams, OrtGlobalPoolParams,
                              OrtMacParams, OrtMaxPoolParams, OrtMulParams, OrtQuantizeParams,
-                             OrtResizeParams, OrtShapeParams, OrtSoftmaxParams, OrtTableParams)
+                             OrtResizeLinearParams, OrtResizeParams, OrtShapeParams, OrtSoftmaxParams, OrtTableParams)
 from ..program import Layer
 from ..registry import lowering
 from ..vocab import QRANGE
@@ -421,22 +421,26 @@ def lower_mul(op: Op, ctx: LoweringContext):
                   inputs=ins, ir_op="MUL")
 
 
-def nearest_indices(n_in: int, n_out: int, scale: float, ctm: str, mode: str) -> np.ndarray:
-    """ONNX Resize (nearest): the input index of each output index, as ORT computes it in
-    float32 (upsamplebase.h: the coordinate transform, then the nearest mode), clamped."""
+def original_coords(n_in: int, n_out: int, scale: float, ctm: str) -> np.ndarray:
+    """ONNX Resize's coordinate transform of each output index, in float32 as ORT computes
+    it (upsamplebase.h, GetOriginalCoordinateFromResizedCoordinate)."""
     o = np.arange(n_out, dtype=F32)
     s = F32(scale)
     if ctm == "asymmetric":
-        x = o / s
-    elif ctm == "align_corners":
-        x = o * F32(n_in - 1) / F32(n_out - 1) if n_out > 1 else np.zeros_like(o)
-    elif ctm == "pytorch_half_pixel":
-        x = (o + F32(0.5)) / s - F32(0.5) if n_out > 1 else np.zeros_like(o)
-    elif ctm in ("half_pixel", "tf_half_pixel_for_nn"):
-        x = (o + F32(0.5)) / s - (F32(0.5) if ctm == "half_pixel" else F32(0))
-    else:
-        raise ValueError(f"coordinate_transformation_mode {ctm!r}")
-    x = x.astype(np.float64)
+        return o / s
+    if ctm == "align_corners":
+        return o * F32(n_in - 1) / F32(n_out - 1) if n_out > 1 else np.zeros_like(o)
+    if ctm == "pytorch_half_pixel":
+        return (o + F32(0.5)) / s - F32(0.5) if n_out > 1 else np.zeros_like(o)
+    if ctm in ("half_pixel", "tf_half_pixel_for_nn"):
+        return (o + F32(0.5)) / s - (F32(0.5) if ctm == "half_pixel" else F32(0))
+    raise ValueError(f"coordinate_transformation_mode {ctm!r}")
+
+
+def nearest_indices(n_in: int, n_out: int, scale: float, ctm: str, mode: str) -> np.ndarray:
+    """ONNX Resize (nearest): the input index of each output index, as ORT computes it in
+    float32 (upsamplebase.h: the coordinate transform, then the nearest mode), clamped."""
+    x = original_coords(n_in, n_out, scale, ctm).astype(np.float64)
     if mode == "round_prefer_floor":
         i = np.where(x == np.floor(x) + 0.5, np.floor(x), np.round(x))
     elif mode == "round_prefer_ceil":
@@ -450,9 +454,65 @@ def nearest_indices(n_in: int, n_out: int, scale: float, ctm: str, mode: str) ->
     return np.clip(i, 0, n_in - 1).astype(np.int64)
 
 
+def linear_table(n_in: int, n_out: int, scale: float, ctm: str, integer: bool):
+    """SetupUpsampleBilinear(Integer) along one axis: per output index the two input indices
+    and their weights, float32 ``|x - i1|``, ``|x - i2|`` (0.5 each where i1 == i2), or as
+    10-bit integers ``|int(x * 1024) - i1 * 1024|`` and 1024 minus it. A scale of 1 maps
+    index to index, as ORT does."""
+    if F32(scale) == 1:
+        x = np.arange(n_out, dtype=F32)
+    else:
+        x = original_coords(n_in, n_out, scale, ctm)
+    x = np.clip(x, F32(0), F32(n_in - 1)).astype(F32)
+    i1 = np.minimum(x.astype(np.int64), n_in - 1)  # truncation, x >= 0
+    i2 = np.minimum(i1 + 1, n_in - 1)
+    same = i1 == i2
+    if integer:
+        x10 = (x * F32(1024)).astype(np.int64)
+        w1 = np.where(same, 512, np.abs(x10 - i1 * 1024)).astype(np.int64)
+        w2 = 1024 - w1
+    else:
+        w1 = np.where(same, F32(0.5), np.abs(x - i1.astype(F32))).astype(F32)
+        w2 = np.where(same, F32(0.5), np.abs(x - i2.astype(F32))).astype(F32)
+    return i1, i2, w1, w2
+
+
+def _lower_resize_linear(op: Op, ctx: LoweringContext):
+    """Linear Resize. Float data (a DequantizeLinear's output: ORT keeps DQ -> Resize -> Q)
+    runs UpsampleBilinear over H and W. Integer data (a QOperator model's Resize) runs in
+    NHWC (ORT's NHWC transformer moves it there): NhwcUpsampleBilinearInteger, unless the
+    height scale is 1, when ORT's dispatch takes the scales [1, 1, sw, 1] for an NCHW
+    bilinear resize over (W, C) (upsample.cc: the 2-D check precedes the NHWC one)."""
+    a = op.attrs
+    x = ctx.tensor(op.inputs[0])
+    _, h, w, c = x.shape
+    _, oh, ow, _ = ctx.tensor(op.outputs[0]).shape
+    sh, sw = a["scales"]
+    ctm = a["ctm"]
+    is_int = np.dtype(x.dtype) != np.dtype(F32)
+    if not is_int:
+        axes, dims = (1, 2), ((h, oh, sh), (w, ow, sw))
+    elif F32(sh) != 1:
+        axes, dims = (1, 2), ((h, oh, sh), (w, ow, sw))
+    else:
+        axes, dims = (2, 3), ((w, ow, sw), (c, c, 1.0))
+    integer = is_int and axes == (1, 2)
+    try:
+        th = linear_table(*dims[0], ctm, integer)
+        tw = linear_table(*dims[1], ctm, integer)
+    except ValueError as e:
+        raise ctx.error(op, f"Resize: {e} is not supported") from None
+    params = OrtResizeLinearParams(axes=axes, i1_h=th[0], i2_h=th[1], w1_h=th[2], w2_h=th[3],
+                                   i1_w=tw[0], i2_w=tw[1], w1_w=tw[2], w2_w=tw[3],
+                                   integer=integer)
+    return _layer(op, "ort_resize_linear", params, ir_op="RESIZE_BILINEAR")
+
+
 @lowering("ORT_RESIZE")
 def lower_resize(op: Op, ctx: LoweringContext):
     a = op.attrs
+    if a.get("mode", "nearest") == "linear":
+        return _lower_resize_linear(op, ctx)
     _, h, w, _ = ctx.tensor(op.inputs[0]).shape
     _, oh, ow, _ = ctx.tensor(op.outputs[0]).shape
     try:
