@@ -53,6 +53,10 @@ class OrtMacParams(Params):
     # the MAC families' hardware-mode field (hwsim.params.MacParams.accumulator): ORT's exact
     # int32 accumulators, never an accelerator's model
     accumulator: None = None
+    # the weights' zero point per output channel (int64), or None when all are 0: the layer
+    # then subtracts ``w_zp[c] * sum (x - x_zp)`` over the window (uint8 weights enter as
+    # w - 128 with the zero point - 128)
+    w_zp: np.ndarray | None = None
 
 
 @frozen_params

@@ -649,3 +649,67 @@ def test_linear_resize_of_quantized_data_equals_onnxruntime(tmp_path, fmt, act):
     assert sum(o.type == "ORT_RESIZE" for o in g.ops) == 4
     for seed in (41, 42, 43):
         assert _check_every_tensor(m, rnd((1, 3, 6, 6), seed)) >= 5
+
+
+def _mac_model(path):
+    """Conv, depthwise Conv (padded), Gemm and MatMul: the MAC ops whose weights get zero
+    points."""
+    from test_frontend_onnx import make_model
+    N = helper.make_node
+    inits = {"w1": rnd((6, 3, 3, 3), 1, 0.3) + 0.2, "b1": rnd((6,), 2, 0.1),
+             "w2": rnd((6, 1, 3, 3), 3, 0.3) - 0.1, "b2": rnd((6,), 4, 0.1),
+             "W": rnd((96, 10), 5, 0.2) + 0.05, "c": rnd((10,), 6, 0.1),
+             "M": rnd((10, 7), 7, 0.3) - 0.1}
+    nodes = [N("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             N("Conv", ["c1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], group=6),
+             N("Flatten", ["c2"], ["f"]),
+             N("Gemm", ["f", "W", "c"], ["g"]),
+             N("MatMul", ["g", "M"], ["y"])]
+    onnx.save(make_model(nodes, {"x": (1, 3, 8, 8)}, ["y"], inits), path)
+    return path
+
+
+def _give_weights_zero_points(model):
+    """Each int8 weight initializer behind a DequantizeLinear gets zero points -3..3 per
+    channel (the integers shifted by them, saturated): asymmetric per-channel weights."""
+    from onnx import numpy_helper
+    inits = {i.name: i for i in model.graph.initializer}
+    for n in model.graph.node:
+        w = inits.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
+        if w is None or w.data_type != TensorProto.INT8 or len(w.dims) < 2:
+            continue
+        q = numpy_helper.to_array(w)
+        axis = next((a.i for a in n.attribute if a.name == "axis"), 1) % q.ndim
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        zp = (np.arange(q.shape[axis]) % 7 - 3).astype(np.int8)
+        zp[zp == 0] = 2
+        w.CopyFrom(numpy_helper.from_array(
+            np.clip(q.astype(np.int16) + zp.reshape(shape), -128, 127).astype(np.int8), w.name))
+        model.graph.initializer.append(numpy_helper.from_array(zp, n.output[0] + "_zp_asym"))
+        del n.input[2:]
+        n.input.append(n.output[0] + "_zp_asym")
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qop"])
+@pytest.mark.parametrize("act,weights", [("u8", "u8"), ("s8", "s8-asym"), ("u8", "s8-asym")])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_weights_with_zero_points_equal_onnxruntime(tmp_path, fmt, act, weights, per_channel):
+    """uint8 weights and asymmetric int8 weights (non-zero weight zero points, per tensor and
+    per output channel) in QLinearConv (grouped and depthwise), QGemm and QLinearMatMul and
+    their QDQ forms: ``acc = bias + sum (x - x_zp) * (w - w_zp)``, as ORT computes it."""
+    src = _mac_model(str(tmp_path / "f.onnx"))
+    out = str(tmp_path / "q.onnx")
+    quantize_static(src, out, _Reader("x", rnd((8, 3, 8, 8), 9)),
+                    quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+                    activation_type=QuantType.QInt8 if act == "s8" else QuantType.QUInt8,
+                    weight_type=QuantType.QUInt8 if weights == "u8" else QuantType.QInt8,
+                    per_channel=per_channel, extra_options={"WeightSymmetric": False})
+    m = onnx.load(out)
+    if fmt == "qdq" and weights == "s8-asym" and per_channel:
+        _give_weights_zero_points(m)  # the QDQ quantizer keeps per-channel int8 symmetric
+    g = read_onnx(m)
+    zps = [o.attrs["w_zp"] for o in g.ops if o.type in ("ORT_CONV", "ORT_FC")]
+    assert len(zps) == 4 and all(np.any(np.asarray(z) != 0) for z in zps)
+    for seed in (51, 52):
+        assert _check_every_tensor(m, rnd((1, 3, 8, 8), seed)) >= 4

@@ -586,9 +586,12 @@ class _QImporter:
     def check_mac(self, node, x, w, wsc, wzp, b, cout, cin):
         """Weights int8 with one scale (or one per output channel), the input's depth, an
         int32 bias of one value per output channel."""
-        if np.asarray(w).dtype != np.int8:
-            raise self.err(node, f"weights of type {np.asarray(w).dtype}: int8 weights are "
-                                 f"supported")
+        if np.asarray(w).dtype not in (np.dtype(np.int8), np.dtype(np.uint8)):
+            raise self.err(node, f"weights of type {np.asarray(w).dtype}: int8 or uint8 "
+                                 f"weights are supported")
+        if np.asarray(wzp).dtype != np.asarray(w).dtype and np.any(np.asarray(wzp) != 0):
+            raise self.err(node, f"weight zero point of type {np.asarray(wzp).dtype} for "
+                                 f"{np.asarray(w).dtype} weights")
         if np.asarray(wsc).size not in (1, cout) or np.asarray(wzp).size not in (1, cout):
             raise self.err(node, f"{np.asarray(wsc).size} weight scales for {cout} output "
                                  f"channels")

@@ -21,12 +21,25 @@ from . import mac
 
 
 def _prepare_mac(layer):
+    """The packed weights and, with weight zero points, the packed all-ones weights whose
+    accumulators are the window sums ``sum (x - x_zp)`` (one per group / input channel)."""
     p: OrtMacParams = layer.params
+    ones = None
     if p.kind == "conv2d":
-        return mac.pack_conv2d_weights(p.weights, p.groups)
-    if p.kind == "depthwise":
-        return mac.pack_depthwise_weights(p.weights, p.depth_multiplier)
-    return mac.pack_fully_connected_weights(p.weights)
+        packed = mac.pack_conv2d_weights(p.weights, p.groups)
+        if p.w_zp is not None:
+            cout, kh, kw, cin_g = p.weights.shape
+            ones = mac.pack_conv2d_weights(np.ones((p.groups, kh, kw, cin_g), np.int8),
+                                           p.groups)
+    elif p.kind == "depthwise":
+        packed = mac.pack_depthwise_weights(p.weights, p.depth_multiplier)
+        if p.w_zp is not None:
+            _, kh, kw, cout = p.weights.shape
+            ones = mac.pack_depthwise_weights(
+                np.ones((1, kh, kw, cout // p.depth_multiplier), np.int8), 1)
+    else:
+        packed = mac.pack_fully_connected_weights(p.weights)
+    return packed, ones
 
 
 def _saturate(v: np.ndarray, lo: int, hi: int, dtype) -> np.ndarray:
@@ -34,22 +47,35 @@ def _saturate(v: np.ndarray, lo: int, hi: int, dtype) -> np.ndarray:
 
 
 @kernel("ort_mac", prepare=_prepare_mac)
-def run_mac(layer, inputs, packed):
+def run_mac(layer, inputs, prepared):
     p: OrtMacParams = layer.params
+    packed, ones = prepared
     x = inputs[0]
     if p.in_uint8:
         x = (x ^ np.uint8(0x80)).view(np.int8)  # x - 128 as int8 (input_offset has the +128)
+    geom = (p.stride_h, p.stride_w, p.dilation_h, p.dilation_w, p.pad_top, p.pad_left,
+            p.out_h, p.out_w)
     if p.kind == "conv2d":
-        acc = mac.conv2d_acc(x, packed, p.bias, p.input_offset, p.stride_h, p.stride_w,
-                             p.dilation_h, p.dilation_w, p.pad_top, p.pad_left, p.out_h,
-                             p.out_w, p.groups)
+        acc = mac.conv2d_acc(x, packed, p.bias, p.input_offset, *geom, p.groups)
     elif p.kind == "depthwise":
-        acc = mac.depthwise_conv2d_acc(x, packed, p.bias, p.input_offset, p.stride_h,
-                                       p.stride_w, p.dilation_h, p.dilation_w, p.pad_top,
-                                       p.pad_left, p.out_h, p.out_w, p.depth_multiplier)
+        acc = mac.depthwise_conv2d_acc(x, packed, p.bias, p.input_offset, *geom,
+                                       p.depth_multiplier)
     else:
         acc = mac.fully_connected_acc(x.reshape(p.batch, p.depth), packed, p.bias,
                                       p.input_offset)
+    if p.w_zp is not None:
+        # sum (x - x_zp)(w - w_zp) = sum (x - x_zp) w - w_zp * sum (x - x_zp); the padding
+        # (x_zp) adds nothing to either sum
+        if p.kind == "fc":
+            s = (x.reshape(p.batch, p.depth).astype(np.int64) + p.input_offset).sum(
+                axis=1, keepdims=True)
+        elif p.kind == "conv2d":
+            s = mac.conv2d_acc(x, ones, None, p.input_offset, *geom, p.groups)
+            s = np.repeat(s.astype(np.int64), acc.shape[-1] // p.groups, axis=-1)
+        else:
+            s = mac.depthwise_conv2d_acc(x, ones, None, p.input_offset, *geom, 1)
+            s = np.repeat(s.astype(np.int64), p.depth_multiplier, axis=-1)
+        acc = (acc.astype(np.int64) - p.w_zp * s).astype(np.int32)
     y = requant_float32_half_even(acc, p.scale) + p.out_zp
     y = _saturate(y, p.lo, p.hi, p.out_dtype)
     if p.kind == "fc":

@@ -68,10 +68,19 @@ def _check_scale(ctx, op, scale) -> None:
                             f"{scale.reshape(-1)[:4].tolist()}: not a finite float > 0")
 
 
-def _weights_zero(ctx, op, a):
-    if np.any(np.asarray(a.get("w_zp", 0)) != 0):
-        raise ctx.error(op, "weights with a non-zero zero point are not supported "
-                            "(onnxruntime.quantization writes symmetric int8 weights)")
+def _weights_and_zp(ctx, op, w, ndim: int, cout_axis: int):
+    """int8 weights and their zero point per output channel (int64, None when all are 0).
+    uint8 weights enter as ``w - 128`` with the zero point ``- 128``: only ``w - w_zp``
+    counts, exactly."""
+    a = op.attrs
+    if w.dtype not in (np.dtype(np.int8), np.dtype(np.uint8)) or w.ndim != ndim:
+        raise ctx.error(op, f"weights {w.dtype} {list(w.shape)}: {ndim}-D int8 or uint8 "
+                            f"expected")
+    wz = np.atleast_1d(np.asarray(a.get("w_zp", 0))).astype(np.int64).reshape(-1)
+    if w.dtype == np.dtype(np.uint8):
+        w, wz = (w.astype(np.int16) - 128).astype(np.int8), wz - 128
+    wz = np.broadcast_to(wz, (w.shape[cout_axis],)).copy()
+    return w, (wz if np.any(wz != 0) else None)
 
 
 def _mac_common(ctx: LoweringContext, op: Op):
@@ -80,7 +89,6 @@ def _mac_common(ctx: LoweringContext, op: Op):
     xdt = np.dtype(ctx.tensor(x_i).dtype)
     _range(ctx, op, x_i)
     lo, hi, odt = _range(ctx, op, y_i)
-    _weights_zero(ctx, op, a)
     in_u8 = xdt == np.dtype(np.uint8)
     offset = (128 if in_u8 else 0) - int(a["x_zp"])
     b_i = op.inputs[2] if len(op.inputs) > 2 else -1
@@ -111,9 +119,7 @@ def _int8_layer(in_u8: bool, odt: str) -> bool:
 def lower_conv(op: Op, ctx: LoweringContext):
     a, in_u8, offset, bias, lo, hi, odt = _mac_common(ctx, op)
     _check_scale(ctx, op, _mac_scale(a["x_scale"], a["w_scale"], a["y_scale"]))
-    w = ctx.const(op, op.inputs[1])  # ONNX OIHW int8
-    if w.dtype != np.int8 or w.ndim != 4:
-        raise ctx.error(op, f"weights {w.dtype} {list(w.shape)}: int8 OIHW expected")
+    w, wz = _weights_and_zp(ctx, op, ctx.const(op, op.inputs[1]), 4, 0)  # ONNX OIHW
     xs, ys = ctx.tensor(op.inputs[0]).shape, ctx.tensor(op.outputs[0]).shape
     cout, cin_g, kh, kw = w.shape
     group = int(a.get("group", 1))
@@ -123,7 +129,7 @@ def lower_conv(op: Op, ctx: LoweringContext):
                 dilation_h=int(a["dilations"][0]), dilation_w=int(a["dilations"][1]),
                 pad_top=int(pads[0]), pad_left=int(pads[1]), out_h=int(ys[1]), out_w=int(ys[2]))
     macs = int(np.prod(ys)) * kh * kw * cin_g
-    if _int8_layer(in_u8, odt):
+    if _int8_layer(in_u8, odt) and wz is None:
         mac = dict(bias=bias, input_offset=offset, acc_int64=False,
                    requant=_int8_requant(ctx, op, scale, a, lo, hi),
                    accumulator=ctx.accumulator(), **geom)
@@ -136,7 +142,7 @@ def lower_conv(op: Op, ctx: LoweringContext):
                             groups=group, **mac)
         return _layer(op, "conv2d", params, ir_op="CONV_2D", macs=macs, has_acc=True)
     common = dict(bias=bias, input_offset=offset, in_uint8=in_u8, scale=scale,
-                  out_zp=int(a["y_zp"]), lo=lo, hi=hi, out_dtype=odt, **geom)
+                  out_zp=int(a["y_zp"]), lo=lo, hi=hi, out_dtype=odt, w_zp=wz, **geom)
     if group > 1 and cin_g == 1 and group == xs[3]:
         params = OrtMacParams(kind="depthwise", weights=np.ascontiguousarray(
             w.transpose(1, 2, 3, 0)), depth_multiplier=cout // group, **common)
@@ -153,14 +159,12 @@ def lower_fc(op: Op, ctx: LoweringContext):
     a, in_u8, offset, bias, lo, hi, odt = _mac_common(ctx, op)
     _check_scale(ctx, op, _mac_scale(a["x_scale"], a["w_scale"], a["y_scale"], a.get("alpha")))
     w = ctx.const(op, op.inputs[1])  # ONNX B: [K, N], or [N, K] with transB
-    if w.dtype != np.int8 or w.ndim != 2:
-        raise ctx.error(op, f"weights {w.dtype} {list(w.shape)}: 2-D int8 expected")
-    w = w if a.get("trans_b", 0) else w.T
+    w, wz = _weights_and_zp(ctx, op, w if a.get("trans_b", 0) or w.ndim != 2 else w.T, 2, 0)
     cout, k = w.shape
     xs, ys = ctx.tensor(op.inputs[0]).shape, ctx.tensor(op.outputs[0]).shape
     batch = int(np.prod(xs)) // k
     scale = _mac_scale(a["x_scale"], a["w_scale"], a["y_scale"], a.get("alpha"))
-    if _int8_layer(in_u8, odt):
+    if _int8_layer(in_u8, odt) and wz is None:
         params = FullyConnectedParams(
             weights=np.ascontiguousarray(w), bias=bias, input_offset=offset, acc_int64=False,
             requant=_int8_requant(ctx, op, scale, a, lo, hi), accumulator=ctx.accumulator(),
@@ -170,7 +174,7 @@ def lower_fc(op: Op, ctx: LoweringContext):
     params = OrtMacParams(kind="fc", weights=np.ascontiguousarray(w), bias=bias,
                           input_offset=offset, in_uint8=in_u8, scale=scale,
                           out_zp=int(a["y_zp"]), lo=lo, hi=hi, out_dtype=odt, batch=batch,
-                          depth=k, out_shape=tuple(ys))
+                          depth=k, out_shape=tuple(ys), w_zp=wz)
     return _layer(op, "ort_mac", params, ir_op="FULLY_CONNECTED", macs=batch * cout * k,
                   has_acc=True)
 
