@@ -713,3 +713,59 @@ def test_weights_with_zero_points_equal_onnxruntime(tmp_path, fmt, act, weights,
     assert len(zps) == 4 and all(np.any(np.asarray(z) != 0) for z in zps)
     for seed in (51, 52):
         assert _check_every_tensor(m, rnd((1, 3, 8, 8), seed)) >= 4
+
+
+def _integer_input(model):
+    """The model without the QuantizeLinear of its float input: the graph input is that
+    node's int8 / uint8 output."""
+    q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear"
+             and n.input[0] == model.graph.input[0].name)
+    zp = next(i for i in model.graph.initializer if i.name == q.input[2])
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    model.graph.node.remove(q)
+    del model.graph.input[:]
+    model.graph.input.append(helper.make_tensor_value_info(q.output[0], zp.data_type, shape))
+    return model
+
+
+@pytest.mark.parametrize("fmt,act", [("qdq", "u8"), ("qdq", "s8"), ("qop", "s8"), ("qop", "u8")])
+def test_integer_graph_input_equals_onnxruntime(tmp_path, fmt, act):
+    """A model whose input is already int8 / uint8: the DequantizeLinear (QDQ) or the QLinear
+    op (QOperator) that reads it gives its scale and zero point."""
+    src = _mac_model(str(tmp_path / "f.onnx"))
+    m = _integer_input(onnx.load(_quantize(src, str(tmp_path / "q.onnx"),
+                                           rnd((8, 3, 8, 8), 9), fmt, act, True)))
+    dt = np.int8 if act == "s8" else np.uint8
+    g = read_onnx(m)
+    assert g.tensors[g.inputs[0]].dtype == np.dtype(dt)
+    rng = np.random.default_rng(61)
+    for _ in range(2):
+        x = rng.integers(np.iinfo(dt).min, np.iinfo(dt).max + 1, (1, 3, 8, 8)).astype(dt)
+        assert _check_every_tensor(m, x) >= 4
+
+
+@pytest.mark.parametrize("fmt,act", [("qdq", "u8"), ("qop", "s8"), ("qop", "u8")])
+@pytest.mark.parametrize("include_pad", [0, 1])
+def test_average_pool_ceil_mode_equals_onnxruntime(tmp_path, fmt, act, include_pad):
+    """QLinearAveragePool with ceil_mode=1: the last window runs past the (padded) input and
+    counts what it covers, or the whole kernel with count_include_pad=1; with pads [0, 1] on
+    an even size, the extra window that would start in the padding is dropped."""
+    from test_frontend_onnx import make_model
+    N = helper.make_node
+    inits = {"w": rnd((4, 3, 3, 3), 1, 0.3), "b": rnd((4,), 2, 0.1)}
+    nodes = [N("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             N("AveragePool", ["c"], ["p1"], kernel_shape=[3, 3], strides=[2, 2],
+               ceil_mode=1, count_include_pad=include_pad),           # 8 -> 4
+             N("AveragePool", ["p1"], ["y"], kernel_shape=[2, 2], strides=[2, 2],
+               pads=[0, 0, 1, 1], ceil_mode=1, count_include_pad=include_pad)]  # 4 -> 2
+    src = str(tmp_path / "f.onnx")
+    onnx.save(make_model(nodes, {"x": (1, 3, 8, 8)}, ["y"], inits), src)
+    m = onnx.load(_quantize(src, str(tmp_path / "q.onnx"), rnd((8, 3, 8, 8), 9), fmt, act,
+                            True))
+    if fmt == "qop":
+        assert sum(n.op_type == "QLinearAveragePool" for n in m.graph.node) == 2
+    g = read_onnx(m)
+    assert [g.tensors[o.outputs[0]].shape[1:3] for o in g.ops
+            if o.type == "ORT_AVG_POOL"] == [(4, 4), (2, 2)]
+    for seed in (71, 72):
+        assert _check_every_tensor(m, rnd((1, 3, 8, 8), seed)) >= 3

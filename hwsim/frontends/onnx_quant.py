@@ -208,7 +208,21 @@ class _QImporter:
         if not isinstance(v, _Act):
             raise self.err(node, f"input {k} '{node.input[k]}' is not a quantized run-time "
                                  f"tensor")
+        if self.in_q(v) is None and node.op_type in QUANT_OPS:
+            # an integer graph input (or a move of one): the QLinear op that reads it gives
+            # its scale and zero point, inputs k + 1 and k + 2 in every QOperator op
+            self.bind_q(node, v, *self._qparams(node, k + 1, k + 2, f"input {k}"))
         return v
+
+    def bind_q(self, node, v: _Act, s, z) -> None:
+        """Quantization parameters for an integer tensor that had none (a graph input)."""
+        lo, hi = (-128, 127) if self.dtype(v) == np.dtype(np.int8) else (0, 255)
+        if not lo <= int(z) <= hi:
+            raise self.err(node, f"zero point {int(z)} for a {self.dtype(v)} tensor")
+        from dataclasses import replace
+        self.quant[v.t] = (np.float32(s), int(z))
+        self.tensors[v.t] = replace(self.tensors[v.t], quant=QuantParams(
+            np.array([s], np.float32), np.array([int(z)], np.int64)))
 
     def in_q(self, a) -> tuple | None:
         return self.quant.get(a.t)
@@ -308,11 +322,10 @@ class _QImporter:
                                  f"float32, int8 or uint8 inputs are supported")
             perm = _ident(len(dims))  # the ONNX layout: `hwsim run` takes ORT's input as is
             t = self.add_tensor(inp.name, [dims[p] for p in perm], dt)
-            self.vals[inp.name] = _Float(t, perm, tuple(dims))
-            if dt != F32:
-                raise ModelError(f"{self.source}: input {brief(inp.name, 64)} is {dt}: an "
-                                 f"integer graph input has no quantization parameters to "
-                                 f"read; hwsim takes QDQ / QOperator models with float inputs")
+            # an int8 / uint8 input is already quantized: its scale and zero point are those
+            # of the DequantizeLinear or QLinear op that reads it (bound there)
+            cls = _Float if dt == F32 else _Act
+            self.vals[inp.name] = cls(t, perm, tuple(dims))
             inputs.append(t)
             src_shapes.append(tuple(dims))
             in_perms.append(perm)
@@ -732,9 +745,7 @@ class _QImporter:
         self.same_type(node, [x], dt)
         xs, xz = self.in_q(x)
         k = list(a["kernel_shape"])
-        g = self.spatial(node, a, x.shape, k, pool=True)
-        if a.get("ceil_mode", 0):
-            raise self.err(node, "ceil_mode=1 average pooling is not supported")
+        g = self.spatial(node, a, x.shape, k, pool=True)  # ceil_mode: the output size only
         xn = self.nhwc(node, x, out)
         shape = (x.shape[0], x.shape[1]) + tuple(g["out"])
         t = self.emit("ORT_AVG_POOL", [xn.t], out, [shape[p] for p in NHWC], dt, (ys, yz),
