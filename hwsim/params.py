@@ -278,7 +278,9 @@ class MaxMinParams(_Operands):
 
 @frozen_params
 class FusedParams(Params):
-    """A clamp fused into layer ``fused_into`` (hwsim.hw.network, placement "fused")."""
+    """A layer folded into layer ``fused_into`` (placement "fused"): a clamp
+    (hwsim.passes.FuseClamps) or a PAD that became a convolution's padding
+    (hwsim.passes.FoldPadIntoConv on a placed program)."""
     fused_into: int
 
 

@@ -60,5 +60,7 @@ def run_maximum_minimum(layer, inputs):
 def run_fused(layer, inputs):
     """A MAXIMUM/MINIMUM fused into layer ``params.fused_into`` (hwsim.hw.network, placement
     "fused"): that layer applied the clamp (its act_min/act_max narrowed) and wrote this
-    layer's output tensor, so there is nothing left to do."""
+    layer's output tensor, so there is nothing left to do. The same for a PAD folded into a
+    convolution's padding (hwsim.passes.FoldPadIntoConv): the convolution reads the PAD's
+    input."""
     return [], None
