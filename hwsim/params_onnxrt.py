@@ -236,3 +236,19 @@ class OrtResizeLinearParams(Params):
     w1_w: np.ndarray
     w2_w: np.ndarray
     integer: bool
+
+
+@frozen_params
+class OrtResizeCubicParams(Params):
+    """Resize (cubic) of float32 NHWC data as ORT's ResizeBiCubic computes it (upsample.cc):
+    first the 1-D interpolations along W it caches, ``v[e] = sum_k float32(wx[e, k] *
+    X[rows[e], cols[e, k]])`` (left to right, each step float32), then per output pixel
+    ``y = sum_i float32(float32(v[entry[y, x, i]] * cy[y, i]) / ysum[y])``. ``entry`` names
+    the cache entry ORT reads, which is the one first written under the same key (the
+    fractional part of the x coordinate and ``row * W + x_int - 1``)."""
+    rows: np.ndarray
+    cols: np.ndarray
+    wx: np.ndarray
+    entry: np.ndarray
+    cy: np.ndarray
+    ysum: np.ndarray

@@ -769,3 +769,46 @@ def test_average_pool_ceil_mode_equals_onnxruntime(tmp_path, fmt, act, include_p
             if o.type == "ORT_AVG_POOL"] == [(4, 4), (2, 2)]
     for seed in (71, 72):
         assert _check_every_tensor(m, rnd((1, 3, 8, 8), seed)) >= 3
+
+
+def _cubic_resize_model(path):
+    """Conv -> cubic Resizes (half_pixel up; asymmetric down with exclude_outside and
+    cubic_coeff_a -0.5; pytorch_half_pixel with a height scale of 1) and between them a linear
+    Resize whose output keeps the input's shape (ORT copies it)."""
+    from test_frontend_onnx import make_model
+    N = helper.make_node
+    sc = lambda *v: np.array([1, 1, *v], np.float32)  # noqa: E731
+    inits = {"w": rnd((4, 3, 3, 3), 1, 0.3), "b": rnd((4,), 2, 0.1),
+             "s1": sc(2.0, 1.5), "s2": sc(0.6, 0.7), "s3": sc(1.1, 1.1), "s4": sc(1.0, 2.3)}
+    nodes = [N("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             N("Resize", ["c", "", "s1"], ["r1"], mode="cubic"),                  # 12 x 9
+             N("Resize", ["r1", "", "s2"], ["r2"], mode="cubic", exclude_outside=1,
+               cubic_coeff_a=-0.5, coordinate_transformation_mode="asymmetric"),  # 7 x 6
+             N("Resize", ["r2", "", "s3"], ["r3"], mode="linear"),                # a copy
+             N("Resize", ["r3", "", "s4"], ["y"], mode="cubic",
+               coordinate_transformation_mode="pytorch_half_pixel")]              # 7 x 13
+    onnx.save(make_model(nodes, {"x": (1, 3, 6, 6)}, ["y"], inits), path)
+    return path
+
+
+@pytest.mark.parametrize("act", ["u8", "s8"])
+def test_cubic_resize_between_dq_and_q_equals_onnxruntime(tmp_path, act):
+    """ORT keeps DequantizeLinear -> Resize (cubic) -> QuantizeLinear and runs ResizeBiCubic
+    on the float values, its cache of 1-D interpolations included."""
+    src = _cubic_resize_model(str(tmp_path / "f.onnx"))
+    m = onnx.load(_quantize(src, str(tmp_path / "q.onnx"), rnd((8, 3, 6, 6), 9), "qdq", act,
+                            True))
+    g = read_onnx(m)
+    assert [o.attrs["mode"] for o in g.ops if o.type == "ORT_RESIZE"] == ["cubic"] * 3
+    for seed in (81, 82):
+        assert _check_every_tensor(m, rnd((1, 3, 6, 6), seed)) >= 5
+
+
+def test_cubic_resize_of_integers_is_refused(tmp_path):
+    """A QOperator model's Resize (cubic) on uint8: ORT 1.32's CPU kernel fails on it (a float
+    write into the uint8 tensor); hwsim refuses it in one line naming the node."""
+    src = _cubic_resize_model(str(tmp_path / "f.onnx"))
+    m = onnx.load(_quantize(src, str(tmp_path / "q.onnx"), rnd((8, 3, 6, 6), 9), "qop", "u8",
+                            True))
+    with pytest.raises(ModelError, match=r"\(Resize\): cubic Resize of int8 / uint8 data"):
+        read_onnx(m)

@@ -813,8 +813,8 @@ class _QImporter:
                           kernel=k, strides=g["strides"], dilations=g["dilations"],
                           pads=g["pads"])
             y = cls(t, NHWC, shape)
-        elif op == "Resize" and a.get("mode", "nearest") == "linear" and isinstance(v, _DQ):
-            # ORT keeps DQ -> Resize -> Q around a linear resize: a float32 resize of the
+        elif op == "Resize" and a.get("mode", "nearest") != "nearest" and isinstance(v, _DQ):
+            # ORT keeps DQ -> Resize -> Q around a linear / cubic resize: a float32 resize of the
             # dequantized values, quantized again by the QuantizeLinear that follows
             xf = self.as_float(node, 0)
             self.vals[out] = self.resize(node, a, xf, out, F32, None, _Float)
@@ -839,12 +839,15 @@ class _QImporter:
         integers as ORT runs it on quantized data, or on float values (DQ -> linear Resize)."""
         mode = a.get("mode", "nearest")
         ctm = a.get("coordinate_transformation_mode", "half_pixel")
-        if mode not in ("nearest", "linear") or len(x.shape) != 4:
-            raise self.err(node, f"only 4-D nearest and linear resizes of quantized data are "
-                                 f"supported (mode {mode}, input {list(x.shape)})")
-        if mode == "linear" and ctm == "tf_crop_and_resize":
-            raise self.err(node, "linear Resize with coordinate_transformation_mode "
-                                 "tf_crop_and_resize is not supported")
+        if mode not in ("nearest", "linear", "cubic") or len(x.shape) != 4:
+            raise self.err(node, f"only 4-D nearest, linear and cubic resizes are supported "
+                                 f"(mode {mode}, input {list(x.shape)})")
+        if mode == "cubic" and dt != F32:
+            raise self.err(node, "cubic Resize of int8 / uint8 data: onnxruntime's CPU kernel "
+                                 "runs cubic on float only (it fails on this model)")
+        if mode != "nearest" and ctm == "tf_crop_and_resize":
+            raise self.err(node, f"{mode} Resize with coordinate_transformation_mode "
+                                 f"tf_crop_and_resize is not supported")
         if int(a.get("antialias", 0)) or "axes" in a:
             raise self.err(node, "Resize with antialias or axes is not supported")
         scales = self.const(node, 2, "scales") if len(node.input) > 2 else None
@@ -861,10 +864,16 @@ class _QImporter:
                                      f"must be 1")
             sc = allsc[2:]
             oh, ow = int(np.floor(x.shape[2] * sc[0])), int(np.floor(x.shape[3] * sc[1]))
+        if (oh, ow) == tuple(x.shape[2:]):
+            # upsample.cc: an output of the input's shape is a copy, whatever the scales
+            t = self.emit("ORT_RESHAPE", [x.t], out, self.tensors[x.t].shape, dt, q)
+            return cls(t, x.perm, x.shape)
         xn = self.nhwc(node, x, out)
         shape = (x.shape[0], x.shape[1], oh, ow)
         t = self.emit("ORT_RESIZE", [xn.t], out, [shape[p] for p in NHWC], dt, q,
                       scales=[float(v) for v in sc], mode=mode, ctm=ctm,
+                      cubic_coeff_a=float(a.get("cubic_coeff_a", -0.75)),
+                      exclude_outside=int(a.get("exclude_outside", 0)),
                       nearest_mode=a.get("nearest_mode", "round_prefer_floor"))
         return cls(t, NHWC, shape)
 

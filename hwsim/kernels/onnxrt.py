@@ -326,3 +326,20 @@ def run_resize_linear(layer, inputs):
     if x.dtype != np.dtype(f32):  # static_cast<T>: truncation (the value lies in T's range)
         y = np.trunc(y)
     return [y.astype(x.dtype)], None
+
+
+@kernel("ort_resize_cubic")
+def run_resize_cubic(layer, inputs):
+    """Bicubic Resize of float32 NHWC data (hwsim.params_onnxrt.OrtResizeCubicParams)."""
+    p = layer.params
+    x = inputs[0]
+    f32 = np.float32
+    v = np.zeros((x.shape[0], len(p.rows), x.shape[3]), f32)
+    for k in range(4):  # the cached 1-D interpolations along W, left to right
+        d = x[:, p.rows, p.cols[:, k], :]
+        v = (v + (p.wx[:, k][None, :, None] * d).astype(f32)).astype(f32)
+    y = np.zeros((x.shape[0],) + p.entry.shape[:2] + (x.shape[3],), f32)
+    for i in range(4):
+        t = (v[:, p.entry[:, :, i], :] * p.cy[:, i][None, :, None, None]).astype(f32)
+        y = (y + (t / p.ysum[None, :, None, None]).astype(f32)).astype(f32)
+    return [y], None

@@ -28,7 +28,8 @@ from ..params import (ConvParams, DepthwiseConvParams, FullyConnectedParams, Req
 from ..params_onnxrt import (OrtAddParams, OrtAvgPoolParams, OrtConcatParams,
                              OrtDequantizeParams, OrtFloatParams, OrtGlobalPoolParams,
                              OrtMacParams, OrtMaxPoolParams, OrtMulParams, OrtQuantizeParams,
-                             OrtResizeLinearParams, OrtResizeParams, OrtShapeParams, OrtSoftmaxParams, OrtTableParams)
+                             OrtResizeCubicParams, OrtResizeLinearParams, OrtResizeParams,
+                             OrtShapeParams, OrtSoftmaxParams, OrtTableParams)
 from ..program import Layer
 from ..registry import lowering
 from ..vocab import QRANGE
@@ -481,6 +482,70 @@ def linear_table(n_in: int, n_out: int, scale: float, ctm: str, integer: bool):
     return i1, i2, w1, w2
 
 
+def cubic_coeffs(s, a) -> list:
+    """GetCubicCoeffs (upsample.cc): Keys' cubic kernel at the four grid points, float32 in
+    ORT's order of operations."""
+    s, a = F32(abs(F32(s))), F32(a)
+    one, t, u, v = F32(1), F32(s + F32(1)), F32(F32(1) - s), F32(F32(2) - s)
+
+    def outer(d):
+        return F32(F32(F32(F32(F32(a * d) - F32(5) * a) * d) + F32(8) * a) * d) - F32(4) * a
+
+    def inner(d):
+        return F32(F32(F32(F32(F32(a + F32(2)) * d) - F32(a + F32(3))) * d) * d) + one
+    return [F32(outer(t)), F32(inner(s)), F32(inner(u)), F32(outer(v))]
+
+
+def _cubic_axis(o: int, coord, n: int, exclude: bool, a: float):
+    """The integer part, the four coefficients and their sum of output index ``o``."""
+    i = int(np.floor(coord))
+    c = cubic_coeffs(F32(coord - F32(i)), a)
+    if not exclude:
+        return i, c, F32(1)
+    c = [F32(0) if not 0 <= i - 1 + k < n else c[k] for k in range(4)]
+    total = F32(0)
+    for v in c:
+        total = F32(total + v)
+    return i, c, total
+
+
+def _lower_resize_cubic(op: Op, ctx: LoweringContext):
+    """Cubic Resize of float data (DQ -> Resize -> Q: ORT's CPU kernel runs cubic on float
+    only): ResizeBiCubic's tables, its per-channel cache of 1-D interpolations included."""
+    a = op.attrs
+    _, h, w, _ = ctx.tensor(op.inputs[0]).shape
+    _, oh, ow, _ = ctx.tensor(op.outputs[0]).shape
+    sh, sw = a["scales"]
+    A, excl = float(a.get("cubic_coeff_a", -0.75)), bool(a.get("exclude_outside", 0))
+    try:
+        ys = (np.arange(oh, dtype=F32) if F32(sh) == 1 else original_coords(h, oh, sh, a["ctm"]))
+        xs = (np.arange(ow, dtype=F32) if F32(sw) == 1 else original_coords(w, ow, sw, a["ctm"]))
+    except ValueError as e:
+        raise ctx.error(op, f"Resize: {e} is not supported") from None
+    yax = [_cubic_axis(y, ys[y], h, excl, A) for y in range(oh)]
+    xax = [_cubic_axis(x, xs[x], w, excl, A) for x in range(ow)]
+    keys: dict = {}
+    rows, cols, wx = [], [], []
+    entry = np.zeros((oh, ow, 4), np.int64)
+    for y, (yi, _, _) in enumerate(yax):
+        for x, (xi, cx, xsum) in enumerate(xax):
+            key0 = float(F32(xs[x] - F32(xi)))
+            for k in range(4):
+                yv = yi - 1 + k
+                key = (key0, yv * w + xi - 1)
+                if key not in keys:  # the first computation fills ORT's cache entry
+                    keys[key] = len(rows)
+                    rows.append(min(max(yv, 0), h - 1))
+                    cols.append([min(max(xi + j, 0), w - 1) for j in range(-1, 3)])
+                    wx.append([F32(c / xsum) for c in cx])
+                entry[y, x, k] = keys[key]
+    params = OrtResizeCubicParams(
+        rows=np.array(rows, np.int64), cols=np.array(cols, np.int64),
+        wx=np.array(wx, F32), entry=entry, cy=np.array([c for _, c, _ in yax], F32),
+        ysum=np.array([s for _, _, s in yax], F32))
+    return _layer(op, "ort_resize_cubic", params, ir_op="ORT_RESIZE_CUBIC")
+
+
 def _lower_resize_linear(op: Op, ctx: LoweringContext):
     """Linear Resize. Float data (a DequantizeLinear's output: ORT keeps DQ -> Resize -> Q)
     runs UpsampleBilinear over H and W. Integer data (a QOperator model's Resize) runs in
@@ -517,6 +582,11 @@ def lower_resize(op: Op, ctx: LoweringContext):
     a = op.attrs
     if a.get("mode", "nearest") == "linear":
         return _lower_resize_linear(op, ctx)
+    if a.get("mode", "nearest") == "cubic":
+        if np.dtype(ctx.tensor(op.inputs[0]).dtype) != np.dtype(F32):
+            raise ctx.error(op, "cubic Resize of int8 / uint8 data: ORT's CPU kernel runs it "
+                                "on float only")
+        return _lower_resize_cubic(op, ctx)
     _, h, w, _ = ctx.tensor(op.inputs[0]).shape
     _, oh, ow, _ = ctx.tensor(op.outputs[0]).shape
     try:
