@@ -188,6 +188,8 @@ class OrtFloatParams(Params):
     op: str
     lo: float = float("-inf")
     hi: float = float("inf")
+    const: np.ndarray | None = None  # a constant operand (IR layout) and its place
+    const_pos: int = -1
 
 
 @frozen_params

@@ -812,3 +812,51 @@ def test_cubic_resize_of_integers_is_refused(tmp_path):
                             True))
     with pytest.raises(ModelError, match=r"\(Resize\): cubic Resize of int8 / uint8 data"):
         read_onnx(m)
+
+
+def test_float_add_mul_sum_with_broadcasting_and_constants_equal_onnxruntime():
+    """Add / Mul / Sum on dequantized values whose outputs are not quantized (ORT runs them in
+    float32): a float constant of lower rank, a dequantized int8 constant as the first
+    operand, a run-time operand of rank 2 against rank 4."""
+    N = helper.make_node
+    T = helper.make_tensor
+    inits = [T("K1", TensorProto.FLOAT, [6], rnd((6,), 1, 0.5).tolist()),
+             T("Wq", TensorProto.INT8, [4, 1, 1], [-70, 3, 99, -128]),
+             T("ws", TensorProto.FLOAT, [], [0.013]),
+             T("xs", TensorProto.FLOAT, [], [0.05]), T("xz", TensorProto.INT8, [], [-3]),
+             T("zs", TensorProto.FLOAT, [], [0.021]), T("zz", TensorProto.UINT8, [], [131])]
+    nodes = [N("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             N("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             N("QuantizeLinear", ["z", "zs", "zz"], ["zq"]),
+             N("DequantizeLinear", ["zq", "zs", "zz"], ["zd"]),
+             N("DequantizeLinear", ["Wq", "ws"], ["Wd"]),
+             N("Add", ["xd", "K1"], ["a1"]),           # [1,4,5,6] + [6]
+             N("Mul", ["Wd", "a1"], ["a2"]),           # [4,1,1] * [1,4,5,6]
+             N("Sum", ["a2", "zd", "a1"], ["y"])]      # with [5,1]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                      [1, 4, 5, 6]),
+                                       helper.make_tensor_value_info("z", TensorProto.FLOAT,
+                                                                      [5, 1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    graph = read_onnx(m)
+    assert sum(o.type == "ORT_FLOAT" for o in graph.ops) == 3
+    rng = np.random.default_rng(91)
+    for _ in range(2):
+        x = rng.normal(0, 2, (1, 4, 5, 6)).astype(np.float32)
+        z = rng.normal(0, 2, (5, 1)).astype(np.float32)
+        res = Network(lower(graph), graph).run([x, z], trace=True)
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        extra = onnx.ModelProto()
+        extra.CopyFrom(m)
+        for n in ("a1", "a2"):
+            extra.graph.output.append(helper.make_tensor_value_info(n, TensorProto.FLOAT, None))
+        s = ort.InferenceSession(extra.SerializeToString(), so,
+                                 providers=["CPUExecutionProvider"])
+        ref = dict(zip([o.name for o in s.get_outputs()], s.run(None, {"x": x, "z": z})))
+        _assert_same("y", res.outputs[0], ref["y"])
+        for n in ("a1", "a2"):
+            t, perm = graph.value_map[n]
+            _assert_same(n, res.trace.tensors[t], np.transpose(ref[n], perm))

@@ -530,13 +530,44 @@ class _QImporter:
             t = self.emit("ORT_FLOAT", [x.t], out, self.tensors[x.t].shape, F32, **attrs)
             self.vals[out] = _Float(t, x.perm, x.shape)
             return
-        xs = [self.as_float(node, k) for k in range(len(node.input)) if node.input[k]]
-        if any(x.shape != xs[0].shape for x in xs):
-            raise self.err(node, "float elementwise ops with broadcasting are not supported")
-        xs = [self.layout(x, xs[0].perm, f"{out}/in{k}") for k, x in enumerate(xs)]
-        t = self.emit("ORT_FLOAT", [x.t for x in xs], out, self.tensors[xs[0].t].shape, F32,
-                      op="mul" if op == "Mul" else "add")
-        self.vals[out] = _Float(t, xs[0].perm, xs[0].shape)
+        # numpy broadcasting, as ORT's float kernels: the lower ranks get leading 1s; a
+        # constant operand (an initializer, or a DequantizeLinear of one, folded as ORT
+        # folds it) goes into the layer's parameters
+        xs = [self.vals[n] if isinstance(self.vals.get(n), np.ndarray) else
+              self.as_float(node, k) for k, n in enumerate(node.input) if n]
+        consts = [k for k, x in enumerate(xs) if isinstance(x, np.ndarray)]
+        if len(consts) > 1:
+            raise self.err(node, "more than one constant input is not supported")
+        r = max(np.ndim(x) if k in consts else len(x.shape) for k, x in enumerate(xs))
+        lead = max((x for k, x in enumerate(xs) if k not in consts), key=lambda x: len(x.shape))
+        perm = lead.perm if len(lead.shape) == r else _ident(r)
+        ins, const, shapes, ir_shapes = [], None, [], []
+        for k, x in enumerate(xs):
+            if k in consts:
+                c = np.asarray(x, np.float32)
+                c = c.reshape((1,) * (r - c.ndim) + c.shape)
+                const = np.ascontiguousarray(c.transpose(perm))
+                shapes.append(c.shape)
+                ir_shapes.append(const.shape)
+                continue
+            if len(x.shape) < r:
+                x = self.plain(x, f"{out}/in{k}")
+                shape = (1,) * (r - len(x.shape)) + tuple(x.shape)
+                t = self.emit("ORT_RESHAPE", [x.t], f"{out}/rank{k}", shape, F32)
+                x = _Float(t, _ident(r), shape)
+            x = self.layout(x, perm, f"{out}/in{k}")
+            ins.append(x.t)
+            shapes.append(x.shape)
+            ir_shapes.append(self.tensors[x.t].shape)
+        try:
+            shape = tuple(np.broadcast_shapes(*shapes))
+        except ValueError:
+            raise self.err(node, f"input shapes {[list(v) for v in shapes]} do not "
+                                 f"broadcast") from None
+        t = self.emit("ORT_FLOAT", ins, out, tuple(np.broadcast_shapes(*ir_shapes)), F32,
+                      op="mul" if op == "Mul" else "add", const=const,
+                      const_pos=consts[0] if consts else -1)
+        self.vals[out] = _Float(t, perm, shape)
 
     def _wq(self, node, k_dq):
         """(int8 weights, scales, zps) of a dequantized constant input."""

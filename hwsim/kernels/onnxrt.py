@@ -241,7 +241,7 @@ def run_transpose(layer, inputs):
 def run_float(layer, inputs):
     """IEEE float32 elementwise ops, left to right (numpy float32 arithmetic is IEEE's)."""
     p = layer.params
-    xs = [np.asarray(x, np.float32) for x in inputs]
+    xs = [np.asarray(x, np.float32) for x in _operands(p, inputs)]
     if p.op == "add":
         y = xs[0]
         for x in xs[1:]:

@@ -356,8 +356,10 @@ def lower_float(op: Op, ctx: LoweringContext):
     for t in op.inputs + op.outputs:
         if np.dtype(ctx.tensor(t).dtype) != np.dtype(np.float32):
             raise ctx.error(op, f"tensor '{ctx.tensor(t).name}' is not float32")
+    const = a.get("const")
     return _layer(op, "ort_float", OrtFloatParams(op=a["op"], lo=float(a.get("lo", -np.inf)),
-                                                  hi=float(a.get("hi", np.inf))),
+                                                  hi=float(a.get("hi", np.inf)), const=const,
+                                                  const_pos=int(a.get("const_pos", -1))),
                   inputs=list(op.inputs), ir_op="ORT_FLOAT_" + a["op"].upper())
 
 
