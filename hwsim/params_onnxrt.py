@@ -109,6 +109,9 @@ class OrtAvgPoolParams(Params):
     out_h: int
     out_w: int
     count_include_pad: bool
+    # float AveragePool (MLAS) only: the end pads, which bound a ceil_mode window's count
+    pad_bottom: int = 0
+    pad_right: int = 0
 
 
 @frozen_params

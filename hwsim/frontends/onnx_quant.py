@@ -265,7 +265,7 @@ class _QImporter:
         pads = list(a.get("pads", [0, 0, 0, 0]))
         auto = a.get("auto_pad", "NOTSET")
         ceil = bool(a.get("ceil_mode", 0))
-        out, pb = [], []
+        out, pb, pe = [], [], []
         for d in range(2):
             n, k, s, dl = xshape[2 + d], kshape[d], strides[d], dil[d]
             ke = (k - 1) * dl + 1
@@ -273,8 +273,9 @@ class _QImporter:
                 o = -(-n // s)
                 total = max((o - 1) * s + ke - n, 0)
                 p0 = total // 2 if auto == "SAME_UPPER" else total - total // 2
+                p1 = total - p0
             elif auto == "VALID":
-                o, p0 = (n - ke) // s + 1, 0
+                o, p0, p1 = (n - ke) // s + 1, 0, 0
             else:
                 p0, p1 = pads[d], pads[d + 2]
                 if ceil:
@@ -287,7 +288,9 @@ class _QImporter:
                 raise self.err(node, f"output size {o} along spatial axis {d}")
             out.append(o)
             pb.append(p0)
-        return dict(strides=strides, dilations=dil, pads=[pb[0], pb[1]], out=out)
+            pe.append(p1)
+        return dict(strides=strides, dilations=dil, pads=[pb[0], pb[1]], out=out,
+                    pads_end=[pe[0], pe[1]])
 
     # -- driver ----------------------------------------------------------------------------
     def run(self) -> Graph:
@@ -509,12 +512,11 @@ class _QImporter:
             x = self.as_float(node, 0)
             k = list(a["kernel_shape"])
             g = self.spatial(node, a, x.shape, k, pool=True)
-            if a.get("ceil_mode", 0):
-                raise self.err(node, "ceil_mode=1 average pooling is not supported")
             xn = self.layout(x, NHWC, out + "/nhwc")
             shape = (x.shape[0], x.shape[1]) + tuple(g["out"])
             t = self.emit("ORT_FLOAT_AVG_POOL", [xn.t], out, [shape[p] for p in NHWC], F32,
                           kernel=k, strides=g["strides"], pads=g["pads"],
+                          pads_end=g["pads_end"],
                           count_include_pad=int(a.get("count_include_pad", 0)))
             self.vals[out] = _Float(t, NHWC, shape)
             return

@@ -106,15 +106,22 @@ def run_global_avg_pool(layer, inputs):
 
 
 @numba.njit(cache=True)
-def _avg_pool_f32(xf, kh, kw, sh, sw, pt, pl, oh, ow, include_pad, out):
+def _avg_pool_f32(xf, kh, kw, sh, sw, pt, pl, oh, ow, include_pad, out, h_pad=1 << 30,
+                  w_pad=1 << 30):
+    """Window sums row by row in float32, divided by the count: the clipped window, or with
+    ``include_pad`` the window clipped to the padded extents ``h_pad`` x ``w_pad`` (MLAS,
+    float AveragePool: a ceil_mode window past the padding counts less) -- QLinearAveragePool
+    leaves them unbounded (the kernel size)."""
     n_, h, w, c = xf.shape
     for n in range(n_):
         for oy in range(oh):
             h0 = oy * sh - pt
+            hp = min(h0 + kh, h_pad) - h0
             h1 = min(h0 + kh, h)
             h0 = max(h0, 0)
             for ox in range(ow):
                 w0 = ox * sw - pl
+                wp = min(w0 + kw, w_pad) - w0
                 w1 = min(w0 + kw, w)
                 w0 = max(w0, 0)
                 for ch in range(c):
@@ -122,7 +129,7 @@ def _avg_pool_f32(xf, kh, kw, sh, sw, pt, pl, oh, ow, include_pad, out):
                     for yy in range(h0, h1):
                         for xx in range(w0, w1):
                             s = np.float32(s + xf[n, yy, xx, ch])
-                    cnt = kh * kw if include_pad else (h1 - h0) * (w1 - w0)
+                    cnt = hp * wp if include_pad else (h1 - h0) * (w1 - w0)
                     out[n, oy, ox, ch] = np.float32(s / np.float32(cnt))
 
 
@@ -265,7 +272,8 @@ def run_float_avg_pool(layer, inputs):
     x = np.asarray(inputs[0], np.float32)
     y = np.empty((x.shape[0], p.out_h, p.out_w, x.shape[3]), np.float32)
     _avg_pool_f32(x, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left,
-                  p.out_h, p.out_w, p.count_include_pad, y)
+                  p.out_h, p.out_w, p.count_include_pad, y, x.shape[1] + p.pad_bottom,
+                  x.shape[2] + p.pad_right)
     return [y], None
 
 
