@@ -524,3 +524,41 @@ def test_resize_nearest_is_address_generation_bit_exact(tmp_path, sim):
     for r in rep.layers:
         assert 0 < r["cycles"] - r["estimate"] <= max(0.1 * r["estimate"], 16), \
             (r["cycles"], r["estimate"])
+
+
+def test_int16_mul_sub_and_mean_bit_exact_in_chain_mode(tmp_path):
+    """The 16-bit lanes (tflite-16x8): MUL and SUB of two int16 tensors (zero points 0, the
+    general path) and MEAN over H and W, extreme inputs included, in chain mode."""
+    from hwsim.cosim import run_cosim
+    from hwsim.export import export
+    from hwsim.frontends.builder import GraphBuilder
+    sim = "verilator" if cosim.simulator_available("verilator") is None else "icarus"
+    reason = cosim.simulator_available(sim)
+    if reason:
+        pytest.skip(reason)
+    rng = np.random.default_rng(5)
+    b = GraphBuilder("i16units")
+    shp = (1, 6, 5, 12)
+    x = b.input("x", shp, np.int16, scale=0.001, zero_point=0)
+    y = b.input("y", shp, np.int16, scale=0.002, zero_point=0)
+    m = b.activation("mul", shp, np.int16, scale=0.0005, zero_point=0)
+    b.op("MUL", [x, y], [m], 2, fused_activation_function="NONE")
+    s = b.activation("sub", shp, np.int16, scale=0.002, zero_point=0)
+    b.op("SUB", [m, x], [s], 2, fused_activation_function="NONE")
+    mean = b.activation("mean", (1, 12), np.int16, scale=0.001, zero_point=0)
+    b.op("MEAN", [s, b.const("axes", np.array([1, 2], np.int32))], [mean], keep_dims=False)
+    b.output(mean)
+    (tmp_path / "m.tflite").write_bytes(b.tflite())
+    xs = [rng.integers(-32768, 32768, shp).astype(np.int16) for _ in range(2)]
+    xs[0].reshape(-1)[:4] = [-32768, 32767, 0, -1]
+    xs[1].reshape(-1)[:4] = [-32768, -32768, 32767, 32767]
+    np.save(tmp_path / "x.npy", xs[0])
+    np.save(tmp_path / "y.npy", xs[1])
+    export(tmp_path / "m.tflite", "tflite-16x8", [tmp_path / "x.npy", tmp_path / "y.npy"],
+           tmp_path / "e", formats=("hex",))
+    rep = run_cosim(tmp_path / "e", sim, mode="chain")
+    assert rep.error is None and not rep.file_problems, rep.error
+    assert [(r["op"], r["status"]) for r in rep.layers] == \
+        [("MUL", "ok"), ("SUB", "ok"), ("MEAN", "ok")], rep.table()
+    assert all(r["output"]["mismatches"] == 0 and r["output"]["elements"] > 0
+               for r in rep.layers) and rep.ok
