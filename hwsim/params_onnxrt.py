@@ -109,9 +109,11 @@ class OrtAvgPoolParams(Params):
     out_h: int
     out_w: int
     count_include_pad: bool
-    # float AveragePool (MLAS) only: the end pads, which bound a ceil_mode window's count
+    # float AveragePool only: the end pads (they bound a ceil_mode window's count in ORT's
+    # generic pool), and whether ORT calls MLAS's pooling, which sums in its own order
     pad_bottom: int = 0
     pad_right: int = 0
+    mlas: bool = False
 
 
 @frozen_params

@@ -864,27 +864,34 @@ def test_float_add_mul_sum_with_broadcasting_and_constants_equal_onnxruntime():
 
 @pytest.mark.parametrize("kernel,strides,pads", [([3, 3], [2, 2], [0, 0, 0, 0]),
                                                  ([3, 2], [2, 3], [1, 1, 1, 1]),
-                                                 ([2, 2], [2, 2], [0, 0, 1, 1])])
+                                                 ([2, 2], [2, 2], [0, 0, 1, 1]),
+                                                 ([3, 3], [1, 1], [1, 1, 1, 1]),
+                                                 ([2, 4], [1, 3], [0, 1, 0, 2]),
+                                                 ([8, 8], [1, 1], [0, 0, 0, 0])])
 @pytest.mark.parametrize("include_pad", [0, 1])
-def test_float_average_pool_ceil_mode_equals_onnxruntime(kernel, strides, pads, include_pad):
+@pytest.mark.parametrize("ceil_mode", [0, 1])
+@pytest.mark.parametrize("opset,channels", [(13, 3), (13, 16), (19, 3)])
+def test_float_average_pool_equals_onnxruntime(kernel, strides, pads, include_pad, ceil_mode,
+                                               opset, channels):
     """An AveragePool on dequantized values whose output is not quantized: ORT runs MLAS's
     float pool, where with count_include_pad a ceil_mode window past the padded input counts
     only what lies within the padded extent (8x8, kernel 3, stride 2: the last column of
-    windows divides by 6, not 9). Opset 19: ORT runs AveragePool-19 with the window sums of
-    hwsim's kernel; for AveragePool-11 it calls MLAS, whose float sums are in another order
-    (docs/onnx.md)."""
+    windows divides by 6, not 9). Before opset 19 ORT calls MLAS's pooling (except with
+    ceil_mode and count_include_pad), which sums columns first (stride_w <= 2) in its own
+    order (docs/onnx.md); 16 channels: ORT's NCHWc transformer takes the pool (AVX-512)
+    and sums row by row."""
     N = helper.make_node
     T = helper.make_tensor
     inits = [T("xs", TensorProto.FLOAT, [], [0.05]), T("xz", TensorProto.INT8, [], [4])]
     nodes = [N("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
              N("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
              N("AveragePool", ["xd"], ["y"], kernel_shape=kernel, strides=strides, pads=pads,
-               ceil_mode=1, count_include_pad=include_pad)]
+               ceil_mode=ceil_mode, count_include_pad=include_pad)]
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                                      [1, 3, 8, 8])],
+                                                                      [1, channels, 8, 8])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
-    m.ir_version = 9
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 9 if opset >= 19 else 7
     assert any(o.type == "ORT_FLOAT_AVG_POOL" for o in read_onnx(m).ops)
     for seed in (93, 94):
-        assert _check_every_tensor(m, rnd((1, 3, 8, 8), seed, 3.0)) >= 2
+        assert _check_every_tensor(m, rnd((1, channels, 8, 8), seed, 3.0)) >= 2

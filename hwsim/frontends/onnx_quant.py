@@ -46,6 +46,9 @@ FUSED_OPS = ("Conv", "Gemm", "MatMul", "Add", "Mul", "AveragePool", "GlobalAvera
 FLOAT_OPS = ("Sum", "Add", "Mul", "Relu", "Clip", "AveragePool")
 
 
+# ORT's NCHWc block on the oracle machine (MlasNchwcGetBlockSize: 16 with AVX-512, 8 with
+# AVX2): float pools of such channel counts run in NCHWc layout (docs/onnx.md)
+NCHWC_BLOCK = 16
 MAX_ELEMENTS = 2**31 - 1  # a run-time tensor's elements (numpy and the kernels index them)
 
 
@@ -512,12 +515,18 @@ class _QImporter:
             x = self.as_float(node, 0)
             k = list(a["kernel_shape"])
             g = self.spatial(node, a, x.shape, k, pool=True)
+            # ORT 1.32: AveragePool before opset 19 calls MLAS's pooling, except with
+            # ceil_mode and count_include_pad, and except where its NCHWc transformer takes
+            # the pool (channels a multiple of the block, 16 on AVX-512): both sum row by row
+            mlas = self.opset < 19 and x.shape[1] % NCHWC_BLOCK != 0 and not (
+                a.get("ceil_mode", 0) and a.get("count_include_pad", 0))
             xn = self.layout(x, NHWC, out + "/nhwc")
             shape = (x.shape[0], x.shape[1]) + tuple(g["out"])
             t = self.emit("ORT_FLOAT_AVG_POOL", [xn.t], out, [shape[p] for p in NHWC], F32,
                           kernel=k, strides=g["strides"], pads=g["pads"],
                           pads_end=g["pads_end"],
-                          count_include_pad=int(a.get("count_include_pad", 0)))
+                          count_include_pad=int(a.get("count_include_pad", 0)),
+                          mlas=mlas)
             self.vals[out] = _Float(t, NHWC, shape)
             return
         if op in ("Relu", "Clip"):

@@ -133,6 +133,39 @@ def _avg_pool_f32(xf, kh, kw, sh, sw, pt, pl, oh, ow, include_pad, out, h_pad=1 
                     out[n, oy, ox, ch] = np.float32(s / np.float32(cnt))
 
 
+@numba.njit(cache=True)
+def _avg_pool_mlas_vector(xf, kh, kw, sh, sw, pt, pl, pr, oh, ow, include_pad, out):
+    """MlasPool2DVectorKernel (pooling.cpp, float AveragePool before opset 19, stride_w <= 2):
+    per output row the column sums over the window's rows (top to bottom, from the first
+    row), padded with zeros left and right, then per output the sum of ``kw`` column sums
+    left to right, divided by ``kh * kw`` or by (input columns in the window) * rows."""
+    n_, h, w, c = xf.shape
+    buf = np.zeros(pl + w + pr + kw + 4, np.float32)
+    for n in range(n_):
+        for ch in range(c):
+            for oy in range(oh):
+                st = oy * sh - pt
+                en = min(st + kh, h)
+                if st < 0 or st >= h:  # size_t wrap-around in MLAS
+                    st = 0
+                rows = en - st
+                for xx in range(w):
+                    r = xf[n, st, xx, ch]
+                    for yy in range(st + 1, en):
+                        r = np.float32(r + xf[n, yy, xx, ch])
+                    buf[pl + xx] = r
+                for ox in range(ow):
+                    j = ox * sw
+                    acc = buf[j]
+                    for t in range(1, kw):
+                        acc = np.float32(acc + buf[j + t])
+                    if include_pad:
+                        d = np.float32(kh * kw)
+                    else:
+                        d = np.float32(max((min(j + kw, pl + w) - max(j, pl)) * rows, 1))
+                    out[n, oy, ox, ch] = np.float32(acc / d)
+
+
 @kernel("ort_avg_pool")
 def run_avg_pool(layer, inputs):
     p = layer.params
@@ -266,14 +299,41 @@ def run_float(layer, inputs):
 
 @kernel("ort_float_avg_pool")
 def run_float_avg_pool(layer, inputs):
-    """Float AveragePool (ORT runs it in float when its input is a float op's output): the
-    window sums of QLinearAveragePool, left in float32."""
+    """Float AveragePool (ORT runs it in float when its input is a float op's output): ORT's
+    generic pool (AveragePool-19, and ceil_mode with count_include_pad), the window sums of
+    QLinearAveragePool left in float32; or MLAS's float pooling (``mlas``: AveragePool
+    before opset 19 otherwise)."""
     p = layer.params
     x = np.asarray(inputs[0], np.float32)
     y = np.empty((x.shape[0], p.out_h, p.out_w, x.shape[3]), np.float32)
-    _avg_pool_f32(x, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left,
-                  p.out_h, p.out_w, p.count_include_pad, y, x.shape[1] + p.pad_bottom,
-                  x.shape[2] + p.pad_right)
+    h, w = x.shape[1], x.shape[2]
+    if p.mlas and (p.kernel_h, p.kernel_w, p.stride_h, p.stride_w) == (h, w, 1, 1) and not (
+            p.pad_top or p.pad_left or p.pad_bottom or p.pad_right):
+        # MlasPoolGlobalKernel: four lane sums, ((l0 + l2) + (l1 + l3)), then the tail
+        v = x.transpose(0, 3, 1, 2).reshape(x.shape[0], x.shape[3], h * w)
+        n4 = (h * w) // 4 * 4
+        lanes = np.zeros(v.shape[:2] + (4,), np.float32)
+        for i in range(0, n4, 4):
+            lanes = (lanes + v[:, :, i:i + 4]).astype(np.float32)
+        r = ((lanes[..., 0] + lanes[..., 2]).astype(np.float32)
+             + (lanes[..., 1] + lanes[..., 3]).astype(np.float32)).astype(np.float32)
+        for i in range(n4, h * w):
+            r = (r + v[:, :, i]).astype(np.float32)
+        y[:, 0, 0, :] = (r / np.float32(h * w)).astype(np.float32)
+    elif p.mlas and p.stride_w <= 2 and max(p.kernel_h, p.kernel_w) <= 32 and \
+            p.pad_left + p.pad_right + w <= 2048 - 3:
+        _avg_pool_mlas_vector(x, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top,
+                              p.pad_left, p.pad_right, p.out_h, p.out_w, p.count_include_pad,
+                              y)
+    elif p.mlas:  # MlasPool2DKernel: row by row from 0, the kernel size with padding
+        # (MlasPool's dispatch: the vector kernel takes strides <= 2, kernels <= 32 and rows
+        # that fit its 2048-float buffer)
+        _avg_pool_f32(x, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top,
+                      p.pad_left, p.out_h, p.out_w, p.count_include_pad, y)
+    else:
+        _avg_pool_f32(x, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top,
+                      p.pad_left, p.out_h, p.out_w, p.count_include_pad, y,
+                      x.shape[1] + p.pad_bottom, x.shape[2] + p.pad_right)
     return [y], None
 
 

@@ -222,7 +222,8 @@ def lower_float_avg_pool(op: Op, ctx: LoweringContext):
         kernel_w=int(a["kernel"][1]), stride_h=int(a["strides"][0]),
         stride_w=int(a["strides"][1]), pad_top=int(a["pads"][0]), pad_left=int(a["pads"][1]),
         out_h=int(oh), out_w=int(ow), count_include_pad=bool(a.get("count_include_pad", 0)),
-        pad_bottom=int(a.get("pads_end", [0, 0])[0]), pad_right=int(a.get("pads_end", [0, 0])[1]))
+        pad_bottom=int(a.get("pads_end", [0, 0])[0]), pad_right=int(a.get("pads_end", [0, 0])[1]),
+        mlas=bool(a.get("mlas", False)))
     return _layer(op, "ort_float_avg_pool", params, ir_op="ORT_FLOAT_AVERAGE_POOL")
 
 
