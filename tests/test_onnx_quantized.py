@@ -895,3 +895,32 @@ def test_float_average_pool_equals_onnxruntime(kernel, strides, pads, include_pa
     assert any(o.type == "ORT_FLOAT_AVG_POOL" for o in read_onnx(m).ops)
     for seed in (93, 94):
         assert _check_every_tensor(m, rnd((1, channels, 8, 8), seed, 3.0)) >= 2
+
+
+@pytest.mark.parametrize("act", ["u8", "s8"])
+def test_add_mul_ranks_and_constants_equal_onnx_reference_evaluator(tmp_path, act):
+    """The second oracle on the QDQ model of Add / Mul with different ranks and constant
+    operands: onnx.reference (opset 19) computes each group in float and quantizes; it equals
+    hwsim (and ORT) on every quantized tensor. (On Resize it differs: docs/onnx.md.)"""
+    from onnx.reference import ReferenceEvaluator
+    src = _rank_and_constant_operands_model(str(tmp_path / "f.onnx"))
+    m = onnx.load(_quantize(src, str(tmp_path / "q.onnx"), rnd((8, 3, 8, 8), 9), "qdq", act,
+                            False))
+    x = rnd((1, 3, 8, 8), 31)
+    g, res = _hwsim_run(m, x)
+    producers = {o: n for n in m.graph.node for o in n.output}
+    names = [n for n in g.value_map if n in producers
+             and producers[n].op_type == "QuantizeLinear"]
+    m2 = onnx.ModelProto()
+    m2.CopyFrom(m)
+    for n in names:
+        m2.graph.output.append(helper.make_tensor_value_info(
+            n, ONNX_TYPE[g.tensors[g.value_map[n][0]].dtype], None))
+    m2 = onnx.version_converter.convert_version(m2, 19)
+    ref = dict(zip([o.name for o in m2.graph.output],
+                   ReferenceEvaluator(m2).run(None, {_data_input(m): x})))
+    for n in names:
+        t, perm = g.value_map[n]
+        r = ref[n]
+        _assert_same(n, res.trace.tensors[t], np.transpose(r, perm) if r.ndim == len(perm) else r)
+    assert len(names) >= 9
