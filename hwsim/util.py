@@ -157,3 +157,16 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def cpu_flags() -> frozenset[str]:
+    """The host CPU's feature flags as Linux's /proc/cpuinfo lists them (``avx2``,
+    ``avx512f``, ``avx512_vnni``, ...); empty where that file does not exist or lists none."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()

@@ -924,3 +924,14 @@ def test_add_mul_ranks_and_constants_equal_onnx_reference_evaluator(tmp_path, ac
         r = ref[n]
         _assert_same(n, res.trace.tensors[t], np.transpose(r, perm) if r.ndim == len(perm) else r)
     assert len(names) >= 9
+
+
+def test_nchwc_block_follows_the_cpu_ort_runs_on():
+    """ORT's NCHWc block (MlasNchwcGetBlockSize) decides which float pools it sums row by
+    row; hwsim reads it from this machine's CPU flags, since ORT runs on the same machine."""
+    from hwsim.frontends.onnx_quant import NCHWC_BLOCK, nchwc_block
+    from hwsim.util import cpu_flags
+    assert nchwc_block(frozenset({"avx2", "avx512f"})) == 16
+    assert nchwc_block(frozenset({"avx2", "fma"})) == 8
+    assert nchwc_block(frozenset({"sse4_2"})) == 0
+    assert NCHWC_BLOCK == nchwc_block(cpu_flags())

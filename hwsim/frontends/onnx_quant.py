@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import Graph, ModelError, Op, QuantParams, Tensor
+from ..util import cpu_flags
 from ..yamlio import brief
 
 NHWC = (0, 2, 3, 1)
@@ -46,9 +47,17 @@ FUSED_OPS = ("Conv", "Gemm", "MatMul", "Add", "Mul", "AveragePool", "GlobalAvera
 FLOAT_OPS = ("Sum", "Add", "Mul", "Relu", "Clip", "AveragePool")
 
 
-# ORT's NCHWc block on the oracle machine (MlasNchwcGetBlockSize: 16 with AVX-512, 8 with
-# AVX2): float pools of such channel counts run in NCHWc layout (docs/onnx.md)
-NCHWC_BLOCK = 16
+
+
+def nchwc_block(flags: frozenset[str]) -> int:
+    """ORT's NCHWc block on a CPU with these feature flags (MlasNchwcGetBlockSize: 16 with
+    AVX-512F, 8 with AVX2; 0: no NCHWc transform): float pools whose channels are a multiple
+    of it run in NCHWc layout, summed row by row (docs/onnx.md)."""
+    return 16 if "avx512f" in flags else 8 if "avx2" in flags else 0
+
+
+# the machine ORT runs on is this one: its pools' summation order follows this CPU
+NCHWC_BLOCK = nchwc_block(cpu_flags())
 MAX_ELEMENTS = 2**31 - 1  # a run-time tensor's elements (numpy and the kernels index them)
 
 
@@ -518,7 +527,8 @@ class _QImporter:
             # ORT 1.32: AveragePool before opset 19 calls MLAS's pooling, except with
             # ceil_mode and count_include_pad, and except where its NCHWc transformer takes
             # the pool (channels a multiple of the block, 16 on AVX-512): both sum row by row
-            mlas = self.opset < 19 and x.shape[1] % NCHWC_BLOCK != 0 and not (
+            nchwc = NCHWC_BLOCK and x.shape[1] % NCHWC_BLOCK == 0
+            mlas = self.opset < 19 and not nchwc and not (
                 a.get("ceil_mode", 0) and a.get("count_include_pad", 0))
             xn = self.layout(x, NHWC, out + "/nhwc")
             shape = (x.shape[0], x.shape[1]) + tuple(g["out"])
