@@ -262,8 +262,10 @@ def _write(g, tmp_path):
 
 
 @pytest.mark.parametrize("case,why", [
-    (dict(axis=3, hw_a=(4, 4, 8), hw_b=(4, 4, 8)), "along axis 3 of \\[1, 4, 4, 16\\] its inputs "
+    (dict(axis=2, hw_a=(4, 4, 8), hw_b=(4, 4, 8)), "along axis 2 of \\[1, 4, 8, 8\\] its inputs "
                                                    "interleave"),
+    (dict(axis=3, hw_a=(4, 4, 4), hw_b=(4, 4, 8)), "input \\d+ would start at channel 4, not at "
+                                                   "a word of the activation memory"),
     (dict(axis=1, hw_a=(3, 3, 1), hw_b=(3, 3, 1)), "input .* would start at element 9, not at a "
                                                    "word of the activation memory \\(8 lanes\\)"),
     (dict(axis=1, hw_a=(4, 4, 8), hw_b=(4, 4, 8), second_reader=True),

@@ -377,3 +377,100 @@ def test_corpus_int8_model_passes_chain_cosim_on_verilator(m, tmp_path):
     assert rep.ok, rep.table()
     host = [L["index"] for L in res.manifest["layers"] if L["placement"] == "host"]
     assert sorted(r["layer"] for r in rep.layers if r.get("host")) == host
+
+
+# -- item 2: CONCATENATION along C as a memory alias (a pixel stride) ----------------------------
+def _channel_concat_graph(seed: int = 11, c_a: int = 8, c_b: int = 16):
+    """x [1,5,5,8] -> CONV a (3x3 SAME, c_a), CONV b (3x3 SAME, c_b) -> CONCATENATION(axis 3,
+    equal quantization) -> CONV y (1x1, 8)."""
+    from hwsim.frontends.builder import GraphBuilder
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("cat_channels")
+    x = b.input("x", (1, 5, 5, 8), np.int8, scale=0.02, zero_point=1)
+
+    def conv(name, src, cin, cout, k):
+        w = b.const(f"{name}_w", rng.integers(-4, 5, (cout, k, k, cin), dtype=np.int8),
+                    scales=np.full(cout, 0.01, np.float32))
+        bias = b.const(f"{name}_b", rng.integers(-200, 200, cout, dtype=np.int32),
+                       scales=np.full(cout, 0.0002, np.float32))
+        y = b.activation(name, (1, 5, 5, cout), np.int8, scale=0.05, zero_point=-3)
+        b.op("CONV_2D", [src, w, bias], [y], padding="SAME", stride_w=1, stride_h=1,
+             dilation_w_factor=1, dilation_h_factor=1, fused_activation_function="NONE")
+        return y
+
+    a, c = conv("a", x, 8, c_a, 3), conv("b", x, 8, c_b, 3)
+    t = b.activation("cat", (1, 5, 5, c_a + c_b), np.int8, scale=0.05, zero_point=-3)
+    b.op("CONCATENATION", [a, c], [t], axis=3, fused_activation_function="NONE")
+    b.output(conv("y", t, c_a + c_b, 8, 1))
+    return b.build(), (a, c, t)
+
+
+@pytest.fixture(scope="module")
+def channel_concat_export(tmp_path_factory):
+    from hwsim.export import export
+    from hwsim.frontends.tflite_writer import serialize_tflite
+    g, tensors = _channel_concat_graph()
+    d = tmp_path_factory.mktemp("catc")
+    (d / "m.tflite").write_bytes(serialize_tflite(g))
+    x = np.random.default_rng(5).integers(-128, 128, (1, 5, 5, 8), dtype=np.int8)
+    return g, tensors, x, export(d / "m.tflite", "tflite-int8", [x], d / "e", formats="hex")
+
+
+def test_channel_concatenation_is_an_alias_written_with_a_pixel_stride(channel_concat_export):
+    """Along C with 25 pixels: the two CONVs write their channels of each pixel at their channel
+    offset (out_base) with the concatenated tensor's pixel stride (24); exact against the
+    engine, and the final activation image holds the concatenation where they wrote it."""
+    from hwsim.engine import Network
+    from hwsim.export.formats import read_memory
+    from hwsim.hwif import plan_network
+    from hwsim.hwif.pack import unpack_words
+    from hwsim.lower import lower
+    g, (a, c, t), x, res = channel_concat_export
+    hw = map_network(g, "tflite-int8")
+    cat = next(lay for lay in hw.program.layers if lay.op == "CONCATENATION")
+    assert hw.placement[cat.index] == "alias" and cat.index not in hw.host_reasons
+    plan = plan_network(hw.program, hw.config, hw.placement)
+    base, words = plan.regions[t]
+    assert words == 25 * 24 // 8 and plan.strides == {a: 24, c: 24}
+    # a: pixels 0..24 from channel 0 (24 * 24 + 8 elements); b: from channel 8
+    assert plan.regions[a] == (base, 73) and plan.regions[c] == (base + 1, 74)
+    writers = {lp.layer.outputs[0]: lp for lp in plan.array_layers}
+    assert (writers[a].fields["out_base"], writers[a].fields["out_pix_stride"]) == (base, 24)
+    assert (writers[c].fields["out_base"], writers[c].fields["out_pix_stride"]) == (base + 1, 24)
+    assert [lp.fields["out_pix_stride"] for lp in plan.array_layers
+            if lp.layer.outputs[0] not in (a, c)] == [0]
+    run = hw.run(x)
+    ref = Network(lower(g), g).run(x, trace=True)
+    assert np.array_equal(run.outputs[0], ref.outputs[0])
+    img = read_memory(Path(res.out_dir) / "mem" / "act_final.hex", 64, "hex")
+    got = unpack_words(img[base:base + words], elem_bits=8, signed=True, lanes_per_word=8,
+                       count=words * 8)
+    assert np.array_equal(got, ref.trace.tensors[t].reshape(-1))
+    outs = {v["output"]["tensor"]: v["output"] for v in
+            (L["vectors"] for L in res.manifest["layers"] if L.get("vectors"))}
+    assert outs[a]["pixel_stride"] == 24 and outs[a]["words"] == 73
+    assert "pixel_stride" not in outs[next(iter(set(outs) - {a, c}))]
+    # `hwsim compare` of the final activation image picks the strided outputs out of it
+    from hwsim.cli import main
+    assert main(["compare", str(res.out_dir), str(Path(res.out_dir) / "mem" / "act_final.hex"),
+                 "--memory", "activations", "--mismatches-only"]) == 0
+
+
+def test_channel_concatenation_chain_cosim_is_bit_exact_on_verilator(channel_concat_export,
+                                                                     capsys):
+    """`hwsim cosim --sim verilator --mode chain`: the CONVs write strided into the
+    concatenated region, the last CONV reads it as the RTL left it; every layer bit-exact."""
+    import json
+    from hwsim import cosim
+    from hwsim.cli import main
+    reason = cosim.simulator_available("verilator")
+    if reason:
+        pytest.skip(reason)
+    out = Path(channel_concat_export[3].out_dir)
+    rc = main(["cosim", str(out), "--sim", "verilator", "--mode", "chain",
+               "--json", str(out / "cosim.json")])
+    rep = json.loads((out / "cosim.json").read_text())
+    assert rc == 0, capsys.readouterr().out
+    rows = [r for r in rep["layers"] if r["status"] != "host"]
+    assert [r["layer"] for r in rows] == [0, 1, 3]   # 2: the alias
+    assert all(r["status"] == "ok" and r["output"]["mismatches"] == 0 for r in rows)

@@ -41,6 +41,7 @@ from hwsim.cosim import (DEFAULT_ADAPTER, ENV_ACC, ENV_ADAPTER, ENV_EXPORT, ENV_
                          ENV_PROGRESS, ENV_RESULT, ENV_STOP, ENV_TIMEOUT, HostRunner,
                          compare_host, compare_vectors, load_export, pack, read_h5_vector,
                          read_vector, read_words, unpack)
+from hwsim.hwif.plan import strided_index
 from hwsim_adapter import LayerJob, load_adapter
 
 DEFAULT_TIMEOUT_MIN = 200_000
@@ -143,6 +144,17 @@ def _host_step(export, layer, r: dict, state: ChainState, host: HostRunner) -> N
         state.put(t, y.reshape(-1), False)
 
 
+def _unpack_output(words, spec: dict) -> np.ndarray:
+    """A layer's output elements (flat NHWC) from the words the RTL streamed from its out_base;
+    with a ``pixel_stride`` (a CONCATENATION alias's input along C) the words span the pixels
+    and hold other layers' channels between them."""
+    at = strided_index(spec)
+    if at is None:
+        return unpack(words, spec)
+    lanes = int(spec["layout"]["lanes_per_word"])
+    return unpack(words, dict(spec, elements=len(words) * lanes))[at]
+
+
 async def run_layers(dut, export, adapter, mode: str, want_acc: bool, log) -> list[dict]:
     results = []
     fixed_timeout = int(os.environ.get(ENV_TIMEOUT, "0") or 0)
@@ -182,7 +194,7 @@ async def run_layers(dut, export, adapter, mode: str, want_acc: bool, log) -> li
                        timeout_cycles=timeout)
         run = await adapter.run_layer(job)
         r["cycles"], r["total_cycles"] = run.cycles, run.total_cycles
-        got = unpack(run.output_words[:job.out_words], out_spec) \
+        got = _unpack_output(run.output_words[:job.out_words], out_spec) \
             if run.output_words is not None and len(run.output_words) >= job.out_words else None
         if got is None and run.output_words is not None:
             r["error"] = f"output stream has {len(run.output_words)} words, expected " \

@@ -359,11 +359,17 @@ class _MemImageSide(_Side):
         v = item.entry or {}
         if v.get("memory") != self.memory or v.get("base") is None:
             return "skipped"
+        from ..hwif.plan import strided_index
         base, need = int(v["base"]), -(-int(v["elements"]) // v["layout"]["lanes_per_word"])
+        at = strided_index(v)   # a CONCATENATION alias's input along C: pixels strided
+        if at is not None:
+            need = int(v["words"])
         if base + need > len(self.words):
             return None
-        return unpack_words(self.words[base:base + need], count=int(v["elements"]),
-                            check_padding=False, **v["layout"])
+        got = unpack_words(self.words[base:base + need], count=need * v["layout"][
+            "lanes_per_word"] if at is not None else int(v["elements"]),
+                           check_padding=False, **v["layout"])
+        return got if at is None else got[at]
 
 
 def _kind_of(path: str) -> str:

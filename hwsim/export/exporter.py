@@ -325,12 +325,14 @@ def _copy_model(w: _Writer, model_path: str, hw) -> str | None:
     return rel
 
 
-def _tensor_entry(program, t: int, regions: dict) -> dict:
+def _tensor_entry(program, t: int, regions: dict, strides: dict) -> dict:
     info = program.tensors[t]
     e = {"tensor": int(t), "name": str(info.name), "shape": [int(d) for d in info.shape],
          "dtype": str(np.dtype(info.dtype)) if info.dtype is not None else "unknown"}
     if t in regions:   # in the activation memory
         e["base"], e["words"] = int(regions[t][0]), int(regions[t][1])
+        if t in strides:   # a CONCATENATION alias's input along C: pixels strided
+            e["pixel_stride"] = int(strides[t])
     return e
 
 
@@ -372,8 +374,8 @@ def with_placement(man: dict, hw, plan, copy: str | None) -> dict:
                 e["alias_of"] = int(alias_of[layer.index]["alias_of"])
             elif layer.index in fused_into:
                 e["into"] = fused_into[layer.index]
-        e["inputs"] = [_tensor_entry(program, t, regions) for t in ins]
-        e["outputs"] = [_tensor_entry(program, t, regions) for t in outs]
+        e["inputs"] = [_tensor_entry(program, t, regions, plan.strides) for t in ins]
+        e["outputs"] = [_tensor_entry(program, t, regions, plan.strides) for t in outs]
         if L is None:
             e["vectors"] = {}
         else:
@@ -407,7 +409,9 @@ def _write_layer(w: _Writer, lp, plan: NetworkPlan, trace) -> dict:
         if packed is None:
             continue  # a float host tensor: vectors.h5 only
         words, word_bits = packed
-        files[kind] = w.words(f"{lp.folder}/{kind}", words, word_bits, spec.base)
+        # a strided vector's file holds its elements dense: no address to land it in place
+        files[kind] = w.words(f"{lp.folder}/{kind}", words, word_bits,
+                              None if spec.pixel_stride else spec.base)
     return files
 
 
@@ -437,7 +441,9 @@ def build_images(plan: NetworkPlan, trace) -> dict[str, list[int]]:
         "requant": [(lp.fields["rq_base"], lp.requant) for lp in arr if lp.requant is not None],
         "descriptors": [(lp.position * DESCRIPTOR_WORDS, lp.descriptor_words()) for lp in arr],
         "act_init": [(plan.regions[t][0], tensor_words(t)) for t in plan.inputs],
-        "act_final": [(base, tensor_words(t)) for t, (base, _) in plan.regions.items()],
+        # (a strided tensor is in its CONCATENATION's region, which holds it)
+        "act_final": [(base, tensor_words(t)) for t, (base, _) in plan.regions.items()
+                      if t not in plan.strides],
         "acc": [(lp.fields["acc_base"], _pack_vector(lp.vectors["acc"],
                                                      trace.accumulators[lp.index], mems)[0])
                 for lp in arr if lp.code in MAC_CODES],

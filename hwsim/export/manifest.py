@@ -79,6 +79,8 @@ def _vector_entry(spec, layout, files) -> dict:
          "shape": [int(d) for d in spec.shape], "nhwc": [int(d) for d in spec.nhwc],
          "elements": spec.elements, "memory": spec.memory, "base": spec.base,
          "words": _words(spec, layout)}
+    if getattr(spec, "pixel_stride", 0):   # strided in memory: the words from base it spans
+        e["pixel_stride"], e["words"] = int(spec.pixel_stride), int(spec.words)
     e["layout"] = layout
     e["files"] = files or {}
     return e
@@ -177,6 +179,8 @@ def build_manifest(*, plan: NetworkPlan, program, config, version, model_file, m
         info = program.tensors[t]
         r = {"tensor": int(t), "name": str(info.name), "base": int(base), "words": int(words),
              "shape": [int(d) for d in info.shape]}
+        if t in plan.strides:   # a CONCATENATION alias's input along C: pixels strided
+            r["pixel_stride"] = int(plan.strides[t])
         if t in alias_of:
             r["alias_of"] = int(alias_of[t])
         elif t in producers:

@@ -32,7 +32,7 @@ DESCRIPTOR_TABLE = (
     ("add_in2_multiplier", "ADD_M2"), ("add_in2_shift", "ADD_S2"),
     ("words_per_channel", "WPC"), ("requant_scheme", "SCHEME"), ("rounding", "ROUNDING"),
     ("has_bias", "HAS_BIAS"), ("per_channel", "PER_CHANNEL"), ("batch", "BATCH"),
-    ("acc_base", "ACC_BASE"),
+    ("acc_base", "ACC_BASE"), ("out_pix_stride", "OUT_PSTRIDE"),
 )
 DESCRIPTOR_FIELDS = tuple(name for name, _ in DESCRIPTOR_TABLE)
 FIELD_INDEX = {name: i for i, name in enumerate(DESCRIPTOR_FIELDS)}

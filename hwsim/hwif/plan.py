@@ -95,6 +95,9 @@ class MemoryPlan:
     positions: dict[int, int]  # array layer index -> descriptor position
     overflows: list[tuple[int, str, str]]  # (layer, op, message): each memory's first overflow
     problems: dict[int, str]  # alias layer index -> why it cannot alias
+    # tensor -> elements from one pixel to the next in memory: the inputs of a CONCATENATION
+    # alias along C (their region spans from their first to their last element)
+    strides: dict[int, int] = field(default_factory=dict)
 
     def usage(self) -> dict:
         """{memory: {"words": used, "capacity": depth * banks}} of the config's memories."""
@@ -132,21 +135,33 @@ def allocate(program, config, placement: dict) -> MemoryPlan:
     regions: dict[int, tuple[int, int]] = {}
 
     # a CONCATENATION placed "alias": each input is written in place into its output's region
-    # (hwsim.passes.place.concat_alias_problem: contiguous runs starting on a word)
+    # (hwsim.passes.place.concat_alias_problem: contiguous runs starting on a word, or along C
+    # of NHWC with more than one pixel, channel slices starting on a word: strided)
     concat_part: dict[int, tuple[object, int]] = {}  # input tensor -> (layer, element offset)
+    strides: dict[int, int] = {}
     for layer in program.layers:
         if placement[layer.index] == "alias" and layer.op == "CONCATENATION":
+            out = program.tensors[layer.outputs[0]].shape
             off = 0
+            strided = int(np.prod(out[:layer.params.axis], dtype=np.int64)) != 1
             for t in layer.inputs:
                 concat_part[t] = (layer, off)
-                off += _elements(program, t)
+                if strided:   # the first pixel's channels start at the channel offset
+                    strides[t] = int(out[3])
+                    off += int(program.tensors[t].shape[3])
+                else:
+                    off += _elements(program, t)
 
     def region_of(t: int, what: str, layer) -> tuple[int, int]:
         if t not in regions and t in concat_part:
             cat, off = concat_part[t]
             whole = region_of(cat.outputs[0], f"output of layer {cat.index} (CONCATENATION, "
                                               f"written by its inputs' layers)", layer)
-            regions[t] = (whole[0] + off // act.lanes, act.words_for(_elements(program, t)))
+            span = _elements(program, t)
+            if t in strides:   # pixel p, channel c at element p * stride + c of the span
+                c = int(program.tensors[t].shape[3])
+                span = (span // c - 1) * strides[t] + c
+            regions[t] = (whole[0] + off // act.lanes, act.words_for(span))
         if t not in regions:
             words = act.words_for(_elements(program, t))
             regions[t] = (alloc("activations", words, what, layer), words)
@@ -224,7 +239,7 @@ def allocate(program, config, placement: dict) -> MemoryPlan:
         positions[layer.index] = len(positions)
     mems["descriptors"].alloc((len(positions) + 1) * DESCRIPTOR_WORDS, "descriptors")
     return MemoryPlan(mems, regions, aliases, host_inputs, fused, bases, positions, overflows,
-                      problems)
+                      problems, strides)
 
 
 # -- the export's plan --------------------------------------------------------------------------
@@ -239,6 +254,9 @@ class VectorSpec:
     memory: str | None  # "activations", "accumulators", or None (host-only tensor)
     base: int | None
     words: int
+    # elements from one pixel to the next in memory (0: dense); the words from base span the
+    # pixels (a CONCATENATION alias's input along C)
+    pixel_stride: int = 0
 
     @property
     def elements(self) -> int:
@@ -285,6 +303,7 @@ class NetworkPlan:
     inputs: list[int]  # the tensors the host writes (a network input, or its "input" clamp)
     outputs: list[int]
     fused: list[dict] = field(default_factory=list)  # clamps: {index, op, placement, into}
+    strides: dict[int, int] = field(default_factory=dict)  # tensor -> pixel stride (MemoryPlan)
 
     @property
     def array_layers(self) -> list[LayerPlan]:
@@ -327,12 +346,12 @@ def _folder(index: int, op: str, width: int) -> str:
     return f"layers/{index:0{width}d}_{op.lower()}"
 
 
-def _spec(program, kind: str, t: int, region) -> VectorSpec:
+def _spec(program, kind: str, t: int, region, stride: int = 0) -> VectorSpec:
     info = program.tensors[t]
     base, words = region if region is not None else (None, 0)
     return VectorSpec(kind, t, info.name, tuple(info.shape),
                       str(np.dtype(info.dtype)) if info.dtype is not None else "unknown",
-                      "activations" if base is not None else None, base, words)
+                      "activations" if base is not None else None, base, words, stride)
 
 
 def plan_network(program, config, placement: dict, tables: dict | None = None) -> NetworkPlan:
@@ -388,14 +407,15 @@ def plan_network(program, config, placement: dict, tables: dict | None = None) -
                               f"layer {layer.index} ({layer.op})")
         for j, t in enumerate(layer.outputs):
             key = "output" if j == 0 else f"output{j + 1}"
-            lp.vectors[key] = _spec(program, key, t, regions.get(t))
+            lp.vectors[key] = _spec(program, key, t, regions.get(t), mp.strides.get(t, 0))
         if not host:
             lp.fields["out_base"] = lp.vectors["output"].base
+            lp.fields["out_pix_stride"] = lp.vectors["output"].pixel_stride
         plans.append(lp)
     for m in mems.values():
         m.check_depth()
     return NetworkPlan(plans, mems, regions, mp.aliases, mp.inputs, list(program.outputs),
-                       mp.fused)
+                       mp.fused, mp.strides)
 
 
 def _plan_array_layer(lp: LayerPlan, program, mems: dict[str, Memory], bases: dict,
@@ -544,6 +564,20 @@ def vector_layout(spec, mems) -> dict | None:
         return mems["activations"].layout()
     return dict(elem_bits=8 * dt.itemsize, signed=dt.kind == "i", lanes_per_word=1,
                 word_bits=8 * dt.itemsize, lane_order="lsb_first")
+
+
+def strided_index(spec) -> np.ndarray | None:
+    """Where a vector's elements (flat NHWC) sit among the elements its words span: pixel p,
+    channel c at p * pixel_stride + c (None: dense, element i at i). ``spec``: a VectorSpec or
+    a manifest vector entry."""
+    get = spec.get if isinstance(spec, dict) else lambda k, d=None: getattr(spec, k, d)
+    stride = int(get("pixel_stride", 0) or 0)
+    if not stride:
+        return None
+    c = int(list(get("nhwc"))[3])
+    pixels = int(get("elements")) // c
+    return (np.arange(pixels, dtype=np.int64)[:, None] * stride
+            + np.arange(c, dtype=np.int64)).reshape(-1)
 
 
 def vector_values(lp, spec, trace) -> np.ndarray:

@@ -133,21 +133,32 @@ class PlaceLayers(PlacedProgramPass):
         return dataclasses.replace(placed, placement=where, reasons=why)
 
 
+# the array layers whose output writes take a pixel stride (the MAC array's drain, RTL
+# hwsim_drain.v); the element unit writes its outputs as one run
+STRIDED_WRITERS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
 def concat_alias_problem(layer: Layer, program: Program, where: dict, lanes: int = 1) -> str:
     """Why a CONCATENATION cannot be a memory alias ('' if it can). As an alias, each input's
     array layer writes its output straight into the concatenated tensor's region, at the
-    input's place: that needs every input to be one contiguous run of that region (nothing
-    before the axis varies: N = 1 along H, or N*H*W = 1 along C) starting on a word of the
-    activation memory (``lanes`` elements a word), written by an array layer and read by
-    nothing else, and the output to equal the inputs' bytes (the same scale and zero point:
-    otherwise the host rescales) and to be read by array layers only."""
+    input's place: that needs every input to be either one contiguous run of that region
+    (nothing before the axis varies: N = 1 along H, or N*H*W = 1 along C) or, along the
+    channels of an NHWC tensor, a CONV_2D / DEPTHWISE_CONV_2D output, which the array writes
+    with a pixel stride (descriptor ``out_pix_stride``: the concatenated tensor's channels);
+    each input starting on a word of the activation memory (``lanes`` elements a word: its run,
+    or its channel offset), written by an array layer and read by nothing else, and the output
+    to equal the inputs' bytes (the same scale and zero point: otherwise the host rescales) and
+    to be read by array layers only."""
     p, prog = layer.params, program
     out = prog.tensors[layer.outputs[0]]
     if getattr(p, "constants", None) or len(layer.inputs) != p.num_inputs:
         return "a constant operand (the array writes only its own outputs)"
-    if int(np.prod(out.shape[:p.axis], dtype=np.int64)) != 1:
+    # along C of NHWC with more than one pixel each input is strided: written by the MAC drain
+    strided = int(np.prod(out.shape[:p.axis], dtype=np.int64)) != 1
+    if strided and (len(out.shape) != 4 or p.axis % 4 != 3):
         return (f"along axis {p.axis} of {list(out.shape)} its inputs interleave in memory (an "
-                f"array layer writes its output as one run)")
+                f"array layer writes its output as one run, or with a pixel stride along the "
+                f"channels of an NHWC tensor)")
     q = [(tuple(np.asarray(prog.tensors[t].scales).reshape(-1).tolist()),
           tuple(np.asarray(prog.tensors[t].zero_points).reshape(-1).tolist()))
          for t in [*layer.inputs, *layer.outputs]]
@@ -167,10 +178,15 @@ def concat_alias_problem(layer: Layer, program: Program, where: dict, lanes: int
                 or [r.index for r in readers.get(t, [])] != [layer.index]:
             return (f"input {t} is not written by an array layer for this CONCATENATION "
                     f"alone")
+        if strided and w.op not in STRIDED_WRITERS:
+            return (f"input {t} is written by layer {w.index} ({w.op}), which writes its output "
+                    f"as one run (a pixel stride: {' and '.join(STRIDED_WRITERS)} only)")
         if off % lanes:
-            return (f"input {t} would start at element {off}, not at a word of the activation "
+            where_ = f"channel {off}" if strided else f"element {off}"
+            return (f"input {t} would start at {where_}, not at a word of the activation "
                     f"memory ({lanes} lanes)")
-        off += int(np.prod(prog.tensors[t].shape, dtype=np.int64))
+        off += int(prog.tensors[t].shape[3]) if strided else \
+            int(np.prod(prog.tensors[t].shape, dtype=np.int64))
     if any(where.get(r.index) != "array" for r in readers.get(layer.outputs[0], [])):
         return "a layer that is not on the array reads its output"
     return ""

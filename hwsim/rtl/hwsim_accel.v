@@ -173,7 +173,12 @@ module hwsim_accel #(
     wire is_two_in = d_op == `HWSIM_OP_ADD || d_op == `HWSIM_OP_SUB || d_op == `HWSIM_OP_MUL;
     wire is_fc = d_op == `HWSIM_OP_FC;
     wire signed [31:0] n_in = is_fc ? d_batch * d_in_c : d_batch * d_in_h * d_in_w * d_in_c;
-    wire signed [31:0] n_out = is_fc ? d_batch * d_out_c : d_batch * d_out_h * d_out_w * d_out_c;
+    // out_pix_stride != 0 (a CONCATENATION alias along C): the words from out_base span the
+    // pixels, pixel p's channels at element p * stride (hwsim_drain.v)
+    wire signed [31:0] d_out_ps   = `HWSIM_DF(desc, `HWSIM_D_OUT_PSTRIDE);
+    wire signed [31:0] n_out = is_fc ? d_batch * d_out_c : (d_out_ps != 32'sd0)
+        ? (d_batch * d_out_h * d_out_w - 32'sd1) * d_out_ps + d_out_c
+        : d_batch * d_out_h * d_out_w * d_out_c;
     wire signed [31:0] n_in_words = (n_in + ACT_L - 1) >>> ACT_LOG2L;
     wire signed [31:0] n_out_words = (n_out + ACT_L - 1) >>> ACT_LOG2L;
 

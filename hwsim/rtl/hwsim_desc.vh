@@ -5,7 +5,7 @@
 // hwsim.vocab.AccelOp (the op codes). Do not edit: regenerate.
 `ifndef HWSIM_DESC_VH
 `define HWSIM_DESC_VH
-`define HWSIM_DESC_USED        39
+`define HWSIM_DESC_USED        40
 `define HWSIM_D_OP              0
 `define HWSIM_D_IN_H            1
 `define HWSIM_D_IN_W            2
@@ -45,6 +45,7 @@
 `define HWSIM_D_PER_CHANNEL    36
 `define HWSIM_D_BATCH          37
 `define HWSIM_D_ACC_BASE       38
+`define HWSIM_D_OUT_PSTRIDE    39
 // Field i of the flat descriptor bus.
 `define HWSIM_DF(bus, i) bus[(i)*32 +: 32]
 // Op codes

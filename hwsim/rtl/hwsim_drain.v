@@ -5,8 +5,10 @@
 // `cap` (from the engine) copies a finished tile's accumulators into shadow bank
 // (tiles_captured % 2) and, here, its requant words (wfeed slot tiles_captured % 2) and place
 // (pixel tile, channel tile); bank_free says that bank has been read out. Each row goes out as
-// a vector of ncols elements at flat NHWC index pixel * out_c + channel: the requantized values
-// to the writer, and the accumulators on the debug stream (acc_stream: m_acc_*, one beat per
+// a vector of ncols elements: the requantized values to the writer at element
+// pixel * out_pix_stride + channel of the output region (out_pix_stride 0: out_c, dense; a
+// CONCATENATION alias along C: the concatenated tensor's channels, out_base at this layer's
+// channel offset), and the accumulators on the debug stream (acc_stream: m_acc_*, one beat per
 // row, tdata = COLS accumulators sign-extended to 64 bits, tuser = {count[15:0], index[31:0]})
 // and / or, in simulation, to the accumulator trace file (acc_trace, +HWSIM_TRACE_ACC=<file>:
 // one line "index value" per accumulator, decimal).
@@ -65,8 +67,10 @@ module hwsim_drain #(
     wire signed [31:0] d_scheme  = `HWSIM_DF(desc, `HWSIM_D_SCHEME);
     wire signed [31:0] d_round   = `HWSIM_DF(desc, `HWSIM_D_ROUNDING);
     wire signed [31:0] d_batch   = `HWSIM_DF(desc, `HWSIM_D_BATCH);
+    wire signed [31:0] d_pstride = `HWSIM_DF(desc, `HWSIM_D_OUT_PSTRIDE);
     wire is_fc = d_op == `HWSIM_OP_FC;
     wire signed [31:0] oc = d_out_c;
+    wire signed [31:0] ps = (d_pstride != 32'sd0) ? d_pstride : d_out_c;   // writer's pixel step
     wire signed [31:0] n_pix = is_fc ? d_batch : d_batch * d_out_h * d_out_w;
     /* verilator lint_on UNUSEDSIGNAL */
 
@@ -86,10 +90,11 @@ module hwsim_drain #(
     wire signed [31:0] d_ncols = (oc - dct < COLS) ? oc - dct : COLS;
     reg signed [31:0] dr;                         // next row to read
     reg signed [31:0] row_f;                      // flat index of its first element
+    reg signed [31:0] row_w;                      // its element in the output region
 
     // ---- pipeline: P (row read from the shadow bank) -> O (requantized) -----------------------
     reg p_valid, o_valid, p_last, o_last;
-    reg [31:0] p_f, p_n, o_f, o_n;
+    reg [31:0] p_f, p_n, o_f, o_n, p_w, o_w;
     reg [COLS*64-1:0] p_rq;
     reg [COLS*EB-1:0] o_q;
     reg [COLS*ACC_BITS-1:0] o_acc;
@@ -100,7 +105,7 @@ module hwsim_drain #(
     assign rd_row = dr[RW-1:0];
     assign all_drained = tiles_drained == n_tiles && !p_valid && !o_valid;
     assign w_valid = o_valid && (!acc_stream || m_acc_tready);
-    assign w_index = o_f;
+    assign w_index = o_w;
     assign w_count = o_n;
     assign w_data = o_q;
     assign m_acc_tvalid = o_valid && acc_stream && w_ready;
@@ -144,6 +149,7 @@ module hwsim_drain #(
             c_ct <= 32'sd0;
             dr <= 32'sd0;
             row_f <= 32'sd0;
+            row_w <= 32'sd0;
             bank_full[0] <= 1'b0;
             bank_full[1] <= 1'b0;
         end else begin
@@ -166,6 +172,7 @@ module hwsim_drain #(
                 o_valid <= p_valid;
                 if (p_valid) begin  // (only a row moves: less to simulate when idle)
                     o_f <= p_f;
+                    o_w <= p_w;
                     o_n <= p_n;
                     o_last <= p_last;
                     o_q <= q_ext;
@@ -179,6 +186,8 @@ module hwsim_drain #(
                     for (c = 0; c < COLS; c = c + 1)
                         p_rq[c*64 +: 64] <= bank_rq[{31'd0, db} * COLS + c];
                     row_f <= (dr == 32'sd0 ? dpt * oc + dct : row_f) + oc;
+                    p_w <= (dr == 32'sd0 ? dpt * ps + dct : row_w);
+                    row_w <= (dr == 32'sd0 ? dpt * ps + dct : row_w) + ps;
                     if (dr + 32'sd1 < d_nrows) begin
                         dr <= dr + 32'sd1;
                     end else begin
