@@ -362,18 +362,24 @@ class CosimReport:
     bench_wall_seconds: float = 0.0     # wall time of the bench's layer loop
     bench_cpu_seconds: float = 0.0      # CPU time of the simulator process in that loop
     bench_setup_seconds: float = 0.0    # the bench reading the export, reset
+    host_wall_seconds: float = 0.0      # of the layer loop: chain mode's host steps (engine)
+    host_cpu_seconds: float = 0.0
     sim_cycles: int = 0                 # clock cycles simulated by the layer loop
     build_dir: str = ""
 
     @property
     def cycles_per_second(self) -> float:
-        return self.sim_cycles / self.bench_wall_seconds if self.bench_wall_seconds else 0.0
+        """Cycles per second of the layer loop's wall time, host steps left out: the speed of
+        the simulation and the bench's exchanges with it."""
+        wall = self.bench_wall_seconds - self.host_wall_seconds
+        return self.sim_cycles / wall if wall > 0 else 0.0
 
     @property
     def cycles_per_cpu_second(self) -> float:
         """Cycles per second of the simulator process's CPU time: the speed of the simulation
         itself, whatever else the machine runs."""
-        return self.sim_cycles / self.bench_cpu_seconds if self.bench_cpu_seconds else 0.0
+        cpu = self.bench_cpu_seconds - self.host_cpu_seconds
+        return self.sim_cycles / cpu if cpu > 0 else 0.0
 
     @property
     def bad_layers(self) -> list[dict]:
@@ -399,6 +405,8 @@ class CosimReport:
                 "bench_wall_seconds": round(self.bench_wall_seconds, 3),
                 "bench_cpu_seconds": round(self.bench_cpu_seconds, 3),
                 "bench_setup_seconds": round(self.bench_setup_seconds, 3),
+                "host_wall_seconds": round(self.host_wall_seconds, 3),
+                "host_cpu_seconds": round(self.host_cpu_seconds, 3),
                 "sim_cycles": self.sim_cycles,
                 "cycles_per_second": round(self.cycles_per_second, 1),
                 "cycles_per_cpu_second": round(self.cycles_per_cpu_second, 1)}
@@ -422,7 +430,10 @@ class CosimReport:
         if self.sim_cycles:
             cpu = (f", {self.cycles_per_cpu_second:,.0f} per CPU second"
                    if self.bench_cpu_seconds else "")
-            parts.append(f"{self.sim_cycles:,} cycles simulated in {self.bench_wall_seconds:.1f} s "
+            host = (f" + {self.host_wall_seconds:.1f} s of host steps"
+                    if self.host_wall_seconds >= 0.05 else "")
+            parts.append(f"{self.sim_cycles:,} cycles simulated in "
+                         f"{self.bench_wall_seconds - self.host_wall_seconds:.1f} s{host} "
                          f"({self.cycles_per_second:,.0f} cycles/s{cpu})")
         parts.append(f"build {'cached' if self.build_cached else f'{self.build_seconds:.1f} s'}")
         lines = ["; ".join(parts)]
@@ -892,6 +903,8 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
         report.bench_wall_seconds = float(res.get("wall_seconds", 0.0))
         report.bench_cpu_seconds = float(res.get("cpu_seconds", 0.0))
         report.bench_setup_seconds = float(res.get("setup_seconds", 0.0))
+        report.host_wall_seconds = float(res.get("host_seconds", 0.0))
+        report.host_cpu_seconds = float(res.get("host_cpu_seconds", 0.0))
         report.sim_cycles = int(res.get("sim_cycles", 0))
         if res.get("error"):  # the bench's own message says more than the runner's exit
             report.error = f"{res['error']} (see {run_dir}/sim.log)"

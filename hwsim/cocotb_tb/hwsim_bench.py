@@ -155,29 +155,39 @@ def _unpack_output(words, spec: dict) -> np.ndarray:
     return unpack(words, dict(spec, elements=len(words) * lanes))[at]
 
 
-async def run_layers(dut, export, adapter, mode: str, want_acc: bool, log) -> list[dict]:
+def host_runner(export, mode: str):
+    """Chain mode with host layers: the HostRunner (it maps the model copy, which loads hwsim's
+    kernels: seconds), built during set-up so that the layer loop times the simulation; None
+    otherwise (exports without a model copy: host rows are not run, the array layers after
+    them load their golden inputs)."""
+    if mode != "chain" or not (export.manifest.get("model") or {}).get("copy"):
+        return None
+    if not any(L.host for L in _selected(export)):
+        return None
+    return HostRunner(export)
+
+
+async def run_layers(dut, export, adapter, mode: str, want_acc: bool, log,
+                     host=None) -> list[dict]:
     results = []
     fixed_timeout = int(os.environ.get(ENV_TIMEOUT, "0") or 0)
     stop_on_fail = os.environ.get(ENV_STOP, "0") == "1"
     state = ChainState(export)
     selected = [L for L in _selected(export) if L.placement in ("array", "host")]
-    # chain mode: the host step needs the export's model copy (exports before it: host rows
-    # are not run, the array layers after them load their golden inputs)
-    host = HostRunner(export) if mode == "chain" and any(L.host for L in selected) and \
-        (export.manifest.get("model") or {}).get("copy") else None
     for layer in selected:
         r = _layer_result(layer)
         results.append(r)
         if layer.host:
             r["status"] = "host"
             if host is not None:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 r["host"] = True
                 try:
                     _host_step(export, layer, r, state, host)
                 except Exception as e:  # noqa: BLE001 - a verdict, not a bench failure
                     r["status"], r["error"] = "error", f"host step: {type(e).__name__}: {e}"
                 r["wall_seconds"] = round(time.perf_counter() - t0, 3)
+                r["cpu_seconds"] = round(time.process_time() - c0, 3)
                 log.info("layer %d %s (host): %s", layer.index, layer.op, r["status"])
             _report_progress(r)
             if stop_on_fail and r["status"] not in ("ok", "host"):
@@ -229,7 +239,7 @@ async def run_export(dut):
     """Drive every selected layer of the export through the adapter; write the results."""
     log = logging.getLogger("cocotb.hwsim.bench")
     out = {"layers": [], "error": None, "wall_seconds": 0.0, "cpu_seconds": 0.0,
-           "setup_seconds": 0.0,
+           "setup_seconds": 0.0, "host_seconds": 0.0, "host_cpu_seconds": 0.0,
            "sim_cycles": 0}
     result_file = os.environ.get(ENV_RESULT)
     t0 = time.perf_counter()
@@ -241,10 +251,11 @@ async def run_export(dut):
         want_acc = os.environ.get(ENV_ACC, "1") != "0"
         adapter = load_adapter(os.environ.get(ENV_ADAPTER, DEFAULT_ADAPTER))(dut, export, log)
         await adapter.start()
+        host = host_runner(export, mode)
         out["setup_seconds"] = time.perf_counter() - t0
         cycles0 = adapter.sim_cycles()
         t0, cpu0 = time.perf_counter(), time.process_time()
-        out["layers"] = await run_layers(dut, export, adapter, mode, want_acc, log)
+        out["layers"] = await run_layers(dut, export, adapter, mode, want_acc, log, host)
     except Exception as e:  # noqa: BLE001 - reported in the JSON, then re-raised
         out["error"] = f"bench failed: {type(e).__name__}: {e}"
         log.error("%s", traceback.format_exc())
@@ -255,6 +266,9 @@ async def run_export(dut):
             out["cpu_seconds"] = time.process_time() - cpu0  # the machine's load does not move
         if adapter is not None:
             out["sim_cycles"] = adapter.sim_cycles() - cycles0
+        host_rows = [r for r in out["layers"] if r.get("host")]
+        out["host_seconds"] = sum(r.get("wall_seconds", 0.0) for r in host_rows)
+        out["host_cpu_seconds"] = sum(r.get("cpu_seconds", 0.0) for r in host_rows)
         if result_file:
             with open(result_file, "w") as f:
                 json.dump(out, f, indent=1)
