@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .params import Params, frozen_params
+from .params import Params, Window2d, frozen_params
 
 
 @frozen_params
@@ -117,18 +117,10 @@ class OrtAvgPoolParams(Params):
 
 
 @frozen_params
-class OrtMaxPoolParams(Params):
+class OrtMaxPoolParams(Window2d):
     """MaxPool on quantized tensors: the integer maximum of each window (padding ignored)."""
     kernel_h: int
     kernel_w: int
-    stride_h: int
-    stride_w: int
-    dilation_h: int
-    dilation_w: int
-    pad_top: int
-    pad_left: int
-    out_h: int
-    out_w: int
 
 
 @frozen_params
