@@ -856,7 +856,12 @@ def run_cosim(export_dir, sim: str = "icarus", *, mode: str = "layer", layers=No
         adapter = TRACE_ADAPTER if reference and not streams else DEFAULT_ADAPTER
     env = {ENV_EXPORT: str(export.dir.resolve()), ENV_RESULT: str(result_file), ENV_MODE: mode,
            ENV_ADAPTER: adapter, ENV_ACC: "1" if acc else "0", ENV_TRACE_DIR: str(run_dir),
-           "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")}
+           "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING"),
+           # cocotb's default ("*.py") has pytest rewrite the assertions of every module
+           # imported after the bench, numba and hwsim included: seconds of AST work inside the
+           # first layer. The bench's own asserts are the only ones worth rewriting.
+           "COCOTB_REWRITE_ASSERTION_FILES": os.environ.get("COCOTB_REWRITE_ASSERTION_FILES",
+                                                            f"{BENCH_MODULE}.py")}
     if layers is not None:
         env[ENV_LAYERS] = ",".join(str(int(x)) for x in layers)
     if timeout_cycles:

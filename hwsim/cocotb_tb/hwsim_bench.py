@@ -42,6 +42,11 @@ from hwsim.cosim import (DEFAULT_ADAPTER, ENV_ACC, ENV_ADAPTER, ENV_EXPORT, ENV_
                          compare_host, compare_vectors, load_export, pack, read_h5_vector,
                          read_vector, read_words, unpack)
 from hwsim.hwif.plan import strided_index
+# what read_words / pack / unpack import lazily (numba's kernels among them), imported here so
+# that the first layer's wall time is the simulation's, not an import's
+import hwsim.export.formats  # noqa: F401
+import hwsim.export.pack  # noqa: F401
+import hwsim.hwif.pack  # noqa: F401
 from hwsim_adapter import LayerJob, load_adapter
 
 DEFAULT_TIMEOUT_MIN = 200_000
