@@ -22,8 +22,9 @@ The reference RTL takes every config ``hwsim.hw.config`` accepts whose data fit 
 memory layout (:func:`hwsim.hwif.make_memories`: the lane widths the RTL reads are the
 ones the export writes): activations of 4..16 bits and weights of 4..8 bits, signed or
 unsigned, accumulators of 8..64 bits that wrap or saturate, both dataflows' order of additions,
-every requantization scheme, with power-of-two lane counts for the activation and weight
-memories; anything else raises :class:`hwsim.hw.config.ConfigError` naming the key.
+every requantization scheme (ONNX Runtime's float32 included), with power-of-two lane counts
+for the activation and weight memories; anything else raises
+:class:`hwsim.hw.config.ConfigError` naming the key.
 """
 from __future__ import annotations
 
@@ -97,8 +98,7 @@ def _check(cfg: AccelConfig) -> dict[str, int]:
         bad("memories.requant.word_bits", "requant words must be >= 64 bits")
     if cfg.requant.scheme not in REQUANT_SCHEME_CODES:
         bad("requant.scheme", f"{cfg.requant.scheme}: no requant unit for it (the RTL's "
-                              f"schemes: {', '.join(REQUANT_SCHEME_CODES)}); hwsim export still "
-                              f"writes its scale words")
+                              f"schemes: {', '.join(REQUANT_SCHEME_CODES)})")
     return lanes
 
 

@@ -94,13 +94,14 @@ HW_REQUANT_SCHEMES = (RequantScheme.tflite_double, RequantScheme.tflite_single,
                       RequantScheme.mult_shift, RequantScheme.shift_only, RequantScheme.float32)
 # The TFLite builds (what the non-MAC ops follow): default double rounding, or single.
 TFLITE_SCHEMES = (RequantScheme.tflite_double, RequantScheme.tflite_single)
-# The schemes the reference RTL's requant unit implements (descriptors and requant words).
+# The schemes the reference RTL's requant unit implements (descriptors and requant words):
+# every scheme, float32 included (hwsim/rtl/hwsim_arith.vh f_float32_round).
 REQUANT_UNIT_SCHEMES = (RequantScheme.tflite_double, RequantScheme.tflite_single,
                         RequantScheme.tflite_int64, RequantScheme.mult_shift,
-                        RequantScheme.shift_only, RequantScheme.double_round)
-# The schemes an export writes requant words for: the RTL's, and float32 (a config may name a
-# unit the reference RTL lacks; its words are exported for another RTL, cosim refuses them).
-REQUANT_WORD_SCHEMES = REQUANT_UNIT_SCHEMES + (RequantScheme.float32,)
+                        RequantScheme.shift_only, RequantScheme.double_round,
+                        RequantScheme.float32)
+# The schemes an export writes requant words for: the requant unit's.
+REQUANT_WORD_SCHEMES = REQUANT_UNIT_SCHEMES
 
 
 class Rounding(Code):

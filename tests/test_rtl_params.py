@@ -148,6 +148,7 @@ def _lint_configs():
         "narrow-acc-24": load_config("narrow-acc-24"),
         "shift-only-int8": load_config("shift-only-int8"),
         "tflite-16x8": load_config("tflite-16x8"),
+        "onnxruntime-int8": load_config("onnxruntime-int8"),  # requant scheme 6 (float32)
         "narrow-4bit-unsigned": mod(
             "n4u", data=dict(input_bits=4, output_bits=4, weight_bits=4, input_signed=False,
                              output_signed=False, weight_signed=False),

@@ -12,7 +12,7 @@ from .descriptor import signed
 
 # The requant unit's schemes as the manifest lists them: code -> name (hwsim.vocab).
 RTL_REQUANT_SCHEMES = {int(s): s.name for s in REQUANT_UNIT_SCHEMES}
-# Every scheme whose words an export writes (float32: a unit the reference RTL lacks).
+# Every scheme whose words an export writes (today the requant unit's, float32 included).
 WORD_SCHEMES = {int(s): s.name for s in REQUANT_WORD_SCHEMES}
 
 

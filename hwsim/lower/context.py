@@ -162,9 +162,6 @@ def derive_requant(reals, scheme, unit=None, notes: list | None = None) -> Deriv
         mult = float32_scale_bits(reals)
         shift = np.zeros(len(reals), dtype=np.int64)
         rounding = Rounding.half_even
-        if unit is not None:  # a config names it: legalization's report says what follows
-            notes.append("requant.scheme float32: the reference RTL has no float32 requant "
-                         "unit (hwsim export writes the scale words; hwsim cosim refuses)")
     else:  # shift_only
         out = [shift_only_params(float(r), unit.shift_bits) for r in reals]
         mult = np.ones(len(reals), dtype=np.int64)

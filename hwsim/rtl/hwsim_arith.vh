@@ -9,6 +9,7 @@
 //   f_mbqm_single(x, m, shift)  TFLite MultiplyByQuantizedMultiplier, TFLITE_SINGLE_ROUNDING
 //   f_mbqm_int64(x, m, shift)   TFLite MultiplyByQuantizedMultiplier(int64 x), the 16x8 kernels'
 //   f_double_round(acc, word)   int(round(double(acc) * M * 2^E)), IEEE double emulated exactly
+//   f_float32_round(acc, word)  rint(float32(acc) * float32 scale), IEEE float32 emulated exactly
 //
 // Fault injection (tests only): `define HWSIM_FAULT_ROUNDING drops the rounding of
 // RoundingDivideByPOT (plain arithmetic shift: floor instead of ties away from zero).
@@ -184,6 +185,83 @@ function signed [127:0] f_double_round;
             q = (p >> rs) + {127'd0, p[rs[6:0] - 7'd1]};
         end
         f_double_round = dacc[63] ? -$signed(q) : $signed(q);
+    end
+endfunction
+// Scheme 6 (float32): ONNX Runtime's MlasRequantizeOutput before the zero point,
+// rint(clip(float32(acc) * scale, +-2^40)) (hwsim.arith.requant_float32_half_even), word bits
+// [31:0] = the scale's IEEE float32 bits. IEEE float32 arithmetic, in integers:
+//   1. float32(acc): |acc| rounded to 24 significant bits, ties to even (cvtdq2ps; any int64);
+//   2. the float32 product: A * S (24 x 24 bits, exact) rounded to 24 significant bits, ties to
+//      even. Its exponent needs no range check: a product of 2^40 or more (an overflow to inf
+//      included) is clipped to 2^40, and one below 2^-126 (subnormal) rints to 0 either way;
+//   3. rint: the float32 value P * 2^E rounded to an integer, ties to even;
+//   4. the sign (acc's xor the scale's) restored. Zero and subnormal scales are exact too;
+//      inf / NaN scales are outside the domain (lowering refuses a non-finite scale).
+// The result lies in [-2^40, 2^40] (the caller adds the zero point and clamps).
+function signed [127:0] f_float32_round;
+    input signed [63:0] facc;
+    input [63:0] fword;
+    reg [63:0] mag, q, r, half;
+    reg [23:0] sm;          // the scale's significand (hidden bit included when normal)
+    reg signed [15:0] e;    // binary exponent of the value being built
+    reg [6:0] nb, s1;
+    reg [7:0] rs;
+    reg [127:0] v;
+    integer i;
+    begin
+        mag = facc[63] ? (~facc + 64'd1) : facc;  // |INT64_MIN| = 2^63 fits unsigned
+        e = 16'sd0;
+        nb = 7'd0;
+        for (i = 0; i < 64; i = i + 1)
+            if (mag[i]) nb = i[6:0] + 7'd1;
+        if (nb > 7'd24) begin  // int -> float32: 24 significant bits, ties to even
+            s1 = nb - 7'd24;
+            q = mag >> s1;
+            r = mag & ~({64{1'b1}} << s1);
+            half = 64'd1 << (s1 - 7'd1);
+            if (r > half || (r == half && q[0])) q = q + 64'd1;  // may reach 2^24: still exact
+            mag = q;
+            e = {9'd0, s1};
+        end
+        if (fword[30:23] == 8'd0) begin  // zero or subnormal: no hidden bit, exponent -149
+            sm = {1'b0, fword[22:0]};
+            e = e - 16'sd149;
+        end else begin
+            sm = {1'b1, fword[22:0]};
+            e = e + {8'd0, fword[30:23]} - 16'sd150;
+        end
+        mag = mag * {40'd0, sm};  // < 2^49: exact
+        nb = 7'd0;
+        for (i = 0; i < 50; i = i + 1)
+            if (mag[i]) nb = i[6:0] + 7'd1;
+        if (nb > 7'd24) begin  // the float32 product: 24 significant bits, ties to even
+            s1 = nb - 7'd24;
+            q = mag >> s1;
+            r = mag & ~({64{1'b1}} << s1);
+            half = 64'd1 << (s1 - 7'd1);
+            if (r > half || (r == half && q[0])) q = q + 64'd1;
+            mag = q;
+            e = e + {9'd0, s1};
+        end
+        // now |value| = mag * 2^e, mag <= 2^24
+        if (mag == 64'd0) begin
+            v = 128'd0;
+        end else if (e > 16'sd40) begin
+            v = 128'd1 << 40;  // >= 2^41: clipped
+        end else if (e >= 16'sd0) begin
+            v = {64'd0, mag} << e[5:0];
+            if (v > (128'd1 << 40)) v = 128'd1 << 40;
+        end else if (e < -16'sd26) begin
+            v = 128'd0;  // < 2^25 * 2^-27 = 1/4: rints to 0
+        end else begin  // rint: round half to even
+            rs = 8'd0 - e[7:0];
+            q = mag >> rs;
+            r = mag & ~({64{1'b1}} << rs);
+            half = 64'd1 << (rs - 8'd1);
+            if (r > half || (r == half && q[0])) q = q + 64'd1;
+            v = {64'd0, q};
+        end
+        f_float32_round = (facc[63] ^ fword[31]) ? -$signed(v) : $signed(v);
     end
 endfunction
 /* verilator lint_on UNUSEDSIGNAL */

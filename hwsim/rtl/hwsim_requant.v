@@ -7,6 +7,8 @@
 //   3 mult_shift     round_shift(acc * word[31:0], word[39:32] (right), rounding)
 //   4 shift_only     round_shift(acc, word[39:32] (right), rounding)
 //   5 double_round   int(round(double(acc) * M * 2^E)), M = word[52:0], E = word[63:53]
+//   6 float32        rint(float32(acc) * float32 scale), scale = word[31:0] (IEEE bits), the
+//                    product clipped to +-2^40 (ONNX Runtime's MlasRequantizeOutput)
 // ACC_BITS is the accumulator width (up to 64); OUT_BITS the output width (the clamp range
 // [act_min, act_max] lies inside it). Purely combinational.
 `default_nettype none
@@ -63,6 +65,7 @@ module hwsim_requant #(
                 r32 = (d5 > I32_MAX || d5 < I32_MIN) ? 32'sh80000000 : d5[31:0];
                 scaled = {{96{r32[31]}}, r32};
             end
+            3'd6: scaled = f_float32_round(acc64, word);  // + offset, clamp: no int32 wrap
             default: scaled = 128'sd0;
         endcase
     end
