@@ -10,6 +10,13 @@ schedules against each other and against TFLite.
 Each layer's kernel is prepared once per Network, on the layer's first run (the kernel's
 ``prepare`` step, hwsim.registry: packed weights, split shifts, tables), and the prepared data
 is kept here, beside the Program — never in it.
+
+Untraced runs without ``on_layer`` also run on a call plan (:class:`_Arena`, built once per
+Network and kept): every activation of the schedule gets a preallocated buffer, shared by
+tensors whose lives do not overlap, and every kernel with a ``bind`` step (hwsim.registry) is
+bound once to its buffers, so a run allocates no numpy array but its outputs and redoes no
+per-layer derivation. Outputs are copied out of the buffers (a result stays valid after the
+next run); runs in several threads at once each take their own arena.
 """
 from __future__ import annotations
 
@@ -64,6 +71,7 @@ class Network:
         self._folded: Program | None = None  # the program after ENGINE_PASSES
         self._prepared: dict[int, tuple[Layer, object]] = {}  # id(layer) -> (layer, data)
         self._plans: dict[tuple, tuple] = {}  # (id(layers), trace) -> (layers, steps): _plan
+        self._arenas: list[_Arena] = []  # idle call plans with their buffers (one per live run)
 
     def prepared(self, layer: Layer):
         """The kernel's prepared data of ``layer`` (prepared on first use, then kept)."""
@@ -133,22 +141,46 @@ class Network:
         self._plans[key] = (layers, steps)
         return steps
 
+    def _take_arena(self, layers: list[Layer]) -> "_Arena":
+        """An idle call plan of ``layers`` (list.pop is atomic: concurrent runs get their own)."""
+        try:
+            arena = self._arenas.pop()
+        except IndexError:
+            return _Arena(self, layers)
+        return arena if arena.layers is layers else _Arena(self, layers)
+
+    def _run_bound(self, xs: list[np.ndarray], on_step=None) -> list[np.ndarray]:
+        """The untraced schedule on a call plan; ``on_step(k, layer, seconds)`` for profile."""
+        prog = self.program
+        if self._folded is None:
+            self._folded = run_passes(ENGINE_PASSES, prog) if FOLD_PADS else prog
+        arena = self._take_arena(self._folded.layers)
+        try:
+            outs = arena.run(xs, on_step)
+        finally:
+            self._arenas.append(arena)
+        return outs
+
+    def profile(self, inputs) -> list[tuple[Layer, float]]:
+        """One untraced run as ``run(inputs)`` runs it (the folded schedule on the call plan),
+        timing each layer: [(layer, seconds)] in schedule order (benchmarks/bench_models.py)."""
+        times: list[tuple[Layer, float]] = []
+        self._run_bound(self.check_inputs(inputs), lambda k, layer, dt: times.append((layer, dt)))
+        return times
+
     def run(self, inputs, trace: bool = False, on_layer=None) -> RunResult:
         """Run the network. ``on_layer(k, layer, outputs, seconds)`` is called after each layer
         (per-layer timing, progress bars)."""
         import time
         prog = self.program
         xs = self.check_inputs(inputs)
+        if not trace and on_layer is None:
+            return RunResult(self._run_bound(xs))
         values: dict[int, np.ndarray] = dict(zip(prog.inputs, xs))
         tr = Trace(prog) if trace else None
         if tr is not None:
             tr.tensors.update(prog.constants)
-        layers = prog.layers
-        if not trace and on_layer is None and FOLD_PADS:
-            if self._folded is None:
-                self._folded = run_passes(ENGINE_PASSES, prog)
-            layers = self._folded.layers
-        for k, (layer, kern, data, fast, frees) in enumerate(self._plan(layers, trace)):
+        for k, (layer, kern, data, fast, frees) in enumerate(self._plan(prog.layers, trace)):
             threads.adapt()  # thread count from the machine's load (kernels/threads.py)
             t0 = time.perf_counter() if on_layer is not None else 0.0
             ins = [values[i] for i in layer.inputs]
@@ -167,3 +199,110 @@ class Network:
         if tr is not None:
             tr.tensors.update(values)
         return RunResult([values[i] for i in prog.outputs], tr)
+
+
+_ALIGN = 64  # buffers start on a cache line
+
+
+def _conforms(ins: list[np.ndarray], check: tuple) -> bool:
+    """Whether the inputs a bound call gets from outside the plan (the network's inputs, a
+    kernel without ``bind``) are what it was bound for: shape, dtype, C order."""
+    for pos, shape, dtype in check:
+        x = ins[pos]
+        if x.shape != shape or x.dtype != dtype or not x.flags.c_contiguous:
+            return False
+    return True
+
+
+class _Arena:
+    """The call plan of one schedule with the buffers it runs in (see the module docstring).
+
+    Buffers are planned greedily in schedule order: a bound layer's outputs take the smallest
+    free buffer that holds them (else a new one), and a tensor's buffer is free again after
+    its last reader. A tensor that a kernel without ``bind`` reads is never freed (that
+    kernel may return a view of it), nor is a network output (copied out after the run).
+    """
+
+    def __init__(self, net: Network, layers: list[Layer]):
+        prog = net.program
+        infos = prog.tensors
+        self.layers = layers
+        self.inputs = list(prog.inputs)
+        self.outputs = list(prog.outputs)
+        last_use: dict[int, int] = {}
+        for k, layer in enumerate(layers):
+            for i in layer.inputs:
+                last_use[i] = k
+        keep = set(prog.outputs)
+        free: list[np.ndarray] = []  # idle byte buffers
+        owned: dict[int, np.ndarray] = {}  # tensor -> the byte buffer it lives in
+        bound_out: set[int] = set()  # tensors a bound step writes
+        generic_read: set[int] = set()
+        steps = []
+
+        def take(info) -> tuple[np.ndarray, np.ndarray]:
+            dt = np.dtype(info.dtype)
+            shape = tuple(int(d) for d in info.shape)
+            n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+            fits = [(b.size, j) for j, b in enumerate(free) if b.size >= n]
+            if fits:
+                buf = free.pop(min(fits)[1])
+            else:
+                raw = np.empty(n + _ALIGN, np.uint8)
+                start = (-raw.ctypes.data) % _ALIGN
+                buf = raw[start:start + n]
+            return buf, buf[:n].view(dt).reshape(shape)
+
+        for k, layer in enumerate(layers):
+            kern = registry.KERNELS[layer.kernel]
+            data = net.prepared(layer)
+            fn, outs = None, None
+            if kern.bind is not None:
+                bufs = [take(infos[t]) for t in layer.outputs]
+                outs = [v for _, v in bufs]
+                fn = kern.bind(layer, data, [infos[i] for i in layer.inputs], outs)
+                if fn is None:
+                    free.extend(b for b, _ in bufs)
+                    outs = None
+                else:
+                    owned.update((t, b) for t, (b, _) in zip(layer.outputs, bufs))
+            check = ()
+            if fn is None:
+                generic_read.update(layer.inputs)
+            else:
+                bound_out.update(layer.outputs)
+                check = tuple((pos, tuple(int(d) for d in infos[i].shape),
+                               np.dtype(infos[i].dtype))
+                              for pos, i in enumerate(layer.inputs) if i not in bound_out)
+            fast = getattr(kern.run, "outputs_only", None)
+            done = tuple(i for i in dict.fromkeys(layer.inputs) if last_use[i] == k and i not in keep)
+            steps.append((layer, fn, kern, data, fast, outs, check, done))
+            for i in done:
+                if i in owned and i not in generic_read:
+                    free.append(owned.pop(i))
+        self.steps = steps
+        # a layer's output may live in a buffer or be a view of one: the caller gets a copy
+        self.copied = {t for layer in layers for t in layer.outputs if t in keep}
+
+    def run(self, xs: list[np.ndarray], on_step=None) -> list[np.ndarray]:
+        import time
+        values: dict[int, np.ndarray] = dict(zip(self.inputs, xs))
+        for k, (layer, fn, kern, data, fast, outs, check, done) in enumerate(self.steps):
+            threads.adapt()  # thread count from the machine's load (kernels/threads.py)
+            t0 = time.perf_counter() if on_step is not None else 0.0
+            ins = [values[i] for i in layer.inputs]
+            if fn is not None and (not check or _conforms(ins, check)):
+                fn(ins)
+            elif outs is not None:  # an input the plan did not expect: the kernel's own path
+                res = fast(layer, ins, data) if fast is not None else kern(layer, ins, data)[0]
+                for o, v in zip(outs, res):
+                    np.copyto(o, v)
+            else:
+                outs = fast(layer, ins, data) if fast is not None else kern(layer, ins, data)[0]
+            for t, v in zip(layer.outputs, outs):
+                values[t] = v
+            for i in done:  # what no later layer reads
+                del values[i]
+            if on_step is not None:
+                on_step(k, layer, time.perf_counter() - t0)
+        return [values[i].copy() if i in self.copied else values[i] for i in self.outputs]

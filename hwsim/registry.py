@@ -10,13 +10,23 @@ caches to run fast, derived from ``layer.params`` and never part of the Program.
 prepares each layer once per Network (hwsim.engine); a direct call ``KERNELS[name](layer,
 inputs)`` prepares on the spot.
 
+A kernel may also have a ``bind`` step (:func:`binder`), the engine's call plan for untraced
+runs: ``bind(layer, data, in_infos, outs) -> fn or None``. ``in_infos`` are the
+:class:`hwsim.program.TensorInfo` of ``layer.inputs`` (static shapes and dtypes), ``outs`` the
+preallocated arrays of ``layer.outputs`` (shaped and typed as their TensorInfo). ``fn(inputs)``
+writes the layer's outputs into ``outs`` (and nothing else: no array is allocated or returned,
+no input is aliased) and returns nothing; every constant and argument list is derived in
+``bind``, once. ``bind`` returns None where its fast form does not apply (the engine then
+calls the kernel as above). A bound call must give the same integers as ``run``: the tests
+compare both (tests/test_engine_plan.py).
+
 The families register themselves when imported: ``hwsim.lower`` imports every lowering family,
 ``hwsim.kernels.ops`` every kernel family (the engine imports it). This module imports
 neither: it sits below both.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 LOWERINGS: dict[str, Callable] = {}
@@ -31,6 +41,7 @@ class Kernel:
     name: str
     run: Callable
     prepare: Callable | None = None
+    bind: Callable | None = None
 
     def __call__(self, layer, inputs, data: Any = _UNPREPARED):
         """Run ``layer`` on ``inputs`` with its prepared ``data`` (prepared here if not
@@ -58,5 +69,16 @@ def kernel(name: str, prepare: Callable | None = None):
         if name in KERNELS:
             raise RuntimeError(f"two kernels registered as {name}")
         KERNELS[name] = Kernel(name, fn, prepare)
+        return fn
+    return deco
+
+
+def binder(name: str):
+    """Register ``fn`` as the ``bind`` step of kernel ``name`` (registered before it)."""
+    def deco(fn):
+        k = KERNELS[name]
+        if k.bind is not None:
+            raise RuntimeError(f"two bind steps registered for {name}")
+        KERNELS[name] = replace(k, bind=fn)
         return fn
     return deco

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..params import MacParams
-from ..registry import kernel
+from ..registry import binder, kernel
 from ..vocab import RequantScheme
 from . import accumulate, mac
 from .requant import SplitShifts, requantize, split_shifts
@@ -153,3 +153,62 @@ def _acc_type(acc: np.ndarray, p: MacParams) -> np.ndarray:
     if acc.dtype == np.int64 and not p.acc_int64:
         return acc.astype(np.int32)  # exact: TFLite's int32 accumulator would hold the same value
     return acc
+
+
+# -- call plans (hwsim.registry ``bind``): the engine's untraced runs --------------------------
+# A fused int8 layer is bound to its preallocated output: the kernel's argument list (mac's
+# call plan) is made here once, so a call is the kernel call alone. Layers that keep
+# accumulators or cannot fuse are not bound (the engine calls run_* for them).
+
+def _bindable(layer, data: MacData, in_infos, outs) -> bool:
+    p = layer.params
+    return (data.fused is not None and len(in_infos) == 1 and len(outs) == 1
+            and np.dtype(in_infos[0].dtype) == np.int8 and outs[0].dtype == np.int8
+            and outs[0].size > 0 and mac._offset_ok(False, int(p.input_offset)))
+
+
+@binder("conv2d")
+def bind_conv2d(layer, data: MacData, in_infos, outs):
+    p = layer.params
+    if not _bindable(layer, data, in_infos, outs) or len(in_infos[0].shape) != 4:
+        return None
+    xshape = tuple(int(d) for d in in_infos[0].shape)
+    cout = data.packed.shape[0]
+    if (outs[0].shape != (xshape[0], int(p.out_h), int(p.out_w), cout) or 0 in xshape
+            or xshape[3] != data.packed.shape[3] * int(p.groups)):
+        return None
+    b = mac._bias_array(p.bias, cout, False, "conv2d")
+    plan = mac._conv_plan(xshape, False, data.packed, b, int(p.input_offset), int(p.stride_h),
+                          int(p.stride_w), int(p.dilation_h), int(p.dilation_w),
+                          int(p.pad_top), int(p.pad_left), int(p.out_h), int(p.out_w),
+                          int(p.groups))
+    fz = mac._fused_args(data.fused, outs[0])
+    out32, run = mac._NO_OUT32, mac._conv_exec
+
+    def call(ins):
+        run(plan, ins[0], out32, fz)
+    return call
+
+
+@binder("depthwise_conv2d")
+def bind_depthwise(layer, data: MacData, in_infos, outs):
+    p = layer.params
+    if not _bindable(layer, data, in_infos, outs) or len(in_infos[0].shape) != 4:
+        return None
+    xshape = tuple(int(d) for d in in_infos[0].shape)
+    pk = data.packed
+    _, kh, kw, cout = pk.shape
+    if (outs[0].shape != (xshape[0], int(p.out_h), int(p.out_w), cout) or 0 in xshape
+            or xshape[3] * int(p.depth_multiplier) != cout):
+        return None
+    b = mac._bias_array(p.bias, cout, False, "depthwise_conv2d")
+    head = mac._dw_head(pk, b, int(p.input_offset), int(p.depth_multiplier), kh, kw,
+                        int(p.stride_h), int(p.stride_w), int(p.dilation_h), int(p.dilation_w),
+                        int(p.pad_top), int(p.pad_left), int(p.out_h), int(p.out_w), True)
+    macs = outs[0].size * kh * kw
+    fz = mac._fused_args(data.fused, outs[0])
+    out32, run = mac._NO_OUT32, mac._dw_exec
+
+    def call(ins):
+        run(ins[0], head, out32, False, macs, fz)
+    return call
