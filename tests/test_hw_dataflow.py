@@ -538,14 +538,48 @@ def _stats_cfg(flow):
                                           "activations": {"word_bits": 64, "lanes": 8}}})
 
 
+def _touched(start: int, n: int, lanes: int) -> int:
+    """Words a run of n elements from element ``start`` touches, by listing them (independent
+    of dataflow.run_words' formula)."""
+    return len({e // lanes for e in range(start, start + n)})
+
+
+def test_run_words_counts_the_words_a_run_touches():
+    from hwsim.hw.dataflow import run_words
+    rng = np.random.default_rng(3)
+    for lanes in (1, 4, 8, 16):
+        for s0, n in rng.integers(1, 200, (200, 2)).tolist():
+            assert run_words(s0, n, lanes) == _touched(s0, n, lanes), (s0, n, lanes)
+    # 12 channels in 8-lane words: pixel 1's first lane group (elements 12..19) straddles
+    assert [run_words(12 * p, 8, 8) for p in range(4)] == [1, 2, 1, 2]
+
+
+def _conv_gather_words(h, w, cin, k, pad, lanes, rows):
+    """Per pixel tile of a stride-1 CONV k x k, SAME: hwsim_gather's cycles, by walking the
+    kernel rows inside the image (one run of the inside taps' pixels x Cin each)."""
+    out = []
+    for y in range(h):
+        for x in range(w):
+            x0, x1 = max(x - pad, 0), min(x - pad + k, w)
+            out.append(sum(_touched(((y - pad + ky) * w + x0) * cin, (x1 - x0) * cin, lanes)
+                           for ky in range(k) if 0 <= y - pad + ky < h))
+    return [sum(out[i:i + rows]) for i in range(0, len(out), rows)]
+
+
 def test_layer_stats_worked_example():
     """docs/dataflow.md's worked example: CONV 3x3 SAME, 1x8x8x3 -> 16 channels on a 4x8 array.
-    P = 64, C = 16, K = 27; OS: tiles = 16 * 2 = 32, cycles = 32 * (27 + 4 + 8 - 2) = 1184;
+    P = 64, C = 16, K = 27. OS (the reference RTL's pipeline): 3 cycles to start, job 0 (pixel
+    tile 0) gathered in 14 cycles, 2 to hand it over, then 16 pixel tiles of 2 channel tiles x
+    (27 + 4 + 8 - 2) = 74 cycles (each next tile gathered meanwhile: at most 24 words), the
+    tail of 12 and the last tile's 4 drained rows (8 channels, one word each): 1219.
     WS: tiles = 7 * 2 = 14, cycles = 14 * (4 + 64 + 4 + 8 - 2) = 1092."""
     g = _conv_graph()
-    for flow, tiles, cycles, wread, bread, rqread in (
-            ("output_stationary", 32, 1184, 512, 256, 16),  # 16 pixel tiles x 16 / 1 words
-            ("weight_stationary", 14, 1092, 32, 16, 1)):
+    jobs = _conv_gather_words(8, 8, 3, 3, 1, 8, 4)
+    assert jobs[0] == 14 and max(jobs) <= 74 and len(jobs) == 16
+    for flow, tiles, cycles, wread, bread, rqread, act_read in (
+            ("output_stationary", 32, 3 + 14 + 2 + 16 * 74 + 12 + 4, 512, 256, 16, sum(jobs)),
+            # WS: the elements of Sy = Sx = 2 + 6*3 + 2 = 22 taps, 22*22*3 = 1452, in words
+            ("weight_stationary", 14, 1092, 32, 16, 1, -(-1452 // 8))):
         cfg = _stats_cfg(flow)
         s, = map_network(g, cfg).layer_stats()
         assert (s.P, s.C, s.K, s.macs, s.tiles, s.cycles) == (64, 16, 27, 27648, tiles, cycles)
@@ -553,36 +587,61 @@ def test_layer_stats_worked_example():
         assert s.words["weights"] == {"read": wread, "written": 0}  # wpc = ceil(27/16) = 2
         assert s.words["bias"]["read"] == bread
         assert s.words["requant"]["read"] == rqread  # per-tensor weights: one requant word
-        # inputs: Sy = Sx = 2 + 6*3 + 2 = 22 taps, 22*22*3 = 1452 elements (once per pixel
-        # tile: its im2col rows serve both channel tiles)
-        assert s.words["activations"] == {"read": -(-1452 // 8), "written": 64 * 16 // 8}
+        # inputs: once per pixel tile (its im2col rows serve both channel tiles)
+        assert s.words["activations"] == {"read": act_read, "written": 64 * 16 // 8}
         assert s.formula.endswith(f"= {cycles}")
-    assert "1184" in format_stats(map_network(g, _stats_cfg("output_stationary")).layer_stats())
+    assert "1219" in format_stats(map_network(g, _stats_cfg("output_stationary")).layer_stats())
 
 
 def test_layer_stats_depthwise_fc_pool_add_alias_host():
     cfg = _stats_cfg("output_stationary")
     s, = map_network(_conv_graph(shape=(1, 6, 6, 10), dw=True, padding="VALID"), cfg)\
         .layer_stats()
-    # P = 16, C = 10, K = 9: tiles = 4 * 2, 8 * (9 + 10) = 152 cycles of compute, but 180
-    # activation words to read at one per cycle (the memory bound)
-    assert (s.P, s.C, s.K, s.tiles, s.cycles) == (16, 10, 9, 8, 180)
-    assert s.words["activations"]["read"] == -(-(16 * 9 * 10) // 8)
-    assert s.formula == "max(ceil(16/4)*ceil(10/8) * (9 + 4 + 8 - 2) = 152, 180 words read " \
-                        "from activations) = 180"
+    # P = 16, C = 10, K = 9: 4 pixel tiles x 2 channel tiles (8 + 2 channels), each a job of
+    # 4 rows x 9 taps x the words of the tile's channel run (>= 36 cycles > 9 + 4 + 8 - 2 =
+    # 19 of compute): gather-bound. 3 + every job's gather + 2 + the last tile's 19 + 12 +
+    # its 4 drained rows (2 channels at 10 p + 8: one word each)
+    gather = sum(_touched((6 * (r // 4 + ky) + r % 4 + kx) * 10 + ct, n, 8)
+                 for r in range(16) for ky in range(3) for kx in range(3)
+                 for ct, n in ((0, 8), (8, 2)))
+    assert (s.P, s.C, s.K, s.tiles) == (16, 10, 9, 8)
+    assert s.cycles == 3 + gather + 2 + 19 + 12 + 4
+    assert s.words["activations"]["read"] == gather
     g = small_cnn(np.random.default_rng(1))
     hw = map_network(g, cfg, host_tail=True)
     st_ = {s.op: s for s in hw.layer_stats()}
     fc = st_["FULLY_CONNECTED"]
-    assert (fc.P, fc.C, fc.K, fc.tiles, fc.cycles) == (1, 5, 32, 1, 32 + 4 + 8 - 2)
+    # FC's prologue: its input row (32 elements: 4 words, and the tile's 3 rows past the
+    # batch, a cycle each) is gathered before the first product
+    assert (fc.P, fc.C, fc.K, fc.tiles) == (1, 5, 32, 1)
+    assert fc.cycles == 3 + (4 + 3) + 2 + (32 + 4 + 8 - 2) + 12 + 1
     mp = st_["MAX_POOL_2D"]
-    assert mp.cycles == -(-(4 * 4 * 8) // 8) * 4 and mp.macs == 0 and mp.utilisation == 0
+    # 16 lane groups (8 channels: one word) x 4 taps, a tap in the padding a cycle too (no
+    # read: 7 of the 16 windows have 2 or 3 taps outside, 15 taps in all), + the pool unit's 11
+    assert mp.cycles == 16 * 4 + 11 and mp.macs == 0 and mp.utilisation == 0
+    assert mp.words["activations"]["read"] == 16 * 4 - 15
     add = st_["ADD"]
-    # 128 / 8 = 16 cycles of lanes, but two input words per output word: 32 reads
-    assert add.cycles == 32 and add.words["activations"] == {"read": 32, "written": 16}
+    # 128 / 8 = 16 output words, two input words each on the one read port, + 9
+    assert add.cycles == 2 * 16 + 9 and add.words["activations"] == {"read": 32, "written": 16}
     assert st_["RESHAPE"].placement == "alias" and st_["RESHAPE"].cycles == 0
     assert st_["SOFTMAX"].placement == "host" and st_["SOFTMAX"].cycles == 0
     assert [s.layer for s in hw.layer_stats()] == [layer.index for layer in hw.program.layers]
+
+
+def test_vector_units_are_a_memory_word_wide_and_count_straddling_groups():
+    """MEAN over 6 x 5 of 12 channels with 8-lane words on a 3 x 5 array: the pool unit takes
+    8 channels (a word), not array.cols = 5; pixel p's first lane group starts at element
+    12 p, so every odd pixel's straddles two words: 30 taps x 2 groups + 15 = 75 reads, + 11."""
+    from hwsim.frontends.builder import GraphBuilder
+    b = GraphBuilder("mean")
+    x = b.input("x", (1, 6, 5, 12), np.int8, scale=0.02, zero_point=0)
+    y = b.activation("y", (1, 1, 1, 12), np.int8, scale=0.02, zero_point=0)
+    b.op("MEAN", [x, b.const("axes", np.array([1, 2], np.int32))], [y], keep_dims=True)
+    b.output(y)
+    cfg = config_from_dict({"name": "m35", "array": {"rows": 3, "cols": 5},
+                            "memories": {"activations": {"word_bits": 64, "lanes": 8}}})
+    s, = map_network(b.build(), cfg).layer_stats()
+    assert s.cycles == 30 * 2 + 15 + 11 and s.words["activations"]["read"] == 75
 
 
 # -- headroom -----------------------------------------------------------------------------------
