@@ -205,26 +205,135 @@ DW_EDGE = [
 ]
 
 
-@pytest.mark.parametrize("dw512", [pytest.param(True, marks=needs_avx512bw, id="avx512"),
-                                   pytest.param(False, marks=needs_avx2, id="avx2")])
+# (USE_DW512, USE_DW3) of each depthwise path: the 3x3 in-place kernel, the 32-channel band
+# kernel (what other 3x3 layers and every other shape take on AVX-512), the 16-channel one
+DW_PATHS = [pytest.param((True, True), marks=needs_avx512bw, id="avx512-dw3"),
+            pytest.param((True, False), marks=needs_avx512bw, id="avx512"),
+            pytest.param((False, False), marks=needs_avx2, id="avx2")]
+
+
+def _spread_rq(rng, want):
+    """A requantization that maps each channel's accumulators onto +-25..100 (no clamping), so
+    that the int8 outputs show any accumulator error of more than a few LSBs of that scale
+    (random multipliers and shifts mostly saturate)."""
+    mag = np.abs(want.astype(np.int64)).reshape(-1, want.shape[-1]).max(0, initial=0)
+    k = np.ceil(np.log2(mag / 100 + 1)).astype(np.int64)
+    return RequantParams(act_min=-128, act_max=127, multiplier=rng.integers(1 << 30, (1 << 31) - 1, mag.size),
+                         shift=-k, scheme=RequantScheme.tflite_double, out_zp=int(rng.integers(-20, 20)))
+
+
+def check_depthwise(x, w, b, args, rng, parallel_modes=(False, True)):
+    want = mac.depthwise_conv2d_acc_reference(x, w, b, *args)
+    _eq(mac.depthwise_conv2d_acc(x, w, b, *args), want)  # the accumulators (16-channel kernel)
+    cout = w.shape[3]
+    for parallel in parallel_modes:
+        for kind in ("fast", "full", "spread"):
+            rq = _rq(rng, cout) if kind != "spread" else _spread_rq(rng, want)
+            if kind == "fast":
+                rq = rq.replace(shift=np.minimum(rq.shift, 0))
+            with _threads(parallel):
+                _eq(mac.depthwise_conv2d_acc(x, w, b, *args, requant=_fq(rq, cout)),
+                    requantize(want, rq, np.int8))
+
+
+@pytest.mark.parametrize("flags", DW_PATHS)
 @pytest.mark.parametrize("off", [-127, 128, 7])
 @pytest.mark.parametrize("case", DW_EDGE, ids=[str(i) for i in range(len(DW_EDGE))])
-def test_depthwise_fused_paths(case, off, dw512, monkeypatch):
+def test_depthwise_fused_paths(case, off, flags, monkeypatch):
     """The fused int8 depthwise on each path against the reference accumulators requantized."""
-    monkeypatch.setattr(mac, "USE_DW512", dw512)
+    monkeypatch.setattr(mac, "USE_DW512", flags[0])
+    monkeypatch.setattr(mac, "USE_DW3", flags[1])
     N, H, W, C, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow = case
     rng = np.random.default_rng(hash((case, off)) % 2**32)
     x = rng.integers(-128, 128, (N, H, W, C)).astype(np.int8)
     w = rng.integers(-128, 128, (1, KH, KW, C * dm)).astype(np.int8)
-    b = rng.integers(-(2**31), 2**31, C * dm).astype(np.int32)
-    args = (off, sh, sw, dh, dw, pt, pl, oh, ow, dm)
-    want = mac.depthwise_conv2d_acc_reference(x, w, b, *args)
-    _eq(mac.depthwise_conv2d_acc(x, w, b, *args), want)  # the accumulators (16-channel kernel)
-    for parallel in (False, True):
-        for fast in (True, False):
-            rq = _rq(rng, C * dm)
-            if fast:
-                rq = rq.replace(shift=np.minimum(rq.shift, 0))
-            with _threads(parallel):
-                _eq(mac.depthwise_conv2d_acc(x, w, b, *args, requant=_fq(rq, C * dm)),
-                    requantize(want, rq, np.int8))
+    b = rng.integers(-(2**20), 2**20, C * dm).astype(np.int32)  # int32 wrap: the extreme-value test
+    check_depthwise(x, w, b, (off, sh, sw, dh, dw, pt, pl, oh, ow, dm), rng)
+
+
+# 3x3 layers for the in-place kernel (depthwise_zmm._dw3_*): (N, H, W, C, sh, sw, pt, pl, oh, ow)
+DW3_EDGE = [
+    (1, 16, 16, 144, 1, 1, 1, 1, 16, 16),   # mobilenet's 144: a 16-channel tail block (masked loads)
+    (1, 17, 17, 96, 2, 2, 0, 0, 8, 8),      # stride 2, no padding (TFLite's VALID after a PAD)
+    (1, 16, 16, 96, 2, 2, 0, 0, 8, 8),      # stride 2, the last taps past the input's end
+    (2, 9, 11, 33, 1, 1, 1, 1, 9, 11),      # batch 2, 33 channels: a 1-channel block
+    (1, 7, 7, 960, 1, 1, 1, 1, 7, 7),       # 30 blocks, 7 = a 4-pixel strip + an overlapping one
+    (1, 5, 5, 64, 1, 1, 0, 0, 3, 3),        # 3 interior pixels a row: 1-pixel path only
+    (1, 6, 4, 32, 1, 1, 1, 1, 6, 4),        # 4 columns, both edge columns gathered
+    (1, 2, 2, 40, 1, 1, 1, 1, 2, 2),        # input smaller than the kernel: every row gathered
+    (1, 1, 1, 32, 1, 1, 1, 1, 1, 1),        # one pixel
+    (1, 4, 4, 64, 1, 1, 3, 3, 8, 8),        # outputs wholly in the padding
+    (1, 9, 9, 48, 1, 1, -1, -1, 5, 5),      # negative padding (a crop)
+    (1, 12, 13, 100, 3, 3, 1, 1, 4, 5),     # stride 3: 1-pixel path
+    (1, 11, 21, 64, 2, 1, 1, 0, 6, 19),     # strides differ
+    (1, 10, 10, 32, 1, 1, 2, 2, 12, 12),    # padding 2: two gathered edge columns and rows
+]
+
+
+@pytest.mark.parametrize("flags", DW_PATHS)
+@pytest.mark.parametrize("off", [-127, 128, 0, 300])
+@pytest.mark.parametrize("case", DW3_EDGE, ids=[str(i) for i in range(len(DW3_EDGE))])
+def test_depthwise3x3_fused_paths(case, off, flags, monkeypatch):
+    """3x3 depthwise (the in-place kernel on avx512-dw3; offset 300 is no int8 zero point and
+    takes the band kernel) against the reference accumulators requantized."""
+    monkeypatch.setattr(mac, "USE_DW512", flags[0])
+    monkeypatch.setattr(mac, "USE_DW3", flags[1])
+    N, H, W, C, sh, sw, pt, pl, oh, ow = case
+    rng = np.random.default_rng(hash((case, off)) % 2**32)
+    x = rng.integers(-128, 128, (N, H, W, C)).astype(np.int8)
+    w = rng.integers(-128, 128, (1, 3, 3, C)).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, C).astype(np.int32)
+    check_depthwise(x, w, b, (off, sh, sw, 1, 1, pt, pl, oh, ow, 1), rng)
+
+
+@pytest.mark.parametrize("flags", DW_PATHS)
+@pytest.mark.parametrize("xv,off,wv", [(-128, 128, -128), (127, 128, 127), (127, -127, -128),
+                                       (-128, -127, 127)])
+def test_depthwise3x3_extreme_values(flags, xv, off, wv, monkeypatch):
+    """Extreme activations, weights and offsets, a bias at the int32 limit: the sums wrap int32
+    as TFLite's do (the folded bias too); padded taps read the zero point -off."""
+    monkeypatch.setattr(mac, "USE_DW512", flags[0])
+    monkeypatch.setattr(mac, "USE_DW3", flags[1])
+    x = np.full((1, 6, 6, 64), xv, np.int8)
+    w = np.full((1, 3, 3, 64), wv, np.int8)
+    b = np.full(64, 2**31 - 1, np.int32)
+    check_depthwise(x, w, b, (off, 1, 1, 1, 1, 1, 1, 6, 6, 1), np.random.default_rng(xv + off + wv + 400))
+
+
+def test_dw3_is_taken_on_avx512(monkeypatch):
+    """mobilenet-style 3x3 layers take the in-place kernel where the CPU has AVX512-BW (else
+    this test documents the fallback)."""
+    pk = mac.pack_depthwise_weights(np.ones((1, 3, 3, 64), np.int8))
+    head = mac._dw_head(pk, np.zeros(64, np.int32), 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, True)
+    assert head[0] == (2 if mac.USE_DW512 and mac.USE_DW3 else 1 if mac.USE_DW512 else 0)
+    if mac.USE_DW512:
+        # 5x5, a depth multiplier, dilation, an offset outside int8's zero points: the band kernel
+        assert mac._dw_head(pk, None, 300, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, True)[0] == 1
+        assert mac._dw_head(pk, None, 5, 1, 3, 3, 1, 1, 2, 2, 1, 1, 8, 8, True)[0] == 1
+
+
+_dw3_params = st.fixed_dictionaries({
+    "N": st.integers(1, 2), "H": st.integers(1, 12), "W": st.integers(1, 12), "C": st.integers(32, 100),
+    "sh": st.integers(1, 3), "sw": st.integers(1, 3), "pt": st.integers(-1, 2), "pl": st.integers(-1, 2),
+    "pb": st.integers(0, 2), "pr": st.integers(0, 2), "off": st.integers(-127, 128),
+    "par": st.booleans(), "seed": st.integers(0, 2**32 - 1),
+})
+
+
+@pytest.mark.parametrize("flags", DW_PATHS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(p=_dw3_params)
+def test_depthwise3x3_random_shapes(flags, p):
+    old = mac.USE_DW512, mac.USE_DW3
+    mac.USE_DW512, mac.USE_DW3 = flags
+    try:
+        rng = np.random.default_rng(p["seed"])
+        oh = _out_size(p["H"], p["pt"], p["pb"], 3, 1, p["sh"])
+        ow = _out_size(p["W"], p["pl"], p["pr"], 3, 1, p["sw"])
+        x = rng.integers(-128, 128, (p["N"], p["H"], p["W"], p["C"])).astype(np.int8)
+        w = rng.integers(-128, 128, (1, 3, 3, p["C"])).astype(np.int8)
+        b = rng.integers(-(2**20), 2**20, p["C"]).astype(np.int32)
+        check_depthwise(x, w, b, (p["off"], p["sh"], p["sw"], 1, 1, p["pt"], p["pl"], oh, ow, 1), rng,
+                        (p["par"],))
+    finally:
+        mac.USE_DW512, mac.USE_DW3 = old

@@ -10,6 +10,20 @@ load. The two accumulators hold channels {0-3, 8-11, 16-19, 24-27} and {4-7, 12-
 (mac_intrinsics._zrq_store_c). Only the int8 fused form exists here: accumulators (traced runs)
 and int16 inputs take mac_tiles. Called by hwsim.kernels.mac where the CPU has AVX-512 (BW);
 Numba compiles it on its first call only.
+
+3x3 layers (dilation 1, depth multiplier 1, an int8 input zero point: the layers of
+mobilenet-style models) take ``_dw3_*`` instead, which reads the int8 input in place: no band
+buffer, no int16 copy. Each 32-channel block's nine taps are two int16 weight vectors each, one
+with the even channels' weights (odd lanes 0) and one with the odd channels' (``dw3_weights``),
+so ``vpmaddwd`` of the sign-extended input (32 channels of one pixel, one masked load) and
+a weight vector is that tap's 16 products, no lane shuffle per tap; the two accumulators hold
+the even and the odd channels (two shuffles per pixel put them in order for the
+requantization). The input offset is folded into the bias (``bias + off * sum(w)``) and taps
+outside the input read ``-off`` (the zero point: ``w * (-off)`` cancels its share), which is
+TFLite's sum modulo 2^32. Outputs go in strips of 4 pixels (stride 1: 6 input vectors per
+kernel row serve the 4 pixels' 12 taps; a row's last strip overlaps the one before rather than
+leaving single pixels); a border pixel (or a row with taps above or below the
+input) first gathers its window into a small scratch buffer padded with ``-off``.
 """
 from __future__ import annotations
 
@@ -17,8 +31,10 @@ import numpy as np
 from numba import njit, prange
 
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
-from .mac_intrinsics import (_wload, _wmadd_acc, _wunpack_hi, _wunpack_lo, _zchannels_hi,
-                             _zchannels_lo, _zload_i32, _zrq_consts, _zrq_store_c)
+from .mac_intrinsics import (_bcopy32, _bload, _bsplat32, _wload, _wmadd_acc, _wunpack_hi,
+                             _wunpack_lo, _zchannels_hi, _zchannels_lo, _zeo_hi, _zeo_lo,
+                             _zload_i32, _zrq_consts, _zrq_store_c)
+from .mac_pack import PackedDepthwiseWeights, unpack_depthwise_weights
 from .mac_tiles import _fill_band, _plan
 
 
@@ -142,3 +158,197 @@ def _dw32_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, 
     for item in range(x.shape[0] * nb * ng):
         _dw32_item(item, nb, ng, x, wpk, bp, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
                    xo, cp, qzp, qlo, qhi, o8)
+
+
+# ---------------------------------------------------------------------------
+# 3x3 depthwise, int8 input read in place (see the module docstring)
+# ---------------------------------------------------------------------------
+
+
+def dw3_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int):
+    """(weights, bias) of ``_dw3_*`` for 3x3 weights ``pk``: int16 [blocks][9 taps][even, odd][32]
+    (the even vector has the weights of channels 0, 2, .. 30 of the block in those lanes and 0 in
+    the odd lanes; the odd one the reverse) and int32 [blocks][even 16, odd 16] of
+    ``bias + off * sum over the taps of w`` (modulo 2^32, as the int32 accumulator wraps)."""
+    w = unpack_depthwise_weights(pk).reshape(9, -1)
+    C = w.shape[1]
+    NCB = (C + 31) // 32
+    v = np.zeros((9, NCB * 32), np.int16)
+    v[:, :C] = w
+    v = v.reshape(9, NCB, 32).transpose(1, 0, 2)
+    wk = np.zeros((NCB, 9, 2, 32), np.int16)
+    wk[:, :, 0, 0::2] = v[:, :, 0::2]
+    wk[:, :, 1, 1::2] = v[:, :, 1::2]
+    bf = np.zeros(NCB * 32, np.int64)
+    bf[:C] = np.asarray(bias, np.int64) + int(off) * w.astype(np.int64).sum(0)
+    bf = ((bf + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+    return wk.reshape(-1), np.ascontiguousarray(bf.reshape(NCB, 16, 2).transpose(0, 2, 1)).reshape(-1)
+
+
+@njit(inline="always", **_NJ)
+def _tap3(a, v0, v1, v2, wk, wb):
+    """a + the three taps of one kernel row (weights from wk[wb]: even or odd lanes)."""
+    return _wmadd_acc(_wmadd_acc(_wmadd_acc(a, v0, _wload(wk, wb)), v1, _wload(wk, wb + 64)), v2,
+                      _wload(wk, wb + 128))
+
+
+@njit(inline="always", **_NJ)
+def _row1(src, o, cs, m, ae, ao, wk, wb):
+    v0 = _bload(src, o, m)
+    v1 = _bload(src, o + cs, m)
+    v2 = _bload(src, o + 2 * cs, m)
+    return _tap3(ae, v0, v1, v2, wk, wb), _tap3(ao, v0, v1, v2, wk, wb + 32)
+
+
+@njit(inline="always", **_NJ)
+def _row4s1(src, o, cs, m, a, wk, wb):
+    """One kernel row of 4 adjacent output pixels at stride 1: 6 input vectors, 24 vpmaddwd."""
+    v0 = _bload(src, o, m)
+    v1 = _bload(src, o + cs, m)
+    v2 = _bload(src, o + 2 * cs, m)
+    v3 = _bload(src, o + 3 * cs, m)
+    v4 = _bload(src, o + 4 * cs, m)
+    v5 = _bload(src, o + 5 * cs, m)
+    return (_tap3(a[0], v0, v1, v2, wk, wb), _tap3(a[1], v0, v1, v2, wk, wb + 32),
+            _tap3(a[2], v1, v2, v3, wk, wb), _tap3(a[3], v1, v2, v3, wk, wb + 32),
+            _tap3(a[4], v2, v3, v4, wk, wb), _tap3(a[5], v2, v3, v4, wk, wb + 32),
+            _tap3(a[6], v3, v4, v5, wk, wb), _tap3(a[7], v3, v4, v5, wk, wb + 32))
+
+
+@njit(inline="always", **_NJ)
+def _row4s2(src, o, cs, m, a, wk, wb):
+    """One kernel row of 4 adjacent output pixels at stride 2: 9 input vectors."""
+    v0 = _bload(src, o, m)
+    v1 = _bload(src, o + cs, m)
+    v2 = _bload(src, o + 2 * cs, m)
+    v3 = _bload(src, o + 3 * cs, m)
+    v4 = _bload(src, o + 4 * cs, m)
+    v5 = _bload(src, o + 5 * cs, m)
+    v6 = _bload(src, o + 6 * cs, m)
+    v7 = _bload(src, o + 7 * cs, m)
+    v8 = _bload(src, o + 8 * cs, m)
+    return (_tap3(a[0], v0, v1, v2, wk, wb), _tap3(a[1], v0, v1, v2, wk, wb + 32),
+            _tap3(a[2], v2, v3, v4, wk, wb), _tap3(a[3], v2, v3, v4, wk, wb + 32),
+            _tap3(a[4], v4, v5, v6, wk, wb), _tap3(a[5], v4, v5, v6, wk, wb + 32),
+            _tap3(a[6], v6, v7, v8, wk, wb), _tap3(a[7], v6, v7, v8, wk, wb + 32))
+
+
+@njit(inline="always", **_NJ)
+def _st32(o8, oo, e, od, rq0, rq1, qzp, qlo, qhi, nv):
+    _zrq_store_c(o8, oo, _zeo_lo(e, od), rq0, qzp, qlo, qhi, nv)
+    _zrq_store_c(o8, oo + 16, _zeo_hi(e, od), rq1, qzp, qlo, qhi, nv - 16)
+
+
+@njit(**_NJ)
+def _dw3_run(src, o, rs, cs, sw, m, nox, wk, wb, bk, c0, cp, qzp, qlo, qhi, o8, oo, Cout, nv):
+    """nox output pixels of one row and 32-channel block; the first one's top-left tap at
+    src[o], kernel rows rs apart, input pixels cs apart, output pixels at o8[oo], Cout apart."""
+    rq0 = _zrq_consts(cp, c0)
+    rq1 = _zrq_consts(cp, c0 + 16)
+    be = _zload_i32(bk, c0)
+    bo = _zload_i32(bk, c0 + 16)
+    p = 0
+    step = sw * cs
+    if sw <= 2:
+        while p < nox and nox >= 4:
+            # the last strip ends at the row's end, overlapping the one before (its pixels are
+            # written twice, with the same values): no 1-pixel tail
+            p = min(p, nox - 4)
+            q = o + p * step
+            a = (be, bo, be, bo, be, bo, be, bo)
+            if sw == 1:
+                a = _row4s1(src, q, cs, m, a, wk, wb)
+                a = _row4s1(src, q + rs, cs, m, a, wk, wb + 192)
+                a = _row4s1(src, q + 2 * rs, cs, m, a, wk, wb + 384)
+            else:
+                a = _row4s2(src, q, cs, m, a, wk, wb)
+                a = _row4s2(src, q + rs, cs, m, a, wk, wb + 192)
+                a = _row4s2(src, q + 2 * rs, cs, m, a, wk, wb + 384)
+            d = oo + p * Cout
+            _st32(o8, d, a[0], a[1], rq0, rq1, qzp, qlo, qhi, nv)
+            _st32(o8, d + Cout, a[2], a[3], rq0, rq1, qzp, qlo, qhi, nv)
+            _st32(o8, d + 2 * Cout, a[4], a[5], rq0, rq1, qzp, qlo, qhi, nv)
+            _st32(o8, d + 3 * Cout, a[6], a[7], rq0, rq1, qzp, qlo, qhi, nv)
+            p += 4
+    while p < nox:
+        q = o + p * step
+        e, od = _row1(src, q, cs, m, be, bo, wk, wb)
+        e, od = _row1(src, q + rs, cs, m, e, od, wk, wb + 192)
+        e, od = _row1(src, q + 2 * rs, cs, m, e, od, wk, wb + 384)
+        _st32(o8, oo + p * Cout, e, od, rq0, rq1, qzp, qlo, qhi, nv)
+        p += 1
+
+
+@njit(inline="always", **_NJ)
+def _gather3(xf, n, H, W, C, iy0, ix0, cols, c0, m, padv, scr):
+    """scr[(r * cols + j) * 32 ...] = the 32 channels from c0 of input pixel (iy0 + r, ix0 + j),
+    r < 3, j < cols; padv (the zero point) outside the input and on the lanes past the channels."""
+    for r in range(3):
+        iy = iy0 + r
+        for j in range(cols):
+            ix = ix0 + j
+            d = (r * cols + j) * 32
+            if 0 <= iy < H and 0 <= ix < W:
+                _bcopy32(scr, d, xf, ((n * H + iy) * W + ix) * C + c0, m, padv)
+            else:
+                _bsplat32(scr, d, padv)
+
+
+@njit(**_NJ)
+def _dw3_item(item, nb, ng, x, wk, bk, padv, sh, sw, pt, pl, oh, ow, cp, qzp, qlo, qhi, o8, scr):
+    """One work item: a band of output rows of one image x a range of 32-channel blocks; rows
+    outer, so the three input rows of an output row stay in L1 for every block."""
+    N, H, W, C = x.shape
+    NCB = (C + 31) // 32
+    n = item // (nb * ng)
+    rem = item - n * nb * ng
+    b = rem // ng
+    g = rem - b * ng
+    oy0 = (b * oh) // nb
+    oy1 = ((b + 1) * oh) // nb
+    cb0 = (g * NCB) // ng
+    cb1 = ((g + 1) * NCB) // ng
+    xf = x.reshape(x.size)
+    Wp = (ow - 1) * sw + 3
+    # output columns whose 3 taps all lie inside the input
+    oxa = min(ow, max(0, (pl + sw - 1) // sw))
+    oxb = max(oxa, min(ow, (W - 3 + pl) // sw + 1))
+    for oy in range(oy0, oy1):
+        iy0 = oy * sh - pt
+        inside = iy0 >= 0 and iy0 + 2 < H
+        for cb in range(cb0, cb1):
+            c0 = 32 * cb
+            nv = min(32, C - c0)
+            m = (np.int64(1) << nv) - 1
+            wb = cb * 576
+            oo = ((n * oh + oy) * ow) * C + c0
+            if inside:
+                rb = ((n * H + iy0) * W) * C + c0
+                for ox in range(oxa):
+                    _gather3(xf, n, H, W, C, iy0, ox * sw - pl, 3, c0, m, padv, scr)
+                    _dw3_run(scr, 0, 96, 32, sw, m, 1, wk, wb, bk, c0, cp, qzp, qlo, qhi, o8, oo + ox * C, C, nv)
+                _dw3_run(xf, rb + (oxa * sw - pl) * C, W * C, C, sw, m, oxb - oxa, wk, wb, bk, c0, cp,
+                         qzp, qlo, qhi, o8, oo + oxa * C, C, nv)
+                for ox in range(oxb, ow):
+                    _gather3(xf, n, H, W, C, iy0, ox * sw - pl, 3, c0, m, padv, scr)
+                    _dw3_run(scr, 0, 96, 32, sw, m, 1, wk, wb, bk, c0, cp, qzp, qlo, qhi, o8, oo + ox * C, C, nv)
+            else:
+                _gather3(xf, n, H, W, C, iy0, -pl, Wp, c0, m, padv, scr)
+                _dw3_run(scr, 0, Wp * 32, 32, sw, m, ow, wk, wb, bk, c0, cp, qzp, qlo, qhi, o8, oo, C, nv)
+
+
+@njit(parallel=True, **_NJ)
+def _dw3_par(x, wk, bk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8):
+    nb, ng = _plan(x.shape[0], oh, ow, (x.shape[3] + 31) // 32, nthreads, 256)
+    o8 = out8.reshape(out8.size)
+    for item in prange(x.shape[0] * nb * ng):
+        scr = np.empty(3 * ((ow - 1) * sw + 3) * 32, np.int8)
+        _dw3_item(np.int64(item), nb, ng, x, wk, bk, padv, sh, sw, pt, pl, oh, ow, cp, qzp, qlo, qhi, o8, scr)
+
+
+@njit(**_NJ)
+def _dw3_serial(x, wk, bk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8):
+    o8 = out8.reshape(out8.size)
+    scr = np.empty(3 * ((ow - 1) * sw + 3) * 32, np.int8)
+    for n in range(x.shape[0]):  # one item per image
+        _dw3_item(np.int64(n), 1, 1, x, wk, bk, padv, sh, sw, pt, pl, oh, ow, cp, qzp, qlo, qhi, o8, scr)

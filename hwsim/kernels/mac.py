@@ -64,7 +64,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads, njit
 
-from .depthwise_zmm import _dw32_par, _dw32_serial
+from .depthwise_zmm import _dw3_par, _dw3_serial, _dw32_par, _dw32_serial, dw3_weights
 from .mac_intrinsics import _HAVE_AVX2, HOST_HAS_AVX512BW, HOST_HAS_VNNI, HOST_HAS_VNNI512
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights,
@@ -218,6 +218,9 @@ USE_VNNI512 = HOST_HAS_VNNI512 and not _off("HWSIM_NO_VNNI512")
 #: CPU has AVX512-BW and the layer has at least 32 channels; HWSIM_NO_DW512=1 (or
 #: HWSIM_PORTABLE_MAC=1) keeps the 16-channel kernel.
 USE_DW512 = HOST_HAS_AVX512BW and not _off("HWSIM_NO_DW512") and not _off("HWSIM_PORTABLE_MAC")
+#: Of those, 3x3 layers with dilation 1, depth multiplier 1 and an int8 zero point read the int8
+#: input in place (depthwise_zmm._dw3_*); HWSIM_NO_DW3=1 keeps the 32-channel band kernel.
+USE_DW3 = not _off("HWSIM_NO_DW3")
 
 
 def mac_path() -> str:
@@ -467,19 +470,24 @@ def depthwise_conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_
 
 
 def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, fused):
-    """The depthwise kernel's leading arguments; a leading True selects the 32-channel form."""
+    """The depthwise kernel's leading arguments; the first selects the kernel: 2 the 3x3 one
+    reading int8 in place, 1 the 32-channel band kernel, 0 the 16-channel one (mac_tiles)."""
     if fused and USE_DW512 and pk.shape[3] >= 32:
-        return (True, depthwise_weights32(pk), b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
-    return (False, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
+        if USE_DW3 and KH == KW == 3 and dh == dw == 1 and dm == 1 and -127 <= off <= 128:
+            wk, bk = dw3_weights(pk, b, off)
+            return (2, wk, bk, np.int64(-off), sh, sw, pt, pl, oh, ow)
+        return (1, depthwise_weights32(pk), b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
+    return (0, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
 
 
 def _dw_exec(x, head, out, wide, macs, fz):
     nt = get_num_threads() if macs >= PARALLEL_MIN_MACS else 1
     if head[0]:
+        par, serial = (_dw3_par, _dw3_serial) if head[0] == 2 else (_dw32_par, _dw32_serial)
         if nt > 1:
-            _dw32_par(x, *head[1:], nt, *fz[1:])
+            par(x, *head[1:], nt, *fz[1:])
         else:
-            _dw32_serial(x, *head[1:], 1, *fz[1:])
+            serial(x, *head[1:], 1, *fz[1:])
     elif nt > 1:
         _dw_par(x, *head[1:], out, wide, nt, *fz)
     else:

@@ -868,3 +868,105 @@ def _zero8(typingctx, buf, d0):
         return context.get_dummy_value()
 
     return types.none(buf, d0), codegen
+
+
+# ---------------------------------------------------------------------------
+# AVX-512 3x3 depthwise (hwsim.kernels.depthwise_zmm._dw3_*): int8 read in place
+# ---------------------------------------------------------------------------
+
+_V32B = ir.VectorType(ir.IntType(8), 32)
+
+
+def _mask32(builder, m):
+    """<32 x i1> from the low 32 bits of the integer ``m`` (bit i: lane i)."""
+    return builder.bitcast(builder.trunc(m, _I32), ir.VectorType(ir.IntType(1), 32))
+
+
+def _bload_ir(context, builder, arrty, arr, idx, m):
+    # a masked load touches no masked-off byte (AVX-512 suppresses their faults), so the last
+    # block of a layer whose channels are not a multiple of 32 reads nothing past the array
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(_V32B, [_V32B.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 32), _V32B]),
+        "llvm.masked.load.v32i8.p0")
+    p = _elem_ptr(context, builder, arrty, arr, idx, _V32B)
+    return builder.call(fn, [p, ir.Constant(_I32, 1), _mask32(builder, m), ir.Constant(_V32B, [0] * 32)])
+
+
+@intrinsic
+def _bload(typingctx, arr, idx, m):
+    """<32 x i16>: the int8 arr[idx:idx+32] sign-extended, lanes whose bit of ``m`` is clear
+    read as 0 (and not read)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int8) or not isinstance(m, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        m64 = context.cast(builder, args[2], sig.args[2], types.int64)
+        return builder.sext(_bload_ir(context, builder, sig.args[0], args[0], args[1], m64), _V32W)
+
+    return _i16x32(arr, idx, m), codegen
+
+
+@intrinsic
+def _bcopy32(typingctx, dst, d0, src, s0, m, fill):
+    """dst[d0:d0+32] = src[s0:s0+32] on the lanes of ``m``, ``fill`` on the others (int8)."""
+    for a in (dst, src):
+        if not (isinstance(a, types.Array) and a.dtype == types.int8):
+            return None
+
+    def codegen(context, builder, sig, args):
+        m64 = context.cast(builder, args[4], sig.args[4], types.int64)
+        f = context.cast(builder, args[5], sig.args[5], types.int8)
+        sp = builder.shuffle_vector(builder.insert_element(ir.Constant(_V32B, ir.Undefined), f, ir.Constant(_I32, 0)),
+                                    ir.Constant(_V32B, ir.Undefined), _mask([0] * 32))
+        fn = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(_V32B, [_V32B.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 32), _V32B]),
+            "llvm.masked.load.v32i8.p0")
+        p = _elem_ptr(context, builder, sig.args[2], args[2], args[3], _V32B)
+        v = builder.call(fn, [p, ir.Constant(_I32, 1), _mask32(builder, m64), sp])
+        builder.store(v, _elem_ptr(context, builder, sig.args[0], args[0], args[1], _V32B), align=1)
+        return context.get_dummy_value()
+
+    return types.none(dst, d0, src, s0, m, fill), codegen
+
+
+@intrinsic
+def _bsplat32(typingctx, dst, d0, val):
+    """dst[d0:d0+32] = val (int8)."""
+    if not (isinstance(dst, types.Array) and dst.dtype == types.int8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        f = context.cast(builder, args[2], sig.args[2], types.int8)
+        sp = builder.shuffle_vector(builder.insert_element(ir.Constant(_V32B, ir.Undefined), f, ir.Constant(_I32, 0)),
+                                    ir.Constant(_V32B, ir.Undefined), _mask([0] * 32))
+        builder.store(sp, _elem_ptr(context, builder, sig.args[0], args[0], args[1], _V32B), align=1)
+        return context.get_dummy_value()
+
+    return types.none(dst, d0, val), codegen
+
+
+@intrinsic
+def _zeo_lo(typingctx, e, o):
+    """Channels 0-15 in order from the even-channel (e: 0, 2, .., 30) and odd-channel (o: 1, 3,
+    .., 31) accumulators of a 32-channel block."""
+    if e != _i32x16 or o != _i32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[1], _mask([k // 2 + (16 if k & 1 else 0) for k in range(16)]))
+
+    return _i32x16(e, o), codegen
+
+
+@intrinsic
+def _zeo_hi(typingctx, e, o):
+    """Channels 16-31 in order (see _zeo_lo)."""
+    if e != _i32x16 or o != _i32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[1],
+                                      _mask([8 + k // 2 + (16 if k & 1 else 0) for k in range(16)]))
+
+    return _i32x16(e, o), codegen
