@@ -160,3 +160,155 @@ def test_rtl_params_generates_the_onnxruntime_int8_header(tmp_path, capsys):
     d = dict(re.findall(r"^`define\s+HWSIM_(\w+)\s+(\S+)", out.read_text(), re.M))
     assert (d["REQUANT_SCHEME"], d["REQUANT_ROUNDING"], d["REQUANT_PER_CHANNEL"]) == \
         ("6", "2", "1")
+
+
+# ---- a model of ONNX Runtime's arithmetic, exported for onnxruntime-int8, on the RTL ----------
+def _qoperator_model(seed: int = 10):
+    """int8 QOperator model (QLinearConv 3 -> 8, depthwise QLinearConv stride 2, Reshape,
+    QLinearMatMul 128 -> 10), seeded, built with onnx.helper. Weights lie in [-64, 64], so
+    ORT's u8 x s8 kernels without VNNI (vpmaddubsw, which saturates int16 pair sums:
+    255 * 64 * 2 = 32,640 < 32,767) compute the exact sums too. Per-channel weight scales pick
+    the float32 unit's edges in the first layer: channels 1 and 2 have biases beyond 2^25
+    (int -> float32 rounds) with a scale of 1.5e-6; channel 3 has the scale 0.5 exactly (one
+    tap of weight 1: odd accumulators are rint ties); channel 4 saturates. (Through an int8
+    output the conversion's tie rule is all but invisible: a 1-ulp change of float32(acc) moves
+    the product by ~6e-6. The unit vectors above, with 32-bit outputs, are where it shows.)"""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+    w1 = rng.integers(-64, 65, (8, 3, 3, 3)).astype(np.int8)
+    w1_s = rng.uniform(0.002, 0.02, 8).astype(f32)
+    b1 = rng.integers(-2000, 2000, 8).astype(np.int32)
+    w1_s[1:3] = f32(3e-6)
+    b1[1:3] = ((1 << 25) + 12345, -(1 << 25) - 777)
+    w1[3] = 0
+    w1[3, 1, 1, 1] = 1
+    w1_s[3], b1[3] = f32(1.0), 1  # scale 0.05f * 1 / 0.1f = 0.5 exactly (0.1f = 2 * 0.05f)
+    b1[4] = 1 << 28
+    inits = dict(
+        x_s=f32(0.05), x_zp=np.int8(-3), y1_s=f32(0.1), y1_zp=np.int8(5), y2_s=f32(0.2),
+        y2_zp=np.int8(-7), y3_s=f32(0.25), y3_zp=np.int8(2), w1=w1, w1_s=w1_s,
+        w1_zp=np.zeros(8, np.int8), b1=b1,
+        w2=rng.integers(-64, 65, (8, 1, 3, 3)).astype(np.int8),
+        w2_s=rng.uniform(0.005, 0.03, 8).astype(f32), w2_zp=np.zeros(8, np.int8),
+        b2=rng.integers(-500, 500, 8).astype(np.int32),
+        wm=rng.integers(-64, 65, (128, 10)).astype(np.int8), wm_s=f32(0.01), wm_zp=np.int8(0),
+        shp=np.array([1, 128], np.int64))
+    N = helper.make_node
+    nodes = [
+        N("QLinearConv", ["x", "x_s", "x_zp", "w1", "w1_s", "w1_zp", "y1_s", "y1_zp", "b1"],
+          ["c1"], pads=[1, 1, 1, 1]),
+        N("QLinearConv", ["c1", "y1_s", "y1_zp", "w2", "w2_s", "w2_zp", "y2_s", "y2_zp", "b2"],
+          ["c2"], pads=[1, 1, 1, 1], strides=[2, 2], group=8),
+        N("Reshape", ["c2", "shp"], ["f"]),
+        N("QLinearMatMul", ["f", "y2_s", "y2_zp", "wm", "wm_s", "wm_zp", "y3_s", "y3_zp"],
+          ["y"])]
+    g = helper.make_graph(
+        nodes, "float32_requant",
+        [helper.make_tensor_value_info("x", TensorProto.INT8, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.INT8, [1, 10])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    onnx.checker.check_model(m)
+    return m
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The model exported with `--config onnxruntime-int8` (strict legalization) for a seeded
+    int8 input: the folder, the model's path and the input."""
+    import onnx
+
+    from hwsim.cli import main
+    d = tmp_path_factory.mktemp("ort_int8")
+    onnx.save(_qoperator_model(), d / "m.onnx")
+    x = np.random.default_rng(11).integers(-128, 128, (1, 3, 8, 8)).astype(np.int8)
+    np.save(d / "x.npy", x)
+    assert main(["export", str(d / "m.onnx"), "--config", "onnxruntime-int8", "--input",
+                 str(d / "x.npy"), "--out", str(d / "D"), "--quiet"]) == 0
+    return d / "D", d / "m.onnx", x
+
+
+def _layer(folder, name):
+    import h5py
+    with h5py.File(folder / "vectors.h5", "r") as h:
+        return {k: h[f"layers/{name}/{k}"][()] for k in ("acc", "output", "requant_words")}
+
+
+def test_the_export_reaches_the_float32_units_edges(exported):
+    """What the co-simulation below runs through the float32 unit: the first layer's
+    accumulators beyond 2^24 (that the conversion to float32 rounds), rint ties, saturated
+    outputs."""
+    import yaml
+    folder, _, _ = exported
+    man = yaml.safe_load((folder / "manifest.yaml").read_text())
+    assert man["exact"] and man["config"]["requant"]["scheme"] == "float32"
+    array = [L for L in man["layers"] if L["placement"] == "array"]
+    assert [L["op"] for L in array] == ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"]
+    assert all(L["quantization"]["requant"]["scheme"] == "float32" for L in array)
+    v = _layer(folder, "01_conv_2d")
+    acc = v["acc"].reshape(-1, 8).astype(np.int64)
+    scale = (v["requant_words"].astype(np.uint64) & 0xFFFFFFFF).astype(np.uint32) \
+        .view(np.float32)
+    assert scale[3] == np.float32(0.5)
+    rounds = acc[:, 1:3].astype(np.float32).astype(np.int64) != acc[:, 1:3]
+    assert rounds.sum() >= 40
+    assert (acc[:, 3] % 2 != 0).sum() >= 10  # x.5 ties of rint
+    assert np.all(v["output"].reshape(-1, 8)[:, 4] == 127)
+
+
+def test_onnxruntime_int8_export_is_bit_exact_on_verilator_in_chain_mode(exported, capsys):
+    from hwsim.cli import main
+    from hwsim import cosim
+    reason = cosim.simulator_available("verilator")
+    if reason:
+        pytest.skip(reason)
+    folder, _, _ = exported
+    capsys.readouterr()
+    assert main(["cosim", str(folder), "--sim", "verilator", "--mode", "chain"]) == 0
+    report = capsys.readouterr().out
+    rows = [r for r in (line.split() for line in report.splitlines()) if r and r[0].isdigit()]
+    assert [r[1] for r in rows if r[2] == "OK"] == \
+        ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"]
+    assert all(r[2] in ("OK", "HOST") for r in rows) and "PASS" in report
+
+
+def test_a_rint_fault_in_the_float32_unit_is_caught_and_names_the_layer(exported, capsys):
+    """HWSIM_FAULT_ROUNDING also truncates f_float32_round's rint: the first layer fails
+    (Icarus: a small build)."""
+    from hwsim.cli import main
+    from hwsim import cosim
+    reason = cosim.simulator_available("icarus")
+    if reason:
+        pytest.skip(reason)
+    folder, _, _ = exported
+    capsys.readouterr()
+    assert main(["cosim", str(folder), "--mode", "chain", "--fault", "rounding",
+                 "--layers", "1"]) == 1
+    report = capsys.readouterr().out
+    row = next(r for r in (line.split() for line in report.splitlines()) if r and r[0] == "1")
+    assert row[1:3] == ["CONV_2D", "MISMATCH"]
+
+
+def test_onnxruntime_output_equals_the_exports_golden_output(exported):
+    """ONNX Runtime (an independent oracle of the float32 requantization) on the same input
+    gives the export's golden output."""
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is the ONNX oracle")
+    folder, model, x = exported
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"x": x})[0]
+    got = _layer(folder, "05_fully_connected")["output"].reshape(ref.shape)
+    assert ref.dtype == np.int8 and np.array_equal(got, ref)
+    # and the first layer's output, ORT's QLinearConv alone on that input
+    import onnx
+    m = onnx.load(model)
+    m.graph.output[0].name = "c1"
+    del m.graph.node[1:]
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    c1 = sess.run(None, {"x": x})[0]  # NCHW
+    got1 = _layer(folder, "01_conv_2d")["output"].reshape(1, 8, 8, 8).transpose(0, 3, 1, 2)
+    assert np.array_equal(got1, c1)

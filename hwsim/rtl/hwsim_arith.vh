@@ -12,7 +12,8 @@
 //   f_float32_round(acc, word)  rint(float32(acc) * float32 scale), IEEE float32 emulated exactly
 //
 // Fault injection (tests only): `define HWSIM_FAULT_ROUNDING drops the rounding of
-// RoundingDivideByPOT (plain arithmetic shift: floor instead of ties away from zero).
+// RoundingDivideByPOT (plain arithmetic shift: floor instead of ties away from zero) and the
+// final rint of f_float32_round (toward zero instead of to nearest, ties to even).
 
 /* verilator lint_off UNUSEDSIGNAL */  // fixed-width temporaries, partly used
 
@@ -258,7 +259,9 @@ function signed [127:0] f_float32_round;
             q = mag >> rs;
             r = mag & ~({64{1'b1}} << rs);
             half = 64'd1 << (rs - 8'd1);
+`ifndef HWSIM_FAULT_ROUNDING  // the fault drops the rint's increment (toward zero)
             if (r > half || (r == half && q[0])) q = q + 64'd1;
+`endif
             v = {64'd0, q};
         end
         f_float32_round = (facc[63] ^ fword[31]) ? -$signed(v) : $signed(v);
