@@ -6,7 +6,8 @@ The pytest side makes the cases and their expected values with hwsim's own arith
 write what it outputs (HWSIM_UNIT_RESULT). The comparison is done by pytest.
 
   requant_unit  toplevel hwsim_requant (ACC_BITS=64, OUT_BITS=32): acc, word, scheme,
-                rounding, output_offset, act_min, act_max -> out
+                rounding, output_offset, act_min, act_max -> out; every scheme 0..6 (cases:
+                tests/test_rtl_units.py, scheme 6 float32 tests/test_rtl_float32_requant.py)
   add_unit      toplevel hwsim_add_lane (OUT_BITS=32): a, b, op (ADD, SUB, MUL), offsets,
                 left shift, multipliers / shifts, single, output offset, clamp -> out
   lut_unit      toplevel hwsim_lut: each case loads a table (one weight word per clock
