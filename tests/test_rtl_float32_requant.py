@@ -70,6 +70,14 @@ def _float32_cases(seed: int = 6) -> list[dict]:
               INT32_MIN + 1, (1 << 24) - 1, 1 << 24):
         add(a, one)
         add(-a, one)
+    # accumulators wider than int32 (a config may pair float32 with a 48..64-bit accumulator):
+    # int64 -> float32 rounds once (numpy's cast is correctly rounded, also where a rounding
+    # through double would differ: 2^60 + 2^36 + 1)
+    for a in ((1 << 53) + (1 << 29) + 1, (1 << 60) + (1 << 36) + 1, -(1 << 63), (1 << 63) - 1,
+              *(int(v) for v in rng.integers(-(1 << 62), 1 << 62, 30))):
+        for s in (2.0 ** -40, 2.0 ** -50 * 1.7, 2.0 ** -33 * 1.3):
+            add(a, _bits(s), int(rng.integers(-128, 128)))
+    add((1 << 60) + (1 << 36) + 1, _bits(2.0 ** -37))  # 2^23 + 1 (through double: 2^23)
     # ties of the final rint, both parities, both signs: x.5 exactly
     for a in (1, 3, 5, 7, 2047, 4095):
         for s in (0.5, 1.5, 2.0 ** -11):
@@ -137,6 +145,7 @@ def test_float32_cases_cover_the_edges():
         if s1 > 0 and p & ((1 << s1) - 1) == 1 << (s1 - 1):
             ties += 1
     assert ties >= 100
+    assert by[((1 << 60) + (1 << 36) + 1, _bits(2.0 ** -37), 0, INT32_MIN)] == (1 << 23) + 1
 
 
 def test_requant_unit_scheme_6_matches_the_engine(tmp_path):
