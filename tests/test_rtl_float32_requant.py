@@ -106,6 +106,11 @@ def _float32_cases(seed: int = 6) -> list[dict]:
     for bits in (_bits(1e-10), _bits(1.01e-10), FLT_MIN_BITS, _bits(2.0 ** -32)):
         for a in (INT32_MAX, INT32_MIN, (1 << 24) + 1, 1, -1, 0):
             add(a, bits, 3)
+    # subnormal scales (finite and positive: lowering takes them) and, beyond its domain, a zero
+    # and negative scales (the sign bit is honoured as IEEE does)
+    for bits in (1, 0x007FFFFF, 0, _bits(-0.37), _bits(-1e-10), _bits(-3e9)):
+        for a in (INT32_MAX, INT32_MIN, 12345, -7, 3):
+            add(a, bits, -9)
     # products just below / at / above 0.5 and 1.5 at the float32 resolution (nextafter)
     for target in (0.5, 1.5, 2.5, 126.5, 127.5):
         for acc in (3, 7, 1001, (1 << 24) + 1):
