@@ -379,6 +379,8 @@ def test_corpus_model_passes_chain_cosim_on_verilator(m, tmp_path):
     assert rep.ok, rep.table()
     host = [L["index"] for L in res.manifest["layers"] if L["placement"] == "host"]
     assert sorted(r["layer"] for r in rep.layers if r.get("host")) == host
+    from test_rtl_cosim import assert_cycles_match_the_model
+    assert_cycles_match_the_model(rep)  # issue 10 item 4: every array layer within 10 %
 
 
 # -- item 2: CONCATENATION along C as a memory alias (a pixel stride) ----------------------------

@@ -68,6 +68,15 @@ def assert_all_bit_exact(rep, expect_acc: bool = True) -> None:
     assert rep.ok and rep.first_bad_layer is None
 
 
+def assert_cycles_match_the_model(rep) -> None:
+    """Issue 10 item 4: every array layer's RTL cycles (sts_cycles) within 0.90-1.10 of the
+    dataflow model's estimate in the manifest (hwsim.hw.dataflow; docs/cosim.md, "Cycles")."""
+    ran = [r for r in rep.layers if r["status"] != "host"]
+    assert ran and all(r["estimate"] for r in ran), rep.table()
+    ratios = {(r["layer"], r["op"]): round(r["cycles"] / r["estimate"], 3) for r in ran}
+    assert all(0.9 <= q <= 1.1 for q in ratios.values()), ratios
+
+
 # ---- the committed network, both simulators ------------------------------------------------------
 @pytest.mark.parametrize("sim", cosim.SIMULATORS)
 def test_example_network_bit_exact(sim):
@@ -102,13 +111,13 @@ def test_chain_mode_runs_layers_back_to_back(chain_report):
 
 def test_rtl_cycles_agree_with_the_dataflow_model_per_layer(chain_report):
     """Issue 10 item 4: every array op of the example (CONV, DEPTHWISE, ADD, MAX_POOL, FC)
-    takes within 10 % of the model's estimate (docs/cosim.md has the table)."""
-    ratios = {r["layer"]: r["cycles"] / r["estimate"] for r in chain_report.layers
-              if r["status"] != "host"}
+    takes within 10 % of the model's estimate (docs/cosim.md has the table); the model counts
+    the RTL's pipeline, so on this network it is exact to the cycle."""
     assert {r["op"] for r in chain_report.layers} >= {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD",
                                                       "MAX_POOL_2D", "FULLY_CONNECTED"}
-    assert all(0.9 <= q <= 1.1 for q in ratios.values()), \
-        {k: round(q, 3) for k, q in ratios.items()}
+    assert_cycles_match_the_model(chain_report)
+    assert [r["cycles"] for r in chain_report.layers] == \
+        [r["estimate"] for r in chain_report.layers]
 
 
 def test_trace_and_stream_transports_agree():
@@ -188,6 +197,7 @@ def test_tflite_16x8_preset_on_the_seanet_convolution(tmp_path):
     assert layer.output["layout"]["elem_bits"] == 16
     rep = run_cosim(out, "icarus")
     assert_all_bit_exact(rep)
+    assert_cycles_match_the_model(rep)  # Cin = 2, 7x7: 14-element runs in 4-lane words
 
 
 def test_float_model_quantized_for_a_4bit_config_cosimulates_in_chain_mode(tmp_path):
@@ -214,6 +224,7 @@ def test_float_model_quantized_for_a_4bit_config_cosimulates_in_chain_mode(tmp_p
     assert_all_bit_exact(rep)
     assert {r["op"] for r in rep.layers if r["status"] == "ok"} >= {"CONV_2D", "MAX_POOL_2D",
                                                                      "FULLY_CONNECTED"}
+    assert_cycles_match_the_model(rep)  # small layers: the fixed latencies count
 
 
 def write_narrow_config(tmp_path) -> str:
@@ -315,6 +326,9 @@ def test_coverage_network_bit_exact(coverage_model, rows, cols, mode):
     assert_all_bit_exact(rep)
     assert [r["op"] for r in rep.layers] == ["CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D",
                                              "ADD", "MAX_POOL_2D", "FULLY_CONNECTED"]
+    # channel runs straddling words (5, 6, 12 channels in 8-lane words), COLS = 5 not a
+    # multiple of the lanes, the vector units a word wide: the model counts all of it
+    assert_cycles_match_the_model(rep)
 
 
 # ---- injected faults ----------------------------------------------------------------------------
