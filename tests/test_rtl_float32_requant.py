@@ -125,8 +125,17 @@ def test_float32_cases_cover_the_edges():
     """The edge vectors reach what they are meant to: products that tie, that overflow, that
     round in the int -> float32 conversion (checked on the engine's values, independently of
     the RTL)."""
+    from hwsim.arith import requant_float32_half_even
     cases = _float32_cases()
     assert {c["scheme"] for c in cases} == {6}
+    # the engine's values are hwsim.arith's definition, + zero point, clamped
+    acc = np.array([c["acc"] for c in cases], np.int64)
+    scale = np.array([c["word"] & 0xFFFFFFFF for c in cases], np.uint32).view(np.float32)
+    with np.errstate(over="ignore"):
+        v = requant_float32_half_even(acc, scale)
+    lo, hi, zp = (np.array([c[k] for c in cases], np.int64)
+                  for k in ("act_min", "act_max", "output_offset"))
+    assert np.array_equal(np.clip(v + zp, lo, hi), [c["expected"] for c in cases])
     # 2^24 + 1 converts to 2^24 (tie to even), 2^24 + 3 to 2^24 + 4
     by = {(c["acc"], c["word"], c["output_offset"], c["act_min"]): c["expected"] for c in cases}
     one = _bits(1.0)
