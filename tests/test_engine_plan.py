@@ -132,3 +132,74 @@ def test_profile_times_every_layer_of_the_schedule(example_net):
     ar = _arena(example_net)
     assert [layer for layer, _ in times] == [s[0] for s in ar.steps]
     assert all(dt >= 0 for _, dt in times)
+
+
+def _net(model_bytes, tmp_path, name):
+    p = tmp_path / f"{name}.tflite"
+    p.write_bytes(model_bytes)
+    return hwsim.load(p)
+
+
+def _small_op_models():
+    """Single-op models of the kernels with a bind step other than the MAC layers, on shapes
+    that take each of their paths (int8 ADD by table, serial and threaded, direct; int16 ADD
+    power-of-two; MEAN in place; PAD in one pass; the 3-channel TRANSPOSE; RESHAPE; POOL)."""
+    from test_ops_elementwise import _binary_model
+    from test_ops_shape import single_op
+    q8 = ((0.05, -3), (0.04, 6), (0.07, 2))
+    yield "add_lut_threads", _binary_model("ADD", (1, 56, 56, 24), (1, 56, 56, 24), np.int8,
+                                           *q8).tflite()
+    yield "sub_lut", _binary_model("SUB", (1, 14, 14, 64), (1, 14, 14, 64), np.int8,
+                                   *q8, act="RELU").tflite()
+    yield "add_direct", _binary_model("ADD", (1, 3, 5, 7), (1, 3, 5, 7), np.int8, *q8).tflite()
+    yield "add_pot16", _binary_model("ADD", (1, 4, 4, 9), (1, 4, 4, 9), np.int16,
+                                     (2 ** -10, 0), (2 ** -12, 0), (2 ** -10, 0),
+                                     pot_scale_int16=True).tflite()
+    yield "add_general16", _binary_model("ADD", (2, 5, 3), (2, 5, 3), np.int16,
+                                         (1 / 32768, 0), (3 / 32768, 0), (1 / 16384, 0),
+                                         pot_scale_int16=False).tflite()
+    yield "pad_hw", single_op("PAD", (1, 5, 7, 3), np.int8, (1, 8, 10, 3), np.int8,
+                              [np.array([[0, 0], [1, 2], [3, 0], [0, 0]], np.int32)],
+                              x_q=(0.1, -7), y_q=(0.1, -7))
+    yield "pad_all", single_op("PAD", (2, 4, 3, 5), np.int16, (3, 6, 6, 8), np.int16,
+                               [np.array([[1, 0], [0, 2], [3, 0], [1, 2]], np.int32)],
+                               x_q=(0.1, 0), y_q=(0.1, 0))
+    yield "transpose_nchw", single_op("TRANSPOSE", (1, 3, 9, 7), np.int8, (1, 9, 7, 3),
+                                      np.int8, [np.array([0, 2, 3, 1], np.int32)])
+    yield "transpose_4d", single_op("TRANSPOSE", (2, 5, 4, 6), np.int8, (6, 4, 2, 5),
+                                    np.int8, [np.array([3, 2, 0, 1], np.int32)])
+    yield "reshape", single_op("RESHAPE", (1, 4, 4, 3), np.int8, (1, 48), np.int8,
+                               [np.array([1, 48], np.int32)])
+    for name, shape, axes, out in (("mean_hw", (1, 7, 7, 40), [1, 2], (1, 1, 1, 40)),
+                                   ("mean_last", (2, 3, 10), [2], (2, 3, 1)),
+                                   ("mean_mixed", (2, 3, 4, 5), [1, 3], (2, 1, 4, 1))):
+        yield name, single_op("MEAN", shape, np.int8, out, np.int8,
+                              [np.array(axes, np.int32)], x_q=(0.05, 10), y_q=(0.02, -5),
+                              keep_dims=True)
+    yield "avg_pool", single_op("AVERAGE_POOL_2D", (1, 9, 9, 5), np.int8, (1, 5, 5, 5),
+                                np.int8, padding="SAME", stride_h=2, stride_w=2,
+                                filter_height=3, filter_width=3,
+                                fused_activation_function="NONE")
+
+
+@pytest.mark.parametrize("name,model", list(_small_op_models()), ids=lambda v: v
+                         if isinstance(v, str) else "")
+def test_bound_small_ops_equal_the_plain_kernels(name, model, tmp_path):
+    net = _net(model, tmp_path, name)
+    rng = np.random.default_rng(len(name))
+    for mode in ("random", "extreme"):
+        xs = []
+        for info in net.input_infos:
+            lim = np.iinfo(info.dtype)
+            if mode == "random":
+                xs.append(rng.integers(lim.min, lim.max, info.shape, endpoint=True)
+                          .astype(info.dtype))
+            else:
+                xs.append(rng.choice(np.array([lim.min, lim.max], info.dtype), info.shape))
+        got = net.run(xs).outputs
+        want = net.run(xs, trace=True).outputs
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype and g.shape == w.shape and np.array_equal(g, w)
+    bound = [fn is not None for _l, fn, *_r in net._arenas[-1].steps]
+    # MEAN over axes that are not one block transposes: no bind; every other layer has one
+    assert bound == [name != "mean_mixed"], name

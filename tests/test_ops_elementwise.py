@@ -159,6 +159,30 @@ def test_mean(dtype, case, keep_dims):
         _check(b, _data(rng, shape, dtype, "extreme"))
 
 
+@pytest.mark.parametrize("dtype", [I8, I16])
+def test_mean_middle_axes_kernel_equals_the_rows_kernel(dtype):
+    """MEAN over a block of consecutive axes runs in place on [outer, R, inner] (int32 lanes);
+    the transposing row kernel is the plain form. Random shapes, extreme inputs, zero points
+    and multipliers of both signs of shift, both roundings."""
+    from hwsim.kernels import elementwise as ew
+    rng = np.random.default_rng(21)
+    info = np.iinfo(dtype)
+    for k in range(60):
+        outer, r, inner = (int(v) for v in rng.integers(1, 40, 3))
+        x = _data(rng, (outer, r, inner), dtype, "extreme" if k % 3 == 0 else "random")
+        zp = 0 if dtype == I16 else int(rng.integers(-128, 128))
+        args = (np.int64(r), np.int64(zp), np.int64(rng.integers(1 << 30, 1 << 31)),
+                np.int64(rng.integers(-12, 3)), np.int64(0 if dtype == I16 else
+                                                         rng.integers(-128, 128)),
+                np.int64(info.min), np.int64(info.max), bool(k % 2))
+        got = np.empty((outer, inner), dtype)
+        ew._mean_mid(x, np.empty(inner, np.int32), *args, got)
+        rows = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(outer * inner, r)
+        want = np.empty(outer * inner, dtype)
+        ew._mean_rows(rows, *args, want)
+        assert np.array_equal(got.reshape(-1), want)
+
+
 def test_mean_same_quantization_is_not_the_rounded_average():
     """With equal input/output scale and zero point, BUILTIN_REF still folds 1/n into the
     multiplier (QuantizedMeanOrSum), which is not the rounded integer average everywhere

@@ -172,6 +172,9 @@ def _transpose_cases():
         for _ in range(4):
             cases.append((shape, tuple(int(v) for v in rng.permutation(nd))))
     cases.append(((1, 3, 2, 4), (0, -2, -1, 1)))  # negative entries count from the end
+    # image layouts (the 3-channel (de)interleaving kernel): NCHW -> NHWC and back, batched
+    cases += [((1, 3, 7, 5), (0, 2, 3, 1)), ((1, 6, 5, 3), (0, 3, 1, 2)),
+              ((2, 3, 4, 4), (0, 2, 3, 1)), ((2, 4, 4, 3), (0, 3, 1, 2))]
     return cases
 
 
@@ -183,6 +186,57 @@ def test_transpose(shape, perm):
     for dtype in (np.int8, np.int16):
         model = single_op("TRANSPOSE", shape, dtype, out, dtype, [np.array(perm, np.int32)])
         assert_same_as_tflite(model, [rand_ints(shape, dtype, rng)])
+
+
+def test_transpose_kernel_equals_numpy_on_random_shapes():
+    """The kernel itself (plain call and the engine's bound call) against np.transpose on
+    random ranks, shapes (size-1 axes included) and permutations; a share of them must take
+    the 3-channel swap, so that path cannot go untested."""
+    from types import SimpleNamespace
+
+    from hwsim.kernels import shape as kshape
+    rng = np.random.default_rng(11)
+    swapped = 0
+    for nd in (1, 2, 3, 4, 5):
+        for _ in range(40):
+            shape = tuple(int(v) for v in rng.choice([1, 2, 3, 4, 5], nd))
+            perm = tuple(int(v) for v in rng.permutation(nd))
+            x = rand_ints(shape, np.int8, rng)
+            layer = SimpleNamespace(params=SimpleNamespace(const_input=None,
+                                                           perm=np.array(perm)))
+            want = np.transpose(x, perm)
+            assert np.array_equal(kshape.run_transpose(layer, [x])[0][0], want), (shape, perm)
+            out = np.empty(want.shape, np.int8)
+            info = SimpleNamespace(shape=shape, dtype=np.int8)
+            kshape.bind_transpose(layer, None, [info], [out])([x])
+            assert np.array_equal(out, want), (shape, perm)
+            sw = kshape._as_swap(shape, perm)
+            swapped += sw is not None and 3 in sw[1:]
+    assert swapped >= 10
+
+
+def test_pad_kernel_equals_numpy_on_random_pads():
+    """4-D PADs of H and W only take the one-pass kernel: against np.pad on random shapes and
+    amounts (zero pads, pads wider than the image), and the other PADs through numpy."""
+    from types import SimpleNamespace
+
+    from hwsim.kernels import shape as kshape
+    rng = np.random.default_rng(12)
+    for k in range(120):
+        shape = tuple(int(v) for v in rng.integers(1, 6, 4))
+        pads = rng.integers(0, 7, (4, 2))
+        if k % 3:
+            pads[0] = pads[3] = 0      # the kernel's case (2 of 3)
+        for dtype, value in ((np.int8, int(rng.integers(-128, 128))), (np.int16, -32768)):
+            x = rand_ints(shape, dtype, rng)
+            layer = SimpleNamespace(params=SimpleNamespace(
+                const_input=None, before=pads[:, 0], after=pads[:, 1], value=value))
+            want = np.pad(x, pads, constant_values=value)
+            assert np.array_equal(kshape.run_pad(layer, [x])[0][0], want), (shape, pads)
+            out = np.empty(want.shape, dtype)
+            info = SimpleNamespace(shape=shape, dtype=dtype)
+            kshape.bind_pad(layer, None, [info], [out])([x])
+            assert np.array_equal(out, want), (shape, pads)
 
 
 # -- STRIDED_SLICE -------------------------------------------------------------------------------

@@ -204,7 +204,8 @@ def bind_depthwise(layer, data: MacData, in_infos, outs):
     b = mac._bias_array(p.bias, cout, False, "depthwise_conv2d")
     head = mac._dw_head(pk, b, int(p.input_offset), int(p.depth_multiplier), kh, kw,
                         int(p.stride_h), int(p.stride_w), int(p.dilation_h), int(p.dilation_w),
-                        int(p.pad_top), int(p.pad_left), int(p.out_h), int(p.out_w), True)
+                        int(p.pad_top), int(p.pad_left), int(p.out_h), int(p.out_w),
+                        data.fused)
     macs = outs[0].size * kh * kw
     fz = mac._fused_args(data.fused, outs[0])
     out32, run = mac._NO_OUT32, mac._dw_exec

@@ -7,6 +7,9 @@ TFLITE_SINGLE_ROUNDING.
 
 Operands that are constant tensors in the graph are carried in ``layer.params.constants``
 (by operand position); the other operands arrive as ``inputs``, in operand order.
+
+POOL, MEAN and ADD/SUB have ``bind`` steps (hwsim.registry): the engine's untraced runs call
+them on preallocated outputs (and MEAN's accumulators), with their argument lists made once.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import numpy as np
 from ..arith import (multiply_by_quantized_multiplier_double,
                      multiply_by_quantized_multiplier_single, rounding_divide_by_pot, saturate,
                      wrap_int32)
-from ..registry import kernel
+from ..registry import binder, kernel
 
 
 @numba.njit(cache=True, inline="always")
@@ -85,15 +88,34 @@ def _pool2d(x, out, is_avg, filter_h, filter_w, stride_h, stride_w, pad_top, pad
                 out[b, oy, ox, c] = v
 
 
+def _pool_args(p, dtype) -> tuple:
+    return (bool(p.average), p.filter_h, p.filter_w, p.stride_h, p.stride_w, p.pad_top,
+            p.pad_left, np.int64(p.act_min), np.int64(p.act_max),
+            np.int64(np.iinfo(dtype).min))
+
+
 @kernel("pool2d")
 def run_pool2d(layer, inputs):
     p = layer.params
     x = np.ascontiguousarray(inputs[0])
     out = np.empty((x.shape[0], p.out_h, p.out_w, x.shape[3]), dtype=x.dtype)
-    _pool2d(x, out, bool(p.average), p.filter_h, p.filter_w, p.stride_h,
-            p.stride_w, p.pad_top, p.pad_left, np.int64(p.act_min),
-            np.int64(p.act_max), np.int64(np.iinfo(x.dtype).min))
+    _pool2d(x, out, *_pool_args(p, x.dtype))
     return [out], None
+
+
+@binder("pool2d")
+def bind_pool2d(layer, data, in_infos, outs):
+    p = layer.params
+    shape = tuple(int(d) for d in in_infos[0].shape)
+    out = outs[0]
+    if len(shape) != 4 or out.shape != (shape[0], p.out_h, p.out_w, shape[3]) or \
+            out.dtype != np.dtype(in_infos[0].dtype):
+        return None
+    args = _pool_args(p, out.dtype)
+
+    def call(inputs):
+        _pool2d(inputs[0], out, *args)
+    return call
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,10 +139,55 @@ def _mean_rows(x2d, count, in_zp, multiplier, shift, out_zp, qmin, qmax, single,
         out[r] = v
 
 
+@numba.njit(cache=True)
+def _mean_mid(x3, acc, count, in_zp, multiplier, shift, out_zp, qmin, qmax, single, out2):
+    """MEAN over the middle axis of x3 [outer, R, inner] (the reduced axes of an NHWC MEAN
+    over H and W), in place: the sums of a whole row of ``inner`` lanes at a time, in int32
+    lanes that wrap as TFLite's int32 temp_sum does (vectorized), then _mean_rows' ending."""
+    outer, r_, inner = x3.shape
+    for o in range(outer):
+        acc[:] = 0
+        for r in range(r_):
+            for i in range(inner):
+                acc[i] += np.int32(x3[o, r, i])
+        for i in range(inner):
+            shifted = wrap_int32(np.int64(acc[i]) - in_zp * count)
+            v = _mbqm(shifted, multiplier, shift, single) + out_zp
+            if v < qmin:
+                v = qmin
+            if v > qmax:
+                v = qmax
+            out2[o, i] = v
+
+
+def _mean_split(p, shape) -> tuple[int, int, int] | None:
+    """(outer, R, inner) when the reduced axes are one block of consecutive axes and the kept
+    ones keep their order: the input is then [outer, R, inner] as it lies in memory."""
+    red, kept = sorted(int(a) for a in p.reduced_axes), [int(a) for a in p.kept_axes]
+    if not red or red != list(range(red[0], red[-1] + 1)) or kept != sorted(kept) or \
+            sorted(kept + red) != list(range(len(shape))):
+        return None
+    size = [int(d) for d in shape]
+    outer = int(np.prod(size[:red[0]], dtype=np.int64))
+    r_ = int(np.prod(size[red[0]:red[-1] + 1], dtype=np.int64))
+    inner = int(np.prod(size[red[-1] + 1:], dtype=np.int64))
+    return (outer, r_, inner) if r_ == p.count else None
+
+
+def _mean_args(p) -> tuple:
+    return (np.int64(p.count), np.int64(p.in_zp), np.int64(p.multiplier), np.int64(p.shift),
+            np.int64(p.out_zp), np.int64(p.qmin), np.int64(p.qmax), p.single_rounding)
+
+
 @kernel("mean")
 def run_mean(layer, inputs):
     p = layer.params
     x = inputs[0]
+    split = _mean_split(p, x.shape) if x.size and x.flags.c_contiguous else None
+    if split is not None:
+        out = np.empty((split[0], split[2]), dtype=x.dtype)
+        _mean_mid(x.reshape(split), np.empty(split[2], np.int32), *_mean_args(p), out)
+        return [out.reshape(p.out_shape)], None
     kept, reduced = p.kept_axes, p.reduced_axes
     xt = np.ascontiguousarray(np.transpose(x, kept + reduced)) if reduced else x
     rows = int(np.prod([x.shape[a] for a in kept], dtype=np.int64))
@@ -130,6 +197,21 @@ def run_mean(layer, inputs):
                np.int64(p.shift), np.int64(p.out_zp), np.int64(p.qmin),
                np.int64(p.qmax), p.single_rounding, out)
     return [out.reshape(p.out_shape)], None
+
+
+@binder("mean")
+def bind_mean(layer, data, in_infos, outs):
+    p = layer.params
+    split = _mean_split(p, in_infos[0].shape) if len(in_infos) == 1 else None
+    out = outs[0]
+    if split is None or 0 in split or out.size != split[0] * split[2] or \
+            out.dtype != np.dtype(in_infos[0].dtype):
+        return None
+    acc, out2, args = np.empty(split[2], np.int32), out.reshape(split[0], split[2]), _mean_args(p)
+
+    def call(inputs):
+        _mean_mid(inputs[0].reshape(split), acc, *args, out2)
+    return call
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,6 +373,46 @@ def run_add_sub(layer, inputs, data):
             fn = _add_sub_general_parallel if n >= PARALLEL_MIN_ELEMENTS else _add_sub_general
             fn(a, b, out, p.is_sub, *data.args, p.single_rounding)
     return [out.reshape(out_shape)], None
+
+
+@binder("add_sub")
+def bind_add_sub(layer, data, in_infos, outs):
+    """Operands of the output's shape (no broadcast, no constant): flat loops on the buffers,
+    the int8 table made here."""
+    p = layer.params
+    out = outs[0]
+    shape = tuple(int(d) for d in p.out_shape)
+    if p.constants or len(in_infos) != 2 or out.shape != shape or out.size == 0 or \
+            any(tuple(int(d) for d in i.shape) != shape or np.dtype(i.dtype) != out.dtype
+                for i in in_infos):
+        return None
+    flat, n = out.reshape(-1), out.size
+    if p.pot:
+        args = (p.is_sub, np.int64(p.rshift1), np.int64(p.rshift2), np.int64(p.act_min),
+                np.int64(p.act_max))
+
+        def call(inputs):
+            _add_sub_pot16(inputs[0].reshape(-1), inputs[1].reshape(-1), flat, *args)
+        return call
+    if ADD_TABLES and out.dtype == np.int8 and n >= LUT_MIN_ELEMENTS:
+        if data.table is None:
+            data.table = _add_sub_table(p.is_sub, data.args, p.single_rounding)
+        lut, big = data.table, n >= PARALLEL_MIN_ELEMENTS
+
+        def call(inputs):
+            a, b = inputs[0].reshape(-1), inputs[1].reshape(-1)
+            nt = numba.get_num_threads() if big else 1
+            if nt > 1:
+                _add_sub_lut_parallel(a, b, flat, lut, nt)
+            else:
+                _add_sub_lut(a, b, flat, lut)
+        return call
+    fn = _add_sub_general_parallel if n >= PARALLEL_MIN_ELEMENTS else _add_sub_general
+    args = (p.is_sub,) + data.args + (p.single_rounding,)
+
+    def call(inputs):
+        fn(inputs[0].reshape(-1), inputs[1].reshape(-1), flat, *args)
+    return call
 
 
 @kernel("mul")

@@ -1,7 +1,10 @@
 """Kernels of the data movement, resizing and (de)quantization family (see hwsim.lower.shape).
 
 Pure data movement (pad, reshape/squeeze, transpose, strided slice, nearest-neighbour resize) is
-plain numpy indexing: exact by construction. Bilinear resize is a Numba loop over the Q10 tables
+plain numpy indexing, or a Numba copy loop where numpy's strided copy is slow (4-D PAD, the
+channel (de)interleaving TRANSPOSEs of image inputs): exact by construction. PAD, RESHAPE and
+TRANSPOSE have ``bind`` steps (hwsim.registry): in the engine's untraced runs they write into
+their preallocated outputs. Bilinear resize is a Numba loop over the Q10 tables
 derived in lowering, rounded with ``hwsim.arith.round_shift``. Requantization goes through
 ``hwsim.kernels.requant.requantize``. Float quantize/dequantize use numpy float32/float64
 arithmetic exactly as the C++ does (IEEE division and one rounding of an exact double product).
@@ -12,7 +15,7 @@ import numba
 import numpy as np
 
 from ..arith import INT32_MIN, round_half_away_f32, round_shift
-from ..registry import kernel
+from ..registry import binder, kernel
 from .requant import requantize
 
 _RANGE_DTYPES = {(-128, 127): np.dtype(np.int8), (0, 255): np.dtype(np.uint8),
@@ -40,15 +43,61 @@ def _channel_view(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
 
 # -- pure data movement --------------------------------------------------------------------------
 
+@numba.njit(cache=True)
+def _pad4(x, out, pt, pl, value):
+    """4-D PAD whose N and C are not padded, in one pass over the output: every output row
+    (n, y) is the fill value or [pl fill pixels, the input row, the rest fill]."""
+    n_, h, w, c = x.shape
+    _, oh, ow, _ = out.shape
+    xr = x.reshape(n_, h, w * c)
+    orow = out.reshape(n_, oh, ow * c)
+    left, mid = pl * c, w * c
+    for n in range(n_):
+        for y in range(oh):
+            row = orow[n, y]
+            iy = y - pt
+            if iy < 0 or iy >= h:
+                row[:] = value
+            else:
+                row[:left] = value
+                row[left:left + mid] = xr[n, iy]
+                row[left + mid:] = value
+
+
+def _pad_into(x, p, out):
+    """PAD ``x`` into ``out`` (shaped as the padded tensor)."""
+    before, after = p.before, p.after
+    if (x.ndim == 4 and x.size and int(before[0]) == int(after[0]) == 0
+            and int(before[3]) == int(after[3]) == 0 and x.flags.c_contiguous):
+        _pad4(x, out, np.int64(before[1]), np.int64(before[2]), out.dtype.type(p.value))
+        return
+    out[...] = p.value
+    out[tuple(slice(int(b), int(b) + d) for b, d in zip(before, x.shape))] = x
+
+
+def _pad_shape(shape, p) -> tuple[int, ...]:
+    return tuple(int(d + b + a) for d, b, a in zip(shape, p.before, p.after))
+
+
 @kernel("pad")
 def run_pad(layer, inputs):
     x = _data(layer, inputs)
-    p = layer.params
-    before, after = p.before, p.after
-    out_shape = tuple(int(d + b + a) for d, b, a in zip(x.shape, before, after))
-    out = np.full(out_shape, p.value, dtype=x.dtype)
-    out[tuple(slice(int(b), int(b) + d) for b, d in zip(before, x.shape))] = x
+    out = np.empty(_pad_shape(x.shape, layer.params), dtype=x.dtype)
+    _pad_into(x, layer.params, out)
     return [out], None
+
+
+@binder("pad")
+def bind_pad(layer, data, in_infos, outs):
+    p = layer.params
+    if p.const_input is not None or len(in_infos) != 1 or \
+            outs[0].shape != _pad_shape(in_infos[0].shape, p):
+        return None
+    out = outs[0]
+
+    def call(inputs):
+        _pad_into(inputs[0], p, out)
+    return call
 
 
 @kernel("reshape")
@@ -56,6 +105,19 @@ def run_reshape(layer, inputs):
     x = _data(layer, inputs)
     return [np.ascontiguousarray(x).reshape(tuple(int(d) for d in layer.params.shape)).copy()], \
         None
+
+
+@binder("reshape")
+def bind_reshape(layer, data, in_infos, outs):
+    out = outs[0]
+    if layer.params.const_input is not None or len(in_infos) != 1 or \
+            out.size != int(np.prod(in_infos[0].shape, dtype=np.int64)):
+        return None
+    flat = out.reshape(-1)
+
+    def call(inputs):
+        flat[:] = inputs[0].reshape(-1)  # the engine's inputs are C-contiguous: a view
+    return call
 
 
 @numba.njit(cache=True)
@@ -77,20 +139,79 @@ def _transpose4(x, t0, t1, t2, t3, out):
                     o += 1
 
 
-@kernel("transpose")
-def run_transpose(layer, inputs):
-    x = _data(layer, inputs)
-    perm = tuple(int(a) for a in layer.params.perm)
-    if x.ndim == 4 and x.size:
-        x = np.ascontiguousarray(x)
-        out = np.empty(tuple(x.shape[a] for a in perm), dtype=x.dtype)
+@numba.njit(cache=True)
+def _swap3(x, out):
+    """out[n, k, r] = x[n, r, k] where R or K is 3: the (de)interleaving of the three colour
+    planes of an image input (NCHW <-> NHWC), written with the 3 unrolled so that LLVM
+    vectorizes it (interleaved stores, or loads): ~4x the scatter loop on 224x224x3."""
+    N, R, K = x.shape
+    for n in range(N):
+        if R == 3:
+            for k in range(K):
+                out[n, k, 0] = x[n, 0, k]
+                out[n, k, 1] = x[n, 1, k]
+                out[n, k, 2] = x[n, 2, k]
+        else:
+            for r in range(R):
+                out[n, 0, r] = x[n, r, 0]
+                out[n, 1, r] = x[n, r, 1]
+                out[n, 2, r] = x[n, r, 2]
+
+
+def _as_swap(shape, perm):
+    """(N, R, K) when transposing ``shape`` by ``perm`` is out[n, k, r] = x[n, r, k] on the
+    C-ordered data (axes that stay adjacent merged, size-1 axes dropped), else None."""
+    axes = [a for a in range(len(shape)) if shape[a] != 1]  # size-1 axes do not move data
+    rank = {a: i for i, a in enumerate(axes)}
+    runs: list[list[int]] = []
+    for a in (rank[a] for a in perm if shape[a] != 1):  # runs of consecutive input axes
+        if runs and a == runs[-1][-1] + 1:
+            runs[-1].append(a)
+        else:
+            runs.append([a])
+    size = [int(np.prod([shape[axes[a]] for a in r], dtype=np.int64)) for r in runs]
+    if len(runs) == 2 and runs[0][0] > runs[1][0]:
+        return 1, size[1], size[0]
+    if len(runs) == 3 and runs[0][0] < runs[2][0] < runs[1][0]:
+        return size[0], size[2], size[1]
+    return None
+
+
+def _transpose_into(x, perm, out):
+    sw = _as_swap(x.shape, perm) if x.size else None
+    if sw is not None and 3 in sw[1:]:
+        _swap3(x.reshape(sw), out.reshape((sw[0], sw[2], sw[1])))
+    elif x.ndim == 4 and x.size:
         ost = [v // out.itemsize for v in out.strides]
         t = [0, 0, 0, 0]
         for pos, a in enumerate(perm):  # output axis pos is input axis a
             t[a] = ost[pos]
         _transpose4(x, t[0], t[1], t[2], t[3], out)
-        return [out], None
-    return [np.ascontiguousarray(np.transpose(x, perm))], None
+    else:
+        out[...] = np.transpose(x, perm)
+
+
+@kernel("transpose")
+def run_transpose(layer, inputs):
+    x = np.ascontiguousarray(_data(layer, inputs))
+    perm = tuple(int(a) for a in layer.params.perm)
+    out = np.empty(tuple(x.shape[a] for a in perm), dtype=x.dtype)
+    _transpose_into(x, perm, out)
+    return [out], None
+
+
+@binder("transpose")
+def bind_transpose(layer, data, in_infos, outs):
+    perm = tuple(int(a) for a in layer.params.perm)
+    shape = tuple(int(d) for d in in_infos[0].shape) if len(in_infos) == 1 else None
+    if layer.params.const_input is not None or shape is None or \
+            outs[0].shape != tuple(shape[a] for a in perm):
+        return None
+    out = outs[0]
+
+    def call(inputs):
+        _transpose_into(inputs[0], perm, out)
+    return call
 
 
 @kernel("strided_slice")
