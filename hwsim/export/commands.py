@@ -19,12 +19,10 @@ import sys
 
 from ..command import add_host_ops_argument, semantics_argument
 from ..ir import HwsimError, InputError
-from ..vocab import REQUANT_UNIT_SCHEMES
 from .formats import FORMATS
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
 # the requant schemes the reference RTL implements (the export's warning names any other)
-RTL_SCHEME_NAMES = frozenset(s.name for s in REQUANT_UNIT_SCHEMES)
 
 EXPORT_HELP = "write the memory images, descriptors and golden vectors the RTL needs"
 EXPORT_EPILOG = """\
@@ -167,11 +165,6 @@ def cmd_export(args) -> int:
         print("memories: " + ", ".join(
             f"{k} {mems[k]['used_words']:,}/{mems[k]['depth']:,} words"
             for k in ("weights", "bias", "requant", "activations")))
-    scheme = man["config"]["requant"]["scheme"]
-    if scheme not in RTL_SCHEME_NAMES:  # legalization's note, also on an exact network
-        print(f"hwsim: warning: requant.scheme {scheme}: the reference RTL has no {scheme} "
-              f"requant unit; the export holds its scale words ('hwsim cosim' refuses it)",
-              file=sys.stderr)
     if res.inexact:
         print(f"hwsim: warning: --legalize {args.legalize}: {len(res.inexact)} layer(s) do not "
               f"compute the model's integers exactly (manifest.yaml layers[].legalization):",
