@@ -300,16 +300,54 @@ def test_depthwise3x3_extreme_values(flags, xv, off, wv, monkeypatch):
     check_depthwise(x, w, b, (off, 1, 1, 1, 1, 1, 1, 6, 6, 1), np.random.default_rng(xv + off + wv + 400))
 
 
-def test_dw3_is_taken_on_avx512(monkeypatch):
+def test_dw3_is_taken_on_avx512():
     """mobilenet-style 3x3 layers take the in-place kernel where the CPU has AVX512-BW (else
-    this test documents the fallback)."""
+    this test documents the fallback); the shapes and requantizations it does not do take the
+    band kernel."""
     pk = mac.pack_depthwise_weights(np.ones((1, 3, 3, 64), np.int8))
-    head = mac._dw_head(pk, np.zeros(64, np.int32), 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, True)
+    rng = np.random.default_rng(3)
+    rq = _rq(rng, 64)
+    fast, slow = _fq(rq.replace(shift=np.minimum(rq.shift, 0)), 64), _fq(rq.replace(shift=np.ones(64, int)), 64)
+    b = np.zeros(64, np.int32)
+    head = mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, fast)
     assert head[0] == (2 if mac.USE_DW512 and mac.USE_DW3 else 1 if mac.USE_DW512 else 0)
+    assert mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, None)[0] == 0  # accumulators
     if mac.USE_DW512:
-        # 5x5, a depth multiplier, dilation, an offset outside int8's zero points: the band kernel
-        assert mac._dw_head(pk, None, 300, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, True)[0] == 1
-        assert mac._dw_head(pk, None, 5, 1, 3, 3, 1, 1, 2, 2, 1, 1, 8, 8, True)[0] == 1
+        # an offset outside int8's zero points, dilation, a left shift: the band kernel
+        assert mac._dw_head(pk, b, 300, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, fast)[0] == 1
+        assert mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 2, 2, 1, 1, 8, 8, fast)[0] == 1
+        assert mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, slow)[0] == 1
+
+
+def _guarded_int8(shape):
+    """An int8 array that ends where an unreadable page begins: a kernel reading past its end
+    faults (and the test process dies) instead of reading another array's bytes."""
+    import ctypes
+    import mmap
+    n, page = int(np.prod(shape)), mmap.PAGESIZE
+    size = (n + page - 1) // page * page + page
+    buf = mmap.mmap(-1, size)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    assert ctypes.CDLL(None).mprotect(ctypes.c_void_p(addr + size - page), ctypes.c_size_t(page), 0) == 0
+    return np.frombuffer(buf, np.int8, count=n, offset=size - page - n).reshape(shape), buf
+
+
+@pytest.mark.parametrize("flags", DW_PATHS)
+@pytest.mark.parametrize("case", [(1, 6, 6, 144, 1, 0), (2, 5, 7, 48, 1, 1), (1, 9, 9, 80, 2, 0)])
+def test_depthwise3x3_reads_nothing_past_the_input(flags, case, monkeypatch):
+    """The in-place kernel's unmasked 32-byte loads stop at the input's end: channel counts
+    that are not a multiple of 32, no padding at the bottom right (the last pixel read in place)."""
+    monkeypatch.setattr(mac, "USE_DW512", flags[0])
+    monkeypatch.setattr(mac, "USE_DW3", flags[1])
+    N, H, W, C, s, p = case
+    x, keep = _guarded_int8((N, H, W, C))
+    rng = np.random.default_rng(C)
+    x[...] = rng.integers(-128, 128, x.shape)
+    w = rng.integers(-128, 128, (1, 3, 3, C)).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, C).astype(np.int32)
+    oh, ow = (H + p - 3) // s + 1, (W + p - 3) // s + 1
+    check_depthwise(x, w, b, (3, s, s, 1, 1, p, p, oh, ow, 1), rng)
+    del x, keep
 
 
 _dw3_params = st.fixed_dictionaries({

@@ -15,12 +15,14 @@ Numba compiles it on its first call only.
 mobilenet-style models) take ``_dw3_*`` instead, which reads the int8 input in place: no band
 buffer, no int16 copy. Each 32-channel block's nine taps are two int16 weight vectors each, one
 with the even channels' weights (odd lanes 0) and one with the odd channels' (``dw3_weights``),
-so ``vpmaddwd`` of the sign-extended input (32 channels of one pixel, one masked load) and
-a weight vector is that tap's 16 products, no lane shuffle per tap; the two accumulators hold
-the even and the odd channels (two shuffles per pixel put them in order for the
-requantization). The input offset is folded into the bias (``bias + off * sum(w)``) and taps
+so ``vpmaddwd`` of the sign-extended input (32 channels of one pixel, one vpmovsxbw) and a
+weight vector is that tap's 16 products, no lane shuffle per tap (LLVM makes the multiply-adds
+vpdpwssd on VNNI CPUs); the two accumulators hold the even and the odd channels, requantized
+by mac_intrinsics._zrq64_store (one 64-bit rounding step per lane). The input offset is folded into the bias (``bias + off * sum(w)``) and taps
 outside the input read ``-off`` (the zero point: ``w * (-off)`` cancels its share), which is
-TFLite's sum modulo 2^32. Outputs go in strips of 4 pixels (stride 1: 6 input vectors per
+TFLite's sum modulo 2^32. The 32-byte loads are not masked: a partial block's last channels
+read the next pixel's (times zero weights), and rows whose loads could pass the array's end are
+gathered. Outputs go in strips of 4 pixels (stride 1: 6 input vectors per
 kernel row serve the 4 pixels' 12 taps; a row's last strip overlaps the one before rather than
 leaving single pixels); a border pixel (or a row with taps above or below the
 input) first gathers its window into a small scratch buffer padded with ``-off``.
@@ -31,9 +33,9 @@ import numpy as np
 from numba import njit, prange
 
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
-from .mac_intrinsics import (_bcopy32, _bload, _bsplat32, _wload, _wmadd_acc, _wunpack_hi,
+from .mac_intrinsics import (_bcopy32, _bload_u, _bsplat32, _wload, _wmadd_acc, _wunpack_hi,
                              _wunpack_lo, _zchannels_hi, _zchannels_lo, _zeo_hi, _zeo_lo,
-                             _zload_i32, _zrq_consts, _zrq_store_c)
+                             _zload_i32, _zq_consts, _zrq64_store, _zrq_consts, _zrq_store_c)
 from .mac_pack import PackedDepthwiseWeights, unpack_depthwise_weights
 from .mac_tiles import _fill_band, _plan
 
@@ -185,6 +187,22 @@ def dw3_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int):
     return wk.reshape(-1), np.ascontiguousarray(bf.reshape(NCB, 16, 2).transpose(0, 2, 1)).reshape(-1)
 
 
+def dw3_requant(cp: np.ndarray, channels: int) -> np.ndarray | None:
+    """The constants of mac_intrinsics._zrq64_store for a FusedRequant's ``cp``: int64
+    [blocks of 16 channels][m, 2^(e+30) or 0, 2^31 or 0, 31 + e][even lanes, odd lanes][8]
+    (e: the right shift); None when a channel has a left shift or an INT32_MIN multiplier
+    (not ``fast``: the band kernel takes the layer)."""
+    if not cp[5, 0]:
+        return None
+    C16 = (channels + 15) // 16 * 16 + 16  # a 32-channel block may end 16 past the last 16
+    m = np.zeros(C16, np.int64)
+    e = np.zeros(C16, np.int64)
+    m[:channels] = cp[0, :channels]
+    e[:channels] = cp[2, :channels]
+    k = np.stack([m, np.where(e >= 1, np.int64(1) << (e + 30), 0), np.where(e >= 1, np.int64(1) << 31, 0), 31 + e])
+    return np.ascontiguousarray(k.reshape(4, C16 // 16, 8, 2).transpose(1, 0, 3, 2)).reshape(-1)
+
+
 @njit(inline="always", **_NJ)
 def _tap3(a, v0, v1, v2, wk, wb):
     """a + the three taps of one kernel row (weights from wk[wb]: even or odd lanes)."""
@@ -193,22 +211,22 @@ def _tap3(a, v0, v1, v2, wk, wb):
 
 
 @njit(inline="always", **_NJ)
-def _row1(src, o, cs, m, ae, ao, wk, wb):
-    v0 = _bload(src, o, m)
-    v1 = _bload(src, o + cs, m)
-    v2 = _bload(src, o + 2 * cs, m)
+def _row1(src, o, cs, ae, ao, wk, wb):
+    v0 = _bload_u(src, o)
+    v1 = _bload_u(src, o + cs)
+    v2 = _bload_u(src, o + 2 * cs)
     return _tap3(ae, v0, v1, v2, wk, wb), _tap3(ao, v0, v1, v2, wk, wb + 32)
 
 
 @njit(inline="always", **_NJ)
-def _row4s1(src, o, cs, m, a, wk, wb):
+def _row4s1(src, o, cs, a, wk, wb):
     """One kernel row of 4 adjacent output pixels at stride 1: 6 input vectors, 24 vpmaddwd."""
-    v0 = _bload(src, o, m)
-    v1 = _bload(src, o + cs, m)
-    v2 = _bload(src, o + 2 * cs, m)
-    v3 = _bload(src, o + 3 * cs, m)
-    v4 = _bload(src, o + 4 * cs, m)
-    v5 = _bload(src, o + 5 * cs, m)
+    v0 = _bload_u(src, o)
+    v1 = _bload_u(src, o + cs)
+    v2 = _bload_u(src, o + 2 * cs)
+    v3 = _bload_u(src, o + 3 * cs)
+    v4 = _bload_u(src, o + 4 * cs)
+    v5 = _bload_u(src, o + 5 * cs)
     return (_tap3(a[0], v0, v1, v2, wk, wb), _tap3(a[1], v0, v1, v2, wk, wb + 32),
             _tap3(a[2], v1, v2, v3, wk, wb), _tap3(a[3], v1, v2, v3, wk, wb + 32),
             _tap3(a[4], v2, v3, v4, wk, wb), _tap3(a[5], v2, v3, v4, wk, wb + 32),
@@ -216,17 +234,17 @@ def _row4s1(src, o, cs, m, a, wk, wb):
 
 
 @njit(inline="always", **_NJ)
-def _row4s2(src, o, cs, m, a, wk, wb):
+def _row4s2(src, o, cs, a, wk, wb):
     """One kernel row of 4 adjacent output pixels at stride 2: 9 input vectors."""
-    v0 = _bload(src, o, m)
-    v1 = _bload(src, o + cs, m)
-    v2 = _bload(src, o + 2 * cs, m)
-    v3 = _bload(src, o + 3 * cs, m)
-    v4 = _bload(src, o + 4 * cs, m)
-    v5 = _bload(src, o + 5 * cs, m)
-    v6 = _bload(src, o + 6 * cs, m)
-    v7 = _bload(src, o + 7 * cs, m)
-    v8 = _bload(src, o + 8 * cs, m)
+    v0 = _bload_u(src, o)
+    v1 = _bload_u(src, o + cs)
+    v2 = _bload_u(src, o + 2 * cs)
+    v3 = _bload_u(src, o + 3 * cs)
+    v4 = _bload_u(src, o + 4 * cs)
+    v5 = _bload_u(src, o + 5 * cs)
+    v6 = _bload_u(src, o + 6 * cs)
+    v7 = _bload_u(src, o + 7 * cs)
+    v8 = _bload_u(src, o + 8 * cs)
     return (_tap3(a[0], v0, v1, v2, wk, wb), _tap3(a[1], v0, v1, v2, wk, wb + 32),
             _tap3(a[2], v2, v3, v4, wk, wb), _tap3(a[3], v2, v3, v4, wk, wb + 32),
             _tap3(a[4], v4, v5, v6, wk, wb), _tap3(a[5], v4, v5, v6, wk, wb + 32),
@@ -235,18 +253,15 @@ def _row4s2(src, o, cs, m, a, wk, wb):
 
 @njit(inline="always", **_NJ)
 def _st32(o8, oo, e, od, rq0, rq1, qzp, qlo, qhi, nv):
-    _zrq_store_c(o8, oo, _zeo_lo(e, od), rq0, qzp, qlo, qhi, nv)
-    _zrq_store_c(o8, oo + 16, _zeo_hi(e, od), rq1, qzp, qlo, qhi, nv - 16)
+    _zrq64_store(o8, oo, _zeo_lo(e, od), rq0, qzp, qlo, qhi, nv)
+    _zrq64_store(o8, oo + 16, _zeo_hi(e, od), rq1, qzp, qlo, qhi, nv - 16)
 
 
-@njit(**_NJ)
-def _dw3_run(src, o, rs, cs, sw, m, nox, wk, wb, bk, c0, cp, qzp, qlo, qhi, o8, oo, Cout, nv):
+@njit(inline="always", **_NJ)
+def _dw3_run(src, o, rs, cs, sw, nox, wk, wb, be, bo, rq0, rq1, qzp, qlo, qhi, o8, oo, Cout, nv):
     """nox output pixels of one row and 32-channel block; the first one's top-left tap at
-    src[o], kernel rows rs apart, input pixels cs apart, output pixels at o8[oo], Cout apart."""
-    rq0 = _zrq_consts(cp, c0)
-    rq1 = _zrq_consts(cp, c0 + 16)
-    be = _zload_i32(bk, c0)
-    bo = _zload_i32(bk, c0 + 16)
+    src[o], kernel rows rs apart, input pixels cs apart, output pixels at o8[oo], Cout apart;
+    the block's bias (be, bo) and requantization constants (rq0, rq1) in registers."""
     p = 0
     step = sw * cs
     if sw <= 2:
@@ -257,13 +272,13 @@ def _dw3_run(src, o, rs, cs, sw, m, nox, wk, wb, bk, c0, cp, qzp, qlo, qhi, o8, 
             q = o + p * step
             a = (be, bo, be, bo, be, bo, be, bo)
             if sw == 1:
-                a = _row4s1(src, q, cs, m, a, wk, wb)
-                a = _row4s1(src, q + rs, cs, m, a, wk, wb + 192)
-                a = _row4s1(src, q + 2 * rs, cs, m, a, wk, wb + 384)
+                a = _row4s1(src, q, cs, a, wk, wb)
+                a = _row4s1(src, q + rs, cs, a, wk, wb + 192)
+                a = _row4s1(src, q + 2 * rs, cs, a, wk, wb + 384)
             else:
-                a = _row4s2(src, q, cs, m, a, wk, wb)
-                a = _row4s2(src, q + rs, cs, m, a, wk, wb + 192)
-                a = _row4s2(src, q + 2 * rs, cs, m, a, wk, wb + 384)
+                a = _row4s2(src, q, cs, a, wk, wb)
+                a = _row4s2(src, q + rs, cs, a, wk, wb + 192)
+                a = _row4s2(src, q + 2 * rs, cs, a, wk, wb + 384)
             d = oo + p * Cout
             _st32(o8, d, a[0], a[1], rq0, rq1, qzp, qlo, qhi, nv)
             _st32(o8, d + Cout, a[2], a[3], rq0, rq1, qzp, qlo, qhi, nv)
@@ -272,9 +287,9 @@ def _dw3_run(src, o, rs, cs, sw, m, nox, wk, wb, bk, c0, cp, qzp, qlo, qhi, o8, 
             p += 4
     while p < nox:
         q = o + p * step
-        e, od = _row1(src, q, cs, m, be, bo, wk, wb)
-        e, od = _row1(src, q + rs, cs, m, e, od, wk, wb + 192)
-        e, od = _row1(src, q + 2 * rs, cs, m, e, od, wk, wb + 384)
+        e, od = _row1(src, q, cs, be, bo, wk, wb)
+        e, od = _row1(src, q + rs, cs, e, od, wk, wb + 192)
+        e, od = _row1(src, q + 2 * rs, cs, e, od, wk, wb + 384)
         _st32(o8, oo + p * Cout, e, od, rq0, rq1, qzp, qlo, qhi, nv)
         p += 1
 
@@ -295,9 +310,9 @@ def _gather3(xf, n, H, W, C, iy0, ix0, cols, c0, m, padv, scr):
 
 
 @njit(**_NJ)
-def _dw3_item(item, nb, ng, x, wk, bk, padv, sh, sw, pt, pl, oh, ow, cp, qzp, qlo, qhi, o8, scr):
-    """One work item: a band of output rows of one image x a range of 32-channel blocks; rows
-    outer, so the three input rows of an output row stay in L1 for every block."""
+def _dw3_item(item, nb, ng, x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, qzp, qlo, qhi, o8, scr):
+    """One work item: a band of output rows of one image x a range of 32-channel blocks; blocks
+    outer, so a block's bias and requantization constants stay in registers."""
     N, H, W, C = x.shape
     NCB = (C + 31) // 32
     n = item // (nb * ng)
@@ -313,42 +328,53 @@ def _dw3_item(item, nb, ng, x, wk, bk, padv, sh, sw, pt, pl, oh, ow, cp, qzp, ql
     # output columns whose 3 taps all lie inside the input
     oxa = min(ow, max(0, (pl + sw - 1) // sw))
     oxb = max(oxa, min(ow, (W - 3 + pl) // sw + 1))
-    for oy in range(oy0, oy1):
-        iy0 = oy * sh - pt
-        inside = iy0 >= 0 and iy0 + 2 < H
-        for cb in range(cb0, cb1):
-            c0 = 32 * cb
-            nv = min(32, C - c0)
-            m = (np.int64(1) << nv) - 1
-            wb = cb * 576
+    for cb in range(cb0, cb1):
+        c0 = 32 * cb
+        nv = min(32, C - c0)
+        m = (np.int64(1) << nv) - 1
+        wb = cb * 576
+        # the block's constants, loaded once for all its rows
+        rq0 = _zq_consts(qk, 4 * c0)
+        rq1 = _zq_consts(qk, 4 * c0 + 64)
+        be = _zload_i32(bk, c0)
+        bo = _zload_i32(bk, c0 + 16)
+        for oy in range(oy0, oy1):
+            iy0 = oy * sh - pt
+            # rows read in place; not a partial block's last input row of the last image, where
+            # a 32-byte load could pass the array's end (gathered with masked loads instead)
+            inside = iy0 >= 0 and iy0 + 2 < H and (nv == 32 or n < N - 1 or iy0 + 3 < H)
             oo = ((n * oh + oy) * ow) * C + c0
-            if inside:
-                rb = ((n * H + iy0) * W) * C + c0
-                for ox in range(oxa):
+            # a row is 1 segment (gathered whole) or: the left border pixels, the interior
+            # (read in place), the right border pixels; one call site keeps the code small
+            nseg = oxa + 1 + ow - oxb if inside else 1
+            for sg in range(nseg):
+                if not inside:
+                    _gather3(xf, n, H, W, C, iy0, -pl, Wp, c0, m, padv, scr)
+                    src, o, rs, cs, nox, d = scr, 0, Wp * 32, 32, ow, oo
+                elif sg == oxa:
+                    src, o, rs, cs = xf, ((n * H + iy0) * W + oxa * sw - pl) * C + c0, W * C, C
+                    nox, d = oxb - oxa, oo + oxa * C
+                else:
+                    ox = sg if sg < oxa else oxb + sg - oxa - 1
                     _gather3(xf, n, H, W, C, iy0, ox * sw - pl, 3, c0, m, padv, scr)
-                    _dw3_run(scr, 0, 96, 32, sw, m, 1, wk, wb, bk, c0, cp, qzp, qlo, qhi, o8, oo + ox * C, C, nv)
-                _dw3_run(xf, rb + (oxa * sw - pl) * C, W * C, C, sw, m, oxb - oxa, wk, wb, bk, c0, cp,
-                         qzp, qlo, qhi, o8, oo + oxa * C, C, nv)
-                for ox in range(oxb, ow):
-                    _gather3(xf, n, H, W, C, iy0, ox * sw - pl, 3, c0, m, padv, scr)
-                    _dw3_run(scr, 0, 96, 32, sw, m, 1, wk, wb, bk, c0, cp, qzp, qlo, qhi, o8, oo + ox * C, C, nv)
-            else:
-                _gather3(xf, n, H, W, C, iy0, -pl, Wp, c0, m, padv, scr)
-                _dw3_run(scr, 0, Wp * 32, 32, sw, m, ow, wk, wb, bk, c0, cp, qzp, qlo, qhi, o8, oo, C, nv)
+                    src, o, rs, cs, nox, d = scr, 0, 96, 32, 1, oo + ox * C
+                _dw3_run(src, o, rs, cs, sw, nox, wk, wb, be, bo, rq0, rq1, qzp, qlo, qhi, o8, d, C, nv)
 
 
 @njit(parallel=True, **_NJ)
-def _dw3_par(x, wk, bk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8):
+def _dw3_par(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8):
     nb, ng = _plan(x.shape[0], oh, ow, (x.shape[3] + 31) // 32, nthreads, 256)
     o8 = out8.reshape(out8.size)
     for item in prange(x.shape[0] * nb * ng):
         scr = np.empty(3 * ((ow - 1) * sw + 3) * 32, np.int8)
-        _dw3_item(np.int64(item), nb, ng, x, wk, bk, padv, sh, sw, pt, pl, oh, ow, cp, qzp, qlo, qhi, o8, scr)
+        _dw3_item(np.int64(item), nb, ng, x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, qzp, qlo - qzp, qhi - qzp,
+                  o8, scr)
 
 
 @njit(**_NJ)
-def _dw3_serial(x, wk, bk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8):
+def _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8):
     o8 = out8.reshape(out8.size)
     scr = np.empty(3 * ((ow - 1) * sw + 3) * 32, np.int8)
     for n in range(x.shape[0]):  # one item per image
-        _dw3_item(np.int64(n), 1, 1, x, wk, bk, padv, sh, sw, pt, pl, oh, ow, cp, qzp, qlo, qhi, o8, scr)
+        _dw3_item(np.int64(n), 1, 1, x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, qzp, qlo - qzp, qhi - qzp, o8,
+                  scr)

@@ -64,7 +64,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads, njit
 
-from .depthwise_zmm import _dw3_par, _dw3_serial, _dw32_par, _dw32_serial, dw3_weights
+from .depthwise_zmm import _dw3_par, _dw3_serial, _dw32_par, _dw32_serial, dw3_requant, dw3_weights
 from .mac_intrinsics import _HAVE_AVX2, HOST_HAS_AVX512BW, HOST_HAS_VNNI, HOST_HAS_VNNI512
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights,
@@ -464,18 +464,22 @@ def depthwise_conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_
                        sh, sw, dh, dw, pt, pl, oh, ow, dm, out)
         return out
     x = _req(x)
-    _dw_exec(x, _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, fz[0]), out, wide,
+    _dw_exec(x, _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant), out, wide,
              N * oh * ow * Cout * KH * KW, fz)
     return out8 if fz[0] else out
 
 
-def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, fused):
-    """The depthwise kernel's leading arguments; the first selects the kernel: 2 the 3x3 one
-    reading int8 in place, 1 the 32-channel band kernel, 0 the 16-channel one (mac_tiles)."""
-    if fused and USE_DW512 and pk.shape[3] >= 32:
-        if USE_DW3 and KH == KW == 3 and dh == dw == 1 and dm == 1 and -127 <= off <= 128:
-            wk, bk = dw3_weights(pk, b, off)
-            return (2, wk, bk, np.int64(-off), sh, sw, pt, pl, oh, ow)
+def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
+    """The depthwise kernel's leading arguments for a FusedRequant ``requant`` (or None: the
+    accumulators); the first selects the kernel: 2 the 3x3 one reading int8 in place, 1 the
+    32-channel band kernel, 0 the 16-channel one (mac_tiles)."""
+    if requant is not None and USE_DW512 and pk.shape[3] >= 32:
+        if USE_DW3 and KH == KW == 3 and dh == dw == 1 and dm == 1 and -127 <= off <= 128 and \
+                all(-(1 << 31) <= v - requant.zp < (1 << 31) for v in (requant.lo, requant.hi)):
+            qk = dw3_requant(requant.cp, pk.shape[3])
+            if qk is not None:
+                wk, bk = dw3_weights(pk, b, off)
+                return (2, wk, bk, qk, np.int64(-off), sh, sw, pt, pl, oh, ow)
         return (1, depthwise_weights32(pk), b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
     return (0, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
 
@@ -514,7 +518,7 @@ def depthwise_fused_call(pk: PackedDepthwiseWeights, bias, input_offset, stride_
             if out.size and x.dtype == np.int8 and x.flags.c_contiguous and _offset_ok(False, off):
                 b = _bias_array(bias, Cout, False, "depthwise_conv2d")
                 shape = (x.shape[0], geo[6], geo[7], Cout)
-                plans[x.shape] = (_dw_head(pk, b, off, dm, KH, KW, *geo, True), shape,
+                plans[x.shape] = (_dw_head(pk, b, off, dm, KH, KW, *geo, requant), shape,
                                   shape[0] * shape[1] * shape[2] * Cout * KH * KW)
             return out
         out8 = np.empty(plan[1], np.int8)

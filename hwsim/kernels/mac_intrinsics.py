@@ -882,33 +882,25 @@ def _mask32(builder, m):
     return builder.bitcast(builder.trunc(m, _I32), ir.VectorType(ir.IntType(1), 32))
 
 
-def _bload_ir(context, builder, arrty, arr, idx, m):
-    # a masked load touches no masked-off byte (AVX-512 suppresses their faults), so the last
-    # block of a layer whose channels are not a multiple of 32 reads nothing past the array
-    fn = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(_V32B, [_V32B.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 32), _V32B]),
-        "llvm.masked.load.v32i8.p0")
-    p = _elem_ptr(context, builder, arrty, arr, idx, _V32B)
-    return builder.call(fn, [p, ir.Constant(_I32, 1), _mask32(builder, m), ir.Constant(_V32B, [0] * 32)])
-
-
 @intrinsic
-def _bload(typingctx, arr, idx, m):
-    """<32 x i16>: the int8 arr[idx:idx+32] sign-extended, lanes whose bit of ``m`` is clear
-    read as 0 (and not read)."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int8) or not isinstance(m, types.Integer):
+def _bload_u(typingctx, arr, idx):
+    """<32 x i16>: the int8 arr[idx:idx+32] sign-extended (one vpmovsxbw from memory); the
+    caller keeps idx + 32 within the array."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int8):
         return None
 
     def codegen(context, builder, sig, args):
-        m64 = context.cast(builder, args[2], sig.args[2], types.int64)
-        return builder.sext(_bload_ir(context, builder, sig.args[0], args[0], args[1], m64), _V32W)
+        v = builder.load(_elem_ptr(context, builder, sig.args[0], args[0], args[1], _V32B), align=1)
+        return builder.sext(v, _V32W)
 
-    return _i16x32(arr, idx, m), codegen
+    return _i16x32(arr, idx), codegen
 
 
 @intrinsic
 def _bcopy32(typingctx, dst, d0, src, s0, m, fill):
-    """dst[d0:d0+32] = src[s0:s0+32] on the lanes of ``m``, ``fill`` on the others (int8)."""
+    """dst[d0:d0+32] = src[s0:s0+32] on the lanes of ``m``, ``fill`` on the others (int8). A
+    masked load touches no masked-off byte (AVX-512 suppresses their faults): the last block of
+    channels reads nothing past the array."""
     for a in (dst, src):
         if not (isinstance(a, types.Array) and a.dtype == types.int8):
             return None
@@ -970,3 +962,69 @@ def _zeo_hi(typingctx, e, o):
                                       _mask([8 + k // 2 + (16 if k & 1 else 0) for k in range(16)]))
 
     return _i32x16(e, o), codegen
+
+
+_V8Q = ir.VectorType(ir.IntType(64), 8)
+_Q_CONSTS = types.UniTuple(_i64x8, 8)
+
+
+@intrinsic
+def _zq_consts(typingctx, arr, idx):
+    """Eight <8 x i64> from int64 ``arr`` at idx, idx + 8, ..: the constants of
+    _zrq64_store for 16 channels (depthwise_zmm.dw3_requant)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i0 = context.cast(builder, args[1], sig.args[1], types.int64)
+        vals = [builder.load(_elem_ptr(context, builder, sig.args[0], args[0],
+                                       builder.add(i0, ir.Constant(ir.IntType(64), 8 * k)), _V8Q), align=8)
+                for k in range(8)]
+        return context.make_tuple(builder, _Q_CONSTS, vals)
+
+    return _Q_CONSTS(arr, idx), codegen
+
+
+@intrinsic
+def _zrq64_store(typingctx, out, oidx, v, k, zp, lo, hi, nv):
+    """tflite_double requantization of 16 int32 lanes (channel order) to int8 at out[oidx..],
+    lanes < nv, for layers without left shifts or INT32_MIN multipliers, in one 64-bit rounding
+    step per lane: with p = v * m, RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(v, m), e)
+    = (p + 2^30 + 2^(e-1) * 2^31 - [p + 2^30 < 0] * 2^31) >> (31 + e) for e >= 1, and
+    (p + 2^30) >> 31 for e = 0 (nested floors of integer divisions: floor((floor(a / 2^31) + c)
+    / 2^e) = floor((a + c * 2^31) / 2^(31 + e))); |p| < 2^62, so nothing overflows. ``k``
+    (_zq_consts): m, 2^(e+30) or 0, 2^31 or 0, 31 + e, each for the even lanes then the odd
+    lanes. Clamped to [lo, hi] before ``zp`` is added (lo and hi given less zp): no int32 wrap."""
+    if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x16 or k != _Q_CONSTS:
+        return None
+
+    def codegen(context, builder, sig, args):
+        aout, aoidx, av, ak, azp, alo, ahi, anv = args
+        oidx = context.cast(builder, aoidx, sig.args[1], types.int64)
+        nv = context.cast(builder, anv, sig.args[7], types.int64)
+        me, mo, kpe, kpo, kce, kco, se, so = (builder.extract_value(ak, j) for j in range(8))
+        c32 = ir.Constant(_V8Q, [32] * 8)
+        x64 = builder.bitcast(av, _V8Q)
+
+        def lo32(q):  # the sign-extended low dword of each qword (vpmuldq's operands)
+            return builder.ashr(builder.shl(q, c32), c32)
+
+        def lane(x, m, kp, kc, s):
+            u = builder.add(builder.mul(x, lo32(m)), ir.Constant(_V8Q, [1 << 30] * 8))
+            t = builder.add(u, kp)
+            t = builder.select(builder.icmp_signed("<", u, ir.Constant(_V8Q, [0] * 8)), builder.sub(t, kc), t)
+            return builder.bitcast(builder.ashr(t, s), _V16D)
+
+        re = lane(lo32(x64), me, kpe, kce, se)
+        ro = lane(builder.ashr(x64, c32), mo, kpo, kco, so)
+        r = builder.shuffle_vector(re, ro, _mask([(j if j % 2 == 0 else 15 + j) for j in range(16)]))
+
+        def splat(val, j):
+            return vec_splat_value(builder, context.cast(builder, val, sig.args[j], types.int32), 16)
+
+        r = builder.add(vec_clamp(builder, r, splat(alo, 5), splat(ahi, 6)), splat(azp, 4))
+        _store_lanes(context, builder, sig.args[0], aout, oidx, builder.trunc(r, ir.VectorType(ir.IntType(8), 16)),
+                     nv, 16, ir.IntType(8))
+        return context.get_dummy_value()
+
+    return types.none(out, oidx, v, k, zp, lo, hi, nv), codegen
