@@ -54,16 +54,16 @@ def path(request, monkeypatch):
 
 @contextlib.contextmanager
 def _threads(parallel):
-    old, oldn = mac.PARALLEL_MIN_MACS, numba.get_num_threads()
+    old, olddw, oldn = mac.PARALLEL_MIN_MACS, mac.DW3_PARALLEL_MIN_MACS, numba.get_num_threads()
     if parallel:
-        mac.PARALLEL_MIN_MACS = 0
+        mac.PARALLEL_MIN_MACS = mac.DW3_PARALLEL_MIN_MACS = 0
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     else:
         numba.set_num_threads(1)
     try:
         yield
     finally:
-        mac.PARALLEL_MIN_MACS = old
+        mac.PARALLEL_MIN_MACS, mac.DW3_PARALLEL_MIN_MACS = old, olddw
         numba.set_num_threads(oldn)
 
 

@@ -484,8 +484,14 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
     return (0, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
 
 
+#: The 3x3 in-place depthwise kernel forks from this many MACs: its smallest mobilenet_v2 layer
+#: (7x7x576, 254 k MACs) took 12.7 us on 2 threads against 15.6 us on one (fastest of 51 calls,
+#: load average 3.3); the engine still runs one thread when the machine is busy (threads.py).
+DW3_PARALLEL_MIN_MACS = 1 << 17
+
+
 def _dw_exec(x, head, out, wide, macs, fz):
-    nt = get_num_threads() if macs >= PARALLEL_MIN_MACS else 1
+    nt = get_num_threads() if macs >= (DW3_PARALLEL_MIN_MACS if head[0] == 2 else PARALLEL_MIN_MACS) else 1
     if head[0]:
         par, serial = (_dw3_par, _dw3_serial) if head[0] == 2 else (_dw32_par, _dw32_serial)
         if nt > 1:
