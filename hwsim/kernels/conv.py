@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from ..params import MacParams
 from ..registry import binder, kernel
 from ..vocab import RequantScheme
-from . import accumulate, mac
+from . import accumulate, gemv, mac
 from .requant import SplitShifts, requantize, split_shifts
 
 
@@ -125,6 +126,10 @@ def run_depthwise(layer, inputs, data: MacData, want_acc: bool = True):
 def run_fully_connected(layer, inputs, data: MacData, want_acc: bool = True):
     p = layer.params
     x = inputs[0].reshape(p.batch, p.depth)
+    if not want_acc and x.dtype == np.int8 and _gemv_ok(p):
+        out = np.empty((p.batch, data.packed.shape[0]), np.int8)
+        _gemv(_gemv_args(p, data), np.ascontiguousarray(x), out)
+        return [out.reshape(p.out_shape)], None
     fq = None if want_acc or p.weights_offset else _fuse(data, p, x)
     if fq is not None:
         out = mac.fully_connected_acc(x, data.packed, p.bias, p.input_offset, requant=fq)
@@ -137,6 +142,35 @@ def run_fully_connected(layer, inputs, data: MacData, want_acc: bool = True):
             acc = _add_weights_offset(acc, x, p)
     out = requantize(acc, p.requant, inputs[0].dtype, data.split)
     return [out.reshape(p.out_shape)], acc
+
+
+def _gemv_ok(p: MacParams) -> bool:
+    """An int8 FULLY_CONNECTED the matrix-vector kernel computes exactly: TFLite's
+    accumulators, symmetric weights, an integer scheme, a few rows (hwsim.kernels.gemv)."""
+    return (p.accumulator is None and not p.weights_offset and gemv.scheme_ok(p.requant)
+            and gemv.applies(p.batch, p.input_offset))
+
+
+def _gemv_args(p: MacParams, data: MacData) -> tuple:
+    """hwsim.kernels.gemv's arguments but the input and output: weights [O, K], int32 bias,
+    offset, the requantization, zero point, clamp, the int16 scratch rows; then the MACs."""
+    cout = data.packed.shape[0]
+    w = np.ascontiguousarray(np.asarray(p.weights, np.int8).reshape(cout, p.depth))
+    bias = np.zeros(cout, np.int32) if p.bias is None else \
+        np.ascontiguousarray(np.asarray(p.bias).astype(np.int32))
+    rq = p.requant
+    return (w, bias, np.int32(p.input_offset), gemv.requant_args(rq, cout, data.split),
+            np.int64(rq.out_zp), np.int64(rq.act_min), np.int64(rq.act_max),
+            np.empty((p.batch, p.depth), np.int16), np.empty(cout, np.int32),
+            p.batch * p.depth * cout)
+
+
+def _gemv(args: tuple, x2d: np.ndarray, out2d: np.ndarray) -> None:
+    nt = numba.get_num_threads() if args[-1] >= mac.PARALLEL_MIN_MACS else 1
+    if nt > 1:
+        gemv.gemv_fused_parallel(x2d, *args[:-1], out2d, nt)
+    else:
+        gemv.gemv_fused(x2d, *args[:-1], out2d)
 
 
 def _add_weights_offset(acc: np.ndarray, x: np.ndarray, p) -> np.ndarray:
@@ -212,4 +246,22 @@ def bind_depthwise(layer, data: MacData, in_infos, outs):
 
     def call(ins):
         run(ins[0], head, out32, False, macs, fz)
+    return call
+
+
+@binder("fully_connected")
+def bind_fully_connected(layer, data: MacData, in_infos, outs):
+    """An int8 FULLY_CONNECTED of at most gemv.MAX_ROWS rows: the matrix-vector kernel on the
+    output buffer (any integer scheme)."""
+    p = layer.params
+    if len(in_infos) != 1 or len(outs) != 1 or np.dtype(in_infos[0].dtype) != np.int8 or \
+            outs[0].dtype != np.int8 or not _gemv_ok(p) or \
+            int(np.prod(in_infos[0].shape, dtype=np.int64)) != p.batch * p.depth or \
+            outs[0].size != p.batch * data.packed.shape[0] or outs[0].size == 0:
+        return None
+    args, shape = _gemv_args(p, data), (p.batch, p.depth)
+    out2d = outs[0].reshape(p.batch, data.packed.shape[0])
+
+    def call(ins):
+        _gemv(args, ins[0].reshape(shape), out2d)
     return call

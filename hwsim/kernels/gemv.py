@@ -1,0 +1,108 @@
+"""FULLY_CONNECTED of a few input rows (a classifier head: mobilenet_v2's 1280 -> 1000) as a
+matrix-vector product on TFLite's own weight layout, requantized in the same kernel.
+
+The tile kernels (hwsim.kernels.mac) compute a FULLY_CONNECTED as a 1x1 convolution of B pixels:
+with B = 1 a tile of 4-8 pixels does one pixel's work. Here each output is one dot product
+over K of ``x + input_offset`` (int16, computed once per row) and the int8 weights, in int32
+lanes (LLVM makes it vpmaddwd / vpdpwssd), then TFLite's int8 ending: ``acc + bias`` (int32),
+the requantization (tflite_double with the split shifts of hwsim.kernels.requant; any other
+integer scheme through requant.requant_one, e.g. double_round, TFLite's reference
+FULLY_CONNECTED, which mobilenet_v2's classifier uses), the zero point and the clamp.
+
+Exact: ``|x + input_offset| <= 32767`` (the offset is checked) and ``|w| <= 128``, so a
+product and the pair sums of vpmaddwd fit int32; the accumulation wraps modulo 2^32 exactly as
+TFLite's int32 accumulator does. tests/test_kernels_gemv.py compares it with the reference
+accumulators + ``requantize`` on random and edge shapes.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ..arith import multiply_by_quantized_multiplier_double_lr, wrap_int32
+from ..params import RequantParams
+from ..vocab import RequantScheme
+from .requant import DOUBLE_ROUND, TFLITE_INT64, requant_one, split_shifts
+
+#: at most this many input rows take the matrix-vector kernel (more: the tile kernels)
+MAX_ROWS = 4
+_NJ = dict(cache=True, boundscheck=False)
+
+
+@numba.njit(cache=True, inline="always")
+def _rows(x2d, w, bias, rq, zp, lo, hi, xo, acc32, out2d, o0, o1):
+    """Outputs o0..o1 of every row (xo: the rows' ``x + off`` as int16, filled by the caller;
+    acc32: int32 [O] scratch).
+    ``rq``: (tflite_double?, its split shifts ls, rs and multiplier per output, the scheme's
+    multiplier and shift per output, scheme, rounding)."""
+    rows, k_ = x2d.shape
+    tfl, ls, rs, m64, mult, shift, scheme, rounding = rq
+    for b in range(rows):
+        for o in range(o0, o1):
+            s = np.int32(0)
+            for k in range(k_):
+                s += np.int32(xo[b, k]) * np.int32(w[o, k])
+            acc32[o] = s  # an int32 store: LLVM then keeps the sums in 32-bit lanes (vpmaddwd)
+        for o in range(o0, o1):
+            acc = wrap_int32(np.int64(acc32[o]) + np.int64(bias[o]))
+            if tfl:  # hwsim.kernels.requant's hot loop, the shift split hoisted
+                v = wrap_int32(multiply_by_quantized_multiplier_double_lr(acc, m64[o], ls[o], rs[o])
+                               + zp)
+            else:  # every other scheme as requant._requantize does it
+                v = requant_one(acc, mult[o], shift[o], scheme, rounding) + zp
+                if scheme <= TFLITE_INT64 or scheme == DOUBLE_ROUND:
+                    v = wrap_int32(v)
+            out2d[b, o] = min(max(v, lo), hi)
+
+
+@numba.njit(cache=True, inline="always")
+def _offset_rows(x2d, off, xo):
+    rows, k_ = x2d.shape
+    for b in range(rows):
+        for k in range(k_):
+            xo[b, k] = np.int16(np.int32(x2d[b, k]) + off)
+
+
+@numba.njit(**_NJ)
+def gemv_fused(x2d, w, bias, off, rq, zp, lo, hi, xo, acc32, out2d):
+    """out2d[b, o] = clamp(requant(bias[o] + sum_k (x2d[b, k] + off) * w[o, k]) + zp): int8
+    x2d [B, K], w [O, K], int32 bias [O], ``rq`` as :func:`requant_args` makes it; scratch
+    arrays xo int16 [B, K] and acc32 int32 [O]."""
+    _offset_rows(x2d, off, xo)
+    _rows(x2d, w, bias, rq, zp, lo, hi, xo, acc32, out2d, 0, w.shape[0])
+
+
+@numba.njit(parallel=True, **_NJ)
+def gemv_fused_parallel(x2d, w, bias, off, rq, zp, lo, hi, xo, acc32, out2d, nchunks):
+    """gemv_fused with the outputs split into ``nchunks`` contiguous bands, one per thread."""
+    _offset_rows(x2d, off, xo)
+    o_ = w.shape[0]
+    for c in numba.prange(nchunks):
+        _rows(x2d, w, bias, rq, zp, lo, hi, xo, acc32, out2d, o_ * c // nchunks,
+              o_ * (c + 1) // nchunks)
+
+
+def requant_args(rq: RequantParams, channels: int, split=None) -> tuple:
+    """``rq`` of the kernels above: tflite_double takes ``split`` (requant.split_shifts, made
+    here if not given), any other integer scheme its multiplier and shift per output."""
+    mult = np.ascontiguousarray(np.broadcast_to(
+        np.atleast_1d(rq.multiplier).astype(np.int64), (channels,)))
+    shift = np.ascontiguousarray(np.broadcast_to(
+        np.atleast_1d(rq.shift).astype(np.int64), (channels,)))
+    tfl = rq.scheme == RequantScheme.tflite_double
+    if tfl:
+        sp = split if split is not None else split_shifts(rq, channels)
+        ls, rs, m64 = sp.left_shift, sp.right_shift, sp.multiplier
+    else:
+        ls = rs = m64 = mult
+    return (tfl, ls, rs, m64, mult, shift, np.int64(rq.scheme), np.int64(rq.rounding))
+
+
+def scheme_ok(rq: RequantParams) -> bool:
+    """The integer schemes (float32, ONNX Runtime's, is requantized elsewhere)."""
+    return rq.scheme != RequantScheme.float32
+
+
+def applies(rows: int, input_offset: int) -> bool:
+    """Whether an int8 FULLY_CONNECTED of ``rows`` input rows with this offset takes gemv."""
+    return 1 <= rows <= MAX_ROWS and -32000 <= int(input_offset) <= 32000
