@@ -3,7 +3,8 @@ kernels (XNNPACK), side by side in one run, on the corpus models. Ratios, not ab
 
     python benchmarks/bench_models.py [--threads 2] [--repeats 7] [--models mobilenet,person]
 
-Also: per-layer-type GMAC/s of hwsim, Numba cold-compile time (empty cache, in a subprocess)
+Also: per-layer-type ms and GMAC/s of hwsim (``Network.profile``: the schedule ``net.run``
+runs), Numba cold-compile time (empty cache, in a subprocess)
 and the warm (cached) wall time of `hwsim run` on person_detect.
 Exactness is checked on the way: hwsim's outputs must equal TFLite REF's (else it aborts).
 """
@@ -105,15 +106,23 @@ def bench_model(name: str, folder: Path, threads: int, repeats: int) -> None:
     for label, t in rows:
         print(f"  {label:16s} {t * 1e3:9.2f} {macs / t / 1e9:8.2f} {t / t_h:14.2f}")
 
-    # per layer type, hwsim
+    # per layer type, hwsim: the schedule net.run(x) runs (PADs folded into their convolution,
+    # the kernels bound to the call plan's buffers), each layer's median over the repeats
     per = defaultdict(lambda: [0.0, 0])
     times = defaultdict(list)
+    layers = []
     for _ in range(repeats):
-        net.run(x, on_layer=lambda k, layer, outs, dt: times[k].append(dt))
-    for k, layer in enumerate(net.program.layers):
+        prof = net.profile(x)
+        layers = [layer for layer, _ in prof]
+        for k, (_, dt) in enumerate(prof):
+            times[k].append(dt)
+    for k, layer in enumerate(layers):
         per[layer.op][0] += statistics.median(times[k])
         per[layer.op][1] += layer.macs
-    print(f"  hwsim per layer type: {'op':20s} {'ms':>8s} {'GMAC/s':>8s}")
+    folded = len(net.program.layers) - len(layers)
+    print(f"  hwsim per layer type ({len(layers)} layers as run"
+          + (f"; {folded} PADs folded into convolutions" if folded else "") + "):")
+    print(f"  {'':21s}{'op':20s} {'ms':>8s} {'GMAC/s':>8s}")
     for op, (t, m) in sorted(per.items(), key=lambda kv: -kv[1][0]):
         g = f"{m / t / 1e9:8.2f}" if m else "       -"
         print(f"  {'':21s}{op:20s} {t * 1e3:8.2f} {g}")
