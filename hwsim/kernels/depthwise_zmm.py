@@ -24,8 +24,9 @@ TFLite's sum modulo 2^32. The 32-byte loads are not masked: a partial block's la
 read the next pixel's (times zero weights), and rows whose loads could pass the array's end are
 gathered. Outputs go in strips of 4 pixels (stride 1: 6 input vectors per
 kernel row serve the 4 pixels' 12 taps; a row's last strip overlaps the one before rather than
-leaving single pixels); a border pixel (or a row with taps above or below the
-input) first gathers its window into a small scratch buffer padded with ``-off``.
+leaving single pixels). A band of rows with taps in the padding is first copied into a
+scratch buffer padded with ``-off`` (int8, row runs copied 32 bytes at a time), so borders run
+the same strips.
 """
 from __future__ import annotations
 
@@ -295,24 +296,51 @@ def _dw3_run(src, o, rs, cs, sw, nox, wk, wb, be, bo, rq0, rq1, qzp, qlo, qhi, o
 
 
 @njit(inline="always", **_NJ)
-def _gather3(xf, n, H, W, C, iy0, ix0, cols, c0, m, padv, scr):
-    """scr[(r * cols + j) * 32 ...] = the 32 channels from c0 of input pixel (iy0 + r, ix0 + j),
-    r < 3, j < cols; padv (the zero point) outside the input and on the lanes past the channels."""
-    for r in range(3):
+def _copy_run(dst, d0, src, s0, n, padv):
+    """dst[d0:d0+n] = src[s0:s0+n] in 32-byte steps, the last one masked (nothing past
+    src[s0+n] is read) and padded with padv up to the next multiple of 32."""
+    i = 0
+    while i + 32 <= n:
+        _bcopy32(dst, d0 + i, src, s0 + i, np.int64(0xFFFFFFFF), padv)
+        i += 32
+    if i < n:
+        _bcopy32(dst, d0 + i, src, s0 + i, (np.int64(1) << (n - i)) - 1, padv)
+
+
+@njit(**_NJ)
+def _gather(xf, n, H, W, C, iy0, ix0, rows, cols, k0, Cb, padv, scr):
+    """scr[(r * cols + j) * Cb + t] = x[n, iy0 + r, ix0 + j, k0 + t] for r < rows, j < cols,
+    t < Cb (a multiple of 32); padv (the zero point) outside the input and past channel C."""
+    nval = min(Cb, C - k0)
+    rowlen = cols * Cb
+    j0 = min(cols, max(0, -ix0))  # the columns inside the input: j0 <= j < j1
+    j1 = max(j0, min(cols, W - ix0))
+    for r in range(rows):
         iy = iy0 + r
-        for j in range(cols):
-            ix = ix0 + j
-            d = (r * cols + j) * 32
-            if 0 <= iy < H and 0 <= ix < W:
-                _bcopy32(scr, d, xf, ((n * H + iy) * W + ix) * C + c0, m, padv)
-            else:
-                _bsplat32(scr, d, padv)
+        d = r * rowlen
+        if iy < 0 or iy >= H:
+            for i in range(0, rowlen, 32):
+                _bsplat32(scr, d + i, padv)
+            continue
+        for i in range(0, j0 * Cb, 32):
+            _bsplat32(scr, d + i, padv)
+        for i in range(j1 * Cb, rowlen, 32):
+            _bsplat32(scr, d + i, padv)
+        s0 = ((n * H + iy) * W + ix0) * C + k0
+        if Cb == C:  # every channel, a multiple of 32: one contiguous run a row
+            _copy_run(scr, d + j0 * Cb, xf, s0 + j0 * C, (j1 - j0) * C, padv)
+            continue
+        for j in range(j0, j1):
+            _copy_run(scr, d + j * Cb, xf, s0 + j * C, nval, padv)
 
 
 @njit(**_NJ)
 def _dw3_item(item, nb, ng, x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, qzp, qlo, qhi, o8, scr):
     """One work item: a band of output rows of one image x a range of 32-channel blocks; blocks
-    outer, so a block's bias and requantization constants stay in registers."""
+    outer, so a block's bias and requantization constants stay in registers. A band whose taps
+    all lie inside the input is read in place; any other (padding, or a partial block's loads
+    reaching the input's end) is first gathered into ``scr`` with the item's channels, padded
+    with the zero point, so every row runs the same 4-pixel strips."""
     N, H, W, C = x.shape
     NCB = (C + 31) // 32
     n = item // (nb * ng)
@@ -323,42 +351,35 @@ def _dw3_item(item, nb, ng, x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, qzp, ql
     oy1 = ((b + 1) * oh) // nb
     cb0 = (g * NCB) // ng
     cb1 = ((g + 1) * NCB) // ng
+    if oy1 <= oy0:
+        return
     xf = x.reshape(x.size)
     Wp = (ow - 1) * sw + 3
-    # output columns whose 3 taps all lie inside the input
-    oxa = min(ow, max(0, (pl + sw - 1) // sw))
-    oxb = max(oxa, min(ow, (W - 3 + pl) // sw + 1))
+    rows = (oy1 - oy0 - 1) * sh + 3  # input rows of the band
+    iy0 = oy0 * sh - pt
+    inside = iy0 >= 0 and iy0 + rows <= H and pl <= 0 and Wp - pl <= W
+    # in place unless a tap is in the padding or a 32-byte load of a partial last block could
+    # pass the array's end; else the band's channels are gathered once for all its blocks
+    gathered = not (inside and (C % 32 == 0 or cb1 < NCB or n < N - 1 or iy0 + rows < H))
+    Cb = 32 * (cb1 - cb0)
+    if gathered:
+        _gather(xf, n, H, W, C, iy0, -pl, rows, Wp, 32 * cb0, Cb, padv, scr)
     for cb in range(cb0, cb1):
         c0 = 32 * cb
         nv = min(32, C - c0)
-        m = (np.int64(1) << nv) - 1
         wb = cb * 576
         # the block's constants, loaded once for all its rows
         rq0 = _zq_consts(qk, 4 * c0)
         rq1 = _zq_consts(qk, 4 * c0 + 64)
         be = _zload_i32(bk, c0)
         bo = _zload_i32(bk, c0 + 16)
+        if gathered:
+            src, o, rs, cs = scr, 32 * (cb - cb0), Wp * Cb, Cb
+        else:
+            src, o, rs, cs = xf, ((n * H + iy0) * W - pl) * C + c0, W * C, C
         for oy in range(oy0, oy1):
-            iy0 = oy * sh - pt
-            # rows read in place; not a partial block's last input row of the last image, where
-            # a 32-byte load could pass the array's end (gathered with masked loads instead)
-            inside = iy0 >= 0 and iy0 + 2 < H and (nv == 32 or n < N - 1 or iy0 + 3 < H)
-            oo = ((n * oh + oy) * ow) * C + c0
-            # a row is 1 segment (gathered whole) or: the left border pixels, the interior
-            # (read in place), the right border pixels; one call site keeps the code small
-            nseg = oxa + 1 + ow - oxb if inside else 1
-            for sg in range(nseg):
-                if not inside:
-                    _gather3(xf, n, H, W, C, iy0, -pl, Wp, c0, m, padv, scr)
-                    src, o, rs, cs, nox, d = scr, 0, Wp * 32, 32, ow, oo
-                elif sg == oxa:
-                    src, o, rs, cs = xf, ((n * H + iy0) * W + oxa * sw - pl) * C + c0, W * C, C
-                    nox, d = oxb - oxa, oo + oxa * C
-                else:
-                    ox = sg if sg < oxa else oxb + sg - oxa - 1
-                    _gather3(xf, n, H, W, C, iy0, ox * sw - pl, 3, c0, m, padv, scr)
-                    src, o, rs, cs, nox, d = scr, 0, 96, 32, 1, oo + ox * C
-                _dw3_run(src, o, rs, cs, sw, nox, wk, wb, be, bo, rq0, rq1, qzp, qlo, qhi, o8, d, C, nv)
+            _dw3_run(src, o + (oy - oy0) * sh * rs, rs, cs, sw, ow, wk, wb, be, bo, rq0, rq1, qzp, qlo, qhi, o8,
+                     ((n * oh + oy) * ow) * C + c0, C, nv)
 
 
 @njit(parallel=True, **_NJ)
@@ -366,7 +387,8 @@ def _dw3_par(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo
     nb, ng = _plan(x.shape[0], oh, ow, (x.shape[3] + 31) // 32, nthreads, 256)
     o8 = out8.reshape(out8.size)
     for item in prange(x.shape[0] * nb * ng):
-        scr = np.empty(3 * ((ow - 1) * sw + 3) * 32, np.int8)
+        scr = np.empty(((oh + nb - 1) // nb * sh + 3) * ((ow - 1) * sw + 3) * 32 * ((x.shape[3] + 31) // 32 // ng + 1),
+                       np.int8)
         _dw3_item(np.int64(item), nb, ng, x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, qzp, qlo - qzp, qhi - qzp,
                   o8, scr)
 
@@ -374,7 +396,8 @@ def _dw3_par(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo
 @njit(**_NJ)
 def _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8):
     o8 = out8.reshape(out8.size)
-    scr = np.empty(3 * ((ow - 1) * sw + 3) * 32, np.int8)
-    for n in range(x.shape[0]):  # one item per image
-        _dw3_item(np.int64(n), 1, 1, x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, qzp, qlo - qzp, qhi - qzp, o8,
-                  scr)
+    nb, ng = _plan(x.shape[0], oh, ow, (x.shape[3] + 31) // 32, 1, 256)  # bands of ~256 pixels
+    scr = np.empty(((oh + nb - 1) // nb * sh + 3) * ((ow - 1) * sw + 3) * ((x.shape[3] + 31) // 32 * 32), np.int8)
+    for item in range(x.shape[0] * nb * ng):
+        _dw3_item(np.int64(item), nb, ng, x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, qzp, qlo - qzp, qhi - qzp,
+                  o8, scr)
