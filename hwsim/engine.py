@@ -204,6 +204,10 @@ class Network:
 _ALIGN = 64  # buffers start on a cache line
 
 
+def _noop(inputs) -> None:
+    """An aliasing layer's call: its output is a view the plan made (registry.ALIAS)."""
+
+
 def _conforms(ins: list[np.ndarray], check: tuple) -> bool:
     """Whether the inputs a bound call gets from outside the plan (the network's inputs, a
     kernel without ``bind``) are what it was bound for: shape, dtype, C order."""
@@ -218,8 +222,8 @@ class _Arena:
     """The call plan of one schedule with the buffers it runs in (see the module docstring).
 
     Buffers are planned greedily in schedule order: a bound layer's outputs take the smallest
-    free buffer that holds them (else a new one), and a tensor's buffer is free again after
-    its last reader. A tensor that a kernel without ``bind`` reads is never freed (that
+    free buffer that holds them (else a new one), and a buffer is free again after the last
+    reader of every tensor in it (a RESHAPE's output is its input's buffer: registry.ALIAS). A tensor that a kernel without ``bind`` reads is never freed (that
     kernel may return a view of it), nor is a network output (copied out after the run).
     """
 
@@ -236,6 +240,8 @@ class _Arena:
         keep = set(prog.outputs)
         free: list[np.ndarray] = []  # idle byte buffers
         owned: dict[int, np.ndarray] = {}  # tensor -> the byte buffer it lives in
+        users: dict[int, int] = {}  # id(byte buffer) -> live tensors in it (aliases share one)
+        views: dict[int, np.ndarray] = {}  # tensor -> its typed view of its buffer
         bound_out: set[int] = set()  # tensors a bound step writes
         generic_read: set[int] = set()
         steps = []
@@ -261,11 +267,19 @@ class _Arena:
                 bufs = [take(infos[t]) for t in layer.outputs]
                 outs = [v for _, v in bufs]
                 fn = kern.bind(layer, data, [infos[i] for i in layer.inputs], outs)
-                if fn is None:
+                if fn is None or fn is registry.ALIAS:
                     free.extend(b for b, _ in bufs)
-                    outs = None
+                    src = layer.inputs[0] if len(layer.inputs) == 1 else None
+                    if fn is registry.ALIAS and src in views and len(outs) == 1:
+                        # the output is the source's buffer in another shape: no call at all
+                        t, b = layer.outputs[0], owned[src]
+                        views[t] = views[src].reshape(outs[0].shape)
+                        owned[t], users[id(b)], fn, outs = b, users[id(b)] + 1, _noop, [views[t]]
+                    else:
+                        fn = outs = None
                 else:
-                    owned.update((t, b) for t, (b, _) in zip(layer.outputs, bufs))
+                    for t, (b, v) in zip(layer.outputs, bufs):
+                        owned[t], views[t], users[id(b)] = b, v, 1
             check = ()
             if fn is None:
                 generic_read.update(layer.inputs)
@@ -279,7 +293,10 @@ class _Arena:
             steps.append((layer, fn, kern, data, fast, outs, check, done))
             for i in done:
                 if i in owned and i not in generic_read:
-                    free.append(owned.pop(i))
+                    b = owned.pop(i)
+                    users[id(b)] -= 1
+                    if not users[id(b)]:
+                        free.append(b)
         self.steps = steps
         # a layer's output may live in a buffer or be a view of one: the caller gets a copy
         self.copied = {t for layer in layers for t in layer.outputs if t in keep}

@@ -18,7 +18,10 @@ writes the layer's outputs into ``outs`` (and nothing else: no array is allocate
 no input is aliased) and returns nothing; every constant and argument list is derived in
 ``bind``, once. ``bind`` returns None where its fast form does not apply (the engine then
 calls the kernel as above). A bound call must give the same integers as ``run``: the tests
-compare both (tests/test_engine_plan.py).
+compare both (tests/test_engine_plan.py). ``bind`` may also return :data:`ALIAS`: the layer's
+one output is its one input's data in another shape (RESHAPE), so the engine gives it the
+input's buffer and calls nothing (or, where the input has no buffer of the plan, calls the
+kernel).
 
 The families register themselves when imported: ``hwsim.lower`` imports every lowering family,
 ``hwsim.kernels.ops`` every kernel family (the engine imports it). This module imports
@@ -33,6 +36,7 @@ LOWERINGS: dict[str, Callable] = {}
 KERNELS: dict[str, "Kernel"] = {}
 
 _UNPREPARED = object()
+ALIAS = "alias"  # what a bind step returns for a layer whose output is its input reshaped
 
 
 @dataclass(frozen=True)

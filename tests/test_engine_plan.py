@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import hwsim
-from hwsim import examples
+from hwsim import engine, examples
 
 
 @pytest.fixture(scope="module")
@@ -97,19 +97,28 @@ def test_tensors_alive_at_once_never_share_memory(example_net):
     layers = [s[0] for s in ar.steps]
     born, last = {}, {}
     arrays = {}
+    alias_of = {}
     for k, (layer, fn, _kern, _data, _fast, outs, _check, _done) in enumerate(ar.steps):
         for i in layer.inputs:
             last[i] = k
+        if fn is engine._noop:
+            alias_of[layer.outputs[0]] = layer.inputs[0]
         if fn is not None:
             for t, o in zip(layer.outputs, outs):
                 born[t], arrays[t] = k, o
+    for t, src in list(alias_of.items()):  # an alias lives as long as its source's buffer
+        last[src] = max(last.get(src, born[src]), last.get(t, born[t]))
     for t in example_net.program.outputs:
         last[t] = len(layers)
     shared = 0
     ts = sorted(arrays)
+    def root(t):
+        while t in alias_of:
+            t = alias_of[t]
+        return t
     for a in ts:
         for b in ts:
-            if a < b and np.shares_memory(arrays[a], arrays[b]):
+            if a < b and root(a) != root(b) and np.shares_memory(arrays[a], arrays[b]):
                 shared += 1
                 # one must be dead (last read) no later than the other is written
                 assert last.get(a, born[a]) <= born[b] or last.get(b, born[b]) <= born[a], (a, b)
@@ -201,5 +210,19 @@ def test_bound_small_ops_equal_the_plain_kernels(name, model, tmp_path):
         for g, w in zip(got, want):
             assert g.dtype == w.dtype and g.shape == w.shape and np.array_equal(g, w)
     bound = [fn is not None for _l, fn, *_r in net._arenas[-1].steps]
-    # MEAN over axes that are not one block transposes: no bind; every other layer has one
-    assert bound == [name != "mean_mixed"], name
+    # MEAN over axes that are not one block transposes: no bind; a RESHAPE of the network's
+    # input has no buffer to alias; every other layer is bound
+    assert bound == [name not in ("mean_mixed", "reshape")], name
+
+
+def test_a_reshape_aliases_its_input_buffer(example_net):
+    """The example's RESHAPE (after the pooling) is no call: its output is a view of its
+    input's buffer, and the run still equals the plain one (test_plan_runs_equal_...)."""
+    ar = _arena(example_net)
+    steps = [s for s in ar.steps if s[0].op == "RESHAPE"]
+    assert steps
+    for layer, fn, _kern, _data, _fast, outs, _check, _done in steps:
+        assert fn is engine._noop
+        src = next(s[5][s[0].outputs.index(layer.inputs[0])] for s in ar.steps
+                   if layer.inputs[0] in s[0].outputs)
+        assert np.shares_memory(outs[0], src)
