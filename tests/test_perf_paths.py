@@ -319,6 +319,46 @@ def test_dw3_is_taken_on_avx512():
         assert mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, slow)[0] == 1
 
 
+@pytest.mark.parametrize("zp,lo,hi", [(0, -128, 127), (-128, -128, 127), (5, 5, 127), (127, -100, 50)])
+def test_zrq64_store_matches_requantize(zp, lo, hi):
+    """The dw3 kernel's one-step 64-bit requantization (mac_intrinsics._zrq64_store) against
+    requantize on every right shift 0..31, positive and negative multipliers, and accumulators
+    at the int32 limits and where acc * m + 2^30 changes sign."""
+    from numba import njit
+
+    from hwsim.kernels.depthwise_zmm import dw3_requant
+    from hwsim.kernels.mac_intrinsics import _zload_i32, _zq_consts, _zrq64_store
+
+    @njit
+    def run(acc, qk, zp, lo, hi, out):
+        C = acc.shape[1]
+        a, o = acc.reshape(acc.size), out.reshape(out.size)
+        for r in range(acc.shape[0]):
+            for c in range(0, C, 16):
+                _zrq64_store(o, r * C + c, _zload_i32(a, r * C + c), _zq_consts(qk, 4 * c), zp, lo - zp, hi - zp,
+                             C - c)
+
+    rng = np.random.default_rng(zp + 1000)
+    C = 72  # 64 + a partial block of 8
+    shift = -(np.arange(C) % 32)
+    mult = rng.integers(1 << 30, (1 << 31) - 1, C) * rng.choice([-1, 1], C)
+    mult[:4] = [1 << 30, 1, (1 << 31) - 1, -(1 << 31) + 1]  # m = 1 at e = 1: p = -2^30 - 1 is a tie
+    rq = RequantParams(act_min=lo, act_max=hi, multiplier=mult, shift=shift, scheme=RequantScheme.tflite_double,
+                       out_zp=zp)
+    fq = _fq(rq, C)
+    qk = dw3_requant(fq.cp, C)
+    special = np.array([-(1 << 31), (1 << 31) - 1, 0, 1, -1, -2, 2, 3, -3], np.int64)
+    acc = np.concatenate([np.broadcast_to(special[:, None], (special.size, C)),
+                          rng.integers(-(1 << 31), 1 << 31, (300, C)),
+                          rng.integers(-5000, 5000, (300, C)),
+                          # acc * m + 2^30 near 0: acc = -2^30 / m rounded either way
+                          np.round(-(1 << 30) / mult)[None, :] + np.arange(-2, 3)[:, None]]).astype(np.int64)
+    acc = np.clip(acc, -(1 << 31), (1 << 31) - 1).astype(np.int32)
+    out = np.empty(acc.shape, np.int8)
+    run(acc, qk, np.int64(zp), np.int64(lo), np.int64(hi), out)
+    _eq(out, requantize(acc, rq, np.int8))
+
+
 def _guarded_int8(shape):
     """An int8 array that ends where an unreadable page begins: a kernel reading past its end
     faults (and the test process dies) instead of reading another array's bytes."""

@@ -190,7 +190,7 @@ def dw3_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int):
 
 def dw3_requant(cp: np.ndarray, channels: int) -> np.ndarray | None:
     """The constants of mac_intrinsics._zrq64_store for a FusedRequant's ``cp``: int64
-    [blocks of 16 channels][m, 2^(e+30) or 0, 2^31 or 0, 31 + e][even lanes, odd lanes][8]
+    [blocks of 16 channels][m, 2^30 + (2^(e+30) or 0), 2^31 or 0, 31 + e][even lanes, odd lanes][8]
     (e: the right shift); None when a channel has a left shift or an INT32_MIN multiplier
     (not ``fast``: the band kernel takes the layer)."""
     if not cp[5, 0]:
@@ -200,7 +200,8 @@ def dw3_requant(cp: np.ndarray, channels: int) -> np.ndarray | None:
     e = np.zeros(C16, np.int64)
     m[:channels] = cp[0, :channels]
     e[:channels] = cp[2, :channels]
-    k = np.stack([m, np.where(e >= 1, np.int64(1) << (e + 30), 0), np.where(e >= 1, np.int64(1) << 31, 0), 31 + e])
+    k = np.stack([m, (1 << 30) + np.where(e >= 1, np.int64(1) << (e + 30), 0), np.where(e >= 1, np.int64(1) << 31, 0),
+                  31 + e])
     return np.ascontiguousarray(k.reshape(4, C16 // 16, 8, 2).transpose(1, 0, 3, 2)).reshape(-1)
 
 

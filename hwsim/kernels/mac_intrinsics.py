@@ -993,8 +993,8 @@ def _zrq64_store(typingctx, out, oidx, v, k, zp, lo, hi, nv):
     = (p + 2^30 + 2^(e-1) * 2^31 - [p + 2^30 < 0] * 2^31) >> (31 + e) for e >= 1, and
     (p + 2^30) >> 31 for e = 0 (nested floors of integer divisions: floor((floor(a / 2^31) + c)
     / 2^e) = floor((a + c * 2^31) / 2^(31 + e))); |p| < 2^62, so nothing overflows. ``k``
-    (_zq_consts): m, 2^(e+30) or 0, 2^31 or 0, 31 + e, each for the even lanes then the odd
-    lanes. Clamped to [lo, hi] before ``zp`` is added (lo and hi given less zp): no int32 wrap."""
+    (_zq_consts): m, 2^30 + (2^(e+30) or 0), 2^31 or 0, 31 + e, each for the even lanes then
+    the odd lanes (p + 2^30 < 0 is tested as p < -2^30). Clamped to [lo, hi] before ``zp`` is added (lo and hi given less zp): no int32 wrap."""
     if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x16 or k != _Q_CONSTS:
         return None
 
@@ -1010,9 +1010,9 @@ def _zrq64_store(typingctx, out, oidx, v, k, zp, lo, hi, nv):
             return builder.ashr(builder.shl(q, c32), c32)
 
         def lane(x, m, kp, kc, s):
-            u = builder.add(builder.mul(x, lo32(m)), ir.Constant(_V8Q, [1 << 30] * 8))
-            t = builder.add(u, kp)
-            t = builder.select(builder.icmp_signed("<", u, ir.Constant(_V8Q, [0] * 8)), builder.sub(t, kc), t)
+            p = builder.mul(x, lo32(m))
+            t = builder.add(p, kp)
+            t = builder.select(builder.icmp_signed("<", p, ir.Constant(_V8Q, [-(1 << 30)] * 8)), builder.sub(t, kc), t)
             return builder.bitcast(builder.ashr(t, s), _V16D)
 
         re = lane(lo32(x64), me, kpe, kce, se)
