@@ -20,6 +20,7 @@ next run); runs in several threads at once each take their own arena.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 
@@ -290,7 +291,11 @@ class _Arena:
                               for pos, i in enumerate(layer.inputs) if i not in bound_out)
             fast = getattr(kern.run, "outputs_only", None)
             done = tuple(i for i in dict.fromkeys(layer.inputs) if last_use[i] == k and i not in keep)
-            steps.append((layer, fn, kern, data, fast, outs, check, done))
+            # bound, every input in a buffer of the plan: the call with its inputs bound too
+            call = functools.partial(fn, [views[i] for i in layer.inputs]) \
+                if fn is not None and not check else None
+            steps.append((call, layer, fn, kern, data, fast, outs, check,
+                          tuple(i for i in done if i not in views)))
             for i in done:
                 if i in owned and i not in generic_read:
                     b = owned.pop(i)
@@ -298,28 +303,40 @@ class _Arena:
                     if not users[id(b)]:
                         free.append(b)
         self.steps = steps
+        self.views = dict(views)  # what every bound output reads as, for every run
         # a layer's output may live in a buffer or be a view of one: the caller gets a copy
         self.copied = {t for layer in layers for t in layer.outputs if t in keep}
 
     def run(self, xs: list[np.ndarray], on_step=None) -> list[np.ndarray]:
         import time
-        values: dict[int, np.ndarray] = dict(zip(self.inputs, xs))
-        for k, (layer, fn, kern, data, fast, outs, check, done) in enumerate(self.steps):
-            threads.adapt()  # thread count from the machine's load (kernels/threads.py)
+        values: dict[int, np.ndarray] = self.views.copy()
+        values.update(zip(self.inputs, xs))
+        adapt = threads.adapt  # thread count from the machine's load (kernels/threads.py)
+        for k, step in enumerate(self.steps):
+            adapt()
             t0 = time.perf_counter() if on_step is not None else 0.0
-            ins = [values[i] for i in layer.inputs]
-            if fn is not None and (not check or _conforms(ins, check)):
-                fn(ins)
-            elif outs is not None:  # an input the plan did not expect: the kernel's own path
-                res = fast(layer, ins, data) if fast is not None else kern(layer, ins, data)[0]
-                for o, v in zip(outs, res):
-                    np.copyto(o, v)
+            if step[0] is not None:
+                step[0]()  # the common case: nothing but the kernel's call
             else:
-                outs = fast(layer, ins, data) if fast is not None else kern(layer, ins, data)[0]
+                self._step(step, values)
+            if on_step is not None:
+                on_step(k, step[1], time.perf_counter() - t0)
+        return [values[i].copy() if i in self.copied else values[i] for i in self.outputs]
+
+    @staticmethod
+    def _step(step, values: dict[int, np.ndarray]) -> None:
+        """A layer whose inputs come from outside the plan, or without a bind step."""
+        _, layer, fn, kern, data, fast, outs, check, done = step
+        ins = [values[i] for i in layer.inputs]
+        if fn is not None and _conforms(ins, check):
+            fn(ins)
+        elif outs is not None:  # an input the plan did not expect: the kernel's own path
+            res = fast(layer, ins, data) if fast is not None else kern(layer, ins, data)[0]
+            for o, v in zip(outs, res):
+                np.copyto(o, v)
+        else:
+            outs = fast(layer, ins, data) if fast is not None else kern(layer, ins, data)[0]
             for t, v in zip(layer.outputs, outs):
                 values[t] = v
-            for i in done:  # what no later layer reads
-                del values[i]
-            if on_step is not None:
-                on_step(k, layer, time.perf_counter() - t0)
-        return [values[i].copy() if i in self.copied else values[i] for i in self.outputs]
+        for i in done:  # what no later layer reads
+            del values[i]

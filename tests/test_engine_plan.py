@@ -45,7 +45,7 @@ def _arena(net):
 
 def test_the_plan_binds_the_example_layers(example_net):
     ar = _arena(example_net)
-    bound = [layer.op for layer, fn, *_ in ar.steps if fn is not None]
+    bound = [layer.op for _call, layer, fn, *_ in ar.steps if fn is not None]
     assert {"CONV_2D", "DEPTHWISE_CONV_2D"} <= set(bound)
 
 
@@ -94,11 +94,11 @@ def test_runs_in_threads_take_their_own_buffers(example_net):
 
 def test_tensors_alive_at_once_never_share_memory(example_net):
     ar = _arena(example_net)
-    layers = [s[0] for s in ar.steps]
+    layers = [s[1] for s in ar.steps]
     born, last = {}, {}
     arrays = {}
     alias_of = {}
-    for k, (layer, fn, _kern, _data, _fast, outs, _check, _done) in enumerate(ar.steps):
+    for k, (_call, layer, fn, _kern, _data, _fast, outs, _check, _done) in enumerate(ar.steps):
         for i in layer.inputs:
             last[i] = k
         if fn is engine._noop:
@@ -139,7 +139,7 @@ def test_profile_times_every_layer_of_the_schedule(example_net):
     x = examples.example_input()
     times = example_net.profile(x)
     ar = _arena(example_net)
-    assert [layer for layer, _ in times] == [s[0] for s in ar.steps]
+    assert [layer for layer, _ in times] == [s[1] for s in ar.steps]
     assert all(dt >= 0 for _, dt in times)
 
 
@@ -209,7 +209,7 @@ def test_bound_small_ops_equal_the_plain_kernels(name, model, tmp_path):
         want = net.run(xs, trace=True).outputs
         for g, w in zip(got, want):
             assert g.dtype == w.dtype and g.shape == w.shape and np.array_equal(g, w)
-    bound = [fn is not None for _l, fn, *_r in net._arenas[-1].steps]
+    bound = [fn is not None for _c, _l, fn, *_r in net._arenas[-1].steps]
     # MEAN over axes that are not one block transposes: no bind; a RESHAPE of the network's
     # input has no buffer to alias; every other layer is bound
     assert bound == [name not in ("mean_mixed", "reshape")], name
@@ -219,10 +219,10 @@ def test_a_reshape_aliases_its_input_buffer(example_net):
     """The example's RESHAPE (after the pooling) is no call: its output is a view of its
     input's buffer, and the run still equals the plain one (test_plan_runs_equal_...)."""
     ar = _arena(example_net)
-    steps = [s for s in ar.steps if s[0].op == "RESHAPE"]
+    steps = [s for s in ar.steps if s[1].op == "RESHAPE"]
     assert steps
-    for layer, fn, _kern, _data, _fast, outs, _check, _done in steps:
+    for _call, layer, fn, _kern, _data, _fast, outs, _check, _done in steps:
         assert fn is engine._noop
-        src = next(s[5][s[0].outputs.index(layer.inputs[0])] for s in ar.steps
-                   if layer.inputs[0] in s[0].outputs)
+        src = next(s[6][s[1].outputs.index(layer.inputs[0])] for s in ar.steps
+                   if layer.inputs[0] in s[1].outputs)
         assert np.shares_memory(outs[0], src)
