@@ -152,7 +152,8 @@ def _net(model_bytes, tmp_path, name):
 def _small_op_models():
     """Single-op models of the kernels with a bind step other than the MAC layers, on shapes
     that take each of their paths (int8 ADD by table, serial and threaded, direct; int16 ADD
-    power-of-two; MEAN in place; PAD in one pass; the 3-channel TRANSPOSE; RESHAPE; POOL)."""
+    power-of-two; MEAN in place; PAD in one pass; the 3-channel TRANSPOSE; RESHAPE; 8-bit
+    SOFTMAX; POOL)."""
     from test_ops_elementwise import _binary_model
     from test_ops_shape import single_op
     q8 = ((0.05, -3), (0.04, 6), (0.07, 2))
@@ -185,6 +186,10 @@ def _small_op_models():
         yield name, single_op("MEAN", shape, np.int8, out, np.int8,
                               [np.array(axes, np.int32)], x_q=(0.05, 10), y_q=(0.02, -5),
                               keep_dims=True)
+    from test_ops_activation import _softmax_model
+    yield "softmax_i8", _softmax_model(np.int8, np.int8, (3, 2, 64), 0.05, -3, 1 / 256, -128, 1.0)
+    yield "softmax_u8_i16", _softmax_model(np.uint8, np.int16, (2, 300), 0.05, 100, 1 / 65536,
+                                           -32768, 1.0)
     yield "avg_pool", single_op("AVERAGE_POOL_2D", (1, 9, 9, 5), np.int8, (1, 5, 5, 5),
                                 np.int8, padding="SAME", stride_h=2, stride_w=2,
                                 filter_height=3, filter_width=3,

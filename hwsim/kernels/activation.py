@@ -18,7 +18,7 @@ from ..fixedpoint import (count_leading_zeros32, exp_on_negative_values, fp_add,
                           saturating_doubling_high_mul_int16,
                           saturating_left_shift_int16, srdhm_int16)
 from ..ir import InputError
-from ..registry import kernel
+from ..registry import binder, kernel
 
 _DTYPE_OF_RANGE = {(-128, 127): np.int8, (0, 255): np.uint8, (-32768, 32767): np.int16}
 
@@ -303,6 +303,14 @@ def prepare_softmax_q8(layer) -> np.ndarray:
     return exp_table
 
 
+def _softmax_q8_error(layer, bad: int, rows: int, bits: int) -> InputError:
+    return InputError(
+        f"layer {layer.index} ({layer.op}): in {bad} of {rows} rows the sum of "
+        f"exponentials is too large for a {bits}-bit output: it reaches 256 (e.g. more "
+        f"than 255 entries equal to the row maximum) and TFLite's reference Softmax fails "
+        f"TFLITE_CHECK(0 <= exponent <= 31) there")
+
+
 @kernel("softmax_q8", prepare=prepare_softmax_q8)
 def run_softmax_q8(layer, inputs, exp_table):
     p = layer.params
@@ -316,12 +324,33 @@ def run_softmax_q8(layer, inputs, exp_table):
     bad = _softmax_q8(x2, out, exp_table, np.int64(bits), np.int64(p.out_qmin),
                       np.int64(p.out_qmax))
     if bad:
-        raise InputError(
-            f"layer {layer.index} ({layer.op}): in {bad} of {x2.shape[0]} rows the sum of "
-            f"exponentials is too large for a {bits}-bit output: it reaches 256 (e.g. more "
-            f"than 255 entries equal to the row maximum) and TFLite's reference Softmax fails "
-            f"TFLITE_CHECK(0 <= exponent <= 31) there")
+        raise _softmax_q8_error(layer, bad, x2.shape[0], bits)
     return [out.astype(dt).reshape(x.shape)], None
+
+
+@binder("softmax_q8")
+def bind_softmax_q8(layer, data, in_infos, outs):
+    """The int32 working rows made once; a call is two casting copies and the kernel."""
+    p = layer.params
+    out = outs[0]
+    shape = tuple(int(d) for d in in_infos[0].shape) if len(in_infos) == 1 else None
+    if shape is None or out.shape != shape or out.dtype != np.dtype(_out_dtype(p)) or \
+            out.size == 0:
+        return None
+    depth = shape[-1] if shape else 1
+    x2 = np.empty((out.size // depth, depth), np.int32)
+    o2 = np.empty_like(x2)
+    out2 = out.reshape(x2.shape)
+    bits = 8 * out.dtype.itemsize
+    args = (data, np.int64(bits), np.int64(p.out_qmin), np.int64(p.out_qmax))
+
+    def call(inputs):
+        np.copyto(x2, inputs[0].reshape(x2.shape))
+        bad = _softmax_q8(x2, o2, *args)
+        if bad:
+            raise _softmax_q8_error(layer, bad, x2.shape[0], bits)
+        np.copyto(out2, o2, casting="unsafe")  # within [out_qmin, out_qmax]: exact
+    return call
 
 
 # ---------------------------------------------------------------------------------------------
