@@ -11,22 +11,23 @@ load. The two accumulators hold channels {0-3, 8-11, 16-19, 24-27} and {4-7, 12-
 and int16 inputs take mac_tiles. Called by hwsim.kernels.mac where the CPU has AVX-512 (BW);
 Numba compiles it on its first call only.
 
-3x3 layers (dilation 1, depth multiplier 1, an int8 input zero point: the layers of
-mobilenet-style models) take ``_dw3_*`` instead, which reads the int8 input in place: no band
-buffer, no int16 copy. Each 32-channel block's nine taps are two int16 weight vectors each, one
-with the even channels' weights (odd lanes 0) and one with the odd channels' (``dw3_weights``),
-so ``vpmaddwd`` of the sign-extended input (32 channels of one pixel, one vpmovsxbw) and a
-weight vector is that tap's 16 products, no lane shuffle per tap (LLVM makes the multiply-adds
-vpdpwssd on VNNI CPUs); the two accumulators hold the even and the odd channels, requantized
-by mac_intrinsics._zrq64_store (one 64-bit rounding step per lane). The input offset is folded into the bias (``bias + off * sum(w)``) and taps
-outside the input read ``-off`` (the zero point: ``w * (-off)`` cancels its share), which is
-TFLite's sum modulo 2^32. The 32-byte loads are not masked: a partial block's last channels
-read the next pixel's (times zero weights), and rows whose loads could pass the array's end are
-gathered. Outputs go in strips of 4 pixels (stride 1: 6 input vectors per
-kernel row serve the 4 pixels' 12 taps; a row's last strip overlaps the one before rather than
-leaving single pixels). A band of rows with taps in the padding is first copied into a
-scratch buffer padded with ``-off`` (int8, row runs copied 32 bytes at a time), so borders run
-the same strips.
+3x3 layers (dilation 1, depth multiplier 1, an int8 input zero point, no left shift or
+INT32_MIN multiplier in the requantization: the layers of mobilenet-style models; mac._dw_head
+decides) take ``_dw3_*`` instead, which reads the int8 input in place: no band buffer, no
+int16 copy. Each 32-channel block's nine taps are two int16 weight vectors each, one with the
+even channels' weights (odd lanes 0) and one with the odd channels' (``dw3_weights``), so
+``vpmaddwd`` of the sign-extended input (32 channels of one pixel, one vpmovsxbw) and a weight
+vector is that tap's 16 products, no lane shuffle per tap (LLVM makes the multiply-adds
+vpdpwssd on VNNI CPUs); the two accumulators hold the even and the odd channels, requantized by
+mac_intrinsics._zrq64_store (one 64-bit rounding step per lane). The input offset is folded
+into the bias (``bias + off * sum(w)``) and taps outside the input read ``-off`` (the zero
+point: ``w * (-off)`` cancels its share), which is TFLite's sum modulo 2^32. The 32-byte loads
+are not masked: a partial block's last channels read the next pixel's (times zero weights), and
+rows whose loads could pass the array's end are gathered. Outputs go in strips of 4 pixels
+(stride 1: 6 input vectors per kernel row serve the 4 pixels' 12 taps; a row's last strip
+overlaps the one before rather than leaving single pixels). A band of rows with taps in the
+padding is first copied into a scratch buffer padded with ``-off`` (int8, row runs copied 32
+bytes at a time), so borders run the same strips.
 """
 from __future__ import annotations
 

@@ -994,7 +994,8 @@ def _zrq64_store(typingctx, out, oidx, v, k, zp, lo, hi, nv):
     (p + 2^30) >> 31 for e = 0 (nested floors of integer divisions: floor((floor(a / 2^31) + c)
     / 2^e) = floor((a + c * 2^31) / 2^(31 + e))); |p| < 2^62, so nothing overflows. ``k``
     (_zq_consts): m, 2^30 + (2^(e+30) or 0), 2^31 or 0, 31 + e, each for the even lanes then
-    the odd lanes (p + 2^30 < 0 is tested as p < -2^30). Clamped to [lo, hi] before ``zp`` is added (lo and hi given less zp): no int32 wrap."""
+    the odd lanes (p + 2^30 < 0 is tested as p < -2^30). Clamped to [lo, hi] before ``zp`` is
+    added (lo and hi given less zp): no int32 wrap."""
     if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x16 or k != _Q_CONSTS:
         return None
 
