@@ -153,9 +153,12 @@ class Network:
     def _run_bound(self, xs: list[np.ndarray], on_step=None) -> list[np.ndarray]:
         """The untraced schedule on a call plan; ``on_step(k, layer, seconds)`` for profile."""
         prog = self.program
-        if self._folded is None:
-            self._folded = run_passes(ENGINE_PASSES, prog) if FOLD_PADS else prog
-        arena = self._take_arena(self._folded.layers)
+        layers = prog.layers
+        if FOLD_PADS:  # read per run (the tests switch it)
+            if self._folded is None:
+                self._folded = run_passes(ENGINE_PASSES, prog)
+            layers = self._folded.layers
+        arena = self._take_arena(layers)
         try:
             outs = arena.run(xs, on_step)
         finally:
