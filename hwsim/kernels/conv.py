@@ -24,7 +24,7 @@ import numba
 import numpy as np
 
 from ..params import MacParams
-from ..registry import binder, kernel
+from ..registry import InputViews, binder, kernel
 from ..vocab import RequantScheme
 from . import accumulate, gemv, mac
 from .requant import SplitShifts, requantize, split_shifts
@@ -259,9 +259,9 @@ def bind_fully_connected(layer, data: MacData, in_infos, outs):
             int(np.prod(in_infos[0].shape, dtype=np.int64)) != p.batch * p.depth or \
             outs[0].size != p.batch * data.packed.shape[0] or outs[0].size == 0:
         return None
-    args, shape = _gemv_args(p, data), (p.batch, p.depth)
+    args, views = _gemv_args(p, data), InputViews((p.batch, p.depth))
     out2d = outs[0].reshape(p.batch, data.packed.shape[0])
 
     def call(ins):
-        _gemv(args, ins[0].reshape(shape), out2d)
+        _gemv(args, views(ins)[0], out2d)
     return call

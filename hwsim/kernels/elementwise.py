@@ -21,7 +21,7 @@ import numpy as np
 from ..arith import (multiply_by_quantized_multiplier_double,
                      multiply_by_quantized_multiplier_single, rounding_divide_by_pot, saturate,
                      wrap_int32)
-from ..registry import binder, kernel
+from ..registry import InputViews, binder, kernel
 
 
 @numba.njit(cache=True, inline="always")
@@ -208,9 +208,10 @@ def bind_mean(layer, data, in_infos, outs):
             out.dtype != np.dtype(in_infos[0].dtype):
         return None
     acc, out2, args = np.empty(split[2], np.int32), out.reshape(split[0], split[2]), _mean_args(p)
+    views = InputViews(split)
 
     def call(inputs):
-        _mean_mid(inputs[0].reshape(split), acc, *args, out2)
+        _mean_mid(views(inputs)[0], acc, *args, out2)
     return call
 
 
@@ -387,12 +388,14 @@ def bind_add_sub(layer, data, in_infos, outs):
                 for i in in_infos):
         return None
     flat, n = out.reshape(-1), out.size
+    views = InputViews((n,), (n,))
     if p.pot:
         args = (p.is_sub, np.int64(p.rshift1), np.int64(p.rshift2), np.int64(p.act_min),
                 np.int64(p.act_max))
 
         def call(inputs):
-            _add_sub_pot16(inputs[0].reshape(-1), inputs[1].reshape(-1), flat, *args)
+            a, b = views(inputs)
+            _add_sub_pot16(a, b, flat, *args)
         return call
     if ADD_TABLES and out.dtype == np.int8 and n >= LUT_MIN_ELEMENTS:
         if data.table is None:
@@ -400,7 +403,7 @@ def bind_add_sub(layer, data, in_infos, outs):
         lut, big = data.table, n >= PARALLEL_MIN_ELEMENTS
 
         def call(inputs):
-            a, b = inputs[0].reshape(-1), inputs[1].reshape(-1)
+            a, b = views(inputs)
             nt = numba.get_num_threads() if big else 1
             if nt > 1:
                 _add_sub_lut_parallel(a, b, flat, lut, nt)
@@ -411,7 +414,8 @@ def bind_add_sub(layer, data, in_infos, outs):
     args = (p.is_sub,) + data.args + (p.single_rounding,)
 
     def call(inputs):
-        fn(inputs[0].reshape(-1), inputs[1].reshape(-1), flat, *args)
+        a, b = views(inputs)
+        fn(a, b, flat, *args)
     return call
 
 

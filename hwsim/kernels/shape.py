@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 from ..arith import INT32_MIN, round_half_away_f32, round_shift
-from ..registry import ALIAS, binder, kernel
+from ..registry import ALIAS, InputViews, binder, kernel
 from .requant import requantize
 
 _RANGE_DTYPES = {(-128, 127): np.dtype(np.int8), (0, 255): np.dtype(np.uint8),
@@ -208,10 +208,10 @@ def bind_transpose(layer, data, in_infos, outs):
     out = outs[0]
     sw = _as_swap(shape, perm) if out.size else None
     if sw is not None and 3 in sw[1:]:  # decided here: per-call Python is slow in a cold run
-        out3 = out.reshape((sw[0], sw[2], sw[1]))
+        out3, views = out.reshape((sw[0], sw[2], sw[1])), InputViews(sw)
 
         def swap(inputs):
-            _swap3(inputs[0].reshape(sw), out3)
+            _swap3(views(inputs)[0], out3)
         return swap
 
     def call(inputs):
