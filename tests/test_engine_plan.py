@@ -231,3 +231,16 @@ def test_a_reshape_aliases_its_input_buffer(example_net):
         src = next(s[6][s[1].outputs.index(layer.inputs[0])] for s in ar.steps
                    if layer.inputs[0] in s[1].outputs)
         assert np.shares_memory(outs[0], src)
+
+
+def test_input_views_are_remade_only_for_other_arrays():
+    from hwsim.registry import InputViews
+    a, b = np.arange(12, dtype=np.int8).reshape(3, 4), np.zeros((2, 6), np.int8)
+    views = InputViews((12,), (3, 4))
+    first = views([a, b])
+    assert [v.shape for v in first] == [(12,), (3, 4)]
+    assert views([a, b]) is first                     # the same buffers: nothing remade
+    c = a.copy()
+    c[0, 0] = 99
+    again = views([c, b])                             # another array: remade from it
+    assert again is not first and again[0][0] == 99 and np.shares_memory(again[0], c)
