@@ -120,9 +120,10 @@ class Network:
     def _plan(self, layers: list[Layer], trace: bool) -> list[tuple]:
         """The run loop's steps for ``layers``, built once per schedule and kept: per layer
         (layer, kernel, prepared data, the kernel's ``outputs_only`` form or None, the input
-        tensors to free after it). Untraced runs use ``outputs_only`` where a kernel has it
-        (no accumulators kept: the MAC kernels then requantize in registers) and free each
-        activation after its last reader."""
+        tensors to free after it): the schedule of traced runs and of runs with ``on_layer``
+        (those without take the call plan, :class:`_Arena`). Untraced runs use
+        ``outputs_only`` where a kernel has it (no accumulators kept: the MAC kernels then
+        requantize in registers) and free each activation after its last reader."""
         key = (id(layers), trace)
         hit = self._plans.get(key)
         if hit is not None and hit[0] is layers:
@@ -174,7 +175,9 @@ class Network:
 
     def run(self, inputs, trace: bool = False, on_layer=None) -> RunResult:
         """Run the network. ``on_layer(k, layer, outputs, seconds)`` is called after each layer
-        (per-layer timing, progress bars)."""
+        (per-layer timing, progress bars); such runs, and traced ones, run every layer as
+        written with fresh arrays. Otherwise the run takes the call plan (the module
+        docstring); either way the outputs are the caller's own arrays."""
         import time
         prog = self.program
         xs = self.check_inputs(inputs)
