@@ -616,9 +616,10 @@ def test_layer_stats_depthwise_fc_pool_add_alias_host():
     assert (fc.P, fc.C, fc.K, fc.tiles) == (1, 5, 32, 1)
     assert fc.cycles == 3 + (4 + 3) + 2 + (32 + 4 + 8 - 2) + 12 + 1
     mp = st_["MAX_POOL_2D"]
-    # 16 lane groups (8 channels: one word) x 4 taps, a tap in the padding a cycle too (no
-    # read: 7 of the 16 windows have 2 or 3 taps outside, 15 taps in all), + the pool unit's 11
-    assert mp.cycles == 16 * 4 + 11 and mp.macs == 0 and mp.utilisation == 0
+    # 16 lane groups (8 channels: one word) x their 2x2 window's taps inside the image (SAME,
+    # stride 1: the last row and column of windows have 2 taps, the corner one 1; 7 of the
+    # 16 windows, 15 taps in the padding, skipped), + the pool unit's 11
+    assert mp.cycles == 16 * 4 - 15 + 11 and mp.macs == 0 and mp.utilisation == 0
     assert mp.words["activations"]["read"] == 16 * 4 - 15
     add = st_["ADD"]
     # 128 / 8 = 16 output words, two input words each on the one read port, + 9

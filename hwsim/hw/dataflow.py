@@ -35,9 +35,9 @@ Vector layers run on the element engine, one activation word (L lanes) wide: ADD
 cycles = 2 * ceil(E / L) + ELEM_WORD_FIXED (two input words per output word on the one read
 port); a table layer (hwsim.vocab.TABLE_OPS) T + ceil(E / L) + ELEM_WORD_FIXED, T =
 ceil(2^b / weight lanes) table words; MAX/AVERAGE_POOL and MEAN over H and W (an H x W window)
-walk each lane group (L channels of one output pixel) through its window, per tap one cycle
-per word the group's run touches (a tap in the padding: one cycle, no read), +
-POOL_FIXED; RESIZE_NEAREST_NEIGHBOR loads its out_h + out_w 16-bit source indices (T =
+walk each lane group (L channels of one output pixel) through its window's taps inside the
+image, per tap one cycle per word the group's run touches (a window with no tap inside: one
+cycle), + POOL_FIXED; RESIZE_NEAREST_NEIGHBOR loads its out_h + out_w 16-bit source indices (T =
 ceil(2 (OH + OW) / weight lanes) words), waits RESIZE_INDEX_WAIT, then walks a 1 x 1 window:
 max(words read, words written) + POOL_FIXED.
 RESHAPE/SQUEEZE (memory aliases), clamps placed "fused" or "input" (hwsim.hw.network) and host
@@ -270,13 +270,13 @@ def mac_pipeline(layer: Layer, program: Program, config) -> tuple[int, str, int]
 
 def _walk(pix: np.ndarray, inside: np.ndarray, c: int, lanes: int) -> tuple[int, int]:
     """The pool unit's walk over ``pix`` / ``inside`` ([pixels, taps]: input pixel, inside the
-    image): each lane group (``lanes`` channels of one output pixel) takes, per tap, one
-    cycle per word its run touches (a tap outside the image: one cycle, no read). Returns
-    (cycles, words read)."""
+    image): each lane group (``lanes`` channels of one output pixel) takes, per tap inside
+    the image, one cycle per word its run touches (the taps in the padding are skipped; a
+    window with no tap inside takes one cycle). Returns (cycles, words read)."""
     groups = np.arange(0, c, lanes, dtype=np.int64)
     glen = np.minimum(lanes, c - groups)
     words = np.where(inside[:, :, None],
-                     run_words(pix[:, :, None] * c + groups, glen, lanes), 0)
+                     run_words(pix[:, :, None] * c + groups, glen, lanes), 0).sum(axis=1)
     return int(np.maximum(words, 1).sum()), int(words.sum())
 
 

@@ -6,8 +6,10 @@
 //            entries per cycle) into hwsim_lut, then one word per cycle: read, look up every
 //            lane, write.
 //   MAXPOOL  one lane group (ACT_L consecutive channels of one output pixel) at a time, one
-//   AVGPOOL  window tap per cycle (FH x FW cycles per group; a tap in the padding reads nothing
-//            but takes its cycle, a tap whose channels straddle two words takes two), then the
+//   AVGPOOL  window tap per cycle over the taps inside the image (the rectangle ky_lo..ky_hi x
+//            kx_lo..kx_hi, as hwsim_gather walks it: the taps in the padding are skipped, a
+//            window with none inside takes one cycle and reads nothing; a tap whose channels
+//            straddle two words takes two), then the
 //            max, or the rounded average (sum +- n/2) / n with C division over the n taps inside
 //            the image, clamped to [act_min, act_max] (hwsim kernels/elementwise.py _pool2d);
 //            the group goes to hwsim_vec_writer as one vector.
@@ -229,20 +231,31 @@ module hwsim_elem_engine #(
     /* verilator lint_off UNUSEDSIGNAL */  // 32-bit index arithmetic, sliced to widths
     reg signed [31:0] p_n, p_oy, p_ox, p_g, p_ky, p_kx, p_of;
     reg p_sub;                                    // the second word of a straddling tap
+    reg p_gstart;                                 // the group's first tap: (ky_lo, kx_lo)
     wire signed [31:0] p_cb = p_g <<< ACT_LOG2L;  // first channel of the group
     wire signed [31:0] p_glen = (d_in_c - p_cb < ACT_L) ? d_in_c - p_cb : ACT_L;
-    wire signed [31:0] p_iy = is_resize ? {16'd0, ridx[p_oy[RIDX_AW-1:0]]}
-                                        : p_oy * d_sh - d_pt + p_ky;
-    wire signed [31:0] p_ix = is_resize ? {16'd0, ridx[p_rx[RIDX_AW-1:0]]}
-                                        : p_ox * d_sw - d_pl + p_kx;
+    // the window's taps inside the image (RESIZE: its one tap, always inside)
+    wire signed [31:0] p_by = p_oy * d_sh - d_pt;
+    wire signed [31:0] p_bx = p_ox * d_sw - d_pl;
+    wire signed [31:0] p_ky_lo = (is_resize || p_by >= 0) ? 32'sd0 : -p_by;
+    wire signed [31:0] p_kx_lo = (is_resize || p_bx >= 0) ? 32'sd0 : -p_bx;
+    wire signed [31:0] p_ky_hi = (is_resize || d_in_h - p_by >= d_kh) ? d_kh - 32'sd1
+                                                                      : d_in_h - 32'sd1 - p_by;
+    wire signed [31:0] p_kx_hi = (is_resize || d_in_w - p_bx >= d_kw) ? d_kw - 32'sd1
+                                                                      : d_in_w - 32'sd1 - p_bx;
+    wire p_empty = p_ky_lo > p_ky_hi || p_kx_lo > p_kx_hi;
+    wire signed [31:0] c_ky = p_gstart ? p_ky_lo : p_ky;   // the tap of this cycle
+    wire signed [31:0] c_kx = p_gstart ? p_kx_lo : p_kx;
+    wire signed [31:0] p_iy = is_resize ? {16'd0, ridx[p_oy[RIDX_AW-1:0]]} : p_by + c_ky;
+    wire signed [31:0] p_ix = is_resize ? {16'd0, ridx[p_rx[RIDX_AW-1:0]]} : p_bx + c_kx;
     wire p_inside = p_iy >= 0 && p_iy < d_in_h && p_ix >= 0 && p_ix < d_in_w;
     wire signed [31:0] p_e0 = ((p_n * d_in_h + p_iy) * d_in_w + p_ix) * d_in_c + p_cb;
     wire signed [31:0] p_w0 = p_e0 >>> ACT_LOG2L;
     wire signed [31:0] p_w1 = (p_e0 + p_glen - 32'sd1) >>> ACT_LOG2L;
     wire p_split = p_inside && p_w1 != p_w0 && !p_sub;
     wire signed [31:0] p_addr32 = d_in_base + (p_sub ? p_w1 : p_w0);
-    wire p_first_tap = p_ky == 0 && p_kx == 0;
-    wire p_last_tap = (p_kx + 32'sd1 >= d_kw) && (p_ky + 32'sd1 >= d_kh);
+    wire p_first_tap = p_gstart;
+    wire p_last_tap = p_empty || (c_kx >= p_kx_hi && c_ky >= p_ky_hi);
     wire p_last_group = (p_g + 32'sd1) * ACT_L >= d_in_c && (p_ox + 32'sd1 >= d_out_w)
                         && (p_oy + 32'sd1 >= d_out_h) && (p_n + 32'sd1 >= d_batch);
     /* verilator lint_on UNUSEDSIGNAL */
@@ -390,6 +403,7 @@ module hwsim_elem_engine #(
                 p_kx <= 32'sd0;
                 p_of <= 32'sd0;
                 p_sub <= 1'b0;
+                p_gstart <= 1'b1;
                 t_i <= 16'd0;
                 state <= is_table ? S_TLOAD : (is_resize ? S_RLOAD
                                   : (is_word ? ((n_words > 0) ? S_ADD : S_WAIT) : S_POOL));
@@ -435,20 +449,22 @@ module hwsim_elem_engine #(
                 pt1_len <= p_glen;
                 pt1_w <= p_sub ? p_w1 : p_w0;
                 pt1_of <= p_of;
+                p_gstart <= 1'b0;
+                p_ky <= c_ky;
+                p_kx <= c_kx;
                 if (p_split) begin
                     p_sub <= 1'b1;
                 end else begin
                     p_sub <= 1'b0;
                     if (!p_last_tap) begin
-                        if (p_kx + 32'sd1 < d_kw) begin
-                            p_kx <= p_kx + 32'sd1;
+                        if (c_kx < p_kx_hi) begin
+                            p_kx <= c_kx + 32'sd1;
                         end else begin
-                            p_kx <= 32'sd0;
-                            p_ky <= p_ky + 32'sd1;
+                            p_kx <= p_kx_lo;
+                            p_ky <= c_ky + 32'sd1;
                         end
                     end else begin
-                        p_kx <= 32'sd0;
-                        p_ky <= 32'sd0;
+                        p_gstart <= 1'b1;
                         p_of <= p_of + p_glen;
                         if ((p_g + 32'sd1) * ACT_L < d_in_c) begin
                             p_g <= p_g + 32'sd1;
