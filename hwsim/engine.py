@@ -230,8 +230,9 @@ class _Arena:
 
     Buffers are planned greedily in schedule order: a bound layer's outputs take the smallest
     free buffer that holds them (else a new one), and a buffer is free again after the last
-    reader of every tensor in it (a RESHAPE's output is its input's buffer: registry.ALIAS). A tensor that a kernel without ``bind`` reads is never freed (that
-    kernel may return a view of it), nor is a network output (copied out after the run).
+    reader of every tensor in it (a RESHAPE's output is its input's buffer: registry.ALIAS).
+    A tensor that a kernel without ``bind`` reads is never freed (that kernel may return a
+    view of it), nor is a network output (copied out after the run).
     """
 
     def __init__(self, net: Network, layers: list[Layer]):
@@ -296,7 +297,8 @@ class _Arena:
                                np.dtype(infos[i].dtype))
                               for pos, i in enumerate(layer.inputs) if i not in bound_out)
             fast = getattr(kern.run, "outputs_only", None)
-            done = tuple(i for i in dict.fromkeys(layer.inputs) if last_use[i] == k and i not in keep)
+            done = tuple(i for i in dict.fromkeys(layer.inputs)
+                         if last_use[i] == k and i not in keep)
             # bound, every input in a buffer of the plan: the call with its inputs bound too
             call = functools.partial(fn, [views[i] for i in layer.inputs]) \
                 if fn is not None and not check else None
