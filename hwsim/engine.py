@@ -14,8 +14,8 @@ is kept here, beside the Program — never in it.
 Untraced runs without ``on_layer`` also run on a call plan (:class:`_Arena`, built once per
 Network and kept): every activation of the schedule gets a preallocated buffer, shared by
 tensors whose lives do not overlap, and every kernel with a ``bind`` step (hwsim.registry) is
-bound once to its buffers, so a run allocates no numpy array but its outputs and redoes no
-per-layer derivation. Outputs are copied out of the buffers (a result stays valid after the
+bound once to its buffers, so a bound layer allocates no numpy array and redoes no per-layer
+derivation (kernels without ``bind`` run as they do without the plan). Outputs are copied out of the buffers (a result stays valid after the
 next run); runs in several threads at once each take their own arena.
 """
 from __future__ import annotations
