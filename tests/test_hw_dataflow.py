@@ -629,6 +629,22 @@ def test_layer_stats_depthwise_fc_pool_add_alias_host():
     assert [s.layer for s in hw.layer_stats()] == [layer.index for layer in hw.program.layers]
 
 
+def test_more_columns_than_weight_lanes_the_weight_feed_paces_the_tiles():
+    """CONV 1x1, 1x4x4x64 -> 16 channels on a 4x16 array with 8-lane weight words: each column
+    needs a new weight word every 8 steps, the feed delivers one word a cycle, so a tile takes
+    its 16 x ceil(64/8) = 128 weight words, not K + R + Cc - 2 = 82 cycles (the 16x16 example on
+    the RTL: docs/cosim.md). 4 pixel tiles, each gathered in 4 rows x 8 words = 32 cycles:
+    3 + 32 + 2 + 4 x 128 + 12 + the last tile's 4 rows of 16 channels (2 words each)."""
+    g = _conv_graph(shape=(1, 4, 4, 64), cout=16, k=1)
+    cfg = config_from_dict({"name": "wide", "array": {"rows": 4, "cols": 16},
+                            "memories": {"weights": {"word_bits": 64, "lanes": 8},
+                                         "activations": {"word_bits": 64, "lanes": 8}}})
+    s, = map_network(g, cfg).layer_stats()
+    assert (s.P, s.C, s.K, s.tiles) == (16, 16, 64, 4)
+    assert s.cycles == 3 + 32 + 2 + 4 * 128 + 12 + 8
+    assert s.words["weights"]["read"] == 4 * 16 * 8
+
+
 def test_vector_units_are_a_memory_word_wide_and_count_straddling_groups():
     """MEAN over 6 x 5 of 12 channels with 8-lane words on a 3 x 5 array: the pool unit takes
     8 channels (a word), not array.cols = 5; pixel p's first lane group starts at element

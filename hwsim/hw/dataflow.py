@@ -231,7 +231,10 @@ def mac_pipeline(layer: Layer, program: Program, config) -> tuple[int, str, int]
     """Cycles of an output-stationary MAC layer on the reference RTL: (cycles, the formula,
     activation words read). The gather fills job j + 1 (CONV / FC: a pixel tile; DEPTHWISE: a
     tile) into the other bank while the array computes job j (its tiles of K + R + Cc - 2
-    cycles); a bank is refilled once the array has released the job two before. So:
+    cycles each; or, when the weight feed, one word a cycle, cannot keep pace - more columns
+    than weight lanes -, the job's weight words, ncols * wpc a tile: the feed runs ahead into
+    the next tile through the columns' FIFOs); a bank is refilled once the array has released
+    the job two before. So:
     job j computes from max(end of job j - 1, gather of job j done + MAC_JOB_READY), and the
     layer ends MAC_TAIL + the last tile's drain writes after its last tile."""
     R, Cc = config.array.rows, config.array.cols
@@ -239,17 +242,20 @@ def mac_pipeline(layer: Layer, program: Program, config) -> tuple[int, str, int]
     g = mac_geometry(layer, program)
     P, C, K = g["P"], g["C"], g["K"]
     n_pt, n_ct = ceil_div(P, R), ceil_div(C, Cc)
-    tile, skew = K + R + Cc - 2, R + Cc - 2
+    skew, wpc = R + Cc - 2, ceil_div(K, config.memories.weights.lanes)
+    # per channel tile: the systolic pass, and the tile's weight words (the feed: one a cycle)
+    passes = [K + skew] * n_ct
+    feeds = [min(Cc, C - ct) * wpc for ct in range(0, C, Cc)]
     words = _gather_rows(layer, program, lanes, Cc)
     rows = np.maximum(words, 1)  # a row without a word (all padding) still takes a cycle
     pad = n_pt * R - P  # and so does each row past the last pixel
     if layer.op == "DEPTHWISE_CONV_2D":
         rows = np.concatenate([rows, np.ones((rows.shape[0], pad), np.int64)], axis=1)
         gather = rows.reshape(n_ct, n_pt, R).sum(axis=2).T.reshape(-1)  # pixel tiles outer
-        compute = tile
+        computes = [max(a, b) for a, b in zip(passes, feeds)] * n_pt
     else:
         gather = np.concatenate([rows, np.ones(pad, np.int64)]).reshape(n_pt, R).sum(axis=1)
-        compute = n_ct * tile
+        computes = [max(sum(passes), sum(feeds))] * n_pt
     t_gather, end = MAC_START, 0
     released: list[int] = []
     for j, gj in enumerate(gather.tolist()):
@@ -257,13 +263,14 @@ def mac_pipeline(layer: Layer, program: Program, config) -> tuple[int, str, int]
             t_gather = released[j - 2] + MAC_BANK_WAIT
         t_gather += gj
         begin = max(end, t_gather + MAC_JOB_READY)
-        end = begin + compute
+        end = begin + computes[j]
         released.append(end - skew + R - 1)  # row R-1 has read the job's last step
     drain = _drain_writes(P, C, R, Cc, lanes)
     cycles = end + MAC_TAIL + drain
     first = int(gather[0])
     formula = (f"{MAC_START} + {first} (job 0 gathered) + {MAC_JOB_READY} + jobs: "
-               f"{len(gather)} x max({compute} compute, next gather; {int(gather.sum())} "
+               f"{len(gather)} x max({'/'.join(map(str, sorted(set(computes))))} compute, "
+               f"next gather; {int(gather.sum())} "
                f"gather cycles in all) + {MAC_TAIL} + {drain} drain writes = {cycles}")
     return cycles, formula, int(words.sum())
 
