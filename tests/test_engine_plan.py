@@ -244,3 +244,35 @@ def test_input_views_are_remade_only_for_other_arrays():
     c[0, 0] = 99
     again = views([c, b])                             # another array: remade from it
     assert again is not first and again[0][0] == 99 and np.shares_memory(again[0], c)
+
+
+@pytest.mark.parametrize("n,h,w,cin,cout,k,stride,pad,groups", [
+    (2, 5, 7, 16, 24, 1, 1, 0, 1),      # pointwise, the batch folded into the rows
+    (1, 9, 9, 3, 8, 3, 2, 1, 1),        # odd input depth, stride, padding
+    (1, 8, 8, 8, 12, 3, 1, 1, 2),       # groups
+    (1, 28, 28, 64, 96, 1, 1, 0, 1),    # >= 1 M MACs: the threaded kernel where there are threads
+])
+def test_bound_conv_call_equals_the_conv_kernel_path(n, h, w, cin, cout, k, stride, pad, groups):
+    """mac.conv2d_bound_call (the CONV_2D bind's call, argument list made once) against
+    mac.conv2d_acc with the same fused requantization (its per-call path, _conv_exec)."""
+    from hwsim.kernels import mac
+    from hwsim.kernels.requant import split_shifts
+    from hwsim.params import RequantParams
+    from hwsim.vocab import RequantScheme
+    rng = np.random.default_rng(n * 100 + cin + cout)
+    wt = rng.integers(-127, 128, (cout, k, k, cin // groups)).astype(np.int8)
+    bias = rng.integers(-50000, 50000, cout).astype(np.int32)
+    rq = RequantParams(act_min=-128, act_max=127, out_zp=-5, scheme=RequantScheme.tflite_double,
+                       multiplier=rng.integers(1 << 30, 1 << 31, cout).astype(np.int64),
+                       shift=rng.integers(-12, -6, cout).astype(np.int64))
+    fq = mac.fused_requant(split_shifts(rq, cout).cp, rq.out_zp, rq.act_min, rq.act_max)
+    pk = mac.pack_conv2d_weights(wt, groups)
+    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    geo = (stride, stride, 1, 1, pad, pad, oh, ow)
+    for off in (3, -100):
+        x = rng.integers(-128, 128, (n, h, w, cin)).astype(np.int8)
+        want = mac.conv2d_acc(x, pk, bias, off, *geo, groups, requant=fq)
+        plan = mac._conv_plan(x.shape, False, pk, bias, off, *geo, groups)
+        out = np.empty((n, oh, ow, cout), np.int8)
+        mac.conv2d_bound_call(plan, out, fq)(x)
+        assert np.array_equal(out, want)

@@ -216,11 +216,10 @@ def bind_conv2d(layer, data: MacData, in_infos, outs):
                           int(p.stride_w), int(p.dilation_h), int(p.dilation_w),
                           int(p.pad_top), int(p.pad_left), int(p.out_h), int(p.out_w),
                           int(p.groups))
-    fz = mac._fused_args(data.fused, outs[0])
-    out32, run = mac._NO_OUT32, mac._conv_exec
+    run = mac.conv2d_bound_call(plan, outs[0], data.fused)
 
     def call(ins):
-        run(plan, ins[0], out32, fz)
+        run(ins[0])
     return call
 
 
