@@ -276,3 +276,36 @@ def test_bound_conv_call_equals_the_conv_kernel_path(n, h, w, cin, cout, k, stri
         out = np.empty((n, oh, ow, cout), np.int8)
         mac.conv2d_bound_call(plan, out, fq)(x)
         assert np.array_equal(out, want)
+
+
+@pytest.mark.parametrize("h,w,cin,dm,k,stride,pad", [
+    (9, 9, 40, 1, 3, 1, 1),      # >= 32 channels, 3x3: the in-place kernel (AVX-512 CPUs)
+    (8, 7, 48, 1, 5, 2, 2),      # >= 32 channels, 5x5: the 32-channel band kernel
+    (9, 9, 8, 2, 3, 2, 1),       # 16 channels with a depth multiplier: the 16-channel kernel
+    (56, 56, 144, 1, 3, 1, 1),   # >= 1 M MACs: threaded where there are threads
+])
+def test_bound_depthwise_call_equals_the_depthwise_kernel_path(h, w, cin, dm, k, stride, pad):
+    """mac.depthwise_bound_call (the DEPTHWISE_CONV_2D bind's call) against
+    mac.depthwise_conv2d_acc with the same fused requantization (_dw_exec per call)."""
+    from hwsim.kernels import mac
+    from hwsim.kernels.requant import split_shifts
+    from hwsim.params import RequantParams
+    from hwsim.vocab import RequantScheme
+    rng = np.random.default_rng(h * w + cin + k)
+    cout = cin * dm
+    wt = rng.integers(-127, 128, (1, k, k, cout)).astype(np.int8)
+    bias = rng.integers(-50000, 50000, cout).astype(np.int32)
+    rq = RequantParams(act_min=-128, act_max=127, out_zp=7, scheme=RequantScheme.tflite_double,
+                       multiplier=rng.integers(1 << 30, 1 << 31, cout).astype(np.int64),
+                       shift=rng.integers(-10, -5, cout).astype(np.int64))
+    fq = mac.fused_requant(split_shifts(rq, cout).cp, rq.out_zp, rq.act_min, rq.act_max)
+    pk = mac.pack_depthwise_weights(wt, dm)
+    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    geo = (stride, stride, 1, 1, pad, pad, oh, ow)
+    for off in (5, -128):
+        x = rng.integers(-128, 128, (1, h, w, cin)).astype(np.int8)
+        want = mac.depthwise_conv2d_acc(x, pk, bias, off, *geo, dm, requant=fq)
+        head = mac._dw_head(pk, bias, off, dm, k, k, *geo, fq)
+        out = np.empty((1, oh, ow, cout), np.int8)
+        mac.depthwise_bound_call(head, out.size * k * k, out, fq)(x)
+        assert np.array_equal(out, want)

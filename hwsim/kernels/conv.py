@@ -239,12 +239,10 @@ def bind_depthwise(layer, data: MacData, in_infos, outs):
                         int(p.stride_h), int(p.stride_w), int(p.dilation_h), int(p.dilation_w),
                         int(p.pad_top), int(p.pad_left), int(p.out_h), int(p.out_w),
                         data.fused)
-    macs = outs[0].size * kh * kw
-    fz = mac._fused_args(data.fused, outs[0])
-    out32, run = mac._NO_OUT32, mac._dw_exec
+    run = mac.depthwise_bound_call(head, outs[0].size * kh * kw, outs[0], data.fused)
 
     def call(ins):
-        run(ins[0], head, out32, False, macs, fz)
+        run(ins[0])
     return call
 
 

@@ -515,18 +515,41 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
 DW3_PARALLEL_MIN_MACS = 1 << 17
 
 
-def _dw_exec(x, head, out, wide, macs, fz):
-    nt = get_num_threads() if macs >= (DW3_PARALLEL_MIN_MACS if head[0] == 2 else PARALLEL_MIN_MACS) else 1
+def _dw_kernels(head, out, wide, fz):
+    """The kernel pair a _dw_head selects, its arguments before and after the thread count,
+    and the MACs from which it forks."""
     if head[0]:
         par, serial = (_dw3_par, _dw3_serial) if head[0] == 2 else (_dw32_par, _dw32_serial)
-        if nt > 1:
-            par(x, *head[1:], nt, *fz[1:])
-        else:
-            serial(x, *head[1:], 1, *fz[1:])
-    elif nt > 1:
-        _dw_par(x, *head[1:], out, wide, nt, *fz)
+        limit = DW3_PARALLEL_MIN_MACS if head[0] == 2 else PARALLEL_MIN_MACS
+        return par, serial, head[1:], fz[1:], limit
+    return _dw_par, _dw_serial, head[1:] + (out, wide), fz, PARALLEL_MIN_MACS
+
+
+def _dw_exec(x, head, out, wide, macs, fz):
+    par, serial, pre, post, limit = _dw_kernels(head, out, wide, fz)
+    nt = get_num_threads() if macs >= limit else 1
+    if nt > 1:
+        par(x, *pre, nt, *post)
     else:
-        _dw_serial(x, *head[1:], out, wide, 1, *fz)
+        serial(x, *pre, 1, *post)
+
+
+def depthwise_bound_call(head, macs: int, out8: np.ndarray, requant: FusedRequant):
+    """``call(x)`` = ``_dw_exec(x, head, ..., fused into out8)`` with the kernel and its
+    argument list chosen once (as conv2d_bound_call: the engine's call plan)."""
+    par, serial, pre, post, limit = _dw_kernels(head, _NO_OUT32, False,
+                                                _fused_args(requant, out8))
+    big = macs >= limit
+
+    def call(x):
+        if big:
+            nt = get_num_threads()
+            if nt > 1:
+                par(x, *pre, nt, *post)
+                return
+        serial(x, *pre, 1, *post)
+
+    return call
 
 
 def depthwise_fused_call(pk: PackedDepthwiseWeights, bias, input_offset, stride_h, stride_w,
