@@ -153,7 +153,7 @@ def _small_op_models():
     """Single-op models of the kernels with a bind step other than the MAC layers, on shapes
     that take each of their paths (int8 ADD by table, serial and threaded, direct; int16 ADD
     power-of-two; MEAN in place; PAD in one pass; the 3-channel TRANSPOSE; RESHAPE; 8-bit
-    SOFTMAX; POOL)."""
+    SOFTMAX; POOL; CONCATENATION with a constant operand)."""
     from test_ops_elementwise import _binary_model
     from test_ops_shape import single_op
     q8 = ((0.05, -3), (0.04, 6), (0.07, 2))
@@ -186,6 +186,16 @@ def _small_op_models():
         yield name, single_op("MEAN", shape, np.int8, out, np.int8,
                               [np.array(axes, np.int32)], x_q=(0.05, 10), y_q=(0.02, -5),
                               keep_dims=True)
+    from test_ops_elementwise import GraphBuilder
+    b = GraphBuilder("concat")
+    xa = b.input("a", (1, 4, 5, 3), np.int8, scale=0.05, zero_point=2)
+    xb = b.input("b", (1, 4, 5, 6), np.int8, scale=0.05, zero_point=2)
+    xc = b.const("c", np.arange(40, dtype=np.int8).reshape(1, 4, 5, 2), scales=[0.05],
+                 zero_points=[2])
+    y = b.activation("y", (1, 4, 5, 11), np.int8, scale=0.05, zero_point=2)
+    b.op("CONCATENATION", [xa, xc, xb], [y], axis=3, fused_activation_function="NONE")
+    b.output(y)
+    yield "concat_const", b.tflite()
     from test_ops_activation import _softmax_model
     yield "softmax_i8", _softmax_model(np.int8, np.int8, (3, 2, 64), 0.05, -3, 1 / 256, -128, 1.0)
     yield "softmax_u8_i16", _softmax_model(np.uint8, np.int16, (2, 300), 0.05, 100, 1 / 65536,
@@ -194,6 +204,37 @@ def _small_op_models():
                                 np.int8, padding="SAME", stride_h=2, stride_w=2,
                                 filter_height=3, filter_width=3,
                                 fused_activation_function="NONE")
+
+
+def test_a_constant_operand_survives_the_buffer_s_other_tensors(tmp_path):
+    """a1 = x + x; a2 = a1 + a1; y = CONCATENATION(v, constant); z = y + a2: y takes the
+    buffer a1 held earlier in the same run, so its constant columns must be written on every
+    call (the second and third runs must equal the plain one too)."""
+    from test_ops_elementwise import GraphBuilder
+    b = GraphBuilder("concat_reuse")
+    q = dict(scale=0.05, zero_point=2)
+    x = b.input("x", (1, 8, 8, 16), np.int8, **q)
+    v = b.input("v", (1, 8, 8, 12), np.int8, **q)
+    a1 = b.activation("a1", (1, 8, 8, 16), np.int8, **q)
+    b.op("ADD", [x, x], [a1], fused_activation_function="NONE")
+    a2 = b.activation("a2", (1, 8, 8, 16), np.int8, **q)
+    b.op("ADD", [a1, a1], [a2], fused_activation_function="NONE")
+    c = b.const("c", np.full((1, 8, 8, 4), 77, np.int8), scales=[0.05], zero_points=[2])
+    y = b.activation("y", (1, 8, 8, 16), np.int8, **q)
+    b.op("CONCATENATION", [v, c], [y], axis=3, fused_activation_function="NONE")
+    z = b.activation("z", (1, 8, 8, 16), np.int8, **q)
+    b.op("ADD", [y, a2], [z], fused_activation_function="NONE")
+    b.output(z)
+    net = _net(b.tflite(), tmp_path, "concat_reuse")
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        xs = [rng.integers(-128, 128, (1, 8, 8, 16)).astype(np.int8),
+              rng.integers(-128, 128, (1, 8, 8, 12)).astype(np.int8)]
+        assert np.array_equal(net.run(xs).outputs[0], net.run(xs, trace=True).outputs[0])
+    steps = net._arenas[-1].steps
+    concat = next(s for s in steps if s[1].op == "CONCATENATION")
+    assert concat[2] is not None                                  # bound
+    assert np.shares_memory(concat[6][0], steps[0][6][0])         # in a1's buffer
 
 
 @pytest.mark.parametrize("name,model", list(_small_op_models()), ids=lambda v: v

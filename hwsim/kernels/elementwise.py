@@ -460,3 +460,46 @@ def run_concat(layer, inputs):
         _copy_columns(t2, out, col)
         col += t2.shape[1]
     return [out.reshape(out_shape)], None
+
+
+@binder("concat")
+def bind_concat(layer, data, in_infos, outs):
+    """Each operand copied into its columns of the output buffer, the constant ones too (the
+    buffer holds other tensors between runs)."""
+    p = layer.params
+    out = outs[0]
+    shape, axis = tuple(int(d) for d in p.out_shape), int(p.axis)
+    if out.shape != shape or out.size == 0:
+        return None
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    out2 = out.reshape(outer, -1)
+    infos = iter(in_infos)
+    col, cols, runtime, fixed = 0, [], [], []
+    for k in range(p.num_inputs):
+        if k in p.constants:
+            c = np.asarray(p.constants[k])
+        else:
+            c = next(infos, None)
+            if c is None:
+                return None
+        dims = tuple(int(d) for d in c.shape)
+        width = int(np.prod(dims, dtype=np.int64)) // outer if outer else 0
+        if np.dtype(c.dtype) != out.dtype or len(dims) != len(shape) or width * outer != \
+                int(np.prod(dims, dtype=np.int64)):
+            return None
+        if k in p.constants:
+            fixed.append((np.ascontiguousarray(c).reshape(outer, width), col))
+        else:
+            cols.append(col)
+            runtime.append((outer, width))
+        col += width
+    if col != out2.shape[1] or next(infos, None) is not None:
+        return None
+    views = InputViews(*runtime)
+
+    def call(inputs):
+        for t2, c0 in fixed:
+            _copy_columns(t2, out2, c0)
+        for t2, c0 in zip(views(inputs), cols):
+            _copy_columns(t2, out2, c0)
+    return call
