@@ -8,8 +8,9 @@ TFLITE_SINGLE_ROUNDING.
 Operands that are constant tensors in the graph are carried in ``layer.params.constants``
 (by operand position); the other operands arrive as ``inputs``, in operand order.
 
-POOL, MEAN and ADD/SUB have ``bind`` steps (hwsim.registry): the engine's untraced runs call
-them on preallocated outputs (and MEAN's accumulators), with their argument lists made once.
+POOL, MEAN, ADD/SUB and CONCATENATION have ``bind`` steps (hwsim.registry): the engine's
+untraced runs call them on preallocated outputs (and MEAN's accumulators), with their argument
+lists made once.
 """
 from __future__ import annotations
 
