@@ -36,7 +36,9 @@ def _run_unit(toplevel: str, testcase: str, parameters: dict, cases: list[dict],
                         parameters=parameters)
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     env = {"HWSIM_UNIT_CASES": str(tmp_path / "cases.json"),
-           "HWSIM_UNIT_RESULT": str(tmp_path / "got.json"), "COCOTB_LOG_LEVEL": "WARNING"}
+           "HWSIM_UNIT_RESULT": str(tmp_path / "got.json"), "COCOTB_LOG_LEVEL": "WARNING",
+           # pytest's assertion rewriting for the bench only, not every module it imports
+           "COCOTB_REWRITE_ASSERTION_FILES": "hwsim_unit_bench.py"}
     old = list(sys.path)
     sys.path.insert(0, str(cosim.TB_DIR))
     try:
