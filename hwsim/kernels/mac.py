@@ -190,16 +190,17 @@ def fused_requant(cp: np.ndarray, out_zp: int, act_min: int, act_max: int) -> Fu
     return FusedRequant(cpp, int(out_zp), int(act_min), int(act_max))
 
 
-# Stand-ins of the fused arguments when the kernels store accumulators (and of the int32 output
-# when they store int8): one compiled specialization serves both uses.
-_NO_CP = np.zeros((6, 16), np.int32)
+# Stand-ins of the int8 output when the kernels store accumulators and of the int32 output when
+# they store int8. The requantization constants are None when not fused: the kernels test
+# ``cp is not None``, which Numba decides from the argument's type before compiling, so a run
+# compiles only the stores it uses (a fused run: the requantizing ones).
 _NO_OUT8 = np.zeros((0, 0, 0, 0), np.int8)
 _NO_OUT32 = np.zeros((0, 0, 0, 0), np.int32)
 
 
 def _fused_args(fq, out8):
     if fq is None:
-        return (False, _NO_CP, np.int64(0), np.int64(0), np.int64(0), _NO_OUT8)
+        return (False, None, np.int64(0), np.int64(0), np.int64(0), _NO_OUT8)
     return (True, fq.cp, np.int64(fq.zp), np.int64(fq.lo), np.int64(fq.hi), out8)
 
 

@@ -4,6 +4,10 @@ FC implicit-GEMM register tiles and the depthwise tap-pair kernel, serial and pa
 Called through the public entry points of hwsim.kernels.mac, which check the arguments, pack
 the weights (hwsim.kernels.mac_pack) and choose serial or parallel; the method is described
 there. Built from the intrinsics of hwsim.kernels.mac_intrinsics.
+
+Compile time is part of the design (a cold start compiles every kernel a model uses): each
+kernel's work items are written inside its serial driver (``_conv_serial``, ``_dw_serial``),
+the small helpers are inlined, and element loops index with np.uint64 (see ``_zero_run``).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from .mac_intrinsics import (_cvt8, _vadd16s, _vadd32, _vbcast_pair, _vcat16, _v
 # ---------------------------------------------------------------------------
 
 
-@njit(**_NJ)
+@njit(inline="always", **_NJ)
 def _plan(N, oh, ow, nblocks, nthreads, target_pix):
     """Work split: (bands of output rows per image, groups of channel blocks).
 
@@ -40,6 +44,12 @@ def _plan(N, oh, ow, nblocks, nthreads, target_pix):
     return nb, ng
 
 
+# The element loops below index with np.uint64: numba maps a negative signed index to one
+# from the end, and LLVM, unable to rule that out, vectorized each such tail loop into a
+# 32-lane scalarized scatter (~600 instructions per loop, compiled again in every caller:
+# most of the cold-start compile time of _fill_band and its callers). The indices are >= 0.
+
+
 @njit(inline="always", **_NJ)
 def _zero_run(buf, start, n):
     z = _vzero16()
@@ -51,7 +61,7 @@ def _zero_run(buf, start, n):
         _zero8(buf, start + i)
         i += 8
     while i < n:
-        buf[start + i] = 0
+        buf[np.uint64(start + i)] = 0
         i += 1
 
 
@@ -66,7 +76,7 @@ def _convert_run(buf, d0, src, s0, n, off):
         _cvt8(buf, d0 + i, src, s0 + i, off)
         i += 8
     while i < n:
-        buf[d0 + i] = np.int16(src[s0 + i] + off)
+        buf[np.uint64(d0 + i)] = np.int16(src[np.uint64(s0 + i)] + off)
         i += 1
 
 
@@ -85,9 +95,17 @@ def _fill_band(x, n, iy0, rows_in, pl, Wp, C, dm, Cb, k0, off, buf):
     c_hi = max(c_lo, min(Wp, W + pl))
     rowlen = Wp * Cb
     nval = max(0, min(Cb, C * dm - k0))  # slots holding a real channel
-    src = np.empty(nval if dm > 1 else 0, np.int64)  # input channel of each slot (no division per element)
+    # input channel of each slot, counted up (a division per slot vectorized into ~170 scalar
+    # divisions per caller at compile time, and cost one per element at run time)
+    src = np.empty(nval if dm > 1 else 0, np.int64)
+    ic = k0 // dm
+    rep = k0 - ic * dm
     for j in range(src.shape[0]):
-        src[j] = (k0 + j) // dm
+        src[j] = ic
+        rep += 1
+        if rep == dm:
+            rep = 0
+            ic += 1
     for r in range(rows_in):
         iy = iy0 + r
         rb = r * rowlen
@@ -117,7 +135,7 @@ def _fill_band(x, n, iy0, rows_in, pl, Wp, C, dm, Cb, k0, off, buf):
                     _vstore16(buf, d0 + i, sp)
                     i += 16
                 while i < nval:
-                    buf[d0 + i] = v
+                    buf[np.uint64(d0 + i)] = v
                     i += 1
                 _zero_run(buf, d0 + nval, Cb - nval)
         else:
@@ -125,7 +143,7 @@ def _fill_band(x, n, iy0, rows_in, pl, Wp, C, dm, Cb, k0, off, buf):
                 d0 = rb + (c_lo + c) * Cb
                 s0 = sbase + c * C
                 for j in range(nval):
-                    buf[d0 + j] = np.int16(xf[s0 + src[j]] + off)
+                    buf[np.uint64(d0 + j)] = np.int16(xf[np.uint64(s0 + src[j])] + off)
                 _zero_run(buf, d0 + nval, Cb - nval)
 
 
@@ -140,7 +158,7 @@ def _fill_band(x, n, iy0, rows_in, pl, Wp, C, dm, Cb, k0, off, buf):
 # A "chunk" is a group of segments summed in int32 before being added to the output.
 
 
-@njit(**_NJ)
+@njit(inline="always", **_NJ)
 def _conv_segments(merged, KH, KW, C, CPg, RP, dh, dw, Wp, int64_out):
     """Segments (xoff, woff, npairs) and chunk starts; the group offset is added by the caller.
 
@@ -204,221 +222,7 @@ def _conv_segments(merged, KH, KW, C, CPg, RP, dh, dw, Wp, int64_out):
     return sx, sw, sn, ck[: nck + 1].copy()
 
 
-@njit(**_NJ)
-def _conv_item(item, nb, ng, x, wpk, blk, bias, bp, plain, off, G, Cg, Coutg, OCBg, KH, KW,
-               sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks, fuse, cp, qzp, qlo, qhi, o8):
-    """One work item: a band of output rows of one image x a range of filter blocks.
-
-    The register tiles (4 pixels x 16 filters, 4 x 8, 1 x 16) are written out inline:
-    numba does not inline calls to njit functions at the LLVM level here, and a call
-    per tile (arrays pass as 7 scalars each) costs as much as a 1x1 conv tile's work.
-    Accumulators start from bp (per-block padded int32 bias; zeros in 16x8 mode).
-    plain (int32 result, one chunk): the sums are stored as they are; otherwise they are
-    added to bias (first chunk) or to the partial result already stored.
-    fuse (plain only): the sums are requantized in registers and stored as int8 into o8
-    (_vrq_store with the padded constants cp and qzp, qlo, qhi); outf is not written.
-    """
-    N, H, W, C = x.shape
-    Cout = G * Coutg
-    nck = cks.shape[0] - 1
-    nblocks = G * OCBg
-    n = item // (nb * ng)
-    rem = item - n * nb * ng
-    b = rem // ng
-    q = rem - b * ng
-    oy0 = (b * oh) // nb
-    oy1 = ((b + 1) * oh) // nb
-    R = oy1 - oy0
-    jb0 = (q * nblocks) // ng
-    jb1 = ((q + 1) * nblocks) // ng
-    if R <= 0 or jb1 <= jb0:
-        return
-    rows_in = (R - 1) * sh + (KH - 1) * dh + 1
-    nbuf = rows_in * Wp * C
-    buf = np.empty(nbuf + 2, np.int16)
-    buf[nbuf] = 0
-    buf[nbuf + 1] = 0
-    _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, np.int64(1), C, np.int64(0), off, buf)
-    M = R * ow
-    pb = np.empty(M, np.int64)
-    for r in range(R):
-        for ox in range(ow):
-            pb[r * ow + ox] = (r * sh * Wp + ox * sw) * C
-    obase = ((n * oh + oy0) * ow) * Cout
-    for jb in range(jb0, jb1):
-        g = jb // OCBg
-        j = jb - g * OCBg
-        wb = jb * blk
-        xg = g * Cg
-        nv = min(16, Coutg - 16 * j)
-        bidx = g * Coutg + 16 * j
-        m = 0
-        if nv > 8:
-            # ---- 4 pixels x 16 filters: 8 accumulators, 2 weight vectors, 1 broadcast
-            while m + 4 <= M:
-                o0 = obase + m * Cout + bidx
-                q0 = pb[m] + xg
-                q1 = pb[m + 1] + xg
-                q2 = pb[m + 2] + xg
-                q3 = pb[m + 3] + xg
-                for c in range(nck):
-                    a00 = _vload_i32x8(bp, 16 * jb)
-                    a01 = _vload_i32x8(bp, 16 * jb + 8)
-                    a10 = a00
-                    a11 = a01
-                    a20 = a00
-                    a21 = a01
-                    a30 = a00
-                    a31 = a01
-                    for s in range(cks[c], cks[c + 1]):
-                        xo = sx[s]
-                        p0 = q0 + xo
-                        p1 = q1 + xo
-                        p2 = q2 + xo
-                        p3 = q3 + xo
-                        wo = wb + sw_[s]
-                        for k in range(sn[s]):
-                            w0 = _vload16(wpk, wo)
-                            w1 = _vload16(wpk, wo + 16)
-                            wo += 32
-                            xv = _vbcast_pair(buf, p0)
-                            a00 = _vmadd_acc(a00, xv, w0)
-                            a01 = _vmadd_acc(a01, xv, w1)
-                            xv = _vbcast_pair(buf, p1)
-                            a10 = _vmadd_acc(a10, xv, w0)
-                            a11 = _vmadd_acc(a11, xv, w1)
-                            xv = _vbcast_pair(buf, p2)
-                            a20 = _vmadd_acc(a20, xv, w0)
-                            a21 = _vmadd_acc(a21, xv, w1)
-                            xv = _vbcast_pair(buf, p3)
-                            a30 = _vmadd_acc(a30, xv, w0)
-                            a31 = _vmadd_acc(a31, xv, w1)
-                            p0 += 2
-                            p1 += 2
-                            p2 += 2
-                            p3 += 2
-                    if plain:
-                        if fuse:
-                            _vrq_store(o8, o0, a00, cp, bidx, qzp, qlo, qhi, 8)
-                            _vrq_store(o8, o0 + 8, a01, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                            _vrq_store(o8, o0 + Cout, a10, cp, bidx, qzp, qlo, qhi, 8)
-                            _vrq_store(o8, o0 + Cout + 8, a11, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                            _vrq_store(o8, o0 + 2 * Cout, a20, cp, bidx, qzp, qlo, qhi, 8)
-                            _vrq_store(o8, o0 + 2 * Cout + 8, a21, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                            _vrq_store(o8, o0 + 3 * Cout, a30, cp, bidx, qzp, qlo, qhi, 8)
-                            _vrq_store(o8, o0 + 3 * Cout + 8, a31, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                        else:
-                            _vstore_plain(outf, o0, a00, 8)
-                            _vstore_plain(outf, o0 + 8, a01, nv - 8)
-                            _vstore_plain(outf, o0 + Cout, a10, 8)
-                            _vstore_plain(outf, o0 + Cout + 8, a11, nv - 8)
-                            _vstore_plain(outf, o0 + 2 * Cout, a20, 8)
-                            _vstore_plain(outf, o0 + 2 * Cout + 8, a21, nv - 8)
-                            _vstore_plain(outf, o0 + 3 * Cout, a30, 8)
-                            _vstore_plain(outf, o0 + 3 * Cout + 8, a31, nv - 8)
-                    else:
-                        f = c == 0
-                        _vstore_acc(outf, o0, a00, bias, bidx, f, 8)
-                        _vstore_acc(outf, o0 + 8, a01, bias, bidx + 8, f, nv - 8)
-                        _vstore_acc(outf, o0 + Cout, a10, bias, bidx, f, 8)
-                        _vstore_acc(outf, o0 + Cout + 8, a11, bias, bidx + 8, f, nv - 8)
-                        _vstore_acc(outf, o0 + 2 * Cout, a20, bias, bidx, f, 8)
-                        _vstore_acc(outf, o0 + 2 * Cout + 8, a21, bias, bidx + 8, f, nv - 8)
-                        _vstore_acc(outf, o0 + 3 * Cout, a30, bias, bidx, f, 8)
-                        _vstore_acc(outf, o0 + 3 * Cout + 8, a31, bias, bidx + 8, f, nv - 8)
-                m += 4
-        else:
-            # ---- 4 pixels x 8 filters (a last block of at most 8 filters)
-            while m + 4 <= M:
-                o0 = obase + m * Cout + bidx
-                q0 = pb[m] + xg
-                q1 = pb[m + 1] + xg
-                q2 = pb[m + 2] + xg
-                q3 = pb[m + 3] + xg
-                for c in range(nck):
-                    a0 = _vload_i32x8(bp, 16 * jb)
-                    a1 = a0
-                    a2 = a0
-                    a3 = a0
-                    for s in range(cks[c], cks[c + 1]):
-                        xo = sx[s]
-                        p0 = q0 + xo
-                        p1 = q1 + xo
-                        p2 = q2 + xo
-                        p3 = q3 + xo
-                        wo = wb + sw_[s]
-                        for k in range(sn[s]):
-                            w0 = _vload16(wpk, wo)
-                            wo += 32
-                            a0 = _vmadd_acc(a0, _vbcast_pair(buf, p0), w0)
-                            a1 = _vmadd_acc(a1, _vbcast_pair(buf, p1), w0)
-                            a2 = _vmadd_acc(a2, _vbcast_pair(buf, p2), w0)
-                            a3 = _vmadd_acc(a3, _vbcast_pair(buf, p3), w0)
-                            p0 += 2
-                            p1 += 2
-                            p2 += 2
-                            p3 += 2
-                    if plain:
-                        if fuse:
-                            _vrq_store(o8, o0, a0, cp, bidx, qzp, qlo, qhi, nv)
-                            _vrq_store(o8, o0 + Cout, a1, cp, bidx, qzp, qlo, qhi, nv)
-                            _vrq_store(o8, o0 + 2 * Cout, a2, cp, bidx, qzp, qlo, qhi, nv)
-                            _vrq_store(o8, o0 + 3 * Cout, a3, cp, bidx, qzp, qlo, qhi, nv)
-                        else:
-                            _vstore_plain(outf, o0, a0, nv)
-                            _vstore_plain(outf, o0 + Cout, a1, nv)
-                            _vstore_plain(outf, o0 + 2 * Cout, a2, nv)
-                            _vstore_plain(outf, o0 + 3 * Cout, a3, nv)
-                    else:
-                        f = c == 0
-                        _vstore_acc(outf, o0, a0, bias, bidx, f, nv)
-                        _vstore_acc(outf, o0 + Cout, a1, bias, bidx, f, nv)
-                        _vstore_acc(outf, o0 + 2 * Cout, a2, bias, bidx, f, nv)
-                        _vstore_acc(outf, o0 + 3 * Cout, a3, bias, bidx, f, nv)
-                m += 4
-        # ---- remaining pixels one at a time, 16 filters, two interleaved pairs of sums
-        while m < M:
-            o0 = obase + m * Cout + bidx
-            q0 = pb[m] + xg
-            for c in range(nck):
-                a0 = _vload_i32x8(bp, 16 * jb)
-                a1 = _vload_i32x8(bp, 16 * jb + 8)
-                b0 = _vzero32()
-                b1 = b0
-                for s in range(cks[c], cks[c + 1]):
-                    p0 = q0 + sx[s]
-                    wo = wb + sw_[s]
-                    ns = sn[s]
-                    k = 0
-                    while k + 1 < ns:
-                        xv = _vbcast_pair(buf, p0)
-                        a0 = _vmadd_acc(a0, xv, _vload16(wpk, wo))
-                        a1 = _vmadd_acc(a1, xv, _vload16(wpk, wo + 16))
-                        xv = _vbcast_pair(buf, p0 + 2)
-                        b0 = _vmadd_acc(b0, xv, _vload16(wpk, wo + 32))
-                        b1 = _vmadd_acc(b1, xv, _vload16(wpk, wo + 48))
-                        wo += 64
-                        p0 += 4
-                        k += 2
-                    if k < ns:
-                        xv = _vbcast_pair(buf, p0)
-                        a0 = _vmadd_acc(a0, xv, _vload16(wpk, wo))
-                        a1 = _vmadd_acc(a1, xv, _vload16(wpk, wo + 16))
-                if plain:
-                    if fuse:
-                        _vrq_store(o8, o0, _vadd32(a0, b0), cp, bidx, qzp, qlo, qhi, nv)
-                        _vrq_store(o8, o0 + 8, _vadd32(a1, b1), cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                    else:
-                        _vstore_plain(outf, o0, _vadd32(a0, b0), nv)
-                        _vstore_plain(outf, o0 + 8, _vadd32(a1, b1), nv - 8)
-                else:
-                    f = c == 0
-                    _vstore_acc(outf, o0, _vadd32(a0, b0), bias, bidx, f, nv)
-                    _vstore_acc(outf, o0 + 8, _vadd32(a1, b1), bias, bidx + 8, f, nv - 8)
-            m += 1
-
-
-@njit(**_NJ)
+@njit(inline="always", **_NJ)
 def _conv_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
     Wp = (ow - 1) * sw + (KW - 1) * dw + 1
     merged = G == 1 and dw == 1
@@ -430,7 +234,7 @@ def _conv_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_ou
     if not int64_out:
         for g in range(G):
             for i in range(Coutg):
-                bp[(g * OCBg + i // 16) * 16 + i % 16] = bias[g * Coutg + i]
+                bp[np.uint64((g * OCBg + (i >> 4)) * 16 + (i & 15))] = bias[np.uint64(g * Coutg + i)]
     nb, ng = _plan(N, oh, ow, G * OCBg, nthreads, 256)
     return Wp, blk, sx, sw_, sn, cks, bp, nb, ng
 
@@ -440,26 +244,243 @@ def _conv_par(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl,
               int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8):
     Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(
         x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads)
-    outf = out.reshape(out.size)
-    o8 = out8.reshape(out8.size)
     for item in prange(x.shape[0] * nb * ng):
-        _conv_item(np.int64(item), nb, ng, x, wpk, blk, bias, bp, not int64_out, off, G, x.shape[3] // G, Coutg,
-                   OCBg, KH, KW, sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks, fuse, cp,
-                   qzp, qlo, qhi, o8)
+        _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
+                     int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
+                     (Wp, blk, sx, sw_, sn, cks, bp, nb, ng, np.int64(item)))
 
 
 @njit(**_NJ)
 def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-                 int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8):
-    Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(
-        x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, 1)
+                 int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8, part=None):
+    """Conv / FC work items: each a band of output rows of one image x a range of filter
+    blocks.
+
+    The register tiles (4 pixels x 16 filters, 4 x 8, 1 x 16) are written out inline:
+    numba does not inline calls to njit functions at the LLVM level here, and a call
+    per tile (arrays pass as 7 scalars each) costs as much as a 1x1 conv tile's work.
+    Accumulators start from bp (per-block padded int32 bias; zeros in 16x8 mode).
+    plain (int32 result, one chunk): the sums are stored as they are; otherwise they are
+    added to bias (first chunk) or to the partial result already stored.
+    cp not None (fused; int8, plain only): the sums are requantized in registers and stored
+    as int8 into o8 (_vrq_store with the padded constants cp and qzp, qlo, qhi); outf is not
+    written. ``fuse`` is implied by cp: Numba compiles the fused stores only for an array cp
+    and the others only for cp None, so a run compiles the stores it uses.
+
+    The items and the serial driver are one function so that a serial run (every layer below
+    PARALLEL_MIN_MACS) compiles the kernel once: a separate item function was compiled on its
+    own and then again inside the driver that linked it (Numba re-optimizes linked code).
+    ``part`` omitted (a call from Python): every item, on this thread; Numba prunes the other
+    branch. From the parallel driver: ``part`` = its setup and one item index.
+    """
+    if part is None:
+        Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(
+            x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, 1)
+        i0 = 0
+        i1 = x.shape[0] * nb * ng
+    else:
+        Wp, blk, sx, sw_, sn, cks, bp, nb, ng, i0 = part
+        i1 = i0 + 1
+    plain = not int64_out
+    Cg = x.shape[3] // G
     outf = out.reshape(out.size)
     o8 = out8.reshape(out8.size)
-    for item in range(x.shape[0] * nb * ng):
-        _conv_item(item, nb, ng, x, wpk, blk, bias, bp, not int64_out, off, G, x.shape[3] // G, Coutg,
-                   OCBg, KH, KW, sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, cks, fuse, cp,
-                   qzp, qlo, qhi, o8)
-
+    for item in range(i0, i1):
+        N, H, W, C = x.shape
+        Cout = G * Coutg
+        nck = cks.shape[0] - 1
+        nblocks = G * OCBg
+        n = item // (nb * ng)
+        rem = item - n * nb * ng
+        b = rem // ng
+        q = rem - b * ng
+        oy0 = (b * oh) // nb
+        oy1 = ((b + 1) * oh) // nb
+        R = oy1 - oy0
+        jb0 = (q * nblocks) // ng
+        jb1 = ((q + 1) * nblocks) // ng
+        if R <= 0 or jb1 <= jb0:
+            continue
+        rows_in = (R - 1) * sh + (KH - 1) * dh + 1
+        nbuf = rows_in * Wp * C
+        buf = np.empty(nbuf + 2, np.int16)
+        buf[nbuf] = 0
+        buf[nbuf + 1] = 0
+        _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, np.int64(1), C, np.int64(0), off, buf)
+        M = R * ow
+        pb = np.empty(M, np.int64)
+        for r in range(R):
+            for ox in range(ow):
+                pb[r * ow + ox] = (r * sh * Wp + ox * sw) * C
+        obase = ((n * oh + oy0) * ow) * Cout
+        for jb in range(jb0, jb1):
+            g = jb // OCBg
+            j = jb - g * OCBg
+            wb = jb * blk
+            xg = g * Cg
+            nv = min(16, Coutg - 16 * j)
+            bidx = g * Coutg + 16 * j
+            m = 0
+            if nv > 8:
+                # ---- 4 pixels x 16 filters: 8 accumulators, 2 weight vectors, 1 broadcast
+                while m + 4 <= M:
+                    o0 = obase + m * Cout + bidx
+                    q0 = pb[m] + xg
+                    q1 = pb[m + 1] + xg
+                    q2 = pb[m + 2] + xg
+                    q3 = pb[m + 3] + xg
+                    for c in range(nck):
+                        a00 = _vload_i32x8(bp, 16 * jb)
+                        a01 = _vload_i32x8(bp, 16 * jb + 8)
+                        a10 = a00
+                        a11 = a01
+                        a20 = a00
+                        a21 = a01
+                        a30 = a00
+                        a31 = a01
+                        for s in range(cks[c], cks[c + 1]):
+                            xo = sx[s]
+                            p0 = q0 + xo
+                            p1 = q1 + xo
+                            p2 = q2 + xo
+                            p3 = q3 + xo
+                            wo = wb + sw_[s]
+                            for k in range(sn[s]):
+                                w0 = _vload16(wpk, wo)
+                                w1 = _vload16(wpk, wo + 16)
+                                wo += 32
+                                xv = _vbcast_pair(buf, p0)
+                                a00 = _vmadd_acc(a00, xv, w0)
+                                a01 = _vmadd_acc(a01, xv, w1)
+                                xv = _vbcast_pair(buf, p1)
+                                a10 = _vmadd_acc(a10, xv, w0)
+                                a11 = _vmadd_acc(a11, xv, w1)
+                                xv = _vbcast_pair(buf, p2)
+                                a20 = _vmadd_acc(a20, xv, w0)
+                                a21 = _vmadd_acc(a21, xv, w1)
+                                xv = _vbcast_pair(buf, p3)
+                                a30 = _vmadd_acc(a30, xv, w0)
+                                a31 = _vmadd_acc(a31, xv, w1)
+                                p0 += 2
+                                p1 += 2
+                                p2 += 2
+                                p3 += 2
+                        if cp is not None:
+                            _vrq_store(o8, o0, a00, cp, bidx, qzp, qlo, qhi, 8)
+                            _vrq_store(o8, o0 + 8, a01, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                            _vrq_store(o8, o0 + Cout, a10, cp, bidx, qzp, qlo, qhi, 8)
+                            _vrq_store(o8, o0 + Cout + 8, a11, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                            _vrq_store(o8, o0 + 2 * Cout, a20, cp, bidx, qzp, qlo, qhi, 8)
+                            _vrq_store(o8, o0 + 2 * Cout + 8, a21, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                            _vrq_store(o8, o0 + 3 * Cout, a30, cp, bidx, qzp, qlo, qhi, 8)
+                            _vrq_store(o8, o0 + 3 * Cout + 8, a31, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                        elif plain:
+                            _vstore_plain(outf, o0, a00, 8)
+                            _vstore_plain(outf, o0 + 8, a01, nv - 8)
+                            _vstore_plain(outf, o0 + Cout, a10, 8)
+                            _vstore_plain(outf, o0 + Cout + 8, a11, nv - 8)
+                            _vstore_plain(outf, o0 + 2 * Cout, a20, 8)
+                            _vstore_plain(outf, o0 + 2 * Cout + 8, a21, nv - 8)
+                            _vstore_plain(outf, o0 + 3 * Cout, a30, 8)
+                            _vstore_plain(outf, o0 + 3 * Cout + 8, a31, nv - 8)
+                        else:
+                            f = c == 0
+                            _vstore_acc(outf, o0, a00, bias, bidx, f, 8)
+                            _vstore_acc(outf, o0 + 8, a01, bias, bidx + 8, f, nv - 8)
+                            _vstore_acc(outf, o0 + Cout, a10, bias, bidx, f, 8)
+                            _vstore_acc(outf, o0 + Cout + 8, a11, bias, bidx + 8, f, nv - 8)
+                            _vstore_acc(outf, o0 + 2 * Cout, a20, bias, bidx, f, 8)
+                            _vstore_acc(outf, o0 + 2 * Cout + 8, a21, bias, bidx + 8, f, nv - 8)
+                            _vstore_acc(outf, o0 + 3 * Cout, a30, bias, bidx, f, 8)
+                            _vstore_acc(outf, o0 + 3 * Cout + 8, a31, bias, bidx + 8, f, nv - 8)
+                    m += 4
+            else:
+                # ---- 4 pixels x 8 filters (a last block of at most 8 filters)
+                while m + 4 <= M:
+                    o0 = obase + m * Cout + bidx
+                    q0 = pb[m] + xg
+                    q1 = pb[m + 1] + xg
+                    q2 = pb[m + 2] + xg
+                    q3 = pb[m + 3] + xg
+                    for c in range(nck):
+                        a0 = _vload_i32x8(bp, 16 * jb)
+                        a1 = a0
+                        a2 = a0
+                        a3 = a0
+                        for s in range(cks[c], cks[c + 1]):
+                            xo = sx[s]
+                            p0 = q0 + xo
+                            p1 = q1 + xo
+                            p2 = q2 + xo
+                            p3 = q3 + xo
+                            wo = wb + sw_[s]
+                            for k in range(sn[s]):
+                                w0 = _vload16(wpk, wo)
+                                wo += 32
+                                a0 = _vmadd_acc(a0, _vbcast_pair(buf, p0), w0)
+                                a1 = _vmadd_acc(a1, _vbcast_pair(buf, p1), w0)
+                                a2 = _vmadd_acc(a2, _vbcast_pair(buf, p2), w0)
+                                a3 = _vmadd_acc(a3, _vbcast_pair(buf, p3), w0)
+                                p0 += 2
+                                p1 += 2
+                                p2 += 2
+                                p3 += 2
+                        if cp is not None:
+                            _vrq_store(o8, o0, a0, cp, bidx, qzp, qlo, qhi, nv)
+                            _vrq_store(o8, o0 + Cout, a1, cp, bidx, qzp, qlo, qhi, nv)
+                            _vrq_store(o8, o0 + 2 * Cout, a2, cp, bidx, qzp, qlo, qhi, nv)
+                            _vrq_store(o8, o0 + 3 * Cout, a3, cp, bidx, qzp, qlo, qhi, nv)
+                        elif plain:
+                            _vstore_plain(outf, o0, a0, nv)
+                            _vstore_plain(outf, o0 + Cout, a1, nv)
+                            _vstore_plain(outf, o0 + 2 * Cout, a2, nv)
+                            _vstore_plain(outf, o0 + 3 * Cout, a3, nv)
+                        else:
+                            f = c == 0
+                            _vstore_acc(outf, o0, a0, bias, bidx, f, nv)
+                            _vstore_acc(outf, o0 + Cout, a1, bias, bidx, f, nv)
+                            _vstore_acc(outf, o0 + 2 * Cout, a2, bias, bidx, f, nv)
+                            _vstore_acc(outf, o0 + 3 * Cout, a3, bias, bidx, f, nv)
+                    m += 4
+            # ---- remaining pixels one at a time, 16 filters, two interleaved pairs of sums
+            while m < M:
+                o0 = obase + m * Cout + bidx
+                q0 = pb[m] + xg
+                for c in range(nck):
+                    a0 = _vload_i32x8(bp, 16 * jb)
+                    a1 = _vload_i32x8(bp, 16 * jb + 8)
+                    b0 = _vzero32()
+                    b1 = b0
+                    for s in range(cks[c], cks[c + 1]):
+                        p0 = q0 + sx[s]
+                        wo = wb + sw_[s]
+                        ns = sn[s]
+                        k = 0
+                        while k + 1 < ns:
+                            xv = _vbcast_pair(buf, p0)
+                            a0 = _vmadd_acc(a0, xv, _vload16(wpk, wo))
+                            a1 = _vmadd_acc(a1, xv, _vload16(wpk, wo + 16))
+                            xv = _vbcast_pair(buf, p0 + 2)
+                            b0 = _vmadd_acc(b0, xv, _vload16(wpk, wo + 32))
+                            b1 = _vmadd_acc(b1, xv, _vload16(wpk, wo + 48))
+                            wo += 64
+                            p0 += 4
+                            k += 2
+                        if k < ns:
+                            xv = _vbcast_pair(buf, p0)
+                            a0 = _vmadd_acc(a0, xv, _vload16(wpk, wo))
+                            a1 = _vmadd_acc(a1, xv, _vload16(wpk, wo + 16))
+                    if cp is not None:
+                        _vrq_store(o8, o0, _vadd32(a0, b0), cp, bidx, qzp, qlo, qhi, nv)
+                        _vrq_store(o8, o0 + 8, _vadd32(a1, b1), cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                    elif plain:
+                        _vstore_plain(outf, o0, _vadd32(a0, b0), nv)
+                        _vstore_plain(outf, o0 + 8, _vadd32(a1, b1), nv - 8)
+                    else:
+                        f = c == 0
+                        _vstore_acc(outf, o0, _vadd32(a0, b0), bias, bidx, f, nv)
+                        _vstore_acc(outf, o0 + 8, _vadd32(a1, b1), bias, bidx + 8, f, nv - 8)
+                m += 1
 
 
 # ---------------------------------------------------------------------------
@@ -472,120 +493,7 @@ def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, 
 # (the in-lane order of vpunpcklwd / vpunpckhwd).
 
 
-@njit(**_NJ)
-def _dw_item(item, nb, ng, x, wpk, bias, bp, plain, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
-             oh, ow, outf, tapo, fuse, cp, qzp, qlo, qhi, o8):
-    """One work item: a band of output rows of one image x a range of 16-channel blocks.
-
-    Two output pixels at a time share each weight load.  Lane order inside the
-    accumulators is that of vpunpck{l,h}wd (channels 0-3,8-11 | 4-7,12-15); bp holds
-    the bias in that order (zeros in 16x8 mode, where the bias is added at the store).
-    fuse: requantized in registers and stored as int8 into o8, as in _conv_item.
-    """
-    N, H, W, C = x.shape
-    Cout = C * dm
-    C16 = (Cout + 15) // 16 * 16
-    NCB = C16 // 16
-    TP = (KH * KW + 1) // 2
-    Wp = (ow - 1) * sw + (KW - 1) * dw + 1
-    n = item // (nb * ng)
-    rem = item - n * nb * ng
-    b = rem // ng
-    q = rem - b * ng
-    oy0 = (b * oh) // nb
-    oy1 = ((b + 1) * oh) // nb
-    R = oy1 - oy0
-    cb0 = (q * NCB) // ng
-    cb1 = ((q + 1) * NCB) // ng
-    if R <= 0 or cb1 <= cb0:
-        return
-    rows_in = (R - 1) * sh + (KH - 1) * dh + 1
-    Cb = (cb1 - cb0) * 16  # channel slots in this item's buffer
-    buf = np.empty(rows_in * Wp * Cb, np.int16)
-    _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, dm, Cb, 16 * cb0, off, buf)
-    xo = np.empty(2 * TP, np.int64)
-    for t in range(2 * TP):
-        xo[t] = tapo[t] * Cb
-    step = sw * Cb
-    # rows outer, blocks inner: the three (KH) buffer rows an output row reads stay in cache
-    # while every block of channels uses them (blocks outer streamed the whole band per block)
-    for r in range(R):
-        for cb in range(cb0, cb1):
-            # the block's requantization constants, in registers (column 0 of the stand-in cp
-            # when not fused: it is only 16 wide)
-            rqc = _zrq_consts(cp, 16 * cb if fuse else 0)
-            blo = _vload_i32x8(bp, 16 * cb)
-            bhi = _vload_i32x8(bp, 16 * cb + 8)
-            nv = min(16, Cout - 16 * cb)
-            wcb = cb * TP * 32
-            ob = ((n * oh + oy0 + r) * ow) * Cout + 16 * cb
-            pc = r * sh * Wp * Cb + (cb - cb0) * 16
-            ox = 0
-            while ox + 2 <= ow:
-                lo = blo
-                hi = bhi
-                lo2 = blo
-                hi2 = bhi
-                wo = wcb
-                for p in range(TP):
-                    wl = _vload16(wpk, wo)
-                    wh = _vload16(wpk, wo + 16)
-                    wo += 32
-                    o1 = pc + xo[2 * p]
-                    o2 = pc + xo[2 * p + 1]
-                    xa = _vload16(buf, o1)
-                    xb = _vload16(buf, o2)
-                    lo = _vmadd_acc(lo, _vunpack_lo(xa, xb), wl)
-                    hi = _vmadd_acc(hi, _vunpack_hi(xa, xb), wh)
-                    xa = _vload16(buf, o1 + step)
-                    xb = _vload16(buf, o2 + step)
-                    lo2 = _vmadd_acc(lo2, _vunpack_lo(xa, xb), wl)
-                    hi2 = _vmadd_acc(hi2, _vunpack_hi(xa, xb), wh)
-                o = ob + ox * Cout
-                if plain:
-                    if fuse:
-                        # 16 lanes in channel order: one zmm requantization on AVX-512 (two ymm
-                        # halves elsewhere, as before)
-                        _zrq_store_c(o8, o, _vcat16(_vperm_lo(lo, hi), _vperm_hi(lo, hi)), rqc,
-                                     qzp, qlo, qhi, nv)
-                        _zrq_store_c(o8, o + Cout, _vcat16(_vperm_lo(lo2, hi2), _vperm_hi(lo2, hi2)), rqc,
-                                     qzp, qlo, qhi, nv)
-                    else:
-                        _vstore_plain(outf, o, _vperm_lo(lo, hi), nv)
-                        _vstore_plain(outf, o + 8, _vperm_hi(lo, hi), nv - 8)
-                        _vstore_plain(outf, o + Cout, _vperm_lo(lo2, hi2), nv)
-                        _vstore_plain(outf, o + Cout + 8, _vperm_hi(lo2, hi2), nv - 8)
-                else:
-                    _vstore_acc(outf, o, _vperm_lo(lo, hi), bias, 16 * cb, True, nv)
-                    _vstore_acc(outf, o + 8, _vperm_hi(lo, hi), bias, 16 * cb + 8, True, nv - 8)
-                    _vstore_acc(outf, o + Cout, _vperm_lo(lo2, hi2), bias, 16 * cb, True, nv)
-                    _vstore_acc(outf, o + Cout + 8, _vperm_hi(lo2, hi2), bias, 16 * cb + 8, True, nv - 8)
-                pc += 2 * step
-                ox += 2
-            if ox < ow:
-                lo = blo
-                hi = bhi
-                wo = wcb
-                for p in range(TP):
-                    xa = _vload16(buf, pc + xo[2 * p])
-                    xb = _vload16(buf, pc + xo[2 * p + 1])
-                    lo = _vmadd_acc(lo, _vunpack_lo(xa, xb), _vload16(wpk, wo))
-                    hi = _vmadd_acc(hi, _vunpack_hi(xa, xb), _vload16(wpk, wo + 16))
-                    wo += 32
-                o = ob + ox * Cout
-                if plain:
-                    if fuse:
-                        _zrq_store_c(o8, o, _vcat16(_vperm_lo(lo, hi), _vperm_hi(lo, hi)), rqc,
-                                     qzp, qlo, qhi, nv)
-                    else:
-                        _vstore_plain(outf, o, _vperm_lo(lo, hi), nv)
-                        _vstore_plain(outf, o + 8, _vperm_hi(lo, hi), nv - 8)
-                else:
-                    _vstore_acc(outf, o, _vperm_lo(lo, hi), bias, 16 * cb, True, nv)
-                    _vstore_acc(outf, o + 8, _vperm_hi(lo, hi), bias, 16 * cb + 8, True, nv - 8)
-
-
-@njit(**_NJ)
+@njit(inline="always", **_NJ)
 def _dw_setup(N, Cout, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
     C16 = (Cout + 15) // 16 * 16
     T = KH * KW
@@ -600,9 +508,9 @@ def _dw_setup(N, Cout, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
     bp = np.zeros(C16, np.int32)
     if not int64_out:
         for c in range(Cout):
-            i = c % 16
+            i = c & 15
             # lane order of the accumulators: lo = 0-3, 8-11; hi = 4-7, 12-15
-            bp[c - i + (i % 4) + (4 if i >= 8 else 0) + (8 if (i % 8) >= 4 else 0)] = bias[c]
+            bp[np.uint64(c - i + (i & 3) + ((i >> 3) << 2) + (((i >> 2) & 1) << 3))] = bias[c]
     nb, ng = _plan(N, oh, ow, C16 // 16, nthreads, 256)
     return xo, bp, nb, ng
 
@@ -610,23 +518,139 @@ def _dw_setup(N, Cout, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
 @njit(parallel=True, **_NJ)
 def _dw_par(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads,
             fuse, cp, qzp, qlo, qhi, out8):
-    xo, bp, nb, ng = _dw_setup(x.shape[0], x.shape[3] * dm, KH, KW, sw, dh, dw, oh, ow, bias,
-                               int64_out, nthreads)
-    outf = out.reshape(out.size)
-    o8 = out8.reshape(out8.size)
+    tapo, bp, nb, ng = _dw_setup(x.shape[0], x.shape[3] * dm, KH, KW, sw, dh, dw, oh, ow, bias,
+                                 int64_out, nthreads)
     for item in prange(x.shape[0] * nb * ng):
-        _dw_item(np.int64(item), nb, ng, x, wpk, bias, bp, not int64_out, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
-                 oh, ow, outf, xo, fuse, cp, qzp, qlo, qhi, o8)
+        _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out,
+                   nthreads, fuse, cp, qzp, qlo, qhi, out8, (tapo, bp, nb, ng, np.int64(item)))
 
 
 @njit(**_NJ)
 def _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads,
-               fuse, cp, qzp, qlo, qhi, out8):
-    xo, bp, nb, ng = _dw_setup(x.shape[0], x.shape[3] * dm, KH, KW, sw, dh, dw, oh, ow, bias,
-                               int64_out, 1)
+               fuse, cp, qzp, qlo, qhi, out8, part=None):
+    """Depthwise work items: each a band of output rows of one image x a range of 16-channel
+    blocks.
+
+    Two output pixels at a time share each weight load.  Lane order inside the
+    accumulators is that of vpunpck{l,h}wd (channels 0-3,8-11 | 4-7,12-15); bp holds
+    the bias in that order (zeros in 16x8 mode, where the bias is added at the store).
+    cp not None: requantized in registers and stored as int8 into o8, as in _conv_serial.
+
+    The items and the serial driver are one function so that a serial run (every layer below
+    PARALLEL_MIN_MACS) compiles the kernel once: a separate item function was compiled on its
+    own and then again inside the driver that linked it (Numba re-optimizes linked code).
+    ``part`` omitted (a call from Python): every item, on this thread; Numba prunes the other
+    branch. From the parallel driver: ``part`` = its setup and one item index.
+    """
+    if part is None:
+        tapo, bp, nb, ng = _dw_setup(x.shape[0], x.shape[3] * dm, KH, KW, sw, dh, dw, oh, ow, bias,
+                                     int64_out, 1)
+        i0 = 0
+        i1 = x.shape[0] * nb * ng
+    else:
+        tapo, bp, nb, ng, i0 = part
+        i1 = i0 + 1
+    plain = not int64_out
     outf = out.reshape(out.size)
     o8 = out8.reshape(out8.size)
-    for item in range(x.shape[0] * nb * ng):
-        _dw_item(item, nb, ng, x, wpk, bias, bp, not int64_out, off, dm, KH, KW, sh, sw, dh, dw, pt, pl,
-                 oh, ow, outf, xo, fuse, cp, qzp, qlo, qhi, o8)
+    for item in range(i0, i1):
+        N, H, W, C = x.shape
+        Cout = C * dm
+        C16 = (Cout + 15) // 16 * 16
+        NCB = C16 // 16
+        TP = (KH * KW + 1) // 2
+        Wp = (ow - 1) * sw + (KW - 1) * dw + 1
+        n = item // (nb * ng)
+        rem = item - n * nb * ng
+        b = rem // ng
+        q = rem - b * ng
+        oy0 = (b * oh) // nb
+        oy1 = ((b + 1) * oh) // nb
+        R = oy1 - oy0
+        cb0 = (q * NCB) // ng
+        cb1 = ((q + 1) * NCB) // ng
+        if R <= 0 or cb1 <= cb0:
+            continue
+        rows_in = (R - 1) * sh + (KH - 1) * dh + 1
+        Cb = (cb1 - cb0) * 16  # channel slots in this item's buffer
+        buf = np.empty(rows_in * Wp * Cb, np.int16)
+        _fill_band(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, dm, Cb, 16 * cb0, off, buf)
+        xo = np.empty(2 * TP, np.int64)
+        for t in range(2 * TP):
+            xo[t] = tapo[t] * Cb
+        step = sw * Cb
+        # rows outer, blocks inner: the three (KH) buffer rows an output row reads stay in cache
+        # while every block of channels uses them (blocks outer streamed the whole band per block)
+        for r in range(R):
+            for cb in range(cb0, cb1):
+                if cp is not None:
+                    rqc = _zrq_consts(cp, 16 * cb)  # the block's requantization constants, in registers
+                blo = _vload_i32x8(bp, 16 * cb)
+                bhi = _vload_i32x8(bp, 16 * cb + 8)
+                nv = min(16, Cout - 16 * cb)
+                wcb = cb * TP * 32
+                ob = ((n * oh + oy0 + r) * ow) * Cout + 16 * cb
+                pc = r * sh * Wp * Cb + (cb - cb0) * 16
+                ox = 0
+                while ox + 2 <= ow:
+                    lo = blo
+                    hi = bhi
+                    lo2 = blo
+                    hi2 = bhi
+                    wo = wcb
+                    for p in range(TP):
+                        wl = _vload16(wpk, wo)
+                        wh = _vload16(wpk, wo + 16)
+                        wo += 32
+                        o1 = pc + xo[2 * p]
+                        o2 = pc + xo[2 * p + 1]
+                        xa = _vload16(buf, o1)
+                        xb = _vload16(buf, o2)
+                        lo = _vmadd_acc(lo, _vunpack_lo(xa, xb), wl)
+                        hi = _vmadd_acc(hi, _vunpack_hi(xa, xb), wh)
+                        xa = _vload16(buf, o1 + step)
+                        xb = _vload16(buf, o2 + step)
+                        lo2 = _vmadd_acc(lo2, _vunpack_lo(xa, xb), wl)
+                        hi2 = _vmadd_acc(hi2, _vunpack_hi(xa, xb), wh)
+                    o = ob + ox * Cout
+                    if cp is not None:
+                        # 16 lanes in channel order: one zmm requantization on AVX-512 (two ymm
+                        # halves elsewhere, as before)
+                        _zrq_store_c(o8, o, _vcat16(_vperm_lo(lo, hi), _vperm_hi(lo, hi)), rqc,
+                                     qzp, qlo, qhi, nv)
+                        _zrq_store_c(o8, o + Cout, _vcat16(_vperm_lo(lo2, hi2), _vperm_hi(lo2, hi2)), rqc,
+                                     qzp, qlo, qhi, nv)
+                    elif plain:
+                        _vstore_plain(outf, o, _vperm_lo(lo, hi), nv)
+                        _vstore_plain(outf, o + 8, _vperm_hi(lo, hi), nv - 8)
+                        _vstore_plain(outf, o + Cout, _vperm_lo(lo2, hi2), nv)
+                        _vstore_plain(outf, o + Cout + 8, _vperm_hi(lo2, hi2), nv - 8)
+                    else:
+                        _vstore_acc(outf, o, _vperm_lo(lo, hi), bias, 16 * cb, True, nv)
+                        _vstore_acc(outf, o + 8, _vperm_hi(lo, hi), bias, 16 * cb + 8, True, nv - 8)
+                        _vstore_acc(outf, o + Cout, _vperm_lo(lo2, hi2), bias, 16 * cb, True, nv)
+                        _vstore_acc(outf, o + Cout + 8, _vperm_hi(lo2, hi2), bias, 16 * cb + 8, True, nv - 8)
+                    pc += 2 * step
+                    ox += 2
+                if ox < ow:
+                    lo = blo
+                    hi = bhi
+                    wo = wcb
+                    for p in range(TP):
+                        xa = _vload16(buf, pc + xo[2 * p])
+                        xb = _vload16(buf, pc + xo[2 * p + 1])
+                        lo = _vmadd_acc(lo, _vunpack_lo(xa, xb), _vload16(wpk, wo))
+                        hi = _vmadd_acc(hi, _vunpack_hi(xa, xb), _vload16(wpk, wo + 16))
+                        wo += 32
+                    o = ob + ox * Cout
+                    if cp is not None:
+                        _zrq_store_c(o8, o, _vcat16(_vperm_lo(lo, hi), _vperm_hi(lo, hi)), rqc,
+                                     qzp, qlo, qhi, nv)
+                    elif plain:
+                        _vstore_plain(outf, o, _vperm_lo(lo, hi), nv)
+                        _vstore_plain(outf, o + 8, _vperm_hi(lo, hi), nv - 8)
+                    else:
+                        _vstore_acc(outf, o, _vperm_lo(lo, hi), bias, 16 * cb, True, nv)
+                        _vstore_acc(outf, o + 8, _vperm_hi(lo, hi), bias, 16 * cb + 8, True, nv - 8)
+
 

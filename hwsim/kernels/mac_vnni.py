@@ -15,7 +15,7 @@ The same implicit GEMM and 4-pixel x 16-filter register tiles as mac_tiles, on b
 * Weights: per group and block of 16 filters, runs of channel quads [quad][16 filters][4]
   (zeros past the run: a run's last quad may read up to three bytes past it).
 
-Outputs: int32 accumulators, or (``fuse``) int8 requantized in registers as in mac_tiles.
+Outputs: int32 accumulators, or (``cp`` given) int8 requantized in registers as in mac_tiles.
 Called by hwsim.kernels.mac only on a CPU with VNNI (``mac_path() == "vnni"``): Numba compiles
 these functions on their first call, so no other CPU ever builds them.
 """
@@ -40,7 +40,7 @@ def _fill_u8(buf, d0, n, pv):
         _vsplat_store32(buf, d0 + i, pv)
         i += 32
     while i < n:
-        buf[d0 + i] = pv
+        buf[np.uint64(d0 + i)] = pv  # unsigned: see mac_tiles._zero_run
         i += 1
 
 
@@ -70,187 +70,11 @@ def _fill_band_u8(x, n, iy0, rows_in, pl, Wp, C, padv, buf):
             _vcopy_flip32(buf, d0 + i, xf, sbase + i)
             i += 32
         while i < nn:
-            buf[d0 + i] = np.uint8(np.int32(xf[sbase + i]) + 128)
+            buf[np.uint64(d0 + i)] = np.uint8(np.int32(xf[np.uint64(sbase + i)]) + 128)
             i += 1
 
 
-@njit(**_NJ)
-def _conv_q_item(item, nb, ng, x, wq, blk, bp, padv, G, Cg, Coutg, OCBg, KH, sh, sw, dh, pt, pl,
-                 oh, ow, Wp, outf, sx, sw_, sn, fuse, cp, qzp, qlo, qhi, o8):
-    """One work item (a band of output rows x a range of filter blocks), as mac_tiles._conv_item:
-    4 x 16, 4 x 8 and 1 x 16 tiles; accumulators start from bp (the corrected bias)."""
-    N, H, W, C = x.shape
-    Cout = G * Coutg
-    nblocks = G * OCBg
-    n = item // (nb * ng)
-    rem = item - n * nb * ng
-    b = rem // ng
-    q = rem - b * ng
-    oy0 = (b * oh) // nb
-    oy1 = ((b + 1) * oh) // nb
-    R = oy1 - oy0
-    jb0 = (q * nblocks) // ng
-    jb1 = ((q + 1) * nblocks) // ng
-    if R <= 0 or jb1 <= jb0:
-        return
-    rows_in = (R - 1) * sh + (KH - 1) * dh + 1
-    nbuf = rows_in * Wp * C
-    buf = np.empty(nbuf + 4, np.uint8)
-    for i in range(4):
-        buf[nbuf + i] = 0
-    _fill_band_u8(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, padv, buf)
-    M = R * ow
-    pb = np.empty(M, np.int64)
-    for r in range(R):
-        for ox in range(ow):
-            pb[r * ow + ox] = (r * sh * Wp + ox * sw) * C
-    obase = ((n * oh + oy0) * ow) * Cout
-    nseg = sx.shape[0]
-    for jb in range(jb0, jb1):
-        g = jb // OCBg
-        j = jb - g * OCBg
-        wb = jb * blk
-        xg = g * Cg
-        nv = min(16, Coutg - 16 * j)
-        bidx = g * Coutg + 16 * j
-        m = 0
-        if nv > 8:
-            while m + 4 <= M:
-                o0 = obase + m * Cout + bidx
-                q0 = pb[m] + xg
-                q1 = pb[m + 1] + xg
-                q2 = pb[m + 2] + xg
-                q3 = pb[m + 3] + xg
-                a00 = _vload_i32x8(bp, 16 * jb)
-                a01 = _vload_i32x8(bp, 16 * jb + 8)
-                a10 = a00
-                a11 = a01
-                a20 = a00
-                a21 = a01
-                a30 = a00
-                a31 = a01
-                for s in range(nseg):
-                    xo = sx[s]
-                    p0 = q0 + xo
-                    p1 = q1 + xo
-                    p2 = q2 + xo
-                    p3 = q3 + xo
-                    wo = wb + sw_[s]
-                    for k in range(sn[s]):
-                        w0 = _vload_q(wq, wo)
-                        w1 = _vload_q(wq, wo + 32)
-                        wo += 64
-                        xv = _vbcast_quad(buf, p0)
-                        a00 = _vdpbusd(a00, xv, w0)
-                        a01 = _vdpbusd(a01, xv, w1)
-                        xv = _vbcast_quad(buf, p1)
-                        a10 = _vdpbusd(a10, xv, w0)
-                        a11 = _vdpbusd(a11, xv, w1)
-                        xv = _vbcast_quad(buf, p2)
-                        a20 = _vdpbusd(a20, xv, w0)
-                        a21 = _vdpbusd(a21, xv, w1)
-                        xv = _vbcast_quad(buf, p3)
-                        a30 = _vdpbusd(a30, xv, w0)
-                        a31 = _vdpbusd(a31, xv, w1)
-                        p0 += 4
-                        p1 += 4
-                        p2 += 4
-                        p3 += 4
-                if fuse:
-                    _vrq_store(o8, o0, a00, cp, bidx, qzp, qlo, qhi, 8)
-                    _vrq_store(o8, o0 + 8, a01, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                    _vrq_store(o8, o0 + Cout, a10, cp, bidx, qzp, qlo, qhi, 8)
-                    _vrq_store(o8, o0 + Cout + 8, a11, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                    _vrq_store(o8, o0 + 2 * Cout, a20, cp, bidx, qzp, qlo, qhi, 8)
-                    _vrq_store(o8, o0 + 2 * Cout + 8, a21, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                    _vrq_store(o8, o0 + 3 * Cout, a30, cp, bidx, qzp, qlo, qhi, 8)
-                    _vrq_store(o8, o0 + 3 * Cout + 8, a31, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                else:
-                    _vstore_plain(outf, o0, a00, 8)
-                    _vstore_plain(outf, o0 + 8, a01, nv - 8)
-                    _vstore_plain(outf, o0 + Cout, a10, 8)
-                    _vstore_plain(outf, o0 + Cout + 8, a11, nv - 8)
-                    _vstore_plain(outf, o0 + 2 * Cout, a20, 8)
-                    _vstore_plain(outf, o0 + 2 * Cout + 8, a21, nv - 8)
-                    _vstore_plain(outf, o0 + 3 * Cout, a30, 8)
-                    _vstore_plain(outf, o0 + 3 * Cout + 8, a31, nv - 8)
-                m += 4
-        else:
-            while m + 4 <= M:
-                o0 = obase + m * Cout + bidx
-                q0 = pb[m] + xg
-                q1 = pb[m + 1] + xg
-                q2 = pb[m + 2] + xg
-                q3 = pb[m + 3] + xg
-                a0 = _vload_i32x8(bp, 16 * jb)
-                a1 = a0
-                a2 = a0
-                a3 = a0
-                for s in range(nseg):
-                    xo = sx[s]
-                    p0 = q0 + xo
-                    p1 = q1 + xo
-                    p2 = q2 + xo
-                    p3 = q3 + xo
-                    wo = wb + sw_[s]
-                    for k in range(sn[s]):
-                        w0 = _vload_q(wq, wo)
-                        wo += 64
-                        a0 = _vdpbusd(a0, _vbcast_quad(buf, p0), w0)
-                        a1 = _vdpbusd(a1, _vbcast_quad(buf, p1), w0)
-                        a2 = _vdpbusd(a2, _vbcast_quad(buf, p2), w0)
-                        a3 = _vdpbusd(a3, _vbcast_quad(buf, p3), w0)
-                        p0 += 4
-                        p1 += 4
-                        p2 += 4
-                        p3 += 4
-                if fuse:
-                    _vrq_store(o8, o0, a0, cp, bidx, qzp, qlo, qhi, nv)
-                    _vrq_store(o8, o0 + Cout, a1, cp, bidx, qzp, qlo, qhi, nv)
-                    _vrq_store(o8, o0 + 2 * Cout, a2, cp, bidx, qzp, qlo, qhi, nv)
-                    _vrq_store(o8, o0 + 3 * Cout, a3, cp, bidx, qzp, qlo, qhi, nv)
-                else:
-                    _vstore_plain(outf, o0, a0, nv)
-                    _vstore_plain(outf, o0 + Cout, a1, nv)
-                    _vstore_plain(outf, o0 + 2 * Cout, a2, nv)
-                    _vstore_plain(outf, o0 + 3 * Cout, a3, nv)
-                m += 4
-        while m < M:
-            o0 = obase + m * Cout + bidx
-            q0 = pb[m] + xg
-            a0 = _vload_i32x8(bp, 16 * jb)
-            a1 = _vload_i32x8(bp, 16 * jb + 8)
-            b0 = _vzero32()
-            b1 = b0
-            for s in range(nseg):
-                p0 = q0 + sx[s]
-                wo = wb + sw_[s]
-                ns = sn[s]
-                k = 0
-                while k + 1 < ns:
-                    xv = _vbcast_quad(buf, p0)
-                    a0 = _vdpbusd(a0, xv, _vload_q(wq, wo))
-                    a1 = _vdpbusd(a1, xv, _vload_q(wq, wo + 32))
-                    xv = _vbcast_quad(buf, p0 + 4)
-                    b0 = _vdpbusd(b0, xv, _vload_q(wq, wo + 64))
-                    b1 = _vdpbusd(b1, xv, _vload_q(wq, wo + 96))
-                    wo += 128
-                    p0 += 8
-                    k += 2
-                if k < ns:
-                    xv = _vbcast_quad(buf, p0)
-                    a0 = _vdpbusd(a0, xv, _vload_q(wq, wo))
-                    a1 = _vdpbusd(a1, xv, _vload_q(wq, wo + 32))
-            if fuse:
-                _vrq_store(o8, o0, _vadd32(a0, b0), cp, bidx, qzp, qlo, qhi, nv)
-                _vrq_store(o8, o0 + 8, _vadd32(a1, b1), cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-            else:
-                _vstore_plain(outf, o0, _vadd32(a0, b0), nv)
-                _vstore_plain(outf, o0 + 8, _vadd32(a1, b1), nv - 8)
-            m += 1
-
-
-@njit(**_NJ)
+@njit(inline="always", **_NJ)
 def _conv_q_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, nthreads):
     """Buffer width, packed bytes per 16 filters, segments (xoff, woff, nquads), the corrected
     per-block bias and the work split."""
@@ -281,8 +105,9 @@ def _conv_q_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, 
     bp = np.zeros(G * OCBg * 16, np.int32)
     for g in range(G):
         for i in range(Coutg):
-            oc = g * Coutg + i
-            bp[(g * OCBg + i // 16) * 16 + i % 16] = np.int32(np.int64(bias[oc]) - np.int64(padv) * wsum[oc])
+            oc = np.uint64(g * Coutg + i)
+            bp[np.uint64((g * OCBg + (i >> 4)) * 16 + (i & 15))] = np.int32(
+                np.int64(bias[oc]) - np.int64(padv) * wsum[oc])
     nb, ng = _plan(N, oh, ow, G * OCBg, nthreads, 256)
     return Wp, blk, sx, sw_, sn, bp, nb, ng
 
@@ -292,23 +117,205 @@ def _conv_q_par(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw,
                 nthreads, fuse, cp, qzp, qlo, qhi, out8):
     Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
         x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, nthreads)
-    outf = out.reshape(out.size)
-    o8 = out8.reshape(out8.size)
     for item in prange(x.shape[0] * nb * ng):
-        _conv_q_item(np.int64(item), nb, ng, x, wq, blk, bp, padv, G, x.shape[3] // G, Coutg, OCBg, KH,
-                     sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, fuse, cp, qzp, qlo, qhi, o8)
+        _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
+                       out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
+                       (Wp, blk, sx, sw_, sn, bp, nb, ng, np.int64(item)))
 
 
 @njit(**_NJ)
 def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
-                   out, nthreads, fuse, cp, qzp, qlo, qhi, out8):
-    Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
-        x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, 1)
+                   out, nthreads, fuse, cp, qzp, qlo, qhi, out8, part=None):
+    """Work items (a band of output rows x a range of filter blocks), as mac_tiles._conv_serial:
+    4 x 16, 4 x 8 and 1 x 16 tiles; accumulators start from bp (the corrected bias).
+
+    The items and the serial driver are one function so that a serial run (every layer below
+    PARALLEL_MIN_MACS) compiles the kernel once: a separate item function was compiled on its
+    own and then again inside the driver that linked it (Numba re-optimizes linked code).
+    ``part`` omitted (a call from Python): every item, on this thread; Numba prunes the other
+    branch. From the parallel driver: ``part`` = its setup and one item index.
+    """
+    if part is None:
+        Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
+            x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, 1)
+        i0 = 0
+        i1 = x.shape[0] * nb * ng
+    else:
+        Wp, blk, sx, sw_, sn, bp, nb, ng, i0 = part
+        i1 = i0 + 1
+    Cg = x.shape[3] // G
     outf = out.reshape(out.size)
     o8 = out8.reshape(out8.size)
-    for item in range(x.shape[0] * nb * ng):
-        _conv_q_item(item, nb, ng, x, wq, blk, bp, padv, G, x.shape[3] // G, Coutg, OCBg, KH,
-                     sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, fuse, cp, qzp, qlo, qhi, o8)
+    for item in range(i0, i1):
+        N, H, W, C = x.shape
+        Cout = G * Coutg
+        nblocks = G * OCBg
+        n = item // (nb * ng)
+        rem = item - n * nb * ng
+        b = rem // ng
+        q = rem - b * ng
+        oy0 = (b * oh) // nb
+        oy1 = ((b + 1) * oh) // nb
+        R = oy1 - oy0
+        jb0 = (q * nblocks) // ng
+        jb1 = ((q + 1) * nblocks) // ng
+        if R <= 0 or jb1 <= jb0:
+            continue
+        rows_in = (R - 1) * sh + (KH - 1) * dh + 1
+        nbuf = rows_in * Wp * C
+        buf = np.empty(nbuf + 4, np.uint8)
+        for i in range(4):
+            buf[nbuf + i] = 0
+        _fill_band_u8(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, padv, buf)
+        M = R * ow
+        pb = np.empty(M, np.int64)
+        for r in range(R):
+            for ox in range(ow):
+                pb[r * ow + ox] = (r * sh * Wp + ox * sw) * C
+        obase = ((n * oh + oy0) * ow) * Cout
+        nseg = sx.shape[0]
+        for jb in range(jb0, jb1):
+            g = jb // OCBg
+            j = jb - g * OCBg
+            wb = jb * blk
+            xg = g * Cg
+            nv = min(16, Coutg - 16 * j)
+            bidx = g * Coutg + 16 * j
+            m = 0
+            if nv > 8:
+                while m + 4 <= M:
+                    o0 = obase + m * Cout + bidx
+                    q0 = pb[m] + xg
+                    q1 = pb[m + 1] + xg
+                    q2 = pb[m + 2] + xg
+                    q3 = pb[m + 3] + xg
+                    a00 = _vload_i32x8(bp, 16 * jb)
+                    a01 = _vload_i32x8(bp, 16 * jb + 8)
+                    a10 = a00
+                    a11 = a01
+                    a20 = a00
+                    a21 = a01
+                    a30 = a00
+                    a31 = a01
+                    for s in range(nseg):
+                        xo = sx[s]
+                        p0 = q0 + xo
+                        p1 = q1 + xo
+                        p2 = q2 + xo
+                        p3 = q3 + xo
+                        wo = wb + sw_[s]
+                        for k in range(sn[s]):
+                            w0 = _vload_q(wq, wo)
+                            w1 = _vload_q(wq, wo + 32)
+                            wo += 64
+                            xv = _vbcast_quad(buf, p0)
+                            a00 = _vdpbusd(a00, xv, w0)
+                            a01 = _vdpbusd(a01, xv, w1)
+                            xv = _vbcast_quad(buf, p1)
+                            a10 = _vdpbusd(a10, xv, w0)
+                            a11 = _vdpbusd(a11, xv, w1)
+                            xv = _vbcast_quad(buf, p2)
+                            a20 = _vdpbusd(a20, xv, w0)
+                            a21 = _vdpbusd(a21, xv, w1)
+                            xv = _vbcast_quad(buf, p3)
+                            a30 = _vdpbusd(a30, xv, w0)
+                            a31 = _vdpbusd(a31, xv, w1)
+                            p0 += 4
+                            p1 += 4
+                            p2 += 4
+                            p3 += 4
+                    if cp is not None:
+                        _vrq_store(o8, o0, a00, cp, bidx, qzp, qlo, qhi, 8)
+                        _vrq_store(o8, o0 + 8, a01, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                        _vrq_store(o8, o0 + Cout, a10, cp, bidx, qzp, qlo, qhi, 8)
+                        _vrq_store(o8, o0 + Cout + 8, a11, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                        _vrq_store(o8, o0 + 2 * Cout, a20, cp, bidx, qzp, qlo, qhi, 8)
+                        _vrq_store(o8, o0 + 2 * Cout + 8, a21, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                        _vrq_store(o8, o0 + 3 * Cout, a30, cp, bidx, qzp, qlo, qhi, 8)
+                        _vrq_store(o8, o0 + 3 * Cout + 8, a31, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                    else:
+                        _vstore_plain(outf, o0, a00, 8)
+                        _vstore_plain(outf, o0 + 8, a01, nv - 8)
+                        _vstore_plain(outf, o0 + Cout, a10, 8)
+                        _vstore_plain(outf, o0 + Cout + 8, a11, nv - 8)
+                        _vstore_plain(outf, o0 + 2 * Cout, a20, 8)
+                        _vstore_plain(outf, o0 + 2 * Cout + 8, a21, nv - 8)
+                        _vstore_plain(outf, o0 + 3 * Cout, a30, 8)
+                        _vstore_plain(outf, o0 + 3 * Cout + 8, a31, nv - 8)
+                    m += 4
+            else:
+                while m + 4 <= M:
+                    o0 = obase + m * Cout + bidx
+                    q0 = pb[m] + xg
+                    q1 = pb[m + 1] + xg
+                    q2 = pb[m + 2] + xg
+                    q3 = pb[m + 3] + xg
+                    a0 = _vload_i32x8(bp, 16 * jb)
+                    a1 = a0
+                    a2 = a0
+                    a3 = a0
+                    for s in range(nseg):
+                        xo = sx[s]
+                        p0 = q0 + xo
+                        p1 = q1 + xo
+                        p2 = q2 + xo
+                        p3 = q3 + xo
+                        wo = wb + sw_[s]
+                        for k in range(sn[s]):
+                            w0 = _vload_q(wq, wo)
+                            wo += 64
+                            a0 = _vdpbusd(a0, _vbcast_quad(buf, p0), w0)
+                            a1 = _vdpbusd(a1, _vbcast_quad(buf, p1), w0)
+                            a2 = _vdpbusd(a2, _vbcast_quad(buf, p2), w0)
+                            a3 = _vdpbusd(a3, _vbcast_quad(buf, p3), w0)
+                            p0 += 4
+                            p1 += 4
+                            p2 += 4
+                            p3 += 4
+                    if cp is not None:
+                        _vrq_store(o8, o0, a0, cp, bidx, qzp, qlo, qhi, nv)
+                        _vrq_store(o8, o0 + Cout, a1, cp, bidx, qzp, qlo, qhi, nv)
+                        _vrq_store(o8, o0 + 2 * Cout, a2, cp, bidx, qzp, qlo, qhi, nv)
+                        _vrq_store(o8, o0 + 3 * Cout, a3, cp, bidx, qzp, qlo, qhi, nv)
+                    else:
+                        _vstore_plain(outf, o0, a0, nv)
+                        _vstore_plain(outf, o0 + Cout, a1, nv)
+                        _vstore_plain(outf, o0 + 2 * Cout, a2, nv)
+                        _vstore_plain(outf, o0 + 3 * Cout, a3, nv)
+                    m += 4
+            while m < M:
+                o0 = obase + m * Cout + bidx
+                q0 = pb[m] + xg
+                a0 = _vload_i32x8(bp, 16 * jb)
+                a1 = _vload_i32x8(bp, 16 * jb + 8)
+                b0 = _vzero32()
+                b1 = b0
+                for s in range(nseg):
+                    p0 = q0 + sx[s]
+                    wo = wb + sw_[s]
+                    ns = sn[s]
+                    k = 0
+                    while k + 1 < ns:
+                        xv = _vbcast_quad(buf, p0)
+                        a0 = _vdpbusd(a0, xv, _vload_q(wq, wo))
+                        a1 = _vdpbusd(a1, xv, _vload_q(wq, wo + 32))
+                        xv = _vbcast_quad(buf, p0 + 4)
+                        b0 = _vdpbusd(b0, xv, _vload_q(wq, wo + 64))
+                        b1 = _vdpbusd(b1, xv, _vload_q(wq, wo + 96))
+                        wo += 128
+                        p0 += 8
+                        k += 2
+                    if k < ns:
+                        xv = _vbcast_quad(buf, p0)
+                        a0 = _vdpbusd(a0, xv, _vload_q(wq, wo))
+                        a1 = _vdpbusd(a1, xv, _vload_q(wq, wo + 32))
+                if cp is not None:
+                    _vrq_store(o8, o0, _vadd32(a0, b0), cp, bidx, qzp, qlo, qhi, nv)
+                    _vrq_store(o8, o0 + 8, _vadd32(a1, b1), cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                else:
+                    _vstore_plain(outf, o0, _vadd32(a0, b0), nv)
+                    _vstore_plain(outf, o0 + 8, _vadd32(a1, b1), nv - 8)
+                m += 1
 
 
 # ---------------------------------------------------------------------------
@@ -316,151 +323,156 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
 # ---------------------------------------------------------------------------
 
 
-@njit(**_NJ)
-def _conv_z_item(item, nb, ng, x, wq, blk, bp, padv, G, Cg, Coutg, OCBg, KH, sh, sw, dh, pt, pl,
-                 oh, ow, Wp, outf, sx, sw_, sn, fuse, cp, qzp, qlo, qhi, o8):
-    """_conv_q_item with 512-bit vectors: a 16-filter block is one zmm of int32 lanes, so the
-    tile is 8 pixels x 16 filters (8 independent accumulators) and the leftover pixels one at
-    a time; the fused requantization works on 16 lanes."""
-    N, H, W, C = x.shape
-    Cout = G * Coutg
-    nblocks = G * OCBg
-    n = item // (nb * ng)
-    rem = item - n * nb * ng
-    b = rem // ng
-    q = rem - b * ng
-    oy0 = (b * oh) // nb
-    oy1 = ((b + 1) * oh) // nb
-    R = oy1 - oy0
-    jb0 = (q * nblocks) // ng
-    jb1 = ((q + 1) * nblocks) // ng
-    if R <= 0 or jb1 <= jb0:
-        return
-    rows_in = (R - 1) * sh + (KH - 1) * dh + 1
-    nbuf = rows_in * Wp * C
-    buf = np.empty(nbuf + 4, np.uint8)
-    for i in range(4):
-        buf[nbuf + i] = 0
-    _fill_band_u8(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, padv, buf)
-    M = R * ow
-    pb = np.empty(M, np.int64)
-    for r in range(R):
-        for ox in range(ow):
-            pb[r * ow + ox] = (r * sh * Wp + ox * sw) * C
-    obase = ((n * oh + oy0) * ow) * Cout
-    nseg = sx.shape[0]
-    for jb in range(jb0, jb1):
-        g = jb // OCBg
-        j = jb - g * OCBg
-        wb = jb * blk
-        xg = g * Cg
-        nv = min(16, Coutg - 16 * j)
-        bidx = g * Coutg + 16 * j
-        rqc = _zrq_consts(cp, bidx if fuse else 0)  # in registers for the block (see _dw_item)
-        m = 0
-        while m + 8 <= M:
-            o0 = obase + m * Cout + bidx
-            a0 = _zload_i32(bp, 16 * jb)
-            a1 = a0
-            a2 = a0
-            a3 = a0
-            a4 = a0
-            a5 = a0
-            a6 = a0
-            a7 = a0
-            for s in range(nseg):
-                xo = sx[s] + xg
-                p0 = pb[m] + xo
-                p1 = pb[m + 1] + xo
-                p2 = pb[m + 2] + xo
-                p3 = pb[m + 3] + xo
-                p4 = pb[m + 4] + xo
-                p5 = pb[m + 5] + xo
-                p6 = pb[m + 6] + xo
-                p7 = pb[m + 7] + xo
-                wo = wb + sw_[s]
-                for k in range(sn[s]):
-                    w0 = _zload_q(wq, wo)
-                    wo += 64
-                    a0 = _zdpbusd(a0, _zbcast_quad(buf, p0), w0)
-                    a1 = _zdpbusd(a1, _zbcast_quad(buf, p1), w0)
-                    a2 = _zdpbusd(a2, _zbcast_quad(buf, p2), w0)
-                    a3 = _zdpbusd(a3, _zbcast_quad(buf, p3), w0)
-                    a4 = _zdpbusd(a4, _zbcast_quad(buf, p4), w0)
-                    a5 = _zdpbusd(a5, _zbcast_quad(buf, p5), w0)
-                    a6 = _zdpbusd(a6, _zbcast_quad(buf, p6), w0)
-                    a7 = _zdpbusd(a7, _zbcast_quad(buf, p7), w0)
-                    p0 += 4
-                    p1 += 4
-                    p2 += 4
-                    p3 += 4
-                    p4 += 4
-                    p5 += 4
-                    p6 += 4
-                    p7 += 4
-            if fuse:
-                _zrq_store_c(o8, o0, a0, rqc, qzp, qlo, qhi, nv)
-                _zrq_store_c(o8, o0 + Cout, a1, rqc, qzp, qlo, qhi, nv)
-                _zrq_store_c(o8, o0 + 2 * Cout, a2, rqc, qzp, qlo, qhi, nv)
-                _zrq_store_c(o8, o0 + 3 * Cout, a3, rqc, qzp, qlo, qhi, nv)
-                _zrq_store_c(o8, o0 + 4 * Cout, a4, rqc, qzp, qlo, qhi, nv)
-                _zrq_store_c(o8, o0 + 5 * Cout, a5, rqc, qzp, qlo, qhi, nv)
-                _zrq_store_c(o8, o0 + 6 * Cout, a6, rqc, qzp, qlo, qhi, nv)
-                _zrq_store_c(o8, o0 + 7 * Cout, a7, rqc, qzp, qlo, qhi, nv)
-            else:
-                _zstore_plain(outf, o0, a0, nv)
-                _zstore_plain(outf, o0 + Cout, a1, nv)
-                _zstore_plain(outf, o0 + 2 * Cout, a2, nv)
-                _zstore_plain(outf, o0 + 3 * Cout, a3, nv)
-                _zstore_plain(outf, o0 + 4 * Cout, a4, nv)
-                _zstore_plain(outf, o0 + 5 * Cout, a5, nv)
-                _zstore_plain(outf, o0 + 6 * Cout, a6, nv)
-                _zstore_plain(outf, o0 + 7 * Cout, a7, nv)
-            m += 8
-        while m < M:
-            o0 = obase + m * Cout + bidx
-            q0 = pb[m] + xg
-            a0 = _zload_i32(bp, 16 * jb)
-            b0 = _zzero()
-            for s in range(nseg):
-                p0 = q0 + sx[s]
-                wo = wb + sw_[s]
-                ns = sn[s]
-                k = 0
-                while k + 1 < ns:
-                    a0 = _zdpbusd(a0, _zbcast_quad(buf, p0), _zload_q(wq, wo))
-                    b0 = _zdpbusd(b0, _zbcast_quad(buf, p0 + 4), _zload_q(wq, wo + 64))
-                    wo += 128
-                    p0 += 8
-                    k += 2
-                if k < ns:
-                    a0 = _zdpbusd(a0, _zbcast_quad(buf, p0), _zload_q(wq, wo))
-            if fuse:
-                _zrq_store_c(o8, o0, _zadd(a0, b0), rqc, qzp, qlo, qhi, nv)
-            else:
-                _zstore_plain(outf, o0, _zadd(a0, b0), nv)
-            m += 1
-
-
 @njit(parallel=True, **_NJ)
 def _conv_z_par(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
                 nthreads, fuse, cp, qzp, qlo, qhi, out8):
     Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
         x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, nthreads)
-    outf = out.reshape(out.size)
-    o8 = out8.reshape(out8.size)
     for item in prange(x.shape[0] * nb * ng):
-        _conv_z_item(np.int64(item), nb, ng, x, wq, blk, bp, padv, G, x.shape[3] // G, Coutg, OCBg, KH,
-                     sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, fuse, cp, qzp, qlo, qhi, o8)
+        _conv_z_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
+                       out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
+                       (Wp, blk, sx, sw_, sn, bp, nb, ng, np.int64(item)))
 
 
 @njit(**_NJ)
 def _conv_z_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
-                   out, nthreads, fuse, cp, qzp, qlo, qhi, out8):
-    Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
-        x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, 1)
+                   out, nthreads, fuse, cp, qzp, qlo, qhi, out8, part=None):
+    """_conv_q_serial with 512-bit vectors: a 16-filter block is one zmm of int32 lanes, so the
+    tile is 8 pixels x 16 filters (8 independent accumulators) and the leftover pixels one at
+    a time; the fused requantization works on 16 lanes.
+
+    One function with its serial driver, and ``part`` as in _conv_q_serial.
+    """
+    if part is None:
+        Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
+            x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, 1)
+        i0 = 0
+        i1 = x.shape[0] * nb * ng
+    else:
+        Wp, blk, sx, sw_, sn, bp, nb, ng, i0 = part
+        i1 = i0 + 1
+    Cg = x.shape[3] // G
     outf = out.reshape(out.size)
     o8 = out8.reshape(out8.size)
-    for item in range(x.shape[0] * nb * ng):
-        _conv_z_item(item, nb, ng, x, wq, blk, bp, padv, G, x.shape[3] // G, Coutg, OCBg, KH,
-                     sh, sw, dh, pt, pl, oh, ow, Wp, outf, sx, sw_, sn, fuse, cp, qzp, qlo, qhi, o8)
+    for item in range(i0, i1):
+        N, H, W, C = x.shape
+        Cout = G * Coutg
+        nblocks = G * OCBg
+        n = item // (nb * ng)
+        rem = item - n * nb * ng
+        b = rem // ng
+        q = rem - b * ng
+        oy0 = (b * oh) // nb
+        oy1 = ((b + 1) * oh) // nb
+        R = oy1 - oy0
+        jb0 = (q * nblocks) // ng
+        jb1 = ((q + 1) * nblocks) // ng
+        if R <= 0 or jb1 <= jb0:
+            continue
+        rows_in = (R - 1) * sh + (KH - 1) * dh + 1
+        nbuf = rows_in * Wp * C
+        buf = np.empty(nbuf + 4, np.uint8)
+        for i in range(4):
+            buf[nbuf + i] = 0
+        _fill_band_u8(x, n, oy0 * sh - pt, rows_in, pl, Wp, C, padv, buf)
+        M = R * ow
+        pb = np.empty(M, np.int64)
+        for r in range(R):
+            for ox in range(ow):
+                pb[r * ow + ox] = (r * sh * Wp + ox * sw) * C
+        obase = ((n * oh + oy0) * ow) * Cout
+        nseg = sx.shape[0]
+        for jb in range(jb0, jb1):
+            g = jb // OCBg
+            j = jb - g * OCBg
+            wb = jb * blk
+            xg = g * Cg
+            nv = min(16, Coutg - 16 * j)
+            bidx = g * Coutg + 16 * j
+            if cp is not None:
+                rqc = _zrq_consts(cp, bidx)  # in registers for the block (see mac_tiles._dw_serial)
+            m = 0
+            while m + 8 <= M:
+                o0 = obase + m * Cout + bidx
+                a0 = _zload_i32(bp, 16 * jb)
+                a1 = a0
+                a2 = a0
+                a3 = a0
+                a4 = a0
+                a5 = a0
+                a6 = a0
+                a7 = a0
+                for s in range(nseg):
+                    xo = sx[s] + xg
+                    p0 = pb[m] + xo
+                    p1 = pb[m + 1] + xo
+                    p2 = pb[m + 2] + xo
+                    p3 = pb[m + 3] + xo
+                    p4 = pb[m + 4] + xo
+                    p5 = pb[m + 5] + xo
+                    p6 = pb[m + 6] + xo
+                    p7 = pb[m + 7] + xo
+                    wo = wb + sw_[s]
+                    for k in range(sn[s]):
+                        w0 = _zload_q(wq, wo)
+                        wo += 64
+                        a0 = _zdpbusd(a0, _zbcast_quad(buf, p0), w0)
+                        a1 = _zdpbusd(a1, _zbcast_quad(buf, p1), w0)
+                        a2 = _zdpbusd(a2, _zbcast_quad(buf, p2), w0)
+                        a3 = _zdpbusd(a3, _zbcast_quad(buf, p3), w0)
+                        a4 = _zdpbusd(a4, _zbcast_quad(buf, p4), w0)
+                        a5 = _zdpbusd(a5, _zbcast_quad(buf, p5), w0)
+                        a6 = _zdpbusd(a6, _zbcast_quad(buf, p6), w0)
+                        a7 = _zdpbusd(a7, _zbcast_quad(buf, p7), w0)
+                        p0 += 4
+                        p1 += 4
+                        p2 += 4
+                        p3 += 4
+                        p4 += 4
+                        p5 += 4
+                        p6 += 4
+                        p7 += 4
+                if cp is not None:
+                    _zrq_store_c(o8, o0, a0, rqc, qzp, qlo, qhi, nv)
+                    _zrq_store_c(o8, o0 + Cout, a1, rqc, qzp, qlo, qhi, nv)
+                    _zrq_store_c(o8, o0 + 2 * Cout, a2, rqc, qzp, qlo, qhi, nv)
+                    _zrq_store_c(o8, o0 + 3 * Cout, a3, rqc, qzp, qlo, qhi, nv)
+                    _zrq_store_c(o8, o0 + 4 * Cout, a4, rqc, qzp, qlo, qhi, nv)
+                    _zrq_store_c(o8, o0 + 5 * Cout, a5, rqc, qzp, qlo, qhi, nv)
+                    _zrq_store_c(o8, o0 + 6 * Cout, a6, rqc, qzp, qlo, qhi, nv)
+                    _zrq_store_c(o8, o0 + 7 * Cout, a7, rqc, qzp, qlo, qhi, nv)
+                else:
+                    _zstore_plain(outf, o0, a0, nv)
+                    _zstore_plain(outf, o0 + Cout, a1, nv)
+                    _zstore_plain(outf, o0 + 2 * Cout, a2, nv)
+                    _zstore_plain(outf, o0 + 3 * Cout, a3, nv)
+                    _zstore_plain(outf, o0 + 4 * Cout, a4, nv)
+                    _zstore_plain(outf, o0 + 5 * Cout, a5, nv)
+                    _zstore_plain(outf, o0 + 6 * Cout, a6, nv)
+                    _zstore_plain(outf, o0 + 7 * Cout, a7, nv)
+                m += 8
+            while m < M:
+                o0 = obase + m * Cout + bidx
+                q0 = pb[m] + xg
+                a0 = _zload_i32(bp, 16 * jb)
+                b0 = _zzero()
+                for s in range(nseg):
+                    p0 = q0 + sx[s]
+                    wo = wb + sw_[s]
+                    ns = sn[s]
+                    k = 0
+                    while k + 1 < ns:
+                        a0 = _zdpbusd(a0, _zbcast_quad(buf, p0), _zload_q(wq, wo))
+                        b0 = _zdpbusd(b0, _zbcast_quad(buf, p0 + 4), _zload_q(wq, wo + 64))
+                        wo += 128
+                        p0 += 8
+                        k += 2
+                    if k < ns:
+                        a0 = _zdpbusd(a0, _zbcast_quad(buf, p0), _zload_q(wq, wo))
+                if cp is not None:
+                    _zrq_store_c(o8, o0, _zadd(a0, b0), rqc, qzp, qlo, qhi, nv)
+                else:
+                    _zstore_plain(outf, o0, _zadd(a0, b0), nv)
+                m += 1
+
+
