@@ -1,0 +1,130 @@
+"""Depthwise layers with few channels on their own paths (hwsim.kernels.conv): one input channel
+run as a CONV_2D (Cin = 1, Cout = depth multiplier), against the plain reference path
+(mac.depthwise_conv2d_acc_reference, then requantize). Each case checks the three ways the
+engine runs a prepared layer: the fused call of an untraced run (``outputs_only``), the traced
+run (accumulators and outputs) and the bound call of the call plan (``bind_depthwise``).
+
+Exact comparisons only (np.array_equal and dtype). The cases cover padding (none, one side,
+more than the kernel), strides, dilation, batch, 1..31 channels, extreme activations, weights
+and offsets, and a bias at the int32 limit (the sums wrap as TFLite's).
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numba
+import numpy as np
+import pytest
+
+from hwsim.kernels import conv as conv_kernels
+from hwsim.kernels import mac
+from hwsim.kernels.requant import requantize
+from hwsim.params import DepthwiseConvParams, RequantParams
+from hwsim.vocab import RequantScheme
+
+
+def _layer(w, b, off, geo, dm, rq):
+    sh, sw, dh, dw, pt, pl, oh, ow = geo
+    p = DepthwiseConvParams(weights=w, bias=b, input_offset=off, acc_int64=False, requant=rq,
+                            stride_h=sh, stride_w=sw, dilation_h=dh, dilation_w=dw, pad_top=pt,
+                            pad_left=pl, out_h=oh, out_w=ow, depth_multiplier=dm)
+    return SimpleNamespace(params=p, op="DEPTHWISE_CONV_2D")
+
+
+def _rq(rng, cout, edge):
+    """edge False: right shifts only (the kernels' fast form); True: left shifts, the largest
+    right shift, INT32_MIN multipliers and a narrow clamp (the general form)."""
+    mult = rng.integers(1 << 30, (1 << 31) - 1, cout).astype(np.int64)
+    shift = rng.integers(-12, -4, cout).astype(np.int64)
+    zp, lo, hi = int(rng.integers(-128, 128)), -128, 127
+    if edge:
+        shift[::3] = -31
+        shift[1::5] = 3
+        mult[2::7] = -(1 << 31)
+        zp, lo, hi = 127, int(rng.integers(-128, 0)), int(rng.integers(0, 128))
+    return RequantParams(act_min=lo, act_max=hi, multiplier=mult, shift=shift,
+                         scheme=RequantScheme.tflite_double, out_zp=zp)
+
+
+def _same(got, want):
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if not np.array_equal(got, want):
+        bad = np.argwhere(got != want)
+        raise AssertionError(f"{len(bad)} values differ, first at {tuple(bad[0])}")
+
+
+def check(x, w, b, off, geo, dm, rq):
+    """Every engine path of the prepared layer against reference accumulators + requantize."""
+    want_acc = mac.depthwise_conv2d_acc_reference(x, w, b, off, *geo, dm)
+    want = requantize(want_acc, rq, np.int8)
+    layer = _layer(w, b, off, geo, dm, rq)
+    data = conv_kernels.prepare_depthwise(layer)
+    _same(conv_kernels.run_depthwise.outputs_only(layer, [x], data)[0], want)
+    outs, acc = conv_kernels.run_depthwise(layer, [x], data)
+    _same(acc, want_acc)
+    _same(outs[0], want)
+    out = np.full(want.shape, 99, np.int8)
+    call = conv_kernels.bind_depthwise(layer, data, [SimpleNamespace(shape=x.shape, dtype=x.dtype)],
+                                       [out])
+    assert call is not None
+    call([x])
+    _same(out, want)
+    return data
+
+
+# (N, H, W, C, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
+ONE_CHANNEL = [
+    (1, 96, 96, 1, 8, 3, 3, 2, 2, 1, 1, 0, 0, 48, 48),   # person_detect's first layer
+    (1, 12, 12, 1, 8, 3, 3, 2, 2, 1, 1, 1, 1, 6, 6),     # padding on both sides
+    (2, 7, 6, 1, 40, 3, 3, 1, 1, 1, 1, 1, 1, 7, 6),      # batch 2, 40 outputs (a 16-filter tail)
+    (1, 9, 8, 1, 3, 5, 3, 1, 2, 2, 1, 4, 1, 9, 4),       # dilation, strides and padding differ
+    (1, 4, 4, 1, 5, 3, 3, 1, 1, 1, 1, 3, 3, 8, 8),       # outputs wholly in the padding
+    (1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1),       # one pixel, one output channel
+    (1, 30, 31, 1, 16, 3, 3, 1, 1, 1, 1, 1, 1, 30, 31),  # larger: the threaded kernel if forced
+]
+
+
+@pytest.fixture(params=[1, 2], ids=["serial", "parallel"])
+def threads(request, monkeypatch):
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(request.param, numba.config.NUMBA_NUM_THREADS))
+    if request.param > 1:
+        monkeypatch.setattr(mac, "PARALLEL_MIN_MACS", 0)
+    yield request.param
+    numba.set_num_threads(old)
+
+
+@pytest.mark.parametrize("edge", [False, True], ids=["fast-form", "edge"])
+@pytest.mark.parametrize("off", [-127, 128, 7])
+@pytest.mark.parametrize("case", ONE_CHANNEL, ids=[str(i) for i in range(len(ONE_CHANNEL))])
+def test_one_channel_depthwise_runs_as_conv(case, off, edge, threads):
+    N, H, W, C, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow = case
+    rng = np.random.default_rng(hash((case, off, edge)) % 2**32)
+    x = rng.integers(-128, 128, (N, H, W, C)).astype(np.int8)
+    w = rng.integers(-128, 128, (1, KH, KW, C * dm)).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, C * dm).astype(np.int32)
+    data = check(x, w, b, off, (sh, sw, dh, dw, pt, pl, oh, ow), dm, _rq(rng, C * dm, edge))
+    assert data.conv is not None  # the conv path was taken
+
+
+@pytest.mark.parametrize("xv,off,wv", [(-128, 128, -128), (127, 128, 127), (127, -127, -128),
+                                       (-128, -127, 127)])
+def test_one_channel_extreme_values_wrap_int32(xv, off, wv):
+    """Extreme activations, weights and offsets with a bias at the int32 limit: the sums wrap."""
+    x = np.full((1, 10, 10, 1), xv, np.int8)
+    w = np.full((1, 3, 3, 8), wv, np.int8)
+    b = np.full(8, 2**31 - 1, np.int32)
+    b[1::2] = -(2**31)
+    rng = np.random.default_rng(xv + off + wv + 1000)
+    data = check(x, w, b, off, (2, 2, 1, 1, 1, 1, 5, 5), 8, _rq(rng, 8, False))
+    assert data.conv is not None
+
+
+def test_more_channels_keep_the_depthwise_kernels():
+    """Two input channels are no CONV_2D of one: the depthwise kernels run."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (1, 6, 6, 2)).astype(np.int8)
+    w = rng.integers(-128, 128, (1, 3, 3, 8)).astype(np.int8)
+    b = rng.integers(-1000, 1000, 8).astype(np.int32)
+    data = check(x, w, b, 3, (1, 1, 1, 1, 1, 1, 6, 6), 4, _rq(rng, 8, False))
+    assert data.conv is None
