@@ -1,5 +1,6 @@
 """Depthwise layers with few channels on their own paths (hwsim.kernels.conv): one input channel
-run as a CONV_2D (Cin = 1, Cout = depth multiplier), against the plain reference path
+run as a CONV_2D (Cin = 1, Cout = depth multiplier) and 2..31 channels of stride 1 on
+hwsim.kernels.depthwise_small (AVX-512 CPUs), against the plain reference path
 (mac.depthwise_conv2d_acc_reference, then requantize). Each case checks the three ways the
 engine runs a prepared layer: the fused call of an untraced run (``outputs_only``), the traced
 run (accumulators and outputs) and the bound call of the call plan (``bind_depthwise``).
@@ -17,8 +18,8 @@ import numpy as np
 import pytest
 
 from hwsim.kernels import conv as conv_kernels
-from hwsim.kernels import mac
-from hwsim.kernels.requant import requantize
+from hwsim.kernels import depthwise_small, mac, mac_intrinsics
+from hwsim.kernels.requant import requantize, split_shifts
 from hwsim.params import DepthwiseConvParams, RequantParams
 from hwsim.vocab import RequantScheme
 
@@ -121,10 +122,120 @@ def test_one_channel_extreme_values_wrap_int32(xv, off, wv):
 
 
 def test_more_channels_keep_the_depthwise_kernels():
-    """Two input channels are no CONV_2D of one: the depthwise kernels run."""
+    """Two input channels are no CONV_2D of one: the depthwise kernels run (depth multiplier 4:
+    not depthwise_small's either)."""
     rng = np.random.default_rng(5)
     x = rng.integers(-128, 128, (1, 6, 6, 2)).astype(np.int8)
     w = rng.integers(-128, 128, (1, 3, 3, 8)).astype(np.int8)
     b = rng.integers(-1000, 1000, 8).astype(np.int32)
     data = check(x, w, b, 3, (1, 1, 1, 1, 1, 1, 6, 6), 4, _rq(rng, 8, False))
-    assert data.conv is None
+    assert data.conv is None and data.small is None
+
+
+needs_avx512bw = pytest.mark.skipif(not mac_intrinsics.HOST_HAS_AVX512BW,
+                                    reason="this CPU has no AVX512-BW: depthwise_small's zmm "
+                                           "kernel cannot run here")
+
+
+@pytest.fixture
+def small_threads(request, monkeypatch):
+    """depthwise_small serial, or threaded from 0 MACs (parametrized indirectly: 1 or 2)."""
+    n = getattr(request, "param", 1)
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    if n > 1:
+        monkeypatch.setattr(depthwise_small, "PARALLEL_MIN_MACS", 0)
+    yield n
+    numba.set_num_threads(old)
+
+
+# (N, H, W, C, KH, KW, dh, dw, pt, pl, oh, ow): stride 1
+SMALL = [
+    (1, 48, 48, 8, 3, 3, 1, 1, 1, 1, 48, 48),     # person_detect's second layer
+    (1, 7, 5, 2, 3, 3, 1, 1, 1, 1, 7, 5),         # 10 lanes a row: one partial 16-lane store
+    (2, 6, 9, 31, 3, 3, 1, 1, 0, 0, 4, 7),        # batch 2, 31 channels, no padding (VALID)
+    (1, 9, 11, 5, 5, 5, 1, 1, 2, 2, 9, 11),       # 5x5: 25 taps, an odd one
+    (1, 8, 8, 12, 2, 2, 1, 1, 0, 0, 7, 7),        # 2x2: an even tap count
+    (1, 9, 10, 3, 3, 3, 2, 3, 2, 3, 9, 10),       # dilation, more padding than the kernel
+    (1, 4, 4, 6, 3, 3, 1, 1, 3, 3, 8, 8),         # outputs wholly in the padding
+    (1, 9, 9, 16, 3, 3, 1, 1, -1, -1, 5, 5),      # negative padding (a crop)
+    (1, 1, 1, 7, 1, 1, 1, 1, 0, 0, 1, 1),         # one pixel, one tap
+    (1, 5, 40, 17, 1, 3, 1, 1, 0, 1, 5, 40),      # 1x3, 680 lanes: many 32-lane blocks
+]
+
+
+@needs_avx512bw
+@pytest.mark.parametrize("small_threads", [1, 2], indirect=True, ids=["serial", "parallel"])
+@pytest.mark.parametrize("edge", [False, True], ids=["fast-form", "edge"])
+@pytest.mark.parametrize("off", [-127, 128, 7])
+@pytest.mark.parametrize("case", SMALL, ids=[str(i) for i in range(len(SMALL))])
+def test_small_channel_depthwise(case, off, edge, small_threads):
+    N, H, W, C, KH, KW, dh, dw, pt, pl, oh, ow = case
+    rng = np.random.default_rng(hash((case, off, edge)) % 2**32)
+    x = rng.integers(-128, 128, (N, H, W, C)).astype(np.int8)
+    w = rng.integers(-128, 128, (1, KH, KW, C)).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, C).astype(np.int32)
+    rq = _rq(rng, C, edge) if edge else _spread(rng, x, w, b, off, (1, 1, dh, dw, pt, pl, oh, ow))
+    data = check(x, w, b, off, (1, 1, dh, dw, pt, pl, oh, ow), 1, rq)
+    assert data.small is not None  # the small-channel kernel was taken
+
+
+def _spread(rng, x, w, b, off, geo):
+    """A requantization mapping each channel's accumulators onto about +-100, so that outputs
+    are seldom clamped and show any accumulator error (random constants mostly saturate)."""
+    acc = mac.depthwise_conv2d_acc_reference(x, w, b, off, *geo, 1)
+    mag = np.abs(acc.astype(np.int64)).reshape(-1, acc.shape[-1]).max(0, initial=0)
+    k = np.ceil(np.log2(mag / 100 + 1)).astype(np.int64)
+    return RequantParams(act_min=-128, act_max=127, multiplier=rng.integers(1 << 30, (1 << 31) - 1, mag.size),
+                         shift=-k, scheme=RequantScheme.tflite_double, out_zp=int(rng.integers(-20, 20)))
+
+
+@needs_avx512bw
+@pytest.mark.parametrize("xv,off,wv", [(-128, 128, -128), (127, 128, 127), (127, -127, -128),
+                                       (-128, -127, 127)])
+def test_small_channel_extreme_values_wrap_int32(xv, off, wv):
+    """Extreme activations, weights and offsets with a bias at the int32 limits: the sums wrap."""
+    x = np.full((1, 10, 10, 8), xv, np.int8)
+    w = np.full((1, 3, 3, 8), wv, np.int8)
+    b = np.full(8, 2**31 - 1, np.int32)
+    b[1::2] = -(2**31)
+    rng = np.random.default_rng(xv + off + wv + 2000)
+    data = check(x, w, b, off, (1, 1, 1, 1, 1, 1, 10, 10), 1, _rq(rng, 8, False))
+    assert data.small is not None
+
+
+# the kernel with strides (conv gives it stride 1 only: depthwise_small.applies), called directly
+# (N, H, W, C, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
+STRIDED = [
+    (1, 48, 48, 16, 3, 3, 2, 2, 1, 1, 0, 0, 24, 24),   # person_detect's third depthwise layer
+    (1, 11, 13, 5, 3, 3, 2, 2, 1, 1, 1, 1, 6, 7),      # odd sizes, padding
+    (2, 12, 14, 3, 5, 3, 3, 2, 1, 2, 2, 1, 4, 7),      # strides and dilations differ
+    (1, 9, 9, 30, 3, 3, 1, 3, 1, 1, 1, 1, 9, 3),       # stride 3 across, 1 down
+]
+
+
+@needs_avx512bw
+@pytest.mark.parametrize("small_threads", [1, 2], indirect=True, ids=["serial", "parallel"])
+@pytest.mark.parametrize("off", [-127, 128])
+@pytest.mark.parametrize("case", STRIDED, ids=[str(i) for i in range(len(STRIDED))])
+def test_small_channel_kernel_with_strides(case, off, small_threads):
+    N, H, W, C, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow = case
+    rng = np.random.default_rng(hash((case, off)) % 2**32)
+    x = rng.integers(-128, 128, (N, H, W, C)).astype(np.int8)
+    w = rng.integers(-128, 128, (1, KH, KW, C)).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, C).astype(np.int32)
+    geo = (sh, sw, dh, dw, pt, pl, oh, ow)
+    for rq in (_spread(rng, x, w, b, off, geo), _rq(rng, C, True)):
+        want = requantize(mac.depthwise_conv2d_acc_reference(x, w, b, off, *geo, 1), rq, np.int8)
+        fq = mac.fused_requant(split_shifts(rq, C).cp, rq.out_zp, rq.act_min, rq.act_max)
+        args = depthwise_small.plan(w, b, off, fq.cp, fq.zp, fq.lo, fq.hi, KH, KW, *geo)
+        out = np.full(want.shape, 99, np.int8)
+        depthwise_small.run(x, args, out, out.size * KH * KW)
+        _same(out, want)
+
+
+def test_small_channel_kernel_is_chosen_for_stride_1_only():
+    assert depthwise_small.applies(8, 1, 128, 1)
+    assert not depthwise_small.applies(8, 1, 128, 2)
+    assert not depthwise_small.applies(8, 2, 128, 1)
+    assert not depthwise_small.applies(32, 1, 128, 1) and not depthwise_small.applies(1, 1, 0, 1)

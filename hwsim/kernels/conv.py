@@ -26,7 +26,7 @@ import numpy as np
 from ..params import MacParams
 from ..registry import InputViews, binder, kernel
 from ..vocab import RequantScheme
-from . import accumulate, gemv, mac
+from . import accumulate, depthwise_small, gemv, mac
 from .requant import SplitShifts, requantize, split_shifts
 
 
@@ -39,6 +39,7 @@ class MacData(NamedTuple):
     fused: mac.FusedRequant | None = None
     call: object = None  # mac.*_fused_call: the fused call with its arguments prepared
     conv: object = None  # depthwise of one input channel: its weights packed as a CONV_2D's
+    small: object = None  # depthwise of 2..31 channels: depthwise_small.plan's arguments
 
 
 def _data(p: MacParams, packed) -> MacData:
@@ -75,9 +76,46 @@ def prepare_depthwise(layer) -> MacData:
         return d._replace(conv=cw, call=mac.conv2d_fused_call(
             cw, p.bias, p.input_offset, p.stride_h, p.stride_w, p.dilation_h, p.dilation_w,
             p.pad_top, p.pad_left, p.out_h, p.out_w, 1, d.fused))
-    return d._replace(call=mac.depthwise_fused_call(
+    call = mac.depthwise_fused_call(
         d.packed, p.bias, p.input_offset, p.stride_h, p.stride_w, p.dilation_h, p.dilation_w,
-        p.pad_top, p.pad_left, p.out_h, p.out_w, p.depth_multiplier, d.fused))
+        p.pad_top, p.pad_left, p.out_h, p.out_w, p.depth_multiplier, d.fused)
+    small = _small_plan(p, d)
+    if small is not None:
+        return d._replace(small=small, call=_small_call(p, small, call))
+    return d._replace(call=call)
+
+
+def _small_plan(p: MacParams, d: MacData):
+    """hwsim.kernels.depthwise_small's arguments for a layer of 2..31 channels (stride 1, AVX-512
+    CPUs: ``depthwise_small.applies``), else None."""
+    _, kh, kw, cout = d.packed.shape
+    if not (mac.USE_DW512 and depthwise_small.applies(cout, int(p.depth_multiplier),
+                                                      int(p.input_offset), int(p.stride_w))):
+        return None
+    if int(p.out_h) < 1 or int(p.out_w) < 1:
+        return None
+    fq = d.fused
+    return depthwise_small.plan(
+        mac.unpack_depthwise_weights(d.packed), mac._bias_array(p.bias, cout, False, "depthwise"),
+        int(p.input_offset), fq.cp, fq.zp, fq.lo, fq.hi, kh, kw, int(p.stride_h),
+        int(p.stride_w), int(p.dilation_h), int(p.dilation_w), int(p.pad_top), int(p.pad_left),
+        int(p.out_h), int(p.out_w))
+
+
+def _small_call(p: MacParams, small: tuple, other):
+    """The fused call on depthwise_small for int8 NHWC inputs of the layer's channels; any
+    other input goes to ``other`` (mac.depthwise_fused_call: its checks and errors)."""
+    oh, ow, c, taps = int(p.out_h), int(p.out_w), int(p.weights.shape[3]), \
+        int(p.weights.shape[1]) * int(p.weights.shape[2])
+
+    def call(x):
+        if type(x) is not np.ndarray or x.dtype != np.int8 or x.ndim != 4 or x.shape[3] != c:
+            return other(x)
+        out = np.empty((x.shape[0], oh, ow, c), np.int8)
+        if out.size:
+            depthwise_small.run(np.ascontiguousarray(x), small, out, out.size * taps)
+        return out
+    return call
 
 
 def _one_channel_conv_weights(p: MacParams, pk) -> mac.PackedConvWeights | None:
@@ -259,6 +297,11 @@ def bind_depthwise(layer, data: MacData, in_infos, outs):
                               int(p.stride_w), int(p.dilation_h), int(p.dilation_w),
                               int(p.pad_top), int(p.pad_left), int(p.out_h), int(p.out_w), 1)
         run = mac.conv2d_bound_call(plan, outs[0], data.fused)
+    elif data.small is not None:  # 2..31 channels, stride 1 (prepare_depthwise)
+        small, out, macs = data.small, outs[0], outs[0].size * kh * kw
+
+        def run(x):
+            depthwise_small.run(x, small, out, macs)
     else:
         run = _bind_depthwise_kernel(p, data, b, outs[0])
 
