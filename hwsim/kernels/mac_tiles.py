@@ -35,7 +35,7 @@ def _plan(N, oh, ow, nblocks, nthreads, target_pix):
     """
     rows = max(1, min(oh, (target_pix + ow - 1) // ow))
     nb = (oh + rows - 1) // rows
-    ng = 1
+    ng = np.int64(1)  # not a literal 1: inlined with nthreads=1, that type would reach the callers
     want = 4 * nthreads
     if nthreads > 1 and N * nb < want:
         ng = max(1, min(nblocks, (want + N * nb - 1) // (N * nb)))
