@@ -239,3 +239,28 @@ def test_small_channel_kernel_is_chosen_for_stride_1_only():
     assert not depthwise_small.applies(8, 1, 128, 2)
     assert not depthwise_small.applies(8, 2, 128, 1)
     assert not depthwise_small.applies(32, 1, 128, 1) and not depthwise_small.applies(1, 1, 0, 1)
+
+
+def test_person_detect_untraced_run_equals_the_oracle():
+    """person_detect's first layers take both paths (96x96x1 x8: conv; 48x48x8: depthwise_small
+    on AVX-512): the untraced run (the call plan, bound calls) gives the oracle's outputs for
+    every corpus input (tests/test_corpus.py checks the traced run)."""
+    h5py = pytest.importorskip("h5py", reason="h5py reads the corpus oracle")
+    import yaml
+
+    import hwsim
+    from tests.test_corpus import CORPUS, _cases
+    d = CORPUS / "real" / "person_detect"
+    if not (d / "expected.h5").exists():
+        pytest.skip(f"person_detect not in the corpus at {CORPUS} (set HWSIM_CORPUS)")
+    meta = yaml.safe_load((d / "meta.yaml").read_text())
+    net = hwsim.load(d / "model.tflite")
+    checked = 0
+    with h5py.File(d / "expected.h5", "r") as h:
+        for prefix, fname in _cases(h, meta["inputs"]):
+            for _ in range(2):  # the second run reuses the plan's buffers
+                outs = net.run(np.load(d / fname)).outputs
+                for k, y in enumerate(outs):
+                    _same(y, h[f"{prefix}outputs/{k}"][()])
+                    checked += 1
+    assert checked >= 2
