@@ -28,6 +28,7 @@ from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_wload, _wmadd_acc, _wunpack_hi, _wunpack_lo, _zchannels_hi,
                              _zchannels_lo, _zload_i32, _zrq_consts, _zrq_store_c)
 from .mac_pack import _DW_LANES32
+from .mac_tiles import _convert_run
 
 #: Channel counts this kernel takes (one channel is a CONV_2D: hwsim.kernels.conv; from 32 on
 #: the 32-channel kernels fill their vectors).
@@ -39,9 +40,10 @@ PARALLEL_MIN_MACS = 1 << 20
 def applies(channels: int, depth_multiplier: int, input_offset: int, stride_w: int) -> bool:
     """Whether hwsim.kernels.conv gives a fused int8 depthwise layer of this shape to this
     kernel (it also checks the CPU: mac.USE_DW512). Stride 1 only: with stride 2 the phase
-    fill (a pixel of C values at a time) costs more than the kernel saves (person_detect's
-    48x48x16 stride-2 layer: 16 us here, 7 us on the 16-channel kernel); the kernel itself
-    computes any stride (tests/test_kernels_small_dw.py)."""
+    fill (a pixel of C values at a time, ~4 us of it) leaves no clear gain (person_detect's
+    48x48x16 stride-2 layer: 6.7 us here against 7.3 us on the 16-channel kernel at one
+    moment, 11.8 against 10.1 at another); the kernel itself computes any stride
+    (tests/test_kernels_small_dw.py)."""
     return (MIN_CHANNELS <= channels <= MAX_CHANNELS and depth_multiplier == 1
             and -32000 <= input_offset <= 32000 and stride_w == 1)
 
@@ -95,18 +97,18 @@ def run(x: np.ndarray, args: tuple, out: np.ndarray, macs: int) -> None:
 def _fill(x, n, off, pt, pl, sw, P):
     """P[r, p, q * C + c] = x[n, r - pt, q * sw + p - pl, c] + off, 0 outside the input."""
     _, H, W, C = x.shape
-    hp, _, R = P.shape
+    hp, S, R = P.shape
     xf = x.reshape(x.size)
+    Pf = P.reshape(P.size)
     for r in range(hp):
         iy = r - pt
-        row = P[r]
         if iy < 0 or iy >= H:
-            row[:, :] = 0
+            Pf[r * S * R:(r + 1) * S * R] = 0  # 1-D: numba's 2-D slice fill is a slow loop
             continue
         src = (n * H + iy) * W * C
         if sw == 1:
             # one contiguous run: pixels ix0..ix1-1 at lanes (ix0 + pl) * C on
-            d = row[0]
+            d = P[r, 0]
             ix0 = max(0, -pl)
             ix1 = min(W, R // C - pl)
             a = (ix0 + pl) * C
@@ -118,16 +120,14 @@ def _fill(x, n, off, pt, pl, sw, P):
                 dd[k] = xs[k] + off
             d[e:] = 0
             continue
-        row[:, :] = 0
-        for ix in range(max(0, -pl), W):
-            pos = ix + pl
-            q = pos // sw
-            if q * C + C > R:
-                break
-            d = row[pos - q * sw][q * C:q * C + C]
-            xs = xf[src + ix * C:src + ix * C + C]
-            for c in range(C):
-                d[c] = xs[c] + off
+        Pf[r * S * R:(r + 1) * S * R] = 0
+        for p in range(sw):  # phase p: pixels p - pl, p - pl + sw, ... (no division per pixel)
+            for q in range(R // C):
+                ix = q * sw + p - pl
+                if ix >= W:
+                    break
+                if ix >= 0:
+                    _convert_run(Pf, (r * sw + p) * R + q * C, xf, src + ix * C, C, off)
 
 
 @njit(**_NJ)
