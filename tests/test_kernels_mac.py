@@ -410,3 +410,23 @@ def test_portable_path_gives_identical_integers(tmp_path):
     assert mac.conv2d_acc(x, w, b, 5, 2, 1, 1, 2, 1, 2, 7, 11).tolist() == exp["conv"].tolist()
     for k in exp:
         assert got[k].dtype == exp[k].dtype and np.array_equal(got[k], exp[k]), k
+
+
+def test_plan_with_one_thread_types_the_split_int64_so_callees_compile_once():
+    """mac_tiles._plan is inlined into its callers; called with nthreads=1 (the serial drivers)
+    its split must still be typed int64, not Literal[int](1): a literal reached
+    depthwise_zmm._dw3_item from _dw3_serial, and that kernel compiled a second time beside
+    _dw3_par's int64 version (a cold start's duplicate specialization)."""
+    from hwsim.kernels.mac_tiles import _plan
+
+    @numba.njit
+    def callee(nb, ng):
+        return nb + ng
+
+    @numba.njit
+    def serial_driver(N, oh, ow, nblocks):
+        nb, ng = _plan(N, oh, ow, nblocks, 1, 256)
+        return callee(nb, ng)
+
+    assert serial_driver(1, 48, 48, 2) >= 2
+    assert [tuple(s) for s in callee.signatures] == [(numba.int64, numba.int64)]
