@@ -1,5 +1,5 @@
 """Depthwise layers with few channels on their own paths (hwsim.kernels.conv): one input channel
-run as a CONV_2D (Cin = 1, Cout = depth multiplier) and 2..31 channels of stride 1 on
+run as a CONV_2D (Cin = 1, Cout = depth multiplier) and 2..31 channels of stride 1 or 2 on
 hwsim.kernels.depthwise_small (AVX-512 CPUs), against the plain reference path
 (mac.depthwise_conv2d_acc_reference, then requantize). Each case checks the three ways the
 engine runs a prepared layer: the fused call of an untraced run (``outputs_only``), the traced
@@ -204,7 +204,7 @@ def test_small_channel_extreme_values_wrap_int32(xv, off, wv):
     assert data.small is not None
 
 
-# the kernel with strides (conv gives it stride 1 only: depthwise_small.applies), called directly
+# the kernel with strides (conv gives it strides 1 and 2 across: depthwise_small.applies), called directly
 # (N, H, W, C, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
 STRIDED = [
     (1, 48, 48, 16, 3, 3, 2, 2, 1, 1, 0, 0, 24, 24),   # person_detect's third depthwise layer
@@ -234,9 +234,29 @@ def test_small_channel_kernel_with_strides(case, off, small_threads):
         _same(out, want)
 
 
-def test_small_channel_kernel_is_chosen_for_stride_1_only():
+@needs_avx512bw
+@pytest.mark.parametrize("small_threads", [1, 2], indirect=True, ids=["serial", "parallel"])
+@pytest.mark.parametrize("edge", [False, True], ids=["fast-form", "edge"])
+@pytest.mark.parametrize("off", [-127, 128])
+@pytest.mark.parametrize("case", STRIDED[:3], ids=[str(i) for i in range(3)])
+def test_small_channel_depthwise_stride_2_through_conv(case, off, edge, small_threads):
+    """Stride 2 across (person_detect's 48x48x16 layer among them) is given to depthwise_small
+    by conv: the fused, traced and bound paths equal the reference."""
+    N, H, W, C, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow = case
+    rng = np.random.default_rng(hash((case, off, edge, "conv")) % 2**32)
+    x = rng.integers(-128, 128, (N, H, W, C)).astype(np.int8)
+    w = rng.integers(-128, 128, (1, KH, KW, C)).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, C).astype(np.int32)
+    geo = (sh, sw, dh, dw, pt, pl, oh, ow)
+    rq = _rq(rng, C, edge) if edge else _spread(rng, x, w, b, off, geo)
+    data = check(x, w, b, off, geo, 1, rq)
+    assert data.small is not None  # the small-channel kernel was taken
+
+
+def test_small_channel_kernel_is_chosen_for_strides_1_and_2_across():
     assert depthwise_small.applies(8, 1, 128, 1)
-    assert not depthwise_small.applies(8, 1, 128, 2)
+    assert depthwise_small.applies(16, 1, 128, 2)
+    assert not depthwise_small.applies(8, 1, 128, 3)
     assert not depthwise_small.applies(8, 2, 128, 1)
     assert not depthwise_small.applies(32, 1, 128, 1) and not depthwise_small.applies(1, 1, 0, 1)
 

@@ -39,13 +39,14 @@ PARALLEL_MIN_MACS = 1 << 20
 
 def applies(channels: int, depth_multiplier: int, input_offset: int, stride_w: int) -> bool:
     """Whether hwsim.kernels.conv gives a fused int8 depthwise layer of this shape to this
-    kernel (it also checks the CPU: mac.USE_DW512). Stride 1 only: with stride 2 the phase
-    fill (a pixel of C values at a time, ~4 us of it) leaves no clear gain (person_detect's
-    48x48x16 stride-2 layer: 6.7 us here against 7.3 us on the 16-channel kernel at one
-    moment, 11.8 against 10.1 at another); the kernel itself computes any stride
+    kernel (it also checks the CPU: mac.USE_DW512). Strides 1 and 2 across. Stride 2 is as
+    fast here as on the 16-channel kernel (person_detect's 48x48x16 stride-2 layer, warm, 2
+    threads: 7.4 us both ways, interleaved in one process), and taking it means a model like
+    person_detect never compiles mac_tiles' 16-channel band kernel (~3.4 CPU s of its cold
+    start). Wider strides are untimed; the kernel itself computes any stride
     (tests/test_kernels_small_dw.py)."""
     return (MIN_CHANNELS <= channels <= MAX_CHANNELS and depth_multiplier == 1
-            and -32000 <= input_offset <= 32000 and stride_w == 1)
+            and -32000 <= input_offset <= 32000 and stride_w in (1, 2))
 
 
 def plan(w: np.ndarray, bias: np.ndarray, input_offset: int, cp: np.ndarray, zp: int, lo: int,
