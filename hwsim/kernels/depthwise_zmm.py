@@ -336,70 +336,77 @@ def _gather(xf, n, H, W, C, iy0, ix0, rows, cols, k0, Cb, padv, scr):
             _copy_run(scr, d + j * Cb, xf, s0 + j * C, nval, padv)
 
 
-@njit(**_NJ)
-def _dw3_item(item, nb, ng, x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, qzp, qlo, qhi, o8, scr):
-    """One work item: a band of output rows of one image x a range of 32-channel blocks; blocks
-    outer, so a block's bias and requantization constants stay in registers. A band whose taps
-    all lie inside the input is read in place; any other (padding, or a partial block's loads
-    reaching the input's end) is first gathered into ``scr`` with the item's channels, padded
-    with the zero point, so every row runs the same 4-pixel strips."""
-    N, H, W, C = x.shape
-    NCB = (C + 31) // 32
-    n = item // (nb * ng)
-    rem = item - n * nb * ng
-    b = rem // ng
-    g = rem - b * ng
-    oy0 = (b * oh) // nb
-    oy1 = ((b + 1) * oh) // nb
-    cb0 = (g * NCB) // ng
-    cb1 = ((g + 1) * NCB) // ng
-    if oy1 <= oy0:
-        return
-    xf = x.reshape(x.size)
-    Wp = (ow - 1) * sw + 3
-    rows = (oy1 - oy0 - 1) * sh + 3  # input rows of the band
-    iy0 = oy0 * sh - pt
-    inside = iy0 >= 0 and iy0 + rows <= H and pl <= 0 and Wp - pl <= W
-    # in place unless a tap is in the padding or a 32-byte load of a partial last block could
-    # pass the array's end; else the band's channels are gathered once for all its blocks
-    gathered = not (inside and (C % 32 == 0 or cb1 < NCB or n < N - 1 or iy0 + rows < H))
-    Cb = 32 * (cb1 - cb0)
-    if gathered:
-        _gather(xf, n, H, W, C, iy0, -pl, rows, Wp, 32 * cb0, Cb, padv, scr)
-    for cb in range(cb0, cb1):
-        c0 = 32 * cb
-        nv = min(32, C - c0)
-        wb = cb * 576
-        # the block's constants, loaded once for all its rows
-        rq0 = _zq_consts(qk, 4 * c0)
-        rq1 = _zq_consts(qk, 4 * c0 + 64)
-        be = _zload_i32(bk, c0)
-        bo = _zload_i32(bk, c0 + 16)
-        if gathered:
-            src, o, rs, cs = scr, 32 * (cb - cb0), Wp * Cb, Cb
-        else:
-            src, o, rs, cs = xf, ((n * H + iy0) * W - pl) * C + c0, W * C, C
-        for oy in range(oy0, oy1):
-            _dw3_run(src, o + (oy - oy0) * sh * rs, rs, cs, sw, ow, wk, wb, be, bo, rq0, rq1, qzp, qlo, qhi, o8,
-                     ((n * oh + oy) * ow) * C + c0, C, nv)
-
-
 @njit(parallel=True, **_NJ)
 def _dw3_par(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8):
     nb, ng = _plan(x.shape[0], oh, ow, (x.shape[3] + 31) // 32, nthreads, 256)
-    o8 = out8.reshape(out8.size)
     for item in prange(x.shape[0] * nb * ng):
         scr = np.empty(((oh + nb - 1) // nb * sh + 3) * ((ow - 1) * sw + 3) * 32 * ((x.shape[3] + 31) // 32 // ng + 1),
                        np.int8)
-        _dw3_item(np.int64(item), nb, ng, x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, qzp, qlo - qzp, qhi - qzp,
-                  o8, scr)
+        _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8,
+                    (nb, ng, np.int64(item), scr))
 
 
 @njit(**_NJ)
-def _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8):
+def _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8, part=None):
+    """Work items: a band of output rows of one image x a range of 32-channel blocks; blocks
+    outer, so a block's bias and requantization constants stay in registers. A band whose taps
+    all lie inside the input is read in place; any other (padding, or a partial block's loads
+    reaching the input's end) is first gathered into ``scr`` with the item's channels, padded
+    with the zero point, so every row runs the same 4-pixel strips.
+
+    The items and the serial driver are one function (as mac_tiles._conv_serial) so that a
+    serial run compiles the kernel once: a separate item function was compiled on its own and
+    then again inside the driver that linked it. ``part`` omitted (a call from Python): every
+    item, on this thread, bands of ~256 pixels; Numba prunes the other branch. From _dw3_par:
+    ``part`` = (nb, ng, one item index, that item's scratch buffer)."""
+    N, H, W, C = x.shape
+    NCB = (C + 31) // 32
+    if part is None:
+        nb, ng = _plan(N, oh, ow, NCB, 1, 256)
+        scr = np.empty(((oh + nb - 1) // nb * sh + 3) * ((ow - 1) * sw + 3) * (NCB * 32), np.int8)
+        i0 = 0
+        i1 = N * nb * ng
+    else:
+        nb, ng, i0, scr = part
+        i1 = i0 + 1
     o8 = out8.reshape(out8.size)
-    nb, ng = _plan(x.shape[0], oh, ow, (x.shape[3] + 31) // 32, 1, 256)  # bands of ~256 pixels
-    scr = np.empty(((oh + nb - 1) // nb * sh + 3) * ((ow - 1) * sw + 3) * ((x.shape[3] + 31) // 32 * 32), np.int8)
-    for item in range(x.shape[0] * nb * ng):
-        _dw3_item(np.int64(item), nb, ng, x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, qzp, qlo - qzp, qhi - qzp,
-                  o8, scr)
+    xf = x.reshape(x.size)
+    qlo = qlo - qzp
+    qhi = qhi - qzp
+    Wp = (ow - 1) * sw + 3
+    for item in range(i0, i1):
+        n = item // (nb * ng)
+        rem = item - n * nb * ng
+        b = rem // ng
+        g = rem - b * ng
+        oy0 = (b * oh) // nb
+        oy1 = ((b + 1) * oh) // nb
+        cb0 = (g * NCB) // ng
+        cb1 = ((g + 1) * NCB) // ng
+        if oy1 <= oy0:
+            continue
+        rows = (oy1 - oy0 - 1) * sh + 3  # input rows of the band
+        iy0 = oy0 * sh - pt
+        inside = iy0 >= 0 and iy0 + rows <= H and pl <= 0 and Wp - pl <= W
+        # in place unless a tap is in the padding or a 32-byte load of a partial last block could
+        # pass the array's end; else the band's channels are gathered once for all its blocks
+        gathered = not (inside and (C % 32 == 0 or cb1 < NCB or n < N - 1 or iy0 + rows < H))
+        Cb = 32 * (cb1 - cb0)
+        if gathered:
+            _gather(xf, n, H, W, C, iy0, -pl, rows, Wp, 32 * cb0, Cb, padv, scr)
+        for cb in range(cb0, cb1):
+            c0 = 32 * cb
+            nv = min(32, C - c0)
+            wb = cb * 576
+            # the block's constants, loaded once for all its rows
+            rq0 = _zq_consts(qk, 4 * c0)
+            rq1 = _zq_consts(qk, 4 * c0 + 64)
+            be = _zload_i32(bk, c0)
+            bo = _zload_i32(bk, c0 + 16)
+            if gathered:
+                src, o, rs, cs = scr, 32 * (cb - cb0), Wp * Cb, Cb
+            else:
+                src, o, rs, cs = xf, ((n * H + iy0) * W - pl) * C + c0, W * C, C
+            for oy in range(oy0, oy1):
+                _dw3_run(src, o + (oy - oy0) * sh * rs, rs, cs, sw, ow, wk, wb, be, bo, rq0, rq1, qzp, qlo, qhi,
+                         o8, ((n * oh + oy) * ow) * C + c0, C, nv)
