@@ -4,9 +4,12 @@ adds in ``tensorflow/lite/kernels/internal/common.h``), for scalar int32 raw val
 A gemmlowp ``FixedPoint<int32_t, IntegerBits>`` is a raw int32 ``r`` standing for the real
 ``r / 2^(31 - IntegerBits)`` (Q<IntegerBits>.<31 - IntegerBits>). Here a fixed-point value is just
 its raw integer; the number of integer bits is passed explicitly where a function needs it (it
-is a template parameter in C++). Every function is ``@njit(cache=True, inline="always")``,
-callable from Python on scalars and from Numba kernels, takes integers of any type and returns
-an int64 whose value is the int32 the C++ returns.
+is a template parameter in C++). Every function is a cached ``@njit`` (the int16 ones
+inlined, the int32 Q-format primitives and the transcendental functions compiled once and
+called: see ``_prim``), callable from Python on scalars and from Numba kernels, takes integers
+of any type and returns an int64 whose value is the int32 the C++ returns. Numba code calling
+the int32 primitives passes int64 arguments (``np.int64(0)``, not ``0``): a literal compiles
+another copy.
 
 C++ semantics reproduced exactly:
   * gemmlowp ``Add``/``Sub``/``Neg`` on int32 are plain C++ ``+``/``-``: they wrap mod 2^32
@@ -41,6 +44,12 @@ __all__ = [
 
 _jit = numba.njit(cache=True, inline="always")   # small primitives: inlined into the caller
 _njit = numba.njit(cache=True)                   # the larger functions: compiled once, called
+# The Q-format primitives the transcendental functions call: compiled once each (for int64
+# arguments: every call site passes int64, no literal, or each literal would compile another
+# copy) and called, LLVM inlining them at link time. Numba's own inlining (inline="always")
+# re-types the callee's IR at every call site and costs ~30 ms a site: ~40 sites made the
+# 15-line exp_on_interval_between_negative_one_quarter_and_0_excl a 1 s compilation.
+_prim = numba.njit(cache=True)
 
 # gemmlowp exp_on_negative_values barrel shifter: (exponent k, raw Q0.31 of exp(-2^k)).
 _EXP_BARREL_EXPONENTS = np.array([-2, -1, 0, 1, 2, 3, 4], dtype=np.int64)
@@ -48,41 +57,41 @@ _EXP_BARREL_MULTIPLIERS = np.array([1672461947, 1302514674, 790015084, 290630308
                                     720401, 242], dtype=np.int64)
 
 # Constants of fixedpoint.h (raw int32 values).
-_EXP_MINUS_ONE_EIGHTH_Q0 = 1895147668      # exp(-1/8) in Q0.31
-_ONE_THIRD_Q0 = 715827883                  # 1/3 in Q0.31
-_48_OVER_17_Q2 = 1515870810                # 48/17 in Q2.29
-_NEG_32_OVER_17_Q2 = -1010580540           # -32/17 in Q2.29
+_EXP_MINUS_ONE_EIGHTH_Q0 = np.int64(1895147668)      # exp(-1/8) in Q0.31
+_ONE_THIRD_Q0 = np.int64(715827883)                  # 1/3 in Q0.31
+_48_OVER_17_Q2 = np.int64(1515870810)                # 48/17 in Q2.29
+_NEG_32_OVER_17_Q2 = np.int64(-1010580540)           # -32/17 in Q2.29
 
 
 # ---------------------------------------------------------------------------------------------
 # Elementary operations on int32 raws
 # ---------------------------------------------------------------------------------------------
 
-@_jit
+@_prim
 def fp_add(a, b):
     """gemmlowp Add on int32: a + b, wrapping mod 2^32."""
     return wrap_int32(np.int64(a) + np.int64(b))
 
 
-@_jit
+@_prim
 def fp_sub(a, b):
     """gemmlowp Sub on int32: a - b, wrapping mod 2^32."""
     return wrap_int32(np.int64(a) - np.int64(b))
 
 
-@_jit
+@_prim
 def fp_neg(a):
     """gemmlowp Neg on int32: -a, wrapping (-INT32_MIN == INT32_MIN)."""
     return wrap_int32(-np.int64(a))
 
 
-@_jit
+@_prim
 def fp_mul(a, b):
     """FixedPoint operator*: SaturatingRoundingDoublingHighMul(a, b) (integer bits add up)."""
     return saturating_rounding_doubling_high_mul(a, b)
 
 
-@_jit
+@_prim
 def saturating_rounding_multiply_by_pot(x, exponent):
     """gemmlowp SaturatingRoundingMultiplyByPOT<exponent>(int32 x), exponent in [-31, 31].
 
@@ -103,7 +112,7 @@ def saturating_rounding_multiply_by_pot(x, exponent):
     return rounding_divide_by_pot(x, -e)
 
 
-@_jit
+@_prim
 def rescale(x, src_integer_bits, dst_integer_bits):
     """gemmlowp Rescale<dst>(FixedPoint<int32, src> x): SaturatingRoundingMultiplyByPOT by
     (src - dst)."""
@@ -111,7 +120,7 @@ def rescale(x, src_integer_bits, dst_integer_bits):
                                                np.int64(dst_integer_bits))
 
 
-@_jit
+@_prim
 def rounding_half_sum(a, b):
     """gemmlowp RoundingHalfSum(int32 a, int32 b) = int32((a + b + sign(a + b)) / 2), the C++
     division truncating toward zero (sign = +1 for a sum >= 0): halves rounded away from 0."""
@@ -122,7 +131,7 @@ def rounding_half_sum(a, b):
     return wrap_int32(q)
 
 
-@_jit
+@_prim
 def count_leading_zeros32(x):
     """TFLite CountLeadingZeros(static_cast<uint32_t>(x)): 32 for 0."""
     u = np.int64(x) & np.int64(0xFFFFFFFF)
@@ -146,9 +155,9 @@ def exp_on_interval_between_negative_one_quarter_and_0_excl(a):
     x2 = fp_mul(x, x)
     x3 = fp_mul(x2, x)
     x4 = fp_mul(x2, x2)
-    x4_over_4 = saturating_rounding_multiply_by_pot(x4, -2)
+    x4_over_4 = saturating_rounding_multiply_by_pot(x4, np.int64(-2))
     poly = saturating_rounding_multiply_by_pot(
-        fp_add(fp_mul(fp_add(x4_over_4, x3), _ONE_THIRD_Q0), x2), -1)
+        fp_add(fp_mul(fp_add(x4_over_4, x3), _ONE_THIRD_Q0), x2), np.int64(-1))
     # AddSaturatingIf16Bit is a plain Add for int32.
     return fp_add(_EXP_MINUS_ONE_EIGHTH_Q0,
                   fp_mul(_EXP_MINUS_ONE_EIGHTH_Q0, fp_add(x, poly)))
@@ -170,7 +179,7 @@ def exp_on_negative_values(a, integer_bits):
     mask = one_quarter - 1
     a_mod_quarter_minus_one_quarter = fp_sub(a & mask, one_quarter)
     result = exp_on_interval_between_negative_one_quarter_and_0_excl(
-        rescale(a_mod_quarter_minus_one_quarter, ib, 0))
+        rescale(a_mod_quarter_minus_one_quarter, ib, np.int64(0)))
     remainder = fp_sub(a_mod_quarter_minus_one_quarter, a)
     for k in range(_EXP_BARREL_EXPONENTS.shape[0]):
         e = _EXP_BARREL_EXPONENTS[k]
@@ -196,25 +205,25 @@ def _newton_reciprocal_q2(half_denominator):
     for _ in range(3):
         half_denominator_times_x = fp_mul(half_denominator, x)          # Q2
         one_minus = fp_sub(one_q2, half_denominator_times_x)           # Q2
-        x = fp_add(x, rescale(fp_mul(x, one_minus), 4, 2))            # Q4 -> Q2
+        x = fp_add(x, rescale(fp_mul(x, one_minus), np.int64(4), np.int64(2)))  # Q4 -> Q2
     return x
 
 
 @_njit
 def one_over_one_plus_x_for_x_in_0_1(a):
     """gemmlowp one_over_one_plus_x_for_x_in_0_1(Q0.31 a) -> Q0.31 of 1 / (1 + a)."""
-    half_denominator = rounding_half_sum(a, INT32_MAX)  # (a + One) / 2
+    half_denominator = rounding_half_sum(a, np.int64(INT32_MAX))  # (a + One) / 2
     x = _newton_reciprocal_q2(half_denominator)
     # ExactMulByPot<-1>: Q2 -> Q1 (same raw), then Rescale<0> from 1 integer bit.
-    return rescale(x, 1, 0)
+    return rescale(x, np.int64(1), np.int64(0))
 
 
 @_njit
 def one_minus_x_over_one_plus_x_for_x_in_0_1(a):
     """gemmlowp one_minus_x_over_one_plus_x_for_x_in_0_1(Q0.31 a) -> Q0.31 of (1-a)/(1+a)."""
-    half_denominator = rounding_half_sum(a, INT32_MAX)
+    half_denominator = rounding_half_sum(a, np.int64(INT32_MAX))
     x = _newton_reciprocal_q2(half_denominator)
-    return rescale(fp_sub(x, np.int64(1) << np.int64(29)), 2, 0)
+    return rescale(fp_sub(x, np.int64(1) << np.int64(29)), np.int64(2), np.int64(0))
 
 
 @_njit
@@ -224,7 +233,7 @@ def fp_tanh(a, integer_bits):
     negative = a < 0
     n = a if negative else fp_neg(a)  # n <= 0 (but INT32_MIN stays itself)
     # neg_tanh_on_negative_values: ExactMulByPot<1> adds one integer bit, same raw.
-    t = one_minus_x_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(n, integer_bits + 1))
+    t = one_minus_x_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(n, np.int64(integer_bits) + 1))
     if a == 0:
         return np.int64(0)
     return fp_neg(t) if negative else t
@@ -242,7 +251,7 @@ def fp_logistic(a, integer_bits):
         return np.int64(1 << 30)  # one half
     if positive:
         return result_if_positive
-    return fp_sub(INT32_MAX, result_if_positive)  # One - r
+    return fp_sub(np.int64(INT32_MAX), result_if_positive)  # One - r
 
 
 @_njit

@@ -239,14 +239,19 @@ _SCALED_DIFF_INTEGER_BITS = 5
 _ACCUMULATION_INTEGER_BITS = 12
 
 
-def softmax_q8_exp(diff, multiplier, left_shift, single_rounding):
-    """exp(beta * input_scale * diff) as reference Softmax computes it for one 8-bit input
-    difference diff = x - max_in_row <= 0: MultiplyByQuantizedMultiplierGreaterThanOne into
-    Q5.26, then exp_on_negative_values -> Q0.31 raw. (Python-callable; the prepare step
-    tabulates it over the 256 possible differences.)"""
-    scaled = _mbqm(np.int64(diff), np.int64(multiplier), np.int64(left_shift),
-                   bool(single_rounding))
-    return int(exp_on_negative_values(np.int64(scaled), np.int64(_SCALED_DIFF_INTEGER_BITS)))
+@numba.njit(cache=True)
+def _softmax_q8_table(multiplier, left_shift, single_rounding, diff_min, exp_table):
+    """exp_table[k] = exp(beta * input_scale * (-k)) as reference Softmax computes it for the
+    8-bit input difference -k (MultiplyByQuantizedMultiplierGreaterThanOne into Q5.26, then
+    exp_on_negative_values -> Q0.31 raw), -1 where -k < diff_min. One compiled function, the
+    fixed-point helpers inlined: calling them from Python per entry compiled _mbqm and
+    exp_on_negative_values as entry points of their own (more cold-start time)."""
+    for k in range(exp_table.shape[0]):
+        if -k >= diff_min:
+            scaled = _mbqm(np.int64(-k), multiplier, left_shift, single_rounding)
+            exp_table[k] = exp_on_negative_values(scaled, np.int64(_SCALED_DIFF_INTEGER_BITS))
+        else:
+            exp_table[k] = -1
 
 
 @numba.njit(cache=True)
@@ -269,9 +274,10 @@ def _softmax_q8(x, out, exp_table, out_bits_total, out_min, out_max):
         for c in range(depth):
             e = exp_table[max_in_row - x[r, c]]
             if e >= 0:
-                sum_of_exps = fp_add(sum_of_exps, rescale(e, 0, _ACCUMULATION_INTEGER_BITS))
+                sum_of_exps = fp_add(sum_of_exps, rescale(e, np.int64(0),
+                                                          np.int64(_ACCUMULATION_INTEGER_BITS)))
         shifted_scale, num_bits_over_unit = get_reciprocal(sum_of_exps,
-                                                          _ACCUMULATION_INTEGER_BITS)
+                                                          np.int64(_ACCUMULATION_INTEGER_BITS))
         exponent = num_bits_over_unit + 31 - out_bits_total
         if exponent < 0 or exponent > 31:
             bad_rows += 1
@@ -296,10 +302,9 @@ def prepare_softmax_q8(layer) -> np.ndarray:
     diff_min (excluded from the sum, output the type minimum): the same integers the reference
     kernel computes per element, tabulated once."""
     p = layer.params
-    exp_table = np.full(256, -1, dtype=np.int64)
-    for k in range(256):
-        if -k >= p.diff_min:
-            exp_table[k] = softmax_q8_exp(-k, p.multiplier, p.left_shift, p.single_rounding)
+    exp_table = np.empty(256, dtype=np.int64)
+    _softmax_q8_table(np.int64(p.multiplier), np.int64(p.left_shift), bool(p.single_rounding),
+                      np.int64(p.diff_min), exp_table)
     return exp_table
 
 
