@@ -4,12 +4,13 @@ adds in ``tensorflow/lite/kernels/internal/common.h``), for scalar int32 raw val
 A gemmlowp ``FixedPoint<int32_t, IntegerBits>`` is a raw int32 ``r`` standing for the real
 ``r / 2^(31 - IntegerBits)`` (Q<IntegerBits>.<31 - IntegerBits>). Here a fixed-point value is just
 its raw integer; the number of integer bits is passed explicitly where a function needs it (it
-is a template parameter in C++). Every function is a cached ``@njit`` (the int16 ones
-inlined, the int32 Q-format primitives and the transcendental functions compiled once and
-called: see ``_prim``), callable from Python on scalars and from Numba kernels, takes integers
-of any type and returns an int64 whose value is the int32 the C++ returns. Numba code calling
-the int32 primitives passes int64 arguments (``np.int64(0)``, not ``0``): a literal compiles
-another copy.
+is a template parameter in C++). Every function is a cached ``@njit``: the int32 Q-format
+primitives compiled once and called (see ``_prim``), the helpers that only call them
+(exp_on_interval..., the Newton steps, one_over_one_plus_x...) and the int16 ones inlined,
+exp_on_negative_values, get_reciprocal, tanh and logistic compiled once and called. All are
+callable from Python on scalars and from Numba kernels, take integers of any type and return
+an int64 whose value is the int32 the C++ returns. Numba code calling the int32 primitives
+passes int64 arguments (``np.int64(0)``, not ``0``): a literal compiles another copy.
 
 C++ semantics reproduced exactly:
   * gemmlowp ``Add``/``Sub``/``Neg`` on int32 are plain C++ ``+``/``-``: they wrap mod 2^32
@@ -42,7 +43,7 @@ __all__ = [
     "rounding_divide_by_pot_int16",
 ]
 
-_jit = numba.njit(cache=True, inline="always")   # small primitives: inlined into the caller
+_jit = numba.njit(cache=True, inline="always")   # inlined into the caller
 _njit = numba.njit(cache=True)                   # the larger functions: compiled once, called
 # The Q-format primitives the transcendental functions call: compiled once each (for int64
 # arguments: every call site passes int64, no literal, or each literal would compile another
@@ -148,7 +149,7 @@ def count_leading_zeros32(x):
 # Transcendental functions (fixedpoint.h)
 # ---------------------------------------------------------------------------------------------
 
-@_njit
+@_jit
 def exp_on_interval_between_negative_one_quarter_and_0_excl(a):
     """exp(a) for a Q0.31 raw a in [-1/4, 0): Taylor series around -1/8. Returns Q0.31."""
     x = fp_add(a, np.int64(1) << np.int64(28))  # a + 1/8 (ConstantPOT<-3>)
@@ -196,7 +197,7 @@ def exp_on_negative_values(a, integer_bits):
     return result
 
 
-@_njit
+@_jit
 def _newton_reciprocal_q2(half_denominator):
     """The three Newton-Raphson steps shared by the two x-in-[0,1] functions: x ~ 1/half_den in
     Q2.29, starting from 48/17 - 32/17 * half_den."""
@@ -209,7 +210,7 @@ def _newton_reciprocal_q2(half_denominator):
     return x
 
 
-@_njit
+@_jit
 def one_over_one_plus_x_for_x_in_0_1(a):
     """gemmlowp one_over_one_plus_x_for_x_in_0_1(Q0.31 a) -> Q0.31 of 1 / (1 + a)."""
     half_denominator = rounding_half_sum(a, np.int64(INT32_MAX))  # (a + One) / 2
