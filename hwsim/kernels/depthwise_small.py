@@ -94,7 +94,7 @@ def run(x: np.ndarray, args: tuple, out: np.ndarray, macs: int) -> None:
         _sdw_serial(x, *args, out)
 
 
-@njit(**_NJ)
+@njit(inline="always", **_NJ)
 def _fill(x, n, off, pt, pl, sw, P):
     """P[r, p, q * C + c] = x[n, r - pt, q * sw + p - pl, c] + off, 0 outside the input."""
     _, H, W, C = x.shape
@@ -131,7 +131,7 @@ def _fill(x, n, off, pt, pl, sw, P):
                     _convert_run(Pf, (r * sw + p) * R + q * C, xf, src + ix * C, C, off)
 
 
-@njit(**_NJ)
+@njit(inline="always", **_NJ)
 def _rows(Pf, wpk, bexp, cpx, zp, lo, hi, tapo, sh, sw, R, lanes, oy0, oy1, o, ob):
     """Output rows oy0..oy1-1 of one image (Pf: its padded input, flat) into the flat int8
     output ``o``, the image's first row at ``ob``."""
