@@ -33,12 +33,12 @@ import os
 import hwsim
 import numba
 import numpy as np
-from hwsim.kernels import shape
-x = np.zeros((1, 2, 2, 1), dtype=np.int8)
-idx = np.zeros(2, dtype=np.int64)
-frac = np.zeros(2, dtype=np.int64)
-out = np.empty((1, 2, 2, 1), dtype=np.int8)
-shape._resize_bilinear(x, idx, idx, frac, idx, idx, frac, np.int64(0), out)
+from hwsim.kernels import elementwise
+# a kernel whose prange Numba does parallelise (shape._resize_bilinear's is not: round_shift's
+# raise gives its loop a second exit), so the call starts the threading layer
+a = np.zeros(8, dtype=np.int8)
+out = np.empty(8, dtype=np.int8)
+elementwise._add_sub_lut_parallel(a, a, out, np.zeros(65536, dtype=np.int8), 2)
 print(numba.threading_layer(), os.environ.get("OMP_WAIT_POLICY"))
 """
 
