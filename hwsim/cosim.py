@@ -662,7 +662,10 @@ def build_rtl(sim: str, config, *, defines=(), build_root=None, sources=None,
     h = hashlib.sha256()
     import cocotb
     vopts = verilator_options() if sim == "verilator" else {}
-    h.update(f"{sim}|{_simulator_version(sim)}|cocotb {cocotb.__version__}|{toplevel}|"
+    # the executable links cocotb's VPI library from this installation's folder: a build made
+    # by another venv (since removed) would not start, so the folder is part of the key
+    cocotb_dir = Path(cocotb.__file__).resolve().parent
+    h.update(f"{sim}|{_simulator_version(sim)}|cocotb {cocotb.__version__} {cocotb_dir}|{toplevel}|"
              f"{sorted(defines)}|{sorted(parameters.items())}|{hashed_header}|{vopts}".encode())
     inc_files = []
     if reference:
