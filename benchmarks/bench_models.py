@@ -1,7 +1,7 @@
 """Whole-model speed: hwsim vs TFLite's reference kernels (BUILTIN_REF) vs TFLite's default
 kernels (XNNPACK), side by side in one run, on the corpus models. Ratios, not absolute times.
 
-    python benchmarks/bench_models.py [--threads 2] [--repeats 7] [--models mobilenet,person]
+    python benchmarks/bench_models.py [--threads 2] [--repeats 7] [--rounds 5] [--models mobilenet,person]
 
 Also: per-layer-type ms and GMAC/s of hwsim (``Network.profile``: the schedule ``net.run``
 runs), Numba cold-compile time (empty cache, in a subprocess)
@@ -59,6 +59,23 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(ts)
 
 
+def interleaved_medians(fns, repeats: int, rounds: int) -> list[float]:
+    """Median times of several engines timed in alternation: ``rounds`` rounds, each running
+    every engine ``repeats`` times in turn, after one warm-up call each. A shared machine's
+    speed drifts by more than the differences measured (this guest: XNNPACK's mobilenet_v2
+    1.0-3.7 ms between runs); alternating puts the same drift on every engine."""
+    for fn in fns:
+        fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, ts in zip(fns, samples):
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in samples]
+
+
 def tflite_interpreter(model: Path, ref: bool, threads: int):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     kw = dict(model_path=str(model), num_threads=threads)
@@ -69,7 +86,7 @@ def tflite_interpreter(model: Path, ref: bool, threads: int):
     return it
 
 
-def bench_model(name: str, folder: Path, threads: int, repeats: int) -> None:
+def bench_model(name: str, folder: Path, threads: int, repeats: int, rounds: int) -> None:
     import hwsim
     model = folder / "model.tflite"
     ref_model = folder / "model_refcompat.tflite"
@@ -82,7 +99,7 @@ def bench_model(name: str, folder: Path, threads: int, repeats: int) -> None:
         return net.run(x)
 
     out_h = run_hwsim().outputs[0]
-    rows = [("hwsim", median_time(run_hwsim, repeats))]
+    timed = {}
     for label, ref in (("TFLite REF", True), ("TFLite XNNPACK", False)):
         it = tflite_interpreter(tfl_model, ref, threads)
         inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
@@ -98,9 +115,13 @@ def bench_model(name: str, folder: Path, threads: int, repeats: int) -> None:
         if not ref:
             diff = int((y != out_h).sum())
             print(f"  ({label} differs from REF/hwsim in {diff} of {y.size} outputs)")
-        rows.append((label, median_time(run_tfl, repeats)))
-    print(f"\n{name}: {macs / 1e6:.1f} M MACs, {threads} thread(s), median of {repeats}, "
-          f"load average {load_average()}")
+        timed[label] = run_tfl
+    # REF (~100x slower) on its own; hwsim and XNNPACK alternated (interleaved_medians)
+    t_ref = median_time(timed["TFLite REF"], repeats)
+    t_h, t_x = interleaved_medians([run_hwsim, timed["TFLite XNNPACK"]], repeats, rounds)
+    rows = [("hwsim", t_h), ("TFLite REF", t_ref), ("TFLite XNNPACK", t_x)]
+    print(f"\n{name}: {macs / 1e6:.1f} M MACs, {threads} thread(s), median of {repeats} (REF) and "
+          f"of {rounds} alternated rounds of {repeats} (hwsim, XNNPACK), load average {load_average()}")
     print(f"  {'engine':16s} {'ms':>9s} {'GMAC/s':>8s} {'hwsim speed x':>14s}")
     t_h = rows[0][1]
     for label, t in rows:
@@ -152,6 +173,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=5, help="alternated rounds of hwsim and XNNPACK")
     ap.add_argument("--models", default="mobilenet,person")
     ap.add_argument("--no-startup", action="store_true")
     a = ap.parse_args()
@@ -165,7 +187,7 @@ def main() -> None:
     print(f"hwsim kernel path: CONV/FC {mac.mac_path()}, DEPTHWISE {mac.dw_path()} "
           "(HWSIM_NO_VNNI=1 / HWSIM_PORTABLE_MAC=1 choose the others)")
     for name in a.models.split(","):
-        bench_model(name, MODELS[name], a.threads, a.repeats)
+        bench_model(name, MODELS[name], a.threads, a.repeats, a.rounds)
     if not a.no_startup:
         bench_startup(MODELS["person"])
 

@@ -430,3 +430,37 @@ def test_plan_with_one_thread_types_the_split_int64_so_callees_compile_once():
 
     assert serial_driver(1, 48, 48, 2) >= 2
     assert [tuple(s) for s in callee.signatures] == [(numba.int64, numba.int64)]
+
+
+@pytest.mark.skipif(not mac.USE_DW512 or not mac.USE_DW3, reason="the 3x3 zmm depthwise kernel needs AVX512-BW")
+def test_dw3_serial_compiles_once_for_both_drivers():
+    """depthwise_zmm._dw3_serial runs every item when called from Python and one item when
+    called from _dw3_par; both pass the same ``part`` tuple type, so a run that takes both
+    drivers compiles the kernel once (an omitted ``part`` was a second specialization)."""
+    from hwsim.kernels import depthwise_zmm
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (1, 20, 20, 64), dtype=np.int8)
+    w = rng.integers(-127, 128, (1, 3, 3, 64), dtype=np.int8)
+    b = rng.integers(-3000, 3000, 64).astype(np.int32)
+    cp = np.zeros((5, 64), np.int32)
+    cp[0], cp[2] = 1 << 30, 9
+    cp[3] = (1 << 9) - 1
+    cp[4] = cp[3] >> 1
+    fq = mac.fused_requant(cp, 3, -128, 127)
+    pk = mac.pack_depthwise_weights(w, 1)
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one Numba thread: the parallel driver does not run")
+    expect = None
+    for limit in (1 << 40, 1):  # serial (from Python), then parallel
+        old, nt = mac.DW3_PARALLEL_MIN_MACS, numba.get_num_threads()
+        mac.DW3_PARALLEL_MIN_MACS = limit
+        numba.set_num_threads(2)
+        try:
+            got = mac.depthwise_conv2d_acc(x, pk, b, 7, 1, 1, 1, 1, 1, 1, 20, 20, 1, requant=fq)
+        finally:
+            mac.DW3_PARALLEL_MIN_MACS = old
+            numba.set_num_threads(nt)
+        if expect is None:
+            expect = got
+        assert np.array_equal(got, expect)
+    assert len(depthwise_zmm._dw3_serial.signatures) == 1, depthwise_zmm._dw3_serial.signatures

@@ -343,11 +343,21 @@ def _dw3_par(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo
         scr = np.empty(((oh + nb - 1) // nb * sh + 3) * ((ow - 1) * sw + 3) * 32 * ((x.shape[3] + 31) // 32 // ng + 1),
                        np.int8)
         _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8,
-                    (nb, ng, np.int64(item), scr))
+                    (nb, ng, np.int64(item), np.int64(item + 1), scr))
+
+
+def dw3_serial_part(xshape, sh, sw, oh, ow):
+    """_dw3_serial's ``part`` for a serial run of every item (called from Python): bands of
+    ~256 output pixels, all channel blocks, and the scratch buffer of one band."""
+    N, _, _, C = xshape
+    NCB = (C + 31) // 32
+    nb, ng = _plan.py_func(N, oh, ow, NCB, 1, 256)
+    scr = np.empty(((oh + nb - 1) // nb * sh + 3) * ((ow - 1) * sw + 3) * (NCB * 32), np.int8)
+    return (np.int64(nb), np.int64(ng), np.int64(0), np.int64(N * nb * ng), scr)
 
 
 @njit(**_NJ)
-def _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8, part=None):
+def _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8, part):
     """Work items: a band of output rows of one image x a range of 32-channel blocks; blocks
     outer, so a block's bias and requantization constants stay in registers. A band whose taps
     all lie inside the input is read in place; any other (padding, or a partial block's loads
@@ -356,19 +366,14 @@ def _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, 
 
     The items and the serial driver are one function (as mac_tiles._conv_serial) so that a
     serial run compiles the kernel once: a separate item function was compiled on its own and
-    then again inside the driver that linked it. ``part`` omitted (a call from Python): every
-    item, on this thread, bands of ~256 pixels; Numba prunes the other branch. From _dw3_par:
-    ``part`` = (nb, ng, one item index, that item's scratch buffer)."""
+    then again inside the driver that linked it.
+    ``part`` = (nb, ng, first item, end item, scratch for one item's band): from _dw3_par one
+    item, from Python (dw3_serial_part) every item; the same tuple type both ways, so a run
+    that takes both drivers compiles this function once (an omitted ``part`` was a second
+    specialization: 2.4 s more cold start)."""
     N, H, W, C = x.shape
     NCB = (C + 31) // 32
-    if part is None:
-        nb, ng = _plan(N, oh, ow, NCB, 1, 256)
-        scr = np.empty(((oh + nb - 1) // nb * sh + 3) * ((ow - 1) * sw + 3) * (NCB * 32), np.int8)
-        i0 = 0
-        i1 = N * nb * ng
-    else:
-        nb, ng, i0, scr = part
-        i1 = i0 + 1
+    nb, ng, i0, i1, scr = part
     o8 = out8.reshape(out8.size)
     xf = x.reshape(x.size)
     qlo = qlo - qzp

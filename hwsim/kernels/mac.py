@@ -64,7 +64,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads, njit
 
-from .depthwise_zmm import _dw3_par, _dw3_serial, _dw32_par, _dw32_serial, dw3_requant, dw3_weights
+from .depthwise_zmm import (_dw3_par, _dw3_serial, _dw32_par, _dw32_serial, dw3_requant, dw3_serial_part,
+                            dw3_weights)
 from .mac_intrinsics import _HAVE_AVX2, HOST_HAS_AVX512BW, HOST_HAS_VNNI, HOST_HAS_VNNI512
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights,
@@ -169,6 +170,9 @@ class FusedRequant(NamedTuple):
     zp: int
     lo: int
     hi: int
+    #: int64 constants of the one-step rounding (depthwise_zmm.dw3_requant) when the layer is
+    #: ``fast`` and lo - zp, hi - zp are int32; else None. The zmm kernels take it.
+    q64: np.ndarray | None = None
 
 
 def fused_requant(cp: np.ndarray, out_zp: int, act_min: int, act_max: int) -> FusedRequant | None:
@@ -187,7 +191,10 @@ def fused_requant(cp: np.ndarray, out_zp: int, act_min: int, act_max: int) -> Fu
     cpp = np.zeros((6, cp.shape[1] + 32), np.int32)
     cpp[:5, :cp.shape[1]] = cp
     cpp[5] = int(bool((cp[1] == 0).all() and (cp[0] != np.int32(-(1 << 31))).all()))
-    return FusedRequant(cpp, int(out_zp), int(act_min), int(act_max))
+    q64 = None
+    if all(-(1 << 31) <= int(v) - int(out_zp) < (1 << 31) for v in (act_min, act_max)):
+        q64 = dw3_requant(cpp, cp.shape[1])
+    return FusedRequant(cpp, int(out_zp), int(act_min), int(act_max), q64)
 
 
 # Stand-ins of the int8 output when the kernels store accumulators and of the int32 output when
@@ -202,6 +209,18 @@ def _fused_args(fq, out8):
     if fq is None:
         return (False, None, np.int64(0), np.int64(0), np.int64(0), _NO_OUT8)
     return (True, fq.cp, np.int64(fq.zp), np.int64(fq.lo), np.int64(fq.hi), out8)
+
+
+def _conv_fused_args(plan, requant, out8):
+    """_fused_args for a _conv_plan: the 512-bit VNNI kernels take the one-step rounding's
+    constants (FusedRequant.q64) when the layer has them and its filter blocks of 16 start at
+    multiples of 16 (one group, or groups of a multiple of 16 filters)."""
+    fz = _fused_args(requant, out8)
+    kernels, head = plan[0], plan[4]
+    if requant is not None and requant.q64 is not None and kernels[0] is _conv_z_par and \
+            (head[4] == 1 or head[5] % 16 == 0):
+        fz = (fz[0], requant.q64) + fz[2:]
+    return fz
 
 
 def _off(name):
@@ -360,7 +379,10 @@ def conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_h, dilatio
                          sh, sw, dh, dw, pt, pl, oh, ow, groups, out)
         return out
     x = _req(x)
-    _conv_exec(_conv_plan(x.shape, wide, pk, b, off, sh, sw, dh, dw, pt, pl, oh, ow, groups), x, out, fz)
+    plan = _conv_plan(x.shape, wide, pk, b, off, sh, sw, dh, dw, pt, pl, oh, ow, groups)
+    if fz[0]:
+        fz = _conv_fused_args(plan, requant, out8)
+    _conv_exec(plan, x, out, fz)
     return out8 if fz[0] else out
 
 
@@ -409,7 +431,7 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
     kernels, macs, xs, os_, head, tail = plan
     par, serial = kernels
     pre = head + (_NO_OUT32,) + tail
-    post = _fused_args(requant, None)[:5] + (out8.reshape(os_),)
+    post = _conv_fused_args(plan, requant, None)[:5] + (out8.reshape(os_),)
     big = macs >= PARALLEL_MIN_MACS
 
     def call(x):
@@ -435,7 +457,6 @@ def conv2d_fused_call(pk: PackedConvWeights, bias, input_offset, stride_h, strid
                                  out_h, out_w))
     off, groups = int(input_offset), int(groups)
     args = (bias, off) + geo + (groups,)
-    fz5 = _fused_args(requant, None)[:5]
     plans = {}
 
     def call(x):
@@ -445,11 +466,12 @@ def conv2d_fused_call(pk: PackedConvWeights, bias, input_offset, stride_h, strid
             out = conv2d_acc(x, pk, *args, requant=requant)  # checks the input, runs
             if out.size and x.dtype == np.int8 and x.flags.c_contiguous:
                 b = _bias_array(bias, pk.shape[0], False, "conv2d")
-                plans[x.shape] = (_conv_plan(x.shape, False, pk, b, off, *geo, groups),
-                                  (x.shape[0], geo[6], geo[7], pk.shape[0]))
+                cplan = _conv_plan(x.shape, False, pk, b, off, *geo, groups)
+                plans[x.shape] = (cplan, (x.shape[0], geo[6], geo[7], pk.shape[0]),
+                                  _conv_fused_args(cplan, requant, None)[:5])
             return out
         out8 = np.empty(plan[1], np.int8)
-        _conv_exec(plan[0], x, _NO_OUT32, fz5 + (out8,))
+        _conv_exec(plan[0], x, _NO_OUT32, plan[2] + (out8,))
         return out8
 
     return call
@@ -502,7 +524,7 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
     if requant is not None and USE_DW512 and pk.shape[3] >= 32:
         if USE_DW3 and KH == KW == 3 and dh == dw == 1 and dm == 1 and -127 <= off <= 128 and \
                 all(-(1 << 31) <= v - requant.zp < (1 << 31) for v in (requant.lo, requant.hi)):
-            qk = dw3_requant(requant.cp, pk.shape[3])
+            qk = requant.q64
             if qk is not None:
                 wk, bk = dw3_weights(pk, b, off)
                 return (2, wk, bk, qk, np.int64(-off), sh, sw, pt, pl, oh, ow)
@@ -526,13 +548,21 @@ def _dw_kernels(head, out, wide, fz):
     return _dw_par, _dw_serial, head[1:] + (out, wide), fz, PARALLEL_MIN_MACS
 
 
+def _dw_serial_tail(head, xshape):
+    """What the serial kernel takes after the fused arguments: the 3x3 kernel's ``part``
+    (every item, depthwise_zmm.dw3_serial_part), the others nothing."""
+    if head[0] == 2:
+        return (dw3_serial_part(xshape, head[5], head[6], head[9], head[10]),)
+    return ()
+
+
 def _dw_exec(x, head, out, wide, macs, fz):
     par, serial, pre, post, limit = _dw_kernels(head, out, wide, fz)
     nt = get_num_threads() if macs >= limit else 1
     if nt > 1:
         par(x, *pre, nt, *post)
     else:
-        serial(x, *pre, 1, *post)
+        serial(x, *pre, 1, *post, *_dw_serial_tail(head, x.shape))
 
 
 def depthwise_bound_call(head, macs: int, out8: np.ndarray, requant: FusedRequant):
@@ -541,6 +571,7 @@ def depthwise_bound_call(head, macs: int, out8: np.ndarray, requant: FusedRequan
     par, serial, pre, post, limit = _dw_kernels(head, _NO_OUT32, False,
                                                 _fused_args(requant, out8))
     big = macs >= limit
+    tails = {}  # the serial tail per input shape (one, in the engine's plan)
 
     def call(x):
         if big:
@@ -548,7 +579,10 @@ def depthwise_bound_call(head, macs: int, out8: np.ndarray, requant: FusedRequan
             if nt > 1:
                 par(x, *pre, nt, *post)
                 return
-        serial(x, *pre, 1, *post)
+        tail = tails.get(x.shape)
+        if tail is None:
+            tail = tails[x.shape] = _dw_serial_tail(head, x.shape)
+        serial(x, *pre, 1, *post, *tail)
 
     return call
 

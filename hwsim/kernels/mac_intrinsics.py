@@ -675,7 +675,20 @@ _RQ_CONSTS = types.UniTuple(_i32x16, 6)
 def _zrq_consts(typingctx, cp, cidx):
     """The six 16-lane rows of a FusedRequant's ``cp`` at channels cidx..cidx+15 (multiplier,
     left shift, right shift, mask, half, the ``fast`` flag), loaded once per channel block and
-    kept in registers by the caller (_zrq_store_c)."""
+    kept in registers by the caller (_zrq_store_c).
+
+    Or, when ``cp`` is the int64 array of depthwise_zmm.dw3_requant (layers without left
+    shifts or INT32_MIN multipliers, 16-channel blocks from channel 0), the eight constants of
+    _zrq64_store's one-step rounding for channels cidx..cidx+15 (cidx a multiple of 16)."""
+    if isinstance(cp, types.Array) and cp.dtype == types.int64 and cp.ndim == 1:
+        def codegen64(context, builder, sig, args):
+            i0 = builder.mul(context.cast(builder, args[1], sig.args[1], types.int64), ir.Constant(ir.IntType(64), 4))
+            vals = [builder.load(_elem_ptr(context, builder, sig.args[0], args[0],
+                                           builder.add(i0, ir.Constant(ir.IntType(64), 8 * k)), _V8Q), align=8)
+                    for k in range(8)]
+            return context.make_tuple(builder, _Q_CONSTS, vals)
+
+        return _Q_CONSTS(cp, cidx), codegen64
     if not (isinstance(cp, types.Array) and cp.dtype == types.int32 and cp.ndim == 2):
         return None
 
@@ -697,9 +710,27 @@ def _zrq_consts(typingctx, cp, cidx):
 def _zrq_store_c(typingctx, out, oidx, v, consts, zp, lo, hi, nv):
     """_zrq_store with the constants already in registers (_zrq_consts); when the block's
     ``fast`` flag is set (no left shift, no INT32_MIN multiplier in the layer) the shorter
-    arithmetic runs (vec_mbqm_double_split without those steps; the same integers)."""
+    arithmetic runs (vec_mbqm_double_split without those steps; the same integers).
+    With _zrq_consts' 64-bit constants (``consts`` a _Q_CONSTS), _zrq64_store's one rounding
+    step, clamped before the zero point is added (the callers check that lo - zp and hi - zp
+    are int32)."""
     if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x16:
         return None
+    if consts == _Q_CONSTS:
+        def codegen64(context, builder, sig, args):
+            aout, aoidx, av, ak, azp, alo, ahi, anv = args
+
+            def scalar(val, j):
+                return context.cast(builder, val, sig.args[j], types.int32)
+
+            zp = scalar(azp, 4)
+            _rq64_store_lanes(context, builder, sig.args[0], aout,
+                              context.cast(builder, aoidx, sig.args[1], types.int64), av, ak, zp,
+                              builder.sub(scalar(alo, 5), zp), builder.sub(scalar(ahi, 6), zp),
+                              context.cast(builder, anv, sig.args[7], types.int64))
+            return context.get_dummy_value()
+
+        return types.none(out, oidx, v, consts, zp, lo, hi, nv), codegen64
     if consts != _RQ_CONSTS:
         return None
 
@@ -1001,31 +1032,39 @@ def _zrq64_store(typingctx, out, oidx, v, k, zp, lo, hi, nv):
 
     def codegen(context, builder, sig, args):
         aout, aoidx, av, ak, azp, alo, ahi, anv = args
-        oidx = context.cast(builder, aoidx, sig.args[1], types.int64)
-        nv = context.cast(builder, anv, sig.args[7], types.int64)
-        me, mo, kpe, kpo, kce, kco, se, so = (builder.extract_value(ak, j) for j in range(8))
-        c32 = ir.Constant(_V8Q, [32] * 8)
-        x64 = builder.bitcast(av, _V8Q)
 
-        def lo32(q):  # the sign-extended low dword of each qword (vpmuldq's operands)
-            return builder.ashr(builder.shl(q, c32), c32)
+        def scalar(val, j):
+            return context.cast(builder, val, sig.args[j], types.int32)
 
-        def lane(x, m, kp, kc, s):
-            p = builder.mul(x, lo32(m))
-            t = builder.add(p, kp)
-            t = builder.select(builder.icmp_signed("<", p, ir.Constant(_V8Q, [-(1 << 30)] * 8)), builder.sub(t, kc), t)
-            return builder.bitcast(builder.ashr(t, s), _V16D)
-
-        re = lane(lo32(x64), me, kpe, kce, se)
-        ro = lane(builder.ashr(x64, c32), mo, kpo, kco, so)
-        r = builder.shuffle_vector(re, ro, _mask([(j if j % 2 == 0 else 15 + j) for j in range(16)]))
-
-        def splat(val, j):
-            return vec_splat_value(builder, context.cast(builder, val, sig.args[j], types.int32), 16)
-
-        r = builder.add(vec_clamp(builder, r, splat(alo, 5), splat(ahi, 6)), splat(azp, 4))
-        _store_lanes(context, builder, sig.args[0], aout, oidx, builder.trunc(r, ir.VectorType(ir.IntType(8), 16)),
-                     nv, 16, ir.IntType(8))
+        _rq64_store_lanes(context, builder, sig.args[0], aout, context.cast(builder, aoidx, sig.args[1], types.int64),
+                          av, ak, scalar(azp, 4), scalar(alo, 5), scalar(ahi, 6),
+                          context.cast(builder, anv, sig.args[7], types.int64))
         return context.get_dummy_value()
 
     return types.none(out, oidx, v, k, zp, lo, hi, nv), codegen
+
+
+def _rq64_store_lanes(context, builder, outty, aout, oidx, av, ak, zp, lo_less_zp, hi_less_zp, nv):
+    """The code of _zrq64_store: requantize the 16 int32 lanes ``av`` with the constants ``ak``
+    (a _Q_CONSTS value), clamp to [lo_less_zp, hi_less_zp] (int32 scalars), add ``zp`` and store
+    lanes < nv as int8 at out[oidx..]."""
+    me, mo, kpe, kpo, kce, kco, se, so = (builder.extract_value(ak, j) for j in range(8))
+    c32 = ir.Constant(_V8Q, [32] * 8)
+    x64 = builder.bitcast(av, _V8Q)
+
+    def lo32(q):  # the sign-extended low dword of each qword (vpmuldq's operands)
+        return builder.ashr(builder.shl(q, c32), c32)
+
+    def lane(x, m, kp, kc, s):
+        p = builder.mul(x, lo32(m))
+        t = builder.add(p, kp)
+        t = builder.select(builder.icmp_signed("<", p, ir.Constant(_V8Q, [-(1 << 30)] * 8)), builder.sub(t, kc), t)
+        return builder.bitcast(builder.ashr(t, s), _V16D)
+
+    re = lane(lo32(x64), me, kpe, kce, se)
+    ro = lane(builder.ashr(x64, c32), mo, kpo, kco, so)
+    r = builder.shuffle_vector(re, ro, _mask([(j if j % 2 == 0 else 15 + j) for j in range(16)]))
+    r = builder.add(vec_clamp(builder, r, vec_splat_value(builder, lo_less_zp, 16),
+                              vec_splat_value(builder, hi_less_zp, 16)), vec_splat_value(builder, zp, 16))
+    _store_lanes(context, builder, outty, aout, oidx, builder.trunc(r, ir.VectorType(ir.IntType(8), 16)),
+                 nv, 16, ir.IntType(8))

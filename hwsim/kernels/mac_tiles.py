@@ -44,6 +44,25 @@ def _plan(N, oh, ow, nblocks, nthreads, target_pix):
     return nb, ng
 
 
+@njit(inline="always", **_NJ)
+def _plan_rows(N, oh, ow, nblocks, nthreads, target_pix):
+    """Work split of the band-buffer kernels whose every item fills its band first: with
+    threads, split the output rows (each band filled once) into a multiple of the thread count
+    and the channel blocks only when there are fewer rows than threads; alone, as _plan."""
+    if nthreads <= 1:
+        return _plan(N, oh, ow, nblocks, nthreads, target_pix)
+    rows = max(1, min(oh, (target_pix + ow - 1) // ow))
+    nb = (oh + rows - 1) // rows
+    ng = np.int64(1)
+    if N * oh >= nthreads:
+        per = (N * nb + nthreads - 1) // nthreads  # items per thread
+        nb = min(oh, max(1, (per * nthreads + N - 1) // N))
+    else:
+        ng = max(1, min(nblocks, (nthreads + N * oh - 1) // (N * oh)))
+        nb = oh
+    return nb, ng
+
+
 # The element loops below index with np.uint64: numba maps a negative signed index to one
 # from the end, and LLVM, unable to rule that out, vectorized each such tail loop into a
 # 32-lane scalarized scatter (~600 instructions per loop, compiled again in every caller:

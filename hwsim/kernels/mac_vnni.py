@@ -30,7 +30,7 @@ from .mac_intrinsics import (_vadd32, _vbcast_quad, _vcopy_flip32, _vdpbusd, _vl
                              _zbcast_quad, _zdpbusd, _zload_i32, _zload_q, _zrq_consts, _zrq_store_c,
                              _zstore_plain,
                              _zzero)
-from .mac_tiles import _plan
+from .mac_tiles import _plan_rows
 
 
 @njit(inline="always", **_NJ)
@@ -108,7 +108,7 @@ def _conv_q_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, 
             oc = np.uint64(g * Coutg + i)
             bp[np.uint64((g * OCBg + (i >> 4)) * 16 + (i & 15))] = np.int32(
                 np.int64(bias[oc]) - np.int64(padv) * wsum[oc])
-    nb, ng = _plan(N, oh, ow, G * OCBg, nthreads, 256)
+    nb, ng = _plan_rows(N, oh, ow, G * OCBg, nthreads, 256)
     return Wp, blk, sx, sw_, sn, bp, nb, ng
 
 
@@ -391,8 +391,12 @@ def _conv_z_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
             bidx = g * Coutg + 16 * j
             if cp is not None:
                 rqc = _zrq_consts(cp, bidx)  # in registers for the block (see mac_tiles._dw_serial)
-            m = 0
-            while m + 8 <= M:
+            # 8-pixel tiles; a ragged end is one more tile ending at the last pixel (it
+            # recomputes up to 7 pixels of the one before and stores the same bytes again):
+            # the single-pixel loop (one weight load per pixel) only for bands under 8 pixels
+            ntile = (M + 7) // 8 if M >= 8 else 0
+            for t in range(ntile):
+                m = min(8 * t, M - 8)
                 o0 = obase + m * Cout + bidx
                 a0 = _zload_i32(bp, 16 * jb)
                 a1 = a0
@@ -450,7 +454,7 @@ def _conv_z_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
                     _zstore_plain(outf, o0 + 5 * Cout, a5, nv)
                     _zstore_plain(outf, o0 + 6 * Cout, a6, nv)
                     _zstore_plain(outf, o0 + 7 * Cout, a7, nv)
-                m += 8
+            m = M if M >= 8 else 0
             while m < M:
                 o0 = obase + m * Cout + bidx
                 q0 = pb[m] + xg
