@@ -339,10 +339,15 @@ def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, 
             xg = g * Cg
             nv = min(16, Coutg - 16 * j)
             bidx = g * Coutg + 16 * j
-            m = 0
+            # 4-pixel tiles; a ragged end is one more tile ending at the last pixel when the
+            # stores are idempotent (requantized or plain int32, not the int64 sums added chunk by chunk): it stores the same values again
+            ntile = M // 4
+            if M > 4 and M % 4 and (cp is not None or plain):
+                ntile += 1
             if nv > 8:
                 # ---- 4 pixels x 16 filters: 8 accumulators, 2 weight vectors, 1 broadcast
-                while m + 4 <= M:
+                for t in range(ntile):
+                    m = min(4 * t, M - 4)
                     o0 = obase + m * Cout + bidx
                     q0 = pb[m] + xg
                     q1 = pb[m + 1] + xg
@@ -412,10 +417,10 @@ def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, 
                             _vstore_acc(outf, o0 + 2 * Cout + 8, a21, bias, bidx + 8, f, nv - 8)
                             _vstore_acc(outf, o0 + 3 * Cout, a30, bias, bidx, f, 8)
                             _vstore_acc(outf, o0 + 3 * Cout + 8, a31, bias, bidx + 8, f, nv - 8)
-                    m += 4
             else:
                 # ---- 4 pixels x 8 filters (a last block of at most 8 filters)
-                while m + 4 <= M:
+                for t in range(ntile):
+                    m = min(4 * t, M - 4)
                     o0 = obase + m * Cout + bidx
                     q0 = pb[m] + xg
                     q1 = pb[m + 1] + xg
@@ -460,8 +465,8 @@ def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, 
                             _vstore_acc(outf, o0 + Cout, a1, bias, bidx, f, nv)
                             _vstore_acc(outf, o0 + 2 * Cout, a2, bias, bidx, f, nv)
                             _vstore_acc(outf, o0 + 3 * Cout, a3, bias, bidx, f, nv)
-                    m += 4
             # ---- remaining pixels one at a time, 16 filters, two interleaved pairs of sums
+            m = min(4 * ntile, M)
             while m < M:
                 o0 = obase + m * Cout + bidx
                 q0 = pb[m] + xg

@@ -181,9 +181,14 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
             xg = g * Cg
             nv = min(16, Coutg - 16 * j)
             bidx = g * Coutg + 16 * j
-            m = 0
+            # 4-pixel tiles; a ragged end is one more tile ending at the last pixel (it
+            # recomputes up to 3 pixels of the one before and stores the same values again)
+            ntile = M // 4
+            if M > 4 and M % 4:
+                ntile += 1
             if nv > 8:
-                while m + 4 <= M:
+                for t in range(ntile):
+                    m = min(4 * t, M - 4)
                     o0 = obase + m * Cout + bidx
                     q0 = pb[m] + xg
                     q1 = pb[m + 1] + xg
@@ -242,9 +247,9 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
                         _vstore_plain(outf, o0 + 2 * Cout + 8, a21, nv - 8)
                         _vstore_plain(outf, o0 + 3 * Cout, a30, 8)
                         _vstore_plain(outf, o0 + 3 * Cout + 8, a31, nv - 8)
-                    m += 4
             else:
-                while m + 4 <= M:
+                for t in range(ntile):
+                    m = min(4 * t, M - 4)
                     o0 = obase + m * Cout + bidx
                     q0 = pb[m] + xg
                     q1 = pb[m + 1] + xg
@@ -282,7 +287,7 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
                         _vstore_plain(outf, o0 + Cout, a1, nv)
                         _vstore_plain(outf, o0 + 2 * Cout, a2, nv)
                         _vstore_plain(outf, o0 + 3 * Cout, a3, nv)
-                    m += 4
+            m = min(4 * ntile, M)
             while m < M:
                 o0 = obase + m * Cout + bidx
                 q0 = pb[m] + xg
