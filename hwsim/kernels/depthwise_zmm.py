@@ -38,6 +38,7 @@ from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_bcopy32, _bload_u, _bsplat32, _wload, _wmadd_acc, _wunpack_hi,
                              _wunpack_lo, _zchannels_hi, _zchannels_lo, _zeo_hi, _zeo_lo,
                              _zload_i32, _zq_consts, _zrq64_store, _zrq_consts, _zrq_store_c)
+from .fnptr import call_compiled, compiled_address
 from .mac_pack import PackedDepthwiseWeights, unpack_depthwise_weights
 from .mac_tiles import _fill_band, _plan
 
@@ -337,13 +338,22 @@ def _gather(xf, n, H, W, C, iy0, ix0, rows, cols, k0, Cb, padv, scr):
 
 
 @njit(parallel=True, **_NJ)
-def _dw3_par(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8):
+def _dw3_par(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8, serial):
+    """The items of _dw3_serial on the threads; ``serial``: the address of _dw3_serial's
+    overload for these arguments (dw3_serial_address), called through it (fnptr)."""
     nb, ng = _plan(x.shape[0], oh, ow, (x.shape[3] + 31) // 32, nthreads, 256)
     for item in prange(x.shape[0] * nb * ng):
         scr = np.empty(((oh + nb - 1) // nb * sh + 3) * ((ow - 1) * sw + 3) * 32 * ((x.shape[3] + 31) // 32 // ng + 1),
                        np.int8)
-        _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8,
-                    (nb, ng, np.int64(item), np.int64(item + 1), scr))
+        call_compiled(serial, (x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8,
+                               (np.int64(nb), np.int64(ng), np.int64(item), np.int64(item + 1), scr)))
+
+
+def dw3_serial_address(x, pre, nthreads, post) -> int:
+    """The address _dw3_par calls for ``_dw3_par(x, *pre, nthreads, *post, address)``:
+    _dw3_serial compiled for the same arguments and a ``part`` of the types _dw3_par builds."""
+    part = (np.int64(0), np.int64(0), np.int64(0), np.int64(0), np.empty(0, np.int8))
+    return compiled_address(_dw3_serial, (x, *pre, nthreads, *post, part))
 
 
 def dw3_serial_part(xshape, sh, sw, oh, ow):

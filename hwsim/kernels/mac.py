@@ -64,16 +64,17 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads, njit
 
-from .depthwise_zmm import (_dw3_par, _dw3_serial, _dw32_par, _dw32_serial, dw3_requant, dw3_serial_part,
-                            dw3_weights)
+from .depthwise_zmm import (_dw3_par, _dw3_serial, _dw32_par, _dw32_serial, dw3_requant, dw3_serial_address,
+                            dw3_serial_part, dw3_weights)
+from .fnptr import compiled_address
 from .mac_intrinsics import _HAVE_AVX2, HOST_HAS_AVX512BW, HOST_HAS_VNNI, HOST_HAS_VNNI512
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights,
                        pack_conv2d_weights, pack_depthwise_weights, pack_fully_connected_weights,
                        depthwise_weights32, quad_weights, unpack_conv2d_weights,
                        unpack_depthwise_weights)
-from .mac_tiles import _conv_par, _conv_serial, _dw_par, _dw_serial
-from .mac_vnni import _conv_q_par, _conv_q_serial, _conv_z_par, _conv_z_serial
+from .mac_tiles import _conv_par, _conv_serial, _dw_par, _dw_serial, conv_part
+from .mac_vnni import _conv_q_par, _conv_q_serial, _conv_z_par, _conv_z_serial, conv_q_part
 
 __all__ = [
     "conv2d_acc",
@@ -259,6 +260,31 @@ def dw_path() -> str:
     return "avx512" if USE_DW512 else ("avx2" if _HAVE_AVX2 else "portable")
 
 
+_PART_I64 = np.int64(0)
+_PART_A64 = np.empty(0, np.int64)
+_PART_A32 = np.empty(0, np.int32)
+
+
+def conv_serial_address(serial, args, nt) -> int:
+    """The address a conv tile kernel's parallel driver calls for ``args`` (as _conv_run's,
+    without the thread count ``nt``): the serial kernel's overload for them and the ``part``
+    of one work item (mac_tiles._conv_par / mac_vnni._conv_*_par; fnptr)."""
+    i, a, b = _PART_I64, _PART_A64, _PART_A32
+    part = (i, i, a, a, a, a, b, i, i, i, i) if serial is _conv_serial else (i, i, a, a, a, b, i, i, i, i)
+    return compiled_address(serial, (*args[:-6], nt, *args[-6:], part))
+
+
+def conv_serial_part(serial, args):
+    """The ``part`` of a serial run of every work item of a conv tile kernel for ``args`` (as
+    _conv_run's): its setup (mac_vnni.conv_q_part / mac_tiles.conv_part), which depends on the
+    weights and the geometry only, so a layer's call plan makes it once."""
+    x = args[0]
+    if serial is _conv_serial:
+        return conv_part(x.shape[0], x.shape[3], *args[4:9], *args[10:13], args[15], args[16], args[2], args[18])
+    return conv_q_part(x.shape[0], x.shape[3], *args[5:10], *args[11:14], args[16], args[17], args[3], args[2],
+                       args[4])
+
+
 def _conv_run(macs, *args, kernels=(_conv_par, _conv_serial)):
     """Run a conv tile kernel pair with ``args`` (the thread count goes before the six fused
     arguments): the parallel one for big layers when there are threads, else the serial one."""
@@ -266,9 +292,9 @@ def _conv_run(macs, *args, kernels=(_conv_par, _conv_serial)):
     if macs >= PARALLEL_MIN_MACS:
         nt = get_num_threads()
         if nt > 1:
-            par(*args[:-6], nt, *args[-6:])
+            par(*args[:-6], nt, *args[-6:], conv_serial_address(serial, args, nt))
             return
-    serial(*args[:-6], 1, *args[-6:])
+    serial(*args[:-6], 1, *args[-6:], conv_serial_part(serial, args))
 
 
 def _vnni_kernels():
@@ -433,6 +459,9 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
     pre = head + (_NO_OUT32,) + tail
     post = _conv_fused_args(plan, requant, None)[:5] + (out8.reshape(os_),)
     big = macs >= PARALLEL_MIN_MACS
+    # per thread count, the serial kernel's address for the parallel driver; per input shape
+    # (one, in the engine's plan), the serial run's part
+    made = {}
 
     def call(x):
         if xs is not None and x.shape != xs:
@@ -440,9 +469,15 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
         if big:
             nt = get_num_threads()
             if nt > 1:
-                par(x, *pre, nt, *post)
+                addr = made.get(nt)
+                if addr is None:
+                    addr = made[nt] = conv_serial_address(serial, (x, *pre, *post), nt)
+                par(x, *pre, nt, *post, addr)
                 return
-        serial(x, *pre, 1, *post)
+        part = made.get(x.shape)
+        if part is None:
+            part = made[x.shape] = conv_serial_part(serial, (x, *pre, *post))
+        serial(x, *pre, 1, *post, part)
 
     return call
 
@@ -556,11 +591,19 @@ def _dw_serial_tail(head, xshape):
     return ()
 
 
+def _dw_par_tail(head, x, pre, nt, post):
+    """What the parallel kernel takes after the fused arguments: for the 3x3 kernel the
+    address of the serial kernel it calls (depthwise_zmm.dw3_serial_address)."""
+    if head[0] == 2:
+        return (dw3_serial_address(x, pre, nt, post),)
+    return ()
+
+
 def _dw_exec(x, head, out, wide, macs, fz):
     par, serial, pre, post, limit = _dw_kernels(head, out, wide, fz)
     nt = get_num_threads() if macs >= limit else 1
     if nt > 1:
-        par(x, *pre, nt, *post)
+        par(x, *pre, nt, *post, *_dw_par_tail(head, x, pre, nt, post))
     else:
         serial(x, *pre, 1, *post, *_dw_serial_tail(head, x.shape))
 
@@ -571,13 +614,16 @@ def depthwise_bound_call(head, macs: int, out8: np.ndarray, requant: FusedRequan
     par, serial, pre, post, limit = _dw_kernels(head, _NO_OUT32, False,
                                                 _fused_args(requant, out8))
     big = macs >= limit
-    tails = {}  # the serial tail per input shape (one, in the engine's plan)
+    tails = {}  # the serial tail per input shape, the parallel one per thread count
 
     def call(x):
         if big:
             nt = get_num_threads()
             if nt > 1:
-                par(x, *pre, nt, *post)
+                ptail = tails.get(nt)
+                if ptail is None:
+                    ptail = tails[nt] = _dw_par_tail(head, x, pre, nt, post)
+                par(x, *pre, nt, *post, *ptail)
                 return
         tail = tails.get(x.shape)
         if tail is None:

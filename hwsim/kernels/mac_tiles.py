@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .fnptr import call_compiled
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_cvt8, _vadd16s, _vadd32, _vbcast_pair, _vcat16, _vload16,
                              _vload_i32x8, _vload_x16, _vmadd_acc, _vperm_hi, _vperm_lo,
@@ -258,20 +259,34 @@ def _conv_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_ou
     return Wp, blk, sx, sw_, sn, cks, bp, nb, ng
 
 
+@njit(**_NJ)
+def conv_part(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out):
+    """The ``part`` of a serial run of _conv_serial (every item, one thread): made once per
+    layer and input shape by the callers in hwsim.kernels.mac."""
+    Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias,
+                                                       int64_out, 1)
+    return (np.int64(Wp), np.int64(blk), sx, sw_, sn, cks, bp, np.int64(nb), np.int64(ng), np.int64(0),
+            np.int64(N * nb * ng))
+
+
 @njit(parallel=True, **_NJ)
 def _conv_par(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-              int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8):
+              int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8, serial):
+    """The work items of _conv_serial on the threads, called through ``serial``, the address
+    of its overload for these arguments and a ``part`` (hwsim.kernels.mac.conv_serial_address;
+    fnptr: the serial kernel is not linked and compiled again here)."""
     Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(
         x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads)
     for item in prange(x.shape[0] * nb * ng):
-        _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-                     int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
-                     (Wp, blk, sx, sw_, sn, cks, bp, nb, ng, np.int64(item)))
+        call_compiled(serial, (x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
+                               int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
+                               (np.int64(Wp), np.int64(blk), sx, sw_, sn, cks, bp, np.int64(nb), np.int64(ng),
+                                np.int64(item), np.int64(item + 1))))
 
 
 @njit(**_NJ)
 def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-                 int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8, part=None):
+                 int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8, part):
     """Conv / FC work items: each a band of output rows of one image x a range of filter
     blocks.
 
@@ -289,17 +304,10 @@ def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, 
     The items and the serial driver are one function so that a serial run (every layer below
     PARALLEL_MIN_MACS) compiles the kernel once: a separate item function was compiled on its
     own and then again inside the driver that linked it (Numba re-optimizes linked code).
-    ``part`` omitted (a call from Python): every item, on this thread; Numba prunes the other
-    branch. From the parallel driver: ``part`` = its setup and one item index.
+    ``part`` = the setup (conv_part) and the items to run: all of them from Python, one from the
+    parallel driver; the same tuple type both ways, so the kernel compiles once.
     """
-    if part is None:
-        Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(
-            x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, 1)
-        i0 = 0
-        i1 = x.shape[0] * nb * ng
-    else:
-        Wp, blk, sx, sw_, sn, cks, bp, nb, ng, i0 = part
-        i1 = i0 + 1
+    Wp, blk, sx, sw_, sn, cks, bp, nb, ng, i0, i1 = part
     plain = not int64_out
     Cg = x.shape[3] // G
     outf = out.reshape(out.size)

@@ -30,6 +30,7 @@ from .mac_intrinsics import (_vadd32, _vbcast_quad, _vcopy_flip32, _vdpbusd, _vl
                              _zbcast_quad, _zdpbusd, _zload_i32, _zload_q, _zrq_consts, _zrq_store_c,
                              _zstore_plain,
                              _zzero)
+from .fnptr import call_compiled
 from .mac_tiles import _plan_rows
 
 
@@ -112,37 +113,45 @@ def _conv_q_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, 
     return Wp, blk, sx, sw_, sn, bp, nb, ng
 
 
+@njit(**_NJ)
+def conv_q_part(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv):
+    """The ``part`` of a serial run of _conv_q_serial / _conv_z_serial (every item, one thread):
+    made once per layer and input shape by the callers in hwsim.kernels.mac (the arrays depend
+    on the weights and the geometry only)."""
+    Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias,
+                                                      wsum, padv, 1)
+    return (np.int64(Wp), np.int64(blk), sx, sw_, sn, bp, np.int64(nb), np.int64(ng), np.int64(0),
+            np.int64(N * nb * ng))
+
+
 @njit(parallel=True, **_NJ)
 def _conv_q_par(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-                nthreads, fuse, cp, qzp, qlo, qhi, out8):
+                nthreads, fuse, cp, qzp, qlo, qhi, out8, serial):
+    """The work items of _conv_q_serial on the threads, called through ``serial``, the address
+    of its overload for these arguments and a ``part`` (hwsim.kernels.mac.conv_serial_address;
+    fnptr: the serial kernel is not linked and compiled again here)."""
     Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
         x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, nthreads)
     for item in prange(x.shape[0] * nb * ng):
-        _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
-                       out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
-                       (Wp, blk, sx, sw_, sn, bp, nb, ng, np.int64(item)))
+        call_compiled(serial, (x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
+                               out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
+                               (np.int64(Wp), np.int64(blk), sx, sw_, sn, bp, np.int64(nb), np.int64(ng),
+                                np.int64(item), np.int64(item + 1))))
 
 
 @njit(**_NJ)
 def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
-                   out, nthreads, fuse, cp, qzp, qlo, qhi, out8, part=None):
+                   out, nthreads, fuse, cp, qzp, qlo, qhi, out8, part):
     """Work items (a band of output rows x a range of filter blocks), as mac_tiles._conv_serial:
     4 x 16, 4 x 8 and 1 x 16 tiles; accumulators start from bp (the corrected bias).
 
     The items and the serial driver are one function so that a serial run (every layer below
     PARALLEL_MIN_MACS) compiles the kernel once: a separate item function was compiled on its
     own and then again inside the driver that linked it (Numba re-optimizes linked code).
-    ``part`` omitted (a call from Python): every item, on this thread; Numba prunes the other
-    branch. From the parallel driver: ``part`` = its setup and one item index.
+    ``part`` = the setup (conv_q_part) and the items to run: all of them from Python, one from
+    the parallel driver; the same tuple type both ways, so the kernel compiles once.
     """
-    if part is None:
-        Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
-            x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, 1)
-        i0 = 0
-        i1 = x.shape[0] * nb * ng
-    else:
-        Wp, blk, sx, sw_, sn, bp, nb, ng, i0 = part
-        i1 = i0 + 1
+    Wp, blk, sx, sw_, sn, bp, nb, ng, i0, i1 = part
     Cg = x.shape[3] // G
     outf = out.reshape(out.size)
     o8 = out8.reshape(out8.size)
@@ -330,32 +339,29 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
 
 @njit(parallel=True, **_NJ)
 def _conv_z_par(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-                nthreads, fuse, cp, qzp, qlo, qhi, out8):
+                nthreads, fuse, cp, qzp, qlo, qhi, out8, serial):
+    """The work items of _conv_z_serial on the threads, called through ``serial``, the address
+    of its overload for these arguments and a ``part`` (hwsim.kernels.mac.conv_serial_address;
+    fnptr: the serial kernel is not linked and compiled again here)."""
     Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
         x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, nthreads)
     for item in prange(x.shape[0] * nb * ng):
-        _conv_z_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
-                       out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
-                       (Wp, blk, sx, sw_, sn, bp, nb, ng, np.int64(item)))
+        call_compiled(serial, (x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
+                               out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
+                               (np.int64(Wp), np.int64(blk), sx, sw_, sn, bp, np.int64(nb), np.int64(ng),
+                                np.int64(item), np.int64(item + 1))))
 
 
 @njit(**_NJ)
 def _conv_z_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
-                   out, nthreads, fuse, cp, qzp, qlo, qhi, out8, part=None):
+                   out, nthreads, fuse, cp, qzp, qlo, qhi, out8, part):
     """_conv_q_serial with 512-bit vectors: a 16-filter block is one zmm of int32 lanes, so the
     tile is 8 pixels x 16 filters (8 independent accumulators) and the leftover pixels one at
     a time; the fused requantization works on 16 lanes.
 
     One function with its serial driver, and ``part`` as in _conv_q_serial.
     """
-    if part is None:
-        Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
-            x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, 1)
-        i0 = 0
-        i1 = x.shape[0] * nb * ng
-    else:
-        Wp, blk, sx, sw_, sn, bp, nb, ng, i0 = part
-        i1 = i0 + 1
+    Wp, blk, sx, sw_, sn, bp, nb, ng, i0, i1 = part
     Cg = x.shape[3] // G
     outf = out.reshape(out.size)
     o8 = out8.reshape(out8.size)
