@@ -300,8 +300,13 @@ class _Arena:
             done = tuple(i for i in dict.fromkeys(layer.inputs)
                          if last_use[i] == k and i not in keep)
             # bound, every input in a buffer of the plan: the call with its inputs bound too
-            call = functools.partial(fn, [views[i] for i in layer.inputs]) \
-                if fn is not None and not check else None
+            # (the kernel's own call with every argument fixed, where its bind step offers one:
+            # ``fn.thunk(inputs)``, registry.binder)
+            call = None
+            if fn is not None and not check:
+                ins = [views[i] for i in layer.inputs]
+                thunk = getattr(fn, "thunk", None)
+                call = (thunk(ins) if thunk is not None else None) or functools.partial(fn, ins)
             steps.append((call, layer, fn, kern, data, fast, outs, check,
                           tuple(i for i in done if i not in views)))
             for i in done:
@@ -319,9 +324,15 @@ class _Arena:
         import time
         values: dict[int, np.ndarray] = self.views.copy()
         values.update(zip(self.inputs, xs))
-        adapt = threads.adapt  # thread count from the machine's load (kernels/threads.py)
+        # the thread count from the machine's load (kernels/threads.py), looked at before a
+        # layer once threads.RESAMPLE_S has passed (a call per layer cost ~0.3 us each)
+        adapt, clock, every = threads.adapt, time.monotonic, threads.RESAMPLE_S
+        adapt()
+        last = clock()
         for k, step in enumerate(self.steps):
-            adapt()
+            if clock() - last >= every:
+                adapt()
+                last = clock()
             t0 = time.perf_counter() if on_step is not None else 0.0
             if step[0] is not None:
                 step[0]()  # the common case: nothing but the kernel's call

@@ -78,7 +78,13 @@ def kernel(name: str, prepare: Callable | None = None):
 
 
 def binder(name: str):
-    """Register ``fn`` as the ``bind`` step of kernel ``name`` (registered before it)."""
+    """Register ``fn`` as the ``bind`` step of kernel ``name`` (registered before it).
+
+    A bind step returns ``call(inputs)`` bound to the layer's output buffers (or None, or
+    ALIAS). ``call.thunk(inputs)``, where the step sets it, returns a callable of no
+    arguments doing ``call(inputs)`` for those very arrays (the engine's plan passes the same
+    buffers on every run), or None where it cannot (e.g. a layer whose thread count is chosen
+    per call): the engine then calls the kernel with nothing in between."""
     def deco(fn):
         k = KERNELS[name]
         if k.bind is not None:

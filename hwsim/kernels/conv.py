@@ -273,10 +273,17 @@ def bind_conv2d(layer, data: MacData, in_infos, outs):
                           int(p.stride_w), int(p.dilation_h), int(p.dilation_w),
                           int(p.pad_top), int(p.pad_left), int(p.out_h), int(p.out_w),
                           int(p.groups))
-    run = mac.conv2d_bound_call(plan, outs[0], data.fused)
+    return _bound(mac.conv2d_bound_call(plan, outs[0], data.fused))
 
+
+def _bound(run, thunk=None):
+    """The bind step's ``call(ins)`` for a one-input ``run(x)``, with the ``thunk`` of ``run``
+    (registry.binder) passed on."""
     def call(ins):
         run(ins[0])
+    thunk = thunk or getattr(run, "thunk", None)
+    if thunk is not None:
+        call.thunk = lambda ins: thunk(ins[0])
     return call
 
 
@@ -302,12 +309,11 @@ def bind_depthwise(layer, data: MacData, in_infos, outs):
 
         def run(x):
             depthwise_small.run(x, small, out, macs)
+        return _bound(run, lambda x: depthwise_small.thunk(x, small, out, macs)
+                      if type(x) is np.ndarray and x.dtype == np.int8 and x.flags.c_contiguous else None)
     else:
         run = _bind_depthwise_kernel(p, data, b, outs[0])
-
-    def call(ins):
-        run(ins[0])
-    return call
+    return _bound(run)
 
 
 def _bind_depthwise_kernel(p: MacParams, data: MacData, b, out):

@@ -21,6 +21,8 @@ to period C too), stored straight into the output row.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import get_num_threads, njit, prange
 
@@ -92,6 +94,14 @@ def run(x: np.ndarray, args: tuple, out: np.ndarray, macs: int) -> None:
         _sdw_par(x, *args, out, nt)
     else:
         _sdw_serial(x, *args, out)
+
+
+def thunk(x: np.ndarray, args: tuple, out: np.ndarray, macs: int):
+    """``run(x, args, out, macs)`` for this very ``x`` as a call with every argument bound, or
+    None for a layer whose thread count is chosen per call (registry.binder)."""
+    if macs >= PARALLEL_MIN_MACS:
+        return None
+    return functools.partial(_sdw_serial, x, *args, out)
 
 
 @njit(inline="always", **_NJ)

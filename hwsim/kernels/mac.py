@@ -58,6 +58,7 @@ there) and a depthwise kernel with more than 510 taps in 16x8 mode.
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import NamedTuple
 
@@ -479,6 +480,19 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
             part = made[x.shape] = conv_serial_part(serial, (x, *pre, *post))
         serial(x, *pre, 1, *post, part)
 
+    def thunk(x):
+        """``call(x)`` for this very ``x`` as one call of the serial kernel with every argument
+        bound (layers below PARALLEL_MIN_MACS; None for the others, whose thread count is
+        chosen per call)."""
+        if big or type(x) is not np.ndarray or x.dtype != np.int8 or not x.flags.c_contiguous:
+            return None
+        if xs is not None:
+            if x.size != int(np.prod(xs)):
+                return None
+            x = x.reshape(xs)
+        return functools.partial(serial, x, *pre, 1, *post, conv_serial_part(serial, (x, *pre, *post)))
+
+    call.thunk = thunk
     return call
 
 
@@ -630,6 +644,13 @@ def depthwise_bound_call(head, macs: int, out8: np.ndarray, requant: FusedRequan
             tail = tails[x.shape] = _dw_serial_tail(head, x.shape)
         serial(x, *pre, 1, *post, *tail)
 
+    def thunk(x):
+        """``call(x)`` for this very ``x`` with every argument bound (as conv2d_bound_call)."""
+        if big or type(x) is not np.ndarray or x.dtype != np.int8 or not x.flags.c_contiguous:
+            return None
+        return functools.partial(serial, x, *pre, 1, *post, *_dw_serial_tail(head, x.shape))
+
+    call.thunk = thunk
     return call
 
 
