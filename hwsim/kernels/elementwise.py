@@ -14,6 +14,8 @@ lists made once.
 """
 from __future__ import annotations
 
+import functools
+
 import os
 
 import numba
@@ -116,6 +118,7 @@ def bind_pool2d(layer, data, in_infos, outs):
 
     def call(inputs):
         _pool2d(inputs[0], out, *args)
+    call.thunk = lambda inputs: functools.partial(_pool2d, inputs[0], out, *args)  # registry.binder
     return call
 
 
