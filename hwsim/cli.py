@@ -366,9 +366,12 @@ def cmd_run(args) -> int:
 
     if args.warmup:
         run_network(net, xs, trace=False)
+    # without the per-layer table, progress bar or trace: the engine's call plan (the same
+    # integers; the per-layer path compiles unfused kernels a quiet run does not need)
+    per_layer = not args.quiet or bar is not None or bool(args.trace)
     t0 = time.perf_counter()
     try:
-        result = run_network(net, xs, trace=bool(args.trace), on_layer=on_layer)
+        result = run_network(net, xs, trace=bool(args.trace), on_layer=on_layer if per_layer else None)
     finally:
         if bar is not None:
             bar.close()
