@@ -275,15 +275,16 @@ def conv_serial_address(serial, args, nt) -> int:
     return compiled_address(serial, (*args[:-6], nt, *args[-6:], part))
 
 
-def conv_serial_part(serial, args):
-    """The ``part`` of a serial run of every work item of a conv tile kernel for ``args`` (as
-    _conv_run's): its setup (mac_vnni.conv_q_part / mac_tiles.conv_part), which depends on the
-    weights and the geometry only, so a layer's call plan makes it once."""
+def conv_serial_part(serial, args, nt=1):
+    """The ``part`` of every work item of a conv tile kernel for ``args`` (as _conv_run's),
+    split for ``nt`` threads: its setup (mac_vnni.conv_q_part / mac_tiles.conv_part), which
+    depends on the weights and the geometry only, so a layer's call plan makes it once."""
     x = args[0]
     if serial is _conv_serial:
-        return conv_part(x.shape[0], x.shape[3], *args[4:9], *args[10:13], args[15], args[16], args[2], args[18])
+        return conv_part(x.shape[0], x.shape[3], *args[4:9], *args[10:13], args[15], args[16], args[2], args[18],
+                         nt)
     return conv_q_part(x.shape[0], x.shape[3], *args[5:10], *args[11:14], args[16], args[17], args[3], args[2],
-                       args[4])
+                       args[4], nt)
 
 
 def _conv_run(macs, *args, kernels=(_conv_par, _conv_serial)):
@@ -293,7 +294,7 @@ def _conv_run(macs, *args, kernels=(_conv_par, _conv_serial)):
     if macs >= PARALLEL_MIN_MACS:
         nt = get_num_threads()
         if nt > 1:
-            par(*args[:-6], nt, *args[-6:], conv_serial_address(serial, args, nt))
+            par(*args[:-6], nt, *args[-6:], conv_serial_part(serial, args, nt), conv_serial_address(serial, args, nt))
             return
     serial(*args[:-6], 1, *args[-6:], conv_serial_part(serial, args))
 
@@ -460,8 +461,8 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
     pre = head + (_NO_OUT32,) + tail
     post = _conv_fused_args(plan, requant, None)[:5] + (out8.reshape(os_),)
     big = macs >= PARALLEL_MIN_MACS
-    # per thread count, the serial kernel's address for the parallel driver; per input shape
-    # (one, in the engine's plan), the serial run's part
+    # per thread count, the parallel driver's part and the serial kernel's address; per input
+    # shape (one, in the engine's plan), the serial run's part
     made = {}
 
     def call(x):
@@ -470,10 +471,11 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
         if big:
             nt = get_num_threads()
             if nt > 1:
-                addr = made.get(nt)
-                if addr is None:
-                    addr = made[nt] = conv_serial_address(serial, (x, *pre, *post), nt)
-                par(x, *pre, nt, *post, addr)
+                tail = made.get(nt)
+                if tail is None:
+                    tail = made[nt] = (conv_serial_part(serial, (x, *pre, *post), nt),
+                                       conv_serial_address(serial, (x, *pre, *post), nt))
+                par(x, *pre, nt, *post, *tail)
                 return
         part = made.get(x.shape)
         if part is None:

@@ -45,25 +45,6 @@ def _plan(N, oh, ow, nblocks, nthreads, target_pix):
     return nb, ng
 
 
-@njit(inline="always", **_NJ)
-def _plan_rows(N, oh, ow, nblocks, nthreads, target_pix):
-    """Work split of the band-buffer kernels whose every item fills its band first: with
-    threads, split the output rows (each band filled once) into a multiple of the thread count
-    and the channel blocks only when there are fewer rows than threads; alone, as _plan."""
-    if nthreads <= 1:
-        return _plan(N, oh, ow, nblocks, nthreads, target_pix)
-    rows = max(1, min(oh, (target_pix + ow - 1) // ow))
-    nb = (oh + rows - 1) // rows
-    ng = np.int64(1)
-    if N * oh >= nthreads:
-        per = (N * nb + nthreads - 1) // nthreads  # items per thread
-        nb = min(oh, max(1, (per * nthreads + N - 1) // N))
-    else:
-        ng = max(1, min(nblocks, (nthreads + N * oh - 1) // (N * oh)))
-        nb = oh
-    return nb, ng
-
-
 # The element loops below index with np.uint64: numba maps a negative signed index to one
 # from the end, and LLVM, unable to rule that out, vectorized each such tail loop into a
 # 32-lane scalarized scatter (~600 instructions per loop, compiled again in every caller:
@@ -260,28 +241,28 @@ def _conv_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_ou
 
 
 @njit(**_NJ)
-def conv_part(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out):
-    """The ``part`` of a serial run of _conv_serial (every item, one thread): made once per
-    layer and input shape by the callers in hwsim.kernels.mac."""
+def conv_part(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
+    """The ``part`` of _conv_serial for every work item with the split for ``nthreads``: made
+    once per layer plan by the callers in hwsim.kernels.mac."""
     Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias,
-                                                       int64_out, 1)
+                                                       int64_out, nthreads)
     return (np.int64(Wp), np.int64(blk), sx, sw_, sn, cks, bp, np.int64(nb), np.int64(ng), np.int64(0),
             np.int64(N * nb * ng))
 
 
 @njit(parallel=True, **_NJ)
 def _conv_par(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-              int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8, serial):
-    """The work items of _conv_serial on the threads, called through ``serial``, the address
-    of its overload for these arguments and a ``part`` (hwsim.kernels.mac.conv_serial_address;
-    fnptr: the serial kernel is not linked and compiled again here)."""
-    Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(
-        x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads)
-    for item in prange(x.shape[0] * nb * ng):
+              int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8, part, serial):
+    """The work items of ``part`` (conv_part for ``nthreads``) on the threads, each a call of
+    _conv_serial through ``serial``, the address of its overload for these arguments and a
+    one-item part (hwsim.kernels.mac.conv_serial_address; fnptr: the serial kernel is not
+    linked and compiled again here)."""
+    Wp, blk, sx, sw_, sn, cks, bp, nb, ng, i0, i1 = part
+    for k in prange(i1 - i0):
+        item = np.int64(i0 + k)
         call_compiled(serial, (x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
                                int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
-                               (np.int64(Wp), np.int64(blk), sx, sw_, sn, cks, bp, np.int64(nb), np.int64(ng),
-                                np.int64(item), np.int64(item + 1))))
+                               (Wp, blk, sx, sw_, sn, cks, bp, nb, ng, item, np.int64(item + 1))))
 
 
 @njit(**_NJ)

@@ -31,7 +31,6 @@ from .mac_intrinsics import (_vadd32, _vbcast_quad, _vcopy_flip32, _vdpbusd, _vl
                              _zstore_plain,
                              _zzero)
 from .fnptr import call_compiled
-from .mac_tiles import _plan_rows
 
 
 @njit(inline="always", **_NJ)
@@ -75,68 +74,63 @@ def _fill_band_u8(x, n, iy0, rows_in, pl, Wp, C, padv, buf):
             i += 1
 
 
-@njit(inline="always", **_NJ)
-def _conv_q_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, nthreads):
-    """Buffer width, packed bytes per 16 filters, segments (xoff, woff, nquads), the corrected
-    per-block bias and the work split."""
+def _plan_rows(N, oh, ow, nblocks, nthreads, target_pix=256):
+    """Work split (bands of output rows per image, groups of filter blocks): bands of about
+    target_pix output pixels; with threads, the rows split into a multiple of the thread count
+    (each item fills its band buffer first: a band is filled once) and the filter blocks only
+    when there are fewer rows than threads."""
+    rows = max(1, min(oh, (target_pix + ow - 1) // ow))
+    nb = (oh + rows - 1) // rows
+    ng = 1
+    if nthreads > 1:
+        if N * oh >= nthreads:
+            per = (N * nb + nthreads - 1) // nthreads  # items per thread
+            nb = min(oh, max(1, (per * nthreads + N - 1) // N))
+        else:
+            ng = max(1, min(nblocks, (nthreads + N * oh - 1) // (N * oh)))
+            nb = oh
+    return nb, ng
+
+
+def conv_q_part(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, nthreads=1):
+    """The ``part`` of _conv_q_serial / _conv_z_serial for every work item of a layer: buffer
+    width, packed bytes per 16 filters, the segments (xoff, woff, nquads), the per-block bias
+    corrected for the padding byte (int32, wrapping as TFLite's int32 accumulator), the split
+    for ``nthreads`` and the item range. In Python (no compilation): the callers in
+    hwsim.kernels.mac make it once per layer plan."""
     Wp = (ow - 1) * sw + (KW - 1) * dw + 1
-    merged = G == 1 and dw == 1
     CQg = (C // G + 3) // 4
     RQ = (KW * C + 3) // 4
-    if merged:
+    if G == 1 and dw == 1:  # a kernel row's taps are one run of channel quads
         blk = KH * RQ * 64
-        nseg = KH
+        ky = np.arange(KH, dtype=np.int64)
+        sx, sw_, sn = ky * dh * Wp * C, ky * RQ * 64, np.full(KH, RQ, np.int64)
     else:
         blk = KH * KW * CQg * 64
-        nseg = KH * KW
-    sx = np.empty(nseg, np.int64)
-    sw_ = np.empty(nseg, np.int64)
-    sn = np.empty(nseg, np.int64)
-    for ky in range(KH):
-        if merged:
-            sx[ky] = ky * dh * Wp * C
-            sw_[ky] = ky * RQ * 64
-            sn[ky] = RQ
-        else:
-            for kx in range(KW):
-                t = ky * KW + kx
-                sx[t] = (ky * dh * Wp + kx * dw) * C
-                sw_[t] = t * CQg * 64
-                sn[t] = CQg
-    bp = np.zeros(G * OCBg * 16, np.int32)
-    for g in range(G):
-        for i in range(Coutg):
-            oc = np.uint64(g * Coutg + i)
-            bp[np.uint64((g * OCBg + (i >> 4)) * 16 + (i & 15))] = np.int32(
-                np.int64(bias[oc]) - np.int64(padv) * wsum[oc])
-    nb, ng = _plan_rows(N, oh, ow, G * OCBg, nthreads, 256)
-    return Wp, blk, sx, sw_, sn, bp, nb, ng
-
-
-@njit(**_NJ)
-def conv_q_part(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv):
-    """The ``part`` of a serial run of _conv_q_serial / _conv_z_serial (every item, one thread):
-    made once per layer and input shape by the callers in hwsim.kernels.mac (the arrays depend
-    on the weights and the geometry only)."""
-    Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias,
-                                                      wsum, padv, 1)
-    return (np.int64(Wp), np.int64(blk), sx, sw_, sn, bp, np.int64(nb), np.int64(ng), np.int64(0),
-            np.int64(N * nb * ng))
+        ky, kx = np.divmod(np.arange(KH * KW, dtype=np.int64), KW)
+        sx, sw_, sn = (ky * dh * Wp + kx * dw) * C, (ky * KW + kx) * CQg * 64, np.full(KH * KW, CQg, np.int64)
+    cb = (np.asarray(bias, np.int64) - np.int64(padv) * np.asarray(wsum, np.int64)).astype(np.int32)
+    bp = np.zeros((G, OCBg * 16), np.int32)
+    bp[:, :Coutg] = cb.reshape(G, Coutg)
+    nb, ng = _plan_rows(N, oh, ow, G * OCBg, nthreads)
+    i64 = np.int64
+    return (i64(Wp), i64(blk), np.ascontiguousarray(sx), np.ascontiguousarray(sw_), sn, bp.reshape(-1),
+            i64(nb), i64(ng), i64(0), i64(N * nb * ng))
 
 
 @njit(parallel=True, **_NJ)
 def _conv_q_par(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-                nthreads, fuse, cp, qzp, qlo, qhi, out8, serial):
-    """The work items of _conv_q_serial on the threads, called through ``serial``, the address
-    of its overload for these arguments and a ``part`` (hwsim.kernels.mac.conv_serial_address;
-    fnptr: the serial kernel is not linked and compiled again here)."""
-    Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
-        x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, nthreads)
-    for item in prange(x.shape[0] * nb * ng):
+                nthreads, fuse, cp, qzp, qlo, qhi, out8, part, serial):
+    """The work items of ``part`` (conv_q_part for ``nthreads``) on the threads, each a call of
+    _conv_q_serial through ``serial``, the address of its overload for these arguments and a
+    one-item part (hwsim.kernels.mac.conv_serial_address; fnptr: the serial kernel is not
+    linked and compiled again here)."""
+    Wp, blk, sx, sw_, sn, bp, nb, ng, i0, i1 = part
+    for k in prange(i1 - i0):
+        item = np.int64(i0 + k)
         call_compiled(serial, (x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
                                out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
-                               (np.int64(Wp), np.int64(blk), sx, sw_, sn, bp, np.int64(nb), np.int64(ng),
-                                np.int64(item), np.int64(item + 1))))
+                               (Wp, blk, sx, sw_, sn, bp, nb, ng, item, np.int64(item + 1))))
 
 
 @njit(**_NJ)
@@ -339,17 +333,17 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
 
 @njit(parallel=True, **_NJ)
 def _conv_z_par(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-                nthreads, fuse, cp, qzp, qlo, qhi, out8, serial):
-    """The work items of _conv_z_serial on the threads, called through ``serial``, the address
-    of its overload for these arguments and a ``part`` (hwsim.kernels.mac.conv_serial_address;
-    fnptr: the serial kernel is not linked and compiled again here)."""
-    Wp, blk, sx, sw_, sn, bp, nb, ng = _conv_q_setup(
-        x.shape[0], x.shape[3], G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, nthreads)
-    for item in prange(x.shape[0] * nb * ng):
+                nthreads, fuse, cp, qzp, qlo, qhi, out8, part, serial):
+    """The work items of ``part`` (conv_q_part for ``nthreads``) on the threads, each a call of
+    _conv_z_serial through ``serial``, the address of its overload for these arguments and a
+    one-item part (hwsim.kernels.mac.conv_serial_address; fnptr: the serial kernel is not
+    linked and compiled again here)."""
+    Wp, blk, sx, sw_, sn, bp, nb, ng, i0, i1 = part
+    for k in prange(i1 - i0):
+        item = np.int64(i0 + k)
         call_compiled(serial, (x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
                                out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
-                               (np.int64(Wp), np.int64(blk), sx, sw_, sn, bp, np.int64(nb), np.int64(ng),
-                                np.int64(item), np.int64(item + 1))))
+                               (Wp, blk, sx, sw_, sn, bp, nb, ng, item, np.int64(item + 1))))
 
 
 @njit(**_NJ)
