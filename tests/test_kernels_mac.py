@@ -435,8 +435,8 @@ def test_plan_with_one_thread_types_the_split_int64_so_callees_compile_once():
 @pytest.mark.skipif(not mac.USE_DW512 or not mac.USE_DW3, reason="the 3x3 zmm depthwise kernel needs AVX512-BW")
 def test_dw3_serial_compiles_once_for_both_drivers():
     """depthwise_zmm._dw3_serial runs every item when called from Python and one item when
-    called from _dw3_par; both pass the same ``part`` tuple type, so a run that takes both
-    drivers compiles the kernel once (an omitted ``part`` was a second specialization)."""
+    called by fnptr.run_items_par; both pass the same ``part`` tuple type, so a run that takes
+    both compiles the kernel once (an omitted ``part`` was a second specialization)."""
     from hwsim.kernels import depthwise_zmm
     rng = np.random.default_rng(5)
     x = rng.integers(-128, 128, (1, 20, 20, 64), dtype=np.int8)

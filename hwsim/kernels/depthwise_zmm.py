@@ -38,7 +38,7 @@ from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_bcopy32, _bload_u, _bsplat32, _wload, _wmadd_acc, _wunpack_hi,
                              _wunpack_lo, _zchannels_hi, _zchannels_lo, _zeo_hi, _zeo_lo,
                              _zload_i32, _zq_consts, _zrq64_store, _zrq_consts, _zrq_store_c)
-from .fnptr import call_compiled, compiled_address
+from .fnptr import compiled_address
 from .mac_pack import PackedDepthwiseWeights, unpack_depthwise_weights
 from .mac_tiles import _fill_band, _plan
 
@@ -337,33 +337,19 @@ def _gather(xf, n, H, W, C, iy0, ix0, rows, cols, k0, Cb, padv, scr):
             _copy_run(scr, d + j * Cb, xf, s0 + j * C, nval, padv)
 
 
-@njit(parallel=True, **_NJ)
-def _dw3_par(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8, serial):
-    """The items of _dw3_serial on the threads; ``serial``: the address of _dw3_serial's
-    overload for these arguments (dw3_serial_address), called through it (fnptr)."""
-    nb, ng = _plan(x.shape[0], oh, ow, (x.shape[3] + 31) // 32, nthreads, 256)
-    for item in prange(x.shape[0] * nb * ng):
-        scr = np.empty(((oh + nb - 1) // nb * sh + 3) * ((ow - 1) * sw + 3) * 32 * ((x.shape[3] + 31) // 32 // ng + 1),
-                       np.int8)
-        call_compiled(serial, (x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8,
-                               (np.int64(nb), np.int64(ng), np.int64(item), np.int64(item + 1), scr)))
-
-
 def dw3_serial_address(x, pre, nthreads, post) -> int:
-    """The address _dw3_par calls for ``_dw3_par(x, *pre, nthreads, *post, address)``:
-    _dw3_serial compiled for the same arguments and a ``part`` of the types _dw3_par builds."""
-    part = (np.int64(0), np.int64(0), np.int64(0), np.int64(0), np.empty(0, np.int8))
-    return compiled_address(_dw3_serial, (x, *pre, nthreads, *post, part))
+    """The address fnptr.run_items_par calls for the 3x3 kernel's items: _dw3_serial compiled
+    for ``(x, *pre, nthreads, *post, part)``."""
+    i = np.int64(0)
+    return compiled_address(_dw3_serial, (x, *pre, nthreads, *post, (i, i, i, i)))
 
 
-def dw3_serial_part(xshape, sh, sw, oh, ow):
-    """_dw3_serial's ``part`` for a serial run of every item (called from Python): bands of
-    ~256 output pixels, all channel blocks, and the scratch buffer of one band."""
+def dw3_part(xshape, oh, ow, nthreads=1):
+    """_dw3_serial's ``part`` for every work item of a layer, split for ``nthreads``: (bands
+    of output rows, groups of 32-channel blocks, first item, end item)."""
     N, _, _, C = xshape
-    NCB = (C + 31) // 32
-    nb, ng = _plan.py_func(N, oh, ow, NCB, 1, 256)
-    scr = np.empty(((oh + nb - 1) // nb * sh + 3) * ((ow - 1) * sw + 3) * (NCB * 32), np.int8)
-    return (np.int64(nb), np.int64(ng), np.int64(0), np.int64(N * nb * ng), scr)
+    nb, ng = _plan.py_func(N, oh, ow, (C + 31) // 32, nthreads, 256)
+    return (np.int64(nb), np.int64(ng), np.int64(0), np.int64(N * nb * ng))
 
 
 @njit(**_NJ)
@@ -377,13 +363,14 @@ def _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, 
     The items and the serial driver are one function (as mac_tiles._conv_serial) so that a
     serial run compiles the kernel once: a separate item function was compiled on its own and
     then again inside the driver that linked it.
-    ``part`` = (nb, ng, first item, end item, scratch for one item's band): from _dw3_par one
-    item, from Python (dw3_serial_part) every item; the same tuple type both ways, so a run
-    that takes both drivers compiles this function once (an omitted ``part`` was a second
-    specialization: 2.4 s more cold start)."""
+    ``part`` = (nb, ng, first item, end item) (dw3_part): every item from Python, one from
+    fnptr.run_items_par; the same tuple type both ways, so a run that takes both compiles this
+    function once (an omitted ``part`` was a second specialization: 2.4 s more cold start).
+    The scratch is allocated here, on first need, for one band."""
     N, H, W, C = x.shape
     NCB = (C + 31) // 32
-    nb, ng, i0, i1, scr = part
+    nb, ng, i0, i1 = part
+    scr = np.empty(0, np.int8)
     o8 = out8.reshape(out8.size)
     xf = x.reshape(x.size)
     qlo = qlo - qzp
@@ -408,6 +395,8 @@ def _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, 
         gathered = not (inside and (C % 32 == 0 or cb1 < NCB or n < N - 1 or iy0 + rows < H))
         Cb = 32 * (cb1 - cb0)
         if gathered:
+            if scr.size < rows * Wp * Cb:
+                scr = np.empty(((oh + nb - 1) // nb * sh + 3) * Wp * 32 * (NCB // ng + 1), np.int8)
             _gather(xf, n, H, W, C, iy0, -pl, rows, Wp, 32 * cb0, Cb, padv, scr)
         for cb in range(cb0, cb1):
             c0 = 32 * cb

@@ -1,23 +1,25 @@
-"""Calling a compiled kernel from a parallel driver through its address.
+"""Running a compiled kernel's work items on Numba's threads by calling it through its address.
 
 A Numba function that calls another links the callee's LLVM module into its own and optimizes
 and code-generates the whole again: a parallel driver (``parallel=True``: a gufunc, its
-wrapper and the caller, each a library) compiled the heavy serial kernel it calls two or three
-more times. depthwise_zmm._dw3_par took 4.0 CPU s of person_detect's cold start for a loop of
-one call. Here the driver receives the serial kernel's address (an int64 argument, taken in
-Python from the kernel's compiled overload) and calls it indirectly with Numba's own calling
-convention, so nothing is linked: the driver compiles in a fraction of a second and a cached
-driver holds no reference to another library (the address is an argument, valid in the
-process that passes it).
+wrapper and the caller, each a library) compiled the heavy serial kernel it called two or three
+more times (the 3x3 depthwise kernel's driver took 4.0 CPU s of person_detect's cold start for
+a loop of one call). Here the one parallel driver, :func:`run_items_par`, receives the serial
+kernel's address (an int64 argument, taken in Python from the kernel's compiled overload) and
+calls it with Numba's own calling convention, so nothing is linked: it compiles in about a
+second per argument types, and a cached driver holds no reference to another library (the
+address is an argument, valid in the process that passes it).
 
 The caller must pass arguments of exactly the types the overload was compiled for:
 :func:`compiled_address` compiles the kernel for the types of the arguments it is shown, and
-the driver must build the same types (tests call both drivers on the same layer).
+run_items_par passes those very arguments and a part of the same types (the tests call the
+serial and parallel paths on the same layers).
 """
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
-from numba import typeof, types
+from numba import njit, prange, typeof, types
 from numba.core import cgutils
 from numba.core.callconv import excinfo_t
 from numba.extending import intrinsic
@@ -62,3 +64,17 @@ def compiled_address(dispatcher, args) -> int:
             raise TypeError(f"{dispatcher.py_func.__name__} must return None to be called by address")
         addr = _ADDRESSES[key] = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
     return addr
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def run_items_par(serial, args, part):
+    """The work items part[-2] .. part[-1] - 1 of a serial kernel ``f(*args, part)`` on Numba's
+    threads, each a call ``f(*args, part[:-2] + (item, item + 1))`` through ``serial``, the
+    address of f's overload for those types (compiled_address). The one parallel driver of
+    the tile kernels (hwsim.kernels.mac): compiled once per argument types, a loop of calls."""
+    head = part[:-2]
+    i0 = part[-2]
+    i1 = part[-1]
+    for k in prange(i1 - i0):
+        item = np.int64(i0 + k)
+        call_compiled(serial, args + (head + (item, np.int64(item + 1)),))

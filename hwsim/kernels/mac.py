@@ -65,17 +65,17 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads, njit
 
-from .depthwise_zmm import (_dw3_par, _dw3_serial, _dw32_par, _dw32_serial, dw3_requant, dw3_serial_address,
-                            dw3_serial_part, dw3_weights)
-from .fnptr import compiled_address
+from .depthwise_zmm import (_dw3_serial, _dw32_par, _dw32_serial, dw3_part, dw3_requant, dw3_serial_address,
+                            dw3_weights)
+from .fnptr import compiled_address, run_items_par
 from .mac_intrinsics import _HAVE_AVX2, HOST_HAS_AVX512BW, HOST_HAS_VNNI, HOST_HAS_VNNI512
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights,
                        pack_conv2d_weights, pack_depthwise_weights, pack_fully_connected_weights,
                        depthwise_weights32, quad_weights, unpack_conv2d_weights,
                        unpack_depthwise_weights)
-from .mac_tiles import _conv_par, _conv_serial, _dw_par, _dw_serial, conv_part
-from .mac_vnni import _conv_q_par, _conv_q_serial, _conv_z_par, _conv_z_serial, conv_q_part
+from .mac_tiles import _conv_serial, _dw_par, _dw_serial, conv_part
+from .mac_vnni import _conv_q_serial, _conv_z_serial, conv_q_part
 
 __all__ = [
     "conv2d_acc",
@@ -219,7 +219,7 @@ def _conv_fused_args(plan, requant, out8):
     multiples of 16 (one group, or groups of a multiple of 16 filters)."""
     fz = _fused_args(requant, out8)
     kernels, head = plan[0], plan[4]
-    if requant is not None and requant.q64 is not None and kernels[0] is _conv_z_par and \
+    if requant is not None and requant.q64 is not None and kernels[1] is _conv_z_serial and \
             (head[4] == 1 or head[5] % 16 == 0):
         fz = (fz[0], requant.q64) + fz[2:]
     return fz
@@ -269,7 +269,7 @@ _PART_A32 = np.empty(0, np.int32)
 def conv_serial_address(serial, args, nt) -> int:
     """The address a conv tile kernel's parallel driver calls for ``args`` (as _conv_run's,
     without the thread count ``nt``): the serial kernel's overload for them and the ``part``
-    of one work item (mac_tiles._conv_par / mac_vnni._conv_*_par; fnptr)."""
+    of one work item (fnptr.run_items_par)."""
     i, a, b = _PART_I64, _PART_A64, _PART_A32
     part = (i, i, a, a, a, a, b, i, i, i, i) if serial is _conv_serial else (i, i, a, a, a, b, i, i, i, i)
     return compiled_address(serial, (*args[:-6], nt, *args[-6:], part))
@@ -287,20 +287,22 @@ def conv_serial_part(serial, args, nt=1):
                        args[4], nt)
 
 
-def _conv_run(macs, *args, kernels=(_conv_par, _conv_serial)):
-    """Run a conv tile kernel pair with ``args`` (the thread count goes before the six fused
-    arguments): the parallel one for big layers when there are threads, else the serial one."""
+def _conv_run(macs, *args, kernels=(run_items_par, _conv_serial)):
+    """Run a conv tile kernel with ``args`` (the thread count goes before the six fused
+    arguments): its work items on the threads (fnptr.run_items_par) for big layers when there
+    are threads, else all of them on this one."""
     par, serial = kernels
     if macs >= PARALLEL_MIN_MACS:
         nt = get_num_threads()
         if nt > 1:
-            par(*args[:-6], nt, *args[-6:], conv_serial_part(serial, args, nt), conv_serial_address(serial, args, nt))
+            par(conv_serial_address(serial, args, nt), (*args[:-6], nt, *args[-6:]),
+                conv_serial_part(serial, args, nt))
             return
     serial(*args[:-6], 1, *args[-6:], conv_serial_part(serial, args))
 
 
 def _vnni_kernels():
-    return (_conv_z_par, _conv_z_serial) if USE_VNNI512 else (_conv_q_par, _conv_q_serial)
+    return (run_items_par, _conv_z_serial) if USE_VNNI512 else (run_items_par, _conv_q_serial)
 
 
 def _vnni_ok(wide, off):
@@ -435,7 +437,7 @@ def _conv_plan(xshape, wide, pk, b, off, sh, sw, dh, dw, pt, pl, oh, ow, groups)
         head = (q_run if run else q, wsum, b, np.int64(128 - off), groups, pk.cout_g, pk.ocb_g) + geo
         return _vnni_kernels(), macs, xs, os_, head, ()
     head = (pk.data_run if run else pk.data, b, off, groups, pk.cout_g, pk.ocb_g) + geo
-    return (_conv_par, _conv_serial), macs, xs, os_, head, (wide,)
+    return (run_items_par, _conv_serial), macs, xs, os_, head, (wide,)
 
 
 def _conv_exec(plan, x, out, fz):
@@ -471,11 +473,11 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
         if big:
             nt = get_num_threads()
             if nt > 1:
-                tail = made.get(nt)
-                if tail is None:
-                    tail = made[nt] = (conv_serial_part(serial, (x, *pre, *post), nt),
-                                       conv_serial_address(serial, (x, *pre, *post), nt))
-                par(x, *pre, nt, *post, *tail)
+                addr_part = made.get(nt)
+                if addr_part is None:
+                    addr_part = made[nt] = (conv_serial_address(serial, (x, *pre, *post), nt),
+                                            conv_serial_part(serial, (x, *pre, *post), nt))
+                par(addr_part[0], (x, *pre, nt, *post), addr_part[1])
                 return
         part = made.get(x.shape)
         if part is None:
@@ -593,7 +595,7 @@ def _dw_kernels(head, out, wide, fz):
     """The kernel pair a _dw_head selects, its arguments before and after the thread count,
     and the MACs from which it forks."""
     if head[0]:
-        par, serial = (_dw3_par, _dw3_serial) if head[0] == 2 else (_dw32_par, _dw32_serial)
+        par, serial = (run_items_par, _dw3_serial) if head[0] == 2 else (_dw32_par, _dw32_serial)
         limit = DW3_PARALLEL_MIN_MACS if head[0] == 2 else PARALLEL_MIN_MACS
         return par, serial, head[1:], fz[1:], limit
     return _dw_par, _dw_serial, head[1:] + (out, wide), fz, PARALLEL_MIN_MACS
@@ -601,25 +603,32 @@ def _dw_kernels(head, out, wide, fz):
 
 def _dw_serial_tail(head, xshape):
     """What the serial kernel takes after the fused arguments: the 3x3 kernel's ``part``
-    (every item, depthwise_zmm.dw3_serial_part), the others nothing."""
+    (every item, depthwise_zmm.dw3_part), the others nothing."""
     if head[0] == 2:
-        return (dw3_serial_part(xshape, head[5], head[6], head[9], head[10]),)
+        return (dw3_part(xshape, head[9], head[10]),)
     return ()
 
 
 def _dw_par_tail(head, x, pre, nt, post):
-    """What the parallel kernel takes after the fused arguments: for the 3x3 kernel the
-    address of the serial kernel it calls (depthwise_zmm.dw3_serial_address)."""
+    """The 3x3 kernel's (address, part) for fnptr.run_items_par on ``nt`` threads (the other
+    parallel kernels take none: ``par(x, *pre, nt, *post)``)."""
     if head[0] == 2:
-        return (dw3_serial_address(x, pre, nt, post),)
-    return ()
+        return dw3_serial_address(x, pre, nt, post), dw3_part(x.shape, head[9], head[10], nt)
+    return None
+
+
+def _dw_par_run(par, x, pre, nt, post, tail):
+    if tail is None:
+        par(x, *pre, nt, *post)
+    else:
+        par(tail[0], (x, *pre, nt, *post), tail[1])
 
 
 def _dw_exec(x, head, out, wide, macs, fz):
     par, serial, pre, post, limit = _dw_kernels(head, out, wide, fz)
     nt = get_num_threads() if macs >= limit else 1
     if nt > 1:
-        par(x, *pre, nt, *post, *_dw_par_tail(head, x, pre, nt, post))
+        _dw_par_run(par, x, pre, nt, post, _dw_par_tail(head, x, pre, nt, post))
     else:
         serial(x, *pre, 1, *post, *_dw_serial_tail(head, x.shape))
 
@@ -636,10 +645,9 @@ def depthwise_bound_call(head, macs: int, out8: np.ndarray, requant: FusedRequan
         if big:
             nt = get_num_threads()
             if nt > 1:
-                ptail = tails.get(nt)
-                if ptail is None:
-                    ptail = tails[nt] = _dw_par_tail(head, x, pre, nt, post)
-                par(x, *pre, nt, *post, *ptail)
+                if nt not in tails:
+                    tails[nt] = _dw_par_tail(head, x, pre, nt, post)
+                _dw_par_run(par, x, pre, nt, post, tails[nt])
                 return
         tail = tails.get(x.shape)
         if tail is None:

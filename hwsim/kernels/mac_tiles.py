@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .fnptr import call_compiled
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_cvt8, _vadd16s, _vadd32, _vbcast_pair, _vcat16, _vload16,
                              _vload_i32x8, _vload_x16, _vmadd_acc, _vperm_hi, _vperm_lo,
@@ -248,21 +247,6 @@ def conv_part(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out,
                                                        int64_out, nthreads)
     return (np.int64(Wp), np.int64(blk), sx, sw_, sn, cks, bp, np.int64(nb), np.int64(ng), np.int64(0),
             np.int64(N * nb * ng))
-
-
-@njit(parallel=True, **_NJ)
-def _conv_par(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-              int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8, part, serial):
-    """The work items of ``part`` (conv_part for ``nthreads``) on the threads, each a call of
-    _conv_serial through ``serial``, the address of its overload for these arguments and a
-    one-item part (hwsim.kernels.mac.conv_serial_address; fnptr: the serial kernel is not
-    linked and compiled again here)."""
-    Wp, blk, sx, sw_, sn, cks, bp, nb, ng, i0, i1 = part
-    for k in prange(i1 - i0):
-        item = np.int64(i0 + k)
-        call_compiled(serial, (x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-                               int64_out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
-                               (Wp, blk, sx, sw_, sn, cks, bp, nb, ng, item, np.int64(item + 1))))
 
 
 @njit(**_NJ)

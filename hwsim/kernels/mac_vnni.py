@@ -22,7 +22,7 @@ these functions on their first call, so no other CPU ever builds them.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_vadd32, _vbcast_quad, _vcopy_flip32, _vdpbusd, _vload_i32x8, _vload_q,
@@ -30,7 +30,6 @@ from .mac_intrinsics import (_vadd32, _vbcast_quad, _vcopy_flip32, _vdpbusd, _vl
                              _zbcast_quad, _zdpbusd, _zload_i32, _zload_q, _zrq_consts, _zrq_store_c,
                              _zstore_plain,
                              _zzero)
-from .fnptr import call_compiled
 
 
 @njit(inline="always", **_NJ)
@@ -116,21 +115,6 @@ def conv_q_part(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, pa
     i64 = np.int64
     return (i64(Wp), i64(blk), np.ascontiguousarray(sx), np.ascontiguousarray(sw_), sn, bp.reshape(-1),
             i64(nb), i64(ng), i64(0), i64(N * nb * ng))
-
-
-@njit(parallel=True, **_NJ)
-def _conv_q_par(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-                nthreads, fuse, cp, qzp, qlo, qhi, out8, part, serial):
-    """The work items of ``part`` (conv_q_part for ``nthreads``) on the threads, each a call of
-    _conv_q_serial through ``serial``, the address of its overload for these arguments and a
-    one-item part (hwsim.kernels.mac.conv_serial_address; fnptr: the serial kernel is not
-    linked and compiled again here)."""
-    Wp, blk, sx, sw_, sn, bp, nb, ng, i0, i1 = part
-    for k in prange(i1 - i0):
-        item = np.int64(i0 + k)
-        call_compiled(serial, (x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
-                               out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
-                               (Wp, blk, sx, sw_, sn, bp, nb, ng, item, np.int64(item + 1))))
 
 
 @njit(**_NJ)
@@ -329,21 +313,6 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
 # ---------------------------------------------------------------------------
 # AVX-512 form: 8 pixels x 16 filters in zmm registers (one 64-byte weight load per quad)
 # ---------------------------------------------------------------------------
-
-
-@njit(parallel=True, **_NJ)
-def _conv_z_par(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out,
-                nthreads, fuse, cp, qzp, qlo, qhi, out8, part, serial):
-    """The work items of ``part`` (conv_q_part for ``nthreads``) on the threads, each a call of
-    _conv_z_serial through ``serial``, the address of its overload for these arguments and a
-    one-item part (hwsim.kernels.mac.conv_serial_address; fnptr: the serial kernel is not
-    linked and compiled again here)."""
-    Wp, blk, sx, sw_, sn, bp, nb, ng, i0, i1 = part
-    for k in prange(i1 - i0):
-        item = np.int64(i0 + k)
-        call_compiled(serial, (x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
-                               out, nthreads, fuse, cp, qzp, qlo, qhi, out8,
-                               (Wp, blk, sx, sw_, sn, bp, nb, ng, item, np.int64(item + 1))))
 
 
 @njit(**_NJ)
