@@ -6,7 +6,7 @@ with B = 1 a tile of 4-8 pixels does one pixel's work. Here each output is one d
 over K of ``x + input_offset`` (int16, computed once per row) and the int8 weights, in int32
 lanes (LLVM makes it vpmaddwd / vpdpwssd), then TFLite's int8 ending: ``acc + bias`` (int32),
 the requantization (tflite_double with the split shifts of hwsim.kernels.requant; any other
-integer scheme through requant.scheme_function, e.g. double_round, TFLite's reference
+integer scheme through requant.requant_one, e.g. double_round, TFLite's reference
 FULLY_CONNECTED, which mobilenet_v2's classifier uses), the zero point and the clamp.
 
 Exact: ``|x + input_offset| <= 32767`` (the offset is checked) and ``|w| <= 128``, so a
@@ -22,7 +22,7 @@ import numpy as np
 from ..arith import multiply_by_quantized_multiplier_double_lr, wrap_int32
 from ..params import RequantParams
 from ..vocab import RequantScheme
-from .requant import DOUBLE_ROUND, TFLITE_INT64, scheme_function, split_shifts
+from .requant import DOUBLE_ROUND, TFLITE_INT64, requant_one, split_shifts
 
 #: at most this many input rows take the matrix-vector kernel (more: the tile kernels)
 MAX_ROWS = 4
@@ -34,9 +34,9 @@ def _rows(x2d, w, bias, rq, zp, lo, hi, xo, acc32, out2d, o0, o1):
     """Outputs o0..o1 of every row (xo: the rows' ``x + off`` as int16, filled by the caller;
     acc32: int32 [O] scratch).
     ``rq``: (tflite_double?, its split shifts ls, rs and multiplier per output, the scheme's
-    multiplier and shift per output, scheme, rounding, requant.scheme_function(scheme))."""
+    multiplier and shift per output, scheme, rounding)."""
     rows, k_ = x2d.shape
-    tfl, ls, rs, m64, mult, shift, scheme, rounding, scheme_fn = rq
+    tfl, ls, rs, m64, mult, shift, scheme, rounding = rq
     for b in range(rows):
         for o in range(o0, o1):
             s = np.int32(0)
@@ -48,8 +48,8 @@ def _rows(x2d, w, bias, rq, zp, lo, hi, xo, acc32, out2d, o0, o1):
             if tfl:  # hwsim.kernels.requant's hot loop, the shift split hoisted
                 v = wrap_int32(multiply_by_quantized_multiplier_double_lr(acc, m64[o], ls[o], rs[o])
                                + zp)
-            else:  # every other scheme as requant._requantize does it (requant.scheme_function)
-                v = scheme_fn(acc, mult[o], shift[o], rounding) + zp
+            else:  # every other scheme as requant._requantize does it
+                v = requant_one(acc, mult[o], shift[o], scheme, rounding) + zp
                 if scheme <= TFLITE_INT64 or scheme == DOUBLE_ROUND:
                     v = wrap_int32(v)
             out2d[b, o] = min(max(v, lo), hi)
@@ -95,8 +95,7 @@ def requant_args(rq: RequantParams, channels: int, split=None) -> tuple:
         ls, rs, m64 = sp.left_shift, sp.right_shift, sp.multiplier
     else:
         ls = rs = m64 = mult
-    return (tfl, ls, rs, m64, mult, shift, np.int64(rq.scheme), np.int64(rq.rounding),
-            scheme_function(rq.scheme))
+    return (tfl, ls, rs, m64, mult, shift, np.int64(rq.scheme), np.int64(rq.rounding))
 
 
 def scheme_ok(rq: RequantParams) -> bool:

@@ -185,47 +185,6 @@ def requant_one(acc, multiplier, shift, scheme, rounding):
         return round_shift(np.int64(acc), shift, rounding)
 
 
-# requant_one's schemes one function each, for kernels that take the scheme as an argument
-# (a Numba function passed as a value is its own type: a kernel compiles the one it is given,
-# where requant_one, a runtime branch, compiles every scheme's primitive, inlined).
-@numba.njit(cache=True)
-def _scheme_tflite_double(acc, multiplier, shift, rounding):
-    return multiply_by_quantized_multiplier_double(acc, multiplier, shift)
-
-
-@numba.njit(cache=True)
-def _scheme_tflite_single(acc, multiplier, shift, rounding):
-    return multiply_by_quantized_multiplier_single(acc, multiplier, shift)
-
-
-@numba.njit(cache=True)
-def _scheme_tflite_int64(acc, multiplier, shift, rounding):
-    return multiply_by_quantized_multiplier_int64(acc, multiplier, shift)
-
-
-@numba.njit(cache=True)
-def _scheme_mult_shift(acc, multiplier, shift, rounding):
-    return round_shift(np.int64(acc) * np.int64(multiplier), shift, rounding)
-
-
-@numba.njit(cache=True)
-def _scheme_shift_only(acc, multiplier, shift, rounding):
-    return round_shift(np.int64(acc), shift, rounding)
-
-
-@numba.njit(cache=True)
-def _scheme_double_round(acc, multiplier, shift, rounding):
-    return double_round_to_int32(acc, multiplier, shift)
-
-
-def scheme_function(scheme: int):
-    """``f(acc, multiplier, shift, rounding)`` = requant_one(acc, multiplier, shift, scheme,
-    rounding) for one integer scheme, as a Numba function a kernel can take as an argument."""
-    return {TFLITE_DOUBLE: _scheme_tflite_double, TFLITE_SINGLE: _scheme_tflite_single,
-            TFLITE_INT64: _scheme_tflite_int64, MULT_SHIFT: _scheme_mult_shift,
-            DOUBLE_ROUND: _scheme_double_round}.get(int(scheme), _scheme_shift_only)
-
-
 @numba.njit(cache=True)
 def _requantize(acc2d, multiplier, shift, out_zp, act_min, act_max, scheme, rounding, out2d):
     """Generic path: any scheme, one call of requant_one per element."""
