@@ -59,6 +59,9 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(ts)
 
 
+SETTLE_S = 0.05  # pause before each engine's batch (interleaved_medians)
+
+
 def interleaved_medians(fns, repeats: int, rounds: int) -> list[float]:
     """Median times of several engines timed in alternation: ``rounds`` rounds, each running
     every engine ``repeats`` times in turn, after one warm-up call each. A shared machine's
@@ -69,6 +72,10 @@ def interleaved_medians(fns, repeats: int, rounds: int) -> list[float]:
     samples: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
         for fn, ts in zip(fns, samples):
+            # the other engine's workers spin after its calls (OpenMP ~3 ms, pthreadpool):
+            # let them go idle first, and warm this engine's own up again
+            time.sleep(SETTLE_S)
+            fn()
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 fn()
