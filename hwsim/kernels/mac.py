@@ -479,10 +479,13 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
                                             conv_serial_part(serial, (x, *pre, *post), nt))
                 par(addr_part[0], (x, *pre, nt, *post), addr_part[1])
                 return
+        serial(x, *pre, 1, *post, serial_part(x))
+
+    def serial_part(x):
         part = made.get(x.shape)
         if part is None:
             part = made[x.shape] = conv_serial_part(serial, (x, *pre, *post))
-        serial(x, *pre, 1, *post, part)
+        return part
 
     def thunk(x):
         """``call(x)`` for this very ``x`` as one call of the serial kernel with every argument
@@ -494,7 +497,7 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
             if x.size != int(np.prod(xs)):
                 return None
             x = x.reshape(xs)
-        return functools.partial(serial, x, *pre, 1, *post, conv_serial_part(serial, (x, *pre, *post)))
+        return functools.partial(serial, x, *pre, 1, *post, serial_part(x))
 
     call.thunk = thunk
     return call

@@ -30,6 +30,7 @@ from .mac_intrinsics import (_vadd32, _vbcast_quad, _vcopy_flip32, _vdpbusd, _vl
                              _zbcast_quad, _zdpbusd, _zload_i32, _zload_q, _zrq_consts, _zrq_store_c,
                              _zstore_plain,
                              _zzero)
+from .mac_tiles import _plan
 
 
 @njit(inline="always", **_NJ)
@@ -78,9 +79,7 @@ def _plan_rows(N, oh, ow, nblocks, nthreads, target_pix=256):
     target_pix output pixels; with threads, the rows split into a multiple of the thread count
     (each item fills its band buffer first: a band is filled once) and the filter blocks only
     when there are fewer rows than threads."""
-    rows = max(1, min(oh, (target_pix + ow - 1) // ow))
-    nb = (oh + rows - 1) // rows
-    ng = 1
+    nb, ng = _plan.py_func(N, oh, ow, nblocks, 1, target_pix)  # alone: bands of ~target_pix
     if nthreads > 1:
         if N * oh >= nthreads:
             per = (N * nb + nthreads - 1) // nthreads  # items per thread
