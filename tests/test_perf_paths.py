@@ -321,9 +321,10 @@ def test_dw3_is_taken_on_avx512():
 
 @pytest.mark.parametrize("zp,lo,hi", [(0, -128, 127), (-128, -128, 127), (5, 5, 127), (127, -100, 50)])
 def test_zrq64_store_matches_requantize(zp, lo, hi):
-    """The dw3 kernel's one-step 64-bit requantization (mac_intrinsics._zrq64_store) against
-    requantize on every right shift 0..31, positive and negative multipliers, and accumulators
-    at the int32 limits and where acc * m + 2^30 changes sign."""
+    """The dw3 kernel's one-step 64-bit requantization (mac_intrinsics._zrq64_store, the zero
+    point folded into its constants) against requantize on every right shift 0..23 it takes,
+    positive and negative multipliers, and accumulators at the int32 limits and where
+    acc * m + 2^30 changes sign; a layer with a larger right shift gets no such constants."""
     from numba import njit
 
     from hwsim.kernels.depthwise_zmm import dw3_requant
@@ -335,18 +336,19 @@ def test_zrq64_store_matches_requantize(zp, lo, hi):
         a, o = acc.reshape(acc.size), out.reshape(out.size)
         for r in range(acc.shape[0]):
             for c in range(0, C, 16):
-                _zrq64_store(o, r * C + c, _zload_i32(a, r * C + c), _zq_consts(qk, 4 * c), zp, lo - zp, hi - zp,
-                             C - c)
+                _zrq64_store(o, r * C + c, _zload_i32(a, r * C + c), _zq_consts(qk, 4 * c), lo, hi, C - c)
 
     rng = np.random.default_rng(zp + 1000)
     C = 72  # 64 + a partial block of 8
-    shift = -(np.arange(C) % 32)
+    shift = -(np.arange(C) % 24)
     mult = rng.integers(1 << 30, (1 << 31) - 1, C) * rng.choice([-1, 1], C)
     mult[:4] = [1 << 30, 1, (1 << 31) - 1, -(1 << 31) + 1]  # m = 1 at e = 1: p = -2^30 - 1 is a tie
     rq = RequantParams(act_min=lo, act_max=hi, multiplier=mult, shift=shift, scheme=RequantScheme.tflite_double,
                        out_zp=zp)
     fq = _fq(rq, C)
-    qk = dw3_requant(fq.cp, C)
+    qk = dw3_requant(fq.cp, C, zp)
+    assert fq.q64 is not None and np.array_equal(fq.q64, qk)
+    assert _fq(rq.replace(shift=np.where(np.arange(C) == 5, -24, shift)), C).q64 is None
     special = np.array([-(1 << 31), (1 << 31) - 1, 0, 1, -1, -2, 2, 3, -3], np.int64)
     acc = np.concatenate([np.broadcast_to(special[:, None], (special.size, C)),
                           rng.integers(-(1 << 31), 1 << 31, (300, C)),

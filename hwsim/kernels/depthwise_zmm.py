@@ -190,20 +190,26 @@ def dw3_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int):
     return wk.reshape(-1), np.ascontiguousarray(bf.reshape(NCB, 16, 2).transpose(0, 2, 1)).reshape(-1)
 
 
-def dw3_requant(cp: np.ndarray, channels: int) -> np.ndarray | None:
-    """The constants of mac_intrinsics._zrq64_store for a FusedRequant's ``cp``: int64
-    [blocks of 16 channels][m, 2^30 + (2^(e+30) or 0), 2^31 or 0, 31 + e][even lanes, odd lanes][8]
-    (e: the right shift); None when a channel has a left shift or an INT32_MIN multiplier
-    (not ``fast``: the band kernel takes the layer)."""
-    if not cp[5, 0]:
+#: the largest right shift of the one-step rounding: zp * 2^(31 + e) must leave the 64-bit sum
+#: p + constant inside int64 (|p| < 2^62, |zp| <= 128)
+Q64_MAX_SHIFT = 23
+
+
+def dw3_requant(cp: np.ndarray, channels: int, zp: int) -> np.ndarray | None:
+    """The constants of mac_intrinsics._zrq64_store for a FusedRequant's ``cp`` and output zero
+    point ``zp``: int64 [blocks of 16 channels][m, 2^30 + (2^(e+30) or 0) + zp * 2^(31+e),
+    2^31 or 0, 31 + e][even lanes, odd lanes][8] (e: the right shift); None when a channel has a
+    left shift or an INT32_MIN multiplier (not ``fast``), a right shift above Q64_MAX_SHIFT, or
+    zp is outside int8's range: the general requantization takes the layer."""
+    if not cp[5, 0] or not -128 <= zp <= 127 or (cp[2, :channels] > Q64_MAX_SHIFT).any():
         return None
     C16 = (channels + 15) // 16 * 16 + 16  # a 32-channel block may end 16 past the last 16
     m = np.zeros(C16, np.int64)
     e = np.zeros(C16, np.int64)
     m[:channels] = cp[0, :channels]
     e[:channels] = cp[2, :channels]
-    k = np.stack([m, (1 << 30) + np.where(e >= 1, np.int64(1) << (e + 30), 0), np.where(e >= 1, np.int64(1) << 31, 0),
-                  31 + e])
+    k = np.stack([m, (1 << 30) + np.where(e >= 1, np.int64(1) << (e + 30), 0) + (np.int64(zp) << (31 + e)),
+                  np.where(e >= 1, np.int64(1) << 31, 0), 31 + e])
     return np.ascontiguousarray(k.reshape(4, C16 // 16, 8, 2).transpose(1, 0, 3, 2)).reshape(-1)
 
 
@@ -257,8 +263,8 @@ def _row4s2(src, o, cs, a, wk, wb):
 
 @njit(inline="always", **_NJ)
 def _st32(o8, oo, e, od, rq0, rq1, qzp, qlo, qhi, nv):
-    _zrq64_store(o8, oo, _zeo_lo(e, od), rq0, qzp, qlo, qhi, nv)
-    _zrq64_store(o8, oo + 16, _zeo_hi(e, od), rq1, qzp, qlo, qhi, nv - 16)
+    _zrq64_store(o8, oo, _zeo_lo(e, od), rq0, qlo, qhi, nv)
+    _zrq64_store(o8, oo + 16, _zeo_hi(e, od), rq1, qlo, qhi, nv - 16)
 
 
 @njit(inline="always", **_NJ)
@@ -373,8 +379,6 @@ def _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, 
     scr = np.empty(0, np.int8)
     o8 = out8.reshape(out8.size)
     xf = x.reshape(x.size)
-    qlo = qlo - qzp
-    qhi = qhi - qzp
     Wp = (ow - 1) * sw + 3
     for item in range(i0, i1):
         n = item // (nb * ng)

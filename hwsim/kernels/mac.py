@@ -172,8 +172,9 @@ class FusedRequant(NamedTuple):
     zp: int
     lo: int
     hi: int
-    #: int64 constants of the one-step rounding (depthwise_zmm.dw3_requant) when the layer is
-    #: ``fast`` and lo - zp, hi - zp are int32; else None. The zmm kernels take it.
+    #: int64 constants of the one-step rounding, the zero point folded in (depthwise_zmm.
+    #: dw3_requant) when the layer is ``fast``, its right shifts at most 23 and zp, lo, hi
+    #: within int8's range; else None. The zmm kernels take it.
     q64: np.ndarray | None = None
 
 
@@ -194,8 +195,8 @@ def fused_requant(cp: np.ndarray, out_zp: int, act_min: int, act_max: int) -> Fu
     cpp[:5, :cp.shape[1]] = cp
     cpp[5] = int(bool((cp[1] == 0).all() and (cp[0] != np.int32(-(1 << 31))).all()))
     q64 = None
-    if all(-(1 << 31) <= int(v) - int(out_zp) < (1 << 31) for v in (act_min, act_max)):
-        q64 = dw3_requant(cpp, cp.shape[1])
+    if all(-128 <= int(v) <= 127 for v in (act_min, act_max)):
+        q64 = dw3_requant(cpp, cp.shape[1], int(out_zp))
     return FusedRequant(cpp, int(out_zp), int(act_min), int(act_max), q64)
 
 
@@ -578,8 +579,7 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
     accumulators); the first selects the kernel: 2 the 3x3 one reading int8 in place, 1 the
     32-channel band kernel, 0 the 16-channel one (mac_tiles)."""
     if requant is not None and USE_DW512 and pk.shape[3] >= 32:
-        if USE_DW3 and KH == KW == 3 and dh == dw == 1 and dm == 1 and -127 <= off <= 128 and \
-                all(-(1 << 31) <= v - requant.zp < (1 << 31) for v in (requant.lo, requant.hi)):
+        if USE_DW3 and KH == KW == 3 and dh == dw == 1 and dm == 1 and -127 <= off <= 128:
             qk = requant.q64
             if qk is not None:
                 wk, bk = dw3_weights(pk, b, off)

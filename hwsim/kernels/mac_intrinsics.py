@@ -712,8 +712,7 @@ def _zrq_store_c(typingctx, out, oidx, v, consts, zp, lo, hi, nv):
     ``fast`` flag is set (no left shift, no INT32_MIN multiplier in the layer) the shorter
     arithmetic runs (vec_mbqm_double_split without those steps; the same integers).
     With _zrq_consts' 64-bit constants (``consts`` a _Q_CONSTS), _zrq64_store's one rounding
-    step, clamped before the zero point is added (the callers check that lo - zp and hi - zp
-    are int32)."""
+    step (the zero point is in those constants; ``zp`` is not used)."""
     if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x16:
         return None
     if consts == _Q_CONSTS:
@@ -723,10 +722,9 @@ def _zrq_store_c(typingctx, out, oidx, v, consts, zp, lo, hi, nv):
             def scalar(val, j):
                 return context.cast(builder, val, sig.args[j], types.int32)
 
-            zp = scalar(azp, 4)
             _rq64_store_lanes(context, builder, sig.args[0], aout,
-                              context.cast(builder, aoidx, sig.args[1], types.int64), av, ak, zp,
-                              builder.sub(scalar(alo, 5), zp), builder.sub(scalar(ahi, 6), zp),
+                              context.cast(builder, aoidx, sig.args[1], types.int64), av, ak,
+                              scalar(alo, 5), scalar(ahi, 6),
                               context.cast(builder, anv, sig.args[7], types.int64))
             return context.get_dummy_value()
 
@@ -1017,40 +1015,46 @@ def _zq_consts(typingctx, arr, idx):
 
 
 @intrinsic
-def _zrq64_store(typingctx, out, oidx, v, k, zp, lo, hi, nv):
+def _zrq64_store(typingctx, out, oidx, v, k, lo, hi, nv):
     """tflite_double requantization of 16 int32 lanes (channel order) to int8 at out[oidx..],
-    lanes < nv, for layers without left shifts or INT32_MIN multipliers, in one 64-bit rounding
-    step per lane: with p = v * m, RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(v, m), e)
-    = (p + 2^30 + 2^(e-1) * 2^31 - [p + 2^30 < 0] * 2^31) >> (31 + e) for e >= 1, and
-    (p + 2^30) >> 31 for e = 0 (nested floors of integer divisions: floor((floor(a / 2^31) + c)
-    / 2^e) = floor((a + c * 2^31) / 2^(31 + e))); |p| < 2^62, so nothing overflows. ``k``
-    (_zq_consts): m, 2^30 + (2^(e+30) or 0), 2^31 or 0, 31 + e, each for the even lanes then
-    the odd lanes (p + 2^30 < 0 is tested as p < -2^30). Clamped to [lo, hi] before ``zp`` is
-    added (lo and hi given less zp): no int32 wrap."""
+    lanes < nv, for layers without left shifts or INT32_MIN multipliers and with right shifts
+    e <= 23, in one 64-bit rounding step per lane: with p = v * m,
+    zp + RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(v, m), e)
+    = (p + 2^30 + 2^(e-1) * 2^31 + zp * 2^(31+e) - [p + 2^30 < 0] * 2^31) >> (31 + e) for
+    e >= 1, and (p + 2^30 + zp * 2^31) >> 31 for e = 0 (nested floors of integer divisions:
+    floor((floor(a / 2^31) + c) / 2^e) = floor((a + c * 2^31) / 2^(31 + e))). |p| < 2^62 and
+    |zp| * 2^(31+e) <= 2^61, so nothing overflows; the zero point is inside the constant.
+    ``k`` (_zq_consts): m, 2^30 + (2^(e+30) or 0) + zp * 2^(31+e), 2^31 or 0, 31 + e, each for
+    the even lanes then the odd lanes (p + 2^30 < 0 is tested as p < -2^30). The 64-bit results
+    are narrowed to int8 with signed saturation, then clamped to [lo, hi] (within int8's range):
+    the same integers as clamping the int32 value."""
     if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x16 or k != _Q_CONSTS:
         return None
 
     def codegen(context, builder, sig, args):
-        aout, aoidx, av, ak, azp, alo, ahi, anv = args
+        aout, aoidx, av, ak, alo, ahi, anv = args
 
         def scalar(val, j):
             return context.cast(builder, val, sig.args[j], types.int32)
 
         _rq64_store_lanes(context, builder, sig.args[0], aout, context.cast(builder, aoidx, sig.args[1], types.int64),
-                          av, ak, scalar(azp, 4), scalar(alo, 5), scalar(ahi, 6),
-                          context.cast(builder, anv, sig.args[7], types.int64))
+                          av, ak, scalar(alo, 4), scalar(ahi, 5),
+                          context.cast(builder, anv, sig.args[6], types.int64))
         return context.get_dummy_value()
 
-    return types.none(out, oidx, v, k, zp, lo, hi, nv), codegen
+    return types.none(out, oidx, v, k, lo, hi, nv), codegen
 
 
-def _rq64_store_lanes(context, builder, outty, aout, oidx, av, ak, zp, lo_less_zp, hi_less_zp, nv):
+def _rq64_store_lanes(context, builder, outty, aout, oidx, av, ak, lo, hi, nv):
     """The code of _zrq64_store: requantize the 16 int32 lanes ``av`` with the constants ``ak``
-    (a _Q_CONSTS value), clamp to [lo_less_zp, hi_less_zp] (int32 scalars), add ``zp`` and store
-    lanes < nv as int8 at out[oidx..]."""
+    (a _Q_CONSTS value, the zero point folded in), narrow each 64-bit result to int8 with
+    signed saturation (vpmovsqb), put the even and odd lanes back in channel order (one xmm
+    byte unpack), clamp to [lo, hi] (int32 scalars within [-128, 127]) and store lanes < nv at
+    out[oidx..]."""
     me, mo, kpe, kpo, kce, kco, se, so = (builder.extract_value(ak, j) for j in range(8))
     c32 = ir.Constant(_V8Q, [32] * 8)
     x64 = builder.bitcast(av, _V8Q)
+    i8 = ir.IntType(8)
 
     def lo32(q):  # the sign-extended low dword of each qword (vpmuldq's operands)
         return builder.ashr(builder.shl(q, c32), c32)
@@ -1059,12 +1063,16 @@ def _rq64_store_lanes(context, builder, outty, aout, oidx, av, ak, zp, lo_less_z
         p = builder.mul(x, lo32(m))
         t = builder.add(p, kp)
         t = builder.select(builder.icmp_signed("<", p, ir.Constant(_V8Q, [-(1 << 30)] * 8)), builder.sub(t, kc), t)
-        return builder.bitcast(builder.ashr(t, s), _V16D)
+        # vpmovsqb by its intrinsic: as a clamp and a trunc, LLVM moved the interleave below
+        # ahead of the narrowing (two zmm vpermt2q instead of one xmm vpunpcklbw)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(v16b, [_V8Q, v16b, ir.IntType(8)]), "llvm.x86.avx512.mask.pmovs.qb.512")
+        return builder.call(fn, [builder.ashr(t, s), ir.Constant(v16b, None), ir.Constant(ir.IntType(8), 0xFF)])
 
+    v16b = ir.VectorType(i8, 16)
     re = lane(lo32(x64), me, kpe, kce, se)
     ro = lane(builder.ashr(x64, c32), mo, kpo, kco, so)
-    r = builder.shuffle_vector(re, ro, _mask([(j if j % 2 == 0 else 15 + j) for j in range(16)]))
-    r = builder.add(vec_clamp(builder, r, vec_splat_value(builder, lo_less_zp, 16),
-                              vec_splat_value(builder, hi_less_zp, 16)), vec_splat_value(builder, zp, 16))
-    _store_lanes(context, builder, outty, aout, oidx, builder.trunc(r, ir.VectorType(ir.IntType(8), 16)),
-                 nv, 16, ir.IntType(8))
+    r = builder.shuffle_vector(re, ro, _mask([(j // 2 if j % 2 == 0 else 16 + j // 2) for j in range(16)]))
+    r = vec_clamp(builder, r, vec_splat_value(builder, builder.trunc(lo, i8), 16),
+                  vec_splat_value(builder, builder.trunc(hi, i8), 16))
+    _store_lanes(context, builder, outty, aout, oidx, r, nv, 16, i8)

@@ -258,8 +258,8 @@ def vec_splat(c, lanes=8, bits=32):
 
 
 def vec_splat_value(builder, val, lanes=8):
-    """An <lanes x i32> with every lane the i32 value ``val``."""
-    v32 = ir.VectorType(ir.IntType(32), lanes)
+    """An <lanes x iN> with every lane the iN value ``val`` (i32 in most callers)."""
+    v32 = ir.VectorType(val.type, lanes)
     vec = builder.insert_element(ir.Constant(v32, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
     return builder.shuffle_vector(vec, ir.Constant(v32, ir.Undefined), vec_splat(0, lanes))
 
