@@ -261,6 +261,54 @@ def test_small_channel_kernel_is_chosen_for_strides_1_and_2_across():
     assert not depthwise_small.applies(32, 1, 128, 1) and not depthwise_small.applies(1, 1, 0, 1)
 
 
+def test_wide_channels_on_narrow_rows_are_chosen_up_to_16_KiB_of_row_weights():
+    """From 32 channels on, rows of at most 768 lanes (3x3 taps) take the kernel, wider ones not:
+    person_detect's 24x24x32 .. 3x3x256 layers do, mobilenet_v2's (>= 3584 lanes) do not."""
+    for c, ow in [(32, 24), (64, 12), (128, 6), (256, 3), (32, 12), (768, 1)]:
+        assert depthwise_small.applies(c, 1, 128, 1, ow, 3, 3), (c, ow)
+        assert depthwise_small.applies(c, 1, 128, 2, ow, 3, 3), (c, ow)
+    for c, ow in [(32, 26), (64, 14), (32, 112), (960, 7), (384, 14)]:
+        assert not depthwise_small.applies(c, 1, 128, 1, ow, 3, 3), (c, ow)
+    assert not depthwise_small.applies(128, 1, 128, 1, 6, 5, 5)  # 13 tap pairs: 39 KiB
+    assert not depthwise_small.applies(64, 2, 128, 1, 12, 3, 3)  # depth multiplier 2
+    assert not depthwise_small.applies(64, 1, 128, 3, 4, 3, 3)   # stride 3
+    assert depthwise_small.weight_bytes(128, 6, 3, 3) == 5 * 24 * 128
+
+
+# (N, H, W, C, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow): rows of 32..256 channels, at most 768
+# lanes wide
+NARROW_WIDE = [
+    (1, 24, 24, 32, 3, 3, 1, 1, 1, 1, 1, 1, 24, 24),   # person_detect's layers
+    (1, 24, 24, 32, 3, 3, 2, 2, 1, 1, 0, 0, 12, 12),
+    (1, 12, 12, 64, 3, 3, 1, 1, 1, 1, 1, 1, 12, 12),
+    (1, 6, 6, 128, 3, 3, 1, 1, 1, 1, 1, 1, 6, 6),
+    (1, 6, 6, 128, 3, 3, 2, 2, 1, 1, 0, 0, 3, 3),
+    (2, 3, 3, 256, 3, 3, 1, 1, 1, 1, 1, 1, 3, 3),      # batch 2
+    (1, 5, 4, 40, 3, 3, 1, 1, 2, 1, 2, 0, 5, 4),       # a 8-lane tail, dilation 2 down
+    (1, 9, 9, 100, 3, 3, 2, 2, 1, 1, 1, 1, 5, 5),      # 500 lanes, padding both sides
+    (1, 6, 6, 96, 2, 2, 1, 1, 1, 1, 0, 0, 5, 5),       # 2x2 taps
+]
+
+
+@needs_avx512bw
+@pytest.mark.parametrize("small_threads", [1, 2], indirect=True, ids=["serial", "parallel"])
+@pytest.mark.parametrize("edge", [False, True], ids=["fast-form", "edge"])
+@pytest.mark.parametrize("case", NARROW_WIDE, ids=[str(i) for i in range(len(NARROW_WIDE))])
+def test_wide_channels_on_narrow_rows_through_conv(case, edge, small_threads):
+    """32..256 channels on rows of at most 768 lanes go to depthwise_small: the fused, traced and
+    bound paths equal the reference."""
+    N, H, W, C, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow = case
+    rng = np.random.default_rng(hash((case, edge, "narrow")) % 2**32)
+    x = rng.integers(-128, 128, (N, H, W, C)).astype(np.int8)
+    w = rng.integers(-128, 128, (1, KH, KW, C)).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, C).astype(np.int32)
+    geo = (sh, sw, dh, dw, pt, pl, oh, ow)
+    off = int(rng.integers(-127, 129))
+    rq = _rq(rng, C, edge) if edge else _spread(rng, x, w, b, off, geo)
+    data = check(x, w, b, off, geo, 1, rq)
+    assert data.small is not None
+
+
 def test_person_detect_untraced_run_equals_the_oracle():
     """person_detect's first layers take both paths (96x96x1 x8: conv; 48x48x8: depthwise_small
     on AVX-512): the untraced run (the call plan, bound calls) gives the oracle's outputs for

@@ -39,7 +39,7 @@ class MacData(NamedTuple):
     fused: mac.FusedRequant | None = None
     call: object = None  # mac.*_fused_call: the fused call with its arguments prepared
     conv: object = None  # depthwise of one input channel: its weights packed as a CONV_2D's
-    small: object = None  # depthwise of 2..31 channels: depthwise_small.plan's arguments
+    small: object = None  # depthwise_small.plan's arguments (depthwise_small.applies)
 
 
 def _data(p: MacParams, packed) -> MacData:
@@ -86,11 +86,12 @@ def prepare_depthwise(layer) -> MacData:
 
 
 def _small_plan(p: MacParams, d: MacData):
-    """hwsim.kernels.depthwise_small's arguments for a layer of 2..31 channels (strides 1 and 2
-    across, AVX-512 CPUs: ``depthwise_small.applies``), else None."""
+    """hwsim.kernels.depthwise_small's arguments for a layer of 2..31 channels or of narrow
+    rows (strides 1 and 2 across, AVX-512 CPUs: ``depthwise_small.applies``), else None."""
     _, kh, kw, cout = d.packed.shape
     if not (mac.USE_DW512 and depthwise_small.applies(cout, int(p.depth_multiplier),
-                                                      int(p.input_offset), int(p.stride_w))):
+                                                      int(p.input_offset), int(p.stride_w),
+                                                      int(p.out_w), kh, kw)):
         return None
     if int(p.out_h) < 1 or int(p.out_w) < 1:
         return None
@@ -304,7 +305,7 @@ def bind_depthwise(layer, data: MacData, in_infos, outs):
                               int(p.stride_w), int(p.dilation_h), int(p.dilation_w),
                               int(p.pad_top), int(p.pad_left), int(p.out_h), int(p.out_w), 1)
         run = mac.conv2d_bound_call(plan, outs[0], data.fused)
-    elif data.small is not None:  # 2..31 channels, stride 1 or 2 (prepare_depthwise)
+    elif data.small is not None:  # depthwise_small.applies (prepare_depthwise)
         small, out, macs = data.small, outs[0], outs[0].size * kh * kw
 
         def run(x):

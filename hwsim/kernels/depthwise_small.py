@@ -1,5 +1,6 @@
-"""DEPTHWISE_CONV_2D of few channels (2..31, depth multiplier 1), requantization fused, on
-512-bit vectors (AVX-512 CPUs): each output row is one vector of ow * C lanes.
+"""DEPTHWISE_CONV_2D of few channels (2..31, or more on narrow rows: ``applies``; depth
+multiplier 1), requantization fused, on 512-bit vectors (AVX-512 CPUs): each output row is one
+vector of ow * C lanes.
 
 The 16- and 32-channel depthwise kernels (mac_tiles, depthwise_zmm) fill a channel block per
 pixel, so a layer of 8 channels wastes half or three quarters of every vector (person_detect's
@@ -32,23 +33,45 @@ from .mac_intrinsics import (_wload, _wmadd_acc, _wunpack_hi, _wunpack_lo, _zcha
 from .mac_pack import _DW_LANES32
 from .mac_tiles import _convert_run
 
-#: Channel counts this kernel takes (one channel is a CONV_2D: hwsim.kernels.conv; from 32 on
-#: the 32-channel kernels fill their vectors).
+#: Channel counts this kernel takes at any width (one channel is a CONV_2D: hwsim.kernels.conv;
+#: from 32 on the 32-channel kernels fill their vectors).
 MIN_CHANNELS, MAX_CHANNELS = 2, 31
+#: Wider layers too when a row's expanded weights (``plan``: int16, every tap, ow * C lanes
+#: rounded up to 32) take at most this many bytes (``applies``).
+NARROW_ROW_WEIGHT_BYTES = 16 << 10
 #: Threads from this many MACs (each thread a band of output rows).
 PARALLEL_MIN_MACS = 1 << 20
 
 
-def applies(channels: int, depth_multiplier: int, input_offset: int, stride_w: int) -> bool:
+def weight_bytes(channels: int, out_w: int, kh: int, kw: int) -> int:
+    """The bytes of ``plan``'s expanded weights: tap pairs x 32-lane blocks of a row x 64 int16."""
+    return ((kh * kw + 1) // 2) * ((out_w * channels + 31) // 32) * 128
+
+
+def applies(channels: int, depth_multiplier: int, input_offset: int, stride_w: int,
+            out_w: int = 0, kh: int = 3, kw: int = 3) -> bool:
     """Whether hwsim.kernels.conv gives a fused int8 depthwise layer of this shape to this
     kernel (it also checks the CPU: mac.USE_DW512). Strides 1 and 2 across. Stride 2 is as
     fast here as on the 16-channel kernel (person_detect's 48x48x16 stride-2 layer, warm, 2
     threads: 7.4 us both ways, interleaved in one process), and taking it means a model like
     person_detect never compiles mac_tiles' 16-channel band kernel (~3.4 CPU s of its cold
     start). Wider strides are untimed; the kernel itself computes any stride
-    (tests/test_kernels_small_dw.py)."""
-    return (MIN_CHANNELS <= channels <= MAX_CHANNELS and depth_multiplier == 1
-            and -32000 <= input_offset <= 32000 and stride_w in (1, 2))
+    (tests/test_kernels_small_dw.py).
+
+    From 32 channels on, a layer comes here when its rows are narrow: the expanded weights of a
+    row at most NARROW_ROW_WEIGHT_BYTES (3x3 taps: ow * C <= 768 lanes, e.g. person_detect's
+    24x24x32, 12x12x64, 6x6x128, 3x3x256). On such rows the two kernels are close (Zen 4, 2
+    threads: depthwise_zmm's 3x3 kernel 0-29% faster isolated, this one 3% faster over
+    person_detect's depthwise layers in the model), and a model whose wide-channel layers are
+    all narrow never compiles depthwise_zmm._dw3_serial (~2.5 s of cold start). On wider rows
+    this kernel re-reads a row of weights per pair of output rows and falls behind (1.3-2x
+    at ow * C >= 1792; mobilenet_v2 has none narrower than 3584)."""
+    if depth_multiplier != 1 or not -32000 <= input_offset <= 32000 or stride_w not in (1, 2):
+        return False
+    if MIN_CHANNELS <= channels <= MAX_CHANNELS:
+        return True
+    return channels > MAX_CHANNELS and 0 < out_w and \
+        weight_bytes(channels, out_w, kh, kw) <= NARROW_ROW_WEIGHT_BYTES
 
 
 def plan(w: np.ndarray, bias: np.ndarray, input_offset: int, cp: np.ndarray, zp: int, lo: int,
