@@ -22,14 +22,13 @@ to period C too), stored straight into the output row.
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 from numba import get_num_threads, njit, prange
 
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_wload, _wmadd_acc, _wunpack_hi, _wunpack_lo, _zchannels_hi,
                              _zchannels_lo, _zload_i32, _zrq_consts, _zrq_store_c)
+from .fnptr import direct
 from .mac_pack import _DW_LANES32
 from .mac_tiles import _convert_run
 
@@ -124,7 +123,7 @@ def thunk(x: np.ndarray, args: tuple, out: np.ndarray, macs: int):
     None for a layer whose thread count is chosen per call (registry.binder)."""
     if macs >= PARALLEL_MIN_MACS:
         return None
-    return functools.partial(_sdw_serial, x, *args, out)
+    return direct(_sdw_serial, x, *args, out)
 
 
 @njit(inline="always", **_NJ)

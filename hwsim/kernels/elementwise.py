@@ -14,7 +14,6 @@ lists made once.
 """
 from __future__ import annotations
 
-import functools
 
 import os
 
@@ -25,6 +24,7 @@ from ..arith import (multiply_by_quantized_multiplier_double,
                      multiply_by_quantized_multiplier_single, rounding_divide_by_pot, saturate,
                      wrap_int32)
 from ..registry import InputViews, binder, kernel
+from .fnptr import direct
 
 
 @numba.njit(cache=True, inline="always")
@@ -118,7 +118,7 @@ def bind_pool2d(layer, data, in_infos, outs):
 
     def call(inputs):
         _pool2d(inputs[0], out, *args)
-    call.thunk = lambda inputs: functools.partial(_pool2d, inputs[0], out, *args)  # registry.binder
+    call.thunk = lambda inputs: direct(_pool2d, inputs[0], out, *args)  # registry.binder
     return call
 
 

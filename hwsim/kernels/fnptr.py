@@ -17,6 +17,8 @@ serial and parallel paths on the same layers).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, typeof, types
@@ -64,6 +66,17 @@ def compiled_address(dispatcher, args) -> int:
             raise TypeError(f"{dispatcher.py_func.__name__} must return None to be called by address")
         addr = _ADDRESSES[key] = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
     return addr
+
+
+def direct(dispatcher, *args) -> functools.partial:
+    """``functools.partial(dispatcher, *args)``, but of the compiled overload for these
+    arguments' types (compiled, or loaded from Numba's cache, now; the types
+    :func:`compiled_address` uses, so no other specialization): a call skips the dispatcher's
+    typing of every argument. For the engine's call plan, whose steps call one kernel with
+    the same arguments every run: 0.4-1.0 us less per call of a serial kernel of 18-27
+    arguments, 1.3 us per run_items_par call (AMD EPYC Zen 4, person_detect's and
+    mobilenet_v2's layers)."""
+    return functools.partial(dispatcher.compile(tuple(typeof(a) for a in args)), *args)
 
 
 @njit(parallel=True, cache=True, nogil=True)

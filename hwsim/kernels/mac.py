@@ -58,7 +58,6 @@ there) and a depthwise kernel with more than 510 taps in 16x8 mode.
 """
 from __future__ import annotations
 
-import functools
 import os
 from typing import NamedTuple
 
@@ -67,7 +66,7 @@ from numba import get_num_threads, njit
 
 from .depthwise_zmm import (_dw3_serial, _dw32_par, _dw32_serial, dw3_part, dw3_requant, dw3_serial_address,
                             dw3_weights)
-from .fnptr import compiled_address, run_items_par
+from .fnptr import compiled_address, direct, run_items_par
 from .mac_intrinsics import _HAVE_AVX2, HOST_HAS_AVX512BW, HOST_HAS_VNNI, HOST_HAS_VNNI512
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights,
@@ -469,16 +468,20 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
     made = {}
 
     def call(x):
+        x0 = x
         if xs is not None and x.shape != xs:
             x = x.reshape(xs)
         if big:
             nt = get_num_threads()
             if nt > 1:
-                addr_part = made.get(nt)
-                if addr_part is None:
-                    addr_part = made[nt] = (conv_serial_address(serial, (x, *pre, *post), nt),
-                                            conv_serial_part(serial, (x, *pre, *post), nt))
-                par(addr_part[0], (x, *pre, nt, *post), addr_part[1])
+                # the driver's call with every argument bound, per thread count, kept while
+                # the caller passes the same array (the engine's plan: always)
+                run = made.get(nt)
+                if run is None or run[0] is not x0:
+                    run = made[nt] = (x0, direct(par, conv_serial_address(serial, (x, *pre, *post), nt),
+                                                 (x, *pre, nt, *post),
+                                                 conv_serial_part(serial, (x, *pre, *post), nt)))
+                run[1]()
                 return
         serial(x, *pre, 1, *post, serial_part(x))
 
@@ -498,7 +501,7 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
             if x.size != int(np.prod(xs)):
                 return None
             x = x.reshape(xs)
-        return functools.partial(serial, x, *pre, 1, *post, serial_part(x))
+        return direct(serial, x, *pre, 1, *post, serial_part(x))
 
     call.thunk = thunk
     return call
@@ -648,9 +651,14 @@ def depthwise_bound_call(head, macs: int, out8: np.ndarray, requant: FusedRequan
         if big:
             nt = get_num_threads()
             if nt > 1:
-                if nt not in tails:
-                    tails[nt] = _dw_par_tail(head, x, pre, nt, post)
-                _dw_par_run(par, x, pre, nt, post, tails[nt])
+                # the driver's call with every argument bound, per thread count, kept while
+                # the caller passes the same array (as conv2d_bound_call)
+                run = tails.get(nt)
+                if run is None or run[0] is not x:
+                    tail = _dw_par_tail(head, x, pre, nt, post)
+                    run = tails[nt] = (x, direct(par, x, *pre, nt, *post) if tail is None else
+                                       direct(par, tail[0], (x, *pre, nt, *post), tail[1]))
+                run[1]()
                 return
         tail = tails.get(x.shape)
         if tail is None:
@@ -661,7 +669,7 @@ def depthwise_bound_call(head, macs: int, out8: np.ndarray, requant: FusedRequan
         """``call(x)`` for this very ``x`` with every argument bound (as conv2d_bound_call)."""
         if big or type(x) is not np.ndarray or x.dtype != np.int8 or not x.flags.c_contiguous:
             return None
-        return functools.partial(serial, x, *pre, 1, *post, *_dw_serial_tail(head, x.shape))
+        return direct(serial, x, *pre, 1, *post, *_dw_serial_tail(head, x.shape))
 
     call.thunk = thunk
     return call
