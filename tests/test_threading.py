@@ -34,11 +34,12 @@ import hwsim
 import numba
 import numpy as np
 from hwsim.kernels import elementwise
-# a kernel whose prange Numba does parallelise (shape._resize_bilinear's is not: round_shift's
-# raise gives its loop a second exit), so the call starts the threading layer
+# a kernel run on Numba's threads (fnptr.run_items_par: shape._resize_bilinear's prange is not
+# parallelised: round_shift's raise gives its loop a second exit), so the call starts the
+# threading layer
 a = np.zeros(8, dtype=np.int8)
 out = np.empty(8, dtype=np.int8)
-elementwise._add_sub_lut_parallel(a, a, out, np.zeros(65536, dtype=np.int8), 2)
+elementwise._lut_parallel(a, a, out, np.zeros(65540, dtype=np.int8), 2)
 print(numba.threading_layer(), os.environ.get("OMP_WAIT_POLICY"))
 """
 
