@@ -49,6 +49,38 @@ def test_the_plan_binds_the_example_layers(example_net):
     assert {"CONV_2D", "DEPTHWISE_CONV_2D"} <= set(bound)
 
 
+def _kernel_signatures() -> dict:
+    import sys
+
+    from numba.core.dispatcher import Dispatcher
+    return {(m, name): len(v.signatures) for m, mod in list(sys.modules.items())
+            if m.startswith("hwsim.kernels") for name, v in vars(mod).items() if isinstance(v, Dispatcher)}
+
+
+def test_bound_steps_call_compiled_overloads_without_new_specializations(example_net):
+    """A step with every argument bound calls the kernel's compiled overload directly
+    (fnptr.direct: no dispatcher types the arguments on each call). It is the overload a call
+    through the dispatcher takes: calling every bound layer the dispatcher's way afterwards
+    compiles nothing more, and gives the same outputs."""
+    import functools
+
+    from numba.core.dispatcher import Dispatcher
+    ar = _arena(example_net)
+    direct = [c for c, *_ in ar.steps if isinstance(c, functools.partial)
+              and not isinstance(c.func, Dispatcher) and c.func.__class__.__name__ != "function"]
+    assert direct, "no step calls a compiled overload directly"
+    before = _kernel_signatures()
+    for c, layer, fn, _kern, _data, _fast, outs, check, _done in ar.steps:
+        if c is None or fn is None or outs is None:
+            continue
+        ins = [ar.views[i] for i in layer.inputs]
+        c()
+        want = [o.copy() for o in outs]
+        fn(ins)  # the bound call: the kernel through its dispatcher
+        assert all(np.array_equal(o, w) for o, w in zip(outs, want)), layer.op
+    assert _kernel_signatures() == before
+
+
 def test_plan_runs_equal_the_plain_run(example_net):
     for x in _inputs(5):
         got = example_net.run(x).outputs
