@@ -81,6 +81,33 @@ def test_bound_steps_call_compiled_overloads_without_new_specializations(example
     assert _kernel_signatures() == before
 
 
+def test_repeat_call_binds_only_for_the_same_arrays():
+    """fnptr.RepeatCall goes direct once the same arrays come twice in a row, and back to the
+    dispatcher (binding nothing) when other arrays come: a network's input layer gets the
+    user's new array on every run."""
+    import numba
+
+    from hwsim.kernels.fnptr import RepeatCall
+
+    @numba.njit
+    def scale(a, k, out):
+        for i in range(a.shape[0]):
+            out[i] = a[i] * k
+
+    out = np.empty(4, np.int64)
+    rc = RepeatCall(scale)
+    a, b = np.arange(4), np.arange(4) + 10
+    rc((a,), a, 3, out)
+    assert rc.bound is None and out.tolist() == [0, 3, 6, 9]
+    rc((a,), a, 2, out)  # the same array: bound (with these arguments) and called
+    assert rc.bound is not None and out.tolist() == [0, 2, 4, 6]
+    rc((a,), a, 2, out)
+    assert out.tolist() == [0, 2, 4, 6]
+    rc((b,), b, 2, out)  # another array: the dispatcher, the binding dropped
+    assert rc.bound is None and out.tolist() == [20, 22, 24, 26]
+    assert len(scale.signatures) == 1
+
+
 def test_plan_runs_equal_the_plain_run(example_net):
     for x in _inputs(5):
         got = example_net.run(x).outputs

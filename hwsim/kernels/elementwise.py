@@ -24,7 +24,7 @@ from ..arith import (multiply_by_quantized_multiplier_double,
                      multiply_by_quantized_multiplier_single, rounding_divide_by_pot, saturate,
                      wrap_int32)
 from ..registry import InputViews, binder, kernel
-from .fnptr import compiled_address, direct, run_items_par
+from .fnptr import RepeatCall, compiled_address, direct, run_items_par
 
 
 @numba.njit(cache=True, inline="always")
@@ -420,19 +420,18 @@ def bind_add_sub(layer, data, in_infos, outs):
         if data.table is None:
             data.table = _add_sub_table(p.is_sub, data.args, p.single_rounding)
         lut, big = data.table, n >= LUT_PARALLEL_MIN_ELEMENTS
-        runs = {}  # per thread count: the driver's call with every argument bound (fnptr.direct)
+        runs = {}  # per thread count: the item address, the part, the driver's call
 
         def call(inputs):
             a, b = views(inputs)
             nt = numba.get_num_threads() if big else 1
             if nt > 1:
                 run = runs.get(nt)
-                if run is None or run[0] is not a or run[1] is not b:
+                if run is None:
                     part = (np.int64(nt), np.int64(0), np.int64(nt))
-                    args = (a, b, flat, lut)
-                    run = runs[nt] = (a, b, direct(run_items_par, compiled_address(_add_sub_lut_items, args + (part,)),
-                                                   args, part))
-                run[2]()
+                    run = runs[nt] = (compiled_address(_add_sub_lut_items, (a, b, flat, lut, part)), part,
+                                      RepeatCall(run_items_par))
+                run[2]((a, b), run[0], (a, b, flat, lut), run[1])
             else:
                 _add_sub_lut(a, b, flat, lut)
         return call
