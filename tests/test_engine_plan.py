@@ -108,6 +108,27 @@ def test_repeat_call_binds_only_for_the_same_arrays():
     assert len(scale.signatures) == 1
 
 
+def test_direct_leaves_a_call_without_its_defaulted_argument_to_the_dispatcher():
+    """fnptr.direct of a call that omits a parameter with a default (mac_tiles._dw_serial's
+    ``part``) still runs: through the dispatcher, which types the default itself."""
+    import numba
+
+    from hwsim.kernels.fnptr import direct
+
+    @numba.njit
+    def fill(out, v, part=None):
+        if part is None:
+            out[:] = v
+        else:
+            out[part[0]:part[1]] = v
+
+    out = np.zeros(4, np.int64)
+    direct(fill, out, 7)()
+    assert out.tolist() == [7, 7, 7, 7]
+    direct(fill, out, 1, (1, 3))()
+    assert out.tolist() == [7, 1, 1, 7]
+
+
 def test_plan_runs_equal_the_plain_run(example_net):
     for x in _inputs(5):
         got = example_net.run(x).outputs

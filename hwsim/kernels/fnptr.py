@@ -75,7 +75,10 @@ def direct(dispatcher, *args) -> functools.partial:
     typing of every argument. For the engine's call plan, whose steps call one kernel with
     the same arguments every run: 0.4-1.0 us less per call of a serial kernel of 18-27
     arguments, 1.3 us per run_items_par call (AMD EPYC Zen 4, person_detect's and
-    mobilenet_v2's layers)."""
+    mobilenet_v2's layers). A call that leaves a defaulted parameter out (mac_tiles._dw_serial's
+    ``part``) stays with the dispatcher, which types the default as Numba does."""
+    if len(args) != dispatcher.py_func.__code__.co_argcount:
+        return functools.partial(dispatcher, *args)
     return functools.partial(dispatcher.compile(tuple(typeof(a) for a in args)), *args)
 
 
