@@ -24,8 +24,8 @@ into the bias (``bias + off * sum(w)``) and taps outside the input read ``-off``
 point: ``w * (-off)`` cancels its share), which is TFLite's sum modulo 2^32. The 32-byte loads
 are not masked: a partial block's last channels read the next pixel's (times zero weights), and
 rows whose loads could pass the array's end are gathered. Outputs go in strips of 4 pixels
-(stride 1: 6 input vectors per kernel row serve the 4 pixels' 12 taps; a row's last strip
-overlaps the one before rather than leaving single pixels). A band of rows with taps in the
+(stride 1: 6 input vectors per kernel row serve the 4 pixels' 12 taps; the 1-3 pixels left at
+a row's end are computed one by one). A band of rows with taps in the
 padding is first copied into a scratch buffer padded with ``-off`` (int8, row runs copied 32
 bytes at a time), so borders run the same strips.
 """
@@ -275,10 +275,10 @@ def _dw3_run(src, o, rs, cs, sw, nox, wk, wb, be, bo, rq0, rq1, qzp, qlo, qhi, o
     p = 0
     step = sw * cs
     if sw <= 2:
-        while p < nox and nox >= 4:
-            # the last strip ends at the row's end, overlapping the one before (its pixels are
-            # written twice, with the same values): no 1-pixel tail
-            p = min(p, nox - 4)
+        # strips while 4 pixels are left; the last 1-3 take the 1-pixel path below (an
+        # overlapping last strip, which computes 4 for them, was 7-10 % slower on mobilenet_v2's
+        # 14- and 7-pixel rows: both versions interleaved in one process, one thread, Zen 4)
+        while p + 4 <= nox:
             q = o + p * step
             a = (be, bo, be, bo, be, bo, be, bo)
             # the kernel rows as a loop, not three calls: each call site of these inlined
