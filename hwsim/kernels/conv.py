@@ -307,9 +307,7 @@ def bind_depthwise(layer, data: MacData, in_infos, outs):
         run = mac.conv2d_bound_call(plan, outs[0], data.fused)
     elif data.small is not None:  # depthwise_small.applies (prepare_depthwise)
         small, out, macs = data.small, outs[0], outs[0].size * kh * kw
-
-        def run(x):
-            depthwise_small.run(x, small, out, macs)
+        run = depthwise_small.bound_call(small, out, macs)
         return _bound(run, lambda x: depthwise_small.thunk(x, small, out, macs)
                       if type(x) is np.ndarray and x.dtype == np.int8 and x.flags.c_contiguous else None)
     else:
