@@ -28,7 +28,7 @@ from numba import get_num_threads, njit
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_wload, _wmadd_acc, _wunpack_hi, _wunpack_lo, _zchannels_hi,
                              _zchannels_lo, _zload_i32, _zrq_consts, _zrq_store_c)
-from .fnptr import RepeatCall, compiled_address, direct, run_items_par
+from .fnptr import ItemsCall, compiled_address, direct
 from .mac_pack import _DW_LANES32
 from .mac_tiles import _convert_run
 
@@ -116,19 +116,17 @@ def run(x: np.ndarray, args: tuple, out: np.ndarray, macs: int) -> None:
 
 def bound_call(args: tuple, out: np.ndarray, macs: int):
     """``call(x)`` = ``run(x, args, out, macs)`` for the engine's call plan: per thread count
-    the serial kernel's address and the part made once, the driver's call bound once the same
-    array comes twice (fnptr.RepeatCall); per input shape the serial part."""
+    the threaded call (fnptr.ItemsCall); per input shape the serial part."""
     made = {}
 
     def call(x):
         nt = get_num_threads() if macs >= PARALLEL_MIN_MACS else 1
         if nt > 1:
-            m = made.get(nt)
-            if m is None:
+            run = made.get(nt)
+            if run is None:
                 part = par_part(x, nt)
-                m = made[nt] = (compiled_address(_sdw_serial, (x, *args, out, part)), part,
-                                RepeatCall(run_items_par))
-            m[2]((x,), m[0], (x, *args, out), m[1])
+                run = made[nt] = ItemsCall(compiled_address(_sdw_serial, (x, *args, out, part)), part)
+            run((x,), (x, *args, out))
             return
         part = made.get(x.shape)
         if part is None:

@@ -14,7 +14,6 @@ lists made once.
 """
 from __future__ import annotations
 
-
 import os
 
 import numba
@@ -24,7 +23,7 @@ from ..arith import (multiply_by_quantized_multiplier_double,
                      multiply_by_quantized_multiplier_single, rounding_divide_by_pot, saturate,
                      wrap_int32)
 from ..registry import InputViews, binder, kernel
-from .fnptr import RepeatCall, compiled_address, direct, run_items_par
+from .fnptr import ItemsCall, compiled_address, direct
 
 
 @numba.njit(cache=True, inline="always")
@@ -286,9 +285,13 @@ def _add_sub_lut_items(a, b, out, lut, part):
 
 def _lut_parallel(a, b, out, lut, nt: int):
     """_add_sub_lut on ``nt`` threads (nt equal bands)."""
+    _lut_items_call(a, b, out, lut, nt)((a, b), (a, b, out, lut))
+
+
+def _lut_items_call(a, b, out, lut, nt: int) -> ItemsCall:
+    """The threaded table loop's call for these operands' types, ``nt`` equal bands."""
     part = (np.int64(nt), np.int64(0), np.int64(nt))
-    args = (a, b, out, lut)
-    run_items_par(compiled_address(_add_sub_lut_items, args + (part,)), args, part)
+    return ItemsCall(compiled_address(_add_sub_lut_items, (a, b, out, lut, part)), part)
 
 
 _PAIR_A = np.repeat(np.arange(-128, 128, dtype=np.int8), 256)
@@ -420,7 +423,7 @@ def bind_add_sub(layer, data, in_infos, outs):
         if data.table is None:
             data.table = _add_sub_table(p.is_sub, data.args, p.single_rounding)
         lut, big = data.table, n >= LUT_PARALLEL_MIN_ELEMENTS
-        runs = {}  # per thread count: the item address, the part, the driver's call
+        runs = {}  # per thread count: the threaded call (fnptr.ItemsCall)
 
         def call(inputs):
             a, b = views(inputs)
@@ -428,10 +431,8 @@ def bind_add_sub(layer, data, in_infos, outs):
             if nt > 1:
                 run = runs.get(nt)
                 if run is None:
-                    part = (np.int64(nt), np.int64(0), np.int64(nt))
-                    run = runs[nt] = (compiled_address(_add_sub_lut_items, (a, b, flat, lut, part)), part,
-                                      RepeatCall(run_items_par))
-                run[2]((a, b), run[0], (a, b, flat, lut), run[1])
+                    run = runs[nt] = _lut_items_call(a, b, flat, lut, nt)
+                run((a, b), (a, b, flat, lut))
             else:
                 _add_sub_lut(a, b, flat, lut)
         return call

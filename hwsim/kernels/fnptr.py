@@ -107,6 +107,21 @@ class RepeatCall:
         self.dispatcher(*args)
 
 
+class ItemsCall:
+    """``call(keys, args)``: a serial kernel's work items on Numba's threads, for one thread
+    count, through ``driver`` (run_items_par) with the kernel's ``address``
+    (compiled_address) and the ``part`` of every item, both made once by the caller; the
+    driver's call bound once the same arrays come twice (RepeatCall)."""
+    __slots__ = ("address", "part", "call")
+
+    def __init__(self, address: int, part: tuple, driver=None):
+        self.address, self.part = address, part
+        self.call = RepeatCall(run_items_par if driver is None else driver)
+
+    def __call__(self, keys: tuple, args: tuple) -> None:
+        self.call(keys, self.address, args, self.part)
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def run_items_par(serial, args, part):
     """The work items part[-2] .. part[-1] - 1 of a serial kernel ``f(*args, part)`` on Numba's

@@ -66,7 +66,7 @@ from numba import get_num_threads, njit
 
 from .depthwise_zmm import (_dw3_serial, _dw32_par, _dw32_serial, dw3_part, dw3_requant, dw3_serial_address,
                             dw3_weights)
-from .fnptr import RepeatCall, compiled_address, direct, run_items_par
+from .fnptr import ItemsCall, RepeatCall, compiled_address, direct, run_items_par
 from .mac_intrinsics import _HAVE_AVX2, HOST_HAS_AVX512BW, HOST_HAS_VNNI, HOST_HAS_VNNI512
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights,
@@ -475,12 +475,12 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
             nt = get_num_threads()
             if nt > 1:
                 # per thread count: the serial kernel's address, the part, and the driver's
-                # call, bound once the caller passes the same array twice (fnptr.RepeatCall)
+                # call, bound once the caller passes the same array twice (fnptr.ItemsCall)
                 run = made.get(nt)
                 if run is None:
-                    run = made[nt] = (conv_serial_address(serial, (x, *pre, *post), nt),
-                                      conv_serial_part(serial, (x, *pre, *post), nt), RepeatCall(par))
-                run[2]((x0,), run[0], (x, *pre, nt, *post), run[1])
+                    run = made[nt] = ItemsCall(conv_serial_address(serial, (x, *pre, *post), nt),
+                                               conv_serial_part(serial, (x, *pre, *post), nt), par)
+                run((x0,), (x, *pre, nt, *post))
                 return
         serial(x, *pre, 1, *post, serial_part(x))
 
@@ -654,12 +654,12 @@ def depthwise_bound_call(head, macs: int, out8: np.ndarray, requant: FusedRequan
                 # passes the same array twice (as conv2d_bound_call)
                 run = tails.get(nt)
                 if run is None:
-                    run = tails[nt] = (_dw_par_tail(head, x, pre, nt, post), RepeatCall(par))
-                tail = run[0]
-                if tail is None:
-                    run[1]((x,), x, *pre, nt, *post)
+                    tail = _dw_par_tail(head, x, pre, nt, post)
+                    run = tails[nt] = RepeatCall(par) if tail is None else ItemsCall(*tail, par)
+                if type(run) is ItemsCall:
+                    run((x,), (x, *pre, nt, *post))
                 else:
-                    run[1]((x,), tail[0], (x, *pre, nt, *post), tail[1])
+                    run((x,), x, *pre, nt, *post)
                 return
         tail = tails.get(x.shape)
         if tail is None:
