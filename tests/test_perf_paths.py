@@ -286,6 +286,32 @@ def test_depthwise3x3_fused_paths(case, off, flags, monkeypatch):
     check_depthwise(x, w, b, (off, sh, sw, 1, 1, pt, pl, oh, ow, 1), rng)
 
 
+@needs_avx512bw
+@pytest.mark.parametrize("band_bytes", [1 << 19, 1], ids=["one-band-a-thread", "bands-split"])
+@pytest.mark.parametrize("case", [(1, 16, 16, 144, 1, 1, 1, 1, 16, 16), (2, 9, 11, 33, 1, 1, 1, 1, 9, 11),
+                                  (1, 17, 17, 96, 2, 2, 0, 0, 8, 8), (1, 7, 7, 960, 1, 1, 1, 1, 7, 7)],
+                         ids=["rows", "rows-batch2", "rows-stride2", "channel-groups"])
+def test_dw3_thread_splits(case, band_bytes, monkeypatch):
+    """The 3x3 kernel's split on threads (depthwise_zmm.dw3_part): one band of rows a thread,
+    the bands split again past DW3_BAND_BYTES (1 byte: one output row a band), or channel
+    groups for small images; every split against the reference."""
+    from hwsim.kernels import depthwise_zmm
+    monkeypatch.setattr(mac, "USE_DW512", True)
+    monkeypatch.setattr(mac, "USE_DW3", True)
+    monkeypatch.setattr(depthwise_zmm, "DW3_BAND_BYTES", band_bytes)
+    N, H, W, C, sh, sw, pt, pl, oh, ow = case
+    nb, ng, _, end = depthwise_zmm.dw3_part((N, H, W, C), oh, ow, 2)
+    if oh * ow < 64:
+        assert (nb, ng) == (1, 2)
+    else:
+        assert ng == 1 and nb == (2 if band_bytes > 1 else oh) and end == N * nb
+    rng = np.random.default_rng(hash(case) % 2**32)
+    x = rng.integers(-128, 128, (N, H, W, C)).astype(np.int8)
+    w = rng.integers(-128, 128, (1, 3, 3, C)).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, C).astype(np.int32)
+    check_depthwise(x, w, b, (-5, sh, sw, 1, 1, pt, pl, oh, ow, 1), rng, parallel_modes=(True,))
+
+
 @pytest.mark.parametrize("flags", DW_PATHS)
 @pytest.mark.parametrize("xv,off,wv", [(-128, 128, -128), (127, 128, 127), (127, -127, -128),
                                        (-128, -127, 127)])
