@@ -6,9 +6,10 @@ machine's load falls on every path alike), outputs checked equal across paths.
                                      [--ops DEPTHWISE_CONV_2D] [--cpu] [--folded]
 
 Paths: vnni512 / vnni256 / avx2 for CONV_2D and FC (hwsim.kernels.mac.mac_path; switched
-in-process with mac.USE_VNNI / USE_VNNI512); for DEPTHWISE_CONV_2D on AVX-512 the 3x3 kernel
-reading int8 in place ("dw3"), the 32-channel band kernel ("dw32") and the 16-channel one
-("dw16"; mac.USE_DW3 / USE_DW512); for every op the fused requantization (the engine's
+in-process with mac.USE_VNNI / USE_VNNI512); for DEPTHWISE_CONV_2D on AVX512-VNNI the 3x3
+vpdpbusd kernel ("dwq": the layers mac.DWQ_TAILS admits, the others as "dw3"), on AVX-512 the
+3x3 vpmaddwd kernel ("dw3"), the 32-channel band kernel ("dw32") and the 16-channel one
+("dw16"; mac.USE_DWQ / USE_DW3 / USE_DW512); for every op the fused requantization (the engine's
 untraced runs) against accumulators + the separate requantize ("unfused", traced runs).
 Each path gets its own prepared data (a layer's call plan keeps the kernel it chose first).
 The portable path needs its own process: HWSIM_PORTABLE_MAC=1 with its own NUMBA_CACHE_DIR.
@@ -31,8 +32,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import MODELS, cpu_name, load_average  # noqa: E402
 
-# mac flags a path sets: (USE_VNNI, USE_VNNI512, USE_DW512, USE_DW3)
-FLAGS = ("USE_VNNI", "USE_VNNI512", "USE_DW512", "USE_DW3")
+# mac flags a path sets: (USE_VNNI, USE_VNNI512, USE_DW512, USE_DW3, USE_DWQ)
+FLAGS = ("USE_VNNI", "USE_VNNI512", "USE_DW512", "USE_DW3", "USE_DWQ")
 
 
 def path_modes(mac, mac_intrinsics):
@@ -47,9 +48,11 @@ def path_modes(mac, mac_intrinsics):
     conv["unfused"] = (dflt, False)
     dw = {}
     if mac_intrinsics.HOST_HAS_AVX512BW and dflt[2]:
-        dw["dw3"] = (dflt[:2] + (True, True), True)
-        dw["dw32"] = (dflt[:2] + (True, False), True)
-    dw["dw16"] = (dflt[:2] + (False, False), True)
+        if mac_intrinsics.HOST_HAS_VNNI512:
+            dw["dwq"] = (dflt[:2] + (True, True, True), True)
+        dw["dw3"] = (dflt[:2] + (True, True, False), True)
+        dw["dw32"] = (dflt[:2] + (True, False, False), True)
+    dw["dw16"] = (dflt[:2] + (False, False, False), True)
     dw["unfused"] = (dflt, False)
     return {"CONV_2D": conv, "FULLY_CONNECTED": conv, "DEPTHWISE_CONV_2D": dw}
 

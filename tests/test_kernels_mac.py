@@ -433,11 +433,16 @@ def test_plan_with_one_thread_types_the_split_int64_so_callees_compile_once():
 
 
 @pytest.mark.skipif(not mac.USE_DW512 or not mac.USE_DW3, reason="the 3x3 zmm depthwise kernel needs AVX512-BW")
-def test_dw3_serial_compiles_once_for_both_drivers():
-    """depthwise_zmm._dw3_serial runs every item when called from Python and one item when
-    called by fnptr.run_items_par; both pass the same ``part`` tuple type, so a run that takes
-    both compiles the kernel once (an omitted ``part`` was a second specialization)."""
-    from hwsim.kernels import depthwise_zmm
+@pytest.mark.parametrize("dwq", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not mac.HOST_HAS_VNNI512, reason="the 3x3 vpdpbusd depthwise kernel needs AVX512-VNNI"))], ids=["dw3", "dwq"])
+def test_dw3_serial_compiles_once_for_both_drivers(dwq, monkeypatch):
+    """depthwise_zmm._dw3_serial (and depthwise_vnni._dwq_serial) runs every item when called
+    from Python and one item when called by fnptr.run_items_par; both pass the same ``part``
+    tuple type, so a run that takes both compiles the kernel once (an omitted ``part`` was a
+    second specialization)."""
+    from hwsim.kernels import depthwise_vnni, depthwise_zmm
+    monkeypatch.setattr(mac, "USE_DWQ", dwq)
+    kernel = depthwise_vnni._dwq_serial if dwq else depthwise_zmm._dw3_serial
     rng = np.random.default_rng(5)
     x = rng.integers(-128, 128, (1, 20, 20, 64), dtype=np.int8)
     w = rng.integers(-127, 128, (1, 3, 3, 64), dtype=np.int8)
@@ -463,4 +468,4 @@ def test_dw3_serial_compiles_once_for_both_drivers():
         if expect is None:
             expect = got
         assert np.array_equal(got, expect)
-    assert len(depthwise_zmm._dw3_serial.signatures) == 1, depthwise_zmm._dw3_serial.signatures
+    assert len(kernel.signatures) == 1, kernel.signatures

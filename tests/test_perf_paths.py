@@ -205,11 +205,21 @@ DW_EDGE = [
 ]
 
 
-# (USE_DW512, USE_DW3) of each depthwise path: the 3x3 in-place kernel, the 32-channel band
-# kernel (what other 3x3 layers and every other shape take on AVX-512), the 16-channel one
-DW_PATHS = [pytest.param((True, True), marks=needs_avx512bw, id="avx512-dw3"),
-            pytest.param((True, False), marks=needs_avx512bw, id="avx512"),
-            pytest.param((False, False), marks=needs_avx2, id="avx2")]
+# (USE_DW512, USE_DW3, USE_DWQ) of each depthwise path: the 3x3 vpdpbusd kernel (every channel
+# count: DWQ_TAILS widened), the 3x3 vpmaddwd kernel, the 32-channel band kernel (what other 3x3
+# layers and every other shape take on AVX-512), the 16-channel one
+DW_PATHS = [pytest.param((True, True, True), marks=needs_vnni512, id="vnni512-dwq"),
+            pytest.param((True, True, False), marks=needs_avx512bw, id="avx512-dw3"),
+            pytest.param((True, False, False), marks=needs_avx512bw, id="avx512"),
+            pytest.param((False, False, False), marks=needs_avx2, id="avx2")]
+
+
+def _dw_flags(monkeypatch, flags):
+    """Select a DW_PATHS path (the 3x3 vpdpbusd kernel for every channel count)."""
+    monkeypatch.setattr(mac, "USE_DW512", flags[0])
+    monkeypatch.setattr(mac, "USE_DW3", flags[1])
+    monkeypatch.setattr(mac, "USE_DWQ", flags[2])
+    monkeypatch.setattr(mac, "DWQ_TAILS", frozenset(range(64)))
 
 
 def _spread_rq(rng, want):
@@ -241,8 +251,7 @@ def check_depthwise(x, w, b, args, rng, parallel_modes=(False, True)):
 @pytest.mark.parametrize("case", DW_EDGE, ids=[str(i) for i in range(len(DW_EDGE))])
 def test_depthwise_fused_paths(case, off, flags, monkeypatch):
     """The fused int8 depthwise on each path against the reference accumulators requantized."""
-    monkeypatch.setattr(mac, "USE_DW512", flags[0])
-    monkeypatch.setattr(mac, "USE_DW3", flags[1])
+    _dw_flags(monkeypatch, flags)
     N, H, W, C, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow = case
     rng = np.random.default_rng(hash((case, off)) % 2**32)
     x = rng.integers(-128, 128, (N, H, W, C)).astype(np.int8)
@@ -276,8 +285,7 @@ DW3_EDGE = [
 def test_depthwise3x3_fused_paths(case, off, flags, monkeypatch):
     """3x3 depthwise (the in-place kernel on avx512-dw3; offset 300 is no int8 zero point and
     takes the band kernel) against the reference accumulators requantized."""
-    monkeypatch.setattr(mac, "USE_DW512", flags[0])
-    monkeypatch.setattr(mac, "USE_DW3", flags[1])
+    _dw_flags(monkeypatch, flags)
     N, H, W, C, sh, sw, pt, pl, oh, ow = case
     rng = np.random.default_rng(hash((case, off)) % 2**32)
     x = rng.integers(-128, 128, (N, H, W, C)).astype(np.int8)
@@ -286,21 +294,20 @@ def test_depthwise3x3_fused_paths(case, off, flags, monkeypatch):
     check_depthwise(x, w, b, (off, sh, sw, 1, 1, pt, pl, oh, ow, 1), rng)
 
 
-@needs_avx512bw
+@pytest.mark.parametrize("flags", DW_PATHS[:2])
 @pytest.mark.parametrize("band_bytes", [1 << 19, 1], ids=["one-band-a-thread", "bands-split"])
 @pytest.mark.parametrize("case", [(1, 16, 16, 144, 1, 1, 1, 1, 16, 16), (2, 9, 11, 33, 1, 1, 1, 1, 9, 11),
                                   (1, 17, 17, 96, 2, 2, 0, 0, 8, 8), (1, 7, 7, 960, 1, 1, 1, 1, 7, 7)],
                          ids=["rows", "rows-batch2", "rows-stride2", "channel-groups"])
-def test_dw3_thread_splits(case, band_bytes, monkeypatch):
-    """The 3x3 kernel's split on threads (depthwise_zmm.dw3_part): one band of rows a thread,
+def test_dw3_thread_splits(case, band_bytes, flags, monkeypatch):
+    """The 3x3 kernels' split on threads (depthwise_zmm.dw3_part): one band of rows a thread,
     the bands split again past DW3_BAND_BYTES (1 byte: one output row a band), or channel
     groups for small images; every split against the reference."""
     from hwsim.kernels import depthwise_zmm
-    monkeypatch.setattr(mac, "USE_DW512", True)
-    monkeypatch.setattr(mac, "USE_DW3", True)
+    _dw_flags(monkeypatch, flags)
     monkeypatch.setattr(depthwise_zmm, "DW3_BAND_BYTES", band_bytes)
     N, H, W, C, sh, sw, pt, pl, oh, ow = case
-    nb, ng, _, end = depthwise_zmm.dw3_part((N, H, W, C), oh, ow, 2)
+    nb, ng, _, end = depthwise_zmm.dw3_part((N, H, W, C), oh, ow, 2, 64 if flags[2] else 32)
     if oh * ow < 64:
         assert (nb, ng) == (1, 2)
     else:
@@ -318,8 +325,7 @@ def test_dw3_thread_splits(case, band_bytes, monkeypatch):
 def test_depthwise3x3_extreme_values(flags, xv, off, wv, monkeypatch):
     """Extreme activations, weights and offsets, a bias at the int32 limit: the sums wrap int32
     as TFLite's do (the folded bias too); padded taps read the zero point -off."""
-    monkeypatch.setattr(mac, "USE_DW512", flags[0])
-    monkeypatch.setattr(mac, "USE_DW3", flags[1])
+    _dw_flags(monkeypatch, flags)
     x = np.full((1, 6, 6, 64), xv, np.int8)
     w = np.full((1, 3, 3, 64), wv, np.int8)
     b = np.full(64, 2**31 - 1, np.int32)
@@ -336,7 +342,11 @@ def test_dw3_is_taken_on_avx512():
     fast, slow = _fq(rq.replace(shift=np.minimum(rq.shift, 0)), 64), _fq(rq.replace(shift=np.ones(64, int)), 64)
     b = np.zeros(64, np.int32)
     head = mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, fast)
-    assert head[0] == (2 if mac.USE_DW512 and mac.USE_DW3 else 1 if mac.USE_DW512 else 0)
+    assert head[0] == (3 if mac.USE_DWQ else 2 if mac.USE_DW512 and mac.USE_DW3 else 1 if mac.USE_DW512 else 0)
+    if mac.USE_DWQ:  # a last block of 32 or fewer channels: the vpmaddwd kernel's 32-channel blocks
+        pk96 = mac.pack_depthwise_weights(np.ones((1, 3, 3, 96), np.int8))
+        f96 = _fq(_rq(rng, 96).replace(shift=np.zeros(96, int)), 96)
+        assert mac._dw_head(pk96, np.zeros(96, np.int32), 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, f96)[0] == 2
     assert mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, None)[0] == 0  # accumulators
     if mac.USE_DW512:
         # an offset outside int8's zero points, dilation, a left shift: the band kernel
@@ -354,7 +364,7 @@ def test_zrq64_store_matches_requantize(zp, lo, hi):
     from numba import njit
 
     from hwsim.kernels.depthwise_zmm import dw3_requant
-    from hwsim.kernels.mac_intrinsics import _zload_i32, _zq_consts, _zrq64_store
+    from hwsim.kernels.mac_intrinsics import _zload_i32, _zq_consts, _zrq64_mstore, _zrq64_store
 
     @njit
     def run(acc, qk, zp, lo, hi, out):
@@ -363,6 +373,17 @@ def test_zrq64_store_matches_requantize(zp, lo, hi):
         for r in range(acc.shape[0]):
             for c in range(0, C, 16):
                 _zrq64_store(o, r * C + c, _zload_i32(a, r * C + c), _zq_consts(qk, 4 * c), lo, hi, C - c)
+
+    @njit
+    def run_masked(acc, qk, zp, lo, hi, out):
+        """the masked-store form (depthwise_vnni), blocks of 64: the stores past the last channel
+        of a row get nv <= 0 and must write nothing (the next row's first bytes)"""
+        C = acc.shape[1]
+        a, o = acc.reshape(acc.size), out.reshape(out.size)
+        for r in range(acc.shape[0] - 1, -1, -1):  # a row's overrun would clobber the next one
+            for c in range(0, (C + 63) // 64 * 64, 16):
+                _zrq64_mstore(o, r * C + c, _zload_i32(a, min(r * C + c, a.size - 16)), _zq_consts(qk, 4 * c),
+                              lo, hi, C - c)
 
     rng = np.random.default_rng(zp + 1000)
     C = 72  # 64 + a partial block of 8
@@ -384,7 +405,11 @@ def test_zrq64_store_matches_requantize(zp, lo, hi):
     acc = np.clip(acc, -(1 << 31), (1 << 31) - 1).astype(np.int32)
     out = np.empty(acc.shape, np.int8)
     run(acc, qk, np.int64(zp), np.int64(lo), np.int64(hi), out)
-    _eq(out, requantize(acc, rq, np.int8))
+    want = requantize(acc, rq, np.int8)
+    _eq(out, want)
+    out = np.empty(acc.shape, np.int8)
+    run_masked(acc, qk, np.int64(zp), np.int64(lo), np.int64(hi), out)
+    _eq(out, want)
 
 
 def _guarded_int8(shape):
@@ -405,8 +430,7 @@ def _guarded_int8(shape):
 def test_depthwise3x3_reads_nothing_past_the_input(flags, case, monkeypatch):
     """The in-place kernel's unmasked 32-byte loads stop at the input's end: channel counts
     that are not a multiple of 32, no padding at the bottom right (the last pixel read in place)."""
-    monkeypatch.setattr(mac, "USE_DW512", flags[0])
-    monkeypatch.setattr(mac, "USE_DW3", flags[1])
+    _dw_flags(monkeypatch, flags)
     N, H, W, C, s, p = case
     x, keep = _guarded_int8((N, H, W, C))
     rng = np.random.default_rng(C)
@@ -430,8 +454,9 @@ _dw3_params = st.fixed_dictionaries({
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(p=_dw3_params)
 def test_depthwise3x3_random_shapes(flags, p):
-    old = mac.USE_DW512, mac.USE_DW3
-    mac.USE_DW512, mac.USE_DW3 = flags
+    old = mac.USE_DW512, mac.USE_DW3, mac.USE_DWQ, mac.DWQ_TAILS
+    mac.USE_DW512, mac.USE_DW3, mac.USE_DWQ = flags
+    mac.DWQ_TAILS = frozenset(range(64))
     try:
         rng = np.random.default_rng(p["seed"])
         oh = _out_size(p["H"], p["pt"], p["pb"], 3, 1, p["sh"])
@@ -442,4 +467,4 @@ def test_depthwise3x3_random_shapes(flags, p):
         check_depthwise(x, w, b, (p["off"], p["sh"], p["sw"], 1, 1, p["pt"], p["pl"], oh, ow, 1), rng,
                         (p["par"],))
     finally:
-        mac.USE_DW512, mac.USE_DW3 = old
+        mac.USE_DW512, mac.USE_DW3, mac.USE_DWQ, mac.DWQ_TAILS = old

@@ -203,7 +203,7 @@ def dw3_requant(cp: np.ndarray, channels: int, zp: int) -> np.ndarray | None:
     zp is outside int8's range: the general requantization takes the layer."""
     if not cp[5, 0] or not -128 <= zp <= 127 or (cp[2, :channels] > Q64_MAX_SHIFT).any():
         return None
-    C16 = (channels + 15) // 16 * 16 + 16  # a 32-channel block may end 16 past the last 16
+    C16 = (channels + 63) // 64 * 64  # blocks of 32 (depthwise_zmm) or 64 (depthwise_vnni) channels
     m = np.zeros(C16, np.int64)
     e = np.zeros(C16, np.int64)
     m[:channels] = cp[0, :channels]
@@ -305,22 +305,26 @@ def _dw3_run(src, o, rs, cs, sw, nox, wk, wb, be, bo, rq0, rq1, qzp, qlo, qhi, o
 
 
 @njit(inline="always", **_NJ)
-def _copy_run(dst, d0, src, s0, n, padv):
+def _copy_run(dst, d0, src, s0, n, padv, flip):
     """dst[d0:d0+n] = src[s0:s0+n] in 32-byte steps, the last one masked (nothing past
-    src[s0+n] is read) and padded with padv up to the next multiple of 32."""
+    src[s0+n] is read) and padded with padv up to the next multiple of 32; every byte xor
+    ``flip``."""
     i = 0
     while i + 32 <= n:
-        _bcopy32(dst, d0 + i, src, s0 + i, np.int64(0xFFFFFFFF), padv)
+        _bcopy32(dst, d0 + i, src, s0 + i, np.int64(0xFFFFFFFF), padv, flip)
         i += 32
     if i < n:
-        _bcopy32(dst, d0 + i, src, s0 + i, (np.int64(1) << (n - i)) - 1, padv)
+        _bcopy32(dst, d0 + i, src, s0 + i, (np.int64(1) << (n - i)) - 1, padv, flip)
 
 
 @njit(**_NJ)
-def _gather(xf, n, H, W, C, iy0, ix0, rows, cols, k0, Cb, padv, scr):
-    """scr[(r * cols + j) * Cb + t] = x[n, iy0 + r, ix0 + j, k0 + t] for r < rows, j < cols,
-    t < Cb (a multiple of 32); padv (the zero point) outside the input and past channel C."""
+def _gather(xf, n, H, W, C, iy0, ix0, rows, cols, k0, Cb, padv, scr, flip):
+    """scr[(r * cols + j) * Cb + t] = x[n, iy0 + r, ix0 + j, k0 + t] xor flip for r < rows,
+    j < cols, t < Cb (a multiple of 32); padv (the zero point) xor flip outside the input and
+    past channel C (flip -128: the uint8 x + 128 of depthwise_vnni, 0: x itself)."""
     nval = min(Cb, C - k0)
+    nrun = (nval + 31) // 32 * 32  # what a pixel's copy writes
+    padf = padv ^ flip
     rowlen = cols * Cb
     j0 = min(cols, max(0, -ix0))  # the columns inside the input: j0 <= j < j1
     j1 = max(j0, min(cols, W - ix0))
@@ -329,18 +333,20 @@ def _gather(xf, n, H, W, C, iy0, ix0, rows, cols, k0, Cb, padv, scr):
         d = r * rowlen
         if iy < 0 or iy >= H:
             for i in range(0, rowlen, 32):
-                _bsplat32(scr, d + i, padv)
+                _bsplat32(scr, d + i, padf)
             continue
         for i in range(0, j0 * Cb, 32):
-            _bsplat32(scr, d + i, padv)
+            _bsplat32(scr, d + i, padf)
         for i in range(j1 * Cb, rowlen, 32):
-            _bsplat32(scr, d + i, padv)
+            _bsplat32(scr, d + i, padf)
         s0 = ((n * H + iy) * W + ix0) * C + k0
         if Cb == C:  # every channel, a multiple of 32: one contiguous run a row
-            _copy_run(scr, d + j0 * Cb, xf, s0 + j0 * C, (j1 - j0) * C, padv)
+            _copy_run(scr, d + j0 * Cb, xf, s0 + j0 * C, (j1 - j0) * C, padv, flip)
             continue
         for j in range(j0, j1):
-            _copy_run(scr, d + j * Cb, xf, s0 + j * C, nval, padv)
+            _copy_run(scr, d + j * Cb, xf, s0 + j * C, nval, padv, flip)
+            for i in range(nrun, Cb, 32):  # 64-channel blocks: whole 32-byte runs past C
+                _bsplat32(scr, d + j * Cb + i, padf)
 
 
 def dw3_serial_address(x, pre, nthreads, post) -> int:
@@ -355,9 +361,10 @@ def dw3_serial_address(x, pre, nthreads, post) -> int:
 DW3_BAND_BYTES = 1 << 19
 
 
-def dw3_part(xshape, oh, ow, nthreads=1):
+def dw3_part(xshape, oh, ow, nthreads=1, block=32):
     """_dw3_serial's ``part`` for every work item of a layer, split for ``nthreads``: (bands
-    of output rows, groups of 32-channel blocks, first item, end item).
+    of output rows, groups of channel blocks (``block`` channels: 32 here, 64 in
+    depthwise_vnni), first item, end item).
 
     Alone: bands of about 256 output pixels (mac_tiles._plan). On threads: one band of rows
     a thread, every channel in it (or, below 64 pixels or 2 rows a thread, one group of
@@ -367,12 +374,12 @@ def dw3_part(xshape, oh, ow, nthreads=1):
     splits interleaved in one process, Zen 4): items that split the channels gather their
     input a pixel at a time, and every item re-gathers its band's edge rows."""
     N, H, W, C = xshape
-    NCB = (C + 31) // 32
+    NCB = (C + block - 1) // block
     if nthreads <= 1:
         nb, ng = _plan.py_func(N, oh, ow, NCB, nthreads, 256)
     elif N * oh >= 2 * nthreads and oh * ow >= 64:
         nb, ng = min(oh, nthreads), 1
-        while nb < oh and (H // nb + 3) * (W + 2) * 32 * NCB > DW3_BAND_BYTES:
+        while nb < oh and (H // nb + 3) * (W + 2) * block * NCB > DW3_BAND_BYTES:
             nb = min(oh, nb + nthreads)
     else:
         nb, ng = 1, min(NCB, nthreads)
@@ -422,7 +429,7 @@ def _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, 
         if gathered:
             if scr.size < rows * Wp * Cb:
                 scr = np.empty(((oh + nb - 1) // nb * sh + 3) * Wp * 32 * (NCB // ng + 1), np.int8)
-            _gather(xf, n, H, W, C, iy0, -pl, rows, Wp, 32 * cb0, Cb, padv, scr)
+            _gather(xf, n, H, W, C, iy0, -pl, rows, Wp, 32 * cb0, Cb, padv, scr, np.int8(0))
         for cb in range(cb0, cb1):
             c0 = 32 * cb
             nv = min(32, C - c0)

@@ -64,6 +64,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads, njit
 
+from .depthwise_vnni import _dwq_serial, dwq_serial_address, dwq_weights
 from .depthwise_zmm import (_dw3_serial, _dw32_par, _dw32_serial, dw3_part, dw3_requant, dw3_serial_address,
                             dw3_weights)
 from .fnptr import ItemsCall, RepeatCall, compiled_address, direct, run_items_par
@@ -243,6 +244,9 @@ USE_DW512 = HOST_HAS_AVX512BW and not _off("HWSIM_NO_DW512") and not _off("HWSIM
 #: Of those, 3x3 layers with dilation 1, depth multiplier 1 and an int8 zero point read the int8
 #: input in place (depthwise_zmm._dw3_*); HWSIM_NO_DW3=1 keeps the 32-channel band kernel.
 USE_DW3 = not _off("HWSIM_NO_DW3")
+#: Of those, on CPUs with AVX512-VNNI: vpdpbusd on column quads (hwsim.kernels.depthwise_vnni);
+#: HWSIM_NO_DWQ=1 (or HWSIM_NO_VNNI512=1) keeps depthwise_zmm's vpmaddwd kernel.
+USE_DWQ = USE_VNNI512 and not _off("HWSIM_NO_DWQ")
 
 
 def mac_path() -> str:
@@ -256,9 +260,13 @@ def mac_path() -> str:
 
 
 def dw_path() -> str:
-    """The kernel path DEPTHWISE_CONV_2D takes on this CPU: "avx512" (the fused int8 form of
-    layers with >= 32 channels; accumulators take avx2), "avx2" or "portable"."""
-    return "avx512" if USE_DW512 else ("avx2" if _HAVE_AVX2 else "portable")
+    """The kernel path DEPTHWISE_CONV_2D takes on this CPU: "vnni512" (as "avx512", but 3x3
+    layers whose channel count is a multiple of 64, or 49-63 past one, take vpdpbusd:
+    depthwise_vnni), "avx512" (the fused int8 form of layers with >= 32 channels; accumulators
+    take avx2), "avx2" or "portable"."""
+    if USE_DW512:
+        return "vnni512" if USE_DWQ and USE_DW3 else "avx512"
+    return "avx2" if _HAVE_AVX2 else "portable"
 
 
 _PART_I64 = np.int64(0)
@@ -578,16 +586,27 @@ def depthwise_conv2d_acc(x, w, bias, input_offset, stride_h, stride_w, dilation_
 
 def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
     """The depthwise kernel's leading arguments for a FusedRequant ``requant`` (or None: the
-    accumulators); the first selects the kernel: 2 the 3x3 one reading int8 in place, 1 the
-    32-channel band kernel, 0 the 16-channel one (mac_tiles)."""
+    accumulators); the first selects the kernel: 3 the 3x3 vpdpbusd one (depthwise_vnni), 2 the
+    3x3 vpmaddwd one (depthwise_zmm), 1 the 32-channel band kernel, 0 the 16-channel one
+    (mac_tiles)."""
     if requant is not None and USE_DW512 and pk.shape[3] >= 32:
         if USE_DW3 and KH == KW == 3 and dh == dw == 1 and dm == 1 and -127 <= off <= 128:
             qk = requant.q64
             if qk is not None:
+                if USE_DWQ and pk.shape[3] % 64 in DWQ_TAILS:
+                    wq, bq = dwq_weights(pk, b, off)
+                    return (3, wq, bq, qk, np.int64(-off), sh, sw, pt, pl, oh, ow)
                 wk, bk = dw3_weights(pk, b, off)
                 return (2, wk, bk, qk, np.int64(-off), sh, sw, pt, pl, oh, ow)
         return (1, depthwise_weights32(pk), b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
     return (0, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
+
+
+#: The channel counts (modulo 64) that take depthwise_vnni's 64-channel blocks: a last block of
+#: 32 or fewer channels wastes half its lanes or more, and the layer runs slower than on
+#: depthwise_zmm's 32-channel blocks (mobilenet_v2, one thread, Zen 4: 112x112x32 1.59x and
+#: 112x112x96 1.35x the time; 14x14x384 and 7x7x960 0.78-0.85x).
+DWQ_TAILS = frozenset([0, *range(49, 64)])
 
 
 #: The 3x3 in-place depthwise kernel forks from this many MACs: its smallest mobilenet_v2 layer
@@ -599,26 +618,34 @@ DW3_PARALLEL_MIN_MACS = 1 << 17
 def _dw_kernels(head, out, wide, fz):
     """The kernel pair a _dw_head selects, its arguments before and after the thread count,
     and the MACs from which it forks."""
+    if head[0] >= 2:
+        return run_items_par, _DW3_SERIAL[head[0]], head[1:], fz[1:], DW3_PARALLEL_MIN_MACS
     if head[0]:
-        par, serial = (run_items_par, _dw3_serial) if head[0] == 2 else (_dw32_par, _dw32_serial)
-        limit = DW3_PARALLEL_MIN_MACS if head[0] == 2 else PARALLEL_MIN_MACS
-        return par, serial, head[1:], fz[1:], limit
+        return _dw32_par, _dw32_serial, head[1:], fz[1:], PARALLEL_MIN_MACS
     return _dw_par, _dw_serial, head[1:] + (out, wide), fz, PARALLEL_MIN_MACS
 
 
+#: The 3x3 kernels by _dw_head kind: the serial kernel (items), the channels of its blocks and
+#: the address of its overload for fnptr.run_items_par.
+_DW3_SERIAL = {2: _dw3_serial, 3: _dwq_serial}
+_DW3_BLOCK = {2: 32, 3: 64}
+_DW3_ADDRESS = {2: dw3_serial_address, 3: dwq_serial_address}
+
+
 def _dw_serial_tail(head, xshape):
-    """What the serial kernel takes after the fused arguments: the 3x3 kernel's ``part``
+    """What the serial kernel takes after the fused arguments: a 3x3 kernel's ``part``
     (every item, depthwise_zmm.dw3_part), the others nothing."""
-    if head[0] == 2:
-        return (dw3_part(xshape, head[9], head[10]),)
+    if head[0] >= 2:
+        return (dw3_part(xshape, head[9], head[10], 1, _DW3_BLOCK[head[0]]),)
     return ()
 
 
 def _dw_par_tail(head, x, pre, nt, post):
-    """The 3x3 kernel's (address, part) for fnptr.run_items_par on ``nt`` threads (the other
+    """A 3x3 kernel's (address, part) for fnptr.run_items_par on ``nt`` threads (the other
     parallel kernels take none: ``par(x, *pre, nt, *post)``)."""
-    if head[0] == 2:
-        return dw3_serial_address(x, pre, nt, post), dw3_part(x.shape, head[9], head[10], nt)
+    if head[0] >= 2:
+        return (_DW3_ADDRESS[head[0]](x, pre, nt, post),
+                dw3_part(x.shape, head[9], head[10], nt, _DW3_BLOCK[head[0]]))
     return None
 
 

@@ -926,10 +926,11 @@ def _bload_u(typingctx, arr, idx):
 
 
 @intrinsic
-def _bcopy32(typingctx, dst, d0, src, s0, m, fill):
-    """dst[d0:d0+32] = src[s0:s0+32] on the lanes of ``m``, ``fill`` on the others (int8). A
-    masked load touches no masked-off byte (AVX-512 suppresses their faults): the last block of
-    channels reads nothing past the array."""
+def _bcopy32(typingctx, dst, d0, src, s0, m, fill, flip):
+    """dst[d0:d0+32] = src[s0:s0+32] on the lanes of ``m``, ``fill`` on the others, each byte
+    xor ``flip`` (int8; 0 copies, -128 makes int8 the uint8 x + 128). A masked load touches no
+    masked-off byte (AVX-512 suppresses their faults): the last block of channels reads
+    nothing past the array."""
     for a in (dst, src):
         if not (isinstance(a, types.Array) and a.dtype == types.int8):
             return None
@@ -945,10 +946,14 @@ def _bcopy32(typingctx, dst, d0, src, s0, m, fill):
             "llvm.masked.load.v32i8.p0")
         p = _elem_ptr(context, builder, sig.args[2], args[2], args[3], _V32B)
         v = builder.call(fn, [p, ir.Constant(_I32, 1), _mask32(builder, m64), sp])
+        fl = context.cast(builder, args[6], sig.args[6], types.int8)
+        v = builder.xor(v, builder.shuffle_vector(
+            builder.insert_element(ir.Constant(_V32B, ir.Undefined), fl, ir.Constant(_I32, 0)),
+            ir.Constant(_V32B, ir.Undefined), _mask([0] * 32)))
         builder.store(v, _elem_ptr(context, builder, sig.args[0], args[0], args[1], _V32B), align=1)
         return context.get_dummy_value()
 
-    return types.none(dst, d0, src, s0, m, fill), codegen
+    return types.none(dst, d0, src, s0, m, fill, flip), codegen
 
 
 @intrinsic
@@ -965,6 +970,68 @@ def _bsplat32(typingctx, dst, d0, val):
         return context.get_dummy_value()
 
     return types.none(dst, d0, val), codegen
+
+
+_Z4 = types.UniTuple(_i32x16, 4)
+
+
+@intrinsic
+def _zquads(typingctx, r0, r1, r2):
+    """The column quads of three 64-byte rows (uint8 as <16 x i32>: channels 0-63 of one input
+    column in kernel rows 0, 1, 2) for vpdpbusd: four vectors, the k-th holding in dword i of
+    128-bit lane L the bytes (r0, r1, r2, 0) of channel 16 L + 4 k + i. Eight byte and word
+    unpacks (vpunpck{l,h}{bw,wd}, per 128-bit lane)."""
+    if r0 != _i32x16 or r1 != _i32x16 or r2 != _i32x16:
+        return None
+
+    def unpack(builder, a, b, width, hi):
+        """vpunpck{l,h} of elements ``width`` bits wide, per 128-bit lane."""
+        n = 128 // width  # elements a lane
+        vt = ir.VectorType(ir.IntType(width), 512 // width)
+        idx = []
+        for lane in range(4):
+            for j in range(n // 2):
+                e = lane * n + j + (n // 2 if hi else 0)
+                idx += [e, e + 512 // width]
+        return builder.shuffle_vector(builder.bitcast(a, vt), builder.bitcast(b, vt), _mask(idx))
+
+    def codegen(context, builder, sig, args):
+        a0, a1, a2 = args
+        z = ir.Constant(_V16D, [0] * 16)
+        out = []
+        for hi in (False, True):
+            p = unpack(builder, a0, a1, 8, hi)  # (r0, r1) byte pairs
+            q = unpack(builder, a2, z, 8, hi)  # (r2, 0)
+            for hw in (False, True):
+                out.append(builder.bitcast(unpack(builder, p, q, 16, hw), _V16D))
+        return context.make_tuple(builder, _Z4, out)
+
+    return _Z4(r0, r1, r2), codegen
+
+
+@intrinsic
+def _zlanes_t4(typingctx, a0, a1, a2, a3):
+    """The 4 x 4 transpose of 128-bit lanes: out[m] lane k = a_k lane m (vshufi64x2)."""
+    if not all(a == _i32x16 for a in (a0, a1, a2, a3)):
+        return None
+
+    def lanes(builder, a, b, la, lb):
+        """(a lane la[0], a lane la[1], b lane lb[0], b lane lb[1])"""
+        idx = [4 * la[0] + j for j in range(4)] + [4 * la[1] + j for j in range(4)]
+        idx += [16 + 4 * lb[0] + j for j in range(4)] + [16 + 4 * lb[1] + j for j in range(4)]
+        return builder.shuffle_vector(a, b, _mask(idx))
+
+    def codegen(context, builder, sig, args):
+        a0, a1, a2, a3 = args
+        t0 = lanes(builder, a0, a1, (0, 1), (0, 1))  # a0.0 a0.1 a1.0 a1.1
+        t1 = lanes(builder, a0, a1, (2, 3), (2, 3))  # a0.2 a0.3 a1.2 a1.3
+        t2 = lanes(builder, a2, a3, (0, 1), (0, 1))
+        t3 = lanes(builder, a2, a3, (2, 3), (2, 3))
+        out = [lanes(builder, t0, t2, (0, 2), (0, 2)), lanes(builder, t0, t2, (1, 3), (1, 3)),
+               lanes(builder, t1, t3, (0, 2), (0, 2)), lanes(builder, t1, t3, (1, 3), (1, 3))]
+        return context.make_tuple(builder, _Z4, out)
+
+    return _Z4(a0, a1, a2, a3), codegen
 
 
 @intrinsic
@@ -1045,7 +1112,41 @@ def _zrq64_store(typingctx, out, oidx, v, k, lo, hi, nv):
     return types.none(out, oidx, v, k, lo, hi, nv), codegen
 
 
-def _rq64_store_lanes(context, builder, outty, aout, oidx, av, ak, lo, hi, nv):
+@intrinsic
+def _zrq64_mstore(typingctx, out, oidx, v, k, lo, hi, nv):
+    """_zrq64_store with one masked byte store (vmovdqu8 under a k-mask of the lanes < nv;
+    none when nv <= 0) instead of a branch to lane-by-lane stores."""
+    if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x16 or k != _Q_CONSTS:
+        return None
+
+    def codegen(context, builder, sig, args):
+        aout, aoidx, av, ak, alo, ahi, anv = args
+
+        def scalar(val, j):
+            return context.cast(builder, val, sig.args[j], types.int32)
+
+        _rq64_store_lanes(context, builder, sig.args[0], aout, context.cast(builder, aoidx, sig.args[1], types.int64),
+                          av, ak, scalar(alo, 4), scalar(ahi, 5),
+                          context.cast(builder, anv, sig.args[6], types.int64), masked=True)
+        return context.get_dummy_value()
+
+    return types.none(out, oidx, v, k, lo, hi, nv), codegen
+
+
+def _masked_store16(builder, ptr, vals, nv):
+    """Store the <16 x i8> ``vals`` at ``ptr`` on lanes < nv (an i64; none when nv <= 0)."""
+    i64 = ir.IntType(64)
+    n = builder.select(builder.icmp_signed("<", nv, ir.Constant(i64, 0)), ir.Constant(i64, 0), nv)
+    n = builder.select(builder.icmp_signed(">", n, ir.Constant(i64, 16)), ir.Constant(i64, 16), n)
+    m = builder.trunc(builder.sub(builder.shl(ir.Constant(i64, 1), n), ir.Constant(i64, 1)), ir.IntType(16))
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [vals.type, vals.type.as_pointer(), _I32,
+                                                         ir.VectorType(ir.IntType(1), 16)]),
+        "llvm.masked.store.v16i8.p0")
+    builder.call(fn, [vals, ptr, ir.Constant(_I32, 1), builder.bitcast(m, ir.VectorType(ir.IntType(1), 16))])
+
+
+def _rq64_store_lanes(context, builder, outty, aout, oidx, av, ak, lo, hi, nv, masked=False):
     """The code of _zrq64_store: requantize the 16 int32 lanes ``av`` with the constants ``ak``
     (a _Q_CONSTS value, the zero point folded in), narrow each 64-bit result to int8 with
     signed saturation (vpmovsqb), put the even and odd lanes back in channel order (one xmm
@@ -1075,4 +1176,7 @@ def _rq64_store_lanes(context, builder, outty, aout, oidx, av, ak, lo, hi, nv):
     r = builder.shuffle_vector(re, ro, _mask([(j // 2 if j % 2 == 0 else 16 + j // 2) for j in range(16)]))
     r = vec_clamp(builder, r, vec_splat_value(builder, builder.trunc(lo, i8), 16),
                   vec_splat_value(builder, builder.trunc(hi, i8), 16))
-    _store_lanes(context, builder, outty, aout, oidx, r, nv, 16, i8)
+    if masked:
+        _masked_store16(builder, _elem_ptr(context, builder, outty, aout, oidx, v16b), r, nv)
+    else:
+        _store_lanes(context, builder, outty, aout, oidx, r, nv, 16, i8)

@@ -1,0 +1,199 @@
+"""3x3 DEPTHWISE_CONV_2D with requantization fused, on AVX-512 VNNI: ``vpdpbusd`` on column quads.
+
+depthwise_zmm's 3x3 kernel multiplies with ``vpmaddwd`` (vpdpwssd) against weight vectors whose
+odd or even lanes are 0: 16 products an instruction. Here one ``vpdpbusd`` does 64: the input
+is made uint8 (x + 128, the flip of the sign bit, when it is gathered), and for each input
+column and block of 64 channels its three kernel rows are interleaved into four vectors of
+quads (r0, r1, r2, 0) per channel (mac_intrinsics._zquads: eight byte and word unpacks), each
+multiplied with the quads (w[0][kx], w[1][kx], w[2][kx], 0) of the same channels. At stride 1
+a column serves the three output pixels that have it as their kx = 0, 1, 2 tap column, so a
+strip of 4 pixels costs 6 columns (18 loads, 48 unpacks) and 48 vpdpbusd for 256 outputs,
+against 36 loads and 144 vpdpwssd in depthwise_zmm.
+
+The integers are TFLite's: sum_t w_t (x_t + off) = sum_t w_t (x_t + 128) + (off - 128) sum_t w_t;
+the second term is folded into the bias (modulo 2^32, as the int32 accumulator wraps), taps
+outside the input read the zero point -off (plus 128), whose products cancel, and vpdpbusd
+adds its four exact products to the int32 lane without saturation. Accumulator k of a pixel
+holds channel 16 L + 4 k + i in dword i of 128-bit lane L; a 128-bit lane transpose
+(mac_intrinsics._zlanes_t4) puts them in channel order for depthwise_zmm's one-step 64-bit
+requantization (mac_intrinsics._zrq64_mstore, the constants of depthwise_zmm.dw3_requant).
+
+Every band of output rows is gathered (depthwise_zmm._gather with the flip), padded with the
+zero point, 64 bytes a pixel per block; work items and their split on threads are depthwise_zmm's
+(``dw3_part``, with blocks of 64 channels). Called by hwsim.kernels.mac where the CPU has
+AVX512-VNNI; compiled on the first call only.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .depthwise_zmm import _gather
+from .fnptr import compiled_address
+from .mac_intrinsics import NJIT_OPTIONS as _NJ
+from .mac_intrinsics import _zdpbusd, _zlanes_t4, _zload_i32, _zload_q, _zq_consts, _zquads, _zrq64_mstore
+from .mac_pack import PackedDepthwiseWeights, unpack_depthwise_weights
+
+
+def dwq_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int):
+    """(weights, bias) of ``_dwq_serial`` for 3x3 weights ``pk``: int8 [blocks of 64 channels][kx]
+    [k][lane L][i][ky 0, 1, 2, 0], the quad of channel 64 b + 16 L + 4 k + i, and int32
+    [blocks][k][L][i] of ``bias + (off - 128) * sum over the taps of w`` modulo 2^32."""
+    w = unpack_depthwise_weights(pk).reshape(3, 3, -1)  # ky, kx, C
+    C = w.shape[2]
+    NB = (C + 63) // 64
+    v = np.zeros((3, 3, NB * 64), np.int8)
+    v[:, :, :C] = w
+    v = v.reshape(3, 3, NB, 4, 4, 4)  # ky, kx, b, L, k, i
+    q = np.zeros((NB, 3, 4, 4, 4, 4), np.int8)  # b, kx, k, L, i, t
+    q[..., :3] = v.transpose(2, 1, 4, 3, 5, 0)
+    bf = np.zeros(NB * 64, np.int64)
+    bf[:C] = np.asarray(bias, np.int64) + (int(off) - 128) * w.astype(np.int64).sum((0, 1))
+    bf = ((bf + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+    bq = np.ascontiguousarray(bf.reshape(NB, 4, 4, 4).transpose(0, 2, 1, 3))  # b, k, L, i
+    return q.reshape(-1), bq.reshape(-1)
+
+
+def dwq_serial_address(x, pre, nthreads, post) -> int:
+    """The address fnptr.run_items_par calls for this kernel's items: _dwq_serial compiled for
+    ``(x, *pre, nthreads, *post, part)``."""
+    i = np.int64(0)
+    return compiled_address(_dwq_serial, (x, *pre, nthreads, *post, (i, i, i, i)))
+
+
+@njit(inline="always", **_NJ)
+def _mac4(a, q, wq, wo):
+    """The four accumulators of one pixel plus the column quads q times the weights at wq[wo]
+    (the four groups of one kx)."""
+    return (_zdpbusd(a[0], q[0], _zload_q(wq, wo)), _zdpbusd(a[1], q[1], _zload_q(wq, wo + 64)),
+            _zdpbusd(a[2], q[2], _zload_q(wq, wo + 128)), _zdpbusd(a[3], q[3], _zload_q(wq, wo + 192)))
+
+
+@njit(inline="always", **_NJ)
+def _col(src, o, rs):
+    """The quads of the column at src[o] (kernel rows rs apart)."""
+    return _zquads(_zload_q(src, o), _zload_q(src, o + rs), _zload_q(src, o + 2 * rs))
+
+
+@njit(inline="always", **_NJ)
+def _st64(o8, oo, a, qk, qo, qlo, qhi, nv):
+    """Requantize and store one pixel's 64 channels (nv of them valid) at o8[oo]."""
+    t = _zlanes_t4(a[0], a[1], a[2], a[3])
+    _zrq64_mstore(o8, oo, t[0], _zq_consts(qk, qo), qlo, qhi, nv)
+    _zrq64_mstore(o8, oo + 16, t[1], _zq_consts(qk, qo + 64), qlo, qhi, nv - 16)
+    _zrq64_mstore(o8, oo + 32, t[2], _zq_consts(qk, qo + 128), qlo, qhi, nv - 32)
+    _zrq64_mstore(o8, oo + 48, t[3], _zq_consts(qk, qo + 192), qlo, qhi, nv - 48)
+
+
+@njit(inline="always", **_NJ)
+def _run(src, o, rs, cs, sw, nox, wq, wb, b0, b1, b2, b3, qk, qo, qlo, qhi, o8, oo, Cout, nv):
+    """nox output pixels of one row and 64-channel block: the first one's top-left tap at
+    src[o], kernel rows rs apart, input pixels cs apart; outputs at o8[oo], Cout apart."""
+    p = 0
+    bias = (b0, b1, b2, b3)
+    if sw == 1:
+        while p + 4 <= nox:
+            q = o + p * cs
+            c = _col(src, q, rs)
+            a0 = _mac4(bias, c, wq, wb)
+            c = _col(src, q + cs, rs)
+            a0 = _mac4(a0, c, wq, wb + 256)
+            a1 = _mac4(bias, c, wq, wb)
+            c = _col(src, q + 2 * cs, rs)
+            a0 = _mac4(a0, c, wq, wb + 512)
+            a1 = _mac4(a1, c, wq, wb + 256)
+            a2 = _mac4(bias, c, wq, wb)
+            c = _col(src, q + 3 * cs, rs)
+            a1 = _mac4(a1, c, wq, wb + 512)
+            a2 = _mac4(a2, c, wq, wb + 256)
+            a3 = _mac4(bias, c, wq, wb)
+            c = _col(src, q + 4 * cs, rs)
+            a2 = _mac4(a2, c, wq, wb + 512)
+            a3 = _mac4(a3, c, wq, wb + 256)
+            c = _col(src, q + 5 * cs, rs)
+            a3 = _mac4(a3, c, wq, wb + 512)
+            d = oo + p * Cout
+            _st64(o8, d, a0, qk, qo, qlo, qhi, nv)
+            _st64(o8, d + Cout, a1, qk, qo, qlo, qhi, nv)
+            _st64(o8, d + 2 * Cout, a2, qk, qo, qlo, qhi, nv)
+            _st64(o8, d + 3 * Cout, a3, qk, qo, qlo, qhi, nv)
+            p += 4
+    elif sw == 2:
+        while p + 4 <= nox:
+            q = o + 2 * p * cs
+            c = _col(src, q, rs)
+            a0 = _mac4(bias, c, wq, wb)
+            a0 = _mac4(a0, _col(src, q + cs, rs), wq, wb + 256)
+            c = _col(src, q + 2 * cs, rs)
+            a0 = _mac4(a0, c, wq, wb + 512)
+            a1 = _mac4(bias, c, wq, wb)
+            a1 = _mac4(a1, _col(src, q + 3 * cs, rs), wq, wb + 256)
+            c = _col(src, q + 4 * cs, rs)
+            a1 = _mac4(a1, c, wq, wb + 512)
+            a2 = _mac4(bias, c, wq, wb)
+            a2 = _mac4(a2, _col(src, q + 5 * cs, rs), wq, wb + 256)
+            c = _col(src, q + 6 * cs, rs)
+            a2 = _mac4(a2, c, wq, wb + 512)
+            a3 = _mac4(bias, c, wq, wb)
+            a3 = _mac4(a3, _col(src, q + 7 * cs, rs), wq, wb + 256)
+            a3 = _mac4(a3, _col(src, q + 8 * cs, rs), wq, wb + 512)
+            d = oo + p * Cout
+            _st64(o8, d, a0, qk, qo, qlo, qhi, nv)
+            _st64(o8, d + Cout, a1, qk, qo, qlo, qhi, nv)
+            _st64(o8, d + 2 * Cout, a2, qk, qo, qlo, qhi, nv)
+            _st64(o8, d + 3 * Cout, a3, qk, qo, qlo, qhi, nv)
+            p += 4
+    while p < nox:  # the 1-3 pixels left (any stride)
+        q = o + p * sw * cs
+        a = _mac4(bias, _col(src, q, rs), wq, wb)
+        a = _mac4(a, _col(src, q + cs, rs), wq, wb + 256)
+        a = _mac4(a, _col(src, q + 2 * cs, rs), wq, wb + 512)
+        _st64(o8, oo + p * Cout, a, qk, qo, qlo, qhi, nv)
+        p += 1
+
+
+@njit(**_NJ)
+def _dwq_serial(x, wq, bq, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, qlo, qhi, out8, part):
+    """Work items: a band of output rows of one image x a range of 64-channel blocks (``part``
+    = (nb, ng, first item, end item), depthwise_zmm.dw3_part of the 64-channel blocks), the
+    band's channels gathered as uint8 into ``scr`` with the zero point around them. One
+    function for the items and the serial driver, as depthwise_zmm._dw3_serial."""
+    N, H, W, C = x.shape
+    NB = (C + 63) // 64
+    nb, ng, i0, i1 = part
+    scr = np.empty(0, np.int8)
+    o8 = out8.reshape(out8.size)
+    xf = x.reshape(x.size)
+    Wp = (ow - 1) * sw + 3
+    for item in range(i0, i1):
+        n = item // (nb * ng)
+        rem = item - n * nb * ng
+        b = rem // ng
+        g = rem - b * ng
+        oy0 = (b * oh) // nb
+        oy1 = ((b + 1) * oh) // nb
+        cb0 = (g * NB) // ng
+        cb1 = ((g + 1) * NB) // ng
+        if oy1 <= oy0 or cb1 <= cb0:
+            continue
+        rows = (oy1 - oy0 - 1) * sh + 3
+        iy0 = oy0 * sh - pt
+        Cb = 64 * (cb1 - cb0)
+        if scr.size < rows * Wp * Cb:
+            # on a 64-byte boundary: every row load is then one cache line
+            raw = np.empty(((oh + nb - 1) // nb * sh + 3) * Wp * 64 * (NB // ng + 1) + 64, np.int8)
+            scr = raw[(64 - raw.ctypes.data % 64) % 64:]
+        _gather(xf, n, H, W, C, iy0, -pl, rows, Wp, 64 * cb0, Cb, padv, scr, np.int8(-128))
+        rs = Wp * Cb
+        for cb in range(cb0, cb1):
+            c0 = 64 * cb
+            nv = min(64, C - c0)
+            wb = cb * 768
+            b0 = _zload_i32(bq, c0)
+            b1 = _zload_i32(bq, c0 + 16)
+            b2 = _zload_i32(bq, c0 + 32)
+            b3 = _zload_i32(bq, c0 + 48)
+            o = 64 * (cb - cb0)
+            for oy in range(oy0, oy1):
+                _run(scr, o + (oy - oy0) * sh * rs, rs, Cb, sw, ow, wq, wb, b0, b1, b2, b3, qk, 4 * c0,
+                     qlo, qhi, o8, ((n * oh + oy) * ow) * C + c0, C, nv)
