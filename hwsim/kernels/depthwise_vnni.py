@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .depthwise_zmm import _gather
+from .depthwise_zmm import _band_item, _gather
 from .fnptr import compiled_address
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import _zdpbusd, _zlanes_t4, _zload_i32, _zload_q, _zq_consts, _zquads, _zrq64_mstore
@@ -86,6 +86,15 @@ def _st64(o8, oo, a, qk, qo, qlo, qhi, nv):
 
 
 @njit(inline="always", **_NJ)
+def _st64x4(o8, d, Cout, a0, a1, a2, a3, qk, qo, qlo, qhi, nv):
+    """_st64 of a strip's 4 pixels, the first at o8[d], Cout apart."""
+    _st64(o8, d, a0, qk, qo, qlo, qhi, nv)
+    _st64(o8, d + Cout, a1, qk, qo, qlo, qhi, nv)
+    _st64(o8, d + 2 * Cout, a2, qk, qo, qlo, qhi, nv)
+    _st64(o8, d + 3 * Cout, a3, qk, qo, qlo, qhi, nv)
+
+
+@njit(inline="always", **_NJ)
 def _run(src, o, rs, cs, sw, nox, wq, wb, b0, b1, b2, b3, qk, qo, qlo, qhi, o8, oo, Cout, nv):
     """nox output pixels of one row and 64-channel block: the first one's top-left tap at
     src[o], kernel rows rs apart, input pixels cs apart; outputs at o8[oo], Cout apart."""
@@ -112,11 +121,7 @@ def _run(src, o, rs, cs, sw, nox, wq, wb, b0, b1, b2, b3, qk, qo, qlo, qhi, o8, 
             a3 = _mac4(a3, c, wq, wb + 256)
             c = _col(src, q + 5 * cs, rs)
             a3 = _mac4(a3, c, wq, wb + 512)
-            d = oo + p * Cout
-            _st64(o8, d, a0, qk, qo, qlo, qhi, nv)
-            _st64(o8, d + Cout, a1, qk, qo, qlo, qhi, nv)
-            _st64(o8, d + 2 * Cout, a2, qk, qo, qlo, qhi, nv)
-            _st64(o8, d + 3 * Cout, a3, qk, qo, qlo, qhi, nv)
+            _st64x4(o8, oo + p * Cout, Cout, a0, a1, a2, a3, qk, qo, qlo, qhi, nv)
             p += 4
     elif sw == 2:
         while p + 4 <= nox:
@@ -137,11 +142,7 @@ def _run(src, o, rs, cs, sw, nox, wq, wb, b0, b1, b2, b3, qk, qo, qlo, qhi, o8, 
             a3 = _mac4(bias, c, wq, wb)
             a3 = _mac4(a3, _col(src, q + 7 * cs, rs), wq, wb + 256)
             a3 = _mac4(a3, _col(src, q + 8 * cs, rs), wq, wb + 512)
-            d = oo + p * Cout
-            _st64(o8, d, a0, qk, qo, qlo, qhi, nv)
-            _st64(o8, d + Cout, a1, qk, qo, qlo, qhi, nv)
-            _st64(o8, d + 2 * Cout, a2, qk, qo, qlo, qhi, nv)
-            _st64(o8, d + 3 * Cout, a3, qk, qo, qlo, qhi, nv)
+            _st64x4(o8, oo + p * Cout, Cout, a0, a1, a2, a3, qk, qo, qlo, qhi, nv)
             p += 4
     while p < nox:  # the 1-3 pixels left (any stride)
         q = o + p * sw * cs
@@ -166,14 +167,7 @@ def _dwq_serial(x, wq, bq, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, 
     xf = x.reshape(x.size)
     Wp = (ow - 1) * sw + 3
     for item in range(i0, i1):
-        n = item // (nb * ng)
-        rem = item - n * nb * ng
-        b = rem // ng
-        g = rem - b * ng
-        oy0 = (b * oh) // nb
-        oy1 = ((b + 1) * oh) // nb
-        cb0 = (g * NB) // ng
-        cb1 = ((g + 1) * NB) // ng
+        n, oy0, oy1, cb0, cb1 = _band_item(item, nb, ng, oh, NB)
         if oy1 <= oy0 or cb1 <= cb0:
             continue
         rows = (oy1 - oy0 - 1) * sh + 3

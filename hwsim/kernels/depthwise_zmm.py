@@ -349,6 +349,17 @@ def _gather(xf, n, H, W, C, iy0, ix0, rows, cols, k0, Cb, padv, scr, flip):
                 _bsplat32(scr, d + j * Cb + i, padf)
 
 
+@njit(inline="always", **_NJ)
+def _band_item(item, nb, ng, oh, nblocks):
+    """(image, first and end output row, first and end channel block) of a 3x3 kernel's work
+    item ``item`` of ``part`` (nb, ng, ..): images outer, then bands, then block groups."""
+    n = item // (nb * ng)
+    rem = item - n * nb * ng
+    b = rem // ng
+    g = rem - b * ng
+    return n, (b * oh) // nb, ((b + 1) * oh) // nb, (g * nblocks) // ng, ((g + 1) * nblocks) // ng
+
+
 def dw3_serial_address(x, pre, nthreads, post) -> int:
     """The address fnptr.run_items_par calls for the 3x3 kernel's items: _dw3_serial compiled
     for ``(x, *pre, nthreads, *post, part)``."""
@@ -409,14 +420,7 @@ def _dw3_serial(x, wk, bk, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, 
     xf = x.reshape(x.size)
     Wp = (ow - 1) * sw + 3
     for item in range(i0, i1):
-        n = item // (nb * ng)
-        rem = item - n * nb * ng
-        b = rem // ng
-        g = rem - b * ng
-        oy0 = (b * oh) // nb
-        oy1 = ((b + 1) * oh) // nb
-        cb0 = (g * NCB) // ng
-        cb1 = ((g + 1) * NCB) // ng
+        n, oy0, oy1, cb0, cb1 = _band_item(item, nb, ng, oh, NCB)
         if oy1 <= oy0:
             continue
         rows = (oy1 - oy0 - 1) * sh + 3  # input rows of the band

@@ -1081,56 +1081,46 @@ def _zq_consts(typingctx, arr, idx):
     return _Q_CONSTS(arr, idx), codegen
 
 
-@intrinsic
-def _zrq64_store(typingctx, out, oidx, v, k, lo, hi, nv):
-    """tflite_double requantization of 16 int32 lanes (channel order) to int8 at out[oidx..],
-    lanes < nv, for layers without left shifts or INT32_MIN multipliers and with right shifts
-    e <= 23, in one 64-bit rounding step per lane: with p = v * m,
-    zp + RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(v, m), e)
-    = (p + 2^30 + 2^(e-1) * 2^31 + zp * 2^(31+e) - [p + 2^30 < 0] * 2^31) >> (31 + e) for
-    e >= 1, and (p + 2^30 + zp * 2^31) >> 31 for e = 0 (nested floors of integer divisions:
-    floor((floor(a / 2^31) + c) / 2^e) = floor((a + c * 2^31) / 2^(31 + e))). |p| < 2^62 and
-    |zp| * 2^(31+e) <= 2^61, so nothing overflows; the zero point is inside the constant.
-    ``k`` (_zq_consts): m, 2^30 + (2^(e+30) or 0) + zp * 2^(31+e), 2^31 or 0, 31 + e, each for
-    the even lanes then the odd lanes (p + 2^30 < 0 is tested as p < -2^30). The 64-bit results
-    are narrowed to int8 with signed saturation, then clamped to [lo, hi] (within int8's range):
-    the same integers as clamping the int32 value."""
-    if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x16 or k != _Q_CONSTS:
-        return None
+def _zrq64_intrinsic(name, masked, doc):
+    """The intrinsic _zrq64_store (``masked`` False) or _zrq64_mstore (True)."""
+    def typer(typingctx, out, oidx, v, k, lo, hi, nv):
+        if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x16 or k != _Q_CONSTS:
+            return None
 
-    def codegen(context, builder, sig, args):
-        aout, aoidx, av, ak, alo, ahi, anv = args
+        def codegen(context, builder, sig, args):
+            aout, aoidx, av, ak, alo, ahi, anv = args
 
-        def scalar(val, j):
-            return context.cast(builder, val, sig.args[j], types.int32)
+            def scalar(val, j):
+                return context.cast(builder, val, sig.args[j], types.int32)
 
-        _rq64_store_lanes(context, builder, sig.args[0], aout, context.cast(builder, aoidx, sig.args[1], types.int64),
-                          av, ak, scalar(alo, 4), scalar(ahi, 5),
-                          context.cast(builder, anv, sig.args[6], types.int64))
-        return context.get_dummy_value()
+            _rq64_store_lanes(context, builder, sig.args[0], aout,
+                              context.cast(builder, aoidx, sig.args[1], types.int64), av, ak, scalar(alo, 4),
+                              scalar(ahi, 5), context.cast(builder, anv, sig.args[6], types.int64), masked)
+            return context.get_dummy_value()
 
-    return types.none(out, oidx, v, k, lo, hi, nv), codegen
+        return types.none(out, oidx, v, k, lo, hi, nv), codegen
+
+    typer.__name__ = typer.__qualname__ = name
+    typer.__doc__ = doc
+    return intrinsic(typer)
 
 
-@intrinsic
-def _zrq64_mstore(typingctx, out, oidx, v, k, lo, hi, nv):
-    """_zrq64_store with one masked byte store (vmovdqu8 under a k-mask of the lanes < nv;
-    none when nv <= 0) instead of a branch to lane-by-lane stores."""
-    if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x16 or k != _Q_CONSTS:
-        return None
-
-    def codegen(context, builder, sig, args):
-        aout, aoidx, av, ak, alo, ahi, anv = args
-
-        def scalar(val, j):
-            return context.cast(builder, val, sig.args[j], types.int32)
-
-        _rq64_store_lanes(context, builder, sig.args[0], aout, context.cast(builder, aoidx, sig.args[1], types.int64),
-                          av, ak, scalar(alo, 4), scalar(ahi, 5),
-                          context.cast(builder, anv, sig.args[6], types.int64), masked=True)
-        return context.get_dummy_value()
-
-    return types.none(out, oidx, v, k, lo, hi, nv), codegen
+_zrq64_store = _zrq64_intrinsic("_zrq64_store", False, """\
+tflite_double requantization of 16 int32 lanes (channel order) to int8 at out[oidx..],
+lanes < nv, for layers without left shifts or INT32_MIN multipliers and with right shifts
+e <= 23, in one 64-bit rounding step per lane: with p = v * m,
+zp + RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(v, m), e)
+= (p + 2^30 + 2^(e-1) * 2^31 + zp * 2^(31+e) - [p + 2^30 < 0] * 2^31) >> (31 + e) for
+e >= 1, and (p + 2^30 + zp * 2^31) >> 31 for e = 0 (nested floors of integer divisions:
+floor((floor(a / 2^31) + c) / 2^e) = floor((a + c * 2^31) / 2^(31 + e))). |p| < 2^62 and
+|zp| * 2^(31+e) <= 2^61, so nothing overflows; the zero point is inside the constant.
+``k`` (_zq_consts): m, 2^30 + (2^(e+30) or 0) + zp * 2^(31+e), 2^31 or 0, 31 + e, each for
+the even lanes then the odd lanes (p + 2^30 < 0 is tested as p < -2^30). The 64-bit results
+are narrowed to int8 with signed saturation, then clamped to [lo, hi] (within int8's range):
+the same integers as clamping the int32 value.""")
+_zrq64_mstore = _zrq64_intrinsic("_zrq64_mstore", True, """\
+_zrq64_store with one masked byte store (vmovdqu8 under a k-mask of the lanes < nv; none when
+nv <= 0) instead of a branch to lane-by-lane stores.""")
 
 
 def _masked_store16(builder, ptr, vals, nv):
