@@ -469,3 +469,27 @@ def test_dw3_serial_compiles_once_for_both_drivers(dwq, monkeypatch):
             expect = got
         assert np.array_equal(got, expect)
     assert len(kernel.signatures) == 1, kernel.signatures
+
+
+def test_packed_constants_start_on_a_cache_line():
+    """The arrays the zmm kernels read with 64-byte loads (conv quads, the 3x3 depthwise
+    kernels' weights, biases and requantization constants, the fused requantization's rows)
+    start on a 64-byte boundary and hold the same values as the unaligned ones."""
+    from hwsim.kernels import depthwise_vnni, depthwise_zmm
+    from hwsim.kernels.mac_pack import CACHE_LINE, aligned, quad_weights
+    for n in (2, 17, 100):
+        for dt in (np.int8, np.int16, np.int64):
+            a = np.arange(n, dtype=dt)[1:]  # a view starting off the boundary
+            b = aligned(a)
+            assert b.ctypes.data % CACHE_LINE == 0 and b.dtype == a.dtype and np.array_equal(a, b)
+    rng = np.random.default_rng(9)
+    w = rng.integers(-128, 128, (1, 3, 3, 96)).astype(np.int8)
+    pk = mac.pack_depthwise_weights(w)
+    b = rng.integers(-1000, 1000, 96).astype(np.int32)
+    cp = np.zeros((5, 96), np.int32)
+    cp[0], cp[2] = 1 << 30, 9
+    fq = mac.fused_requant(cp, 3, -128, 127)
+    arrays = [*depthwise_vnni.dwq_weights(pk, b, 5), *depthwise_zmm.dw3_weights(pk, b, 5), fq.cp, fq.q64,
+              depthwise_vnni.dwq_requant(fq.q64),
+              *quad_weights(mac.pack_conv2d_weights(rng.integers(-128, 128, (32, 3, 3, 6)).astype(np.int8)))[:2]]
+    assert all(a.ctypes.data % CACHE_LINE == 0 for a in arrays)

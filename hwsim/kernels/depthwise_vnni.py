@@ -31,8 +31,8 @@ from numba import njit
 from .depthwise_zmm import _band_item, _gather
 from .fnptr import compiled_address
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
-from .mac_intrinsics import _zdpbusd, _zlanes_t4, _zload_i32, _zload_q, _zq_consts, _zquads, _zrq64_mstore
-from .mac_pack import PackedDepthwiseWeights, unpack_depthwise_weights
+from .mac_intrinsics import _zdpbusd, _zload_i32, _zload_q, _zquads, _zrq64_store64
+from .mac_pack import PackedDepthwiseWeights, aligned, unpack_depthwise_weights
 
 
 def dwq_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int):
@@ -51,7 +51,21 @@ def dwq_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int):
     bf[:C] = np.asarray(bias, np.int64) + (int(off) - 128) * w.astype(np.int64).sum((0, 1))
     bf = ((bf + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
     bq = np.ascontiguousarray(bf.reshape(NB, 4, 4, 4).transpose(0, 2, 1, 3))  # b, k, L, i
-    return q.reshape(-1), bq.reshape(-1)
+    return aligned(q.reshape(-1)), aligned(bq.reshape(-1))
+
+
+def dwq_requant(q64: np.ndarray) -> np.ndarray:
+    """depthwise_zmm.dw3_requant's constants (channel order: [16-channel block][constant]
+    [even, odd][8], channel 16 blk + 2 j + parity) for this kernel's accumulators: int64
+    [64-channel block][accumulator k][constant][even, odd][lane j], the channel of accumulator k's
+    qword j being 16 (j // 2) + 4 k + 2 (j % 2) (+ 1 for the odd dword)
+    (mac_intrinsics._zrq64_store64)."""
+    per = q64.reshape(-1, 4, 2, 8).transpose(0, 3, 2, 1).reshape(-1, 4)  # [channel][constant]
+    NB = per.shape[0] // 64
+    b, k, par, j = np.meshgrid(np.arange(NB), np.arange(4), np.arange(2), np.arange(8), indexing="ij")
+    ch = 64 * b + 16 * (j // 2) + 4 * k + 2 * (j % 2) + par  # [b][k][parity][j]
+    out = per[ch]  # [b][k][parity][j][constant]
+    return aligned(np.ascontiguousarray(out.transpose(0, 1, 4, 2, 3)).reshape(-1))
 
 
 def dwq_serial_address(x, pre, nthreads, post) -> int:
@@ -78,11 +92,7 @@ def _col(src, o, rs):
 @njit(inline="always", **_NJ)
 def _st64(o8, oo, a, qk, qo, qlo, qhi, nv):
     """Requantize and store one pixel's 64 channels (nv of them valid) at o8[oo]."""
-    t = _zlanes_t4(a[0], a[1], a[2], a[3])
-    _zrq64_mstore(o8, oo, t[0], _zq_consts(qk, qo), qlo, qhi, nv)
-    _zrq64_mstore(o8, oo + 16, t[1], _zq_consts(qk, qo + 64), qlo, qhi, nv - 16)
-    _zrq64_mstore(o8, oo + 32, t[2], _zq_consts(qk, qo + 128), qlo, qhi, nv - 32)
-    _zrq64_mstore(o8, oo + 48, t[3], _zq_consts(qk, qo + 192), qlo, qhi, nv - 48)
+    _zrq64_store64(o8, oo, a[0], a[1], a[2], a[3], qk, qo, qlo, qhi, nv)
 
 
 @njit(inline="always", **_NJ)
@@ -189,5 +199,5 @@ def _dwq_serial(x, wq, bq, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, 
             b3 = _zload_i32(bq, c0 + 48)
             o = 64 * (cb - cb0)
             for oy in range(oy0, oy1):
-                _run(scr, o + (oy - oy0) * sh * rs, rs, Cb, sw, ow, wq, wb, b0, b1, b2, b3, qk, 4 * c0,
+                _run(scr, o + (oy - oy0) * sh * rs, rs, Cb, sw, ow, wq, wb, b0, b1, b2, b3, qk, 256 * cb,
                      qlo, qhi, o8, ((n * oh + oy) * ow) * C + c0, C, nv)

@@ -39,7 +39,7 @@ from .mac_intrinsics import (_bcopy32, _bload_u, _bsplat32, _wload, _wmadd_acc, 
                              _wunpack_lo, _zchannels_hi, _zchannels_lo, _zeo_hi, _zeo_lo,
                              _zload_i32, _zq_consts, _zrq64_store, _zrq_consts, _zrq_store_c)
 from .fnptr import compiled_address
-from .mac_pack import PackedDepthwiseWeights, unpack_depthwise_weights
+from .mac_pack import PackedDepthwiseWeights, aligned, unpack_depthwise_weights
 from .mac_tiles import _fill_band, _plan
 
 
@@ -187,7 +187,7 @@ def dw3_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int):
     bf = np.zeros(NCB * 32, np.int64)
     bf[:C] = np.asarray(bias, np.int64) + int(off) * w.astype(np.int64).sum(0)
     bf = ((bf + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
-    return wk.reshape(-1), np.ascontiguousarray(bf.reshape(NCB, 16, 2).transpose(0, 2, 1)).reshape(-1)
+    return aligned(wk.reshape(-1)), aligned(bf.reshape(NCB, 16, 2).transpose(0, 2, 1).reshape(-1))
 
 
 #: the largest right shift of the one-step rounding: zp * 2^(31 + e) must leave the 64-bit sum
@@ -210,7 +210,7 @@ def dw3_requant(cp: np.ndarray, channels: int, zp: int) -> np.ndarray | None:
     e[:channels] = cp[2, :channels]
     k = np.stack([m, (1 << 30) + np.where(e >= 1, np.int64(1) << (e + 30), 0) + (np.int64(zp) << (31 + e)),
                   np.where(e >= 1, np.int64(1) << 31, 0), 31 + e])
-    return np.ascontiguousarray(k.reshape(4, C16 // 16, 8, 2).transpose(1, 0, 3, 2)).reshape(-1)
+    return aligned(k.reshape(4, C16 // 16, 8, 2).transpose(1, 0, 3, 2).reshape(-1))
 
 
 @njit(inline="always", **_NJ)

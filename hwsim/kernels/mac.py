@@ -64,13 +64,13 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads, njit
 
-from .depthwise_vnni import _dwq_serial, dwq_serial_address, dwq_weights
+from .depthwise_vnni import _dwq_serial, dwq_requant, dwq_serial_address, dwq_weights
 from .depthwise_zmm import (_dw3_serial, _dw32_par, _dw32_serial, dw3_part, dw3_requant, dw3_serial_address,
                             dw3_weights)
 from .fnptr import ItemsCall, RepeatCall, compiled_address, direct, run_items_par
 from .mac_intrinsics import _HAVE_AVX2, HOST_HAS_AVX512BW, HOST_HAS_VNNI, HOST_HAS_VNNI512
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
-from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights,
+from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights, aligned,
                        pack_conv2d_weights, pack_depthwise_weights, pack_fully_connected_weights,
                        depthwise_weights32, quad_weights, unpack_conv2d_weights,
                        unpack_depthwise_weights)
@@ -197,7 +197,7 @@ def fused_requant(cp: np.ndarray, out_zp: int, act_min: int, act_max: int) -> Fu
     q64 = None
     if all(-128 <= int(v) <= 127 for v in (act_min, act_max)):
         q64 = dw3_requant(cpp, cp.shape[1], int(out_zp))
-    return FusedRequant(cpp, int(out_zp), int(act_min), int(act_max), q64)
+    return FusedRequant(aligned(cpp), int(out_zp), int(act_min), int(act_max), q64)
 
 
 # Stand-ins of the int8 output when the kernels store accumulators and of the int32 output when
@@ -595,7 +595,7 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
             if qk is not None:
                 if USE_DWQ and pk.shape[3] % 64 in DWQ_TAILS:
                     wq, bq = dwq_weights(pk, b, off)
-                    return (3, wq, bq, qk, np.int64(-off), sh, sw, pt, pl, oh, ow)
+                    return (3, wq, bq, dwq_requant(qk), np.int64(-off), sh, sw, pt, pl, oh, ow)
                 wk, bk = dw3_weights(pk, b, off)
                 return (2, wk, bk, qk, np.int64(-off), sh, sw, pt, pl, oh, ow)
         return (1, depthwise_weights32(pk), b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)

@@ -1142,7 +1142,22 @@ def _rq64_store_lanes(context, builder, outty, aout, oidx, av, ak, lo, hi, nv, m
     signed saturation (vpmovsqb), put the even and odd lanes back in channel order (one xmm
     byte unpack), clamp to [lo, hi] (int32 scalars within [-128, 127]) and store lanes < nv at
     out[oidx..]."""
-    me, mo, kpe, kpo, kce, kco, se, so = (builder.extract_value(ak, j) for j in range(8))
+    i8 = ir.IntType(8)
+    v16b = ir.VectorType(i8, 16)
+    r = _rq64_bytes(builder, av, [builder.extract_value(ak, j) for j in range(8)])
+    r = vec_clamp(builder, r, vec_splat_value(builder, builder.trunc(lo, i8), 16),
+                  vec_splat_value(builder, builder.trunc(hi, i8), 16))
+    if masked:
+        _masked_store16(builder, _elem_ptr(context, builder, outty, aout, oidx, v16b), r, nv)
+    else:
+        _store_lanes(context, builder, outty, aout, oidx, r, nv, 16, i8)
+
+
+def _rq64_bytes(builder, av, consts):
+    """The one-step 64-bit requantization (_zrq64_store) of the 16 int32 lanes ``av`` to 16
+    int8 in lane order, saturated to int8 and not yet clamped; ``consts`` the eight <8 x i64>
+    of _zq_consts (m, the rounding constant, the correction, the shift; even then odd lanes)."""
+    me, mo, kpe, kpo, kce, kco, se, so = consts
     c32 = ir.Constant(_V8Q, [32] * 8)
     x64 = builder.bitcast(av, _V8Q)
     i8 = ir.IntType(8)
@@ -1163,10 +1178,55 @@ def _rq64_store_lanes(context, builder, outty, aout, oidx, av, ak, lo, hi, nv, m
     v16b = ir.VectorType(i8, 16)
     re = lane(lo32(x64), me, kpe, kce, se)
     ro = lane(builder.ashr(x64, c32), mo, kpo, kco, so)
-    r = builder.shuffle_vector(re, ro, _mask([(j // 2 if j % 2 == 0 else 16 + j // 2) for j in range(16)]))
-    r = vec_clamp(builder, r, vec_splat_value(builder, builder.trunc(lo, i8), 16),
-                  vec_splat_value(builder, builder.trunc(hi, i8), 16))
-    if masked:
-        _masked_store16(builder, _elem_ptr(context, builder, outty, aout, oidx, v16b), r, nv)
-    else:
-        _store_lanes(context, builder, outty, aout, oidx, r, nv, 16, i8)
+    return builder.shuffle_vector(re, ro, _mask([(j // 2 if j % 2 == 0 else 16 + j // 2) for j in range(16)]))
+
+
+@intrinsic
+def _zrq64_store64(typingctx, out, oidx, a0, a1, a2, a3, qk, qo, lo, hi, nv):
+    """The 64 channels of one pixel from depthwise_vnni's four accumulators (a_k: channel
+    16 L + 4 k + i in dword i of 128-bit lane L) requantized as _zrq64_store and stored at
+    out[oidx..], lanes < nv (none when nv <= 0): each accumulator with its own constants
+    (qk[qo + 64 k ..], depthwise_vnni.dwq_requant: _zq_consts' layout for that lane order),
+    so no lane shuffle before the arithmetic; the four 16-byte results are put in channel
+    order by one dword permutation (vpermd: dword 4 k + L to 4 L + k), clamped to [lo, hi]
+    once and stored by one masked 64-byte store."""
+    if not (isinstance(out, types.Array) and out.dtype == types.int8) or any(a != _i32x16 for a in (a0, a1, a2, a3)):
+        return None
+    if not (isinstance(qk, types.Array) and qk.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aout, aoidx, v0, v1, v2, v3, aqk, aqo, alo, ahi, anv = args
+        i8, i64 = ir.IntType(8), ir.IntType(64)
+        qo = context.cast(builder, aqo, sig.args[7], types.int64)
+        parts = []
+        for k, v in enumerate((v0, v1, v2, v3)):
+            consts = [builder.load(_elem_ptr(context, builder, sig.args[6], aqk,
+                                             builder.add(qo, ir.Constant(i64, 64 * k + 8 * j)), _V8Q), align=8)
+                      for j in range(8)]
+            parts.append(_rq64_bytes(builder, v, consts))
+        lo32 = builder.shuffle_vector(parts[0], parts[1], _mask(range(32)))
+        hi32 = builder.shuffle_vector(parts[2], parts[3], _mask(range(32)))
+        r = builder.bitcast(builder.shuffle_vector(lo32, hi32, _mask(range(64))), _V16D)
+        r = builder.shuffle_vector(r, ir.Constant(_V16D, ir.Undefined),
+                                   _mask([4 * (d % 4) + d // 4 for d in range(16)]))
+        r = builder.bitcast(r, _V64B)
+        lo = builder.trunc(context.cast(builder, alo, sig.args[8], types.int32), i8)
+        hi = builder.trunc(context.cast(builder, ahi, sig.args[9], types.int32), i8)
+        r = vec_clamp(builder, r, vec_splat_value(builder, lo, 64), vec_splat_value(builder, hi, 64))
+        nv = context.cast(builder, anv, sig.args[10], types.int64)
+        n = builder.select(builder.icmp_signed("<", nv, ir.Constant(i64, 0)), ir.Constant(i64, 0), nv)
+        full = builder.icmp_signed(">=", n, ir.Constant(i64, 64))
+        part = builder.sub(builder.shl(ir.Constant(i64, 1), builder.select(full, ir.Constant(i64, 0), n)),
+                           ir.Constant(i64, 1))
+        m = builder.select(full, ir.Constant(i64, -1), part)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [_V64B, _V64B.as_pointer(), _I32,
+                                                             ir.VectorType(ir.IntType(1), 64)]),
+            "llvm.masked.store.v64i8.p0")
+        ptr = _elem_ptr(context, builder, sig.args[0], aout, context.cast(builder, aoidx, sig.args[1], types.int64),
+                        _V64B)
+        builder.call(fn, [r, ptr, ir.Constant(_I32, 1), builder.bitcast(m, ir.VectorType(ir.IntType(1), 64))])
+        return context.get_dummy_value()
+
+    return types.none(out, oidx, a0, a1, a2, a3, qk, qo, lo, hi, nv), codegen
