@@ -355,16 +355,19 @@ def test_dw3_is_taken_on_avx512():
         assert mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, slow)[0] == 1
 
 
+@pytest.mark.parametrize("C", [72, 120], ids=["tail8", "tail56"])
 @pytest.mark.parametrize("zp,lo,hi", [(0, -128, 127), (-128, -128, 127), (5, 5, 127), (127, -100, 50)])
-def test_zrq64_store_matches_requantize(zp, lo, hi):
-    """The dw3 kernel's one-step 64-bit requantization (mac_intrinsics._zrq64_store, the zero
+def test_zrq64_store_matches_requantize(zp, lo, hi, C):
+    """The 3x3 kernels' one-step 64-bit requantization (mac_intrinsics._zrq64_store, and
+    _zrq64_store64 of depthwise_vnni's lane order with 64-channel masked stores; the zero
     point folded into its constants) against requantize on every right shift 0..23 it takes,
     positive and negative multipliers, and accumulators at the int32 limits and where
     acc * m + 2^30 changes sign; a layer with a larger right shift gets no such constants."""
     from numba import njit
 
+    from hwsim.kernels.depthwise_vnni import dwq_requant
     from hwsim.kernels.depthwise_zmm import dw3_requant
-    from hwsim.kernels.mac_intrinsics import _zload_i32, _zq_consts, _zrq64_mstore, _zrq64_store
+    from hwsim.kernels.mac_intrinsics import _zload_i32, _zq_consts, _zrq64_store, _zrq64_store64
 
     @njit
     def run(acc, qk, zp, lo, hi, out):
@@ -375,18 +378,20 @@ def test_zrq64_store_matches_requantize(zp, lo, hi):
                 _zrq64_store(o, r * C + c, _zload_i32(a, r * C + c), _zq_consts(qk, 4 * c), lo, hi, C - c)
 
     @njit
-    def run_masked(acc, qk, zp, lo, hi, out):
-        """the masked-store form (depthwise_vnni), blocks of 64: the stores past the last channel
-        of a row get nv <= 0 and must write nothing (the next row's first bytes)"""
-        C = acc.shape[1]
-        a, o = acc.reshape(acc.size), out.reshape(out.size)
-        for r in range(acc.shape[0] - 1, -1, -1):  # a row's overrun would clobber the next one
-            for c in range(0, (C + 63) // 64 * 64, 16):
-                _zrq64_mstore(o, r * C + c, _zload_i32(a, min(r * C + c, a.size - 16)), _zq_consts(qk, 4 * c),
-                              lo, hi, C - c)
+    def run64(accq, qkq, C, lo, hi, out):
+        """depthwise_vnni's form: four accumulators a 64-channel block in its lane order
+        (accq [row][block][k][16]), one masked store of nv = C - c0 lanes; rows from the
+        last, so that a store past a row's end would clobber the next row's first bytes"""
+        o = out.reshape(out.size)
+        a = accq.reshape(accq.size)
+        nb = accq.shape[1]
+        for r in range(accq.shape[0] - 1, -1, -1):
+            for b in range(nb):
+                i = (r * nb + b) * 64
+                _zrq64_store64(o, r * C + 64 * b, _zload_i32(a, i), _zload_i32(a, i + 16), _zload_i32(a, i + 32),
+                               _zload_i32(a, i + 48), qkq, 256 * b, lo, hi, C - 64 * b)
 
-    rng = np.random.default_rng(zp + 1000)
-    C = 72  # 64 + a partial block of 8
+    rng = np.random.default_rng(zp + 1000 + C)  # C: 64 + a last block of 8 or 56 channels
     shift = -(np.arange(C) % 24)
     mult = rng.integers(1 << 30, (1 << 31) - 1, C) * rng.choice([-1, 1], C)
     mult[:4] = [1 << 30, 1, (1 << 31) - 1, -(1 << 31) + 1]  # m = 1 at e = 1: p = -2^30 - 1 is a tie
@@ -407,8 +412,13 @@ def test_zrq64_store_matches_requantize(zp, lo, hi):
     run(acc, qk, np.int64(zp), np.int64(lo), np.int64(hi), out)
     want = requantize(acc, rq, np.int8)
     _eq(out, want)
+    NB = (C + 63) // 64
+    padded = np.zeros((acc.shape[0], NB * 64), np.int32)
+    padded[:, :C] = acc
+    # accumulator k, lane L, dword i holds channel 16 L + 4 k + i of its block
+    accq = np.ascontiguousarray(padded.reshape(-1, NB, 4, 4, 4).transpose(0, 1, 3, 2, 4))
     out = np.empty(acc.shape, np.int8)
-    run_masked(acc, qk, np.int64(zp), np.int64(lo), np.int64(hi), out)
+    run64(accq, dwq_requant(qk), np.int64(C), np.int64(lo), np.int64(hi), out)
     _eq(out, want)
 
 

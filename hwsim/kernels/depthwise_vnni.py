@@ -14,9 +14,10 @@ The integers are TFLite's: sum_t w_t (x_t + off) = sum_t w_t (x_t + 128) + (off 
 the second term is folded into the bias (modulo 2^32, as the int32 accumulator wraps), taps
 outside the input read the zero point -off (plus 128), whose products cancel, and vpdpbusd
 adds its four exact products to the int32 lane without saturation. Accumulator k of a pixel
-holds channel 16 L + 4 k + i in dword i of 128-bit lane L; a 128-bit lane transpose
-(mac_intrinsics._zlanes_t4) puts them in channel order for depthwise_zmm's one-step 64-bit
-requantization (mac_intrinsics._zrq64_mstore, the constants of depthwise_zmm.dw3_requant).
+holds channel 16 L + 4 k + i in dword i of 128-bit lane L; each is requantized in that order
+by depthwise_zmm's one-step 64-bit arithmetic with its constants rearranged to match
+(``dwq_requant``), and one dword permutation puts the pixel's 64 bytes in channel order for
+one clamp and one masked store (mac_intrinsics._zrq64_store64).
 
 Every band of output rows is gathered (depthwise_zmm._gather with the flip), padded with the
 zero point, 64 bytes a pixel per block; work items and their split on threads are depthwise_zmm's

@@ -1010,31 +1010,6 @@ def _zquads(typingctx, r0, r1, r2):
 
 
 @intrinsic
-def _zlanes_t4(typingctx, a0, a1, a2, a3):
-    """The 4 x 4 transpose of 128-bit lanes: out[m] lane k = a_k lane m (vshufi64x2)."""
-    if not all(a == _i32x16 for a in (a0, a1, a2, a3)):
-        return None
-
-    def lanes(builder, a, b, la, lb):
-        """(a lane la[0], a lane la[1], b lane lb[0], b lane lb[1])"""
-        idx = [4 * la[0] + j for j in range(4)] + [4 * la[1] + j for j in range(4)]
-        idx += [16 + 4 * lb[0] + j for j in range(4)] + [16 + 4 * lb[1] + j for j in range(4)]
-        return builder.shuffle_vector(a, b, _mask(idx))
-
-    def codegen(context, builder, sig, args):
-        a0, a1, a2, a3 = args
-        t0 = lanes(builder, a0, a1, (0, 1), (0, 1))  # a0.0 a0.1 a1.0 a1.1
-        t1 = lanes(builder, a0, a1, (2, 3), (2, 3))  # a0.2 a0.3 a1.2 a1.3
-        t2 = lanes(builder, a2, a3, (0, 1), (0, 1))
-        t3 = lanes(builder, a2, a3, (2, 3), (2, 3))
-        out = [lanes(builder, t0, t2, (0, 2), (0, 2)), lanes(builder, t0, t2, (1, 3), (1, 3)),
-               lanes(builder, t1, t3, (0, 2), (0, 2)), lanes(builder, t1, t3, (1, 3), (1, 3))]
-        return context.make_tuple(builder, _Z4, out)
-
-    return _Z4(a0, a1, a2, a3), codegen
-
-
-@intrinsic
 def _zeo_lo(typingctx, e, o):
     """Channels 0-15 in order from the even-channel (e: 0, 2, .., 30) and odd-channel (o: 1, 3,
     .., 31) accumulators of a 32-channel block."""
@@ -1081,76 +1056,48 @@ def _zq_consts(typingctx, arr, idx):
     return _Q_CONSTS(arr, idx), codegen
 
 
-def _zrq64_intrinsic(name, masked, doc):
-    """The intrinsic _zrq64_store (``masked`` False) or _zrq64_mstore (True)."""
-    def typer(typingctx, out, oidx, v, k, lo, hi, nv):
-        if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x16 or k != _Q_CONSTS:
-            return None
+@intrinsic
+def _zrq64_store(typingctx, out, oidx, v, k, lo, hi, nv):
+    """tflite_double requantization of 16 int32 lanes (channel order) to int8 at out[oidx..],
+    lanes < nv, for layers without left shifts or INT32_MIN multipliers and with right shifts
+    e <= 23, in one 64-bit rounding step per lane: with p = v * m,
+    zp + RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(v, m), e)
+    = (p + 2^30 + 2^(e-1) * 2^31 + zp * 2^(31+e) - [p + 2^30 < 0] * 2^31) >> (31 + e) for
+    e >= 1, and (p + 2^30 + zp * 2^31) >> 31 for e = 0 (nested floors of integer divisions:
+    floor((floor(a / 2^31) + c) / 2^e) = floor((a + c * 2^31) / 2^(31 + e))). |p| < 2^62 and
+    |zp| * 2^(31+e) <= 2^61, so nothing overflows; the zero point is inside the constant.
+    ``k`` (_zq_consts): m, 2^30 + (2^(e+30) or 0) + zp * 2^(31+e), 2^31 or 0, 31 + e, each for
+    the even lanes then the odd lanes (p + 2^30 < 0 is tested as p < -2^30). The 64-bit results
+    are narrowed to int8 with signed saturation, then clamped to [lo, hi] (within int8's range):
+    the same integers as clamping the int32 value."""
+    if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x16 or k != _Q_CONSTS:
+        return None
 
-        def codegen(context, builder, sig, args):
-            aout, aoidx, av, ak, alo, ahi, anv = args
+    def codegen(context, builder, sig, args):
+        aout, aoidx, av, ak, alo, ahi, anv = args
 
-            def scalar(val, j):
-                return context.cast(builder, val, sig.args[j], types.int32)
+        def scalar(val, j):
+            return context.cast(builder, val, sig.args[j], types.int32)
 
-            _rq64_store_lanes(context, builder, sig.args[0], aout,
-                              context.cast(builder, aoidx, sig.args[1], types.int64), av, ak, scalar(alo, 4),
-                              scalar(ahi, 5), context.cast(builder, anv, sig.args[6], types.int64), masked)
-            return context.get_dummy_value()
+        _rq64_store_lanes(context, builder, sig.args[0], aout, context.cast(builder, aoidx, sig.args[1], types.int64),
+                          av, ak, scalar(alo, 4), scalar(ahi, 5),
+                          context.cast(builder, anv, sig.args[6], types.int64))
+        return context.get_dummy_value()
 
-        return types.none(out, oidx, v, k, lo, hi, nv), codegen
-
-    typer.__name__ = typer.__qualname__ = name
-    typer.__doc__ = doc
-    return intrinsic(typer)
-
-
-_zrq64_store = _zrq64_intrinsic("_zrq64_store", False, """\
-tflite_double requantization of 16 int32 lanes (channel order) to int8 at out[oidx..],
-lanes < nv, for layers without left shifts or INT32_MIN multipliers and with right shifts
-e <= 23, in one 64-bit rounding step per lane: with p = v * m,
-zp + RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(v, m), e)
-= (p + 2^30 + 2^(e-1) * 2^31 + zp * 2^(31+e) - [p + 2^30 < 0] * 2^31) >> (31 + e) for
-e >= 1, and (p + 2^30 + zp * 2^31) >> 31 for e = 0 (nested floors of integer divisions:
-floor((floor(a / 2^31) + c) / 2^e) = floor((a + c * 2^31) / 2^(31 + e))). |p| < 2^62 and
-|zp| * 2^(31+e) <= 2^61, so nothing overflows; the zero point is inside the constant.
-``k`` (_zq_consts): m, 2^30 + (2^(e+30) or 0) + zp * 2^(31+e), 2^31 or 0, 31 + e, each for
-the even lanes then the odd lanes (p + 2^30 < 0 is tested as p < -2^30). The 64-bit results
-are narrowed to int8 with signed saturation, then clamped to [lo, hi] (within int8's range):
-the same integers as clamping the int32 value.""")
-_zrq64_mstore = _zrq64_intrinsic("_zrq64_mstore", True, """\
-_zrq64_store with one masked byte store (vmovdqu8 under a k-mask of the lanes < nv; none when
-nv <= 0) instead of a branch to lane-by-lane stores.""")
+    return types.none(out, oidx, v, k, lo, hi, nv), codegen
 
 
-def _masked_store16(builder, ptr, vals, nv):
-    """Store the <16 x i8> ``vals`` at ``ptr`` on lanes < nv (an i64; none when nv <= 0)."""
-    i64 = ir.IntType(64)
-    n = builder.select(builder.icmp_signed("<", nv, ir.Constant(i64, 0)), ir.Constant(i64, 0), nv)
-    n = builder.select(builder.icmp_signed(">", n, ir.Constant(i64, 16)), ir.Constant(i64, 16), n)
-    m = builder.trunc(builder.sub(builder.shl(ir.Constant(i64, 1), n), ir.Constant(i64, 1)), ir.IntType(16))
-    fn = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(ir.VoidType(), [vals.type, vals.type.as_pointer(), _I32,
-                                                         ir.VectorType(ir.IntType(1), 16)]),
-        "llvm.masked.store.v16i8.p0")
-    builder.call(fn, [vals, ptr, ir.Constant(_I32, 1), builder.bitcast(m, ir.VectorType(ir.IntType(1), 16))])
-
-
-def _rq64_store_lanes(context, builder, outty, aout, oidx, av, ak, lo, hi, nv, masked=False):
+def _rq64_store_lanes(context, builder, outty, aout, oidx, av, ak, lo, hi, nv):
     """The code of _zrq64_store: requantize the 16 int32 lanes ``av`` with the constants ``ak``
     (a _Q_CONSTS value, the zero point folded in), narrow each 64-bit result to int8 with
     signed saturation (vpmovsqb), put the even and odd lanes back in channel order (one xmm
     byte unpack), clamp to [lo, hi] (int32 scalars within [-128, 127]) and store lanes < nv at
     out[oidx..]."""
     i8 = ir.IntType(8)
-    v16b = ir.VectorType(i8, 16)
     r = _rq64_bytes(builder, av, [builder.extract_value(ak, j) for j in range(8)])
     r = vec_clamp(builder, r, vec_splat_value(builder, builder.trunc(lo, i8), 16),
                   vec_splat_value(builder, builder.trunc(hi, i8), 16))
-    if masked:
-        _masked_store16(builder, _elem_ptr(context, builder, outty, aout, oidx, v16b), r, nv)
-    else:
-        _store_lanes(context, builder, outty, aout, oidx, r, nv, 16, i8)
+    _store_lanes(context, builder, outty, aout, oidx, r, nv, 16, i8)
 
 
 def _rq64_bytes(builder, av, consts):
