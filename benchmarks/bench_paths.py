@@ -7,7 +7,7 @@ machine's load falls on every path alike), outputs checked equal across paths.
 
 Paths: vnni512 / vnni256 / avx2 for CONV_2D and FC (hwsim.kernels.mac.mac_path; switched
 in-process with mac.USE_VNNI / USE_VNNI512); for DEPTHWISE_CONV_2D on AVX512-VNNI the 3x3
-vpdpbusd kernel ("dwq": the layers mac.DWQ_TAILS admits, the others as "dw3"), on AVX-512 the
+vpdpbusd kernel ("dwq": the layers mac.dwq_takes admits, the others as "dw3"), on AVX-512 the
 3x3 vpmaddwd kernel ("dw3"), the 32-channel band kernel ("dw32") and the 16-channel one
 ("dw16"; mac.USE_DWQ / USE_DW3 / USE_DW512); for every op the fused requantization (the engine's
 untraced runs) against accumulators + the separate requantize ("unfused", traced runs).

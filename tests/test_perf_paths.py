@@ -206,7 +206,7 @@ DW_EDGE = [
 
 
 # (USE_DW512, USE_DW3, USE_DWQ) of each depthwise path: the 3x3 vpdpbusd kernel (every channel
-# count: DWQ_TAILS widened), the 3x3 vpmaddwd kernel, the 32-channel band kernel (what other 3x3
+# count: mac.DWQ_ALWAYS), the 3x3 vpmaddwd kernel, the 32-channel band kernel (what other 3x3
 # layers and every other shape take on AVX-512), the 16-channel one
 DW_PATHS = [pytest.param((True, True, True), marks=needs_vnni512, id="vnni512-dwq"),
             pytest.param((True, True, False), marks=needs_avx512bw, id="avx512-dw3"),
@@ -219,7 +219,7 @@ def _dw_flags(monkeypatch, flags):
     monkeypatch.setattr(mac, "USE_DW512", flags[0])
     monkeypatch.setattr(mac, "USE_DW3", flags[1])
     monkeypatch.setattr(mac, "USE_DWQ", flags[2])
-    monkeypatch.setattr(mac, "DWQ_TAILS", frozenset(range(64)))
+    monkeypatch.setattr(mac, "DWQ_ALWAYS", True)
 
 
 def _spread_rq(rng, want):
@@ -343,10 +343,12 @@ def test_dw3_is_taken_on_avx512():
     b = np.zeros(64, np.int32)
     head = mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, fast)
     assert head[0] == (3 if mac.USE_DWQ else 2 if mac.USE_DW512 and mac.USE_DW3 else 1 if mac.USE_DW512 else 0)
-    if mac.USE_DWQ:  # a last block of 32 or fewer channels: the vpmaddwd kernel's 32-channel blocks
-        pk96 = mac.pack_depthwise_weights(np.ones((1, 3, 3, 96), np.int8))
-        f96 = _fq(_rq(rng, 96).replace(shift=np.zeros(96, int)), 96)
-        assert mac._dw_head(pk96, np.zeros(96, np.int32), 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, f96)[0] == 2
+    if mac.USE_DWQ:  # a last block of 32 or fewer channels: mac.dwq_takes weighs the waste
+        for C, stride, kind in [(96, 1, 2), (144, 1, 3), (144, 2, 2), (160, 1, 3), (120, 2, 3), (32, 1, 2)]:
+            pkc = mac.pack_depthwise_weights(np.ones((1, 3, 3, C), np.int8))
+            fc = _fq(_rq(rng, C).replace(shift=np.zeros(C, int)), C)
+            head = mac._dw_head(pkc, np.zeros(C, np.int32), 5, 1, 3, 3, stride, stride, 1, 1, 1, 1, 8, 8, fc)
+            assert head[0] == kind, (C, stride)
     assert mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, None)[0] == 0  # accumulators
     if mac.USE_DW512:
         # an offset outside int8's zero points, dilation, a left shift: the band kernel
@@ -464,9 +466,9 @@ _dw3_params = st.fixed_dictionaries({
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(p=_dw3_params)
 def test_depthwise3x3_random_shapes(flags, p):
-    old = mac.USE_DW512, mac.USE_DW3, mac.USE_DWQ, mac.DWQ_TAILS
+    old = mac.USE_DW512, mac.USE_DW3, mac.USE_DWQ, mac.DWQ_ALWAYS
     mac.USE_DW512, mac.USE_DW3, mac.USE_DWQ = flags
-    mac.DWQ_TAILS = frozenset(range(64))
+    mac.DWQ_ALWAYS = True
     try:
         rng = np.random.default_rng(p["seed"])
         oh = _out_size(p["H"], p["pt"], p["pb"], 3, 1, p["sh"])
@@ -477,4 +479,4 @@ def test_depthwise3x3_random_shapes(flags, p):
         check_depthwise(x, w, b, (p["off"], p["sh"], p["sw"], 1, 1, p["pt"], p["pl"], oh, ow, 1), rng,
                         (p["par"],))
     finally:
-        mac.USE_DW512, mac.USE_DW3, mac.USE_DWQ, mac.DWQ_TAILS = old
+        mac.USE_DW512, mac.USE_DW3, mac.USE_DWQ, mac.DWQ_ALWAYS = old

@@ -593,7 +593,7 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
         if USE_DW3 and KH == KW == 3 and dh == dw == 1 and dm == 1 and -127 <= off <= 128:
             qk = requant.q64
             if qk is not None:
-                if USE_DWQ and pk.shape[3] % 64 in DWQ_TAILS:
+                if USE_DWQ and dwq_takes(pk.shape[3], sw):
                     wq, bq = dwq_weights(pk, b, off)
                     return (3, wq, bq, dwq_requant(qk), np.int64(-off), sh, sw, pt, pl, oh, ow)
                 wk, bk = dw3_weights(pk, b, off)
@@ -602,11 +602,21 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
     return (0, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
 
 
-#: The channel counts (modulo 64) that take depthwise_vnni's 64-channel blocks: a last block of
-#: 32 or fewer channels wastes half its lanes or more, and the layer runs slower than on
-#: depthwise_zmm's 32-channel blocks (mobilenet_v2, one thread, Zen 4: 112x112x32 1.59x and
-#: 112x112x96 1.35x the time; 14x14x384 and 7x7x960 0.78-0.85x).
-DWQ_TAILS = frozenset([0, *range(49, 64)])
+#: depthwise_vnni's time for a 64-channel block in units of depthwise_zmm's for a 32-channel
+#: block, at stride 1 and at larger strides (mobilenet_v2's layers on one thread, both kernels
+#: interleaved, Zen 4: 0.78-0.85x the time on whole 64-channel blocks; 56x56x144 0.95x at
+#: stride 1 and 1.07-1.15x at stride 2, where the last block has 16 channels; 112x112x32 1.6x).
+DWQ_BLOCK_COST = (1.6, 1.8)
+#: Every 3x3 layer on depthwise_vnni where the CPU has it (the tests: every tail width).
+DWQ_ALWAYS = False
+
+
+def dwq_takes(channels: int, stride_w: int) -> bool:
+    """Whether a 3x3 layer of ``channels`` channels runs faster on depthwise_vnni's 64-channel
+    blocks than on depthwise_zmm's 32-channel ones (DWQ_BLOCK_COST): a last block of 32 or
+    fewer channels wastes half its lanes or more."""
+    cost = DWQ_BLOCK_COST[0 if stride_w == 1 else 1]
+    return DWQ_ALWAYS or cost * ((channels + 63) // 64) < (channels + 31) // 32
 
 
 #: The 3x3 in-place depthwise kernel forks from this many MACs: its smallest mobilenet_v2 layer
