@@ -22,7 +22,8 @@ one clamp and one masked store (mac_intrinsics._zrq64_store64).
 Every band of output rows is gathered (depthwise_zmm._gather with the flip), padded with the
 zero point, 64 bytes a pixel per block; work items and their split on threads are depthwise_zmm's
 (``dw3_part``, with blocks of 64 channels). Called by hwsim.kernels.mac where the CPU has
-AVX512-VNNI; compiled on the first call only.
+AVX512-VNNI, for the layers ``mac.dwq_takes`` admits (a short last block wastes lanes: those
+layers stay on depthwise_zmm); compiled on the first call only.
 """
 from __future__ import annotations
 
