@@ -1095,9 +1095,28 @@ def _rq64_store_lanes(context, builder, outty, aout, oidx, av, ak, lo, hi, nv):
     out[oidx..]."""
     i8 = ir.IntType(8)
     r = _rq64_bytes(builder, av, [builder.extract_value(ak, j) for j in range(8)])
-    r = vec_clamp(builder, r, vec_splat_value(builder, builder.trunc(lo, i8), 16),
-                  vec_splat_value(builder, builder.trunc(hi, i8), 16))
+    r = _clamp_i8(builder, r, builder.trunc(lo, i8), builder.trunc(hi, i8))
     _store_lanes(context, builder, outty, aout, oidx, r, nv, 16, i8)
+
+
+def _clamp_i8(builder, r, lo, hi):
+    """The int8 vector ``r`` (already saturated to int8) clamped to [lo, hi] (i8 scalars):
+    only when that range is narrower than int8's, behind a branch on the two scalars (the
+    same for every store of a layer: predicted), so a layer without an activation clamp, or
+    whose clamp is int8's whole range (mobilenet_v2's ReLU6 layers), spends no vector
+    instruction on it."""
+    i8 = ir.IntType(8)
+    n = r.type.count
+    narrow = builder.or_(builder.icmp_signed("!=", lo, ir.Constant(i8, -128)),
+                         builder.icmp_signed("!=", hi, ir.Constant(i8, 127)))
+    before = builder.block
+    with builder.if_then(narrow, likely=False):
+        rc = vec_clamp(builder, r, vec_splat_value(builder, lo, n), vec_splat_value(builder, hi, n))
+        clamped = builder.block
+    out = builder.phi(r.type)
+    out.add_incoming(r, before)
+    out.add_incoming(rc, clamped)
+    return out
 
 
 def _rq64_bytes(builder, av, consts):
@@ -1160,7 +1179,7 @@ def _zrq64_store64(typingctx, out, oidx, a0, a1, a2, a3, qk, qo, lo, hi, nv):
         r = builder.bitcast(r, _V64B)
         lo = builder.trunc(context.cast(builder, alo, sig.args[8], types.int32), i8)
         hi = builder.trunc(context.cast(builder, ahi, sig.args[9], types.int32), i8)
-        r = vec_clamp(builder, r, vec_splat_value(builder, lo, 64), vec_splat_value(builder, hi, 64))
+        r = _clamp_i8(builder, r, lo, hi)
         nv = context.cast(builder, anv, sig.args[10], types.int64)
         n = builder.select(builder.icmp_signed("<", nv, ir.Constant(i64, 0)), ir.Constant(i64, 0), nv)
         full = builder.icmp_signed(">=", n, ir.Constant(i64, 64))
