@@ -31,6 +31,7 @@ from .ir import InputError
 from .kernels import ops as _kernel_families  # noqa: F401  (registers every kernel)
 from .kernels import threads
 from .passes import ENGINE_PASSES, run_passes
+from .util import aligned_bytes  # buffers start on a cache line
 from .program import Layer, Program
 
 # HWSIM_NO_FOLD=1 runs every layer as written (the tests compare both schedules).
@@ -208,9 +209,6 @@ class Network:
         return RunResult([values[i] for i in prog.outputs], tr)
 
 
-_ALIGN = 64  # buffers start on a cache line
-
-
 def _noop(inputs) -> None:
     """An aliasing layer's call: its output is a view the plan made (registry.ALIAS)."""
 
@@ -262,9 +260,7 @@ class _Arena:
             if fits:
                 buf = free.pop(min(fits)[1])
             else:
-                raw = np.empty(n + _ALIGN, np.uint8)
-                start = (-raw.ctypes.data) % _ALIGN
-                buf = raw[start:start + n]
+                buf = aligned_bytes(n)
             return buf, buf[:n].view(dt).reshape(shape)
 
         for k, layer in enumerate(layers):

@@ -159,6 +159,20 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+#: Buffers and packed constants start on a cache line (engine's activation buffers,
+#: kernels.mac_pack.aligned).
+CACHE_LINE = 64
+
+
+def aligned_bytes(nbytes: int, align: int = CACHE_LINE):
+    """An uninitialized uint8 numpy array of ``nbytes`` whose data starts on an ``align``-byte
+    boundary (numpy aligns to 16)."""
+    import numpy as np
+    raw = np.empty(nbytes + align, np.uint8)
+    start = (-raw.ctypes.data) % align
+    return raw[start:start + nbytes]
+
+
 def cpu_flags() -> frozenset[str]:
     """The host CPU's feature flags as Linux's /proc/cpuinfo lists them (``avx2``,
     ``avx512f``, ``avx512_vnni``, ...); empty where that file does not exist or lists none."""

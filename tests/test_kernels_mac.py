@@ -476,7 +476,8 @@ def test_packed_constants_start_on_a_cache_line():
     kernels' weights, biases and requantization constants, the fused requantization's rows)
     start on a 64-byte boundary and hold the same values as the unaligned ones."""
     from hwsim.kernels import depthwise_vnni, depthwise_zmm
-    from hwsim.kernels.mac_pack import CACHE_LINE, aligned, quad_weights
+    from hwsim.kernels.mac_pack import aligned, quad_weights
+    from hwsim.util import CACHE_LINE
     for n in (2, 17, 100):
         for dt in (np.int8, np.int16, np.int64):
             a = np.arange(n, dtype=dt)[1:]  # a view starting off the boundary

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .depthwise_zmm import _band_item, _gather
+from .depthwise_zmm import _band_item, _gather, fold_bias
 from .fnptr import compiled_address
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import _zdpbusd, _zload_i32, _zload_q, _zquads, _zrq64_store64
@@ -49,9 +49,7 @@ def dwq_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int):
     v = v.reshape(3, 3, NB, 4, 4, 4)  # ky, kx, b, L, k, i
     q = np.zeros((NB, 3, 4, 4, 4, 4), np.int8)  # b, kx, k, L, i, t
     q[..., :3] = v.transpose(2, 1, 4, 3, 5, 0)
-    bf = np.zeros(NB * 64, np.int64)
-    bf[:C] = np.asarray(bias, np.int64) + (int(off) - 128) * w.astype(np.int64).sum((0, 1))
-    bf = ((bf + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+    bf = fold_bias(bias, w.reshape(9, C), int(off) - 128, NB * 64)
     bq = np.ascontiguousarray(bf.reshape(NB, 4, 4, 4).transpose(0, 2, 1, 3))  # b, k, L, i
     return aligned(q.reshape(-1)), aligned(bq.reshape(-1))
 

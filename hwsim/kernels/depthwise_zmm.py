@@ -38,6 +38,7 @@ from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_bcopy32, _bload_u, _bsplat32, _wload, _wmadd_acc, _wunpack_hi,
                              _wunpack_lo, _zchannels_hi, _zchannels_lo, _zeo_hi, _zeo_lo,
                              _zload_i32, _zq_consts, _zrq64_store, _zrq_consts, _zrq_store_c)
+from ..arith import wrap_int32
 from .fnptr import compiled_address
 from .mac_pack import PackedDepthwiseWeights, aligned, unpack_depthwise_weights
 from .mac_tiles import _fill_band, _plan
@@ -170,6 +171,15 @@ def _dw32_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, 
 # ---------------------------------------------------------------------------
 
 
+def fold_bias(bias: np.ndarray, w: np.ndarray, off: int, size: int) -> np.ndarray:
+    """int32 [size]: ``bias + off * sum over the taps of w`` per channel (w: int8 [taps, C]),
+    modulo 2^32 as the int32 accumulator wraps (arith.wrap_int32), zero past channel C."""
+    C = w.shape[1]
+    bf = np.zeros(size, np.int64)
+    bf[:C] = np.asarray(bias, np.int64) + int(off) * w.astype(np.int64).sum(0)
+    return wrap_int32.py_func(bf).astype(np.int32)
+
+
 def dw3_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int):
     """(weights, bias) of ``_dw3_*`` for 3x3 weights ``pk``: int16 [blocks][9 taps][even, odd][32]
     (the even vector has the weights of channels 0, 2, .. 30 of the block in those lanes and 0 in
@@ -184,9 +194,7 @@ def dw3_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int):
     wk = np.zeros((NCB, 9, 2, 32), np.int16)
     wk[:, :, 0, 0::2] = v[:, :, 0::2]
     wk[:, :, 1, 1::2] = v[:, :, 1::2]
-    bf = np.zeros(NCB * 32, np.int64)
-    bf[:C] = np.asarray(bias, np.int64) + int(off) * w.astype(np.int64).sum(0)
-    bf = ((bf + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+    bf = fold_bias(bias, w, off, NCB * 32)
     return aligned(wk.reshape(-1)), aligned(bf.reshape(NCB, 16, 2).transpose(0, 2, 1).reshape(-1))
 
 

@@ -260,9 +260,8 @@ def mac_path() -> str:
 
 
 def dw_path() -> str:
-    """The kernel path DEPTHWISE_CONV_2D takes on this CPU: "vnni512" (as "avx512", but 3x3
-    layers whose channel count is a multiple of 64, or 49-63 past one, take vpdpbusd:
-    depthwise_vnni), "avx512" (the fused int8 form of layers with >= 32 channels; accumulators
+    """The kernel path DEPTHWISE_CONV_2D takes on this CPU: "vnni512" (as "avx512", but the 3x3
+    layers ``dwq_takes`` admits take vpdpbusd: depthwise_vnni), "avx512" (the fused int8 form of layers with >= 32 channels; accumulators
     take avx2), "avx2" or "portable"."""
     if USE_DW512:
         return "vnni512" if USE_DWQ and USE_DW3 else "avx512"

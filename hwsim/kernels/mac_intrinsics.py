@@ -683,10 +683,7 @@ def _zrq_consts(typingctx, cp, cidx):
     if isinstance(cp, types.Array) and cp.dtype == types.int64 and cp.ndim == 1:
         def codegen64(context, builder, sig, args):
             i0 = builder.mul(context.cast(builder, args[1], sig.args[1], types.int64), ir.Constant(ir.IntType(64), 4))
-            vals = [builder.load(_elem_ptr(context, builder, sig.args[0], args[0],
-                                           builder.add(i0, ir.Constant(ir.IntType(64), 8 * k)), _V8Q), align=8)
-                    for k in range(8)]
-            return context.make_tuple(builder, _Q_CONSTS, vals)
+            return context.make_tuple(builder, _Q_CONSTS, _q_consts_at(context, builder, sig.args[0], args[0], i0))
 
         return _Q_CONSTS(cp, cidx), codegen64
     if not (isinstance(cp, types.Array) and cp.dtype == types.int32 and cp.ndim == 2):
@@ -946,10 +943,7 @@ def _bcopy32(typingctx, dst, d0, src, s0, m, fill, flip):
             "llvm.masked.load.v32i8.p0")
         p = _elem_ptr(context, builder, sig.args[2], args[2], args[3], _V32B)
         v = builder.call(fn, [p, ir.Constant(_I32, 1), _mask32(builder, m64), sp])
-        fl = context.cast(builder, args[6], sig.args[6], types.int8)
-        v = builder.xor(v, builder.shuffle_vector(
-            builder.insert_element(ir.Constant(_V32B, ir.Undefined), fl, ir.Constant(_I32, 0)),
-            ir.Constant(_V32B, ir.Undefined), _mask([0] * 32)))
+        v = builder.xor(v, vec_splat_value(builder, context.cast(builder, args[6], sig.args[6], types.int8), 32))
         builder.store(v, _elem_ptr(context, builder, sig.args[0], args[0], args[1], _V32B), align=1)
         return context.get_dummy_value()
 
@@ -1047,13 +1041,18 @@ def _zq_consts(typingctx, arr, idx):
         return None
 
     def codegen(context, builder, sig, args):
-        i0 = context.cast(builder, args[1], sig.args[1], types.int64)
-        vals = [builder.load(_elem_ptr(context, builder, sig.args[0], args[0],
-                                       builder.add(i0, ir.Constant(ir.IntType(64), 8 * k)), _V8Q), align=8)
-                for k in range(8)]
-        return context.make_tuple(builder, _Q_CONSTS, vals)
+        return context.make_tuple(builder, _Q_CONSTS, _q_consts_at(
+            context, builder, sig.args[0], args[0], context.cast(builder, args[1], sig.args[1], types.int64)))
 
     return _Q_CONSTS(arr, idx), codegen
+
+
+def _q_consts_at(context, builder, arrty, arr, i0):
+    """The eight <8 x i64> of the one-step rounding's constants at int64 ``arr[i0]``,
+    arr[i0 + 8], .. (_zq_consts' layout)."""
+    return [builder.load(_elem_ptr(context, builder, arrty, arr, builder.add(i0, ir.Constant(ir.IntType(64), 8 * k)),
+                                   _V8Q), align=8)
+            for k in range(8)]
 
 
 @intrinsic
@@ -1167,13 +1166,11 @@ def _zrq64_store64(typingctx, out, oidx, a0, a1, a2, a3, qk, qo, lo, hi, nv):
         qo = context.cast(builder, aqo, sig.args[7], types.int64)
         parts = []
         for k, v in enumerate((v0, v1, v2, v3)):
-            consts = [builder.load(_elem_ptr(context, builder, sig.args[6], aqk,
-                                             builder.add(qo, ir.Constant(i64, 64 * k + 8 * j)), _V8Q), align=8)
-                      for j in range(8)]
+            consts = _q_consts_at(context, builder, sig.args[6], aqk, builder.add(qo, ir.Constant(i64, 64 * k)))
             parts.append(_rq64_bytes(builder, v, consts))
-        lo32 = builder.shuffle_vector(parts[0], parts[1], _mask(range(32)))
-        hi32 = builder.shuffle_vector(parts[2], parts[3], _mask(range(32)))
-        r = builder.bitcast(builder.shuffle_vector(lo32, hi32, _mask(range(64))), _V16D)
+        first = builder.shuffle_vector(parts[0], parts[1], _mask(range(32)))
+        second = builder.shuffle_vector(parts[2], parts[3], _mask(range(32)))
+        r = builder.bitcast(builder.shuffle_vector(first, second, _mask(range(64))), _V16D)
         r = builder.shuffle_vector(r, ir.Constant(_V16D, ir.Undefined),
                                    _mask([4 * (d % 4) + d // 4 for d in range(16)]))
         r = builder.bitcast(r, _V64B)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..util import aligned_bytes
+
+
 class PackedConvWeights:
     """CONV_2D / FULLY_CONNECTED weights in the fast kernel's layout (see ``pack_conv2d_weights``)."""
 
@@ -42,19 +45,14 @@ class PackedDepthwiseWeights:
         return f"PackedDepthwiseWeights(shape={self.shape}, depth_multiplier={self.depth_multiplier})"
 
 
-#: Packed constants that kernels read with 64-byte vector loads start on a cache line: a load
-#: that straddles two lines costs two (depthwise_vnni's weights and requantization constants
-#: at 16- or 48-byte offsets took a 14x14x384 layer from 21-24 us to 27-34 us; over
-#: mobilenet_v2, aligned against numpy's 16-byte alignment, both interleaved in one process:
-#: DEPTHWISE 0.93-0.95x and CONV_2D 0.99x on one thread, 0.96x and 0.97x on two; Zen 4).
-CACHE_LINE = 64
-
-
 def aligned(a: np.ndarray) -> np.ndarray:
-    """A C-contiguous copy of ``a`` whose data starts on a CACHE_LINE boundary."""
-    raw = np.empty(a.nbytes + CACHE_LINE, np.uint8)
-    start = (-raw.ctypes.data) % CACHE_LINE
-    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    """A C-contiguous copy of ``a`` whose data starts on a cache line (util.CACHE_LINE).
+    Packed constants that kernels read with 64-byte vector loads are made so: a load that
+    straddles two lines costs two (depthwise_vnni's weights and requantization constants at
+    16- or 48-byte offsets took a 14x14x384 layer from 21-24 us to 27-34 us; over
+    mobilenet_v2, aligned against numpy's 16-byte alignment, both interleaved in one process:
+    DEPTHWISE 0.93-0.95x and CONV_2D 0.99x on one thread, 0.96x and 0.97x on two; Zen 4)."""
+    out = aligned_bytes(a.nbytes).view(a.dtype).reshape(a.shape)
     out[...] = a
     return out
 
