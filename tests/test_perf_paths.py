@@ -232,6 +232,13 @@ def _spread_rq(rng, want):
                          shift=-k, scheme=RequantScheme.tflite_double, out_zp=int(rng.integers(-20, 20)))
 
 
+def _fast_max_shift():
+    """The largest shift of the "fast" requantizations: right shifts only (no left shift), and
+    on the vpdpbusd path at least 1, which it needs (a channel with e = 0 sends the layer to
+    depthwise_zmm, test_dw3_is_taken_on_avx512), so that the path runs."""
+    return -1 if mac.USE_DWQ and mac.DWQ_ALWAYS else 0
+
+
 def check_depthwise(x, w, b, args, rng, parallel_modes=(False, True)):
     want = mac.depthwise_conv2d_acc_reference(x, w, b, *args)
     _eq(mac.depthwise_conv2d_acc(x, w, b, *args), want)  # the accumulators (16-channel kernel)
@@ -240,7 +247,7 @@ def check_depthwise(x, w, b, args, rng, parallel_modes=(False, True)):
         for kind in ("fast", "full", "spread"):
             rq = _rq(rng, cout) if kind != "spread" else _spread_rq(rng, want)
             if kind == "fast":
-                rq = rq.replace(shift=np.minimum(rq.shift, 0))
+                rq = rq.replace(shift=np.minimum(rq.shift, _fast_max_shift()))
             with _threads(parallel):
                 _eq(mac.depthwise_conv2d_acc(x, w, b, *args, requant=_fq(rq, cout)),
                     requantize(want, rq, np.int8))
@@ -339,14 +346,17 @@ def test_dw3_is_taken_on_avx512():
     pk = mac.pack_depthwise_weights(np.ones((1, 3, 3, 64), np.int8))
     rng = np.random.default_rng(3)
     rq = _rq(rng, 64)
-    fast, slow = _fq(rq.replace(shift=np.minimum(rq.shift, 0)), 64), _fq(rq.replace(shift=np.ones(64, int)), 64)
+    fast, slow = _fq(rq.replace(shift=np.minimum(rq.shift, -1)), 64), _fq(rq.replace(shift=np.ones(64, int)), 64)
     b = np.zeros(64, np.int32)
     head = mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, fast)
     assert head[0] == (3 if mac.USE_DWQ else 2 if mac.USE_DW512 and mac.USE_DW3 else 1 if mac.USE_DW512 else 0)
     if mac.USE_DWQ:  # a last block of 32 or fewer channels: mac.dwq_takes weighs the waste
-        for C, stride, kind in [(96, 1, 2), (144, 1, 3), (144, 2, 2), (160, 1, 3), (120, 2, 3), (32, 1, 2)]:
+        e0 = _fq(rq.replace(shift=np.where(np.arange(64) == 9, 0, -1)), 64)  # one channel without a right shift
+        assert mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, e0)[0] == 2
+        for C, stride, kind in [(96, 1, 3), (80, 1, 3), (144, 1, 3), (144, 2, 3), (160, 1, 3), (120, 2, 3),
+                                (96, 2, 3), (160, 2, 3), (32, 1, 2)]:
             pkc = mac.pack_depthwise_weights(np.ones((1, 3, 3, C), np.int8))
-            fc = _fq(_rq(rng, C).replace(shift=np.zeros(C, int)), C)
+            fc = _fq(_rq(rng, C).replace(shift=-np.ones(C, int)), C)
             head = mac._dw_head(pkc, np.zeros(C, np.int32), 5, 1, 3, 3, stride, stride, 1, 1, 1, 1, 8, 8, fc)
             assert head[0] == kind, (C, stride)
     assert mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, None)[0] == 0  # accumulators
@@ -362,7 +372,8 @@ def test_dw3_is_taken_on_avx512():
 def test_zrq64_store_matches_requantize(zp, lo, hi, C):
     """The 3x3 kernels' one-step 64-bit requantization (mac_intrinsics._zrq64_store, and
     _zrq64_store64 of depthwise_vnni's lane order with 64-channel masked stores; the zero
-    point folded into its constants) against requantize on every right shift 0..23 it takes,
+    point folded into its constants) against requantize on every right shift 0..23 they take
+    (1..23 for _zrq64_store64),
     positive and negative multipliers, and accumulators at the int32 limits and where
     acc * m + 2^30 changes sign; a layer with a larger right shift gets no such constants."""
     from numba import njit
@@ -414,6 +425,12 @@ def test_zrq64_store_matches_requantize(zp, lo, hi, C):
     run(acc, qk, np.int64(zp), np.int64(lo), np.int64(hi), out)
     want = requantize(acc, rq, np.int8)
     _eq(out, want)
+    # the 64-channel form takes right shifts of 1..23 (e = 0 has no such constants: its
+    # result may not fit the int32 it narrows from)
+    assert dwq_requant(qk) is None
+    rq = rq.replace(shift=-np.maximum(np.arange(C) % 24, 1))
+    qk = _fq(rq, C).q64
+    want = requantize(acc, rq, np.int8)
     NB = (C + 63) // 64
     padded = np.zeros((acc.shape[0], NB * 64), np.int32)
     padded[:, :C] = acc

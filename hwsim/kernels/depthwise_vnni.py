@@ -16,8 +16,9 @@ outside the input read the zero point -off (plus 128), whose products cancel, an
 adds its four exact products to the int32 lane without saturation. Accumulator k of a pixel
 holds channel 16 L + 4 k + i in dword i of 128-bit lane L; each is requantized in that order
 by depthwise_zmm's one-step 64-bit arithmetic with its constants rearranged to match
-(``dwq_requant``), and one dword permutation puts the pixel's 64 bytes in channel order for
-one clamp and one masked store (mac_intrinsics._zrq64_store64).
+(``dwq_requant``) into 16 int32, and three packs (whose 128-bit lanes match that order) narrow
+the pixel's 64 channels to int8 in channel order for one clamp and one masked store
+(mac_intrinsics._zrq64_store64).
 
 Every band of output rows is gathered (depthwise_zmm._gather with the flip), padded with the
 zero point, 64 bytes a pixel per block; work items and their split on threads are depthwise_zmm's
@@ -54,17 +55,25 @@ def dwq_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int):
     return aligned(q.reshape(-1)), aligned(bq.reshape(-1))
 
 
-def dwq_requant(q64: np.ndarray) -> np.ndarray:
+def dwq_requant(q64: np.ndarray) -> np.ndarray | None:
     """depthwise_zmm.dw3_requant's constants (channel order: [16-channel block][constant]
     [even, odd][8], channel 16 blk + 2 j + parity) for this kernel's accumulators: int64
     [64-channel block][accumulator k][constant][even, odd][lane j], the channel of accumulator k's
-    qword j being 16 (j // 2) + 4 k + 2 (j % 2) (+ 1 for the odd dword)
-    (mac_intrinsics._zrq64_store64)."""
-    per = q64.reshape(-1, 4, 2, 8).transpose(0, 3, 2, 1).reshape(-1, 4)  # [channel][constant]
+    qword j being 16 (j // 2) + 4 k + 2 (j % 2) (+ 1 for the odd dword), the odd lanes' shift
+    31 + e given as its high dword's, e - 1 (mac_intrinsics._zrq64_store64). None where a
+    channel with a multiplier has no right shift (e = 0): its result need not fit an int32
+    (that layer takes depthwise_zmm)."""
+    per = q64.reshape(-1, 4, 2, 8).transpose(0, 3, 2, 1).reshape(-1, 4).copy()  # [channel][constant]
+    # a multiplier of 0 (the padding channels past C) gives zp whatever the shift: e = 1 then
+    z = (per[:, 0] == 0) & (per[:, 3] == 31)
+    per[z, 1], per[z, 2], per[z, 3] = ((per[z, 1] - (1 << 30)) >> 31) << 32, 0, 32
+    if per[:, 3].min() < 32:
+        return None
     NB = per.shape[0] // 64
     b, k, par, j = np.meshgrid(np.arange(NB), np.arange(4), np.arange(2), np.arange(8), indexing="ij")
     ch = 64 * b + 16 * (j // 2) + 4 * k + 2 * (j % 2) + par  # [b][k][parity][j]
     out = per[ch]  # [b][k][parity][j][constant]
+    out[:, :, 1, :, 3] -= 32
     return aligned(np.ascontiguousarray(out.transpose(0, 1, 4, 2, 3)).reshape(-1))
 
 

@@ -592,9 +592,10 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
         if USE_DW3 and KH == KW == 3 and dh == dw == 1 and dm == 1 and -127 <= off <= 128:
             qk = requant.q64
             if qk is not None:
-                if USE_DWQ and dwq_takes(pk.shape[3], sw):
+                qq = dwq_requant(qk) if USE_DWQ and dwq_takes(pk.shape[3], sw) else None
+                if qq is not None:
                     wq, bq = dwq_weights(pk, b, off)
-                    return (3, wq, bq, dwq_requant(qk), np.int64(-off), sh, sw, pt, pl, oh, ow)
+                    return (3, wq, bq, qq, np.int64(-off), sh, sw, pt, pl, oh, ow)
                 wk, bk = dw3_weights(pk, b, off)
                 return (2, wk, bk, qk, np.int64(-off), sh, sw, pt, pl, oh, ow)
         return (1, depthwise_weights32(pk), b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
@@ -602,10 +603,10 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
 
 
 #: depthwise_vnni's time for a 64-channel block in units of depthwise_zmm's for a 32-channel
-#: block, at stride 1 and at larger strides (mobilenet_v2's layers on one thread, both kernels
-#: interleaved, Zen 4: 0.78-0.85x the time on whole 64-channel blocks; 56x56x144 0.95x at
-#: stride 1 and 1.07-1.15x at stride 2, where the last block has 16 channels; 112x112x32 1.6x).
-DWQ_BLOCK_COST = (1.6, 1.8)
+#: block, at stride 1 and at larger strides: mobilenet_v2's layers on one thread, both kernels
+#: interleaved in one process, on Sapphire Rapids (session 11: 1.17-1.3 at stride 1, 1.34-1.57
+#: at stride 2, 112x112x32 1.23); Zen 4 measured 1.6 and 1.8 before the packed stores.
+DWQ_BLOCK_COST = (1.3, 1.45)
 #: Every 3x3 layer on depthwise_vnni where the CPU has it (the tests: every tail width).
 DWQ_ALWAYS = False
 

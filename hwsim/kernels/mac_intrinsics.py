@@ -1146,15 +1146,43 @@ def _rq64_bytes(builder, av, consts):
     return builder.shuffle_vector(re, ro, _mask([(j // 2 if j % 2 == 0 else 16 + j // 2) for j in range(16)]))
 
 
+def _rq64_dwords(builder, av, consts):
+    """The one-step 64-bit requantization (_rq64_bytes) of the 16 int32 lanes ``av`` as 16
+    int32 in lane order, for shifts of 32 or more (every right shift e >= 1): the even lanes'
+    result is the low dword of ``t >> s``, the odd lanes' the high dword of ``t >> (s - 32)``
+    (``consts``' odd shifts are s - 32, depthwise_vnni.dwq_requant), so one dword blend puts
+    them in order. Each fits an int32: |p| <= 2^62 and the constant's part is below 2^(31+e),
+    so |result| < 2^(62-32) + 2^8."""
+    me, mo, kpe, kpo, kce, kco, se, so = consts
+    c32 = ir.Constant(_V8Q, [32] * 8)
+    x64 = builder.bitcast(av, _V8Q)
+
+    def lo32(q):
+        return builder.ashr(builder.shl(q, c32), c32)
+
+    def lane(x, m, kp, kc, s):
+        p = builder.mul(x, lo32(m))
+        t = builder.add(p, kp)
+        t = builder.select(builder.icmp_signed("<", p, ir.Constant(_V8Q, [-(1 << 30)] * 8)), builder.sub(t, kc), t)
+        return builder.bitcast(builder.ashr(t, s), _V16D)
+
+    re = lane(lo32(x64), me, kpe, kce, se)
+    ro = lane(builder.ashr(x64, c32), mo, kpo, kco, so)
+    return builder.shuffle_vector(re, ro, _mask([j if j % 2 == 0 else 16 + j for j in range(16)]))
+
+
 @intrinsic
 def _zrq64_store64(typingctx, out, oidx, a0, a1, a2, a3, qk, qo, lo, hi, nv):
     """The 64 channels of one pixel from depthwise_vnni's four accumulators (a_k: channel
     16 L + 4 k + i in dword i of 128-bit lane L) requantized as _zrq64_store and stored at
-    out[oidx..], lanes < nv (none when nv <= 0): each accumulator with its own constants
-    (qk[qo + 64 k ..], depthwise_vnni.dwq_requant: _zq_consts' layout for that lane order),
-    so no lane shuffle before the arithmetic; the four 16-byte results are put in channel
-    order by one dword permutation (vpermd: dword 4 k + L to 4 L + k), clamped to [lo, hi]
-    once and stored by one masked 64-byte store."""
+    out[oidx..], lanes < nv (none when nv <= 0). Each accumulator is requantized with its own
+    constants (qk[qo + 64 k ..], depthwise_vnni.dwq_requant: _zq_consts' layout for that lane
+    order, right shifts e >= 1) to 16 int32 (_rq64_dwords), then vpackssdw (a0, a1),
+    vpackssdw (a2, a3) and vpacksswb of the two narrow them with signed saturation (the same
+    int8 as saturating the int32 value): the packs work within 128-bit lanes, so lane L of the
+    result holds channels 16 L + 0..15 in order, with no permutation. Then one clamp to
+    [lo, hi] and one masked 64-byte store. (Narrowing each 64-bit result by vpmovsqb and
+    permuting the four 16-byte parts took 0.88-0.93x the time on Sapphire Rapids' port 5.)"""
     if not (isinstance(out, types.Array) and out.dtype == types.int8) or any(a != _i32x16 for a in (a0, a1, a2, a3)):
         return None
     if not (isinstance(qk, types.Array) and qk.dtype == types.int64):
@@ -1167,13 +1195,13 @@ def _zrq64_store64(typingctx, out, oidx, a0, a1, a2, a3, qk, qo, lo, hi, nv):
         parts = []
         for k, v in enumerate((v0, v1, v2, v3)):
             consts = _q_consts_at(context, builder, sig.args[6], aqk, builder.add(qo, ir.Constant(i64, 64 * k)))
-            parts.append(_rq64_bytes(builder, v, consts))
-        first = builder.shuffle_vector(parts[0], parts[1], _mask(range(32)))
-        second = builder.shuffle_vector(parts[2], parts[3], _mask(range(32)))
-        r = builder.bitcast(builder.shuffle_vector(first, second, _mask(range(64))), _V16D)
-        r = builder.shuffle_vector(r, ir.Constant(_V16D, ir.Undefined),
-                                   _mask([4 * (d % 4) + d // 4 for d in range(16)]))
-        r = builder.bitcast(r, _V64B)
+            parts.append(_rq64_dwords(builder, v, consts))
+        v32w = ir.VectorType(ir.IntType(16), 32)
+        pdw = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v32w, [_V16D, _V16D]),
+                                             "llvm.x86.avx512.packssdw.512")
+        pwb = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V64B, [v32w, v32w]),
+                                             "llvm.x86.avx512.packsswb.512")
+        r = builder.call(pwb, [builder.call(pdw, parts[:2]), builder.call(pdw, parts[2:])])
         lo = builder.trunc(context.cast(builder, alo, sig.args[8], types.int32), i8)
         hi = builder.trunc(context.cast(builder, ahi, sig.args[9], types.int32), i8)
         r = _clamp_i8(builder, r, lo, hi)
