@@ -283,6 +283,8 @@ DW3_EDGE = [
     (1, 12, 13, 100, 3, 3, 1, 1, 4, 5),     # stride 3: 1-pixel path
     (1, 11, 21, 64, 2, 1, 1, 0, 6, 19),     # strides differ
     (1, 10, 10, 32, 1, 1, 2, 2, 12, 12),    # padding 2: two gathered edge columns and rows
+    (2, 7, 9, 32, 2, 1, 1, 1, 4, 9),        # 32 channels, odd width: two pixels a vector + one
+    (1, 3, 2, 32, 1, 1, 1, 1, 3, 2),        # 32 channels, one pixel pair a row
 ]
 
 
@@ -304,8 +306,9 @@ def test_depthwise3x3_fused_paths(case, off, flags, monkeypatch):
 @pytest.mark.parametrize("flags", DW_PATHS[:2])
 @pytest.mark.parametrize("band_bytes", [1 << 19, 1], ids=["one-band-a-thread", "bands-split"])
 @pytest.mark.parametrize("case", [(1, 16, 16, 144, 1, 1, 1, 1, 16, 16), (2, 9, 11, 33, 1, 1, 1, 1, 9, 11),
-                                  (1, 17, 17, 96, 2, 2, 0, 0, 8, 8), (1, 7, 7, 960, 1, 1, 1, 1, 7, 7)],
-                         ids=["rows", "rows-batch2", "rows-stride2", "channel-groups"])
+                                  (1, 17, 17, 96, 2, 2, 0, 0, 8, 8), (1, 7, 7, 960, 1, 1, 1, 1, 7, 7),
+                                  (1, 16, 15, 32, 1, 1, 1, 1, 16, 15)],
+                         ids=["rows", "rows-batch2", "rows-stride2", "channel-groups", "rows-32-pairs"])
 def test_dw3_thread_splits(case, band_bytes, flags, monkeypatch):
     """The 3x3 kernels' split on threads (depthwise_zmm.dw3_part): one band of rows a thread,
     the bands split again past DW3_BAND_BYTES (1 byte: one output row a band), or channel
@@ -350,11 +353,12 @@ def test_dw3_is_taken_on_avx512():
     b = np.zeros(64, np.int32)
     head = mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, fast)
     assert head[0] == (3 if mac.USE_DWQ else 2 if mac.USE_DW512 and mac.USE_DW3 else 1 if mac.USE_DW512 else 0)
-    if mac.USE_DWQ:  # a last block of 32 or fewer channels: mac.dwq_takes weighs the waste
+    if mac.USE_DWQ:  # a last block of 32 or fewer channels: mac.dwq_takes weighs the waste (32
+        # channels at stride 1: two pixels a vector)
         e0 = _fq(rq.replace(shift=np.where(np.arange(64) == 9, 0, -1)), 64)  # one channel without a right shift
         assert mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, e0)[0] == 2
         for C, stride, kind in [(96, 1, 3), (80, 1, 3), (144, 1, 3), (144, 2, 3), (160, 1, 3), (120, 2, 3),
-                                (96, 2, 3), (160, 2, 3), (32, 1, 2)]:
+                                (96, 2, 3), (160, 2, 3), (32, 1, 3), (32, 2, 2)]:
             pkc = mac.pack_depthwise_weights(np.ones((1, 3, 3, C), np.int8))
             fc = _fq(_rq(rng, C).replace(shift=-np.ones(C, int)), C)
             head = mac._dw_head(pkc, np.zeros(C, np.int32), 5, 1, 3, 3, stride, stride, 1, 1, 1, 1, 8, 8, fc)
@@ -455,7 +459,8 @@ def _guarded_int8(shape):
 
 
 @pytest.mark.parametrize("flags", DW_PATHS)
-@pytest.mark.parametrize("case", [(1, 6, 6, 144, 1, 0), (2, 5, 7, 48, 1, 1), (1, 9, 9, 80, 2, 0)])
+@pytest.mark.parametrize("case", [(1, 6, 6, 144, 1, 0), (2, 5, 7, 48, 1, 1), (1, 9, 9, 80, 2, 0),
+                                  (1, 7, 7, 32, 1, 0)])
 def test_depthwise3x3_reads_nothing_past_the_input(flags, case, monkeypatch):
     """The in-place kernel's unmasked 32-byte loads stop at the input's end: channel counts
     that are not a multiple of 32, no padding at the bottom right (the last pixel read in place)."""
@@ -472,7 +477,8 @@ def test_depthwise3x3_reads_nothing_past_the_input(flags, case, monkeypatch):
 
 
 _dw3_params = st.fixed_dictionaries({
-    "N": st.integers(1, 2), "H": st.integers(1, 12), "W": st.integers(1, 12), "C": st.integers(32, 100),
+    "N": st.integers(1, 2), "H": st.integers(1, 12), "W": st.integers(1, 12),
+    "C": st.just(32) | st.integers(32, 100),  # 32 at stride 1: depthwise_vnni's two pixels a vector
     "sh": st.integers(1, 3), "sw": st.integers(1, 3), "pt": st.integers(-1, 2), "pl": st.integers(-1, 2),
     "pb": st.integers(0, 2), "pr": st.integers(0, 2), "off": st.integers(-127, 128),
     "par": st.booleans(), "seed": st.integers(0, 2**32 - 1),

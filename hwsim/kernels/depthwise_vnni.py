@@ -22,9 +22,12 @@ the pixel's 64 channels to int8 in channel order for one clamp and one masked st
 
 Every band of output rows is gathered (depthwise_zmm._gather with the flip), padded with the
 zero point, 64 bytes a pixel per block; work items and their split on threads are depthwise_zmm's
-(``dw3_part``, with blocks of 64 channels). Called by hwsim.kernels.mac where the CPU has
-AVX512-VNNI, for the layers ``mac.dwq_takes`` admits (a short last block wastes lanes: those
-layers stay on depthwise_zmm); compiled on the first call only.
+(``dw3_part``, with blocks of 64 channels). A layer of 32 channels at horizontal stride 1
+(``dwq_pairs``) fills the 64 lanes with two pixels instead: its 32-byte pixels are read as the
+stride-2 strip of 64-byte units, the weights and constants tiled twice. Called by
+hwsim.kernels.mac where the CPU has AVX512-VNNI, for the layers ``mac.dwq_takes`` admits (a
+short last block wastes lanes: those layers stay on depthwise_zmm); compiled on the first call
+only.
 """
 from __future__ import annotations
 
@@ -38,11 +41,20 @@ from .mac_intrinsics import _zdpbusd, _zload_i32, _zload_q, _zquads, _zrq64_stor
 from .mac_pack import PackedDepthwiseWeights, aligned, unpack_depthwise_weights
 
 
-def dwq_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int):
+def dwq_pairs(channels: int, stride_w: int) -> bool:
+    """Whether _dwq_serial runs a layer two pixels a vector (its 64 lanes: pixel 2 u's 32
+    channels, then pixel 2 u + 1's): 32 channels at horizontal stride 1."""
+    return channels == 32 and stride_w == 1
+
+
+def dwq_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int, pairs: bool = False):
     """(weights, bias) of ``_dwq_serial`` for 3x3 weights ``pk``: int8 [blocks of 64 channels][kx]
     [k][lane L][i][ky 0, 1, 2, 0], the quad of channel 64 b + 16 L + 4 k + i, and int32
-    [blocks][k][L][i] of ``bias + (off - 128) * sum over the taps of w`` modulo 2^32."""
+    [blocks][k][L][i] of ``bias + (off - 128) * sum over the taps of w`` modulo 2^32; with
+    ``pairs`` (dwq_pairs) the 32 channels twice, for lanes 0-31 and 32-63."""
     w = unpack_depthwise_weights(pk).reshape(3, 3, -1)  # ky, kx, C
+    if pairs:
+        w, bias = np.concatenate([w, w], 2), np.concatenate([bias, bias])
     C = w.shape[2]
     NB = (C + 63) // 64
     v = np.zeros((3, 3, NB * 64), np.int8)
@@ -55,15 +67,17 @@ def dwq_weights(pk: PackedDepthwiseWeights, bias: np.ndarray, off: int):
     return aligned(q.reshape(-1)), aligned(bq.reshape(-1))
 
 
-def dwq_requant(q64: np.ndarray) -> np.ndarray | None:
+def dwq_requant(q64: np.ndarray, pairs: bool = False) -> np.ndarray | None:
     """depthwise_zmm.dw3_requant's constants (channel order: [16-channel block][constant]
     [even, odd][8], channel 16 blk + 2 j + parity) for this kernel's accumulators: int64
     [64-channel block][accumulator k][constant][even, odd][lane j], the channel of accumulator k's
     qword j being 16 (j // 2) + 4 k + 2 (j % 2) (+ 1 for the odd dword), the odd lanes' shift
     31 + e given as its high dword's, e - 1 (mac_intrinsics._zrq64_store64). None where a
     channel with a multiplier has no right shift (e = 0): its result need not fit an int32
-    (that layer takes depthwise_zmm)."""
+    (that layer takes depthwise_zmm). With ``pairs`` (dwq_pairs) channels 32-63 repeat 0-31."""
     per = q64.reshape(-1, 4, 2, 8).transpose(0, 3, 2, 1).reshape(-1, 4).copy()  # [channel][constant]
+    if pairs:
+        per[32:64] = per[:32]
     # a multiplier of 0 (the padding channels past C) gives zp whatever the shift: e = 1 then
     z = (per[:, 0] == 0) & (per[:, 3] == 31)
     per[z, 1], per[z, 2], per[z, 3] = ((per[z, 1] - (1 << 30)) >> 31) << 32, 0, 32
@@ -177,9 +191,16 @@ def _dwq_serial(x, wq, bq, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, 
     """Work items: a band of output rows of one image x a range of 64-channel blocks (``part``
     = (nb, ng, first item, end item), depthwise_zmm.dw3_part of the 64-channel blocks), the
     band's channels gathered as uint8 into ``scr`` with the zero point around them. One
-    function for the items and the serial driver, as depthwise_zmm._dw3_serial."""
+    function for the items and the serial driver, as depthwise_zmm._dw3_serial.
+
+    A layer of 32 channels at horizontal stride 1 (dwq_pairs) runs two pixels a vector: its
+    64-byte block holds pixels 2 u and 2 u + 1, so a row is _run's stride-2 strip over the
+    32-byte pixels (unit u's taps at 64 u + 32 kx), the weights and constants tiled twice,
+    and an odd last pixel a unit with 32 lanes stored (its other pixel reads the 32 bytes past
+    the row, inside the scratch's slack)."""
     N, H, W, C = x.shape
     NB = (C + 63) // 64
+    pairs = C == 32 and sw == 1  # dwq_pairs
     nb, ng, i0, i1 = part
     scr = np.empty(0, np.int8)
     o8 = out8.reshape(out8.size)
@@ -191,16 +212,19 @@ def _dwq_serial(x, wq, bq, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, 
             continue
         rows = (oy1 - oy0 - 1) * sh + 3
         iy0 = oy0 * sh - pt
-        Cb = 64 * (cb1 - cb0)
-        if scr.size < rows * Wp * Cb:
+        Cb = 32 if pairs else 64 * (cb1 - cb0)
+        if scr.size < rows * Wp * Cb + 64:
             # on a 64-byte boundary: every row load is then one cache line
-            raw = np.empty(((oh + nb - 1) // nb * sh + 3) * Wp * 64 * (NB // ng + 1) + 64, np.int8)
+            raw = np.empty(((oh + nb - 1) // nb * sh + 3) * Wp * 64 * (NB // ng + 1) + 128, np.int8)
             scr = raw[(64 - raw.ctypes.data % 64) % 64:]
         _gather(xf, n, H, W, C, iy0, -pl, rows, Wp, 64 * cb0, Cb, padv, scr, np.int8(-128))
         rs = Wp * Cb
+        # (input pixel step, stride of _run's strips, output step of a unit, units of full
+        # lanes, lanes stored of the one more unit there may be)
+        cs, su, Cu, nox, nv1 = (32, 2, 64, ow // 2, 32 * (ow % 2)) if pairs else (Cb, sw, C, ow, 0)
         for cb in range(cb0, cb1):
             c0 = 64 * cb
-            nv = min(64, C - c0)
+            nv = 64 if pairs else min(64, C - c0)
             wb = cb * 768
             b0 = _zload_i32(bq, c0)
             b1 = _zload_i32(bq, c0 + 16)
@@ -208,5 +232,10 @@ def _dwq_serial(x, wq, bq, qk, padv, sh, sw, pt, pl, oh, ow, nthreads, cp, qzp, 
             b3 = _zload_i32(bq, c0 + 48)
             o = 64 * (cb - cb0)
             for oy in range(oy0, oy1):
-                _run(scr, o + (oy - oy0) * sh * rs, rs, Cb, sw, ow, wq, wb, b0, b1, b2, b3, qk, 256 * cb,
-                     qlo, qhi, o8, ((n * oh + oy) * ow) * C + c0, C, nv)
+                oo = ((n * oh + oy) * ow) * C + c0
+                for t in range(2):  # the full units, then (pairs, odd width) the last pixel
+                    if t == 1 and nv1 == 0:
+                        break
+                    _run(scr, o + (oy - oy0) * sh * rs + t * nox * 64, rs, cs, su, nox if t == 0 else 1, wq,
+                         wb, b0, b1, b2, b3, qk, 256 * cb, qlo, qhi, o8, oo + t * nox * 64, Cu,
+                         nv if t == 0 else nv1)
