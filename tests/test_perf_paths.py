@@ -355,10 +355,11 @@ def test_dw3_channel_group_layers_run_on_one_thread():
         assert mac._dw_threads((1,) + head[1:], shape, 2) == 2  # the band kernel splits its own way
 
 
-def test_dw3_is_taken_on_avx512():
+def test_dw3_is_taken_on_avx512(monkeypatch):
     """mobilenet-style 3x3 layers take the in-place kernel where the CPU has AVX512-BW (else
     this test documents the fallback); the shapes and requantizations it does not do take the
-    band kernel."""
+    band kernel. Between the two 3x3 kernels, mac.dwq_takes' choice under both CPU families'
+    cost tables (AMD Zen's and the others')."""
     pk = mac.pack_depthwise_weights(np.ones((1, 3, 3, 64), np.int8))
     rng = np.random.default_rng(3)
     rq = _rq(rng, 64)
@@ -370,12 +371,18 @@ def test_dw3_is_taken_on_avx512():
         # channels at stride 1: two pixels a vector)
         e0 = _fq(rq.replace(shift=np.where(np.arange(64) == 9, 0, -1)), 64)  # one channel without a right shift
         assert mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, e0)[0] == 2
-        for C, stride, kind in [(96, 1, 3), (80, 1, 3), (144, 1, 3), (144, 2, 3), (160, 1, 3), (120, 2, 3),
-                                (96, 2, 3), (160, 2, 3), (32, 1, 3), (32, 2, 2)]:
-            pkc = mac.pack_depthwise_weights(np.ones((1, 3, 3, C), np.int8))
-            fc = _fq(_rq(rng, C).replace(shift=-np.ones(C, int)), C)
-            head = mac._dw_head(pkc, np.zeros(C, np.int32), 5, 1, 3, 3, stride, stride, 1, 1, 1, 1, 8, 8, fc)
-            assert head[0] == kind, (C, stride)
+        # (channels, stride, (kind with the others' table, kind with Zen's))
+        for zen, (cost, pairs) in enumerate([((1.3, 1.45), True), ((1.6, 1.8), False)]):
+            monkeypatch.setattr(mac, "DWQ_BLOCK_COST", cost)
+            monkeypatch.setattr(mac, "DWQ_PAIRS", pairs)
+            for C, stride, kinds in [(96, 1, (3, 2)), (80, 1, (3, 2)), (144, 1, (3, 3)), (144, 2, (3, 2)),
+                                     (160, 1, (3, 3)), (120, 2, (3, 3)), (96, 2, (3, 2)), (160, 2, (3, 2)),
+                                     (32, 1, (3, 2)), (32, 2, (2, 2)), (64, 1, (3, 3)), (64, 2, (3, 3))]:
+                kind = kinds[zen]
+                pkc = mac.pack_depthwise_weights(np.ones((1, 3, 3, C), np.int8))
+                fc = _fq(_rq(rng, C).replace(shift=-np.ones(C, int)), C)
+                head = mac._dw_head(pkc, np.zeros(C, np.int32), 5, 1, 3, 3, stride, stride, 1, 1, 1, 1, 8, 8, fc)
+                assert head[0] == kind, (C, stride, cost)
     assert mac._dw_head(pk, b, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, None)[0] == 0  # accumulators
     if mac.USE_DW512:
         # an offset outside int8's zero points, dilation, a left shift: the band kernel

@@ -69,7 +69,7 @@ from .depthwise_zmm import (_dw3_serial, _dw32_par, _dw32_serial, dw3_part, dw3_
                             dw3_splits_rows,
                             dw3_weights)
 from .fnptr import ItemsCall, RepeatCall, compiled_address, direct, run_items_par
-from .mac_intrinsics import _HAVE_AVX2, HOST_HAS_AVX512BW, HOST_HAS_VNNI, HOST_HAS_VNNI512
+from .mac_intrinsics import _HAVE_AVX2, HOST_CPU_NAME, HOST_HAS_AVX512BW, HOST_HAS_VNNI, HOST_HAS_VNNI512
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights, aligned,
                        pack_conv2d_weights, pack_depthwise_weights, pack_fully_connected_weights,
@@ -605,10 +605,16 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
 
 
 #: depthwise_vnni's time for a 64-channel block in units of depthwise_zmm's for a 32-channel
-#: block, at stride 1 and at larger strides: mobilenet_v2's layers on one thread, both kernels
-#: interleaved in one process, on Sapphire Rapids (session 11: 1.17-1.3 at stride 1, 1.34-1.57
-#: at stride 2, 112x112x32 1.23); Zen 4 measured 1.6 and 1.8 before the packed stores.
-DWQ_BLOCK_COST = (1.3, 1.45)
+#: block, at stride 1 and at larger strides, per CPU family (mobilenet_v2's layers on one
+#: thread, both kernels interleaved in one process): AMD Zen (LLVM's "znver*") 1.6 and 1.8
+#: (Zen 4, session 10, before the packed stores), others 1.3 and 1.45 (Sapphire Rapids,
+#: session 11: 1.17-1.3 at stride 1, 1.34-1.57 at stride 2, 112x112x32 1.23).
+_ZEN = HOST_CPU_NAME.startswith("znver")
+DWQ_BLOCK_COST = (1.6, 1.8) if _ZEN else (1.3, 1.45)
+#: 32-channel layers at stride 1 two pixels a vector (depthwise_vnni.dwq_pairs): 0.62x
+#: depthwise_zmm's time on Sapphire Rapids (one thread; 0.70x on two); on Zen 4 an earlier
+#: form (vpermd stores) took 0.87-1.07x (session 10), so Zen keeps depthwise_zmm there.
+DWQ_PAIRS = not _ZEN
 #: Every 3x3 layer on depthwise_vnni where the CPU has it (the tests: every tail width).
 DWQ_ALWAYS = False
 
@@ -618,9 +624,11 @@ def dwq_takes(channels: int, stride_w: int) -> bool:
     blocks than on depthwise_zmm's 32-channel ones (DWQ_BLOCK_COST): a last block of 32 or
     fewer channels wastes half its lanes or more. 32 channels at stride 1 run two pixels a
     vector (depthwise_vnni.dwq_pairs): mobilenet_v2's 112x112x32 in 0.62x depthwise_zmm's time
-    on one thread and 0.70x on two (Sapphire Rapids, both interleaved in one process)."""
+    on one thread and 0.70x on two (Sapphire Rapids, both interleaved in one process;
+    DWQ_PAIRS)."""
     cost = DWQ_BLOCK_COST[0 if stride_w == 1 else 1]
-    return DWQ_ALWAYS or dwq_pairs(channels, stride_w) or cost * ((channels + 63) // 64) < (channels + 31) // 32
+    return DWQ_ALWAYS or (DWQ_PAIRS and dwq_pairs(channels, stride_w)) or \
+        cost * ((channels + 63) // 64) < (channels + 31) // 32
 
 
 #: The 3x3 in-place depthwise kernel forks from this many MACs: its smallest mobilenet_v2 layer

@@ -405,6 +405,16 @@ def _host_has_vnni() -> bool:
     return {"+avx512vnni", "+avx512vl"} <= f or "+avxvnni" in f
 
 
+def _host_cpu_name() -> str:
+    try:
+        return _llvm_binding.get_host_cpu_name()
+    except Exception:  # pragma: no cover - unknown host
+        return ""
+
+
+#: LLVM's name for the host CPU ("znver4", "sapphirerapids"; "rocketlake" on a Sapphire
+#: Rapids guest that hides its model): kernel choices measured per CPU family read it.
+HOST_CPU_NAME = _host_cpu_name()
 #: The CPU can run the VNNI kernels (``vpdpbusd`` on 256-bit vectors). Their compiled code is
 #: only ever built on such a CPU: the choice is made in Python (hwsim.kernels.mac.mac_path),
 #: and Numba compiles a kernel on its first call.
