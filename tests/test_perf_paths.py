@@ -54,20 +54,17 @@ def path(request, monkeypatch):
 
 @contextlib.contextmanager
 def _threads(parallel):
-    """Every kernel on 2 threads (the 3x3 ones split by channel groups too: DW3_GROUPS_FORK)
-    or on one."""
-    old = mac.PARALLEL_MIN_MACS, mac.DW3_PARALLEL_MIN_MACS, mac.DW3_GROUPS_FORK, numba.get_num_threads()
+    old, olddw, oldn = mac.PARALLEL_MIN_MACS, mac.DW3_PARALLEL_MIN_MACS, numba.get_num_threads()
     if parallel:
         mac.PARALLEL_MIN_MACS = mac.DW3_PARALLEL_MIN_MACS = 0
-        mac.DW3_GROUPS_FORK = True
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     else:
         numba.set_num_threads(1)
     try:
         yield
     finally:
-        mac.PARALLEL_MIN_MACS, mac.DW3_PARALLEL_MIN_MACS, mac.DW3_GROUPS_FORK = old[:3]
-        numba.set_num_threads(old[3])
+        mac.PARALLEL_MIN_MACS, mac.DW3_PARALLEL_MIN_MACS = old, olddw
+        numba.set_num_threads(oldn)
 
 
 def _rq(rng, channels):
@@ -343,16 +340,6 @@ def test_depthwise3x3_extreme_values(flags, xv, off, wv, monkeypatch):
     w = np.full((1, 3, 3, 64), wv, np.int8)
     b = np.full(64, 2**31 - 1, np.int32)
     check_depthwise(x, w, b, (off, 1, 1, 1, 1, 1, 1, 6, 6, 1), np.random.default_rng(xv + off + wv + 400))
-
-
-def test_dw3_channel_group_layers_run_on_one_thread():
-    """A 3x3 layer too small to split by rows (depthwise_zmm.dw3_splits_rows) runs on one
-    thread (mac.DW3_GROUPS_FORK), on threads when the rows split; other kernels fork."""
-    for shape, oh, ow, want in [((1, 7, 7, 960), 7, 7, 1), ((1, 14, 14, 576), 7, 7, 1),
-                                ((1, 14, 14, 384), 14, 14, 2), ((1, 28, 28, 192), 14, 14, 2)]:
-        head = (3,) + (None,) * 8 + (oh, ow)
-        assert mac._dw_threads(head, shape, 2) == want, shape
-        assert mac._dw_threads((1,) + head[1:], shape, 2) == 2  # the band kernel splits its own way
 
 
 def test_dw3_is_taken_on_avx512(monkeypatch):

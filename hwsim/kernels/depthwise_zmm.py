@@ -380,12 +380,6 @@ def dw3_serial_address(x, pre, nthreads, post) -> int:
 DW3_BAND_BYTES = 1 << 19
 
 
-def dw3_splits_rows(xshape, oh, ow, nthreads) -> bool:
-    """Whether dw3_part splits a layer on ``nthreads`` threads by bands of rows (else by groups
-    of channel blocks: images of fewer than 64 output pixels or 2 rows a thread)."""
-    return xshape[0] * oh >= 2 * nthreads and oh * ow >= 64
-
-
 def dw3_part(xshape, oh, ow, nthreads=1, block=32):
     """_dw3_serial's ``part`` for every work item of a layer, split for ``nthreads``: (bands
     of output rows, groups of channel blocks (``block`` channels: 32 here, 64 in
@@ -402,7 +396,7 @@ def dw3_part(xshape, oh, ow, nthreads=1, block=32):
     NCB = (C + block - 1) // block
     if nthreads <= 1:
         nb, ng = _plan.py_func(N, oh, ow, NCB, nthreads, 256)
-    elif dw3_splits_rows(xshape, oh, ow, nthreads):
+    elif N * oh >= 2 * nthreads and oh * ow >= 64:
         nb, ng = min(oh, nthreads), 1
         while nb < oh and (H // nb + 3) * (W + 2) * block * NCB > DW3_BAND_BYTES:
             nb = min(oh, nb + nthreads)

@@ -66,7 +66,6 @@ from numba import get_num_threads, njit
 
 from .depthwise_vnni import _dwq_serial, dwq_pairs, dwq_requant, dwq_serial_address, dwq_weights
 from .depthwise_zmm import (_dw3_serial, _dw32_par, _dw32_serial, dw3_part, dw3_requant, dw3_serial_address,
-                            dw3_splits_rows,
                             dw3_weights)
 from .fnptr import ItemsCall, RepeatCall, compiled_address, direct, run_items_par
 from .mac_intrinsics import _HAVE_AVX2, HOST_CPU_NAME, HOST_HAS_AVX512BW, HOST_HAS_VNNI, HOST_HAS_VNNI512
@@ -662,21 +661,6 @@ def _dw_serial_tail(head, xshape):
     return ()
 
 
-#: Whether a 3x3 layer split by channel groups on threads (depthwise_zmm.dw3_splits_rows: an
-#: image of fewer than 64 output pixels) forks. It does not: in mobilenet_v2 on 2 threads its
-#: 7x7x960 layers took 21-26 us split against 18-19 us on one thread, 14x14x576 at stride 2
-#: 23-28 against 16 (Sapphire Rapids, whole-model profiles alternated): each thread reads
-#: every pixel, half of them from the other core's cache, where the previous layer wrote it.
-DW3_GROUPS_FORK = False
-
-
-def _dw_threads(head, xshape, nt):
-    """The threads a depthwise layer runs on when ``nt`` are free (DW3_GROUPS_FORK)."""
-    if nt > 1 and head[0] >= 2 and not DW3_GROUPS_FORK and not dw3_splits_rows(xshape, head[9], head[10], nt):
-        return 1
-    return nt
-
-
 def _dw_par_tail(head, x, pre, nt, post):
     """A 3x3 kernel's (address, part) for fnptr.run_items_par on ``nt`` threads (the other
     parallel kernels take none: ``par(x, *pre, nt, *post)``)."""
@@ -695,7 +679,7 @@ def _dw_par_run(par, x, pre, nt, post, tail):
 
 def _dw_exec(x, head, out, wide, macs, fz):
     par, serial, pre, post, limit = _dw_kernels(head, out, wide, fz)
-    nt = _dw_threads(head, x.shape, get_num_threads()) if macs >= limit else 1
+    nt = get_num_threads() if macs >= limit else 1
     if nt > 1:
         _dw_par_run(par, x, pre, nt, post, _dw_par_tail(head, x, pre, nt, post))
     else:
@@ -715,29 +699,24 @@ def depthwise_bound_call(head, macs: int, out8: np.ndarray, requant: FusedRequan
             nt = get_num_threads()
             if nt > 1:
                 # per thread count: the driver's tail and its call, bound once the caller
-                # passes the same array twice (as conv2d_bound_call); False: serial
+                # passes the same array twice (as conv2d_bound_call)
                 run = tails.get(nt)
                 if run is None:
                     tail = _dw_par_tail(head, x, pre, nt, post)
-                    run = tails[nt] = False if _dw_threads(head, x.shape, nt) == 1 else \
-                        RepeatCall(par) if tail is None else ItemsCall(*tail, par)
-                if run is not False:
-                    if type(run) is ItemsCall:
-                        run((x,), (x, *pre, nt, *post))
-                    else:
-                        run((x,), x, *pre, nt, *post)
-                    return
+                    run = tails[nt] = RepeatCall(par) if tail is None else ItemsCall(*tail, par)
+                if type(run) is ItemsCall:
+                    run((x,), (x, *pre, nt, *post))
+                else:
+                    run((x,), x, *pre, nt, *post)
+                return
         tail = tails.get(x.shape)
         if tail is None:
             tail = tails[x.shape] = _dw_serial_tail(head, x.shape)
         serial(x, *pre, 1, *post, *tail)
 
     def thunk(x):
-        """``call(x)`` for this very ``x`` with every argument bound (as conv2d_bound_call),
-        where it runs on one thread whatever the thread count (``_dw_threads``: none of 2)."""
-        if type(x) is not np.ndarray or x.dtype != np.int8 or not x.flags.c_contiguous:
-            return None
-        if big and _dw_threads(head, x.shape, 2) > 1:
+        """``call(x)`` for this very ``x`` with every argument bound (as conv2d_bound_call)."""
+        if big or type(x) is not np.ndarray or x.dtype != np.int8 or not x.flags.c_contiguous:
             return None
         return direct(serial, x, *pre, 1, *post, *_dw_serial_tail(head, x.shape))
 
