@@ -1128,15 +1128,6 @@ def _clamp_i8(builder, r, lo, hi):
     return out
 
 
-def _odd_dwords(builder, av):
-    """The 16 int32 lanes ``av`` as <8 x i64> whose low dwords are av's odd lanes (vpmuldq's
-    operands), by a dword shuffle (vpshufd: port 5) rather than a qword shift, which would
-    take port 0 from the vpmuldq, vpsravq and vpdpbusd/vpmaddwd (Sapphire Rapids' 512-bit
-    ports; mobilenet_v2's depthwise 2% faster on one thread, alternated processes, within the
-    noise)."""
-    return builder.bitcast(builder.shuffle_vector(av, av, _mask([j | 1 for j in range(16)])), _V8Q)
-
-
 def _rq64_bytes(builder, av, consts):
     """The one-step 64-bit requantization (_zrq64_store) of the 16 int32 lanes ``av`` to 16
     int8 in lane order, saturated to int8 and not yet clamped; ``consts`` the eight <8 x i64>
@@ -1161,7 +1152,7 @@ def _rq64_bytes(builder, av, consts):
 
     v16b = ir.VectorType(i8, 16)
     re = lane(lo32(x64), me, kpe, kce, se)
-    ro = lane(lo32(_odd_dwords(builder, av)), mo, kpo, kco, so)
+    ro = lane(builder.ashr(x64, c32), mo, kpo, kco, so)
     return builder.shuffle_vector(re, ro, _mask([(j // 2 if j % 2 == 0 else 16 + j // 2) for j in range(16)]))
 
 
@@ -1186,7 +1177,7 @@ def _rq64_dwords(builder, av, consts):
         return builder.bitcast(builder.ashr(t, s), _V16D)
 
     re = lane(lo32(x64), me, kpe, kce, se)
-    ro = lane(lo32(_odd_dwords(builder, av)), mo, kpo, kco, so)
+    ro = lane(builder.ashr(x64, c32), mo, kpo, kco, so)
     return builder.shuffle_vector(re, ro, _mask([j if j % 2 == 0 else 16 + j for j in range(16)]))
 
 
