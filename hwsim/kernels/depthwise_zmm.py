@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .mac_intrinsics import HOST_CPU_NAME
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_bcopy32, _bload_u, _bsplat32, _wload, _wmadd_acc, _wunpack_hi,
                              _wunpack_lo, _zchannels_hi, _zchannels_lo, _zeo_hi, _zeo_lo,
@@ -376,8 +377,13 @@ def dw3_serial_address(x, pre, nthreads, post) -> int:
 
 
 #: A threaded 3x3 layer's bands split further when one band's gathered input would pass this
-#: many bytes (half of a Zen 4 core's L2): each thread then runs several bands in a row.
-DW3_BAND_BYTES = 1 << 19
+#: many bytes: each thread then runs several bands in a row, in a scratch that stays in its
+#: L2. AMD Zen ("znver*"): half of a Zen 4 core's 1 MiB L2 (session 10, layers alone). Others:
+#: 128 KiB, measured in the model (benchmarks/bench_ab.py, 2 threads, Sapphire Rapids, three
+#: runs of 41 interleaved profiles against 512 KiB): DEPTHWISE 0.948-0.959x and the CONV_2D
+#: around it 0.969-0.976x (less of their data evicted by the scratch); 64 and 256 KiB within
+#: 1-2 % of 128.
+DW3_BAND_BYTES = 1 << 19 if HOST_CPU_NAME.startswith("znver") else 1 << 17
 
 
 def dw3_part(xshape, oh, ow, nthreads=1, block=32):
