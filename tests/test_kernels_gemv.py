@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hwsim.kernels import gemv, mac
+from hwsim.kernels.mac_intrinsics import HOST_HAS_VNNI512
 from hwsim.kernels.requant import requantize
 from hwsim.params import RequantParams
 from hwsim.vocab import RequantScheme
@@ -46,43 +47,63 @@ def _want(x, w, bias, off, rq):
     return requantize(acc, rq, np.int8)
 
 
-def _got(x, w, bias, off, rq, threads):
+def _got(x, w, bias, off, rq, threads, path="int16"):
+    """gemv's output on ``path``: "int16" (gemv_fused: x + off in int16 lanes, vpmaddwd) or
+    "vnni" (gemv_vnni: x + 128 as uint8, vpdpbusd on 16 outputs, the offset folded)."""
     out = np.empty((x.shape[0], w.shape[0]), np.int8)
-    args = (x, w, bias, np.int32(off), gemv.requant_args(rq, w.shape[0]),
-            np.int64(rq.out_zp), np.int64(rq.act_min), np.int64(rq.act_max),
-            np.empty(x.shape, np.int16), np.empty(w.shape[0], np.int32), out)
-    if threads > 1:
-        gemv.gemv_fused_parallel(*args, threads)
+    ending = (gemv.requant_args(rq, w.shape[0]), np.int64(rq.out_zp), np.int64(rq.act_min),
+              np.int64(rq.act_max))
+    if path == "vnni":
+        wq, c = gemv.vnni_pack(w, off)
+        args = (x, wq, c, bias) + ending + (np.empty((x.shape[0], (x.shape[1] + 3) // 4 * 4), np.uint8),
+                                            np.empty(w.shape[0], np.int32), out)
+        serial, par = gemv.gemv_vnni, gemv.gemv_vnni_parallel
     else:
-        gemv.gemv_fused(*args)
+        args = (x, w, bias, np.int32(off)) + ending + (np.empty(x.shape, np.int16),
+                                                      np.empty(w.shape[0], np.int32), out)
+        serial, par = gemv.gemv_fused, gemv.gemv_fused_parallel
+    if threads > 1:
+        par(*args, threads)
+    else:
+        serial(*args)
     return out
 
 
-@pytest.mark.parametrize("rows,k,o", SHAPES)
+PATHS = [pytest.param("vnni", marks=pytest.mark.skipif(
+    not HOST_HAS_VNNI512, reason="this CPU has no AVX512-VNNI (with AVX512F/BW): gemv_vnni cannot run here")),
+    "int16"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("rows,k,o", SHAPES + [(1, 5, 17), (2, 13, 31), (1, 1281, 1001)])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_gemv_equals_reference_accumulators_and_requantize(rows, k, o, threads):
+def test_gemv_equals_reference_accumulators_and_requantize(rows, k, o, threads, path):
+    """Both paths; the last shapes have K and O off multiples of 4 and 16 (vnni_pack's zero
+    quads and the masked last block)."""
     rng = np.random.default_rng(rows * 1000 + k + o)
     for extreme in (False, True):
         for per_channel in (True, False):
             case = _case(rng, rows, k, o, extreme, per_channel=per_channel)
-            assert np.array_equal(_got(*case, threads), _want(*case))
+            assert np.array_equal(_got(*case, threads, path), _want(*case))
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("scheme", [RequantScheme.double_round, RequantScheme.tflite_single,
                                     RequantScheme.mult_shift, RequantScheme.shift_only])
-def test_gemv_other_schemes(scheme):
+def test_gemv_other_schemes(scheme, path):
     """The schemes other than tflite_double take requant_one per output (double_round is
     TFLite's reference FULLY_CONNECTED: mobilenet_v2's classifier)."""
     rng = np.random.default_rng(int(scheme) + 40)
     for rows, k, o in SHAPES:
         for extreme in (False, True):
             case = _case(rng, rows, k, o, extreme, scheme=scheme)
-            assert np.array_equal(_got(*case, 1), _want(*case)), (rows, k, o)
-            assert np.array_equal(_got(*case, 2), _want(*case)), (rows, k, o)
+            assert np.array_equal(_got(*case, 1, path), _want(*case)), (rows, k, o)
+            assert np.array_equal(_got(*case, 2, path), _want(*case)), (rows, k, o)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("off", [-32000, -127, 0, 128, 32000])
-def test_gemv_offsets_and_int32_wrap(off):
+def test_gemv_offsets_and_int32_wrap(off, path):
     """Offsets at the ends of the int16 range, and a long reduction of extreme products whose
     sum leaves int32 (it wraps as TFLite's accumulator does)."""
     rng = np.random.default_rng(abs(off) + 3)
@@ -90,8 +111,23 @@ def test_gemv_offsets_and_int32_wrap(off):
     x[:] = 127
     w[:] = 127
     case = (x, w, bias, off, rq)
-    assert np.array_equal(_got(*case, 1), _want(*case))
-    assert np.array_equal(_got(*case, 2), _want(*case))
+    assert np.array_equal(_got(*case, 1, path), _want(*case))
+    assert np.array_equal(_got(*case, 2, path), _want(*case))
+
+
+def test_fully_connected_takes_gemv_vnni_on_vnni_cpus(tmp_path):
+    """A one-row int8 FULLY_CONNECTED is prepared for gemv_vnni where the CPU has AVX512-VNNI
+    (else this test documents the int16 path); test_ops_conv.py compares the engine's
+    outputs, on that path, with TFLite's reference kernels."""
+    import hwsim
+    from hwsim.kernels import conv
+    from test_ops_conv import fc_model
+    path = tmp_path / "fc.tflite"
+    path.write_bytes(fc_model(np.random.default_rng(9), in_shape=(1, 1280), cout=100))
+    layer = hwsim.load(path).program.layers[0]
+    data = conv.prepare_fully_connected(layer)
+    assert (data.gemv is not None) == mac.USE_VNNI512
+    assert conv._gemv_args(layer.params, data)[0] is (gemv.gemv_vnni if mac.USE_VNNI512 else gemv.gemv_fused)
 
 
 def test_gemv_applies_to_few_rows_and_int16_offsets():

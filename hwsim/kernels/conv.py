@@ -40,6 +40,7 @@ class MacData(NamedTuple):
     call: object = None  # mac.*_fused_call: the fused call with its arguments prepared
     conv: object = None  # depthwise of one input channel: its weights packed as a CONV_2D's
     small: object = None  # depthwise_small.plan's arguments (depthwise_small.applies)
+    gemv: object = None  # gemv.vnni_pack's (weights, offset term) of a FULLY_CONNECTED on gemv_vnni
 
 
 def _data(p: MacParams, packed) -> MacData:
@@ -129,9 +130,19 @@ def _one_channel_conv_weights(p: MacParams, pk) -> mac.PackedConvWeights | None:
     return mac.pack_conv2d_weights(np.ascontiguousarray(w.transpose(2, 0, 1)[..., None]), 1)
 
 
+#: A FULLY_CONNECTED of a few int8 rows on gemv.gemv_vnni where the CPU has AVX512-VNNI
+#: (mac.USE_VNNI512), else gemv.gemv_fused (benchmarks/bench_ab.py GEMV_VNNI --module conv).
+GEMV_VNNI = True
+
+
 def prepare_fully_connected(layer) -> MacData:
     p = layer.params
-    return _data(p, mac.pack_fully_connected_weights(p.weights))
+    d = _data(p, mac.pack_fully_connected_weights(p.weights))
+    if GEMV_VNNI and mac.USE_VNNI512 and p.weights is not None and _gemv_ok(p):
+        cout = d.packed.shape[0]
+        d = d._replace(gemv=gemv.vnni_pack(np.asarray(p.weights, np.int8).reshape(cout, p.depth),
+                                           p.input_offset))
+    return d
 
 
 def _fuse(data: MacData, p: MacParams, x) -> mac.FusedRequant | None:
@@ -210,25 +221,36 @@ def _gemv_ok(p: MacParams) -> bool:
 
 
 def _gemv_args(p: MacParams, data: MacData) -> tuple:
-    """hwsim.kernels.gemv's arguments but the input and output: weights [O, K], int32 bias,
-    offset, the requantization, zero point, clamp, the int16 scratch rows; then the MACs."""
+    """(serial kernel, threaded kernel, their arguments but the input and output, MACs) of
+    hwsim.kernels.gemv: on AVX512-VNNI (mac.USE_VNNI512, the weights packed when the layer was
+    prepared) gemv_vnni with the packed weights and offset term, the uint8 scratch rows; else gemv_fused with the weights [O, K], the offset
+    and the int16 scratch rows. Then the int32 bias, the requantization, zero point, clamp and
+    the int32 sums' scratch."""
     cout = data.packed.shape[0]
     w = np.ascontiguousarray(np.asarray(p.weights, np.int8).reshape(cout, p.depth))
     bias = np.zeros(cout, np.int32) if p.bias is None else \
         np.ascontiguousarray(np.asarray(p.bias).astype(np.int32))
     rq = p.requant
-    return (w, bias, np.int32(p.input_offset), gemv.requant_args(rq, cout, data.split),
-            np.int64(rq.out_zp), np.int64(rq.act_min), np.int64(rq.act_max),
-            np.empty((p.batch, p.depth), np.int16), np.empty(cout, np.int32),
-            p.batch * p.depth * cout)
+    ending = (gemv.requant_args(rq, cout, data.split), np.int64(rq.out_zp), np.int64(rq.act_min),
+              np.int64(rq.act_max))
+    macs = p.batch * p.depth * cout
+    if data.gemv is not None:  # packed by prepare_fully_connected
+        wq, c = data.gemv
+        return (gemv.gemv_vnni, gemv.gemv_vnni_parallel,
+                (wq, c, bias) + ending + (np.empty((p.batch, (p.depth + 3) // 4 * 4), np.uint8),
+                                          np.empty(cout, np.int32)), macs)
+    return (gemv.gemv_fused, gemv.gemv_fused_parallel,
+            (w, bias, np.int32(p.input_offset)) + ending + (np.empty((p.batch, p.depth), np.int16),
+                                                            np.empty(cout, np.int32)), macs)
 
 
 def _gemv(args: tuple, x2d: np.ndarray, out2d: np.ndarray) -> None:
-    nt = numba.get_num_threads() if args[-1] >= mac.PARALLEL_MIN_MACS else 1
+    serial, par, kargs, macs = args
+    nt = numba.get_num_threads() if macs >= mac.PARALLEL_MIN_MACS else 1
     if nt > 1:
-        gemv.gemv_fused_parallel(x2d, *args[:-1], out2d, nt)
+        par(x2d, *kargs, out2d, nt)
     else:
-        gemv.gemv_fused(x2d, *args[:-1], out2d)
+        serial(x2d, *kargs, out2d)
 
 
 def _add_weights_offset(acc: np.ndarray, x: np.ndarray, p) -> np.ndarray:

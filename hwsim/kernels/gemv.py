@@ -22,6 +22,8 @@ import numpy as np
 from ..arith import multiply_by_quantized_multiplier_double_lr, wrap_int32
 from ..params import RequantParams
 from ..vocab import RequantScheme
+from .mac_intrinsics import _zadd, _zbcast_quad, _zdpbusd, _zload_i32, _zload_q, _zstore_plain, _zzero
+from .mac_pack import aligned
 from .requant import DOUBLE_ROUND, TFLITE_INT64, requant_one, split_shifts
 
 #: at most this many input rows take the matrix-vector kernel (more: the tile kernels)
@@ -30,29 +32,35 @@ _NJ = dict(cache=True, boundscheck=False)
 
 
 @numba.njit(cache=True, inline="always")
-def _rows(x2d, w, bias, rq, zp, lo, hi, xo, acc32, out2d, o0, o1):
-    """Outputs o0..o1 of every row (xo: the rows' ``x + off`` as int16, filled by the caller;
-    acc32: int32 [O] scratch).
+def _requant_row(b, bias, rq, zp, lo, hi, acc32, out2d, o0, o1):
+    """out2d[b, o0:o1] from the sums acc32[o0:o1] of row b: TFLite's int8 ending.
     ``rq``: (tflite_double?, its split shifts ls, rs and multiplier per output, the scheme's
     multiplier and shift per output, scheme, rounding)."""
-    rows, k_ = x2d.shape
     tfl, ls, rs, m64, mult, shift, scheme, rounding = rq
+    for o in range(o0, o1):
+        acc = wrap_int32(np.int64(acc32[o]) + np.int64(bias[o]))
+        if tfl:  # hwsim.kernels.requant's hot loop, the shift split hoisted
+            v = wrap_int32(multiply_by_quantized_multiplier_double_lr(acc, m64[o], ls[o], rs[o])
+                           + zp)
+        else:  # every other scheme as requant._requantize does it
+            v = requant_one(acc, mult[o], shift[o], scheme, rounding) + zp
+            if scheme <= TFLITE_INT64 or scheme == DOUBLE_ROUND:
+                v = wrap_int32(v)
+        out2d[b, o] = min(max(v, lo), hi)
+
+
+@numba.njit(cache=True, inline="always")
+def _rows(x2d, w, bias, rq, zp, lo, hi, xo, acc32, out2d, o0, o1):
+    """Outputs o0..o1 of every row (xo: the rows' ``x + off`` as int16, filled by the caller;
+    acc32: int32 [O] scratch); ``rq`` as _requant_row's."""
+    rows, k_ = x2d.shape
     for b in range(rows):
         for o in range(o0, o1):
             s = np.int32(0)
             for k in range(k_):
                 s += np.int32(xo[b, k]) * np.int32(w[o, k])
             acc32[o] = s  # an int32 store: LLVM then keeps the sums in 32-bit lanes (vpmaddwd)
-        for o in range(o0, o1):
-            acc = wrap_int32(np.int64(acc32[o]) + np.int64(bias[o]))
-            if tfl:  # hwsim.kernels.requant's hot loop, the shift split hoisted
-                v = wrap_int32(multiply_by_quantized_multiplier_double_lr(acc, m64[o], ls[o], rs[o])
-                               + zp)
-            else:  # every other scheme as requant._requantize does it
-                v = requant_one(acc, mult[o], shift[o], scheme, rounding) + zp
-                if scheme <= TFLITE_INT64 or scheme == DOUBLE_ROUND:
-                    v = wrap_int32(v)
-            out2d[b, o] = min(max(v, lo), hi)
+        _requant_row(b, bias, rq, zp, lo, hi, acc32, out2d, o0, o1)
 
 
 @numba.njit(cache=True, inline="always")
@@ -80,6 +88,85 @@ def gemv_fused_parallel(x2d, w, bias, off, rq, zp, lo, hi, xo, acc32, out2d, nch
     for c in numba.prange(nchunks):
         _rows(x2d, w, bias, rq, zp, lo, hi, xo, acc32, out2d, o_ * c // nchunks,
               o_ * (c + 1) // nchunks)
+
+
+# ---------------------------------------------------------------------------------------------
+# AVX512-VNNI: vpdpbusd on 16 outputs at a time
+# ---------------------------------------------------------------------------------------------
+
+def vnni_pack(w: np.ndarray, off: int):
+    """(wq, c) of gemv_vnni for int8 weights ``w`` [O, K] and input offset ``off``: wq int8
+    [ceil(O/16)][ceil(K/4)][16 outputs][4] (the quads of 16 outputs for one input quad, zero
+    past O and K: those products are 0), c int32 [ceil(O/16) * 16] = (off - 128) * sum_k w[o, k]
+    modulo 2^32. The kernel multiplies the uint8 ``x + 128`` by w, so
+    ``sum w (x + off) = sum w (x + 128) + c`` (int32 wrap, as TFLite's accumulator)."""
+    o_, k_ = w.shape
+    ob, kq = (o_ + 15) // 16, (k_ + 3) // 4
+    wp = np.zeros((ob * 16, kq * 4), np.int8)
+    wp[:o_, :k_] = w
+    wq = np.ascontiguousarray(wp.reshape(ob, 16, kq, 4).transpose(0, 2, 1, 3)).reshape(-1)
+    c = np.zeros(ob * 16, np.int64)
+    c[:o_] = (int(off) - 128) * w.astype(np.int64).sum(1)
+    return aligned(wq), aligned(wrap_int32.py_func(c).astype(np.int32))
+
+
+@numba.njit(cache=True, inline="always")
+def _offset_rows_u8(x2d, xu):
+    """xu[b, k] = x2d[b, k] + 128 as uint8 (the sign bit flipped), 0 past K."""
+    rows, k_ = x2d.shape
+    for b in range(rows):
+        for k in range(k_):
+            xu[b, k] = np.uint8(np.int32(x2d[b, k]) + 128)
+        for k in range(k_, xu.shape[1]):
+            xu[b, k] = 0
+
+
+@numba.njit(cache=True, inline="always")
+def _rows_vnni(xu, wq, c, bias, rq, zp, lo, hi, acc32, out2d, blk0, blk1):
+    """Blocks blk0..blk1 of 16 outputs of every row: four vpdpbusd chains over the input
+    quads (x + 128 broadcast, the 16 outputs' weight quads), summed, plus c, into acc32; then
+    _requant_row."""
+    rows, o_ = out2d.shape
+    kq = xu.shape[1] // 4
+    for b in range(rows):
+        xb = b * xu.shape[1]
+        xf = xu.reshape(xu.size)
+        for blk in range(blk0, blk1):
+            wb = blk * kq * 64
+            a0 = _zload_i32(c, 16 * blk)
+            a1 = _zzero()
+            a2 = _zzero()
+            a3 = _zzero()
+            q = 0
+            while q + 4 <= kq:
+                a0 = _zdpbusd(a0, _zbcast_quad(xf, xb + 4 * q), _zload_q(wq, wb + 64 * q))
+                a1 = _zdpbusd(a1, _zbcast_quad(xf, xb + 4 * q + 4), _zload_q(wq, wb + 64 * q + 64))
+                a2 = _zdpbusd(a2, _zbcast_quad(xf, xb + 4 * q + 8), _zload_q(wq, wb + 64 * q + 128))
+                a3 = _zdpbusd(a3, _zbcast_quad(xf, xb + 4 * q + 12), _zload_q(wq, wb + 64 * q + 192))
+                q += 4
+            while q < kq:
+                a0 = _zdpbusd(a0, _zbcast_quad(xf, xb + 4 * q), _zload_q(wq, wb + 64 * q))
+                q += 1
+            _zstore_plain(acc32, 16 * blk, _zadd(_zadd(a0, a1), _zadd(a2, a3)), o_ - 16 * blk)
+        _requant_row(b, bias, rq, zp, lo, hi, acc32, out2d, 16 * blk0, min(o_, 16 * blk1))
+
+
+@numba.njit(**_NJ)
+def gemv_vnni(x2d, wq, c, bias, rq, zp, lo, hi, xu, acc32, out2d):
+    """gemv_fused on AVX512-VNNI (vnni_pack's wq and c; scratch xu uint8 [B, 4 ceil(K/4)],
+    acc32 int32 [O]). Compiled on its first call: only on such a CPU."""
+    _offset_rows_u8(x2d, xu)
+    _rows_vnni(xu, wq, c, bias, rq, zp, lo, hi, acc32, out2d, 0, (out2d.shape[1] + 15) // 16)
+
+
+@numba.njit(parallel=True, **_NJ)
+def gemv_vnni_parallel(x2d, wq, c, bias, rq, zp, lo, hi, xu, acc32, out2d, nchunks):
+    """gemv_vnni with the blocks of 16 outputs split into ``nchunks`` contiguous bands."""
+    _offset_rows_u8(x2d, xu)
+    nb = (out2d.shape[1] + 15) // 16
+    for t in numba.prange(nchunks):
+        _rows_vnni(xu, wq, c, bias, rq, zp, lo, hi, acc32, out2d, nb * t // nchunks,
+                   nb * (t + 1) // nchunks)
 
 
 def requant_args(rq: RequantParams, channels: int, split=None) -> tuple:
