@@ -11,7 +11,13 @@ FULLY_CONNECTED, which mobilenet_v2's classifier uses), the zero point and the c
 
 Exact: ``|x + input_offset| <= 32767`` (the offset is checked) and ``|w| <= 128``, so a
 product and the pair sums of vpmaddwd fit int32; the accumulation wraps modulo 2^32 exactly as
-TFLite's int32 accumulator does. tests/test_kernels_gemv.py compares it with the reference
+TFLite's int32 accumulator does.
+
+On AVX512-VNNI CPUs hwsim.kernels.conv takes ``gemv_vnni`` instead: 16 outputs a zmm, one
+``vpdpbusd`` per input quad (x + 128 as uint8, broadcast, times the 16 outputs' weight quads,
+packed once by ``vnni_pack``), the offset's term ``(off - 128) sum w`` added as a constant
+(vpdpbusd adds its four exact products without saturation; all modulo 2^32), then the same
+requantization loop. mobilenet_v2's classifier: 63 -> 13 us alone on one thread. tests/test_kernels_gemv.py compares it with the reference
 accumulators + ``requantize`` on random and edge shapes.
 """
 from __future__ import annotations
