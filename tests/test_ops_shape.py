@@ -174,7 +174,9 @@ def _transpose_cases():
     cases.append(((1, 3, 2, 4), (0, -2, -1, 1)))  # negative entries count from the end
     # image layouts (the 3-channel (de)interleaving kernel): NCHW -> NHWC and back, batched
     cases += [((1, 3, 7, 5), (0, 2, 3, 1)), ((1, 6, 5, 3), (0, 3, 1, 2)),
-              ((2, 3, 4, 4), (0, 2, 3, 1)), ((2, 4, 4, 3), (0, 3, 1, 2))]
+              ((2, 3, 4, 4), (0, 2, 3, 1)), ((2, 4, 4, 3), (0, 3, 1, 2)),
+              # 64 pixels and more: shape._planes3's 64-pixel interleave (VBMI CPUs) and its tail
+              ((1, 3, 9, 10), (0, 2, 3, 1)), ((2, 3, 16, 8), (0, 2, 3, 1)), ((1, 3, 8, 8), (0, 2, 3, 1))]
     return cases
 
 
@@ -213,6 +215,18 @@ def test_transpose_kernel_equals_numpy_on_random_shapes():
             sw = kshape._as_swap(shape, perm)
             swapped += sw is not None and 3 in sw[1:]
     assert swapped >= 10
+
+
+@pytest.mark.skipif(not __import__("hwsim.kernels.mac_intrinsics", fromlist=["x"]).HOST_HAS_VBMI,
+                    reason="this CPU has no AVX512-VBMI: shape._planes3 cannot run here")
+@pytest.mark.parametrize("N,K", [(1, 224 * 224), (2, 130), (1, 64), (1, 63), (3, 1), (2, 128)])
+def test_planes3_equals_numpy(N, K):
+    """The three-plane interleave 64 pixels at a time (and the K % 64 left) against numpy."""
+    from hwsim.kernels import shape as kshape
+    x = rand_ints((N, 3, K), np.int8, np.random.default_rng(K))
+    out = np.empty((N, K, 3), np.int8)
+    kshape._planes3(x, out)
+    assert np.array_equal(out, x.transpose(0, 2, 1))
 
 
 def test_pad_kernel_equals_numpy_on_random_pads():

@@ -523,9 +523,52 @@ def _host_has_avx512bw() -> bool:
 
 #: The CPU runs 512-bit vpmaddwd (AVX512-BW): the 32-channel depthwise kernel.
 HOST_HAS_AVX512BW = _host_has_avx512bw()
+
+
+def _host_has_vbmi() -> bool:
+    try:
+        f = set(_llvm_binding.get_host_cpu_features().flatten().split(","))
+    except Exception:  # pragma: no cover - unknown host
+        return False
+    return {"+avx512f", "+avx512bw", "+avx512vbmi"} <= f
+
+
+#: The CPU permutes bytes across a zmm (AVX512-VBMI vpermb / vpermt2b): _interleave3x64.
+HOST_HAS_VBMI = _host_has_vbmi()
 _i32x16 = _VecType(32, 16)
 _V16D = ir.VectorType(_I32, 16)
 _V64B = ir.VectorType(ir.IntType(8), 64)
+
+
+@intrinsic
+def _interleave3x64(typingctx, out, o, src, s0, s1, s2):
+    """out[o + 3 i + c] = src[s_c + i] for i < 64, c < 3: 64 pixels of three planes
+    interleaved (NCHW -> NHWC of an image input), three 64-byte loads, three byte shuffles
+    across the planes (vpermt2b with AVX512-VBMI) and three 64-byte stores."""
+    for a in (out, src):
+        if not (isinstance(a, types.Array) and a.dtype in (types.int8, types.uint8)):
+            return None
+
+    def codegen(context, builder, sig, args):
+        aout, ao, asrc = args[0], args[1], args[2]
+        p = [builder.load(_elem_ptr(context, builder, sig.args[2], asrc,
+                                    context.cast(builder, args[3 + c], sig.args[3 + c], types.int64), _V64B),
+                          align=1) for c in range(3)]
+        a01 = builder.shuffle_vector(p[0], p[1], _mask(range(128)))
+        a2 = builder.shuffle_vector(p[2], ir.Constant(_V64B, ir.Undefined), _mask(list(range(64)) * 2))
+        o = context.cast(builder, ao, sig.args[1], types.int64)
+        for k in range(3):
+            idx = []
+            for j in range(64):
+                g = 64 * k + j
+                i, c = divmod(g, 3)
+                idx.append(i if c == 0 else 64 + i if c == 1 else 128 + i)
+            r = builder.shuffle_vector(a01, a2, _mask(idx))
+            builder.store(r, _elem_ptr(context, builder, sig.args[0], aout,
+                                       builder.add(o, ir.Constant(ir.IntType(64), 64 * k)), _V64B), align=1)
+        return context.get_dummy_value()
+
+    return types.none(out, o, src, s0, s1, s2), codegen
 
 
 @intrinsic
