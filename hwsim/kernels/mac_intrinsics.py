@@ -47,11 +47,16 @@ class _VecModel(models.PrimitiveModel):
         super().__init__(dmm, fe_type, ir.VectorType(ir.IntType(fe_type.bits), fe_type.lanes))
 
 
-def _host_has_avx2() -> bool:
+def _host_features() -> set[str]:
+    """LLVM's features of the host CPU ("+avx2", "+avx512vnni", ...); none if unknown."""
     try:
-        return "+avx2" in _llvm_binding.get_host_cpu_features().flatten().split(",")
+        return set(_llvm_binding.get_host_cpu_features().flatten().split(","))
     except Exception:  # pragma: no cover - unknown host
-        return False
+        return set()
+
+
+def _host_has_avx2() -> bool:
+    return "+avx2" in _host_features()
 
 
 # HWSIM_PORTABLE_MAC=1 forces the portable multiply-add (the path CPUs without AVX2 take); the
@@ -398,10 +403,7 @@ def _vrq_store(typingctx, out, oidx, v, cp, cidx, zp, lo, hi, nv):
 
 
 def _host_has_vnni() -> bool:
-    try:
-        f = set(_llvm_binding.get_host_cpu_features().flatten().split(","))
-    except Exception:  # pragma: no cover - unknown host
-        return False
+    f = _host_features()
     return {"+avx512vnni", "+avx512vl"} <= f or "+avxvnni" in f
 
 
@@ -502,11 +504,7 @@ def _vsplat_store32(typingctx, dst, d0, val):
 
 
 def _host_has_vnni512() -> bool:
-    try:
-        f = set(_llvm_binding.get_host_cpu_features().flatten().split(","))
-    except Exception:  # pragma: no cover - unknown host
-        return False
-    return {"+avx512f", "+avx512bw", "+avx512vnni"} <= f
+    return {"+avx512f", "+avx512bw", "+avx512vnni"} <= _host_features()
 
 
 #: The CPU runs 512-bit vpdpbusd (AVX512-VNNI): the 8-pixel x 16-filter zmm tiles.
@@ -514,11 +512,7 @@ HOST_HAS_VNNI512 = _host_has_vnni512()
 
 
 def _host_has_avx512bw() -> bool:
-    try:
-        f = set(_llvm_binding.get_host_cpu_features().flatten().split(","))
-    except Exception:  # pragma: no cover - unknown host
-        return False
-    return {"+avx512f", "+avx512bw"} <= f
+    return {"+avx512f", "+avx512bw"} <= _host_features()
 
 
 #: The CPU runs 512-bit vpmaddwd (AVX512-BW): the 32-channel depthwise kernel.
@@ -526,11 +520,7 @@ HOST_HAS_AVX512BW = _host_has_avx512bw()
 
 
 def _host_has_vbmi() -> bool:
-    try:
-        f = set(_llvm_binding.get_host_cpu_features().flatten().split(","))
-    except Exception:  # pragma: no cover - unknown host
-        return False
-    return {"+avx512f", "+avx512bw", "+avx512vbmi"} <= f
+    return {"+avx512f", "+avx512bw", "+avx512vbmi"} <= _host_features()
 
 
 #: The CPU permutes bytes across a zmm (AVX512-VBMI vpermb / vpermt2b): _interleave3x64.
