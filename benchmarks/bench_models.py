@@ -42,6 +42,18 @@ def cpu_name() -> str:
     return "unknown CPU"
 
 
+def seen_features() -> str:
+    """The SIMD features LLVM (hence Numba; XNNPACK asks CPUID the same way) reports, and
+    whether benchmarks/avx2_only.sh hides AVX-512 and VNNI from this process."""
+    import llvmlite.binding as llvm
+    have = {f[1:] for f in llvm.get_host_cpu_features().flatten().split(",") if f.startswith("+")}
+    names = ("avx2", "avx512f", "avx512bw", "avx512vnni", "avxvnni", "avx512vbmi")
+    text = " ".join(f"{n}{'+' if n in have else '-'}" for n in names)
+    if os.environ.get("HWSIM_CPUID_MASK"):
+        text += " (AVX-512, VNNI and AMX hidden by benchmarks/avx2_only.sh)"
+    return text
+
+
 def load_average() -> str:
     try:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -193,6 +205,7 @@ def main() -> None:
           f"load average {load_average()}")
     print(f"hwsim kernel path: CONV/FC {mac.mac_path()}, DEPTHWISE {mac.dw_path()} "
           "(HWSIM_NO_VNNI=1 / HWSIM_PORTABLE_MAC=1 choose the others)")
+    print(f"CPU features this process sees: {seen_features()}")
     for name in a.models.split(","):
         bench_model(name, MODELS[name], a.threads, a.repeats, a.rounds)
     if not a.no_startup:

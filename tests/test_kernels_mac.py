@@ -101,6 +101,7 @@ def threads(request, monkeypatch):
     numba.set_num_threads(n)
     if request.param > 1:
         monkeypatch.setattr(mac, "PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(mac, "DW16_PARALLEL_MIN_MACS", 0)
     yield n
     numba.set_num_threads(old)
 
@@ -204,13 +205,13 @@ _conv_params = st.fixed_dictionaries({
 @contextlib.contextmanager
 def _parallel(on):
     """Force the parallel driver (even for tiny layers) when ``on``; else leave the default."""
-    old = mac.PARALLEL_MIN_MACS
+    old = mac.PARALLEL_MIN_MACS, mac.DW16_PARALLEL_MIN_MACS
     if on:
-        mac.PARALLEL_MIN_MACS = 0
+        mac.PARALLEL_MIN_MACS = mac.DW16_PARALLEL_MIN_MACS = 0
     try:
         yield
     finally:
-        mac.PARALLEL_MIN_MACS = old
+        mac.PARALLEL_MIN_MACS, mac.DW16_PARALLEL_MIN_MACS = old
 
 
 def _out_size(size, pad_lo, pad_hi, k, d, s):

@@ -91,6 +91,7 @@ def threads(request, monkeypatch):
     numba.set_num_threads(min(request.param, numba.config.NUMBA_NUM_THREADS))
     if request.param > 1:
         monkeypatch.setattr(mac, "PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(mac, "DW16_PARALLEL_MIN_MACS", 0)
     yield request.param
     numba.set_num_threads(old)
 

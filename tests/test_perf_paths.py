@@ -55,8 +55,9 @@ def path(request, monkeypatch):
 @contextlib.contextmanager
 def _threads(parallel):
     old, olddw, oldn = mac.PARALLEL_MIN_MACS, mac.DW3_PARALLEL_MIN_MACS, numba.get_num_threads()
+    old16 = mac.DW16_PARALLEL_MIN_MACS
     if parallel:
-        mac.PARALLEL_MIN_MACS = mac.DW3_PARALLEL_MIN_MACS = 0
+        mac.PARALLEL_MIN_MACS = mac.DW3_PARALLEL_MIN_MACS = mac.DW16_PARALLEL_MIN_MACS = 0
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     else:
         numba.set_num_threads(1)
@@ -64,6 +65,7 @@ def _threads(parallel):
         yield
     finally:
         mac.PARALLEL_MIN_MACS, mac.DW3_PARALLEL_MIN_MACS = old, olddw
+        mac.DW16_PARALLEL_MIN_MACS = old16
         numba.set_num_threads(oldn)
 
 

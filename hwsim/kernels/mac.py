@@ -634,6 +634,12 @@ def dwq_takes(channels: int, stride_w: int) -> bool:
 #: (7x7x576, 254 k MACs) took 12.7 us on 2 threads against 15.6 us on one (fastest of 51 calls,
 #: load average 3.3); the engine still runs one thread when the machine is busy (threads.py).
 DW3_PARALLEL_MIN_MACS = 1 << 17
+#: The 16-channel tap-pair kernel (the avx2 path's, and every CPU's accumulators) forks from
+#: this many MACs, not PARALLEL_MIN_MACS: mobilenet_v2's 14x14 and 7x7 layers (423 k-1 M
+#: MACs) ran on one thread at 11-12 GMAC/s, on two at 15-20 (AVX2 code on Sapphire Rapids with
+#: AVX-512 hidden, benchmarks/avx2_only.sh; DEPTHWISE 1254 -> 1063 us, bench_ab.py in one
+#: process).
+DW16_PARALLEL_MIN_MACS = 1 << 17
 
 
 def _dw_kernels(head, out, wide, fz):
@@ -643,7 +649,7 @@ def _dw_kernels(head, out, wide, fz):
         return run_items_par, _DW3_SERIAL[head[0]], head[1:], fz[1:], DW3_PARALLEL_MIN_MACS
     if head[0]:
         return _dw32_par, _dw32_serial, head[1:], fz[1:], PARALLEL_MIN_MACS
-    return _dw_par, _dw_serial, head[1:] + (out, wide), fz, PARALLEL_MIN_MACS
+    return _dw_par, _dw_serial, head[1:] + (out, wide), fz, DW16_PARALLEL_MIN_MACS
 
 
 #: The 3x3 kernels by _dw_head kind: the serial kernel (items), the channels of its blocks and

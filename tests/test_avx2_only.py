@@ -1,0 +1,125 @@
+"""The avx2 path as an AVX2-only CPU builds it: benchmarks/avx2_only.sh hides AVX-512, VNNI and
+AMX from a subprocess (CPUID faults and is answered without them, benchmarks/cpuid_mask.c), so
+LLVM compiles hwsim's kernels without AVX-512 instructions and hwsim chooses its avx2 path. In
+this process the avx2 path's kernels are compiled for the host's features (on an AVX-512 CPU,
+LLVM may use zmm registers in them); this test runs the code a Zen 3 or Haswell would run.
+
+The subprocess computes accumulators and fused int8 outputs of conv, depthwise (3x3 layers
+that take the 3x3 kernels on AVX-512 CPUs, a 5x5 layer, depth multiplier 2) and fully
+connected layers, serial and on two threads; this process compares them with the plain
+reference kernels (and the reference accumulators requantized separately). Skipped, saying
+why, where CPUID cannot be made to fault or gcc is missing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwsim.kernels import mac
+from hwsim.kernels.requant import requantize, split_shifts
+from hwsim.params import RequantParams
+from hwsim.vocab import RequantScheme
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cpuid_faults() -> bool:
+    try:
+        return any(line.startswith("flags") and "cpuid_fault" in line.split()
+                   for line in open("/proc/cpuinfo"))
+    except OSError:
+        return False
+
+
+pytestmark = [
+    pytest.mark.skipif(not _cpuid_faults(), reason="this CPU or kernel cannot make CPUID fault (no cpuid_fault "
+                                                   "in /proc/cpuinfo): benchmarks/avx2_only.sh cannot run"),
+    pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc to build benchmarks/cpuid_mask.c"),
+]
+
+# (name, x shape, weight shape, kind, geometry (off, sh, sw, dh, dw, pt, pl, oh, ow[, dm]))
+CASES = [
+    ("conv3x3", (1, 13, 11, 19), (21, 3, 3, 19), "conv", (5, 2, 1, 1, 2, 1, 2, 7, 11, 1)),
+    ("conv1x1", (2, 9, 9, 40), (72, 1, 1, 40), "conv", (-128 + 1, 1, 1, 1, 1, 0, 0, 9, 9, 1)),
+    ("dw3_s1", (1, 15, 14, 144), (1, 3, 3, 144), "dw", (7, 1, 1, 1, 1, 1, 1, 15, 14, 1)),
+    ("dw3_s2", (1, 16, 16, 96), (1, 3, 3, 96), "dw", (-3, 2, 2, 1, 1, 0, 0, 8, 8, 1)),
+    ("dw5_dm2", (1, 13, 11, 19), (1, 5, 5, 38), "dw", (128, 1, 1, 1, 1, 2, 2, 13, 11, 2)),
+    ("fc", (3, 77), (10, 77), "fc", (128,)),
+]
+
+_SCRIPT = r"""
+import sys, numpy as np, numba
+import llvmlite.binding as llvm
+from hwsim.kernels import mac
+feats = set(llvm.get_host_cpu_features().flatten().split(","))
+assert "+avx2" in feats and "-avx512f" in feats and "-avx512vnni" in feats and "-avxvnni" in feats, feats
+assert mac.mac_path() == "avx2" and mac.dw_path() == "avx2", (mac.mac_path(), mac.dw_path())
+d = np.load(sys.argv[1], allow_pickle=True)
+out = {}
+for threads in (1, 2):
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    mac.PARALLEL_MIN_MACS = mac.DW16_PARALLEL_MIN_MACS = 0 if threads > 1 else 1 << 40
+    for name, kind, geo in d["cases"]:
+        x, w, b = d[name + ".x"], d[name + ".w"], d[name + ".b"]
+        fq = mac.FusedRequant(*d[name + ".fq"])
+        for tag, rq in (("acc", None), ("int8", fq)):
+            if kind == "conv":
+                r = mac.conv2d_acc(x, w, b, *geo[:-1], requant=rq)
+            elif kind == "dw":
+                r = mac.depthwise_conv2d_acc(x, w, b, *geo, requant=rq)
+            else:
+                r = mac.fully_connected_acc(x, w, b, *geo, requant=rq)
+            out[f"{name}.{tag}.{threads}"] = r
+np.savez(sys.argv[2], **out)
+"""
+
+
+def _rq(rng, channels):
+    return RequantParams(act_min=-128, act_max=127, multiplier=rng.integers(1 << 30, (1 << 31) - 1, channels),
+                         shift=rng.integers(-14, 2, channels), scheme=RequantScheme.tflite_double,
+                         out_zp=int(rng.integers(-128, 128)))
+
+
+def test_avx2_only_build_gives_the_reference_integers(tmp_path):
+    rng = np.random.default_rng(13)
+    data, want = {"cases": np.array([(n, k, g) for n, _, _, k, g in CASES], dtype=object)}, {}
+    for name, xs, ws, kind, geo in CASES:
+        x = rng.integers(-128, 128, xs, dtype=np.int8)
+        w = rng.integers(-128, 128, ws, dtype=np.int8)
+        cout = ws[0] if kind != "dw" else ws[3]
+        b = rng.integers(-(2 ** 20), 2 ** 20, cout).astype(np.int32)
+        if kind == "conv":
+            acc = mac.conv2d_acc_reference(x, w, b, *geo[:-1])
+        elif kind == "dw":
+            acc = mac.depthwise_conv2d_acc_reference(x, w, b, *geo)
+        else:
+            acc = mac.fully_connected_acc_reference(x, w, b, *geo)
+        rq = _rq(rng, cout)
+        fq = mac.fused_requant(split_shifts(rq, cout).cp, rq.out_zp, rq.act_min, rq.act_max)
+        data.update({name + ".x": x, name + ".w": w, name + ".b": b,
+                     name + ".fq": np.array(tuple(fq), dtype=object)})
+        want[name] = {"acc": acc, "int8": requantize(acc, rq, np.int8)}
+    np.savez(tmp_path / "in.npz", **data)
+    script = tmp_path / "avx2.py"
+    script.write_text(_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}
+    env["NUMBA_NUM_THREADS"] = "2"
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "avx2_only.sh"), sys.executable, str(script),
+                        str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+                       env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = np.load(tmp_path / "out.npz")
+    for name, tags in want.items():
+        for tag, exp in tags.items():
+            for threads in (1, 2):
+                g = got[f"{name}.{tag}.{threads}"]
+                assert g.dtype == exp.dtype and g.shape == exp.shape, (name, tag, threads)
+                bad = np.argwhere(g != exp)
+                assert bad.size == 0, f"{name} {tag} on {threads} thread(s): {len(bad)} values differ, " \
+                                      f"first at {tuple(bad[0])}: {g[tuple(bad[0])]} != {exp[tuple(bad[0])]}"
