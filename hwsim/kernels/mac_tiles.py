@@ -44,6 +44,24 @@ def _plan(N, oh, ow, nblocks, nthreads, target_pix):
     return nb, ng
 
 
+def plan_rows(N, oh, ow, nblocks, nthreads, target_pix=256):
+    """Work split of the conv kernels (bands of output rows per image, groups of filter blocks):
+    bands of about target_pix output pixels; with threads, the rows split into a multiple of
+    the thread count (each item fills its band buffer first: a band is filled once) and the
+    filter blocks only when there are fewer rows than threads. (_plan's split, which the
+    depthwise kernel keeps, makes groups of filter blocks first: each group's item then fills
+    the same band again, 4 times over for mobilenet_v2's 14x14 layers on 2 threads.)"""
+    nb, ng = _plan.py_func(N, oh, ow, nblocks, 1, target_pix)  # alone: bands of ~target_pix
+    if nthreads > 1:
+        if N * oh >= nthreads:
+            per = (N * nb + nthreads - 1) // nthreads  # items per thread
+            nb = min(oh, max(1, (per * nthreads + N - 1) // N))
+        else:
+            ng = max(1, min(nblocks, (nthreads + N * oh - 1) // (N * oh)))
+            nb = oh
+    return nb, ng
+
+
 # The element loops below index with np.uint64: numba maps a negative signed index to one
 # from the end, and LLVM, unable to rule that out, vectorized each such tail loop into a
 # 32-lane scalarized scatter (~600 instructions per loop, compiled again in every caller:
@@ -223,7 +241,7 @@ def _conv_segments(merged, KH, KW, C, CPg, RP, dh, dw, Wp, int64_out):
 
 
 @njit(inline="always", **_NJ)
-def _conv_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
+def _conv_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out):
     Wp = (ow - 1) * sw + (KW - 1) * dw + 1
     merged = G == 1 and dw == 1
     CPg = (C // G + 1) // 2
@@ -235,16 +253,16 @@ def _conv_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_ou
         for g in range(G):
             for i in range(Coutg):
                 bp[np.uint64((g * OCBg + (i >> 4)) * 16 + (i & 15))] = bias[np.uint64(g * Coutg + i)]
-    nb, ng = _plan(N, oh, ow, G * OCBg, nthreads, 256)
-    return Wp, blk, sx, sw_, sn, cks, bp, nb, ng
+    return Wp, blk, sx, sw_, sn, cks, bp
 
 
 @njit(**_NJ)
-def conv_part(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
-    """The ``part`` of _conv_serial for every work item with the split for ``nthreads``: made
-    once per layer plan by the callers in hwsim.kernels.mac."""
-    Wp, blk, sx, sw_, sn, cks, bp, nb, ng = _conv_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias,
-                                                       int64_out, nthreads)
+def conv_part(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nb, ng):
+    """The ``part`` of _conv_serial for every work item, split into ``nb`` bands of rows per
+    image x ``ng`` groups of filter blocks (plan_rows): made once per layer plan by the callers
+    in hwsim.kernels.mac."""
+    Wp, blk, sx, sw_, sn, cks, bp = _conv_setup(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias,
+                                                int64_out)
     return (np.int64(Wp), np.int64(blk), sx, sw_, sn, cks, bp, np.int64(nb), np.int64(ng), np.int64(0),
             np.int64(N * nb * ng))
 

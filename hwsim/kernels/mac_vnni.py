@@ -30,7 +30,7 @@ from .mac_intrinsics import (_vadd32, _vbcast_quad, _vcopy_flip32, _vdpbusd, _vl
                              _zbcast_quad, _zdpbusd, _zload_i32, _zload_q, _zrq_consts, _zrq_store_c,
                              _zstore_plain,
                              _zzero)
-from .mac_tiles import _plan
+from .mac_tiles import plan_rows
 
 
 @njit(inline="always", **_NJ)
@@ -74,22 +74,6 @@ def _fill_band_u8(x, n, iy0, rows_in, pl, Wp, C, padv, buf):
             i += 1
 
 
-def _plan_rows(N, oh, ow, nblocks, nthreads, target_pix=256):
-    """Work split (bands of output rows per image, groups of filter blocks): bands of about
-    target_pix output pixels; with threads, the rows split into a multiple of the thread count
-    (each item fills its band buffer first: a band is filled once) and the filter blocks only
-    when there are fewer rows than threads."""
-    nb, ng = _plan.py_func(N, oh, ow, nblocks, 1, target_pix)  # alone: bands of ~target_pix
-    if nthreads > 1:
-        if N * oh >= nthreads:
-            per = (N * nb + nthreads - 1) // nthreads  # items per thread
-            nb = min(oh, max(1, (per * nthreads + N - 1) // N))
-        else:
-            ng = max(1, min(nblocks, (nthreads + N * oh - 1) // (N * oh)))
-            nb = oh
-    return nb, ng
-
-
 def conv_q_part(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, padv, nthreads=1):
     """The ``part`` of _conv_q_serial / _conv_z_serial for every work item of a layer: buffer
     width, packed bytes per 16 filters, the segments (xoff, woff, nquads), the per-block bias
@@ -110,7 +94,7 @@ def conv_q_part(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, pa
     cb = (np.asarray(bias, np.int64) - np.int64(padv) * np.asarray(wsum, np.int64)).astype(np.int32)
     bp = np.zeros((G, OCBg * 16), np.int32)
     bp[:, :Coutg] = cb.reshape(G, Coutg)
-    nb, ng = _plan_rows(N, oh, ow, G * OCBg, nthreads)
+    nb, ng = plan_rows(N, oh, ow, G * OCBg, nthreads)
     i64 = np.int64
     return (i64(Wp), i64(blk), np.ascontiguousarray(sx), np.ascontiguousarray(sw_), sn, bp.reshape(-1),
             i64(nb), i64(ng), i64(0), i64(N * nb * ng))
