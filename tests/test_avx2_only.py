@@ -4,7 +4,8 @@ LLVM compiles hwsim's kernels without AVX-512 instructions and hwsim chooses its
 this process the avx2 path's kernels are compiled for the host's features (on an AVX-512 CPU,
 LLVM may use zmm registers in them); this test runs the code a Zen 3 or Haswell would run.
 
-The subprocess computes accumulators and fused int8 outputs of conv, depthwise (3x3 layers
+The subprocess computes accumulators and fused int8 outputs (both requantization forms: the
+general two-step one, and the one-step rounding with logical shifts, FusedRequant.ql) of conv, depthwise (3x3 layers
 that take the 3x3 kernels on AVX-512 CPUs, a 5x5 layer, depth multiplier 2) and fully
 connected layers, serial and on two threads; this process compares them with the plain
 reference kernels (and the reference accumulators requantized separately). Skipped, saying
@@ -68,7 +69,8 @@ for threads in (1, 2):
     for name, kind, geo in d["cases"]:
         x, w, b = d[name + ".x"], d[name + ".w"], d[name + ".b"]
         fq = mac.FusedRequant(*d[name + ".fq"])
-        for tag, rq in (("acc", None), ("int8", fq)):
+        fl = mac.FusedRequant(*d[name + ".fl"])
+        for tag, rq in (("acc", None), ("int8", fq), ("int8l", fl)):
             if kind == "conv":
                 r = mac.conv2d_acc(x, w, b, *geo[:-1], requant=rq)
             elif kind == "dw":
@@ -80,10 +82,18 @@ np.savez(sys.argv[2], **out)
 """
 
 
-def _rq(rng, channels):
-    return RequantParams(act_min=-128, act_max=127, multiplier=rng.integers(1 << 30, (1 << 31) - 1, channels),
-                         shift=rng.integers(-14, 2, channels), scheme=RequantScheme.tflite_double,
-                         out_zp=int(rng.integers(-128, 128)))
+def _rq(rng, channels, right_only=False):
+    """Random tflite_double constants: shifts -14..1 (a left shift in some channel: the general
+    two-step form), or with ``right_only`` -14..-1 and a narrower clamp (the one-step rounding,
+    FusedRequant.ql on this path, and the clamp inside int8's range)."""
+    return RequantParams(act_min=-100 if right_only else -128, act_max=90 if right_only else 127,
+                         multiplier=rng.integers(1 << 30, (1 << 31) - 1, channels),
+                         shift=rng.integers(-14, 0 if right_only else 2, channels),
+                         scheme=RequantScheme.tflite_double, out_zp=int(rng.integers(-128, 128)))
+
+
+def _fused(rq, cout):
+    return mac.fused_requant(split_shifts(rq, cout).cp, rq.out_zp, rq.act_min, rq.act_max)
 
 
 def test_avx2_only_build_gives_the_reference_integers(tmp_path):
@@ -100,11 +110,12 @@ def test_avx2_only_build_gives_the_reference_integers(tmp_path):
             acc = mac.depthwise_conv2d_acc_reference(x, w, b, *geo)
         else:
             acc = mac.fully_connected_acc_reference(x, w, b, *geo)
-        rq = _rq(rng, cout)
-        fq = mac.fused_requant(split_shifts(rq, cout).cp, rq.out_zp, rq.act_min, rq.act_max)
+        rq, rl = _rq(rng, cout), _rq(rng, cout, right_only=True)
+        fq, fl = _fused(rq, cout), _fused(rl, cout)
+        assert fq.ql is None and fl.ql is not None
         data.update({name + ".x": x, name + ".w": w, name + ".b": b,
-                     name + ".fq": np.array(tuple(fq), dtype=object)})
-        want[name] = {"acc": acc, "int8": requantize(acc, rq, np.int8)}
+                     name + ".fq": np.array(tuple(fq), dtype=object), name + ".fl": np.array(tuple(fl), dtype=object)})
+        want[name] = {"acc": acc, "int8": requantize(acc, rq, np.int8), "int8l": requantize(acc, rl, np.int8)}
     np.savez(tmp_path / "in.npz", **data)
     script = tmp_path / "avx2.py"
     script.write_text(_SCRIPT)

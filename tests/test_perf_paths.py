@@ -76,6 +76,20 @@ def _rq(rng, channels):
                          out_zp=int(rng.integers(-128, 128)))
 
 
+def _rq_right(rng, channels):
+    """Right shifts only, every one at least 1 (e = 1 and e = 23, the one-step rounding's
+    largest, in some channels), an INT32_MAX multiplier in some, a clamp inside int8's range:
+    the layers that take the one-step rounding (FusedRequant.q64, and its logical-shift form
+    FusedRequant.ql on the vpmaddwd kernels)."""
+    shift = rng.integers(-23, 0, channels)
+    shift[::4] = -1
+    shift[1::4] = -23
+    mult = rng.integers(1 << 30, (1 << 31) - 1, channels)
+    mult[2::7] = (1 << 31) - 1
+    return RequantParams(act_min=-120, act_max=101, multiplier=mult, shift=shift,
+                         scheme=RequantScheme.tflite_double, out_zp=int(rng.integers(-128, 128)))
+
+
 def _fq(rq, channels):
     return mac.fused_requant(split_shifts(rq, channels).cp, rq.out_zp, rq.act_min, rq.act_max)
 
@@ -92,9 +106,11 @@ def check_conv(x, w, b, off, geo, groups, parallel=False):
     want = mac.conv2d_acc_reference(x, w, b, *args)
     rng = np.random.default_rng(int(np.abs(want).sum()) % 2**32)
     rq = _rq(rng, w.shape[0])
+    rr = _rq_right(rng, w.shape[0])  # the one-step rounding (q64 on vnni512, ql on avx2)
     with _threads(parallel):
         _eq(mac.conv2d_acc(x, w, b, *args), want)
         _eq(mac.conv2d_acc(x, w, b, *args, requant=_fq(rq, w.shape[0])), requantize(want, rq, np.int8))
+        _eq(mac.conv2d_acc(x, w, b, *args, requant=_fq(rr, w.shape[0])), requantize(want, rr, np.int8))
 
 
 def test_path_names_the_cpu_path(path):
@@ -246,8 +262,9 @@ def check_depthwise(x, w, b, args, rng, parallel_modes=(False, True)):
     _eq(mac.depthwise_conv2d_acc(x, w, b, *args), want)  # the accumulators (16-channel kernel)
     cout = w.shape[3]
     for parallel in parallel_modes:
-        for kind in ("fast", "full", "spread"):
-            rq = _rq(rng, cout) if kind != "spread" else _spread_rq(rng, want)
+        for kind in ("fast", "full", "spread", "right"):
+            rq = _spread_rq(rng, want) if kind == "spread" else _rq_right(rng, cout) if kind == "right" else \
+                _rq(rng, cout)
             if kind == "fast":
                 rq = rq.replace(shift=np.minimum(rq.shift, _fast_max_shift()))
             with _threads(parallel):
@@ -512,3 +529,45 @@ def test_depthwise3x3_random_shapes(flags, p):
                         (p["par"],))
     finally:
         mac.USE_DW512, mac.USE_DW3, mac.USE_DWQ, mac.DWQ_ALWAYS = old
+
+
+def test_logical_shift_constants_need_every_right_shift():
+    """FusedRequant.ql (mac.avx2_requant) exists exactly where the one-step rounding does and
+    no channel has e = 0; padding channels past the layer's get shift 32 (e = 1)."""
+    rng = np.random.default_rng(3)
+    rr = _rq_right(rng, 21)
+    fq = _fq(rr, 21)
+    assert fq.q64 is not None and fq.ql is not None and fq.ql.dtype == np.uint64
+    q = fq.ql.reshape(-1, 4, 2, 8)
+    assert q.shape[0] == 4 and (q[:, 3, 0] >= 32).all() and (q[:, 3, 1] >= 0).all()
+    e0 = rr.replace(shift=np.where(np.arange(21) == 20, 0, rr.shift))
+    f0 = _fq(e0, 21)
+    assert f0.q64 is not None and f0.ql is None
+
+
+def test_one_step_rounding_on_every_small_accumulator(path):
+    """Every accumulator in [-12928, 12827] (plus large offsets) through the fused stores of the
+    conv kernel of each path, with the one-step rounding (q64 on vnni512, its logical-shift
+    form ql on avx2): a 1x1 conv of two input channels with weights 1 and 100 over all 65,536
+    input pairs gives each such value once per channel; 24 filters (a 16-filter block and an
+    8-filter tail) with right shifts 1..23, multipliers 2^30 and 2^31 - 1 and biases that move
+    the window by +-2^20 and +-2^30. The rounding's cases (ties, p just below -2^30, v = -1)
+    are all in it."""
+    x0, x1 = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128), indexing="ij")
+    x = np.stack([x0, x1], -1).reshape(1, 256, 256, 2).astype(np.int8)
+    cout = 24
+    w = np.zeros((cout, 1, 1, 2), np.int8)
+    w[:, 0, 0, 0], w[:, 0, 0, 1] = 1, 100
+    b = np.zeros(cout, np.int32)
+    b[16:20] = [1 << 20, -(1 << 20), 1 << 30, -(1 << 30)]
+    shift = -np.array([1, 1, 2, 2, 3, 4, 5, 8, 13, 23, 23, 1, 1, 7, 16, 22] + [1, 2, 23, 1, 3, 1, 2, 6])
+    mult = np.where(np.arange(cout) % 2 == 0, 1 << 30, (1 << 31) - 1).astype(np.int64)
+    mult[[5, 13, 21]] = [1518500250, 1234567891, 2000000001]
+    rq = RequantParams(act_min=-128, act_max=127, multiplier=mult, shift=shift,
+                       scheme=RequantScheme.tflite_double, out_zp=-5)
+    fq = _fq(rq, cout)
+    assert fq.q64 is not None and fq.ql is not None
+    want = requantize(mac.conv2d_acc_reference(x, w, b, 0, 1, 1, 1, 1, 0, 0, 256, 256), rq, np.int8)
+    for parallel in (False, True):
+        with _threads(parallel):
+            _eq(mac.conv2d_acc(x, w, b, 0, 1, 1, 1, 1, 0, 0, 256, 256, requant=fq), want)

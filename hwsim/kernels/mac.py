@@ -176,6 +176,10 @@ class FusedRequant(NamedTuple):
     #: dw3_requant) when the layer is ``fast``, its right shifts at most 23 and zp, lo, hi
     #: within int8's range; else None. The zmm kernels take it.
     q64: np.ndarray | None = None
+    #: The same rounding's constants for logical shifts (avx2_requant: no vpsravq needed), when
+    #: q64 exists and every right shift is 1 or more; else None. The vpmaddwd conv and 16-channel
+    #: depthwise kernels take it (USE_QL).
+    ql: np.ndarray | None = None
 
 
 def fused_requant(cp: np.ndarray, out_zp: int, act_min: int, act_max: int) -> FusedRequant | None:
@@ -197,7 +201,34 @@ def fused_requant(cp: np.ndarray, out_zp: int, act_min: int, act_max: int) -> Fu
     q64 = None
     if all(-128 <= int(v) <= 127 for v in (act_min, act_max)):
         q64 = dw3_requant(cpp, cp.shape[1], int(out_zp))
-    return FusedRequant(aligned(cpp), int(out_zp), int(act_min), int(act_max), q64)
+    ql = None if q64 is None else avx2_requant(q64, cp.shape[1])
+    return FusedRequant(aligned(cpp), int(out_zp), int(act_min), int(act_max), q64, ql)
+
+
+def avx2_requant(q64: np.ndarray, channels: int) -> np.ndarray | None:
+    """dw3_requant's constants (``q64``, int64 [block of 16][m, k, 2^31, s][even, odd][8]) in the
+    form mac_intrinsics._rq64l_dwords reads, as uint64 (the type selects that code): m; k + 2^63
+    (so that t + 2^63 >= 0 takes a logical shift); in the third slot the 16 dwords 2^(63 - s)
+    mod 2^32 in lane order (even half; the odd half 0); s for the even lanes and s - 32 for the
+    odd. None when a channel's right shift e is 0 (s = 31: the odd lanes' s - 32 and the
+    correction 2^31 do not apply); channels past ``channels`` (multiplier 0) get s = 32."""
+    q = q64.reshape(-1, 4, 2, 8)
+    blocks = q.shape[0]
+    ch = (np.arange(blocks)[:, None, None] * 16 + 2 * np.arange(8)[None, None, :] + np.arange(2)[None, :, None])
+    real = ch < channels
+    sh = q[:, 3].copy()
+    if (sh[real] < 32).any():
+        return None
+    sh[~real] = 32
+    out = np.zeros((blocks, 4, 2, 8), np.uint64)
+    out[:, 0] = q[:, 0].astype(np.uint64)
+    out[:, 1] = q[:, 1].astype(np.uint64) + np.uint64(1 << 63)
+    lanes = sh.transpose(0, 2, 1).reshape(blocks, 16)  # s of channel 16 b + i, lane order
+    bsub = (np.uint64(1) << (63 - lanes).astype(np.uint64)) & np.uint64(0xFFFFFFFF)
+    out[:, 2, 0] = bsub.astype(np.uint32).view(np.uint64).reshape(blocks, 8)
+    out[:, 3, 0] = sh[:, 0]
+    out[:, 3, 1] = sh[:, 1] - 32
+    return aligned(out.reshape(-1))
 
 
 # Stand-ins of the int8 output when the kernels store accumulators and of the int32 output when
@@ -216,13 +247,17 @@ def _fused_args(fq, out8):
 
 def _conv_fused_args(plan, requant, out8):
     """_fused_args for a _conv_plan: the 512-bit VNNI kernels take the one-step rounding's
-    constants (FusedRequant.q64) when the layer has them and its filter blocks of 16 start at
-    multiples of 16 (one group, or groups of a multiple of 16 filters)."""
+    constants (FusedRequant.q64), the vpmaddwd kernel their logical-shift form (FusedRequant.ql,
+    USE_QL), when the layer has them and its filter blocks of 16 start at multiples of 16 (one
+    group, or groups of a multiple of 16 filters)."""
     fz = _fused_args(requant, out8)
     kernels, head = plan[0], plan[4]
-    if requant is not None and requant.q64 is not None and kernels[1] is _conv_z_serial and \
-            (head[4] == 1 or head[5] % 16 == 0):
+    if requant is None:
+        return fz
+    if kernels[1] is _conv_z_serial and requant.q64 is not None and (head[4] == 1 or head[5] % 16 == 0):
         fz = (fz[0], requant.q64) + fz[2:]
+    elif kernels[1] is _conv_serial and USE_QL and requant.ql is not None and (head[3] == 1 or head[4] % 16 == 0):
+        fz = (fz[0], requant.ql) + fz[2:]
     return fz
 
 
@@ -282,6 +317,9 @@ def conv_serial_address(serial, args, nt) -> int:
     return compiled_address(serial, (*args[:-6], nt, *args[-6:], part))
 
 
+#: The vpmaddwd conv and 16-channel depthwise kernels requantize with the logical-shift form of
+#: the one-step rounding (FusedRequant.ql, mac_intrinsics._rq64l_dwords) where a layer has it.
+USE_QL = True
 #: The vpmaddwd conv kernel's items on threads: bands of rows (mac_tiles.plan_rows, as the VNNI
 #: kernels) rather than groups of filter blocks first (mac_tiles._plan; False), which filled
 #: the same band once per group.
@@ -595,7 +633,8 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
     """The depthwise kernel's leading arguments for a FusedRequant ``requant`` (or None: the
     accumulators); the first selects the kernel: 3 the 3x3 vpdpbusd one (depthwise_vnni), 2 the
     3x3 vpmaddwd one (depthwise_zmm), 1 the 32-channel band kernel, 0 the 16-channel one
-    (mac_tiles)."""
+    (mac_tiles; its last element FusedRequant.ql or None, which _dw_kernels puts in place of
+    the requantization constants)."""
     if requant is not None and USE_DW512 and pk.shape[3] >= 32:
         if USE_DW3 and KH == KW == 3 and dh == dw == 1 and dm == 1 and -127 <= off <= 128:
             qk = requant.q64
@@ -608,7 +647,8 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
                 wk, bk = dw3_weights(pk, b, off)
                 return (2, wk, bk, qk, np.int64(-off), sh, sw, pt, pl, oh, ow)
         return (1, depthwise_weights32(pk), b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
-    return (0, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
+    ql = requant.ql if requant is not None and USE_QL else None
+    return (0, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, ql)
 
 
 #: depthwise_vnni's time for a 64-channel block in units of depthwise_zmm's for a 32-channel
@@ -657,7 +697,9 @@ def _dw_kernels(head, out, wide, fz):
         return run_items_par, _DW3_SERIAL[head[0]], head[1:], fz[1:], DW3_PARALLEL_MIN_MACS
     if head[0]:
         return _dw32_par, _dw32_serial, head[1:], fz[1:], PARALLEL_MIN_MACS
-    return _dw_par, _dw_serial, head[1:] + (out, wide), fz, DW16_PARALLEL_MIN_MACS
+    if fz[0] and head[-1] is not None:  # the logical-shift one-step constants (USE_QL)
+        fz = (fz[0], head[-1]) + fz[2:]
+    return _dw_par, _dw_serial, head[1:-1] + (out, wide), fz, DW16_PARALLEL_MIN_MACS
 
 
 #: The 3x3 kernels by _dw_head kind: the serial kernel (items), the channels of its blocks and

@@ -346,6 +346,25 @@ def _vstore_plain(typingctx, out, oidx, v, nv):
 # ---------------------------------------------------------------------------
 
 
+def _vrq_code(context, builder, outty, aout, oidx, av, cpty, acp, ci, zp, lo, hi, nv):
+    """The code of _vrq_store (int64 oidx, ci, nv; int32 zp, lo, hi)."""
+    i64 = ir.IntType(64)
+    i8 = ir.IntType(8)
+    vo = ir.VectorType(i8, 8)
+    cpa = context.make_array(cpty)(context, builder, acp)
+    nch = builder.extract_value(cpa.shape, 1)
+
+    def row(k):
+        at = builder.add(builder.mul(ir.Constant(i64, k), nch), ci)
+        return builder.load(builder.bitcast(builder.gep(cpa.data, [at]), _V8.as_pointer()), align=4)
+
+    m, ls, rs, mask, half = (row(k) for k in range(5))
+    r = vec_mbqm_double_split(builder, av, m, ls, rs, mask, half, True, True)
+    res = builder.trunc(vec_clamp(builder, builder.add(r, vec_splat_value(builder, zp)), vec_splat_value(builder, lo),
+                                  vec_splat_value(builder, hi)), vo)
+    _store_lanes(context, builder, outty, aout, oidx, res, nv, 8, i8)
+
+
 @intrinsic
 def _vrq_store(typingctx, out, oidx, v, cp, cidx, zp, lo, hi, nv):
     """out[oidx + i] = clamp(tflite_double(v[i], channel cidx + i) + zp, lo, hi) for i < min(nv, 8).
@@ -355,43 +374,35 @@ def _vrq_store(typingctx, out, oidx, v, cp, cidx, zp, lo, hi, nv):
     while they are still in registers: no int32 round trip through memory. ``cp`` is the int32
     [5, W] array of split_shifts rows (multiplier, left, right, mask, half), padded so that
     eight lanes from any block start are inside it (mac.FusedRequant); ``out`` is int8.
+    With mac.avx2_requant's uint64 constants instead (``cidx`` then a multiple of 16: the 8
+    channels are the first half of a 16-channel block), _rq64l_dwords' one step.
     """
     if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x8:
         return None
+    if _is_ql(cp):
+        def codegen_l(context, builder, sig, args):
+            aout, aoidx, av, acp, acidx, azp, alo, ahi, anv = args
+            ci = context.cast(builder, acidx, sig.args[4], types.int64)
+            k = _ql_consts_at(context, builder, sig.args[3], acp, ci)
+            v16 = builder.shuffle_vector(av, ir.Constant(av.type, None), _mask(range(16)))
+            nv = context.cast(builder, anv, sig.args[8], types.int64)
+            nv = builder.select(builder.icmp_signed("<", nv, ir.Constant(ir.IntType(64), 8)), nv,
+                                ir.Constant(ir.IntType(64), 8))
+            _rq64l_store_lanes(context, builder, sig.args[0], aout, context.cast(builder, aoidx, sig.args[1], types.int64),
+                               v16, k, context.cast(builder, alo, sig.args[6], types.int32),
+                               context.cast(builder, ahi, sig.args[7], types.int32), nv)
+            return context.get_dummy_value()
+
+        return types.none(out, oidx, v, cp, cidx, zp, lo, hi, nv), codegen_l
     if not (isinstance(cp, types.Array) and cp.dtype == types.int32 and cp.ndim == 2):
         return None
 
     def codegen(context, builder, sig, args):
         aout, aoidx, av, acp, acidx, azp, alo, ahi, anv = args
-        i64 = ir.IntType(64)
-        i8 = ir.IntType(8)
-        vo = ir.VectorType(i8, 8)
-        oidx = context.cast(builder, aoidx, sig.args[1], types.int64)
-        ci = context.cast(builder, acidx, sig.args[4], types.int64)
-        nv = context.cast(builder, anv, sig.args[8], types.int64)
-        cpa = context.make_array(sig.args[3])(context, builder, acp)
-        nch = builder.extract_value(cpa.shape, 1)
-
-        def row(k):
-            at = builder.add(builder.mul(ir.Constant(i64, k), nch), ci)
-            return builder.load(builder.bitcast(builder.gep(cpa.data, [at]), _V8.as_pointer()), align=4)
-
-        def splat(val, k):
-            return vec_splat_value(builder, context.cast(builder, val, sig.args[k], types.int32))
-
-        m, ls, rs, mask, half = (row(k) for k in range(5))
-        r = vec_mbqm_double_split(builder, av, m, ls, rs, mask, half, True, True)
-        res = builder.trunc(vec_clamp(builder, builder.add(r, splat(azp, 5)), splat(alo, 6), splat(ahi, 7)), vo)
-        full = builder.icmp_signed(">=", nv, ir.Constant(i64, 8))
-        with builder.if_else(full, likely=True) as (then, otherwise):
-            with then:
-                builder.store(res, _elem_ptr(context, builder, sig.args[0], aout, oidx, vo), align=1)
-            with otherwise:
-                for i in range(8):
-                    ci_ = ir.Constant(i64, i)
-                    with builder.if_then(builder.icmp_signed("<", ci_, nv)):
-                        po = _elem_ptr(context, builder, sig.args[0], aout, builder.add(oidx, ci_), i8)
-                        builder.store(builder.extract_element(res, ir.Constant(_I32, i)), po)
+        _vrq_code(context, builder, sig.args[0], aout, context.cast(builder, aoidx, sig.args[1], types.int64), av,
+                  sig.args[3], acp, context.cast(builder, acidx, sig.args[4], types.int64),
+                  *(context.cast(builder, a, sig.args[k], types.int32) for a, k in ((azp, 5), (alo, 6), (ahi, 7))),
+                  context.cast(builder, anv, sig.args[8], types.int64))
         return context.get_dummy_value()
 
     return types.none(out, oidx, v, cp, cidx, zp, lo, hi, nv), codegen
@@ -729,6 +740,12 @@ def _zrq_consts(typingctx, cp, cidx):
             return context.make_tuple(builder, _Q_CONSTS, _q_consts_at(context, builder, sig.args[0], args[0], i0))
 
         return _Q_CONSTS(cp, cidx), codegen64
+    if _is_ql(cp):
+        def codegen_l(context, builder, sig, args):
+            return _ql_consts_at(context, builder, sig.args[0], args[0],
+                                 context.cast(builder, args[1], sig.args[1], types.int64))
+
+        return _QL_CONSTS(cp, cidx), codegen_l
     if not (isinstance(cp, types.Array) and cp.dtype == types.int32 and cp.ndim == 2):
         return None
 
@@ -769,6 +786,16 @@ def _zrq_store_c(typingctx, out, oidx, v, consts, zp, lo, hi, nv):
             return context.get_dummy_value()
 
         return types.none(out, oidx, v, consts, zp, lo, hi, nv), codegen64
+    if consts == _QL_CONSTS:
+        def codegen_l(context, builder, sig, args):
+            aout, aoidx, av, ak, azp, alo, ahi, anv = args
+            _rq64l_store_lanes(context, builder, sig.args[0], aout, context.cast(builder, aoidx, sig.args[1], types.int64),
+                               av, ak, context.cast(builder, alo, sig.args[5], types.int32),
+                               context.cast(builder, ahi, sig.args[6], types.int32),
+                               context.cast(builder, anv, sig.args[7], types.int64))
+            return context.get_dummy_value()
+
+        return types.none(out, oidx, v, consts, zp, lo, hi, nv), codegen_l
     if consts != _RQ_CONSTS:
         return None
 
@@ -1212,6 +1239,124 @@ def _rq64_dwords(builder, av, consts):
     re = lane(lo32(x64), me, kpe, kce, se)
     ro = lane(builder.ashr(x64, c32), mo, kpo, kco, so)
     return builder.shuffle_vector(re, ro, _mask([j if j % 2 == 0 else 16 + j for j in range(16)]))
+
+
+class _LVecType(_VecType):
+    """<lanes x i64> of the logical-shift form of the one-step rounding (mac.avx2_requant): a
+    type of its own, so that _zrq_store_c and _vrq_store choose their code from it."""
+
+    def __init__(self, bits, lanes):
+        self.bits = bits
+        self.lanes = lanes
+        types.Type.__init__(self, name=f"hwsim_vec_l{bits}x{lanes}")
+
+
+register_model(_LVecType)(_VecModel)
+_l64x8 = _LVecType(64, 8)
+#: mac.avx2_requant's constants of 16 channels: m, k + 2^63, the dwords 2^(63 - s) in lane order
+#: (then unused), s (even lanes) and s - 32 (odd lanes), each for the even lanes then the odd.
+_QL_CONSTS = types.UniTuple(_l64x8, 8)
+
+
+def _rq64l_dwords(builder, av, consts):
+    """The one-step rounding of _zrq64_store for CPUs without AVX-512 (no vpsravq, vpmovsqb):
+    the 16 int32 lanes ``av`` (channel order) to their 16 int32 results, with the constants of
+    mac.avx2_requant (``consts``, _QL_CONSTS; every right shift e >= 1). With p = v * m and
+    t = p + k - [p < -2^30] * 2^31 as in _zrq64_store, t + 2^63 lies in [0, 2^64) (|t| < 2^63),
+    so its logical shift by s = 31 + e is floor(t / 2^s) + 2^(63 - s) exactly; the 2^63 is in
+    the constant. Even lanes take the low dword of that, odd lanes the high dword of
+    (t + 2^63) >> (s - 32), which is the same dword of the same number; one dword blend puts them
+    in lane order and one subtraction of 2^(63 - s) (mod 2^32; the result fits an int32) leaves
+    floor(t / 2^s). Per 8 lanes: 2 vpmuldq, 2 adds, 2 compares, 2 masked subtractions, 2
+    vpsrlvq, a blend and a subtraction, against ~25 instructions of the general two-step form."""
+    me, mo, kpe, kpo, bsub, _, se, so = consts
+    c32 = ir.Constant(_V8Q, [32] * 8)
+    x64 = builder.bitcast(av, _V8Q)
+
+    def lo32(q):
+        return builder.ashr(builder.shl(q, c32), c32)
+
+    def lane(x, m, kp, s):
+        p = builder.mul(x, lo32(m))
+        t = builder.add(p, kp)
+        t = builder.select(builder.icmp_signed("<", p, ir.Constant(_V8Q, [-(1 << 30)] * 8)),
+                           builder.sub(t, ir.Constant(_V8Q, [1 << 31] * 8)), t)
+        return builder.bitcast(builder.lshr(t, s), _V16D)
+
+    re = lane(lo32(x64), me, kpe, se)
+    ro = lane(builder.ashr(x64, c32), mo, kpo, so)
+    r = builder.shuffle_vector(re, ro, _mask([j if j % 2 == 0 else 16 + j for j in range(16)]))
+    return builder.sub(r, builder.bitcast(bsub, _V16D))
+
+
+def _sat_i8(builder, r):
+    """<n x i32> to <n x i8> with signed saturation (LLVM: vpackssdw + vpacksswb)."""
+    n = r.type.count
+    lo = ir.Constant(r.type, [-128] * n)
+    hi = ir.Constant(r.type, [127] * n)
+    r = builder.select(builder.icmp_signed("<", r, lo), lo, r)
+    r = builder.select(builder.icmp_signed(">", r, hi), hi, r)
+    return builder.trunc(r, ir.VectorType(ir.IntType(8), n))
+
+
+def _rq64l_store_lanes(context, builder, outty, aout, oidx, av, consts, lo, hi, nv):
+    """Requantize the 16 int32 lanes ``av`` (_rq64l_dwords; ``consts`` a _QL_CONSTS value),
+    saturate to int8, clamp to
+    [lo, hi] (int32 scalars within int8's range; _clamp_i8) and store lanes < nv."""
+    i8 = ir.IntType(8)
+    r = _sat_i8(builder, _rq64l_dwords(builder, av, [builder.extract_value(consts, j) for j in range(8)]))
+    r = _clamp_i8(builder, r, builder.trunc(lo, i8), builder.trunc(hi, i8))
+    _store_lanes(context, builder, outty, aout, oidx, r, nv, 16, i8)
+
+
+def _ql_consts_at(context, builder, arrty, arr, cidx):
+    """The _QL_CONSTS of the 16-channel block starting at channel ``cidx`` (a multiple of 16)."""
+    i0 = builder.mul(cidx, ir.Constant(ir.IntType(64), 4))
+    return context.make_tuple(builder, _QL_CONSTS, _q_consts_at(context, builder, arrty, arr, i0))
+
+
+def _is_ql(cp):
+    return isinstance(cp, types.Array) and cp.dtype == types.uint64 and cp.ndim == 1
+
+
+@intrinsic
+def _rq_store16(typingctx, out, oidx, a, b, cp, cidx, zp, lo, hi, nv):
+    """The 16 filters of a conv tile's two accumulators (a: channels cidx..cidx+7, b: the next
+    8) requantized and stored at out[oidx..], lanes < nv: with mac.avx2_requant's uint64
+    constants (cidx a multiple of 16), one _rq64l_dwords step of all 16; with a FusedRequant's
+    int32 ``cp``, _vrq_store's arithmetic on each half."""
+    if not (isinstance(out, types.Array) and out.dtype == types.int8) or a != _i32x8 or b != _i32x8:
+        return None
+    if _is_ql(cp):
+        def codegen_l(context, builder, sig, args):
+            aout, aoidx, va, vb, acp, acidx, azp, alo, ahi, anv = args
+            ci = context.cast(builder, acidx, sig.args[5], types.int64)
+            k = _ql_consts_at(context, builder, sig.args[4], acp, ci)
+            v = builder.shuffle_vector(va, vb, _mask(range(16)))
+            _rq64l_store_lanes(context, builder, sig.args[0], aout, context.cast(builder, aoidx, sig.args[1], types.int64),
+                               v, k, context.cast(builder, alo, sig.args[7], types.int32),
+                               context.cast(builder, ahi, sig.args[8], types.int32),
+                               context.cast(builder, anv, sig.args[9], types.int64))
+            return context.get_dummy_value()
+
+        return types.none(out, oidx, a, b, cp, cidx, zp, lo, hi, nv), codegen_l
+    if not (isinstance(cp, types.Array) and cp.dtype == types.int32 and cp.ndim == 2):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aout, aoidx, va, vb, acp, acidx, azp, alo, ahi, anv = args
+        i64 = ir.IntType(64)
+        oidx = context.cast(builder, aoidx, sig.args[1], types.int64)
+        ci = context.cast(builder, acidx, sig.args[5], types.int64)
+        nv = context.cast(builder, anv, sig.args[9], types.int64)
+        e8 = ir.Constant(i64, 8)
+        zlh = [context.cast(builder, v, sig.args[k], types.int32) for v, k in ((azp, 6), (alo, 7), (ahi, 8))]
+        _vrq_code(context, builder, sig.args[0], aout, oidx, va, sig.args[4], acp, ci, *zlh, nv)
+        _vrq_code(context, builder, sig.args[0], aout, builder.add(oidx, e8), vb, sig.args[4], acp,
+                  builder.add(ci, e8), *zlh, builder.sub(nv, e8))
+        return context.get_dummy_value()
+
+    return types.none(out, oidx, a, b, cp, cidx, zp, lo, hi, nv), codegen
 
 
 @intrinsic

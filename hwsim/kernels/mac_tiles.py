@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
-from .mac_intrinsics import (_cvt8, _vadd16s, _vadd32, _vbcast_pair, _vcat16, _vload16,
+from .mac_intrinsics import (_cvt8, _rq_store16, _vadd16s, _vadd32, _vbcast_pair, _vcat16, _vload16,
                              _vload_i32x8, _vload_x16, _vmadd_acc, _vperm_hi, _vperm_lo,
                              _vrq_store, _vstore16, _vstore_acc, _vstore_plain, _vunpack_hi,
                              _vunpack_lo, _vzero16, _vzero32, _zero8, _zrq_consts, _zrq_store_c)
@@ -280,7 +280,8 @@ def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, 
     plain (int32 result, one chunk): the sums are stored as they are; otherwise they are
     added to bias (first chunk) or to the partial result already stored.
     cp not None (fused; int8, plain only): the sums are requantized in registers and stored
-    as int8 into o8 (_vrq_store with the padded constants cp and qzp, qlo, qhi); outf is not
+    as int8 into o8 (_rq_store16 / _vrq_store with the padded constants cp and qzp, qlo, qhi;
+    or with mac.avx2_requant's uint64 constants, FusedRequant.ql); outf is not
     written. ``fuse`` is implied by cp: Numba compiles the fused stores only for an array cp
     and the others only for cp None, so a run compiles the stores it uses.
 
@@ -381,14 +382,10 @@ def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, 
                                 p2 += 2
                                 p3 += 2
                         if cp is not None:
-                            _vrq_store(o8, o0, a00, cp, bidx, qzp, qlo, qhi, 8)
-                            _vrq_store(o8, o0 + 8, a01, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                            _vrq_store(o8, o0 + Cout, a10, cp, bidx, qzp, qlo, qhi, 8)
-                            _vrq_store(o8, o0 + Cout + 8, a11, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                            _vrq_store(o8, o0 + 2 * Cout, a20, cp, bidx, qzp, qlo, qhi, 8)
-                            _vrq_store(o8, o0 + 2 * Cout + 8, a21, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                            _vrq_store(o8, o0 + 3 * Cout, a30, cp, bidx, qzp, qlo, qhi, 8)
-                            _vrq_store(o8, o0 + 3 * Cout + 8, a31, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                            _rq_store16(o8, o0, a00, a01, cp, bidx, qzp, qlo, qhi, nv)
+                            _rq_store16(o8, o0 + Cout, a10, a11, cp, bidx, qzp, qlo, qhi, nv)
+                            _rq_store16(o8, o0 + 2 * Cout, a20, a21, cp, bidx, qzp, qlo, qhi, nv)
+                            _rq_store16(o8, o0 + 3 * Cout, a30, a31, cp, bidx, qzp, qlo, qhi, nv)
                         elif plain:
                             _vstore_plain(outf, o0, a00, 8)
                             _vstore_plain(outf, o0 + 8, a01, nv - 8)
@@ -486,8 +483,7 @@ def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, 
                             a0 = _vmadd_acc(a0, xv, _vload16(wpk, wo))
                             a1 = _vmadd_acc(a1, xv, _vload16(wpk, wo + 16))
                     if cp is not None:
-                        _vrq_store(o8, o0, _vadd32(a0, b0), cp, bidx, qzp, qlo, qhi, nv)
-                        _vrq_store(o8, o0 + 8, _vadd32(a1, b1), cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                        _rq_store16(o8, o0, _vadd32(a0, b0), _vadd32(a1, b1), cp, bidx, qzp, qlo, qhi, nv)
                     elif plain:
                         _vstore_plain(outf, o0, _vadd32(a0, b0), nv)
                         _vstore_plain(outf, o0 + 8, _vadd32(a1, b1), nv - 8)
