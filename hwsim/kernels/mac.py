@@ -72,7 +72,7 @@ from .mac_intrinsics import _HAVE_AVX2, HOST_CPU_NAME, HOST_HAS_AVX512BW, HOST_H
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights, aligned,
                        pack_conv2d_weights, pack_depthwise_weights, pack_fully_connected_weights,
-                       depthwise_weights32, quad_weights, unpack_conv2d_weights,
+                       depthwise_weights3v, depthwise_weights32, quad_weights, unpack_conv2d_weights,
                        unpack_depthwise_weights)
 from .mac_tiles import _conv_serial, _dw_par, _dw_serial, _plan, conv_part, plan_rows
 from .mac_vnni import _conv_q_serial, _conv_z_serial, conv_q_part
@@ -161,6 +161,11 @@ def _fc_ref_kernel(x, w, bias, off, out):
             out[b, o] = s
 
 
+
+#: Fused 3x3 stride-1 layers on the 16-channel depthwise kernel (the avx2 path) pair their
+#: taps vertically (mac_pack.depthwise_weights3v, mac_tiles._dw3v_strip4).
+USE_DW3V = True
+_NO_WV = np.zeros(0, np.int16)
 
 #: Layers with fewer MACs than this run on the calling thread only (forking costs more).
 PARALLEL_MIN_MACS = 1 << 20
@@ -633,8 +638,9 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
     """The depthwise kernel's leading arguments for a FusedRequant ``requant`` (or None: the
     accumulators); the first selects the kernel: 3 the 3x3 vpdpbusd one (depthwise_vnni), 2 the
     3x3 vpmaddwd one (depthwise_zmm), 1 the 32-channel band kernel, 0 the 16-channel one
-    (mac_tiles; its last element FusedRequant.ql or None, which _dw_kernels puts in place of
-    the requantization constants)."""
+    (mac_tiles; then the vertical tap pairs of a fused 3x3 stride-1 layer, mac_pack.
+    depthwise_weights3v, or an empty array, and last FusedRequant.ql or None, which _dw_kernels
+    puts in place of the requantization constants)."""
     if requant is not None and USE_DW512 and pk.shape[3] >= 32:
         if USE_DW3 and KH == KW == 3 and dh == dw == 1 and dm == 1 and -127 <= off <= 128:
             qk = requant.q64
@@ -648,7 +654,9 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
                 return (2, wk, bk, qk, np.int64(-off), sh, sw, pt, pl, oh, ow)
         return (1, depthwise_weights32(pk), b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
     ql = requant.ql if requant is not None and USE_QL else None
-    return (0, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, ql)
+    vert = requant is not None and USE_DW3V and KH == KW == 3 and sw == dh == dw == 1
+    wv = depthwise_weights3v(pk) if vert else _NO_WV
+    return (0, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, wv, ql)
 
 
 #: depthwise_vnni's time for a 64-channel block in units of depthwise_zmm's for a 32-channel

@@ -33,10 +33,11 @@ class PackedConvWeights:
 class PackedDepthwiseWeights:
     """DEPTHWISE_CONV_2D weights in the fast kernel's layout (see ``pack_depthwise_weights``)."""
 
-    __slots__ = ("data", "shape", "depth_multiplier", "data32")
+    __slots__ = ("data", "shape", "depth_multiplier", "data32", "data3v")
 
     def __init__(self, data, shape, depth_multiplier):
         self.data32 = None  # depthwise_weights32(self), made on the first 512-bit call
+        self.data3v = None  # depthwise_weights3v(self), made on the first 3x3 stride-1 call
         self.data = data
         self.shape = shape
         self.depth_multiplier = depth_multiplier
@@ -178,6 +179,29 @@ def depthwise_weights32(pk: PackedDepthwiseWeights) -> np.ndarray:
         v = wt.reshape(TP, 2, NCB, 32)[:, :, :, _DW_LANES32].reshape(TP, 2, NCB, 2, 16)
         pk.data32 = np.ascontiguousarray(v.transpose(2, 0, 3, 4, 1)).reshape(-1)
     return pk.data32
+
+
+#: depthwise_weights3v's tap pairs of a 3x3 kernel (taps numbered ky * 3 + kx): kernel rows 0
+#: and 1 at kx = 0, 1, 2, then row 2's kx = 0 and 1, then row 2's kx = 2 with a zero weight.
+_TAPS3V = [0, 3, 1, 4, 2, 5, 6, 7, 8]
+
+
+def depthwise_weights3v(pk: PackedDepthwiseWeights) -> np.ndarray:
+    """A 3x3 layer's weights for the 16-channel kernel's stride-1 path (mac_tiles._dw_serial,
+    ``wv``), made once and kept on ``pk``: [ceil(Cout/16)][5 tap pairs][32] as
+    pack_depthwise_weights lays them out, with the taps paired vertically (_TAPS3V): an input
+    column's rows 0 and 1 interleaved once serve the three output pixels that read it."""
+    if pk.data3v is None:
+        w = unpack_depthwise_weights(pk)
+        _, KH, KW, Cout = pk.shape
+        if (KH, KW) != (3, 3):
+            raise ValueError(f"depthwise_weights3v: a 3x3 kernel, not {KH}x{KW}")
+        NCB = (Cout + 15) // 16
+        wt = np.zeros((10, NCB * 16), np.int16)
+        wt[:9, :Cout] = w.reshape(9, Cout)[_TAPS3V]
+        v = wt.reshape(5, 2, NCB, 16)[:, :, :, _DW_LANES].reshape(5, 2, NCB, 2, 8)
+        pk.data3v = aligned(np.ascontiguousarray(v.transpose(2, 0, 3, 4, 1)).reshape(-1))
+    return pk.data3v
 
 
 def unpack_conv2d_weights(pk: PackedConvWeights) -> np.ndarray:

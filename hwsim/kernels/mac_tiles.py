@@ -505,6 +505,28 @@ def _conv_serial(x, wpk, bias, off, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, 
 
 
 @njit(inline="always", **_NJ)
+def _vpair(buf, o, RS):
+    """The vertical tap pair at buffer offset o: rows 0 and 1 of one input column, interleaved."""
+    xa = _vload16(buf, o)
+    xb = _vload16(buf, o + RS)
+    return _vunpack_lo(xa, xb), _vunpack_hi(xa, xb)
+
+
+@njit(inline="always", **_NJ)
+def _acc2(lo, hi, pl, ph, wv, wo):
+    """(lo, hi) + one tap pair (pl, ph) times its weights wv[wo:wo+32]."""
+    return _vmadd_acc(lo, pl, _vload16(wv, wo)), _vmadd_acc(hi, ph, _vload16(wv, wo + 16))
+
+
+@njit(inline="always", **_NJ)
+def _row2(lo, hi, x0, x1, x2, wv, wvb):
+    """Kernel row 2 of one pixel (its input columns x0, x1, x2): kx = 0 and 1 paired, kx = 2 with 0."""
+    lo, hi = _acc2(lo, hi, _vunpack_lo(x0, x1), _vunpack_hi(x0, x1), wv, wvb + 96)
+    z = _vzero16()
+    return _acc2(lo, hi, _vunpack_lo(x2, z), _vunpack_hi(x2, z), wv, wvb + 128)
+
+
+@njit(inline="always", **_NJ)
 def _dw_setup(N, Cout, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
     C16 = (Cout + 15) // 16 * 16
     T = KH * KW
@@ -527,17 +549,17 @@ def _dw_setup(N, Cout, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
 
 
 @njit(parallel=True, **_NJ)
-def _dw_par(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads,
+def _dw_par(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, wv, out, int64_out, nthreads,
             fuse, cp, qzp, qlo, qhi, out8):
     tapo, bp, nb, ng = _dw_setup(x.shape[0], x.shape[3] * dm, KH, KW, sw, dh, dw, oh, ow, bias,
                                  int64_out, nthreads)
     for item in prange(x.shape[0] * nb * ng):
-        _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out,
+        _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, wv, out, int64_out,
                    nthreads, fuse, cp, qzp, qlo, qhi, out8, (tapo, bp, nb, ng, np.int64(item)))
 
 
 @njit(**_NJ)
-def _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, out, int64_out, nthreads,
+def _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, wv, out, int64_out, nthreads,
                fuse, cp, qzp, qlo, qhi, out8, part=None):
     """Depthwise work items: each a band of output rows of one image x a range of 16-channel
     blocks.
@@ -546,6 +568,11 @@ def _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, ou
     accumulators is that of vpunpck{l,h}wd (channels 0-3,8-11 | 4-7,12-15); bp holds
     the bias in that order (zeros in 16x8 mode, where the bias is added at the store).
     cp not None: requantized in registers and stored as int8 into o8, as in _conv_serial.
+    ``wv`` (mac_pack.depthwise_weights3v; empty for other layers): a fused 3x3 layer at stride
+    1 and dilation 1 takes the vertical tap pairs, one input column at a time: column c's
+    kernel rows 0 and 1, interleaved once, feed pixels c - 2, c - 1 and c (per pixel of 16
+    channels 3 loads and 6 unpacks, against 10 and 10 for the pairs in tap order); row 2 pairs
+    its kx = 0 and 1 and leaves kx = 2 with a zero.
 
     The items and the serial driver are one function so that a serial run (every layer below
     PARALLEL_MIN_MACS) compiles the kernel once: a separate item function was compiled on its
@@ -590,6 +617,8 @@ def _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, ou
         for t in range(2 * TP):
             xo[t] = tapo[t] * Cb
         step = sw * Cb
+        RS = Wp * Cb  # one buffer row
+        vert = cp is not None and wv.size > 0
         # rows outer, blocks inner: the three (KH) buffer rows an output row reads stay in cache
         # while every block of channels uses them (blocks outer streamed the whole band per block)
         for r in range(R):
@@ -602,6 +631,33 @@ def _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, ou
                 wcb = cb * TP * 32
                 ob = ((n * oh + oy0 + r) * ow) * Cout + 16 * cb
                 pc = r * sh * Wp * Cb + (cb - cb0) * 16
+                if vert:
+                    # columns c = 0, 1, .. of the window's rows; column c finishes pixel c - 2
+                    # (its kx = 2 and row 2), adds kx = 1 to pixel c - 1 and starts pixel c
+                    wvb = cb * 160
+                    r2 = pc + 2 * RS
+                    vl, vh = _vpair(buf, pc, RS)
+                    p0l, p0h = _acc2(blo, bhi, vl, vh, wv, wvb)
+                    vl, vh = _vpair(buf, pc + Cb, RS)
+                    p0l, p0h = _acc2(p0l, p0h, vl, vh, wv, wvb + 32)
+                    p1l, p1h = _acc2(blo, bhi, vl, vh, wv, wvb)
+                    y0 = _vload16(buf, r2)
+                    y1 = _vload16(buf, r2 + Cb)
+                    o = ob
+                    for c in range(2, ow + 2):
+                        vl, vh = _vpair(buf, pc + c * Cb, RS)
+                        lo, hi = _acc2(p0l, p0h, vl, vh, wv, wvb + 64)
+                        y2 = _vload16(buf, r2 + c * Cb)
+                        lo, hi = _row2(lo, hi, y0, y1, y2, wv, wvb)
+                        _zrq_store_c(o8, o, _vcat16(_vperm_lo(lo, hi), _vperm_hi(lo, hi)), rqc, qzp, qlo, qhi, nv)
+                        o += Cout
+                        # past the row's end (c >= ow) these start pixels that are never stored:
+                        # the columns they read are inside the buffer (Wp = ow + 2)
+                        p0l, p0h = _acc2(p1l, p1h, vl, vh, wv, wvb + 32)
+                        p1l, p1h = _acc2(blo, bhi, vl, vh, wv, wvb)
+                        y0 = y1
+                        y1 = y2
+                    continue
                 ox = 0
                 while ox + 2 <= ow:
                     lo = blo
