@@ -426,10 +426,11 @@ def test_plan_with_one_thread_types_the_split_int64_so_callees_compile_once():
 
     @numba.njit
     def serial_driver(N, oh, ow, nblocks):
-        nb, ng = _plan(N, oh, ow, nblocks, 1, 256)
-        return callee(nb, ng)
+        nb, ng = _plan(N, oh, ow, nblocks, 1, 256, False)
+        nr, gr = _plan(N, oh, ow, nblocks, 1, 256, True)  # the rows-first split
+        return callee(nb, ng) + callee(nr, gr)
 
-    assert serial_driver(1, 48, 48, 2) >= 2
+    assert serial_driver(1, 48, 48, 2) >= 4
     assert [tuple(s) for s in callee.signatures] == [(numba.int64, numba.int64)]
 
 

@@ -143,7 +143,7 @@ def _dw32_setup(N, Cout, KH, KW, sw, dh, dw, oh, ow, bias, nthreads):
         i = c % 32
         # accumulator lane of channel i: lo = 0-3, 8-11, 16-19, 24-27; hi (+16) = the others
         bp[c - i + (i // 8) * 4 + i % 4 + (16 if i % 8 >= 4 else 0)] = bias[c]
-    nb, ng = _plan(N, oh, ow, C32 // 32, nthreads, 256)
+    nb, ng = _plan(N, oh, ow, C32 // 32, nthreads, 256, False)
     return xo, bp, nb, ng
 
 
@@ -401,7 +401,7 @@ def dw3_part(xshape, oh, ow, nthreads=1, block=32):
     N, H, W, C = xshape
     NCB = (C + block - 1) // block
     if nthreads <= 1:
-        nb, ng = _plan.py_func(N, oh, ow, NCB, nthreads, 256)
+        nb, ng = _plan.py_func(N, oh, ow, NCB, nthreads, 256, False)
     elif N * oh >= 2 * nthreads and oh * ow >= 64:
         nb, ng = min(oh, nthreads), 1
         while nb < oh and (H // nb + 3) * (W + 2) * block * NCB > DW3_BAND_BYTES:

@@ -74,7 +74,7 @@ from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_we
                        pack_conv2d_weights, pack_depthwise_weights, pack_fully_connected_weights,
                        depthwise_weights3v, depthwise_weights32, quad_weights, unpack_conv2d_weights,
                        unpack_depthwise_weights)
-from .mac_tiles import _conv_serial, _dw_par, _dw_serial, _plan, conv_part, plan_rows
+from .mac_tiles import _conv_serial, _dw_par, _dw_serial, _plan, conv_part
 from .mac_vnni import _conv_q_serial, _conv_z_serial, conv_q_part
 
 __all__ = [
@@ -338,7 +338,7 @@ def conv_serial_part(serial, args, nt=1):
     x = args[0]
     if serial is _conv_serial:
         N, oh, ow, nblocks = x.shape[0], args[15], args[16], args[4] * args[6]
-        nb, ng = plan_rows(N, oh, ow, nblocks, nt) if CONV_ROWS_SPLIT else _plan.py_func(N, oh, ow, nblocks, nt, 256)
+        nb, ng = _plan.py_func(N, oh, ow, nblocks, nt, 256, CONV_ROWS_SPLIT)
         return conv_part(N, x.shape[3], *args[4:9], *args[10:13], oh, ow, args[2], args[18],
                          np.int64(nb), np.int64(ng))
     return conv_q_part(x.shape[0], x.shape[3], *args[5:10], *args[11:14], args[16], args[17], args[3], args[2],

@@ -25,17 +25,43 @@ from .mac_intrinsics import (_cvt8, _rq_store16, _vadd16s, _vadd32, _vbcast_pair
 # ---------------------------------------------------------------------------
 
 
+#: _plan's rows-first split gives an image of a few rows that do not divide among the threads
+#: one group of channel blocks a thread instead (read when a kernel compiles; by plan_rows, at
+#: each call).
+FEW_ROWS_BY_CHANNELS = True
+
+
 @njit(inline="always", **_NJ)
-def _plan(N, oh, ow, nblocks, nthreads, target_pix):
+def _plan(N, oh, ow, nblocks, nthreads, target_pix, rows_first):
     """Work split: (bands of output rows per image, groups of channel blocks).
 
-    Bands of about target_pix output pixels; with fewer than 4 items per thread the
-    channel blocks are split first (bands stay long, so the 4-pixel tiles stay full),
-    then the rows.
+    Bands of about target_pix output pixels. With threads and ``rows_first`` (the conv
+    kernels and the 16-channel depthwise kernel): the rows split into a multiple of the thread
+    count, each item filling its own band buffer (a band is filled once), and the channel
+    blocks only when there are fewer rows than threads. Otherwise (the 32-channel depthwise
+    kernels): with fewer than 4 items per thread the channel blocks are split first (bands stay
+    long, so the 4-pixel tiles stay full), then the rows.
+
+    Groups of channel blocks first cost the 1x1 convs a fill of the same band per group (4 for
+    mobilenet_v2's 14x14 layers on 2 threads), and the 16-channel depthwise kernel's items
+    wrote 16-32 channels of the same output pixels from both threads (the 64-byte lines shared:
+    14x14x384 ran 1.38x faster on 2 threads than on 1, 28x28x192 at stride 2 1.05x).
     """
     rows = max(1, min(oh, (target_pix + ow - 1) // ow))
     nb = (oh + rows - 1) // rows
     ng = np.int64(1)  # not a literal 1: inlined with nthreads=1, that type would reach the callers
+    if nthreads > 1 and rows_first:
+        if FEW_ROWS_BY_CHANNELS and N == 1 and oh % nthreads and oh < 4 * nthreads and nblocks >= nthreads:
+            # a few rows that do not divide evenly (7x7 on 2 threads: 4 and 3): the channel
+            # blocks in one group a thread
+            return np.int64(1), np.int64(nthreads)
+        if N * oh >= nthreads:
+            per = (N * nb + nthreads - 1) // nthreads  # items per thread
+            nb = min(oh, max(1, (per * nthreads + N - 1) // N))
+        else:
+            ng = max(1, min(nblocks, (nthreads + N * oh - 1) // (N * oh)))
+            nb = oh
+        return nb, ng
     want = 4 * nthreads
     if nthreads > 1 and N * nb < want:
         ng = max(1, min(nblocks, (want + N * nb - 1) // (N * nb)))
@@ -45,27 +71,19 @@ def _plan(N, oh, ow, nblocks, nthreads, target_pix):
 
 
 def plan_rows(N, oh, ow, nblocks, nthreads, target_pix=256):
-    """Work split of the conv kernels (bands of output rows per image, groups of filter blocks):
-    bands of about target_pix output pixels; with threads, the rows split into a multiple of
-    the thread count (each item fills its band buffer first: a band is filled once) and the
-    filter blocks only when there are fewer rows than threads. (_plan's split, which the
-    depthwise kernel keeps, makes groups of filter blocks first: each group's item then fills
-    the same band again, 4 times over for mobilenet_v2's 14x14 layers on 2 threads.)"""
-    nb, ng = _plan.py_func(N, oh, ow, nblocks, 1, target_pix)  # alone: bands of ~target_pix
-    if nthreads > 1:
-        if N * oh >= nthreads:
-            per = (N * nb + nthreads - 1) // nthreads  # items per thread
-            nb = min(oh, max(1, (per * nthreads + N - 1) // N))
-        else:
-            ng = max(1, min(nblocks, (nthreads + N * oh - 1) // (N * oh)))
-            nb = oh
-    return nb, ng
+    """_plan's rows-first split, in Python (the conv kernels' parts are made there)."""
+    return _plan.py_func(N, oh, ow, nblocks, nthreads, target_pix, True)
 
 
 # The element loops below index with np.uint64: numba maps a negative signed index to one
 # from the end, and LLVM, unable to rule that out, vectorized each such tail loop into a
 # 32-lane scalarized scatter (~600 instructions per loop, compiled again in every caller:
 # most of the cold-start compile time of _fill_band and its callers). The indices are >= 0.
+
+
+#: The 16-channel depthwise kernel splits its items by rows first (_plan). Read when the kernel
+#: compiles.
+DW16_ROWS_FIRST = True
 
 
 @njit(inline="always", **_NJ)
@@ -544,7 +562,7 @@ def _dw_setup(N, Cout, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
             i = c & 15
             # lane order of the accumulators: lo = 0-3, 8-11; hi = 4-7, 12-15
             bp[np.uint64(c - i + (i & 3) + ((i >> 3) << 2) + (((i >> 2) & 1) << 3))] = bias[c]
-    nb, ng = _plan(N, oh, ow, C16 // 16, nthreads, 256)
+    nb, ng = _plan(N, oh, ow, C16 // 16, nthreads, 256, DW16_ROWS_FIRST)
     return xo, bp, nb, ng
 
 
@@ -651,10 +669,10 @@ def _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, wv
                         lo, hi = _row2(lo, hi, y0, y1, y2, wv, wvb)
                         _zrq_store_c(o8, o, _vcat16(_vperm_lo(lo, hi), _vperm_hi(lo, hi)), rqc, qzp, qlo, qhi, nv)
                         o += Cout
-                        # past the row's end (c >= ow) these start pixels that are never stored:
-                        # the columns they read are inside the buffer (Wp = ow + 2)
-                        p0l, p0h = _acc2(p1l, p1h, vl, vh, wv, wvb + 32)
-                        p1l, p1h = _acc2(blo, bhi, vl, vh, wv, wvb)
+                        if c <= ow:  # pixel c - 1
+                            p0l, p0h = _acc2(p1l, p1h, vl, vh, wv, wvb + 32)
+                            if c < ow:  # pixel c
+                                p1l, p1h = _acc2(blo, bhi, vl, vh, wv, wvb)
                         y0 = y1
                         y1 = y2
                     continue
