@@ -5,6 +5,7 @@
 # faulting ("cpuid_fault" in /proc/cpuinfo).
 #
 #   bash benchmarks/avx2_only.sh python benchmarks/bench_models.py --models mobilenet --no-startup
+#   CPUID_MASK_KEEP_AVXVNNI=1 bash benchmarks/avx2_only.sh ...   # AVX-VNNI kept (an Alder Lake)
 #
 # The shim is compiled once into $TMPDIR (or /tmp); Numba's cache keys its kernels by the CPU
 # features it saw, so the AVX2 builds sit beside the host's in the same cache.
@@ -25,4 +26,5 @@ if [ ! -f "$so" ]; then
   mv -f "$tmp" "$so"
 fi
 export HWSIM_CPUID_MASK=avx2
+[ "${CPUID_MASK_KEEP_AVXVNNI:-0}" = 1 ] && HWSIM_CPUID_MASK=avxvnni
 exec env LD_PRELOAD="$so${LD_PRELOAD:+:$LD_PRELOAD}" "$@"

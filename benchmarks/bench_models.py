@@ -49,7 +49,10 @@ def seen_features() -> str:
     have = {f[1:] for f in llvm.get_host_cpu_features().flatten().split(",") if f.startswith("+")}
     names = ("avx2", "avx512f", "avx512bw", "avx512vnni", "avxvnni", "avx512vbmi")
     text = " ".join(f"{n}{'+' if n in have else '-'}" for n in names)
-    if os.environ.get("HWSIM_CPUID_MASK"):
+    mask = os.environ.get("HWSIM_CPUID_MASK")
+    if mask == "avxvnni":
+        text += " (AVX-512 and AMX hidden by benchmarks/avx2_only.sh; AVX-VNNI kept)"
+    elif mask:
         text += " (AVX-512, VNNI and AMX hidden by benchmarks/avx2_only.sh)"
     return text
 

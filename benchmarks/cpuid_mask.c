@@ -16,6 +16,9 @@
  * leaf 7.1 EAX AVX-VNNI/AVX512_BF16/AVX-IFMA, EDX AVX-VNNI-INT8/AVX-NE-CONVERT/AVX10; leaf 0x24
  * (AVX10) all zero.
  *
+ * CPUID_MASK_KEEP_AVXVNNI=1 leaves AVX-VNNI (vpdpbusd on ymm, VEX-encoded) visible: a CPU such as
+ * Alder Lake, with VNNI but no AVX-512.
+ *
  * A program that installs its own SIGSEGV handler (python -X faulthandler, pytest) replaces
  * this one and then dies at its first CPUID. CPUID_MASK_COUNT=1 prints on exit how many CPUID
  * instructions were answered (a few hundred, at start-up: none per inference).
@@ -33,6 +36,7 @@
 #include <unistd.h>
 
 static volatile unsigned long answered;
+static int keep_avx_vnni; /* CPUID_MASK_KEEP_AVXVNNI=1: an AVX-VNNI CPU without AVX-512 (Alder Lake) */
 
 static int cpuid_faults(int off) { return (int)syscall(SYS_arch_prctl, ARCH_SET_CPUID, off ? 0 : 1); }
 
@@ -55,7 +59,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctx) {
         c &= ~((1u << 1) | (1u << 6) | (1u << 11) | (1u << 12) | (1u << 14));
         d &= ~((1u << 2) | (1u << 3) | (1u << 8) | (1u << 22) | (1u << 23) | (1u << 24) | (1u << 25));
     } else if (leaf == 7 && sub == 1) {
-        a &= ~((1u << 4) | (1u << 5) | (1u << 23));
+        a &= ~((keep_avx_vnni ? 0u : (1u << 4)) | (1u << 5) | (1u << 23));
         d &= ~((1u << 4) | (1u << 5) | (1u << 19));
     } else if (leaf == 0x24) {
         a = b = c = d = 0;
@@ -69,6 +73,8 @@ static void on_segv(int sig, siginfo_t *si, void *ctx) {
 }
 
 __attribute__((constructor)) static void start(void) {
+    const char *keep = getenv("CPUID_MASK_KEEP_AVXVNNI");
+    keep_avx_vnni = keep && keep[0] == '1';
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_segv;

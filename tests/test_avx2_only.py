@@ -4,7 +4,7 @@ LLVM compiles hwsim's kernels without AVX-512 instructions and hwsim chooses its
 this process the avx2 path's kernels are compiled for the host's features (on an AVX-512 CPU,
 LLVM may use zmm registers in them); this test runs the code a Zen 3 or Haswell would run.
 
-The subprocess computes accumulators and fused int8 outputs (both requantization forms: the
+The subprocess (twice: AVX-VNNI hidden too, and kept) computes accumulators and fused int8 outputs (both requantization forms: the
 general two-step one, and the one-step rounding with logical shifts, FusedRequant.ql) of conv, depthwise (3x3 layers
 that take the 3x3 kernels on AVX-512 CPUs, a 5x5 layer, depth multiplier 2) and fully
 connected layers, serial and on two threads; this process compares them with the plain
@@ -59,8 +59,10 @@ import sys, numpy as np, numba
 import llvmlite.binding as llvm
 from hwsim.kernels import mac
 feats = set(llvm.get_host_cpu_features().flatten().split(","))
-assert "+avx2" in feats and "-avx512f" in feats and "-avx512vnni" in feats and "-avxvnni" in feats, feats
-assert mac.mac_path() == "avx2" and mac.dw_path() == "avx2", (mac.mac_path(), mac.dw_path())
+path = sys.argv[3]
+assert "+avx2" in feats and "-avx512f" in feats and "-avx512vnni" in feats, feats
+assert ("+avxvnni" if path == "vnni256" else "-avxvnni") in feats, feats
+assert mac.mac_path() == path and mac.dw_path() == "avx2", (mac.mac_path(), mac.dw_path())
 d = np.load(sys.argv[1], allow_pickle=True)
 out = {}
 for threads in (1, 2):
@@ -96,7 +98,18 @@ def _fused(rq, cout):
     return mac.fused_requant(split_shifts(rq, cout).cp, rq.out_zp, rq.act_min, rq.act_max)
 
 
-def test_avx2_only_build_gives_the_reference_integers(tmp_path):
+def _has_avx_vnni() -> bool:
+    try:
+        return any(line.startswith("flags") and "avx_vnni" in line.split() for line in open("/proc/cpuinfo"))
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("path", ["avx2", pytest.param("vnni256", marks=pytest.mark.skipif(
+    not _has_avx_vnni(), reason="this CPU has no AVX-VNNI to keep visible"))])
+def test_avx2_only_build_gives_the_reference_integers(path, tmp_path):
+    """``path`` avx2: AVX-512 and every VNNI hidden; vnni256: AVX-VNNI kept
+    (CPUID_MASK_KEEP_AVXVNNI=1), the ymm vpdpbusd kernels of a CPU such as Alder Lake."""
     rng = np.random.default_rng(13)
     data, want = {"cases": np.array([(n, k, g) for n, _, _, k, g in CASES], dtype=object)}, {}
     for name, xs, ws, kind, geo in CASES:
@@ -121,8 +134,9 @@ def test_avx2_only_build_gives_the_reference_integers(tmp_path):
     script.write_text(_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}
     env["NUMBA_NUM_THREADS"] = "2"
+    env["CPUID_MASK_KEEP_AVXVNNI"] = "1" if path == "vnni256" else "0"
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "avx2_only.sh"), sys.executable, str(script),
-                        str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+                        str(tmp_path / "in.npz"), str(tmp_path / "out.npz"), path],
                        env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     got = np.load(tmp_path / "out.npz")
