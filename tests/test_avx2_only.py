@@ -4,12 +4,13 @@ LLVM compiles hwsim's kernels without AVX-512 instructions and hwsim chooses its
 this process the avx2 path's kernels are compiled for the host's features (on an AVX-512 CPU,
 LLVM may use zmm registers in them); this test runs the code a Zen 3 or Haswell would run.
 
-The subprocess (twice: AVX-VNNI hidden too, and kept) computes accumulators and fused int8 outputs (both requantization forms: the
-general two-step one, and the one-step rounding with logical shifts, FusedRequant.ql) of conv, depthwise (3x3 layers
-that take the 3x3 kernels on AVX-512 CPUs, a 5x5 layer, depth multiplier 2) and fully
-connected layers, serial and on two threads; this process compares them with the plain
-reference kernels (and the reference accumulators requantized separately). Skipped, saying
-why, where CPUID cannot be made to fault or gcc is missing.
+The subprocess (twice: AVX-VNNI hidden too, and kept) computes accumulators and fused int8
+outputs (both requantization forms: the general two-step one, and the one-step rounding with
+logical shifts, FusedRequant.ql) of conv, depthwise (3x3 layers that take the 3x3 kernels on
+AVX-512 CPUs, a 5x5 layer, depth multiplier 2) and fully connected layers, serial and on two
+threads; this process compares them with the plain reference kernels (and the reference
+accumulators requantized separately). Skipped, saying why, where CPUID cannot be made to fault
+or gcc is missing.
 """
 from __future__ import annotations
 
