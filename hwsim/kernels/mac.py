@@ -163,7 +163,7 @@ def _fc_ref_kernel(x, w, bias, off, out):
 
 
 #: Fused 3x3 stride-1 layers on the 16-channel depthwise kernel (the avx2 path) pair their
-#: taps vertically (mac_pack.depthwise_weights3v, mac_tiles._dw3v_strip4).
+#: taps vertically (mac_pack.depthwise_weights3v; mac_tiles._dw_serial's ``wv``).
 USE_DW3V = True
 _NO_WV = np.zeros(0, np.int16)
 
@@ -325,9 +325,9 @@ def conv_serial_address(serial, args, nt) -> int:
 #: The vpmaddwd conv and 16-channel depthwise kernels requantize with the logical-shift form of
 #: the one-step rounding (FusedRequant.ql, mac_intrinsics._rq64l_dwords) where a layer has it.
 USE_QL = True
-#: The vpmaddwd conv kernel's items on threads: bands of rows (mac_tiles.plan_rows, as the VNNI
-#: kernels) rather than groups of filter blocks first (mac_tiles._plan; False), which filled
-#: the same band once per group.
+#: The vpmaddwd conv kernel's items on threads: mac_tiles._plan's rows-first split (as the VNNI
+#: kernels' plan_rows) rather than groups of filter blocks first (False), which filled the same
+#: band once per group.
 CONV_ROWS_SPLIT = True
 
 

@@ -1188,32 +1188,52 @@ def _clamp_i8(builder, r, lo, hi):
     return out
 
 
+_C32 = ir.Constant(_V8Q, [32] * 8)
+
+
+def _lo32(builder, q):
+    """The sign-extended low dword of each qword (vpmuldq's operands)."""
+    return builder.ashr(builder.shl(q, _C32), _C32)
+
+
+def _rq64_t(builder, av, me, mo, kpe, kpo, kce, kco):
+    """The one-step rounding's numerators of the 16 int32 lanes ``av`` (_zrq64_store):
+    t = p + k - [p < -2^30] * kc with p = v * m, for the even lanes and for the odd lanes
+    (8 qwords each; the constants m, k, kc of each parity)."""
+    x64 = builder.bitcast(av, _V8Q)
+
+    def lane(x, m, kp, kc):
+        p = builder.mul(x, _lo32(builder, m))
+        t = builder.add(p, kp)
+        return builder.select(builder.icmp_signed("<", p, ir.Constant(_V8Q, [-(1 << 30)] * 8)), builder.sub(t, kc), t)
+
+    return lane(_lo32(builder, x64), me, kpe, kce), lane(builder.ashr(x64, _C32), mo, kpo, kco)
+
+
+def _even_odd_dwords(builder, re, ro):
+    """16 dwords in lane order: the low dword of each qword of ``re`` (even lanes), the high
+    dword of each qword of ``ro`` (odd lanes); one vpblendd."""
+    return builder.shuffle_vector(builder.bitcast(re, _V16D), builder.bitcast(ro, _V16D),
+                                  _mask([j if j % 2 == 0 else 16 + j for j in range(16)]))
+
+
 def _rq64_bytes(builder, av, consts):
     """The one-step 64-bit requantization (_zrq64_store) of the 16 int32 lanes ``av`` to 16
     int8 in lane order, saturated to int8 and not yet clamped; ``consts`` the eight <8 x i64>
     of _zq_consts (m, the rounding constant, the correction, the shift; even then odd lanes)."""
     me, mo, kpe, kpo, kce, kco, se, so = consts
-    c32 = ir.Constant(_V8Q, [32] * 8)
-    x64 = builder.bitcast(av, _V8Q)
-    i8 = ir.IntType(8)
+    te, to = _rq64_t(builder, av, me, mo, kpe, kpo, kce, kco)
+    v16b = ir.VectorType(ir.IntType(8), 16)
+    # vpmovsqb by its intrinsic: as a clamp and a trunc, LLVM moved the interleave below ahead
+    # of the narrowing (two zmm vpermt2q instead of one xmm vpunpcklbw)
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(v16b, [_V8Q, v16b, ir.IntType(8)]), "llvm.x86.avx512.mask.pmovs.qb.512")
 
-    def lo32(q):  # the sign-extended low dword of each qword (vpmuldq's operands)
-        return builder.ashr(builder.shl(q, c32), c32)
-
-    def lane(x, m, kp, kc, s):
-        p = builder.mul(x, lo32(m))
-        t = builder.add(p, kp)
-        t = builder.select(builder.icmp_signed("<", p, ir.Constant(_V8Q, [-(1 << 30)] * 8)), builder.sub(t, kc), t)
-        # vpmovsqb by its intrinsic: as a clamp and a trunc, LLVM moved the interleave below
-        # ahead of the narrowing (two zmm vpermt2q instead of one xmm vpunpcklbw)
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(v16b, [_V8Q, v16b, ir.IntType(8)]), "llvm.x86.avx512.mask.pmovs.qb.512")
+    def narrow(t, s):
         return builder.call(fn, [builder.ashr(t, s), ir.Constant(v16b, None), ir.Constant(ir.IntType(8), 0xFF)])
 
-    v16b = ir.VectorType(i8, 16)
-    re = lane(lo32(x64), me, kpe, kce, se)
-    ro = lane(builder.ashr(x64, c32), mo, kpo, kco, so)
-    return builder.shuffle_vector(re, ro, _mask([(j // 2 if j % 2 == 0 else 16 + j // 2) for j in range(16)]))
+    return builder.shuffle_vector(narrow(te, se), narrow(to, so),
+                                  _mask([(j // 2 if j % 2 == 0 else 16 + j // 2) for j in range(16)]))
 
 
 def _rq64_dwords(builder, av, consts):
@@ -1224,21 +1244,8 @@ def _rq64_dwords(builder, av, consts):
     them in order. Each fits an int32: |p| <= 2^62 and the constant's part is below 2^(31+e),
     so |result| < 2^(62-32) + 2^8."""
     me, mo, kpe, kpo, kce, kco, se, so = consts
-    c32 = ir.Constant(_V8Q, [32] * 8)
-    x64 = builder.bitcast(av, _V8Q)
-
-    def lo32(q):
-        return builder.ashr(builder.shl(q, c32), c32)
-
-    def lane(x, m, kp, kc, s):
-        p = builder.mul(x, lo32(m))
-        t = builder.add(p, kp)
-        t = builder.select(builder.icmp_signed("<", p, ir.Constant(_V8Q, [-(1 << 30)] * 8)), builder.sub(t, kc), t)
-        return builder.bitcast(builder.ashr(t, s), _V16D)
-
-    re = lane(lo32(x64), me, kpe, kce, se)
-    ro = lane(builder.ashr(x64, c32), mo, kpo, kco, so)
-    return builder.shuffle_vector(re, ro, _mask([j if j % 2 == 0 else 16 + j for j in range(16)]))
+    te, to = _rq64_t(builder, av, me, mo, kpe, kpo, kce, kco)
+    return _even_odd_dwords(builder, builder.ashr(te, se), builder.ashr(to, so))
 
 
 class _LVecType(_VecType):
@@ -1270,32 +1277,16 @@ def _rq64l_dwords(builder, av, consts):
     floor(t / 2^s). Per 8 lanes: 2 vpmuldq, 2 adds, 2 compares, 2 masked subtractions, 2
     vpsrlvq, a blend and a subtraction, against ~25 instructions of the general two-step form."""
     me, mo, kpe, kpo, bsub, _, se, so = consts
-    c32 = ir.Constant(_V8Q, [32] * 8)
-    x64 = builder.bitcast(av, _V8Q)
-
-    def lo32(q):
-        return builder.ashr(builder.shl(q, c32), c32)
-
-    def lane(x, m, kp, s):
-        p = builder.mul(x, lo32(m))
-        t = builder.add(p, kp)
-        t = builder.select(builder.icmp_signed("<", p, ir.Constant(_V8Q, [-(1 << 30)] * 8)),
-                           builder.sub(t, ir.Constant(_V8Q, [1 << 31] * 8)), t)
-        return builder.bitcast(builder.lshr(t, s), _V16D)
-
-    re = lane(lo32(x64), me, kpe, se)
-    ro = lane(builder.ashr(x64, c32), mo, kpo, so)
-    r = builder.shuffle_vector(re, ro, _mask([j if j % 2 == 0 else 16 + j for j in range(16)]))
+    kc = ir.Constant(_V8Q, [1 << 31] * 8)  # every e >= 1
+    te, to = _rq64_t(builder, av, me, mo, kpe, kpo, kc, kc)
+    r = _even_odd_dwords(builder, builder.lshr(te, se), builder.lshr(to, so))
     return builder.sub(r, builder.bitcast(bsub, _V16D))
 
 
 def _sat_i8(builder, r):
     """<n x i32> to <n x i8> with signed saturation (LLVM: vpackssdw + vpacksswb)."""
     n = r.type.count
-    lo = ir.Constant(r.type, [-128] * n)
-    hi = ir.Constant(r.type, [127] * n)
-    r = builder.select(builder.icmp_signed("<", r, lo), lo, r)
-    r = builder.select(builder.icmp_signed(">", r, hi), hi, r)
+    r = vec_clamp(builder, r, ir.Constant(r.type, [-128] * n), ir.Constant(r.type, [127] * n))
     return builder.trunc(r, ir.VectorType(ir.IntType(8), n))
 
 

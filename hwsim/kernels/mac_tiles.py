@@ -29,6 +29,9 @@ from .mac_intrinsics import (_cvt8, _rq_store16, _vadd16s, _vadd32, _vbcast_pair
 #: one group of channel blocks a thread instead (read when a kernel compiles; by plan_rows, at
 #: each call).
 FEW_ROWS_BY_CHANNELS = True
+#: The 16-channel depthwise kernel splits its items by rows first (_plan). Read when the kernel
+#: compiles.
+DW16_ROWS_FIRST = True
 
 
 @njit(inline="always", **_NJ)
@@ -43,9 +46,9 @@ def _plan(N, oh, ow, nblocks, nthreads, target_pix, rows_first):
     long, so the 4-pixel tiles stay full), then the rows.
 
     Groups of channel blocks first cost the 1x1 convs a fill of the same band per group (4 for
-    mobilenet_v2's 14x14 layers on 2 threads), and the 16-channel depthwise kernel's items
-    wrote 16-32 channels of the same output pixels from both threads (the 64-byte lines shared:
-    14x14x384 ran 1.38x faster on 2 threads than on 1, 28x28x192 at stride 2 1.05x).
+    mobilenet_v2's 14x14 layers on 2 threads); the 16-channel depthwise kernel, split that
+    way, ran 14x14x384 only 1.38x faster on 2 threads than on 1 and 28x28x192 at stride 2
+    1.05x (1.55x and 1.46x rows first; docs/performance.md, session 13).
     """
     rows = max(1, min(oh, (target_pix + ow - 1) // ow))
     nb = (oh + rows - 1) // rows
@@ -79,11 +82,6 @@ def plan_rows(N, oh, ow, nblocks, nthreads, target_pix=256):
 # from the end, and LLVM, unable to rule that out, vectorized each such tail loop into a
 # 32-lane scalarized scatter (~600 instructions per loop, compiled again in every caller:
 # most of the cold-start compile time of _fill_band and its callers). The indices are >= 0.
-
-
-#: The 16-channel depthwise kernel splits its items by rows first (_plan). Read when the kernel
-#: compiles.
-DW16_ROWS_FIRST = True
 
 
 @njit(inline="always", **_NJ)
