@@ -263,6 +263,8 @@ def _conv_fused_args(plan, requant, out8):
         fz = (fz[0], requant.q64) + fz[2:]
     elif kernels[1] is _conv_serial and USE_QL and requant.ql is not None and (head[3] == 1 or head[4] % 16 == 0):
         fz = (fz[0], requant.ql) + fz[2:]
+    elif kernels[1] is _conv_q_serial and USE_QL and requant.ql is not None and (head[4] == 1 or head[5] % 16 == 0):
+        fz = (fz[0], requant.ql) + fz[2:]
     return fz
 
 

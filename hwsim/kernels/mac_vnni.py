@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
-from .mac_intrinsics import (_vadd32, _vbcast_quad, _vcopy_flip32, _vdpbusd, _vload_i32x8, _vload_q,
+from .mac_intrinsics import (_rq_store16, _vadd32, _vbcast_quad, _vcopy_flip32, _vdpbusd, _vload_i32x8, _vload_q,
                              _vrq_store, _vsplat_store32, _vstore_plain, _vzero32, _zadd,
                              _zbcast_quad, _zdpbusd, _zload_i32, _zload_q, _zrq_consts, _zrq_store_c,
                              _zstore_plain,
@@ -104,7 +104,7 @@ def conv_q_part(N, C, G, Coutg, OCBg, KH, KW, sw, dh, dw, oh, ow, bias, wsum, pa
 def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow,
                    out, nthreads, fuse, cp, qzp, qlo, qhi, out8, part):
     """Work items (a band of output rows x a range of filter blocks), as mac_tiles._conv_serial:
-    4 x 16, 4 x 8 and 1 x 16 tiles; accumulators start from bp (the corrected bias).
+    6 x 16, 4 x 8 and 1 x 16 tiles; accumulators start from bp (the corrected bias).
 
     The items and the serial driver are one function so that a serial run (every layer below
     PARALLEL_MIN_MACS) compiles the kernel once: a separate item function was compiled on its
@@ -151,19 +151,23 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
             xg = g * Cg
             nv = min(16, Coutg - 16 * j)
             bidx = g * Coutg + 16 * j
-            # 4-pixel tiles; a ragged end is one more tile ending at the last pixel (it
-            # recomputes up to 3 pixels of the one before and stores the same values again)
-            ntile = M // 4
-            if M > 4 and M % 4:
-                ntile += 1
+            # 6-pixel x 16-filter tiles (12 accumulators: vpdpbusd's latency of 5 cycles at two
+            # a cycle needs 10 independent chains; 4 x 16 filled 0.8 of the issue slots). A
+            # ragged end is one more tile ending at the last pixel (it recomputes up to 5 pixels
+            # of the one before and stores the same values again).
             if nv > 8:
+                ntile = M // 6
+                if M > 6 and M % 6:
+                    ntile += 1
                 for t in range(ntile):
-                    m = min(4 * t, M - 4)
+                    m = min(6 * t, M - 6)
                     o0 = obase + m * Cout + bidx
                     q0 = pb[m] + xg
                     q1 = pb[m + 1] + xg
                     q2 = pb[m + 2] + xg
                     q3 = pb[m + 3] + xg
+                    q4 = pb[m + 4] + xg
+                    q5 = pb[m + 5] + xg
                     a00 = _vload_i32x8(bp, 16 * jb)
                     a01 = _vload_i32x8(bp, 16 * jb + 8)
                     a10 = a00
@@ -172,12 +176,18 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
                     a21 = a01
                     a30 = a00
                     a31 = a01
+                    a40 = a00
+                    a41 = a01
+                    a50 = a00
+                    a51 = a01
                     for s in range(nseg):
                         xo = sx[s]
                         p0 = q0 + xo
                         p1 = q1 + xo
                         p2 = q2 + xo
                         p3 = q3 + xo
+                        p4 = q4 + xo
+                        p5 = q5 + xo
                         wo = wb + sw_[s]
                         for k in range(sn[s]):
                             w0 = _vload_q(wq, wo)
@@ -195,19 +205,25 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
                             xv = _vbcast_quad(buf, p3)
                             a30 = _vdpbusd(a30, xv, w0)
                             a31 = _vdpbusd(a31, xv, w1)
+                            xv = _vbcast_quad(buf, p4)
+                            a40 = _vdpbusd(a40, xv, w0)
+                            a41 = _vdpbusd(a41, xv, w1)
+                            xv = _vbcast_quad(buf, p5)
+                            a50 = _vdpbusd(a50, xv, w0)
+                            a51 = _vdpbusd(a51, xv, w1)
                             p0 += 4
                             p1 += 4
                             p2 += 4
                             p3 += 4
+                            p4 += 4
+                            p5 += 4
                     if cp is not None:
-                        _vrq_store(o8, o0, a00, cp, bidx, qzp, qlo, qhi, 8)
-                        _vrq_store(o8, o0 + 8, a01, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                        _vrq_store(o8, o0 + Cout, a10, cp, bidx, qzp, qlo, qhi, 8)
-                        _vrq_store(o8, o0 + Cout + 8, a11, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                        _vrq_store(o8, o0 + 2 * Cout, a20, cp, bidx, qzp, qlo, qhi, 8)
-                        _vrq_store(o8, o0 + 2 * Cout + 8, a21, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
-                        _vrq_store(o8, o0 + 3 * Cout, a30, cp, bidx, qzp, qlo, qhi, 8)
-                        _vrq_store(o8, o0 + 3 * Cout + 8, a31, cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                        _rq_store16(o8, o0, a00, a01, cp, bidx, qzp, qlo, qhi, nv)
+                        _rq_store16(o8, o0 + Cout, a10, a11, cp, bidx, qzp, qlo, qhi, nv)
+                        _rq_store16(o8, o0 + 2 * Cout, a20, a21, cp, bidx, qzp, qlo, qhi, nv)
+                        _rq_store16(o8, o0 + 3 * Cout, a30, a31, cp, bidx, qzp, qlo, qhi, nv)
+                        _rq_store16(o8, o0 + 4 * Cout, a40, a41, cp, bidx, qzp, qlo, qhi, nv)
+                        _rq_store16(o8, o0 + 5 * Cout, a50, a51, cp, bidx, qzp, qlo, qhi, nv)
                     else:
                         _vstore_plain(outf, o0, a00, 8)
                         _vstore_plain(outf, o0 + 8, a01, nv - 8)
@@ -217,7 +233,15 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
                         _vstore_plain(outf, o0 + 2 * Cout + 8, a21, nv - 8)
                         _vstore_plain(outf, o0 + 3 * Cout, a30, 8)
                         _vstore_plain(outf, o0 + 3 * Cout + 8, a31, nv - 8)
+                        _vstore_plain(outf, o0 + 4 * Cout, a40, 8)
+                        _vstore_plain(outf, o0 + 4 * Cout + 8, a41, nv - 8)
+                        _vstore_plain(outf, o0 + 5 * Cout, a50, 8)
+                        _vstore_plain(outf, o0 + 5 * Cout + 8, a51, nv - 8)
+                m = min(6 * ntile, M)
             else:
+                ntile = M // 4
+                if M > 4 and M % 4:
+                    ntile += 1
                 for t in range(ntile):
                     m = min(4 * t, M - 4)
                     o0 = obase + m * Cout + bidx
@@ -257,7 +281,7 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
                         _vstore_plain(outf, o0 + Cout, a1, nv)
                         _vstore_plain(outf, o0 + 2 * Cout, a2, nv)
                         _vstore_plain(outf, o0 + 3 * Cout, a3, nv)
-            m = min(4 * ntile, M)
+                m = min(4 * ntile, M)
             while m < M:
                 o0 = obase + m * Cout + bidx
                 q0 = pb[m] + xg
@@ -285,8 +309,7 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
                         a0 = _vdpbusd(a0, xv, _vload_q(wq, wo))
                         a1 = _vdpbusd(a1, xv, _vload_q(wq, wo + 32))
                 if cp is not None:
-                    _vrq_store(o8, o0, _vadd32(a0, b0), cp, bidx, qzp, qlo, qhi, nv)
-                    _vrq_store(o8, o0 + 8, _vadd32(a1, b1), cp, bidx + 8, qzp, qlo, qhi, nv - 8)
+                    _rq_store16(o8, o0, _vadd32(a0, b0), _vadd32(a1, b1), cp, bidx, qzp, qlo, qhi, nv)
                 else:
                     _vstore_plain(outf, o0, _vadd32(a0, b0), nv)
                     _vstore_plain(outf, o0 + 8, _vadd32(a1, b1), nv - 8)
