@@ -74,7 +74,7 @@ from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_we
                        pack_conv2d_weights, pack_depthwise_weights, pack_fully_connected_weights,
                        depthwise_weights3v, depthwise_weights32, quad_weights, unpack_conv2d_weights,
                        unpack_depthwise_weights)
-from .mac_tiles import _conv_serial, _dw_par, _dw_serial, _plan, conv_part
+from .mac_tiles import _conv_serial, _dw_serial, _plan, conv_part, dw_part
 from .mac_vnni import _conv_q_serial, _conv_z_serial, conv_q_part
 
 __all__ = [
@@ -709,7 +709,7 @@ def _dw_kernels(head, out, wide, fz):
         return _dw32_par, _dw32_serial, head[1:], fz[1:], PARALLEL_MIN_MACS
     if fz[0] and head[-1] is not None:  # the logical-shift one-step constants (USE_QL)
         fz = (fz[0], head[-1]) + fz[2:]
-    return _dw_par, _dw_serial, head[1:-1] + (out, wide), fz, DW16_PARALLEL_MIN_MACS
+    return run_items_par, _dw_serial, head[1:-1] + (out, wide), fz, DW16_PARALLEL_MIN_MACS
 
 
 #: The 3x3 kernels by _dw_head kind: the serial kernel (items), the channels of its blocks and
@@ -719,20 +719,33 @@ _DW3_BLOCK = {2: 32, 3: 64}
 _DW3_ADDRESS = {2: dw3_serial_address, 3: dwq_serial_address}
 
 
+def _dw16_part(head, xshape, nt):
+    """The 16-channel kernel's ``part`` (mac_tiles.dw_part) of a kind-0 _dw_head on ``nt``
+    threads (16x8 mode: the accumulators are int64 when the head's bias is)."""
+    _, _, b, _, dm, KH, KW, _, sw, dh, dw, _, _, oh, ow = head[:15]
+    return dw_part(xshape[0], xshape[3] * dm, KH, KW, sw, dh, dw, oh, ow, b, b.dtype == np.int64, nt)
+
+
 def _dw_serial_tail(head, xshape):
-    """What the serial kernel takes after the fused arguments: a 3x3 kernel's ``part``
-    (every item, depthwise_zmm.dw3_part), the others nothing."""
+    """What the serial kernel takes after the fused arguments: its ``part`` of every item
+    (depthwise_zmm.dw3_part for the 3x3 kernels, mac_tiles.dw_part for the 16-channel one;
+    the 32-channel band kernel nothing)."""
     if head[0] >= 2:
         return (dw3_part(xshape, head[9], head[10], 1, _DW3_BLOCK[head[0]]),)
+    if head[0] == 0:
+        return (_dw16_part(head, xshape, 1),)
     return ()
 
 
 def _dw_par_tail(head, x, pre, nt, post):
-    """A 3x3 kernel's (address, part) for fnptr.run_items_par on ``nt`` threads (the other
-    parallel kernels take none: ``par(x, *pre, nt, *post)``)."""
+    """A kernel's (address, part) for fnptr.run_items_par on ``nt`` threads (the 32-channel
+    band kernel's parallel driver takes none: ``par(x, *pre, nt, *post)``)."""
     if head[0] >= 2:
         return (_DW3_ADDRESS[head[0]](x, pre, nt, post),
                 dw3_part(x.shape, head[9], head[10], nt, _DW3_BLOCK[head[0]]))
+    if head[0] == 0:
+        part = _dw16_part(head, x.shape, nt)
+        return compiled_address(_dw_serial, (x, *pre, nt, *post, part)), part
     return None
 
 

@@ -12,7 +12,7 @@ the small helpers are inlined, and element loops index with np.uint64 (see ``_ze
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_cvt8, _rq_store16, _vadd16s, _vadd32, _vbcast_pair, _vcat16, _vload16,
@@ -542,41 +542,34 @@ def _row2(lo, hi, x0, x1, x2, wv, wvb):
     return _acc2(lo, hi, _vunpack_lo(x2, z), _vunpack_hi(x2, z), wv, wvb + 128)
 
 
-@njit(inline="always", **_NJ)
-def _dw_setup(N, Cout, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads):
-    C16 = (Cout + 15) // 16 * 16
+def dw_part(N, Cout, KH, KW, sw, dh, dw, oh, ow, bias, int64_out, nthreads=1):
+    """The ``part`` of _dw_serial for every work item of a layer split for ``nthreads``: the
+    tap offsets in buffer pixels (in pairs: an odd tap count repeats the last), the bias in the
+    accumulators' lane order (zeros in 16x8 mode, where the bias is added at the store), the
+    split (_plan) and the item range. In Python: the callers in hwsim.kernels.mac make it once
+    per layer plan and thread count."""
     T = KH * KW
     TP = (T + 1) // 2
     Wp = (ow - 1) * sw + (KW - 1) * dw + 1
-    xo = np.empty(2 * TP, np.int64)  # tap offsets in buffer pixels
-    for ky in range(KH):
-        for kx in range(KW):
-            xo[ky * KW + kx] = ky * dh * Wp + kx * dw
-    if T & 1:
-        xo[T] = xo[T - 1]
+    ky, kx = np.divmod(np.arange(T, dtype=np.int64), KW)
+    tapo = np.empty(2 * TP, np.int64)
+    tapo[:T] = ky * dh * Wp + kx * dw
+    tapo[T:] = tapo[T - 1]
+    C16 = (Cout + 15) // 16 * 16
     bp = np.zeros(C16, np.int32)
     if not int64_out:
-        for c in range(Cout):
-            i = c & 15
-            # lane order of the accumulators: lo = 0-3, 8-11; hi = 4-7, 12-15
-            bp[np.uint64(c - i + (i & 3) + ((i >> 3) << 2) + (((i >> 2) & 1) << 3))] = bias[c]
-    nb, ng = _plan(N, oh, ow, C16 // 16, nthreads, 256, DW16_ROWS_FIRST)
-    return xo, bp, nb, ng
-
-
-@njit(parallel=True, **_NJ)
-def _dw_par(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, wv, out, int64_out, nthreads,
-            fuse, cp, qzp, qlo, qhi, out8):
-    tapo, bp, nb, ng = _dw_setup(x.shape[0], x.shape[3] * dm, KH, KW, sw, dh, dw, oh, ow, bias,
-                                 int64_out, nthreads)
-    for item in prange(x.shape[0] * nb * ng):
-        _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, wv, out, int64_out,
-                   nthreads, fuse, cp, qzp, qlo, qhi, out8, (tapo, bp, nb, ng, np.int64(item)))
+        # lane order of the accumulators: lo = 0-3, 8-11; hi = 4-7, 12-15
+        c = np.arange(Cout)
+        i = c & 15
+        bp[c - i + (i & 3) + ((i >> 3) << 2) + (((i >> 2) & 1) << 3)] = np.asarray(bias)[:Cout]
+    nb, ng = _plan.py_func(N, oh, ow, C16 // 16, nthreads, 256, DW16_ROWS_FIRST)
+    i64 = np.int64
+    return tapo, bp, i64(nb), i64(ng), i64(0), i64(N * nb * ng)
 
 
 @njit(**_NJ)
 def _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, wv, out, int64_out, nthreads,
-               fuse, cp, qzp, qlo, qhi, out8, part=None):
+               fuse, cp, qzp, qlo, qhi, out8, part):
     """Depthwise work items: each a band of output rows of one image x a range of 16-channel
     blocks.
 
@@ -593,17 +586,11 @@ def _dw_serial(x, wpk, bias, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, wv
     The items and the serial driver are one function so that a serial run (every layer below
     PARALLEL_MIN_MACS) compiles the kernel once: a separate item function was compiled on its
     own and then again inside the driver that linked it (Numba re-optimizes linked code).
-    ``part`` omitted (a call from Python): every item, on this thread; Numba prunes the other
-    branch. From the parallel driver: ``part`` = its setup and one item index.
+    ``part`` = the setup (dw_part) and the items to run: all of them from Python, one from
+    the parallel driver (fnptr.run_items_par); the same tuple type both ways, so the kernel
+    compiles once.
     """
-    if part is None:
-        tapo, bp, nb, ng = _dw_setup(x.shape[0], x.shape[3] * dm, KH, KW, sw, dh, dw, oh, ow, bias,
-                                     int64_out, 1)
-        i0 = 0
-        i1 = x.shape[0] * nb * ng
-    else:
-        tapo, bp, nb, ng, i0 = part
-        i1 = i0 + 1
+    tapo, bp, nb, ng, i0, i1 = part
     plain = not int64_out
     outf = out.reshape(out.size)
     o8 = out8.reshape(out8.size)
