@@ -312,6 +312,44 @@ def multiply_by_quantized_multiplier_double_lr(x, quantized_multiplier, left_shi
         saturating_rounding_doubling_high_mul(x_shifted, m), right_shift)
 
 
+def multiply_by_quantized_multiplier_double_magnitude(x: int, quantized_multiplier: int, right_shift: int) -> int:
+    """multiply_by_quantized_multiplier_double(x, m, -e) computed on |x| (m >= 0, no left
+    shift, e = right_shift >= 1), as the AVX2 kernels' sign-magnitude form does (mac_intrinsics.
+    _rq64s_dwords):
+
+        sign(x) * floor((|x| * m + 2^30 + 2^(e+30)) / 2^(31+e))
+
+    Math: with p = x * m, TFLite's high multiply is floor((p + 2^30) / 2^31) (ties toward
+    +inf), so its magnitude is floor((|p| + 2^30 - [p < 0]) / 2^31), and RoundingDivideByPOT
+    rounds half away from zero, sign(h) * floor((|h| + 2^(e-1)) / 2^e): nested floors give
+    sign(x) * floor((|x| m + 2^30 + 2^(e+30) - [x < 0]) / 2^(31+e)) exactly. This form drops
+    the ``- [x < 0]``, which changes the quotient only when |x| m + 2^30 + 2^(e+30) is a
+    multiple of 2^(31+e) (a tie of both roundings at once), and only for x < 0, by one:
+    ``magnitude_form_exact`` says when every such x has a quotient of 256 or more, so that
+    zp + result saturates to int8 both ways (zp in [-128, 127]) and the clamped int8 output
+    is the same. Python integers: exact for any x."""
+    x, m, e = int(x), int(quantized_multiplier), int(right_shift)
+    q = (abs(x) * m + (1 << 30) + (1 << (e + 30))) >> (31 + e)
+    return -q if x < 0 else q
+
+
+def magnitude_form_exact(quantized_multiplier: int, right_shift: int, limit: int = 256) -> bool:
+    """Whether multiply_by_quantized_multiplier_double_magnitude equals
+    multiply_by_quantized_multiplier_double(x, m, -e) for every int32 x where its quotient is
+    below ``limit`` (m in [0, 2^31), e >= 1). They differ only at a tie, where
+    |x| m + 2^30 + 2^(e+30) = 0 mod 2^(31+e); then |x| m = 0 mod 2^30, so |x| is a multiple of
+    2^(30-k) (k: the trailing zero bits of m) and the magnitude is at least
+    2^(30-k) m / 2^(31+e) = (m >> k) / 2^(1+e). So ``(m >> k) >= limit * 2^(1+e)`` suffices;
+    m = 0 (every result 0) always passes."""
+    m, e = int(quantized_multiplier), int(right_shift)
+    if m == 0:
+        return True
+    if not (0 < m < (1 << 31)) or e < 1:
+        return False
+    k = (m & -m).bit_length() - 1
+    return (m >> k) >= limit << (1 + e)
+
+
 @_jit
 def multiply_by_quantized_multiplier_single(x, quantized_multiplier, shift):
     """TFLite MultiplyByQuantizedMultiplier(int32 x, int32 m, int shift) built

@@ -90,6 +90,19 @@ def _rq_right(rng, channels):
                          scheme=RequantScheme.tflite_double, out_zp=int(rng.integers(-128, 128)))
 
 
+def _rq_mag(rng, channels):
+    """Right shifts 1..12 only (1 and 12 in some channels), odd multipliers (INT32_MAX in some),
+    a clamp inside int8's range: every channel passes arith.magnitude_form_exact, so the
+    256-bit kernels take the sign-magnitude form (FusedRequant.qs)."""
+    shift = rng.integers(-12, 0, channels)
+    shift[::3] = -1
+    shift[1::3] = -12
+    mult = rng.integers(1 << 30, (1 << 31) - 1, channels) | 1
+    mult[2::5] = (1 << 31) - 1
+    return RequantParams(act_min=-125, act_max=119, multiplier=mult, shift=shift,
+                         scheme=RequantScheme.tflite_double, out_zp=int(rng.integers(-128, 128)))
+
+
 def _fq(rq, channels):
     return mac.fused_requant(split_shifts(rq, channels).cp, rq.out_zp, rq.act_min, rq.act_max)
 
@@ -107,10 +120,11 @@ def check_conv(x, w, b, off, geo, groups, parallel=False):
     rng = np.random.default_rng(int(np.abs(want).sum()) % 2**32)
     rq = _rq(rng, w.shape[0])
     rr = _rq_right(rng, w.shape[0])  # the one-step rounding (q64 on vnni512, ql on avx2)
+    rm = _rq_mag(rng, w.shape[0])  # its sign-magnitude form (qs) on the 256-bit kernels
     with _threads(parallel):
         _eq(mac.conv2d_acc(x, w, b, *args), want)
-        _eq(mac.conv2d_acc(x, w, b, *args, requant=_fq(rq, w.shape[0])), requantize(want, rq, np.int8))
-        _eq(mac.conv2d_acc(x, w, b, *args, requant=_fq(rr, w.shape[0])), requantize(want, rr, np.int8))
+        for r in (rq, rr, rm):
+            _eq(mac.conv2d_acc(x, w, b, *args, requant=_fq(r, w.shape[0])), requantize(want, r, np.int8))
 
 
 def test_path_names_the_cpu_path(path):
@@ -262,9 +276,9 @@ def check_depthwise(x, w, b, args, rng, parallel_modes=(False, True)):
     _eq(mac.depthwise_conv2d_acc(x, w, b, *args), want)  # the accumulators (16-channel kernel)
     cout = w.shape[3]
     for parallel in parallel_modes:
-        for kind in ("fast", "full", "spread", "right"):
+        for kind in ("fast", "full", "spread", "right", "mag"):
             rq = _spread_rq(rng, want) if kind == "spread" else _rq_right(rng, cout) if kind == "right" else \
-                _rq(rng, cout)
+                _rq_mag(rng, cout) if kind == "mag" else _rq(rng, cout)
             if kind == "fast":
                 rq = rq.replace(shift=np.minimum(rq.shift, _fast_max_shift()))
             with _threads(parallel):
@@ -545,6 +559,66 @@ def test_logical_shift_constants_need_every_right_shift():
     assert f0.q64 is not None and f0.ql is None
 
 
+def test_sign_magnitude_constants_where_no_tie_is_missed():
+    """FusedRequant.qs (mac.sym_requant) exists where every channel passes
+    arith.magnitude_form_exact, and not for a multiplier of 2^30 (whose ties at v = -1, e = 1
+    the form would round the other way) or a channel with e = 0; its lanes hold m, 2^30 +
+    2^(e+30) and 31 + e (odd lanes: - 32), padding channels m = 0 and shift 32 (- 32)."""
+    rng = np.random.default_rng(5)
+    rm = _rq_mag(rng, 21)
+    fq = _fq(rm, 21)
+    assert fq.qs is not None and fq.qs.dtype == np.uint64 and fq.qs.shape == (2, 48)
+    q = fq.qs.reshape(2, 3, 2, 8)  # [block][m, k, shift][even, odd][j]
+    ch = np.arange(32).reshape(2, 8, 2).transpose(0, 2, 1)  # [block][parity][j]: channel
+    e = -np.asarray(rm.shift)
+    for c in range(32):
+        b, par, j = c // 16, c % 2, (c % 16) // 2
+        assert ch[b, par, j] == c
+        if c < 21:
+            assert q[b, 0, par, j] == rm.multiplier[c]
+            assert q[b, 1, par, j] == (1 << 30) + (1 << (30 + int(e[c])))
+            assert q[b, 2, par, j] == 31 + e[c] - 32 * par
+        else:
+            assert q[b, 0, par, j] == 0 and q[b, 2, par, j] == 32 - 32 * par
+    assert mac._avx2_consts(fq) is fq.qs
+    m30 = rm.replace(multiplier=np.where(np.arange(21) == 4, 1 << 30, rm.multiplier))
+    f30 = _fq(m30, 21)
+    assert f30.qs is None and f30.ql is not None and mac._avx2_consts(f30) is f30.ql
+    assert _fq(rm.replace(shift=np.where(np.arange(21) == 7, 0, rm.shift)), 21).qs is None
+
+
+def test_sign_magnitude_form_against_tflite_double_big_integers():
+    """arith.multiply_by_quantized_multiplier_double_magnitude against
+    multiply_by_quantized_multiplier_double on random and extreme accumulators, at and next to
+    every tie point of small multiples of 2^(30 - k): they differ only at ties of a negative
+    accumulator, by one (the true value one nearer zero), and never below 256 in magnitude
+    where arith.magnitude_form_exact passes (which some channels here do not)."""
+    from hwsim.arith import magnitude_form_exact, multiply_by_quantized_multiplier_double, \
+        multiply_by_quantized_multiplier_double_magnitude
+    rng = np.random.default_rng(11)
+    seen_exact = seen_not = differ = 0
+    for t in range(400):
+        m = int([rng.integers(1 << 30, 1 << 31), 1 << 30, (1 << 30) + (1 << 21), 3 << 29, (1 << 31) - 1][t % 5])
+        e = int(rng.integers(1, 24))
+        exact = magnitude_form_exact(m, e)
+        seen_exact += exact
+        seen_not += not exact
+        k = (m & -m).bit_length() - 1
+        step = 1 << max(0, 30 - k)
+        xs = [int(v) for v in rng.integers(-(1 << 31), 1 << 31, 40)] + list(range(-700, 700)) + \
+            [-(1 << 31), (1 << 31) - 1, -(1 << 31) + 1]
+        xs += [s * j * step + d for j in range(1, 30) for s in (1, -1) for d in (-1, 0, 1)
+               if j * step + 1 < (1 << 31)]
+        for x in xs:
+            a = int(multiply_by_quantized_multiplier_double(x, m, -e))
+            g = multiply_by_quantized_multiplier_double_magnitude(x, m, e)
+            if a != g:
+                differ += 1
+                assert x < 0 and a == g + 1, (x, m, e, a, g)
+                assert not exact or abs(g) >= 256, (x, m, e, a, g)
+    assert seen_exact and seen_not and differ
+
+
 def test_one_step_rounding_on_every_small_accumulator(path):
     """Every accumulator in [-12928, 12827] (plus large offsets) through the fused stores of the
     conv kernel of each path, with the one-step rounding (q64 on vnni512, its logical-shift
@@ -566,8 +640,17 @@ def test_one_step_rounding_on_every_small_accumulator(path):
     rq = RequantParams(act_min=-128, act_max=127, multiplier=mult, shift=shift,
                        scheme=RequantScheme.tflite_double, out_zp=-5)
     fq = _fq(rq, cout)
-    assert fq.q64 is not None and fq.ql is not None
+    assert fq.q64 is not None and fq.ql is not None and fq.qs is None  # 2^30: a missed tie
     want = requantize(mac.conv2d_acc_reference(x, w, b, 0, 1, 1, 1, 1, 0, 0, 256, 256), rq, np.int8)
     for parallel in (False, True):
         with _threads(parallel):
             _eq(mac.conv2d_acc(x, w, b, 0, 1, 1, 1, 1, 0, 0, 256, 256, requant=fq), want)
+    # the sign-magnitude form (qs, the 256-bit kernels): odd multipliers, so no channel has a
+    # tie below saturation (the depthwise kernel's qs stores: check_depthwise's "mag" cases)
+    rs = rq.replace(multiplier=mult | 1, shift=np.maximum(shift, -20), act_min=-126, act_max=125)
+    fs = _fq(rs, cout)
+    assert fs.qs is not None
+    want = requantize(mac.conv2d_acc_reference(x, w, b, 0, 1, 1, 1, 1, 0, 0, 256, 256), rs, np.int8)
+    for parallel in (False, True):
+        with _threads(parallel):
+            _eq(mac.conv2d_acc(x, w, b, 0, 1, 1, 1, 1, 0, 0, 256, 256, requant=fs), want)

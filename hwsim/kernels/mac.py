@@ -64,6 +64,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads, njit
 
+from ..arith import magnitude_form_exact
 from .depthwise_vnni import _dwq_serial, dwq_pairs, dwq_requant, dwq_serial_address, dwq_weights
 from .depthwise_zmm import (_dw3_serial, _dw32_par, _dw32_serial, dw3_part, dw3_requant, dw3_serial_address,
                             dw3_weights)
@@ -185,6 +186,11 @@ class FusedRequant(NamedTuple):
     #: q64 exists and every right shift is 1 or more; else None. The vpmaddwd conv and 16-channel
     #: depthwise kernels take it (USE_QL).
     ql: np.ndarray | None = None
+    #: The sign-magnitude form's constants (sym_requant), when the layer has no left shift, every
+    #: right shift is 1 or more and no channel's multiplier admits a tie that form misses;
+    #: else None. Where it exists the vpmaddwd and vnni256 conv and the 16-channel depthwise
+    #: kernels take it rather than ql (USE_QS).
+    qs: np.ndarray | None = None
 
 
 def fused_requant(cp: np.ndarray, out_zp: int, act_min: int, act_max: int) -> FusedRequant | None:
@@ -207,7 +213,37 @@ def fused_requant(cp: np.ndarray, out_zp: int, act_min: int, act_max: int) -> Fu
     if all(-128 <= int(v) <= 127 for v in (act_min, act_max)):
         q64 = dw3_requant(cpp, cp.shape[1], int(out_zp))
     ql = None if q64 is None else avx2_requant(q64, cp.shape[1])
-    return FusedRequant(aligned(cpp), int(out_zp), int(act_min), int(act_max), q64, ql)
+    qs = None if q64 is None else sym_requant(cp, cp.shape[1])
+    return FusedRequant(aligned(cpp), int(out_zp), int(act_min), int(act_max), q64, ql, qs)
+
+
+def sym_requant(cp: np.ndarray, channels: int) -> np.ndarray | None:
+    """The constants of mac_intrinsics._rq64s_dwords (arith.
+    multiply_by_quantized_multiplier_double_magnitude: sign(v) floor((|v| m + 2^30 + 2^(e+30))
+    / 2^(31+e))) for the split_shifts rows ``cp`` of ``channels`` channels, as uint64
+    [16-channel block][m, 2^30 + 2^(e+30), shift][even lanes, odd lanes][8]: lane j of the even
+    half is channel 16 b + 2 j, of the odd half 16 b + 2 j + 1; the shift is 31 + e for the
+    even lanes and 31 + e - 32 for the odd (the high dword keeps the quotient). None unless
+    every channel has no left shift, a multiplier in [0, 2^31), a right shift e in 1..31 and
+    ``arith.magnitude_form_exact`` (every int8 output the same as tflite_double's: the form
+    misses only ties whose results saturate). Channels past ``channels``: m = 0, shift 32
+    (quotient 0). The zero point is not folded in (the store adds it)."""
+    m = cp[0, :channels].astype(np.int64)
+    ls, e = cp[1, :channels], cp[2, :channels].astype(np.int64)
+    if (ls != 0).any() or (m < 0).any() or (e < 1).any() or (e > 31).any():
+        return None
+    if not all(magnitude_form_exact(int(a), int(b)) for a, b in zip(m, e)):
+        return None
+    C16 = (channels + 15) // 16 * 16
+    mm = np.zeros(C16, np.uint64)
+    kk = np.zeros(C16, np.uint64)
+    ss = np.full(C16, 32, np.uint64)
+    mm[:channels] = m
+    kk[:channels] = (np.int64(1) << 30) + (np.int64(1) << (e + 30))
+    ss[:channels] = 31 + e
+    k = np.stack([mm, kk, ss]).reshape(3, C16 // 16, 8, 2)  # [const][block][j][parity]
+    k[2, :, :, 1] -= np.uint64(32)
+    return aligned(np.ascontiguousarray(k.transpose(1, 0, 3, 2)).reshape(C16 // 16, 48))
 
 
 def avx2_requant(q64: np.ndarray, channels: int) -> np.ndarray | None:
@@ -261,11 +297,22 @@ def _conv_fused_args(plan, requant, out8):
         return fz
     if kernels[1] is _conv_z_serial and requant.q64 is not None and (head[4] == 1 or head[5] % 16 == 0):
         fz = (fz[0], requant.q64) + fz[2:]
-    elif kernels[1] is _conv_serial and USE_QL and requant.ql is not None and (head[3] == 1 or head[4] % 16 == 0):
-        fz = (fz[0], requant.ql) + fz[2:]
-    elif kernels[1] is _conv_q_serial and USE_QL and requant.ql is not None and (head[4] == 1 or head[5] % 16 == 0):
-        fz = (fz[0], requant.ql) + fz[2:]
+    elif kernels[1] is _conv_serial and (head[3] == 1 or head[4] % 16 == 0):
+        fz = (fz[0], _avx2_consts(requant)) + fz[2:]
+    elif kernels[1] is _conv_q_serial and (head[4] == 1 or head[5] % 16 == 0):
+        fz = (fz[0], _avx2_consts(requant)) + fz[2:]
     return fz
+
+
+def _avx2_consts(requant):
+    """The requantization constants the 256-bit kernels take for ``requant``: the
+    sign-magnitude form's (FusedRequant.qs, USE_QS), else the logical-shift form's (ql,
+    USE_QL), else the general int32 rows (cp)."""
+    if USE_QS and requant.qs is not None:
+        return requant.qs
+    if USE_QL and requant.ql is not None:
+        return requant.ql
+    return requant.cp
 
 
 def _off(name):
@@ -327,6 +374,9 @@ def conv_serial_address(serial, args, nt) -> int:
 #: The vpmaddwd conv and 16-channel depthwise kernels requantize with the logical-shift form of
 #: the one-step rounding (FusedRequant.ql, mac_intrinsics._rq64l_dwords) where a layer has it.
 USE_QL = True
+#: ... and with its sign-magnitude form (FusedRequant.qs, mac_intrinsics._rq64s_dwords), 10
+#: instructions per 8 lanes against 15, where a layer has that.
+USE_QS = True
 #: The vpmaddwd conv kernel's items on threads: mac_tiles._plan's rows-first split (as the VNNI
 #: kernels' plan_rows) rather than groups of filter blocks first (False), which filled the same
 #: band once per group.
@@ -655,7 +705,8 @@ def _dw_head(pk, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, requant):
                 wk, bk = dw3_weights(pk, b, off)
                 return (2, wk, bk, qk, np.int64(-off), sh, sw, pt, pl, oh, ow)
         return (1, depthwise_weights32(pk), b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow)
-    ql = requant.ql if requant is not None and USE_QL else None
+    ql = None if requant is None else _avx2_consts(requant)
+    ql = None if requant is None or ql is requant.cp else ql
     vert = requant is not None and USE_DW3V and KH == KW == 3 and sw == dh == dw == 1
     wv = depthwise_weights3v(pk) if vert else _NO_WV
     return (0, pk.data, b, off, dm, KH, KW, sh, sw, dh, dw, pt, pl, oh, ow, wv, ql)

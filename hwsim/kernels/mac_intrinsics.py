@@ -379,6 +379,20 @@ def _vrq_store(typingctx, out, oidx, v, cp, cidx, zp, lo, hi, nv):
     """
     if not (isinstance(out, types.Array) and out.dtype == types.int8) or v != _i32x8:
         return None
+    if _is_qs(cp):
+        def codegen_s(context, builder, sig, args):
+            aout, aoidx, av, acp, acidx, azp, alo, ahi, anv = args
+            k = _qs_consts_at(context, builder, sig.args[3], acp, context.cast(builder, acidx, sig.args[4], types.int64))
+            v16 = builder.shuffle_vector(av, ir.Constant(av.type, None), _mask(range(16)))
+            nv = context.cast(builder, anv, sig.args[8], types.int64)
+            nv = builder.select(builder.icmp_signed("<", nv, ir.Constant(ir.IntType(64), 8)), nv,
+                                ir.Constant(ir.IntType(64), 8))
+            _rq64s_store_lanes(context, builder, sig.args[0], aout, context.cast(builder, aoidx, sig.args[1], types.int64),
+                               v16, k, *(context.cast(builder, a, sig.args[j], types.int32) for a, j in
+                                         ((azp, 5), (alo, 6), (ahi, 7))), nv)
+            return context.get_dummy_value()
+
+        return types.none(out, oidx, v, cp, cidx, zp, lo, hi, nv), codegen_s
     if _is_ql(cp):
         def codegen_l(context, builder, sig, args):
             aout, aoidx, av, acp, acidx, azp, alo, ahi, anv = args
@@ -740,6 +754,12 @@ def _zrq_consts(typingctx, cp, cidx):
             return context.make_tuple(builder, _Q_CONSTS, _q_consts_at(context, builder, sig.args[0], args[0], i0))
 
         return _Q_CONSTS(cp, cidx), codegen64
+    if _is_qs(cp):
+        def codegen_s(context, builder, sig, args):
+            return _qs_consts_at(context, builder, sig.args[0], args[0],
+                                 context.cast(builder, args[1], sig.args[1], types.int64))
+
+        return _QS_CONSTS(cp, cidx), codegen_s
     if _is_ql(cp):
         def codegen_l(context, builder, sig, args):
             return _ql_consts_at(context, builder, sig.args[0], args[0],
@@ -786,6 +806,16 @@ def _zrq_store_c(typingctx, out, oidx, v, consts, zp, lo, hi, nv):
             return context.get_dummy_value()
 
         return types.none(out, oidx, v, consts, zp, lo, hi, nv), codegen64
+    if consts == _QS_CONSTS:
+        def codegen_s(context, builder, sig, args):
+            aout, aoidx, av, ak, azp, alo, ahi, anv = args
+            _rq64s_store_lanes(context, builder, sig.args[0], aout, context.cast(builder, aoidx, sig.args[1], types.int64),
+                               av, ak, *(context.cast(builder, a, sig.args[j], types.int32) for a, j in
+                                         ((azp, 4), (alo, 5), (ahi, 6))),
+                               context.cast(builder, anv, sig.args[7], types.int64))
+            return context.get_dummy_value()
+
+        return types.none(out, oidx, v, consts, zp, lo, hi, nv), codegen_s
     if consts == _QL_CONSTS:
         def codegen_l(context, builder, sig, args):
             aout, aoidx, av, ak, azp, alo, ahi, anv = args
@@ -1283,6 +1313,84 @@ def _rq64l_dwords(builder, av, consts):
     return builder.sub(r, builder.bitcast(bsub, _V16D))
 
 
+class _SVecType(_VecType):
+    """<lanes x i64> of the sign-magnitude form of the one-step rounding (mac.sym_requant): a
+    type of its own, so that the stores choose their code from it."""
+
+    def __init__(self, bits, lanes):
+        self.bits = bits
+        self.lanes = lanes
+        types.Type.__init__(self, name=f"hwsim_vec_s{bits}x{lanes}")
+
+
+register_model(_SVecType)(_VecModel)
+_s64x8 = _SVecType(64, 8)
+#: mac.sym_requant's constants of 16 channels: m, 2^30 + 2^(e+30), and s = 31 + e (even lanes)
+#: or s - 32 (odd lanes), each for the even lanes then the odd.
+_QS_CONSTS = types.UniTuple(_s64x8, 6)
+_M32 = ir.Constant(_V8Q, [0xFFFFFFFF] * 8)
+
+
+def _rq64s_dwords(builder, av, consts):
+    """arith.multiply_by_quantized_multiplier_double_magnitude of the 16 int32 lanes ``av``
+    (channel order) with the constants of mac.sym_requant (``consts``, _QS_CONSTS), as 16
+    int32: q = floor((|v| m + k) / 2^s) on unsigned 64-bit lanes (|v| <= 2^31 from vpabsd read
+    as unsigned, m < 2^31, so |v| m + k < 2^63: vpmuludq, vpaddq and a logical vpsrlvq; even
+    lanes keep the low dword of that, odd lanes the high dword of the shift by s - 32: the same
+    dword of the same number, q < 2^30), then the sign of v (vpsignd: 0 stays 0, whose q is 0).
+    Per 8 lanes: vpabsd, a vpsrlq, 2 vpmuludq, 2 vpaddq, 2 vpsrlvq, a blend and vpsignd: 10,
+    against 15 for _rq64l_dwords' signed form with its tie correction."""
+    me, mo, ke, ko, se, so = consts
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16D, [_V16D, ir.IntType(1)]),
+                                        "llvm.abs.v16i32")
+    a64 = builder.bitcast(builder.call(fn, [av, ir.Constant(ir.IntType(1), 0)]), _V8Q)
+
+    def lane(x, m, k, sh):
+        return builder.lshr(builder.add(builder.mul(x, builder.and_(m, _M32)), k), sh)
+
+    q = _even_odd_dwords(builder, lane(builder.and_(a64, _M32), me, ke, se),
+                         lane(builder.lshr(a64, _C32), mo, ko, so))
+    if _HAVE_AVX2:
+        v8 = ir.VectorType(_I32, 8)
+        sg = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8, [v8, v8]), "llvm.x86.avx2.psign.d")
+        halves = [builder.call(sg, [builder.shuffle_vector(q, q, _mask(range(h, h + 8))),
+                                    builder.shuffle_vector(av, av, _mask(range(h, h + 8)))]) for h in (0, 8)]
+        return builder.shuffle_vector(halves[0], halves[1], _mask(range(16)))
+    neg = builder.icmp_signed("<", av, ir.Constant(_V16D, [0] * 16))
+    return builder.select(neg, builder.sub(ir.Constant(_V16D, [0] * 16), q), q)
+
+
+def _rq64s_store_lanes(context, builder, outty, aout, oidx, av, consts, zp, lo, hi, nv):
+    """Requantize the 16 int32 lanes ``av`` (_rq64s_dwords; ``consts`` a _QS_CONSTS value), add
+    the zero point ``zp`` (int32 scalar in int8's range) with int16 saturation after the
+    first narrowing (vpackssdw, vpaddsw: a result past int16 is past int8 either way), narrow
+    to int8 with saturation, clamp to [lo, hi] (_clamp_i8) and store lanes < nv."""
+    i8, i16 = ir.IntType(8), ir.IntType(16)
+    v16w = ir.VectorType(i16, 16)
+    r = _rq64s_dwords(builder, av, [builder.extract_value(consts, j) for j in range(6)])
+    r = builder.trunc(vec_clamp(builder, r, ir.Constant(_V16D, [-32768] * 16), ir.Constant(_V16D, [32767] * 16)), v16w)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v16w, [v16w, v16w]), "llvm.sadd.sat.v16i16")
+    r = builder.call(fn, [r, vec_splat_value(builder, builder.trunc(zp, i16), 16)])
+    r = builder.trunc(vec_clamp(builder, r, ir.Constant(v16w, [-128] * 16), ir.Constant(v16w, [127] * 16)),
+                      ir.VectorType(i8, 16))
+    r = _clamp_i8(builder, r, builder.trunc(lo, i8), builder.trunc(hi, i8))
+    _store_lanes(context, builder, outty, aout, oidx, r, nv, 16, i8)
+
+
+def _qs_consts_at(context, builder, arrty, arr, cidx):
+    """The _QS_CONSTS of the 16-channel block starting at channel ``cidx`` (a multiple of 16):
+    the six <8 x i64> at qword 3 cidx of mac.sym_requant's array."""
+    i64 = ir.IntType(64)
+    i0 = builder.mul(cidx, ir.Constant(i64, 3))
+    vals = [builder.load(_elem_ptr(context, builder, arrty, arr, builder.add(i0, ir.Constant(i64, 8 * k)), _V8Q),
+                         align=8) for k in range(6)]
+    return context.make_tuple(builder, _QS_CONSTS, vals)
+
+
+def _is_qs(cp):
+    return isinstance(cp, types.Array) and cp.dtype == types.uint64 and cp.ndim == 2
+
+
 def _sat_i8(builder, r):
     """<n x i32> to <n x i8> with signed saturation (LLVM: vpackssdw + vpacksswb)."""
     n = r.type.count
@@ -1318,6 +1426,18 @@ def _rq_store16(typingctx, out, oidx, a, b, cp, cidx, zp, lo, hi, nv):
     int32 ``cp``, _vrq_store's arithmetic on each half."""
     if not (isinstance(out, types.Array) and out.dtype == types.int8) or a != _i32x8 or b != _i32x8:
         return None
+    if _is_qs(cp):
+        def codegen_s(context, builder, sig, args):
+            aout, aoidx, va, vb, acp, acidx, azp, alo, ahi, anv = args
+            k = _qs_consts_at(context, builder, sig.args[4], acp, context.cast(builder, acidx, sig.args[5], types.int64))
+            v = builder.shuffle_vector(va, vb, _mask(range(16)))
+            _rq64s_store_lanes(context, builder, sig.args[0], aout, context.cast(builder, aoidx, sig.args[1], types.int64),
+                               v, k, *(context.cast(builder, a, sig.args[j], types.int32) for a, j in
+                                       ((azp, 6), (alo, 7), (ahi, 8))),
+                               context.cast(builder, anv, sig.args[9], types.int64))
+            return context.get_dummy_value()
+
+        return types.none(out, oidx, a, b, cp, cidx, zp, lo, hi, nv), codegen_s
     if _is_ql(cp):
         def codegen_l(context, builder, sig, args):
             aout, aoidx, va, vb, acp, acidx, azp, alo, ahi, anv = args
