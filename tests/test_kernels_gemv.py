@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hwsim.kernels import gemv, mac
-from hwsim.kernels.mac_intrinsics import HOST_HAS_VNNI512
+from hwsim.kernels.mac_intrinsics import HOST_HAS_VNNI, HOST_HAS_VNNI512
 from hwsim.kernels.requant import requantize
 from hwsim.params import RequantParams
 from hwsim.vocab import RequantScheme
@@ -49,15 +49,17 @@ def _want(x, w, bias, off, rq):
 
 def _got(x, w, bias, off, rq, threads, path="int16"):
     """gemv's output on ``path``: "int16" (gemv_fused: x + off in int16 lanes, vpmaddwd) or
-    "vnni" (gemv_vnni: x + 128 as uint8, vpdpbusd on 16 outputs, the offset folded)."""
+    "vnni" (gemv_vnni: x + 128 as uint8, vpdpbusd on 16 outputs, the offset folded) or
+    "vnni256" (gemv_vnni256: the same on ymm, 8 outputs)."""
     out = np.empty((x.shape[0], w.shape[0]), np.int8)
     ending = (gemv.requant_args(rq, w.shape[0]), np.int64(rq.out_zp), np.int64(rq.act_min),
               np.int64(rq.act_max))
-    if path == "vnni":
-        wq, c = gemv.vnni_pack(w, off)
+    if path.startswith("vnni"):
+        wq, c = gemv.vnni_pack(w, off, 16 if path == "vnni" else 8)
         args = (x, wq, c, bias) + ending + (np.empty((x.shape[0], (x.shape[1] + 3) // 4 * 4), np.uint8),
                                             np.empty(w.shape[0], np.int32), out)
-        serial, par = gemv.gemv_vnni, gemv.gemv_vnni_parallel
+        serial, par = (gemv.gemv_vnni, gemv.gemv_vnni_parallel) if path == "vnni" else \
+            (gemv.gemv_vnni256, gemv.gemv_vnni256_parallel)
     else:
         args = (x, w, bias, np.int32(off)) + ending + (np.empty(x.shape, np.int16),
                                                       np.empty(w.shape[0], np.int32), out)
@@ -71,6 +73,8 @@ def _got(x, w, bias, off, rq, threads, path="int16"):
 
 PATHS = [pytest.param("vnni", marks=pytest.mark.skipif(
     not HOST_HAS_VNNI512, reason="this CPU has no AVX512-VNNI (with AVX512F/BW): gemv_vnni cannot run here")),
+    pytest.param("vnni256", marks=pytest.mark.skipif(
+        not HOST_HAS_VNNI, reason="this CPU has no VNNI (AVX-VNNI or AVX512-VNNI with VL): gemv_vnni256 cannot run here")),
     "int16"]
 
 
@@ -115,10 +119,11 @@ def test_gemv_offsets_and_int32_wrap(off, path):
     assert np.array_equal(_got(*case, 2, path), _want(*case))
 
 
-def test_fully_connected_takes_gemv_vnni_on_vnni_cpus(tmp_path):
-    """A one-row int8 FULLY_CONNECTED is prepared for gemv_vnni where the CPU has AVX512-VNNI
-    (else this test documents the int16 path); test_ops_conv.py compares the engine's
-    outputs, on that path, with TFLite's reference kernels."""
+def test_fully_connected_takes_gemv_vnni_on_vnni_cpus(tmp_path, monkeypatch):
+    """A one-row int8 FULLY_CONNECTED is prepared for gemv_vnni where the CPU has AVX512-VNNI,
+    for gemv_vnni256 where it has VNNI on ymm only (here: the 512-bit kernels switched off),
+    else for the int16 path; test_ops_conv.py compares the engine's outputs, on the CPU's
+    path, with TFLite's reference kernels."""
     import hwsim
     from hwsim.kernels import conv
     from test_ops_conv import fc_model
@@ -126,8 +131,13 @@ def test_fully_connected_takes_gemv_vnni_on_vnni_cpus(tmp_path):
     path.write_bytes(fc_model(np.random.default_rng(9), in_shape=(1, 1280), cout=100))
     layer = hwsim.load(path).program.layers[0]
     data = conv.prepare_fully_connected(layer)
-    assert (data.gemv is not None) == mac.USE_VNNI512
-    assert conv._gemv_args(layer.params, data)[0] is (gemv.gemv_vnni if mac.USE_VNNI512 else gemv.gemv_fused)
+    assert (data.gemv is not None) == mac.USE_VNNI
+    want = gemv.gemv_vnni if mac.USE_VNNI512 else gemv.gemv_vnni256 if mac.USE_VNNI else gemv.gemv_fused
+    assert conv._gemv_args(layer.params, data)[0] is want
+    if mac.USE_VNNI512:
+        monkeypatch.setattr(mac, "USE_VNNI512", False)
+        data = conv.prepare_fully_connected(layer)
+        assert data.gemv[0] == 8 and conv._gemv_args(layer.params, data)[0] is gemv.gemv_vnni256
 
 
 def test_gemv_applies_to_few_rows_and_int16_offsets():

@@ -40,7 +40,7 @@ class MacData(NamedTuple):
     call: object = None  # mac.*_fused_call: the fused call with its arguments prepared
     conv: object = None  # depthwise of one input channel: its weights packed as a CONV_2D's
     small: object = None  # depthwise_small.plan's arguments (depthwise_small.applies)
-    gemv: object = None  # gemv.vnni_pack's (weights, offset term) of a FULLY_CONNECTED on gemv_vnni
+    gemv: object = None  # (block, *gemv.vnni_pack's weights and offset term) of a FULLY_CONNECTED on gemv_vnni(256)
 
 
 def _data(p: MacParams, packed) -> MacData:
@@ -131,17 +131,19 @@ def _one_channel_conv_weights(p: MacParams, pk) -> mac.PackedConvWeights | None:
 
 
 #: A FULLY_CONNECTED of a few int8 rows on gemv.gemv_vnni where the CPU has AVX512-VNNI
-#: (mac.USE_VNNI512), else gemv.gemv_fused (benchmarks/bench_ab.py GEMV_VNNI --module conv).
+#: (mac.USE_VNNI512), on gemv.gemv_vnni256 where it has VNNI on ymm only (mac.USE_VNNI), else
+#: gemv.gemv_fused (benchmarks/bench_ab.py GEMV_VNNI --module conv).
 GEMV_VNNI = True
 
 
 def prepare_fully_connected(layer) -> MacData:
     p = layer.params
     d = _data(p, mac.pack_fully_connected_weights(p.weights))
-    if GEMV_VNNI and mac.USE_VNNI512 and p.weights is not None and _gemv_ok(p):
+    if GEMV_VNNI and mac.USE_VNNI and p.weights is not None and _gemv_ok(p):
         cout = d.packed.shape[0]
-        d = d._replace(gemv=gemv.vnni_pack(np.asarray(p.weights, np.int8).reshape(cout, p.depth),
-                                           p.input_offset))
+        block = 16 if mac.USE_VNNI512 else 8
+        w = np.asarray(p.weights, np.int8).reshape(cout, p.depth)
+        d = d._replace(gemv=(block,) + gemv.vnni_pack(w, p.input_offset, block))
     return d
 
 
@@ -222,8 +224,9 @@ def _gemv_ok(p: MacParams) -> bool:
 
 def _gemv_args(p: MacParams, data: MacData) -> tuple:
     """(serial kernel, threaded kernel, their arguments but the input and output, MACs) of
-    hwsim.kernels.gemv: on AVX512-VNNI (mac.USE_VNNI512, the weights packed when the layer was
-    prepared) gemv_vnni with the packed weights and offset term, the uint8 scratch rows; else gemv_fused with the weights [O, K], the offset
+    hwsim.kernels.gemv: on VNNI CPUs (mac.USE_VNNI, the weights packed when the layer was
+    prepared) gemv_vnni (zmm) or gemv_vnni256 (ymm) with the packed weights and offset term,
+    the uint8 scratch rows; else gemv_fused with the weights [O, K], the offset
     and the int16 scratch rows. Then the int32 bias, the requantization, zero point, clamp and
     the int32 sums' scratch."""
     cout = data.packed.shape[0]
@@ -235,8 +238,10 @@ def _gemv_args(p: MacParams, data: MacData) -> tuple:
               np.int64(rq.act_max))
     macs = p.batch * p.depth * cout
     if data.gemv is not None:  # packed by prepare_fully_connected
-        wq, c = data.gemv
-        return (gemv.gemv_vnni, gemv.gemv_vnni_parallel,
+        block, wq, c = data.gemv
+        kernels = (gemv.gemv_vnni, gemv.gemv_vnni_parallel) if block == 16 else \
+            (gemv.gemv_vnni256, gemv.gemv_vnni256_parallel)
+        return (*kernels,
                 (wq, c, bias) + ending + (np.empty((p.batch, (p.depth + 3) // 4 * 4), np.uint8),
                                           np.empty(cout, np.int32)), macs)
     return (gemv.gemv_fused, gemv.gemv_fused_parallel,

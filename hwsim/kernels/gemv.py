@@ -13,7 +13,8 @@ Exact: ``|x + input_offset| <= 32767`` (the offset is checked) and ``|w| <= 128`
 product and the pair sums of vpmaddwd fit int32; the accumulation wraps modulo 2^32 exactly as
 TFLite's int32 accumulator does.
 
-On AVX512-VNNI CPUs hwsim.kernels.conv takes ``gemv_vnni`` instead: 16 outputs a zmm, one
+On VNNI CPUs hwsim.kernels.conv takes ``gemv_vnni`` (AVX512-VNNI) or ``gemv_vnni256`` (AVX-VNNI
+without AVX-512: ymm, 8 outputs) instead: 16 outputs a zmm, one
 ``vpdpbusd`` per input quad (x + 128 as uint8, broadcast, times the 16 outputs' weight quads,
 packed once by ``vnni_pack``), the offset's term ``(off - 128) sum w`` added as a constant
 (vpdpbusd adds its four exact products without saturation; all modulo 2^32), then the same
@@ -28,7 +29,9 @@ import numpy as np
 from ..arith import multiply_by_quantized_multiplier_double_lr, wrap_int32
 from ..params import RequantParams
 from ..vocab import RequantScheme
-from .mac_intrinsics import _zadd, _zbcast_quad, _zdpbusd, _zload_i32, _zload_q, _zstore_plain, _zzero
+from .mac_intrinsics import (_vadd32, _vbcast_quad, _vdpbusd, _vload_i32x8, _vload_q, _vstore_plain,
+                             _vzero32, _zadd, _zbcast_quad, _zdpbusd, _zload_i32, _zload_q,
+                             _zstore_plain, _zzero)
 from .mac_pack import aligned
 from .requant import DOUBLE_ROUND, TFLITE_INT64, requant_one, split_shifts
 
@@ -100,18 +103,19 @@ def gemv_fused_parallel(x2d, w, bias, off, rq, zp, lo, hi, xo, acc32, out2d, nch
 # AVX512-VNNI: vpdpbusd on 16 outputs at a time
 # ---------------------------------------------------------------------------------------------
 
-def vnni_pack(w: np.ndarray, off: int):
-    """(wq, c) of gemv_vnni for int8 weights ``w`` [O, K] and input offset ``off``: wq int8
-    [ceil(O/16)][ceil(K/4)][16 outputs][4] (the quads of 16 outputs for one input quad, zero
-    past O and K: those products are 0), c int32 [ceil(O/16) * 16] = (off - 128) * sum_k w[o, k]
-    modulo 2^32. The kernel multiplies the uint8 ``x + 128`` by w, so
-    ``sum w (x + off) = sum w (x + 128) + c`` (int32 wrap, as TFLite's accumulator)."""
+def vnni_pack(w: np.ndarray, off: int, block: int = 16):
+    """(wq, c) of gemv_vnni (``block`` 16) or gemv_vnni256 (8) for int8 weights ``w`` [O, K] and
+    input offset ``off``: wq int8 [ceil(O/block)][ceil(K/4)][block outputs][4] (the quads of a
+    block's outputs for one input quad, zero past O and K: those products are 0), c int32
+    [ceil(O/block) * block] = (off - 128) * sum_k w[o, k] modulo 2^32. The kernel multiplies the
+    uint8 ``x + 128`` by w, so ``sum w (x + off) = sum w (x + 128) + c`` (int32 wrap, as
+    TFLite's accumulator)."""
     o_, k_ = w.shape
-    ob, kq = (o_ + 15) // 16, (k_ + 3) // 4
-    wp = np.zeros((ob * 16, kq * 4), np.int8)
+    ob, kq = (o_ + block - 1) // block, (k_ + 3) // 4
+    wp = np.zeros((ob * block, kq * 4), np.int8)
     wp[:o_, :k_] = w
-    wq = np.ascontiguousarray(wp.reshape(ob, 16, kq, 4).transpose(0, 2, 1, 3)).reshape(-1)
-    c = np.zeros(ob * 16, np.int64)
+    wq = np.ascontiguousarray(wp.reshape(ob, block, kq, 4).transpose(0, 2, 1, 3)).reshape(-1)
+    c = np.zeros(ob * block, np.int64)
     c[:o_] = (int(off) - 128) * w.astype(np.int64).sum(1)
     return aligned(wq), aligned(wrap_int32.py_func(c).astype(np.int32))
 
@@ -173,6 +177,57 @@ def gemv_vnni_parallel(x2d, wq, c, bias, rq, zp, lo, hi, xu, acc32, out2d, nchun
     for t in numba.prange(nchunks):
         _rows_vnni(xu, wq, c, bias, rq, zp, lo, hi, acc32, out2d, nb * t // nchunks,
                    nb * (t + 1) // nchunks)
+
+
+# ---------------------------------------------------------------------------------------------
+# AVX-VNNI without AVX-512: vpdpbusd on ymm, 8 outputs at a time
+# ---------------------------------------------------------------------------------------------
+
+@numba.njit(cache=True, inline="always")
+def _rows_vnni256(xu, wq, c, bias, rq, zp, lo, hi, acc32, out2d, blk0, blk1):
+    """_rows_vnni on ymm: blocks blk0..blk1 of 8 outputs (vnni_pack with block 8), four
+    vpdpbusd chains over the input quads, summed, plus c, into acc32; then _requant_row."""
+    rows, o_ = out2d.shape
+    kq = xu.shape[1] // 4
+    for b in range(rows):
+        xb = b * xu.shape[1]
+        xf = xu.reshape(xu.size)
+        for blk in range(blk0, blk1):
+            wb = blk * kq * 32
+            a0 = _vload_i32x8(c, 8 * blk)
+            a1 = _vzero32()
+            a2 = _vzero32()
+            a3 = _vzero32()
+            q = 0
+            while q + 4 <= kq:
+                a0 = _vdpbusd(a0, _vbcast_quad(xf, xb + 4 * q), _vload_q(wq, wb + 32 * q))
+                a1 = _vdpbusd(a1, _vbcast_quad(xf, xb + 4 * q + 4), _vload_q(wq, wb + 32 * q + 32))
+                a2 = _vdpbusd(a2, _vbcast_quad(xf, xb + 4 * q + 8), _vload_q(wq, wb + 32 * q + 64))
+                a3 = _vdpbusd(a3, _vbcast_quad(xf, xb + 4 * q + 12), _vload_q(wq, wb + 32 * q + 96))
+                q += 4
+            while q < kq:
+                a0 = _vdpbusd(a0, _vbcast_quad(xf, xb + 4 * q), _vload_q(wq, wb + 32 * q))
+                q += 1
+            _vstore_plain(acc32, 8 * blk, _vadd32(_vadd32(a0, a1), _vadd32(a2, a3)), o_ - 8 * blk)
+        _requant_row(b, bias, rq, zp, lo, hi, acc32, out2d, 8 * blk0, min(o_, 8 * blk1))
+
+
+@numba.njit(**_NJ)
+def gemv_vnni256(x2d, wq, c, bias, rq, zp, lo, hi, xu, acc32, out2d):
+    """gemv_vnni on CPUs with AVX-VNNI but not AVX512-VNNI (vnni_pack's wq and c with block 8;
+    scratch as gemv_vnni's). Compiled on its first call: only on such a CPU (or in the tests)."""
+    _offset_rows_u8(x2d, xu)
+    _rows_vnni256(xu, wq, c, bias, rq, zp, lo, hi, acc32, out2d, 0, (out2d.shape[1] + 7) // 8)
+
+
+@numba.njit(parallel=True, **_NJ)
+def gemv_vnni256_parallel(x2d, wq, c, bias, rq, zp, lo, hi, xu, acc32, out2d, nchunks):
+    """gemv_vnni256 with the blocks of 8 outputs split into ``nchunks`` contiguous bands."""
+    _offset_rows_u8(x2d, xu)
+    nb = (out2d.shape[1] + 7) // 8
+    for t in numba.prange(nchunks):
+        _rows_vnni256(xu, wq, c, bias, rq, zp, lo, hi, acc32, out2d, nb * t // nchunks,
+                      nb * (t + 1) // nchunks)
 
 
 def requant_args(rq: RequantParams, channels: int, split=None) -> tuple:
