@@ -26,7 +26,7 @@ import numpy as np
 from ..params import MacParams
 from ..registry import InputViews, binder, kernel
 from ..vocab import RequantScheme
-from . import accumulate, depthwise_small, gemv, mac
+from . import accumulate, depthwise_small, fnptr, gemv, mac
 from .requant import SplitShifts, requantize, split_shifts
 
 
@@ -367,4 +367,18 @@ def bind_fully_connected(layer, data: MacData, in_infos, outs):
 
     def call(ins):
         _gemv(args, views(ins)[0], out2d)
+
+    def thunk(ins):
+        """call(ins) for these very inputs: the kernel bound with every argument (per thread
+        count for a threaded one, mac.per_thread_count)."""
+        x = ins[0]
+        if type(x) is not np.ndarray or x.dtype != np.int8 or not x.flags.c_contiguous:
+            return None
+        x2d = x.reshape(p.batch, p.depth)
+        serial, par, kargs, macs = args
+        one = lambda: fnptr.direct(serial, x2d, *kargs, out2d)  # noqa: E731
+        if macs < mac.PARALLEL_MIN_MACS:
+            return one()
+        return mac.per_thread_count(lambda nt: fnptr.direct(par, x2d, *kargs, out2d, nt), one)
+    call.thunk = thunk
     return call

@@ -601,19 +601,49 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
         return part
 
     def thunk(x):
-        """``call(x)`` for this very ``x`` as one call of the serial kernel with every argument
-        bound (layers below PARALLEL_MIN_MACS; None for the others, whose thread count is
-        chosen per call)."""
-        if big or type(x) is not np.ndarray or x.dtype != np.int8 or not x.flags.c_contiguous:
+        """``call(x)`` for this very ``x`` with every argument bound: one call of the serial
+        kernel (layers below PARALLEL_MIN_MACS), or (the others, whose thread count may change
+        between calls) a function that calls, for the current thread count, the parallel
+        driver or the serial kernel bound for it (made on its first use)."""
+        if type(x) is not np.ndarray or x.dtype != np.int8 or not x.flags.c_contiguous:
             return None
         if xs is not None:
             if x.size != int(np.prod(xs)):
                 return None
             x = x.reshape(xs)
-        return direct(serial, x, *pre, 1, *post, serial_part(x))
+        if not big:
+            return direct(serial, x, *pre, 1, *post, serial_part(x))
+        if not PARALLEL_THUNKS:
+            return None
+        args = (x, *pre, *post)
+        return per_thread_count(
+            lambda nt: direct(par, conv_serial_address(serial, args, nt), (x, *pre, nt, *post),
+                              conv_serial_part(serial, args, nt)),
+            lambda: direct(serial, x, *pre, 1, *post, serial_part(x)))
 
     call.thunk = thunk
     return call
+
+
+#: The call plan binds the threaded conv and depthwise layers too (per_thread_count): a step
+#: is then the kernel's call and a read of the thread count, not call() with its per-call
+#: Python (reshape, argument tuple, binding checks).
+PARALLEL_THUNKS = True
+
+
+def per_thread_count(parallel, serial):
+    """A function of no arguments that calls ``parallel(nt)()`` for the current thread count nt
+    > 1 and ``serial()()`` for one thread, each made once (a call plan's bound step: Numba's
+    thread count is read per call, 0.1-0.2 us, and nothing else is done in Python)."""
+    made = {}
+
+    def run():
+        nt = get_num_threads()
+        f = made.get(nt)
+        if f is None:
+            f = made[nt] = parallel(nt) if nt > 1 else serial()
+        f()
+    return run
 
 
 def conv2d_fused_call(pk: PackedConvWeights, bias, input_offset, stride_h, stride_w, dilation_h,
@@ -846,9 +876,20 @@ def depthwise_bound_call(head, macs: int, out8: np.ndarray, requant: FusedRequan
 
     def thunk(x):
         """``call(x)`` for this very ``x`` with every argument bound (as conv2d_bound_call)."""
-        if big or type(x) is not np.ndarray or x.dtype != np.int8 or not x.flags.c_contiguous:
+        if type(x) is not np.ndarray or x.dtype != np.int8 or not x.flags.c_contiguous:
             return None
-        return direct(serial, x, *pre, 1, *post, *_dw_serial_tail(head, x.shape))
+        if not big:
+            return direct(serial, x, *pre, 1, *post, *_dw_serial_tail(head, x.shape))
+        if not PARALLEL_THUNKS:
+            return None
+
+        def parallel(nt):
+            tail = _dw_par_tail(head, x, pre, nt, post)
+            if tail is None:
+                return direct(par, x, *pre, nt, *post)
+            return direct(par, tail[0], (x, *pre, nt, *post), tail[1])
+        return per_thread_count(parallel, lambda: direct(serial, x, *pre, 1, *post,
+                                                          *_dw_serial_tail(head, x.shape)))
 
     call.thunk = thunk
     return call
