@@ -144,13 +144,98 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
                 pb[r * ow + ox] = (r * sh * Wp + ox * sw) * C
         obase = ((n * oh + oy0) * ow) * Cout
         nseg = sx.shape[0]
-        for jb in range(jb0, jb1):
+        jb = jb0
+        while jb < jb1:
             g = jb // OCBg
             j = jb - g * OCBg
             wb = jb * blk
             xg = g * Cg
             nv = min(16, Coutg - 16 * j)
             bidx = g * Coutg + 16 * j
+            nv2 = Coutg - 16 * j - 16  # the filters of the group's next block
+            if nv == 16 and 0 < nv2 <= 8 and jb + 1 < jb1 and M >= 4:
+                # this block and a last one of 8 or fewer filters together: 4 pixels x 24
+                # filters (12 accumulators, three weight loads a quad; the 8-filter block alone
+                # would run 4 x 8 tiles, 4 chains: a third of its time issuing)
+                wb2 = wb + blk
+                ntile = (M + 3) // 4
+                for t in range(ntile):
+                    m = min(4 * t, M - 4)
+                    o0 = obase + m * Cout + bidx
+                    q0 = pb[m] + xg
+                    q1 = pb[m + 1] + xg
+                    q2 = pb[m + 2] + xg
+                    q3 = pb[m + 3] + xg
+                    a00 = _vload_i32x8(bp, 16 * jb)
+                    a01 = _vload_i32x8(bp, 16 * jb + 8)
+                    a02 = _vload_i32x8(bp, 16 * jb + 16)
+                    a10 = a00
+                    a11 = a01
+                    a12 = a02
+                    a20 = a00
+                    a21 = a01
+                    a22 = a02
+                    a30 = a00
+                    a31 = a01
+                    a32 = a02
+                    for s in range(nseg):
+                        xo = sx[s]
+                        p0 = q0 + xo
+                        p1 = q1 + xo
+                        p2 = q2 + xo
+                        p3 = q3 + xo
+                        wo = wb + sw_[s]
+                        wo2 = wb2 + sw_[s]
+                        for k in range(sn[s]):
+                            w0 = _vload_q(wq, wo)
+                            w1 = _vload_q(wq, wo + 32)
+                            w2 = _vload_q(wq, wo2)
+                            wo += 64
+                            wo2 += 64
+                            xv = _vbcast_quad(buf, p0)
+                            a00 = _vdpbusd(a00, xv, w0)
+                            a01 = _vdpbusd(a01, xv, w1)
+                            a02 = _vdpbusd(a02, xv, w2)
+                            xv = _vbcast_quad(buf, p1)
+                            a10 = _vdpbusd(a10, xv, w0)
+                            a11 = _vdpbusd(a11, xv, w1)
+                            a12 = _vdpbusd(a12, xv, w2)
+                            xv = _vbcast_quad(buf, p2)
+                            a20 = _vdpbusd(a20, xv, w0)
+                            a21 = _vdpbusd(a21, xv, w1)
+                            a22 = _vdpbusd(a22, xv, w2)
+                            xv = _vbcast_quad(buf, p3)
+                            a30 = _vdpbusd(a30, xv, w0)
+                            a31 = _vdpbusd(a31, xv, w1)
+                            a32 = _vdpbusd(a32, xv, w2)
+                            p0 += 4
+                            p1 += 4
+                            p2 += 4
+                            p3 += 4
+                    if cp is not None:
+                        _rq_store16(o8, o0, a00, a01, cp, bidx, qzp, qlo, qhi, 16)
+                        _vrq_store(o8, o0 + 16, a02, cp, bidx + 16, qzp, qlo, qhi, nv2)
+                        _rq_store16(o8, o0 + Cout, a10, a11, cp, bidx, qzp, qlo, qhi, 16)
+                        _vrq_store(o8, o0 + Cout + 16, a12, cp, bidx + 16, qzp, qlo, qhi, nv2)
+                        _rq_store16(o8, o0 + 2 * Cout, a20, a21, cp, bidx, qzp, qlo, qhi, 16)
+                        _vrq_store(o8, o0 + 2 * Cout + 16, a22, cp, bidx + 16, qzp, qlo, qhi, nv2)
+                        _rq_store16(o8, o0 + 3 * Cout, a30, a31, cp, bidx, qzp, qlo, qhi, 16)
+                        _vrq_store(o8, o0 + 3 * Cout + 16, a32, cp, bidx + 16, qzp, qlo, qhi, nv2)
+                    else:
+                        _vstore_plain(outf, o0, a00, 8)
+                        _vstore_plain(outf, o0 + 8, a01, 8)
+                        _vstore_plain(outf, o0 + 16, a02, nv2)
+                        _vstore_plain(outf, o0 + Cout, a10, 8)
+                        _vstore_plain(outf, o0 + Cout + 8, a11, 8)
+                        _vstore_plain(outf, o0 + Cout + 16, a12, nv2)
+                        _vstore_plain(outf, o0 + 2 * Cout, a20, 8)
+                        _vstore_plain(outf, o0 + 2 * Cout + 8, a21, 8)
+                        _vstore_plain(outf, o0 + 2 * Cout + 16, a22, nv2)
+                        _vstore_plain(outf, o0 + 3 * Cout, a30, 8)
+                        _vstore_plain(outf, o0 + 3 * Cout + 8, a31, 8)
+                        _vstore_plain(outf, o0 + 3 * Cout + 16, a32, nv2)
+                jb += 2
+                continue
             # 6-pixel x 16-filter tiles (12 accumulators: vpdpbusd's latency of 5 cycles at two
             # a cycle needs 10 independent chains; 4 x 16 filled 0.8 of the issue slots). A
             # ragged end is one more tile ending at the last pixel (it recomputes up to 5 pixels
@@ -314,6 +399,7 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
                     _vstore_plain(outf, o0, _vadd32(a0, b0), nv)
                     _vstore_plain(outf, o0 + 8, _vadd32(a1, b1), nv - 8)
                 m += 1
+            jb += 1
 
 
 # ---------------------------------------------------------------------------
