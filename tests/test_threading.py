@@ -186,3 +186,21 @@ def test_libgomp_keeps_a_users_active_policy():
                                            OMP_WAIT_POLICY="ACTIVE"))
     assert _layer_and_policy(out) == "ACTIVE"
     assert "GOMP_SPINCOUNT = '30000000000'" in err
+
+
+def test_count_reads_numbas_thread_count():
+    """threads.count() (the kernels' per-call read, without numba.get_num_threads' lock) is
+    Numba's thread-local count after every change, in this thread and in another."""
+    import threading
+    old = numba.get_num_threads()
+    try:
+        for n in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+            numba.set_num_threads(n)
+            assert threads.count() == numba.get_num_threads() == n
+        seen = []
+        t = threading.Thread(target=lambda: seen.append((threads.count(), numba.get_num_threads())))
+        t.start()
+        t.join()
+        assert seen[0][0] == seen[0][1]
+    finally:
+        numba.set_num_threads(old)

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
 from ..params import MacParams
 from ..registry import InputViews, binder, kernel
 from ..vocab import RequantScheme
-from . import accumulate, depthwise_small, fnptr, gemv, mac
+from . import accumulate, depthwise_small, fnptr, gemv, mac, threads
 from .requant import SplitShifts, requantize, split_shifts
 
 
@@ -251,7 +250,7 @@ def _gemv_args(p: MacParams, data: MacData) -> tuple:
 
 def _gemv(args: tuple, x2d: np.ndarray, out2d: np.ndarray) -> None:
     serial, par, kargs, macs = args
-    nt = numba.get_num_threads() if macs >= mac.PARALLEL_MIN_MACS else 1
+    nt = threads.count() if macs >= mac.PARALLEL_MIN_MACS else 1
     if nt > 1:
         par(x2d, *kargs, out2d, nt)
     else:

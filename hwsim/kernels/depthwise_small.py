@@ -23,11 +23,12 @@ to period C too), stored straight into the output row.
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads, njit
+from numba import njit
 
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_intrinsics import (_wload, _wmadd_acc, _wunpack_hi, _wunpack_lo, _zchannels_hi,
                              _zchannels_lo, _zload_i32, _zrq_consts, _zrq_store_c)
+from . import threads
 from .fnptr import ItemsCall, compiled_address, direct
 from .mac_pack import _DW_LANES32
 from .mac_tiles import _convert_run
@@ -120,7 +121,7 @@ def bound_call(args: tuple, out: np.ndarray, macs: int):
     made = {}
 
     def call(x):
-        nt = get_num_threads() if macs >= PARALLEL_MIN_MACS else 1
+        nt = threads.count() if macs >= PARALLEL_MIN_MACS else 1
         if nt > 1:
             run = made.get(nt)
             if run is None:

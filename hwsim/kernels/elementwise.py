@@ -23,6 +23,7 @@ from ..arith import (multiply_by_quantized_multiplier_double,
                      multiply_by_quantized_multiplier_single, rounding_divide_by_pot, saturate,
                      wrap_int32)
 from ..registry import InputViews, binder, kernel
+from . import threads
 from .fnptr import ItemsCall, compiled_address, direct
 
 
@@ -392,7 +393,7 @@ def run_add_sub(layer, inputs, data):
         if ADD_TABLES and a.dtype == np.int8 and n >= LUT_MIN_ELEMENTS:
             if data.table is None:
                 data.table = _add_sub_table(p.is_sub, data.args, p.single_rounding)
-            nt = numba.get_num_threads() if n >= LUT_PARALLEL_MIN_ELEMENTS else 1
+            nt = threads.count() if n >= LUT_PARALLEL_MIN_ELEMENTS else 1
             if nt > 1:
                 _lut_parallel(a, b, out, data.table, nt)
             else:
@@ -432,7 +433,7 @@ def bind_add_sub(layer, data, in_infos, outs):
 
         def call(inputs):
             a, b = views(inputs)
-            nt = numba.get_num_threads() if big else 1
+            nt = threads.count() if big else 1
             if nt > 1:
                 run = runs.get(nt)
                 if run is None:

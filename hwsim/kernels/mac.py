@@ -62,12 +62,13 @@ import os
 from typing import NamedTuple
 
 import numpy as np
-from numba import get_num_threads, njit
+from numba import njit
 
 from ..arith import magnitude_form_exact
 from .depthwise_vnni import _dwq_serial, dwq_pairs, dwq_requant, dwq_serial_address, dwq_weights
 from .depthwise_zmm import (_dw3_serial, _dw32_par, _dw32_serial, dw3_part, dw3_requant, dw3_serial_address,
                             dw3_weights)
+from . import threads
 from .fnptr import ItemsCall, RepeatCall, compiled_address, direct, run_items_par
 from .mac_intrinsics import _HAVE_AVX2, HOST_CPU_NAME, HOST_HAS_AVX512BW, HOST_HAS_VNNI, HOST_HAS_VNNI512
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
@@ -403,7 +404,7 @@ def _conv_run(macs, *args, kernels=(run_items_par, _conv_serial)):
     are threads, else all of them on this one."""
     par, serial = kernels
     if macs >= PARALLEL_MIN_MACS:
-        nt = get_num_threads()
+        nt = threads.count()
         if nt > 1:
             par(conv_serial_address(serial, args, nt), (*args[:-6], nt, *args[-6:]),
                 conv_serial_part(serial, args, nt))
@@ -582,7 +583,7 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
         if xs is not None and x.shape != xs:
             x = x.reshape(xs)
         if big:
-            nt = get_num_threads()
+            nt = threads.count()
             if nt > 1:
                 # per thread count: the serial kernel's address, the part, and the driver's
                 # call, bound once the caller passes the same array twice (fnptr.ItemsCall)
@@ -638,7 +639,7 @@ def per_thread_count(parallel, serial):
     made = {}
 
     def run():
-        nt = get_num_threads()
+        nt = threads.count()
         f = made.get(nt)
         if f is None:
             f = made[nt] = parallel(nt) if nt > 1 else serial()
@@ -839,7 +840,7 @@ def _dw_par_run(par, x, pre, nt, post, tail):
 
 def _dw_exec(x, head, out, wide, macs, fz):
     par, serial, pre, post, limit = _dw_kernels(head, out, wide, fz)
-    nt = get_num_threads() if macs >= limit else 1
+    nt = threads.count() if macs >= limit else 1
     if nt > 1:
         _dw_par_run(par, x, pre, nt, post, _dw_par_tail(head, x, pre, nt, post))
     else:
@@ -856,7 +857,7 @@ def depthwise_bound_call(head, macs: int, out8: np.ndarray, requant: FusedRequan
 
     def call(x):
         if big:
-            nt = get_num_threads()
+            nt = threads.count()
             if nt > 1:
                 # per thread count: the driver's tail and its call, bound once the caller
                 # passes the same array twice (as conv2d_bound_call)

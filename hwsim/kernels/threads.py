@@ -31,6 +31,33 @@ USER_FIXED = "NUMBA_NUM_THREADS" in os.environ
 _local = threading.local()  # Numba's thread count is per calling thread; so is this state
 
 
+def _fast_count():
+    """Numba's own read of this thread's thread count (the C function behind
+    numba.get_num_threads, ~80 ns), once its threads are started; None where that Numba
+    internal is missing."""
+    try:
+        from numba.np.ufunc import parallel
+        numba.get_num_threads()  # starts the threading layer and binds the C function
+        fn = parallel._get_num_threads
+        return fn if fn() > 0 else None
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover - another Numba
+        return None
+
+
+_count_fn = None
+
+
+def count() -> int:
+    """numba.get_num_threads() for the kernels' per-call choice of serial or threaded: the same
+    value, without its per-call lock (0.55 us against 0.08 us a read on Sapphire Rapids;
+    mobilenet_v2's call plan reads it ~58 times a run)."""
+    global _count_fn
+    fn = _count_fn
+    if fn is None:
+        fn = _count_fn = _fast_count() or numba.get_num_threads
+    return fn()
+
+
 def available() -> bool:
     """Can the load be read here?"""
     return os.path.exists(LOADAVG)
