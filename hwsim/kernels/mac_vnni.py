@@ -241,8 +241,10 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
             # ragged end is one more tile ending at the last pixel (it recomputes up to 5 pixels
             # of the one before and stores the same values again).
             if nv > 8:
-                ntile = M // 6
-                if M > 6 and M % 6:
+                n5 = (6 - M % 6) % 6 if M >= 20 else 0
+                n6 = (M - 5 * n5) // 6
+                ntile = n6
+                if n5 == 0 and M > 6 and M % 6:
                     ntile += 1
                 for t in range(ntile):
                     m = min(6 * t, M - 6)
@@ -322,7 +324,77 @@ def _conv_q_serial(x, wq, wsum, bias, padv, G, Coutg, OCBg, KH, KW, sh, sw, dh, 
                         _vstore_plain(outf, o0 + 4 * Cout + 8, a41, nv - 8)
                         _vstore_plain(outf, o0 + 5 * Cout, a50, 8)
                         _vstore_plain(outf, o0 + 5 * Cout + 8, a51, nv - 8)
-                m = min(6 * ntile, M)
+                # then the five-pixel tiles: M = 6 a + 5 b exactly for every M >= 20 (b = -M
+                # mod 6), where one more six-pixel tile would recompute up to 5 pixels (a 7x7
+                # layer's 49: 54 computed)
+                for t in range(n5):
+                    m = 6 * n6 + 5 * t
+                    o0 = obase + m * Cout + bidx
+                    q0 = pb[m] + xg
+                    q1 = pb[m + 1] + xg
+                    q2 = pb[m + 2] + xg
+                    q3 = pb[m + 3] + xg
+                    q4 = pb[m + 4] + xg
+                    a00 = _vload_i32x8(bp, 16 * jb)
+                    a01 = _vload_i32x8(bp, 16 * jb + 8)
+                    a10 = a00
+                    a11 = a01
+                    a20 = a00
+                    a21 = a01
+                    a30 = a00
+                    a31 = a01
+                    a40 = a00
+                    a41 = a01
+                    for s in range(nseg):
+                        xo = sx[s]
+                        p0 = q0 + xo
+                        p1 = q1 + xo
+                        p2 = q2 + xo
+                        p3 = q3 + xo
+                        p4 = q4 + xo
+                        wo = wb + sw_[s]
+                        for k in range(sn[s]):
+                            w0 = _vload_q(wq, wo)
+                            w1 = _vload_q(wq, wo + 32)
+                            wo += 64
+                            xv = _vbcast_quad(buf, p0)
+                            a00 = _vdpbusd(a00, xv, w0)
+                            a01 = _vdpbusd(a01, xv, w1)
+                            xv = _vbcast_quad(buf, p1)
+                            a10 = _vdpbusd(a10, xv, w0)
+                            a11 = _vdpbusd(a11, xv, w1)
+                            xv = _vbcast_quad(buf, p2)
+                            a20 = _vdpbusd(a20, xv, w0)
+                            a21 = _vdpbusd(a21, xv, w1)
+                            xv = _vbcast_quad(buf, p3)
+                            a30 = _vdpbusd(a30, xv, w0)
+                            a31 = _vdpbusd(a31, xv, w1)
+                            xv = _vbcast_quad(buf, p4)
+                            a40 = _vdpbusd(a40, xv, w0)
+                            a41 = _vdpbusd(a41, xv, w1)
+                            p0 += 4
+                            p1 += 4
+                            p2 += 4
+                            p3 += 4
+                            p4 += 4
+                    if cp is not None:
+                        _rq_store16(o8, o0, a00, a01, cp, bidx, qzp, qlo, qhi, nv)
+                        _rq_store16(o8, o0 + Cout, a10, a11, cp, bidx, qzp, qlo, qhi, nv)
+                        _rq_store16(o8, o0 + 2 * Cout, a20, a21, cp, bidx, qzp, qlo, qhi, nv)
+                        _rq_store16(o8, o0 + 3 * Cout, a30, a31, cp, bidx, qzp, qlo, qhi, nv)
+                        _rq_store16(o8, o0 + 4 * Cout, a40, a41, cp, bidx, qzp, qlo, qhi, nv)
+                    else:
+                        _vstore_plain(outf, o0, a00, 8)
+                        _vstore_plain(outf, o0 + 8, a01, nv - 8)
+                        _vstore_plain(outf, o0 + Cout, a10, 8)
+                        _vstore_plain(outf, o0 + Cout + 8, a11, nv - 8)
+                        _vstore_plain(outf, o0 + 2 * Cout, a20, 8)
+                        _vstore_plain(outf, o0 + 2 * Cout + 8, a21, nv - 8)
+                        _vstore_plain(outf, o0 + 3 * Cout, a30, 8)
+                        _vstore_plain(outf, o0 + 3 * Cout + 8, a31, nv - 8)
+                        _vstore_plain(outf, o0 + 4 * Cout, a40, 8)
+                        _vstore_plain(outf, o0 + 4 * Cout + 8, a41, nv - 8)
+                m = M if n5 else min(6 * ntile, M)
             else:
                 ntile = M // 4
                 if M > 4 and M % 4:
