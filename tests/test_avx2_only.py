@@ -5,11 +5,12 @@ this process the avx2 path's kernels are compiled for the host's features (on an
 LLVM may use zmm registers in them); this test runs the code a Zen 3 or Haswell would run.
 
 The subprocess (twice: AVX-VNNI hidden too, and kept) computes accumulators and fused int8
-outputs (both requantization forms: the general two-step one, and the one-step rounding with
-logical shifts, FusedRequant.ql) of conv, depthwise (3x3 layers that take the 3x3 kernels on
-AVX-512 CPUs, a 5x5 layer, depth multiplier 2) and fully connected layers, serial and on two
-threads; this process compares them with the plain reference kernels (and the reference
-accumulators requantized separately). Skipped, saying why, where CPUID cannot be made to fault
+outputs (the three requantization forms: the general two-step one, the one-step rounding with
+logical shifts, FusedRequant.ql, and its sign-magnitude form, FusedRequant.qs) of conv,
+depthwise (3x3 layers that take the 3x3 kernels on AVX-512 CPUs, a 5x5 layer, depth
+multiplier 2) and fully connected layers (with AVX-VNNI also through gemv_vnni256), serial and
+on two threads; this process compares them with the plain reference kernels (and the
+reference accumulators requantized separately). Skipped, saying why, where CPUID cannot be made to fault
 or gcc is missing.
 """
 from __future__ import annotations
@@ -73,7 +74,8 @@ for threads in (1, 2):
         x, w, b = d[name + ".x"], d[name + ".w"], d[name + ".b"]
         fq = mac.FusedRequant(*d[name + ".fq"])
         fl = mac.FusedRequant(*d[name + ".fl"])
-        for tag, rq in (("acc", None), ("int8", fq), ("int8l", fl)):
+        fs = mac.FusedRequant(*d[name + ".fs"])
+        for tag, rq in (("acc", None), ("int8", fq), ("int8l", fl), ("int8s", fs)):
             if kind == "conv":
                 r = mac.conv2d_acc(x, w, b, *geo[:-1], requant=rq)
             elif kind == "dw":
@@ -81,6 +83,18 @@ for threads in (1, 2):
             else:
                 r = mac.fully_connected_acc(x, w, b, *geo, requant=rq)
             out[f"{name}.{tag}.{threads}"] = r
+        if kind == "fc" and path == "vnni256":  # the FULLY_CONNECTED kernel of a VNNI-on-ymm CPU
+            from hwsim.kernels import gemv
+            sp = tuple(d[name + ".split"])
+            wq, c = gemv.vnni_pack(w, geo[0], 8)
+            o8 = np.empty((x.shape[0], w.shape[0]), np.int8)
+            args = (x, wq, c, b, sp, np.int64(fl.zp), np.int64(fl.lo), np.int64(fl.hi),
+                    np.empty((x.shape[0], (x.shape[1] + 3) // 4 * 4), np.uint8), np.empty(w.shape[0], np.int32), o8)
+            if threads > 1:
+                gemv.gemv_vnni256_parallel(*args, threads)
+            else:
+                gemv.gemv_vnni256(*args)
+            out[f"{name}.gemv.{threads}"] = o8
 np.savez(sys.argv[2], **out)
 """
 
@@ -93,6 +107,13 @@ def _rq(rng, channels, right_only=False):
                          multiplier=rng.integers(1 << 30, (1 << 31) - 1, channels),
                          shift=rng.integers(-14, 0 if right_only else 2, channels),
                          scheme=RequantScheme.tflite_double, out_zp=int(rng.integers(-128, 128)))
+
+
+def _rq_mag(rng, channels):
+    """Right shifts 1..12, odd multipliers: the sign-magnitude form (FusedRequant.qs)."""
+    return RequantParams(act_min=-110, act_max=120, multiplier=rng.integers(1 << 30, (1 << 31) - 1, channels) | 1,
+                         shift=rng.integers(-12, 0, channels), scheme=RequantScheme.tflite_double,
+                         out_zp=int(rng.integers(-128, 128)))
 
 
 def _fused(rq, cout):
@@ -124,12 +145,18 @@ def test_avx2_only_build_gives_the_reference_integers(path, tmp_path):
             acc = mac.depthwise_conv2d_acc_reference(x, w, b, *geo)
         else:
             acc = mac.fully_connected_acc_reference(x, w, b, *geo)
-        rq, rl = _rq(rng, cout), _rq(rng, cout, right_only=True)
-        fq, fl = _fused(rq, cout), _fused(rl, cout)
-        assert fq.ql is None and fl.ql is not None
+        rq, rl, rs = _rq(rng, cout), _rq(rng, cout, right_only=True), _rq_mag(rng, cout)
+        fq, fl, fs = _fused(rq, cout), _fused(rl, cout), _fused(rs, cout)
+        assert fq.ql is None and fl.ql is not None and fs.qs is not None
         data.update({name + ".x": x, name + ".w": w, name + ".b": b,
-                     name + ".fq": np.array(tuple(fq), dtype=object), name + ".fl": np.array(tuple(fl), dtype=object)})
-        want[name] = {"acc": acc, "int8": requantize(acc, rq, np.int8), "int8l": requantize(acc, rl, np.int8)}
+                     name + ".fq": np.array(tuple(fq), dtype=object), name + ".fl": np.array(tuple(fl), dtype=object),
+                     name + ".fs": np.array(tuple(fs), dtype=object)})
+        want[name] = {"acc": acc, "int8": requantize(acc, rq, np.int8), "int8l": requantize(acc, rl, np.int8),
+                      "int8s": requantize(acc, rs, np.int8)}
+        if kind == "fc" and path == "vnni256":
+            from hwsim.kernels import gemv
+            data[name + ".split"] = np.array(gemv.requant_args(rl, cout), dtype=object)
+            want[name]["gemv"] = requantize(acc, rl, np.int8)
     np.savez(tmp_path / "in.npz", **data)
     script = tmp_path / "avx2.py"
     script.write_text(_SCRIPT)
