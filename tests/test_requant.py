@@ -372,3 +372,32 @@ def test_add_sub_kernels_match_bigint_model(monkeypatch, table, dtype):
                 + p.output_offset
             want = min(max(v, p.act_min), p.act_max)
             assert int(got[i]) == want, (trial, i)
+
+
+def test_add_table_gather_equals_the_direct_loop():
+    """The int8 ADD table loop (8 elements a vpgatherdd where the CPU has AVX2, the tail one by
+    one), serial and on two threads, against the direct loop on every input pair and a ragged
+    tail, for one ADD and one SUB."""
+    import numba
+
+    from hwsim.kernels import elementwise as E
+    pairs_a = np.repeat(np.arange(-128, 128, dtype=np.int8), 256)
+    pairs_b = np.tile(np.arange(-128, 128, dtype=np.int8), 256)
+    rng = np.random.default_rng(5)
+    a = np.concatenate([pairs_a, rng.integers(-128, 128, 13).astype(np.int8)])
+    b = np.concatenate([pairs_b[::-1], rng.integers(-128, 128, 13).astype(np.int8)])
+    for is_sub in (False, True):
+        args = (np.int64(-3), np.int64(100), np.int64(20), np.int64(1518500250), np.int64(-1),
+                np.int64(1234567891), np.int64(-2), np.int64(2000000001), np.int64(-18),
+                np.int64(-7), np.int64(-128), np.int64(127))
+        want = np.empty_like(a)
+        E._add_sub_general(a, b, want, is_sub, *args, False)
+        lut = E._add_sub_table(is_sub, args, False)
+        assert lut.shape == (65536 + 4,)
+        got = np.empty_like(a)
+        E._add_sub_lut(a, b, got, lut)
+        assert np.array_equal(got, want)
+        if numba.config.NUMBA_NUM_THREADS > 1:
+            got2 = np.empty_like(a)
+            E._lut_parallel(a, b, got2, lut, 2)
+            assert np.array_equal(got2, want)

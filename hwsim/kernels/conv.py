@@ -369,7 +369,7 @@ def bind_fully_connected(layer, data: MacData, in_infos, outs):
 
     def thunk(ins):
         """call(ins) for these very inputs: the kernel bound with every argument (per thread
-        count for a threaded one, mac.per_thread_count)."""
+        count for a threaded one, fnptr.per_thread_count)."""
         x = ins[0]
         if type(x) is not np.ndarray or x.dtype != np.int8 or not x.flags.c_contiguous:
             return None
@@ -378,6 +378,6 @@ def bind_fully_connected(layer, data: MacData, in_infos, outs):
         one = lambda: fnptr.direct(serial, x2d, *kargs, out2d)  # noqa: E731
         if macs < mac.PARALLEL_MIN_MACS:
             return one()
-        return mac.per_thread_count(lambda nt: fnptr.direct(par, x2d, *kargs, out2d, nt), one)
+        return fnptr.per_thread_count(lambda nt: fnptr.direct(par, x2d, *kargs, out2d, nt), one)
     call.thunk = thunk
     return call

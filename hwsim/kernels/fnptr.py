@@ -26,6 +26,8 @@ from numba.core import cgutils
 from numba.core.callconv import excinfo_t
 from numba.extending import intrinsic
 
+from . import threads
+
 _ADDRESSES: dict = {}
 
 
@@ -134,3 +136,18 @@ def run_items_par(serial, args, part):
     for k in prange(i1 - i0):
         item = np.int64(i0 + k)
         call_compiled(serial, args + (head + (item, np.int64(item + 1)),))
+
+
+def per_thread_count(parallel, serial):
+    """A function of no arguments that calls ``parallel(nt)()`` for the current thread count nt
+    > 1 and ``serial()()`` for one thread, each made once (a call plan's bound step: Numba's
+    thread count is read per call, threads.count, and nothing else is done in Python)."""
+    made = {}
+
+    def run():
+        nt = threads.count()
+        f = made.get(nt)
+        if f is None:
+            f = made[nt] = parallel(nt) if nt > 1 else serial()
+        f()
+    return run

@@ -69,7 +69,7 @@ from .depthwise_vnni import _dwq_serial, dwq_pairs, dwq_requant, dwq_serial_addr
 from .depthwise_zmm import (_dw3_serial, _dw32_par, _dw32_serial, dw3_part, dw3_requant, dw3_serial_address,
                             dw3_weights)
 from . import threads
-from .fnptr import ItemsCall, RepeatCall, compiled_address, direct, run_items_par
+from .fnptr import ItemsCall, RepeatCall, compiled_address, direct, per_thread_count, run_items_par
 from .mac_intrinsics import _HAVE_AVX2, HOST_CPU_NAME, HOST_HAS_AVX512BW, HOST_HAS_VNNI, HOST_HAS_VNNI512
 from .mac_intrinsics import NJIT_OPTIONS as _NJ
 from .mac_pack import (PackedConvWeights, PackedDepthwiseWeights, _check_int8_weights, aligned,
@@ -626,25 +626,10 @@ def conv2d_bound_call(plan, out8: np.ndarray, requant: FusedRequant):
     return call
 
 
-#: The call plan binds the threaded conv and depthwise layers too (per_thread_count): a step
+#: The call plan binds the threaded conv and depthwise layers too (fnptr.per_thread_count): a step
 #: is then the kernel's call and a read of the thread count, not call() with its per-call
 #: Python (reshape, argument tuple, binding checks).
 PARALLEL_THUNKS = True
-
-
-def per_thread_count(parallel, serial):
-    """A function of no arguments that calls ``parallel(nt)()`` for the current thread count nt
-    > 1 and ``serial()()`` for one thread, each made once (a call plan's bound step: Numba's
-    thread count is read per call, 0.1-0.2 us, and nothing else is done in Python)."""
-    made = {}
-
-    def run():
-        nt = threads.count()
-        f = made.get(nt)
-        if f is None:
-            f = made[nt] = parallel(nt) if nt > 1 else serial()
-        f()
-    return run
 
 
 def conv2d_fused_call(pk: PackedConvWeights, bias, input_offset, stride_h, stride_w, dilation_h,

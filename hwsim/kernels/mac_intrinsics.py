@@ -491,6 +491,36 @@ def _vdpbusd(typingctx, acc, a, b):
 
 
 @intrinsic
+def _lut_gather8(typingctx, out, i, a, b, lut):
+    """out[i:i+8] = lut[(a[j] + 128) * 256 + (b[j] + 128)] for j in i..i+7 (int8 a, b, out;
+    ``lut`` int8 with 3 bytes past its last index): one vpgatherdd of the 8 dwords at those
+    byte offsets (scale 1), their low bytes stored. AVX2 only (elementwise's table loop
+    chooses it where the CPU has AVX2)."""
+    for arr in (out, a, b, lut):
+        if not (isinstance(arr, types.Array) and arr.dtype == types.int8):
+            return None
+    if not _HAVE_AVX2:
+        return None
+
+    def codegen(context, builder, sig, args):
+        aout, ai, aa, ab, alut = args
+        i8 = ir.IntType(8)
+        v8b = ir.VectorType(i8, 8)
+        idx = context.cast(builder, ai, sig.args[1], types.int64)
+        va = builder.sext(builder.load(_elem_ptr(context, builder, sig.args[2], aa, idx, v8b), align=1), _V8)
+        vb = builder.sext(builder.load(_elem_ptr(context, builder, sig.args[3], ab, idx, v8b), align=1), _V8)
+        off = builder.add(builder.add(builder.shl(va, ir.Constant(_V8, [8] * 8)), vb), ir.Constant(_V8, [32896] * 8))
+        base = _elem_ptr(context, builder, sig.args[4], alut, ir.Constant(ir.IntType(64), 0), i8)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_V8, [_V8, i8.as_pointer(), _V8, _V8, i8]), "llvm.x86.avx2.gather.d.d.256")
+        g = builder.call(fn, [ir.Constant(_V8, [0] * 8), base, off, ir.Constant(_V8, [-1] * 8), ir.Constant(i8, 1)])
+        builder.store(builder.trunc(g, v8b), _elem_ptr(context, builder, sig.args[0], aout, idx, v8b), align=1)
+        return context.get_dummy_value()
+
+    return types.none(out, i, a, b, lut), codegen
+
+
+@intrinsic
 def _vcopy_flip32(typingctx, dst, d0, src, s0):
     """dst[d0:d0+32] = src[s0:s0+32] + 128 as bytes (int8 -> uint8: the sign bit flipped)."""
     if not (isinstance(dst, types.Array) and dst.dtype == types.uint8):
